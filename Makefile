@@ -1,0 +1,128 @@
+# cherry — the RLHF pipeline as small C programs.
+#
+#   make            build libcherry.a and every program into bin/
+#   make check      build and run every test (unit, oracle, parser, CLI; ASan+UBSan pass)
+#   make bench      benchmarks (tokens/s, fraction of sgemm peak)
+#   make CUDA=1     also build the GPU backend (cuda/)
+#   make pipeline-dpo   the main job (see pipelines/)
+#
+# Missing Debian packages are installed by the `deps` step (apt-get as root; otherwise
+# the exact apt-get line is printed and make stops with exit 69).
+
+CC       ?= gcc
+OPT      ?= -O3 -march=native
+BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
+WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 $(WARN) -fopenmp -Icommon -I$(BLAS_INC) -MMD -MP
+LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lm -fopenmp
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRC  := $(sort $(wildcard common/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC:= $(sort $(wildcard tests/bench_*.c))
+
+LIB      := build/libcherry.a
+LIB_OBJ  := $(LIB_SRC:%.c=build/%.o)
+TOOLS    := $(TOOL_SRC:tools/%.c=bin/%)
+TESTS    := $(TEST_SRC:tests/%.c=build/tests/%)
+BENCHES  := $(BENCH_SRC:tests/%.c=build/tests/%)
+
+# Tests too slow to run a second time under the sanitizers (numerics on whole models).
+ASAN_SKIP ?= $(patsubst tests/%.c,%,$(wildcard tests/test_oracle*.c tests/test_train*.c tests/test_bench*.c))
+ASAN_LIB := build/asan/libcherry.a
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
+ASAN_TESTS := $(filter-out $(addprefix build/asan/tests/,$(ASAN_SKIP)),$(TEST_SRC:tests/%.c=build/asan/tests/%))
+
+ifeq ($(CUDA),1)
+CUDA_SRC := $(wildcard cuda/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=build/%.o)
+NVCC     ?= nvcc
+CUDA_HOME?= /usr/local/cuda
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CFLAGS   += -DCHERRY_CUDA
+endif
+
+.PHONY: all check bench deps clean lint format install
+all: $(TOOLS)
+
+# ---- dependencies ------------------------------------------------------------
+DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev gnuplot-nox python3
+DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
+             /usr/include/pcre2.h /usr/bin/gnuplot
+
+deps: build/.deps-ok
+build/.deps-ok:
+	@missing=""; for f in $(DEP_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: missing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: apt-get install -y $(DEB_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS)) || exit 69; \
+	  else \
+	    echo "deps: please run as root:  apt-get install -y $(DEB_PKGS)"; exit 69; \
+	  fi; \
+	fi
+	@mkdir -p build && touch $@
+
+# ---- library and programs ----------------------------------------------------
+build/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/cuda/%.o: cuda/%.cu | build/.deps-ok
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -Icommon -c $< -o $@
+
+$(LIB): $(LIB_OBJ) $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/%: build/tools/%.o $(LIB)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+build/tests/%: build/tests/%.o $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# ---- sanitizer build of the library and the unit/parser tests ------------------
+build/asan/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
+
+$(ASAN_LIB): $(ASAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/asan/tests/%: build/asan/tests/%.o $(ASAN_LIB)
+	$(CC) $(CFLAGS) -O1 $(SAN) $< $(ASAN_LIB) $(LDLIBS) -o $@
+
+# ---- tests -------------------------------------------------------------------
+check: $(TOOLS) $(TESTS) $(ASAN_TESTS)
+	@sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
+
+bench: $(TOOLS) $(BENCHES)
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+lint:
+	clang-tidy $(LIB_SRC) $(TOOL_SRC) -- -Icommon -I$(BLAS_INC) -D_GNU_SOURCE
+	cppcheck --quiet --enable=warning,performance --inline-suppr -Icommon common tools
+
+format:
+	clang-format -i common/*.[ch] tools/*.c tests/*.c
+
+PREFIX ?= /usr/local
+install: $(TOOLS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	-install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+
+clean:
+	rm -rf build bin
+
+-include $(wildcard pipelines/*.mk)
+-include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,61 @@
+/* cli.c — see cli.h. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+void cli_version(const char *prog) {
+    printf("%s (cherry) %s\n", prog, CHERRY_VERSION);
+    exit(0);
+}
+
+void cli_usage_error(const char *prog, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help'.\n", prog);
+    exit(EX_USAGE);
+}
+
+long long cli_ll(const char *prog, const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) cli_usage_error(prog, "%s: expected an integer, got '%s'", flag, s);
+    return v;
+}
+
+int cli_int(const char *prog, const char *flag, const char *s) {
+    long long v = cli_ll(prog, flag, s);
+    if (v < -2147483647LL || v > 2147483647LL) cli_usage_error(prog, "%s: value out of range: '%s'", flag, s);
+    return (int)v;
+}
+
+uint64_t cli_u64(const char *prog, const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    if (*s == '-') cli_usage_error(prog, "%s: expected a non-negative integer, got '%s'", flag, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end) cli_usage_error(prog, "%s: expected a non-negative integer, got '%s'", flag, s);
+    return (uint64_t)v;
+}
+
+double cli_double(const char *prog, const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) cli_usage_error(prog, "%s: expected a number, got '%s'", flag, s);
+    return v;
+}
+
+int cli_progress_enabled(int flag_value) {
+    if (flag_value >= 0) return flag_value;
+    return isatty(2);
+}

@@ -1,0 +1,27 @@
+/* cli.h — what every program's command line shares: version, number parsing with
+ * clear usage errors, the common-flag values.  Programs use getopt_long themselves;
+ * this only removes the repeated parts.  Not for: program-specific flags. */
+#ifndef CHERRY_CLI_H
+#define CHERRY_CLI_H
+
+#include <stdint.h>
+
+#define CHERRY_VERSION "0.1.0"
+
+/* Prints "PROG (cherry) VERSION" on stdout and exits 0. */
+void cli_version(const char *prog) __attribute__((noreturn));
+
+/* Parse a flag value or print "PROG: --flag: expected ..., got 'x'" and exit 64. */
+int cli_int(const char *prog, const char *flag, const char *s);
+long long cli_ll(const char *prog, const char *flag, const char *s);
+uint64_t cli_u64(const char *prog, const char *flag, const char *s);
+double cli_double(const char *prog, const char *flag, const char *s);
+
+/* Prints "PROG: message\nTry 'PROG --help'." and exits 64. */
+void cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* Progress display: on when --progress, off when --no-progress, else when stderr is
+ * a terminal. value: 1 = on, 0 = off, -1 = auto. */
+int cli_progress_enabled(int flag_value);
+
+#endif

@@ -1,0 +1,24 @@
+/* gemm.h — the one seam through which matrix products go.
+ *
+ * Everything that multiplies matrices calls gemm(); only gemm.c calls BLAS
+ * (cblas_sgemm from OpenBLAS's OpenMP build, so BLAS and our own OpenMP loops
+ * share one thread pool instead of fighting over the cores).  The CUDA backend
+ * (cuda/) implements the same function.  Row-major throughout. */
+#ifndef CHERRY_GEMM_H
+#define CHERRY_GEMM_H
+
+/* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
+ * op(A) is [M,K]: A is [M,K] (lda >= K) or, if transA, [K,M] (lda >= M).
+ * op(B) is [K,N]: B is [K,N] (ldb >= N) or, if transB, [N,K] (ldb >= K). */
+void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
+void threads_set(int n);
+int threads_get(void);
+
+/* Measures the sgemm peak of this machine at the current thread count on square
+ * matrices of size n (FLOP/s, best of a few runs). Used by `make bench`. */
+double gemm_measure_peak(int n);
+
+#endif

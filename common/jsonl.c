@@ -1,0 +1,115 @@
+/* jsonl.c — see jsonl.h. */
+#include "jsonl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int jsonl_open(JsonlReader *r, const char *path, Error *e) {
+    memset(r, 0, sizeof *r);
+    if (!path || strcmp(path, "-") == 0) {
+        r->fp = stdin;
+        r->name = "<stdin>";
+        r->is_stdin = 1;
+    } else {
+        r->fp = fopen(path, "rb");
+        if (!r->fp) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+        r->path_owned = xstrdup(path);
+        r->name = r->path_owned;
+    }
+    r->cap = 1 << 16;
+    r->buf = xmalloc(r->cap);
+    return 0;
+}
+
+/* Reads one physical line (without the newline) into r->buf; returns its length,
+ * -1 at EOF with nothing read, -2 when the line exceeds the limit. */
+static long read_line(JsonlReader *r) {
+    size_t n = 0;
+    int c, any = 0;
+    while ((c = getc(r->fp)) != EOF) {
+        any = 1;
+        if (c == '\n') break;
+        if (n + 1 >= r->cap) {
+            if (r->cap >= JSONL_MAX_LINE) {
+                /* drain the rest of the line so line numbers stay right */
+                while ((c = getc(r->fp)) != EOF && c != '\n') {
+                }
+                return -2;
+            }
+            r->cap *= 2;
+            if (r->cap > JSONL_MAX_LINE) r->cap = JSONL_MAX_LINE;
+            r->buf = xrealloc(r->buf, r->cap);
+        }
+        r->buf[n++] = (char)c;
+    }
+    if (!any) return -1;
+    if (n && r->buf[n - 1] == '\r') n--;
+    r->buf[n] = 0;
+    return (long)n;
+}
+
+int jsonl_next(JsonlReader *r, json_t **out, Error *e) {
+    *out = NULL;
+    for (;;) {
+        long n = read_line(r);
+        if (n == -1) {
+            if (ferror(r->fp)) return err_set(e, EX_IOERR, "%s: read error", r->name);
+            return 0;
+        }
+        r->line++;
+        if (n == -2)
+            return err_set(e, EX_DATAERR, "%s:%ld: line longer than %zu bytes", r->name, r->line, JSONL_MAX_LINE);
+        const char *p = r->buf;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) continue; /* blank line */
+        if ((size_t)n != strlen(r->buf))
+            return err_set(e, EX_DATAERR, "%s:%ld: NUL byte inside the line", r->name, r->line);
+        json_error_t je;
+        json_t *v = json_loadb(r->buf, (size_t)n, 0, &je);
+        if (!v)
+            return err_set(e, EX_DATAERR, "%s:%ld: invalid JSON at column %d: %s", r->name, r->line, je.column,
+                           je.text);
+        if (!json_is_object(v)) {
+            json_decref(v);
+            return err_set(e, EX_DATAERR, "%s:%ld: expected a JSON object", r->name, r->line);
+        }
+        *out = v;
+        return 0;
+    }
+}
+
+void jsonl_close(JsonlReader *r) {
+    if (r->fp && !r->is_stdin) fclose(r->fp);
+    free(r->buf);
+    free(r->path_owned);
+    memset(r, 0, sizeof *r);
+}
+
+int jsonl_write(FILE *fp, const json_t *obj, Error *e) {
+    if (json_dumpf(obj, fp, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII * 0) != 0 || fputc('\n', fp) == EOF)
+        return err_set(e, EX_IOERR, "write error: %s", strerror(errno));
+    return 0;
+}
+
+int json_get_string(const json_t *obj, const char *field, const char **out, const JsonlReader *r, Error *e) {
+    json_t *v = json_object_get(obj, field);
+    const char *name = r ? r->name : "<input>";
+    long line = r ? r->line : 0;
+    if (!v) return err_set(e, EX_DATAERR, "%s:%ld: missing field \"%s\"", name, line, field);
+    if (!json_is_string(v)) return err_set(e, EX_DATAERR, "%s:%ld: field \"%s\" must be a string", name, line, field);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int json_get_number(const json_t *obj, const char *field, double *out, const JsonlReader *r, Error *e) {
+    json_t *v = json_object_get(obj, field);
+    const char *name = r ? r->name : "<input>";
+    long line = r ? r->line : 0;
+    if (!v) return err_set(e, EX_DATAERR, "%s:%ld: missing field \"%s\"", name, line, field);
+    if (!json_is_number(v)) return err_set(e, EX_DATAERR, "%s:%ld: field \"%s\" must be a number", name, line, field);
+    *out = json_number_value(v);
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* model.h — one transformer, two families (GPT-2, Llama), chosen by config.json.
+ *
+ * Parameters live in ONE contiguous float block (m->params), carved into named
+ * tensors (m->tensors[i], HF names); gradients (m->grads) mirror the same layout,
+ * so AdamW is a flat loop and a checkpoint is one write (llm.c's layout).
+ * Linear weights are held [out, in]; GPT-2's Conv1D [in, out] is transposed on load
+ * and save.  Weights on disk in F32/F16/BF16 are widened to f32.
+ *
+ * Heads on top of the hidden states (after the final norm):
+ *   - LM head: per-token log-probs of target tokens (ops.h logprobs_forward), never
+ *     the full logits tensor;
+ *   - scalar head (score.weight [1, C], *ForSequenceClassification): one value per
+ *     token; a reward is the value at the last non-pad token.
+ * Head backwards accumulate into m->dhidden (zeroed by every model_forward);
+ * model_backward then propagates m->dhidden through the trunk.
+ * Not for: losses (losses.c), optimisation (optim.c), sampling (generate.c). */
+#ifndef CHERRY_MODEL_H
+#define CHERRY_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef enum { FAMILY_GPT2 = 0, FAMILY_LLAMA = 1 } Family;
+
+typedef struct ModelConfig {
+    Family family;
+    int n_layer;
+    int n_head;
+    int n_kv_head;      /* = n_head for GPT-2 */
+    int d_model;        /* hidden size C */
+    int d_ff;           /* MLP width (GPT-2 n_inner, default 4C) */
+    int vocab_size;
+    int max_seq;        /* n_positions / max_position_embeddings */
+    float norm_eps;     /* layer_norm_epsilon / rms_norm_eps */
+    float rope_theta;   /* llama */
+    float init_std;     /* initializer_range */
+    int tie_embeddings; /* tie_word_embeddings */
+    int attn_bias;      /* llama attention_bias (GPT-2: always 1) */
+    int mlp_bias;       /* llama mlp_bias (GPT-2: always 1) */
+    int bos_id, eos_id, pad_id; /* -1 when absent */
+    int is_classifier;  /* *ForSequenceClassification with num_labels = 1 */
+} ModelConfig;
+
+typedef struct ParamTensor {
+    char name[128];     /* HF name as saved by transformers */
+    int ndim;
+    int64_t shape[4];   /* in-memory shape ([out, in] for linears) */
+    size_t offset;      /* into m->params / m->grads, in floats */
+    size_t numel;
+    int decay;          /* AdamW weight decay applies (matrices yes; biases, norms no) */
+    int conv1d;         /* stored transposed on disk (GPT-2 Conv1D) */
+} ParamTensor;
+
+typedef struct ModelImpl ModelImpl; /* views and activations, private to model.c */
+
+typedef struct Model {
+    ModelConfig cfg;
+    int n_tensors;
+    ParamTensor *tensors;
+    size_t n_params;
+    float *params;      /* one block */
+    float *grads;       /* one block, same layout; NULL until model_enable_grads */
+    float *hidden;      /* [B*T, C] output of the last model_forward */
+    float *dhidden;     /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
+    int B, T;           /* shape of the last forward */
+    ModelImpl *impl;
+} Model;
+
+int model_config_load(ModelConfig *c, const char *config_json_path, Error *e);
+int model_config_save(const ModelConfig *c, const char *config_json_path, Error *e);
+
+/* Allocates a model with zeroed parameters for cfg. */
+void model_create(Model *m, const ModelConfig *cfg);
+/* Initialises as transformers does: N(0, init_std) for matrices and embeddings,
+ * zeros for biases, ones for norm weights; GPT-2's c_proj scaled by 1/sqrt(2 L). */
+void model_init_random(Model *m, uint64_t seed);
+/* Loads an HF directory (config.json + model.safetensors or a sharded index). */
+int model_load(Model *m, const char *dir, Error *e);
+/* Writes an HF directory atomically (config.json, model.safetensors); tokenizer
+ * files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * generation_config.json) are copied from tokenizer_src_dir when not NULL. */
+int model_save(const Model *m, const char *dir, const char *tokenizer_src_dir, Error *e);
+void model_free(Model *m);
+
+const ParamTensor *model_find_tensor(const Model *m, const char *name);
+
+void model_enable_grads(Model *m);
+void model_zero_grad(Model *m);
+
+/* Trunk forward for tokens [B,T] with per-token positions and segment ids (see
+ * attention_forward in ops.h; NULL pos = 0..T-1 per row, NULL seg = one segment
+ * per row).  Fills m->hidden, zeroes m->dhidden, keeps activations for backward. */
+void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, int B, int T);
+/* Backward of the last forward from m->dhidden; accumulates into m->grads. */
+void model_backward(Model *m);
+
+/* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
+ * with targets[n] >= 0 (else 0).  entropy may be NULL. */
+void model_logprobs(Model *m, const int *targets, float *logp, float *entropy);
+/* Accumulates d loss/d logp into m->dhidden (and into the LM head's gradient). */
+void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
+
+/* Scalar head (classifier models): values[n] = hidden[n,:] . score for all rows. */
+void model_values(Model *m, float *values);
+void model_values_backward(Model *m, const float *dvalues);
+
+#endif

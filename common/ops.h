@@ -1,0 +1,100 @@
+/* ops.h — the transformer's layers as _forward/_backward pairs.
+ *
+ * Conventions (as in llm.c):
+ *  - Activations are row-major [N, C] with N = B*T rows (one per token).
+ *  - Backward functions ACCUMULATE (+=) into parameter gradients and into input
+ *    gradients (dinp += ...), so a caller zeroes gradients once per step.
+ *  - Linear weights are stored [OC, C] (nn.Linear layout) for both families;
+ *    GPT-2's Conv1D [in,out] checkpoints are transposed on load and save.
+ *  - Non-GEMM loops use OpenMP over rows; results do not depend on the thread count
+ *    (every reduction over rows is done in a fixed order).
+ * Not for: model wiring (model.c) or losses (losses.c). */
+#ifndef CHERRY_OPS_H
+#define CHERRY_OPS_H
+
+#include <stddef.h>
+
+/* ---- token embedding: out[n,:] = wte[tokens[n],:]  (wte is [V,C]) ---- */
+void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
+void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C);
+
+/* ---- learned positions (GPT-2): out[n,:] += wpe[pos[n],:]  (wpe is [maxT,C]) ----
+ * pos[] is per token so packed rows can restart positions per example. */
+void position_forward(float *out, const int *pos, const float *wpe, int N, int C);
+void position_backward(float *dwpe, const float *dout, const int *pos, int N, int C);
+
+/* ---- layernorm: out = (x - mean) * rstd * w + b; saves mean[N], rstd[N] ---- */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                       int N, int C, float eps);
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C);
+
+/* ---- rmsnorm (Llama): out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) ---- */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C);
+
+/* ---- linear: out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] (bias may be NULL) ----
+ * backward: dinp += dout @ w; dw += dout^T @ inp; dbias += sum_n dout. Any of
+ * dinp, dw, dbias may be NULL (not needed). */
+void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                     int N, int C, int OC);
+
+/* ---- rotary position embedding, HF "rotate_half" convention ----
+ * x is [N, nh, hd] (a row of heads per token), rotated in place by pos[n]:
+ *   for i < hd/2: freq = theta^(-2i/hd), a = pos*freq,
+ *   x1' = x1*cos(a) - x2*sin(a),  x2' = x2*cos(a) + x1*sin(a)
+ * where x1 = x[i], x2 = x[i + hd/2].  Backward applies the transpose rotation to
+ * the gradient in place (dx = R^T dy). */
+void rope_forward(float *x, const int *pos, int N, int nh, int hd, float theta);
+void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta);
+
+/* ---- causal self-attention with grouped-query heads and segment masking ----
+ * q is [B,T,nh,hd], k and v are [B,T,nkv,hd] (nh % nkv == 0; head h uses kv head
+ * h / (nh/nkv)).  Query i attends key j iff j <= i and seg[b,j] == seg[b,i]
+ * (seg is [B,T]; right padding gets a segment id of its own, packed examples get
+ * one each).  Scale 1/sqrt(hd).  out is [B,T,nh,hd]; att [B,nh,T,T] keeps the
+ * softmax probabilities for backward (entries that are masked are 0).
+ * Backward accumulates into dq, dk, dv. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg,
+                       int B, int T, int nh, int nkv, int hd);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                        const float *k, const float *v, const int *seg, int B, int T, int nh, int nkv, int hd);
+
+/* ---- GELU, tanh approximation (GPT-2's gelu_new) ---- */
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* ---- SiLU-gated MLP core (Llama): out = silu(gate) * up ---- */
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+
+/* ---- residual: out = a + b ; backward: da += dout, db += dout ---- */
+void residual_forward(float *out, const float *a, const float *b, size_t n);
+void residual_backward(float *da, float *db, const float *dout, size_t n);
+
+/* ---- fused LM head + log-softmax + gather ----
+ * For each row n with targets[n] >= 0:
+ *   logits = h[n,:] @ w^T   (w is [V,C], the tied or untied LM head)
+ *   logp[n] = logits[t] - logsumexp(logits),  entropy[n] = -sum p log p
+ * Rows with targets[n] < 0 get logp = 0, entropy = 0 and no gradient.
+ * Computed in chunks of rows so that at most chunk_rows x V logits exist at a time;
+ * the full [N, V] logits tensor is never allocated.  lse[N] is saved for backward
+ * (entropy may be NULL).
+ * Backward takes dlogp[N] (d loss / d logp) and accumulates dh[N,C] and dw[V,C]
+ * (dw may be NULL), recomputing each chunk's logits:
+ *   dlogits = dlogp[n] * (onehot(t) - softmax(logits)). */
+void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w,
+                      const int *targets, int N, int C, int V);
+void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w,
+                       const int *targets, const float *lse, int N, int C, int V);
+
+/* Argmax over the vocabulary per row (for mean_token_accuracy and greedy decoding):
+ * out[n] = argmax_v (h[n,:] @ w[v,:]). Same chunking. */
+void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V);
+
+/* Full logits for a few rows (decoding): out[N,V] = h @ w^T. */
+void logits_forward(float *out, const float *h, const float *w, int N, int C, int V);
+
+#endif

@@ -1,0 +1,384 @@
+/* util.c — see util.h. */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die_internal("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die_internal("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die_internal("out of memory reallocating %zu bytes", n);
+    return q;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+void *xaligned_alloc(size_t n) {
+    size_t rounded = (n + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) die_internal("out of memory allocating %zu bytes", n);
+    memset(p, 0, rounded);
+    return p;
+}
+
+/* ---- registry of temporaries, for signal cleanup ---- */
+#define MAX_TEMPS 64
+static char *temp_paths[MAX_TEMPS];
+static int temp_is_dir[MAX_TEMPS];
+
+static void temp_register(const char *path, int is_dir) {
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (!temp_paths[i]) {
+            temp_paths[i] = xstrdup(path);
+            temp_is_dir[i] = is_dir;
+            return;
+        }
+}
+
+static void temp_unregister(const char *path) {
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (temp_paths[i] && strcmp(temp_paths[i], path) == 0) {
+            free(temp_paths[i]);
+            temp_paths[i] = NULL;
+            return;
+        }
+}
+
+void atomic_cleanup_all(void) {
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (temp_paths[i]) {
+            if (temp_is_dir[i])
+                remove_tree(temp_paths[i]);
+            else
+                unlink(temp_paths[i]);
+        }
+}
+
+static void cleanup_signal_handler(int sig) {
+    atomic_cleanup_all();
+    _exit(128 + sig);
+}
+
+void atomic_install_signal_cleanup(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cleanup_signal_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static char *sibling_temp_name(const char *final) {
+    static unsigned counter;
+    size_t n = strlen(final) + 64;
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.tmp-%ld-%u", final, (long)getpid(), counter++);
+    return tmp;
+}
+
+int atomic_open(AtomicFile *af, const char *path, Error *e) {
+    memset(af, 0, sizeof *af);
+    if (!path || strcmp(path, "-") == 0) {
+        af->fp = stdout;
+        return 0;
+    }
+    af->final = xstrdup(path);
+    af->tmp = sibling_temp_name(path);
+    int fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int code = err_set(e, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(errno));
+        free(af->final);
+        free(af->tmp);
+        memset(af, 0, sizeof *af);
+        return code;
+    }
+    temp_register(af->tmp, 0);
+    af->fp = fdopen(fd, "w");
+    if (!af->fp) die_internal("fdopen failed");
+    return 0;
+}
+
+int atomic_commit(AtomicFile *af, Error *e) {
+    if (!af->final) { /* stdout */
+        if (fflush(stdout) != 0 || ferror(stdout))
+            return err_set(e, EX_IOERR, "<stdout>: write error: %s", strerror(errno));
+        return 0;
+    }
+    int bad = fflush(af->fp) != 0 || ferror(af->fp);
+    if (!bad) bad = fsync(fileno(af->fp)) != 0 && errno != EINVAL;
+    if (fclose(af->fp) != 0) bad = 1;
+    af->fp = NULL;
+    if (bad || rename(af->tmp, af->final) != 0) {
+        int code = err_set(e, EX_IOERR, "%s: write failed: %s", af->final, strerror(errno));
+        unlink(af->tmp);
+        temp_unregister(af->tmp);
+        free(af->tmp);
+        free(af->final);
+        af->tmp = af->final = NULL;
+        return code;
+    }
+    temp_unregister(af->tmp);
+    free(af->tmp);
+    free(af->final);
+    af->tmp = af->final = NULL;
+    return 0;
+}
+
+void atomic_abort(AtomicFile *af) {
+    if (!af->final) return;
+    if (af->fp) fclose(af->fp);
+    unlink(af->tmp);
+    temp_unregister(af->tmp);
+    free(af->tmp);
+    free(af->final);
+    memset(af, 0, sizeof *af);
+}
+
+int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
+    memset(ad, 0, sizeof *ad);
+    /* strip trailing slashes so the sibling name is a sibling */
+    char *f = xstrdup(final);
+    size_t n = strlen(f);
+    while (n > 1 && f[n - 1] == '/') f[--n] = 0;
+    ad->final = f;
+    ad->tmp = sibling_temp_name(f);
+    if (mkdir(ad->tmp, 0755) != 0) {
+        int code = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", ad->tmp, strerror(errno));
+        free(ad->tmp);
+        free(ad->final);
+        memset(ad, 0, sizeof *ad);
+        return code;
+    }
+    temp_register(ad->tmp, 1);
+    return 0;
+}
+
+int atomic_dir_commit(AtomicDir *ad, Error *e) {
+    char *old = NULL;
+    struct stat st;
+    if (stat(ad->final, &st) == 0) {
+        old = sibling_temp_name(ad->final);
+        if (rename(ad->final, old) != 0) {
+            int code = err_set(e, EX_CANTCREAT, "%s: cannot replace: %s", ad->final, strerror(errno));
+            free(old);
+            atomic_dir_abort(ad);
+            return code;
+        }
+    }
+    if (rename(ad->tmp, ad->final) != 0) {
+        int code = err_set(e, EX_CANTCREAT, "%s: cannot rename into place: %s", ad->final, strerror(errno));
+        if (old) rename(old, ad->final);
+        free(old);
+        atomic_dir_abort(ad);
+        return code;
+    }
+    if (old) {
+        remove_tree(old);
+        free(old);
+    }
+    temp_unregister(ad->tmp);
+    free(ad->tmp);
+    free(ad->final);
+    memset(ad, 0, sizeof *ad);
+    return 0;
+}
+
+void atomic_dir_abort(AtomicDir *ad) {
+    if (!ad->tmp) return;
+    remove_tree(ad->tmp);
+    temp_unregister(ad->tmp);
+    free(ad->tmp);
+    free(ad->final);
+    memset(ad, 0, sizeof *ad);
+}
+
+int remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return -1;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *de;
+            while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+                char *sub = path_join(path, de->d_name);
+                remove_tree(sub);
+                free(sub);
+            }
+            closedir(d);
+        }
+        return rmdir(path);
+    }
+    return unlink(path);
+}
+
+int copy_file(const char *src, const char *dst, Error *e) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        fclose(in);
+        return err_set(e, EX_CANTCREAT, "%s: cannot create: %s", dst, strerror(errno));
+    }
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) break;
+    int bad = ferror(in) || ferror(out);
+    fclose(in);
+    if (fclose(out) != 0) bad = 1;
+    if (bad) return err_set(e, EX_IOERR, "%s: copy from %s failed", dst, src);
+    return 0;
+}
+
+int mkdir_p(const char *path, Error *e) {
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    }
+    int rc = 0;
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        rc = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", path, strerror(errno));
+    free(p);
+    return rc;
+}
+
+int read_file(const char *path, char **out, size_t *len, Error *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap + 1);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return err_set(e, EX_IOERR, "%s: read error", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+char *path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = xmalloc(a + b + 2);
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ---- RNG ---- */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void rng_seed(Rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t rng_next(Rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float rng_uniform(Rng *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+
+double rng_uniform_double(Rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+float rng_normal(Rng *r) {
+    double u1 = rng_uniform_double(r), u2 = rng_uniform_double(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+uint64_t rng_below(Rng *r, uint64_t n) {
+    if (n == 0) return 0;
+    /* rejection to avoid modulo bias */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = rng_next(r);
+    while (x >= limit);
+    return x % n;
+}
+
+void rng_shuffle(Rng *r, int *a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rng_below(r, i);
+        int t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+size_t peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (size_t)ru.ru_maxrss * 1024;
+}

@@ -1,0 +1,93 @@
+/* util.h — small things every module needs: checked allocation, atomic outputs,
+ * whole-file reads, a seeded RNG, a clock.
+ *
+ * Atomic outputs: every file or directory a program produces is written under a
+ * temporary name in the same directory and renamed into place when complete, so an
+ * interrupted program never leaves a partial output where the final one belongs.
+ * Temporaries are registered so a SIGINT/SIGTERM handler can unlink them
+ * (atomic_cleanup_all). Not for: anything model- or format-specific. */
+#ifndef CHERRY_UTIL_H
+#define CHERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* 64-byte aligned allocation, zeroed; free with free(). */
+void *xaligned_alloc(size_t n);
+
+/* ---- atomic file output ---- */
+typedef struct AtomicFile {
+    FILE *fp;        /* write here */
+    char *final;     /* destination path; NULL when writing to stdout */
+    char *tmp;       /* temporary path */
+} AtomicFile;
+
+/* Opens PATH for atomic writing ("-" or NULL = stdout, written directly). */
+int atomic_open(AtomicFile *af, const char *path, Error *e);
+/* Flushes, fsyncs, closes and renames into place. */
+int atomic_commit(AtomicFile *af, Error *e);
+/* Closes and removes the temporary. */
+void atomic_abort(AtomicFile *af);
+
+/* Atomic directory output: creates a fresh temporary directory beside FINAL; the
+ * caller writes files into it and then calls atomic_dir_commit, which replaces
+ * FINAL (an existing FINAL is moved aside and removed only after the rename). */
+typedef struct AtomicDir {
+    char *final;
+    char *tmp;
+} AtomicDir;
+int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e);
+int atomic_dir_commit(AtomicDir *ad, Error *e);
+void atomic_dir_abort(AtomicDir *ad);
+
+/* Unlinks/removes every registered temporary (safe to call from a signal handler
+ * path that is about to _exit). */
+void atomic_cleanup_all(void);
+/* Installs SIGINT/SIGTERM handlers that clean temporaries and exit 130/143.
+ * Training installs its own handler instead (checkpoint first). */
+void atomic_install_signal_cleanup(void);
+
+/* Recursively removes a directory tree (used for replacing outputs). */
+int remove_tree(const char *path);
+/* Copies a file byte for byte. */
+int copy_file(const char *src, const char *dst, Error *e);
+/* mkdir -p */
+int mkdir_p(const char *path, Error *e);
+
+/* Reads a whole file into a NUL-terminated buffer (*len excludes the NUL). */
+int read_file(const char *path, char **out, size_t *len, Error *e);
+
+/* Joins a directory and a file name into a new string. */
+char *path_join(const char *dir, const char *name);
+int file_exists(const char *path);
+
+/* ---- RNG: xoshiro256** seeded by splitmix64 (one Rng per purpose) ---- */
+typedef struct Rng {
+    uint64_t s[4];
+} Rng;
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+/* uniform in [0,1) with 24 random bits (exactly representable in float) */
+float rng_uniform(Rng *r);
+double rng_uniform_double(Rng *r);
+/* standard normal (Box-Muller) */
+float rng_normal(Rng *r);
+/* uniform integer in [0, n) */
+uint64_t rng_below(Rng *r, uint64_t n);
+/* Fisher-Yates shuffle of an int array */
+void rng_shuffle(Rng *r, int *a, size_t n);
+
+/* Monotonic clock in seconds. */
+double now_seconds(void);
+
+/* Peak resident set size of this process in bytes (from getrusage). */
+size_t peak_rss_bytes(void);
+
+#endif
