@@ -1,6 +1,6 @@
 # cherry — the RLHF pipeline as small C programs.
 #
-#   make            build libcherry.a and every program into bin/
+#   make            build libcherry.a and every program into $(BIN)/
 #   make check      build and run every test (unit, oracle, parser, CLI; ASan+UBSan pass)
 #   make bench      benchmarks (tokens/s, fraction of sgemm peak)
 #   make CUDA=1     also build the GPU backend (cuda/)
@@ -19,26 +19,30 @@ CFLAGS   += -std=gnu11 $(WARN) -fopenmp -Icommon -I$(BLAS_INC) -MMD -MP
 LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lm -fopenmp
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
+O        ?= build
+BIN      ?= bin
+export BIN
+
 LIB_SRC  := $(sort $(wildcard common/*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC:= $(sort $(wildcard tests/bench_*.c))
 
-LIB      := build/libcherry.a
-LIB_OBJ  := $(LIB_SRC:%.c=build/%.o)
-TOOLS    := $(TOOL_SRC:tools/%.c=bin/%)
-TESTS    := $(TEST_SRC:tests/%.c=build/tests/%)
-BENCHES  := $(BENCH_SRC:tests/%.c=build/tests/%)
+LIB      := $(O)/libcherry.a
+LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
+TOOLS    := $(TOOL_SRC:tools/%.c=$(BIN)/%)
+TESTS    := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+BENCHES  := $(BENCH_SRC:tests/%.c=$(O)/tests/%)
 
 # Tests too slow to run a second time under the sanitizers (numerics on whole models).
 ASAN_SKIP ?= $(patsubst tests/%.c,%,$(wildcard tests/test_oracle*.c tests/test_train*.c tests/test_bench*.c))
-ASAN_LIB := build/asan/libcherry.a
-ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
-ASAN_TESTS := $(filter-out $(addprefix build/asan/tests/,$(ASAN_SKIP)),$(TEST_SRC:tests/%.c=build/asan/tests/%))
+ASAN_LIB := $(O)/asan/libcherry.a
+ASAN_OBJ := $(LIB_SRC:%.c=$(O)/asan/%.o)
+ASAN_TESTS := $(filter-out $(addprefix $(O)/asan/tests/,$(ASAN_SKIP)),$(TEST_SRC:tests/%.c=$(O)/asan/tests/%))
 
 ifeq ($(CUDA),1)
 CUDA_SRC := $(wildcard cuda/*.cu)
-CUDA_OBJ := $(CUDA_SRC:%.cu=build/%.o)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o)
 NVCC     ?= nvcc
 CUDA_HOME?= /usr/local/cuda
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
@@ -53,8 +57,8 @@ DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev lib
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/bin/gnuplot
 
-deps: build/.deps-ok
-build/.deps-ok:
+deps: $(O)/.deps-ok
+$(O)/.deps-ok:
 	@missing=""; for f in $(DEP_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: missing:$$missing"; \
@@ -68,11 +72,11 @@ build/.deps-ok:
 	@mkdir -p build && touch $@
 
 # ---- library and programs ----------------------------------------------------
-build/%.o: %.c | build/.deps-ok
+$(O)/%.o: %.c | $(O)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/cuda/%.o: cuda/%.cu | build/.deps-ok
+$(O)/cuda/%.o: cuda/%.cu | $(O)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -Icommon -c $< -o $@
 
@@ -80,15 +84,15 @@ $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/%: build/tools/%.o $(LIB)
+$(BIN)/%: $(O)/tools/%.o $(LIB)
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-build/tests/%: build/tests/%.o $(LIB)
+$(O)/tests/%: $(O)/tests/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # ---- sanitizer build of the library and the unit/parser tests ------------------
-build/asan/%.o: %.c | build/.deps-ok
+$(O)/asan/%.o: %.c | $(O)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
 
@@ -96,7 +100,7 @@ $(ASAN_LIB): $(ASAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/asan/tests/%: build/asan/tests/%.o $(ASAN_LIB)
+$(O)/asan/tests/%: $(O)/asan/tests/%.o $(ASAN_LIB)
 	$(CC) $(CFLAGS) -O1 $(SAN) $< $(ASAN_LIB) $(LDLIBS) -o $@
 
 # ---- tests -------------------------------------------------------------------
