@@ -69,7 +69,7 @@ $(O)/.deps-ok:
 	    echo "deps: please run as root:  apt-get install -y $(DEB_PKGS)"; exit 69; \
 	  fi; \
 	fi
-	@mkdir -p build && touch $@
+	@mkdir -p $(O) && touch $@
 
 # ---- library and programs ----------------------------------------------------
 $(O)/%.o: %.c | $(O)/.deps-ok
@@ -105,7 +105,7 @@ $(O)/asan/tests/%: $(O)/asan/tests/%.o $(ASAN_LIB)
 
 # ---- tests -------------------------------------------------------------------
 check: $(TOOLS) $(TESTS) $(ASAN_TESTS)
-	@sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
+	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
 
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
@@ -125,7 +125,7 @@ install: $(TOOLS)
 	-install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 clean:
-	rm -rf build bin
+	rm -rf $(O) $(BIN)
 
 -include $(wildcard pipelines/*.mk)
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -3,11 +3,11 @@
 # "N passed, N failed, N skipped".  A test passes with exit 0, is skipped with exit
 # 77 (it prints why), fails otherwise.  C tests are executables; *.sh are run by sh.
 # Each test's output is kept in build/test-logs/NAME.log and shown when it fails.
-mkdir -p build/test-logs
+mkdir -p "${O:-build}/test-logs"
 pass=0; fail=0; skip=0; failed=""
 for t in "$@"; do
   name=$(echo "$t" | sed 's|^build/||; s|/|_|g')
-  log=build/test-logs/$name.log
+  log="${O:-build}/test-logs/$name.log"
   start=$(date +%s)
   case "$t" in
     *.sh) sh "$t" >"$log" 2>&1 ;;
