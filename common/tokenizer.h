@@ -5,11 +5,11 @@
  * ignore_merges), added tokens (special or not, with single_word / lstrip / rstrip /
  * normalized), normalizer null or NFC, pre-tokenizers ByteLevel, Split (PCRE2 regex
  * or literal string, every SplitDelimiterBehavior, invert), Digits and Sequence of
- * those, the ByteLevel decoder, post-processors TemplateProcessing / ByteLevel /
- * RobertaProcessing-free files.  Anything else is a clear EX_DATAERR naming the
+ * those, the ByteLevel decoder, post-processors TemplateProcessing, ByteLevel and
+ * Sequence of those.  Anything else is a clear EX_DATAERR naming the
  * file and the JSON field, never a silent approximation.
- * Spec: the `tokenizers` library's serialisation (tokenizers/src/*, serde of each
- * component); ids are checked against it by tests/test_tokenizer_oracle.c.
+ * Spec: the `tokenizers` library's serialisation (the serde form of each
+ * component in tokenizers/src); ids are checked against it by tests/test_tokenizer_oracle.c.
  *
  * Not thread-safe: tok_encode uses an internal word->ids cache.  Use one Tokenizer
  * per thread (tok_load twice) if several threads encode.  Not for: chat templates
