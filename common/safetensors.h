@@ -15,7 +15,28 @@
 
 #include "err.h"
 
-typedef enum { ST_F32, ST_F16, ST_BF16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL } StDtype;
+/* The dtypes the reference implementation knows (safetensors/src/tensor.rs Dtype);
+ * only the float ones can be widened to f32, the others are read and listed. */
+typedef enum {
+    ST_F32,
+    ST_F16,
+    ST_BF16,
+    ST_F64,
+    ST_I64,
+    ST_I32,
+    ST_I16,
+    ST_I8,
+    ST_U8,
+    ST_BOOL,
+    ST_U16,
+    ST_U32,
+    ST_U64,
+    ST_F8_E4M3,
+    ST_F8_E5M2
+} StDtype;
+
+/* Largest header the reader accepts (the reference's MAX_HEADER_SIZE). */
+#define ST_MAX_HEADER ((uint64_t)100000000)
 
 typedef struct StTensor {
     char *name;
@@ -46,6 +67,14 @@ const StTensor *st_find(const StFile *f, const char *name);
 int st_to_f32(const StTensor *t, float *out, Error *e);
 const char *st_dtype_name(StDtype d);
 size_t st_dtype_size(StDtype d);
+/* Parses a dtype name ("F32", "BF16", ...); returns -1 when unknown. */
+int st_dtype_parse(const char *s);
+/* Value of a __metadata__ key, or NULL. */
+const char *st_meta_get(const StFile *f, const char *key);
+/* float32 <-> bfloat16 / float16 conversions (round to nearest even on narrowing). */
+uint16_t st_f32_to_bf16(float x);
+float st_bf16_to_f32(uint16_t h);
+float st_f16_to_f32(uint16_t h);
 
 /* Writer: add tensors (data is borrowed until st_write), then write atomically
  * (temporary file, fsync, rename).  dtype of the output: ST_F32 or ST_BF16 (the
@@ -57,7 +86,7 @@ typedef struct StWriter {
         int ndim;
         int64_t shape[8];
         const float *data;
-    } *items;
+    } * items;
     int n_meta;
     char **meta_keys, **meta_vals;
 } StWriter;
