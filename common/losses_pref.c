@@ -1,0 +1,344 @@
+/* losses_pref.c — see losses_pref.h.
+ *
+ * Notation per pair i (all log-probs summed over completion tokens):
+ *   cl = pc - rc   (chosen log-ratio, policy vs reference)
+ *   rl = pr - rr   (rejected log-ratio)
+ *   h  = cl - rl   (TRL's "logits"; DPO's implicit reward margin / beta)
+ * Every loss term below is written with its derivative next to it; the unit test
+ * (tests/test_losses_pref.c) checks each derivative by finite differences and the
+ * oracle (tests/oracle/make_pref_fixtures.py) checks the values against PyTorch. */
+#include "losses_pref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const pref_names[PREF_N_TYPES] = {
+    "sigmoid", "hinge", "ipo", "robust", "cdpo", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down", "sft",
+};
+
+const char *pref_loss_name(PrefLossType t) {
+    return (t >= 0 && t < PREF_N_TYPES) ? pref_names[t] : "?";
+}
+
+void pref_loss_config_default(PrefLossConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->n_terms = 1;
+    c->type[0] = PREF_SIGMOID;
+    c->weight[0] = 1.0;
+    c->beta = 0.1;
+    c->label_smoothing = 0.0;
+    c->rpo_alpha = -1.0;
+}
+
+int pref_loss_parse(PrefLossConfig *c, const char *types, const char *weights, Error *e) {
+    if (!types || !*types) return err_set(e, EX_USAGE, "--loss-type: empty list");
+    int n = 0;
+    const char *p = types;
+    while (*p) {
+        const char *q = strchr(p, ',');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (n == PREF_MAX_TERMS) return err_set(e, EX_USAGE, "--loss-type: more than %d terms", PREF_MAX_TERMS);
+        int found = -1;
+        for (int t = 0; t < PREF_N_TYPES; t++)
+            if (strlen(pref_names[t]) == len && strncmp(pref_names[t], p, len) == 0) found = t;
+        if (found < 0)
+            return err_set(e, EX_USAGE,
+                           "--loss-type: unknown loss '%.*s' (expected sigmoid, hinge, ipo, robust, cdpo, bco_pair, "
+                           "sppo_hard, nca_pair, apo_zero, apo_down or sft)",
+                           (int)len, p);
+        c->type[n] = (PrefLossType)found;
+        c->weight[n] = 1.0;
+        n++;
+        if (!q) break;
+        p = q + 1;
+        if (!*p) return err_set(e, EX_USAGE, "--loss-type: trailing comma");
+    }
+    c->n_terms = n;
+    if (weights && *weights) {
+        int k = 0;
+        p = weights;
+        for (;;) {
+            char *end;
+            double w = strtod(p, &end);
+            if (end == p || (*end && *end != ',') || !isfinite(w))
+                return err_set(e, EX_USAGE, "--loss-weights: expected a comma list of numbers, got '%s'", weights);
+            if (k == n) return err_set(e, EX_USAGE, "--loss-weights: more weights than loss types (%d)", n);
+            c->weight[k++] = w;
+            if (!*end) break;
+            p = end + 1;
+        }
+        if (k != n) return err_set(e, EX_USAGE, "--loss-weights: %d weights for %d loss types", k, n);
+    }
+    return 0;
+}
+
+int pref_loss_needs_ref(const PrefLossConfig *c) {
+    for (int k = 0; k < c->n_terms; k++)
+        if (c->type[k] != PREF_SFT) return 1;
+    return 0;
+}
+
+void pref_loss_state_init(PrefLossState *s) {
+    s->bco_mean = 0.0;
+    s->bco_count = 1e-24; /* TRL RunningMoments starts at count 1e-24 */
+}
+
+/* log sigmoid(x) without overflow: -log(1 + exp(-x)). */
+static double log_sigmoid(double x) {
+    return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
+}
+static double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double z = exp(x);
+    return z / (1.0 + z);
+}
+
+double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float *pc, const float *pr, const float *rc,
+                 const float *rr, const int *len_c, const int *len_r, float *d_pc, float *d_pr, PrefMetrics *m) {
+    const double beta = c->beta, ls = c->label_smoothing;
+    if (n <= 0) {
+        if (m) memset(m, 0, sizeof *m);
+        return 0.0;
+    }
+    double *gc = calloc((size_t)n, sizeof *gc), *gr = calloc((size_t)n, sizeof *gr);
+    if (!gc || !gr) abort();
+
+    /* NLL of the chosen completions as TRL's rpo/sft terms compute it:
+     * F.cross_entropy over all chosen completion tokens of the batch = a token mean.
+     * d nll / d pc[i] = -1 / total tokens for every i. */
+    double tok = 0.0, sum_pc = 0.0;
+    for (int i = 0; i < n; i++) {
+        tok += len_c ? len_c[i] : 0;
+        sum_pc += pc[i];
+    }
+    double nll = tok > 0 ? -sum_pc / tok : 0.0;
+    double dnll = tok > 0 ? -1.0 / tok : 0.0;
+
+    /* BCO's reward shift delta: the running mean of the batch-mean implicit reward
+     * (Jung et al. 2024, sec. 3; TRL's RunningMoments over mean(cat(r_c, r_r))),
+     * updated before use and treated as a constant (detached). */
+    double delta = 0.0;
+    int has_bco = 0;
+    for (int k = 0; k < c->n_terms; k++) has_bco |= c->type[k] == PREF_BCO_PAIR;
+    if (has_bco && st && rc && rr) {
+        double mean = 0.0;
+        for (int i = 0; i < n; i++) mean += beta * ((double)pc[i] - rc[i]) + beta * ((double)pr[i] - rr[i]);
+        mean /= 2.0 * n;
+        double tot = st->bco_count + 1.0;
+        st->bco_mean += (mean - st->bco_mean) * 1.0 / tot;
+        st->bco_count = tot;
+        delta = st->bco_mean;
+    }
+
+    double loss = 0.0;
+    for (int k = 0; k < c->n_terms; k++) {
+        const double w = c->weight[k];
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            double cl = 0, rl = 0;
+            if (rc && rr) {
+                cl = (double)pc[i] - rc[i];
+                rl = (double)pr[i] - rr[i];
+            }
+            const double h = cl - rl, z = beta * h;
+            double L = 0, dcl = 0, drl = 0; /* dL/dcl, dL/drl; d/dpc = dcl, d/dpr = drl */
+            switch (c->type[k]) {
+            case PREF_SIGMOID:
+            case PREF_CDPO: {
+                /* DPO eq. 7: L = -log sigma(beta h).  cDPO (Mitchell 2023) mixes in the
+                 * flipped label with probability ls:
+                 *   L = -(1-ls) log sigma(z) - ls log sigma(-z),  dL/dz = sigma(z) - (1-ls). */
+                L = -(1 - ls) * log_sigmoid(z) - ls * log_sigmoid(-z);
+                double dz = sigmoid(z) - (1 - ls);
+                dcl = beta * dz;
+                drl = -beta * dz;
+                break;
+            }
+            case PREF_ROBUST: {
+                /* Robust DPO (Chowdhury et al. 2024, eq. 10), unbiased under label noise ls:
+                 *   L = (-(1-ls) log sigma(z) + ls log sigma(-z)) / (1 - 2 ls)
+                 *   dL/dz = sigma(z) - (1-ls)/(1-2ls). */
+                L = (-(1 - ls) * log_sigmoid(z) + ls * log_sigmoid(-z)) / (1 - 2 * ls);
+                double dz = sigmoid(z) - (1 - ls) / (1 - 2 * ls);
+                dcl = beta * dz;
+                drl = -beta * dz;
+                break;
+            }
+            case PREF_HINGE: {
+                /* SLiC-HF calibration loss (Zhao et al. 2023, eq. 2) in RSO's normalised
+                 * form (Liu et al. 2023, eq. 9): L = max(0, 1 - beta h). */
+                double a = 1 - z;
+                L = a > 0 ? a : 0;
+                double dz = a > 0 ? -1.0 : 0.0;
+                dcl = beta * dz;
+                drl = -beta * dz;
+                break;
+            }
+            case PREF_IPO: {
+                /* IPO (Azar et al. 2023, eq. 17, beta = tau): L = (h' - 1/(2 beta))^2 where TRL
+                 * normalises each log-ratio by its completion length (h' = cl/|c| - rl/|r|),
+                 * as confirmed with the IPO authors. */
+                double lc = len_c && len_c[i] > 0 ? len_c[i] : 1, lr = len_r && len_r[i] > 0 ? len_r[i] : 1;
+                double d = cl / lc - rl / lr, a = d - 1.0 / (2 * beta);
+                L = a * a;
+                dcl = 2 * a / lc;
+                drl = -2 * a / lr;
+                break;
+            }
+            case PREF_BCO_PAIR: {
+                /* BCO (Jung et al. 2024, eq. 8) on pairs: chosen classified as positive,
+                 * rejected as negative around the shift delta:
+                 *   L = -log sigma(beta cl - delta) - log sigma(-(beta rl - delta)). */
+                double u = beta * cl - delta, v = beta * rl - delta;
+                L = -log_sigmoid(u) - log_sigmoid(-v);
+                dcl = -beta * (1 - sigmoid(u));
+                drl = beta * sigmoid(v);
+                break;
+            }
+            case PREF_SPPO_HARD: {
+                /* SPPO (Wu et al. 2024, Algorithm 1 eq. 4.7) with P(win) = 1 for the chosen
+                 * and 0 for the rejected: L = (cl - 1/(2 beta))^2 + (rl + 1/(2 beta))^2. */
+                double a = cl - 0.5 / beta, b = rl + 0.5 / beta;
+                L = a * a + b * b;
+                dcl = 2 * a;
+                drl = 2 * b;
+                break;
+            }
+            case PREF_NCA_PAIR: {
+                /* NCA (Chen et al. 2024, eq. 11) for K = 2 responses:
+                 *   L = -log sigma(beta cl) - 1/2 log sigma(-beta cl) - 1/2 log sigma(-beta rl). */
+                double u = beta * cl, v = beta * rl;
+                L = -log_sigmoid(u) - 0.5 * log_sigmoid(-u) - 0.5 * log_sigmoid(-v);
+                dcl = beta * (-(1 - sigmoid(u)) + 0.5 * sigmoid(u));
+                drl = beta * 0.5 * sigmoid(v);
+                break;
+            }
+            case PREF_APO_ZERO: {
+                /* APO-zero (D'Oosterlinck et al. 2024, eq. 7): raise chosen, lower rejected:
+                 *   L = 1 - sigma(beta cl) + sigma(beta rl). */
+                double su = sigmoid(beta * cl), sv = sigmoid(beta * rl);
+                L = 1 - su + sv;
+                dcl = -beta * su * (1 - su);
+                drl = beta * sv * (1 - sv);
+                break;
+            }
+            case PREF_APO_DOWN: {
+                /* APO-down (same paper, eq. 8): lower chosen, lower rejected more:
+                 *   L = sigma(beta cl) + 1 - sigma(beta (cl - rl)). */
+                double su = sigmoid(beta * cl), sz = sigmoid(z);
+                L = su + 1 - sz;
+                dcl = beta * su * (1 - su) - beta * sz * (1 - sz);
+                drl = beta * sz * (1 - sz);
+                break;
+            }
+            case PREF_SFT:
+                /* The batch NLL, the same value for every pair (TRL expands the scalar), so
+                 * the mean over pairs is the NLL itself and d/d pc[i] = dnll, not dnll/n. */
+                L = nll;
+                dcl = n * dnll;
+                drl = 0;
+                break;
+            default:
+                abort();
+            }
+            sum += L;
+            gc[i] += w * dcl / n;
+            gr[i] += w * drl / n;
+        }
+        loss += w * sum / n;
+    }
+    /* RPO (Pang et al. 2024, v3): loss + alpha * NLL(chosen). */
+    if (c->rpo_alpha >= 0) {
+        loss += c->rpo_alpha * nll;
+        for (int i = 0; i < n; i++) gc[i] += c->rpo_alpha * dnll;
+    }
+    if (d_pc)
+        for (int i = 0; i < n; i++) d_pc[i] = (float)gc[i];
+    if (d_pr)
+        for (int i = 0; i < n; i++) d_pr[i] = (float)gr[i];
+    free(gc);
+    free(gr);
+
+    if (m) {
+        memset(m, 0, sizeof *m);
+        m->n = n;
+        m->loss = loss;
+        m->nll_loss = nll;
+        for (int i = 0; i < n; i++) {
+            double rwc = rc ? beta * ((double)pc[i] - rc[i]) : 0, rwr = rr ? beta * ((double)pr[i] - rr[i]) : 0;
+            m->rewards_chosen += rwc;
+            m->rewards_rejected += rwr;
+            m->accuracies += rwc > rwr ? 1.0 : 0.0;
+            m->margins += rwc - rwr;
+            m->logps_chosen += pc[i];
+            m->logps_rejected += pr[i];
+        }
+        m->rewards_chosen /= n;
+        m->rewards_rejected /= n;
+        m->accuracies /= n;
+        m->margins /= n;
+        m->logps_chosen /= n;
+        m->logps_rejected /= n;
+    }
+    return loss;
+}
+
+double bt_loss(int n, const float *r_c, const float *r_r, const float *margin, double center_coef, float *d_rc,
+               float *d_rr, BtMetrics *m) {
+    if (n <= 0) {
+        if (m) memset(m, 0, sizeof *m);
+        return 0.0;
+    }
+    double loss = 0.0, acc = 0, sc = 0, sr = 0, sm = 0;
+    for (int i = 0; i < n; i++) {
+        /* Bradley–Terry: P(c > r) = sigma(r_c - r_r); InstructGPT's RM loss (Ouyang et al.
+         * 2022, eq. 1) is its negative log-likelihood; Llama 2 (Touvron et al. 2023, eq. 2)
+         * subtracts a margin m(r) inside the sigmoid. */
+        double d = (double)r_c[i] - r_r[i] - (margin ? margin[i] : 0.0);
+        /* Centring (Eisenstein et al. 2023): + coef * (r_c + r_r)^2 keeps rewards near 0. */
+        double s = (double)r_c[i] + r_r[i];
+        loss += -log_sigmoid(d) + center_coef * s * s;
+        double g = -(1 - sigmoid(d)); /* d(-log sigma(d))/dd */
+        if (d_rc) d_rc[i] = (float)((g + 2 * center_coef * s) / n);
+        if (d_rr) d_rr[i] = (float)((-g + 2 * center_coef * s) / n);
+        acc += r_c[i] > r_r[i];
+        sc += r_c[i];
+        sr += r_r[i];
+        sm += (double)r_c[i] - r_r[i];
+    }
+    loss /= n;
+    if (m) {
+        m->n = n;
+        m->loss = loss;
+        m->accuracy = acc / n;
+        m->rewards_chosen = sc / n;
+        m->rewards_rejected = sr / n;
+        m->margin = sm / n;
+    }
+    return loss;
+}
+
+void pref_seq_sum(const float *tok_logp, const int *targets, int B, int T, float *seq, int *len) {
+    for (int b = 0; b < B; b++) {
+        double s = 0.0;
+        int l = 0;
+        for (int t = 0; t < T; t++) {
+            size_t k = (size_t)b * T + t;
+            if (targets[k] >= 0) {
+                s += tok_logp[k];
+                l++;
+            }
+        }
+        seq[b] = (float)s;
+        if (len) len[b] = l;
+    }
+}
+
+void pref_seq_grad_broadcast(const float *dseq, const int *targets, int B, int T, float *dtok) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t k = (size_t)b * T + t;
+            dtok[k] = targets[k] >= 0 ? dseq[b] : 0.0f;
+        }
+}
