@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "safetensors.h"
 
 typedef enum { FAMILY_GPT2 = 0, FAMILY_LLAMA = 1 } Family;
 
@@ -28,29 +29,29 @@ typedef struct ModelConfig {
     Family family;
     int n_layer;
     int n_head;
-    int n_kv_head;      /* = n_head for GPT-2 */
-    int d_model;        /* hidden size C */
-    int d_ff;           /* MLP width (GPT-2 n_inner, default 4C) */
+    int n_kv_head; /* = n_head for GPT-2 */
+    int d_model;   /* hidden size C */
+    int d_ff;      /* MLP width (GPT-2 n_inner, default 4C) */
     int vocab_size;
-    int max_seq;        /* n_positions / max_position_embeddings */
-    float norm_eps;     /* layer_norm_epsilon / rms_norm_eps */
-    float rope_theta;   /* llama */
-    float init_std;     /* initializer_range */
-    int tie_embeddings; /* tie_word_embeddings */
-    int attn_bias;      /* llama attention_bias (GPT-2: always 1) */
-    int mlp_bias;       /* llama mlp_bias (GPT-2: always 1) */
+    int max_seq;                /* n_positions / max_position_embeddings */
+    float norm_eps;             /* layer_norm_epsilon / rms_norm_eps */
+    float rope_theta;           /* llama */
+    float init_std;             /* initializer_range */
+    int tie_embeddings;         /* tie_word_embeddings */
+    int attn_bias;              /* llama attention_bias (GPT-2: always 1) */
+    int mlp_bias;               /* llama mlp_bias (GPT-2: always 1) */
     int bos_id, eos_id, pad_id; /* -1 when absent */
-    int is_classifier;  /* *ForSequenceClassification with num_labels = 1 */
+    int is_classifier;          /* *ForSequenceClassification with num_labels = 1 */
 } ModelConfig;
 
 typedef struct ParamTensor {
-    char name[128];     /* HF name as saved by transformers */
+    char name[128]; /* HF name as saved by transformers */
     int ndim;
-    int64_t shape[4];   /* in-memory shape ([out, in] for linears) */
-    size_t offset;      /* into m->params / m->grads, in floats */
+    int64_t shape[4]; /* in-memory shape ([out, in] for linears) */
+    size_t offset;    /* into m->params / m->grads, in floats */
     size_t numel;
-    int decay;          /* AdamW weight decay applies (matrices yes; biases, norms no) */
-    int conv1d;         /* stored transposed on disk (GPT-2 Conv1D) */
+    int decay;  /* AdamW weight decay applies (matrices yes; biases, norms no) */
+    int conv1d; /* stored transposed on disk (GPT-2 Conv1D) */
 } ParamTensor;
 
 typedef struct ModelImpl ModelImpl; /* views and activations, private to model.c */
@@ -60,11 +61,11 @@ typedef struct Model {
     int n_tensors;
     ParamTensor *tensors;
     size_t n_params;
-    float *params;      /* one block */
-    float *grads;       /* one block, same layout; NULL until model_enable_grads */
-    float *hidden;      /* [B*T, C] output of the last model_forward */
-    float *dhidden;     /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
-    int B, T;           /* shape of the last forward */
+    float *params;  /* one block */
+    float *grads;   /* one block, same layout; NULL until model_enable_grads */
+    float *hidden;  /* [B*T, C] output of the last model_forward */
+    float *dhidden; /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
+    int B, T;       /* shape of the last forward */
     ModelImpl *impl;
 } Model;
 
@@ -105,5 +106,43 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
 /* Scalar head (classifier models): values[n] = hidden[n,:] . score for all rows. */
 void model_values(Model *m, float *values);
 void model_values_backward(Model *m, const float *dvalues);
+
+/* ---- additions (engineer "model") ----
+ *
+ * Weight decay (ParamTensor.decay) follows the HF Trainer rule
+ * (Trainer.get_decay_parameter_names): every weight with two or more dimensions decays
+ * (linear/Conv1D matrices, token and position embeddings, lm_head, score); biases and
+ * LayerNorm/RMSNorm weights (one dimension) do not.
+ *
+ * Tensor names are the ones transformers saves: GPT-2 with the "transformer." prefix
+ * (GPT2LMHeadModel / GPT2ForSequenceClassification; files without the prefix, as
+ * GPT2Model saves them, load too), Llama with "model." (LlamaForCausalLM /
+ * LlamaForSequenceClassification).  lm_head.weight exists only when untied and the
+ * model is not a classifier; classifiers have score.weight [1, C] instead. */
+
+const char *model_family_name(Family f);
+/* Range/consistency checks of a config (path names the file in messages). */
+int model_config_validate(const ModelConfig *c, const char *path, Error *e);
+/* config.json as transformers reads it; dtype_name "float32" or "bfloat16".
+ * Returns a new jansson object (json_decref it). */
+struct json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name);
+int model_config_save_dtype(const ModelConfig *c, const char *path, const char *dtype_name, Error *e);
+
+/* The safetensors files of a model directory: model.safetensors, or every shard named
+ * in model.safetensors.index.json (its weight_map is checked against the shards). */
+typedef struct ModelWeights {
+    int n_files;
+    StFile *files;
+} ModelWeights;
+int model_weights_open(ModelWeights *w, const char *dir, Error *e);
+void model_weights_close(ModelWeights *w);
+/* Finds, for every tensor of m, its source in w (src[m->n_tensors]), checking names
+ * and shapes (Conv1D transposed) and that no unexpected tensor is left over;
+ * EX_DATAERR names the tensor.  Nothing is converted. */
+int model_weights_bind(const Model *m, const ModelWeights *w, const StTensor **src, Error *e);
+/* Like model_save, with the on-disk dtype ST_F32 or ST_BF16. */
+int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
+/* Number of parameters a config implies (what model_create will allocate). */
+size_t model_config_n_params(const ModelConfig *c);
 
 #endif
