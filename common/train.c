@@ -1,0 +1,583 @@
+/* train.c — the training loop, checkpoints and resume.  See train.h for the
+ * contract (normalisation, data order, schedule, log, checkpoints, signals). */
+#define _GNU_SOURCE
+#include "train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "safetensors.h"
+
+/* ---- signals: finish the step, checkpoint, exit 128+sig ---------------------- */
+static volatile sig_atomic_t stop_signal;
+static struct sigaction old_int, old_term;
+static int handlers_installed;
+
+static void train_signal_handler(int sig) {
+    if (stop_signal) { /* second signal: give up at once, leaving no temporaries */
+        atomic_cleanup_all();
+        _exit(128 + sig);
+    }
+    stop_signal = sig;
+}
+
+static void signals_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = train_signal_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    handlers_installed = 1;
+}
+
+static void signals_restore(void) {
+    if (!handlers_installed) return;
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    handlers_installed = 0;
+}
+
+int trainer_stop_signal(void) {
+    return stop_signal;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const Trainer *tr, const char *fmt, ...) {
+    if (tr->f->quiet) return;
+    progress_clear((Progress *)&tr->progress);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", tr->f->prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static char *checkpoint_path(const char *out_dir, long step) {
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%ld", step);
+    return path_join(out_dir, name);
+}
+
+/* "checkpoint-N" -> N, else -1. */
+static long checkpoint_number(const char *name) {
+    if (strncmp(name, "checkpoint-", 11) != 0) return -1;
+    const char *s = name + 11;
+    if (!*s) return -1;
+    long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > 100000000000L) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+long train_find_checkpoint(const char *out_dir, char **path) {
+    DIR *d = opendir(out_dir);
+    if (!d) return -1;
+    long best = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long n = checkpoint_number(de->d_name);
+        if (n <= best) continue;
+        char *dir = path_join(out_dir, de->d_name);
+        char *st = path_join(dir, "trainer_state.json");
+        if (file_exists(st)) best = n;
+        free(st);
+        free(dir);
+    }
+    closedir(d);
+    if (best >= 0 && path) *path = checkpoint_path(out_dir, best);
+    return best;
+}
+
+/* Saves the model into DIR (an existing directory).  model_save writes a directory
+ * atomically itself, so it writes a subdirectory whose files we then move up. */
+static int save_model_into(Trainer *tr, const char *dir, Error *e) {
+    TrainTask *t = tr->t;
+    if (t->save) return t->save(t->ctx, dir, e);
+    char *sub = path_join(dir, "model.tmp");
+    int rc = model_save(t->model, sub, t->tokenizer_dir, e);
+    if (rc == 0) {
+        DIR *d = opendir(sub);
+        if (!d) rc = err_set(e, EX_IOERR, "%s: cannot read: %s", sub, strerror(errno));
+        struct dirent *de;
+        while (rc == 0 && (de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            char *from = path_join(sub, de->d_name), *to = path_join(dir, de->d_name);
+            if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", to, strerror(errno));
+            free(from);
+            free(to);
+        }
+        if (d) closedir(d);
+    }
+    remove_tree(sub);
+    free(sub);
+    return rc;
+}
+
+static int load_model_from(Trainer *tr, const char *dir, Error *e) {
+    TrainTask *t = tr->t;
+    if (t->load) return t->load(t->ctx, dir, e);
+    Model tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = model_load(&tmp, dir, e);
+    if (rc) return rc;
+    if (tmp.n_params != t->model->n_params) {
+        rc = err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, the model %zu", dir, tmp.n_params,
+                     t->model->n_params);
+    } else {
+        memcpy(t->model->params, tmp.params, tmp.n_params * sizeof(float));
+    }
+    model_free(&tmp);
+    return rc;
+}
+
+/* ---- checkpoint state ---------------------------------------------------------- */
+static int write_state(Trainer *tr, const char *dir, Error *e) {
+    const TrainFlags *f = tr->f;
+    /* optimizer.safetensors: AdamW moments as flat tensors, the step in metadata */
+    StWriter w;
+    st_writer_init(&w);
+    int64_t shape[1] = {(int64_t)tr->opt.n};
+    st_writer_add(&w, "exp_avg", tr->opt.m, 1, shape);
+    st_writer_add(&w, "exp_avg_sq", tr->opt.v, 1, shape);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%ld", tr->opt.t);
+    st_writer_meta(&w, "step", buf);
+    char *opath = path_join(dir, "optimizer.safetensors");
+    int rc = st_writer_write(&w, opath, ST_F32, e);
+    st_writer_free(&w);
+    free(opath);
+    if (rc) return rc;
+
+    json_t *o = json_object();
+    json_object_set_new(o, "global_step", json_integer(tr->step));
+    json_object_set_new(o, "total_steps", json_integer(tr->total_steps));
+    json_object_set_new(o, "epoch", json_real((double)tr->step / (double)tr->steps_per_epoch));
+    json_object_set_new(o, "num_tokens", json_integer(tr->tokens_seen));
+    snprintf(buf, sizeof buf, "%" PRIu64, f->seed);
+    json_object_set_new(o, "seed", json_string(buf));
+    json_t *rng = json_array();
+    for (int i = 0; i < 4; i++) {
+        snprintf(buf, sizeof buf, "%016" PRIx64, tr->t->rng.s[i]);
+        json_array_append_new(rng, json_string(buf));
+    }
+    json_object_set_new(o, "task_rng", rng);
+    json_object_set_new(o, "n_train", json_integer(tr->t->n_train));
+    json_object_set_new(o, "batch_size", json_integer(f->batch_size));
+    json_object_set_new(o, "grad_accum", json_integer(f->grad_accum));
+    json_object_set_new(o, "lr", json_real(f->lr));
+    char *spath = path_join(dir, "trainer_state.json");
+    AtomicFile af;
+    rc = atomic_open(&af, spath, e);
+    if (rc == 0) {
+        if (json_dumpf(o, af.fp, JSON_INDENT(2)) != 0 || fputc('\n', af.fp) == EOF) {
+            atomic_abort(&af);
+            rc = err_set(e, EX_IOERR, "%s: write error", spath);
+        } else {
+            rc = atomic_commit(&af, e);
+        }
+    }
+    free(spath);
+    json_decref(o);
+    return rc;
+}
+
+int trainer_checkpoint(Trainer *tr, Error *e) {
+    if (tr->step == tr->last_checkpoint) return 0;
+    char *final = checkpoint_path(tr->f->out_dir, tr->step);
+    AtomicDir ad;
+    int rc = atomic_dir_begin(&ad, final, e);
+    if (rc == 0) rc = save_model_into(tr, ad.tmp, e);
+    if (rc == 0) rc = write_state(tr, ad.tmp, e);
+    if (rc == 0)
+        rc = atomic_dir_commit(&ad, e);
+    else
+        atomic_dir_abort(&ad);
+    if (rc == 0) {
+        tr->last_checkpoint = tr->step;
+        say(tr, "saved %s", final);
+    }
+    free(final);
+    return rc;
+}
+
+static int parse_hex64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 16);
+    if (errno || end == s || *end || strlen(s) != 16) return -1;
+    *out = v;
+    return 0;
+}
+
+static int resume_from(Trainer *tr, const char *dir, Error *e) {
+    const TrainFlags *f = tr->f;
+    char *spath = path_join(dir, "trainer_state.json");
+    json_error_t je;
+    json_t *o = json_load_file(spath, 0, &je);
+    int rc = 0;
+    if (!o) {
+        rc = err_set(e, EX_DATAERR, "%s:%d: %s", spath, je.line, je.text);
+        goto out;
+    }
+    json_t *gs = json_object_get(o, "global_step"), *rng = json_object_get(o, "task_rng");
+    if (!json_is_integer(gs) || json_integer_value(gs) < 0) {
+        rc = err_set(e, EX_DATAERR, "%s: field \"global_step\" must be a non-negative integer", spath);
+        goto out;
+    }
+    if (!json_is_array(rng) || json_array_size(rng) != 4) {
+        rc = err_set(e, EX_DATAERR, "%s: field \"task_rng\" must be an array of 4 hex strings", spath);
+        goto out;
+    }
+    Rng r;
+    for (int i = 0; i < 4; i++) {
+        const char *s = json_string_value(json_array_get(rng, i));
+        if (!s || parse_hex64(s, &r.s[i])) {
+            rc = err_set(e, EX_DATAERR, "%s: field \"task_rng\"[%d] must be 16 hex digits", spath, i);
+            goto out;
+        }
+    }
+    /* Settings that decide the data order or the schedule: a different value still
+     * resumes, but not into the run that was interrupted. */
+    struct {
+        const char *name;
+        long long want;
+    } same[] = {{"total_steps", tr->total_steps},
+                {"n_train", tr->t->n_train},
+                {"batch_size", f->batch_size},
+                {"grad_accum", f->grad_accum}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        json_t *v = json_object_get(o, same[i].name);
+        if (json_is_integer(v) && json_integer_value(v) != same[i].want)
+            say(tr, "warning: %s: %s was %lld, now %lld; the resumed run will differ from an uninterrupted one", spath,
+                same[i].name, (long long)json_integer_value(v), same[i].want);
+    }
+    const char *seed_s = json_string_value(json_object_get(o, "seed"));
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, f->seed);
+    if (seed_s && strcmp(seed_s, buf) != 0)
+        say(tr, "warning: %s: seed was %s, now %s; the data order will differ", spath, seed_s, buf);
+
+    /* weights */
+    rc = load_model_from(tr, dir, e);
+    if (rc) goto out;
+    /* optimiser */
+    char *opath = path_join(dir, "optimizer.safetensors");
+    StFile sf;
+    rc = st_open(&sf, opath, e);
+    if (rc == 0) {
+        const StTensor *m = st_find(&sf, "exp_avg"), *v = st_find(&sf, "exp_avg_sq");
+        const char *step_s = NULL;
+        for (int i = 0; i < sf.n_meta; i++)
+            if (!strcmp(sf.meta_keys[i], "step")) step_s = sf.meta_vals[i];
+        if (!m || !v || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != tr->opt.n || v->numel != tr->opt.n)
+            rc = err_set(e, EX_DATAERR, "%s: expected F32 tensors exp_avg and exp_avg_sq of %zu elements", opath,
+                         tr->opt.n);
+        else if (!step_s || atol(step_s) < 0)
+            rc = err_set(e, EX_DATAERR, "%s: metadata \"step\" missing or negative", opath);
+        else {
+            memcpy(tr->opt.m, m->data, tr->opt.n * sizeof(float));
+            memcpy(tr->opt.v, v->data, tr->opt.n * sizeof(float));
+            tr->opt.t = atol(step_s);
+        }
+        st_close(&sf);
+    }
+    free(opath);
+    if (rc) goto out;
+    tr->t->rng = r;
+    tr->step = (long)json_integer_value(gs);
+    tr->last_checkpoint = tr->step;
+    json_t *nt = json_object_get(o, "num_tokens");
+    tr->tokens_seen = json_is_integer(nt) ? (long)json_integer_value(nt) : 0;
+out:
+    json_decref(o);
+    free(spath);
+    return rc;
+}
+
+/* ---- setup ------------------------------------------------------------------------ */
+static int dir_has_checkpoints(const char *out_dir) {
+    DIR *d = opendir(out_dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int found = 0;
+    while (!found && (de = readdir(d))) found = checkpoint_number(de->d_name) >= 0;
+    closedir(d);
+    return found;
+}
+
+int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_steps, long steps_per_epoch, Error *e) {
+    memset(tr, 0, sizeof *tr);
+    tr->f = f;
+    tr->t = t;
+    tr->total_steps = total_steps;
+    tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
+    tr->last_checkpoint = -1;
+    /* transformers TrainingArguments.get_warmup_steps: ceil(ratio * total) */
+    tr->warmup = f->warmup_steps >= 0 ? f->warmup_steps : (long)ceil(f->warmup_ratio * (double)total_steps);
+    rng_seed(&t->rng, f->seed ^ 0x7461736b726e67ULL); /* "taskrng": separate from the data order */
+    model_enable_grads(t->model);
+    adamw_init_model(&tr->opt, t->model, (float)f->weight_decay);
+    tr->opt.beta1 = (float)f->beta1;
+    tr->opt.beta2 = (float)f->beta2;
+    tr->opt.eps = (float)f->adam_eps;
+
+    int rc = 0;
+    char *ck = NULL;
+    if (f->resume && train_find_checkpoint(f->out_dir, &ck) >= 0) {
+        rc = resume_from(tr, ck, e);
+        if (rc)
+            err_prefix(e, "--resume");
+        else if (!f->quiet)
+            fprintf(stderr, "%s: resuming from %s (step %ld of %ld)\n", f->prog, ck, tr->step, total_steps);
+    } else {
+        if (f->resume && !f->quiet)
+            fprintf(stderr, "%s: --resume: no checkpoint in %s; starting fresh\n", f->prog, f->out_dir);
+        if (!f->resume && dir_has_checkpoints(f->out_dir))
+            rc = err_set(e, EX_CANTCREAT,
+                         "%s: holds checkpoints of an earlier run; pass --resume to continue it or remove them",
+                         f->out_dir);
+    }
+    free(ck);
+    if (rc == 0) rc = mkdir_p(f->out_dir, e);
+    if (rc == 0) rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0, e);
+    if (rc) {
+        adamw_free(&tr->opt);
+        return rc;
+    }
+    stop_signal = 0;
+    signals_install();
+    progress_init(&tr->progress, f->quiet ? 0 : cli_progress_enabled(f->progress), tr->step);
+    return 0;
+}
+
+int trainer_finish(Trainer *tr, Error *e) {
+    progress_clear(&tr->progress);
+    int rc = metrics_log_close(&tr->log, e);
+    adamw_free(&tr->opt);
+    signals_restore();
+    return rc;
+}
+
+/* ---- one update --------------------------------------------------------------------- */
+int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, const Metrics *extra, Metrics *out,
+                 Error *e) {
+    TrainTask *t = tr->t;
+    Model *m = t->model;
+    double t0 = now_seconds();
+    double W = 0;
+    for (int j = 0; j < n_micro; j++) W += t->weight(t->ctx, SPLIT_TRAIN, idx[j], n[j]);
+    /* A step with nothing to learn from (every example masked out) still counts;
+     * its gradient is zero. */
+    double scale = W > 0 ? 1.0 / W : 0.0;
+    Metrics mt;
+    metrics_reset(&mt);
+    model_zero_grad(m);
+    for (int j = 0; j < n_micro; j++) {
+        int rc = t->micro_step(t->ctx, SPLIT_TRAIN, idx[j], n[j], scale, &mt, e);
+        if (rc) return err_prefix(e, "step %ld", tr->step + 1);
+    }
+    double loss = NAN;
+    if (metrics_get(&mt, "loss", &loss) != 0) loss = 0.0;
+    double norm = grad_clip_norm(m->grads, m->n_params, tr->f->clip_grad);
+    if (!isfinite(loss) || !isfinite(norm)) {
+        char last[64] = "none";
+        if (tr->last_checkpoint >= 0) snprintf(last, sizeof last, "checkpoint-%ld", tr->last_checkpoint);
+        return err_set(e, EX_SOFTWARE,
+                       "step %ld: loss is %g and gradient norm %g; stopped before the update (last checkpoint: %s)",
+                       tr->step + 1, loss, norm, last);
+    }
+    double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
+    adamw_step(&tr->opt, m->params, m->grads, (float)lr);
+    tr->step++;
+    tr->tokens_seen += mt.tokens;
+    double dt = now_seconds() - t0;
+    double tps = dt > 0 ? (double)mt.tokens / dt : 0;
+    const char *names[] = {"loss", "lr", "grad_norm", "tokens_per_s", "num_tokens"};
+    double vals[] = {loss, lr, norm, tps, (double)tr->tokens_seen};
+    /* the loop's own fields come first; the task's "loss" is not repeated */
+    Metrics rest;
+    metrics_reset(&rest);
+    for (int i = 0; i < mt.n; i++)
+        if (strcmp(mt.name[i], "loss") != 0) metrics_add(&rest, mt.name[i], mt.sum[i], mt.count[i]);
+    if (extra) metrics_merge(&rest, extra, "");
+    int rc =
+        metrics_log_write(&tr->log, tr->step, (double)tr->step / (double)tr->steps_per_epoch, names, vals, 5, &rest, e);
+    if (rc) return rc;
+    progress_update(&tr->progress, tr->step, tr->total_steps, loss, tps);
+    if (out) *out = mt;
+    return 0;
+}
+
+int trainer_eval(Trainer *tr, Metrics *out, Error *e) {
+    TrainTask *t = tr->t;
+    if (t->n_eval <= 0) return 0;
+    int bs = tr->f->batch_size;
+    int *idx = xmalloc((size_t)bs * sizeof(int));
+    Metrics mt;
+    metrics_reset(&mt);
+    int rc = 0;
+    for (long s = 0; s < t->n_eval && rc == 0; s += bs) {
+        int k = (int)(t->n_eval - s < bs ? t->n_eval - s : bs);
+        for (int i = 0; i < k; i++) idx[i] = (int)(s + i);
+        rc = t->micro_step(t->ctx, SPLIT_EVAL, idx, k, 0.0, &mt, e);
+        if (rc) err_prefix(e, "eval at step %ld", tr->step);
+    }
+    free(idx);
+    if (rc) return rc;
+    Metrics pre;
+    metrics_reset(&pre);
+    metrics_merge(&pre, &mt, "eval_");
+    rc = metrics_log_write(&tr->log, tr->step, (double)tr->step / (double)tr->steps_per_epoch, NULL, NULL, 0, &pre, e);
+    if (rc) return rc;
+    double el;
+    if (metrics_get(&pre, "eval_loss", &el) == 0) say(tr, "step %ld: eval_loss %.6f", tr->step, el);
+    if (out) *out = pre;
+    return 0;
+}
+
+/* ---- final model ---------------------------------------------------------------------- */
+int trainer_save_final(Trainer *tr, Error *e) {
+    const char *out = tr->f->out_dir;
+    AtomicDir ad;
+    int rc = atomic_dir_begin(&ad, out, e);
+    if (rc) return rc;
+    rc = save_model_into(tr, ad.tmp, e);
+    if (rc) {
+        atomic_dir_abort(&ad);
+        return rc;
+    }
+    /* carry the checkpoints over into the new directory before it replaces OUT */
+    DIR *d = opendir(out);
+    if (d) {
+        struct dirent *de;
+        while (rc == 0 && (de = readdir(d))) {
+            if (checkpoint_number(de->d_name) < 0) continue;
+            char *from = path_join(out, de->d_name), *to = path_join(ad.tmp, de->d_name);
+            if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", from, strerror(errno));
+            free(from);
+            free(to);
+        }
+        closedir(d);
+    }
+    if (rc) {
+        /* put back what was moved, then drop the temporary */
+        DIR *d2 = opendir(ad.tmp);
+        if (d2) {
+            struct dirent *de;
+            while ((de = readdir(d2))) {
+                if (checkpoint_number(de->d_name) < 0) continue;
+                char *from = path_join(ad.tmp, de->d_name), *to = path_join(out, de->d_name);
+                rename(from, to);
+                free(from);
+                free(to);
+            }
+            closedir(d2);
+        }
+        atomic_dir_abort(&ad);
+        return rc;
+    }
+    return atomic_dir_commit(&ad, e);
+}
+
+/* ---- the epoch loop --------------------------------------------------------------------- */
+static void epoch_order(uint64_t seed, long epoch, int *perm, long n) {
+    for (long i = 0; i < n; i++) perm[i] = (int)i;
+    Rng r;
+    /* one stream per epoch, independent of everything else the run draws */
+    rng_seed(&r, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)epoch + 1);
+    rng_shuffle(&r, perm, (size_t)n);
+}
+
+int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
+    if (t->n_train < 1) return err_set(e, EX_DATAERR, "no training examples");
+    if (t->n_train > 0x7fffffffL) return err_set(e, EX_DATAERR, "too many training examples (%ld)", t->n_train);
+    const long bs = f->batch_size, ga = f->grad_accum;
+    const long mb_per_epoch = (t->n_train + bs - 1) / bs;
+    const long steps_per_epoch = (mb_per_epoch + ga - 1) / ga;
+    long total = f->max_steps > 0 ? f->max_steps : (long)ceil(f->epochs * (double)steps_per_epoch - 1e-9);
+    if (total < 1) total = 1;
+    Trainer tr;
+    int rc = trainer_init(&tr, f, t, total, steps_per_epoch, e);
+    if (rc) return rc;
+    if (!f->quiet)
+        fprintf(stderr,
+                "%s: %ld examples, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
+                f->prog, t->n_train, total, steps_per_epoch, bs, ga, f->lr, lr_schedule_name(f->scheduler), tr.warmup);
+
+    int *perm = xmalloc((size_t)t->n_train * sizeof(int));
+    long perm_epoch = -1;
+    const int **idx = xmalloc((size_t)ga * sizeof *idx);
+    int *cnt = xmalloc((size_t)ga * sizeof(int));
+    int sig = 0;
+    double t_start = now_seconds();
+    long tokens_start = tr.tokens_seen, step_start = tr.step;
+    double last_loss = NAN;
+
+    if (t->n_eval > 0 && tr.step == 0) rc = trainer_eval(&tr, NULL, e);
+    while (rc == 0 && tr.step < total) {
+        long epoch = tr.step / steps_per_epoch, k = tr.step % steps_per_epoch;
+        if (epoch != perm_epoch) {
+            epoch_order(f->seed, epoch, perm, t->n_train);
+            perm_epoch = epoch;
+        }
+        int n_micro = 0;
+        for (long j = k * ga; j < (k + 1) * ga && j < mb_per_epoch; j++) {
+            long lo = j * bs, hi = lo + bs < t->n_train ? lo + bs : t->n_train;
+            idx[n_micro] = perm + lo;
+            cnt[n_micro] = (int)(hi - lo);
+            n_micro++;
+        }
+        Metrics mt;
+        rc = trainer_step(&tr, n_micro, idx, cnt, NULL, &mt, e);
+        if (rc) break;
+        metrics_get(&mt, "loss", &last_loss);
+        if (t->n_eval > 0 && f->eval_every > 0 && tr.step % f->eval_every == 0 && tr.step < total)
+            rc = trainer_eval(&tr, NULL, e);
+        if (rc) break;
+        if ((sig = trainer_stop_signal()) != 0) break;
+        if (f->save_every > 0 && tr.step % f->save_every == 0 && tr.step < total) rc = trainer_checkpoint(&tr, e);
+        if (rc) break;
+        if (f->stop_after > 0 && tr.step >= f->stop_after && tr.step < total) break;
+        if ((sig = trainer_stop_signal()) != 0) break;
+    }
+    int stopped_early = rc == 0 && tr.step < total;
+    if (rc == 0 && stopped_early) {
+        if (sig) say(&tr, "%s: writing a checkpoint at step %ld", strsignal(sig), tr.step);
+        rc = trainer_checkpoint(&tr, e);
+    }
+    if (rc == 0 && !stopped_early) {
+        if (t->n_eval > 0) rc = trainer_eval(&tr, NULL, e);
+        if (rc == 0) rc = trainer_save_final(&tr, e);
+        if (rc == 0) {
+            double dt = now_seconds() - t_start;
+            say(&tr, "done: %ld steps, final loss %.6f, %.0f tokens/s, model in %s", tr.step - step_start, last_loss,
+                dt > 0 ? (double)(tr.tokens_seen - tokens_start) / dt : 0.0, f->out_dir);
+        }
+    }
+    Error e2;
+    int rc2 = trainer_finish(&tr, &e2);
+    if (rc == 0 && rc2) {
+        *e = e2;
+        rc = rc2;
+    }
+    free(perm);
+    free(idx);
+    free(cnt);
+    if (rc) return rc;
+    return stopped_early && sig ? 128 + sig : 0;
+}
