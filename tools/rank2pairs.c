@@ -1,0 +1,235 @@
+/* rank2pairs — ranking exports (Argilla 1.x/2.x, OASST, SHP, UltraFeedback,
+ * summarize_from_feedback, hh-rlhf) to preference pairs JSONL.
+ * The rules live in common/prefdata*.c; this file parses flags, loops over inputs and
+ * prints the summary.  Semantics: man/man1/rank2pairs.1; output: cherry-pairs(5). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "prefdata.h"
+#include "util.h"
+
+static const char *prog = "rank2pairs";
+
+static void usage(void) {
+    printf("Usage: %s [OPTION]... [FILE]...\n"
+           "Turn ranking exports into preference pairs JSONL {prompt, chosen, rejected, id?, margin?}.\n"
+           "FILEs are JSONL, one JSON array, or CSV with a header; none or - reads stdin.\n"
+           "\n"
+           "  -o, --out PATH          output (atomic; - = stdout, the default)\n"
+           "      --format NAME       auto (default), argilla1, argilla1-hf, argilla2, argilla2-flat,\n"
+           "                          oasst, shp, ultrafeedback, summarize, hh, pairs\n"
+           "      --question NAME     ranking question (default: the only one present)\n"
+           "      --prompt-field F    prompt field (default: prompt, else instruction, else input)\n"
+           "      --pairs MODE        all | best-worst | best-rest (default) | adjacent\n"
+           "      --aggregate HOW     mean (default) | borda | majority | each\n"
+           "      --min-annotators N  skip records with fewer submitted annotators (default 1)\n"
+           "      --min-agreement X   skip records whose pairwise order agreement is below X\n"
+           "      --margin            write \"margin\" (rank, mean-rank or score difference)\n"
+           "      --skip-invalid      skip malformed records and count them\n"
+           "      --seed N            accepted for uniformity (the output is deterministic)\n"
+           "  -q, --quiet             no summary on stderr\n"
+           "  -h, --help              this help\n"
+           "      --version           version\n",
+           prog);
+    exit(0);
+}
+
+typedef struct Stats {
+    long read, used, skipped[PD_SKIP_COUNT], pairs, agree_n;
+    double agree_sum;
+} Stats;
+
+static void print_summary(const Stats *s, const char *question) {
+    long skipped = 0;
+    for (int i = 0; i < PD_SKIP_COUNT; i++) skipped += s->skipped[i];
+    fprintf(stderr, "%s: %ld records read, %ld used, %ld skipped (", prog, s->read, s->used, skipped);
+    int first = 1;
+    for (int i = 0; i < PD_SKIP_COUNT; i++) {
+        if (i > PD_SKIP_ALL_TIED && s->skipped[i] == 0) continue; /* the four basic reasons always show */
+        fprintf(stderr, "%s%s: %ld", first ? "" : ", ", pd_skip_name((PdSkip)i), s->skipped[i]);
+        first = 0;
+    }
+    fprintf(stderr, "), %ld pairs written\n", s->pairs);
+    if (question && s->read > 0 && s->skipped[PD_SKIP_NO_RESPONSE] == s->read)
+        fprintf(stderr, "%s: no record has a response to question \"%s\"; check --question\n", prog, question);
+    if (s->agree_n)
+        fprintf(stderr, "%s: mean pairwise agreement %.4f over %ld records with 2+ annotators\n", prog,
+                s->agree_sum / s->agree_n, s->agree_n);
+    else
+        fprintf(stderr, "%s: mean pairwise agreement: n/a (no record has 2+ annotators)\n", prog);
+}
+
+int main(int argc, char **argv) {
+    enum { O_FORMAT = 256, O_QUESTION, O_PROMPT, O_PAIRS, O_AGG, O_MINANN, O_MINAGR, O_MARGIN, O_SKIP, O_SEED, O_VER };
+    static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
+                                             {"format", required_argument, 0, O_FORMAT},
+                                             {"question", required_argument, 0, O_QUESTION},
+                                             {"prompt-field", required_argument, 0, O_PROMPT},
+                                             {"pairs", required_argument, 0, O_PAIRS},
+                                             {"aggregate", required_argument, 0, O_AGG},
+                                             {"min-annotators", required_argument, 0, O_MINANN},
+                                             {"min-agreement", required_argument, 0, O_MINAGR},
+                                             {"margin", no_argument, 0, O_MARGIN},
+                                             {"skip-invalid", no_argument, 0, O_SKIP},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VER},
+                                             {0, 0, 0, 0}};
+    const char *out_path = "-", *question = NULL, *prompt_field = NULL;
+    PdShape shape = PD_SHAPE_AUTO;
+    PdPairOptions po = {PD_PAIRS_BEST_REST, PD_AGG_MEAN, 1, 0};
+    int with_margin = 0, skip_invalid = 0, quiet = 0, c;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            out_path = optarg;
+            break;
+        case O_FORMAT:
+            if (pd_shape_parse(optarg, &shape) != 0) cli_usage_error(prog, "--format: unknown format '%s'", optarg);
+            break;
+        case O_QUESTION:
+            question = optarg;
+            break;
+        case O_PROMPT:
+            prompt_field = optarg;
+            break;
+        case O_PAIRS:
+            if (strcmp(optarg, "all") == 0)
+                po.mode = PD_PAIRS_ALL;
+            else if (strcmp(optarg, "best-worst") == 0)
+                po.mode = PD_PAIRS_BEST_WORST;
+            else if (strcmp(optarg, "best-rest") == 0)
+                po.mode = PD_PAIRS_BEST_REST;
+            else if (strcmp(optarg, "adjacent") == 0)
+                po.mode = PD_PAIRS_ADJACENT;
+            else
+                cli_usage_error(prog, "--pairs: expected all, best-worst, best-rest or adjacent, got '%s'", optarg);
+            break;
+        case O_AGG:
+            if (strcmp(optarg, "mean") == 0)
+                po.aggregate = PD_AGG_MEAN;
+            else if (strcmp(optarg, "borda") == 0)
+                po.aggregate = PD_AGG_BORDA;
+            else if (strcmp(optarg, "majority") == 0)
+                po.aggregate = PD_AGG_MAJORITY;
+            else if (strcmp(optarg, "each") == 0)
+                po.aggregate = PD_AGG_EACH;
+            else
+                cli_usage_error(prog, "--aggregate: expected mean, borda, majority or each, got '%s'", optarg);
+            break;
+        case O_MINANN:
+            po.min_annotators = cli_int(prog, "--min-annotators", optarg);
+            if (po.min_annotators < 1) cli_usage_error(prog, "--min-annotators: must be at least 1");
+            break;
+        case O_MINAGR:
+            po.min_agreement = cli_double(prog, "--min-agreement", optarg);
+            if (po.min_agreement < 0 || po.min_agreement > 1)
+                cli_usage_error(prog, "--min-agreement: must be between 0 and 1, got '%s'", optarg);
+            break;
+        case O_MARGIN:
+            with_margin = 1;
+            break;
+        case O_SKIP:
+            skip_invalid = 1;
+            break;
+        case O_SEED:
+            (void)cli_u64(prog, "--seed", optarg);
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VER:
+            cli_version(prog);
+            break;
+        default:
+            cli_usage_error(prog, "unknown option");
+        }
+    }
+    atomic_install_signal_cleanup();
+    Error e = {0};
+    AtomicFile af;
+    if (atomic_open(&af, out_path, &e)) err_die(prog, &e);
+
+    PdParser parser;
+    pd_parser_init(&parser, shape, question, prompt_field);
+    PdRecordList recs = {0};
+    PdPairList pairs = {0};
+    Stats st = {0};
+    int n_inputs = optind < argc ? argc - optind : 1;
+    int rc = 0;
+    for (int f = 0; f < n_inputs && !rc; f++) {
+        const char *path = optind < argc ? argv[optind + f] : "-";
+        PdInput in;
+        if ((rc = pd_input_open(&in, path, &e))) {
+            pd_input_close(&in);
+            break;
+        }
+        pd_parser_new_file(&parser);
+        int noted = 0;
+        for (;;) {
+            json_t *row = NULL;
+            int r = pd_input_next(&in, &row, &e);
+            if (!r && !row) break;
+            if (!r) {
+                r = pd_parse_row(&parser, row, in.where, &recs, &e);
+                json_decref(row);
+            }
+            if (r) {
+                if (r == EX_DATAERR && skip_invalid && !in.broken) {
+                    st.read++;
+                    st.skipped[PD_SKIP_INVALID]++;
+                    if (!quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e.msg);
+                    continue;
+                }
+                rc = r;
+                break;
+            }
+            if (parser.prompt_fallback && !noted && !quiet) {
+                fprintf(stderr, "%s: %s: no \"prompt\" field; using \"%s\"\n", prog, in.name, parser.prompt_used);
+                noted = 1;
+            }
+            for (int k = 0; k < recs.n && !rc; k++) {
+                double agree;
+                PdSkip why = pd_record_pairs(&recs.r[k], &po, &pairs, &agree);
+                st.read++;
+                if (!isnan(agree)) {
+                    st.agree_sum += agree;
+                    st.agree_n++;
+                }
+                if (why != PD_USED) {
+                    st.skipped[why]++;
+                    continue;
+                }
+                st.used++;
+                for (int j = 0; j < pairs.n && !rc; j++)
+                    rc = pd_pair_write(af.fp, &recs.r[k], &pairs.p[j], with_margin, &e);
+                st.pairs += pairs.n;
+            }
+            pd_list_clear(&recs);
+            if (rc) break;
+        }
+        if (!quiet && !rc && parser.shape != PD_SHAPE_AUTO)
+            fprintf(stderr, "%s: %s: read as %s%s%s\n", prog, in.name, pd_shape_name(parser.shape),
+                    parser.question_found ? ", question " : "", parser.question_found ? parser.question_found : "");
+        pd_input_close(&in);
+    }
+    pd_list_clear(&recs);
+    free(recs.r);
+    free(pairs.p);
+    pd_parser_free(&parser);
+    if (rc) {
+        atomic_abort(&af);
+        err_die(prog, &e);
+    }
+    if (atomic_commit(&af, &e)) err_die(prog, &e);
+    if (!quiet) print_summary(&st, question);
+    return 0;
+}
