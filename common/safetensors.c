@@ -273,7 +273,7 @@ static int parse_header(StFile *f, const char *hdr, size_t hlen, const unsigned 
         StTensor *t = &f->tensors[f->n];
         t->name = xstrdup(key);
         f->n++;
-        uint64_t b, en;
+        uint64_t b = 0, en = 0;
         if ((rc = parse_entry(f, t, val, &b, &en, e))) break;
         ranges[f->n - 1] = (StRange){b, en, f->n - 1};
     }

@@ -1,0 +1,367 @@
+/* test_oracle_model.c — cherry's model against transformers.
+ *
+ * For every fixture written by tests/oracle/make_fixtures.py (tiny GPT-2 / Llama
+ * models saved by transformers, and models saved by cherry and loaded into
+ * transformers), loads the directory with model_load, runs the same batch
+ * (right-padded, padding in a segment of its own) and compares, at real positions
+ * only: the final hidden states, per-token log-probs and entropies (LM models) or
+ * per-token values and the pooled last-token value (classifiers), and the gradient
+ * of EVERY parameter for the fixture's loss (sum of w * logp, or u * values).
+ * Tolerance: |a - b| <= 1e-4 * max(|b|, floor) with floor = 1e-2 * max|b| of the
+ * tensor (the reference is float64, cherry float32).  The worst error per tensor is
+ * printed.  Also: save/reload round trips (F32 bit-exact, BF16 within rounding) and
+ * a sharded copy (model.safetensors.index.json) that must load bit-exactly. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "safetensors.h"
+#include "util.h"
+
+#define RTOL 1e-4
+#define FLOOR_FRAC 1e-2
+
+static int failures;
+static const char *fixdir = "tests/oracle/fixtures";
+
+/* Compares got[i] to want[i] for i with mask[i] (mask may be NULL); prints the
+ * worst error; returns 1 when within tolerance. */
+static int compare(const char *fixture, const char *what, const float *got, const float *want, const int *mask,
+                   size_t n) {
+    double maxabs = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!mask || mask[i]) maxabs = fmax(maxabs, fabs(want[i]));
+    double floor = fmax(FLOOR_FRAC * maxabs, 1e-7);
+    double worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (mask && !mask[i]) continue;
+        double err = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), floor);
+        if (!(err <= worst)) { /* NaN counts as worst */
+            worst = isnan(err) ? INFINITY : err;
+            worst_i = i;
+        }
+    }
+    int ok = worst <= RTOL;
+    printf("%s %-14s %-52s worst rel err %.2e%s\n", ok ? "ok  " : "FAIL", fixture, what, worst,
+           ok ? "" : " (tolerance 1e-4)");
+    if (!ok) {
+        printf("     at element %zu: expected %.9g, got %.9g\n", worst_i, want[worst_i], got[worst_i]);
+        failures++;
+    }
+    return ok;
+}
+
+/* Reads a fixture array as float32 (must have numel elements). */
+static float *get(const StFile *f, const char *name, size_t numel) {
+    const StTensor *t = st_find(f, name);
+    if (!t) {
+        printf("FAIL %s: fixture has no \"%s\"\n", f->path, name);
+        failures++;
+        return NULL;
+    }
+    if (numel && t->numel != numel) {
+        printf("FAIL %s: \"%s\" has %zu elements, expected %zu\n", f->path, name, t->numel, numel);
+        failures++;
+        return NULL;
+    }
+    float *out = xmalloc(t->numel * sizeof(float) + 4);
+    Error e = {0};
+    if (st_to_f32(t, out, &e)) {
+        printf("FAIL %s\n", e.msg);
+        failures++;
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void check_fixture(const char *name) {
+    char dir[512], exp_path[512];
+    snprintf(dir, sizeof dir, "%s/%s", fixdir, name);
+    snprintf(exp_path, sizeof exp_path, "%s/%s.safetensors", fixdir, name);
+    Error e = {0};
+    Model m;
+    if (model_load(&m, dir, &e)) {
+        printf("FAIL %s: model_load: %s\n", name, e.msg);
+        failures++;
+        return;
+    }
+    StFile f;
+    if (st_open(&f, exp_path, &e)) {
+        printf("FAIL %s: %s\n", name, e.msg);
+        failures++;
+        model_free(&m);
+        return;
+    }
+    float *ftok = NULL, *flen = NULL, *ftgt = NULL, *hidden = NULL;
+    const StTensor *tt = st_find(&f, "tokens");
+    if (!tt || tt->ndim != 2) {
+        printf("FAIL %s: no tokens [B,T]\n", exp_path);
+        failures++;
+        goto out;
+    }
+    int B = (int)tt->shape[0], T = (int)tt->shape[1], N = B * T, C = m.cfg.d_model;
+    ftok = get(&f, "tokens", N), flen = get(&f, "lengths", B), ftgt = get(&f, "targets", N);
+    hidden = get(&f, "hidden", (size_t)N * C);
+    if (!ftok || !flen || !ftgt || !hidden) goto out;
+    int *tok = xmalloc(N * sizeof(int)), *tgt = xmalloc(N * sizeof(int)), *seg = xmalloc(N * sizeof(int));
+    int *real = xmalloc(N * sizeof(int)), *realC = xmalloc((size_t)N * C * sizeof(int));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int n = b * T + t;
+            tok[n] = (int)ftok[n];
+            tgt[n] = (int)ftgt[n];
+            real[n] = t < (int)flen[b];
+            seg[n] = real[n] ? 0 : 1; /* padding: a segment of its own */
+            for (int c = 0; c < C; c++) realC[(size_t)n * C + c] = real[n];
+        }
+    printf("---- %s: %s, %d layers, C=%d, heads %d/%d, vocab %d, %s%s (%s)\n", name, model_family_name(m.cfg.family),
+           m.cfg.n_layer, C, m.cfg.n_head, m.cfg.n_kv_head, m.cfg.vocab_size, m.cfg.is_classifier ? "classifier" : "LM",
+           m.cfg.tie_embeddings ? ", tied" : "",
+           st_meta_get(&f, "transformers") ? st_meta_get(&f, "transformers") : "?");
+
+    model_enable_grads(&m);
+    model_zero_grad(&m);
+    model_forward(&m, tok, NULL, seg, B, T);
+    compare(name, "hidden (real positions)", m.hidden, hidden, realC, (size_t)N * C);
+    if (m.cfg.is_classifier) {
+        float *values = get(&f, "values", N), *pooled = get(&f, "pooled", B), *dv = get(&f, "dvalues", N);
+        if (values && pooled && dv) {
+            float *got = xmalloc(N * sizeof(float)), gp[64];
+            model_values(&m, got);
+            compare(name, "values (real positions)", got, values, real, N);
+            for (int b = 0; b < B && b < 64; b++) gp[b] = got[b * T + (int)flen[b] - 1];
+            compare(name, "pooled value at last real token", gp, pooled, NULL, B);
+            model_values_backward(&m, dv);
+            free(got);
+        }
+        free(values);
+        free(pooled);
+        free(dv);
+    } else {
+        float *logp = get(&f, "logp", N), *ent = get(&f, "entropy", N), *dl = get(&f, "dlogp", N);
+        if (logp && ent && dl) {
+            float *gl = xmalloc(N * sizeof(float)), *ge = xmalloc(N * sizeof(float));
+            model_logprobs(&m, tgt, gl, ge);
+            int *valid = xmalloc(N * sizeof(int));
+            for (int n = 0; n < N; n++) valid[n] = tgt[n] >= 0;
+            compare(name, "logp of next token", gl, logp, valid, N);
+            compare(name, "entropy", ge, ent, valid, N);
+            model_logprobs_backward(&m, tgt, dl);
+            free(gl);
+            free(ge);
+            free(valid);
+        }
+        free(logp);
+        free(ent);
+        free(dl);
+    }
+    model_backward(&m);
+
+    /* every parameter has a reference gradient and every reference gradient a parameter */
+    int n_ref = 0;
+    for (int i = 0; i < f.n; i++) n_ref += strncmp(f.tensors[i].name, "grad.", 5) == 0;
+    if (n_ref != m.n_tensors) {
+        printf("FAIL %s: %d reference gradients for %d parameters\n", name, n_ref, m.n_tensors);
+        failures++;
+    }
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *pt = &m.tensors[i];
+        char gname[160];
+        snprintf(gname, sizeof gname, "grad.%s", pt->name);
+        float *want = get(&f, gname, pt->numel);
+        if (!want) continue;
+        const float *g = m.grads + pt->offset;
+        float *got = (float *)g, *tmp = NULL;
+        if (pt->conv1d) { /* reference is transformers' Conv1D layout [in, out] */
+            size_t out = (size_t)pt->shape[0], in = (size_t)pt->shape[1];
+            got = tmp = xmalloc(pt->numel * sizeof(float));
+            for (size_t o = 0; o < out; o++)
+                for (size_t r = 0; r < in; r++) tmp[r * out + o] = g[o * in + r];
+        }
+        char what[200];
+        snprintf(what, sizeof what, "d/d %s", pt->name);
+        compare(name, what, got, want, NULL, pt->numel);
+        free(tmp);
+        free(want);
+    }
+    free(tok);
+    free(tgt);
+    free(seg);
+    free(real);
+    free(realC);
+out:
+    free(ftok);
+    free(flen);
+    free(ftgt);
+    free(hidden);
+    st_close(&f);
+    model_free(&m);
+}
+
+/* Save (F32, BF16) and reload; write a two-shard copy with an index and reload. */
+static void check_round_trips(const char *name, const char *tmpdir) {
+    char dir[512], out[600];
+    snprintf(dir, sizeof dir, "%s/%s", fixdir, name);
+    Error e = {0};
+    Model m, r;
+    if (model_load(&m, dir, &e)) {
+        printf("FAIL %s: %s\n", name, e.msg);
+        failures++;
+        return;
+    }
+    snprintf(out, sizeof out, "%s/%s-f32", tmpdir, name);
+    if (model_save(&m, out, dir, &e) || model_load(&r, out, &e)) {
+        printf("FAIL %s: save/reload F32: %s\n", name, e.msg);
+        failures++;
+    } else {
+        int same = r.n_params == m.n_params && memcmp(r.params, m.params, m.n_params * sizeof(float)) == 0 &&
+                   memcmp(&r.cfg, &m.cfg, sizeof m.cfg) == 0;
+        printf("%s %-14s save + reload F32: parameters and config %s\n", same ? "ok  " : "FAIL", name,
+               same ? "bit-identical" : "DIFFER");
+        failures += !same;
+        model_free(&r);
+    }
+    snprintf(out, sizeof out, "%s/%s-bf16", tmpdir, name);
+    if (model_save_dtype(&m, out, NULL, ST_BF16, &e) || model_load(&r, out, &e)) {
+        printf("FAIL %s: save/reload BF16: %s\n", name, e.msg);
+        failures++;
+    } else {
+        double worst = 0;
+        for (size_t i = 0; i < m.n_params; i++)
+            worst = fmax(worst, fabs(r.params[i] - m.params[i]) / fmax(fabs(m.params[i]), 1e-30));
+        int ok = worst <= 1.0 / 256;
+        printf("%s %-14s save + reload BF16: worst relative error %.2e (bf16 rounding <= 3.9e-03)\n",
+               ok ? "ok  " : "FAIL", name, worst);
+        failures += !ok;
+        model_free(&r);
+    }
+
+    /* sharded: tensors alternately in two files, plus the index transformers writes */
+    snprintf(out, sizeof out, "%s/%s-sharded", tmpdir, name);
+    mkdir_p(out, &e);
+    char path[700], *cfg_src = path_join(dir, "config.json");
+    snprintf(path, sizeof path, "%s/config.json", out);
+    copy_file(cfg_src, path, &e);
+    free(cfg_src);
+    StFile src;
+    if (st_open(&src, (snprintf(path, sizeof path, "%s/model.safetensors", dir), path), &e)) {
+        printf("FAIL %s\n", e.msg);
+        failures++;
+        model_free(&m);
+        return;
+    }
+    StWriter w[2];
+    float **bufs = xcalloc((size_t)src.n, sizeof(float *));
+    st_writer_init(&w[0]);
+    st_writer_init(&w[1]);
+    FILE *idx = fopen((snprintf(path, sizeof path, "%s/model.safetensors.index.json", out), path), "w");
+    fprintf(idx, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
+    for (int i = 0; i < src.n; i++) {
+        const StTensor *t = &src.tensors[i];
+        bufs[i] = xmalloc(t->numel * sizeof(float) + 4);
+        st_to_f32(t, bufs[i], &e);
+        st_writer_add(&w[i % 2], t->name, bufs[i], t->ndim, t->shape);
+        fprintf(idx, "%s\"%s\": \"model-%05d-of-00002.safetensors\"", i ? ", " : "", t->name, i % 2 + 1);
+    }
+    fprintf(idx, "}}\n");
+    fclose(idx);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/model-%05d-of-00002.safetensors", out, k + 1);
+        if (st_writer_write(&w[k], path, ST_F32, &e)) printf("FAIL %s\n", e.msg), failures++;
+        st_writer_free(&w[k]);
+    }
+    for (int i = 0; i < src.n; i++) free(bufs[i]);
+    free(bufs);
+    st_close(&src);
+    if (model_load(&r, out, &e)) {
+        printf("FAIL %s: sharded load: %s\n", name, e.msg);
+        failures++;
+    } else {
+        int same = memcmp(r.params, m.params, m.n_params * sizeof(float)) == 0;
+        printf("%s %-14s two-shard copy with index: parameters %s\n", same ? "ok  " : "FAIL", name,
+               same ? "bit-identical" : "DIFFER");
+        failures += !same;
+        model_free(&r);
+    }
+    model_free(&m);
+}
+
+/* Same seed, same input -> same outputs bit for bit (two forwards and backwards). */
+static void check_determinism(const char *name) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", fixdir, name);
+    Error e = {0};
+    Model m;
+    if (model_load(&m, dir, &e)) return;
+    int B = 2, T = 7, N = B * T, tok[14], tgt[14];
+    for (int n = 0; n < N; n++) tok[n] = 3 + (n * 37) % 200, tgt[n] = (n % T == T - 1) ? -1 : 3 + ((n + 1) * 37) % 200;
+    float lp[2][14], *g[2];
+    model_enable_grads(&m);
+    for (int rep = 0; rep < 2; rep++) {
+        model_zero_grad(&m);
+        model_forward(&m, tok, NULL, NULL, B, T);
+        float dl[14];
+        for (int n = 0; n < N; n++) dl[n] = 1.0f;
+        model_logprobs(&m, tgt, lp[rep], NULL);
+        model_logprobs_backward(&m, tgt, dl);
+        model_backward(&m);
+        g[rep] = xmalloc(m.n_params * sizeof(float));
+        memcpy(g[rep], m.grads, m.n_params * sizeof(float));
+    }
+    int same = memcmp(lp[0], lp[1], sizeof lp[0]) == 0 && memcmp(g[0], g[1], m.n_params * sizeof(float)) == 0;
+    printf("%s %-14s repeated forward/backward bit-identical\n", same ? "ok  " : "FAIL", name);
+    failures += !same;
+    free(g[0]);
+    free(g[1]);
+    model_free(&m);
+}
+
+int main(int argc, char **argv) {
+    if (getenv("ORACLE_FIXTURES")) fixdir = getenv("ORACLE_FIXTURES");
+    if (argc > 1) fixdir = argv[1];
+    const char *names[] = {"model-gpt2",       "model-gpt2-untied", "model-llama-gqa",
+                           "model-llama-tied", "model-gpt2-rm",     "model-llama-rm"};
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/model-gpt2/config.json", fixdir);
+    if (!file_exists(probe)) {
+        printf("fixtures not found in %s (run from the source root)\n", fixdir);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_fixture(names[i]);
+    /* models written by cherry and read back by transformers */
+    int n_saved = 0;
+    DIR *d = opendir(fixdir);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (strncmp(de->d_name, "cherry-saved-", 13) == 0 && !strchr(de->d_name, '.')) {
+            check_fixture(de->d_name);
+            n_saved++;
+        }
+    if (d) closedir(d);
+    if (n_saved == 0) {
+        printf("FAIL no cherry-saved-* fixtures in %s\n", fixdir);
+        failures++;
+    }
+    char tmpdir[128];
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cherry-test-oracle-%ld", (long)getpid());
+    Error e = {0};
+    mkdir_p(tmpdir, &e);
+    check_round_trips("model-gpt2", tmpdir);
+    check_round_trips("model-llama-gqa", tmpdir);
+    check_round_trips("model-llama-rm", tmpdir);
+    check_determinism("model-llama-gqa");
+    check_determinism("model-gpt2");
+    remove_tree(tmpdir);
+    if (failures) {
+        printf("%d failure(s)\n", failures);
+        return 1;
+    }
+    printf("all model oracle checks passed\n");
+    return 0;
+}
