@@ -1,0 +1,616 @@
+/* generate.c — see generate.h.  Reads top to bottom like llama2.c's run.c: the
+ * weights by name, the cache, one forward step over a set of rows, the loop that
+ * prefills, samples and decodes.
+ *
+ * The forward here is the same transformer as model.c (GPT-2: Radford et al. 2019,
+ * pre-LN blocks, learned positions, gelu_new MLP; Llama: Touvron et al. 2023,
+ * RMSNorm, RoPE, SwiGLU, grouped-query attention), written for the cached case:
+ * each row is one token at a known position of one sequence, attending to that
+ * sequence's cached keys and values.  model.c keeps its activations private, so
+ * this file reaches the parameters through model_find_tensor by their Hugging Face
+ * names (as transformers saves them) and calls the per-row ops of ops.h. */
+#define _GNU_SOURCE /* memmem */
+#include "generate.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "util.h"
+
+/* ---- weights by name ------------------------------------------------------------ */
+
+typedef struct LayerW {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const float *qkv_w, *qkv_b;                     /* GPT-2 fused c_attn [3C, C] */
+    const float *q_w, *k_w, *v_w, *q_b, *k_b, *v_b; /* Llama */
+    const float *o_w, *o_b;
+    const float *fc_w, *fc_b, *proj_w, *proj_b;                   /* GPT-2 MLP */
+    const float *gate_w, *up_w, *down_w, *gate_b, *up_b, *down_b; /* Llama MLP */
+} LayerW;
+
+typedef struct Weights {
+    const float *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
+    LayerW *layer;
+} Weights;
+
+/* transformers saves GPT2LMHeadModel under "transformer." and LlamaForCausalLM under
+ * "model."; a bare base model (GPT2Model, LlamaModel, e.g. the original gpt2 hub
+ * file) has no prefix.  Both spellings are accepted. */
+static const float *wfind(const Model *m, int required, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static const float *wfind(const Model *m, int required, const char *fmt, ...) {
+    char name[160], pref[176];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const char *prefix = m->cfg.family == FAMILY_GPT2 ? "transformer." : "model.";
+    snprintf(pref, sizeof pref, "%s%s", prefix, name);
+    const ParamTensor *t = model_find_tensor(m, pref);
+    if (!t) t = model_find_tensor(m, name);
+    if (!t && required) return NULL;
+    return t ? m->params + t->offset : NULL;
+}
+
+static int weights_bind(Weights *w, const Model *m, Error *e) {
+    const ModelConfig *c = &m->cfg;
+    int gpt2 = c->family == FAMILY_GPT2;
+    memset(w, 0, sizeof *w);
+    w->layer = xcalloc((size_t)c->n_layer, sizeof(LayerW));
+    const char *missing = NULL;
+#define NEED(dst, ...)                                                                                                 \
+    do {                                                                                                               \
+        (dst) = wfind(m, 1, __VA_ARGS__);                                                                              \
+        if (!(dst) && !missing) missing = #dst;                                                                        \
+    } while (0)
+    if (gpt2) {
+        NEED(w->wte, "wte.weight");
+        NEED(w->wpe, "wpe.weight");
+        NEED(w->lnf_w, "ln_f.weight");
+        NEED(w->lnf_b, "ln_f.bias");
+    } else {
+        NEED(w->wte, "embed_tokens.weight");
+        NEED(w->lnf_w, "norm.weight");
+    }
+    const ParamTensor *head = model_find_tensor(m, "lm_head.weight");
+    w->lm_head = head ? m->params + head->offset : (c->tie_embeddings ? w->wte : NULL);
+    if (!w->lm_head && !missing) missing = "lm_head.weight";
+    for (int l = 0; l < c->n_layer && !missing; l++) {
+        LayerW *L = &w->layer[l];
+        if (gpt2) {
+            NEED(L->ln1_w, "h.%d.ln_1.weight", l);
+            NEED(L->ln1_b, "h.%d.ln_1.bias", l);
+            NEED(L->qkv_w, "h.%d.attn.c_attn.weight", l);
+            NEED(L->qkv_b, "h.%d.attn.c_attn.bias", l);
+            NEED(L->o_w, "h.%d.attn.c_proj.weight", l);
+            NEED(L->o_b, "h.%d.attn.c_proj.bias", l);
+            NEED(L->ln2_w, "h.%d.ln_2.weight", l);
+            NEED(L->ln2_b, "h.%d.ln_2.bias", l);
+            NEED(L->fc_w, "h.%d.mlp.c_fc.weight", l);
+            NEED(L->fc_b, "h.%d.mlp.c_fc.bias", l);
+            NEED(L->proj_w, "h.%d.mlp.c_proj.weight", l);
+            NEED(L->proj_b, "h.%d.mlp.c_proj.bias", l);
+        } else {
+            NEED(L->ln1_w, "layers.%d.input_layernorm.weight", l);
+            NEED(L->ln2_w, "layers.%d.post_attention_layernorm.weight", l);
+            NEED(L->q_w, "layers.%d.self_attn.q_proj.weight", l);
+            NEED(L->k_w, "layers.%d.self_attn.k_proj.weight", l);
+            NEED(L->v_w, "layers.%d.self_attn.v_proj.weight", l);
+            NEED(L->o_w, "layers.%d.self_attn.o_proj.weight", l);
+            NEED(L->gate_w, "layers.%d.mlp.gate_proj.weight", l);
+            NEED(L->up_w, "layers.%d.mlp.up_proj.weight", l);
+            NEED(L->down_w, "layers.%d.mlp.down_proj.weight", l);
+            if (c->attn_bias) {
+                NEED(L->q_b, "layers.%d.self_attn.q_proj.bias", l);
+                NEED(L->k_b, "layers.%d.self_attn.k_proj.bias", l);
+                NEED(L->v_b, "layers.%d.self_attn.v_proj.bias", l);
+                L->o_b = wfind(m, 0, "layers.%d.self_attn.o_proj.bias", l);
+            }
+            if (c->mlp_bias) {
+                NEED(L->gate_b, "layers.%d.mlp.gate_proj.bias", l);
+                NEED(L->up_b, "layers.%d.mlp.up_proj.bias", l);
+                NEED(L->down_b, "layers.%d.mlp.down_proj.bias", l);
+            }
+        }
+    }
+#undef NEED
+    if (missing) {
+        free(w->layer);
+        w->layer = NULL;
+        return err_set(e, EX_DATAERR, "model has no tensor for %s (a causal LM with an LM head is needed)", missing);
+    }
+    return 0;
+}
+
+/* ---- the cache ------------------------------------------------------------------ */
+
+void kv_init(KVCache *c, const ModelConfig *cfg, int slots, int cap) {
+    c->slots = slots;
+    c->cap = cap;
+    c->n_layer = cfg->n_layer;
+    c->nkv = cfg->n_kv_head;
+    c->hd = cfg->d_model / cfg->n_head;
+    size_t n = (size_t)cfg->n_layer * slots * cap * c->nkv * c->hd;
+    c->k = xmalloc(n * sizeof(float));
+    c->v = xmalloc(n * sizeof(float));
+    c->len = xcalloc((size_t)slots, sizeof(int));
+}
+
+void kv_free(KVCache *c) {
+    free(c->k);
+    free(c->v);
+    free(c->len);
+    memset(c, 0, sizeof *c);
+}
+
+/* Row of position pos of slot s in layer l: [nkv*hd] floats. */
+static inline size_t kv_off(const KVCache *c, int l, int s, int pos) {
+    return (((size_t)l * c->slots + s) * c->cap + pos) * (size_t)c->nkv * c->hd;
+}
+
+/* ---- scratch ---------------------------------------------------------------------- */
+
+struct GenState {
+    const Model *m;
+    Weights w;
+    int max_rows;
+    float *x, *h, *q, *k, *v, *qkv, *att, *ff1, *ff2, *mean, *rstd, *hlast;
+    int *pos;
+    float *scores; /* [threads][score_cap] */
+    int score_cap, threads;
+};
+
+GenState *gen_state_new(const Model *m, int max_rows, Error *e) {
+    GenState *g = xcalloc(1, sizeof *g);
+    g->m = m;
+    if (weights_bind(&g->w, m, e)) {
+        free(g);
+        return NULL;
+    }
+    const ModelConfig *c = &m->cfg;
+    size_t R = (size_t)max_rows, C = c->d_model, hd = C / c->n_head, kvd = (size_t)c->n_kv_head * hd;
+    g->max_rows = max_rows;
+    g->x = xmalloc(R * C * sizeof(float));
+    g->h = xmalloc(R * C * sizeof(float));
+    g->q = xmalloc(R * C * sizeof(float));
+    g->k = xmalloc(R * kvd * sizeof(float));
+    g->v = xmalloc(R * kvd * sizeof(float));
+    g->qkv = xmalloc(R * (C + 2 * kvd) * sizeof(float));
+    g->att = xmalloc(R * C * sizeof(float));
+    g->ff1 = xmalloc(R * c->d_ff * sizeof(float));
+    g->ff2 = xmalloc(R * c->d_ff * sizeof(float));
+    g->hlast = xmalloc(R * C * sizeof(float));
+    g->mean = xmalloc(R * sizeof(float));
+    g->rstd = xmalloc(R * sizeof(float));
+    g->pos = xmalloc(R * sizeof(int));
+    g->threads = omp_get_max_threads();
+    return g;
+}
+
+void gen_state_free(GenState *g) {
+    if (!g) return;
+    free(g->w.layer);
+    free(g->x), free(g->h), free(g->q), free(g->k), free(g->v), free(g->qkv), free(g->att);
+    free(g->ff1), free(g->ff2), free(g->hlast), free(g->mean), free(g->rstd), free(g->pos), free(g->scores);
+    free(g);
+}
+
+/* ---- batch-invariant linear ---------------------------------------------------------
+ * out[n,o] = in[n,:] . w[o,:] + bias[o] with one fixed summation order per (n, o):
+ * sixteen lanes (two 8-wide accumulators over i mod 16), then a fixed pairwise lane
+ * sum, then the scalar tail.  Rows are processed four at a time to reuse each weight
+ * load (which is what makes batch 16 cheaper per token than batch 1: the weights are
+ * read once per step, not once per sequence), but the arithmetic of a row is the
+ * same in the 4-row and the 1-row code, so a row's result does not depend on its
+ * neighbours.  BLAS gives no such guarantee (it switches kernels with the batch). */
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 ld8(const float *p) {
+    v8 r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+
+static inline float lanes_sum(v8 a, v8 b) {
+    v8 s = a + b;
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+static inline float dot_tail(float acc, const float *w, const float *x, int from, int C) {
+    for (int i = from; i < C; i++) acc += w[i] * x[i];
+    return acc;
+}
+
+static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC) {
+    int C16 = C & ~15, C8 = C & ~7;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++) {
+        const float *wr = w + (size_t)o * C;
+        float b = bias ? bias[o] : 0.0f;
+        int n = 0;
+        for (; n + 4 <= N; n += 4) {
+            const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+            v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
+            for (int i = 0; i < C16; i += 16) {
+                v8 wa = ld8(wr + i), wb = ld8(wr + i + 8);
+                a0 += wa * ld8(x0 + i), b0 += wb * ld8(x0 + i + 8);
+                a1 += wa * ld8(x1 + i), b1 += wb * ld8(x1 + i + 8);
+                a2 += wa * ld8(x2 + i), b2 += wb * ld8(x2 + i + 8);
+                a3 += wa * ld8(x3 + i), b3 += wb * ld8(x3 + i + 8);
+            }
+            if (C8 > C16) {
+                v8 wa = ld8(wr + C16);
+                a0 += wa * ld8(x0 + C16), a1 += wa * ld8(x1 + C16);
+                a2 += wa * ld8(x2 + C16), a3 += wa * ld8(x3 + C16);
+            }
+            out[(size_t)n * OC + o] = dot_tail(lanes_sum(a0, b0), wr, x0, C8, C) + b;
+            out[(size_t)(n + 1) * OC + o] = dot_tail(lanes_sum(a1, b1), wr, x1, C8, C) + b;
+            out[(size_t)(n + 2) * OC + o] = dot_tail(lanes_sum(a2, b2), wr, x2, C8, C) + b;
+            out[(size_t)(n + 3) * OC + o] = dot_tail(lanes_sum(a3, b3), wr, x3, C8, C) + b;
+        }
+        for (; n < N; n++) {
+            const float *x0 = in + (size_t)n * C;
+            v8 a0 = {0}, b0 = {0};
+            for (int i = 0; i < C16; i += 16) {
+                v8 wa = ld8(wr + i), wb = ld8(wr + i + 8);
+                a0 += wa * ld8(x0 + i), b0 += wb * ld8(x0 + i + 8);
+            }
+            if (C8 > C16) a0 += ld8(wr + C16) * ld8(x0 + C16);
+            out[(size_t)n * OC + o] = dot_tail(lanes_sum(a0, b0), wr, x0, C8, C) + b;
+        }
+    }
+}
+
+static void linear(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC, int inv) {
+    if (inv)
+        linear_invariant(out, in, w, bias, N, C, OC);
+    else
+        linear_forward(out, in, w, bias, N, C, OC);
+}
+
+/* ---- cached attention ----------------------------------------------------------------
+ * Row r (slot s, position p) attends to positions 0..p of slot s (Vaswani et al. 2017,
+ * eq. 1, scale 1/sqrt(hd)); query head h reads kv head h / (nh / nkv) (GQA, Ainslie
+ * et al. 2023).  One (row, head) per task; a row's result never depends on others. */
+static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n) {
+    const ModelConfig *c = &g->m->cfg;
+    int nh = c->n_head, nkv = c->n_kv_head, hd = c->d_model / nh, grp = nh / nkv;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int r = 0; r < n; r++)
+        for (int h = 0; h < nh; h++) {
+            float *sc = g->scores + (size_t)omp_get_thread_num() * g->score_cap;
+            int s = slots[r], p = g->pos[r], kh = h / grp;
+            const float *q = g->q + ((size_t)r * nh + h) * hd;
+            float mx = -INFINITY;
+            for (int j = 0; j <= p; j++) {
+                const float *k = kv->k + kv_off(kv, l, s, j) + (size_t)kh * hd;
+                float d = 0;
+                for (int i = 0; i < hd; i++) d += q[i] * k[i];
+                sc[j] = d * scale;
+                if (sc[j] > mx) mx = sc[j];
+            }
+            double sum = 0;
+            for (int j = 0; j <= p; j++) {
+                sc[j] = expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            float inv = (float)(1.0 / sum);
+            float *o = g->att + ((size_t)r * nh + h) * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0;
+            for (int j = 0; j <= p; j++) {
+                const float *v = kv->v + kv_off(kv, l, s, j) + (size_t)kh * hd;
+                float a = sc[j] * inv;
+                for (int i = 0; i < hd; i++) o[i] += a * v[i];
+            }
+        }
+}
+
+/* ---- one forward step over a set of rows --------------------------------------------- */
+
+void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, int n, const unsigned char *want_logits,
+                 float *logits, int inv) {
+    const Model *m = g->m;
+    const ModelConfig *c = &m->cfg;
+    const Weights *w = &g->w;
+    int C = c->d_model, nh = c->n_head, nkv = c->n_kv_head, hd = C / nh, kvd = nkv * hd, F = c->d_ff;
+    int gpt2 = c->family == FAMILY_GPT2;
+    if (n > g->max_rows) die_internal("gen_forward: %d rows, state holds %d", n, g->max_rows);
+    for (int r = 0; r < n; r++) g->pos[r] = (r > 0 && slots[r] == slots[r - 1]) ? g->pos[r - 1] + 1 : kv->len[slots[r]];
+    if (g->score_cap < kv->cap) {
+        free(g->scores);
+        g->score_cap = kv->cap;
+        g->scores = xmalloc((size_t)g->threads * g->score_cap * sizeof(float));
+    }
+
+    embedding_forward(g->x, tokens, w->wte, n, C);
+    if (gpt2) position_forward(g->x, g->pos, w->wpe, n, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerW *L = &w->layer[l];
+        /* attention block */
+        if (gpt2) {
+            layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln1_w, L->ln1_b, n, C, c->norm_eps);
+            linear(g->qkv, g->h, L->qkv_w, L->qkv_b, n, C, 3 * C, inv);
+            for (int r = 0; r < n; r++) {
+                const float *src = g->qkv + (size_t)r * 3 * C;
+                memcpy(g->q + (size_t)r * C, src, C * sizeof(float));
+                memcpy(g->k + (size_t)r * C, src + C, C * sizeof(float));
+                memcpy(g->v + (size_t)r * C, src + 2 * C, C * sizeof(float));
+            }
+        } else {
+            rmsnorm_forward(g->h, g->rstd, g->x, L->ln1_w, n, C, c->norm_eps);
+            linear(g->q, g->h, L->q_w, L->q_b, n, C, C, inv);
+            linear(g->k, g->h, L->k_w, L->k_b, n, C, kvd, inv);
+            linear(g->v, g->h, L->v_w, L->v_b, n, C, kvd, inv);
+            rope_forward(g->q, g->pos, n, nh, hd, c->rope_theta);
+            rope_forward(g->k, g->pos, n, nkv, hd, c->rope_theta);
+        }
+        for (int r = 0; r < n; r++) {
+            size_t off = kv_off(kv, l, slots[r], g->pos[r]);
+            memcpy(kv->k + off, g->k + (size_t)r * kvd, kvd * sizeof(float));
+            memcpy(kv->v + off, g->v + (size_t)r * kvd, kvd * sizeof(float));
+        }
+        attention_cached(g, kv, l, slots, n);
+        linear(g->h, g->att, L->o_w, L->o_b, n, C, C, inv);
+        residual_forward(g->x, g->x, g->h, (size_t)n * C);
+        /* MLP block */
+        if (gpt2) {
+            layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln2_w, L->ln2_b, n, C, c->norm_eps);
+            linear(g->ff1, g->h, L->fc_w, L->fc_b, n, C, F, inv);
+            gelu_forward(g->ff2, g->ff1, (size_t)n * F);
+            linear(g->h, g->ff2, L->proj_w, L->proj_b, n, F, C, inv);
+        } else {
+            rmsnorm_forward(g->h, g->rstd, g->x, L->ln2_w, n, C, c->norm_eps);
+            linear(g->ff1, g->h, L->gate_w, L->gate_b, n, C, F, inv);
+            linear(g->ff2, g->h, L->up_w, L->up_b, n, C, F, inv);
+            swiglu_forward(g->ff1, g->ff1, g->ff2, (size_t)n * F);
+            linear(g->h, g->ff1, L->down_w, L->down_b, n, F, C, inv);
+        }
+        residual_forward(g->x, g->x, g->h, (size_t)n * C);
+    }
+    for (int r = 0; r < n; r++) kv->len[slots[r]] = g->pos[r] + 1;
+
+    /* final norm and LM head, only for the rows that want logits */
+    int nl = 0;
+    for (int r = 0; r < n; r++)
+        if (!want_logits || want_logits[r]) memcpy(g->h + (size_t)nl++ * C, g->x + (size_t)r * C, C * sizeof(float));
+    if (nl == 0) return;
+    if (gpt2)
+        layernorm_forward(g->hlast, g->mean, g->rstd, g->h, w->lnf_w, w->lnf_b, nl, C, c->norm_eps);
+    else
+        rmsnorm_forward(g->hlast, g->rstd, g->h, w->lnf_w, nl, C, c->norm_eps);
+    linear_invariant(logits, g->hlast, w->lm_head, NULL, nl, C, c->vocab_size);
+}
+
+/* ---- generation loop ------------------------------------------------------------------- */
+
+GenConfig gen_config_default(void) {
+    GenConfig c;
+    memset(&c, 0, sizeof c);
+    c.sampler = sampler_config_default();
+    c.max_new_tokens = 64;
+    c.num_samples = 1;
+    c.batch_size = 8;
+    return c;
+}
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void gen_rng_seed(Rng *r, uint64_t seed, long prompt_id, int sample) {
+    uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
+    h = mix64(h ^ ((uint64_t)prompt_id * 0x9e3779b97f4a7c15ULL + 1));
+    h = mix64(h ^ ((uint64_t)sample * 0xd1b54a32d192ed03ULL + 2));
+    rng_seed(r, h);
+}
+
+void gen_seq_free(GenSeq *s) {
+    free(s->tokens);
+    free(s->logprobs);
+    free(s->sample_logprobs);
+    memset(s, 0, sizeof *s);
+}
+
+/* Per-slot state of a running sequence. */
+typedef struct Slot {
+    int seq; /* index into out[], -1 when free */
+    Sampler sampler;
+    Rng rng;
+    int *hist; /* prompt + generated, for the repetition penalty */
+    int n_hist;
+    char *text; /* generated bytes, for stop strings */
+    size_t text_len, text_cap;
+    float *logits; /* [V] pending logits */
+    int done;
+} Slot;
+
+/* Returns the index of the first stop string that now occurs in the generated bytes
+ * (only the window that the newest token can have completed is searched), or -1. */
+static int stop_match(const GenConfig *cfg, const Slot *sl, size_t before) {
+    for (int i = 0; i < cfg->n_stop; i++) {
+        size_t sn = strlen(cfg->stop[i]);
+        if (sn == 0 || sl->text_len < sn) continue;
+        size_t from = before + 1 > sn ? before + 1 - sn : 0;
+        if (memmem(sl->text + from, sl->text_len - from, cfg->stop[i], sn)) return i;
+    }
+    return -1;
+}
+
+int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *const *prompts, const int *lens,
+             const long *prompt_ids, int n, GenSeq *out, void (*progress)(void *ctx, int done, long tokens),
+             void *progress_ctx, Error *e) {
+    const ModelConfig *mc = &m->cfg;
+    int V = mc->vocab_size;
+    if (cfg->max_new_tokens < 1) return err_set(e, EX_USAGE, "--max-new-tokens must be >= 1");
+    if (cfg->num_samples < 1) return err_set(e, EX_USAGE, "--num-samples must be >= 1");
+    if (cfg->batch_size < 1) return err_set(e, EX_USAGE, "--batch-size must be >= 1");
+    if (cfg->n_stop > 0 && !tok) return err_set(e, EX_USAGE, "stop strings need a tokenizer");
+    if (sampler_config_check(&cfg->sampler, e)) return e->code;
+    int maxlen = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 1) return err_set(e, EX_DATAERR, "prompt %d is empty", i);
+        if (lens[i] >= mc->max_seq)
+            return err_set(e, EX_DATAERR, "prompt %d has %d tokens; the model's context is %d", i, lens[i],
+                           mc->max_seq);
+        for (int t = 0; t < lens[i]; t++)
+            if (prompts[i][t] < 0 || prompts[i][t] >= V)
+                return err_set(e, EX_DATAERR, "prompt %d: token %d is id %d, outside the vocabulary (%d)", i, t,
+                               prompts[i][t], V);
+        if (lens[i] > maxlen) maxlen = lens[i];
+    }
+    long nseq = (long)n * cfg->num_samples;
+    if (nseq == 0) return 0;
+    int cap = maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
+    int nslot = cfg->batch_size < nseq ? cfg->batch_size : (int)nseq;
+    GenState *g = gen_state_new(m, maxlen > nslot ? maxlen : nslot, e);
+    if (!g) return e->code;
+    KVCache kv;
+    kv_init(&kv, mc, nslot, cap);
+    Slot *slot = xcalloc((size_t)nslot, sizeof(Slot));
+    for (int s = 0; s < nslot; s++) {
+        slot[s].seq = -1;
+        sampler_init(&slot[s].sampler, &cfg->sampler, V);
+        slot[s].hist = xmalloc((size_t)cap * sizeof(int));
+        slot[s].logits = xmalloc((size_t)V * sizeof(float));
+    }
+    /* The last prompt prefilled: its keys/values and last logits, so the other
+     * samples of that prompt start from a copy instead of a second prefill. */
+    int pre_prompt = -1;
+    size_t kvrow = (size_t)kv.nkv * kv.hd;
+    float *pre_k = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
+    float *pre_v = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
+    float *pre_logits = xmalloc((size_t)V * sizeof(float));
+    int *rows_tok = xmalloc((size_t)(maxlen > nslot ? maxlen : nslot) * sizeof(int));
+    int *rows_slot = xmalloc((size_t)(maxlen > nslot ? maxlen : nslot) * sizeof(int));
+    unsigned char *want = xcalloc((size_t)(maxlen > nslot ? maxlen : nslot), 1);
+    float *step_logits = xmalloc((size_t)nslot * V * sizeof(float));
+    long next = 0, finished = 0, tokens_out = 0;
+
+    while (finished < nseq) {
+        /* 1. start waiting sequences in free slots (prefill, or copy the prefix) */
+        for (int s = 0; s < nslot && next < nseq; s++) {
+            if (slot[s].seq >= 0) continue;
+            Slot *sl = &slot[s];
+            int p = (int)(next / cfg->num_samples), smp = (int)(next % cfg->num_samples), L = lens[p];
+            if (pre_prompt == p) {
+                for (int l = 0; l < mc->n_layer; l++) {
+                    memcpy(kv.k + kv_off(&kv, l, s, 0), pre_k + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
+                    memcpy(kv.v + kv_off(&kv, l, s, 0), pre_v + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
+                }
+                kv.len[s] = L;
+                memcpy(sl->logits, pre_logits, (size_t)V * sizeof(float));
+            } else {
+                kv.len[s] = 0;
+                for (int t = 0; t < L; t++) rows_tok[t] = prompts[p][t], rows_slot[t] = s, want[t] = t == L - 1;
+                gen_forward(g, &kv, rows_tok, rows_slot, L, want, sl->logits, 0);
+                for (int t = 0; t < L; t++) want[t] = 0;
+                for (int l = 0; l < mc->n_layer; l++) {
+                    memcpy(pre_k + (size_t)l * maxlen * kvrow, kv.k + kv_off(&kv, l, s, 0), L * kvrow * sizeof(float));
+                    memcpy(pre_v + (size_t)l * maxlen * kvrow, kv.v + kv_off(&kv, l, s, 0), L * kvrow * sizeof(float));
+                }
+                memcpy(pre_logits, sl->logits, (size_t)V * sizeof(float));
+                pre_prompt = p;
+            }
+            GenSeq *q = &out[next];
+            memset(q, 0, sizeof *q);
+            q->prompt = p;
+            q->sample = smp;
+            q->stop_index = -1;
+            q->tokens = xmalloc((size_t)cfg->max_new_tokens * sizeof(int));
+            q->logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
+            q->sample_logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
+            gen_rng_seed(&sl->rng, cfg->seed, prompt_ids ? prompt_ids[p] : p, smp);
+            memcpy(sl->hist, prompts[p], (size_t)L * sizeof(int));
+            sl->n_hist = L;
+            sl->text_len = 0;
+            sl->done = 0;
+            sl->seq = (int)next++;
+        }
+        /* 2. sample one token for every live sequence (independent per slot) */
+#pragma omp parallel for schedule(dynamic)
+        for (int s = 0; s < nslot; s++) {
+            Slot *sl = &slot[s];
+            if (sl->seq < 0) continue;
+            GenSeq *q = &out[sl->seq];
+            float lp, slp;
+            int t = sampler_sample(&sl->sampler, sl->logits, sl->hist, sl->n_hist, &sl->rng, &lp, &slp);
+            q->tokens[q->n_tokens] = t;
+            q->logprobs[q->n_tokens] = lp;
+            q->sample_logprobs[q->n_tokens] = slp;
+            q->n_tokens++;
+            q->logprob += lp;
+            sl->hist[sl->n_hist++] = t;
+        }
+        /* 3. stop conditions (serial: the tokenizer is not shared across threads) */
+        for (int s = 0; s < nslot; s++) {
+            Slot *sl = &slot[s];
+            if (sl->seq < 0) continue;
+            GenSeq *q = &out[sl->seq];
+            int t = q->tokens[q->n_tokens - 1];
+            tokens_out++;
+            for (int i = 0; i < cfg->n_eos; i++)
+                if (t == cfg->eos_ids[i]) q->eos = 1;
+            if (q->eos) {
+                q->finish = GEN_FINISH_STOP;
+                sl->done = 1;
+            } else if (cfg->n_stop > 0) {
+                char buf[256];
+                int nb = tok_id_bytes(tok, t, buf, sizeof buf);
+                if (nb > (int)sizeof buf) nb = sizeof buf;
+                if (nb > 0) {
+                    size_t before = sl->text_len;
+                    if (sl->text_len + nb > sl->text_cap) {
+                        sl->text_cap = 2 * (sl->text_len + nb) + 64;
+                        sl->text = xrealloc(sl->text, sl->text_cap);
+                    }
+                    memcpy(sl->text + sl->text_len, buf, (size_t)nb);
+                    sl->text_len += nb;
+                    int k = stop_match(cfg, sl, before);
+                    if (k >= 0) {
+                        q->finish = GEN_FINISH_STOP;
+                        q->stop_index = k;
+                        sl->done = 1;
+                    }
+                }
+            }
+            /* the whole sequence must fit the context, as transformers' max_length (and so a
+             * full recompute of prompt + completion stays possible) */
+            if (!sl->done && (q->n_tokens >= cfg->max_new_tokens || sl->n_hist >= mc->max_seq)) {
+                q->finish = GEN_FINISH_LENGTH;
+                sl->done = 1;
+            }
+            if (sl->done) {
+                sl->seq = -1;
+                finished++;
+            }
+        }
+        if (progress) progress(progress_ctx, (int)finished, tokens_out);
+        /* 4. one decode step for the sequences still running */
+        int nr = 0;
+        for (int s = 0; s < nslot; s++)
+            if (slot[s].seq >= 0) rows_tok[nr] = slot[s].hist[slot[s].n_hist - 1], rows_slot[nr++] = s;
+        if (nr == 0) continue;
+        gen_forward(g, &kv, rows_tok, rows_slot, nr, NULL, step_logits, 1);
+        for (int r = 0; r < nr; r++)
+            memcpy(slot[rows_slot[r]].logits, step_logits + (size_t)r * V, (size_t)V * sizeof(float));
+    }
+
+    for (int s = 0; s < nslot; s++) {
+        sampler_free(&slot[s].sampler);
+        free(slot[s].hist);
+        free(slot[s].text);
+        free(slot[s].logits);
+    }
+    free(slot);
+    free(pre_k), free(pre_v), free(pre_logits), free(rows_tok), free(rows_slot), free(want), free(step_logits);
+    kv_free(&kv);
+    gen_state_free(g);
+    return 0;
+}
