@@ -85,7 +85,7 @@ $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	ar rcs $@ $^
 
 $(BIN)/%: $(O)/tools/%.o $(LIB)
-	@mkdir -p bin
+	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
