@@ -23,12 +23,12 @@
 typedef struct RecStream {
     JsonlReader jr;
     DataReader *dr;
-    char *spool;      /* temporary copy of stdin, or NULL */
-    char *name;       /* path for messages ("<stdin>" for "-") */
-    DataKind kind;    /* kind of every record (DATA_AUTO for an empty input) */
+    char *spool;   /* temporary copy of stdin, or NULL */
+    char *name;    /* path for messages ("<stdin>" for "-") */
+    DataKind kind; /* kind of every record (DATA_AUTO for an empty input) */
     int skip_invalid;
-    long dropped;     /* records without an example (dropped or skipped by the data layer) */
-    json_t *pending;  /* record read ahead by the JSONL side */
+    long dropped;    /* records without an example (dropped or skipped by the data layer) */
+    json_t *pending; /* record read ahead by the JSONL side */
     long pending_line;
     int eof;
 } RecStream;

@@ -48,8 +48,20 @@ static void usage(FILE *out) {
           out);
 }
 
-enum { OPT_VERSION = 1000, OPT_PER_TOKEN, OPT_BATCH, OPT_MAXLEN, OPT_MAXPROMPT, OPT_KIND, OPT_TEMPLATE, OPT_SKIP,
-       OPT_THREADS, OPT_SEED, OPT_PROGRESS, OPT_NO_PROGRESS };
+enum {
+    OPT_VERSION = 1000,
+    OPT_PER_TOKEN,
+    OPT_BATCH,
+    OPT_MAXLEN,
+    OPT_MAXPROMPT,
+    OPT_KIND,
+    OPT_TEMPLATE,
+    OPT_SKIP,
+    OPT_THREADS,
+    OPT_SEED,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS
+};
 
 static const struct option opts[] = {
     {"help", no_argument, 0, 'h'},

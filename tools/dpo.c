@@ -1,0 +1,321 @@
+/* dpo — Direct Preference Optimization and its relatives on preference pairs.
+ *
+ * Reads preference JSONL (prompt, chosen, rejected; see cherry-data(5)), and trains
+ * the policy -m with the loss(es) of --loss-type (losses_pref.h: DPO sigmoid, hinge,
+ * IPO, robust, cDPO, BCO, SPPO, NCA, APO, SFT; weighted by --loss-weights; plus RPO's
+ * NLL with --rpo-alpha) through the shared training loop (train.h).
+ *
+ * The reference: records that carry ref_chosen_logps / ref_rejected_logps (written by
+ * logprobs) are used as they are, and when every record has them no reference model
+ * is loaded at all.  Otherwise the missing reference log-probs are computed ONCE, in a
+ * first pass before training, with --ref or (default) the policy's starting weights,
+ * and the reference model is freed before the first update.  Chosen and rejected of a
+ * pair go through the model in one batch (rows 0..n-1 chosen, n..2n-1 rejected, as
+ * TRL's concatenated_forward).  Sequence log-prob = sum over completion tokens.
+ * This file only wires data, model and loss to the loop. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "data.h"
+#include "losses_pref.h"
+#include "model.h"
+#include "prefbatch.h"
+#include "tokenizer.h"
+#include "train.h"
+
+static const char *PROG = "dpo";
+
+static void usage(FILE *out) {
+    fputs("Usage: dpo -m MODEL -o OUT [options] [PAIRS.jsonl ...]\n"
+          "Preference optimisation of a causal LM on prompt/chosen/rejected JSONL (stdin\n"
+          "when no file).  The reference is --ref, or the starting weights of -m, or the\n"
+          "ref_chosen_logps/ref_rejected_logps fields of the records (see logprobs(1)).\n"
+          "\n"
+          "DPO options:\n"
+          "      --beta X             temperature of the implicit reward (default 0.1)\n"
+          "      --loss-type LIST     comma list of sigmoid, hinge, ipo, robust, cdpo, bco_pair,\n"
+          "                           sppo_hard, nca_pair, apo_zero, apo_down, sft (default sigmoid)\n"
+          "      --loss-weights LIST  one weight per loss type (default all 1)\n"
+          "      --label-smoothing X  label noise for robust and cdpo/sigmoid, in [0, 0.5) (default 0)\n"
+          "      --rpo-alpha X        add X * NLL of the chosen completions (RPO; default off)\n"
+          "      --truncation M       keep_end|keep_start for over-long prompts (default keep_end)\n"
+          "\n",
+          out);
+    train_flags_usage(out);
+}
+
+enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC };
+static const struct option dpo_opts[] = {
+    {"beta", required_argument, 0, OPT_BETA},
+    {"loss-type", required_argument, 0, OPT_LOSS},
+    {"loss-weights", required_argument, 0, OPT_WEIGHTS},
+    {"label-smoothing", required_argument, 0, OPT_LS},
+    {"rpo-alpha", required_argument, 0, OPT_RPO},
+    {"truncation", required_argument, 0, OPT_TRUNC},
+    {0, 0, 0, 0},
+};
+
+typedef struct Dpo {
+    const char *loss_types, *loss_weights, *trunc_name;
+    double beta, label_smoothing, rpo_alpha;
+    PrefLossConfig lc;
+    PrefLossState st; /* BCO's running shift: advanced by training steps only */
+    Model model;
+    Tokenizer *tok;
+    int pad_id, max_T;
+    PrefExample *ex[2];
+    int n[2];
+    /* scratch */
+    PrefScratch s;
+    const PrefExample **pp;
+    float *seq, *grad, *rc, *rr;
+    int *len;
+    int cap;
+} Dpo;
+
+static int dpo_flag(void *ctx, int opt, const char *arg) {
+    Dpo *d = ctx;
+    switch (opt) {
+    case OPT_BETA:
+        d->beta = cli_double(PROG, "--beta", arg);
+        if (!(d->beta > 0)) cli_usage_error(PROG, "--beta: must be > 0, got '%s'", arg);
+        return 0;
+    case OPT_LOSS:
+        d->loss_types = arg;
+        return 0;
+    case OPT_WEIGHTS:
+        d->loss_weights = arg;
+        return 0;
+    case OPT_LS:
+        d->label_smoothing = cli_double(PROG, "--label-smoothing", arg);
+        if (d->label_smoothing < 0 || d->label_smoothing >= 0.5)
+            cli_usage_error(PROG, "--label-smoothing: must be in [0, 0.5), got '%s'", arg);
+        return 0;
+    case OPT_RPO:
+        d->rpo_alpha = cli_double(PROG, "--rpo-alpha", arg);
+        if (d->rpo_alpha < 0) cli_usage_error(PROG, "--rpo-alpha: must be >= 0, got '%s'", arg);
+        return 0;
+    case OPT_TRUNC:
+        d->trunc_name = arg;
+        return 0;
+    }
+    return -1;
+}
+
+static void need(Dpo *d, int n) {
+    if (n <= d->cap) return;
+    d->cap = n;
+    d->pp = xrealloc(d->pp, (size_t)n * sizeof *d->pp);
+    d->seq = xrealloc(d->seq, 2 * (size_t)n * sizeof(float));
+    d->grad = xrealloc(d->grad, 2 * (size_t)n * sizeof(float));
+    d->len = xrealloc(d->len, 2 * (size_t)n * sizeof(int));
+    d->rc = xrealloc(d->rc, (size_t)n * sizeof(float));
+    d->rr = xrealloc(d->rr, (size_t)n * sizeof(float));
+}
+
+static double dpo_weight(void *ctx, Split split, const int *idx, int n) {
+    (void)ctx, (void)split, (void)idx;
+    return n; /* the loss is a mean over pairs (TRL: losses.mean()) */
+}
+
+static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
+    Dpo *d = ctx;
+    need(d, n);
+    for (int k = 0; k < n; k++) {
+        const PrefExample *p = &d->ex[split][idx[k]];
+        d->pp[k] = p;
+        d->rc[k] = (float)p->ref_chosen_logp;
+        d->rr[k] = (float)p->ref_rejected_logp;
+    }
+    Batch b;
+    memset(&b, 0, sizeof b);
+    int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
+    if (rc) return rc;
+    pref_batch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
+    PrefMetrics m;
+    int need_ref = pref_loss_needs_ref(&d->lc);
+    double loss =
+        pref_loss(&d->lc, split == SPLIT_TRAIN ? &d->st : &eval_st, n, d->seq, d->seq + n, need_ref ? d->rc : NULL,
+                  need_ref ? d->rr : NULL, d->len, d->len + n, d->grad, d->grad + n, &m);
+    if (split == SPLIT_TRAIN) {
+        /* pref_loss gives d(mean over the n pairs); the loop wants d(scale * sum). */
+        for (int r = 0; r < 2 * n; r++) d->grad[r] = (float)(d->grad[r] * n * scale);
+        pref_batch_logps_backward(&d->model, &b, &d->s, d->grad);
+    }
+    metrics_add(mt, "loss", loss * n, n);
+    if (need_ref) {
+        metrics_add(mt, "rewards/chosen", m.rewards_chosen * n, n);
+        metrics_add(mt, "rewards/rejected", m.rewards_rejected * n, n);
+        metrics_add(mt, "rewards/accuracies", m.accuracies * n, n);
+        metrics_add(mt, "rewards/margins", m.margins * n, n);
+    }
+    metrics_add(mt, "logps/chosen", m.logps_chosen * n, n);
+    metrics_add(mt, "logps/rejected", m.logps_rejected * n, n);
+    if (d->lc.rpo_alpha >= 0 || !need_ref) metrics_add(mt, "nll_loss", m.nll_loss * n, n);
+    long tokens = 0;
+    for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
+    mt->tokens += tokens;
+    batch_free(&b);
+    return 0;
+}
+
+static int read_pairs(Dpo *d, int split, char **paths, int n_paths, const DataOptions *o, int quiet, Error *e) {
+    char *stdin_path[1] = {"-"};
+    if (n_paths == 0) {
+        paths = stdin_path;
+        n_paths = 1;
+    }
+    for (int p = 0; p < n_paths; p++) {
+        PrefExample *ex = NULL;
+        int n = 0;
+        DataCounts c;
+        memset(&c, 0, sizeof c);
+        int rc = data_read_all_pref(paths[p], d->tok, o, &ex, &n, &c, e);
+        if (rc) return rc;
+        if (!quiet && (c.dropped || c.skipped || c.truncated))
+            fprintf(stderr, "%s: %s: %ld records, %ld pairs (%ld truncated, %ld dropped, %ld invalid skipped)\n", PROG,
+                    paths[p], c.records, c.examples, c.truncated, c.dropped, c.skipped);
+        d->ex[split] = xrealloc(d->ex[split], (size_t)(d->n[split] + n + 1) * sizeof(PrefExample));
+        memcpy(d->ex[split] + d->n[split], ex, (size_t)n * sizeof(PrefExample));
+        d->n[split] += n;
+        free(ex);
+    }
+    return 0;
+}
+
+/* The first pass: reference log-probs of every pair that does not carry them, with
+ * REF (already loaded), batch_size pairs at a time in data order. */
+static long compute_ref(Dpo *d, Model *ref, int batch) {
+    long done = 0;
+    for (int split = 0; split < 2; split++) {
+        int i = 0;
+        while (i < d->n[split]) {
+            int n = 0;
+            need(d, batch);
+            for (; i < d->n[split] && n < batch; i++)
+                if (!d->ex[split][i].has_ref) d->pp[n++] = &d->ex[split][i];
+            if (!n) continue;
+            Batch b;
+            memset(&b, 0, sizeof b);
+            Error e = {0};
+            if (batch_pairs(&b, d->pp, n, 0, d->pad_id, &e)) err_die(PROG, &e);
+            pref_batch_logps(ref, &b, &d->s, d->seq, NULL, NULL);
+            for (int k = 0; k < n; k++) {
+                PrefExample *p = (PrefExample *)d->pp[k];
+                p->ref_chosen_logp = d->seq[k];
+                p->ref_rejected_logp = d->seq[n + k];
+                p->has_ref = 1;
+            }
+            done += n;
+            batch_free(&b);
+        }
+    }
+    return done;
+}
+
+int main(int argc, char **argv) {
+    Dpo d;
+    memset(&d, 0, sizeof d);
+    d.loss_types = "sigmoid";
+    d.trunc_name = "keep_end"; /* TRL DPOConfig.truncation_mode */
+    d.beta = 0.1;
+    d.rpo_alpha = -1;
+    TrainFlags f;
+    train_flags_default(&f, PROG);
+    f.lr = 1e-6; /* TRL DPOConfig default */
+    train_flags_parse(&f, argc, argv, dpo_opts, "", dpo_flag, &d, usage);
+    atomic_install_signal_cleanup();
+
+    Error e;
+    memset(&e, 0, sizeof e);
+    pref_loss_config_default(&d.lc);
+    if (pref_loss_parse(&d.lc, d.loss_types, d.loss_weights, &e)) cli_usage_error(PROG, "%s", e.msg);
+    d.lc.beta = d.beta;
+    d.lc.label_smoothing = d.label_smoothing;
+    d.lc.rpo_alpha = d.rpo_alpha;
+    pref_loss_state_init(&d.st);
+
+    DataOptions o;
+    data_options_default(&o);
+    o.kind = DATA_PREFERENCE;
+    if (chat_template_parse(f.template_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
+    if (data_truncation_parse(d.trunc_name, &o.truncation, &e)) cli_usage_error(PROG, "--truncation: %s", e.msg);
+    o.skip_invalid = f.skip_invalid;
+
+    if (model_load(&d.model, f.model_dir, &e)) err_die(PROG, &e);
+    if (d.model.cfg.is_classifier)
+        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); dpo needs a causal LM", f.model_dir);
+    if (tok_load_dir(&d.tok, f.model_dir, &e)) err_die(PROG, &e);
+    d.pad_id = tok_pad_id(d.tok) >= 0 ? tok_pad_id(d.tok) : 0;
+    d.max_T = f.max_length < d.model.cfg.max_seq ? f.max_length : d.model.cfg.max_seq;
+    o.max_length = d.max_T;
+    o.max_prompt_length = f.max_prompt_length;
+
+    if (read_pairs(&d, SPLIT_TRAIN, f.inputs, f.n_inputs, &o, f.quiet, &e)) err_die(PROG, &e);
+    if (d.n[SPLIT_TRAIN] == 0) {
+        fprintf(stderr, "%s: no training pairs\n", PROG);
+        return EX_DATAERR;
+    }
+    if (f.eval_path) {
+        char *ev[1] = {(char *)f.eval_path};
+        if (read_pairs(&d, SPLIT_EVAL, ev, 1, &o, f.quiet, &e)) err_die(PROG, &e);
+    }
+
+    /* The reference, once. */
+    long missing = 0, total = d.n[0] + d.n[1];
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < d.n[s]; i++) missing += !d.ex[s][i].has_ref;
+    if (pref_loss_needs_ref(&d.lc) && missing > 0) {
+        double t0 = now_seconds();
+        long done;
+        if (f.ref_dir) {
+            Model ref;
+            if (model_load(&ref, f.ref_dir, &e)) err_die(PROG, &e);
+            if (ref.cfg.is_classifier || ref.cfg.vocab_size != d.model.cfg.vocab_size)
+                cli_usage_error(PROG, "--ref %s: must be a causal LM with the policy's vocabulary (%d tokens)",
+                                f.ref_dir, d.model.cfg.vocab_size);
+            done = compute_ref(&d, &ref, f.batch_size);
+            model_free(&ref);
+        } else {
+            done = compute_ref(&d, &d.model, f.batch_size); /* the starting weights */
+        }
+        if (!f.quiet)
+            fprintf(stderr, "%s: reference log-probs of %ld pairs computed in %.1fs (%ld from the records)\n", PROG,
+                    done, now_seconds() - t0, total - missing);
+    } else if (!f.quiet && pref_loss_needs_ref(&d.lc)) {
+        fprintf(stderr, "%s: reference log-probs of all %ld pairs read from the records; no reference model\n", PROG,
+                total);
+    }
+
+    TrainTask t;
+    memset(&t, 0, sizeof t);
+    t.ctx = &d;
+    t.model = &d.model;
+    t.tokenizer_dir = f.model_dir;
+    t.n_train = d.n[SPLIT_TRAIN];
+    t.n_eval = d.n[SPLIT_EVAL];
+    t.weight = dpo_weight;
+    t.micro_step = dpo_micro_step;
+    int rc = train_run(&f, &t, &e);
+    if (rc > 0 && rc < 128) err_die(PROG, &e);
+
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < d.n[s]; i++) pref_example_free(&d.ex[s][i]);
+        free(d.ex[s]);
+    }
+    pref_scratch_free(&d.s);
+    free(d.pp);
+    free(d.seq);
+    free(d.grad);
+    free(d.len);
+    free(d.rc);
+    free(d.rr);
+    tok_free(d.tok);
+    model_free(&d.model);
+    return rc;
+}
