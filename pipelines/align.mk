@@ -1,0 +1,54 @@
+# pipelines/align.mk — the alignment stages that swap in after runs/base/.
+# Each writes runs/NAME/policy/ (an HF model directory) and runs/NAME/train.log.jsonl.
+
+# DPO on the annotated pairs with precomputed reference log-probs
+$(RUNS)/dpo/policy/config.json: $(BASE)/sft/config.json $(BASE)/pairs-ref.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/dpo
+	$(BIN)/dpo -m $(BASE)/sft -o $(RUNS)/dpo/policy $(BASE)/pairs-ref.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+	  --beta 0.1 --lr 5e-4 --max-steps $(ALIGN_STEPS) --batch-size 16 --save-every 0 --template $(TEMPLATE) \
+	  --log $(RUNS)/dpo/train.log.jsonl
+
+# PPO against the reward model
+$(RUNS)/ppo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/ppo
+	$(BIN)/ppo --algo ppo -m $(BASE)/sft --reward-model $(BASE)/rm -o $(RUNS)/ppo/policy $(BASE)/prompts.jsonl $(Q) \
+	  --threads $(THREADS) --seed $(SEED) --max-steps $(ALIGN_STEPS) --batch-size 16 --num-generations 2 \
+	  --max-new-tokens $(MAX_NEW) --lr 5e-4 --kl-coef 0.05 --save-every 0 --template $(TEMPLATE) \
+	  --log $(RUNS)/ppo/train.log.jsonl
+
+# GRPO with the task's reward program (a verifiable reward) and the reward model
+$(RUNS)/grpo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/grpo
+	$(BIN)/ppo --algo grpo -m $(BASE)/sft --reward-cmd "$(BIN)/task-reward" -o $(RUNS)/grpo/policy \
+	  $(BASE)/prompts.jsonl $(Q) --threads $(THREADS) --seed $(SEED) --max-steps $(ALIGN_STEPS) --batch-size 8 \
+	  --num-generations 4 --max-new-tokens $(MAX_NEW) --lr 5e-4 --beta 0.0 --save-every 0 --template $(TEMPLATE) \
+	  --log $(RUNS)/grpo/train.log.jsonl
+
+# RLOO against the reward model
+$(RUNS)/rloo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/rloo
+	$(BIN)/ppo --algo rloo -m $(BASE)/sft --reward-model $(BASE)/rm -o $(RUNS)/rloo/policy $(BASE)/prompts.jsonl $(Q) \
+	  --threads $(THREADS) --seed $(SEED) --max-steps $(ALIGN_STEPS) --batch-size 8 --num-generations 4 \
+	  --max-new-tokens $(MAX_NEW) --lr 5e-4 --kl-coef 0.05 --save-every 0 --template $(TEMPLATE) \
+	  --log $(RUNS)/rloo/train.log.jsonl
+
+# Chain of Hindsight: pairs -> feedback-annotated sequences -> SFT; eval samples with the helpful prefix
+COH_PREFIX = $(shell $(BIN)/coh-format --inference-prefix)
+$(RUNS)/coh/coh.jsonl: $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/coh
+	$(BIN)/coh-format --order both --seed $(SEED) -o $@ $<
+$(RUNS)/coh/policy/config.json: $(BASE)/sft/config.json $(RUNS)/coh/coh.jsonl | $(PIPE_TOOLS)
+	$(BIN)/sft -m $(BASE)/sft -o $(RUNS)/coh/policy $(RUNS)/coh/coh.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+	  --max-steps $(ALIGN_STEPS) --batch-size 16 --lr 1e-3 --max-length 96 --save-every 0 \
+	  --log $(RUNS)/coh/train.log.jsonl
+
+# RSO: statistical rejection sampling from the SFT model scored by the reward model, then DPO with the hinge loss
+$(RUNS)/rso/pairs.jsonl: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
+	@mkdir -p $(RUNS)/rso
+	$(BIN)/rollout -m $(BASE)/sft --reward-model $(BASE)/rm --pairs rso --rso-beta 0.5 --num-samples 8 \
+	  --num-select 4 --temperature 1.0 --max-new-tokens $(MAX_NEW) --seed $(SEED) --threads $(THREADS) $(Q) \
+	  --template $(TEMPLATE) -o $@ $(BASE)/prompts.jsonl
+$(RUNS)/rso/policy/config.json: $(BASE)/sft/config.json $(RUNS)/rso/pairs.jsonl | $(PIPE_TOOLS)
+	$(BIN)/dpo -m $(BASE)/sft -o $(RUNS)/rso/policy $(RUNS)/rso/pairs.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+	  --loss-type hinge --beta 0.1 --lr 5e-4 --max-steps $(ALIGN_STEPS) --batch-size 16 --save-every 0 \
+	  --template $(TEMPLATE) --log $(RUNS)/rso/train.log.jsonl

@@ -1,0 +1,123 @@
+# pipelines/common.mk — the stages every pipeline shares (included by the Makefile).
+#
+#   make pipeline-dpo            SFT -> rollouts -> simulated Argilla ranking -> rank2pairs
+#                                -> reference log-probs -> DPO -> eval   (runs/dpo/report.md)
+#   make pipeline-ppo | pipeline-grpo | pipeline-rloo | pipeline-coh | pipeline-rso
+#   ALIGN=ppo make pipeline      swap only the alignment stage; runs/base/ is reused
+#   MODEL=dir                    start SFT from this HF model instead of a fresh tiny one
+#   DATA=dir                     use dir/sft.jsonl, dir/prompts.jsonl, dir/eval-prompts.jsonl
+#   FAST=1                       the small variant `make check` runs
+#   ARGILLA=1                    annotators write an Argilla 1.x export instead of 2.x
+#   ANNOTATORS=3 NOISE=0.1       simulated annotators
+#
+# Every stage is a file target with real prerequisites, so a re-run resumes after
+# the last finished stage.  A model stage's target is its config.json: model
+# directories are renamed into place whole, so the file exists only when the stage
+# finished.
+
+RUNS       ?= runs
+BASE       := $(RUNS)/base
+ALIGN      ?= dpo
+FAST       ?= 0
+THREADS    ?= 2
+SEED       ?= 1
+ANNOTATORS ?= 3
+NOISE      ?= 0.1
+ARGILLA    ?= 2
+MODEL      ?=
+DATA       ?=
+TEMPLATE   ?= plain
+Q          := --no-progress
+
+ifeq ($(FAST),1)
+SFT_N        ?= 1200
+SFT_STEPS    ?= 150
+ROLL_PROMPTS ?= 48
+EVAL_PROMPTS ?= 32
+ALIGN_STEPS  ?= 30
+else
+SFT_N        ?= 4000
+SFT_STEPS    ?= 600
+ROLL_PROMPTS ?= 256
+EVAL_PROMPTS ?= 128
+ALIGN_STEPS  ?= 120
+endif
+NUM_CAND    ?= 4
+MAX_NEW     ?= 24
+
+# the tiny default model: a Llama-family transformer on the task's tokenizer
+INIT_FLAGS ?= --family llama --layers 2 --heads 4 --kv-heads 2 --width 64 --mlp-width 192 --context 128 \
+              --tokenizer data/tokenizer.json --seed $(SEED)
+
+PIPE_TOOLS := $(addprefix $(BIN)/,init-model task-gen sft rollout annotate rank2pairs logprobs rm-train dpo ppo \
+                coh-format eval)
+
+ifeq ($(MODEL),)
+BASE_MODEL := $(BASE)/init
+$(BASE)/init/config.json: | $(PIPE_TOOLS)
+	@mkdir -p $(BASE)
+	$(BIN)/init-model $(INIT_FLAGS) -o $(BASE)/init
+else
+BASE_MODEL := $(MODEL)
+endif
+
+ifeq ($(DATA),)
+$(BASE)/sft.jsonl: | $(PIPE_TOOLS)
+	@mkdir -p $(BASE)
+	$(BIN)/task-gen --kind sft -n $(SFT_N) --seed $(SEED) -o $@
+$(BASE)/prompts.jsonl: | $(PIPE_TOOLS)
+	@mkdir -p $(BASE)
+	$(BIN)/task-gen --kind prompts -n $(ROLL_PROMPTS) --seed $$(($(SEED) + 100)) -o $@
+$(BASE)/eval-prompts.jsonl: | $(PIPE_TOOLS)
+	@mkdir -p $(BASE)
+	$(BIN)/task-gen --kind prompts --split eval -n $(EVAL_PROMPTS) --seed $$(($(SEED) + 200)) -o $@
+else
+$(BASE)/%.jsonl: $(DATA)/%.jsonl
+	@mkdir -p $(BASE)
+	cp $< $@
+endif
+
+# 1. supervised fine-tuning
+$(BASE)/sft/config.json: $(BASE_MODEL)/config.json $(BASE)/sft.jsonl | $(PIPE_TOOLS)
+	$(BIN)/sft -m $(BASE_MODEL) -o $(BASE)/sft $(BASE)/sft.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+	  --max-steps $(SFT_STEPS) --batch-size 32 --lr 3e-3 --warmup 20 --lr-scheduler cosine --weight-decay 0.0 \
+	  --max-length 64 --save-every 0 --template $(TEMPLATE) --log $(BASE)/sft.log.jsonl
+
+# 2. candidates for human ranking, in the Argilla record shape
+$(BASE)/candidates.jsonl: $(BASE)/sft/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
+	$(BIN)/rollout -m $(BASE)/sft --format argilla --num-samples $(NUM_CAND) --temperature 1.0 \
+	  --max-new-tokens $(MAX_NEW) --seed $(SEED) --threads $(THREADS) $(Q) --template $(TEMPLATE) \
+	  -o $@ $(BASE)/prompts.jsonl
+
+# 3. simulated annotators -> a real Argilla export
+$(BASE)/argilla-export.jsonl: $(BASE)/candidates.jsonl | $(PIPE_TOOLS)
+	$(BIN)/annotate --annotators $(ANNOTATORS) --noise $(NOISE) --argilla $(if $(filter 1,$(ARGILLA)),1,2) \
+	  --seed $(SEED) -o $@ $<
+
+# 4. the export to preference pairs, exactly as for a human export
+$(BASE)/pairs.jsonl: $(BASE)/argilla-export.jsonl | $(PIPE_TOOLS)
+	$(BIN)/rank2pairs --aggregate mean --pairs all -o $@ $<
+
+# 5. reference log-probs, computed once (dpo then holds no reference model)
+$(BASE)/pairs-ref.jsonl: $(BASE)/sft/config.json $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
+	$(BIN)/logprobs -m $(BASE)/sft --threads $(THREADS) $(Q) --template $(TEMPLATE) -o $@ $(BASE)/pairs.jsonl
+
+# 6. a reward model from the same pairs (reward-model score in every report; PPO/RLOO/RSO use it)
+$(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
+	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+	  --epochs 2 --batch-size 16 --lr 1e-3 --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
+
+# the report of an alignment stage: runs/NAME/policy against runs/base/sft
+EVAL_FLAGS ?= --num-samples 2 --temperature 1.0 --max-new-tokens $(MAX_NEW) --seed $(SEED) --threads $(THREADS)
+$(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BASE)/rm/config.json \
+                       $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
+	$(BIN)/eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
+	  --log $(RUNS)/$*/train.log.jsonl --template $(TEMPLATE) $(EVAL_FLAGS) \
+	  $(if $(filter coh,$*),--prefix "$(COH_PREFIX)") $(BASE)/eval-prompts.jsonl
+	@echo "report: $(RUNS)/$*/report.md"
+
+.PHONY: pipeline pipeline-dpo pipeline-ppo pipeline-grpo pipeline-rloo pipeline-coh pipeline-rso pipelines
+pipeline: pipeline-$(ALIGN)
+pipeline-%: $(RUNS)/%/report.json
+	@cat $(RUNS)/$*/report.json | head -20
+pipelines: pipeline-dpo pipeline-ppo pipeline-grpo pipeline-rloo pipeline-coh pipeline-rso
