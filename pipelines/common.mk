@@ -49,8 +49,7 @@ MAX_NEW     ?= 24
 INIT_FLAGS ?= --family llama --layers 2 --heads 4 --kv-heads 2 --width 64 --mlp-width 192 --context 128 \
               --tokenizer data/tokenizer.json --seed $(SEED)
 
-PIPE_TOOLS := $(addprefix $(BIN)/,init-model task-gen sft rollout annotate rank2pairs logprobs rm-train dpo ppo \
-                coh-format eval)
+PIPE_TOOLS := $(TOOLS)
 
 ifeq ($(MODEL),)
 BASE_MODEL := $(BASE)/init
