@@ -1,0 +1,192 @@
+/* ops_logprobs.c — the fused LM head (ops.h): logits, log-softmax, gather of the
+ * target token's log-probability, entropy, and their backward, without ever holding
+ * the [N, V] logits tensor.
+ *
+ * Tiling: rows with a target are gathered into blocks of LP_ROWS rows; the vocabulary
+ * is walked in slices of LP_COLS = LP_BYTES / 4 / LP_ROWS columns, so one tile of
+ * logits is at most LP_BYTES = 8 MiB (256 rows x 8192 columns).  Across the slices
+ * each row keeps an online log-sum-exp (Milakov & Gimelshein 2018, "Online normalizer
+ * calculation for softmax", Alg. 3) in double, together with the running sum of
+ * exp(l - m) * l that gives the entropy:
+ *   H = -sum p log p = lse - sum_v p_v l_v.
+ * Every tile is a gemm() with M = 256, N = 8192, K = C, which runs near the sgemm
+ * peak.  Backward recomputes each tile's logits (two extra 2NVC FLOPs in exchange
+ * for not storing N x V floats):
+ *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h.
+ * Rows are processed in ascending order and slices in ascending order whatever the
+ * thread count, so the results are bit-identical across thread counts.
+ * Not for: losses over the log-probs (losses.c). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops.h"
+#include "util.h"
+
+#define LP_ROWS 256
+#define LP_BYTES (8u << 20)
+#define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS))
+
+/* Indices of the rows that take part (targets >= 0, and for backward dlogp != 0). */
+static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int N) {
+    int n = 0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0 && (!dlogp || dlogp[i] != 0.0f)) rows[n++] = i;
+    return n;
+}
+
+/* Copies the selected rows of h into a contiguous [R, C] block. */
+static void lp_gather(float *dst, const float *h, const int *rows, int R, int C) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * C, h + (size_t)rows[r] * C, sizeof(float) * C);
+}
+
+void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
+                      int N, int C, int V) {
+    int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
+    int nsel = lp_select_rows(rows, targets, NULL, N);
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            logp[n] = 0.0f;
+            if (entropy) entropy[n] = 0.0f;
+            lse[n] = 0.0f;
+        }
+    }
+    /* scratch sized to what this call needs: small calls stay cheap */
+    int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    float *hb = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * C);
+    float *lg = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * cmax);
+    double *m = xmalloc(sizeof(double) * LP_ROWS), *s = xmalloc(sizeof(double) * LP_ROWS);
+    double *sl = xmalloc(sizeof(double) * LP_ROWS);
+    float *tl = xmalloc(sizeof(float) * LP_ROWS);
+    for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
+        int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
+        lp_gather(hb, h, rows + r0, R, C);
+        for (int r = 0; r < R; r++) {
+            m[r] = -INFINITY;
+            s[r] = 0;
+            sl[r] = 0;
+            tl[r] = 0;
+        }
+        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
+            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
+            gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                const float *l = lg + (size_t)r * VC;
+                float cm = -INFINITY;
+                for (int j = 0; j < VC; j++) cm = l[j] > cm ? l[j] : cm;
+                double nm = cm > m[r] ? cm : m[r];
+                /* rescale the running sums to the new maximum */
+                double f = m[r] == -INFINITY ? 0.0 : exp(m[r] - nm);
+                double ss = 0, ssl = 0;
+                float fm = (float)nm;
+                for (int j = 0; j < VC; j++) {
+                    float e = expf(l[j] - fm);
+                    ss += e;
+                    ssl += (double)e * l[j];
+                }
+                s[r] = s[r] * f + ss;
+                sl[r] = sl[r] * f + ssl;
+                m[r] = nm;
+                int t = targets[rows[r0 + r]];
+                if (t >= v0 && t < v0 + VC) tl[r] = l[t - v0];
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            int n = rows[r0 + r];
+            double ls = m[r] + log(s[r]);
+            lse[n] = (float)ls;
+            logp[n] = (float)(tl[r] - ls);
+            if (entropy) entropy[n] = (float)(ls - sl[r] / s[r]);
+        }
+    }
+    free(tl);
+    free(sl);
+    free(s);
+    free(m);
+    free(lg);
+    free(hb);
+    free(rows);
+}
+
+void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
+                       const float *lse, int N, int C, int V) {
+    int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
+    int nsel = lp_select_rows(rows, targets, dlogp, N);
+    if (nsel == 0 || (!dh && !dw)) {
+        free(rows);
+        return;
+    }
+    int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    float *hb = xmalloc(sizeof(float) * (size_t)rmax * C);
+    float *dhb = xmalloc(sizeof(float) * (size_t)rmax * C);
+    float *lg = xmalloc(sizeof(float) * (size_t)rmax * cmax);
+    for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
+        int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
+        lp_gather(hb, h, rows + r0, R, C);
+        memset(dhb, 0, sizeof(float) * (size_t)R * C);
+        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
+            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
+            gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                int n = rows[r0 + r];
+                float *l = lg + (size_t)r * VC;
+                float g = dlogp[n], ls = lse[n];
+                for (int j = 0; j < VC; j++) l[j] = -g * expf(l[j] - ls);
+                int t = targets[n];
+                if (t >= v0 && t < v0 + VC) l[t - v0] += g;
+            }
+            if (dh) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
+            if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
+        }
+        if (dh) {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                float *d = dh + (size_t)rows[r0 + r] * C;
+                const float *s = dhb + (size_t)r * C;
+                for (int c = 0; c < C; c++) d[c] += s[c];
+            }
+        }
+    }
+    free(lg);
+    free(dhb);
+    free(hb);
+    free(rows);
+}
+
+void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V) {
+    int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    float *lg = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * cmax);
+    float *best = xmalloc(sizeof(float) * LP_ROWS);
+    for (int r0 = 0; r0 < N; r0 += LP_ROWS) {
+        int R = N - r0 < LP_ROWS ? N - r0 : LP_ROWS;
+        for (int r = 0; r < R; r++) {
+            best[r] = -INFINITY;
+            out[r0 + r] = 0;
+        }
+        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
+            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
+            gemm(0, 1, R, VC, C, 1.0f, h + (size_t)r0 * C, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                const float *l = lg + (size_t)r * VC;
+                /* strict > keeps the first maximum, as torch.argmax does */
+                for (int j = 0; j < VC; j++)
+                    if (l[j] > best[r]) {
+                        best[r] = l[j];
+                        out[r0 + r] = v0 + j;
+                    }
+            }
+        }
+    }
+    free(best);
+    free(lg);
+}
+
+void logits_forward(float *out, const float *h, const float *w, int N, int C, int V) {
+    gemm(0, 1, N, V, C, 1.0f, h, C, w, C, 0.0f, out, V);
+}

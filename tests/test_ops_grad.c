@@ -1,0 +1,693 @@
+/* test_ops_grad.c — finite-difference gradient checks for every op in ops.h.
+ *
+ * Each op is wrapped in a scalar loss L = sum_i r_i * out_i with fixed random r, so
+ * the analytic gradient of every input and parameter is what backward produces with
+ * dout = r.  The numerical gradient is the fourth-order central difference
+ *   (8 (L(x+e) - L(x-e)) - (L(x+2e) - L(x-2e))) / (12 e)
+ * with L summed in double.  Why fourth order: the outputs are float32, so rounding
+ * noise in L grows like 2^-24 |L| / e and e cannot be small; with the O(e^4)
+ * stencil e = 5e-2 (1e-1 for the LM head, whose outputs are log-probs ~ -10 with
+ * float ulps ~1e-6) keeps truncation small (e^4 f^(5) / 30 ~ 1e-7) and rounding
+ * ~1e-4 relative at worst (measured: attention over 1000 outputs, 6e-4 at e = 5e-2,
+ * 3e-3 at e = 1e-2).  Tolerance 2e-3 on the relative error
+ *   |g_analytic - g_numeric| / max(|g_analytic|, |g_numeric|, 1e-2 * max|g|)
+ * is above the observed noise, while any wrong term (a missing factor, a wrong
+ * index, a missing mask) shows up as an O(1e-1..1) error.
+ * Backward must ACCUMULATE, so gradients start at random values and the analytic
+ * gradient is what was added.
+ * Also: bit-identical results at 1 and 2 threads, and logprobs / entropy / argmax /
+ * logits against a naive full-softmax reference in double. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops.h"
+#include "util.h"
+
+#define TOL 2e-3
+#define EPS 5e-2f
+
+static int failures = 0;
+static Rng rng;
+
+static float *randn(size_t n, float scale) {
+    float *p = xmalloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) p[i] = scale * rng_normal(&rng);
+    return p;
+}
+
+static float *copyf(const float *a, size_t n) {
+    float *p = xmalloc(sizeof(float) * (n ? n : 1));
+    memcpy(p, a, sizeof(float) * n);
+    return p;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Compares the gradient accumulated into g (which held g0 before backward) with the
+ * central difference of loss() w.r.t. x.  idx/nidx select elements (NULL = all). */
+static float eps = EPS;
+static double loss_at(double (*loss)(void), float *x, float v) {
+    *x = v;
+    return loss();
+}
+static void fd_check(const char *what, double (*loss)(void), float *x, const float *g, const float *g0, size_t n,
+                     const size_t *idx, size_t nidx) {
+    double gmax = 0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs((double)g[i] - g0[i]));
+    double floor = 1e-2 * gmax + 1e-6, worst = 0;
+    size_t worst_i = 0;
+    double worst_a = 0, worst_n = 0;
+    size_t cnt = idx ? nidx : n;
+    for (size_t k = 0; k < cnt; k++) {
+        size_t i = idx ? idx[k] : k;
+        float save = x[i];
+        /* the steps actually taken in float (x +- e is rounded) */
+        float xp1 = save + eps, xm1 = save - eps, xp2 = save + 2 * eps, xm2 = save - 2 * eps;
+        double d1 = loss_at(loss, &x[i], xp1) - loss_at(loss, &x[i], xm1);
+        double d2 = loss_at(loss, &x[i], xp2) - loss_at(loss, &x[i], xm2);
+        x[i] = save;
+        /* Richardson: D(h) = f' + c h^2 + O(h^4), so (4 D(e) - D(2e)) / 3 = f' + O(e^4) */
+        double D1 = d1 / ((double)xp1 - xm1), D2 = d2 / ((double)xp2 - xm2);
+        double num = (4 * D1 - D2) / 3;
+        double ana = (double)g[i] - g0[i];
+        double den = fmax(fmax(fabs(ana), fabs(num)), floor);
+        double rel = fabs(ana - num) / den;
+        if (rel > worst) {
+            worst = rel;
+            worst_i = i;
+            worst_a = ana;
+            worst_n = num;
+        }
+    }
+    int ok = worst <= TOL;
+    printf("%-4s %-34s worst rel err %.2e over %zu elems (max|g| %.3g)\n", ok ? "ok" : "FAIL", what, worst, cnt, gmax);
+    if (!ok) {
+        printf("     element %zu: expected (finite difference) %.6g, got (backward) %.6g\n", worst_i, worst_n, worst_a);
+        failures++;
+    }
+}
+
+/* ---- embedding + position --------------------------------------------------------- */
+enum { E_N = 7, E_C = 5, E_V = 6, E_T = 4 };
+static const int e_tok[E_N] = {1, 3, 1, 0, 5, 3, 1};
+static const int e_pos[E_N] = {0, 1, 2, 0, 1, 3, 0}; /* packed rows restart */
+static float *e_wte, *e_wpe, *e_r, *e_out;
+static double e_loss(void) {
+    embedding_forward(e_out, e_tok, e_wte, E_N, E_C);
+    position_forward(e_out, e_pos, e_wpe, E_N, E_C);
+    return dot(e_out, e_r, E_N * E_C);
+}
+static void test_embedding(void) {
+    e_wte = randn(E_V * E_C, 1);
+    e_wpe = randn(E_T * E_C, 1);
+    e_r = randn(E_N * E_C, 1);
+    e_out = xmalloc(sizeof(float) * E_N * E_C);
+    float *g0 = randn(E_V * E_C, 1), *g = copyf(g0, E_V * E_C);
+    float *p0 = randn(E_T * E_C, 1), *p = copyf(p0, E_T * E_C);
+    e_loss();
+    embedding_backward(g, e_r, e_tok, E_N, E_C);
+    position_backward(p, e_r, e_pos, E_N, E_C);
+    fd_check("embedding dwte", e_loss, e_wte, g, g0, E_V * E_C, NULL, 0);
+    fd_check("position dwpe", e_loss, e_wpe, p, p0, E_T * E_C, NULL, 0);
+    free(g0), free(g), free(p0), free(p), free(e_wte), free(e_wpe), free(e_r), free(e_out);
+}
+
+/* ---- layernorm / rmsnorm ------------------------------------------------------------ */
+enum { L_N = 4, L_C = 10 };
+static float *l_x, *l_w, *l_b, *l_r, *l_out, l_mean[L_N], l_rstd[L_N];
+static double ln_loss(void) {
+    layernorm_forward(l_out, l_mean, l_rstd, l_x, l_w, l_b, L_N, L_C, 1e-5f);
+    return dot(l_out, l_r, L_N * L_C);
+}
+static double rms_loss(void) {
+    rmsnorm_forward(l_out, l_rstd, l_x, l_w, L_N, L_C, 1e-6f);
+    return dot(l_out, l_r, L_N * L_C);
+}
+static void test_norms(void) {
+    l_x = randn(L_N * L_C, 1);
+    for (int i = 0; i < L_N * L_C; i++) l_x[i] += 0.5f; /* nonzero mean */
+    l_w = randn(L_C, 1);
+    l_b = randn(L_C, 1);
+    l_r = randn(L_N * L_C, 1);
+    l_out = xmalloc(sizeof(float) * L_N * L_C);
+    float *dx0 = randn(L_N * L_C, 1), *dw0 = randn(L_C, 1), *db0 = randn(L_C, 1);
+    float *dx = copyf(dx0, L_N * L_C), *dw = copyf(dw0, L_C), *db = copyf(db0, L_C);
+    ln_loss();
+    layernorm_backward(dx, dw, db, l_r, l_x, l_w, l_mean, l_rstd, L_N, L_C);
+    fd_check("layernorm dinp", ln_loss, l_x, dx, dx0, L_N * L_C, NULL, 0);
+    fd_check("layernorm dw", ln_loss, l_w, dw, dw0, L_C, NULL, 0);
+    fd_check("layernorm db", ln_loss, l_b, db, db0, L_C, NULL, 0);
+    memcpy(dx, dx0, sizeof(float) * L_N * L_C);
+    memcpy(dw, dw0, sizeof(float) * L_C);
+    rms_loss();
+    rmsnorm_backward(dx, dw, l_r, l_x, l_w, l_rstd, L_N, L_C);
+    fd_check("rmsnorm dinp", rms_loss, l_x, dx, dx0, L_N * L_C, NULL, 0);
+    fd_check("rmsnorm dw", rms_loss, l_w, dw, dw0, L_C, NULL, 0);
+    free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db);
+    free(l_x), free(l_w), free(l_b), free(l_r), free(l_out);
+}
+
+/* ---- linear ----------------------------------------------------------------------------- */
+enum { F_N = 5, F_C = 6, F_OC = 7 };
+static float *f_x, *f_w, *f_b, *f_r, *f_out;
+static int f_bias;
+static double lin_loss(void) {
+    linear_forward(f_out, f_x, f_w, f_bias ? f_b : NULL, F_N, F_C, F_OC);
+    return dot(f_out, f_r, F_N * F_OC);
+}
+static void test_linear(void) {
+    f_x = randn(F_N * F_C, 1);
+    f_w = randn(F_OC * F_C, 1);
+    f_b = randn(F_OC, 1);
+    f_r = randn(F_N * F_OC, 1);
+    f_out = xmalloc(sizeof(float) * F_N * F_OC);
+    for (f_bias = 1; f_bias >= 0; f_bias--) {
+        float *dx0 = randn(F_N * F_C, 1), *dw0 = randn(F_OC * F_C, 1), *db0 = randn(F_OC, 1);
+        float *dx = copyf(dx0, F_N * F_C), *dw = copyf(dw0, F_OC * F_C), *db = copyf(db0, F_OC);
+        lin_loss();
+        linear_backward(dx, dw, f_bias ? db : NULL, f_r, f_x, f_w, F_N, F_C, F_OC);
+        fd_check(f_bias ? "linear+bias dinp" : "linear nobias dinp", lin_loss, f_x, dx, dx0, F_N * F_C, NULL, 0);
+        fd_check(f_bias ? "linear+bias dw" : "linear nobias dw", lin_loss, f_w, dw, dw0, F_OC * F_C, NULL, 0);
+        if (f_bias) fd_check("linear+bias dbias", lin_loss, f_b, db, db0, F_OC, NULL, 0);
+        /* NULL gradients are skipped and leave nothing behind */
+        float *dx2 = copyf(dx0, F_N * F_C);
+        linear_backward(dx2, NULL, NULL, f_r, f_x, f_w, F_N, F_C, F_OC);
+        if (memcmp(dx2, dx, sizeof(float) * F_N * F_C) != 0) {
+            printf("FAIL linear_backward with dw = dbias = NULL: dinp differs from the full call\n");
+            failures++;
+        }
+        free(dx2), free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db);
+    }
+    free(f_x), free(f_w), free(f_b), free(f_r), free(f_out);
+}
+
+/* ---- rope ----------------------------------------------------------------------------------- */
+enum { R_N = 5, R_NH = 3, R_HD = 8 };
+static const int r_pos[R_N] = {0, 1, 2, 97, 1};
+static float *r_x, *r_r, *r_out;
+static double rope_loss(void) {
+    memcpy(r_out, r_x, sizeof(float) * R_N * R_NH * R_HD);
+    rope_forward(r_out, r_pos, R_N, R_NH, R_HD, 10000.0f);
+    return dot(r_out, r_r, R_N * R_NH * R_HD);
+}
+static void test_rope(void) {
+    size_t n = R_N * R_NH * R_HD;
+    r_x = randn(n, 1);
+    r_r = randn(n, 1);
+    r_out = xmalloc(sizeof(float) * n);
+    float *dx = copyf(r_r, n), *zero = xcalloc(n, sizeof(float));
+    rope_backward(dx, r_pos, R_N, R_NH, R_HD, 10000.0f);
+    /* rope_backward transforms in place (it is not accumulating by design: ops.h) */
+    fd_check("rope dx", rope_loss, r_x, dx, zero, n, NULL, 0);
+    /* position 0 is the identity */
+    rope_loss();
+    double d = 0;
+    for (int i = 0; i < R_NH * R_HD; i++) d = fmax(d, fabs(r_out[i] - r_x[i]));
+    if (d != 0) {
+        printf("FAIL rope at pos 0: expected identity, got max change %g\n", d);
+        failures++;
+    }
+    free(dx), free(zero), free(r_x), free(r_r), free(r_out);
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+static int a_B, a_T, a_nh, a_nkv, a_hd;
+static int *a_seg;
+static float *a_q, *a_k, *a_v, *a_r, *a_out, *a_att;
+static double att_loss(void) {
+    attention_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
+    return dot(a_out, a_r, (size_t)a_B * a_T * a_nh * a_hd);
+}
+/* Up to max_n random distinct-ish indices of [0,n) (all when n <= max_n). */
+static size_t *sample_idx(size_t n, size_t max_n, size_t *cnt) {
+    size_t m = n < max_n ? n : max_n;
+    size_t *idx = xmalloc(sizeof(size_t) * m);
+    for (size_t i = 0; i < m; i++) idx[i] = n <= max_n ? i : rng_below(&rng, n);
+    *cnt = m;
+    return idx;
+}
+static void test_attention_case(const char *label, int B, int T, int nh, int nkv, int hd, const int *seg,
+                                size_t max_elems) {
+    a_B = B, a_T = T, a_nh = nh, a_nkv = nkv, a_hd = hd;
+    a_seg = (int *)seg;
+    size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
+    a_q = randn(nq, 1), a_k = randn(nk, 1), a_v = randn(nk, 1), a_r = randn(nq, 1);
+    a_out = xmalloc(sizeof(float) * nq);
+    a_att = xmalloc(sizeof(float) * (size_t)B * nh * T * T);
+    float *dq0 = randn(nq, 1), *dk0 = randn(nk, 1), *dv0 = randn(nk, 1);
+    float *dq = copyf(dq0, nq), *dk = copyf(dk0, nk), *dv = copyf(dv0, nk);
+    att_loss();
+    /* the mask: probabilities outside j <= i, same segment are exactly 0, rows sum to 1 */
+    double worst_sum = 0;
+    int mask_bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < T; i++) {
+                const float *p = a_att + (((size_t)b * nh + h) * T + i) * T;
+                double s = 0;
+                for (int j = 0; j < T; j++) {
+                    int allowed = j <= i && seg[b * T + j] == seg[b * T + i];
+                    if (!allowed && p[j] != 0) mask_bad++;
+                    s += p[j];
+                }
+                worst_sum = fmax(worst_sum, fabs(s - 1));
+            }
+    if (mask_bad || worst_sum > 1e-5) {
+        printf("FAIL attention %s mask: expected 0 masked entries and row sums 1, got %d nonzero masked, "
+               "|sum-1| %.2e\n",
+               label, mask_bad, worst_sum);
+        failures++;
+    }
+    attention_backward(dq, dk, dv, a_r, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
+    char what[96];
+    size_t cnt, *idx;
+    idx = sample_idx(nq, max_elems, &cnt);
+    snprintf(what, sizeof what, "attention %s dq", label);
+    fd_check(what, att_loss, a_q, dq, dq0, nq, idx, cnt);
+    free(idx);
+    idx = sample_idx(nk, max_elems, &cnt);
+    snprintf(what, sizeof what, "attention %s dk", label);
+    fd_check(what, att_loss, a_k, dk, dk0, nk, idx, cnt);
+    snprintf(what, sizeof what, "attention %s dv", label);
+    fd_check(what, att_loss, a_v, dv, dv0, nk, idx, cnt);
+    free(idx);
+    free(dq0), free(dk0), free(dv0), free(dq), free(dk), free(dv);
+    free(a_q), free(a_k), free(a_v), free(a_r), free(a_out), free(a_att);
+}
+static void test_attention(void) {
+    /* GQA 4 query heads on 2 kv heads; batch 0 packs two examples then right padding
+     * (its own segment); batch 1 is one example */
+    static const int seg1[2 * 7] = {0, 0, 0, 1, 1, 1, 2, 5, 5, 5, 5, 5, 5, 5};
+    test_attention_case("gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
+    /* T = 130 crosses two causal row blocks (64) and a ragged last block */
+    int T = 130;
+    int *seg2 = xmalloc(sizeof(int) * T);
+    for (int t = 0; t < T; t++) seg2[t] = t < 70 ? 0 : (t < 120 ? 1 : 2);
+    test_attention_case("gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
+    free(seg2);
+}
+
+/* ---- gelu / swiglu / residual ------------------------------------------------------------------- */
+enum { P_N = 60 };
+static float *p_a, *p_b, *p_r, *p_out;
+static double gelu_loss(void) {
+    gelu_forward(p_out, p_a, P_N);
+    return dot(p_out, p_r, P_N);
+}
+static double swiglu_loss(void) {
+    swiglu_forward(p_out, p_a, p_b, P_N);
+    return dot(p_out, p_r, P_N);
+}
+static double residual_loss(void) {
+    residual_forward(p_out, p_a, p_b, P_N);
+    return dot(p_out, p_r, P_N);
+}
+static void test_pointwise(void) {
+    p_a = randn(P_N, 2), p_b = randn(P_N, 1), p_r = randn(P_N, 1);
+    p_out = xmalloc(sizeof(float) * P_N);
+    float *da0 = randn(P_N, 1), *db0 = randn(P_N, 1);
+    float *da = copyf(da0, P_N), *db = copyf(db0, P_N);
+    gelu_backward(da, p_a, p_r, P_N);
+    fd_check("gelu dinp", gelu_loss, p_a, da, da0, P_N, NULL, 0);
+    /* gelu_new at a few points (values from transformers' NewGELUActivation) */
+    float xs[3] = {-1.0f, 0.5f, 2.0f}, ys[3];
+    const double want[3] = {-0.15880800939172324, 0.34571400982514394, 1.9545976940871754};
+    gelu_forward(ys, xs, 3);
+    for (int i = 0; i < 3; i++)
+        if (fabs(ys[i] - want[i]) > 1e-6) {
+            printf("FAIL gelu(%g): expected %.9f, got %.9f\n", xs[i], want[i], ys[i]);
+            failures++;
+        }
+    memcpy(da, da0, sizeof(float) * P_N);
+    swiglu_backward(da, db, p_r, p_a, p_b, P_N);
+    fd_check("swiglu dgate", swiglu_loss, p_a, da, da0, P_N, NULL, 0);
+    fd_check("swiglu dup", swiglu_loss, p_b, db, db0, P_N, NULL, 0);
+    memcpy(da, da0, sizeof(float) * P_N);
+    memcpy(db, db0, sizeof(float) * P_N);
+    residual_backward(da, db, p_r, P_N);
+    fd_check("residual da", residual_loss, p_a, da, da0, P_N, NULL, 0);
+    fd_check("residual db", residual_loss, p_b, db, db0, P_N, NULL, 0);
+    free(da0), free(db0), free(da), free(db), free(p_a), free(p_b), free(p_r), free(p_out);
+}
+
+/* ---- logprobs --------------------------------------------------------------------------------- */
+/* V spans three 8192-column slices and is not a multiple of the slice. */
+enum { G_N = 10, G_C = 8, G_V = 2 * 8192 + 37 };
+static const int g_tgt[G_N] = {3, -1, 8200, 16420, 0, -1, 5, 16400, 8191, 8192};
+static float *g_h, *g_w, *g_r, g_logp[G_N], g_lse[G_N], g_ent[G_N];
+static double lp_loss(void) {
+    logprobs_forward(g_logp, g_ent, g_lse, g_h, g_w, g_tgt, G_N, G_C, G_V);
+    return dot(g_logp, g_r, G_N);
+}
+static void test_logprobs_grad(void) {
+    g_h = randn(G_N * G_C, 1);
+    g_w = randn((size_t)G_V * G_C, 0.5f);
+    g_r = randn(G_N, 1);
+    float *dh0 = randn(G_N * G_C, 1), *dh = copyf(dh0, G_N * G_C);
+    float *dw0 = randn((size_t)G_V * G_C, 1), *dw = copyf(dw0, (size_t)G_V * G_C);
+    lp_loss();
+    for (int n = 0; n < G_N; n++)
+        if (g_tgt[n] < 0 && (g_logp[n] != 0 || g_ent[n] != 0)) {
+            printf("FAIL logprobs row %d with target -1: expected logp = entropy = 0, got %g, %g\n", n, g_logp[n],
+                   g_ent[n]);
+            failures++;
+        }
+    logprobs_backward(dh, dw, g_r, g_h, g_w, g_tgt, g_lse, G_N, G_C, G_V);
+    eps = 1e-1f;
+    fd_check("logprobs dh", lp_loss, g_h, dh, dh0, G_N * G_C, NULL, 0);
+    /* rows of w: every target row plus random ones */
+    size_t cnt = 0, *idx = xmalloc(sizeof(size_t) * (G_N * G_C + 300));
+    for (int n = 0; n < G_N; n++)
+        if (g_tgt[n] >= 0)
+            for (int c = 0; c < G_C; c++) idx[cnt++] = (size_t)g_tgt[n] * G_C + c;
+    for (int i = 0; i < 300; i++) idx[cnt++] = rng_below(&rng, (size_t)G_V * G_C);
+    fd_check("logprobs dw", lp_loss, g_w, dw, dw0, (size_t)G_V * G_C, idx, cnt);
+    eps = EPS;
+    /* rows with target -1 receive no gradient */
+    for (int n = 0; n < G_N; n++)
+        if (g_tgt[n] < 0)
+            for (int c = 0; c < G_C; c++)
+                if (dh[n * G_C + c] != dh0[n * G_C + c]) {
+                    printf("FAIL logprobs row %d with target -1: expected no gradient, got %g\n", n,
+                           dh[n * G_C + c] - dh0[n * G_C + c]);
+                    failures++;
+                    c = G_C;
+                }
+    free(idx), free(dh0), free(dh), free(dw0), free(dw), free(g_h), free(g_w), free(g_r);
+}
+
+/* Naive reference in double: full logits row, softmax, gather, entropy, and the
+ * gradients; N = 300 spans two 256-row blocks. */
+static void test_logprobs_reference(void) {
+    int N = 300, C = 16, V = 8192 + 1001;
+    float *h = randn((size_t)N * C, 1), *w = randn((size_t)V * C, 0.7f), *dl = randn(N, 1);
+    int *tgt = xmalloc(sizeof(int) * N);
+    for (int n = 0; n < N; n++) tgt[n] = n % 17 == 3 ? -1 : (int)rng_below(&rng, V);
+    tgt[5] = V - 1;
+    float *logp = xmalloc(sizeof(float) * N), *ent = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N);
+    float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
+    int *am = xmalloc(sizeof(int) * N);
+    logprobs_forward(logp, ent, lse, h, w, tgt, N, C, V);
+    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
+    logits_argmax(am, h, w, N, C, V);
+    int R = 3; /* logits_forward on a few rows */
+    float *lf = xmalloc(sizeof(float) * (size_t)R * V);
+    logits_forward(lf, h, w, R, C, V);
+    double *l = xmalloc(sizeof(double) * V);
+    double *rdh = xcalloc((size_t)N * C, sizeof(double)), *rdw = xcalloc((size_t)V * C, sizeof(double));
+    double e_lp = 0, e_ent = 0, e_lf = 0;
+    int am_bad = 0;
+    for (int n = 0; n < N; n++) {
+        double mx = -INFINITY;
+        int arg = 0;
+        for (int v = 0; v < V; v++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += (double)h[n * C + c] * w[(size_t)v * C + c];
+            l[v] = s;
+            if (s > mx) mx = s, arg = v;
+            if (n < R) e_lf = fmax(e_lf, fabs(lf[(size_t)n * V + v] - s) / (fabs(s) + 1));
+        }
+        /* argmax may legitimately differ only on float near-ties */
+        if (am[n] != arg && fabs(l[am[n]] - mx) > 1e-4) am_bad++;
+        if (tgt[n] < 0) continue;
+        double se = 0;
+        for (int v = 0; v < V; v++) se += exp(l[v] - mx);
+        double ls = mx + log(se), H = 0;
+        for (int v = 0; v < V; v++) {
+            double p = exp(l[v] - ls);
+            H -= p * (l[v] - ls);
+            double d = dl[n] * ((v == tgt[n]) - p);
+            for (int c = 0; c < C; c++) {
+                rdh[n * C + c] += d * w[(size_t)v * C + c];
+                rdw[(size_t)v * C + c] += d * h[n * C + c];
+            }
+        }
+        e_lp = fmax(e_lp, fabs(logp[n] - (l[tgt[n]] - ls)) / (fabs(l[tgt[n]] - ls) + 1));
+        e_ent = fmax(e_ent, fabs(ent[n] - H) / (fabs(H) + 1));
+    }
+    double e_dh = 0, e_dw = 0, mdh = 0, mdw = 0;
+    for (size_t i = 0; i < (size_t)N * C; i++) mdh = fmax(mdh, fabs(rdh[i]));
+    for (size_t i = 0; i < (size_t)V * C; i++) mdw = fmax(mdw, fabs(rdw[i]));
+    for (size_t i = 0; i < (size_t)N * C; i++) e_dh = fmax(e_dh, fabs(dh[i] - rdh[i]) / mdh);
+    for (size_t i = 0; i < (size_t)V * C; i++) e_dw = fmax(e_dw, fabs(dw[i] - rdw[i]) / mdw);
+    struct {
+        const char *name;
+        double err;
+    } r[] = {{"logp vs naive", e_lp},
+             {"entropy vs naive", e_ent},
+             {"dh vs naive", e_dh},
+             {"dw vs naive", e_dw},
+             {"logits_forward", e_lf}};
+    for (int i = 0; i < 5; i++) {
+        int ok = r[i].err <= 1e-5;
+        printf("%-4s logprobs %-25s worst rel err %.2e\n", ok ? "ok" : "FAIL", r[i].name, r[i].err);
+        if (!ok) {
+            printf("     expected <= 1e-5\n");
+            failures++;
+        }
+    }
+    if (am_bad) {
+        printf("FAIL logits_argmax: %d rows differ from the naive argmax\n", am_bad);
+        failures++;
+    } else
+        printf("ok   logits_argmax matches the naive argmax on %d rows\n", N);
+    free(l), free(rdh), free(rdw), free(lf), free(am), free(h), free(w), free(dl), free(tgt), free(logp), free(ent);
+    free(lse), free(dh), free(dw);
+}
+
+/* ---- forward values against naive double-precision formulas ----------------------------------------
+ * The finite differences prove backward matches forward; these prove forward is the
+ * layer it claims to be (scale, mask, rotation convention, normalisation). */
+static void report_fwd(const char *what, double err, double tol) {
+    int ok = err <= tol;
+    printf("%-4s forward %-27s worst rel err %.2e (tolerance %.0e)\n", ok ? "ok" : "FAIL", what, err, tol);
+    if (!ok) failures++;
+}
+static void test_forward_reference(void) {
+    /* attention: B=2, T=9, nh=4, nkv=2, hd=8, segments and padding */
+    int B = 2, T = 9, nh = 4, nkv = 2, hd = 8;
+    static const int seg[18] = {0, 0, 0, 0, 1, 1, 1, 9, 9, 3, 3, 3, 3, 3, 3, 3, 3, 3};
+    size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
+    float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1), *o = xmalloc(sizeof(float) * nq);
+    float *att = xmalloc(sizeof(float) * (size_t)B * nh * T * T);
+    attention_forward(o, att, q, k, v, seg, B, T, nh, nkv, hd);
+    double err = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < T; i++) {
+                int kh = h / (nh / nkv);
+                double s[9], mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    if (seg[b * T + j] != seg[b * T + i]) continue;
+                    double d = 0;
+                    for (int c = 0; c < hd; c++)
+                        d += (double)q[((size_t)(b * T + i) * nh + h) * hd + c] *
+                             k[((size_t)(b * T + j) * nkv + kh) * hd + c];
+                    s[j] = d / sqrt(hd);
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j <= i; j++)
+                    if (seg[b * T + j] == seg[b * T + i]) sum += exp(s[j] - mx);
+                for (int c = 0; c < hd; c++) {
+                    double acc = 0;
+                    for (int j = 0; j <= i; j++)
+                        if (seg[b * T + j] == seg[b * T + i])
+                            acc += exp(s[j] - mx) / sum * v[((size_t)(b * T + j) * nkv + kh) * hd + c];
+                    err = fmax(err, fabs(o[((size_t)(b * T + i) * nh + h) * hd + c] - acc) / (fabs(acc) + 1));
+                }
+            }
+    report_fwd("attention vs naive", err, 1e-6);
+    /* rope: rotate_half pairs (i, i + hd/2) with angle pos * theta^(-2i/hd) */
+    int pos[3] = {0, 5, 1000};
+    float *x = randn(3 * 2 * hd, 1), *y = copyf(x, 3 * 2 * hd);
+    rope_forward(y, pos, 3, 2, hd, 500000.0f);
+    err = 0;
+    for (int n = 0; n < 3; n++)
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < hd / 2; i++) {
+                const float *xv = x + (n * 2 + h) * hd;
+                double a = pos[n] * pow(500000.0, -2.0 * i / hd);
+                double r1 = xv[i] * cos(a) - xv[i + hd / 2] * sin(a), r2 = xv[i + hd / 2] * cos(a) + xv[i] * sin(a);
+                err = fmax(err, fabs(y[(n * 2 + h) * hd + i] - r1) + fabs(y[(n * 2 + h) * hd + i + hd / 2] - r2));
+            }
+    report_fwd("rope vs formula", err, 1e-4); /* f32 angles at pos 1000: see ops_attention.c */
+    /* layernorm / rmsnorm / linear / gelu against their formulas */
+    int N = 3, C = 37, OC = 5;
+    float *in = randn(N * C, 2), *w = randn(C, 1), *bb = randn(C, 1), *out = xmalloc(sizeof(float) * N * C);
+    float mean[3], rstd[3];
+    layernorm_forward(out, mean, rstd, in, w, bb, N, C, 1e-5f);
+    double e_ln = 0, e_rms = 0, e_lin = 0;
+    for (int n = 0; n < N; n++) {
+        double m = 0, var = 0;
+        for (int c = 0; c < C; c++) m += in[n * C + c];
+        m /= C;
+        for (int c = 0; c < C; c++) var += (in[n * C + c] - m) * (in[n * C + c] - m);
+        var /= C;
+        for (int c = 0; c < C; c++)
+            e_ln = fmax(e_ln, fabs(out[n * C + c] - ((in[n * C + c] - m) / sqrt(var + 1e-5) * w[c] + bb[c])));
+    }
+    rmsnorm_forward(out, rstd, in, w, N, C, 1e-6f);
+    for (int n = 0; n < N; n++) {
+        double ms = 0;
+        for (int c = 0; c < C; c++) ms += (double)in[n * C + c] * in[n * C + c];
+        ms /= C;
+        for (int c = 0; c < C; c++) e_rms = fmax(e_rms, fabs(out[n * C + c] - in[n * C + c] / sqrt(ms + 1e-6) * w[c]));
+    }
+    float *lw = randn(OC * C, 1), *lo = xmalloc(sizeof(float) * N * OC);
+    linear_forward(lo, in, lw, bb, N, C, OC);
+    for (int n = 0; n < N; n++)
+        for (int o2 = 0; o2 < OC; o2++) {
+            double acc = bb[o2];
+            for (int c = 0; c < C; c++) acc += (double)in[n * C + c] * lw[o2 * C + c];
+            e_lin = fmax(e_lin, fabs(lo[n * OC + o2] - acc) / (fabs(acc) + 1));
+        }
+    report_fwd("layernorm vs formula", e_ln, 1e-5);
+    report_fwd("rmsnorm vs formula", e_rms, 1e-5);
+    report_fwd("linear vs naive", e_lin, 1e-5);
+    free(q), free(k), free(v), free(o), free(att), free(x), free(y), free(in), free(w), free(bb), free(out);
+    free(lw), free(lo);
+}
+
+/* gemm() must give the same bits at 1 and 2 threads for every K (OpenBLAS blocks K
+ * differently in its threaded driver; gemm.c compensates). */
+static void test_gemm_threads(void) {
+    int M = 64, N = 72, Kmax = 1100, bad = 0, first_bad = 0;
+    float *a = randn((size_t)M * Kmax, 1), *b = randn((size_t)Kmax * N, 1);
+    float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
+    for (int K = 290; K <= Kmax; K += 3) {
+        int ta = K % 2, tb = (K / 3) % 2;
+        threads_set(1);
+        gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c1, N);
+        threads_set(2);
+        gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c2, N);
+        if (memcmp(c1, c2, sizeof(float) * M * N) != 0 && bad++ == 0) first_bad = K;
+    }
+    if (bad) {
+        printf("FAIL gemm at 1 vs 2 threads: expected identical bits, got %d K values differing (first K=%d)\n", bad,
+               first_bad);
+        failures++;
+    } else
+        printf("ok   gemm bit-identical at 1 and 2 threads for K = 290..%d\n", Kmax);
+    free(a), free(b), free(c1), free(c2);
+}
+
+/* ---- 1 vs 2 threads: bit-identical outputs and gradients ------------------------------------------ */
+typedef struct {
+    float *buf[32];
+    size_t len[32];
+    int n;
+} Snap;
+
+static void snap_add(Snap *s, const float *p, size_t n) {
+    s->buf[s->n] = copyf(p, n);
+    s->len[s->n++] = n;
+}
+
+/* Runs every op forward and backward on mid-sized inputs (big enough for both the
+ * OpenMP loops and OpenBLAS to split work) and records everything produced. */
+static void run_all_ops(Snap *s, uint64_t seed) {
+    Rng saved = rng;
+    rng_seed(&rng, seed);
+    int N = 256, C = 192, OC = 384, V = 9000, B = 2, T = 100, nh = 4, nkv = 2, hd = 16;
+    int *tok = xmalloc(sizeof(int) * N), *pos = xmalloc(sizeof(int) * N), *seg = xmalloc(sizeof(int) * B * T);
+    for (int n = 0; n < N; n++) tok[n] = (int)rng_below(&rng, V), pos[n] = n % 50;
+    for (int i = 0; i < B * T; i++) seg[i] = (i % T) < 60 ? 0 : 1;
+    float *wte = randn((size_t)V * C, 1), *wpe = randn(50 * C, 1), *x = xmalloc(sizeof(float) * N * C);
+    float *dwte = xcalloc((size_t)V * C, 4), *dwpe = xcalloc(50 * C, 4);
+    embedding_forward(x, tok, wte, N, C);
+    position_forward(x, pos, wpe, N, C);
+    float *lw = randn(C, 1), *lb = randn(C, 1), *y = xmalloc(sizeof(float) * N * C), mean[256], rstd[256];
+    float *dy = randn(N * C, 1), *dx = xcalloc(N * C, 4), *dlw = xcalloc(C, 4), *dlb = xcalloc(C, 4);
+    layernorm_forward(y, mean, rstd, x, lw, lb, N, C, 1e-5f);
+    layernorm_backward(dx, dlw, dlb, dy, x, lw, mean, rstd, N, C);
+    rmsnorm_forward(y, rstd, x, lw, N, C, 1e-5f);
+    rmsnorm_backward(dx, dlw, dy, x, lw, rstd, N, C);
+    embedding_backward(dwte, dx, tok, N, C);
+    position_backward(dwpe, dx, pos, N, C);
+    snap_add(s, y, N * C), snap_add(s, dx, N * C), snap_add(s, dlw, C), snap_add(s, dlb, C);
+    snap_add(s, dwpe, 50 * C);
+    float *w = randn(OC * C, 0.1f), *bias = randn(OC, 1), *o = xmalloc(sizeof(float) * N * OC);
+    float *dout = randn(N * OC, 1), *dw = xcalloc(OC * C, 4), *db = xcalloc(OC, 4);
+    linear_forward(o, x, w, bias, N, C, OC);
+    linear_backward(dx, dw, db, dout, x, w, N, C, OC);
+    snap_add(s, o, N * OC), snap_add(s, dw, OC * C), snap_add(s, db, OC);
+    gelu_forward(o, o, (size_t)N * OC);
+    gelu_backward(dout, o, dout, (size_t)N * OC);
+    swiglu_backward(dout, dw, dout, o, o, (size_t)OC * C);
+    snap_add(s, dout, N * OC);
+    /* attention on [B,T] = 200 rows of x's first columns */
+    size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
+    float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1), *ao = xmalloc(sizeof(float) * nq);
+    float *att = xmalloc(sizeof(float) * (size_t)B * nh * T * T), *dao = randn(nq, 1);
+    float *dq = xcalloc(nq, 4), *dk = xcalloc(nk, 4), *dv = xcalloc(nk, 4);
+    rope_forward(q, pos, B * T, nh, hd, 10000.0f);
+    rope_forward(k, pos, B * T, nkv, hd, 10000.0f);
+    attention_forward(ao, att, q, k, v, seg, B, T, nh, nkv, hd);
+    attention_backward(dq, dk, dv, dao, att, q, k, v, seg, B, T, nh, nkv, hd);
+    rope_backward(dq, pos, B * T, nh, hd, 10000.0f);
+    snap_add(s, ao, nq), snap_add(s, dq, nq), snap_add(s, dk, nk), snap_add(s, dv, nk);
+    /* logprobs on y with wte as the tied head */
+    float *lp = xmalloc(sizeof(float) * N), *ent = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N);
+    float *dlp = randn(N, 1), *dh = xcalloc(N * C, 4);
+    for (int n = 0; n < N; n += 7) tok[n] = -1;
+    logprobs_forward(lp, ent, lse, y, wte, tok, N, C, V);
+    logprobs_backward(dh, dwte, dlp, y, wte, tok, lse, N, C, V);
+    snap_add(s, lp, N), snap_add(s, ent, N), snap_add(s, dh, N * C), snap_add(s, dwte, (size_t)V * C);
+    free(tok), free(pos), free(seg), free(wte), free(wpe), free(x), free(dwte), free(dwpe), free(lw), free(lb);
+    free(y), free(dy), free(dx), free(dlw), free(dlb), free(w), free(bias), free(o), free(dout), free(dw), free(db);
+    free(q), free(k), free(v), free(ao), free(att), free(dao), free(dq), free(dk), free(dv), free(lp), free(ent);
+    free(lse), free(dlp), free(dh);
+    rng = saved;
+}
+
+static void test_threads(void) {
+    Snap s1 = {0}, s2 = {0};
+    threads_set(1);
+    run_all_ops(&s1, 42);
+    threads_set(2);
+    run_all_ops(&s2, 42);
+    int bad = 0;
+    for (int i = 0; i < s1.n; i++)
+        if (memcmp(s1.buf[i], s2.buf[i], sizeof(float) * s1.len[i]) != 0) {
+            size_t j = 0;
+            while (j < s1.len[i] && memcmp(&s1.buf[i][j], &s2.buf[i][j], sizeof(float)) == 0) j++;
+            printf("FAIL threads: tensor %d differs at element %zu: 1 thread %.9g, 2 threads %.9g\n", i, j,
+                   s1.buf[i][j], s2.buf[i][j]);
+            bad++;
+        }
+    if (bad)
+        failures++;
+    else
+        printf("ok   %d output/gradient tensors bit-identical with 1 and 2 threads\n", s1.n);
+    for (int i = 0; i < s1.n; i++) free(s1.buf[i]), free(s2.buf[i]);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    rng_seed(&rng, 1234);
+    threads_set(0);
+    test_embedding();
+    test_norms();
+    test_linear();
+    test_rope();
+    test_attention();
+    test_pointwise();
+    test_logprobs_grad();
+    test_logprobs_reference();
+    test_forward_reference();
+    test_gemm_threads();
+    test_threads();
+    if (failures) {
+        printf("%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all op gradient checks passed\n");
+    return 0;
+}
