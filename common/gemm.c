@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "util.h"
@@ -12,8 +13,8 @@ void openblas_set_num_threads(int);
 
 static int n_threads = 0;
 
-void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-          const float *B, int ldb, float beta, float *C, int ldc) {
+void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+          float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         /* BLAS would scale C by beta; keep that behaviour explicit */
@@ -21,8 +22,21 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
+    /* Thread-count independence: OpenBLAS's single- and multi-threaded level-3
+     * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
+     * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
+     * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
+     * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
+     * block K identically (measured: every K up to 1700 bit-identical; ops'
+     * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
+    int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
+    CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_head, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (k_tail) {
+        const float *A2 = transA ? A + (size_t)k_head * lda : A + k_head;
+        const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
+    }
 }
 
 void threads_set(int n) {
@@ -32,7 +46,9 @@ void threads_set(int n) {
     openblas_set_num_threads(n);
 }
 
-int threads_get(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
+int threads_get(void) {
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+}
 
 double gemm_measure_peak(int n) {
     float *a = xaligned_alloc(sizeof(float) * n * n);
