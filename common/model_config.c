@@ -56,9 +56,14 @@ static int cfg_bool(const json_t *root, const char *key, int def, int *out, cons
     return 0;
 }
 
-/* Token ids may be null, an integer, or (Llama 3 eos) a list: the first is used. */
+/* Token ids may be absent (the family's default), null (none: -1), an integer, or
+ * (Llama 3 eos) a list: the first is used. */
 static int cfg_token(const json_t *root, const char *key, int def, int *out, const char *path, Error *e) {
     const json_t *v = json_object_get(root, key);
+    if (json_is_null(v)) {
+        *out = -1;
+        return 0;
+    }
     if (json_is_array(v)) {
         if (json_array_size(v) == 0) {
             *out = -1;
@@ -319,9 +324,8 @@ json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name) {
         json_object_set_new(l2i, "LABEL_0", json_integer(0));
         json_object_set_new(r, "id2label", i2l);
         json_object_set_new(r, "label2id", l2i);
-        json_object_set_new(r, "num_labels", json_integer(1));
     }
-    json_object_set_new(r, "torch_dtype", json_string(dtype_name ? dtype_name : "float32"));
+    json_object_set_new(r, "dtype", json_string(dtype_name ? dtype_name : "float32"));
     json_object_set_new(r, "use_cache", json_true());
     return r;
 }

@@ -145,10 +145,10 @@ def record(model, out_path, extra_meta):
         out["grad." + name] = p.grad.detach().float().contiguous()
         n_grads += 1
     meta = {"generator": "tests/oracle/make_fixtures.py", "transformers": transformers.__version__,
-            "torch": torch.__version__, "loss": repr(float(loss)), "n_grads": str(n_grads)}
+            "torch": torch.__version__, "loss": repr(float(loss.detach())), "n_grads": str(n_grads)}
     meta.update(extra_meta)
     save_file({k: v.contiguous() for k, v in out.items()}, out_path, metadata=meta)
-    print("%-40s loss %.6f, %d parameter gradients" % (os.path.relpath(out_path, HERE), float(loss), n_grads))
+    print("%-40s loss %.6f, %d parameter gradients" % (os.path.relpath(out_path, HERE), float(loss.detach()), n_grads))
 
 
 def main():
