@@ -174,12 +174,12 @@ def sft_fixtures():
     V = 391
     torch.manual_seed(1)
     g = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.2,
                                    bos_token_id=0, eos_token_id=0, pad_token_id=0))
     torch.manual_seed(2)
     l = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                     rope_theta=50000.0, tie_word_embeddings=False, rms_norm_eps=1e-5,
+                                     rope_theta=50000.0, tie_word_embeddings=False, rms_norm_eps=1e-5, initializer_range=0.2,
                                      bos_token_id=0, eos_token_id=0, pad_token_id=0))
     out = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
            "gpt2": sft_fixture("sft-gpt2", g, GPT2_DATA,
