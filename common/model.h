@@ -123,7 +123,7 @@ void model_values_backward(Model *m, const float *dvalues);
 const char *model_family_name(Family f);
 /* Range/consistency checks of a config (path names the file in messages). */
 int model_config_validate(const ModelConfig *c, const char *path, Error *e);
-/* config.json as transformers reads it; dtype_name "float32" or "bfloat16".
+/* config.json as transformers reads it; dtype_name "float32", "bfloat16" or NULL (no key).
  * Returns a new jansson object (json_decref it). */
 struct json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name);
 int model_config_save_dtype(const ModelConfig *c, const char *path, const char *dtype_name, Error *e);

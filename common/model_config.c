@@ -325,7 +325,7 @@ json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name) {
         json_object_set_new(r, "id2label", i2l);
         json_object_set_new(r, "label2id", l2i);
     }
-    json_object_set_new(r, "dtype", json_string(dtype_name ? dtype_name : "float32"));
+    if (dtype_name) json_object_set_new(r, "dtype", json_string(dtype_name));
     json_object_set_new(r, "use_cache", json_true());
     return r;
 }
