@@ -1,0 +1,181 @@
+/* coh-format — preference pairs to Chain-of-Hindsight training data (segments JSONL).
+ * Liu et al. 2023 (arXiv:2302.02676): each example shows the prompt and both answers,
+ * each after a feedback phrase; the loss is on the answers and their end marker only.
+ * The layout is coh_segments (common/pairs.c); this file parses flags and loops. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "jsonl.h"
+#include "pairs.h"
+#include "util.h"
+
+static const char *prog = "coh-format";
+
+static void usage(void) {
+    printf("Usage: %s [OPTION]... [FILE]...\n"
+           "Turn preference pairs JSONL into Chain-of-Hindsight segments JSONL for sft.\n"
+           "\n"
+           "  -o, --out PATH            output (atomic; - = stdout, the default)\n"
+           "      --order ORDER         pn (default: preferred answer first) | np | random | both\n"
+           "      --template T          helpful (default) | good-bad | FILE (JSON list of\n"
+           "                            [positive, negative] phrase pairs, one drawn per example)\n"
+           "      --user-prefix S       before the prompt and each user turn (default \"User: \")\n"
+           "      --assistant-prefix S  before earlier assistant turns (default \"Assistant: \")\n"
+           "      --eos S               end marker after each answer, trained (default \"\\n\")\n"
+           "      --seed N              for --order random and several template phrases (default 0)\n"
+           "      --inference-prefix    print the text to sample from ({prompt} = the prompt) and exit\n"
+           "      --skip-invalid        skip malformed pairs and count them\n"
+           "  -q, --quiet               no summary on stderr\n"
+           "  -h, --help                this help\n"
+           "      --version             version\n",
+           prog);
+    exit(0);
+}
+
+enum { ORDER_PN, ORDER_NP, ORDER_RANDOM, ORDER_BOTH };
+
+int main(int argc, char **argv) {
+    enum { O_ORDER = 256, O_TEMPLATE, O_USER, O_ASSIST, O_EOS, O_SEED, O_INFER, O_SKIP, O_VER };
+    static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
+                                             {"order", required_argument, 0, O_ORDER},
+                                             {"template", required_argument, 0, O_TEMPLATE},
+                                             {"user-prefix", required_argument, 0, O_USER},
+                                             {"assistant-prefix", required_argument, 0, O_ASSIST},
+                                             {"eos", required_argument, 0, O_EOS},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"inference-prefix", no_argument, 0, O_INFER},
+                                             {"skip-invalid", no_argument, 0, O_SKIP},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VER},
+                                             {0, 0, 0, 0}};
+    const char *out_path = "-", *template_name = "helpful", *eos = "\n";
+    PairRender render = {"User: ", "Assistant: "};
+    uint64_t seed = 0;
+    int order = ORDER_PN, inference = 0, skip_invalid = 0, quiet = 0, c;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            out_path = optarg;
+            break;
+        case O_ORDER:
+            if (strcmp(optarg, "pn") == 0)
+                order = ORDER_PN;
+            else if (strcmp(optarg, "np") == 0)
+                order = ORDER_NP;
+            else if (strcmp(optarg, "random") == 0)
+                order = ORDER_RANDOM;
+            else if (strcmp(optarg, "both") == 0)
+                order = ORDER_BOTH;
+            else
+                cli_usage_error(prog, "--order: expected pn, np, random or both, got '%s'", optarg);
+            break;
+        case O_TEMPLATE:
+            template_name = optarg;
+            break;
+        case O_USER:
+            render.user_prefix = optarg;
+            break;
+        case O_ASSIST:
+            render.assistant_prefix = optarg;
+            break;
+        case O_EOS:
+            eos = optarg;
+            break;
+        case O_SEED:
+            seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case O_INFER:
+            inference = 1;
+            break;
+        case O_SKIP:
+            skip_invalid = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VER:
+            cli_version(prog);
+            break;
+        default:
+            cli_usage_error(prog, "unknown option");
+        }
+    }
+    Error e = {0};
+    CohTemplate tpl;
+    if (coh_template_load(&tpl, template_name, &e)) err_die(prog, &e);
+    if (inference) {
+        char *s = coh_inference_prefix(render.user_prefix, tpl.positive[0]);
+        printf("%s\n", s);
+        free(s);
+        coh_template_free(&tpl);
+        return 0;
+    }
+    atomic_install_signal_cleanup();
+    AtomicFile af;
+    if (atomic_open(&af, out_path, &e)) err_die(prog, &e);
+    Rng rng;
+    rng_seed(&rng, seed);
+    long n_read = 0, n_written = 0, n_equal = 0, n_invalid = 0;
+    int n_inputs = optind < argc ? argc - optind : 1, rc = 0;
+    for (int f = 0; f < n_inputs && !rc; f++) {
+        JsonlReader rd;
+        if ((rc = jsonl_open(&rd, optind < argc ? argv[optind + f] : "-", &e))) break;
+        for (;;) {
+            json_t *rec = NULL;
+            int r = jsonl_next(&rd, &rec, &e);
+            if (!r && !rec) break;
+            PairText pt = {0};
+            if (!r) {
+                char where[600];
+                snprintf(where, sizeof where, "%s:%ld", rd.name, rd.line);
+                r = pair_texts(rec, &render, &pt, where, &e);
+                json_decref(rec);
+            }
+            if (r) {
+                if (r == EX_DATAERR && skip_invalid) {
+                    n_invalid++;
+                    if (!quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e.msg);
+                    continue;
+                }
+                rc = r;
+                break;
+            }
+            n_read++;
+            if (strcmp(pt.chosen, pt.rejected) == 0) {
+                n_equal++;
+                pair_text_free(&pt);
+                continue;
+            }
+            int k = tpl.n > 1 ? (int)rng_below(&rng, (uint64_t)tpl.n) : 0;
+            int first = order == ORDER_NP ? 1 : order == ORDER_RANDOM ? (int)rng_below(&rng, 2) : 0;
+            for (int pass = 0; pass < (order == ORDER_BOTH ? 2 : 1) && !rc; pass++) {
+                json_t *ex = coh_segments(&pt, tpl.positive[k], tpl.negative[k], first ^ pass, eos);
+                rc = jsonl_write(af.fp, ex, &e);
+                json_decref(ex);
+                n_written++;
+            }
+            pair_text_free(&pt);
+        }
+        jsonl_close(&rd);
+    }
+    coh_template_free(&tpl);
+    if (rc) {
+        atomic_abort(&af);
+        err_die(prog, &e);
+    }
+    if (atomic_commit(&af, &e)) err_die(prog, &e);
+    if (!quiet) {
+        fprintf(stderr, "%s: %ld pairs read, %ld examples written, %ld skipped (equal chosen and rejected: %ld", prog,
+                n_read + n_invalid, n_written, n_equal + n_invalid, n_equal);
+        if (skip_invalid) fprintf(stderr, ", invalid: %ld", n_invalid);
+        fprintf(stderr, ")\n");
+    }
+    return 0;
+}
