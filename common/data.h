@@ -69,7 +69,8 @@ int data_truncation_parse(const char *name, Truncation *out, Error *e); /* "keep
 
 typedef struct DataOptions {
     DataKind kind;         /* DATA_AUTO: decided by the first record, then enforced */
-    ChatTemplate tpl;      /* for message lists; CHAT_AUTO resolved at open (needs tokenizer_config) */
+    ChatTemplate tpl;      /* for message lists; CHAT_AUTO: from tokenizer_config.json when the first
+                            * message list is met (EX_USAGE if it cannot be recognised) */
     int max_length;        /* 0 = unlimited */
     int max_prompt_length; /* 0 = unlimited */
     Truncation truncation; /* default TRUNC_KEEP_END (TRL's DPO default for prompts) */
