@@ -111,6 +111,8 @@ void pd_parser_init(PdParser *p, PdShape forced, const char *question, const cha
 
 void pd_parser_new_file(PdParser *p) {
     p->shape = PD_SHAPE_AUTO;
+    p->prompt_used = NULL;
+    p->prompt_fallback = 0;
     free(p->question_found);
     p->question_found = NULL;
 }

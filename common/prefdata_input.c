@@ -64,6 +64,8 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
     } else {
         int rc = csv_reader_open(&in->csv, in->fp, in->name, e);
         if (rc) return rc;
+        in->csv.line = skipped; /* blank lines before the header were read by the peek */
+        in->csv.next_start = skipped + 1;
         const CsvRow *row;
         if ((rc = csv_reader_next(&in->csv, &row, e))) return rc;
         if (!row) return 0; /* empty file: no rows */
@@ -76,6 +78,11 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
                 if (strcmp(in->header[j], row->cell[i]) == 0)
                     return err_set(e, EX_DATAERR, "%s:%ld: CSV header: column \"%s\" appears twice", in->name,
                                    row->line, row->cell[i]);
+            json_t *check = json_stringn(row->cell[i], row->len[i]);
+            if (!check)
+                return err_set(e, EX_DATAERR, "%s:%ld: CSV header: column %zu is not valid UTF-8", in->name, row->line,
+                               i + 1);
+            json_decref(check);
             in->header[i] = xstrdup(row->cell[i]);
         }
     }

@@ -216,9 +216,13 @@ int main(int argc, char **argv) {
             pd_list_clear(&recs);
             if (rc) break;
         }
-        if (!quiet && !rc && parser.shape != PD_SHAPE_AUTO)
-            fprintf(stderr, "%s: %s: read as %s%s%s\n", prog, in.name, pd_shape_name(parser.shape),
-                    parser.question_found ? ", question " : "", parser.question_found ? parser.question_found : "");
+        if (!quiet && !rc && parser.shape != PD_SHAPE_AUTO) {
+            const char *q = question ? question : parser.question_found;
+            fprintf(stderr, "%s: %s: read as %s", prog, in.name, pd_shape_name(parser.shape));
+            if (q) fprintf(stderr, ", question \"%s\"", q);
+            if (parser.prompt_used) fprintf(stderr, ", prompt field \"%s\"", parser.prompt_used);
+            fputc('\n', stderr);
+        }
         pd_input_close(&in);
     }
     pd_list_clear(&recs);
