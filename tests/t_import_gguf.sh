@@ -70,7 +70,12 @@ expect_fail "unsupported architecture" 65 "general.architecture \"lllma\" is not
 # the pre-tokenizer name patched to an unknown one
 sed 's/smollm/smolxx/' "$F" >"$T/pre.gguf"
 expect_fail "unknown pre-tokenizer" 65 "tokenizer.ggml.pre \"smolxx\" is not supported" "$P" "$T/pre.gguf" "$T/o6"
-for o in o1 o2 o3 o4 o5 o6; do [ -e "$T/$o" ] && fail "failed import left $o behind"; done
+# the tokenizer model "gpt2" patched to "spm2", and a required key renamed
+sed 's/gpt2/spm2/' "$F" >"$T/tokm.gguf"
+expect_fail "unsupported tokenizer model" 65 "tokenizer.ggml.model \"spm2\" is not supported" "$P" "$T/tokm.gguf" "$T/o8"
+sed 's/feed_forward_length/feed_forward_lengtx/' "$F" >"$T/key.gguf"
+expect_fail "missing key" 65 "missing key \"llama.feed_forward_length\"" "$P" "$T/key.gguf" "$T/o9"
+for o in o1 o2 o3 o4 o5 o6 o8 o9; do [ -e "$T/$o" ] && fail "failed import left $o behind"; done
 expect_fail "no arguments" 64 "expected FILE.gguf and OUTDIR" "$P"
 expect_fail "one argument" 64 "expected FILE.gguf and OUTDIR" "$P" "$F"
 expect_fail "unknown option" 64 "Try" "$P" --bogus "$F" "$T/o7"

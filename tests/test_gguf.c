@@ -411,6 +411,18 @@ static void test_valid(void) {
     free(b.p);
 }
 
+/* GGUF v2 has the same layout as v3 (v3 only added big-endian files): accepted. */
+static void test_version2(void) {
+    Buf b = build(M_NONE);
+    b.p[4] = 2;
+    GgufFile g;
+    Error e = {0};
+    int rc = gguf_parse(&g, b.p, b.n, "v2", &e);
+    CHECK(rc == 0 && g.version == 2 && g.n_tensors == NT, "version 2 file: expected success, got %d %s", rc, e.msg);
+    if (rc == 0) gguf_close(&g);
+    free(b.p);
+}
+
 static void test_f16_exhaustive(void) {
     /* every finite binary16 value: widening and rounding back through float must
      * agree with the hardware/compiler conversion (_Float16 where available) */
@@ -538,6 +550,7 @@ int main(void) {
     }
     test_f16_exhaustive();
     test_valid();
+    test_version2();
     test_malformed();
     test_truncations_and_corruption();
     remove_tree(tmpdir);
