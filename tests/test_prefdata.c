@@ -403,6 +403,86 @@ static void test_hostile(void) {
     printf("hostile rows tried: %ld\n", tried);
 }
 
+/* Whole files: every fixture cut at random points and with random bytes flipped, read
+ * through the container layer (JSONL, JSON array, CSV) and the shape parsers.  Every
+ * row must give records or EX_DATAERR; the input must end cleanly. */
+static void test_hostile_files(void) {
+    static const char *const files[] = {"tests/data/argilla/a2_flat.csv", "tests/data/argilla/a2_to_json.json",
+                                        "tests/data/argilla/a1_records.jsonl", "tests/data/argilla/hh.jsonl",
+                                        "tests/data/argilla/bad/python_repr.csv"};
+    Rng rng;
+    rng_seed(&rng, 11);
+    char path[] = "/tmp/test_prefdata_fuzz_XXXXXX.csv";
+    int fd = mkstemps(path, 4);
+    if (fd < 0) {
+        printf("FAIL cannot create a temporary file\n");
+        failures++;
+        return;
+    }
+    close(fd);
+    long rows = 0, files_tried = 0;
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char *text;
+        size_t len;
+        Error e = {0};
+        if (read_file(files[f], &text, &len, &e)) {
+            printf("FAIL cannot read fixture %s: %s\n", files[f], e.msg);
+            failures++;
+            continue;
+        }
+        for (int it = 0; it < 80; it++) {
+            size_t n = len ? (size_t)rng_below(&rng, len + 1) : 0;
+            char *buf = xmalloc(n + 1);
+            memcpy(buf, text, n);
+            for (int k = 0; k < 3 && n; k++)
+                if (rng_below(&rng, 2)) buf[rng_below(&rng, n)] = (char)rng_below(&rng, 256);
+            /* Odd iterations are read as CSV (by the .csv name), even ones by content. */
+            const char *target = path;
+            char alt[sizeof path];
+            if (it % 2 == 0) {
+                memcpy(alt, path, sizeof path);
+                alt[strlen(alt) - 4] = 0; /* drop ".csv" */
+                target = alt;
+            }
+            FILE *out = fopen(target, "wb");
+            fwrite(buf, 1, n, out);
+            fclose(out);
+            free(buf);
+            PdInput in;
+            PdParser p;
+            pd_parser_init(&p, PD_SHAPE_AUTO, NULL, NULL);
+            PdRecordList l = {0};
+            int rc = pd_input_open(&in, target, &e);
+            CHECK(rc == 0 || rc == EX_DATAERR, "%s cut at %zu: open gave %d (%s)", files[f], n, rc, e.msg);
+            for (int guard = 0; rc == 0 && guard < 10000; guard++) {
+                json_t *row = NULL;
+                int r = pd_input_next(&in, &row, &e);
+                if (!r && !row) break;
+                if (r) {
+                    CHECK(r == EX_DATAERR, "%s cut at %zu: row gave %d (%s)", files[f], n, r, e.msg);
+                    if (in.broken || in.kind == PD_CONT_ARRAY) break;
+                    continue;
+                }
+                r = pd_parse_row(&p, row, in.where, &l, &e);
+                json_decref(row);
+                CHECK(r == 0 || r == EX_DATAERR, "%s cut at %zu: parse gave %d (%s)", files[f], n, r, e.msg);
+                pd_list_clear(&l);
+                rows++;
+            }
+            pd_input_close(&in);
+            pd_parser_free(&p);
+            free(l.r);
+            if (it % 2 == 0) unlink(target);
+            files_tried++;
+        }
+        free(text);
+    }
+    unlink(path);
+    CHECK(files_tried == 400 && rows > 100, "expected 400 files and over 100 rows, got %ld files, %ld rows",
+          files_tried, rows);
+    printf("hostile files tried: %ld (%ld rows)\n", files_tried, rows);
+}
+
 static void test_argilla2_writer(void) {
     char *names[] = {"answer_a", "answer_b"}, *texts[] = {"A", "B"};
     int order[] = {1, 0};
@@ -434,6 +514,7 @@ int main(void) {
     test_shapes();
     test_errors();
     test_hostile();
+    test_hostile_files();
     test_argilla2_writer();
     if (failures) {
         printf("%d check(s) failed\n", failures);
