@@ -286,7 +286,7 @@ static const char *first_duplicate(char **names, uint64_t n) {
 static int read_tensor_info(Cursor *c, GgufTensor *t, uint64_t idx) {
     char field[64];
     snprintf(field, sizeof field, "tensor %" PRIu64 " name", idx);
-    GgufStr s;
+    GgufStr s = {0};
     if (cur_str(c, &s, field)) return EX_DATAERR;
     if (name_copy(c, &s, GGUF_MAX_TENSOR_NAME, &t->name, field)) return EX_DATAERR;
     uint32_t nd;
@@ -392,7 +392,7 @@ static int parse_header(GgufFile *g, const void *buf, size_t len, const char *na
     for (uint64_t i = 0; i < g->n_kv; i++) {
         char field[64];
         snprintf(field, sizeof field, "key %" PRIu64, i);
-        GgufStr k;
+        GgufStr k = {0};
         if (cur_str(&c, &k, field)) return EX_DATAERR;
         if (name_copy(&c, &k, GGUF_MAX_KEY, &g->kv[i].key, field)) return EX_DATAERR;
         if (read_value(&c, &g->kv[i])) return EX_DATAERR;
