@@ -1,0 +1,296 @@
+/* sft — supervised fine-tuning (and pre-training) of a causal language model.
+ *
+ * Reads JSONL examples (text, prompt-completion, conversational, segments; see
+ * cherry-data(5)), tokenizes them with the model's tokenizer, and minimises the
+ * next-token cross-entropy on the loss-bearing tokens (completion, assistant
+ * turns, trained segments, or everything for text) with the shared training loop
+ * (train.h).  --packing puts several examples in one row of --max-length tokens,
+ * each with its own positions and attention segment.  This file only wires the data
+ * layer, the model and the SFT loss to the loop. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "data.h"
+#include "losses.h"
+#include "model.h"
+#include "ops.h"
+#include "tokenizer.h"
+#include "train.h"
+
+static const char *PROG = "sft";
+
+static void usage(FILE *out) {
+    fputs("Usage: sft -m MODEL -o OUT [options] [DATA.jsonl ...]\n"
+          "Supervised fine-tuning: next-token cross-entropy on the loss-bearing tokens of\n"
+          "text, prompt-completion, conversational or segments JSONL (stdin when no file).\n"
+          "\n"
+          "SFT options:\n"
+          "      --kind K             auto|text|prompt-completion|conversational|segments (default auto)\n"
+          "      --packing            pack several examples per row of --max-length tokens\n"
+          "      --truncation M       keep_start|keep_end for over-long examples (default keep_start)\n"
+          "\n",
+          out);
+    train_flags_usage(out);
+}
+
+enum { OPT_KIND = TRAIN_OPT_USER, OPT_PACKING, OPT_TRUNC };
+static const struct option sft_opts[] = {
+    {"kind", required_argument, 0, OPT_KIND},
+    {"packing", no_argument, 0, OPT_PACKING},
+    {"truncation", required_argument, 0, OPT_TRUNC},
+    {0, 0, 0, 0},
+};
+
+/* A split: examples, and the units the loop batches (one example each, or a packed
+ * row = a run of consecutive examples that fit in max_length together). */
+typedef struct SftSplit {
+    Example *ex;
+    int n_ex;
+    long *loss_tokens; /* per example: tokens bearing loss */
+    int n_units;
+    int *unit_start, *unit_len; /* unit u = examples unit_start[u] .. + unit_len[u] - 1 */
+} SftSplit;
+
+typedef struct Sft {
+    const char *kind_name, *trunc_name;
+    int packing;
+    Model model;
+    Tokenizer *tok;
+    int pad_id, max_T;
+    SftSplit split[2];
+    const float *lm_head; /* [V, C]: untied lm_head.weight or the tied embedding */
+    /* scratch, grown as needed */
+    const Example **exs;
+    float *logp, *dlogp;
+    int *pred;
+    size_t cap_rows;
+    int cap_exs;
+} Sft;
+
+static int sft_flag(void *ctx, int opt, const char *arg) {
+    Sft *s = ctx;
+    switch (opt) {
+    case OPT_KIND:
+        s->kind_name = arg;
+        return 0;
+    case OPT_PACKING:
+        s->packing = 1;
+        return 0;
+    case OPT_TRUNC:
+        s->trunc_name = arg;
+        return 0;
+    }
+    return -1;
+}
+
+/* Units: without packing one per example; with packing, next-fit over the examples
+ * in data order (start a new row when the next example does not fit), which is
+ * exactly how batch_fill packs a run of examples, so a micro-batch of n units
+ * becomes n rows. */
+static void split_units(SftSplit *sp, int packing, int max_T) {
+    sp->unit_start = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
+    sp->unit_len = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
+    sp->n_units = 0;
+    int used = 0;
+    for (int i = 0; i < sp->n_ex; i++) {
+        int len = sp->ex[i].n;
+        if (!packing || sp->n_units == 0 || used + len > max_T) {
+            sp->unit_start[sp->n_units] = i;
+            sp->unit_len[sp->n_units] = 0;
+            sp->n_units++;
+            used = 0;
+        }
+        sp->unit_len[sp->n_units - 1]++;
+        used += len;
+    }
+    sp->loss_tokens = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(long));
+    for (int i = 0; i < sp->n_ex; i++) {
+        long c = 0;
+        for (int t = 1; t < sp->ex[i].n; t++) c += sp->ex[i].mask[t] != 0;
+        sp->loss_tokens[i] = c;
+    }
+}
+
+static double sft_weight(void *ctx, Split split, const int *idx, int n) {
+    Sft *s = ctx;
+    const SftSplit *sp = &s->split[split];
+    double w = 0;
+    for (int k = 0; k < n; k++) {
+        int u = idx[k];
+        for (int i = sp->unit_start[u]; i < sp->unit_start[u] + sp->unit_len[u]; i++) w += (double)sp->loss_tokens[i];
+    }
+    return w;
+}
+
+static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
+    Sft *s = ctx;
+    const SftSplit *sp = &s->split[split];
+    int n_ex = 0;
+    for (int k = 0; k < n; k++) n_ex += sp->unit_len[idx[k]];
+    if (n_ex > s->cap_exs) {
+        s->cap_exs = n_ex;
+        s->exs = xrealloc(s->exs, (size_t)n_ex * sizeof *s->exs);
+    }
+    n_ex = 0;
+    for (int k = 0; k < n; k++)
+        for (int i = sp->unit_start[idx[k]]; i < sp->unit_start[idx[k]] + sp->unit_len[idx[k]]; i++)
+            s->exs[n_ex++] = &sp->ex[i];
+    Batch b;
+    memset(&b, 0, sizeof b);
+    int used = batch_fill(&b, s->exs, n_ex, n, s->packing ? s->max_T : 0, s->packing, s->pad_id, e);
+    if (used < 0) return e->code;
+    if (used != n_ex || b.B != n) {
+        batch_free(&b);
+        return err_set(e, EX_SOFTWARE, "sft: batch_fill placed %d of %d examples in %d of %d rows", used, n_ex, b.B, n);
+    }
+    size_t N = (size_t)b.B * b.T;
+    if (N > s->cap_rows) {
+        s->cap_rows = N;
+        s->logp = xrealloc(s->logp, N * sizeof(float));
+        s->dlogp = xrealloc(s->dlogp, N * sizeof(float));
+        s->pred = xrealloc(s->pred, N * sizeof(int));
+    }
+    Model *m = &s->model;
+    model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
+    model_logprobs(m, b.targets, s->logp, NULL);
+    long ntok = 0;
+    double loss_sum = sft_loss(s->logp, b.targets, N, scale, split == SPLIT_TRAIN ? s->dlogp : NULL, &ntok);
+    /* TRL's mean_token_accuracy: argmax of the logits equals the target, over the
+     * loss-bearing tokens. */
+    logits_argmax(s->pred, m->hidden, s->lm_head, (int)N, m->cfg.d_model, m->cfg.vocab_size);
+    long correct = token_correct(s->pred, b.targets, N);
+    if (split == SPLIT_TRAIN) {
+        model_logprobs_backward(m, b.targets, s->dlogp);
+        model_backward(m);
+    }
+    metrics_add(mt, "loss", loss_sum, (double)ntok);
+    metrics_add(mt, "mean_token_accuracy", (double)correct, (double)ntok);
+    long tokens = 0;
+    for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
+    mt->tokens += tokens;
+    batch_free(&b);
+    return 0;
+}
+
+static const float *find_lm_head(const Model *m) {
+    const ParamTensor *t = model_find_tensor(m, "lm_head.weight");
+    if (!t)
+        t = model_find_tensor(m, m->cfg.family == FAMILY_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight");
+    if (!t) die_internal("sft: model has no LM head");
+    return m->params + t->offset;
+}
+
+static int read_split(Sft *s, SftSplit *sp, char **paths, int n_paths, const DataOptions *o, int quiet, Error *e) {
+    memset(sp, 0, sizeof *sp);
+    char *stdin_path[1] = {"-"};
+    if (n_paths == 0) {
+        paths = stdin_path;
+        n_paths = 1;
+    }
+    for (int p = 0; p < n_paths; p++) {
+        Example *ex = NULL;
+        int n = 0;
+        DataCounts c;
+        memset(&c, 0, sizeof c);
+        int rc = data_read_all(paths[p], s->tok, o, &ex, &n, &c, e);
+        if (rc) return rc;
+        if (!quiet && (c.dropped || c.skipped || c.truncated))
+            fprintf(stderr, "%s: %s: %ld records, %ld examples (%ld truncated, %ld dropped, %ld invalid skipped)\n",
+                    PROG, paths[p], c.records, c.examples, c.truncated, c.dropped, c.skipped);
+        sp->ex = xrealloc(sp->ex, (size_t)(sp->n_ex + n + 1) * sizeof(Example));
+        memcpy(sp->ex + sp->n_ex, ex, (size_t)n * sizeof(Example));
+        sp->n_ex += n;
+        free(ex);
+    }
+    return 0;
+}
+
+static void split_free(SftSplit *sp) {
+    for (int i = 0; i < sp->n_ex; i++) example_free(&sp->ex[i]);
+    free(sp->ex);
+    free(sp->loss_tokens);
+    free(sp->unit_start);
+    free(sp->unit_len);
+}
+
+int main(int argc, char **argv) {
+    Sft s;
+    memset(&s, 0, sizeof s);
+    s.kind_name = "auto";
+    s.trunc_name = "keep_start";
+    TrainFlags f;
+    train_flags_default(&f, PROG);
+    f.lr = 2e-5;             /* TRL SFTConfig default */
+    f.max_prompt_length = 0; /* SFT cuts whole sequences to --max-length (TRL) */
+    train_flags_parse(&f, argc, argv, sft_opts, "", sft_flag, &s, usage);
+    atomic_install_signal_cleanup();
+
+    Error e;
+    memset(&e, 0, sizeof e);
+    DataOptions o;
+    data_options_default(&o);
+    if (data_kind_parse(s.kind_name, &o.kind, &e)) cli_usage_error(PROG, "--kind: %s", e.msg);
+    if (o.kind != DATA_AUTO && o.kind != DATA_TEXT && o.kind != DATA_PROMPT_COMPLETION &&
+        o.kind != DATA_CONVERSATIONAL && o.kind != DATA_SEGMENTS)
+        cli_usage_error(PROG, "--kind: sft trains on text, prompt-completion, conversational or segments, not %s",
+                        s.kind_name);
+    if (chat_template_parse(f.template_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
+    if (data_truncation_parse(s.trunc_name, &o.truncation, &e)) cli_usage_error(PROG, "--truncation: %s", e.msg);
+    o.skip_invalid = f.skip_invalid;
+
+    if (model_load(&s.model, f.model_dir, &e)) err_die(PROG, &e);
+    if (s.model.cfg.is_classifier)
+        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); sft needs a causal LM", f.model_dir);
+    if (tok_load_dir(&s.tok, f.model_dir, &e)) err_die(PROG, &e);
+    s.pad_id = tok_pad_id(s.tok);
+    if (s.pad_id < 0) s.pad_id = 0; /* padding never bears loss nor is attended to */
+    s.max_T = f.max_length;
+    if (s.max_T > s.model.cfg.max_seq) {
+        if (!f.quiet && f.max_length != 1024)
+            fprintf(stderr, "%s: --max-length %d exceeds the model's context %d; using %d\n", PROG, f.max_length,
+                    s.model.cfg.max_seq, s.model.cfg.max_seq);
+        s.max_T = s.model.cfg.max_seq;
+    }
+    o.max_length = s.max_T;
+    o.max_prompt_length = f.max_prompt_length;
+    s.lm_head = find_lm_head(&s.model);
+
+    if (read_split(&s, &s.split[SPLIT_TRAIN], f.inputs, f.n_inputs, &o, f.quiet, &e)) err_die(PROG, &e);
+    if (s.split[SPLIT_TRAIN].n_ex == 0) {
+        fprintf(stderr, "%s: no training examples\n", PROG);
+        return EX_DATAERR;
+    }
+    if (f.eval_path) {
+        char *ev[1] = {(char *)f.eval_path};
+        if (read_split(&s, &s.split[SPLIT_EVAL], ev, 1, &o, f.quiet, &e)) err_die(PROG, &e);
+    }
+    for (int k = 0; k < 2; k++) split_units(&s.split[k], s.packing, s.max_T);
+    if (!f.quiet && s.packing)
+        fprintf(stderr, "%s: packed %d examples into %d rows of %d tokens\n", PROG, s.split[0].n_ex, s.split[0].n_units,
+                s.max_T);
+
+    TrainTask t;
+    memset(&t, 0, sizeof t);
+    t.ctx = &s;
+    t.model = &s.model;
+    t.tokenizer_dir = f.model_dir;
+    t.n_train = s.split[SPLIT_TRAIN].n_units;
+    t.n_eval = s.split[SPLIT_EVAL].n_units;
+    t.weight = sft_weight;
+    t.micro_step = sft_micro_step;
+    int rc = train_run(&f, &t, &e);
+    if (rc > 0 && rc < 128) err_die(PROG, &e);
+
+    for (int k = 0; k < 2; k++) split_free(&s.split[k]);
+    free(s.exs);
+    free(s.logp);
+    free(s.dlogp);
+    free(s.pred);
+    tok_free(s.tok);
+    model_free(&s.model);
+    return rc;
+}
