@@ -19,7 +19,10 @@
 #include "util.h"
 
 #define CACHE_MAX_WORD 128           /* longer words are not cached */
-#define CACHE_MAX_IDS ((size_t)1 << 22) /* cache is cleared when it holds this many ints */
+/* The cache is cleared when it holds this many words or ids: a few MB at most, so
+ * memory does not grow with the amount of text encoded. */
+#define CACHE_MAX_WORDS ((size_t)3 << 14) /* 3/4 of a 2^16-slot table: it never regrows */
+#define CACHE_MAX_IDS ((size_t)1 << 20)
 
 struct HeapEnt {
     int rank, pos, new_id;
@@ -151,7 +154,7 @@ static int bpe_symbols(Tokenizer *t, const char *w, size_t n) {
 }
 
 static void cache_put(Tokenizer *t, const char *w, size_t n, const int *ids, int k) {
-    if (t->cache_len + (size_t)k + 1 > CACHE_MAX_IDS) {
+    if (t->cache_len + (size_t)k + 1 > CACHE_MAX_IDS || t->cache.n >= CACHE_MAX_WORDS) {
         strmap_clear(&t->cache);
         t->cache_len = 0;
     }
