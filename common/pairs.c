@@ -79,7 +79,7 @@ int pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char
     memset(out, 0, sizeof *out);
     const json_t *cv = json_object_get(rec, "chosen"), *rv = json_object_get(rec, "rejected");
     const json_t *pv = json_object_get(rec, "prompt");
-    const char *c, *rj;
+    const char *c = NULL, *rj = NULL;
     int rc;
     if ((rc = answer_of(cv, "chosen", &c, where, e)) || (rc = answer_of(rv, "rejected", &rj, where, e))) return rc;
     if (json_is_string(pv)) {

@@ -1,7 +1,8 @@
 /* prefdata.h — human preference data: rankings in, preference pairs out.
  *
  * Three stages, each its own file:
- *   prefdata_input.c    containers: JSONL (streamed), one JSON array (loaded whole),
+ *   prefdata_input.c    containers: JSONL (streamed), one JSON array or one
+ *                       pretty-printed JSON object / {"items": [...]} (loaded whole),
  *                       CSV with a header row (streamed; nested cells hold JSON) ->
  *                       one JSON object per row, with a "FILE:LINE" / "FILE:[i]" label.
  *   prefdata_argilla.c  Argilla 1.x and 2.x export shapes -> PdRecord

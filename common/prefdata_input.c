@@ -18,6 +18,46 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
+/* A file starting with '{' whose first line is an unfinished object is one
+ * pretty-printed JSON document, not JSON Lines: a single record, or an API response
+ * whose "items" (Argilla 1.x REST) or "records" list holds the records.  Returns 1 when
+ * IN was switched to reading that document (errors are left in E), 0 to read JSONL. */
+static int json_document_instead(PdInput *in, long skipped, int *rc, Error *e) {
+    *rc = 0;
+    long start = ftell(in->fp);
+    if (start < 0) return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, in->fp);
+    json_error_t je;
+    json_t *v = n > 0 ? json_loadb(line, (size_t)n, 0, &je) : NULL;
+    int unfinished = n > 0 && !v && (strstr(je.text, "premature end") || strstr(je.text, "end of file"));
+    json_decref(v);
+    free(line);
+    if (fseek(in->fp, start, SEEK_SET) != 0) {
+        *rc = err_set(e, EX_IOERR, "%s: cannot seek: %s", in->name, strerror(errno));
+        return 1;
+    }
+    if (!unfinished) return 0;
+    in->kind = PD_CONT_ARRAY;
+    json_t *doc = json_loadf(in->fp, 0, &je);
+    if (!doc) {
+        *rc = err_set(e, EX_DATAERR, "%s:%d: invalid JSON at column %d: %s", in->name, je.line + (int)skipped,
+                      je.column, je.text);
+        return 1;
+    }
+    json_t *list = json_object_get(doc, "items");
+    if (!json_is_array(list)) list = json_object_get(doc, "records");
+    if (json_is_array(list)) {
+        in->array = json_incref(list);
+    } else {
+        in->array = json_array();
+        json_array_append(in->array, doc);
+    }
+    json_decref(doc);
+    return 1;
+}
+
 int pd_input_open(PdInput *in, const char *path, Error *e) {
     memset(in, 0, sizeof *in);
     if (!path || strcmp(path, "-") == 0) {
@@ -45,7 +85,10 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
     else
         in->kind = PD_CONT_CSV;
 
-    if (in->kind == PD_CONT_JSONL) {
+    int doc_rc = 0;
+    if (in->kind == PD_CONT_JSONL && !in->is_stdin && c == '{' && json_document_instead(in, skipped, &doc_rc, e)) {
+        if (doc_rc) return doc_rc;
+    } else if (in->kind == PD_CONT_JSONL) {
         /* Share the stream with a JsonlReader: its fields are public, and it reads with
          * getc, so the peeked byte is seen again. */
         in->jl.fp = in->fp;

@@ -41,6 +41,9 @@ for f in $D/a2_flat.jsonl $D/a2_flat.csv $D/a2_to_json.json; do
   "$R" -q "$f" >"$T/other" || fail "$f: exit $?"
   expect_same "$f vs a2_nested.jsonl" "$T/nested" "$T/other"
 done
+"$R" -q $D/a1_api_items.json >"$T/other" || fail "1.x API response: exit $?"
+"$R" -q $D/a1_records.jsonl >"$T/a1"
+expect_same "1.x API {items: [...]} vs JSONL" "$T/a1" "$T/other"
 "$R" -q <$D/a2_flat.csv >"$T/other" || fail "CSV on stdin"
 expect_same "CSV on stdin" "$T/nested" "$T/other"
 "$R" -q - <$D/a2_to_json.json >"$T/other" || fail "array on stdin"
