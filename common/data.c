@@ -23,6 +23,8 @@ struct DataReader {
     ChatTemplate tpl; /* resolved on the first message list */
     int tpl_resolved;
     DataCounts counts;
+    json_t *pending; /* record read ahead by data_peek_kind */
+    long pending_line;
 };
 
 static const char *KIND_NAMES[] = {"auto",        "text",       "prompt-completion", "conversational",
@@ -114,6 +116,7 @@ int data_open(DataReader **out, const char *path, Tokenizer *tok, const DataOpti
 
 void data_close(DataReader *r) {
     if (!r) return;
+    if (r->pending) json_decref(r->pending);
     jsonl_close(&r->jr);
     free(r);
 }
@@ -573,6 +576,12 @@ static int conv_any(DataReader *r, json_t *rec, Example *ex, int *kept, Error *e
 
 /* Reads the next record (skipping invalid ones when asked) and fixes the kind. */
 static int next_record(DataReader *r, json_t **rec, Error *e) {
+    if (r->pending) {
+        *rec = r->pending;
+        r->pending = NULL;
+        r->jr.line = r->pending_line;
+        return 0;
+    }
     for (;;) {
         int rc = jsonl_next(&r->jr, rec, e);
         if (rc) {
@@ -601,6 +610,20 @@ static int next_record(DataReader *r, json_t **rec, Error *e) {
         }
         return 0;
     }
+}
+
+int data_peek_kind(DataReader *r, DataKind *kind, Error *e) {
+    if (r->kind == DATA_AUTO && !r->pending) {
+        json_t *rec;
+        int rc = next_record(r, &rec, e);
+        if (rc && rc != DATA_END) return rc;
+        if (!rc) {
+            r->pending = rec;
+            r->pending_line = r->jr.line;
+        }
+    }
+    *kind = r->kind;
+    return 0;
 }
 
 int data_next(DataReader *r, Example *ex, Error *e) {

@@ -144,6 +144,10 @@ typedef struct DataReader DataReader;
 int data_open(DataReader **r, const char *path, Tokenizer *tok, const DataOptions *o, Error *e);
 void data_close(DataReader *r);
 DataKind data_reader_kind(const DataReader *r); /* after the first next: the detected kind */
+/* Reads ahead to the first valid record (kept for the next data_next*) so that
+ * *kind is known before choosing data_next / data_next_pref / data_next_prompt.
+ * *kind is DATA_AUTO for an input without records.  Returns 0 or an error. */
+int data_peek_kind(DataReader *r, DataKind *kind, Error *e);
 const DataCounts *data_counts(const DataReader *r);
 const char *data_reader_name(const DataReader *r); /* path or "<stdin>" */
 
