@@ -128,5 +128,5 @@ clean:
 	rm -rf $(O) $(BIN)
 
 -include $(wildcard pipelines/*.mk)
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
 .SECONDARY:
