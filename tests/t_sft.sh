@@ -1,0 +1,106 @@
+#!/bin/sh
+# t_sft.sh — bin/sft end to end: pre-training a tiny model from init-model on the
+# bundled task's generated corpus (packed), the loss falling below a threshold set
+# from a measured run, the output directory, the metrics log, every data kind, the
+# CLI contract (help, version, exit codes), and SIGTERM -> checkpoint -> resume.
+#
+# Measured (2 threads, this tiny Llama, 60 updates of 4 packed rows of 64 tokens,
+# lr 1e-2 cosine, ~5 epochs of 200 records): first loss 5.99 (~ log 391), last 1.64,
+# eval_loss 5.99 -> ~1.7.  Threshold: last loss < 2.0, eval_loss falls by > 2.
+B=${BIN:-bin}
+T=$(mktemp -d /tmp/t_sft.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$B/init-model" -q --family llama --layers 2 --heads 4 --kv-heads 2 --width 32 --context 64 \
+    --tokenizer data/tokenizer.json --seed 3 -o "$T/init" || fail "init-model"
+"$B/task-gen" --kind corpus -n 200 --seed 5 -o "$T/corpus.jsonl" || fail "task-gen corpus"
+"$B/task-gen" --kind corpus -n 40 --split eval --seed 6 -o "$T/eval.jsonl" || fail "task-gen eval"
+
+# ---- pre-training with packing --------------------------------------------------
+"$B/sft" -m "$T/init" -o "$T/lm" --packing --max-length 64 --batch-size 4 --lr 1e-2 \
+    --lr-scheduler cosine --warmup 2 --max-steps 60 --eval "$T/eval.jsonl" --eval-every 30 \
+    --log "$T/log.jsonl" --seed 1 -q "$T/corpus.jsonl"
+rc=$?
+[ $rc -eq 0 ] || fail "sft pre-training: expected exit 0, got $rc"
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+    [ -f "$T/lm/$f" ] || fail "output lacks $f"
+done
+"$B/model-info" "$T/lm" >/dev/null || fail "model-info cannot read the sft output"
+nsteps=$(grep -c '"grad_norm"' "$T/log.jsonl")
+[ "$nsteps" -eq 60 ] || fail "log: expected 60 step records, got $nsteps"
+nevals=$(grep -c '"eval_loss"' "$T/log.jsonl")
+[ "$nevals" -eq 3 ] || fail "log: expected 3 eval records (0, 30, 60), got $nevals"
+for k in step epoch loss lr grad_norm tokens_per_s num_tokens mean_token_accuracy; do
+    head -n 2 "$T/log.jsonl" | tail -n 1 | grep -q "\"$k\":" || fail "log: first step record lacks \"$k\""
+done
+first=$(grep '"grad_norm"' "$T/log.jsonl" | head -n 1 | sed 's/.*"loss":\([-0-9.eE+]*\).*/\1/')
+last=$(grep '"grad_norm"' "$T/log.jsonl" | tail -n 1 | sed 's/.*"loss":\([-0-9.eE+]*\).*/\1/')
+e0=$(grep '"eval_loss"' "$T/log.jsonl" | head -n 1 | sed 's/.*"eval_loss":\([-0-9.eE+]*\).*/\1/')
+e1=$(grep '"eval_loss"' "$T/log.jsonl" | tail -n 1 | sed 's/.*"eval_loss":\([-0-9.eE+]*\).*/\1/')
+echo "pre-training: loss $first -> $last, eval_loss $e0 -> $e1"
+awk -v a="$first" 'BEGIN { exit !(a > 5.5 && a < 6.5) }' || fail "first loss expected ~log(391)=5.97, got $first"
+awk -v a="$last" 'BEGIN { exit !(a < 2.0) }' || fail "last loss expected < 2.0, got $last"
+awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a - 2) }' || fail "eval_loss should fall by > 2: $e0 -> $e1"
+
+# ---- every data kind trains (2 updates each) ---------------------------------------
+printf '%s\n' '{"prompt":"Repeat: a b\nAnswer:","completion":" a b."}' \
+    '{"prompt":"Repeat: c\nAnswer:","completion":" c. Glad to help!"}' >"$T/pc.jsonl"
+printf '%s\n' '{"messages":[{"role":"user","content":"Repeat: a b"},{"role":"assistant","content":"a b."}]}' \
+    '{"messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}' >"$T/conv.jsonl"
+printf '%s\n' '{"segments":[{"text":"Repeat: a b\nA helpful answer:","train":false},{"text":" a b. Glad to help!","train":true}]}' \
+    '{"segments":[{"text":"x","train":false},{"text":" y z","train":true}]}' >"$T/seg.jsonl"
+for kind in pc conv seg; do
+    extra=""
+    [ $kind = conv ] && extra="--template hh"
+    "$B/sft" -m "$T/init" -o "$T/k-$kind" --max-steps 2 --batch-size 2 --lr 1e-3 -q $extra "$T/$kind.jsonl" ||
+        fail "sft on $kind data: exit $?"
+    [ -f "$T/k-$kind/model.safetensors" ] || fail "sft on $kind data wrote no model"
+done
+# the detected kind can be forced; a kind sft cannot train is a usage error
+"$B/sft" -m "$T/init" -o "$T/k-x" --kind prompt-only -q "$T/pc.jsonl" 2>/dev/null
+[ $? -eq 64 ] || fail "--kind prompt-only: expected exit 64"
+
+# ---- CLI contract ---------------------------------------------------------------------
+"$B/sft" --help | grep -q "^Usage: sft" || fail "--help: no usage on stdout"
+"$B/sft" --version | grep -q "^sft (cherry)" || fail "--version"
+"$B/sft" -o "$T/x" "$T/pc.jsonl" 2>/dev/null
+[ $? -eq 64 ] || fail "missing -m: expected exit 64"
+"$B/sft" -m "$T/init" -o "$T/x" --lr-scheduler wavy "$T/pc.jsonl" 2>/dev/null
+[ $? -eq 64 ] || fail "bad --lr-scheduler: expected exit 64"
+"$B/sft" -m "$T/init" -o "$T/x" -q "$T/missing.jsonl" 2>/dev/null
+[ $? -eq 66 ] || fail "missing data file: expected exit 66"
+"$B/sft" -m "$T/nomodel" -o "$T/x" -q "$T/pc.jsonl" 2>/dev/null
+[ $? -eq 66 ] || fail "missing model: expected exit 66"
+printf '%s\n' '{"prompt":"a","completion":"b"}' '{"prompt": 3, "completion":"b"}' >"$T/bad.jsonl"
+"$B/sft" -m "$T/init" -o "$T/x" -q "$T/bad.jsonl" 2>"$T/err"
+rc=$?
+[ $rc -eq 65 ] || fail "bad record: expected exit 65, got $rc"
+grep -q "bad.jsonl:2" "$T/err" || fail "bad record: message should name bad.jsonl:2, got: $(cat "$T/err")"
+[ ! -e "$T/x" ] || fail "a failed run left an output directory"
+"$B/sft" -m "$T/init" -o "$T/x" -q --skip-invalid --max-steps 1 "$T/bad.jsonl" ||
+    fail "--skip-invalid: expected success"
+
+# ---- SIGTERM: checkpoint, exit 143, resume ------------------------------------------------
+"$B/sft" -m "$T/init" -o "$T/sig" --packing --max-length 64 --batch-size 4 --lr 1e-3 --max-steps 5000 \
+    --save-every 0 --log "$T/sig.jsonl" -q "$T/corpus.jsonl" &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q '"step":3,' "$T/sig.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || fail "SIGTERM: expected exit 143, got $rc"
+ck=$(ls -d "$T"/sig/checkpoint-* 2>/dev/null | head -n 1)
+[ -n "$ck" ] && [ -f "$ck/trainer_state.json" ] && [ -f "$ck/optimizer.safetensors" ] ||
+    fail "SIGTERM: no complete checkpoint in $T/sig"
+{ ls -A "$T"; ls -A "$T/sig"; } | grep -q '\.tmp-' && fail "SIGTERM left temporaries: $(ls -A "$T" "$T/sig")"
+n=${ck##*checkpoint-}
+"$B/sft" -m "$T/init" -o "$T/sig" --packing --max-length 64 --batch-size 4 --lr 1e-3 --max-steps $((n + 2)) \
+    --save-every 0 -q "$T/corpus.jsonl" 2>/dev/null
+[ $? -eq 73 ] || fail "re-running into a directory with checkpoints without --resume: expected 73"
+"$B/sft" -m "$T/init" -o "$T/sig" --packing --max-length 64 --batch-size 4 --lr 1e-3 --max-steps 5000 \
+    --save-every 0 --resume --stop-after $((n + 1)) -q "$T/corpus.jsonl" || fail "resume after SIGTERM: exit $?"
+[ -f "$T/sig/checkpoint-$((n + 1))/trainer_state.json" ] || fail "resume after SIGTERM: no checkpoint-$((n + 1))"
+echo "SIGTERM at step $n: checkpoint written, exit 143, resumed to $((n + 1))"
+echo "t_sft: all checks passed"
