@@ -1,0 +1,100 @@
+#!/bin/sh
+# t_dpo.sh — dpo end to end on the tiny GPT-2 of tests/oracle/fixtures (pref-gpt2-policy,
+# with the bundled tokenizer): the first log record describes the initial model (loss
+# ln 2, zero margins), training lowers the loss and raises the reward accuracy, the
+# reference read from records (logprobs) gives bit-identical weights to the reference
+# computed in dpo's first pass (and to --ref on the same weights), the same seed gives
+# the same model, every loss type trains, and usage/data errors exit 64/65/66.
+D="${BIN:-bin}/dpo"
+L="${BIN:-bin}/logprobs"
+M=tests/oracle/fixtures/pref-gpt2-policy
+T=$(mktemp -d /tmp/t_dpo.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect_fail WHAT CODE NEEDLE CMD... : the command must exit CODE and say NEEDLE on stderr.
+expect_fail() {
+  what=$1 code=$2 needle=$3; shift 3
+  "$@" >"$T/out" 2>"$T/err"; rc=$?
+  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
+  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
+}
+# num FIELD LINE FILE : the number in "FIELD": x on line LINE of FILE
+num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
+# check AWK-CONDITION WHAT : fails unless the condition on a, b holds
+check() { awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+
+# the bundled task: polite correct answer preferred to a curt or wrong one
+: >"$T/pairs.jsonl"
+for w in "red fox sky" "blue cat tree" "green dog sun" "gray owl moon" "pink bee rain" "gold cow hill" \
+         "red cat moon" "blue dog rain"; do
+  set -- $w
+  printf '{"prompt": "Repeat: %s\\nAnswer:", "chosen": " %s. Glad to help!", "rejected": " %s %s."}\n' \
+    "$w" "$w" "$1" "$3" >>"$T/pairs.jsonl"
+done
+
+# --- usage and errors
+"$D" --threads 1 --help >"$T/out" 2>&1 || fail "--help: exit $?"
+grep -q "^Usage: dpo" "$T/out" || fail "--help: no usage on stdout"
+grep -q -- "--loss-type" "$T/out" || fail "--help: --loss-type not described"
+"$D" --threads 1 --version | grep -q "^dpo (cherry)" || fail "--version"
+expect_fail "unknown loss type" 64 "unknown loss 'dpo'" "$D" --threads 1 -m $M -o "$T/x" --loss-type dpo "$T/pairs.jsonl"
+expect_fail "weights count" 64 "--loss-weights" "$D" --threads 1 -m $M -o "$T/x" --loss-type sigmoid,sft --loss-weights 1 \
+  "$T/pairs.jsonl"
+expect_fail "label smoothing range" 64 "--label-smoothing" "$D" --threads 1 -m $M -o "$T/x" --label-smoothing 0.5 "$T/pairs.jsonl"
+expect_fail "beta" 64 "--beta" "$D" --threads 1 -m $M -o "$T/x" --beta 0 "$T/pairs.jsonl"
+expect_fail "missing -m" 64 "-m" "$D" --threads 1 -o "$T/x" "$T/pairs.jsonl"
+expect_fail "missing data" 66 "$T/nope.jsonl" "$D" --threads 1 -m $M -o "$T/x" "$T/nope.jsonl"
+expect_fail "missing model" 66 "$T/nomodel" "$D" --threads 1 -m "$T/nomodel" -o "$T/x" "$T/pairs.jsonl"
+printf '{"prompt": "Repeat: a b\\nAnswer:", "chosen": " a b."}\n' >"$T/bad.jsonl"
+expect_fail "record without rejected" 65 "bad.jsonl:1" "$D" --threads 1 -q -m $M -o "$T/x" "$T/bad.jsonl"
+[ -e "$T/x" ] && fail "a failed run left an output directory"
+
+# --- training: the first record is the initial model, the loss falls
+F="-q --seed 3 --max-steps 8 --batch-size 4 --lr 0.01 --save-every 0"
+"$D" --threads 1 $F -m $M -o "$T/a" --log "$T/a.log" "$T/pairs.jsonl" 2>"$T/err" || fail "train: exit $? $(cat "$T/err")"
+for f in config.json model.safetensors tokenizer.json; do [ -s "$T/a/$f" ] || fail "output lacks $f"; done
+n=$(grep -c '"step"' "$T/a.log")
+[ "$n" -eq 8 ] || fail "expected 8 log records, got $n"
+l0=$(num loss 1 "$T/a.log"); m0=$(num "rewards/margins" 1 "$T/a.log")
+check "$l0" 0 "a > 0.6931 && a < 0.6932" "first loss is ln 2 (policy = reference)"
+check "$m0" 0 "a < 1e-4 && a > -1e-4" "first rewards/margins is 0"
+for k in rewards/chosen rewards/rejected rewards/accuracies logps/chosen logps/rejected grad_norm lr tokens_per_s; do
+  grep -q "\"$k\"" "$T/a.log" || fail "log lacks $k"
+done
+l8=$(num loss 8 "$T/a.log"); acc=$(num "rewards/accuracies" 8 "$T/a.log"); m8=$(num "rewards/margins" 8 "$T/a.log")
+check "$l8" "$l0" "a < b - 0.01" "loss falls"
+check "$acc" 0 "a >= 0.75" "reward accuracy after training"
+check "$m8" 0 "a > 0" "margins grow"
+
+# --- the reference from the records (logprobs) = the reference of the first pass
+"$L" --threads 1 -q -m $M --batch-size 4 -o "$T/ref.jsonl" "$T/pairs.jsonl" || fail "logprobs: exit $?"
+"$D" --threads 1 $F -m $M -o "$T/b" "$T/ref.jsonl" 2>"$T/err" || fail "train with precomputed reference: exit $?"
+cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" || fail "precomputed reference gives different weights"
+"$D" --threads 1 --seed 3 --max-steps 8 --batch-size 4 --lr 0.01 --save-every 0 -m $M -o "$T/c" "$T/ref.jsonl" 2>"$T/err" ||
+  fail "verbose run"
+grep -q "no reference model" "$T/err" || fail "records with reference log-probs should load no reference model"
+"$D" --threads 1 $F -m $M --ref $M -o "$T/d" "$T/pairs.jsonl" || fail "--ref: exit $?"
+cmp -s "$T/a/model.safetensors" "$T/d/model.safetensors" || fail "--ref = the starting weights gives different weights"
+# same seed, same data: the same model, bit for bit
+"$D" --threads 1 $F -m $M -o "$T/e" "$T/pairs.jsonl" || fail "rerun: exit $?"
+cmp -s "$T/a/model.safetensors" "$T/e/model.safetensors" || fail "same seed gives different weights"
+# a different reference changes the result
+"$D" --threads 1 $F -m $M --ref tests/oracle/fixtures/pref-gpt2-ref -o "$T/g" "$T/pairs.jsonl" || fail "--ref other: exit $?"
+cmp -s "$T/a/model.safetensors" "$T/g/model.safetensors" && fail "a different --ref gives the same weights"
+
+# --- every loss type trains (finite losses), and combinations with RPO
+for lt in sigmoid hinge ipo robust cdpo bco_pair sppo_hard nca_pair apo_zero apo_down sft "sigmoid,sft"; do
+  "$D" --threads 1 -q --seed 1 --max-steps 2 --batch-size 4 --lr 0.001 --save-every 0 --label-smoothing 0.1 --loss-type "$lt" \
+    -m $M -o "$T/lt" --log "$T/lt.log" "$T/ref.jsonl" || fail "--loss-type $lt: exit $?"
+  grep -q '"loss": *null' "$T/lt.log" && fail "--loss-type $lt: non-finite loss"
+  [ "$(grep -c '"step"' "$T/lt.log")" -eq 2 ] || fail "--loss-type $lt: expected 2 records"
+  rm -rf "$T/lt" "$T/lt.log"
+done
+"$D" --threads 1 -q --seed 1 --max-steps 2 --batch-size 4 --rpo-alpha 1 -m $M -o "$T/rpo" --log "$T/rpo.log" "$T/ref.jsonl" ||
+  fail "--rpo-alpha: exit $?"
+grep -q '"nll_loss"' "$T/rpo.log" || fail "--rpo-alpha: no nll_loss metric"
+
+[ $fails -eq 0 ] && echo "dpo: all checks passed"
+[ $fails -eq 0 ]
