@@ -22,7 +22,7 @@ arrsum() {
   sed -n "$2p" "$3" | grep -o "\"$1\": *\[[^]]*\]" | sed 's/^[^[]*\[//; s/\]$//' | tr ',' '\n' |
     awk '{ s += $1; n++ } END { printf "%.9g %d\n", s, n }'
 }
-check() { awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
 
 cat >"$T/pairs.jsonl" <<'EOF'
 {"id": 7, "prompt": "Repeat: red fox sky\nAnswer:", "chosen": " red fox sky. Glad to help!", "rejected": " red sky."}

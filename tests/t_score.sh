@@ -17,7 +17,7 @@ expect_fail() {
   grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
 }
 num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
-check() { awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
 
 cat >"$T/pairs.jsonl" <<'EOF'
 {"prompt": "Repeat: red fox sky\nAnswer:", "chosen": " red fox sky. Glad to help!", "rejected": " red sky."}
