@@ -334,6 +334,78 @@ static void check_round_trips(const char *name, const char *tmpdir) {
     model_free(&m);
 }
 
+/* Checkpoints in the other spellings transformers accepts must load to the same
+ * parameters: GPT-2 names without "transformer." (as GPT2Model saves them, e.g. the
+ * original openai-community/gpt2 file) plus the attn.bias / attn.masked_bias buffers
+ * and a stored copy of the tied lm_head; Llama with rotary_emb.inv_freq buffers. */
+static void check_other_spellings(const char *name, const char *tmpdir) {
+    char dir[512], out[600], path[700];
+    snprintf(dir, sizeof dir, "%s/%s", fixdir, name);
+    snprintf(out, sizeof out, "%s/%s-spelling", tmpdir, name);
+    Error e = {0};
+    Model m, r;
+    if (model_load(&m, dir, &e)) {
+        printf("FAIL %s: %s\n", name, e.msg);
+        failures++;
+        return;
+    }
+    mkdir_p(out, &e);
+    char *cfg_src = path_join(dir, "config.json");
+    snprintf(path, sizeof path, "%s/config.json", out);
+    copy_file(cfg_src, path, &e);
+    free(cfg_src);
+    StFile src;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_open(&src, path, &e)) {
+        printf("FAIL %s\n", e.msg);
+        failures++;
+        model_free(&m);
+        return;
+    }
+    StWriter w;
+    st_writer_init(&w);
+    float **bufs = xcalloc((size_t)src.n, sizeof(float *));
+    static float mask[16 * 16], inv_freq[4];
+    int64_t mshape[4] = {1, 1, 16, 16}, fshape[1] = {4};
+    const float *wte = NULL;
+    int64_t wte_shape[2] = {0, 0};
+    for (int i = 0; i < src.n; i++) {
+        const StTensor *t = &src.tensors[i];
+        bufs[i] = xmalloc(t->numel * sizeof(float) + 4);
+        st_to_f32(t, bufs[i], &e);
+        const char *nm = t->name;
+        if (strncmp(nm, "transformer.", 12) == 0) nm += 12;
+        st_writer_add(&w, nm, bufs[i], t->ndim, t->shape);
+        if (strstr(nm, "wte.weight")) wte = bufs[i], wte_shape[0] = t->shape[0], wte_shape[1] = t->shape[1];
+    }
+    if (m.cfg.family == FAMILY_GPT2) {
+        st_writer_add(&w, "h.0.attn.bias", mask, 4, mshape);
+        st_writer_add(&w, "h.1.attn.masked_bias", mask, 0, NULL);
+        if (m.cfg.tie_embeddings && wte) st_writer_add(&w, "lm_head.weight", wte, 2, wte_shape);
+    } else {
+        st_writer_add(&w, "model.layers.0.self_attn.rotary_emb.inv_freq", inv_freq, 1, fshape);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    if (st_writer_write(&w, path, ST_F32, &e)) printf("FAIL %s\n", e.msg), failures++;
+    st_writer_free(&w);
+    for (int i = 0; i < src.n; i++) free(bufs[i]);
+    free(bufs);
+    st_close(&src);
+    if (model_load(&r, out, &e)) {
+        printf("FAIL %s: other spelling: %s\n", name, e.msg);
+        failures++;
+    } else {
+        int same = r.n_params == m.n_params && memcmp(r.params, m.params, m.n_params * sizeof(float)) == 0;
+        printf("%s %-14s %s: parameters %s\n", same ? "ok  " : "FAIL", name,
+               m.cfg.family == FAMILY_GPT2 ? "names without transformer., buffers, tied lm_head copy"
+                                           : "rotary_emb.inv_freq buffer",
+               same ? "bit-identical" : "DIFFER");
+        failures += !same;
+        model_free(&r);
+    }
+    model_free(&m);
+}
+
 /* Same seed, same input -> same outputs bit for bit (two forwards and backwards). */
 static void check_determinism(const char *name) {
     char dir[512];
@@ -398,6 +470,8 @@ int main(int argc, char **argv) {
     check_round_trips("model-gpt2", tmpdir);
     check_round_trips("model-llama-gqa", tmpdir);
     check_round_trips("model-llama-rm", tmpdir);
+    check_other_spellings("model-gpt2", tmpdir);
+    check_other_spellings("model-llama-tied", tmpdir);
     check_determinism("model-llama-gqa");
     check_determinism("model-gpt2");
     remove_tree(tmpdir);
