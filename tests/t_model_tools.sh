@@ -123,5 +123,14 @@ sed 's/LlamaForSequenceClassification/LlamaForCausalLM/; s/"tie_word_embeddings"
 expect 65 "unexpected tensor" "$BIN/model-info" "$T/extra"
 contains "$T/err" 'unexpected tensor "score.weight"' "message names the extra tensor"
 
+# sharded: an index pointing outside the directory, or at a missing shard
+mkdir "$T/index"; cp "$T/g/config.json" "$T/index/"
+printf '{"weight_map": {"transformer.wte.weight": "../g/model.safetensors"}}' >"$T/index/model.safetensors.index.json"
+expect 65 "index naming a file outside the directory" "$BIN/model-info" "$T/index"
+contains "$T/err" 'not a file name in the model directory' "message says why"
+printf '{"weight_map": {"transformer.wte.weight": "model-00001-of-00002.safetensors"}}' >"$T/index/model.safetensors.index.json"
+expect 66 "index naming a missing shard" "$BIN/model-info" "$T/index"
+contains "$T/err" 'model-00001-of-00002.safetensors' "message names the shard"
+
 if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
 echo "all model tool tests passed"
