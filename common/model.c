@@ -273,7 +273,7 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
     TAKE(I->lse, N);
     TAKE(I->scratch, N * C);
     for (int l = 0; l < c->n_layer; l++) {
-        LayerAct tmp, *a = base ? &I->la[l] : &tmp;
+        LayerAct tmp = {0}, *a = base ? &I->la[l] : &tmp;
         memset(a, 0, sizeof *a);
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);

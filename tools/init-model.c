@@ -245,6 +245,8 @@ int main(int argc, char **argv) {
         Tokenizer *tok;
         if (tok_load(&tok, tok_path, &e)) err_die(prog, &e);
         if (vocab < 0) vocab = tok_vocab_size(tok);
+        if (vocab < tok_vocab_size(tok))
+            cli_usage_error(prog, "--vocab %d is smaller than the tokenizer's %d ids", vocab, tok_vocab_size(tok));
         if (bos == -2) bos = tok_bos_id(tok);
         if (eos == -2) eos = tok_eos_id(tok);
         if (pad == -2 && cfg.is_classifier) pad = tok_pad_id(tok);
