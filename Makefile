@@ -127,6 +127,7 @@ install: $(TOOLS)
 clean:
 	rm -rf $(O) $(BIN)
 
--include $(wildcard pipelines/*.mk)
+include pipelines/common.mk
+-include $(filter-out pipelines/common.mk,$(wildcard pipelines/*.mk))
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 .SECONDARY:

@@ -115,8 +115,8 @@ $(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BA
 	  $(if $(filter coh,$*),--prefix "$(COH_PREFIX)") $(BASE)/eval-prompts.jsonl
 	@echo "report: $(RUNS)/$*/report.md"
 
-.PHONY: pipeline pipeline-dpo pipeline-ppo pipeline-grpo pipeline-rloo pipeline-coh pipeline-rso pipelines
+ALIGNS := dpo ppo grpo rloo coh rso
+.PHONY: pipeline pipelines $(addprefix pipeline-,$(ALIGNS))
 pipeline: pipeline-$(ALIGN)
-pipeline-%: $(RUNS)/%/report.json
-	@cat $(RUNS)/$*/report.json | head -20
-pipelines: pipeline-dpo pipeline-ppo pipeline-grpo pipeline-rloo pipeline-coh pipeline-rso
+$(foreach a,$(ALIGNS),$(eval pipeline-$(a): $(RUNS)/$(a)/report.json ; @cat $(RUNS)/$(a)/report.md))
+pipelines: $(addprefix pipeline-,$(ALIGNS))
