@@ -33,14 +33,22 @@ void intvec_free(IntVec *a) {
 }
 
 /* ---- hash map ---- */
-/* FNV-1a, 64-bit (http://www.isthe.com/chongo/tech/comp/fnv/): simple and good
- * enough for short keys; the table is power-of-two sized with linear probing. */
+/* Eight bytes at a time, each word mixed with a multiply and an xor-shift (the
+ * splitmix64 finaliser constants): several times faster than byte-wise FNV on the
+ * short keys here, and well spread for a power-of-two table with linear probing. */
 uint64_t tok_hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+        s += 8;
+        n -= 8;
     }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0x94D049BB133111EBULL;
     return h ^ (h >> 29);
 }
 
