@@ -92,6 +92,20 @@ mkdir "$T/nofield"; printf '{"model_type": "llama", "hidden_size": 32}\n' >"$T/n
 expect 65 "config.json missing a field" "$BIN/model-info" "$T/nofield"
 contains "$T/err" 'missing field "num_hidden_layers"' "message names the missing field"
 
+# numerics cherry does not implement are refused, not approximated
+refuse() { # NAME SED-EXPR MESSAGE
+  mkdir "$T/$1"; cp "$T/l/model.safetensors" "$T/$1/"
+  sed "$2" "$T/l/config.json" >"$T/$1/config.json"
+  expect 65 "config.json with $1" "$BIN/model-info" "$T/$1"
+  contains "$T/err" "$3" "message for $1"
+}
+refuse rope-llama3 's/"rope_type": "default"/"rope_type": "llama3"/' 'rope_scaling'
+refuse gelu 's/"hidden_act": "silu"/"hidden_act": "gelu"/' 'hidden_act'
+refuse two-labels 's/"0": "LABEL_0"/"0": "LABEL_0", "1": "LABEL_1"/' 'num_labels = 1'
+refuse head-dim 's/"head_dim": 8/"head_dim": 16/' 'head_dim'
+refuse gqa 's/"num_key_value_heads": 2/"num_key_value_heads": 3/' 'multiple of num_key_value_heads'
+refuse eos-range 's/"pad_token_id": 0/"pad_token_id": 100/' 'outside the vocabulary'
+
 mkdir "$T/noweights"; cp "$T/g/config.json" "$T/noweights/"
 expect 66 "directory without weights" "$BIN/model-info" "$T/noweights"
 
