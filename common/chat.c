@@ -71,6 +71,37 @@ int chat_resolve(ChatTemplate tpl, const Tokenizer *tok, ChatTemplate *out, Erro
     return chat_detect(tok ? tok_chat_template(tok) : NULL, out, e);
 }
 
+char *chat_default_system(const char *src) {
+    if (!src || (!strstr(src, "!= 'system'") && !strstr(src, "!= \"system\""))) return NULL;
+    static const char head[] = "<|im_start|>system";
+    for (const char *p = strstr(src, head); p; p = strstr(p + 1, head)) {
+        const char *q = p + sizeof head - 1;
+        if (*q == '\n') q++;
+        else if (q[0] == '\\' && q[1] == 'n') q += 2;
+        else continue;
+        const char *end = strstr(q, "<|im_end|>");
+        if (!end || end == q) continue;
+        /* a literal message only: no Jinja expressions or string delimiters inside */
+        int clean = 1;
+        for (const char *c = q; c < end && clean; c++)
+            if (*c == '\'' || *c == '"' || (c[0] == '{' && (c[1] == '{' || c[1] == '%'))) clean = 0;
+        if (!clean) continue;
+        char *out = xmalloc((size_t)(end - q) + 1);
+        size_t n = 0;
+        for (const char *c = q; c < end; c++) {
+            if (c[0] == '\\' && c[1] == 'n') { /* Jinja string escape */
+                out[n++] = '\n';
+                c++;
+            } else {
+                out[n++] = *c;
+            }
+        }
+        out[n] = 0;
+        return out;
+    }
+    return NULL;
+}
+
 /* ---- rendering ---- */
 static void add_span(ChatRender *r, const char *s, size_t n, int train, int special) {
     if (!n) return;

@@ -44,6 +44,14 @@ int chat_detect(const char *jinja_src, ChatTemplate *out, Error *e);
 /* tpl, or for CHAT_AUTO the family detected from tok_chat_template(tok). */
 int chat_resolve(ChatTemplate tpl, const Tokenizer *tok, ChatTemplate *out, Error *e);
 
+/* The system message a chatml template inserts when a conversation does not start
+ * with one, read out of its Jinja source (SmolLM2-Instruct: "You are a helpful AI
+ * assistant named SmolLM, trained by Hugging Face"; Qwen2: "You are a helpful
+ * assistant.").  NULL when the template has none.  Caller frees.  The data layer
+ * applies it when the template was chosen by auto, so renderings match
+ * apply_chat_template. */
+char *chat_default_system(const char *jinja_src);
+
 typedef struct ChatMessage {
     const char *role;    /* "system" | "user" | "assistant" (others: chatml/llama3 print them) */
     const char *content; /* UTF-8, NUL-terminated */

@@ -22,6 +22,7 @@ struct DataReader {
     DataKind kind;
     ChatTemplate tpl; /* resolved on the first message list */
     int tpl_resolved;
+    char *default_system; /* inserted before conversations without a system message (auto only) */
     DataCounts counts;
     json_t *pending; /* record read ahead by data_peek_kind */
     long pending_line;
@@ -117,6 +118,7 @@ int data_open(DataReader **out, const char *path, Tokenizer *tok, const DataOpti
 void data_close(DataReader *r) {
     if (!r) return;
     if (r->pending) json_decref(r->pending);
+    free(r->default_system);
     jsonl_close(&r->jr);
     free(r);
 }
@@ -142,6 +144,7 @@ static int resolve_tpl(DataReader *r, Error *e) {
     int rc = chat_resolve(CHAT_AUTO, r->tok, &r->tpl, e);
     if (rc) return err_prefix(e, "%s:%ld: messages need a chat template", r->jr.name, r->jr.line);
     r->tpl_resolved = 1;
+    if (r->tpl == CHAT_CHATML) r->default_system = chat_default_system(tok_chat_template(r->tok));
     return 0;
 }
 
@@ -162,12 +165,15 @@ static void push_mask(IntVec *mask, int v, int n) {
 }
 
 /* Messages: an array of {role: string, content: string}. */
-static int parse_messages(DataReader *r, const json_t *arr, const char *field, ChatMessage **out, int *n, Error *e) {
+/* start: the list begins a conversation, so the template's default system message
+ * (if any) goes first when the list has no system message of its own. */
+static int parse_messages(DataReader *r, const json_t *arr, const char *field, int start, ChatMessage **out, int *n,
+                          Error *e) {
     *out = NULL;
     *n = 0;
     if (!json_is_array(arr)) return BAD(r, e, "field \"%s\" must be a list of messages", field);
     size_t k = json_array_size(arr);
-    ChatMessage *m = xcalloc(k ? k : 1, sizeof *m);
+    ChatMessage *m = xcalloc(k + 2, sizeof *m);
     for (size_t i = 0; i < k; i++) {
         const json_t *o = json_array_get(arr, i);
         const json_t *role = json_object_get(o, "role"), *content = json_object_get(o, "content");
@@ -190,6 +196,12 @@ static int parse_messages(DataReader *r, const json_t *arr, const char *field, C
         m[i].role = json_string_value(role);
         m[i].content = json_string_value(content);
     }
+    if (start && r->default_system && (k == 0 || strcmp(m[0].role, "system"))) {
+        memmove(m + 1, m, k * sizeof *m);
+        m[0].role = "system";
+        m[0].content = r->default_system;
+        k++;
+    }
     *out = m;
     *n = (int)k;
     return 0;
@@ -207,7 +219,7 @@ static int encode_prompt(DataReader *r, const json_t *v, const char *field, IntV
     if (rc) return rc;
     ChatMessage *m;
     int n;
-    if ((rc = parse_messages(r, v, field, &m, &n, e))) return rc;
+    if ((rc = parse_messages(r, v, field, 1, &m, &n, e))) return rc;
     ChatRender cr;
     rc = chat_render(r->tpl, m, n, 1, &cr, e);
     if (rc) {
@@ -243,8 +255,8 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
     if (rc) return rc;
     ChatMessage *pm = NULL, *cm = NULL;
     int pn = 0, cn = 0;
-    if (pv && (rc = parse_messages(r, pv, pfield, &pm, &pn, e))) return rc;
-    if ((rc = parse_messages(r, cv, cfield, &cm, &cn, e))) {
+    if (pv && (rc = parse_messages(r, pv, pfield, 1, &pm, &pn, e))) return rc;
+    if ((rc = parse_messages(r, cv, cfield, 0, &cm, &cn, e))) {
         free(pm);
         return rc;
     }
@@ -473,7 +485,7 @@ static int conv_conversation(DataReader *r, json_t *rec, Example *ex, int *kept,
     if (rc) return rc;
     ChatMessage *m;
     int n;
-    if ((rc = parse_messages(r, v, "messages", &m, &n, e))) return rc;
+    if ((rc = parse_messages(r, v, "messages", 1, &m, &n, e))) return rc;
     ChatRender cr;
     if ((rc = chat_render(r->tpl, m, n, 0, &cr, e))) {
         free(m);

@@ -216,7 +216,32 @@ static void test_detect(void) {
     tok_free(tok);
 }
 
+static void test_default_system(void) {
+    /* SmolLM2-135M-Instruct's chat_template (newlines literal inside Jinja strings) */
+    const char *smol = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
+                       "'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+                       "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+                       "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
+                       "'<|im_start|>assistant\n' }}{% endif %}";
+    char *d = chat_default_system(smol);
+    CHECK(d && !strcmp(d, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"), "smol: \"%s\"",
+          d ? d : "(null)");
+    free(d);
+    /* Qwen2 style: Jinja escapes, and a first occurrence that is not a literal */
+    const char *qwen = "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n' + tools }}{% endif %}"
+                       "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful "
+                       "assistant.<|im_end|>\\n' }}{% endif %}";
+    d = chat_default_system(qwen);
+    CHECK(d && !strcmp(d, "You are a helpful assistant."), "qwen: \"%s\"", d ? d : "(null)");
+    free(d);
+    const char *plain = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                        "'<|im_end|>' + '\n'}}{% endfor %}";
+    CHECK(chat_default_system(plain) == NULL, "template without a default system message");
+    CHECK(chat_default_system(NULL) == NULL, "NULL source");
+}
+
 int main(void) {
+    test_default_system();
     test_oracle_cases();
     test_hh_plain();
     test_detect();

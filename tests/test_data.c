@@ -245,6 +245,45 @@ static void test_conversational(void) {
     CHECK(n == -EX_USAGE && strstr(e.msg, "--template") && strstr(e.msg, ":1:"), "auto: %d %s", n, e.msg);
 }
 
+/* With --template auto and SmolLM2's template, conversations without a system
+ * message get the template's default one, as apply_chat_template renders them. */
+static void test_default_system(void) {
+    char *cfg = write_tmp("tokenizer_config.json",
+                          "{\"chat_template\": \"{% for message in messages %}{% if loop.first and "
+                          "messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nBe brief.<|im_end|>\\n' }}"
+                          "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                          "'<|im_end|>' + '\\n'}}{% endfor %}\", \"eos_token\": \"<|im_end|>\"}");
+    Tokenizer *t = load("smol.json", 1);
+    unlink(cfg);
+    free(cfg);
+    DataOptions o;
+    data_options_default(&o);
+    Example ex[2];
+    Error e = {0};
+    int n = read_examples(t,
+                          "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+                          "\"content\": \"Yo\"}]}\n{\"messages\": [{\"role\": \"system\", \"content\": \"Own.\"}, "
+                          "{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}]}\n",
+                          &o, ex, 2, NULL, &e);
+    CHECK(n == 2, "default system: %d %s", n, e.msg);
+    if (n == 2) {
+        char *s;
+        size_t l;
+        tok_decode(t, ex[0].ids, ex[0].n, 0, &s, &l, &e);
+        CHECK(!strcmp(s, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>"
+                         "assistant\nYo<|im_end|>\n"),
+              "default system inserted: \"%s\"", s);
+        free(s);
+        tok_decode(t, ex[1].ids, ex[1].n, 0, &s, &l, &e);
+        CHECK(!strncmp(s, "<|im_start|>system\nOwn.<|im_end|>", 31), "own system kept: \"%s\"", s);
+        free(s);
+        CHECK(ex[0].ids[ex[0].n - 2] == tok_eos_id(t), "eos from config");
+        example_free(&ex[0]);
+        example_free(&ex[1]);
+    }
+    tok_free(t);
+}
+
 static void test_preference(void) {
     DataOptions o;
     data_options_default(&o);
@@ -601,6 +640,7 @@ int main(void) {
     test_rollout_segments();
     test_conversational();
     test_preference();
+    test_default_system();
     test_truncation();
     test_bad_input();
     test_prompt_only();
