@@ -516,7 +516,7 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
     if (rc) return rc;
     if (!f->quiet)
         fprintf(stderr,
-                "%s: %ld examples, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
+                "%s: %ld training units, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
                 f->prog, t->n_train, total, steps_per_epoch, bs, ga, f->lr, lr_schedule_name(f->scheduler), tr.warmup);
 
     int *perm = xmalloc((size_t)t->n_train * sizeof(int));

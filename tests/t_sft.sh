@@ -43,6 +43,22 @@ awk -v a="$first" 'BEGIN { exit !(a > 5.5 && a < 6.5) }' || fail "first loss exp
 awk -v a="$last" 'BEGIN { exit !(a < 2.0) }' || fail "last loss expected < 2.0, got $last"
 awk -v a="$e0" -v b="$e1" 'BEGIN { exit !(b < a - 2) }' || fail "eval_loss should fall by > 2: $e0 -> $e1"
 
+# ---- packing changes speed, not the loss: eval_loss of the pre-trained model packed
+# and not packed (positions restart and attention stays inside each example).  With
+# attention crossing examples it measured 1.774 instead of 1.652; the random initial
+# model would hardly notice, so the trained one is used.
+for p in nopack pack; do
+    flag=""
+    [ $p = pack ] && flag="--packing"
+    "$B/sft" -m "$T/lm" -o "$T/$p" $flag --max-length 64 --max-steps 1 --lr 0 --eval "$T/eval.jsonl" \
+        --log "$T/$p.jsonl" -q "$T/eval.jsonl" || fail "sft $flag --lr 0: exit $?"
+done
+a=$(grep '"eval_loss"' "$T/nopack.jsonl" | head -n 1 | sed 's/.*"eval_loss":\([-0-9.eE+]*\).*/\1/')
+b=$(grep '"eval_loss"' "$T/pack.jsonl" | head -n 1 | sed 's/.*"eval_loss":\([-0-9.eE+]*\).*/\1/')
+awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-5 * a) }' ||
+    fail "eval_loss packed $b differs from unpacked $a"
+echo "packing: eval_loss $a unpacked, $b packed"
+
 # ---- every data kind trains (2 updates each) ---------------------------------------
 printf '%s\n' '{"prompt":"Repeat: a b\nAnswer:","completion":" a b."}' \
     '{"prompt":"Repeat: c\nAnswer:","completion":" c. Glad to help!"}' >"$T/pc.jsonl"
