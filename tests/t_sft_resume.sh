@@ -4,7 +4,8 @@
 # the same model.safetensors byte for byte.  Packing, gradient accumulation, a
 # warm-up + cosine schedule, weight decay and clipping are all on, and the data
 # crosses an epoch boundary, so the data order, the AdamW moments and step count,
-# and the schedule position all have to be restored exactly.
+# and the schedule position all have to be restored exactly.  Also: 1 and 2 threads
+# give the same bytes.
 B=${BIN:-bin}
 T=$(mktemp -d /tmp/t_sft_resume.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -25,4 +26,9 @@ cmp "$T/straight/model.safetensors" "$T/split/model.safetensors" ||
     fail "9 updates straight and 4 + resume to 9 differ"
 [ -d "$T/split/checkpoint-6" ] || fail "resumed run should have written checkpoint-6"
 echo "9 updates straight == 4 + resume to 9, byte for byte"
+# same seed + same input = same output, whatever the thread count
+"$B/sft" $args -o "$T/one" --threads 1 "$T/data.jsonl" || fail "--threads 1 run"
+"$B/sft" $args -o "$T/two" --threads 2 "$T/data.jsonl" || fail "--threads 2 run"
+cmp "$T/one/model.safetensors" "$T/two/model.safetensors" || fail "--threads 1 and --threads 2 differ"
+echo "--threads 1 == --threads 2, byte for byte"
 echo "t_sft_resume: all checks passed"
