@@ -118,7 +118,16 @@ void model_values_backward(Model *m, const float *dvalues);
  * (GPT2LMHeadModel / GPT2ForSequenceClassification; files without the prefix, as
  * GPT2Model saves them, load too), Llama with "model." (LlamaForCausalLM /
  * LlamaForSequenceClassification).  lm_head.weight exists only when untied and the
- * model is not a classifier; classifiers have score.weight [1, C] instead. */
+ * model is not a classifier; classifiers have score.weight [1, C] instead.
+ *
+ * Preconditions the caller checks (violations are programming errors: die_internal,
+ * exit 70): tokens and targets below vocab_size; GPT-2 positions below max_seq (its
+ * learned table); model_backward only after model_enable_grads and a forward;
+ * model_logprobs_backward only after model_logprobs on the same forward; the LM head
+ * only on LM models, model_values only on classifiers.
+ * Memory: activations of the last forward are kept for backward, about
+ * L * (14 C + 3 F + nh T) floats per token; they are reallocated only when a larger
+ * batch arrives. */
 
 const char *model_family_name(Family f);
 /* Range/consistency checks of a config (path names the file in messages). */
