@@ -21,8 +21,8 @@ int chat_template_parse(const char *name, ChatTemplate *out, Error *e) {
     static const struct {
         const char *name;
         ChatTemplate t;
-    } names[] = {{"auto", CHAT_AUTO}, {"plain", CHAT_PLAIN}, {"hh", CHAT_HH}, {"chatml", CHAT_CHATML},
-                 {"llama3", CHAT_LLAMA3}};
+    } names[] = {
+        {"auto", CHAT_AUTO}, {"plain", CHAT_PLAIN}, {"hh", CHAT_HH}, {"chatml", CHAT_CHATML}, {"llama3", CHAT_LLAMA3}};
     for (size_t i = 0; name && i < sizeof names / sizeof *names; i++)
         if (!strcmp(name, names[i].name)) {
             *out = names[i].t;
@@ -34,11 +34,16 @@ int chat_template_parse(const char *name, ChatTemplate *out, Error *e) {
 
 const char *chat_template_name(ChatTemplate tpl) {
     switch (tpl) {
-    case CHAT_AUTO: return "auto";
-    case CHAT_PLAIN: return "plain";
-    case CHAT_HH: return "hh";
-    case CHAT_CHATML: return "chatml";
-    case CHAT_LLAMA3: return "llama3";
+    case CHAT_AUTO:
+        return "auto";
+    case CHAT_PLAIN:
+        return "plain";
+    case CHAT_HH:
+        return "hh";
+    case CHAT_CHATML:
+        return "chatml";
+    case CHAT_LLAMA3:
+        return "llama3";
     }
     return "?";
 }
@@ -59,8 +64,9 @@ int chat_detect(const char *src, ChatTemplate *out, Error *e) {
         *out = CHAT_HH;
         return 0;
     }
-    return err_set(e, EX_USAGE, "unrecognised chat_template in tokenizer_config.json; pass --template "
-                                "plain|hh|chatml|llama3");
+    return err_set(e, EX_USAGE,
+                   "unrecognised chat_template in tokenizer_config.json; pass --template "
+                   "plain|hh|chatml|llama3");
 }
 
 int chat_resolve(ChatTemplate tpl, const Tokenizer *tok, ChatTemplate *out, Error *e) {
@@ -76,9 +82,12 @@ char *chat_default_system(const char *src) {
     static const char head[] = "<|im_start|>system";
     for (const char *p = strstr(src, head); p; p = strstr(p + 1, head)) {
         const char *q = p + sizeof head - 1;
-        if (*q == '\n') q++;
-        else if (q[0] == '\\' && q[1] == 'n') q += 2;
-        else continue;
+        if (*q == '\n')
+            q++;
+        else if (q[0] == '\\' && q[1] == 'n')
+            q += 2;
+        else
+            continue;
         const char *end = strstr(q, "<|im_end|>");
         if (!end || end == q) continue;
         /* a literal message only: no Jinja expressions or string delimiters inside */
@@ -115,17 +124,20 @@ static void add_span(ChatRender *r, const char *s, size_t n, int train, int spec
     r->len += n;
     r->text[r->len] = 0;
 }
-static void add_text(ChatRender *r, const char *s, int train) { add_span(r, s, strlen(s), train, 0); }
-static void add_special(ChatRender *r, const char *s, int train) { add_span(r, s, strlen(s), train, 1); }
+static void add_text(ChatRender *r, const char *s, int train) {
+    add_span(r, s, strlen(s), train, 0);
+}
+static void add_special(ChatRender *r, const char *s, int train) {
+    add_span(r, s, strlen(s), train, 1);
+}
 
 /* Jinja's trim: strips leading and trailing whitespace (Python str.strip). */
 static void trimmed(const char *s, const char **start, size_t *len) {
     size_t n = strlen(s);
     size_t a = 0;
-    while (a < n && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r' || s[a] == '\f' || s[a] == '\v'))
-        a++;
-    while (n > a && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
-                     s[n - 1] == '\f' || s[n - 1] == '\v'))
+    while (a < n && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r' || s[a] == '\f' || s[a] == '\v')) a++;
+    while (n > a && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\f' ||
+                     s[n - 1] == '\v'))
         n--;
     *start = s + a;
     *len = n - a;
@@ -196,7 +208,9 @@ int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_genera
         case CHAT_PLAIN:
             if (n) add_text(out, "\n\n", 0);
             break;
-        case CHAT_HH: add_text(out, "\n\nAssistant:", 0); break;
+        case CHAT_HH:
+            add_text(out, "\n\nAssistant:", 0);
+            break;
         case CHAT_CHATML:
             add_special(out, "<|im_start|>", 0);
             add_text(out, "assistant\n", 0);
@@ -207,7 +221,8 @@ int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_genera
             add_special(out, "<|end_header_id|>", 0);
             add_text(out, "\n\n", 0);
             break;
-        case CHAT_AUTO: break;
+        case CHAT_AUTO:
+            break;
         }
     }
     return 0;
@@ -224,14 +239,14 @@ int chat_tokenize(Tokenizer *tok, const ChatRender *r, IntVec *ids, IntVec *mask
         const ChatSpan *s = &r->spans[i];
         if (s->special) {
             char name[64];
-            if (s->len >= sizeof name)
-                return err_set(e, EX_SOFTWARE, "chat_tokenize: special span too long");
+            if (s->len >= sizeof name) return err_set(e, EX_SOFTWARE, "chat_tokenize: special span too long");
             memcpy(name, r->text + s->off, s->len);
             name[s->len] = 0;
             int id = tok_piece_to_id(tok, name);
             if (id < 0)
-                return err_set(e, EX_DATAERR, "%s: the chat template needs token \"%s\", which this tokenizer lacks "
-                                              "(wrong --template?)",
+                return err_set(e, EX_DATAERR,
+                               "%s: the chat template needs token \"%s\", which this tokenizer lacks "
+                               "(wrong --template?)",
                                tok_path(tok), name);
             intvec_push(ids, id);
             if (mask) intvec_push(mask, s->train);

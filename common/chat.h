@@ -74,8 +74,7 @@ typedef struct ChatRender {
  * any).  add_generation_prompt appends the assistant header.  *out must be zeroed
  * or previously freed; free with chat_render_free.  EX_DATAERR on a bad role,
  * naming it. */
-int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_generation_prompt, ChatRender *out,
-                Error *e);
+int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_generation_prompt, ChatRender *out, Error *e);
 void chat_render_free(ChatRender *r);
 
 /* Tokenizes a rendering as described above: APPENDS ids (and, when mask is not

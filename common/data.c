@@ -28,8 +28,8 @@ struct DataReader {
     long pending_line;
 };
 
-static const char *KIND_NAMES[] = {"auto",        "text",       "prompt-completion", "conversational",
-                                   "segments",    "prompt-only", "preference",        "rollout"};
+static const char *KIND_NAMES[] = {"auto",     "text",        "prompt-completion", "conversational",
+                                   "segments", "prompt-only", "preference",        "rollout"};
 
 int data_kind_parse(const char *name, DataKind *out, Error *e) {
     for (int i = 0; name && i < (int)(sizeof KIND_NAMES / sizeof *KIND_NAMES); i++)
@@ -62,9 +62,12 @@ DataKind data_detect_kind(const json_t *rec) {
 }
 
 int data_truncation_parse(const char *name, Truncation *out, Error *e) {
-    if (name && !strcmp(name, "keep_end")) *out = TRUNC_KEEP_END;
-    else if (name && !strcmp(name, "keep_start")) *out = TRUNC_KEEP_START;
-    else return err_set(e, EX_USAGE, "unknown truncation \"%s\" (expected keep_end or keep_start)", name ? name : "");
+    if (name && !strcmp(name, "keep_end"))
+        *out = TRUNC_KEEP_END;
+    else if (name && !strcmp(name, "keep_start"))
+        *out = TRUNC_KEEP_START;
+    else
+        return err_set(e, EX_USAGE, "unknown truncation \"%s\" (expected keep_end or keep_start)", name ? name : "");
     return 0;
 }
 
@@ -123,9 +126,15 @@ void data_close(DataReader *r) {
     free(r);
 }
 
-DataKind data_reader_kind(const DataReader *r) { return r->kind; }
-const DataCounts *data_counts(const DataReader *r) { return &r->counts; }
-const char *data_reader_name(const DataReader *r) { return r->jr.name; }
+DataKind data_reader_kind(const DataReader *r) {
+    return r->kind;
+}
+const DataCounts *data_counts(const DataReader *r) {
+    return &r->counts;
+}
+const char *data_reader_name(const DataReader *r) {
+    return r->jr.name;
+}
 
 /* ---- building blocks ---- */
 #define BAD(r, e, ...) bad_record(r, e, __VA_ARGS__)
@@ -236,8 +245,8 @@ static int encode_prompt(DataReader *r, const json_t *v, const char *field, IntV
 /* A completion (string, or messages following the prompt messages pv) -> ids and
  * mask.  String completions get EOS (add_eos); message completions get what the
  * template closes turns with, plus EOS for plain/hh. */
-static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, const char *pfield,
-                             const char *cfield, IntVec *ids, IntVec *mask, Error *e) {
+static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, const char *pfield, const char *cfield,
+                             IntVec *ids, IntVec *mask, Error *e) {
     int eos = tok_eos_id(r->tok);
     if (json_is_string(cv)) {
         if (!json_is_string(pv) && pv)
@@ -285,8 +294,9 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
         (first < full.n_spans && full.spans[first].off != pr.len)) {
         chat_render_free(&pr);
         chat_render_free(&full);
-        return BAD(r, e, "field \"%s\": the %s rendering of the prompt is not a prefix of prompt + completion "
-                         "(the completion must start with an assistant message)",
+        return BAD(r, e,
+                   "field \"%s\": the %s rendering of the prompt is not a prefix of prompt + completion "
+                   "(the completion must start with an assistant message)",
                    cfield, chat_template_name(r->tpl));
     }
     ChatRender tail = full;
@@ -321,8 +331,7 @@ static int cut_prompt(DataReader *r, IntVec *p, int n_prefix) {
 
 /* Final truncation and checks of a sequence with mask; fills ex. Returns 1 when
  * the example is kept, 0 when it is dropped (counted). */
-static int finish(DataReader *r, IntVec *ids, IntVec *mask, int prompt_len, int n_prefix, int has_prompt,
-                  Example *ex) {
+static int finish(DataReader *r, IntVec *ids, IntVec *mask, int prompt_len, int n_prefix, int has_prompt, Example *ex) {
     int maxl = r->o.max_length, truncated = 0;
     if (has_prompt) {
         if (maxl > 0 && prompt_len >= maxl) {
@@ -547,9 +556,12 @@ static int conv_any(DataReader *r, json_t *rec, Example *ex, int *kept, Error *e
     json_t *pv, *cv;
     int rc;
     switch (r->kind) {
-    case DATA_TEXT: return conv_text(r, rec, ex, kept, e);
-    case DATA_SEGMENTS: return conv_segments(r, rec, ex, kept, e);
-    case DATA_CONVERSATIONAL: return conv_conversation(r, rec, ex, kept, e);
+    case DATA_TEXT:
+        return conv_text(r, rec, ex, kept, e);
+    case DATA_SEGMENTS:
+        return conv_segments(r, rec, ex, kept, e);
+    case DATA_CONVERSATIONAL:
+        return conv_conversation(r, rec, ex, kept, e);
     case DATA_PROMPT_COMPLETION:
     case DATA_ROLLOUT: {
         if ((rc = get_field(r, rec, "prompt", &pv, e)) || (rc = get_field(r, rec, "completion", &cv, e))) return rc;
@@ -579,9 +591,12 @@ static int conv_any(DataReader *r, json_t *rec, Example *ex, int *kept, Error *e
         return rc;
     }
     case DATA_PROMPT_ONLY:
-        return err_set(e, EX_USAGE, "%s:%ld: prompt-only records have no completion to train on (they are input "
-                                    "for rollout and ppo)", r->jr.name, r->jr.line);
-    case DATA_AUTO: break;
+        return err_set(e, EX_USAGE,
+                       "%s:%ld: prompt-only records have no completion to train on (they are input "
+                       "for rollout and ppo)",
+                       r->jr.name, r->jr.line);
+    case DATA_AUTO:
+        break;
     }
     return BAD(r, e, "cannot tell the kind of this record (no text, prompt, messages, segments or chosen field)");
 }
@@ -611,8 +626,9 @@ static int next_record(DataReader *r, json_t **rec, Error *e) {
             if (r->kind == DATA_AUTO) {
                 json_decref(*rec);
                 *rec = NULL;
-                rc = BAD(r, e, "cannot tell the kind of this record (no text, prompt, messages, segments or "
-                               "chosen field); pass --kind");
+                rc = BAD(r, e,
+                         "cannot tell the kind of this record (no text, prompt, messages, segments or "
+                         "chosen field); pass --kind");
                 if (r->o.skip_invalid) {
                     r->counts.skipped++;
                     continue;
@@ -658,8 +674,10 @@ int data_next(DataReader *r, Example *ex, Error *e) {
             json_decref(rec);
             continue;
         }
-        if (r->o.keep_record) ex->record = rec;
-        else json_decref(rec);
+        if (r->o.keep_record)
+            ex->record = rec;
+        else
+            json_decref(rec);
         r->counts.examples++;
         return 0;
     }
@@ -715,9 +733,12 @@ static int conv_pref(DataReader *r, json_t *rec, PrefExample *px, int *kept, Err
     }
     if ((v = json_object_get(rec, "id")) && !json_is_null(v)) {
         char buf[64];
-        if (json_is_string(v)) px->id = xstrdup(json_string_value(v));
-        else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v)), px->id = xstrdup(buf);
-        else if (json_is_real(v)) snprintf(buf, sizeof buf, "%.17g", json_real_value(v)), px->id = xstrdup(buf);
+        if (json_is_string(v))
+            px->id = xstrdup(json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v)), px->id = xstrdup(buf);
+        else if (json_is_real(v))
+            snprintf(buf, sizeof buf, "%.17g", json_real_value(v)), px->id = xstrdup(buf);
         else {
             rc = BAD(r, e, "field \"id\" must be a string or a number");
             goto out;
@@ -798,7 +819,8 @@ static int prompt_value(DataReader *r, json_t *rec, json_t **pv, Error *e) {
         *pv = json_incref(p);
         return 0;
     }
-    default: return BAD(r, e, "%s records have no prompt", data_kind_name(r->kind));
+    default:
+        return BAD(r, e, "%s records have no prompt", data_kind_name(r->kind));
     }
 }
 

@@ -165,8 +165,8 @@ int data_next_prompt(DataReader *r, PromptExample *p, Error *e);
 
 /* Convenience: reads a whole file into a malloc'd array (*out, *n; free each with
  * example_free then free(*out)).  For training sets that are shuffled per epoch. */
-int data_read_all(const char *path, Tokenizer *tok, const DataOptions *o, Example **out, int *n,
-                  DataCounts *counts, Error *e);
+int data_read_all(const char *path, Tokenizer *tok, const DataOptions *o, Example **out, int *n, DataCounts *counts,
+                  Error *e);
 int data_read_all_pref(const char *path, Tokenizer *tok, const DataOptions *o, PrefExample **out, int *n,
                        DataCounts *counts, Error *e);
 

@@ -74,7 +74,10 @@ int batch_fill(Batch *b, const Example *const *ex, int n, int B, int max_T, int 
     int considered = packing ? n : (n < B ? n : B);
     for (int i = 0; i < considered; i++) {
         if (max_T > 0 && ex[i]->n > max_T) {
-            if (packing && i > 0) { considered = i; break; } /* reported when it comes first */
+            if (packing && i > 0) {
+                considered = i;
+                break;
+            } /* reported when it comes first */
             err_set(e, EX_DATAERR, "line %ld: example of %d tokens is longer than the batch length %d", ex[i]->line,
                     ex[i]->n, max_T);
             return -1;
@@ -119,8 +122,8 @@ int batch_pairs(Batch *b, const PrefExample *const *p, int n, int max_T, int pad
         int lc = p[i]->n_prompt + p[i]->n_chosen, lr = p[i]->n_prompt + p[i]->n_rejected;
         int l = lc > lr ? lc : lr;
         if (max_T > 0 && l > max_T)
-            return err_set(e, EX_DATAERR, "line %ld: pair of %d tokens is longer than the batch length %d",
-                           p[i]->line, l, max_T);
+            return err_set(e, EX_DATAERR, "line %ld: pair of %d tokens is longer than the batch length %d", p[i]->line,
+                           l, max_T);
         if (l > T) T = l;
     }
     if (max_T > 0) T = max_T;

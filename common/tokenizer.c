@@ -65,8 +65,8 @@ static int parse_vocab(Tokenizer *t, const json_t *model, Error *e) {
         int id = (int)json_integer_value(v);
         size_t len = strlen(k);
         if (t->piece[id])
-            return err_set(e, EX_DATAERR, "%s: field \"model.vocab\": id %d is used by \"%s\" and \"%s\"", t->path,
-                           id, t->piece[id], k);
+            return err_set(e, EX_DATAERR, "%s: field \"model.vocab\": id %d is used by \"%s\" and \"%s\"", t->path, id,
+                           t->piece[id], k);
         t->piece[id] = xstrdup(k);
         t->piece_len[id] = (int)len;
         strmap_put(&t->vocab, k, len, id);
@@ -104,8 +104,8 @@ static int parse_merges(Tokenizer *t, const json_t *model, Error *e) {
             a = json_string_value(json_array_get(m, 0)), la = json_string_length(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1)), lb = json_string_length(json_array_get(m, 1));
         } else {
-            return err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]",
-                           t->path, r);
+            return err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", t->path,
+                           r);
         }
         int ia = merge_part_id(t, a, la, r, e);
         if (ia < 0) return -ia;
@@ -119,8 +119,9 @@ static int parse_merges(Tokenizer *t, const json_t *model, Error *e) {
         memcpy(buf + la, b, lb);
         int nid = strmap_get(&t->vocab, buf, la + lb);
         if (nid < 0)
-            rc = err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\": merged token \"%.*s\" is not in the vocabulary",
-                         t->path, r, (int)(la + lb), buf);
+            rc = err_set(e, EX_DATAERR,
+                         "%s: field \"model.merges[%zu]\": merged token \"%.*s\" is not in the vocabulary", t->path, r,
+                         (int)(la + lb), buf);
         else
             bpe_merge_put(t, ia, ib, (int)r, nid);
     }
@@ -200,7 +201,8 @@ static void set_build(Tokenizer *t, AddedSet *set, int normalized) {
 
 static int parse_added(Tokenizer *t, const json_t *root, Error *e) {
     const json_t *list = json_object_get(root, "added_tokens");
-    if (!list || json_is_null(list)) list = NULL;
+    if (!list || json_is_null(list))
+        list = NULL;
     else if (!json_is_array(list))
         return err_set(e, EX_DATAERR, "%s: field \"added_tokens\" must be an array", t->path);
     size_t n = list ? json_array_size(list) : 0;
@@ -210,8 +212,8 @@ static int parse_added(Tokenizer *t, const json_t *root, Error *e) {
         const json_t *o = json_array_get(list, i);
         const json_t *id = json_object_get(o, "id"), *content = json_object_get(o, "content");
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24))
-            return err_set(e, EX_DATAERR, "%s: field \"added_tokens[%zu].id\" must be an integer in [0, 2^24)",
-                           t->path, i);
+            return err_set(e, EX_DATAERR, "%s: field \"added_tokens[%zu].id\" must be an integer in [0, 2^24)", t->path,
+                           i);
         if (!json_is_string(content))
             return err_set(e, EX_DATAERR, "%s: field \"added_tokens[%zu].content\" must be a string", t->path, i);
         AddedTok *a = &t->added[t->n_added++];
@@ -296,7 +298,8 @@ static int parse_post_one(Tokenizer *t, const json_t *pp, const char *where, Err
             const json_t *sp = json_object_get(it, "SpecialToken");
             if (sp) {
                 const char *id = json_string_value(json_object_get(sp, "id"));
-                if (!id) return err_set(e, EX_DATAERR, "%s: field \"%s.single[%zu].SpecialToken.id\"", t->path, where, i);
+                if (!id)
+                    return err_set(e, EX_DATAERR, "%s: field \"%s.single[%zu].SpecialToken.id\"", t->path, where, i);
                 int rc = post_special(t, pp, id, seen_a ? &t->post_suffix : &t->post_prefix, where, e);
                 if (rc) return rc;
             } else if (json_object_get(it, "Sequence")) {
@@ -428,7 +431,8 @@ int tok_load(Tokenizer **out, const char *path, Error *e) {
     /* Rust regex \w = Alphabetic + M + Nd + Pc + Join_Control; PCRE2 >= 10.40 knows
      * binary properties, older ones get the nearest general-category form. */
     t->re_word = tok_regex_compile("^[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]", errbuf, sizeof errbuf);
-    if (!t->re_word) t->re_word = tok_regex_compile("^[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]", errbuf, sizeof errbuf);
+    if (!t->re_word)
+        t->re_word = tok_regex_compile("^[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]", errbuf, sizeof errbuf);
     if (!t->re_numeric || !t->re_word) die_internal("PCRE2 Unicode classes do not compile: %s", errbuf);
     rc = tok_parse(t, root, e);
     json_decref(root);
@@ -544,15 +548,19 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
                 i = stop;
             }
             if (start_offset < start) {
-                if (pass == 0) encode_pass(t, s + start_offset, start - start_offset, 1, parse_special, out);
-                else encode_model(t, s + start_offset, start - start_offset, out);
+                if (pass == 0)
+                    encode_pass(t, s + start_offset, start - start_offset, 1, parse_special, out);
+                else
+                    encode_model(t, s + start_offset, start - start_offset, out);
             }
             intvec_push(out, a->id);
             start_offset = stop;
         }
     if (start_offset < n) {
-        if (pass == 0) encode_pass(t, s + start_offset, n - start_offset, 1, parse_special, out);
-        else encode_model(t, s + start_offset, n - start_offset, out);
+        if (pass == 0)
+            encode_pass(t, s + start_offset, n - start_offset, 1, parse_special, out);
+        else
+            encode_model(t, s + start_offset, n - start_offset, out);
     }
 }
 
@@ -564,8 +572,12 @@ int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, In
     return 0;
 }
 
-void tok_post_prefix(const Tokenizer *t, IntVec *out) { intvec_append(out, t->post_prefix.v, t->post_prefix.n); }
-void tok_post_suffix(const Tokenizer *t, IntVec *out) { intvec_append(out, t->post_suffix.v, t->post_suffix.n); }
+void tok_post_prefix(const Tokenizer *t, IntVec *out) {
+    intvec_append(out, t->post_prefix.v, t->post_prefix.n);
+}
+void tok_post_suffix(const Tokenizer *t, IntVec *out) {
+    intvec_append(out, t->post_suffix.v, t->post_suffix.n);
+}
 
 /* ---- decoding ---- */
 typedef struct Buf {
@@ -601,16 +613,20 @@ static void bytelevel_token(const Tokenizer *t, const char *p, size_t n, Buf *b)
         o[k++] = (char)t->byte_of_cp[cp];
         i += (size_t)l;
     }
-    if (ok) buf_add(b, o, k);
-    else buf_add(b, p, n);
+    if (ok)
+        buf_add(b, o, k);
+    else
+        buf_add(b, p, n);
     if (o != tmp) free(o);
 }
 
 int tok_id_bytes(const Tokenizer *t, int id, char *out, int cap) {
     if (id < 0 || id >= t->n_ids || !t->piece[id]) return -1;
     Buf b = {0};
-    if ((t->id_flags[id] & 1) || !t->decoder_bytelevel) buf_add(&b, t->piece[id], (size_t)t->piece_len[id]);
-    else bytelevel_token(t, t->piece[id], (size_t)t->piece_len[id], &b);
+    if ((t->id_flags[id] & 1) || !t->decoder_bytelevel)
+        buf_add(&b, t->piece[id], (size_t)t->piece_len[id]);
+    else
+        bytelevel_token(t, t->piece[id], (size_t)t->piece_len[id], &b);
     int n = (int)b.n;
     if (out && cap > 0) memcpy(out, b.p ? b.p : "", (size_t)(n < cap ? n : cap));
     free(b.p);
@@ -668,16 +684,36 @@ int tok_decode(const Tokenizer *t, const int *ids, int n, int skip_special, char
 }
 
 /* ---- accessors ---- */
-int tok_vocab_size(const Tokenizer *t) { return t->n_ids; }
+int tok_vocab_size(const Tokenizer *t) {
+    return t->n_ids;
+}
 const char *tok_id_to_piece(const Tokenizer *t, int id) {
     return id >= 0 && id < t->n_ids ? t->piece[id] : NULL;
 }
-int tok_piece_to_id(const Tokenizer *t, const char *piece) { return lookup_token(t, piece); }
-int tok_is_special(const Tokenizer *t, int id) { return id >= 0 && id < t->n_ids && (t->id_flags[id] & 2); }
-int tok_bos_id(const Tokenizer *t) { return t->bos_id; }
-int tok_eos_id(const Tokenizer *t) { return t->eos_id; }
-int tok_pad_id(const Tokenizer *t) { return t->pad_id; }
-void tok_set_eos_id(Tokenizer *t, int id) { t->eos_id = id; }
-void tok_set_pad_id(Tokenizer *t, int id) { t->pad_id = id; }
-const char *tok_chat_template(const Tokenizer *t) { return t->chat_template; }
-const char *tok_path(const Tokenizer *t) { return t->path; }
+int tok_piece_to_id(const Tokenizer *t, const char *piece) {
+    return lookup_token(t, piece);
+}
+int tok_is_special(const Tokenizer *t, int id) {
+    return id >= 0 && id < t->n_ids && (t->id_flags[id] & 2);
+}
+int tok_bos_id(const Tokenizer *t) {
+    return t->bos_id;
+}
+int tok_eos_id(const Tokenizer *t) {
+    return t->eos_id;
+}
+int tok_pad_id(const Tokenizer *t) {
+    return t->pad_id;
+}
+void tok_set_eos_id(Tokenizer *t, int id) {
+    t->eos_id = id;
+}
+void tok_set_pad_id(Tokenizer *t, int id) {
+    t->pad_id = id;
+}
+const char *tok_chat_template(const Tokenizer *t) {
+    return t->chat_template;
+}
+const char *tok_path(const Tokenizer *t) {
+    return t->path;
+}

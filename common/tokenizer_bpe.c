@@ -18,7 +18,7 @@
 #include "tokenizer_impl.h"
 #include "util.h"
 
-#define CACHE_MAX_WORD 128           /* longer words are not cached */
+#define CACHE_MAX_WORD 128 /* longer words are not cached */
 /* The cache is cleared when it holds this many words or ids: a few MB at most, so
  * memory does not grow with the amount of text encoded. */
 #define CACHE_MAX_WORDS ((size_t)3 << 14) /* 3/4 of a 2^16-slot table: it never regrows */

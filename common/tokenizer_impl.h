@@ -25,7 +25,7 @@ typedef struct StrMap {
     size_t arena_len, arena_cap;
 } StrMap;
 uint64_t tok_hash_bytes(const char *s, size_t n);
-int strmap_get(const StrMap *m, const char *key, size_t len); /* -1 when absent */
+int strmap_get(const StrMap *m, const char *key, size_t len);     /* -1 when absent */
 void strmap_put(StrMap *m, const char *key, size_t len, int val); /* inserts or overwrites */
 void strmap_clear(StrMap *m);
 void strmap_free(StrMap *m);
@@ -64,8 +64,8 @@ typedef struct PreStep {
     int behavior, invert;            /* Split */
     char *literal;                   /* Split with {"String": ...} */
     size_t literal_len;
-    pcre2_code *re; /* Split regex, or ByteLevel's GPT-2 regex */
-    int individual_digits;           /* Digits */
+    pcre2_code *re;        /* Split regex, or ByteLevel's GPT-2 regex */
+    int individual_digits; /* Digits */
 } PreStep;
 
 /* Compiles an Oniguruma-style pattern from tokenizer.json with PCRE2 (UTF, UCP, JIT). */
@@ -95,12 +95,12 @@ typedef struct MergeEnt {
 struct Tokenizer {
     char *path;
     /* model vocabulary */
-    int n_ids;        /* 1 + largest id */
-    char **piece;     /* [n_ids] string as in the file (vocab or added content), NULL for gaps */
-    int *piece_len;   /* [n_ids] */
+    int n_ids;               /* 1 + largest id */
+    char **piece;            /* [n_ids] string as in the file (vocab or added content), NULL for gaps */
+    int *piece_len;          /* [n_ids] */
     unsigned char *id_flags; /* [n_ids] bit 0: added token, bit 1: special */
-    StrMap vocab;     /* model vocab piece -> id */
-    MergeEnt *merges; /* hash set of merges */
+    StrMap vocab;            /* model vocab piece -> id */
+    MergeEnt *merges;        /* hash set of merges */
     size_t merge_cap;
     int n_merges;
     int ignore_merges, byte_fallback, fuse_unk, unk_id;
@@ -113,13 +113,13 @@ struct Tokenizer {
     PreStep *steps;
     int n_steps;
     pcre2_match_data *md;
-    pcre2_code *re_word; /* Rust regex \w, for single_word */
+    pcre2_code *re_word;    /* Rust regex \w, for single_word */
     pcre2_code *re_numeric; /* char::is_numeric, for Digits */
     /* post-processor */
     IntVec post_prefix, post_suffix;
     /* decoder: 0 = none (tokens joined by " "), 1 = ByteLevel */
     int decoder_bytelevel;
-    int byte_of_cp[512]; /* ByteLevel alphabet: code point -> byte (-1) */
+    int byte_of_cp[512];    /* ByteLevel alphabet: code point -> byte (-1) */
     char byte_char[256][3]; /* byte -> its ByteLevel char as UTF-8, NUL-terminated */
     /* specials */
     int bos_id, eos_id, pad_id;

@@ -113,8 +113,7 @@ static int parse_one(Tokenizer *t, const json_t *p, const char *where, Error *e)
         if (json_is_string(rx)) {
             s->kind = PRE_SPLIT_REGEX;
             s->re = tok_regex_compile(json_string_value(rx), errbuf, sizeof errbuf);
-            if (!s->re)
-                return err_set(e, EX_DATAERR, "%s: field \"%s.pattern.Regex\": %s", t->path, where, errbuf);
+            if (!s->re) return err_set(e, EX_DATAERR, "%s: field \"%s.pattern.Regex\": %s", t->path, where, errbuf);
         } else if (json_is_string(st)) {
             s->kind = PRE_SPLIT_STRING;
             s->literal_len = json_string_length(st);

@@ -123,10 +123,17 @@ int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
         return 1;
     }
     switch (need) {
-    case 1: *cp = c; break;
-    case 2: *cp = ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu); break;
-    case 3: *cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu); break;
-    default: *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
+    case 1:
+        *cp = c;
+        break;
+    case 2:
+        *cp = ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu);
+        break;
+    case 3:
+        *cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
+        break;
+    default:
+        *cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
     }
     return need;
 }
@@ -161,14 +168,22 @@ int utf8_valid_len(const unsigned char *s, size_t n, int *bad) {
     int need;
     unsigned lo = 0x80, hi = 0xBF;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c == 0xE0) need = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) need = 3;
-    else if (c == 0xED) need = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) need = 3;
-    else if (c == 0xF0) need = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) need = 4;
-    else if (c == 0xF4) need = 4, hi = 0x8F;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
+    else if (c == 0xE0)
+        need = 3, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC)
+        need = 3;
+    else if (c == 0xED)
+        need = 3, hi = 0x9F;
+    else if (c >= 0xEE && c <= 0xEF)
+        need = 3;
+    else if (c == 0xF0)
+        need = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        need = 4;
+    else if (c == 0xF4)
+        need = 4, hi = 0x8F;
     else {
         *bad = 1; /* C0, C1, F5..FF, or a stray continuation byte */
         return 0;
@@ -223,8 +238,7 @@ char *utf8_sanitize(const char *in, size_t n, size_t *out_len) {
 /* Unicode PropList.txt White_Space (Unicode 15). */
 int uni_is_whitespace(uint32_t c) {
     return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-           c == 0x3000;
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /* ---- pieces ---- */

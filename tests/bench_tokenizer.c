@@ -13,14 +13,17 @@
 #include "util.h"
 
 static const char *WORDS[] = {
-    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not",
-    "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were",
-    "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would",
-    "who", "so", "no", "model", "reward", "training", "policy", "language", "human", "preference", "learning",
-    "gradient", "optimization", "however", "because", "through", "between", "important", "different",
-    "information", "government", "development", "experience", "understand", "particular", "university"};
-static const char *SYL[] = {"ka", "lo", "ri", "the", "an", "ing", "er", "sto", "pre", "ment", "tion", "qu",
-                            "ab", "el", "is", "on", "re", "de", "con", "ex", "ly", "ous", "ble", "str"};
+    "the",       "of",          "and",          "to",          "a",          "in",         "is",         "that",
+    "for",       "it",          "as",           "was",         "with",       "be",         "by",         "on",
+    "not",       "he",          "this",         "are",         "or",         "his",        "from",       "at",
+    "which",     "but",         "have",         "an",          "had",        "they",       "you",        "were",
+    "their",     "one",         "all",          "we",          "can",        "her",        "has",        "there",
+    "been",      "if",          "more",         "when",        "will",       "would",      "who",        "so",
+    "no",        "model",       "reward",       "training",    "policy",     "language",   "human",      "preference",
+    "learning",  "gradient",    "optimization", "however",     "because",    "through",    "between",    "important",
+    "different", "information", "government",   "development", "experience", "understand", "particular", "university"};
+static const char *SYL[] = {"ka", "lo", "ri", "the", "an", "ing", "er",  "sto", "pre", "ment", "tion", "qu",
+                            "ab", "el", "is", "on",  "re", "de",  "con", "ex",  "ly",  "ous",  "ble",  "str"};
 
 /* CPU time of this thread: throughput per core even on a loaded machine. */
 static double cpu_seconds(void) {

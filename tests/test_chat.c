@@ -56,8 +56,10 @@ static Tokenizer *load_in_dir(const char *name, const json_t *patch, const char 
         exit(1);
     }
     free(tj);
-    if (dir_out) strcpy(dir_out, d);
-    else remove_tree(d);
+    if (dir_out)
+        strcpy(dir_out, d);
+    else
+        remove_tree(d);
     return t;
 }
 
@@ -85,8 +87,8 @@ static void test_oracle_cases(void) {
         ChatTemplate tpl;
         Error e = {0};
         CHECK(chat_template_parse(json_string_value(json_object_get(c, "template")), &tpl, &e) == 0, "%s", e.msg);
-        Tokenizer *t = load_in_dir(json_string_value(json_object_get(c, "tok")), json_object_get(c, "patch"), NULL,
-                                   NULL);
+        Tokenizer *t =
+            load_in_dir(json_string_value(json_object_get(c, "tok")), json_object_get(c, "patch"), NULL, NULL);
         int n;
         ChatMessage *m = messages_of(json_object_get(c, "messages"), &n);
         int gen = json_is_true(json_object_get(c, "add_generation_prompt"));
@@ -101,7 +103,8 @@ static void test_oracle_cases(void) {
         const json_t *wids = json_object_get(c, "ids");
         if (json_is_array(wids)) {
             int same = (int)json_array_size(wids) == ids.n;
-            for (int i = 0; same && i < ids.n; i++) same = json_integer_value(json_array_get(wids, (size_t)i)) == ids.v[i];
+            for (int i = 0; same && i < ids.n; i++)
+                same = json_integer_value(json_array_get(wids, (size_t)i)) == ids.v[i];
             CHECK(same, "%s ids differ from the library's for \"%s\"", chat_template_name(tpl), want);
             n_ids++;
         } else {

@@ -70,7 +70,9 @@ static IntVec enc(Tokenizer *t, const char *s) {
     return v;
 }
 
-static int same_ids(const int *a, const int *b, int n) { return n == 0 || memcmp(a, b, (size_t)n * sizeof(int)) == 0; }
+static int same_ids(const int *a, const int *b, int n) {
+    return n == 0 || memcmp(a, b, (size_t)n * sizeof(int)) == 0;
+}
 
 static void print_ids(const char *label, const int *v, int n) {
     fprintf(stderr, "  %s:", label);
@@ -95,8 +97,10 @@ static int read_examples(Tokenizer *t, const char *content, DataOptions *o, Exam
             n = -rc;
             break;
         }
-        if (n < max) out[n++] = ex;
-        else example_free(&ex);
+        if (n < max)
+            out[n++] = ex;
+        else
+            example_free(&ex);
     }
     if (c) *c = *data_counts(r);
     data_close(r);
@@ -137,7 +141,8 @@ static void test_prompt_completion(void) {
     intvec_push(&w, eos);
     CHECK(joint.n < p.n + c.n, "fixture does not merge across the boundary (%d vs %d tokens)", joint.n, p.n + c.n);
     CHECK(ex[0].n == w.n && same_ids(ex[0].ids, w.v, w.n), "boundary not exact");
-    if (ex[0].n != w.n || !same_ids(ex[0].ids, w.v, w.n)) print_ids("expected", w.v, w.n), print_ids("got", ex[0].ids, ex[0].n);
+    if (ex[0].n != w.n || !same_ids(ex[0].ids, w.v, w.n))
+        print_ids("expected", w.v, w.n), print_ids("got", ex[0].ids, ex[0].n);
     CHECK(ex[0].prompt_len == p.n, "prompt_len %d != %d", ex[0].prompt_len, p.n);
     for (int i = 0; i < ex[0].n; i++) CHECK(ex[0].mask[i] == (i >= p.n), "mask[%d] = %d", i, ex[0].mask[i]);
     example_free(&ex[0]);
@@ -174,8 +179,8 @@ static void test_rollout_segments(void) {
     data_options_default(&o);
     Example ex[2];
     Error e = {0};
-    int n = read_examples(gpt2, "{\"prompt\": \"Q\", \"completion\": \"A\", \"reward\": 0.5, \"group\": 3}\n", &o, ex, 2,
-                          NULL, &e);
+    int n = read_examples(gpt2, "{\"prompt\": \"Q\", \"completion\": \"A\", \"reward\": 0.5, \"group\": 3}\n", &o, ex,
+                          2, NULL, &e);
     CHECK(n == 1 && ex[0].has_reward && ex[0].reward == 0.5 && ex[0].has_group && ex[0].group == 3, "rollout fields");
     if (n == 1) example_free(&ex[0]);
     n = read_examples(gpt2,
@@ -260,11 +265,12 @@ static void test_default_system(void) {
     data_options_default(&o);
     Example ex[2];
     Error e = {0};
-    int n = read_examples(t,
-                          "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
-                          "\"content\": \"Yo\"}]}\n{\"messages\": [{\"role\": \"system\", \"content\": \"Own.\"}, "
-                          "{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}]}\n",
-                          &o, ex, 2, NULL, &e);
+    int n =
+        read_examples(t,
+                      "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+                      "\"content\": \"Yo\"}]}\n{\"messages\": [{\"role\": \"system\", \"content\": \"Own.\"}, "
+                      "{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}]}\n",
+                      &o, ex, 2, NULL, &e);
     CHECK(n == 2, "default system: %d %s", n, e.msg);
     if (n == 2) {
         char *s;
@@ -452,8 +458,8 @@ static void test_bad_input(void) {
         char *nl = xstrdup(cases[i].needle);
         for (char *q = nl; *q; q++) *q = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
         CHECK(n == -EX_DATAERR && strstr(e.msg, "in.jsonl:1:") && strstr(lower, nl),
-              "case %zu (%s): rc=%d msg \"%s\", expected EX_DATAERR naming in.jsonl:1 and \"%s\"", i, cases[i].line,
-              -n, e.msg, cases[i].needle);
+              "case %zu (%s): rc=%d msg \"%s\", expected EX_DATAERR naming in.jsonl:1 and \"%s\"", i, cases[i].line, -n,
+              e.msg, cases[i].needle);
         free(lower);
         free(nl);
         if (n > 0) example_free(&ex[0]);

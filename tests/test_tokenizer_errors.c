@@ -56,7 +56,8 @@ static void expect_error(const char *path, const char *value, int code, const ch
     Error e = {0};
     int rc = tok_load(&t, p, &e);
     CHECK(rc == code && t == NULL && strstr(e.msg, needle) && strstr(e.msg, "tokenizer.json"),
-          "%s = %.60s: expected code %d and a message with \"%s\", got %d \"%s\"", path, value, code, needle, rc, e.msg);
+          "%s = %.60s: expected code %d and a message with \"%s\", got %d \"%s\"", path, value, code, needle, rc,
+          e.msg);
     if (t) tok_free(t);
     free(p);
 }
@@ -89,10 +90,11 @@ static void test_bad_files(void) {
     expect_error("normalizer", "{\"type\": \"NFKC\"}", EX_DATAERR, "unsupported normalizer \"NFKC\"");
     expect_error("pre_tokenizer", "{\"type\": \"Metaspace\"}", EX_DATAERR,
                  "field \"pre_tokenizer.type\": unsupported pre-tokenizer \"Metaspace\"");
-    expect_error("pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}]}", EX_DATAERR,
-                 "pre_tokenizer.pretokenizers[0].type");
-    expect_error("pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(unclosed\"}, \"behavior\": "
-                                  "\"Isolated\", \"invert\": false}",
+    expect_error("pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}]}",
+                 EX_DATAERR, "pre_tokenizer.pretokenizers[0].type");
+    expect_error("pre_tokenizer",
+                 "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(unclosed\"}, \"behavior\": "
+                 "\"Isolated\", \"invert\": false}",
                  EX_DATAERR, "field \"pre_tokenizer.pattern.Regex\"");
     expect_error("pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Weird\"}",
                  EX_DATAERR, "field \"pre_tokenizer.behavior\"");
@@ -101,8 +103,9 @@ static void test_bad_files(void) {
     expect_error("pre_tokenizer", "[]", EX_DATAERR, "field \"pre_tokenizer\"");
     expect_error("decoder", "{\"type\": \"WordPiece\"}", EX_DATAERR, "unsupported decoder \"WordPiece\"");
     expect_error("post_processor", "{\"type\": \"Whatever\"}", EX_DATAERR, "unsupported post-processor");
-    expect_error("post_processor", "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"X\"}}]}",
-                 EX_DATAERR, "\"X\"");
+    expect_error("post_processor",
+                 "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"X\"}}]}", EX_DATAERR,
+                 "\"X\"");
 
     /* not JSON, not an object, empty, missing */
     Tokenizer *t = NULL;

@@ -65,7 +65,9 @@ static Tokenizer *get_tok(const char *name, const json_t *patch) {
     return t;
 }
 
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+static int hexval(int c) {
+    return c <= '9' ? c - '0' : (c | 32) - 'a' + 10;
+}
 
 static void print_ids(const char *label, const int *v, int n) {
     fprintf(stderr, "  %s (%d):", label, n);
@@ -154,7 +156,8 @@ int main(void) {
             if (in && !parse_special && !post && lib_roundtrips) {
                 if (dlen != ilen || memcmp(dec, input, ilen)) {
                     if (n_fail < 15)
-                        fprintf(stderr, "cases.jsonl:%ld: decode(encode(x)) != x:\n  expected \"%s\"\n  got      \"%s\"\n",
+                        fprintf(stderr,
+                                "cases.jsonl:%ld: decode(encode(x)) != x:\n  expected \"%s\"\n  got      \"%s\"\n",
                                 lineno, input, dec);
                     n_fail++;
                 }

@@ -197,7 +197,8 @@ static int run_decode(Opts *o, FILE *in, const char *name, FILE *out, Stats *st,
             if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= tok_vocab_size(o->tok))
                 rc = err_set(e, EX_DATAERR, "%s:%ld: element %zu is not a token id in [0, %d)", name, lineno, i,
                              tok_vocab_size(o->tok));
-            else intvec_push(&ids, (int)json_integer_value(x));
+            else
+                intvec_push(&ids, (int)json_integer_value(x));
         }
         if (v) json_decref(v);
         if (rc) {
@@ -256,8 +257,21 @@ static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
 }
 
 int main(int argc, char **argv) {
-    enum { O_KIND = 256, O_TPL, O_PSPEC, O_ADDSPEC, O_MAXLEN, O_MAXPL, O_TRUNC, O_NOEOS, O_MASK, O_SKIPSP, O_JSON,
-           O_SKIP, O_VER };
+    enum {
+        O_KIND = 256,
+        O_TPL,
+        O_PSPEC,
+        O_ADDSPEC,
+        O_MAXLEN,
+        O_MAXPL,
+        O_TRUNC,
+        O_NOEOS,
+        O_MASK,
+        O_SKIPSP,
+        O_JSON,
+        O_SKIP,
+        O_VER
+    };
     static const struct option longopts[] = {{"tokenizer", required_argument, 0, 't'},
                                              {"model", required_argument, 0, 'm'},
                                              {"format", required_argument, 0, 'f'},
@@ -288,13 +302,21 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, "t:m:f:dco:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case 't': tok_path = optarg; break;
-        case 'm': model_dir = optarg; break;
+        case 't':
+            tok_path = optarg;
+            break;
+        case 'm':
+            model_dir = optarg;
+            break;
         case 'f':
-            if (!strcmp(optarg, "auto")) o.format = 0;
-            else if (!strcmp(optarg, "text")) o.format = 1;
-            else if (!strcmp(optarg, "jsonl")) o.format = 2;
-            else cli_usage_error(prog, "--format: expected auto, text or jsonl, got '%s'", optarg);
+            if (!strcmp(optarg, "auto"))
+                o.format = 0;
+            else if (!strcmp(optarg, "text"))
+                o.format = 1;
+            else if (!strcmp(optarg, "jsonl"))
+                o.format = 2;
+            else
+                cli_usage_error(prog, "--format: expected auto, text or jsonl, got '%s'", optarg);
             break;
         case O_KIND:
             if (data_kind_parse(optarg, &o.d.kind, &e)) cli_usage_error(prog, "--kind: %s", e.msg);
@@ -302,8 +324,12 @@ int main(int argc, char **argv) {
         case O_TPL:
             if (chat_template_parse(optarg, &o.d.tpl, &e)) cli_usage_error(prog, "--template: %s", e.msg);
             break;
-        case O_PSPEC: o.d.parse_special = 1; break;
-        case O_ADDSPEC: o.add_special = 1; break;
+        case O_PSPEC:
+            o.d.parse_special = 1;
+            break;
+        case O_ADDSPEC:
+            o.add_special = 1;
+            break;
         case O_MAXLEN:
             o.max_length = o.d.max_length = cli_int(prog, "--max-length", optarg);
             if (o.max_length < 1) cli_usage_error(prog, "--max-length: must be at least 1");
@@ -315,18 +341,40 @@ int main(int argc, char **argv) {
         case O_TRUNC:
             if (data_truncation_parse(optarg, &o.d.truncation, &e)) cli_usage_error(prog, "--truncation: %s", e.msg);
             break;
-        case O_NOEOS: o.d.add_eos = 0; break;
-        case O_MASK: o.with_mask = 1; break;
-        case 'd': o.decode = 1; break;
-        case O_SKIPSP: o.skip_special = 1; break;
-        case O_JSON: o.json_out = 1; break;
-        case 'c': o.count = 1; break;
-        case 'o': out_path = optarg; break;
-        case O_SKIP: o.d.skip_invalid = 1; break;
-        case 'q': o.quiet = 1; break;
-        case 'h': usage(); break;
-        case O_VER: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case O_NOEOS:
+            o.d.add_eos = 0;
+            break;
+        case O_MASK:
+            o.with_mask = 1;
+            break;
+        case 'd':
+            o.decode = 1;
+            break;
+        case O_SKIPSP:
+            o.skip_special = 1;
+            break;
+        case O_JSON:
+            o.json_out = 1;
+            break;
+        case 'c':
+            o.count = 1;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
+        case O_SKIP:
+            o.d.skip_invalid = 1;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VER:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!tok_path == !model_dir) cli_usage_error(prog, "give exactly one of -t/--tokenizer FILE and -m/--model DIR");
@@ -343,10 +391,10 @@ int main(int argc, char **argv) {
     int n_inputs = optind < argc ? argc - optind : 1;
     for (int i = 0; i < n_inputs && !rc; i++) rc = run_one(&o, inputs[i], af.fp, &st, &e);
     if (!rc && o.count) {
-        json_t *j = json_pack("{s:I, s:I, s:I, s:f, s:I}", "examples", (json_int_t)st.examples, "tokens",
-                              (json_int_t)st.tokens, "min_tokens", (json_int_t)st.min, "mean_tokens",
-                              st.examples ? (double)st.tokens / (double)st.examples : 0.0, "max_tokens",
-                              (json_int_t)st.max);
+        json_t *j =
+            json_pack("{s:I, s:I, s:I, s:f, s:I}", "examples", (json_int_t)st.examples, "tokens", (json_int_t)st.tokens,
+                      "min_tokens", (json_int_t)st.min, "mean_tokens",
+                      st.examples ? (double)st.tokens / (double)st.examples : 0.0, "max_tokens", (json_int_t)st.max);
         if (o.max_length > 0) {
             json_object_set_new(j, "max_length", json_integer(o.max_length));
             json_object_set_new(j, "over_max_length", json_integer(st.over));
@@ -366,8 +414,9 @@ int main(int argc, char **argv) {
         err_die(prog, &e);
     }
     if (!o.quiet && !o.count && (st.dc.skipped || st.dc.dropped || st.dc.truncated))
-        fprintf(stderr, "%s: %ld examples, %ld truncated, %ld dropped (prompt too long or nothing to train on), %ld "
-                        "skipped (invalid)\n",
+        fprintf(stderr,
+                "%s: %ld examples, %ld truncated, %ld dropped (prompt too long or nothing to train on), %ld "
+                "skipped (invalid)\n",
                 prog, st.examples, st.dc.truncated, st.dc.dropped, st.dc.skipped);
     tok_free(o.tok);
     return 0;
