@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "ops_fastmath.h"
 
 /* Columns handled by one task in the column-parallel reductions: 64 floats = four
  * cache lines per row visit, enough to keep the row-strided walk prefetch friendly. */
@@ -215,38 +216,41 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 
 /* ---- GELU, tanh form ----------------------------------------------------------------
  * Hendrycks & Gimpel 2016, sec. 2; transformers' NewGELUActivation ("gelu_new"):
- *   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+ *   0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3).
+ * Computed as x * sigmoid(2u), the same function (0.5 (1 + tanh u) = sigmoid(2u)),
+ * because it vectorises (ops_fastmath.h) and keeps its relative accuracy for very
+ * negative x, where 1 + tanh(u) cancels. */
 #define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_K1 0.044715f
 
 void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K0 * (x + GELU_K1 * x * x * x)));
+        out[i] = x * ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
     }
 }
 
-/* d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2),
- * t = tanh(sqrt(2/pi) (x + 0.044715 x^3)); 1 - t^2 instead of sech^2 avoids cosh
- * overflow for large |x|. */
+/* With s = sigmoid(2u):  d/dx [x s] = s + 2 x s (1 - s) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+ * (equal to the tanh form's 0.5 (1 + t) + 0.5 x (1 - t^2) u', since 1 - t^2 = 4 s (1 - s)). */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = tanhf(GELU_K0 * (x + GELU_K1 * x * x * x));
-        float g = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
+        float s = ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
+        float g = s + 2.0f * x * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
         dinp[i] += g * dout[i];
     }
 }
 
 /* ---- SwiGLU core ------------------------------------------------------------------------
- * Shazeer 2020, eq. 6 with Swish_1 = SiLU, as LlamaMLP: down(silu(gate(x)) * up(x)). */
+ * Shazeer 2020, eq. 6 with Swish_1 = SiLU, as LlamaMLP: down(silu(gate(x)) * up(x)),
+ * silu(g) = g * sigmoid(g) (torch.nn.functional.silu). */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g * ops_sigmoidf(g) * up[i];
     }
 }
 
@@ -255,7 +259,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
+        float s = ops_sigmoidf(g);
         if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
         if (dup) dup[i] += dout[i] * g * s;
     }

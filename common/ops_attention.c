@@ -14,6 +14,7 @@
 
 #include "gemm.h"
 #include "ops.h"
+#include "ops_fastmath.h"
 #include "util.h"
 
 /* ---- rotary position embedding ----------------------------------------------------
@@ -68,24 +69,25 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
  * while the skipped upper triangle is within 64/T of the ideal half. */
 #define ATT_ROW_BLOCK 64
 
-/* Masked softmax of row i of S in place (only j < ncol were computed): entries with
+/* Masked softmax of row i of S in place (only j <= i need to have been computed): entries with
  * j > i or another segment become exactly 0.  Row sums in double. */
-static void att_softmax_row(float *s, int i, int ncol, int T, const int *seg) {
+static void att_softmax_row(float *s, int i, int T, const int *seg) {
     int si = seg[i];
     float mx = -INFINITY;
-    for (int j = 0; j <= i; j++)
-        if (seg[j] == si && s[j] > mx) mx = s[j];
-    double sum = 0;
     for (int j = 0; j <= i; j++) {
-        float e = seg[j] == si ? expf(s[j] - mx) : 0.0f;
-        s[j] = e;
-        sum += e;
+        float v = seg[j] == si ? s[j] : -INFINITY;
+        mx = v > mx ? v : mx;
     }
+    for (int j = 0; j <= i; j++) {
+        float e = ops_expf(s[j] - mx);
+        s[j] = seg[j] == si ? e : 0.0f;
+    }
+    double sum = 0;
+    for (int j = 0; j <= i; j++) sum += s[j];
     /* j == i is always allowed, so sum >= 1 */
     float inv = (float)(1.0 / sum);
     for (int j = 0; j <= i; j++) s[j] *= inv;
     for (int j = i + 1; j < T; j++) s[j] = 0.0f;
-    (void)ncol;
 }
 
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg, int B,
@@ -107,7 +109,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             float *Ab = A + (size_t)i0 * T;
             /* S[i0:i1, 0:i1] = scale * Q[i0:i1] K[0:i1]^T */
             gemm(0, 1, i1 - i0, i1, hd, scale, Q + (size_t)i0 * ldq, ldq, K, ldk, 0.0f, Ab, T);
-            for (int i = i0; i < i1; i++) att_softmax_row(A + (size_t)i * T, i, i1, T, sg);
+            for (int i = i0; i < i1; i++) att_softmax_row(A + (size_t)i * T, i, T, sg);
             /* O[i0:i1] = P[i0:i1, 0:i1] V[0:i1] */
             gemm(0, 0, i1 - i0, hd, i1, 1.0f, Ab, T, V, ldk, 0.0f, O + (size_t)i0 * ldq, ldq);
         }

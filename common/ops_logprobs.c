@@ -23,6 +23,7 @@
 
 #include "gemm.h"
 #include "ops.h"
+#include "ops_fastmath.h"
 #include "util.h"
 
 #define LP_ROWS 256
@@ -35,6 +36,58 @@ static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int
     for (int i = 0; i < N; i++)
         if (targets[i] >= 0 && (!dlogp || dlogp[i] != 0.0f)) rows[n++] = i;
     return n;
+}
+
+/* Maximum of l[0..n) with 16 independent lanes (vectorisable; max is exact, so the
+ * lane split does not change the result). */
+static float lp_row_max(const float *l, int n) {
+    float mx[16];
+    for (int k = 0; k < 16; k++) mx[k] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+    for (; j < n; j++) mx[0] = l[j] > mx[0] ? l[j] : mx[0];
+    float r = mx[0];
+    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
+    return r;
+}
+
+/* sum_j e_j and sum_j e_j l_j with e_j = exp(l_j - m).  16 float lanes (one AVX-512
+ * register) accumulate blocks of 256 columns, which are then added into 16 double
+ * lanes, and the lanes are summed in a fixed order at the end: vectorisable, within
+ * a few float ulps of a double sum (16 terms per lane per block), and the same bits
+ * whatever the thread count. */
+#define LP_LANES 16
+#define LP_BLOCK 256
+static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *sum_el) {
+    double ae[LP_LANES] = {0}, ael[LP_LANES] = {0};
+    int j = 0;
+    while (j + LP_LANES <= n) {
+        float be[LP_LANES] = {0}, bel[LP_LANES] = {0};
+        int end = j + LP_BLOCK <= n ? j + LP_BLOCK : n - (n - j) % LP_LANES;
+        for (; j < end; j += LP_LANES)
+            for (int k = 0; k < LP_LANES; k++) {
+                float e = ops_expf(l[j + k] - m);
+                be[k] += e;
+                bel[k] += e * l[j + k];
+            }
+        for (int k = 0; k < LP_LANES; k++) {
+            ae[k] += be[k];
+            ael[k] += bel[k];
+        }
+    }
+    for (; j < n; j++) {
+        float e = ops_expf(l[j] - m);
+        ae[0] += e;
+        ael[0] += (double)e * l[j];
+    }
+    double se = 0, sel = 0;
+    for (int k = 0; k < LP_LANES; k++) {
+        se += ae[k];
+        sel += ael[k];
+    }
+    *sum_e = se;
+    *sum_el = sel;
 }
 
 /* Copies the selected rows of h into a contiguous [R, C] block. */
@@ -76,18 +129,12 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
 #pragma omp parallel for schedule(static)
             for (int r = 0; r < R; r++) {
                 const float *l = lg + (size_t)r * VC;
-                float cm = -INFINITY;
-                for (int j = 0; j < VC; j++) cm = l[j] > cm ? l[j] : cm;
+                float cm = lp_row_max(l, VC);
                 double nm = cm > m[r] ? cm : m[r];
                 /* rescale the running sums to the new maximum */
                 double f = m[r] == -INFINITY ? 0.0 : exp(m[r] - nm);
-                double ss = 0, ssl = 0;
-                float fm = (float)nm;
-                for (int j = 0; j < VC; j++) {
-                    float e = expf(l[j] - fm);
-                    ss += e;
-                    ssl += (double)e * l[j];
-                }
+                double ss, ssl;
+                lp_row_sums(l, VC, (float)nm, &ss, &ssl);
                 s[r] = s[r] * f + ss;
                 sl[r] = sl[r] * f + ssl;
                 m[r] = nm;
@@ -136,7 +183,7 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
                 int n = rows[r0 + r];
                 float *l = lg + (size_t)r * VC;
                 float g = dlogp[n], ls = lse[n];
-                for (int j = 0; j < VC; j++) l[j] = -g * expf(l[j] - ls);
+                for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
                 int t = targets[n];
                 if (t >= v0 && t < v0 + VC) l[t - v0] += g;
             }

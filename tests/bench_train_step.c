@@ -1,0 +1,171 @@
+/* bench_train_step.c — one training step of a GPT-2-124M-shaped model (12 layers,
+ * 12 heads, width 768, vocabulary 50257, context 1024): forward, fused LM-head
+ * log-probs, backward, AdamW, at B=4,T=64 and B=2,T=256.  Prints tokens/s, the
+ * achieved FLOP/s as a fraction of the sgemm peak measured in the same process at the
+ * same thread count, and AdamW's share of the step.  Run by `make bench`.
+ *
+ * FLOPs counted per step (model FLOPs, as in MFU; PaLM, Chowdhery et al. 2022, app. B):
+ *   tokens * (6 P + 6 L C (T + 1))
+ * P = parameters that take part in matrix products: every parameter except the
+ * learned position table wpe (a lookup); the tied wte counts once, as the LM head
+ * (its lookup is free).  6 = 2 (multiply-add) x 3 (forward, dinput, dweight).
+ * Attention scores and the weighted sum are 2 x 2 C FLOPs per (query, key) pair
+ * forward, x3 with backward; a causal query at position t sees t + 1 keys, on average
+ * (T + 1) / 2, hence 6 L C (T + 1) per token.  Work the implementation does on top
+ * (the LM head's logits recomputed in backward, the masked half of the diagonal
+ * attention blocks, norms, softmaxes, AdamW) is not counted: it is overhead.
+ * Not a test: exits 0 (64 on bad flags). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gemm.h"
+#include "model.h"
+#include "optim.h"
+#include "util.h"
+
+typedef struct Times {
+    double fwd, bwd, zero, adamw, step;
+} Times;
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: bench_train_step [--threads LIST] [--steps N] [--shapes LIST]\n"
+               "  --threads LIST  thread counts to run, e.g. 2,1 (default 2,1)\n"
+               "  --steps N       timed steps per shape after one warm-up step (default 3)\n"
+               "  --shapes LIST   BxT pairs, e.g. 4x64,2x256 (default)\n"
+               "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
+               "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
+}
+
+/* One step; returns the phase times. */
+static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, float *logp, float *dlogp, int B, int T) {
+    Times t;
+    double t0 = now_seconds();
+    model_zero_grad(m);
+    double t1 = now_seconds();
+    model_forward(m, tok, NULL, NULL, B, T);
+    model_logprobs(m, tgt, logp, NULL);
+    double t2 = now_seconds();
+    model_logprobs_backward(m, tgt, dlogp);
+    model_backward(m);
+    double t3 = now_seconds();
+    adamw_step(opt, m->params, m->grads, 1e-4f);
+    double t4 = now_seconds();
+    t.zero = t1 - t0;
+    t.fwd = t2 - t1;
+    t.bwd = t3 - t2;
+    t.adamw = t4 - t3;
+    t.step = t4 - t0;
+    return t;
+}
+
+int main(int argc, char **argv) {
+    const char *threads_list = "2,1", *shapes_list = "4x64,2x256";
+    int steps = 3;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version"))
+            cli_version("bench_train_step");
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads_list = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = cli_int("bench_train_step", "--steps", argv[++i]);
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+            shapes_list = argv[++i];
+        else
+            cli_usage_error("bench_train_step", "unknown argument '%s'", argv[i]);
+    }
+    if (steps < 1) cli_usage_error("bench_train_step", "--steps: expected >= 1, got %d", steps);
+    int shapes[8][2], nshapes = 0;
+    for (const char *p = shapes_list; *p && nshapes < 8;) {
+        int b, t, used;
+        if (sscanf(p, "%dx%d%n", &b, &t, &used) != 2 || b < 1 || t < 1 || t > 1024)
+            cli_usage_error("bench_train_step", "--shapes: expected BxT[,BxT...] with T <= 1024, got '%s'",
+                            shapes_list);
+        shapes[nshapes][0] = b, shapes[nshapes][1] = t, nshapes++;
+        p += used;
+        if (*p == ',') p++;
+    }
+    int thr[8], nthr = 0;
+    for (const char *p = threads_list; *p && nthr < 8;) {
+        int n, used;
+        if (sscanf(p, "%d%n", &n, &used) != 1 || n < 1)
+            cli_usage_error("bench_train_step", "--threads: expected a list like 2,1, got '%s'", threads_list);
+        thr[nthr++] = n;
+        p += used;
+        if (*p == ',') p++;
+    }
+
+    ModelConfig cfg = {0};
+    cfg.family = FAMILY_GPT2;
+    cfg.n_layer = 12;
+    cfg.n_head = 12;
+    cfg.n_kv_head = 12;
+    cfg.d_model = 768;
+    cfg.d_ff = 3072;
+    cfg.vocab_size = 50257;
+    cfg.max_seq = 1024;
+    cfg.norm_eps = 1e-5f;
+    cfg.init_std = 0.02f;
+    cfg.tie_embeddings = 1;
+    cfg.attn_bias = 1;
+    cfg.mlp_bias = 1;
+    cfg.bos_id = cfg.eos_id = 50256;
+    cfg.pad_id = -1;
+    Model m;
+    model_create(&m, &cfg);
+    model_init_random(&m, 1);
+    model_enable_grads(&m);
+    AdamW opt;
+    adamw_init_model(&opt, &m, 0.1f);
+    const ParamTensor *wpe = model_find_tensor(&m, "transformer.wpe.weight");
+    double P = (double)m.n_params - (wpe ? (double)wpe->numel : 0);
+    const char *wp = getenv("OMP_WAIT_POLICY");
+    printf("bench_train_step: GPT-2-124M shape, %zu parameters (%.1fM in matrix products), OMP_WAIT_POLICY=%s\n",
+           m.n_params, P / 1e6, wp ? wp : "(unset)");
+    printf("FLOPs/step = tokens * (6 P + 6 L C (T + 1)); best of %d steps after a warm-up step\n", steps);
+
+    Rng r;
+    rng_seed(&r, 7);
+    for (int ti = 0; ti < nthr; ti++) {
+        threads_set(thr[ti]);
+        /* the peak moves with other load on the machine: best of three measurements */
+        double peak = 0;
+        for (int k = 0; k < 3; k++) {
+            double p = gemm_measure_peak(2048);
+            if (p > peak) peak = p;
+        }
+        printf("threads %d: sgemm peak %.1f GFLOP/s\n", thr[ti], peak / 1e9);
+        for (int si = 0; si < nshapes; si++) {
+            int B = shapes[si][0], T = shapes[si][1], N = B * T;
+            int *tok = xmalloc(sizeof(int) * N), *tgt = xmalloc(sizeof(int) * N);
+            float *logp = xmalloc(sizeof(float) * N), *dlogp = xmalloc(sizeof(float) * N);
+            for (int n = 0; n < N; n++) {
+                tok[n] = (int)rng_below(&r, cfg.vocab_size);
+                tgt[n] = (int)rng_below(&r, cfg.vocab_size);
+                dlogp[n] = -1.0f / N; /* mean cross-entropy */
+            }
+            train_step(&m, &opt, tok, tgt, logp, dlogp, B, T); /* warm-up: allocations, page faults */
+            Times best = {0}, sum = {0};
+            for (int s = 0; s < steps; s++) {
+                Times t = train_step(&m, &opt, tok, tgt, logp, dlogp, B, T);
+                if (s == 0 || t.step < best.step) best = t;
+                sum.step += t.step;
+            }
+            double flops = (double)N * (6.0 * P + 6.0 * cfg.n_layer * cfg.d_model * (T + 1.0));
+            double rate = flops / best.step;
+            printf("  B=%d T=%-4d  %7.0f tokens/s  step %.3f s (mean %.3f)  %6.1f GFLOP/s = %5.1f%% of peak"
+                   "  | fwd %.3f bwd %.3f zero %.3f adamw %.3f s (AdamW %.1f%% of step)\n",
+                   B, T, N / best.step, best.step, sum.step / steps, rate / 1e9, 100 * rate / peak, best.fwd, best.bwd,
+                   best.zero, best.adamw, 100 * best.adamw / best.step);
+            fflush(stdout);
+            free(tok), free(tgt), free(logp), free(dlogp);
+        }
+    }
+    adamw_free(&opt);
+    model_free(&m);
+    return 0;
+}
