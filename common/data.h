@@ -89,7 +89,8 @@ typedef struct Example {
     int *ids;
     unsigned char *mask;
     int n;
-    int prompt_len; /* tokens of the prompt (= index of the first completion token; 0 for text) */
+    int prompt_len; /* tokens before the first completion token: the prompt (with BOS/template) for kinds
+                     * with a prompt, else the index of the first loss-bearing token */
     long line;      /* source line number */
     /* rollout kind only (else 0 / has_* = 0): */
     double reward;
