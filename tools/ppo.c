@@ -1,0 +1,1232 @@
+/* ppo — online RL for a causal LM: PPO, GRPO, RLOO and REINFORCE, rewarded by a
+ * reward model and/or reward programs.  Policy directory in, policy directory out:
+ * the swap-in for dpo.
+ *
+ * One ITERATION: take --batch-size prompts (shuffled per pass over the data, a
+ * function of (seed, pass) only), generate --num-generations completions each with
+ * the shared KV-cache generator (generate.h; the sampling log-probs it returns are
+ * the "old" log-probs), score them (reward.h, rewardcmd.h; weighted sum), compute the
+ * reference log-probs once (when a KL term is on), compute advantages (losses_rl.h),
+ * then optimise for --num-ppo-epochs passes, each split into --num-mini-batches
+ * optimiser updates of --grad-accum micro-batches.  Every update is one trainer_step
+ * of the shared loop (train.h: normalisation, clipping, AdamW, schedule, metrics
+ * log, NaN guard, checkpoints, SIGINT); the units of a step are sequences.
+ *
+ * Algorithms (TRL's trainers; formulas and citations in losses_rl.h):
+ *   ppo        per-token KL penalty in the reward, score on the last token, GAE,
+ *              whitened advantages, clipped surrogate, clipped value loss.  The value
+ *              function is a scalar head on its OWN copy of a trunk (TRL's choice),
+ *              initialised from --value-model, else the reward model, else the
+ *              policy's trunk with a fresh head; it has its own AdamW at the policy's
+ *              lr and its own gradient clipping (TRL clips policy and value jointly).
+ *   grpo       group-normalised advantages, asymmetric clipped ratio, optional k3 KL
+ *              in the loss (--beta), loss normalisations grpo|bnpo|dr_grpo|dapo.
+ *   rloo       sequence-level KL penalty in the reward, leave-one-out baseline,
+ *              sequence-level clipped ratio (TRL RLOOTrainer <= 0.19).
+ *   reinforce  as rloo with a moving-average baseline instead of leave-one-out.
+ * Log-probs are of softmax(logits / --temperature), as TRL recomputes them: the
+ * final hidden state is divided by the temperature before the LM head (and its
+ * gradient likewise), which is the same thing.
+ * Memory: the policy with gradients and AdamW state; the reference weights only when
+ * a KL term is on; the value model (with its optimiser) for ppo only; the reward
+ * model when given. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "data.h"
+#include "generate.h"
+#include "losses_rl.h"
+#include "model.h"
+#include "optim.h"
+#include "reward.h"
+#include "rewardcmd.h"
+#include "tokenizer.h"
+#include "tokenizer_impl.h"
+#include "train.h"
+
+static const char *PROG = "ppo";
+
+typedef enum { ALGO_PPO = 0, ALGO_GRPO, ALGO_RLOO, ALGO_REINFORCE } Algo;
+static const char *ALGO_NAMES[] = {"ppo", "grpo", "rloo", "reinforce"};
+
+#define MAX_CMDS 8
+
+static void usage(FILE *out) {
+    fputs("Usage: ppo -m POLICY -o OUT (--reward-model DIR | --reward-cmd CMD)... [options] [PROMPTS.jsonl ...]\n"
+          "Online RL of a causal LM on prompt-only JSONL (stdin when no file): generate,\n"
+          "score, compute advantages, optimise.  --batch-size is prompts per iteration.\n"
+          "\n"
+          "Algorithm:\n"
+          "      --algo A               ppo (default), grpo, rloo or reinforce\n"
+          "      --num-generations G    completions per prompt (default: 1 ppo/reinforce, 4 grpo/rloo)\n"
+          "      --num-ppo-epochs E     optimisation passes per batch (default 4; grpo and reinforce 1)\n"
+          "      --num-mini-batches M   updates per pass (default 1); --grad-accum splits each\n"
+          "      --episodes N           stop after N generated sequences (default: --epochs over prompts)\n"
+          "Generation:\n"
+          "      --max-new-tokens N     completion length (default 32)\n"
+          "      --temperature T        sampling and log-prob temperature (default 0.7 ppo, else 1)\n"
+          "      --top-k K, --top-p P   sampling filters (default off)\n"
+          "Rewards:\n"
+          "      --reward-model DIR     sequence classifier scoring prompt+completion\n"
+          "      --reward-cmd CMD       reward program: JSON lines in, one number per line out\n"
+          "                             (repeatable; see ppo(1))\n"
+          "      --reward-weights LIST  weights of the rewards, model first (default all 1)\n"
+          "      --reward-timeout S     seconds to wait for an answer (default 60; 0 = forever)\n"
+          "      --missing-eos-penalty X  subtract X from the score of completions without EOS\n"
+          "KL (reference = --ref or the starting policy; not loaded when the coefficient is 0):\n"
+          "      --kl-coef X            per-token (ppo) or sequence (rloo, reinforce) penalty (default 0.05)\n"
+          "      --kl-estimator K       k1 (default) or k3\n"
+          "      --target-kl X          adaptive KL controller target (default 0 = fixed coefficient)\n"
+          "      --kl-horizon N         adaptive controller horizon (default 10000)\n"
+          "      --beta X               grpo: k3 KL coefficient in the loss (default 0)\n"
+          "PPO:\n"
+          "      --value-model DIR      initial value model (default: the reward model, else the policy)\n"
+          "      --gamma X              discount (default 1)      --lam X   GAE lambda (default 0.95)\n"
+          "      --cliprange X          policy ratio clip (default 0.2)\n"
+          "      --cliprange-value X    value clip (default 0.2)  --vf-coef X  value loss weight (default 0.1)\n"
+          "GRPO:\n"
+          "      --epsilon X            lower clip (default 0.2)  --epsilon-high X  upper (default = epsilon)\n"
+          "      --scale-rewards S      group (default), batch or none\n"
+          "      --loss-type T          grpo, bnpo, dr_grpo or dapo (default dapo)\n"
+          "REINFORCE:\n"
+          "      --baseline-decay X     moving-average baseline decay (default 0.9)\n"
+          "\n",
+          out);
+    train_flags_usage(out);
+}
+
+enum {
+    OPT_ALGO = TRAIN_OPT_USER,
+    OPT_NGEN,
+    OPT_EPOCHS_PPO,
+    OPT_MINI,
+    OPT_EPISODES,
+    OPT_MAXNEW,
+    OPT_TEMP,
+    OPT_TOPK,
+    OPT_TOPP,
+    OPT_RM,
+    OPT_CMD,
+    OPT_WEIGHTS,
+    OPT_TIMEOUT,
+    OPT_EOSPEN,
+    OPT_KLCOEF,
+    OPT_KLEST,
+    OPT_TARGETKL,
+    OPT_KLHORIZON,
+    OPT_BETA,
+    OPT_VM,
+    OPT_GAMMA,
+    OPT_LAM,
+    OPT_CLIP,
+    OPT_CLIPV,
+    OPT_VFCOEF,
+    OPT_EPS,
+    OPT_EPSHIGH,
+    OPT_SCALE,
+    OPT_LOSSTYPE,
+    OPT_DECAY,
+};
+static const struct option ppo_opts[] = {
+    {"algo", required_argument, 0, OPT_ALGO},
+    {"num-generations", required_argument, 0, OPT_NGEN},
+    {"num-ppo-epochs", required_argument, 0, OPT_EPOCHS_PPO},
+    {"num-mini-batches", required_argument, 0, OPT_MINI},
+    {"episodes", required_argument, 0, OPT_EPISODES},
+    {"max-new-tokens", required_argument, 0, OPT_MAXNEW},
+    {"temperature", required_argument, 0, OPT_TEMP},
+    {"top-k", required_argument, 0, OPT_TOPK},
+    {"top-p", required_argument, 0, OPT_TOPP},
+    {"reward-model", required_argument, 0, OPT_RM},
+    {"reward-cmd", required_argument, 0, OPT_CMD},
+    {"reward-weights", required_argument, 0, OPT_WEIGHTS},
+    {"reward-timeout", required_argument, 0, OPT_TIMEOUT},
+    {"missing-eos-penalty", required_argument, 0, OPT_EOSPEN},
+    {"kl-coef", required_argument, 0, OPT_KLCOEF},
+    {"kl-estimator", required_argument, 0, OPT_KLEST},
+    {"target-kl", required_argument, 0, OPT_TARGETKL},
+    {"kl-horizon", required_argument, 0, OPT_KLHORIZON},
+    {"beta", required_argument, 0, OPT_BETA},
+    {"value-model", required_argument, 0, OPT_VM},
+    {"gamma", required_argument, 0, OPT_GAMMA},
+    {"lam", required_argument, 0, OPT_LAM},
+    {"cliprange", required_argument, 0, OPT_CLIP},
+    {"cliprange-value", required_argument, 0, OPT_CLIPV},
+    {"vf-coef", required_argument, 0, OPT_VFCOEF},
+    {"epsilon", required_argument, 0, OPT_EPS},
+    {"epsilon-high", required_argument, 0, OPT_EPSHIGH},
+    {"scale-rewards", required_argument, 0, OPT_SCALE},
+    {"loss-type", required_argument, 0, OPT_LOSSTYPE},
+    {"baseline-decay", required_argument, 0, OPT_DECAY},
+    {0, 0, 0, 0},
+};
+
+/* One batch of generated sequences and everything computed from it.  Per-token
+ * arrays are flat: sequence i's completion tokens are rows off[i] .. off[i]+len[i]-1. */
+typedef struct Rollout {
+    int n;                                 /* sequences = prompts * G */
+    int *prompt;                           /* index into Ppo.px */
+    int **tokens;                          /* completion ids (owned) */
+    int *len, *off;                        /* completion lengths and offsets */
+    int *eos;                              /* completion ends with EOS */
+    long ntok;                             /* total completion tokens */
+    float *old_logp;                       /* sampling log-probs [ntok] */
+    float *ref_logp;                       /* [ntok] or NULL */
+    float *old_values, *adv_tok, *returns; /* ppo [ntok] */
+    double *score;                         /* combined reward per sequence */
+    double *adv;                           /* per-sequence advantage (grpo, rloo, reinforce) */
+} Rollout;
+
+typedef struct Ppo {
+    Algo algo;
+    int G, ppo_epochs, mini, max_new, top_k;
+    long episodes;
+    double temperature, top_p, timeout, eos_penalty, kl_coef, target_kl, kl_horizon, beta, gamma, lam, cliprange,
+        cliprange_value, vf_coef, eps, eps_high, decay;
+    int has_eos_penalty, has_temperature, has_eps_high, has_G, has_epochs;
+    RlKlEstimator kl_est;
+    RlScaleRewards scale;
+    RlLossType loss_type;
+    const char *rm_dir, *vm_dir, *weights_s;
+    const char *cmd_s[MAX_CMDS];
+    int n_cmds;
+    double weights[MAX_CMDS + 1];
+
+    const TrainFlags *f;
+    Model policy, ref, vm, rm;
+    int have_ref, have_vm, have_rm;
+    AdamW vopt;
+    Tokenizer *tok;
+    GenConfig gen;
+    PromptExample *px;
+    int n_px;
+    RewardCmd cmds[MAX_CMDS];
+    RlKlController klc;
+    double rb_baseline; /* reinforce */
+    int rb_init;
+    Rollout ro;
+    int saving_final;
+    /* scratch of one micro-batch */
+    float *row_logp, *row_ent, *row_dlogp, *row_val, *row_dval, *tok_logp, *tok_dlogp, *tok_val, *tok_dval, *tok_ent;
+    size_t cap_rows, cap_tok;
+} Ppo;
+
+static double pos_double(const char *flag, const char *arg, int allow_zero) {
+    double v = cli_double(PROG, flag, arg);
+    if (!(allow_zero ? v >= 0 : v > 0))
+        cli_usage_error(PROG, "%s: must be %s, got '%s'", flag, allow_zero ? ">= 0" : "> 0", arg);
+    return v;
+}
+
+static int ppo_flag(void *ctx, int opt, const char *arg) {
+    Ppo *p = ctx;
+    switch (opt) {
+    case OPT_ALGO:
+        for (int a = 0; a < 4; a++)
+            if (!strcmp(arg, ALGO_NAMES[a])) {
+                p->algo = (Algo)a;
+                return 0;
+            }
+        cli_usage_error(PROG, "--algo: expected ppo, grpo, rloo or reinforce, got '%s'", arg);
+    case OPT_NGEN:
+        p->G = cli_int(PROG, "--num-generations", arg);
+        if (p->G < 1) cli_usage_error(PROG, "--num-generations: must be >= 1, got '%s'", arg);
+        p->has_G = 1;
+        return 0;
+    case OPT_EPOCHS_PPO:
+        p->ppo_epochs = cli_int(PROG, "--num-ppo-epochs", arg);
+        if (p->ppo_epochs < 1) cli_usage_error(PROG, "--num-ppo-epochs: must be >= 1, got '%s'", arg);
+        p->has_epochs = 1;
+        return 0;
+    case OPT_MINI:
+        p->mini = cli_int(PROG, "--num-mini-batches", arg);
+        if (p->mini < 1) cli_usage_error(PROG, "--num-mini-batches: must be >= 1, got '%s'", arg);
+        return 0;
+    case OPT_EPISODES:
+        p->episodes = cli_ll(PROG, "--episodes", arg);
+        if (p->episodes < 1) cli_usage_error(PROG, "--episodes: must be >= 1, got '%s'", arg);
+        return 0;
+    case OPT_MAXNEW:
+        p->max_new = cli_int(PROG, "--max-new-tokens", arg);
+        if (p->max_new < 1) cli_usage_error(PROG, "--max-new-tokens: must be >= 1, got '%s'", arg);
+        return 0;
+    case OPT_TEMP:
+        p->temperature = pos_double("--temperature", arg, 0);
+        p->has_temperature = 1;
+        return 0;
+    case OPT_TOPK:
+        p->top_k = cli_int(PROG, "--top-k", arg);
+        if (p->top_k < 0) cli_usage_error(PROG, "--top-k: must be >= 0, got '%s'", arg);
+        return 0;
+    case OPT_TOPP:
+        p->top_p = pos_double("--top-p", arg, 0);
+        if (p->top_p > 1) cli_usage_error(PROG, "--top-p: must be in (0, 1], got '%s'", arg);
+        return 0;
+    case OPT_RM:
+        p->rm_dir = arg;
+        return 0;
+    case OPT_CMD:
+        if (p->n_cmds >= MAX_CMDS) cli_usage_error(PROG, "--reward-cmd: at most %d reward programs", MAX_CMDS);
+        if (!*arg) cli_usage_error(PROG, "--reward-cmd: empty command");
+        p->cmd_s[p->n_cmds++] = arg;
+        return 0;
+    case OPT_WEIGHTS:
+        p->weights_s = arg;
+        return 0;
+    case OPT_TIMEOUT:
+        p->timeout = pos_double("--reward-timeout", arg, 1);
+        return 0;
+    case OPT_EOSPEN:
+        p->eos_penalty = cli_double(PROG, "--missing-eos-penalty", arg);
+        p->has_eos_penalty = 1;
+        return 0;
+    case OPT_KLCOEF:
+        p->kl_coef = pos_double("--kl-coef", arg, 1);
+        return 0;
+    case OPT_KLEST:
+        if ((int)(p->kl_est = (RlKlEstimator)rl_kl_estimator_parse(arg)) < 0)
+            cli_usage_error(PROG, "--kl-estimator: expected k1 or k3, got '%s'", arg);
+        return 0;
+    case OPT_TARGETKL:
+        p->target_kl = pos_double("--target-kl", arg, 1);
+        return 0;
+    case OPT_KLHORIZON:
+        p->kl_horizon = pos_double("--kl-horizon", arg, 0);
+        return 0;
+    case OPT_BETA:
+        p->beta = pos_double("--beta", arg, 1);
+        return 0;
+    case OPT_VM:
+        p->vm_dir = arg;
+        return 0;
+    case OPT_GAMMA:
+        p->gamma = pos_double("--gamma", arg, 1);
+        if (p->gamma > 1) cli_usage_error(PROG, "--gamma: must be in [0, 1], got '%s'", arg);
+        return 0;
+    case OPT_LAM:
+        p->lam = pos_double("--lam", arg, 1);
+        if (p->lam > 1) cli_usage_error(PROG, "--lam: must be in [0, 1], got '%s'", arg);
+        return 0;
+    case OPT_CLIP:
+        p->cliprange = pos_double("--cliprange", arg, 0);
+        return 0;
+    case OPT_CLIPV:
+        p->cliprange_value = pos_double("--cliprange-value", arg, 0);
+        return 0;
+    case OPT_VFCOEF:
+        p->vf_coef = pos_double("--vf-coef", arg, 1);
+        return 0;
+    case OPT_EPS:
+        p->eps = pos_double("--epsilon", arg, 0);
+        if (p->eps >= 1) cli_usage_error(PROG, "--epsilon: must be in (0, 1), got '%s'", arg);
+        return 0;
+    case OPT_EPSHIGH:
+        p->eps_high = pos_double("--epsilon-high", arg, 0);
+        p->has_eps_high = 1;
+        return 0;
+    case OPT_SCALE:
+        if ((int)(p->scale = (RlScaleRewards)rl_scale_rewards_parse(arg)) < 0)
+            cli_usage_error(PROG, "--scale-rewards: expected group, batch or none, got '%s'", arg);
+        return 0;
+    case OPT_LOSSTYPE:
+        if ((int)(p->loss_type = (RlLossType)rl_loss_type_parse(arg)) < 0)
+            cli_usage_error(PROG, "--loss-type: expected grpo, bnpo, dr_grpo or dapo, got '%s'", arg);
+        return 0;
+    case OPT_DECAY:
+        p->decay = pos_double("--baseline-decay", arg, 1);
+        if (p->decay >= 1) cli_usage_error(PROG, "--baseline-decay: must be in [0, 1), got '%s'", arg);
+        return 0;
+    }
+    return -1;
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* EOS ids: the tokenizer's, config.json's and generation_config.json's (as rollout). */
+static void add_eos(GenConfig *g, long id) {
+    if (id < 0 || id > 0x7fffffff) return;
+    for (int i = 0; i < g->n_eos; i++)
+        if (g->eos_ids[i] == id) return;
+    if (g->n_eos < GEN_MAX_EOS) g->eos_ids[g->n_eos++] = (int)id;
+}
+
+static int collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const char *dir, Error *e) {
+    add_eos(g, tok_eos_id(tok));
+    add_eos(g, m->cfg.eos_id);
+    char *path = path_join(dir, "generation_config.json");
+    int rc = 0;
+    if (file_exists(path)) {
+        json_error_t je;
+        json_t *root = json_load_file(path, 0, &je);
+        if (!root) {
+            rc = err_set(e, EX_DATAERR, "%s:%d: %s", path, je.line, je.text);
+        } else {
+            const json_t *v = json_object_get(root, "eos_token_id");
+            if (json_is_integer(v)) add_eos(g, (long)json_integer_value(v));
+            for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
+                if (json_is_integer(json_array_get(v, i))) add_eos(g, (long)json_integer_value(json_array_get(v, i)));
+            json_decref(root);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+static int same_tokenizer(const char *a_dir, const char *b_dir, Error *e) {
+    char *a = path_join(a_dir, "tokenizer.json"), *b = path_join(b_dir, "tokenizer.json");
+    int rc = 0;
+    if (file_exists(b)) {
+        char *x = NULL, *y = NULL;
+        size_t nx = 0, ny = 0;
+        if (read_file(a, &x, &nx, e) == 0 && read_file(b, &y, &ny, e) == 0) {
+            if (nx != ny || memcmp(x, y, nx))
+                rc = err_set(e, EX_USAGE, "%s differs from %s: the model must share the policy's tokenizer", b, a);
+        } else {
+            rc = e->code;
+        }
+        free(x), free(y);
+    }
+    free(a), free(b);
+    return rc;
+}
+
+static void ensure_rows(Ppo *p, size_t rows, size_t ntok) {
+    if (rows > p->cap_rows) {
+        p->cap_rows = rows;
+        p->row_logp = xrealloc(p->row_logp, rows * sizeof(float));
+        p->row_ent = xrealloc(p->row_ent, rows * sizeof(float));
+        p->row_dlogp = xrealloc(p->row_dlogp, rows * sizeof(float));
+        p->row_val = xrealloc(p->row_val, rows * sizeof(float));
+        p->row_dval = xrealloc(p->row_dval, rows * sizeof(float));
+    }
+    if (ntok > p->cap_tok) {
+        p->cap_tok = ntok;
+        p->tok_logp = xrealloc(p->tok_logp, ntok * sizeof(float));
+        p->tok_dlogp = xrealloc(p->tok_dlogp, ntok * sizeof(float));
+        p->tok_val = xrealloc(p->tok_val, ntok * sizeof(float));
+        p->tok_dval = xrealloc(p->tok_dval, ntok * sizeof(float));
+        p->tok_ent = xrealloc(p->tok_ent, ntok * sizeof(float));
+    }
+}
+
+/* A right-padded batch of prompt+completion for sequences seq[0..k): row j is
+ * sequence seq[j]; targets mark the completion tokens only (data.h Batch). */
+static int build_batch(Ppo *p, const int *seq, int k, Batch *b, Error *e) {
+    Example *ex = xcalloc((size_t)k, sizeof(Example));
+    const Example **pp = xmalloc((size_t)k * sizeof *pp);
+    for (int j = 0; j < k; j++) {
+        int i = seq[j];
+        const PromptExample *px = &p->px[p->ro.prompt[i]];
+        int n = px->n + p->ro.len[i];
+        ex[j].ids = xmalloc((size_t)n * sizeof(int));
+        ex[j].mask = xcalloc((size_t)n, 1);
+        memcpy(ex[j].ids, px->ids, (size_t)px->n * sizeof(int));
+        memcpy(ex[j].ids + px->n, p->ro.tokens[i], (size_t)p->ro.len[i] * sizeof(int));
+        for (int t = px->n; t < n; t++) ex[j].mask[t] = 1;
+        ex[j].n = n;
+        ex[j].prompt_len = px->n;
+        pp[j] = &ex[j];
+    }
+    memset(b, 0, sizeof *b);
+    int pad = tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
+    int used = batch_fill(b, pp, k, k, 0, 0, pad, e);
+    for (int j = 0; j < k; j++) free(ex[j].ids), free(ex[j].mask);
+    free(ex);
+    free(pp);
+    if (used < 0) return e->code;
+    if (used != k) return err_set(e, EX_SOFTWARE, "batch_fill placed %d of %d sequences", used, k);
+    return 0;
+}
+
+/* Row of the batch where completion token t of batch row j is predicted. */
+static size_t tok_row(Ppo *p, const Batch *b, int j, int i, int t) {
+    return (size_t)j * b->T + (size_t)p->px[p->ro.prompt[i]].n - 1 + (size_t)t;
+}
+
+/* Forward of an LM with logits / temperature: per-row log-probs (and entropies). */
+static void lm_forward(Ppo *p, Model *m, const Batch *b, float *row_logp, float *row_ent) {
+    model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
+    if (p->temperature != 1.0) {
+        float s = (float)(1.0 / p->temperature);
+        size_t n = (size_t)b->B * b->T * m->cfg.d_model;
+        for (size_t i = 0; i < n; i++) m->hidden[i] *= s;
+    }
+    model_logprobs(m, b->targets, row_logp, row_ent);
+}
+
+static void lm_backward(Ppo *p, Model *m, const Batch *b, const float *row_dlogp) {
+    model_logprobs_backward(m, b->targets, row_dlogp);
+    if (p->temperature != 1.0) {
+        float s = (float)(1.0 / p->temperature);
+        size_t n = (size_t)b->B * b->T * m->cfg.d_model;
+        for (size_t i = 0; i < n; i++) m->dhidden[i] *= s;
+    }
+    model_backward(m);
+}
+
+/* Gathers per-row values into the flat per-token layout of sequences seq[0..k). */
+static void gather(Ppo *p, const Batch *b, const int *seq, int k, const float *row, float *tok) {
+    size_t o = 0;
+    for (int j = 0; j < k; j++)
+        for (int t = 0; t < p->ro.len[seq[j]]; t++) tok[o++] = row[tok_row(p, b, j, seq[j], t)];
+}
+
+static void scatter(Ppo *p, const Batch *b, const int *seq, int k, const float *tok, float *row) {
+    memset(row, 0, (size_t)b->B * b->T * sizeof(float));
+    size_t o = 0;
+    for (int j = 0; j < k; j++)
+        for (int t = 0; t < p->ro.len[seq[j]]; t++) row[tok_row(p, b, j, seq[j], t)] = tok[o++];
+}
+
+/* ---- rollout ---------------------------------------------------------------------- */
+
+static void rollout_free(Rollout *r) {
+    for (int i = 0; i < r->n; i++) free(r->tokens[i]);
+    free(r->prompt), free(r->tokens), free(r->len), free(r->off), free(r->eos);
+    free(r->old_logp), free(r->ref_logp), free(r->old_values), free(r->adv_tok), free(r->returns);
+    free(r->score), free(r->adv);
+    memset(r, 0, sizeof *r);
+}
+
+/* The prompts of iteration it: positions it*B .. it*B+B-1 of the stream of passes
+ * over the data, each pass a Fisher-Yates shuffle seeded from (seed, pass). */
+static void iteration_prompts(const Ppo *p, long it, int *out) {
+    long B = p->f->batch_size;
+    int *perm = xmalloc((size_t)p->n_px * sizeof(int));
+    long have_pass = -1;
+    for (long k = 0; k < B; k++) {
+        long c = it * B + k, pass = c / p->n_px;
+        if (pass != have_pass) {
+            for (int i = 0; i < p->n_px; i++) perm[i] = i;
+            Rng r;
+            rng_seed(&r, p->f->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)pass + 1);
+            rng_shuffle(&r, perm, (size_t)p->n_px);
+            have_pass = pass;
+        }
+        out[k] = perm[c % p->n_px];
+    }
+    free(perm);
+}
+
+/* One reward-program line: the rollout record (cherry-rollout(5) fields). */
+static char *reward_line(Ppo *p, const GenSeq *q, const PromptExample *px, long group, Error *e) {
+    int n = q->n_tokens - (q->eos ? 1 : 0);
+    char *txt = NULL;
+    size_t len = 0;
+    if (tok_decode(p->tok, q->tokens, n, 1, &txt, &len, e)) return NULL;
+    size_t clean_len;
+    char *clean = utf8_sanitize(txt, len, &clean_len);
+    if (clean) {
+        free(txt);
+        txt = clean;
+        len = clean_len;
+    }
+    json_t *o = json_object();
+    json_object_set(o, "prompt", px->prompt);
+    json_object_set_new(o, "completion", json_stringn(txt, len));
+    json_t *ids = json_array();
+    for (int t = 0; t < q->n_tokens; t++) json_array_append_new(ids, json_integer(q->tokens[t]));
+    json_object_set_new(o, "completion_ids", ids);
+    json_object_set_new(o, "group", json_integer(group));
+    json_object_set_new(o, "sample", json_integer(q->sample));
+    json_object_set_new(o, "finish_reason", json_string(q->finish == GEN_FINISH_STOP ? "stop" : "length"));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    free(txt);
+    if (!s) err_set(e, EX_SOFTWARE, "cannot encode the rollout record as JSON");
+    return s;
+}
+
+/* Rewards of all sequences: the weighted sum of the reward model's score and the
+ * reward programs' answers.  comp[k] gets component k's batch mean (for the log). */
+static int score_rollout(Ppo *p, GenSeq *seqs, long first_group, double *comp, Error *e) {
+    Rollout *r = &p->ro;
+    int n = r->n, k = 0;
+    for (int i = 0; i < n; i++) r->score[i] = 0;
+    double *part = xmalloc((size_t)n * sizeof(double));
+    int rc = 0;
+    if (p->have_rm) {
+        int **full = xmalloc((size_t)n * sizeof(int *));
+        int *flen = xmalloc((size_t)n * sizeof(int));
+        float *rw = xmalloc((size_t)n * sizeof(float));
+        for (int i = 0; i < n; i++) {
+            const PromptExample *px = &p->px[r->prompt[i]];
+            flen[i] = px->n + r->len[i];
+            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
+            memcpy(full[i], px->ids, (size_t)px->n * sizeof(int));
+            memcpy(full[i] + px->n, r->tokens[i], (size_t)r->len[i] * sizeof(int));
+        }
+        rc = reward_score(&p->rm, (const int *const *)full, flen, n, p->f->batch_size * p->G, rw, e);
+        if (rc) err_prefix(e, "--reward-model %s", p->rm_dir);
+        double mean = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            r->score[i] += p->weights[k] * rw[i];
+            mean += rw[i];
+        }
+        comp[k++] = mean / n;
+        for (int i = 0; i < n; i++) free(full[i]);
+        free(full), free(flen), free(rw);
+    }
+    if (!rc && p->n_cmds) {
+        char **lines = xcalloc((size_t)n, sizeof(char *));
+        for (int i = 0; i < n && !rc; i++) {
+            const GenSeq *q = &seqs[i];
+            lines[i] = reward_line(p, q, &p->px[r->prompt[i]], first_group + q->prompt, e);
+            if (!lines[i]) rc = e->code;
+        }
+        for (int c = 0; c < p->n_cmds && !rc; c++) {
+            rc = rewardcmd_score(&p->cmds[c], (const char *const *)lines, n, part, e);
+            double mean = 0;
+            for (int i = 0; i < n && !rc; i++) {
+                r->score[i] += p->weights[k] * part[i];
+                mean += part[i];
+            }
+            comp[k++] = mean / n;
+        }
+        for (int i = 0; i < n; i++) free(lines[i]);
+        free(lines);
+    }
+    free(part);
+    return rc;
+}
+
+/* Reference log-probs (once per batch) and, for ppo, the value model's values
+ * before any update: forward passes in chunks of the micro-batch size. */
+static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
+    Rollout *r = &p->ro;
+    int chunk = p->f->batch_size * p->G;
+    int *seq = xmalloc((size_t)chunk * sizeof(int));
+    int rc = 0;
+    for (int s = 0; s < r->n && !rc; s += chunk) {
+        int k = r->n - s < chunk ? r->n - s : chunk;
+        for (int j = 0; j < k; j++) seq[j] = s + j;
+        Batch b;
+        if ((rc = build_batch(p, seq, k, &b, e))) break;
+        size_t ntok = 0;
+        for (int j = 0; j < k; j++) ntok += (size_t)r->len[seq[j]];
+        ensure_rows(p, (size_t)b.B * b.T, ntok);
+        if (values) {
+            model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
+            model_values(m, p->row_val);
+            gather(p, &b, seq, k, p->row_val, out + r->off[s]);
+        } else {
+            lm_forward(p, m, &b, p->row_logp, NULL);
+            gather(p, &b, seq, k, p->row_logp, out + r->off[s]);
+        }
+        batch_free(&b);
+    }
+    free(seq);
+    return rc;
+}
+
+static int needs_ref(const Ppo *p) {
+    return p->algo == ALGO_GRPO ? p->beta != 0 : p->kl_coef != 0 || p->target_kl > 0;
+}
+
+/* Generates and scores one batch and computes the advantages; rollout metrics go to
+ * *mt (passed to every update of the iteration). */
+static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
+    const TrainFlags *f = p->f;
+    Rollout *r = &p->ro;
+    rollout_free(r);
+    int B = f->batch_size, G = p->G, n = B * G;
+    int *pidx = xmalloc((size_t)B * sizeof(int));
+    iteration_prompts(p, it, pidx);
+    const int **ids = xmalloc((size_t)B * sizeof(int *));
+    int *lens = xmalloc((size_t)B * sizeof(int));
+    long *gid = xmalloc((size_t)B * sizeof(long));
+    for (int i = 0; i < B; i++) {
+        ids[i] = p->px[pidx[i]].ids;
+        lens[i] = p->px[pidx[i]].n;
+        gid[i] = it * (long)B + i; /* a fresh sampling stream for every generated group */
+    }
+    GenSeq *seqs = xcalloc((size_t)n, sizeof(GenSeq));
+    GenConfig gc = p->gen;
+    gc.num_samples = G;
+    gc.batch_size = n;
+    int rc = generate(&p->policy, &gc, p->tok, ids, lens, gid, B, seqs, NULL, NULL, e);
+    free(ids), free(lens), free(gid);
+    if (rc) {
+        free(seqs), free(pidx);
+        return err_prefix(e, "generation");
+    }
+    r->n = n;
+    r->prompt = xmalloc((size_t)n * sizeof(int));
+    r->tokens = xmalloc((size_t)n * sizeof(int *));
+    r->len = xmalloc((size_t)n * sizeof(int));
+    r->off = xmalloc((size_t)n * sizeof(int));
+    r->eos = xmalloc((size_t)n * sizeof(int));
+    r->score = xcalloc((size_t)n, sizeof(double));
+    r->adv = xcalloc((size_t)n, sizeof(double));
+    long ntok = 0;
+    for (int i = 0; i < n; i++) {
+        r->prompt[i] = pidx[seqs[i].prompt];
+        r->len[i] = seqs[i].n_tokens;
+        r->off[i] = (int)ntok;
+        r->eos[i] = seqs[i].eos;
+        ntok += seqs[i].n_tokens;
+    }
+    r->ntok = ntok;
+    r->old_logp = xmalloc((size_t)ntok * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        r->tokens[i] = xmalloc((size_t)r->len[i] * sizeof(int));
+        memcpy(r->tokens[i], seqs[i].tokens, (size_t)r->len[i] * sizeof(int));
+        memcpy(r->old_logp + r->off[i], seqs[i].logprobs, (size_t)r->len[i] * sizeof(float));
+    }
+    double comp[MAX_CMDS + 1];
+    rc = score_rollout(p, seqs, it * (long)B, comp, e);
+    for (int i = 0; i < n; i++) gen_seq_free(&seqs[i]);
+    free(seqs);
+    free(pidx);
+    if (rc) return rc;
+
+    /* TRL: scores[~contains_eos] -= missing_eos_penalty */
+    long eos_count = 0;
+    for (int i = 0; i < n; i++) {
+        eos_count += r->eos[i];
+        if (p->has_eos_penalty && !r->eos[i]) r->score[i] -= p->eos_penalty;
+    }
+    if (needs_ref(p)) {
+        r->ref_logp = xmalloc((size_t)ntok * sizeof(float));
+        if ((rc = rollout_forward(p, &p->ref, 0, r->ref_logp, e))) return rc;
+    }
+    double mean_score = 0;
+    for (int i = 0; i < n; i++) mean_score += r->score[i];
+    mean_score /= n;
+    double entropy = 0; /* TRL objective/entropy: mean over sequences of sum(-logp) */
+    for (long t = 0; t < ntok; t++) entropy -= r->old_logp[t];
+    entropy /= n;
+    /* per-sequence KL (k1 or k3 summed over tokens), the sampling policy vs the reference */
+    double *seq_kl = xcalloc((size_t)n, sizeof(double));
+    double mean_kl = 0;
+    if (r->ref_logp) {
+        for (int i = 0; i < n; i++) {
+            for (int t = 0; t < r->len[i]; t++)
+                seq_kl[i] += rl_kl(p->kl_est, r->old_logp[r->off[i] + t], r->ref_logp[r->off[i] + t]);
+            mean_kl += seq_kl[i];
+        }
+        mean_kl /= n;
+    }
+
+    if (p->algo == ALGO_PPO) {
+        r->old_values = xmalloc((size_t)ntok * sizeof(float));
+        r->adv_tok = xmalloc((size_t)ntok * sizeof(float));
+        r->returns = xmalloc((size_t)ntok * sizeof(float));
+        if ((rc = rollout_forward(p, &p->vm, 1, r->old_values, e))) {
+            free(seq_kl);
+            return rc;
+        }
+        float *rewards = xmalloc((size_t)ntok * sizeof(float));
+        rl_ppo_rewards(r->old_logp, r->ref_logp, r->off, r->len, n, p->kl_est, p->klc.coef, r->score, rewards, NULL);
+        for (int i = 0; i < n; i++)
+            rl_gae(rewards + r->off[i], r->old_values + r->off[i], r->len[i], p->gamma, p->lam, r->adv_tok + r->off[i],
+                   r->returns + r->off[i]);
+        rl_whiten(r->adv_tok, (size_t)ntok);
+        free(rewards);
+        double nsr = -p->klc.coef * mean_kl;
+        metrics_add(mt, "objective/kl", mean_kl, 1);
+        metrics_add(mt, "objective/entropy", entropy, 1);
+        metrics_add(mt, "objective/non_score_reward", nsr, 1);
+        metrics_add(mt, "objective/rlhf_reward", nsr + mean_score, 1);
+        metrics_add(mt, "objective/scores", mean_score, 1);
+        metrics_add(mt, "objective/kl_coef", p->klc.coef, 1);
+    } else {
+        double *rs = xmalloc((size_t)n * sizeof(double));
+        for (int i = 0; i < n; i++) rs[i] = r->score[i] - (p->algo == ALGO_GRPO ? 0.0 : p->klc.coef * seq_kl[i]);
+        double *gstd = xmalloc((size_t)B * sizeof(double));
+        for (int g = 0; g < B; g++) gstd[g] = rl_std(r->score + (size_t)g * G, G);
+        if (p->algo == ALGO_GRPO)
+            rl_group_advantages(rs, B, G, p->scale, r->adv, NULL);
+        else if (p->algo == ALGO_RLOO)
+            rl_rloo_advantages(rs, B, G, r->adv);
+        else
+            rl_reinforce_advantages(rs, n, p->decay, &p->rb_baseline, &p->rb_init, r->adv);
+        double sd = 0;
+        for (int g = 0; g < B; g++) sd += gstd[g];
+        metrics_add(mt, "reward", mean_score, 1);
+        /* TRL: std of each prompt's rewards, averaged; one group -> the batch std */
+        metrics_add(mt, "reward_std", G > 1 ? sd / B : rl_std(r->score, n), 1);
+        if (p->algo != ALGO_GRPO && r->ref_logp) {
+            double rl = 0;
+            for (int i = 0; i < n; i++) rl += rs[i];
+            metrics_add(mt, "kl", mean_kl, 1);
+            metrics_add(mt, "objective/rlhf_reward", rl / n, 1);
+            metrics_add(mt, "objective/kl_coef", p->klc.coef, 1);
+        }
+        if (p->algo == ALGO_REINFORCE) metrics_add(mt, "baseline", p->rb_baseline, 1);
+        free(rs), free(gstd);
+    }
+    int k = 0;
+    if (p->have_rm) metrics_add(mt, "rewards/model", comp[k++], 1);
+    for (int c = 0; c < p->n_cmds; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "rewards/cmd%d", c + 1);
+        metrics_add(mt, name, comp[k++], 1);
+    }
+    metrics_add(mt, "completions/mean_length", (double)ntok / n, 1);
+    metrics_add(mt, "completions/eos_rate", (double)eos_count / n, 1);
+    /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
+    if (p->target_kl > 0) rl_kl_update(&p->klc, mean_kl, n);
+    free(seq_kl);
+    return 0;
+}
+
+/* ---- the task callbacks ------------------------------------------------------------ */
+
+static double ppo_weight(void *ctx, Split split, const int *idx, int n) {
+    Ppo *p = ctx;
+    (void)split;
+    long tok = 0;
+    for (int j = 0; j < n; j++) tok += p->ro.len[idx[j]];
+    switch (p->algo) {
+    case ALGO_PPO:
+        return (double)tok; /* masked_mean over the mini-batch's tokens */
+    case ALGO_GRPO:
+        if (p->loss_type == RL_LOSS_GRPO) return n;
+        if (p->loss_type == RL_LOSS_DR_GRPO) return (double)n * p->max_new;
+        return (double)tok;
+    default:
+        return n; /* sequence-level losses: mean over sequences */
+    }
+}
+
+static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double scale, Metrics *mt, Error *e) {
+    Ppo *p = ctx;
+    Rollout *r = &p->ro;
+    if (split != SPLIT_TRAIN) return err_set(e, EX_SOFTWARE, "ppo has no evaluation split");
+    Batch b;
+    int rc = build_batch(p, seq, k, &b, e);
+    if (rc) return rc;
+    size_t ntok = 0;
+    for (int j = 0; j < k; j++) ntok += (size_t)r->len[seq[j]];
+    ensure_rows(p, (size_t)b.B * b.T, ntok);
+    /* the micro-batch's slices of the rollout arrays, in micro-batch order */
+    float *old = xmalloc(ntok * sizeof(float)), *ref = r->ref_logp ? xmalloc(ntok * sizeof(float)) : NULL;
+    float *adv = xmalloc(ntok * sizeof(float)), *ov = xmalloc(ntok * sizeof(float)),
+          *ret = xmalloc(ntok * sizeof(float));
+    int *off = xmalloc((size_t)k * sizeof(int)), *len = xmalloc((size_t)k * sizeof(int));
+    double *sadv = xmalloc((size_t)k * sizeof(double));
+    size_t o = 0;
+    for (int j = 0; j < k; j++) {
+        int i = seq[j];
+        off[j] = (int)o;
+        len[j] = r->len[i];
+        sadv[j] = r->adv[i];
+        memcpy(old + o, r->old_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
+        if (ref) memcpy(ref + o, r->ref_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
+        if (p->algo == ALGO_PPO) {
+            memcpy(adv + o, r->adv_tok + r->off[i], (size_t)r->len[i] * sizeof(float));
+            memcpy(ov + o, r->old_values + r->off[i], (size_t)r->len[i] * sizeof(float));
+            memcpy(ret + o, r->returns + r->off[i], (size_t)r->len[i] * sizeof(float));
+        }
+        o += (size_t)r->len[i];
+    }
+    lm_forward(p, &p->policy, &b, p->row_logp, p->row_ent);
+    gather(p, &b, seq, k, p->row_logp, p->tok_logp);
+    gather(p, &b, seq, k, p->row_ent, p->tok_ent);
+    double ent = 0;
+    for (size_t t = 0; t < ntok; t++) ent += p->tok_ent[t];
+    RlStats st;
+    memset(&st, 0, sizeof st);
+    double loss = 0, w = ppo_weight(p, split, seq, k);
+    if (p->algo == ALGO_PPO) {
+        model_forward(&p->vm, b.tokens, b.pos, b.seg, b.B, b.T);
+        model_values(&p->vm, p->row_val);
+        gather(p, &b, seq, k, p->row_val, p->tok_val);
+        loss = rl_ppo_loss(p->tok_logp, old, adv, p->tok_val, ov, ret, ntok, p->cliprange, p->cliprange_value,
+                           p->vf_coef, scale, p->tok_dlogp, p->tok_dval, &st);
+        scatter(p, &b, seq, k, p->tok_dval, p->row_dval);
+        model_values_backward(&p->vm, p->row_dval);
+        model_backward(&p->vm);
+        metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
+        metrics_add(mt, "policy/clipfrac_avg", st.clipfrac, st.tokens);
+        metrics_add(mt, "loss/policy_avg", st.pg_loss, st.tokens);
+        metrics_add(mt, "loss/value_avg", st.vf_loss, st.tokens);
+        metrics_add(mt, "val/clipfrac_avg", st.vf_clipfrac, st.tokens);
+        metrics_add(mt, "policy/entropy_avg", ent, (double)ntok);
+        metrics_add(mt, "val/ratio", st.ratio, st.tokens);
+    } else if (p->algo == ALGO_GRPO) {
+        loss = rl_grpo_loss(p->tok_logp, old, ref, sadv, off, len, k, p->loss_type, p->eps, p->eps_high, p->beta, scale,
+                            p->tok_dlogp, &st);
+        metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
+        if (p->beta != 0 && ref) metrics_add(mt, "kl", st.kl, st.tokens);
+        metrics_add(mt, "entropy", ent, (double)ntok);
+    } else {
+        loss = rl_seq_pg_loss(p->tok_logp, old, sadv, off, len, k, p->cliprange, scale, p->tok_dlogp, &st);
+        metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
+        metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
+        metrics_add(mt, "entropy", ent, (double)ntok);
+    }
+    metrics_add(mt, "loss", loss, w);
+    scatter(p, &b, seq, k, p->tok_dlogp, p->row_dlogp);
+    lm_backward(p, &p->policy, &b, p->row_dlogp);
+    long tokens = 0;
+    for (int j = 0; j < b.B; j++) tokens += b.lengths[j];
+    mt->tokens += tokens;
+    batch_free(&b);
+    free(old), free(ref), free(adv), free(ov), free(ret), free(off), free(len), free(sadv);
+    return 0;
+}
+
+/* Checkpoints hold the policy and, for ppo, value_model/ beside it; the final
+ * output holds the policy only (what the next pipeline stage reads). */
+static int ppo_save(void *ctx, const char *dir, Error *e) {
+    Ppo *p = ctx;
+    int rc = model_save(&p->policy, dir, p->f->model_dir, e);
+    if (rc == 0 && p->have_vm && !p->saving_final) {
+        char *vd = path_join(dir, "value_model");
+        rc = model_save(&p->vm, vd, NULL, e);
+        free(vd);
+    }
+    return rc;
+}
+
+static int copy_params(Model *dst, const char *dir, Error *e) {
+    Model tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = model_load(&tmp, dir, e);
+    if (rc) return rc;
+    if (tmp.n_params != dst->n_params)
+        rc =
+            err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, expected %zu", dir, tmp.n_params, dst->n_params);
+    else
+        memcpy(dst->params, tmp.params, tmp.n_params * sizeof(float));
+    model_free(&tmp);
+    return rc;
+}
+
+static int ppo_load(void *ctx, const char *dir, Error *e) {
+    Ppo *p = ctx;
+    int rc = copy_params(&p->policy, dir, e);
+    if (rc == 0 && p->have_vm) {
+        char *vd = path_join(dir, "value_model");
+        if (file_exists(vd)) rc = copy_params(&p->vm, vd, e);
+        free(vd);
+    }
+    return rc;
+}
+
+/* ---- models -------------------------------------------------------------------------- */
+
+/* The value model: a classifier copy of DIR's trunk.  A causal LM (the policy) gets
+ * a fresh score head, N(0, initializer_range) as transformers initialises it. */
+static int load_value_model(Ppo *p, const char *dir, Error *e) {
+    Model src;
+    memset(&src, 0, sizeof src);
+    int rc = model_load(&src, dir, e);
+    if (rc) return rc;
+    if (src.cfg.is_classifier) {
+        p->vm = src;
+        return 0;
+    }
+    ModelConfig c = src.cfg;
+    c.is_classifier = 1;
+    model_create(&p->vm, &c);
+    model_init_random(&p->vm, p->f->seed ^ 0x76616c7565ULL /* "value" */);
+    for (int i = 0; i < p->vm.n_tensors; i++) {
+        const ParamTensor *t = &p->vm.tensors[i];
+        const ParamTensor *s = model_find_tensor(&src, t->name);
+        if (s && s->numel == t->numel)
+            memcpy(p->vm.params + t->offset, src.params + s->offset, t->numel * sizeof(float));
+    }
+    model_free(&src);
+    return 0;
+}
+
+static void parse_weights(Ppo *p) {
+    int n = p->have_rm + p->n_cmds;
+    for (int k = 0; k < n; k++) p->weights[k] = 1.0;
+    if (!p->weights_s) return;
+    char *s = xstrdup(p->weights_s), *save = NULL;
+    int k = 0;
+    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (k >= n) cli_usage_error(PROG, "--reward-weights: %d weights for %d rewards", k + 1, n);
+        p->weights[k++] = cli_double(PROG, "--reward-weights", tok);
+    }
+    if (k != n) cli_usage_error(PROG, "--reward-weights: %d weights for %d rewards (model first, then programs)", k, n);
+    free(s);
+}
+
+static int read_prompts(Ppo *p, const TrainFlags *f, const DataOptions *o, Error *e) {
+    char *stdin_path[1] = {"-"};
+    char **paths = f->n_inputs ? f->inputs : stdin_path;
+    int n_paths = f->n_inputs ? f->n_inputs : 1, cap = 0;
+    for (int k = 0; k < n_paths; k++) {
+        DataReader *r;
+        int rc = data_open(&r, paths[k], p->tok, o, e);
+        if (rc) return rc;
+        for (;;) {
+            if (p->n_px == cap) {
+                cap = cap ? 2 * cap : 64;
+                p->px = xrealloc(p->px, (size_t)cap * sizeof(PromptExample));
+            }
+            rc = data_next_prompt(r, &p->px[p->n_px], e);
+            if (rc == DATA_END) {
+                rc = 0;
+                break;
+            }
+            if (rc) {
+                err_prefix(e, "%s", data_reader_name(r));
+                break;
+            }
+            p->n_px++;
+        }
+        const DataCounts *c = data_counts(r);
+        if (!f->quiet && (c->dropped || c->skipped || c->truncated))
+            fprintf(stderr, "%s: %s: %ld records, %ld prompts (%ld truncated, %ld dropped, %ld invalid skipped)\n",
+                    PROG, paths[k], c->records, c->examples, c->truncated, c->dropped, c->skipped);
+        data_close(r);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+static int run(Ppo *p, Error *e) {
+    const TrainFlags *f = p->f;
+    const long per_iter_updates = (long)p->ppo_epochs * p->mini;
+    const long n_seq = (long)f->batch_size * p->G;
+    long iters;
+    if (f->max_steps > 0)
+        iters = (f->max_steps + per_iter_updates - 1) / per_iter_updates;
+    else if (p->episodes > 0)
+        iters = (p->episodes + n_seq - 1) / n_seq;
+    else
+        iters = (long)ceil(f->epochs * (double)p->n_px / f->batch_size - 1e-9);
+    if (iters < 1) iters = 1;
+    long total = f->max_steps > 0 ? f->max_steps : iters * per_iter_updates;
+
+    TrainTask t;
+    memset(&t, 0, sizeof t);
+    t.ctx = p;
+    t.model = &p->policy;
+    t.tokenizer_dir = f->model_dir;
+    t.n_train = p->n_px;
+    t.weight = ppo_weight;
+    t.micro_step = ppo_micro_step;
+    t.save = ppo_save;
+    t.load = ppo_load;
+    Trainer tr;
+    long steps_per_epoch = (long)ceil((double)p->n_px / f->batch_size) * per_iter_updates;
+    int rc = trainer_init(&tr, f, &t, total, steps_per_epoch, e);
+    if (rc) return rc;
+    if (p->have_vm) {
+        model_enable_grads(&p->vm);
+        adamw_init_model(&p->vopt, &p->vm, (float)f->weight_decay);
+        p->vopt.beta1 = (float)f->beta1, p->vopt.beta2 = (float)f->beta2, p->vopt.eps = (float)f->adam_eps;
+    }
+    if (!f->quiet)
+        fprintf(stderr,
+                "%s: %s on %d prompts: %ld iterations of %d prompts x %d generations, %d epochs x %d mini-batches "
+                "(%ld updates), lr %g%s%s\n",
+                PROG, ALGO_NAMES[p->algo], p->n_px, iters, f->batch_size, p->G, p->ppo_epochs, p->mini, total, f->lr,
+                p->have_ref ? ", reference loaded" : "", p->have_vm ? ", value model" : "");
+
+    int *order = xmalloc((size_t)n_seq * sizeof(int));
+    const int **idx = xmalloc((size_t)(n_seq + 1) * sizeof *idx);
+    int *cnt = xmalloc((size_t)(n_seq + 1) * sizeof(int));
+    int sig = 0;
+    long it = tr.step / per_iter_updates;
+    /* a resumed run restarts the interrupted iteration from its first update */
+    long skip = tr.step % per_iter_updates;
+    if (skip && !f->quiet)
+        fprintf(stderr, "%s: resuming mid-iteration: %ld update(s) of iteration %ld are redone on a fresh batch\n",
+                PROG, skip, it + 1);
+    while (rc == 0 && tr.step < total && !sig) {
+        Metrics roll;
+        metrics_reset(&roll);
+        rc = make_rollout(p, it, &roll, e);
+        if (rc) {
+            /* a failed reward program (or generation) stops training with a checkpoint */
+            Error e2;
+            if (tr.step > 0 && trainer_checkpoint(&tr, &e2) == 0 && !f->quiet)
+                fprintf(stderr, "%s: stopped at step %ld; checkpoint written\n", PROG, tr.step);
+            break;
+        }
+        for (int ep = 0; ep < p->ppo_epochs && rc == 0 && tr.step < total && !sig; ep++) {
+            for (long i = 0; i < n_seq; i++) order[i] = (int)i;
+            Rng r;
+            rng_seed(&r, (f->seed ^ 0x6d696e69ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)(it * p->ppo_epochs + ep) + 1);
+            rng_shuffle(&r, order, (size_t)n_seq);
+            for (int mb = 0; mb < p->mini && rc == 0 && tr.step < total; mb++) {
+                long lo = n_seq * mb / p->mini, hi = n_seq * (mb + 1) / p->mini;
+                long size = hi - lo;
+                int ga = f->grad_accum < size ? f->grad_accum : (int)size, n_micro = 0;
+                for (int g = 0; g < ga; g++) {
+                    long a = lo + size * g / ga, z = lo + size * (g + 1) / ga;
+                    if (z > a) {
+                        idx[n_micro] = order + a;
+                        cnt[n_micro++] = (int)(z - a);
+                    }
+                }
+                if (p->have_vm) model_zero_grad(&p->vm);
+                rc = trainer_step(&tr, n_micro, idx, cnt, &roll, NULL, e);
+                if (rc) break;
+                if (p->have_vm) {
+                    /* the value model's update at the lr the policy's update used */
+                    double lr = f->lr * lr_lambda(f->scheduler, tr.step - 1, tr.warmup, tr.total_steps);
+                    double vn = grad_clip_norm(p->vm.grads, p->vm.n_params, f->clip_grad);
+                    if (!isfinite(vn)) {
+                        rc = err_set(e, EX_SOFTWARE, "step %ld: value-model gradient norm is %g", tr.step, vn);
+                        break;
+                    }
+                    adamw_step(&p->vopt, p->vm.params, p->vm.grads, (float)lr);
+                }
+                if ((sig = trainer_stop_signal()) != 0) break;
+                if (f->save_every > 0 && tr.step % f->save_every == 0 && tr.step < total)
+                    rc = trainer_checkpoint(&tr, e);
+                if (f->stop_after > 0 && tr.step >= f->stop_after && tr.step < total) sig = -1;
+                if (sig) break;
+            }
+        }
+        it++;
+    }
+    int stopped_early = tr.step < total;
+    if (rc == 0 && stopped_early) {
+        if (sig > 0 && !f->quiet)
+            fprintf(stderr, "%s: %s: writing a checkpoint at step %ld\n", PROG, strsignal(sig), tr.step);
+        rc = trainer_checkpoint(&tr, e);
+    }
+    if (rc == 0 && !stopped_early) {
+        p->saving_final = 1;
+        rc = trainer_save_final(&tr, e);
+        if (rc == 0 && !f->quiet) fprintf(stderr, "%s: done: %ld updates, model in %s\n", PROG, tr.step, f->out_dir);
+    }
+    Error e2;
+    int rc2 = trainer_finish(&tr, &e2);
+    if (rc == 0 && rc2) {
+        *e = e2;
+        rc = rc2;
+    }
+    free(order), free(idx), free(cnt);
+    if (rc) return rc;
+    return stopped_early && sig > 0 ? 128 + sig : 0;
+}
+
+int main(int argc, char **argv) {
+    Ppo p;
+    memset(&p, 0, sizeof p);
+    p.mini = 1;
+    p.max_new = 32;
+    p.top_p = 1.0;
+    p.timeout = 60;
+    p.kl_coef = 0.05;     /* TRL PPOConfig / RLOOConfig kl_coef */
+    p.kl_horizon = 10000; /* TRL AdaptiveKLController horizon */
+    p.gamma = 1.0;        /* TRL PPOConfig */
+    p.lam = 0.95;
+    p.cliprange = 0.2;
+    p.cliprange_value = 0.2;
+    p.vf_coef = 0.1;
+    p.eps = 0.2; /* TRL GRPOConfig epsilon */
+    p.decay = 0.9;
+    p.loss_type = RL_LOSS_DAPO; /* TRL GRPOConfig default */
+    p.scale = RL_SCALE_GROUP;
+    TrainFlags f;
+    train_flags_default(&f, PROG);
+    f.lr = 3e-6; /* TRL PPOConfig learning_rate */
+    f.batch_size = 8;
+    train_flags_parse(&f, argc, argv, ppo_opts, "", ppo_flag, &p, usage);
+    p.f = &f;
+    atomic_install_signal_cleanup();
+    if (!p.has_G) p.G = p.algo == ALGO_GRPO || p.algo == ALGO_RLOO ? 4 : 1;
+    if (!p.has_epochs) p.ppo_epochs = p.algo == ALGO_GRPO || p.algo == ALGO_REINFORCE ? 1 : 4;
+    if (!p.has_temperature) p.temperature = p.algo == ALGO_PPO ? 0.7 : 1.0;
+    if (!p.has_eps_high) p.eps_high = p.eps;
+    if (p.algo == ALGO_RLOO && p.G < 2) cli_usage_error(PROG, "--algo rloo needs --num-generations >= 2");
+    if (p.algo == ALGO_GRPO && p.G < 2 && p.scale == RL_SCALE_GROUP)
+        cli_usage_error(PROG, "--algo grpo needs --num-generations >= 2 (the group is the baseline)");
+    if (!p.rm_dir && !p.n_cmds) cli_usage_error(PROG, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
+    if (f.eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with eval(1))");
+    if ((long)f.batch_size * p.G < p.mini)
+        cli_usage_error(PROG, "--num-mini-batches %d is more than the %d sequences of a batch", p.mini,
+                        f.batch_size * p.G);
+    p.klc.coef = p.kl_coef;
+    p.klc.target = p.target_kl;
+    p.klc.horizon = p.kl_horizon;
+    p.have_rm = p.rm_dir != NULL;
+    parse_weights(&p);
+
+    Error e;
+    memset(&e, 0, sizeof e);
+    if (model_load(&p.policy, f.model_dir, &e)) err_die(PROG, &e);
+    if (p.policy.cfg.is_classifier)
+        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); the policy must be a causal LM",
+                        f.model_dir);
+    if (tok_load_dir(&p.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (p.policy.cfg.max_seq - p.max_new < 1)
+        cli_usage_error(PROG, "--max-new-tokens %d leaves no room for a prompt in the %d-token context", p.max_new,
+                        p.policy.cfg.max_seq);
+
+    p.gen = gen_config_default();
+    p.gen.max_new_tokens = p.max_new;
+    p.gen.seed = f.seed;
+    p.gen.sampler.temperature = (float)p.temperature;
+    p.gen.sampler.top_k = p.top_k;
+    p.gen.sampler.top_p = (float)p.top_p;
+    if (sampler_config_check(&p.gen.sampler, &e)) cli_usage_error(PROG, "%s", e.msg);
+    if (collect_eos(&p.gen, &p.policy, p.tok, f.model_dir, &e)) err_die(PROG, &e);
+
+    if (p.rm_dir) {
+        if (same_tokenizer(f.model_dir, p.rm_dir, &e)) err_die(PROG, &e);
+        if (model_load(&p.rm, p.rm_dir, &e)) err_die(PROG, &e);
+        if (!p.rm.cfg.is_classifier)
+            cli_usage_error(PROG, "--reward-model %s: has no score head (a *ForSequenceClassification directory)",
+                            p.rm_dir);
+    }
+    if (needs_ref(&p)) {
+        const char *rd = f.ref_dir ? f.ref_dir : f.model_dir;
+        if (model_load(&p.ref, rd, &e)) err_die(PROG, &e);
+        if (p.ref.cfg.is_classifier || p.ref.cfg.vocab_size != p.policy.cfg.vocab_size)
+            cli_usage_error(PROG, "--ref %s: must be a causal LM with the policy's vocabulary (%d tokens)", rd,
+                            p.policy.cfg.vocab_size);
+        p.have_ref = 1;
+    }
+    if (p.algo == ALGO_PPO) {
+        const char *vd = p.vm_dir ? p.vm_dir : p.rm_dir ? p.rm_dir : f.model_dir;
+        if (p.vm_dir && same_tokenizer(f.model_dir, p.vm_dir, &e)) err_die(PROG, &e);
+        if (load_value_model(&p, vd, &e)) err_die(PROG, &e);
+        if (p.vm.cfg.vocab_size != p.policy.cfg.vocab_size)
+            cli_usage_error(PROG, "--value-model %s: vocabulary of %d tokens, the policy has %d", vd,
+                            p.vm.cfg.vocab_size, p.policy.cfg.vocab_size);
+        p.have_vm = 1;
+    }
+
+    DataOptions o;
+    data_options_default(&o);
+    o.kind = DATA_AUTO;
+    if (chat_template_parse(f.template_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
+    o.skip_invalid = f.skip_invalid;
+    int room = p.policy.cfg.max_seq - p.max_new;
+    o.max_prompt_length = f.max_prompt_length > 0 && f.max_prompt_length < room ? f.max_prompt_length : room;
+    o.truncation = TRUNC_KEEP_END;
+    if (read_prompts(&p, &f, &o, &e)) err_die(PROG, &e);
+    if (p.n_px == 0) {
+        fprintf(stderr, "%s: no prompts\n", PROG);
+        return EX_DATAERR;
+    }
+    for (int c = 0; c < p.n_cmds; c++)
+        if (rewardcmd_start(&p.cmds[c], p.cmd_s[c], p.timeout, &e)) err_die(PROG, &e);
+
+    int rc = run(&p, &e);
+    for (int c = 0; c < p.n_cmds; c++) rewardcmd_close(&p.cmds[c]);
+    if (rc > 0 && rc < 128) err_die(PROG, &e);
+
+    rollout_free(&p.ro);
+    for (int i = 0; i < p.n_px; i++) prompt_example_free(&p.px[i]);
+    free(p.px);
+    free(p.row_logp), free(p.row_ent), free(p.row_dlogp), free(p.row_val), free(p.row_dval);
+    free(p.tok_logp), free(p.tok_dlogp), free(p.tok_val), free(p.tok_dval), free(p.tok_ent);
+    if (p.have_vm) adamw_free(&p.vopt), model_free(&p.vm);
+    if (p.have_ref) model_free(&p.ref);
+    if (p.have_rm) model_free(&p.rm);
+    tok_free(p.tok);
+    model_free(&p.policy);
+    return rc;
+}
