@@ -46,6 +46,7 @@
 #include "optim.h"
 #include "reward.h"
 #include "rewardcmd.h"
+#include "safetensors.h"
 #include "tokenizer.h"
 #include "tokenizer_impl.h"
 #include "train.h"
@@ -874,16 +875,40 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     return 0;
 }
 
-/* Checkpoints hold the policy and, for ppo, value_model/ beside it; the final
- * output holds the policy only (what the next pipeline stage reads). */
+/* Checkpoints hold the policy, value_model/ (ppo) and ppo_state.safetensors: the
+ * value model's AdamW moments and, in metadata, the adaptive KL coefficient and the
+ * REINFORCE baseline, so a run resumed at an iteration boundary continues exactly.
+ * The final output holds the policy only (what the next pipeline stage reads). */
 static int ppo_save(void *ctx, const char *dir, Error *e) {
     Ppo *p = ctx;
     int rc = model_save(&p->policy, dir, p->f->model_dir, e);
-    if (rc == 0 && p->have_vm && !p->saving_final) {
+    if (rc || p->saving_final) return rc;
+    if (p->have_vm) {
         char *vd = path_join(dir, "value_model");
         rc = model_save(&p->vm, vd, NULL, e);
         free(vd);
+        if (rc) return rc;
     }
+    StWriter w;
+    st_writer_init(&w);
+    char buf[64];
+    if (p->have_vm) {
+        int64_t shape[1] = {(int64_t)p->vopt.n};
+        st_writer_add(&w, "value_exp_avg", p->vopt.m, 1, shape);
+        st_writer_add(&w, "value_exp_avg_sq", p->vopt.v, 1, shape);
+        snprintf(buf, sizeof buf, "%ld", p->vopt.t);
+        st_writer_meta(&w, "value_step", buf);
+    }
+    snprintf(buf, sizeof buf, "%.17g", p->klc.coef);
+    st_writer_meta(&w, "kl_coef", buf);
+    snprintf(buf, sizeof buf, "%.17g", p->rb_baseline);
+    st_writer_meta(&w, "baseline", buf);
+    snprintf(buf, sizeof buf, "%d", p->rb_init);
+    st_writer_meta(&w, "baseline_set", buf);
+    char *sp = path_join(dir, "ppo_state.safetensors");
+    rc = st_writer_write(&w, sp, ST_F32, e);
+    free(sp);
+    st_writer_free(&w);
     return rc;
 }
 
@@ -901,13 +926,47 @@ static int copy_params(Model *dst, const char *dir, Error *e) {
     return rc;
 }
 
+static int load_state(Ppo *p, const char *path, Error *e) {
+    StFile sf;
+    int rc = st_open(&sf, path, e);
+    if (rc) return rc;
+    const char *kc = st_meta_get(&sf, "kl_coef"), *bl = st_meta_get(&sf, "baseline"),
+               *bs = st_meta_get(&sf, "baseline_set");
+    if (!kc || !bl || !bs) rc = err_set(e, EX_DATAERR, "%s: metadata kl_coef, baseline, baseline_set expected", path);
+    if (rc == 0) {
+        p->klc.coef = strtod(kc, NULL);
+        p->rb_baseline = strtod(bl, NULL);
+        p->rb_init = atoi(bs);
+    }
+    if (rc == 0 && p->have_vm) {
+        const StTensor *m = st_find(&sf, "value_exp_avg"), *v = st_find(&sf, "value_exp_avg_sq");
+        const char *st = st_meta_get(&sf, "value_step");
+        if (!m || !v || !st || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != p->vopt.n ||
+            v->numel != p->vopt.n) {
+            rc = err_set(e, EX_DATAERR, "%s: expected F32 value_exp_avg and value_exp_avg_sq of %zu elements", path,
+                         p->vopt.n);
+        } else {
+            memcpy(p->vopt.m, m->data, p->vopt.n * sizeof(float));
+            memcpy(p->vopt.v, v->data, p->vopt.n * sizeof(float));
+            p->vopt.t = atol(st);
+        }
+    }
+    st_close(&sf);
+    return rc;
+}
+
 static int ppo_load(void *ctx, const char *dir, Error *e) {
     Ppo *p = ctx;
     int rc = copy_params(&p->policy, dir, e);
     if (rc == 0 && p->have_vm) {
         char *vd = path_join(dir, "value_model");
-        if (file_exists(vd)) rc = copy_params(&p->vm, vd, e);
+        rc = copy_params(&p->vm, vd, e);
         free(vd);
+    }
+    if (rc == 0) {
+        char *sp = path_join(dir, "ppo_state.safetensors");
+        rc = load_state(p, sp, e);
+        free(sp);
     }
     return rc;
 }
@@ -1015,13 +1074,13 @@ static int run(Ppo *p, Error *e) {
     t.load = ppo_load;
     Trainer tr;
     long steps_per_epoch = (long)ceil((double)p->n_px / f->batch_size) * per_iter_updates;
-    int rc = trainer_init(&tr, f, &t, total, steps_per_epoch, e);
-    if (rc) return rc;
-    if (p->have_vm) {
+    if (p->have_vm) { /* before trainer_init, whose --resume restores its state (ppo_load) */
         model_enable_grads(&p->vm);
         adamw_init_model(&p->vopt, &p->vm, (float)f->weight_decay);
         p->vopt.beta1 = (float)f->beta1, p->vopt.beta2 = (float)f->beta2, p->vopt.eps = (float)f->adam_eps;
     }
+    int rc = trainer_init(&tr, f, &t, total, steps_per_epoch, e);
+    if (rc) return rc;
     if (!f->quiet)
         fprintf(stderr,
                 "%s: %s on %d prompts: %ld iterations of %d prompts x %d generations, %d epochs x %d mini-batches "
@@ -1040,6 +1099,7 @@ static int run(Ppo *p, Error *e) {
         fprintf(stderr, "%s: resuming mid-iteration: %ld update(s) of iteration %ld are redone on a fresh batch\n",
                 PROG, skip, it + 1);
     while (rc == 0 && tr.step < total && !sig) {
+        long step0 = tr.step;
         Metrics roll;
         metrics_reset(&roll);
         rc = make_rollout(p, it, &roll, e);
@@ -1080,13 +1140,16 @@ static int run(Ppo *p, Error *e) {
                     adamw_step(&p->vopt, p->vm.params, p->vm.grads, (float)lr);
                 }
                 if ((sig = trainer_stop_signal()) != 0) break;
-                if (f->save_every > 0 && tr.step % f->save_every == 0 && tr.step < total)
-                    rc = trainer_checkpoint(&tr, e);
-                if (f->stop_after > 0 && tr.step >= f->stop_after && tr.step < total) sig = -1;
-                if (sig) break;
             }
         }
         it++;
+        /* --save-every and --stop-after act at the end of the iteration that reaches
+         * them: a checkpoint between iterations resumes bit for bit (a signal stops
+         * at once; its resumed run regenerates the interrupted iteration's batch) */
+        if (rc == 0 && !sig && tr.step < total) {
+            if (f->save_every > 0 && tr.step / f->save_every > step0 / f->save_every) rc = trainer_checkpoint(&tr, e);
+            if (f->stop_after > 0 && tr.step >= f->stop_after) sig = -1;
+        }
     }
     int stopped_early = tr.step < total;
     if (rc == 0 && stopped_early) {
