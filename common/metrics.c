@@ -49,10 +49,45 @@ void metrics_merge(Metrics *dst, const Metrics *src, const char *prefix) {
     dst->tokens += src->tokens;
 }
 
-int metrics_log_open(MetricsLog *l, const char *path, int append, Error *e) {
+/* Keeps the records of PATH with step <= keep_through (see metrics.h). */
+static int metrics_log_trim(const char *path, long keep_through, Error *e) {
+    char *text = NULL;
+    size_t len = 0;
+    if (!file_exists(path)) return 0;
+    int rc = read_file(path, &text, &len, e);
+    if (rc) return rc;
+    AtomicFile af;
+    rc = atomic_open(&af, path, e);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    char *line = text;
+    while (line < text + len) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(text + len - line);
+        json_error_t je;
+        json_t *o = json_loadb(line, n, 0, &je);
+        json_t *st = o ? json_object_get(o, "step") : NULL;
+        if (json_is_integer(st) && json_integer_value(st) <= keep_through) {
+            fwrite(line, 1, n, af.fp);
+            fputc('\n', af.fp);
+        }
+        json_decref(o);
+        line += n + 1;
+    }
+    free(text);
+    return atomic_commit(&af, e);
+}
+
+int metrics_log_open(MetricsLog *l, const char *path, long keep_through, Error *e) {
     memset(l, 0, sizeof *l);
     if (!path) return 0;
-    l->fp = fopen(path, append ? "a" : "w");
+    if (keep_through >= 0) {
+        int rc = metrics_log_trim(path, keep_through, e);
+        if (rc) return rc;
+    }
+    l->fp = fopen(path, keep_through >= 0 ? "a" : "w");
     if (!l->fp) return err_set(e, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(errno));
     l->path = xstrdup(path);
     return 0;

@@ -10,7 +10,9 @@
  * The log is JSONL, one object per record, flushed after every record so it can be
  * followed while training runs (`tail -f`).  It is the one output that is not
  * written atomically: a log that only appeared at the end would defeat its purpose.
- * On --resume records are appended.
+ * On --resume the records up to the checkpoint's step are kept (later ones, logged
+ * by the interrupted run after its last checkpoint, are dropped: the resumed run
+ * logs those steps again) and new records are appended.
  * Not for: the training loop itself (train.h). */
 #ifndef CHERRY_METRICS_H
 #define CHERRY_METRICS_H
@@ -43,7 +45,10 @@ typedef struct MetricsLog {
     FILE *fp;
     char *path;
 } MetricsLog;
-int metrics_log_open(MetricsLog *l, const char *path, int append, Error *e);
+/* Opens PATH.  keep_through < 0: a new, empty log.  keep_through >= 0: an existing
+ * log keeps its records whose "step" is <= keep_through (rewritten atomically),
+ * and new records are appended. */
+int metrics_log_open(MetricsLog *l, const char *path, long keep_through, Error *e);
 /* Writes {"step": step, "epoch": epoch, <head fields>, <metrics...>}: head_names /
  * head_values are plain numbers written first (e.g. loss, lr, grad_norm); then every
  * metric of m as sum/count.  Non-finite values are written as null. */

@@ -354,7 +354,7 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     }
     free(ck);
     if (rc == 0) rc = mkdir_p(f->out_dir, e);
-    if (rc == 0) rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0, e);
+    if (rc == 0) rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0 ? tr->step : -1, e);
     if (rc) {
         adamw_free(&tr->opt);
         return rc;

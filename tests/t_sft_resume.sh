@@ -17,15 +17,21 @@ fail() { echo "FAIL: $*"; exit 1; }
 args="-m $T/init --packing --max-length 64 --batch-size 2 --grad-accum 2 --lr 3e-3 --warmup 2
       --lr-scheduler cosine --weight-decay 0.1 --clip-grad 0.5 --max-steps 9 --seed 11 -q"
 
-"$B/sft" $args -o "$T/straight" "$T/data.jsonl" || fail "straight run"
-"$B/sft" $args -o "$T/split" --save-every 3 --stop-after 4 "$T/data.jsonl" || fail "first part"
+"$B/sft" $args -o "$T/straight" --log "$T/straight.jsonl" "$T/data.jsonl" || fail "straight run"
+"$B/sft" $args -o "$T/split" --save-every 3 --stop-after 4 --log "$T/split.jsonl" "$T/data.jsonl" || fail "first part"
 [ -d "$T/split/checkpoint-3" ] && [ -d "$T/split/checkpoint-4" ] || fail "expected checkpoint-3 and checkpoint-4"
 [ ! -f "$T/split/config.json" ] || fail "--stop-after must not write the final model"
-"$B/sft" $args -o "$T/split" --save-every 3 --resume "$T/data.jsonl" || fail "resumed run"
+# as if the run had died after logging step 4 but before checkpointing it
+rm -rf "$T/split/checkpoint-4"
+"$B/sft" $args -o "$T/split" --save-every 3 --resume --log "$T/split.jsonl" "$T/data.jsonl" || fail "resumed run"
+losses() { sed 's/.*"loss":\([-0-9.eE+]*\).*/\1/' "$1"; }
+[ "$(losses "$T/straight.jsonl")" = "$(losses "$T/split.jsonl")" ] ||
+    fail "logged losses differ: straight $(losses "$T/straight.jsonl" | tr '\n' ' ') resumed $(losses "$T/split.jsonl" | tr '\n' ' ')"
+[ "$(grep -c . "$T/split.jsonl")" -eq 9 ] || fail "resumed log should hold steps 1..9 once each"
 cmp "$T/straight/model.safetensors" "$T/split/model.safetensors" ||
     fail "9 updates straight and 4 + resume to 9 differ"
 [ -d "$T/split/checkpoint-6" ] || fail "resumed run should have written checkpoint-6"
-echo "9 updates straight == 4 + resume to 9, byte for byte"
+echo "9 updates straight == 3 + resume to 9, byte for byte (model and logged losses)"
 # same seed + same input = same output, whatever the thread count
 "$B/sft" $args -o "$T/one" --threads 1 "$T/data.jsonl" || fail "--threads 1 run"
 "$B/sft" $args -o "$T/two" --threads 2 "$T/data.jsonl" || fail "--threads 2 run"

@@ -89,7 +89,7 @@ static void test_metrics(void) {
     snprintf(path, sizeof path, "/tmp/test_losses_sft.%ld.jsonl", (long)getpid());
     MetricsLog l;
     Error e;
-    CHECK(metrics_log_open(&l, path, 0, &e) == 0, "metrics_log_open: %s", e.msg);
+    CHECK(metrics_log_open(&l, path, -1, &e) == 0, "metrics_log_open: %s", e.msg);
     const char *names[] = {"loss", "grad_norm"};
     double vals[] = {1.5, NAN};
     CHECK(metrics_log_write(&l, 3, 0.5, names, vals, 2, &m, &e) == 0, "metrics_log_write: %s", e.msg);
@@ -107,6 +107,19 @@ static void test_metrics(void) {
         CHECK(text[len - 1] == '\n', "record should end with a newline");
         json_decref(o);
     }
+    free(text);
+    text = NULL;
+    /* resume: records after the checkpoint step are dropped, new ones appended */
+    CHECK(metrics_log_open(&l, path, -1, &e) == 0, "metrics_log_open: %s", e.msg);
+    for (long s = 1; s <= 4; s++) metrics_log_write(&l, s, 0, names, vals, 1, NULL, &e);
+    metrics_log_close(&l, &e);
+    CHECK(metrics_log_open(&l, path, 2, &e) == 0, "metrics_log_open(keep 2): %s", e.msg);
+    metrics_log_write(&l, 3, 0, names, vals, 1, NULL, &e);
+    metrics_log_close(&l, &e);
+    CHECK(read_file(path, &text, &len, &e) == 0, "read log: %s", e.msg);
+    const char *want = "{\"step\":1,\"epoch\":0.0,\"loss\":1.5}\n{\"step\":2,\"epoch\":0.0,\"loss\":1.5}\n"
+                       "{\"step\":3,\"epoch\":0.0,\"loss\":1.5}\n";
+    CHECK(text && !strcmp(text, want), "trimmed log expected:\n%sgot:\n%s", want, text ? text : "(none)");
     free(text);
     unlink(path);
 }
