@@ -96,6 +96,7 @@ static void words(Rng *r, int n, char *out, size_t cap) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines appear as each run finishes */
     char dir[] = "/tmp/bench_dpo.XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
@@ -181,8 +182,8 @@ int main(void) {
 
     char *lp[] = {"logprobs", "-q", "-m", model, "--batch-size", bs, "-o", ref, pairs, NULL};
     double t_lp = run(lp, &rss_lp);
-    printf("logprobs  GPT-2-124M  %d pairs: %6.1f s, %6.2f pairs/s end to end, peak RSS %6.0f MiB\n", PAIRS, t_lp,
-           PAIRS / t_lp, rss_lp / 1024.0);
+    printf("logprobs  GPT-2-124M  %d pairs: %6.1f s, %6.2f pairs/s end to end, peak RSS %ld KiB\n", PAIRS, t_lp,
+           PAIRS / t_lp, rss_lp);
 
     char *dpre[] = {
         "dpo",          "-q", "--no-progress", "-m",   model,   "-o", out, "--epochs", "1", "--batch-size", bs,
@@ -191,9 +192,9 @@ int main(void) {
     double step_pre = mean_tokens_per_s(log) / tok_per_pair;
     remove_tree(out);
     unlink(log);
-    printf("dpo (precomputed reference): %6.1f s, %6.2f pairs/s per step, %6.2f pairs/s end to end, peak RSS %6.0f "
-           "MiB\n",
-           t_pre, step_pre, PAIRS / t_pre, rss_pre / 1024.0);
+    printf("dpo (precomputed reference): %6.1f s, %6.2f pairs/s per step, %6.2f pairs/s end to end, peak RSS %ld "
+           "KiB\n",
+           t_pre, step_pre, PAIRS / t_pre, rss_pre);
 
     char *dref[] = {
         "dpo",          "-q", "--no-progress", "-m",   model,   "-o", out,   "--epochs", "1", "--batch-size", bs,
@@ -203,8 +204,8 @@ int main(void) {
     remove_tree(out);
     unlink(log);
     printf("dpo (reference in a first pass): %6.1f s, %6.2f pairs/s per step, %6.2f pairs/s end to end, peak RSS "
-           "%6.0f MiB\n",
-           t_ref, step_ref, PAIRS / t_ref, rss_ref / 1024.0);
+           "%ld KiB\n",
+           t_ref, step_ref, PAIRS / t_ref, rss_ref);
 
     char *sft[] = {
         "sft",          "-q", "--no-progress", "-m",   model,   "-o", out,  "--epochs", "1", "--batch-size", bs2,
@@ -212,7 +213,7 @@ int main(void) {
     double t_sft = run(sft, &rss_sft);
     remove_tree(out);
     unlink(log);
-    printf("sft on the same %d sequences: %6.1f s, peak RSS %6.0f MiB\n", 2 * PAIRS, t_sft, rss_sft / 1024.0);
+    printf("sft on the same %d sequences: %6.1f s, peak RSS %ld KiB\n", 2 * PAIRS, t_sft, rss_sft);
 
     remove_tree(dir);
     double ratio = (double)rss_pre / rss_sft;

@@ -156,7 +156,9 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     }
     metrics_add(mt, "logps/chosen", m.logps_chosen * n, n);
     metrics_add(mt, "logps/rejected", m.logps_rejected * n, n);
-    if (d->lc.rpo_alpha >= 0 || !need_ref) metrics_add(mt, "nll_loss", m.nll_loss * n, n);
+    int has_nll = d->lc.rpo_alpha >= 0;
+    for (int k = 0; k < d->lc.n_terms; k++) has_nll |= d->lc.type[k] == PREF_SFT;
+    if (has_nll) metrics_add(mt, "nll_loss", m.nll_loss * n, n);
     long tokens = 0;
     for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
     mt->tokens += tokens;
