@@ -4,7 +4,7 @@
  *   1. invalid UTF-8 -> U+FFFD (maximal subparts), as Python's decode("replace")
  *   2. added tokens with normalized=false are split out of the raw text
  *      (leftmost-longest, with single_word / lstrip / rstrip),
- *   3. the rest is normalized (only the identity is supported) and added tokens with
+ *   3. the rest is normalized (none or NFC) and added tokens with
  *      normalized=true are split out of it,
  *   4. the remaining pieces go through the pre-tokenizer (tokenizer_pretok.c) and
  *      each resulting word through the BPE model (tokenizer_bpe.c).
@@ -249,13 +249,46 @@ static int parse_added(Tokenizer *t, const json_t *root, Error *e) {
     return 0;
 }
 
-static int parse_normalizer(Tokenizer *t, const json_t *root, Error *e) {
-    const json_t *n = json_object_get(root, "normalizer");
+/* normalizer: null, NFC, or a Sequence of those (empty included). */
+static int parse_normalizer_one(Tokenizer *t, const json_t *n, const char *where, Error *e) {
     if (!n || json_is_null(n)) return 0;
     const char *type = json_string_value(json_object_get(n, "type"));
-    if (type && !strcmp(type, "Sequence") && json_array_size(json_object_get(n, "normalizers")) == 0) return 0;
-    return err_set(e, EX_DATAERR, "%s: field \"normalizer.type\": unsupported normalizer \"%s\" (only null)", t->path,
-                   type ? type : "?");
+    if (type && !strcmp(type, "NFC")) {
+        t->normalizer_nfc = 1;
+        return 0;
+    }
+    if (type && !strcmp(type, "Sequence")) {
+        const json_t *list = json_object_get(n, "normalizers");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            char sub[128];
+            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
+            int rc = parse_normalizer_one(t, json_array_get(list, i), sub, e);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    return err_set(e, EX_DATAERR, "%s: field \"%s.type\": unsupported normalizer \"%s\" (only null and NFC)", t->path,
+                   where, type ? type : "?");
+}
+
+static int parse_normalizer(Tokenizer *t, const json_t *root, Error *e) {
+    int rc = parse_normalizer_one(t, json_object_get(root, "normalizer"), "normalizer", e);
+    if (rc || !t->normalizer_nfc) return rc;
+    /* added tokens with normalized=true match against their normalized form */
+    for (int i = 0; i < t->n_added; i++) {
+        AddedTok *a = &t->added[i];
+        size_t nl;
+        char *nf = a->normalized ? nfc_normalize(a->content, a->len, &nl) : NULL;
+        if (nf) {
+            free(a->content);
+            a->content = nf;
+            a->len = nl;
+        }
+    }
+    free(t->set_norm.idx);
+    free(t->set_norm.bucket_start);
+    set_build(t, &t->set_norm, 1);
+    return 0;
 }
 
 static int post_special(Tokenizer *t, const json_t *pp, const char *name, IntVec *out, const char *where, Error *e) {
@@ -497,6 +530,8 @@ static size_t prev_char_start(const char *s, size_t i) {
     return i;
 }
 
+static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, IntVec *out);
+
 /* One added-token pass (added_vocabulary.rs find_matches): gaps go to the next
  * pass (normalized tokens) or to the model. */
 static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int parse_special, IntVec *out) {
@@ -549,7 +584,7 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
             }
             if (start_offset < start) {
                 if (pass == 0)
-                    encode_pass(t, s + start_offset, start - start_offset, 1, parse_special, out);
+                    encode_normalized(t, s + start_offset, start - start_offset, parse_special, out);
                 else
                     encode_model(t, s + start_offset, start - start_offset, out);
             }
@@ -558,10 +593,18 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
         }
     if (start_offset < n) {
         if (pass == 0)
-            encode_pass(t, s + start_offset, n - start_offset, 1, parse_special, out);
+            encode_normalized(t, s + start_offset, n - start_offset, parse_special, out);
         else
             encode_model(t, s + start_offset, n - start_offset, out);
     }
+}
+
+/* A piece between non-normalized added tokens: normalize it, then the second pass. */
+static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, IntVec *out) {
+    size_t nl;
+    char *nf = t->normalizer_nfc ? nfc_normalize(s, n, &nl) : NULL;
+    encode_pass(t, nf ? nf : s, nf ? nl : n, 1, parse_special, out);
+    free(nf);
 }
 
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out) {

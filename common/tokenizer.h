@@ -3,7 +3,7 @@
  * Covers the files GPT-2, SmolLM2, Llama-3, Qwen-style models ship: model.type
  * "BPE" with byte_fallback off (vocab, merges as "a b" strings or ["a","b"] pairs,
  * ignore_merges), added tokens (special or not, with single_word / lstrip / rstrip /
- * normalized), normalizer null or NFC, pre-tokenizers ByteLevel, Split (PCRE2 regex
+ * normalized), normalizer null or NFC (or a Sequence of those), pre-tokenizers ByteLevel, Split (PCRE2 regex
  * or literal string, every SplitDelimiterBehavior, invert), Digits and Sequence of
  * those, the ByteLevel decoder, post-processors TemplateProcessing, ByteLevel and
  * Sequence of those.  Anything else is a clear EX_DATAERR naming the

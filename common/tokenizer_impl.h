@@ -43,6 +43,9 @@ int utf8_valid_len(const unsigned char *s, size_t n, int *bad);
  * NULL (and leaves *out_len unset) when the input is already valid. */
 char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
 int uni_is_whitespace(uint32_t cp); /* Unicode White_Space property (Rust's \s, char::is_whitespace) */
+/* NFC of n bytes of valid UTF-8 (tokenizer_nfc.c): a new NUL-terminated string, or
+ * NULL when the text is already in NFC. */
+char *nfc_normalize(const char *s, size_t n, size_t *out_len);
 
 /* ---- pieces: the list of strings a pre-tokenizer step works on ---- */
 typedef struct Pieces {
@@ -109,6 +112,7 @@ struct Tokenizer {
     AddedTok *added;
     int n_added;
     AddedSet set_raw, set_norm;
+    int normalizer_nfc; /* normalizer: 0 = none, 1 = NFC */
     /* pre-tokenizer */
     PreStep *steps;
     int n_steps;

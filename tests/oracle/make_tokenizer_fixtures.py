@@ -241,6 +241,30 @@ def corpus():
     return out
 
 
+def nfc_corpus():
+    """Texts for the NFC normalizer: every character with a canonical decomposition,
+    in NFD and as itself, in runs; Hangul; marks in non-canonical order."""
+    import unicodedata
+    chars = [chr(c) for c in range(0x110000)
+             if not 0xD800 <= c <= 0xDFFF and unicodedata.decomposition(chr(c))
+             and not unicodedata.decomposition(chr(c)).startswith("<")]
+    out = []
+    for i in range(0, len(chars), 40):
+        run = "".join(chars[i:i + 40])
+        out.append(run.encode("utf-8"))
+        out.append(unicodedata.normalize("NFD", run).encode("utf-8"))
+    marks = ["\u0301", "\u0323", "\u0307", "\u0308", "\u031b", "\u0345", "\u0328", "\u05b0", "\u0e38"]
+    bases = ["a", "e", "o", "u", "A", "s", "q", "\u03b1", "\u1100\u1161", "\uac00", "\u0b47"]
+    for _ in range(200):
+        t = "".join(rng.choice(bases) + "".join(rng.choice(marks) for _ in range(rng.randint(0, 3)))
+                    for _ in range(rng.randint(1, 6)))
+        out.append(t.encode("utf-8"))
+    out += ["\u212b angstrom \u2126 ohm".encode(), "\u1100\u1161\u11a8 jamo \u110b\u1175".encode(),
+            unicodedata.normalize("NFD", "Tiếng Việt có dấu").encode(), "\u1e9b\u0323".encode(),
+            "\u0b47\u0b3e oriya".encode()]
+    return out
+
+
 PATCHES = {
     "gpt2.json": [
         None,
@@ -262,7 +286,7 @@ PATCHES = {
             {"type": "Split", "pattern": {"Regex": "o"}, "behavior": "Removed", "invert": False},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}},
     ],
-    "llama3.json": [None],
+    "llama3.json": [None, {"normalizer": {"type": "NFC"}}],
     "smol.json": [None],
 }
 
@@ -334,18 +358,20 @@ def main():
         for c in chat_cases(toks):
             f.write(json.dumps(c, ensure_ascii=False, separators=(",", ":")) + "\n")
     texts = corpus()
+    nfc_texts = nfc_corpus()
     n = 0
     with open(os.path.join(OUT, "cases.jsonl"), "w", encoding="utf-8") as f:
         for name, patches in PATCHES.items():
             for patch in patches:
                 tok = load_patched(toks[name], patch)
-                for i, b in enumerate(texts):
+                is_nfc = patch is not None and "normalizer" in patch
+                for i, b in enumerate(texts + nfc_texts if is_nfc else texts):
                     s = b.decode("utf-8", "replace")
                     # main tokenizer: every text, both special modes; patched variants: a subset
                     modes = [(False, False), (True, False)] if patch is None else [(False, False)]
                     if patch is None and name == "llama3.json":
                         modes.append((True, True))
-                    if patch is not None and i % 2:
+                    if patch is not None and i % 2 and not is_nfc:
                         continue
                     for parse_special, post in modes:
                         tok.encode_special_tokens = not parse_special
