@@ -88,6 +88,9 @@ done
 [ $? -eq 66 ] || fail "missing data file: expected exit 66"
 "$B/sft" -m "$T/nomodel" -o "$T/x" -q "$T/pc.jsonl" 2>/dev/null
 [ $? -eq 66 ] || fail "missing model: expected exit 66"
+"$B/init-model" -q --classifier --width 32 --tokenizer data/tokenizer.json -o "$T/cls" || fail "init-model --classifier"
+"$B/sft" -m "$T/cls" -o "$T/x" -q "$T/pc.jsonl" 2>/dev/null
+[ $? -eq 65 ] || fail "a reward model as -m: expected exit 65"
 printf '%s\n' '{"prompt":"a","completion":"b"}' '{"prompt": 3, "completion":"b"}' >"$T/bad.jsonl"
 "$B/sft" -m "$T/init" -o "$T/x" -q "$T/bad.jsonl" 2>"$T/err"
 rc=$?

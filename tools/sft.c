@@ -243,8 +243,10 @@ int main(int argc, char **argv) {
     o.skip_invalid = f.skip_invalid;
 
     if (model_load(&s.model, f.model_dir, &e)) err_die(PROG, &e);
-    if (s.model.cfg.is_classifier)
-        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); sft needs a causal LM", f.model_dir);
+    if (s.model.cfg.is_classifier) {
+        err_set(&e, EX_DATAERR, "%s: is a sequence classifier (score.weight); sft trains a causal LM", f.model_dir);
+        err_die(PROG, &e);
+    }
     if (tok_load_dir(&s.tok, f.model_dir, &e)) err_die(PROG, &e);
     s.pad_id = tok_pad_id(s.tok);
     if (s.pad_id < 0) s.pad_id = 0; /* padding never bears loss nor is attended to */
