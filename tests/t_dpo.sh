@@ -68,6 +68,12 @@ check "$l8" "$l0" "a < b - 0.01" "loss falls"
 check "$acc" 0 "a >= 0.75" "reward accuracy after training"
 check "$m8" 0 "a > 0" "margins grow"
 
+# --- the Llama family (GQA, untied head) trains too
+"$D" --threads 1 $F -m tests/oracle/fixtures/pref-llama-policy -o "$T/llama" --log "$T/llama.log" "$T/pairs.jsonl" ||
+  fail "llama: exit $?"
+check "$(num loss 8 "$T/llama.log")" "$(num loss 1 "$T/llama.log")" "a < b - 0.01" "llama: loss falls"
+grep -q '"LlamaForCausalLM"' "$T/llama/config.json" || fail "llama: output is not a LlamaForCausalLM"
+
 # --- the reference from the records (logprobs) = the reference of the first pass
 "$L" --threads 1 -q -m $M --batch-size 4 -o "$T/ref.jsonl" "$T/pairs.jsonl" || fail "logprobs: exit $?"
 "$D" --threads 1 $F -m $M -o "$T/b" "$T/ref.jsonl" 2>"$T/err" || fail "train with precomputed reference: exit $?"
