@@ -66,6 +66,8 @@ typedef struct Sft {
     /* scratch, grown as needed */
     const Example **exs;
     float *logp, *dlogp;
+    float *hsel; /* hidden states of the loss-bearing rows, for the argmax */
+    int *tsel;   /* their targets */
     int *pred;
     size_t cap_rows;
     int cap_exs;
@@ -153,6 +155,8 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
         s->logp = xrealloc(s->logp, N * sizeof(float));
         s->dlogp = xrealloc(s->dlogp, N * sizeof(float));
         s->pred = xrealloc(s->pred, N * sizeof(int));
+        s->tsel = xrealloc(s->tsel, N * sizeof(int));
+        s->hsel = xrealloc(s->hsel, N * (size_t)s->model.cfg.d_model * sizeof(float));
     }
     Model *m = &s->model;
     model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
@@ -160,9 +164,17 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
     long ntok = 0;
     double loss_sum = sft_loss(s->logp, b.targets, N, scale, split == SPLIT_TRAIN ? s->dlogp : NULL, &ntok);
     /* TRL's mean_token_accuracy: argmax of the logits equals the target, over the
-     * loss-bearing tokens. */
-    logits_argmax(s->pred, m->hidden, s->lm_head, (int)N, m->cfg.d_model, m->cfg.vocab_size);
-    long correct = token_correct(s->pred, b.targets, N);
+     * loss-bearing tokens.  The argmax costs a pass over the vocabulary, so it runs
+     * on those rows only (prompts and padding skipped). */
+    const int C = m->cfg.d_model;
+    int nsel = 0;
+    for (size_t r = 0; r < N; r++)
+        if (b.targets[r] >= 0) {
+            memcpy(s->hsel + (size_t)nsel * C, m->hidden + r * C, (size_t)C * sizeof(float));
+            s->tsel[nsel++] = b.targets[r];
+        }
+    logits_argmax(s->pred, s->hsel, s->lm_head, nsel, C, m->cfg.vocab_size);
+    long correct = token_correct(s->pred, s->tsel, (size_t)nsel);
     if (split == SPLIT_TRAIN) {
         model_logprobs_backward(m, b.targets, s->dlogp);
         model_backward(m);
@@ -292,6 +304,8 @@ int main(int argc, char **argv) {
     free(s.logp);
     free(s.dlogp);
     free(s.pred);
+    free(s.hsel);
+    free(s.tsel);
     tok_free(s.tok);
     model_free(&s.model);
     return rc;
