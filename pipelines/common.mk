@@ -27,11 +27,12 @@ ARGILLA    ?= 2
 MODEL      ?=
 DATA       ?=
 TEMPLATE   ?= plain
+MAX_WORDS  ?= 2
 Q          := --no-progress
 
 ifeq ($(FAST),1)
 SFT_N        ?= 1200
-SFT_STEPS    ?= 150
+SFT_STEPS    ?= 300
 ROLL_PROMPTS ?= 48
 EVAL_PROMPTS ?= 32
 ALIGN_STEPS  ?= 30
@@ -63,13 +64,13 @@ endif
 ifeq ($(DATA),)
 $(BASE)/sft.jsonl: | $(PIPE_TOOLS)
 	@mkdir -p $(BASE)
-	$(BIN)/task-gen --kind sft -n $(SFT_N) --seed $(SEED) -o $@
+	$(BIN)/task-gen --kind sft -n $(SFT_N) --max-words $(MAX_WORDS) --seed $(SEED) -o $@
 $(BASE)/prompts.jsonl: | $(PIPE_TOOLS)
 	@mkdir -p $(BASE)
-	$(BIN)/task-gen --kind prompts -n $(ROLL_PROMPTS) --seed $$(($(SEED) + 100)) -o $@
+	$(BIN)/task-gen --kind prompts --max-words $(MAX_WORDS) -n $(ROLL_PROMPTS) --seed $$(($(SEED) + 100)) -o $@
 $(BASE)/eval-prompts.jsonl: | $(PIPE_TOOLS)
 	@mkdir -p $(BASE)
-	$(BIN)/task-gen --kind prompts --split eval -n $(EVAL_PROMPTS) --seed $$(($(SEED) + 200)) -o $@
+	$(BIN)/task-gen --kind prompts --split eval --max-words $(MAX_WORDS) -n $(EVAL_PROMPTS) --seed $$(($(SEED) + 200)) -o $@
 else
 $(BASE)/%.jsonl: $(DATA)/%.jsonl
 	@mkdir -p $(BASE)
