@@ -1,6 +1,8 @@
 /* train.c — the training loop, checkpoints and resume.  See train.h for the
  * contract (normalisation, data order, schedule, log, checkpoints, signals). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "train.h"
 
 #include <dirent.h>
@@ -114,7 +116,7 @@ static int save_model_into(Trainer *tr, const char *dir, Error *e) {
         DIR *d = opendir(sub);
         if (!d) rc = err_set(e, EX_IOERR, "%s: cannot read: %s", sub, strerror(errno));
         struct dirent *de;
-        while (rc == 0 && (de = readdir(d))) {
+        while (d && rc == 0 && (de = readdir(d))) {
             if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
             char *from = path_join(sub, de->d_name), *to = path_join(dir, de->d_name);
             if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", to, strerror(errno));
