@@ -198,6 +198,38 @@ static int write_state(Trainer *tr, const char *dir, Error *e) {
     return rc;
 }
 
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* --save-total-limit: removes all but the newest N checkpoint directories (as the
+ * HF Trainer's save_total_limit does; the newest one is what --resume needs). */
+static void checkpoints_prune(Trainer *tr) {
+    DIR *d = opendir(tr->f->out_dir);
+    if (!d) return;
+    long *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long k = checkpoint_number(de->d_name);
+        if (k < 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            steps = xrealloc(steps, cap * sizeof *steps);
+        }
+        steps[n++] = k;
+    }
+    closedir(d);
+    if (n > 0) qsort(steps, n, sizeof *steps, cmp_long);
+    for (size_t i = 0; i + (size_t)tr->f->save_total_limit < n; i++) {
+        char *p = checkpoint_path(tr->f->out_dir, steps[i]);
+        remove_tree(p);
+        free(p);
+    }
+    free(steps);
+}
+
 int trainer_checkpoint(Trainer *tr, Error *e) {
     if (tr->step == tr->last_checkpoint) return 0;
     char *final = checkpoint_path(tr->f->out_dir, tr->step);
@@ -212,6 +244,7 @@ int trainer_checkpoint(Trainer *tr, Error *e) {
     if (rc == 0) {
         tr->last_checkpoint = tr->step;
         say(tr, "saved %s", final);
+        if (tr->f->save_total_limit > 0) checkpoints_prune(tr);
     }
     free(final);
     return rc;
@@ -517,9 +550,10 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
     int rc = trainer_init(&tr, f, t, total, steps_per_epoch, e);
     if (rc) return rc;
     if (!f->quiet)
-        fprintf(stderr,
-                "%s: %ld training units, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
-                f->prog, t->n_train, total, steps_per_epoch, bs, ga, f->lr, lr_schedule_name(f->scheduler), tr.warmup);
+        fprintf(
+            stderr,
+            "%s: %ld training units, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
+            f->prog, t->n_train, total, steps_per_epoch, bs, ga, f->lr, lr_schedule_name(f->scheduler), tr.warmup);
 
     int *perm = xmalloc((size_t)t->n_train * sizeof(int));
     long perm_epoch = -1;

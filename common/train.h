@@ -98,6 +98,7 @@ typedef struct TrainFlags {
     const char *eval_path;         /* --eval FILE */
     long eval_every;               /* --eval-every N (0 = only before and after training) */
     long save_every;               /* --save-every N (0 = no periodic checkpoints) */
+    int save_total_limit;          /* --save-total-limit N: keep the newest N checkpoints (0 = all) */
     int resume;                    /* --resume */
     long stop_after;               /* --stop-after N: checkpoint and stop after update N (0 = off) */
     uint64_t seed;                 /* --seed */

@@ -39,6 +39,7 @@ enum {
     TF_NO_PROGRESS,
     TF_TEMPLATE,
     TF_SKIP_INVALID,
+    TF_SAVE_LIMIT,
 };
 
 static const struct option shared_opts[] = {
@@ -74,6 +75,7 @@ static const struct option shared_opts[] = {
     {"no-progress", no_argument, 0, TF_NO_PROGRESS},
     {"template", required_argument, 0, TF_TEMPLATE},
     {"skip-invalid", no_argument, 0, TF_SKIP_INVALID},
+    {"save-total-limit", required_argument, 0, TF_SAVE_LIMIT},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -119,6 +121,7 @@ void train_flags_usage(FILE *out) {
           "      --eval FILE          evaluation data\n"
           "      --eval-every N       evaluate every N updates (default: before and after)\n"
           "      --save-every N       checkpoint every N updates (default 500; 0 = never)\n"
+          "      --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
           "      --resume             continue from the newest DIR/checkpoint-N\n"
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
@@ -248,6 +251,12 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         case TF_SAVE_EVERY:
             f->save_every = parse_nonneg_long(prog, "--save-every", a);
             break;
+        case TF_SAVE_LIMIT: {
+            int v = cli_int(prog, "--save-total-limit", a);
+            if (v < 0) cli_usage_error(prog, "--save-total-limit: must be >= 0, got '%s'", a);
+            f->save_total_limit = v;
+            break;
+        }
         case TF_RESUME:
             f->resume = 1;
             break;

@@ -32,6 +32,10 @@ cmp "$T/straight/model.safetensors" "$T/split/model.safetensors" ||
     fail "9 updates straight and 4 + resume to 9 differ"
 [ -d "$T/split/checkpoint-6" ] || fail "resumed run should have written checkpoint-6"
 echo "9 updates straight == 3 + resume to 9, byte for byte (model and logged losses)"
+# --save-total-limit keeps the newest checkpoints only
+"$B/sft" $args -o "$T/limit" --save-every 2 --save-total-limit 2 "$T/data.jsonl" || fail "--save-total-limit run"
+[ "$(ls -d "$T"/limit/checkpoint-* | sed 's/.*checkpoint-//' | sort -n | tr '\n' ' ')" = "6 8 " ] ||
+    fail "--save-total-limit 2: expected checkpoint-6 and checkpoint-8, got $(ls "$T/limit")"
 # same seed + same input = same output, whatever the thread count
 "$B/sft" $args -o "$T/one" --threads 1 "$T/data.jsonl" || fail "--threads 1 run"
 "$B/sft" $args -o "$T/two" --threads 2 "$T/data.jsonl" || fail "--threads 2 run"
