@@ -4,6 +4,7 @@
 #include "losses_rl.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int rl_kl_estimator_parse(const char *s) {
@@ -248,4 +249,107 @@ void rl_kl_update(RlKlController *c, double kl, double n_steps) {
     if (!(c->target > 0) || !(c->horizon > 0) || !isfinite(kl)) return;
     double err = clampd(kl / c->target - 1.0, -0.2, 0.2);
     c->coef *= 1.0 + err * n_steps / c->horizon;
+}
+
+static const char *ALGO_NAMES[] = {"ppo", "grpo", "rloo", "reinforce"};
+
+int rl_algo_parse(const char *s) {
+    for (int a = 0; a < 4; a++)
+        if (!strcmp(s, ALGO_NAMES[a])) return a;
+    return -1;
+}
+
+const char *rl_algo_name(RlAlgo a) {
+    return (unsigned)a < 4 ? ALGO_NAMES[a] : "?";
+}
+
+void rl_advantages(const RlConfig *c, RlBatch *b, RlState *st, RlRolloutStats *out) {
+    int n = b->n, G = c->G > 0 ? c->G : 1, groups = n / G;
+    memset(out, 0, sizeof *out);
+    double *seq_kl = calloc((size_t)n, sizeof(double)), *rs = malloc((size_t)n * sizeof(double));
+    if (!seq_kl || !rs) abort();
+    for (int i = 0; i < n; i++) {
+        out->scores += b->score[i];
+        for (int t = 0; t < b->len[i]; t++) {
+            size_t r = (size_t)b->off[i] + t;
+            out->entropy -= b->old_logp[r];
+            if (b->ref_logp) seq_kl[i] += rl_kl(c->kl_est, b->old_logp[r], b->ref_logp[r]);
+        }
+        out->kl += seq_kl[i];
+    }
+    out->scores /= n;
+    out->entropy /= n;
+    out->kl /= n;
+    /* reward_std: TRL logs the mean of the per-prompt stds */
+    if (G > 1) {
+        for (int g = 0; g < groups; g++) out->reward_std += rl_std(b->score + (size_t)g * G, G);
+        out->reward_std /= groups;
+    } else {
+        out->reward_std = rl_std(b->score, n);
+    }
+    double coef = c->algo == RL_ALGO_GRPO ? 0.0 : c->kl_coef;
+    out->non_score_reward = -coef * out->kl;
+    out->rlhf_reward = out->scores + out->non_score_reward;
+    switch (c->algo) {
+    case RL_ALGO_PPO: {
+        float *rewards = malloc((size_t)(b->ntok ? b->ntok : 1) * sizeof(float));
+        if (!rewards) abort();
+        rl_ppo_rewards(b->old_logp, b->ref_logp, b->off, b->len, n, c->kl_est, c->kl_coef, b->score, rewards, NULL);
+        for (int i = 0; i < n; i++)
+            rl_gae(rewards + b->off[i], b->old_values + b->off[i], b->len[i], c->gamma, c->lam, b->adv_tok + b->off[i],
+                   b->returns + b->off[i]);
+        rl_whiten(b->adv_tok, (size_t)b->ntok);
+        free(rewards);
+        break;
+    }
+    case RL_ALGO_GRPO:
+        rl_group_advantages(b->score, groups, G, c->scale, b->adv, NULL);
+        break;
+    case RL_ALGO_RLOO:
+    case RL_ALGO_REINFORCE:
+        for (int i = 0; i < n; i++) rs[i] = b->score[i] - c->kl_coef * seq_kl[i];
+        if (c->algo == RL_ALGO_RLOO) {
+            rl_rloo_advantages(rs, groups, G, b->adv);
+        } else {
+            RlState local = {0, 0};
+            RlState *s = st ? st : &local;
+            rl_reinforce_advantages(rs, n, c->baseline_decay, &s->baseline, &s->baseline_set, b->adv);
+        }
+        break;
+    }
+    free(seq_kl);
+    free(rs);
+}
+
+double rl_loss_weight(const RlConfig *c, const int *len, int n) {
+    long tok = 0;
+    for (int i = 0; i < n; i++) tok += len[i];
+    switch (c->algo) {
+    case RL_ALGO_PPO:
+        return (double)tok; /* TRL masked_mean over the mini-batch's tokens */
+    case RL_ALGO_GRPO:
+        if (c->loss_type == RL_LOSS_GRPO) return n;
+        if (c->loss_type == RL_LOSS_DR_GRPO) return (double)n * c->max_completion_length;
+        return (double)tok;
+    default:
+        return n;
+    }
+}
+
+double rl_loss(const RlConfig *c, const float *logp, const float *old_logp, const float *ref_logp, const float *values,
+               const float *old_values, const float *adv_tok, const float *returns, const double *adv, const int *off,
+               const int *len, int n, double scale, float *dlogp, float *dvalues, RlStats *st) {
+    size_t ntok = 0;
+    for (int i = 0; i < n; i++) ntok += (size_t)len[i];
+    switch (c->algo) {
+    case RL_ALGO_PPO:
+        /* the flat arrays are contiguous, so the token loss runs over all of them */
+        return rl_ppo_loss(logp, old_logp, adv_tok, values, old_values, returns, ntok, c->cliprange, c->cliprange_value,
+                           c->vf_coef, scale, dlogp, dvalues, st);
+    case RL_ALGO_GRPO:
+        return rl_grpo_loss(logp, old_logp, ref_logp, adv, off, len, n, c->loss_type, c->eps_low, c->eps_high, c->beta,
+                            scale, dlogp, st);
+    default:
+        return rl_seq_pg_loss(logp, old_logp, adv, off, len, n, c->cliprange, scale, dlogp, st);
+    }
 }

@@ -156,4 +156,75 @@ typedef struct RlKlController {
 } RlKlController;
 void rl_kl_update(RlKlController *c, double kl, double n_steps);
 
+/* ---- one algorithm end to end (what ppo's outer loop and the oracle test share) ---- */
+typedef enum { RL_ALGO_PPO = 0, RL_ALGO_GRPO = 1, RL_ALGO_RLOO = 2, RL_ALGO_REINFORCE = 3 } RlAlgo;
+int rl_algo_parse(const char *s); /* "ppo" | "grpo" | "rloo" | "reinforce" */
+const char *rl_algo_name(RlAlgo a);
+
+typedef struct RlConfig {
+    RlAlgo algo;
+    int G;                           /* completions per prompt (consecutive sequences form a group) */
+    double kl_coef;                  /* ppo: per-token penalty; rloo/reinforce: sequence penalty */
+    RlKlEstimator kl_est;            /* for the penalty and the logged KL */
+    double gamma, lam;               /* ppo GAE */
+    double cliprange;                /* ppo, rloo, reinforce */
+    double cliprange_value, vf_coef; /* ppo */
+    double eps_low, eps_high, beta;  /* grpo */
+    RlScaleRewards scale;            /* grpo */
+    RlLossType loss_type;            /* grpo */
+    int max_completion_length;       /* grpo dr_grpo normaliser */
+    double baseline_decay;           /* reinforce */
+} RlConfig;
+
+/* A batch of n sequences in the flat layout.  Inputs: off, len, old_logp, ref_logp
+ * (NULL = no reference), old_values (ppo), score.  Outputs of rl_advantages: adv_tok
+ * and returns (ppo, [ntok]) or adv (per sequence, the others). */
+typedef struct RlBatch {
+    int n;
+    const int *off, *len;
+    long ntok;
+    const float *old_logp, *ref_logp, *old_values;
+    const double *score;
+    float *adv_tok, *returns;
+    double *adv;
+} RlBatch;
+
+/* Batch statistics for the log (TRL's names in the comments). */
+typedef struct RlRolloutStats {
+    double scores;           /* objective/scores, reward: mean score */
+    double kl;               /* objective/kl, kl: mean over sequences of the summed KL */
+    double entropy;          /* objective/entropy: mean over sequences of sum(-old_logp) */
+    double non_score_reward; /* objective/non_score_reward: -kl_coef * kl */
+    double rlhf_reward;      /* objective/rlhf_reward: scores + non_score_reward */
+    double reward_std;       /* reward_std: mean of the groups' std (batch std when G = 1) */
+} RlRolloutStats;
+
+/* Moving state across batches (reinforce's baseline). */
+typedef struct RlState {
+    double baseline;
+    int baseline_set;
+} RlState;
+
+/* Advantages of one batch for c->algo:
+ *   ppo:   rl_ppo_rewards (kl from old_logp vs ref_logp), rl_gae per sequence,
+ *          rl_whiten over all tokens of the batch (TRL PPOTrainer);
+ *   grpo:  rl_group_advantages of the scores;
+ *   rloo:  rl_rloo_advantages of score - kl_coef * summed KL;
+ *   reinforce: rl_reinforce_advantages of the same.
+ * st may be NULL (needed for reinforce).  Returns the batch statistics in *out. */
+void rl_advantages(const RlConfig *c, RlBatch *b, RlState *st, RlRolloutStats *out);
+
+/* What the summed loss of sequences with lengths len[0..n) is divided by: tokens
+ * (ppo, grpo bnpo/dapo), sequences (grpo "grpo", rloo, reinforce) or
+ * sequences * max_completion_length (dr_grpo). */
+double rl_loss_weight(const RlConfig *c, const int *len, int n);
+
+/* The loss of c->algo over n sequences (flat arrays of this micro-batch; values and
+ * adv_tok/returns/old_values only for ppo, adv only for the others):
+ * returns the summed loss (rl_loss_weight's units) and fills dlogp (and dvalues for
+ * ppo) with scale * its gradient; statistics are ADDED to *st. */
+double rl_loss(const RlConfig *c, const float *logp, const float *old_logp, const float *ref_logp, const float *values,
+               const float *old_values, const float *adv_tok, const float *returns, const double *adv, const int *off,
+               const int *len, int n, double scale, float *dlogp, float *dvalues, RlStats *st);
+
 #endif

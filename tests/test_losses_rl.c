@@ -269,7 +269,83 @@ static void test_kl_controller(void) {
     near(f.coef, 0.05, 0, "fixed kl coefficient");
 }
 
+/* rl_advantages composes the pieces as documented, for every algorithm */
+static void test_advantages(void) {
+    int off[4] = {0, 2, 5, 6}, len[4] = {2, 3, 1, 3};
+    float old[9] = {-1, -2, -0.5f, -1, -1.5f, -0.2f, -3, -1, -0.7f};
+    float ref[9] = {-1.2f, -2, -0.4f, -1.1f, -1.5f, -0.1f, -2.5f, -1, -0.9f};
+    float vals[9] = {0.1f, 0.2f, 0.3f, 0.0f, -0.1f, 0.5f, 0.2f, 0.2f, 0.1f};
+    double score[4] = {1.0, 0.0, 0.5, 2.0};
+    float adv_tok[9], ret[9];
+    double adv[4];
+    RlConfig c = {.algo = RL_ALGO_PPO, .G = 2, .kl_coef = 0.1, .kl_est = RL_KL_K1, .gamma = 1, .lam = 0.95};
+    RlBatch b = {.n = 4,
+                 .off = off,
+                 .len = len,
+                 .ntok = 9,
+                 .old_logp = old,
+                 .ref_logp = ref,
+                 .old_values = vals,
+                 .score = score,
+                 .adv_tok = adv_tok,
+                 .returns = ret,
+                 .adv = adv};
+    RlRolloutStats rs;
+    rl_advantages(&c, &b, NULL, &rs);
+    float rw[9], want[9], wret[9];
+    rl_ppo_rewards(old, ref, off, len, 4, RL_KL_K1, 0.1, score, rw, NULL);
+    for (int i = 0; i < 4; i++) rl_gae(rw + off[i], vals + off[i], len[i], 1, 0.95, want + off[i], wret + off[i]);
+    rl_whiten(want, 9);
+    for (int t = 0; t < 9; t++) {
+        near(adv_tok[t], want[t], 1e-7, "rl_advantages ppo adv");
+        near(ret[t], wret[t], 1e-7, "rl_advantages ppo returns");
+    }
+    /* KL sums: seq0 (0.2 + 0) ; seq1 (-0.1 + 0.1 + 0); seq2 -0.1; seq3 (-0.5 + 0 + 0.2) */
+    near(rs.kl, (0.2 + 0.0 - 0.1 - 0.3) / 4, 1e-6, "rollout kl");
+    near(rs.scores, 3.5 / 4, 1e-12, "rollout scores");
+    near(rs.entropy, 10.9 / 4, 1e-6, "rollout entropy");
+    near(rs.rlhf_reward, 3.5 / 4 - 0.1 * rs.kl, 1e-9, "rollout rlhf_reward");
+    near(rs.reward_std, (rl_std(score, 2) + rl_std(score + 2, 2)) / 2, 1e-12, "rollout reward_std");
+
+    c.algo = RL_ALGO_RLOO;
+    rl_advantages(&c, &b, NULL, &rs);
+    double r0 = 1.0 - 0.1 * 0.2, r1 = 0.0 - 0.1 * 0.0;
+    near(adv[0], r0 - r1, 1e-6, "rloo with sequence KL");
+    c.algo = RL_ALGO_GRPO;
+    c.scale = RL_SCALE_NONE;
+    rl_advantages(&c, &b, NULL, &rs);
+    near(adv[3], 0.75, 1e-12, "grpo ignores the KL in the reward");
+    c.algo = RL_ALGO_REINFORCE;
+    c.baseline_decay = 0.5;
+    RlState st = {0, 0};
+    rl_advantages(&c, &b, &st, &rs);
+    if (!st.baseline_set) {
+        printf("FAIL reinforce: baseline not set\n");
+        failures++;
+    }
+
+    int l2[3] = {2, 3, 4};
+    c.algo = RL_ALGO_PPO;
+    near(rl_loss_weight(&c, l2, 3), 9, 0, "weight ppo = tokens");
+    c.algo = RL_ALGO_GRPO;
+    c.loss_type = RL_LOSS_GRPO;
+    near(rl_loss_weight(&c, l2, 3), 3, 0, "weight grpo = sequences");
+    c.loss_type = RL_LOSS_DR_GRPO;
+    c.max_completion_length = 16;
+    near(rl_loss_weight(&c, l2, 3), 48, 0, "weight dr_grpo");
+    c.loss_type = RL_LOSS_DAPO;
+    near(rl_loss_weight(&c, l2, 3), 9, 0, "weight dapo = tokens");
+    c.algo = RL_ALGO_RLOO;
+    near(rl_loss_weight(&c, l2, 3), 3, 0, "weight rloo = sequences");
+    if (rl_algo_parse("grpo") != RL_ALGO_GRPO || rl_algo_parse("dpo") != -1 ||
+        strcmp(rl_algo_name(RL_ALGO_REINFORCE), "reinforce")) {
+        printf("FAIL rl_algo_parse/name\n");
+        failures++;
+    }
+}
+
 int main(void) {
+    test_advantages();
     test_kl();
     test_rewards_gae();
     test_whiten();

@@ -53,9 +53,6 @@
 
 static const char *PROG = "ppo";
 
-typedef enum { ALGO_PPO = 0, ALGO_GRPO, ALGO_RLOO, ALGO_REINFORCE } Algo;
-static const char *ALGO_NAMES[] = {"ppo", "grpo", "rloo", "reinforce"};
-
 #define MAX_CMDS 8
 
 static void usage(FILE *out) {
@@ -185,7 +182,8 @@ typedef struct Rollout {
 } Rollout;
 
 typedef struct Ppo {
-    Algo algo;
+    RlAlgo algo;
+    RlConfig cfg; /* the above, for losses_rl.h (kl_coef follows the controller) */
     int G, ppo_epochs, mini, max_new, top_k;
     long episodes;
     double temperature, top_p, timeout, eos_penalty, kl_coef, target_kl, kl_horizon, beta, gamma, lam, cliprange,
@@ -209,8 +207,7 @@ typedef struct Ppo {
     int n_px;
     RewardCmd cmds[MAX_CMDS];
     RlKlController klc;
-    double rb_baseline; /* reinforce */
-    int rb_init;
+    RlState rls; /* reinforce baseline */
     Rollout ro;
     int saving_final;
     /* scratch of one micro-batch */
@@ -229,12 +226,9 @@ static int ppo_flag(void *ctx, int opt, const char *arg) {
     Ppo *p = ctx;
     switch (opt) {
     case OPT_ALGO:
-        for (int a = 0; a < 4; a++)
-            if (!strcmp(arg, ALGO_NAMES[a])) {
-                p->algo = (Algo)a;
-                return 0;
-            }
-        cli_usage_error(PROG, "--algo: expected ppo, grpo, rloo or reinforce, got '%s'", arg);
+        if ((int)(p->algo = (RlAlgo)rl_algo_parse(arg)) < 0)
+            cli_usage_error(PROG, "--algo: expected ppo, grpo, rloo or reinforce, got '%s'", arg);
+        return 0;
     case OPT_NGEN:
         p->G = cli_int(PROG, "--num-generations", arg);
         if (p->G < 1) cli_usage_error(PROG, "--num-generations: must be >= 1, got '%s'", arg);
@@ -627,7 +621,7 @@ static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
 }
 
 static int needs_ref(const Ppo *p) {
-    return p->algo == ALGO_GRPO ? p->beta != 0 : p->kl_coef != 0 || p->target_kl > 0;
+    return p->algo == RL_ALGO_GRPO ? p->beta != 0 : p->kl_coef != 0 || p->target_kl > 0;
 }
 
 /* Generates and scores one batch and computes the advantages; rollout metrics go to
@@ -697,71 +691,42 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
         r->ref_logp = xmalloc((size_t)ntok * sizeof(float));
         if ((rc = rollout_forward(p, &p->ref, 0, r->ref_logp, e))) return rc;
     }
-    double mean_score = 0;
-    for (int i = 0; i < n; i++) mean_score += r->score[i];
-    mean_score /= n;
-    double entropy = 0; /* TRL objective/entropy: mean over sequences of sum(-logp) */
-    for (long t = 0; t < ntok; t++) entropy -= r->old_logp[t];
-    entropy /= n;
-    /* per-sequence KL (k1 or k3 summed over tokens), the sampling policy vs the reference */
-    double *seq_kl = xcalloc((size_t)n, sizeof(double));
-    double mean_kl = 0;
-    if (r->ref_logp) {
-        for (int i = 0; i < n; i++) {
-            for (int t = 0; t < r->len[i]; t++)
-                seq_kl[i] += rl_kl(p->kl_est, r->old_logp[r->off[i] + t], r->ref_logp[r->off[i] + t]);
-            mean_kl += seq_kl[i];
-        }
-        mean_kl /= n;
-    }
-
-    if (p->algo == ALGO_PPO) {
+    if (p->algo == RL_ALGO_PPO) {
         r->old_values = xmalloc((size_t)ntok * sizeof(float));
         r->adv_tok = xmalloc((size_t)ntok * sizeof(float));
         r->returns = xmalloc((size_t)ntok * sizeof(float));
-        if ((rc = rollout_forward(p, &p->vm, 1, r->old_values, e))) {
-            free(seq_kl);
-            return rc;
-        }
-        float *rewards = xmalloc((size_t)ntok * sizeof(float));
-        rl_ppo_rewards(r->old_logp, r->ref_logp, r->off, r->len, n, p->kl_est, p->klc.coef, r->score, rewards, NULL);
-        for (int i = 0; i < n; i++)
-            rl_gae(rewards + r->off[i], r->old_values + r->off[i], r->len[i], p->gamma, p->lam, r->adv_tok + r->off[i],
-                   r->returns + r->off[i]);
-        rl_whiten(r->adv_tok, (size_t)ntok);
-        free(rewards);
-        double nsr = -p->klc.coef * mean_kl;
-        metrics_add(mt, "objective/kl", mean_kl, 1);
-        metrics_add(mt, "objective/entropy", entropy, 1);
-        metrics_add(mt, "objective/non_score_reward", nsr, 1);
-        metrics_add(mt, "objective/rlhf_reward", nsr + mean_score, 1);
-        metrics_add(mt, "objective/scores", mean_score, 1);
+        if ((rc = rollout_forward(p, &p->vm, 1, r->old_values, e))) return rc;
+    }
+    p->cfg.kl_coef = p->klc.coef;
+    RlBatch rb = {.n = n,
+                  .off = r->off,
+                  .len = r->len,
+                  .ntok = ntok,
+                  .old_logp = r->old_logp,
+                  .ref_logp = r->ref_logp,
+                  .old_values = r->old_values,
+                  .score = r->score,
+                  .adv_tok = r->adv_tok,
+                  .returns = r->returns,
+                  .adv = r->adv};
+    RlRolloutStats rs;
+    rl_advantages(&p->cfg, &rb, &p->rls, &rs);
+    if (p->algo == RL_ALGO_PPO) {
+        metrics_add(mt, "objective/kl", rs.kl, 1);
+        metrics_add(mt, "objective/entropy", rs.entropy, 1);
+        metrics_add(mt, "objective/non_score_reward", rs.non_score_reward, 1);
+        metrics_add(mt, "objective/rlhf_reward", rs.rlhf_reward, 1);
+        metrics_add(mt, "objective/scores", rs.scores, 1);
         metrics_add(mt, "objective/kl_coef", p->klc.coef, 1);
     } else {
-        double *rs = xmalloc((size_t)n * sizeof(double));
-        for (int i = 0; i < n; i++) rs[i] = r->score[i] - (p->algo == ALGO_GRPO ? 0.0 : p->klc.coef * seq_kl[i]);
-        double *gstd = xmalloc((size_t)B * sizeof(double));
-        for (int g = 0; g < B; g++) gstd[g] = rl_std(r->score + (size_t)g * G, G);
-        if (p->algo == ALGO_GRPO)
-            rl_group_advantages(rs, B, G, p->scale, r->adv, NULL);
-        else if (p->algo == ALGO_RLOO)
-            rl_rloo_advantages(rs, B, G, r->adv);
-        else
-            rl_reinforce_advantages(rs, n, p->decay, &p->rb_baseline, &p->rb_init, r->adv);
-        double sd = 0;
-        for (int g = 0; g < B; g++) sd += gstd[g];
-        metrics_add(mt, "reward", mean_score, 1);
-        /* TRL: std of each prompt's rewards, averaged; one group -> the batch std */
-        metrics_add(mt, "reward_std", G > 1 ? sd / B : rl_std(r->score, n), 1);
-        if (p->algo != ALGO_GRPO && r->ref_logp) {
-            double rl = 0;
-            for (int i = 0; i < n; i++) rl += rs[i];
-            metrics_add(mt, "kl", mean_kl, 1);
-            metrics_add(mt, "objective/rlhf_reward", rl / n, 1);
+        metrics_add(mt, "reward", rs.scores, 1);
+        metrics_add(mt, "reward_std", rs.reward_std, 1);
+        if (p->algo != RL_ALGO_GRPO && r->ref_logp) {
+            metrics_add(mt, "kl", rs.kl, 1);
+            metrics_add(mt, "objective/rlhf_reward", rs.rlhf_reward, 1);
             metrics_add(mt, "objective/kl_coef", p->klc.coef, 1);
         }
-        if (p->algo == ALGO_REINFORCE) metrics_add(mt, "baseline", p->rb_baseline, 1);
-        free(rs), free(gstd);
+        if (p->algo == RL_ALGO_REINFORCE) metrics_add(mt, "baseline", p->rls.baseline, 1);
     }
     int k = 0;
     if (p->have_rm) metrics_add(mt, "rewards/model", comp[k++], 1);
@@ -773,8 +738,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     metrics_add(mt, "completions/mean_length", (double)ntok / n, 1);
     metrics_add(mt, "completions/eos_rate", (double)eos_count / n, 1);
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
-    if (p->target_kl > 0) rl_kl_update(&p->klc, mean_kl, n);
-    free(seq_kl);
+    if (p->target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);
     return 0;
 }
 
@@ -783,18 +747,11 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
 static double ppo_weight(void *ctx, Split split, const int *idx, int n) {
     Ppo *p = ctx;
     (void)split;
-    long tok = 0;
-    for (int j = 0; j < n; j++) tok += p->ro.len[idx[j]];
-    switch (p->algo) {
-    case ALGO_PPO:
-        return (double)tok; /* masked_mean over the mini-batch's tokens */
-    case ALGO_GRPO:
-        if (p->loss_type == RL_LOSS_GRPO) return n;
-        if (p->loss_type == RL_LOSS_DR_GRPO) return (double)n * p->max_new;
-        return (double)tok;
-    default:
-        return n; /* sequence-level losses: mean over sequences */
-    }
+    int *len = xmalloc((size_t)(n ? n : 1) * sizeof(int));
+    for (int j = 0; j < n; j++) len[j] = p->ro.len[idx[j]];
+    double w = rl_loss_weight(&p->cfg, len, n);
+    free(len);
+    return w;
 }
 
 static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double scale, Metrics *mt, Error *e) {
@@ -821,7 +778,7 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
         sadv[j] = r->adv[i];
         memcpy(old + o, r->old_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
         if (ref) memcpy(ref + o, r->ref_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
-        if (p->algo == ALGO_PPO) {
+        if (p->algo == RL_ALGO_PPO) {
             memcpy(adv + o, r->adv_tok + r->off[i], (size_t)r->len[i] * sizeof(float));
             memcpy(ov + o, r->old_values + r->off[i], (size_t)r->len[i] * sizeof(float));
             memcpy(ret + o, r->returns + r->off[i], (size_t)r->len[i] * sizeof(float));
@@ -836,12 +793,14 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     RlStats st;
     memset(&st, 0, sizeof st);
     double loss = 0, w = ppo_weight(p, split, seq, k);
-    if (p->algo == ALGO_PPO) {
+    if (p->algo == RL_ALGO_PPO) {
         model_forward(&p->vm, b.tokens, b.pos, b.seg, b.B, b.T);
         model_values(&p->vm, p->row_val);
         gather(p, &b, seq, k, p->row_val, p->tok_val);
-        loss = rl_ppo_loss(p->tok_logp, old, adv, p->tok_val, ov, ret, ntok, p->cliprange, p->cliprange_value,
-                           p->vf_coef, scale, p->tok_dlogp, p->tok_dval, &st);
+    }
+    loss = rl_loss(&p->cfg, p->tok_logp, old, ref, p->tok_val, ov, adv, ret, sadv, off, len, k, scale, p->tok_dlogp,
+                   p->tok_dval, &st);
+    if (p->algo == RL_ALGO_PPO) {
         scatter(p, &b, seq, k, p->tok_dval, p->row_dval);
         model_values_backward(&p->vm, p->row_dval);
         model_backward(&p->vm);
@@ -852,16 +811,10 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
         metrics_add(mt, "val/clipfrac_avg", st.vf_clipfrac, st.tokens);
         metrics_add(mt, "policy/entropy_avg", ent, (double)ntok);
         metrics_add(mt, "val/ratio", st.ratio, st.tokens);
-    } else if (p->algo == ALGO_GRPO) {
-        loss = rl_grpo_loss(p->tok_logp, old, ref, sadv, off, len, k, p->loss_type, p->eps, p->eps_high, p->beta, scale,
-                            p->tok_dlogp, &st);
-        metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
-        if (p->beta != 0 && ref) metrics_add(mt, "kl", st.kl, st.tokens);
-        metrics_add(mt, "entropy", ent, (double)ntok);
     } else {
-        loss = rl_seq_pg_loss(p->tok_logp, old, sadv, off, len, k, p->cliprange, scale, p->tok_dlogp, &st);
         metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
-        metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
+        if (p->algo == RL_ALGO_GRPO && p->beta != 0 && ref) metrics_add(mt, "kl", st.kl, st.tokens);
+        if (p->algo != RL_ALGO_GRPO) metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
         metrics_add(mt, "entropy", ent, (double)ntok);
     }
     metrics_add(mt, "loss", loss, w);
@@ -901,9 +854,9 @@ static int ppo_save(void *ctx, const char *dir, Error *e) {
     }
     snprintf(buf, sizeof buf, "%.17g", p->klc.coef);
     st_writer_meta(&w, "kl_coef", buf);
-    snprintf(buf, sizeof buf, "%.17g", p->rb_baseline);
+    snprintf(buf, sizeof buf, "%.17g", p->rls.baseline);
     st_writer_meta(&w, "baseline", buf);
-    snprintf(buf, sizeof buf, "%d", p->rb_init);
+    snprintf(buf, sizeof buf, "%d", p->rls.baseline_set);
     st_writer_meta(&w, "baseline_set", buf);
     char *sp = path_join(dir, "ppo_state.safetensors");
     rc = st_writer_write(&w, sp, ST_F32, e);
@@ -935,8 +888,8 @@ static int load_state(Ppo *p, const char *path, Error *e) {
     if (!kc || !bl || !bs) rc = err_set(e, EX_DATAERR, "%s: metadata kl_coef, baseline, baseline_set expected", path);
     if (rc == 0) {
         p->klc.coef = strtod(kc, NULL);
-        p->rb_baseline = strtod(bl, NULL);
-        p->rb_init = atoi(bs);
+        p->rls.baseline = strtod(bl, NULL);
+        p->rls.baseline_set = atoi(bs);
     }
     if (rc == 0 && p->have_vm) {
         const StTensor *m = st_find(&sf, "value_exp_avg"), *v = st_find(&sf, "value_exp_avg_sq");
@@ -1085,7 +1038,7 @@ static int run(Ppo *p, Error *e) {
         fprintf(stderr,
                 "%s: %s on %d prompts: %ld iterations of %d prompts x %d generations, %d epochs x %d mini-batches "
                 "(%ld updates), lr %g%s%s\n",
-                PROG, ALGO_NAMES[p->algo], p->n_px, iters, f->batch_size, p->G, p->ppo_epochs, p->mini, total, f->lr,
+                PROG, rl_algo_name(p->algo), p->n_px, iters, f->batch_size, p->G, p->ppo_epochs, p->mini, total, f->lr,
                 p->have_ref ? ", reference loaded" : "", p->have_vm ? ", value model" : "");
 
     int *order = xmalloc((size_t)n_seq * sizeof(int));
@@ -1198,18 +1151,34 @@ int main(int argc, char **argv) {
     train_flags_parse(&f, argc, argv, ppo_opts, "", ppo_flag, &p, usage);
     p.f = &f;
     atomic_install_signal_cleanup();
-    if (!p.has_G) p.G = p.algo == ALGO_GRPO || p.algo == ALGO_RLOO ? 4 : 1;
-    if (!p.has_epochs) p.ppo_epochs = p.algo == ALGO_GRPO || p.algo == ALGO_REINFORCE ? 1 : 4;
-    if (!p.has_temperature) p.temperature = p.algo == ALGO_PPO ? 0.7 : 1.0;
+    if (!p.has_G) p.G = p.algo == RL_ALGO_GRPO || p.algo == RL_ALGO_RLOO ? 4 : 1;
+    if (!p.has_epochs) p.ppo_epochs = p.algo == RL_ALGO_GRPO || p.algo == RL_ALGO_REINFORCE ? 1 : 4;
+    if (!p.has_temperature) p.temperature = p.algo == RL_ALGO_PPO ? 0.7 : 1.0;
     if (!p.has_eps_high) p.eps_high = p.eps;
-    if (p.algo == ALGO_RLOO && p.G < 2) cli_usage_error(PROG, "--algo rloo needs --num-generations >= 2");
-    if (p.algo == ALGO_GRPO && p.G < 2 && p.scale == RL_SCALE_GROUP)
+    if (p.algo == RL_ALGO_RLOO && p.G < 2) cli_usage_error(PROG, "--algo rloo needs --num-generations >= 2");
+    if (p.algo == RL_ALGO_GRPO && p.G < 2 && p.scale == RL_SCALE_GROUP)
         cli_usage_error(PROG, "--algo grpo needs --num-generations >= 2 (the group is the baseline)");
     if (!p.rm_dir && !p.n_cmds) cli_usage_error(PROG, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
     if (f.eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with eval(1))");
     if ((long)f.batch_size * p.G < p.mini)
         cli_usage_error(PROG, "--num-mini-batches %d is more than the %d sequences of a batch", p.mini,
                         f.batch_size * p.G);
+    p.cfg = (RlConfig){.algo = p.algo,
+                       .G = p.G,
+                       .kl_coef = p.kl_coef,
+                       .kl_est = p.kl_est,
+                       .gamma = p.gamma,
+                       .lam = p.lam,
+                       .cliprange = p.cliprange,
+                       .cliprange_value = p.cliprange_value,
+                       .vf_coef = p.vf_coef,
+                       .eps_low = p.eps,
+                       .eps_high = p.eps_high,
+                       .beta = p.beta,
+                       .scale = p.scale,
+                       .loss_type = p.loss_type,
+                       .max_completion_length = p.max_new,
+                       .baseline_decay = p.decay};
     p.klc.coef = p.kl_coef;
     p.klc.target = p.target_kl;
     p.klc.horizon = p.kl_horizon;
@@ -1251,7 +1220,7 @@ int main(int argc, char **argv) {
                             p.policy.cfg.vocab_size);
         p.have_ref = 1;
     }
-    if (p.algo == ALGO_PPO) {
+    if (p.algo == RL_ALGO_PPO) {
         const char *vd = p.vm_dir ? p.vm_dir : p.rm_dir ? p.rm_dir : f.model_dir;
         if (p.vm_dir && same_tokenizer(f.model_dir, p.vm_dir, &e)) err_die(PROG, &e);
         if (load_value_model(&p, vd, &e)) err_die(PROG, &e);
