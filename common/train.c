@@ -106,12 +106,15 @@ long train_find_checkpoint(const char *out_dir, char **path) {
 }
 
 /* Saves the model into DIR (an existing directory).  model_save writes a directory
- * atomically itself, so it writes a subdirectory whose files we then move up. */
-static int save_model_into(Trainer *tr, const char *dir, Error *e) {
+ * atomically itself, so it writes a subdirectory whose files we then move up.
+ * Checkpoints are always F32 (resume must be exact); the final model follows
+ * --dtype. */
+static int save_model_into(Trainer *tr, const char *dir, int final, Error *e) {
     TrainTask *t = tr->t;
     if (t->save) return t->save(t->ctx, dir, e);
     char *sub = path_join(dir, "model.tmp");
-    int rc = model_save(t->model, sub, t->tokenizer_dir, e);
+    StDtype dt = final && tr->f->save_bf16 ? ST_BF16 : ST_F32;
+    int rc = model_save_dtype(t->model, sub, t->tokenizer_dir, dt, e);
     if (rc == 0) {
         DIR *d = opendir(sub);
         if (!d) rc = err_set(e, EX_IOERR, "%s: cannot read: %s", sub, strerror(errno));
@@ -235,7 +238,7 @@ int trainer_checkpoint(Trainer *tr, Error *e) {
     char *final = checkpoint_path(tr->f->out_dir, tr->step);
     AtomicDir ad;
     int rc = atomic_dir_begin(&ad, final, e);
-    if (rc == 0) rc = save_model_into(tr, ad.tmp, e);
+    if (rc == 0) rc = save_model_into(tr, ad.tmp, 0, e);
     if (rc == 0) rc = write_state(tr, ad.tmp, e);
     if (rc == 0)
         rc = atomic_dir_commit(&ad, e);
@@ -491,7 +494,7 @@ int trainer_save_final(Trainer *tr, Error *e) {
     AtomicDir ad;
     int rc = atomic_dir_begin(&ad, out, e);
     if (rc) return rc;
-    rc = save_model_into(tr, ad.tmp, e);
+    rc = save_model_into(tr, ad.tmp, 1, e);
     if (rc) {
         atomic_dir_abort(&ad);
         return rc;

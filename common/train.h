@@ -99,6 +99,7 @@ typedef struct TrainFlags {
     long eval_every;               /* --eval-every N (0 = only before and after training) */
     long save_every;               /* --save-every N (0 = no periodic checkpoints) */
     int save_total_limit;          /* --save-total-limit N: keep the newest N checkpoints (0 = all) */
+    int save_bf16;                 /* --dtype bf16: final model in BF16 (checkpoints stay F32) */
     int resume;                    /* --resume */
     long stop_after;               /* --stop-after N: checkpoint and stop after update N (0 = off) */
     uint64_t seed;                 /* --seed */
@@ -159,7 +160,8 @@ typedef struct TrainTask {
      * Returns 0 or a sysexits code with e set. */
     int (*micro_step)(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e);
     /* Optional: writes the model into DIR (an existing, empty directory).  NULL =
-     * model_save(model, DIR, tokenizer_dir). */
+     * model_save(model, DIR, tokenizer_dir) (BF16 for the final model when
+     * f->save_bf16; a custom saver reads that flag itself). */
     int (*save)(void *ctx, const char *dir, Error *e);
     /* Optional: restores the trained weights from checkpoint directory DIR (as
      * written by save).  NULL = model_load(DIR) copied into model->params. */

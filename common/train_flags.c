@@ -40,6 +40,7 @@ enum {
     TF_TEMPLATE,
     TF_SKIP_INVALID,
     TF_SAVE_LIMIT,
+    TF_DTYPE,
 };
 
 static const struct option shared_opts[] = {
@@ -76,6 +77,7 @@ static const struct option shared_opts[] = {
     {"template", required_argument, 0, TF_TEMPLATE},
     {"skip-invalid", no_argument, 0, TF_SKIP_INVALID},
     {"save-total-limit", required_argument, 0, TF_SAVE_LIMIT},
+    {"dtype", required_argument, 0, TF_DTYPE},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -122,6 +124,7 @@ void train_flags_usage(FILE *out) {
           "      --eval-every N       evaluate every N updates (default: before and after)\n"
           "      --save-every N       checkpoint every N updates (default 500; 0 = never)\n"
           "      --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
+          "      --dtype T            f32 (default) or bf16 weights in the final model\n"
           "      --resume             continue from the newest DIR/checkpoint-N\n"
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
@@ -257,6 +260,14 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
             f->save_total_limit = v;
             break;
         }
+        case TF_DTYPE:
+            if (!strcmp(a, "bf16"))
+                f->save_bf16 = 1;
+            else if (!strcmp(a, "f32"))
+                f->save_bf16 = 0;
+            else
+                cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
+            break;
         case TF_RESUME:
             f->resume = 1;
             break;

@@ -77,6 +77,10 @@ done
 "$B/sft" -m "$T/init" -o "$T/k-x" --kind prompt-only -q "$T/pc.jsonl" 2>/dev/null
 [ $? -eq 64 ] || fail "--kind prompt-only: expected exit 64"
 
+# ---- --dtype bf16: the final model is half the size and loads
+"$B/sft" -m "$T/init" -o "$T/bf16" --max-steps 1 --dtype bf16 -q "$T/pc.jsonl" || fail "--dtype bf16: exit $?"
+"$B/model-info" "$T/bf16" | grep -qi bf16 || fail "--dtype bf16: model-info does not report BF16 weights"
+
 # ---- CLI contract ---------------------------------------------------------------------
 "$B/sft" --help | grep -q "^Usage: sft" || fail "--help: no usage on stdout"
 "$B/sft" --version | grep -q "^sft (cherry)" || fail "--version"
