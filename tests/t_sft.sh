@@ -109,7 +109,8 @@ grep -q "bad.jsonl:2" "$T/err" || fail "bad record: message should name bad.json
     --save-every 0 --log "$T/sig.jsonl" -q "$T/corpus.jsonl" &
 pid=$!
 i=0
-while [ $i -lt 300 ] && ! grep -q '"step":3,' "$T/sig.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+while [ $i -lt 1200 ] && ! grep -q '"step":3,' "$T/sig.jsonl" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+grep -q '"step":3,' "$T/sig.jsonl" || { kill -KILL $pid; fail "SIGTERM test: step 3 not reached in 120 s"; }
 kill -TERM $pid
 wait $pid
 rc=$?

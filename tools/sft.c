@@ -92,7 +92,9 @@ static int sft_flag(void *ctx, int opt, const char *arg) {
 /* Units: without packing one per example; with packing, next-fit over the examples
  * in data order (start a new row when the next example does not fit), which is
  * exactly how batch_fill packs a run of examples, so a micro-batch of n units
- * becomes n rows. */
+ * becomes n rows.  (TRL >= 0.20 packs best-fit-decreasing by default, which fills
+ * rows a little better but reorders examples; the packed rows are shuffled per
+ * epoch either way.) */
 static void split_units(SftSplit *sp, int packing, int max_T) {
     sp->unit_start = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
     sp->unit_len = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
