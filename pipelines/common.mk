@@ -35,7 +35,7 @@ SFT_N        ?= 1200
 SFT_STEPS    ?= 300
 ROLL_PROMPTS ?= 48
 EVAL_PROMPTS ?= 32
-ALIGN_STEPS  ?= 30
+ALIGN_STEPS  ?= 60
 else
 SFT_N        ?= 4000
 SFT_STEPS    ?= 600
@@ -94,17 +94,21 @@ $(BASE)/argilla-export.jsonl: $(BASE)/candidates.jsonl | $(PIPE_TOOLS)
 	$(BIN)/annotate --annotators $(ANNOTATORS) --noise $(NOISE) --argilla $(if $(filter 1,$(ARGILLA)),1,2) \
 	  --seed $(SEED) -o $@ $<
 
-# 4. the export to preference pairs, exactly as for a human export
+# 4. the export to preference pairs, exactly as for a human export: the best against
+#    the worst response by mean rank for DPO and CoH (the cleanest signal), every
+#    ordered pair for the reward model (more comparisons)
 $(BASE)/pairs.jsonl: $(BASE)/argilla-export.jsonl | $(PIPE_TOOLS)
-	$(BIN)/rank2pairs --aggregate mean --pairs all -o $@ $<
+	$(BIN)/rank2pairs --aggregate mean --pairs best-worst -o $@ $<
+$(BASE)/pairs-all.jsonl: $(BASE)/argilla-export.jsonl | $(PIPE_TOOLS)
+	$(BIN)/rank2pairs -q --aggregate mean --pairs all -o $@ $<
 
 # 5. reference log-probs, computed once (dpo then holds no reference model)
 $(BASE)/pairs-ref.jsonl: $(BASE)/sft/config.json $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
 	$(BIN)/logprobs -m $(BASE)/sft --threads $(THREADS) $(Q) --template $(TEMPLATE) -o $@ $(BASE)/pairs.jsonl
 
 # 6. a reward model from the same pairs (reward-model score in every report; PPO/RLOO/RSO use it)
-$(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
-	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
+$(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs-all.jsonl | $(PIPE_TOOLS)
+	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs-all.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
 	  --epochs 2 --batch-size 16 --lr 1e-3 --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
 
 # the report of an alignment stage: runs/NAME/policy against runs/base/sft
