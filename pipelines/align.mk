@@ -36,10 +36,11 @@ $(RUNS)/rloo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json 
 	  --log $(RUNS)/rloo/train.log.jsonl
 
 # Chain of Hindsight: pairs -> feedback-annotated sequences -> SFT; eval samples with the helpful prefix
-COH_PREFIX = $(shell $(BIN)/coh-format --inference-prefix)
+COH_FLAGS := --user-prefix ""
+COH_PREFIX = $(shell $(BIN)/coh-format $(COH_FLAGS) --inference-prefix)
 $(RUNS)/coh/coh.jsonl: $(BASE)/pairs.jsonl | $(PIPE_TOOLS)
 	@mkdir -p $(RUNS)/coh
-	$(BIN)/coh-format --order both --seed $(SEED) -o $@ $<
+	$(BIN)/coh-format $(COH_FLAGS) --order both --seed $(SEED) -o $@ $<
 $(RUNS)/coh/policy/config.json: $(BASE)/sft/config.json $(RUNS)/coh/coh.jsonl | $(PIPE_TOOLS)
 	$(BIN)/sft -m $(BASE)/sft -o $(RUNS)/coh/policy $(RUNS)/coh/coh.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
 	  --max-steps $(ALIGN_STEPS) --batch-size 16 --lr 1e-3 --max-length 96 --save-every 0 \

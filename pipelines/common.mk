@@ -117,7 +117,7 @@ $(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BA
                        $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
 	$(BIN)/eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
 	  --log $(RUNS)/$*/train.log.jsonl --template $(TEMPLATE) $(EVAL_FLAGS) \
-	  $(if $(filter coh,$*),--prefix "$(COH_PREFIX)") $(BASE)/eval-prompts.jsonl
+	  $(if $(filter coh,$*),--prompt-format "$(COH_PREFIX)") $(BASE)/eval-prompts.jsonl
 	@echo "report: $(RUNS)/$*/report.md"
 
 ALIGNS := dpo ppo grpo rloo coh rso

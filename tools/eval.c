@@ -39,8 +39,8 @@ static void usage(void) {
            "      --reward-model DIR   also score samples with this reward model\n"
            "      --log FILE           training metrics JSONL of the alignment stage (for the curves)\n"
            "      --name NAME          pipeline name shown in the report (default: DIR's name)\n"
-           "      --prefix TEXT        text appended to each prompt for the aligned model only\n"
-           "                           (Chain of Hindsight's feedback prefix)\n"
+           "      --prompt-format FMT  how the aligned model sees a prompt: FMT with {prompt} replaced by\n"
+           "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
            "      --num-samples N      samples per prompt (default 2)\n"
            "      --max-new-tokens N   (default 32)\n"
            "      --temperature T      sampling temperature (default 1.0; 0 = greedy)\n"
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
     enum { O_SFT = 1000, O_RM, O_LOG, O_NAME, O_PREFIX, O_NS, O_MAXNEW, O_TEMP, O_TOPP, O_TPL, O_BS, O_SEED, O_THR, O_VER };
     static struct option opts[] = {{"model", 1, 0, 'm'},          {"sft", 1, 0, O_SFT},       {"out", 1, 0, 'o'},
                                    {"reward-model", 1, 0, O_RM},  {"log", 1, 0, O_LOG},       {"name", 1, 0, O_NAME},
-                                   {"prefix", 1, 0, O_PREFIX},    {"num-samples", 1, 0, O_NS}, {"max-new-tokens", 1, 0, O_MAXNEW},
+                                   {"prompt-format", 1, 0, O_PREFIX},    {"num-samples", 1, 0, O_NS}, {"max-new-tokens", 1, 0, O_MAXNEW},
                                    {"temperature", 1, 0, O_TEMP}, {"top-p", 1, 0, O_TOPP},    {"template", 1, 0, O_TPL},
                                    {"batch-size", 1, 0, O_BS},    {"seed", 1, 0, O_SEED},     {"threads", 1, 0, O_THR},
                                    {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},        {"version", 0, 0, O_VER},
@@ -240,16 +240,25 @@ int main(int argc, char **argv) {
         prompt_text[i] = xstrdup(json_is_string(p) ? json_string_value(p) : "");
     }
 
-    /* the aligned model's prompts may carry a prefix (CoH) */
+    /* the aligned model may see the prompt inside a format (CoH's feedback prefix) */
     int **ids_sft = xmalloc(sizeof(int *) * np), **ids_pol = xmalloc(sizeof(int *) * np);
     int *len_sft = xmalloc(sizeof(int) * np), *len_pol = xmalloc(sizeof(int) * np);
     for (int i = 0; i < np; i++) {
         ids_sft[i] = pe[i].ids;
         len_sft[i] = pe[i].n;
         if (prefix && *prefix) {
+            const char *at = strstr(prefix, "{prompt}");
+            if (!at || !json_is_string(pe[i].prompt)) {
+                err_set(&e, EX_USAGE, "--prompt-format needs {prompt} and string prompts");
+                err_die(prog, &e);
+            }
+            size_t n = strlen(prefix) + strlen(prompt_text[i]) + 1;
+            char *text = xmalloc(n);
+            snprintf(text, n, "%.*s%s%s", (int)(at - prefix), prefix, prompt_text[i], at + 8);
             IntVec v = {0};
-            intvec_append(&v, pe[i].ids, pe[i].n);
-            tok_encode(tok, prefix, strlen(prefix), 0, &v);
+            tok_post_prefix(tok, &v);
+            tok_encode(tok, text, strlen(text), 0, &v);
+            free(text);
             ids_pol[i] = v.v;
             len_pol[i] = v.n;
         } else {
