@@ -39,6 +39,8 @@ static void usage(void) {
            "  -c, --count             write one JSON object of statistics instead of ids\n"
            "  -o, --out PATH          output (atomic; - = stdout, the default)\n"
            "      --skip-invalid      skip invalid records and count them\n"
+           "      --seed N, --threads N, --progress, --no-progress  accepted for uniformity (no effect:\n"
+           "                          the output is deterministic and single-threaded)\n"
            "  -q, --quiet             no summary on stderr\n"
            "  -h, --help              this help\n"
            "      --version           version\n",
@@ -270,7 +272,11 @@ int main(int argc, char **argv) {
         O_SKIPSP,
         O_JSON,
         O_SKIP,
-        O_VER
+        O_VER,
+        O_SEED,
+        O_THREADS,
+        O_PROGRESS,
+        O_NOPROGRESS
     };
     static const struct option longopts[] = {{"tokenizer", required_argument, 0, 't'},
                                              {"model", required_argument, 0, 'm'},
@@ -293,6 +299,10 @@ int main(int argc, char **argv) {
                                              {"quiet", no_argument, 0, 'q'},
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, O_VER},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"threads", required_argument, 0, O_THREADS},
+                                             {"progress", no_argument, 0, O_PROGRESS},
+                                             {"no-progress", no_argument, 0, O_NOPROGRESS},
                                              {0, 0, 0, 0}};
     Opts o;
     memset(&o, 0, sizeof o);
@@ -373,6 +383,15 @@ int main(int argc, char **argv) {
             break;
         case O_VER:
             cli_version(prog);
+        case O_SEED:
+            (void)cli_u64(prog, "--seed", optarg);
+            break;
+        case O_THREADS:
+            (void)cli_int(prog, "--threads", optarg);
+            break;
+        case O_PROGRESS:
+        case O_NOPROGRESS:
+            break;
         default:
             cli_usage_error(prog, "unknown option");
         }
