@@ -90,6 +90,15 @@ cmp -s "$T/a/model.safetensors" "$T/e/model.safetensors" || fail "same seed give
 "$D" --threads 1 $F -m $M --ref tests/oracle/fixtures/pref-gpt2-ref -o "$T/g" "$T/pairs.jsonl" || fail "--ref other: exit $?"
 cmp -s "$T/a/model.safetensors" "$T/g/model.safetensors" && fail "a different --ref gives the same weights"
 
+# --- resume: 6 updates straight == 3, stop, resume to 6 (the reference is recomputed from the
+# starting weights of -m, not from the checkpoint)
+R="--threads 1 -q --seed 8 --max-steps 6 --batch-size 3 --lr 0.01 --warmup 2 --weight-decay 0.1 -m $M"
+"$D" $R -o "$T/straight" --save-every 0 "$T/pairs.jsonl" || fail "straight: exit $?"
+"$D" $R -o "$T/split" --save-every 3 --stop-after 3 "$T/pairs.jsonl" || fail "first part: exit $?"
+[ -f "$T/split/config.json" ] && fail "--stop-after wrote a final model"
+"$D" $R -o "$T/split" --save-every 3 --resume "$T/pairs.jsonl" || fail "resumed part: exit $?"
+cmp -s "$T/straight/model.safetensors" "$T/split/model.safetensors" || fail "6 straight != 3 + resume to 6"
+
 # --- gradient accumulation: 2 micro-batches of 2 pairs = 1 of 4 (the loss is a mean over pairs)
 for lt in sigmoid ipo; do
   "$D" --threads 1 -q --seed 4 --max-steps 4 --lr 0.01 --save-every 0 --loss-type $lt --batch-size 4 -m $M \
