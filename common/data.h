@@ -207,6 +207,15 @@ void batch_free(Batch *b);
  * number of rows actually used.  *b must be zeroed or freed before. */
 int batch_fill(Batch *b, const Example *const *ex, int n, int B, int max_T, int packing, int pad_id, Error *e);
 
+/* Packing with the rows chosen by the caller: row r holds the next unit_len[r]
+ * examples of ex, in order (positions restarting, segment ids 0, 1, ... within the
+ * row); B = n_units, T = max_T (> 0).  For trainers that form rows once (next-fit
+ * in data order) and then shuffle whole rows: batch_fill would re-pack a shuffled
+ * run of units and could merge two units into one row.  A unit longer than max_T
+ * is EX_DATAERR.  Returns 0 or an error; *b must be zeroed or freed before. */
+int batch_fill_units(Batch *b, const Example *const *ex, const int *unit_len, int n_units, int max_T, int pad_id,
+                     Error *e);
+
 /* Preference batch for DPO / reward models: for p[0..n-1], row i is prompt+chosen
  * of pair i and row n+i is prompt+rejected (B = 2n), right-padded to the longest
  * (or max_T when > 0; longer is EX_DATAERR).  targets mark completion tokens only

@@ -115,6 +115,31 @@ int batch_fill(Batch *b, const Example *const *ex, int n, int B, int max_T, int 
     return used;
 }
 
+int batch_fill_units(Batch *b, const Example *const *ex, const int *unit_len, int n_units, int max_T, int pad_id,
+                     Error *e) {
+    memset(b, 0, sizeof *b);
+    if (max_T <= 0) return err_set(e, EX_SOFTWARE, "batch_fill_units: max_T must be > 0");
+    int n_ex = 0;
+    for (int u = 0; u < n_units; u++) {
+        long len = 0;
+        for (int k = 0; k < unit_len[u]; k++) len += ex[n_ex + k]->n;
+        if (len > max_T)
+            return err_set(e, EX_DATAERR, "line %ld: a packed row of %ld tokens is longer than the batch length %d",
+                           unit_len[u] ? ex[n_ex]->line : 0L, len, max_T);
+        n_ex += unit_len[u];
+    }
+    batch_alloc(b, n_units, max_T, n_ex, pad_id);
+    int i = 0;
+    for (int u = 0; u < n_units; u++) {
+        int c = 0;
+        for (int k = 0; k < unit_len[u]; k++, i++) {
+            place(b, u, c, k, ex[i]->ids, ex[i]->mask, 0, ex[i]->n);
+            c += ex[i]->n;
+        }
+    }
+    return 0;
+}
+
 int batch_pairs(Batch *b, const PrefExample *const *p, int n, int max_T, int pad_id, Error *e) {
     memset(b, 0, sizeof *b);
     int T = 1;

@@ -594,6 +594,17 @@ static void test_batches(void) {
     used = batch_fill(&bt, list, 3, 1, 6, 1, 0, &e);
     CHECK(used == 2 && bt.B == 1, "one packed row: used %d", used);
     batch_free(&bt);
+    /* rows chosen by the caller: [c] [a b] even though c's row has room for b */
+    const Example *units[] = {&c, &a, &b};
+    int ulen[] = {1, 2};
+    CHECK(batch_fill_units(&bt, units, ulen, 2, 6, 0, &e) == 0 && bt.B == 2 && bt.n_examples == 3, "units: %s", e.msg);
+    int u_tok[] = {30, 31, 32, 0, 0, 0, 10, 11, 12, 13, 20, 21};
+    int u_seg[] = {0, 0, 0, BATCH_PAD_SEG, BATCH_PAD_SEG, BATCH_PAD_SEG, 0, 0, 0, 0, 1, 1};
+    CHECK(same_ids(bt.tokens, u_tok, 12) && same_ids(bt.seg, u_seg, 12) && bt.lengths[0] == 3 && bt.lengths[1] == 6,
+          "units layout");
+    batch_free(&bt);
+    int ubad[] = {3};
+    CHECK(batch_fill_units(&bt, units, ubad, 1, 6, 0, &e) == EX_DATAERR, "unit longer than a row accepted");
     /* an example longer than the row is an error */
     used = batch_fill(&bt, list, 3, 2, 3, 1, 0, &e);
     CHECK(used == -1 && e.code == EX_DATAERR, "too long for packing: %d", used);
