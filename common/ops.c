@@ -10,14 +10,33 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
 #include "ops_fastmath.h"
+#include "ops_internal.h"
+#include "util.h"
 
 /* Columns handled by one task in the column-parallel reductions: 64 floats = four
  * cache lines per row visit, enough to keep the row-strided walk prefetch friendly. */
 #define OPS_COL_BLOCK 64
+
+/* ---- scratch (ops_internal.h) ------------------------------------------------------ */
+static _Thread_local float *scratch_buf[SCR_COUNT];
+static _Thread_local size_t scratch_cap[SCR_COUNT];
+
+float *ops_scratch(int slot, size_t nfloats) {
+    if (nfloats > scratch_cap[slot]) {
+        free(scratch_buf[slot]);
+        /* 64-byte aligned for the BLAS kernels; +25% so slowly growing shapes do not
+         * reallocate every call */
+        size_t cap = nfloats + nfloats / 4;
+        scratch_buf[slot] = xaligned_alloc(cap * sizeof(float));
+        scratch_cap[slot] = cap;
+    }
+    return scratch_buf[slot];
+}
 
 /* ---- token embedding ---------------------------------------------------------- */
 

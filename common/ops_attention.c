@@ -15,6 +15,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "ops_fastmath.h"
+#include "ops_internal.h"
 #include "util.h"
 
 /* ---- rotary position embedding ----------------------------------------------------
@@ -128,9 +129,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     int ldq = nh * hd, ldk = nkv * hd;
     float scale = 1.0f / sqrtf((float)hd);
     int nthr = omp_get_max_threads();
-    float *ds_all = xaligned_alloc(sizeof(float) * (size_t)nthr * T * T);
+    float *ds_all = ops_scratch(SCR_ATT_DS, (size_t)nthr * T * T);
     /* per-head partial dK, dV: [B, nh, T, hd] each */
-    float *pk = (dk || dv) ? xaligned_alloc(sizeof(float) * (size_t)B * nh * T * hd * 2) : NULL;
+    float *pk = (dk || dv) ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
     (void)seg;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * nh; bh++) {
@@ -194,6 +195,4 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             }
         }
     }
-    free(pk);
-    free(ds_all);
 }

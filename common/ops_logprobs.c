@@ -24,6 +24,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "ops_fastmath.h"
+#include "ops_internal.h"
 #include "util.h"
 
 #define LP_ROWS 256
@@ -109,8 +110,8 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
     }
     /* scratch sized to what this call needs: small calls stay cheap */
     int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
-    float *hb = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * C);
-    float *lg = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * cmax);
+    float *hb = ops_scratch(SCR_LP_H, (size_t)(rmax > 0 ? rmax : 1) * C);
+    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
     double *m = xmalloc(sizeof(double) * LP_ROWS), *s = xmalloc(sizeof(double) * LP_ROWS);
     double *sl = xmalloc(sizeof(double) * LP_ROWS);
     float *tl = xmalloc(sizeof(float) * LP_ROWS);
@@ -154,8 +155,6 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
     free(sl);
     free(s);
     free(m);
-    free(lg);
-    free(hb);
     free(rows);
 }
 
@@ -168,9 +167,9 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
         return;
     }
     int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
-    float *hb = xmalloc(sizeof(float) * (size_t)rmax * C);
-    float *dhb = xmalloc(sizeof(float) * (size_t)rmax * C);
-    float *lg = xmalloc(sizeof(float) * (size_t)rmax * cmax);
+    float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+    float *dhb = ops_scratch(SCR_LP_DH, (size_t)rmax * C);
+    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)rmax * cmax);
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
@@ -199,15 +198,12 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
             }
         }
     }
-    free(lg);
-    free(dhb);
-    free(hb);
     free(rows);
 }
 
 void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V) {
     int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
-    float *lg = xmalloc(sizeof(float) * (size_t)(rmax > 0 ? rmax : 1) * cmax);
+    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
     float *best = xmalloc(sizeof(float) * LP_ROWS);
     for (int r0 = 0; r0 < N; r0 += LP_ROWS) {
         int R = N - r0 < LP_ROWS ? N - r0 : LP_ROWS;
@@ -231,7 +227,6 @@ void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V
         }
     }
     free(best);
-    free(lg);
 }
 
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V) {

@@ -1,0 +1,16 @@
+/* ops_internal.h — what the ops_*.c files share and nobody else needs.
+ * Not for: callers of ops.h. */
+#ifndef CHERRY_OPS_INTERNAL_H
+#define CHERRY_OPS_INTERNAL_H
+
+#include <stddef.h>
+
+/* Scratch buffers of the ops, one per slot, kept per calling thread and only ever
+ * grown: a training step calls attention_backward 12 times and the LM head twice,
+ * and fresh multi-megabyte allocations each time cost page faults (mmap'd by malloc,
+ * zero-filled by the kernel) that showed up in the profile.  Contents are
+ * unspecified (not zeroed).  The memory lives until the thread exits. */
+enum { SCR_ATT_DS, SCR_ATT_PARTIAL, SCR_LP_H, SCR_LP_LOGITS, SCR_LP_DH, SCR_COUNT };
+float *ops_scratch(int slot, size_t nfloats);
+
+#endif
