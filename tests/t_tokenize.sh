@@ -77,5 +77,19 @@ ls "$D" | grep -q 'o.jsonl.tmp' && { echo "FAIL temporary left"; fail=1; }
 check atomic-ok 0 "$(code "$B/tokenize" -t "$T" -o "$D/o.jsonl" "$D/t.jsonl")"
 check atomic-lines 3 "$(wc -l <"$D/o.jsonl" | tr -d ' ')"
 
+# the example files of every kind (tests/data/kinds, cherry-data(5))
+S=tests/oracle/tokenizers/smol.json
+for k in text prompt-completion conversational segments prompt-only preference preference-hh rollout; do
+  f=tests/data/kinds/$k.jsonl
+  want=$(grep -c . "$f")
+  check "kind-$k" "0 $want" "$(code "$B/tokenize" -t "$S" --template chatml "$f") $(grep -c . "$D/out")"
+  case $k in preference*)
+    check "kind-$k-keys" "$want" "$(grep -c '^{"prompt":\[.*\],"chosen":\[.*\],"rejected":\[.*\]}$' "$D/out")" ;;
+  esac
+done
+"$B/tokenize" -t "$T" tests/data/kinds/preference-hh.jsonl | sed -n 2p | sed 's/^{"prompt":\(\[[^]]*\]\).*/\1/' >"$D/hhp"
+check hh-implicit-prompt '"\n\nHuman: 2+2?\n\nAssistant: 4\n\nHuman: And 3+3?\n\nAssistant:"' \
+  "$("$B/tokenize" -t "$T" -d --json "$D/hhp")"
+
 [ $fail -eq 0 ] && echo "t_tokenize: all passed"
 exit $fail
