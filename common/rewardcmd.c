@@ -111,6 +111,36 @@ static void stop_child(RewardCmd *rc) {
 int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out, Error *e) {
     if (rc->failed || rc->from_child < 0)
         return err_set(e, EX_SOFTWARE, "reward program '%s' has already failed", rc->cmd ? rc->cmd : "?");
+    /* Output waiting before anything was sent means the program answered some
+     * earlier line more than once: every later answer would be misaligned. */
+    struct pollfd pre = {.fd = rc->from_child, .events = POLLIN};
+    if (rc->len > 0 || poll(&pre, 1, 0) > 0) {
+        char early[256];
+        ssize_t k = rc->len > 0 ? 0 : read(rc->from_child, early, sizeof early - 1);
+        if (rc->len > 0 || k > 0) {
+            if (k > 0) {
+                early[k] = 0;
+                early[strcspn(early, "\n")] = 0;
+            } else {
+                snprintf(early, sizeof early, "%.*s", (int)(rc->len < 200 ? rc->len : 200), rc->buf);
+            }
+            rc->failed = 1;
+            err_set(e, EX_DATAERR,
+                    "reward program '%s': unexpected extra output after line %ld: '%s' (one number per input line)",
+                    rc->cmd, rc->answered, early);
+            stop_child(rc);
+            return EX_DATAERR;
+        }
+        if (k == 0) {
+            char detail[128];
+            child_status(rc, detail, sizeof detail);
+            rc->failed = 1;
+            err_set(e, EX_SOFTWARE, "reward program '%s' %s before answering line %ld", rc->cmd, detail,
+                    rc->answered + 1);
+            stop_child(rc);
+            return EX_SOFTWARE;
+        }
+    }
     /* one output buffer for the whole batch, written as the pipe accepts it */
     size_t total = 0;
     for (int i = 0; i < n; i++) total += strlen(lines[i]) + 1;
@@ -190,11 +220,11 @@ int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out,
                 rc->buf = rc->len + 1 > rc->cap ? xrealloc(rc->buf, rc->cap = rc->len + 1) : rc->buf;
                 rc->buf[rc->len] = '\0';
                 if (got >= n) {
-                    snprintf(detail, sizeof detail, "%s", rc->buf);
-                    rcode = fail(rc, e, EX_DATAERR,
-                                 "reward program '%s': unexpected extra output after line %ld: '%s' (one number per "
-                                 "input line)",
-                                 detail);
+                    rc->failed = 1;
+                    rcode = err_set(e, EX_DATAERR,
+                                    "reward program '%s': unexpected extra output after line %ld: '%.200s' (one "
+                                    "number per input line)",
+                                    rc->cmd, rc->answered, rc->buf);
                     break;
                 }
                 double v;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rewardcmd.h"
 #include "util.h"
@@ -112,7 +113,26 @@ int main(void) {
     expect_err("sleep 30", 0.3, EX_SOFTWARE, "did not answer line 1 within 0.3 s", "hangs");
     expect_err("exec /nonexistent/reward-program", 5.0, EX_SOFTWARE, "exited with status 127", "missing program");
     expect_err("kill -9 $$", 5.0, EX_SOFTWARE, "killed by signal 9", "killed");
-    expect_err("while read l; do echo 1; echo 2; done", 5.0, EX_DATAERR, "extra output", "two answers per line");
+    expect_err("while read l; do echo 1 2; done", 5.0, EX_DATAERR, "'1 2'", "two numbers on a line");
+
+    /* a program that answers twice per line: the surplus is found before the next
+     * batch is sent (it would otherwise shift every later answer) */
+    if (rewardcmd_start(&rc, "while read l; do echo 1; echo 2; done", 5.0, &e) == 0) {
+        const char *one[1] = {"{}"};
+        double v[1];
+        int r1 = rewardcmd_score(&rc, one, 1, v, &e), r2 = -1;
+        if (r1 == 0) { /* the surplus came after the answer: the next call finds it */
+            usleep(300000);
+            r2 = rewardcmd_score(&rc, one, 1, v, &e);
+        }
+        if ((r1 != EX_DATAERR && r2 != EX_DATAERR) || !strstr(e.msg, "unexpected extra output after line 1")) {
+            printf("FAIL two answers per line: expected %d with 'unexpected extra output after line 1', got %d then "
+                   "%d: %s\n",
+                   EX_DATAERR, r1, r2, e.msg);
+            failures++;
+        }
+        rewardcmd_close(&rc);
+    }
 
     if (failures) {
         printf("%d failure(s)\n", failures);
