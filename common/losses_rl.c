@@ -196,7 +196,10 @@ double rl_grpo_loss(const float *logp, const float *old_logp, const float *ref_l
             double l = u1 < u2 ? -u1 : -u2;
             double g = dmax(-u1, -u2, -A * ratio, inside ? -A * ratio : 0.0);
             if (st) {
-                st->clipfrac += (ratio < 1.0 - eps_low && A < 0) || (ratio > 1.0 + eps_high && A > 0);
+                int lo = ratio < 1.0 - eps_low && A<0, hi = ratio> 1.0 + eps_high && A > 0;
+                st->clipfrac += lo || hi;
+                st->clip_low += lo;
+                st->clip_high += hi;
                 st->approxkl += 0.5 * d * d;
                 st->ratio += ratio;
                 st->tokens += 1;

@@ -99,6 +99,8 @@ typedef struct RlStats {
     double pg_loss;     /* sum of the per-token (or per-sequence) policy losses */
     double vf_loss;     /* PPO: sum of 0.5 * max(vf1, vf2) per token */
     double clipfrac;    /* PPO: tokens with pg_losses2 > pg_losses; GRPO: tokens in a clipped region */
+    double clip_low;    /* GRPO: tokens with ratio < 1 - eps_low and A < 0 (TRL clip_ratio/low_mean) */
+    double clip_high;   /* GRPO: tokens with ratio > 1 + eps_high and A > 0 (clip_ratio/high_mean) */
     double vf_clipfrac; /* PPO: tokens with vf_losses2 > vf_losses1 */
     double approxkl;    /* sum of 0.5 * (logp - old_logp)^2 (TRL policy/approxkl_avg) */
     double kl;          /* GRPO: sum of the per-token k3 KL (when ref given) */

@@ -229,6 +229,8 @@ static void test_grpo_loss(void) {
     memset(&st, 0, sizeof st);
     rl_grpo_loss(a1, a0, NULL, aa, o1, l1, 1, RL_LOSS_BNPO, 0.2, 0.2, 0, 1, dl, &st);
     near(st.clipfrac, 1, 0, "epsilon_high 0.2 clips 1.25");
+    near(st.clip_high, 1, 0, "clip_high counts it");
+    near(st.clip_low, 0, 0, "clip_low does not");
     near(dl[0], 0, 0, "clipped token gradient");
 }
 

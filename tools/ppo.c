@@ -813,6 +813,11 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
         metrics_add(mt, "val/ratio", st.ratio, st.tokens);
     } else {
         metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
+        if (p->algo == RL_ALGO_GRPO) { /* TRL >= 0.17's names for the same counts */
+            metrics_add(mt, "clip_ratio/low_mean", st.clip_low, st.tokens);
+            metrics_add(mt, "clip_ratio/high_mean", st.clip_high, st.tokens);
+            metrics_add(mt, "clip_ratio/region_mean", st.clipfrac, st.tokens);
+        }
         if (p->algo == RL_ALGO_GRPO && p->beta != 0 && ref) metrics_add(mt, "kl", st.kl, st.tokens);
         if (p->algo != RL_ALGO_GRPO) metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
         metrics_add(mt, "entropy", ent, (double)ntok);
