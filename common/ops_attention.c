@@ -122,7 +122,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
  *   dQ += scale dS K,  dK += scale dS^T Q,  dV += P^T dO.
  * dK and dV are shared by the heads of a GQA group, so each head writes its own
  * partial into scratch and the partials are added to dk/dv in head order afterwards:
- * the sum is the same whatever thread computed which head. */
+ * the sum is the same whatever thread computed which head.  Without grouping
+ * (nh == nkv, GPT-2) each kv head has one writer, which accumulates in place. */
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, const int *seg, int B, int T, int nh, int nkv, int hd) {
     int group = nh / nkv;
@@ -130,8 +131,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     float scale = 1.0f / sqrtf((float)hd);
     int nthr = omp_get_max_threads();
     float *ds_all = ops_scratch(SCR_ATT_DS, (size_t)nthr * T * T);
-    /* per-head partial dK, dV: [B, nh, T, hd] each */
-    float *pk = (dk || dv) ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
+    /* per-head partial dK, dV: [B, nh, T, hd] each (only with grouping) */
+    int direct = group == 1;
+    float *pk = (dk || dv) && !direct ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
     (void)seg;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * nh; bh++) {
@@ -161,17 +163,33 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 gemm(0, 0, i1 - i0, hd, i1, scale, dS + (size_t)i0 * T, T, K, ldk, 1.0f,
                      dq + (size_t)b * T * ldq + (size_t)h * hd + (size_t)i0 * ldq, ldq);
         }
-        if (pk) {
-            float *PK = pk + (size_t)bh * T * hd * 2, *PV = PK + (size_t)T * hd;
+        if (dk || dv) {
+            /* destination and beta: the kv head itself (+=) or this head's partial (=) */
+            float *PK, *PV;
+            int ldp;
+            float beta;
+            if (direct) {
+                PK = dk ? dk + (size_t)b * T * ldk + (size_t)kh * hd : NULL;
+                PV = dv ? dv + (size_t)b * T * ldk + (size_t)kh * hd : NULL;
+                ldp = ldk;
+                beta = 1.0f;
+            } else {
+                PK = pk + (size_t)bh * T * hd * 2;
+                PV = PK + (size_t)T * hd;
+                ldp = hd;
+                beta = 0.0f;
+            }
             /* column block [j0,j1) of dS^T and P^T only has rows i >= j0 */
             for (int j0 = 0; j0 < T; j0 += ATT_ROW_BLOCK) {
                 int j1 = j0 + ATT_ROW_BLOCK < T ? j0 + ATT_ROW_BLOCK : T;
                 /* dK[j0:j1] = scale dS[j0:T, j0:j1]^T Q[j0:T] */
-                gemm(1, 0, j1 - j0, hd, T - j0, scale, dS + (size_t)j0 * T + j0, T, Q + (size_t)j0 * ldq, ldq, 0.0f,
-                     PK + (size_t)j0 * hd, hd);
+                if (PK)
+                    gemm(1, 0, j1 - j0, hd, T - j0, scale, dS + (size_t)j0 * T + j0, T, Q + (size_t)j0 * ldq, ldq, beta,
+                         PK + (size_t)j0 * ldp, ldp);
                 /* dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T] */
-                gemm(1, 0, j1 - j0, hd, T - j0, 1.0f, P + (size_t)j0 * T + j0, T, dO + (size_t)j0 * ldq, ldq, 0.0f,
-                     PV + (size_t)j0 * hd, hd);
+                if (PV)
+                    gemm(1, 0, j1 - j0, hd, T - j0, 1.0f, P + (size_t)j0 * T + j0, T, dO + (size_t)j0 * ldq, ldq, beta,
+                         PV + (size_t)j0 * ldp, ldp);
             }
         }
     }

@@ -291,6 +291,11 @@ static void test_attention(void) {
     int *seg2 = xmalloc(sizeof(int) * T);
     for (int t = 0; t < T; t++) seg2[t] = t < 70 ? 0 : (t < 120 ? 1 : 2);
     test_attention_case("gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
+    /* no grouping (GPT-2): kv heads accumulate in place; T = 70 crosses a block */
+    int *seg3 = xmalloc(sizeof(int) * 2 * 70);
+    for (int t = 0; t < 140; t++) seg3[t] = t < 70 ? (t < 40 ? 0 : 1) : 4;
+    test_attention_case("mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    free(seg3);
     free(seg2);
 }
 
@@ -633,6 +638,12 @@ static void run_all_ops(Snap *s, uint64_t seed) {
     attention_backward(dq, dk, dv, dao, att, q, k, v, seg, B, T, nh, nkv, hd);
     rope_backward(dq, pos, B * T, nh, hd, 10000.0f);
     snap_add(s, ao, nq), snap_add(s, dq, nq), snap_add(s, dk, nk), snap_add(s, dv, nk);
+    /* and without grouping (kv = the first nq floats of fresh buffers) */
+    float *k2 = randn(nq, 1), *v2 = randn(nq, 1), *dk2 = xcalloc(nq, 4), *dv2 = xcalloc(nq, 4);
+    attention_forward(ao, att, q, k2, v2, seg, B, T, nh, nh, hd);
+    attention_backward(dq, dk2, dv2, dao, att, q, k2, v2, seg, B, T, nh, nh, hd);
+    snap_add(s, ao, nq), snap_add(s, dq, nq), snap_add(s, dk2, nq), snap_add(s, dv2, nq);
+    free(k2), free(v2), free(dk2), free(dv2);
     /* logprobs on y with wte as the tied head */
     float *lp = xmalloc(sizeof(float) * N), *ent = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N);
     float *dlp = randn(N, 1), *dh = xcalloc(N * C, 4);
