@@ -582,7 +582,7 @@ static int conv_any(DataReader *r, json_t *rec, Example *ex, int *kept, Error *e
         return 0;
     }
     case DATA_PREFERENCE: {
-        json_t *p, *c, *rj;
+        json_t *p = NULL, *c = NULL, *rj = NULL;
         if ((rc = pref_fields(r, rec, &p, &c, &rj, e))) return rc;
         rc = conv_pc(r, p, c, "chosen", ex, kept, e);
         json_decref(p);
@@ -684,7 +684,7 @@ int data_next(DataReader *r, Example *ex, Error *e) {
 }
 
 static int conv_pref(DataReader *r, json_t *rec, PrefExample *px, int *kept, Error *e) {
-    json_t *p, *c, *rj;
+    json_t *p = NULL, *c = NULL, *rj = NULL;
     int rc = pref_fields(r, rec, &p, &c, &rj, e);
     if (rc) return rc;
     IntVec pi = {0}, ci = {0}, ri = {0}, mask = {0};
