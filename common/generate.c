@@ -201,66 +201,111 @@ void gen_state_free(GenState *g) {
 
 /* ---- batch-invariant linear ---------------------------------------------------------
  * out[n,o] = in[n,:] . w[o,:] + bias[o] with one fixed summation order per (n, o):
- * sixteen lanes (two 8-wide accumulators over i mod 16), then a fixed pairwise lane
- * sum, then the scalar tail.  Rows are processed four at a time to reuse each weight
- * load (which is what makes batch 16 cheaper per token than batch 1: the weights are
- * read once per step, not once per sequence), but the arithmetic of a row is the
- * same in the 4-row and the 1-row code, so a row's result does not depend on its
- * neighbours.  BLAS gives no such guarantee (it switches kernels with the batch). */
+ * eight lanes (lane j sums the products with i = j mod 8, in increasing i), a fixed
+ * pairwise sum of the lanes, the scalar tail, then the bias.  The loops are blocked
+ * (four rows x two outputs share each load: eight independent accumulator chains,
+ * enough to keep both FMA units busy; that reuse of every weight load across rows
+ * is what makes batch 16 cheaper per token than batch 1), but every block shape
+ * computes each (n, o) with the same operations in the same order, so a row's
+ * result never depends on which or how many rows are decoded with it.  BLAS gives no
+ * such guarantee (it changes kernels and splits with the shape). */
+#if defined(__AVX__) && defined(__FMA__)
+#include <immintrin.h>
+/* Explicit FMA: left to itself the compiler fuses a*b+c in some unrolled variants
+ * and not in others, and a fused and an unfused product round differently. */
+typedef __m256 v8;
+static inline v8 v8_zero(void) {
+    return _mm256_setzero_ps();
+}
+static inline v8 ld8(const float *p) {
+    return _mm256_loadu_ps(p);
+}
+static inline v8 v8_fma(v8 a, v8 b, v8 c) {
+    return _mm256_fmadd_ps(a, b, c);
+}
+static inline float lane(v8 a, int j) {
+    float t[8];
+    _mm256_storeu_ps(t, a);
+    return t[j];
+}
+#define MUL_ADD(a, b, c) fmaf((a), (b), (c))
+#else
+/* No FMA instructions: nothing can be fused, every variant rounds alike. */
 typedef float v8 __attribute__((vector_size(32)));
-
+static inline v8 v8_zero(void) {
+    return (v8){0};
+}
 static inline v8 ld8(const float *p) {
     v8 r;
     memcpy(&r, p, sizeof r);
     return r;
 }
+static inline v8 v8_fma(v8 a, v8 b, v8 c) {
+    return a * b + c;
+}
+static inline float lane(v8 a, int j) {
+    return a[j];
+}
+#define MUL_ADD(a, b, c) ((a) * (b) + (c))
+#endif
 
-static inline float lanes_sum(v8 a, v8 b) {
-    v8 s = a + b;
-    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+static inline float finish_dot(v8 a, const float *w, const float *x, int C8, int C, float bias) {
+    float s = ((lane(a, 0) + lane(a, 4)) + (lane(a, 1) + lane(a, 5))) +
+              ((lane(a, 2) + lane(a, 6)) + (lane(a, 3) + lane(a, 7)));
+    for (int i = C8; i < C; i++) s = MUL_ADD(w[i], x[i], s);
+    return s + bias;
 }
 
-static inline float dot_tail(float acc, const float *w, const float *x, int from, int C) {
-    for (int i = from; i < C; i++) acc += w[i] * x[i];
-    return acc;
+/* Four rows x two outputs at (n, o): eight accumulator chains; per 8-float step two
+ * weight loads and four input loads feed eight FMAs.  Written out by hand so the
+ * compiler keeps all of it in registers. */
+static void dot_4x2(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
+    int C8 = C & ~7;
+    const float *w0 = w + (size_t)o * C, *w1 = w0 + C;
+    const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    v8 a00 = v8_zero(), a01 = v8_zero(), a10 = v8_zero(), a11 = v8_zero();
+    v8 a20 = v8_zero(), a21 = v8_zero(), a30 = v8_zero(), a31 = v8_zero();
+    for (int i = 0; i < C8; i += 8) {
+        v8 u = ld8(w0 + i), v = ld8(w1 + i), x;
+        x = ld8(x0 + i), a00 = v8_fma(u, x, a00), a01 = v8_fma(v, x, a01);
+        x = ld8(x1 + i), a10 = v8_fma(u, x, a10), a11 = v8_fma(v, x, a11);
+        x = ld8(x2 + i), a20 = v8_fma(u, x, a20), a21 = v8_fma(v, x, a21);
+        x = ld8(x3 + i), a30 = v8_fma(u, x, a30), a31 = v8_fma(v, x, a31);
+    }
+    float b0 = bias ? bias[o] : 0.0f, b1 = bias ? bias[o + 1] : 0.0f;
+    float *y = out + (size_t)n * OC + o;
+    y[0] = finish_dot(a00, w0, x0, C8, C, b0), y[1] = finish_dot(a01, w1, x0, C8, C, b1), y += OC;
+    y[0] = finish_dot(a10, w0, x1, C8, C, b0), y[1] = finish_dot(a11, w1, x1, C8, C, b1), y += OC;
+    y[0] = finish_dot(a20, w0, x2, C8, C, b0), y[1] = finish_dot(a21, w1, x2, C8, C, b1), y += OC;
+    y[0] = finish_dot(a30, w0, x3, C8, C, b0), y[1] = finish_dot(a31, w1, x3, C8, C, b1);
+}
+
+/* One row x one output: leftover rows (batch 1 above all, bound by memory
+ * bandwidth: one weight row streamed at a time measured faster than four
+ * interleaved ones) and the edges. */
+static void dot_1x1(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
+    int C8 = C & ~7;
+    const float *w0 = w + (size_t)o * C, *x0 = in + (size_t)n * C;
+    v8 a0 = v8_zero();
+    for (int i = 0; i < C8; i += 8) a0 = v8_fma(ld8(w0 + i), ld8(x0 + i), a0);
+    out[(size_t)n * OC + o] = finish_dot(a0, w0, x0, C8, C, bias ? bias[o] : 0.0f);
 }
 
 static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC) {
-    int C16 = C & ~15, C8 = C & ~7;
+    int nob = (OC + 3) / 4;
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < OC; o++) {
-        const float *wr = w + (size_t)o * C;
-        float b = bias ? bias[o] : 0.0f;
-        int n = 0;
-        for (; n + 4 <= N; n += 4) {
-            const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-            v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
-            for (int i = 0; i < C16; i += 16) {
-                v8 wa = ld8(wr + i), wb = ld8(wr + i + 8);
-                a0 += wa * ld8(x0 + i), b0 += wb * ld8(x0 + i + 8);
-                a1 += wa * ld8(x1 + i), b1 += wb * ld8(x1 + i + 8);
-                a2 += wa * ld8(x2 + i), b2 += wb * ld8(x2 + i + 8);
-                a3 += wa * ld8(x3 + i), b3 += wb * ld8(x3 + i + 8);
+    for (int ob = 0; ob < nob; ob++) {
+        int o = 4 * ob, n = 0;
+        if (o + 4 <= OC) {
+            for (; n + 4 <= N; n += 4) {
+                dot_4x2(out, in, w, bias, n, o, C, OC);
+                dot_4x2(out, in, w, bias, n, o + 2, C, OC);
             }
-            if (C8 > C16) {
-                v8 wa = ld8(wr + C16);
-                a0 += wa * ld8(x0 + C16), a1 += wa * ld8(x1 + C16);
-                a2 += wa * ld8(x2 + C16), a3 += wa * ld8(x3 + C16);
-            }
-            out[(size_t)n * OC + o] = dot_tail(lanes_sum(a0, b0), wr, x0, C8, C) + b;
-            out[(size_t)(n + 1) * OC + o] = dot_tail(lanes_sum(a1, b1), wr, x1, C8, C) + b;
-            out[(size_t)(n + 2) * OC + o] = dot_tail(lanes_sum(a2, b2), wr, x2, C8, C) + b;
-            out[(size_t)(n + 3) * OC + o] = dot_tail(lanes_sum(a3, b3), wr, x3, C8, C) + b;
-        }
-        for (; n < N; n++) {
-            const float *x0 = in + (size_t)n * C;
-            v8 a0 = {0}, b0 = {0};
-            for (int i = 0; i < C16; i += 16) {
-                v8 wa = ld8(wr + i), wb = ld8(wr + i + 8);
-                a0 += wa * ld8(x0 + i), b0 += wb * ld8(x0 + i + 8);
-            }
-            if (C8 > C16) a0 += ld8(wr + C16) * ld8(x0 + C16);
-            out[(size_t)n * OC + o] = dot_tail(lanes_sum(a0, b0), wr, x0, C8, C) + b;
+            for (; n < N; n++)
+                for (int k = 0; k < 4; k++) dot_1x1(out, in, w, bias, n, o + k, C, OC);
+        } else {
+            for (int k = o; k < OC; k++)
+                for (n = 0; n < N; n++) dot_1x1(out, in, w, bias, n, k, C, OC);
         }
     }
 }
