@@ -1,0 +1,615 @@
+/* rollout — sample completions for prompts with a causal LM; optionally score them
+ * with a reward model and turn them into preference pairs or Argilla records.
+ *
+ * Generation is common/generate.c (KV cache, batched, one RNG per (prompt, sample));
+ * rewards common/reward.c; pairs common/rollpairs.c.  This file parses flags, reads
+ * prompts in chunks, and writes one of three record kinds (man5 cherry-rollout):
+ *   rollouts  {prompt, completion, group, sample, finish_reason, logprob, tokens,
+ *              reward?, completion_ids?, token_logprobs?}
+ *   pairs     {prompt, chosen, rejected, score_chosen, score_rejected, group}
+ *   argilla   {id, prompt, response-1..N, ranking?, ranking.suggestion.agent?}
+ * Output is written atomically; memory is bounded by the chunk, not the input. */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "data.h"
+#include "gemm.h"
+#include "generate.h"
+#include "model.h"
+#include "reward.h"
+#include "rollpairs.h"
+#include "tokenizer.h"
+#include "util.h"
+
+static const char *prog = "rollout";
+
+static void usage(void) {
+    printf("Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
+           "Sample completions for prompt records ({\"prompt\": text} or {\"messages\": [...]}).\n"
+           "\n"
+           "  -m, --model DIR            policy model (Hugging Face directory with tokenizer.json)\n"
+           "  -o, --out PATH             output JSONL (atomic; - = stdout, the default)\n"
+           "      --template NAME        chat template for message prompts: auto (default), plain, hh,\n"
+           "                             chatml, llama3\n"
+           "      --max-new-tokens N     tokens to generate at most (default 64)\n"
+           "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n"
+           "      --temperature T        0 = greedy (default 1)\n"
+           "      --top-k K              keep the K most likely tokens (default 0 = off)\n"
+           "      --top-p P              nucleus sampling mass (default 1 = off)\n"
+           "      --min-p P              drop tokens below P x the top probability (default 0 = off)\n"
+           "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
+           "      --stop STRING          stop when the completion contains STRING (repeatable)\n"
+           "  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
+           "      --batch-size N         sequences decoded together (default 16)\n"
+           "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
+           "      --pairs MODE           write preference pairs: best-worst | all-ranked | rso\n"
+           "      --rso-beta B           RSO temperature beta (default 0.5)\n"
+           "      --num-select K         RSO: completions selected per prompt (default 2)\n"
+           "      --format F             rollout (default) | argilla (one record per prompt)\n"
+           "      --per-token            add completion_ids and token_logprobs\n"
+           "      --skip-invalid         skip malformed prompt records and count them\n"
+           "      --seed N               random seed (default 0)\n"
+           "      --threads N            threads (default: all cores)\n"
+           "      --progress, --no-progress  progress line on stderr (default: when a terminal)\n"
+           "  -q, --quiet                no summary on stderr\n"
+           "  -h, --help                 this help\n"
+           "      --version              version\n",
+           prog);
+    exit(0);
+}
+
+typedef struct Opts {
+    const char *model, *out, *rm, *template_name, *format;
+    GenConfig gen;
+    const char **stop;
+    int n_stop;
+    int max_prompt_length, per_token, skip_invalid, quiet, progress, threads, num_select;
+    double rso_beta;
+    PairStrategy pairs;
+    int argilla;
+} Opts;
+
+enum {
+    O_TEMPLATE = 256,
+    O_MAXNEW,
+    O_MAXPROMPT,
+    O_TEMP,
+    O_TOPK,
+    O_TOPP,
+    O_MINP,
+    O_REP,
+    O_STOP,
+    O_BATCH,
+    O_RM,
+    O_PAIRS,
+    O_BETA,
+    O_SELECT,
+    O_FORMAT,
+    O_PERTOK,
+    O_SKIP,
+    O_SEED,
+    O_THREADS,
+    O_PROGRESS,
+    O_NOPROGRESS,
+    O_VERSION
+};
+
+static void parse_args(Opts *o, int argc, char **argv) {
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"out", required_argument, 0, 'o'},
+                                             {"template", required_argument, 0, O_TEMPLATE},
+                                             {"max-new-tokens", required_argument, 0, O_MAXNEW},
+                                             {"max-prompt-length", required_argument, 0, O_MAXPROMPT},
+                                             {"temperature", required_argument, 0, O_TEMP},
+                                             {"top-k", required_argument, 0, O_TOPK},
+                                             {"top-p", required_argument, 0, O_TOPP},
+                                             {"min-p", required_argument, 0, O_MINP},
+                                             {"repetition-penalty", required_argument, 0, O_REP},
+                                             {"stop", required_argument, 0, O_STOP},
+                                             {"num-samples", required_argument, 0, 'n'},
+                                             {"num-generations", required_argument, 0, 'n'},
+                                             {"batch-size", required_argument, 0, O_BATCH},
+                                             {"reward-model", required_argument, 0, O_RM},
+                                             {"pairs", required_argument, 0, O_PAIRS},
+                                             {"rso-beta", required_argument, 0, O_BETA},
+                                             {"num-select", required_argument, 0, O_SELECT},
+                                             {"format", required_argument, 0, O_FORMAT},
+                                             {"per-token", no_argument, 0, O_PERTOK},
+                                             {"skip-invalid", no_argument, 0, O_SKIP},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"threads", required_argument, 0, O_THREADS},
+                                             {"progress", no_argument, 0, O_PROGRESS},
+                                             {"no-progress", no_argument, 0, O_NOPROGRESS},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VERSION},
+                                             {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->out = "-";
+    o->format = "rollout";
+    o->gen = gen_config_default();
+    o->gen.batch_size = 16;
+    o->progress = -1;
+    o->rso_beta = 0.5;
+    o->num_select = 2;
+    o->stop = xcalloc((size_t)argc, sizeof(char *));
+    int c;
+    while ((c = getopt_long(argc, argv, "m:o:n:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case O_TEMPLATE:
+            o->template_name = optarg;
+            break;
+        case O_MAXNEW:
+            o->gen.max_new_tokens = cli_int(prog, "--max-new-tokens", optarg);
+            break;
+        case O_MAXPROMPT:
+            o->max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
+            break;
+        case O_TEMP:
+            o->gen.sampler.temperature = (float)cli_double(prog, "--temperature", optarg);
+            break;
+        case O_TOPK:
+            o->gen.sampler.top_k = cli_int(prog, "--top-k", optarg);
+            break;
+        case O_TOPP:
+            o->gen.sampler.top_p = (float)cli_double(prog, "--top-p", optarg);
+            break;
+        case O_MINP:
+            o->gen.sampler.min_p = (float)cli_double(prog, "--min-p", optarg);
+            break;
+        case O_REP:
+            o->gen.sampler.repetition_penalty = (float)cli_double(prog, "--repetition-penalty", optarg);
+            break;
+        case O_STOP:
+            if (!*optarg) cli_usage_error(prog, "--stop: empty string");
+            o->stop[o->n_stop++] = optarg;
+            break;
+        case 'n':
+            o->gen.num_samples = cli_int(prog, "--num-samples", optarg);
+            break;
+        case O_BATCH:
+            o->gen.batch_size = cli_int(prog, "--batch-size", optarg);
+            break;
+        case O_RM:
+            o->rm = optarg;
+            break;
+        case O_PAIRS:
+            if (pairs_strategy_parse(optarg, &o->pairs))
+                cli_usage_error(prog, "--pairs: expected best-worst, all-ranked or rso, got '%s'", optarg);
+            break;
+        case O_BETA:
+            o->rso_beta = cli_double(prog, "--rso-beta", optarg);
+            break;
+        case O_SELECT:
+            o->num_select = cli_int(prog, "--num-select", optarg);
+            break;
+        case O_FORMAT:
+            o->format = optarg;
+            break;
+        case O_PERTOK:
+            o->per_token = 1;
+            break;
+        case O_SKIP:
+            o->skip_invalid = 1;
+            break;
+        case O_SEED:
+            o->gen.seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case O_THREADS:
+            o->threads = cli_int(prog, "--threads", optarg);
+            break;
+        case O_PROGRESS:
+            o->progress = 1;
+            break;
+        case O_NOPROGRESS:
+            o->progress = 0;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VERSION:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
+    if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
+    if (o->gen.max_new_tokens < 1) cli_usage_error(prog, "--max-new-tokens must be >= 1");
+    if (o->gen.num_samples < 1) cli_usage_error(prog, "--num-samples must be >= 1");
+    if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
+    if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
+    if (o->threads < 0) cli_usage_error(prog, "--threads must be >= 0");
+    if (strcmp(o->format, "rollout") == 0)
+        o->argilla = 0;
+    else if (strcmp(o->format, "argilla") == 0)
+        o->argilla = 1;
+    else
+        cli_usage_error(prog, "--format: expected rollout or argilla, got '%s'", o->format);
+    if (o->pairs && !o->rm) cli_usage_error(prog, "--pairs needs --reward-model");
+    if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
+    if ((o->pairs || o->argilla) && o->gen.num_samples < 2)
+        cli_usage_error(prog, "--%s needs --num-samples >= 2", o->pairs ? "pairs" : "format argilla");
+    if (!(o->rso_beta > 0)) cli_usage_error(prog, "--rso-beta must be > 0");
+    if (o->num_select < 2) cli_usage_error(prog, "--num-select must be >= 2");
+    o->gen.stop = o->stop;
+    o->gen.n_stop = o->n_stop;
+    Error e;
+    if (sampler_config_check(&o->gen.sampler, &e)) cli_usage_error(prog, "%s", e.msg);
+}
+
+/* ---- EOS ids: the tokenizer's, the config's and generation_config.json's ---- */
+
+static void add_eos(GenConfig *g, long id) {
+    if (id < 0 || id > 0x7fffffff) return;
+    for (int i = 0; i < g->n_eos; i++)
+        if (g->eos_ids[i] == id) return;
+    if (g->n_eos < GEN_MAX_EOS) g->eos_ids[g->n_eos++] = (int)id;
+}
+
+static int collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const char *dir, Error *e) {
+    add_eos(g, tok_eos_id(tok));
+    add_eos(g, m->cfg.eos_id);
+    char *path = path_join(dir, "generation_config.json");
+    if (file_exists(path)) {
+        json_error_t je;
+        json_t *root = json_load_file(path, 0, &je);
+        if (!root) {
+            err_set(e, EX_DATAERR, "%s:%d: %s", path, je.line, je.text);
+            free(path);
+            return e->code;
+        }
+        const json_t *v = json_object_get(root, "eos_token_id");
+        if (json_is_integer(v)) add_eos(g, (long)json_integer_value(v));
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
+            if (json_is_integer(json_array_get(v, i))) add_eos(g, (long)json_integer_value(json_array_get(v, i)));
+        json_decref(root);
+    }
+    free(path);
+    return 0;
+}
+
+/* ---- progress ---- */
+
+typedef struct Prog {
+    int on;
+    long total, done_before, tokens_before;
+    double t0, last;
+} Prog;
+
+static void on_progress(void *ctx, int done, long tokens) {
+    Prog *p = ctx;
+    double now = now_seconds();
+    if (!p->on || now - p->last < 0.2) return;
+    p->last = now;
+    double dt = now - p->t0;
+    fprintf(stderr, "\r%s: %ld/%ld sequences, %.0f tok/s   ", prog, p->done_before + done, p->total,
+            dt > 0 ? (p->tokens_before + tokens) / dt : 0.0);
+}
+
+/* ---- records ---- */
+
+static int write_json(FILE *fp, json_t *o, Error *e) {
+    int rc = 0;
+    /* 9 significant digits round-trip every float */
+    if (json_dumpf(o, fp, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) != 0 || fputc('\n', fp) == EOF)
+        rc = err_set(e, EX_IOERR, "write error");
+    json_decref(o);
+    return rc;
+}
+
+/* The completion as text: EOS dropped, special tokens skipped, cut before the stop
+ * string that ended it. */
+static json_t *completion_text(const Tokenizer *tok, const GenSeq *q, const Opts *o, Error *e) {
+    int n = q->n_tokens - (q->eos ? 1 : 0);
+    char *txt;
+    size_t len;
+    if (tok_decode(tok, q->tokens, n, 1, &txt, &len, e)) return NULL;
+    if (q->stop_index >= 0) {
+        char *hit = strstr(txt, o->stop[q->stop_index]);
+        if (hit) len = (size_t)(hit - txt);
+    }
+    json_t *s = json_stringn(txt, len);
+    free(txt);
+    if (!s) err_set(e, EX_SOFTWARE, "decoded completion is not valid UTF-8");
+    return s;
+}
+
+/* TRL's conversational form: a message-list prompt gets a one-message assistant
+ * completion. */
+static json_t *as_answer(const json_t *prompt, json_t *text) {
+    if (!json_is_array(prompt)) return text;
+    return json_pack("[{s:s, s:o}]", "role", "assistant", "content", text);
+}
+
+typedef struct Totals {
+    long prompts, seqs, stop, length, tokens, pairs;
+} Totals;
+
+static int emit_group(FILE *fp, const Opts *o, const Tokenizer *tok, const PromptExample *px, long group, GenSeq *seqs,
+                      const float *rewards, Totals *tot, Error *e) {
+    int N = o->gen.num_samples;
+    json_t **text = xcalloc((size_t)N, sizeof(json_t *));
+    int rc = 0;
+    for (int s = 0; s < N; s++) {
+        if (!(text[s] = completion_text(tok, &seqs[s], o, e))) {
+            rc = e->code;
+            goto done;
+        }
+        tot->seqs++;
+        tot->tokens += seqs[s].n_tokens;
+        if (seqs[s].finish == GEN_FINISH_STOP)
+            tot->stop++;
+        else
+            tot->length++;
+    }
+    if (o->argilla) {
+        json_t *r = json_object();
+        char id[32];
+        snprintf(id, sizeof id, "%ld", group);
+        json_object_set_new(r, "id", json_string(id));
+        json_object_set(r, "prompt", px->prompt);
+        for (int s = 0; s < N; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "response-%d", s + 1);
+            json_object_set(r, key, text[s]);
+        }
+        if (rewards) {
+            /* Argilla 2.x maps a key named like the question to its suggestion: the
+             * responses ordered by reward, best first. */
+            int *order = xmalloc((size_t)N * sizeof(int));
+            for (int s = 0; s < N; s++) order[s] = s;
+            for (int a = 1; a < N; a++) /* insertion sort: stable, N is small */
+                for (int b = a; b > 0 && rewards[order[b]] > rewards[order[b - 1]]; b--) {
+                    int t = order[b];
+                    order[b] = order[b - 1];
+                    order[b - 1] = t;
+                }
+            json_t *rank = json_array();
+            for (int s = 0; s < N; s++) {
+                char key[32];
+                snprintf(key, sizeof key, "response-%d", order[s] + 1);
+                json_array_append_new(rank, json_string(key));
+            }
+            json_object_set_new(r, "ranking", rank);
+            json_object_set_new(r, "ranking.suggestion.agent", json_string(o->rm));
+            for (int s = 0; s < N; s++) {
+                char key[32];
+                snprintf(key, sizeof key, "reward-%d", s + 1);
+                json_object_set_new(r, key, json_real(rewards[s]));
+            }
+            free(order);
+        }
+        rc = write_json(fp, r, e);
+    } else if (o->pairs) {
+        int cap = N * (N - 1) / 2 + 1;
+        int *ch = xmalloc((size_t)cap * sizeof(int)), *rj = xmalloc((size_t)cap * sizeof(int));
+        Rng rng;
+        gen_rng_seed(&rng, o->gen.seed ^ 0x52534f2d70616972ULL /* "RSO-pair" */, group, 0);
+        int np = pairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
+        for (int k = 0; k < np && !rc; k++) {
+            json_t *r = json_object();
+            json_object_set(r, "prompt", px->prompt);
+            json_object_set_new(r, "chosen", as_answer(px->prompt, json_incref(text[ch[k]])));
+            json_object_set_new(r, "rejected", as_answer(px->prompt, json_incref(text[rj[k]])));
+            json_object_set_new(r, "score_chosen", json_real(rewards[ch[k]]));
+            json_object_set_new(r, "score_rejected", json_real(rewards[rj[k]]));
+            json_object_set_new(r, "group", json_integer(group));
+            rc = write_json(fp, r, e);
+            tot->pairs++;
+        }
+        free(ch);
+        free(rj);
+    } else {
+        for (int s = 0; s < N && !rc; s++) {
+            const GenSeq *q = &seqs[s];
+            json_t *r = json_object();
+            json_object_set(r, "prompt", px->prompt);
+            json_object_set_new(r, "completion", as_answer(px->prompt, json_incref(text[s])));
+            json_object_set_new(r, "group", json_integer(group));
+            json_object_set_new(r, "sample", json_integer(s));
+            json_object_set_new(r, "finish_reason", json_string(q->finish == GEN_FINISH_STOP ? "stop" : "length"));
+            json_object_set_new(r, "logprob", json_real(q->logprob));
+            json_object_set_new(r, "tokens", json_integer(q->n_tokens));
+            if (rewards) json_object_set_new(r, "reward", json_real(rewards[s]));
+            if (o->per_token) {
+                json_t *ids = json_array(), *lps = json_array();
+                for (int t = 0; t < q->n_tokens; t++) {
+                    json_array_append_new(ids, json_integer(q->tokens[t]));
+                    json_array_append_new(lps, json_real(q->logprobs[t]));
+                }
+                json_object_set_new(r, "completion_ids", ids);
+                json_object_set_new(r, "token_logprobs", lps);
+            }
+            rc = write_json(fp, r, e);
+        }
+    }
+done:
+    for (int s = 0; s < N; s++) json_decref(text[s]);
+    free(text);
+    return rc;
+}
+
+/* Generates, scores and writes one chunk of prompts. */
+static int run_chunk(FILE *fp, const Opts *o, Model *m, Model *rm, const Tokenizer *tok, PromptExample *px, int n,
+                     long first_group, Prog *pg, Totals *tot, Error *e) {
+    int N = o->gen.num_samples;
+    const int **ids = xmalloc((size_t)n * sizeof(int *));
+    int *lens = xmalloc((size_t)n * sizeof(int));
+    long *gid = xmalloc((size_t)n * sizeof(long));
+    for (int i = 0; i < n; i++) ids[i] = px[i].ids, lens[i] = px[i].n, gid[i] = first_group + i;
+    GenSeq *seqs = xcalloc((size_t)n * N, sizeof(GenSeq));
+    float *rewards = NULL;
+    int rc = generate(m, &o->gen, tok, (const int *const *)ids, lens, gid, n, seqs, on_progress, pg, e);
+    if (rc) {
+        /* name the record, not the chunk index */
+        int p = -1;
+        if (sscanf(e->msg, "prompt %d", &p) == 1 && p >= 0 && p < n) err_prefix(e, "line %ld", px[p].line);
+        goto out;
+    }
+    pg->done_before += (long)n * N;
+    if (rm) {
+        int ns = n * N;
+        int **full = xmalloc((size_t)ns * sizeof(int *));
+        int *flen = xmalloc((size_t)ns * sizeof(int));
+        for (int i = 0; i < ns; i++) {
+            const PromptExample *p = &px[seqs[i].prompt];
+            flen[i] = p->n + seqs[i].n_tokens;
+            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
+            memcpy(full[i], p->ids, (size_t)p->n * sizeof(int));
+            memcpy(full[i] + p->n, seqs[i].tokens, (size_t)seqs[i].n_tokens * sizeof(int));
+        }
+        rewards = xmalloc((size_t)ns * sizeof(float));
+        rc = reward_score(rm, (const int *const *)full, flen, ns, o->gen.batch_size, rewards, e);
+        for (int i = 0; i < ns; i++) free(full[i]);
+        free(full);
+        free(flen);
+        if (rc) {
+            err_prefix(e, "%s", o->rm);
+            goto out;
+        }
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        rc = emit_group(fp, o, tok, &px[i], first_group + i, seqs + (size_t)i * N,
+                        rewards ? rewards + (size_t)i * N : NULL, tot, e);
+        tot->prompts++;
+    }
+out:
+    for (int i = 0; i < n * N; i++) gen_seq_free(&seqs[i]);
+    free(seqs), free(rewards), free(ids), free(lens), free(gid);
+    return rc;
+}
+
+/* The reward model must read the policy's token ids: same tokenizer file (or none). */
+static int check_rm_tokenizer(const char *policy, const char *rmdir, Error *e) {
+    char *a = path_join(policy, "tokenizer.json"), *b = path_join(rmdir, "tokenizer.json");
+    int rc = 0;
+    if (file_exists(b)) {
+        char *x, *y;
+        size_t nx, ny;
+        if (read_file(a, &x, &nx, e) == 0) {
+            if (read_file(b, &y, &ny, e) == 0) {
+                if (nx != ny || memcmp(x, y, nx))
+                    rc = err_set(e, EX_USAGE, "%s differs from %s: the reward model must share the policy's tokenizer",
+                                 b, a);
+                free(y);
+            } else
+                rc = e->code;
+            free(x);
+        } else
+            rc = e->code;
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    Opts o;
+    parse_args(&o, argc, argv);
+    const char *in = optind < argc ? argv[optind] : "-";
+    if (o.threads > 0) threads_set(o.threads);
+    atomic_install_signal_cleanup();
+    Error e = {0};
+    Model m, rm;
+    Tokenizer *tok = NULL;
+    if (model_load(&m, o.model, &e)) err_die(prog, &e);
+    if (m.cfg.is_classifier) {
+        err_set(&e, EX_USAGE, "%s is a sequence classifier; the policy must be a causal LM", o.model);
+        err_die(prog, &e);
+    }
+    if (tok_load_dir(&tok, o.model, &e)) err_die(prog, &e);
+    if (collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
+    if (o.rm) {
+        if (check_rm_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
+        if (model_load(&rm, o.rm, &e)) err_die(prog, &e);
+        if (!rm.cfg.is_classifier) {
+            err_set(&e, EX_USAGE, "%s has no score head (a *ForSequenceClassification directory is needed)", o.rm);
+            err_die(prog, &e);
+        }
+    }
+    DataOptions dopt;
+    data_options_default(&dopt);
+    dopt.kind = DATA_AUTO;
+    dopt.skip_invalid = o.skip_invalid;
+    dopt.max_prompt_length = o.max_prompt_length ? o.max_prompt_length : m.cfg.max_seq - 1;
+    dopt.truncation = TRUNC_KEEP_END;
+    if (o.template_name && chat_template_parse(o.template_name, &dopt.tpl, &e)) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, e.msg, prog);
+        return EX_USAGE;
+    }
+    DataReader *dr;
+    if (data_open(&dr, in, tok, &dopt, &e)) err_die(prog, &e);
+    AtomicFile af;
+    if (atomic_open(&af, o.out, &e)) err_die(prog, &e);
+
+    int chunk = 4 * o.gen.batch_size > 256 ? 4 * o.gen.batch_size : 256;
+    PromptExample *px = xcalloc((size_t)chunk, sizeof(PromptExample));
+    Prog pg = {.on = cli_progress_enabled(o.progress) && !o.quiet, .t0 = now_seconds()};
+    Totals tot = {0};
+    long group = 0;
+    int rc = 0, eof = 0;
+    while (!eof && !rc) {
+        int n = 0;
+        while (n < chunk) {
+            int r = data_next_prompt(dr, &px[n], &e);
+            if (r == DATA_END) {
+                eof = 1;
+                break;
+            }
+            if (r) {
+                rc = r;
+                break;
+            }
+            n++;
+        }
+        if (!rc && n > 0) {
+            pg.total = pg.done_before + (long)n * o.gen.num_samples;
+            rc = run_chunk(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px, n, group, &pg, &tot, &e);
+            if (rc && strncmp(e.msg, "line", 4) == 0) err_prefix(&e, "%s", data_reader_name(dr));
+            pg.tokens_before = tot.tokens;
+            group += n;
+        }
+        for (int i = 0; i < n; i++) prompt_example_free(&px[i]);
+    }
+    if (pg.on) fprintf(stderr, "\n");
+    if (rc) {
+        atomic_abort(&af);
+        err_die(prog, &e);
+    }
+    if (atomic_commit(&af, &e)) err_die(prog, &e);
+    const DataCounts *dc = data_counts(dr);
+    if (!o.quiet) {
+        double dt = now_seconds() - pg.t0;
+        fprintf(stderr, "%s: %ld prompts, %ld completions (%ld stop, %ld length), %ld tokens in %.1f s (%.0f tok/s)",
+                prog, tot.prompts, tot.seqs, tot.stop, tot.length, tot.tokens, dt, dt > 0 ? tot.tokens / dt : 0.0);
+        if (o.pairs) fprintf(stderr, ", %ld pairs (%s)", tot.pairs, pairs_strategy_name(o.pairs));
+        if (dc->skipped || dc->dropped || dc->truncated)
+            fprintf(stderr, "; %ld invalid records skipped, %ld dropped, %ld prompts truncated", dc->skipped,
+                    dc->dropped, dc->truncated);
+        fprintf(stderr, "\n");
+    }
+    data_close(dr);
+    free(px);
+    free(o.stop);
+    tok_free(tok);
+    if (o.rm) model_free(&rm);
+    model_free(&m);
+    return 0;
+}
