@@ -165,6 +165,8 @@ static const struct option ppo_opts[] = {
     {0, 0, 0, 0},
 };
 
+#define GEN_SLOTS 64 /* sequences decoded together */
+
 /* One batch of generated sequences and everything computed from it.  Per-token
  * arrays are flat: sequence i's completion tokens are rows off[i] .. off[i]+len[i]-1. */
 typedef struct Rollout {
@@ -465,6 +467,16 @@ static void lm_backward(Ppo *p, Model *m, const Batch *b, const float *row_dlogp
     model_backward(m);
 }
 
+/* Rows per forward pass outside the updates (reference, old values, reward model):
+ * the size of an update's micro-batch, so no pass needs more activation memory than
+ * training itself. */
+static int micro_rows(const Ppo *p) {
+    long n = (long)p->f->batch_size * p->G;
+    long per = (n + p->mini - 1) / p->mini;
+    per = (per + p->f->grad_accum - 1) / p->f->grad_accum;
+    return per < 1 ? 1 : (int)per;
+}
+
 /* Gathers per-row values into the flat per-token layout of sequences seq[0..k). */
 static void gather(Ppo *p, const Batch *b, const int *seq, int k, const float *row, float *tok) {
     size_t o = 0;
@@ -522,6 +534,24 @@ static char *reward_line(Ppo *p, const GenSeq *q, const PromptExample *px, long 
         txt = clean;
         len = clean_len;
     }
+    /* A sampled NUL byte would reach the program as \u0000, which many JSON readers
+     * (jansson by default, hence task-reward) refuse: it becomes U+FFFD. */
+    if (memchr(txt, 0, len)) {
+        size_t nul = 0;
+        for (size_t i = 0; i < len; i++) nul += txt[i] == 0;
+        char *r = xmalloc(len + 2 * nul + 1), *w = r;
+        for (size_t i = 0; i < len; i++) {
+            if (txt[i]) {
+                *w++ = txt[i];
+            } else {
+                memcpy(w, "\xEF\xBF\xBD", 3);
+                w += 3;
+            }
+        }
+        free(txt);
+        txt = r;
+        len = (size_t)(w - r);
+    }
     json_t *o = json_object();
     json_object_set(o, "prompt", px->prompt);
     json_object_set_new(o, "completion", json_stringn(txt, len));
@@ -557,7 +587,7 @@ static int score_rollout(Ppo *p, GenSeq *seqs, long first_group, double *comp, E
             memcpy(full[i], px->ids, (size_t)px->n * sizeof(int));
             memcpy(full[i] + px->n, r->tokens[i], (size_t)r->len[i] * sizeof(int));
         }
-        rc = reward_score(&p->rm, (const int *const *)full, flen, n, p->f->batch_size * p->G, rw, e);
+        rc = reward_score(&p->rm, (const int *const *)full, flen, n, micro_rows(p), rw, e);
         if (rc) err_prefix(e, "--reward-model %s", p->rm_dir);
         double mean = 0;
         for (int i = 0; i < n && !rc; i++) {
@@ -595,7 +625,7 @@ static int score_rollout(Ppo *p, GenSeq *seqs, long first_group, double *comp, E
  * before any update: forward passes in chunks of the micro-batch size. */
 static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
     Rollout *r = &p->ro;
-    int chunk = p->f->batch_size * p->G;
+    int chunk = micro_rows(p);
     int *seq = xmalloc((size_t)chunk * sizeof(int));
     int rc = 0;
     for (int s = 0; s < r->n && !rc; s += chunk) {
@@ -644,7 +674,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     GenSeq *seqs = xcalloc((size_t)n, sizeof(GenSeq));
     GenConfig gc = p->gen;
     gc.num_samples = G;
-    gc.batch_size = n;
+    gc.batch_size = n < GEN_SLOTS ? n : GEN_SLOTS; /* results do not depend on it (generate.h) */
     int rc = generate(&p->policy, &gc, p->tok, ids, lens, gid, B, seqs, NULL, NULL, e);
     free(ids), free(lens), free(gid);
     if (rc) {
