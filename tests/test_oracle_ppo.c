@@ -12,8 +12,8 @@
  *      statistics, the loss of the step (rl_loss / rl_loss_weight, what ppo's
  *      micro-step calls), TRL's metrics, and EVERY parameter gradient of the policy
  *      (and of the value model for ppo) after the backward pass with the
- *      temperature, as tools/ppo.c does it (lm_forward / lm_backward below mirror
- *      that file's helpers of the same name).
+ *      temperature.  The models run through rl_batch.h and the maths through
+ *      losses_rl.h, the same calls tools/ppo.c makes.
  * Tolerance 1e-4 (absolute, or relative to the largest entry when that exceeds 1). */
 #include <jansson.h>
 #include <math.h>
@@ -24,6 +24,7 @@
 #include "gemm.h"
 #include "losses_rl.h"
 #include "model.h"
+#include "rl_batch.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -57,44 +58,6 @@ static int load(Model *m, const char *fam, const char *what) {
         return -1;
     }
     return 0;
-}
-
-/* The batch: prompt + completion per row, right-padded, targets on completion tokens. */
-typedef struct Fam {
-    const char *name;
-    Batch b;
-    int n, off[4], len[4], plen[4];
-    long ntok;
-    float temp;
-} Fam;
-
-static size_t row_of(const Fam *f, int i, int t) {
-    return (size_t)i * f->b.T + (size_t)f->plen[i] - 1 + (size_t)t;
-}
-
-static void gather(const Fam *f, const float *row, float *tok) {
-    for (int i = 0; i < f->n; i++)
-        for (int t = 0; t < f->len[i]; t++) tok[f->off[i] + t] = row[row_of(f, i, t)];
-}
-
-static void scatter(const Fam *f, const float *tok, float *row) {
-    memset(row, 0, (size_t)f->b.B * f->b.T * sizeof(float));
-    for (int i = 0; i < f->n; i++)
-        for (int t = 0; t < f->len[i]; t++) row[row_of(f, i, t)] = tok[f->off[i] + t];
-}
-
-static void lm_forward(Model *m, const Fam *f, float *row_logp) {
-    model_forward(m, f->b.tokens, f->b.pos, f->b.seg, f->b.B, f->b.T);
-    size_t n = (size_t)f->b.B * f->b.T * m->cfg.d_model;
-    for (size_t i = 0; i < n; i++) m->hidden[i] *= 1.0f / f->temp;
-    model_logprobs(m, f->b.targets, row_logp, NULL);
-}
-
-static void lm_backward(Model *m, const Fam *f, const float *row_dlogp) {
-    model_logprobs_backward(m, f->b.targets, row_dlogp);
-    size_t n = (size_t)f->b.B * f->b.T * m->cfg.d_model;
-    for (size_t i = 0; i < n; i++) m->dhidden[i] *= 1.0f / f->temp;
-    model_backward(m);
 }
 
 static void compare_grads(const Model *m, StFile *st, const char *prefix, const char *fam, const char *what) {
@@ -172,61 +135,44 @@ static void run_family(const char *fam, const json_t *J) {
         failures++;
         return;
     }
-    Fam f;
-    memset(&f, 0, sizeof f);
-    f.name = fam;
-    f.temp = (float)json_number_value(json_object_get(J, "temperature"));
+    float temp = (float)json_number_value(json_object_get(J, "temperature"));
     int G = (int)json_integer_value(json_object_get(J, "G"));
     const json_t *prompts = json_object_get(J, "prompts"), *comps = json_object_get(J, "completions");
-    f.n = (int)json_array_size(comps);
-    Example ex[4];
-    const Example *pp[4];
-    memset(ex, 0, sizeof ex);
-    for (int i = 0; i < f.n; i++) {
-        const json_t *pr = json_array_get(prompts, (size_t)(i / G)), *co = json_array_get(comps, (size_t)i);
-        int np = (int)json_array_size(pr), nc = (int)json_array_size(co);
-        ex[i].n = np + nc;
-        ex[i].ids = xmalloc((size_t)ex[i].n * sizeof(int));
-        ex[i].mask = xcalloc((size_t)ex[i].n, 1);
-        for (int t = 0; t < np; t++) ex[i].ids[t] = (int)json_integer_value(json_array_get(pr, (size_t)t));
-        for (int t = 0; t < nc; t++) {
-            ex[i].ids[np + t] = (int)json_integer_value(json_array_get(co, (size_t)t));
-            ex[i].mask[np + t] = 1;
-        }
-        ex[i].prompt_len = np;
-        f.plen[i] = np;
-        f.len[i] = nc;
-        f.off[i] = (int)f.ntok;
-        f.ntok += nc;
-        pp[i] = &ex[i];
+    int n = (int)json_array_size(comps);
+    int *pr[4], *co[4], plen[4], clen[4];
+    for (int i = 0; i < n && i < 4; i++) {
+        const json_t *p = json_array_get(prompts, (size_t)(i / G)), *c = json_array_get(comps, (size_t)i);
+        plen[i] = (int)json_array_size(p);
+        clen[i] = (int)json_array_size(c);
+        pr[i] = xmalloc((size_t)plen[i] * sizeof(int));
+        co[i] = xmalloc((size_t)clen[i] * sizeof(int));
+        for (int t = 0; t < plen[i]; t++) pr[i][t] = (int)json_integer_value(json_array_get(p, (size_t)t));
+        for (int t = 0; t < clen[i]; t++) co[i][t] = (int)json_integer_value(json_array_get(c, (size_t)t));
     }
-    if (batch_fill(&f.b, pp, f.n, f.n, 0, 0, 0, &e) != f.n) {
-        printf("FAIL %s: batch_fill: %s\n", fam, e.msg);
+    RlSeqBatch sb;
+    if (n != 4 || rl_batch_build(&sb, (const int *const *)pr, plen, (const int *const *)co, clen, n, 0, &e)) {
+        printf("FAIL %s: cannot build the batch of %d sequences: %s\n", fam, n, e.msg);
         failures++;
         return;
     }
-    size_t rows = (size_t)f.b.B * f.b.T, nt;
-    float *row = xmalloc(rows * sizeof(float)), *drow = xmalloc(rows * sizeof(float));
-    float *logp = xmalloc((size_t)f.ntok * sizeof(float)), *ref_lp = xmalloc((size_t)f.ntok * sizeof(float));
-    float *vals = xmalloc((size_t)f.ntok * sizeof(float)), *dlogp = xmalloc((size_t)f.ntok * sizeof(float));
-    float *dvals = xmalloc((size_t)f.ntok * sizeof(float));
+    long ntok = sb.ntok;
+    size_t nt;
+    float *logp = xmalloc((size_t)ntok * sizeof(float)), *ref_lp = xmalloc((size_t)ntok * sizeof(float));
+    float *vals = xmalloc((size_t)ntok * sizeof(float)), *dlogp = xmalloc((size_t)ntok * sizeof(float));
+    float *dvals = xmalloc((size_t)ntok * sizeof(float));
     float *old = floats(json_object_get(J, "old_logp"), &nt), *old_v = floats(json_object_get(J, "old_values"), &nt);
     float *w_logp = floats(json_object_get(J, "logp"), &nt), *w_ref = floats(json_object_get(J, "ref_logp"), &nt);
     float *w_vals = floats(json_object_get(J, "values"), &nt);
     size_t ns;
     float *sc = floats(json_object_get(J, "scores"), &ns);
     double score[4];
-    for (int i = 0; i < f.n; i++) score[i] = sc[i];
+    for (int i = 0; i < n; i++) score[i] = sc[i];
 
     /* 1. log-probs and values */
-    lm_forward(&ref, &f, row);
-    gather(&f, row, ref_lp);
-    lm_forward(&pol, &f, row);
-    gather(&f, row, logp);
-    model_forward(&vm, f.b.tokens, f.b.pos, f.b.seg, f.b.B, f.b.T);
-    model_values(&vm, row);
-    gather(&f, row, vals);
-    for (long t = 0; t < f.ntok; t++) {
+    rl_lm_logprobs(&ref, &sb, temp, ref_lp, NULL);
+    rl_lm_logprobs(&pol, &sb, temp, logp, NULL);
+    rl_values(&vm, &sb, vals);
+    for (long t = 0; t < ntok; t++) {
         char what[64];
         snprintf(what, sizeof what, "policy logp[%ld]", t);
         check(logp[t], w_logp[t], fam, what);
@@ -247,12 +193,12 @@ static void run_family(const char *fam, const json_t *J) {
         RlConfig cfg = config_of(c, G);
         int ppo = cfg.algo == RL_ALGO_PPO;
         int with_ref = cfg.algo == RL_ALGO_GRPO ? cfg.beta != 0 : cfg.kl_coef != 0;
-        float *adv_tok = xmalloc((size_t)f.ntok * sizeof(float)), *ret = xmalloc((size_t)f.ntok * sizeof(float));
+        float *adv_tok = xmalloc((size_t)ntok * sizeof(float)), *ret = xmalloc((size_t)ntok * sizeof(float));
         double adv[4];
-        RlBatch rb = {.n = f.n,
-                      .off = f.off,
-                      .len = f.len,
-                      .ntok = f.ntok,
+        RlBatch rb = {.n = n,
+                      .off = sb.off,
+                      .len = sb.len,
+                      .ntok = ntok,
                       .old_logp = old,
                       .ref_logp = with_ref ? ref_lp : NULL,
                       .old_values = old_v,
@@ -285,17 +231,12 @@ static void run_family(const char *fam, const json_t *J) {
         /* the step: forward, loss / W, backward */
         model_zero_grad(&pol);
         model_zero_grad(&vm);
-        double W = rl_loss_weight(&cfg, f.len, f.n);
-        lm_forward(&pol, &f, row);
-        gather(&f, row, logp);
-        if (ppo) {
-            model_forward(&vm, f.b.tokens, f.b.pos, f.b.seg, f.b.B, f.b.T);
-            model_values(&vm, row);
-            gather(&f, row, vals);
-        }
+        double W = rl_loss_weight(&cfg, sb.len, n);
+        rl_lm_logprobs(&pol, &sb, temp, logp, NULL);
+        if (ppo) rl_values(&vm, &sb, vals);
         RlStats s;
         memset(&s, 0, sizeof s);
-        double L = rl_loss(&cfg, logp, old, with_ref ? ref_lp : NULL, vals, old_v, adv_tok, ret, adv, f.off, f.len, f.n,
+        double L = rl_loss(&cfg, logp, old, with_ref ? ref_lp : NULL, vals, old_v, adv_tok, ret, adv, sb.off, sb.len, n,
                            1.0 / W, dlogp, dvals, &s);
         snprintf(what, sizeof what, "%s loss", cname);
         check(L / W, json_number_value(json_object_get(c, "loss")), fam, what);
@@ -324,23 +265,20 @@ static void run_family(const char *fam, const json_t *J) {
                 check(s.approxkl / s.tokens, metric(c, "policy/approxkl_avg"), fam, what);
             }
         }
-        scatter(&f, dlogp, drow);
-        lm_backward(&pol, &f, drow);
+        rl_lm_backward(&pol, &sb, temp, dlogp);
         char prefix[128];
         snprintf(prefix, sizeof prefix, "%s/policy", cname);
         compare_grads(&pol, &st, prefix, fam, cname);
         if (ppo) {
-            scatter(&f, dvals, drow);
-            model_values_backward(&vm, drow);
-            model_backward(&vm);
+            rl_values_backward(&vm, &sb, dvals);
             snprintf(prefix, sizeof prefix, "%s/value", cname);
             compare_grads(&vm, &st, prefix, fam, cname);
         }
         free(adv_tok), free(ret);
     }
-    for (int i = 0; i < f.n; i++) free(ex[i].ids), free(ex[i].mask);
-    batch_free(&f.b);
-    free(row), free(drow), free(logp), free(ref_lp), free(vals), free(dlogp), free(dvals);
+    for (int i = 0; i < n; i++) free(pr[i]), free(co[i]);
+    rl_batch_free(&sb);
+    free(logp), free(ref_lp), free(vals), free(dlogp), free(dvals);
     free(old), free(old_v), free(w_logp), free(w_ref), free(w_vals), free(sc);
     st_close(&st);
     model_free(&pol), model_free(&ref), model_free(&vm);

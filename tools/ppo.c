@@ -24,9 +24,8 @@
  *   rloo       sequence-level KL penalty in the reward, leave-one-out baseline,
  *              sequence-level clipped ratio (TRL RLOOTrainer <= 0.19).
  *   reinforce  as rloo with a moving-average baseline instead of leave-one-out.
- * Log-probs are of softmax(logits / --temperature), as TRL recomputes them: the
- * final hidden state is divided by the temperature before the LM head (and its
- * gradient likewise), which is the same thing.
+ * Log-probs are of softmax(logits / --temperature), as TRL recomputes them
+ * (rl_batch.h runs the models on the completion tokens).
  * Memory: the policy with gradients and AdamW state; the reference weights only when
  * a KL term is on; the value model (with its optimiser) for ppo only; the reward
  * model when given. */
@@ -46,6 +45,7 @@
 #include "optim.h"
 #include "reward.h"
 #include "rewardcmd.h"
+#include "rl_batch.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "tokenizer_impl.h"
@@ -212,9 +212,6 @@ typedef struct Ppo {
     RlState rls; /* reinforce baseline */
     Rollout ro;
     int saving_final;
-    /* scratch of one micro-batch */
-    float *row_logp, *row_ent, *row_dlogp, *row_val, *row_dval, *tok_logp, *tok_dlogp, *tok_val, *tok_dval, *tok_ent;
-    size_t cap_rows, cap_tok;
 } Ppo;
 
 static double pos_double(const char *flag, const char *arg, int allow_zero) {
@@ -393,78 +390,21 @@ static int same_tokenizer(const char *a_dir, const char *b_dir, Error *e) {
     return rc;
 }
 
-static void ensure_rows(Ppo *p, size_t rows, size_t ntok) {
-    if (rows > p->cap_rows) {
-        p->cap_rows = rows;
-        p->row_logp = xrealloc(p->row_logp, rows * sizeof(float));
-        p->row_ent = xrealloc(p->row_ent, rows * sizeof(float));
-        p->row_dlogp = xrealloc(p->row_dlogp, rows * sizeof(float));
-        p->row_val = xrealloc(p->row_val, rows * sizeof(float));
-        p->row_dval = xrealloc(p->row_dval, rows * sizeof(float));
-    }
-    if (ntok > p->cap_tok) {
-        p->cap_tok = ntok;
-        p->tok_logp = xrealloc(p->tok_logp, ntok * sizeof(float));
-        p->tok_dlogp = xrealloc(p->tok_dlogp, ntok * sizeof(float));
-        p->tok_val = xrealloc(p->tok_val, ntok * sizeof(float));
-        p->tok_dval = xrealloc(p->tok_dval, ntok * sizeof(float));
-        p->tok_ent = xrealloc(p->tok_ent, ntok * sizeof(float));
-    }
-}
-
-/* A right-padded batch of prompt+completion for sequences seq[0..k): row j is
- * sequence seq[j]; targets mark the completion tokens only (data.h Batch). */
-static int build_batch(Ppo *p, const int *seq, int k, Batch *b, Error *e) {
-    Example *ex = xcalloc((size_t)k, sizeof(Example));
-    const Example **pp = xmalloc((size_t)k * sizeof *pp);
+/* The batch of rollout sequences seq[0..k), in that order (rl_batch.h). */
+static int seq_batch(Ppo *p, const int *seq, int k, RlSeqBatch *sb, Error *e) {
+    const int **pr = xmalloc((size_t)k * sizeof(int *)), **co = xmalloc((size_t)k * sizeof(int *));
+    int *pl = xmalloc((size_t)k * sizeof(int)), *cl = xmalloc((size_t)k * sizeof(int));
     for (int j = 0; j < k; j++) {
-        int i = seq[j];
-        const PromptExample *px = &p->px[p->ro.prompt[i]];
-        int n = px->n + p->ro.len[i];
-        ex[j].ids = xmalloc((size_t)n * sizeof(int));
-        ex[j].mask = xcalloc((size_t)n, 1);
-        memcpy(ex[j].ids, px->ids, (size_t)px->n * sizeof(int));
-        memcpy(ex[j].ids + px->n, p->ro.tokens[i], (size_t)p->ro.len[i] * sizeof(int));
-        for (int t = px->n; t < n; t++) ex[j].mask[t] = 1;
-        ex[j].n = n;
-        ex[j].prompt_len = px->n;
-        pp[j] = &ex[j];
+        const PromptExample *px = &p->px[p->ro.prompt[seq[j]]];
+        pr[j] = px->ids;
+        pl[j] = px->n;
+        co[j] = p->ro.tokens[seq[j]];
+        cl[j] = p->ro.len[seq[j]];
     }
-    memset(b, 0, sizeof *b);
     int pad = tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
-    int used = batch_fill(b, pp, k, k, 0, 0, pad, e);
-    for (int j = 0; j < k; j++) free(ex[j].ids), free(ex[j].mask);
-    free(ex);
-    free(pp);
-    if (used < 0) return e->code;
-    if (used != k) return err_set(e, EX_SOFTWARE, "batch_fill placed %d of %d sequences", used, k);
-    return 0;
-}
-
-/* Row of the batch where completion token t of batch row j is predicted. */
-static size_t tok_row(Ppo *p, const Batch *b, int j, int i, int t) {
-    return (size_t)j * b->T + (size_t)p->px[p->ro.prompt[i]].n - 1 + (size_t)t;
-}
-
-/* Forward of an LM with logits / temperature: per-row log-probs (and entropies). */
-static void lm_forward(Ppo *p, Model *m, const Batch *b, float *row_logp, float *row_ent) {
-    model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
-    if (p->temperature != 1.0) {
-        float s = (float)(1.0 / p->temperature);
-        size_t n = (size_t)b->B * b->T * m->cfg.d_model;
-        for (size_t i = 0; i < n; i++) m->hidden[i] *= s;
-    }
-    model_logprobs(m, b->targets, row_logp, row_ent);
-}
-
-static void lm_backward(Ppo *p, Model *m, const Batch *b, const float *row_dlogp) {
-    model_logprobs_backward(m, b->targets, row_dlogp);
-    if (p->temperature != 1.0) {
-        float s = (float)(1.0 / p->temperature);
-        size_t n = (size_t)b->B * b->T * m->cfg.d_model;
-        for (size_t i = 0; i < n; i++) m->dhidden[i] *= s;
-    }
-    model_backward(m);
+    int rc = rl_batch_build(sb, pr, pl, co, cl, k, pad, e);
+    free(pr), free(co), free(pl), free(cl);
+    return rc;
 }
 
 /* Rows per forward pass outside the updates (reference, old values, reward model):
@@ -475,20 +415,6 @@ static int micro_rows(const Ppo *p) {
     long per = (n + p->mini - 1) / p->mini;
     per = (per + p->f->grad_accum - 1) / p->f->grad_accum;
     return per < 1 ? 1 : (int)per;
-}
-
-/* Gathers per-row values into the flat per-token layout of sequences seq[0..k). */
-static void gather(Ppo *p, const Batch *b, const int *seq, int k, const float *row, float *tok) {
-    size_t o = 0;
-    for (int j = 0; j < k; j++)
-        for (int t = 0; t < p->ro.len[seq[j]]; t++) tok[o++] = row[tok_row(p, b, j, seq[j], t)];
-}
-
-static void scatter(Ppo *p, const Batch *b, const int *seq, int k, const float *tok, float *row) {
-    memset(row, 0, (size_t)b->B * b->T * sizeof(float));
-    size_t o = 0;
-    for (int j = 0; j < k; j++)
-        for (int t = 0; t < p->ro.len[seq[j]]; t++) row[tok_row(p, b, j, seq[j], t)] = tok[o++];
 }
 
 /* ---- rollout ---------------------------------------------------------------------- */
@@ -631,20 +557,13 @@ static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
     for (int s = 0; s < r->n && !rc; s += chunk) {
         int k = r->n - s < chunk ? r->n - s : chunk;
         for (int j = 0; j < k; j++) seq[j] = s + j;
-        Batch b;
-        if ((rc = build_batch(p, seq, k, &b, e))) break;
-        size_t ntok = 0;
-        for (int j = 0; j < k; j++) ntok += (size_t)r->len[seq[j]];
-        ensure_rows(p, (size_t)b.B * b.T, ntok);
-        if (values) {
-            model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
-            model_values(m, p->row_val);
-            gather(p, &b, seq, k, p->row_val, out + r->off[s]);
-        } else {
-            lm_forward(p, m, &b, p->row_logp, NULL);
-            gather(p, &b, seq, k, p->row_logp, out + r->off[s]);
-        }
-        batch_free(&b);
+        RlSeqBatch sb;
+        if ((rc = seq_batch(p, seq, k, &sb, e))) break;
+        if (values)
+            rl_values(m, &sb, out + r->off[s]);
+        else
+            rl_lm_logprobs(m, &sb, (float)p->temperature, out + r->off[s], NULL);
+        rl_batch_free(&sb);
     }
     free(seq);
     return rc;
@@ -788,58 +707,45 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     Ppo *p = ctx;
     Rollout *r = &p->ro;
     if (split != SPLIT_TRAIN) return err_set(e, EX_SOFTWARE, "ppo has no evaluation split");
-    Batch b;
-    int rc = build_batch(p, seq, k, &b, e);
+    RlSeqBatch sb;
+    int rc = seq_batch(p, seq, k, &sb, e);
     if (rc) return rc;
-    size_t ntok = 0;
-    for (int j = 0; j < k; j++) ntok += (size_t)r->len[seq[j]];
-    ensure_rows(p, (size_t)b.B * b.T, ntok);
+    size_t ntok = (size_t)sb.ntok, nb = (ntok ? ntok : 1) * sizeof(float);
+    int ppo = p->algo == RL_ALGO_PPO;
     /* the micro-batch's slices of the rollout arrays, in micro-batch order */
-    float *old = xmalloc(ntok * sizeof(float)), *ref = r->ref_logp ? xmalloc(ntok * sizeof(float)) : NULL;
-    float *adv = xmalloc(ntok * sizeof(float)), *ov = xmalloc(ntok * sizeof(float)),
-          *ret = xmalloc(ntok * sizeof(float));
-    int *off = xmalloc((size_t)k * sizeof(int)), *len = xmalloc((size_t)k * sizeof(int));
+    float *old = xmalloc(nb), *ref = r->ref_logp ? xmalloc(nb) : NULL;
+    float *adv = ppo ? xmalloc(nb) : NULL, *ov = ppo ? xmalloc(nb) : NULL, *ret = ppo ? xmalloc(nb) : NULL;
+    float *logp = xmalloc(nb), *ent = xmalloc(nb), *dlogp = xmalloc(nb);
+    float *vals = ppo ? xmalloc(nb) : NULL, *dvals = ppo ? xmalloc(nb) : NULL;
     double *sadv = xmalloc((size_t)k * sizeof(double));
-    size_t o = 0;
     for (int j = 0; j < k; j++) {
         int i = seq[j];
-        off[j] = (int)o;
-        len[j] = r->len[i];
+        size_t o = (size_t)sb.off[j], n = (size_t)r->len[i] * sizeof(float);
         sadv[j] = r->adv[i];
-        memcpy(old + o, r->old_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
-        if (ref) memcpy(ref + o, r->ref_logp + r->off[i], (size_t)r->len[i] * sizeof(float));
-        if (p->algo == RL_ALGO_PPO) {
-            memcpy(adv + o, r->adv_tok + r->off[i], (size_t)r->len[i] * sizeof(float));
-            memcpy(ov + o, r->old_values + r->off[i], (size_t)r->len[i] * sizeof(float));
-            memcpy(ret + o, r->returns + r->off[i], (size_t)r->len[i] * sizeof(float));
+        memcpy(old + o, r->old_logp + r->off[i], n);
+        if (ref) memcpy(ref + o, r->ref_logp + r->off[i], n);
+        if (ppo) {
+            memcpy(adv + o, r->adv_tok + r->off[i], n);
+            memcpy(ov + o, r->old_values + r->off[i], n);
+            memcpy(ret + o, r->returns + r->off[i], n);
         }
-        o += (size_t)r->len[i];
     }
-    lm_forward(p, &p->policy, &b, p->row_logp, p->row_ent);
-    gather(p, &b, seq, k, p->row_logp, p->tok_logp);
-    gather(p, &b, seq, k, p->row_ent, p->tok_ent);
-    double ent = 0;
-    for (size_t t = 0; t < ntok; t++) ent += p->tok_ent[t];
+    rl_lm_logprobs(&p->policy, &sb, (float)p->temperature, logp, ent);
+    double ent_sum = 0;
+    for (size_t t = 0; t < ntok; t++) ent_sum += ent[t];
+    if (ppo) rl_values(&p->vm, &sb, vals);
     RlStats st;
     memset(&st, 0, sizeof st);
-    double loss = 0, w = ppo_weight(p, split, seq, k);
-    if (p->algo == RL_ALGO_PPO) {
-        model_forward(&p->vm, b.tokens, b.pos, b.seg, b.B, b.T);
-        model_values(&p->vm, p->row_val);
-        gather(p, &b, seq, k, p->row_val, p->tok_val);
-    }
-    loss = rl_loss(&p->cfg, p->tok_logp, old, ref, p->tok_val, ov, adv, ret, sadv, off, len, k, scale, p->tok_dlogp,
-                   p->tok_dval, &st);
-    if (p->algo == RL_ALGO_PPO) {
-        scatter(p, &b, seq, k, p->tok_dval, p->row_dval);
-        model_values_backward(&p->vm, p->row_dval);
-        model_backward(&p->vm);
+    double loss =
+        rl_loss(&p->cfg, logp, old, ref, vals, ov, adv, ret, sadv, sb.off, sb.len, k, scale, dlogp, dvals, &st);
+    if (ppo) {
+        rl_values_backward(&p->vm, &sb, dvals);
         metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
         metrics_add(mt, "policy/clipfrac_avg", st.clipfrac, st.tokens);
         metrics_add(mt, "loss/policy_avg", st.pg_loss, st.tokens);
         metrics_add(mt, "loss/value_avg", st.vf_loss, st.tokens);
         metrics_add(mt, "val/clipfrac_avg", st.vf_clipfrac, st.tokens);
-        metrics_add(mt, "policy/entropy_avg", ent, (double)ntok);
+        metrics_add(mt, "policy/entropy_avg", ent_sum, (double)ntok);
         metrics_add(mt, "val/ratio", st.ratio, st.tokens);
     } else {
         metrics_add(mt, "clip_ratio", st.clipfrac, st.tokens);
@@ -850,16 +756,16 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
         }
         if (p->algo == RL_ALGO_GRPO && p->beta != 0 && ref) metrics_add(mt, "kl", st.kl, st.tokens);
         if (p->algo != RL_ALGO_GRPO) metrics_add(mt, "policy/approxkl_avg", st.approxkl, st.tokens);
-        metrics_add(mt, "entropy", ent, (double)ntok);
+        metrics_add(mt, "entropy", ent_sum, (double)ntok);
     }
-    metrics_add(mt, "loss", loss, w);
-    scatter(p, &b, seq, k, p->tok_dlogp, p->row_dlogp);
-    lm_backward(p, &p->policy, &b, p->row_dlogp);
+    metrics_add(mt, "loss", loss, rl_loss_weight(&p->cfg, sb.len, k));
+    rl_lm_backward(&p->policy, &sb, (float)p->temperature, dlogp);
     long tokens = 0;
-    for (int j = 0; j < b.B; j++) tokens += b.lengths[j];
+    for (int j = 0; j < sb.b.B; j++) tokens += sb.b.lengths[j];
     mt->tokens += tokens;
-    batch_free(&b);
-    free(old), free(ref), free(adv), free(ov), free(ret), free(off), free(len), free(sadv);
+    rl_batch_free(&sb);
+    free(old), free(ref), free(adv), free(ov), free(ret), free(logp), free(ent), free(dlogp), free(vals), free(dvals);
+    free(sadv);
     return 0;
 }
 
@@ -1288,8 +1194,6 @@ int main(int argc, char **argv) {
     rollout_free(&p.ro);
     for (int i = 0; i < p.n_px; i++) prompt_example_free(&p.px[i]);
     free(p.px);
-    free(p.row_logp), free(p.row_ent), free(p.row_dlogp), free(p.row_val), free(p.row_dval);
-    free(p.tok_logp), free(p.tok_dlogp), free(p.tok_val), free(p.tok_dval), free(p.tok_ent);
     if (p.have_vm) adamw_free(&p.vopt), model_free(&p.vm);
     if (p.have_ref) model_free(&p.ref);
     if (p.have_rm) model_free(&p.rm);
