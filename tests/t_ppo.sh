@@ -99,6 +99,15 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(a == 0.05 && b != a) }' ||
 "$P" -m "$M" -o "$T/f2" --algo ppo --reward-cmd "$RW" $FULL "$T/prompts.jsonl" || fail "ppo rerun: exit $?"
 cmp -s "$T/f-ppo/model.safetensors" "$T/f2/model.safetensors" || fail "ppo: same seed, different weights"
 
+# --- conversational prompts reach the reward program as message lists
+printf '%s\n' '{"messages": [{"role": "user", "content": "Repeat: red fox"}]}' \
+  '{"messages": [{"role": "user", "content": "Repeat: cat"}]}' >"$T/msg.jsonl"
+"$P" -m "$M" -o "$T/msg" --algo grpo --template hh --max-steps 2 --batch-size 2 --max-new-tokens 4 --threads 1 -q \
+  --log "$T/msg.log" --reward-cmd 'while read -r l; do case "$l" in *"\"prompt\":[{\"role\":\"user\""*) echo 1;;
+    *) echo "not a message list: $l";; esac; done' "$T/msg.jsonl" 2>"$T/err" ||
+  fail "message-list prompts: exit $? ($(cat "$T/err"))"
+grep -q '"reward":1.0' "$T/msg.log" || fail "message-list prompts: reward program did not see the message list"
+
 # --- reward programs that fail: message, code, checkpoint of the updates done
 BAD="--threads 1 -q --batch-size 4 --max-new-tokens 4 --max-steps 6 --algo grpo"
 expect_fail "garbage answer" 65 "is not a finite number: 'oops'" \
