@@ -449,10 +449,17 @@ static void iteration_prompts(const Ppo *p, long it, int *out) {
 
 /* One reward-program line: the rollout record (cherry-rollout(5) fields). */
 static char *reward_line(Ppo *p, const GenSeq *q, const PromptExample *px, long group, Error *e) {
-    int n = q->n_tokens - (q->eos ? 1 : 0);
+    int n = q->n_tokens - (q->eos ? 1 : 0), kept = 0;
+    /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
+     * text (they stay in completion_ids) */
+    int *ids_ok = xmalloc((size_t)(n ? n : 1) * sizeof(int)), V = tok_vocab_size(p->tok);
+    for (int t = 0; t < n; t++)
+        if (q->tokens[t] < V && tok_id_to_piece(p->tok, q->tokens[t])) ids_ok[kept++] = q->tokens[t];
     char *txt = NULL;
     size_t len = 0;
-    if (tok_decode(p->tok, q->tokens, n, 1, &txt, &len, e)) return NULL;
+    int drc = tok_decode(p->tok, ids_ok, kept, 1, &txt, &len, e);
+    free(ids_ok);
+    if (drc) return NULL;
     size_t clean_len;
     char *clean = utf8_sanitize(txt, len, &clean_len);
     if (clean) {
