@@ -131,7 +131,9 @@ int rl_loss_type_parse(const char *s); /* "grpo" | "bnpo" | "dr_grpo" | "dapo" *
  *          + beta * k3(logp, ref_logp)   (when beta != 0 and ref_logp given)
  * returned: the sum of the units the loss type averages, i.e.
  *   grpo:          sum_i (sum_t l_t) / len_i         (unit: a sequence)
- *   bnpo, dapo:    sum_i sum_t l_t                   (unit: a token)
+ *   bnpo, dapo:    sum_i sum_t l_t                   (unit: a token; the caller
+ *                  divides by the update's tokens, TRL's dapo normaliser — TRL's bnpo
+ *                  divides each micro-batch by its own, the same without accumulation)
  *   dr_grpo:       sum_i sum_t l_t                   (unit: max_completion_length tokens)
  * so the caller's weight is n sequences, the token count, or n * max_completion_length.
  * clipfrac counts tokens with (ratio < 1-eps_low and A < 0) or (ratio > 1+eps_high and
