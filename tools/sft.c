@@ -90,9 +90,8 @@ static int sft_flag(void *ctx, int opt, const char *arg) {
 }
 
 /* Units: without packing one per example; with packing, next-fit over the examples
- * in data order (start a new row when the next example does not fit), which is
- * exactly how batch_fill packs a run of examples, so a micro-batch of n units
- * becomes n rows.  (TRL >= 0.20 packs best-fit-decreasing by default, which fills
+ * in data order (start a new row when the next example does not fit); a
+ * micro-batch of n units becomes exactly n rows (batch_fill_units).  (TRL >= 0.20 packs best-fit-decreasing by default, which fills
  * rows a little better but reorders examples; the packed rows are shuffled per
  * epoch either way.) */
 static void split_units(SftSplit *sp, int packing, int max_T) {
@@ -145,11 +144,22 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
             s->exs[n_ex++] = &sp->ex[i];
     Batch b;
     memset(&b, 0, sizeof b);
-    int used = batch_fill(&b, s->exs, n_ex, n, s->packing ? s->max_T : 0, s->packing, s->pad_id, e);
-    if (used < 0) return e->code;
-    if (used != n_ex || b.B != n) {
-        batch_free(&b);
-        return err_set(e, EX_SOFTWARE, "sft: batch_fill placed %d of %d examples in %d of %d rows", used, n_ex, b.B, n);
+    if (s->packing) {
+        /* Each unit is one planned row: place it exactly so (batch_fill would re-pack
+         * the shuffled run of units and could merge two of them into one row). */
+        int *ulen = xmalloc((size_t)n * sizeof(int));
+        for (int k = 0; k < n; k++) ulen[k] = sp->unit_len[idx[k]];
+        int rc = batch_fill_units(&b, s->exs, ulen, n, s->max_T, s->pad_id, e);
+        free(ulen);
+        if (rc) return rc;
+    } else {
+        int used = batch_fill(&b, s->exs, n_ex, n, 0, 0, s->pad_id, e);
+        if (used < 0) return e->code;
+        if (used != n_ex || b.B != n) {
+            batch_free(&b);
+            return err_set(e, EX_SOFTWARE, "sft: batch_fill placed %d of %d examples in %d of %d rows", used, n_ex,
+                           b.B, n);
+        }
     }
     size_t N = (size_t)b.B * b.T;
     if (N > s->cap_rows) {
