@@ -201,106 +201,169 @@ void gen_state_free(GenState *g) {
 
 /* ---- batch-invariant linear ---------------------------------------------------------
  * out[n,o] = in[n,:] . w[o,:] + bias[o] with one fixed summation order per (n, o):
- * eight lanes (lane j sums the products with i = j mod 8, in increasing i), a fixed
- * pairwise sum of the lanes, the scalar tail, then the bias.  The loops are blocked
- * (four rows x two outputs share each load: eight independent accumulator chains,
- * enough to keep both FMA units busy; that reuse of every weight load across rows
- * is what makes batch 16 cheaper per token than batch 1), but every block shape
- * computes each (n, o) with the same operations in the same order, so a row's
- * result never depends on which or how many rows are decoded with it.  BLAS gives no
- * such guarantee (it changes kernels and splits with the shape). */
-#if defined(__AVX__) && defined(__FMA__)
+ * VL lanes (lane j sums the products with i = j mod VL, in increasing i, with fused
+ * multiply-adds), a fixed pairwise tree over the lanes, the scalar tail, then the
+ * bias.  The loops are blocked (four rows x four outputs on AVX-512, four rows x two
+ * on AVX2: each weight load serves four rows, and that reuse is what makes batch 16
+ * cheaper per token than batch 1), but every block shape computes each (n, o) with
+ * the same operations in the same order, so a row's result never depends on which
+ * or how many rows are decoded with it.  BLAS gives no such guarantee (it changes
+ * kernels and splits with the shape). */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VL 16
+typedef __m512 vec;
+static inline vec vzero(void) {
+    return _mm512_setzero_ps();
+}
+static inline vec vload(const float *p) {
+    return _mm512_loadu_ps(p);
+}
+static inline vec vfma(vec a, vec b, vec c) {
+    return _mm512_fmadd_ps(a, b, c);
+}
+static inline void vstore(float *p, vec a) {
+    _mm512_storeu_ps(p, a);
+}
+#define MUL_ADD(a, b, c) fmaf((a), (b), (c))
+#elif defined(__AVX__) && defined(__FMA__)
 #include <immintrin.h>
 /* Explicit FMA: left to itself the compiler fuses a*b+c in some unrolled variants
  * and not in others, and a fused and an unfused product round differently. */
-typedef __m256 v8;
-static inline v8 v8_zero(void) {
+#define VL 8
+typedef __m256 vec;
+static inline vec vzero(void) {
     return _mm256_setzero_ps();
 }
-static inline v8 ld8(const float *p) {
+static inline vec vload(const float *p) {
     return _mm256_loadu_ps(p);
 }
-static inline v8 v8_fma(v8 a, v8 b, v8 c) {
+static inline vec vfma(vec a, vec b, vec c) {
     return _mm256_fmadd_ps(a, b, c);
 }
-static inline float lane(v8 a, int j) {
-    float t[8];
-    _mm256_storeu_ps(t, a);
-    return t[j];
+static inline void vstore(float *p, vec a) {
+    _mm256_storeu_ps(p, a);
 }
 #define MUL_ADD(a, b, c) fmaf((a), (b), (c))
 #else
 /* No FMA instructions: nothing can be fused, every variant rounds alike. */
-typedef float v8 __attribute__((vector_size(32)));
-static inline v8 v8_zero(void) {
-    return (v8){0};
+#define VL 8
+typedef float vec __attribute__((vector_size(32)));
+static inline vec vzero(void) {
+    return (vec){0};
 }
-static inline v8 ld8(const float *p) {
-    v8 r;
+static inline vec vload(const float *p) {
+    vec r;
     memcpy(&r, p, sizeof r);
     return r;
 }
-static inline v8 v8_fma(v8 a, v8 b, v8 c) {
+static inline vec vfma(vec a, vec b, vec c) {
     return a * b + c;
 }
-static inline float lane(v8 a, int j) {
-    return a[j];
+static inline void vstore(float *p, vec a) {
+    memcpy(p, &a, sizeof a);
 }
 #define MUL_ADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-static inline float finish_dot(v8 a, const float *w, const float *x, int C8, int C, float bias) {
-    float s = ((lane(a, 0) + lane(a, 4)) + (lane(a, 1) + lane(a, 5))) +
-              ((lane(a, 2) + lane(a, 6)) + (lane(a, 3) + lane(a, 7)));
-    for (int i = C8; i < C; i++) s = MUL_ADD(w[i], x[i], s);
+static inline float finish_dot(vec a, const float *w, const float *x, int CV, int C, float bias) {
+    float t[VL];
+    vstore(t, a);
+    for (int h = VL / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) t[j] += t[j + h];
+    float s = t[0];
+    for (int i = CV; i < C; i++) s = MUL_ADD(w[i], x[i], s);
     return s + bias;
 }
 
-/* Four rows x two outputs at (n, o): eight accumulator chains; per 8-float step two
- * weight loads and four input loads feed eight FMAs.  Written out by hand so the
- * compiler keeps all of it in registers. */
+#define VROUND(C) ((C) & ~(VL - 1))
+
+#if VL == 16
+/* Four rows x four outputs at (n, o): sixteen accumulator chains in registers (32
+ * on AVX-512); per step four weight and four input loads feed sixteen FMAs. */
+static void dot_4xB(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
+    int CV = VROUND(C);
+    const float *w0 = w + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+    const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    vec a00 = vzero(), a01 = vzero(), a02 = vzero(), a03 = vzero(), a10 = vzero(), a11 = vzero(), a12 = vzero(),
+        a13 = vzero(), a20 = vzero(), a21 = vzero(), a22 = vzero(), a23 = vzero(), a30 = vzero(), a31 = vzero(),
+        a32 = vzero(), a33 = vzero();
+    /* the first row block of an output block also pulls the NEXT output block's
+     * weights towards the cache, so the DRAM stream overlaps the FMAs */
+    const float *pf = n == 0 && o + 8 <= OC ? w3 + C : NULL;
+    for (int i = 0; i < CV; i += VL) {
+        if (pf) {
+            _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + C + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 2 * C + i), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + 3 * C + i), _MM_HINT_T0);
+        }
+        vec u0 = vload(w0 + i), u1 = vload(w1 + i), u2 = vload(w2 + i), u3 = vload(w3 + i), x;
+        x = vload(x0 + i), a00 = vfma(u0, x, a00), a01 = vfma(u1, x, a01), a02 = vfma(u2, x, a02),
+        a03 = vfma(u3, x, a03);
+        x = vload(x1 + i), a10 = vfma(u0, x, a10), a11 = vfma(u1, x, a11), a12 = vfma(u2, x, a12),
+        a13 = vfma(u3, x, a13);
+        x = vload(x2 + i), a20 = vfma(u0, x, a20), a21 = vfma(u1, x, a21), a22 = vfma(u2, x, a22),
+        a23 = vfma(u3, x, a23);
+        x = vload(x3 + i), a30 = vfma(u0, x, a30), a31 = vfma(u1, x, a31), a32 = vfma(u2, x, a32),
+        a33 = vfma(u3, x, a33);
+    }
+    float b[4];
+    for (int k = 0; k < 4; k++) b[k] = bias ? bias[o + k] : 0.0f;
+    vec acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
+    const float *ws[4] = {w0, w1, w2, w3}, *xs[4] = {x0, x1, x2, x3};
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 4; k++)
+            out[(size_t)(n + r) * OC + o + k] = finish_dot(acc[r][k], ws[k], xs[r], CV, C, b[k]);
+}
+#else
+/* Four rows x two outputs at (n, o), twice: eight accumulator chains (16 vector
+ * registers on AVX2); per step two weight and four input loads feed eight FMAs. */
 static void dot_4x2(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    int C8 = C & ~7;
+    int CV = VROUND(C);
     const float *w0 = w + (size_t)o * C, *w1 = w0 + C;
     const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-    v8 a00 = v8_zero(), a01 = v8_zero(), a10 = v8_zero(), a11 = v8_zero();
-    v8 a20 = v8_zero(), a21 = v8_zero(), a30 = v8_zero(), a31 = v8_zero();
-    for (int i = 0; i < C8; i += 8) {
-        v8 u = ld8(w0 + i), v = ld8(w1 + i), x;
-        x = ld8(x0 + i), a00 = v8_fma(u, x, a00), a01 = v8_fma(v, x, a01);
-        x = ld8(x1 + i), a10 = v8_fma(u, x, a10), a11 = v8_fma(v, x, a11);
-        x = ld8(x2 + i), a20 = v8_fma(u, x, a20), a21 = v8_fma(v, x, a21);
-        x = ld8(x3 + i), a30 = v8_fma(u, x, a30), a31 = v8_fma(v, x, a31);
+    vec a00 = vzero(), a01 = vzero(), a10 = vzero(), a11 = vzero();
+    vec a20 = vzero(), a21 = vzero(), a30 = vzero(), a31 = vzero();
+    for (int i = 0; i < CV; i += VL) {
+        vec u = vload(w0 + i), v = vload(w1 + i), x;
+        x = vload(x0 + i), a00 = vfma(u, x, a00), a01 = vfma(v, x, a01);
+        x = vload(x1 + i), a10 = vfma(u, x, a10), a11 = vfma(v, x, a11);
+        x = vload(x2 + i), a20 = vfma(u, x, a20), a21 = vfma(v, x, a21);
+        x = vload(x3 + i), a30 = vfma(u, x, a30), a31 = vfma(v, x, a31);
     }
     float b0 = bias ? bias[o] : 0.0f, b1 = bias ? bias[o + 1] : 0.0f;
     float *y = out + (size_t)n * OC + o;
-    y[0] = finish_dot(a00, w0, x0, C8, C, b0), y[1] = finish_dot(a01, w1, x0, C8, C, b1), y += OC;
-    y[0] = finish_dot(a10, w0, x1, C8, C, b0), y[1] = finish_dot(a11, w1, x1, C8, C, b1), y += OC;
-    y[0] = finish_dot(a20, w0, x2, C8, C, b0), y[1] = finish_dot(a21, w1, x2, C8, C, b1), y += OC;
-    y[0] = finish_dot(a30, w0, x3, C8, C, b0), y[1] = finish_dot(a31, w1, x3, C8, C, b1);
+    y[0] = finish_dot(a00, w0, x0, CV, C, b0), y[1] = finish_dot(a01, w1, x0, CV, C, b1), y += OC;
+    y[0] = finish_dot(a10, w0, x1, CV, C, b0), y[1] = finish_dot(a11, w1, x1, CV, C, b1), y += OC;
+    y[0] = finish_dot(a20, w0, x2, CV, C, b0), y[1] = finish_dot(a21, w1, x2, CV, C, b1), y += OC;
+    y[0] = finish_dot(a30, w0, x3, CV, C, b0), y[1] = finish_dot(a31, w1, x3, CV, C, b1);
 }
+static void dot_4xB(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
+    dot_4x2(out, in, w, bias, n, o, C, OC);
+    dot_4x2(out, in, w, bias, n, o + 2, C, OC);
+}
+#endif
 
 /* One row x one output: leftover rows (batch 1 above all, bound by memory
  * bandwidth: one weight row streamed at a time measured faster than four
  * interleaved ones) and the edges. */
 static void dot_1x1(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    int C8 = C & ~7;
+    int CV = VROUND(C);
     const float *w0 = w + (size_t)o * C, *x0 = in + (size_t)n * C;
-    v8 a0 = v8_zero();
-    for (int i = 0; i < C8; i += 8) a0 = v8_fma(ld8(w0 + i), ld8(x0 + i), a0);
-    out[(size_t)n * OC + o] = finish_dot(a0, w0, x0, C8, C, bias ? bias[o] : 0.0f);
+    vec a0 = vzero();
+    for (int i = 0; i < CV; i += VL) a0 = vfma(vload(w0 + i), vload(x0 + i), a0);
+    out[(size_t)n * OC + o] = finish_dot(a0, w0, x0, CV, C, bias ? bias[o] : 0.0f);
 }
 
-static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC) {
+static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC,
+                             int nt) {
     int nob = (OC + 3) / 4;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (int ob = 0; ob < nob; ob++) {
         int o = 4 * ob, n = 0;
         if (o + 4 <= OC) {
-            for (; n + 4 <= N; n += 4) {
-                dot_4x2(out, in, w, bias, n, o, C, OC);
-                dot_4x2(out, in, w, bias, n, o + 2, C, OC);
-            }
+            for (; n + 4 <= N; n += 4) dot_4xB(out, in, w, bias, n, o, C, OC);
             for (; n < N; n++)
                 for (int k = 0; k < 4; k++) dot_1x1(out, in, w, bias, n, o + k, C, OC);
         } else {
@@ -310,9 +373,10 @@ static void linear_invariant(float *out, const float *in, const float *w, const 
     }
 }
 
+/* inv > 0: the batch-invariant kernel on inv threads; 0: BLAS. */
 static void linear(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC, int inv) {
     if (inv)
-        linear_invariant(out, in, w, bias, N, C, OC);
+        linear_invariant(out, in, w, bias, N, C, OC, inv);
     else
         linear_forward(out, in, w, bias, N, C, OC);
 }
@@ -321,11 +385,11 @@ static void linear(float *out, const float *in, const float *w, const float *bia
  * Row r (slot s, position p) attends to positions 0..p of slot s (Vaswani et al. 2017,
  * eq. 1, scale 1/sqrt(hd)); query head h reads kv head h / (nh / nkv) (GQA, Ainslie
  * et al. 2023).  One (row, head) per task; a row's result never depends on others. */
-static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n) {
+static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
     const ModelConfig *c = &g->m->cfg;
     int nh = c->n_head, nkv = c->n_kv_head, hd = c->d_model / nh, grp = nh / nkv;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
     for (int r = 0; r < n; r++)
         for (int h = 0; h < nh; h++) {
             float *sc = g->scores + (size_t)omp_get_thread_num() * g->score_cap;
@@ -366,6 +430,12 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
     int gpt2 = c->family == FAMILY_GPT2;
     if (n > g->max_rows) die_internal("gen_forward: %d rows, state holds %d", n, g->max_rows);
     for (int r = 0; r < n; r++) g->pos[r] = (r > 0 && slots[r] == slots[r - 1]) ? g->pos[r - 1] + 1 : kv->len[slots[r]];
+    /* Decode rows are few: the per-row ops (norms, activations, residuals) cost less
+     * than waking a thread team, so they run on this thread and only the matrix
+     * products and attention fan out (fewer barriers per step, which also matters
+     * when other processes compete for the cores). */
+    int nt = g->threads, lin = inv ? nt : 0;
+    if (inv) omp_set_num_threads(1);
     if (g->score_cap < kv->cap) {
         free(g->scores);
         g->score_cap = kv->cap;
@@ -379,7 +449,7 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
         /* attention block */
         if (gpt2) {
             layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln1_w, L->ln1_b, n, C, c->norm_eps);
-            linear(g->qkv, g->h, L->qkv_w, L->qkv_b, n, C, 3 * C, inv);
+            linear(g->qkv, g->h, L->qkv_w, L->qkv_b, n, C, 3 * C, lin);
             for (int r = 0; r < n; r++) {
                 const float *src = g->qkv + (size_t)r * 3 * C;
                 memcpy(g->q + (size_t)r * C, src, C * sizeof(float));
@@ -388,9 +458,9 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
             }
         } else {
             rmsnorm_forward(g->h, g->rstd, g->x, L->ln1_w, n, C, c->norm_eps);
-            linear(g->q, g->h, L->q_w, L->q_b, n, C, C, inv);
-            linear(g->k, g->h, L->k_w, L->k_b, n, C, kvd, inv);
-            linear(g->v, g->h, L->v_w, L->v_b, n, C, kvd, inv);
+            linear(g->q, g->h, L->q_w, L->q_b, n, C, C, lin);
+            linear(g->k, g->h, L->k_w, L->k_b, n, C, kvd, lin);
+            linear(g->v, g->h, L->v_w, L->v_b, n, C, kvd, lin);
             rope_forward(g->q, g->pos, n, nh, hd, c->rope_theta);
             rope_forward(g->k, g->pos, n, nkv, hd, c->rope_theta);
         }
@@ -399,21 +469,21 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
             memcpy(kv->k + off, g->k + (size_t)r * kvd, kvd * sizeof(float));
             memcpy(kv->v + off, g->v + (size_t)r * kvd, kvd * sizeof(float));
         }
-        attention_cached(g, kv, l, slots, n);
-        linear(g->h, g->att, L->o_w, L->o_b, n, C, C, inv);
+        attention_cached(g, kv, l, slots, n, nt);
+        linear(g->h, g->att, L->o_w, L->o_b, n, C, C, lin);
         residual_forward(g->x, g->x, g->h, (size_t)n * C);
         /* MLP block */
         if (gpt2) {
             layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln2_w, L->ln2_b, n, C, c->norm_eps);
-            linear(g->ff1, g->h, L->fc_w, L->fc_b, n, C, F, inv);
+            linear(g->ff1, g->h, L->fc_w, L->fc_b, n, C, F, lin);
             gelu_forward(g->ff2, g->ff1, (size_t)n * F);
-            linear(g->h, g->ff2, L->proj_w, L->proj_b, n, F, C, inv);
+            linear(g->h, g->ff2, L->proj_w, L->proj_b, n, F, C, lin);
         } else {
             rmsnorm_forward(g->h, g->rstd, g->x, L->ln2_w, n, C, c->norm_eps);
-            linear(g->ff1, g->h, L->gate_w, L->gate_b, n, C, F, inv);
-            linear(g->ff2, g->h, L->up_w, L->up_b, n, C, F, inv);
+            linear(g->ff1, g->h, L->gate_w, L->gate_b, n, C, F, lin);
+            linear(g->ff2, g->h, L->up_w, L->up_b, n, C, F, lin);
             swiglu_forward(g->ff1, g->ff1, g->ff2, (size_t)n * F);
-            linear(g->h, g->ff1, L->down_w, L->down_b, n, F, C, inv);
+            linear(g->h, g->ff1, L->down_w, L->down_b, n, F, C, lin);
         }
         residual_forward(g->x, g->x, g->h, (size_t)n * C);
     }
@@ -423,12 +493,14 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
     int nl = 0;
     for (int r = 0; r < n; r++)
         if (!want_logits || want_logits[r]) memcpy(g->h + (size_t)nl++ * C, g->x + (size_t)r * C, C * sizeof(float));
-    if (nl == 0) return;
-    if (gpt2)
-        layernorm_forward(g->hlast, g->mean, g->rstd, g->h, w->lnf_w, w->lnf_b, nl, C, c->norm_eps);
-    else
-        rmsnorm_forward(g->hlast, g->rstd, g->h, w->lnf_w, nl, C, c->norm_eps);
-    linear_invariant(logits, g->hlast, w->lm_head, NULL, nl, C, c->vocab_size);
+    if (nl > 0) {
+        if (gpt2)
+            layernorm_forward(g->hlast, g->mean, g->rstd, g->h, w->lnf_w, w->lnf_b, nl, C, c->norm_eps);
+        else
+            rmsnorm_forward(g->hlast, g->rstd, g->h, w->lnf_w, nl, C, c->norm_eps);
+        linear_invariant(logits, g->hlast, w->lm_head, NULL, nl, C, c->vocab_size, nt);
+    }
+    if (inv) omp_set_num_threads(nt);
 }
 
 /* ---- generation loop ------------------------------------------------------------------- */
