@@ -269,7 +269,7 @@ const char *rl_algo_name(RlAlgo a) {
 void rl_advantages(const RlConfig *c, RlBatch *b, RlState *st, RlRolloutStats *out) {
     int n = b->n, G = c->G > 0 ? c->G : 1, groups = n / G;
     memset(out, 0, sizeof *out);
-    double *seq_kl = calloc((size_t)n, sizeof(double)), *rs = malloc((size_t)n * sizeof(double));
+    double *seq_kl = calloc((size_t)n, sizeof(double)), *rs = calloc((size_t)n, sizeof(double));
     if (!seq_kl || !rs) abort();
     for (int i = 0; i < n; i++) {
         out->scores += b->score[i];

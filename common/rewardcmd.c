@@ -1,6 +1,8 @@
 /* rewardcmd.c — the reward program child process (see rewardcmd.h for the
  * protocol).  POSIX pipes, fork/exec of /bin/sh -c, poll with a timeout. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2 */
+#endif
 #include "rewardcmd.h"
 
 #include <errno.h>

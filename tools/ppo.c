@@ -29,7 +29,9 @@
  * Memory: the policy with gradients and AdamW state; the reference weights only when
  * a KL term is on; the value model (with its optimiser) for ppo only; the reward
  * model when given. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strsignal */
+#endif
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -630,7 +632,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
         memcpy(r->tokens[i], seqs[i].tokens, (size_t)r->len[i] * sizeof(int));
         memcpy(r->old_logp + r->off[i], seqs[i].logprobs, (size_t)r->len[i] * sizeof(float));
     }
-    double comp[MAX_CMDS + 1];
+    double comp[MAX_CMDS + 1] = {0};
     rc = score_rollout(p, seqs, it * (long)B, comp, e);
     for (int i = 0; i < n; i++) gen_seq_free(&seqs[i]);
     free(seqs);
@@ -833,13 +835,14 @@ static int load_state(Ppo *p, const char *path, Error *e) {
     if (rc) return rc;
     const char *kc = st_meta_get(&sf, "kl_coef"), *bl = st_meta_get(&sf, "baseline"),
                *bs = st_meta_get(&sf, "baseline_set");
-    if (!kc || !bl || !bs) rc = err_set(e, EX_DATAERR, "%s: metadata kl_coef, baseline, baseline_set expected", path);
-    if (rc == 0) {
-        p->klc.coef = strtod(kc, NULL);
-        p->rls.baseline = strtod(bl, NULL);
-        p->rls.baseline_set = atoi(bs);
+    if (!kc || !bl || !bs) {
+        st_close(&sf);
+        return err_set(e, EX_DATAERR, "%s: metadata kl_coef, baseline, baseline_set expected", path);
     }
-    if (rc == 0 && p->have_vm) {
+    p->klc.coef = strtod(kc, NULL);
+    p->rls.baseline = strtod(bl, NULL);
+    p->rls.baseline_set = atoi(bs);
+    if (p->have_vm) {
         const StTensor *m = st_find(&sf, "value_exp_avg"), *v = st_find(&sf, "value_exp_avg_sq");
         const char *st = st_meta_get(&sf, "value_step");
         if (!m || !v || !st || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != p->vopt.n ||
