@@ -43,10 +43,18 @@ ASAN_TESTS := $(filter-out $(addprefix $(O)/asan/tests/,$(ASAN_SKIP)),$(TEST_SRC
 ifeq ($(CUDA),1)
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(O)/%.o)
-NVCC     ?= nvcc
 CUDA_HOME?= /usr/local/cuda
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || echo $(CUDA_HOME)/bin/nvcc)
+# SASS for Turing..Hopper (sm_75 is the oldest nvcc 13 accepts) plus compute_90 PTX that
+# the driver JIT-compiles for newer GPUs (Blackwell).  Override: CUDA_ARCH="-arch=native".
+CUDA_ARCH?= -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
+            -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89 \
+            -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
-CFLAGS   += -DCHERRY_CUDA
+CFLAGS   += -DCHERRY_CUDA -Icuda
+# the sanitizer library is compiled with -DCHERRY_CUDA too, so it needs the GPU objects
+ASAN_OBJ += $(CUDA_OBJ)
 endif
 
 .PHONY: all check bench deps clean lint format install
@@ -78,7 +86,7 @@ $(O)/%.o: %.c | $(O)/.deps-ok
 
 $(O)/cuda/%.o: cuda/%.cu | $(O)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -Icommon -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -Icommon -Icuda -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@rm -f $@

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "util.h"
+#ifdef CHERRY_CUDA
+#include "gemm_cuda.h" /* cuda/, on the include path only with make CUDA=1 */
+#endif
 
 /* OpenBLAS's OpenMP build exports this; it sets the BLAS-internal thread count. */
 void openblas_set_num_threads(int);
@@ -44,6 +47,16 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
+#ifdef CHERRY_CUDA
+    /* GPU backend (make CUDA=1, cuda/gemm_cuda.cu): large products go to cuBLAS when a
+     * device is present (threshold and CHERRY_CUDA=0|auto|all in gemm_cuda.h).  Not from
+     * inside OpenMP regions (attention's per-head products): those are small and would
+     * only queue on the device lock.  gemm_cuda leaves C untouched when it fails, so the
+     * CPU path below is the fallback. */
+    if (!omp_in_parallel() && gemm_cuda_wanted(M, N, K) &&
+        gemm_cuda(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
+        return;
+#endif
     /* Thread-count independence: OpenBLAS's single- and multi-threaded level-3
      * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
      * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
