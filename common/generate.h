@@ -9,8 +9,9 @@
  * Reproducibility: each (prompt, sample) owns an Rng seeded from
  * (seed, prompt_id, sample_index), and the decode step computes every sequence's
  * row with kernels whose summation order does not depend on the other rows, so a
- * sequence's tokens and log-probs are bit-identical whatever the batch size, the
- * order of the prompts around it, or how many threads run.
+ * sequence's tokens and log-probs are bit-identical whatever the batch size or the
+ * order of the prompts around it.  (They also agree across thread counts in our
+ * tests, but the prefill goes through BLAS, which does not promise that.)
  *
  * The trainer's view (ppo): hand in tokenized prompts, get back for each sequence
  * the generated ids, per-token log-probs under the sampling policy
