@@ -45,17 +45,15 @@
 #include "losses_rl.h"
 #include "model.h"
 #include "optim.h"
-#include "reward.h"
-#include "rewardcmd.h"
 #include "rl_batch.h"
+#include "rl_rewards.h"
 #include "safetensors.h"
 #include "tokenizer.h"
-#include "tokenizer_impl.h"
 #include "train.h"
 
 static const char *PROG = "ppo";
 
-#define MAX_CMDS 8
+#define MAX_CMDS (RL_MAX_REWARDS - 1)
 
 static void usage(FILE *out) {
     fputs("Usage: ppo -m POLICY -o OUT (--reward-model DIR | --reward-cmd CMD)... [options] [PROMPTS.jsonl ...]\n"
@@ -199,7 +197,6 @@ typedef struct Ppo {
     const char *rm_dir, *vm_dir, *weights_s;
     const char *cmd_s[MAX_CMDS];
     int n_cmds;
-    double weights[MAX_CMDS + 1];
 
     const TrainFlags *f;
     Model policy, ref, vm, rm;
@@ -210,6 +207,7 @@ typedef struct Ppo {
     PromptExample *px;
     int n_px;
     RewardCmd cmds[MAX_CMDS];
+    RlRewards rw; /* the reward model and the programs, weighted */
     RlKlController klc;
     RlState rls; /* reinforce baseline */
     Rollout ro;
@@ -449,113 +447,6 @@ static void iteration_prompts(const Ppo *p, long it, int *out) {
     free(perm);
 }
 
-/* One reward-program line: the rollout record (cherry-rollout(5) fields). */
-static char *reward_line(Ppo *p, const GenSeq *q, const PromptExample *px, long group, Error *e) {
-    int n = q->n_tokens - (q->eos ? 1 : 0), kept = 0;
-    /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
-     * text (they stay in completion_ids) */
-    int *ids_ok = xmalloc((size_t)(n ? n : 1) * sizeof(int)), V = tok_vocab_size(p->tok);
-    for (int t = 0; t < n; t++)
-        if (q->tokens[t] < V && tok_id_to_piece(p->tok, q->tokens[t])) ids_ok[kept++] = q->tokens[t];
-    char *txt = NULL;
-    size_t len = 0;
-    int drc = tok_decode(p->tok, ids_ok, kept, 1, &txt, &len, e);
-    free(ids_ok);
-    if (drc) return NULL;
-    size_t clean_len;
-    char *clean = utf8_sanitize(txt, len, &clean_len);
-    if (clean) {
-        free(txt);
-        txt = clean;
-        len = clean_len;
-    }
-    /* A sampled NUL byte would reach the program as \u0000, which many JSON readers
-     * (jansson by default, hence task-reward) refuse: it becomes U+FFFD. */
-    if (memchr(txt, 0, len)) {
-        size_t nul = 0;
-        for (size_t i = 0; i < len; i++) nul += txt[i] == 0;
-        char *r = xmalloc(len + 2 * nul + 1), *w = r;
-        for (size_t i = 0; i < len; i++) {
-            if (txt[i]) {
-                *w++ = txt[i];
-            } else {
-                memcpy(w, "\xEF\xBF\xBD", 3);
-                w += 3;
-            }
-        }
-        free(txt);
-        txt = r;
-        len = (size_t)(w - r);
-    }
-    json_t *o = json_object();
-    json_object_set(o, "prompt", px->prompt);
-    json_object_set_new(o, "completion", json_stringn(txt, len));
-    json_t *ids = json_array();
-    for (int t = 0; t < q->n_tokens; t++) json_array_append_new(ids, json_integer(q->tokens[t]));
-    json_object_set_new(o, "completion_ids", ids);
-    json_object_set_new(o, "group", json_integer(group));
-    json_object_set_new(o, "sample", json_integer(q->sample));
-    json_object_set_new(o, "finish_reason", json_string(q->finish == GEN_FINISH_STOP ? "stop" : "length"));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    free(txt);
-    if (!s) err_set(e, EX_SOFTWARE, "cannot encode the rollout record as JSON");
-    return s;
-}
-
-/* Rewards of all sequences: the weighted sum of the reward model's score and the
- * reward programs' answers.  comp[k] gets component k's batch mean (for the log). */
-static int score_rollout(Ppo *p, GenSeq *seqs, long first_group, double *comp, Error *e) {
-    Rollout *r = &p->ro;
-    int n = r->n, k = 0;
-    for (int i = 0; i < n; i++) r->score[i] = 0;
-    double *part = xmalloc((size_t)n * sizeof(double));
-    int rc = 0;
-    if (p->have_rm) {
-        int **full = xmalloc((size_t)n * sizeof(int *));
-        int *flen = xmalloc((size_t)n * sizeof(int));
-        float *rw = xmalloc((size_t)n * sizeof(float));
-        for (int i = 0; i < n; i++) {
-            const PromptExample *px = &p->px[r->prompt[i]];
-            flen[i] = px->n + r->len[i];
-            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
-            memcpy(full[i], px->ids, (size_t)px->n * sizeof(int));
-            memcpy(full[i] + px->n, r->tokens[i], (size_t)r->len[i] * sizeof(int));
-        }
-        rc = reward_score(&p->rm, (const int *const *)full, flen, n, micro_rows(p), rw, e);
-        if (rc) err_prefix(e, "--reward-model %s", p->rm_dir);
-        double mean = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            r->score[i] += p->weights[k] * rw[i];
-            mean += rw[i];
-        }
-        comp[k++] = mean / n;
-        for (int i = 0; i < n; i++) free(full[i]);
-        free(full), free(flen), free(rw);
-    }
-    if (!rc && p->n_cmds) {
-        char **lines = xcalloc((size_t)n, sizeof(char *));
-        for (int i = 0; i < n && !rc; i++) {
-            const GenSeq *q = &seqs[i];
-            lines[i] = reward_line(p, q, &p->px[r->prompt[i]], first_group + q->prompt, e);
-            if (!lines[i]) rc = e->code;
-        }
-        for (int c = 0; c < p->n_cmds && !rc; c++) {
-            rc = rewardcmd_score(&p->cmds[c], (const char *const *)lines, n, part, e);
-            double mean = 0;
-            for (int i = 0; i < n && !rc; i++) {
-                r->score[i] += p->weights[k] * part[i];
-                mean += part[i];
-            }
-            comp[k++] = mean / n;
-        }
-        for (int i = 0; i < n; i++) free(lines[i]);
-        free(lines);
-    }
-    free(part);
-    return rc;
-}
-
 /* Reference log-probs (once per batch) and, for ppo, the value model's values
  * before any update: forward passes in chunks of the micro-batch size. */
 static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
@@ -632,8 +523,22 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
         memcpy(r->tokens[i], seqs[i].tokens, (size_t)r->len[i] * sizeof(int));
         memcpy(r->old_logp + r->off[i], seqs[i].logprobs, (size_t)r->len[i] * sizeof(float));
     }
-    double comp[MAX_CMDS + 1] = {0};
-    rc = score_rollout(p, seqs, it * (long)B, comp, e);
+    RlCompletion *cs = xmalloc((size_t)n * sizeof(RlCompletion));
+    for (int i = 0; i < n; i++) {
+        const PromptExample *px = &p->px[r->prompt[i]];
+        cs[i] = (RlCompletion){.prompt = px->ids,
+                               .plen = px->n,
+                               .tokens = seqs[i].tokens,
+                               .n = seqs[i].n_tokens,
+                               .prompt_json = px->prompt,
+                               .group = it * (long)B + seqs[i].prompt,
+                               .sample = seqs[i].sample,
+                               .eos = seqs[i].eos,
+                               .stopped = seqs[i].finish == GEN_FINISH_STOP};
+    }
+    double comp[RL_MAX_REWARDS] = {0};
+    rc = rl_rewards_score(&p->rw, cs, n, r->score, comp, e);
+    free(cs);
     for (int i = 0; i < n; i++) gen_seq_free(&seqs[i]);
     free(seqs);
     free(pidx);
@@ -904,13 +809,13 @@ static int load_value_model(Ppo *p, const char *dir, Error *e) {
 
 static void parse_weights(Ppo *p) {
     int n = p->have_rm + p->n_cmds;
-    for (int k = 0; k < n; k++) p->weights[k] = 1.0;
+    for (int k = 0; k < n; k++) p->rw.weights[k] = 1.0;
     if (!p->weights_s) return;
     char *s = xstrdup(p->weights_s), *save = NULL;
     int k = 0;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (k >= n) cli_usage_error(PROG, "--reward-weights: %d weights for %d rewards", k + 1, n);
-        p->weights[k++] = cli_double(PROG, "--reward-weights", tok);
+        p->rw.weights[k++] = cli_double(PROG, "--reward-weights", tok);
     }
     if (k != n) cli_usage_error(PROG, "--reward-weights: %d weights for %d rewards (model first, then programs)", k, n);
     free(s);
@@ -1196,6 +1101,12 @@ int main(int argc, char **argv) {
     }
     for (int c = 0; c < p.n_cmds; c++)
         if (rewardcmd_start(&p.cmds[c], p.cmd_s[c], p.timeout, &e)) err_die(PROG, &e);
+    p.rw.rm = p.have_rm ? &p.rm : NULL;
+    p.rw.rm_name = p.rm_dir;
+    p.rw.rm_batch = micro_rows(&p);
+    p.rw.cmds = p.cmds;
+    p.rw.n_cmds = p.n_cmds;
+    p.rw.tok = p.tok;
 
     int rc = run(&p, &e);
     for (int c = 0; c < p.n_cmds; c++) rewardcmd_close(&p.cmds[c]);
