@@ -5,7 +5,7 @@
  * One ITERATION: take --batch-size prompts (shuffled per pass over the data, a
  * function of (seed, pass) only), generate --num-generations completions each with
  * the shared KV-cache generator (generate.h; the sampling log-probs it returns are
- * the "old" log-probs), score them (reward.h, rewardcmd.h; weighted sum), compute the
+ * the "old" log-probs), score them (rl_rewards.h: weighted sum), compute the
  * reference log-probs once (when a KL term is on), compute advantages (losses_rl.h),
  * then optimise for --num-ppo-epochs passes, each split into --num-mini-batches
  * optimiser updates of --grad-accum micro-batches.  Every update is one trainer_step
