@@ -246,9 +246,10 @@ static inline void vstore(float *p, vec a) {
 }
 #define MUL_ADD(a, b, c) fmaf((a), (b), (c))
 #else
-/* No FMA instructions: nothing can be fused, every variant rounds alike. */
-#define VL 8
-typedef float vec __attribute__((vector_size(32)));
+/* No FMA instructions: nothing can be fused, every variant rounds alike.  SSE-sized
+ * vectors (the baseline of x86-64, and what other targets split into anyway). */
+#define VL 4
+typedef float vec __attribute__((vector_size(16)));
 static inline vec vzero(void) {
     return (vec){0};
 }
@@ -266,12 +267,31 @@ static inline void vstore(float *p, vec a) {
 #define MUL_ADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-static inline float finish_dot(vec a, const float *w, const float *x, int CV, int C, float bias) {
+/* Lane sum in a fixed tree: lane j += lane j + VL/2, then j + VL/4, ..., then
+ * lane 0 + lane 1 (the same tree in every block shape). */
+static inline float lanes_sum(vec a) {
+#if VL == 16 || (defined(__AVX__) && defined(__FMA__))
+#if VL == 16
+    __m256 s8 =
+        _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+#else
+    __m256 s8 = a;
+#endif
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+#else
     float t[VL];
     vstore(t, a);
     for (int h = VL / 2; h >= 1; h /= 2)
         for (int j = 0; j < h; j++) t[j] += t[j + h];
-    float s = t[0];
+    return t[0];
+#endif
+}
+
+static inline float finish_dot(vec a, const float *w, const float *x, int CV, int C, float bias) {
+    float s = lanes_sum(a);
     for (int i = CV; i < C; i++) s = MUL_ADD(w[i], x[i], s);
     return s + bias;
 }
