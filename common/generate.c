@@ -371,9 +371,28 @@ static void dot_4xB(float *out, const float *in, const float *w, const float *bi
 static void dot_1x1(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
     int CV = VROUND(C);
     const float *w0 = w + (size_t)o * C, *x0 = in + (size_t)n * C;
+    float s;
+#if VL == 16
+    /* The 16-lane accumulator as two 8-lane halves (lanes 0-7 and 8-15 of every
+     * 16-float step): the same products and sums lane for lane, so the result is
+     * bit-identical to the 512-bit blocks, but two independent 256-bit chains stream
+     * a weight row faster than one 512-bit chain (measured on Zen 4). */
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int i = 0; i < CV; i += VL) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), _mm256_loadu_ps(x0 + i), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i + 8), _mm256_loadu_ps(x0 + i + 8), hi);
+    }
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+#else
     vec a0 = vzero();
     for (int i = 0; i < CV; i += VL) a0 = vfma(vload(w0 + i), vload(x0 + i), a0);
-    out[(size_t)n * OC + o] = finish_dot(a0, w0, x0, CV, C, bias ? bias[o] : 0.0f);
+    s = lanes_sum(a0);
+#endif
+    for (int i = CV; i < C; i++) s = MUL_ADD(w0[i], x0[i], s);
+    out[(size_t)n * OC + o] = s + (bias ? bias[o] : 0.0f);
 }
 
 static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC,
