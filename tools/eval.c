@@ -45,6 +45,9 @@ static void usage(void) {
            "      --max-new-tokens N   (default 32)\n"
            "      --temperature T      sampling temperature (default 1.0; 0 = greedy)\n"
            "      --top-p P            (default 1.0)\n"
+           "      --stop STRING        end a sample when it contains STRING (repeatable; both models;\n"
+           "                           Chain of Hindsight's answer end marker); \\n, \\t and \\\\ are\n"
+           "                           read as newline, tab and backslash\n"
            "      --template NAME      chat template for message prompts (default plain)\n"
            "      --batch-size N       sequences decoded together (default 16)\n"
            "      --seed N             (default 1)\n"
@@ -102,6 +105,22 @@ static double rm_score(Model *rm, const int *prompt, int np, const int *comp, in
     free(ex.ids);
     free(ex.mask);
     return r;
+}
+
+/* --stop "\n": a newline is awkward to pass through make and sh, so the three
+ * escapes a stop string needs are read here (in place: the result is never longer). */
+static char *unescape(char *s) {
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r == '\\' && (r[1] == 'n' || r[1] == 't' || r[1] == '\\')) {
+            r++;
+            *w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : '\\';
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+    return s;
 }
 
 static double mean(const double *x, int n) {
@@ -162,13 +181,16 @@ int main(int argc, char **argv) {
     gc.max_new_tokens = 32;
     gc.batch_size = 16;
     gc.seed = 1;
-    enum { O_SFT = 1000, O_RM, O_LOG, O_NAME, O_PREFIX, O_NS, O_MAXNEW, O_TEMP, O_TOPP, O_TPL, O_BS, O_SEED, O_THR, O_VER };
+    enum { O_SFT = 1000, O_RM, O_LOG, O_NAME, O_PREFIX, O_NS, O_MAXNEW, O_TEMP, O_TOPP, O_TPL, O_BS, O_SEED, O_THR, O_VER,
+           O_STOP };
+    const char *stops[16];
+    int n_stops = 0;
     static struct option opts[] = {{"model", 1, 0, 'm'},          {"sft", 1, 0, O_SFT},       {"out", 1, 0, 'o'},
                                    {"reward-model", 1, 0, O_RM},  {"log", 1, 0, O_LOG},       {"name", 1, 0, O_NAME},
                                    {"prompt-format", 1, 0, O_PREFIX},    {"num-samples", 1, 0, O_NS}, {"max-new-tokens", 1, 0, O_MAXNEW},
                                    {"temperature", 1, 0, O_TEMP}, {"top-p", 1, 0, O_TOPP},    {"template", 1, 0, O_TPL},
                                    {"batch-size", 1, 0, O_BS},    {"seed", 1, 0, O_SEED},     {"threads", 1, 0, O_THR},
-                                   {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},        {"version", 0, 0, O_VER},
+                                   {"stop", 1, 0, O_STOP},        {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},        {"version", 0, 0, O_VER},
                                    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:o:qh", opts, NULL)) != -1) {
@@ -188,6 +210,11 @@ int main(int argc, char **argv) {
         case O_BS: gc.batch_size = cli_int(prog, "--batch-size", optarg); break;
         case O_SEED: gc.seed = cli_u64(prog, "--seed", optarg); break;
         case O_THR: threads = cli_int(prog, "--threads", optarg); break;
+        case O_STOP:
+            if (n_stops == 16) cli_usage_error(prog, "--stop: at most 16 stop strings");
+            if (!*optarg) cli_usage_error(prog, "--stop: empty stop string");
+            stops[n_stops++] = unescape(optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(); return 0;
         case O_VER: cli_version(prog);
@@ -206,6 +233,8 @@ int main(int argc, char **argv) {
         name = s && s[1] ? s + 1 : out_dir;
     }
     gc.num_samples = ns;
+    gc.stop = stops;
+    gc.n_stop = n_stops;
 
     Error e = {0};
     Tokenizer *tok = NULL;
