@@ -31,16 +31,16 @@ MAX_WORDS  ?= 2
 Q          := --no-progress
 
 ifeq ($(FAST),1)
-SFT_N        ?= 1200
-SFT_STEPS    ?= 300
-ROLL_PROMPTS ?= 48
-EVAL_PROMPTS ?= 32
+SFT_N        ?= 2000
+SFT_STEPS    ?= 500
+ROLL_PROMPTS ?= 128
+EVAL_PROMPTS ?= 64
 ALIGN_STEPS  ?= 60
 else
 SFT_N        ?= 4000
 SFT_STEPS    ?= 600
 ROLL_PROMPTS ?= 256
-EVAL_PROMPTS ?= 128
+EVAL_PROMPTS ?= 256
 ALIGN_STEPS  ?= 120
 endif
 NUM_CAND    ?= 4
@@ -111,8 +111,14 @@ $(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs-all.jsonl | $(PIPE
 	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs-all.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
 	  --epochs 2 --batch-size 16 --lr 1e-3 --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
 
-# the report of an alignment stage: runs/NAME/policy against runs/base/sft
-EVAL_FLAGS ?= --num-samples 2 --temperature 1.0 --max-new-tokens $(MAX_NEW) --seed $(SEED) --threads $(THREADS)
+# the report of an alignment stage: runs/NAME/policy against runs/base/sft.  The same
+# settings for every pipeline: samples end at EOS or at a newline (the bundled task's
+# answers are one line; Chain of Hindsight's answers end with coh-format's "\n"
+# marker, after which its model goes on with the next feedback phrase).
+EVAL_STOP    ?= \n
+EVAL_SAMPLES ?= 4
+EVAL_FLAGS   ?= --num-samples $(EVAL_SAMPLES) --temperature 1.0 --max-new-tokens $(MAX_NEW) --seed $(SEED) \
+                --threads $(THREADS) $(if $(EVAL_STOP),--stop '$(EVAL_STOP)')
 $(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BASE)/rm/config.json \
                        $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
 	$(BIN)/eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
