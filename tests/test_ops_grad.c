@@ -343,9 +343,9 @@ static void test_pointwise(void) {
 }
 
 /* ---- logprobs --------------------------------------------------------------------------------- */
-/* V spans three 8192-column slices and is not a multiple of the slice. */
-enum { G_N = 10, G_C = 8, G_V = 2 * 8192 + 37 };
-static const int g_tgt[G_N] = {3, -1, 8200, 16420, 0, -1, 5, 16400, 8191, 8192};
+/* V spans three 4096-column slices and is not a multiple of the slice. */
+enum { G_N = 10, G_C = 8, G_V = 2 * 4096 + 37 };
+static const int g_tgt[G_N] = {3, -1, 4100, 8228, 0, -1, 5, 8200, 4095, 4096};
 static float *g_h, *g_w, *g_r, g_logp[G_N], g_lse[G_N], g_ent[G_N];
 static double lp_loss(void) {
     logprobs_forward(g_logp, g_ent, g_lse, g_h, g_w, g_tgt, G_N, G_C, G_V);
@@ -389,9 +389,9 @@ static void test_logprobs_grad(void) {
 }
 
 /* Naive reference in double: full logits row, softmax, gather, entropy, and the
- * gradients; N = 300 spans two 256-row blocks. */
+ * gradients; N = 600 spans two 512-row blocks, V two 4096-column slices. */
 static void test_logprobs_reference(void) {
-    int N = 300, C = 16, V = 8192 + 1001;
+    int N = 600, C = 16, V = 4096 + 1001;
     float *h = randn((size_t)N * C, 1), *w = randn((size_t)V * C, 0.7f), *dl = randn(N, 1);
     int *tgt = xmalloc(sizeof(int) * N);
     for (int n = 0; n < N; n++) tgt[n] = n % 17 == 3 ? -1 : (int)rng_below(&rng, V);
