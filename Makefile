@@ -65,6 +65,16 @@ DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev lib
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/bin/gnuplot
 
+# make MPI=1: data parallelism over MPI (common/dist.h).  mpicc adds Open MPI's
+# include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's
+# single-process stand-ins into MPI calls.  Use a separate O= for the MPI build.
+ifeq ($(MPI),1)
+CC       := mpicc
+CFLAGS   += -DCHERRY_MPI
+DEB_PKGS += libopenmpi-dev openmpi-bin
+DEP_FILES+= /usr/bin/mpicc /usr/bin/mpirun
+endif
+
 deps: $(O)/.deps-ok
 $(O)/.deps-ok:
 	@missing=""; for f in $(DEP_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
