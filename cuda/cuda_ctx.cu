@@ -6,6 +6,7 @@
  * and the workspace and cuBLAS handle are single objects.  Serialising on one device
  * is also what the GPU would do anyway on one stream.
  * Not for: multi-GPU (device 0 of CUDA_VISIBLE_DEVICES is used). */
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -102,7 +103,7 @@ void *cuda_stage(size_t bytes) {
     if (bytes <= stage_bytes) return stage_ptr;
     void *p = realloc(stage_ptr, bytes);
     if (!p) {
-        cuda_fail("host staging allocation", strerror(12 /* ENOMEM */));
+        cuda_fail("host staging allocation", strerror(ENOMEM));
         return NULL;
     }
     stage_ptr = p;

@@ -33,6 +33,7 @@ int gemm_cuda(int transA, int transB, int M, int N, int K, float alpha, const fl
  *   CUDA_GEMM_OFF  never use the GPU
  *   CUDA_GEMM_AUTO products with min(M,N,K) >= 64 and 2MNK >= 2^25 flops (default)
  *   CUDA_GEMM_ALL  every product (to run a whole program through cuBLAS in tests)
+ * gemm() itself never dispatches from inside an OpenMP parallel region, in any mode.
  * The initial mode comes from the environment variable CHERRY_CUDA ("0"/"off",
  * "auto", "all"); unset means auto. */
 enum { CUDA_GEMM_OFF = 0, CUDA_GEMM_AUTO = 1, CUDA_GEMM_ALL = 2 };
