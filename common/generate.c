@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora.h"
 #include "ops.h"
 #include "util.h"
 
@@ -60,6 +61,10 @@ static int weights_bind(Weights *w, const Model *m, Error *e) {
     const ModelConfig *c = &m->cfg;
     int gpt2 = c->family == FAMILY_GPT2;
     memset(w, 0, sizeof *w);
+    /* decoding reads m->params directly: an enabled LoRA adapter must be merged first
+     * (lora_merge, or lora_merge_temporary around generation) */
+    if (m->lora && m->lora->enabled)
+        return err_set(e, EX_SOFTWARE, "generation needs the LoRA adapter merged into the weights (lora_merge)");
     w->layer = xcalloc((size_t)c->n_layer, sizeof(LayerW));
     const char *missing = NULL;
 #define NEED(dst, ...)                                                                                                 \
@@ -162,7 +167,12 @@ struct GenState {
     int *pos;
     float *scores; /* [threads][score_cap] */
     int score_cap, threads;
+    struct Packed *packed; /* every linear of the trunk and the LM head, repacked */
+    int n_packed;
 };
+
+static void pack_all(GenState *g);
+static void packed_free_all(GenState *g);
 
 GenState *gen_state_new(const Model *m, int max_rows, Error *e) {
     GenState *g = xcalloc(1, sizeof *g);
@@ -188,30 +198,36 @@ GenState *gen_state_new(const Model *m, int max_rows, Error *e) {
     g->rstd = xmalloc(R * sizeof(float));
     g->pos = xmalloc(R * sizeof(int));
     g->threads = omp_get_max_threads();
+    pack_all(g);
     return g;
 }
 
 void gen_state_free(GenState *g) {
     if (!g) return;
+    packed_free_all(g);
     free(g->w.layer);
     free(g->x), free(g->h), free(g->q), free(g->k), free(g->v), free(g->qkv), free(g->att);
     free(g->ff1), free(g->ff2), free(g->hlast), free(g->mean), free(g->rstd), free(g->pos), free(g->scores);
     free(g);
 }
 
-/* ---- batch-invariant linear ---------------------------------------------------------
- * out[n,o] = in[n,:] . w[o,:] + bias[o] with one fixed summation order per (n, o):
- * VL lanes (lane j sums the products with i = j mod VL, in increasing i, with fused
- * multiply-adds), a fixed pairwise tree over the lanes, the scalar tail, then the
- * bias.  The loops are blocked (four rows x four outputs on AVX-512, four rows x two
- * on AVX2: each weight load serves four rows, and that reuse is what makes batch 16
- * cheaper per token than batch 1), but every block shape computes each (n, o) with
- * the same operations in the same order, so a row's result never depends on which
- * or how many rows are decoded with it.  BLAS gives no such guarantee (it changes
- * kernels and splits with the shape). */
+/* ---- batch-invariant linear over packed weights ---------------------------------------
+ * out[n,o] = in[n,:] . w[o,:] + bias[o], each (n, o) summed in ONE fixed order: a
+ * single chain of fused multiply-adds over i = 0..C-1, then the bias.  The loops
+ * are blocked for speed (RB rows x PW outputs: every weight load serves RB rows,
+ * which is what makes batch 16 cheaper per token than batch 1), but a block only
+ * decides which chains run side by side, never the order inside one, so a row's
+ * result does not depend on which or how many rows are decoded with it.  BLAS gives
+ * no such guarantee (it changes kernels and splits with the shape).
+ *
+ * The weights are repacked once per GenState into panels of PW outputs, [C][PW]
+ * contiguous per panel (zero-padded past OC), so a panel streams sequentially and
+ * each step i is one or two vector loads broadcast-multiplied by x[n,i] (the layout
+ * of BLAS micro-kernels).  Costs one extra copy of the matrices while generating. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define VL 16
+#define RB 8 /* 8 rows x 2 vectors = 16 accumulators of the 32 registers */
 typedef __m512 vec;
 static inline vec vzero(void) {
     return _mm512_setzero_ps();
@@ -219,18 +235,21 @@ static inline vec vzero(void) {
 static inline vec vload(const float *p) {
     return _mm512_loadu_ps(p);
 }
+static inline vec vset1(float x) {
+    return _mm512_set1_ps(x);
+}
 static inline vec vfma(vec a, vec b, vec c) {
     return _mm512_fmadd_ps(a, b, c);
 }
 static inline void vstore(float *p, vec a) {
     _mm512_storeu_ps(p, a);
 }
-#define MUL_ADD(a, b, c) fmaf((a), (b), (c))
 #elif defined(__AVX__) && defined(__FMA__)
 #include <immintrin.h>
-/* Explicit FMA: left to itself the compiler fuses a*b+c in some unrolled variants
+/* Explicit FMA: left to itself the compiler may fuse a*b+c in some unrolled variants
  * and not in others, and a fused and an unfused product round differently. */
 #define VL 8
+#define RB 6 /* 6 rows x 2 vectors = 12 accumulators of the 16 registers */
 typedef __m256 vec;
 static inline vec vzero(void) {
     return _mm256_setzero_ps();
@@ -238,17 +257,20 @@ static inline vec vzero(void) {
 static inline vec vload(const float *p) {
     return _mm256_loadu_ps(p);
 }
+static inline vec vset1(float x) {
+    return _mm256_set1_ps(x);
+}
 static inline vec vfma(vec a, vec b, vec c) {
     return _mm256_fmadd_ps(a, b, c);
 }
 static inline void vstore(float *p, vec a) {
     _mm256_storeu_ps(p, a);
 }
-#define MUL_ADD(a, b, c) fmaf((a), (b), (c))
 #else
 /* No FMA instructions: nothing can be fused, every variant rounds alike.  SSE-sized
  * vectors (the baseline of x86-64, and what other targets split into anyway). */
 #define VL 4
+#define RB 4
 typedef float vec __attribute__((vector_size(16)));
 static inline vec vzero(void) {
     return (vec){0};
@@ -258,164 +280,135 @@ static inline vec vload(const float *p) {
     memcpy(&r, p, sizeof r);
     return r;
 }
+static inline vec vset1(float x) {
+    return (vec){x, x, x, x};
+}
 static inline vec vfma(vec a, vec b, vec c) {
     return a * b + c;
 }
 static inline void vstore(float *p, vec a) {
     memcpy(p, &a, sizeof a);
 }
-#define MUL_ADD(a, b, c) ((a) * (b) + (c))
 #endif
+#define PW (2 * VL) /* outputs per panel */
 
-/* Lane sum in a fixed tree: lane j += lane j + VL/2, then j + VL/4, ..., then
- * lane 0 + lane 1 (the same tree in every block shape). */
-static inline float lanes_sum(vec a) {
-#if VL == 16 || (defined(__AVX__) && defined(__FMA__))
-#if VL == 16
-    __m256 s8 =
-        _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-#else
-    __m256 s8 = a;
-#endif
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    return _mm_cvtss_f32(s1);
-#else
-    float t[VL];
-    vstore(t, a);
-    for (int h = VL / 2; h >= 1; h /= 2)
-        for (int j = 0; j < h; j++) t[j] += t[j + h];
-    return t[0];
-#endif
-}
+typedef struct Packed {
+    const float *w; /* the [OC, C] original, the key of the lookup */
+    float *p;       /* [npanel][C][PW] */
+    int C, OC, npanel;
+} Packed;
 
-static inline float finish_dot(vec a, const float *w, const float *x, int CV, int C, float bias) {
-    float s = lanes_sum(a);
-    for (int i = CV; i < C; i++) s = MUL_ADD(w[i], x[i], s);
-    return s + bias;
-}
-
-#define VROUND(C) ((C) & ~(VL - 1))
-
-#if VL == 16
-/* Four rows x four outputs at (n, o): sixteen accumulator chains in registers (32
- * on AVX-512); per step four weight and four input loads feed sixteen FMAs. */
-static void dot_4xB(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    int CV = VROUND(C);
-    const float *w0 = w + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
-    const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-    vec a00 = vzero(), a01 = vzero(), a02 = vzero(), a03 = vzero(), a10 = vzero(), a11 = vzero(), a12 = vzero(),
-        a13 = vzero(), a20 = vzero(), a21 = vzero(), a22 = vzero(), a23 = vzero(), a30 = vzero(), a31 = vzero(),
-        a32 = vzero(), a33 = vzero();
-    /* the first row block of an output block also pulls the NEXT output block's
-     * weights towards the cache, so the DRAM stream overlaps the FMAs */
-    const float *pf = n == 0 && o + 8 <= OC ? w3 + C : NULL;
-    for (int i = 0; i < CV; i += VL) {
-        if (pf) {
-            _mm_prefetch((const char *)(pf + i), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf + C + i), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf + 2 * C + i), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf + 3 * C + i), _MM_HINT_T0);
+static void pack_weights(Packed *pk, const float *w, int C, int OC) {
+    pk->w = w;
+    pk->C = C;
+    pk->OC = OC;
+    pk->npanel = (OC + PW - 1) / PW;
+    pk->p = xaligned_alloc((size_t)pk->npanel * C * PW * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < pk->npanel; p++) {
+        float *dst = pk->p + (size_t)p * C * PW;
+        for (int j = 0; j < PW; j++) {
+            int o = p * PW + j;
+            if (o >= OC) continue; /* stays zero (xaligned_alloc zeroes) */
+            const float *src = w + (size_t)o * C;
+            for (int i = 0; i < C; i++) dst[(size_t)i * PW + j] = src[i];
         }
-        vec u0 = vload(w0 + i), u1 = vload(w1 + i), u2 = vload(w2 + i), u3 = vload(w3 + i), x;
-        x = vload(x0 + i), a00 = vfma(u0, x, a00), a01 = vfma(u1, x, a01), a02 = vfma(u2, x, a02),
-        a03 = vfma(u3, x, a03);
-        x = vload(x1 + i), a10 = vfma(u0, x, a10), a11 = vfma(u1, x, a11), a12 = vfma(u2, x, a12),
-        a13 = vfma(u3, x, a13);
-        x = vload(x2 + i), a20 = vfma(u0, x, a20), a21 = vfma(u1, x, a21), a22 = vfma(u2, x, a22),
-        a23 = vfma(u3, x, a23);
-        x = vload(x3 + i), a30 = vfma(u0, x, a30), a31 = vfma(u1, x, a31), a32 = vfma(u2, x, a32),
-        a33 = vfma(u3, x, a33);
     }
-    float b[4];
-    for (int k = 0; k < 4; k++) b[k] = bias ? bias[o + k] : 0.0f;
-    vec acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-    const float *ws[4] = {w0, w1, w2, w3}, *xs[4] = {x0, x1, x2, x3};
-    for (int r = 0; r < 4; r++)
-        for (int k = 0; k < 4; k++)
-            out[(size_t)(n + r) * OC + o + k] = finish_dot(acc[r][k], ws[k], xs[r], CV, C, b[k]);
-}
-#else
-/* Four rows x two outputs at (n, o), twice: eight accumulator chains (16 vector
- * registers on AVX2); per step two weight and four input loads feed eight FMAs. */
-static void dot_4x2(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    int CV = VROUND(C);
-    const float *w0 = w + (size_t)o * C, *w1 = w0 + C;
-    const float *x0 = in + (size_t)n * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-    vec a00 = vzero(), a01 = vzero(), a10 = vzero(), a11 = vzero();
-    vec a20 = vzero(), a21 = vzero(), a30 = vzero(), a31 = vzero();
-    for (int i = 0; i < CV; i += VL) {
-        vec u = vload(w0 + i), v = vload(w1 + i), x;
-        x = vload(x0 + i), a00 = vfma(u, x, a00), a01 = vfma(v, x, a01);
-        x = vload(x1 + i), a10 = vfma(u, x, a10), a11 = vfma(v, x, a11);
-        x = vload(x2 + i), a20 = vfma(u, x, a20), a21 = vfma(v, x, a21);
-        x = vload(x3 + i), a30 = vfma(u, x, a30), a31 = vfma(v, x, a31);
-    }
-    float b0 = bias ? bias[o] : 0.0f, b1 = bias ? bias[o + 1] : 0.0f;
-    float *y = out + (size_t)n * OC + o;
-    y[0] = finish_dot(a00, w0, x0, CV, C, b0), y[1] = finish_dot(a01, w1, x0, CV, C, b1), y += OC;
-    y[0] = finish_dot(a10, w0, x1, CV, C, b0), y[1] = finish_dot(a11, w1, x1, CV, C, b1), y += OC;
-    y[0] = finish_dot(a20, w0, x2, CV, C, b0), y[1] = finish_dot(a21, w1, x2, CV, C, b1), y += OC;
-    y[0] = finish_dot(a30, w0, x3, CV, C, b0), y[1] = finish_dot(a31, w1, x3, CV, C, b1);
-}
-static void dot_4xB(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    dot_4x2(out, in, w, bias, n, o, C, OC);
-    dot_4x2(out, in, w, bias, n, o + 2, C, OC);
-}
-#endif
-
-/* One row x one output: leftover rows (batch 1 above all, bound by memory
- * bandwidth: one weight row streamed at a time measured faster than four
- * interleaved ones) and the edges. */
-static void dot_1x1(float *out, const float *in, const float *w, const float *bias, int n, int o, int C, int OC) {
-    int CV = VROUND(C);
-    const float *w0 = w + (size_t)o * C, *x0 = in + (size_t)n * C;
-    float s;
-#if VL == 16
-    /* The 16-lane accumulator as two 8-lane halves (lanes 0-7 and 8-15 of every
-     * 16-float step): the same products and sums lane for lane, so the result is
-     * bit-identical to the 512-bit blocks, but two independent 256-bit chains stream
-     * a weight row faster than one 512-bit chain (measured on Zen 4). */
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    for (int i = 0; i < CV; i += VL) {
-        lo = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), _mm256_loadu_ps(x0 + i), lo);
-        hi = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i + 8), _mm256_loadu_ps(x0 + i + 8), hi);
-    }
-    __m256 s8 = _mm256_add_ps(lo, hi);
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-#else
-    vec a0 = vzero();
-    for (int i = 0; i < CV; i += VL) a0 = vfma(vload(w0 + i), vload(x0 + i), a0);
-    s = lanes_sum(a0);
-#endif
-    for (int i = CV; i < C; i++) s = MUL_ADD(w0[i], x0[i], s);
-    out[(size_t)n * OC + o] = s + (bias ? bias[o] : 0.0f);
 }
 
-static void linear_invariant(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC,
-                             int nt) {
-    int nob = (OC + 3) / 4;
+/* Writes a block's accumulators (+ bias) for the valid outputs of panel p. */
+static inline void store_row(float *out, vec lo, vec hi, const float *bias, int p, int OC) {
+    float t[PW];
+    vstore(t, lo);
+    vstore(t + VL, hi);
+    int o0 = p * PW, m = OC - o0 < PW ? OC - o0 : PW;
+    for (int j = 0; j < m; j++) out[o0 + j] = t[j] + (bias ? bias[o0 + j] : 0.0f);
+}
+
+/* RB rows x one panel. */
+static void packed_block(float *out, const float *in, const Packed *pk, const float *bias, int n, int p) {
+    int C = pk->C, OC = pk->OC;
+    const float *w = pk->p + (size_t)p * C * PW;
+    const float *x = in + (size_t)n * C;
+    vec l[RB], h[RB];
+    for (int r = 0; r < RB; r++) l[r] = vzero(), h[r] = vzero();
+    for (int i = 0; i < C; i++, w += PW) {
+        vec wl = vload(w), wh = vload(w + VL);
+        for (int r = 0; r < RB; r++) {
+            vec xb = vset1(x[(size_t)r * C + i]);
+            l[r] = vfma(xb, wl, l[r]);
+            h[r] = vfma(xb, wh, h[r]);
+        }
+    }
+    for (int r = 0; r < RB; r++) store_row(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
+}
+
+/* One row x one panel: the batch-1 case, streaming the panel at memory speed. */
+static void packed_row(float *out, const float *in, const Packed *pk, const float *bias, int n, int p) {
+    int C = pk->C, OC = pk->OC;
+    const float *w = pk->p + (size_t)p * C * PW;
+    const float *x = in + (size_t)n * C;
+    vec l = vzero(), h = vzero();
+    for (int i = 0; i < C; i++, w += PW) {
+        vec xb = vset1(x[i]);
+        l = vfma(xb, vload(w), l);
+        h = vfma(xb, vload(w + VL), h);
+    }
+    store_row(out + (size_t)n * OC, l, h, bias, p, OC);
+}
+
+static void linear_invariant(float *out, const float *in, const Packed *pk, const float *bias, int N, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int ob = 0; ob < nob; ob++) {
-        int o = 4 * ob, n = 0;
-        if (o + 4 <= OC) {
-            for (; n + 4 <= N; n += 4) dot_4xB(out, in, w, bias, n, o, C, OC);
-            for (; n < N; n++)
-                for (int k = 0; k < 4; k++) dot_1x1(out, in, w, bias, n, o + k, C, OC);
-        } else {
-            for (int k = o; k < OC; k++)
-                for (n = 0; n < N; n++) dot_1x1(out, in, w, bias, n, k, C, OC);
-        }
+    for (int p = 0; p < pk->npanel; p++) {
+        int n = 0;
+        for (; n + RB <= N; n += RB) packed_block(out, in, pk, bias, n, p);
+        for (; n < N; n++) packed_row(out, in, pk, bias, n, p);
     }
 }
 
-/* inv > 0: the batch-invariant kernel on inv threads; 0: BLAS. */
-static void linear(float *out, const float *in, const float *w, const float *bias, int N, int C, int OC, int inv) {
-    if (inv)
-        linear_invariant(out, in, w, bias, N, C, OC, inv);
+static const Packed *packed_find(const GenState *g, const float *w) {
+    for (int i = 0; i < g->n_packed; i++)
+        if (g->packed[i].w == w) return &g->packed[i];
+    die_internal("generate: no packed copy of a weight matrix");
+}
+
+static void pack_all(GenState *g) {
+    const ModelConfig *c = &g->m->cfg;
+    int C = c->d_model, F = c->d_ff, kvd = c->n_kv_head * (C / c->n_head);
+    g->packed = xcalloc((size_t)c->n_layer * 7 + 1, sizeof(Packed));
+    Packed *pk = g->packed;
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerW *L = &g->w.layer[l];
+        if (c->family == FAMILY_GPT2) {
+            pack_weights(pk++, L->qkv_w, C, 3 * C);
+            pack_weights(pk++, L->o_w, C, C);
+            pack_weights(pk++, L->fc_w, C, F);
+            pack_weights(pk++, L->proj_w, F, C);
+        } else {
+            pack_weights(pk++, L->q_w, C, C);
+            pack_weights(pk++, L->k_w, C, kvd);
+            pack_weights(pk++, L->v_w, C, kvd);
+            pack_weights(pk++, L->o_w, C, C);
+            pack_weights(pk++, L->gate_w, C, F);
+            pack_weights(pk++, L->up_w, C, F);
+            pack_weights(pk++, L->down_w, F, C);
+        }
+    }
+    pack_weights(pk++, g->w.lm_head, C, c->vocab_size);
+    g->n_packed = (int)(pk - g->packed);
+}
+
+static void packed_free_all(GenState *g) {
+    for (int i = 0; i < g->n_packed; i++) free(g->packed[i].p);
+    free(g->packed);
+}
+
+/* lin > 0: the batch-invariant kernel on lin threads; 0: BLAS on the original
+ * weights (prefill, where each prompt runs alone and throughput wins). */
+static void linear(const GenState *g, float *out, const float *in, const float *w, const float *bias, int N, int C,
+                   int OC, int lin) {
+    if (lin)
+        linear_invariant(out, in, packed_find(g, w), bias, N, lin);
     else
         linear_forward(out, in, w, bias, N, C, OC);
 }
@@ -488,7 +481,7 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
         /* attention block */
         if (gpt2) {
             layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln1_w, L->ln1_b, n, C, c->norm_eps);
-            linear(g->qkv, g->h, L->qkv_w, L->qkv_b, n, C, 3 * C, lin);
+            linear(g, g->qkv, g->h, L->qkv_w, L->qkv_b, n, C, 3 * C, lin);
             for (int r = 0; r < n; r++) {
                 const float *src = g->qkv + (size_t)r * 3 * C;
                 memcpy(g->q + (size_t)r * C, src, C * sizeof(float));
@@ -497,9 +490,9 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
             }
         } else {
             rmsnorm_forward(g->h, g->rstd, g->x, L->ln1_w, n, C, c->norm_eps);
-            linear(g->q, g->h, L->q_w, L->q_b, n, C, C, lin);
-            linear(g->k, g->h, L->k_w, L->k_b, n, C, kvd, lin);
-            linear(g->v, g->h, L->v_w, L->v_b, n, C, kvd, lin);
+            linear(g, g->q, g->h, L->q_w, L->q_b, n, C, C, lin);
+            linear(g, g->k, g->h, L->k_w, L->k_b, n, C, kvd, lin);
+            linear(g, g->v, g->h, L->v_w, L->v_b, n, C, kvd, lin);
             rope_forward(g->q, g->pos, n, nh, hd, c->rope_theta);
             rope_forward(g->k, g->pos, n, nkv, hd, c->rope_theta);
         }
@@ -509,20 +502,20 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
             memcpy(kv->v + off, g->v + (size_t)r * kvd, kvd * sizeof(float));
         }
         attention_cached(g, kv, l, slots, n, nt);
-        linear(g->h, g->att, L->o_w, L->o_b, n, C, C, lin);
+        linear(g, g->h, g->att, L->o_w, L->o_b, n, C, C, lin);
         residual_forward(g->x, g->x, g->h, (size_t)n * C);
         /* MLP block */
         if (gpt2) {
             layernorm_forward(g->h, g->mean, g->rstd, g->x, L->ln2_w, L->ln2_b, n, C, c->norm_eps);
-            linear(g->ff1, g->h, L->fc_w, L->fc_b, n, C, F, lin);
+            linear(g, g->ff1, g->h, L->fc_w, L->fc_b, n, C, F, lin);
             gelu_forward(g->ff2, g->ff1, (size_t)n * F);
-            linear(g->h, g->ff2, L->proj_w, L->proj_b, n, F, C, lin);
+            linear(g, g->h, g->ff2, L->proj_w, L->proj_b, n, F, C, lin);
         } else {
             rmsnorm_forward(g->h, g->rstd, g->x, L->ln2_w, n, C, c->norm_eps);
-            linear(g->ff1, g->h, L->gate_w, L->gate_b, n, C, F, lin);
-            linear(g->ff2, g->h, L->up_w, L->up_b, n, C, F, lin);
+            linear(g, g->ff1, g->h, L->gate_w, L->gate_b, n, C, F, lin);
+            linear(g, g->ff2, g->h, L->up_w, L->up_b, n, C, F, lin);
             swiglu_forward(g->ff1, g->ff1, g->ff2, (size_t)n * F);
-            linear(g->h, g->ff1, L->down_w, L->down_b, n, F, C, lin);
+            linear(g, g->h, g->ff1, L->down_w, L->down_b, n, F, C, lin);
         }
         residual_forward(g->x, g->x, g->h, (size_t)n * C);
     }
@@ -537,7 +530,7 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
             layernorm_forward(g->hlast, g->mean, g->rstd, g->h, w->lnf_w, w->lnf_b, nl, C, c->norm_eps);
         else
             rmsnorm_forward(g->hlast, g->rstd, g->h, w->lnf_w, nl, C, c->norm_eps);
-        linear_invariant(logits, g->hlast, w->lm_head, NULL, nl, C, c->vocab_size, nt);
+        linear_invariant(logits, g->hlast, packed_find(g, w->lm_head), NULL, nl, nt);
     }
     if (inv) omp_set_num_threads(nt);
 }
