@@ -14,6 +14,12 @@
  * (T + 1) / 2, hence 6 L C (T + 1) per token.  Work the implementation does on top
  * (the LM head's logits recomputed in backward, the masked half of the diagonal
  * attention blocks, norms, softmaxes, AdamW) is not counted: it is overhead.
+ * Timing: best step of --steps after a warm-up step, wall clock (what the target is
+ * about), and beside it the process CPU time, which still means something on a
+ * machine shared with other jobs (the wall clock then measures the neighbours).
+ * OMP_WAIT_POLICY is printed: OpenBLAS's OpenMP build shares our OpenMP pool, so the
+ * policy decides whether idle threads spin (best on an idle machine) or sleep (far
+ * better when the cores are oversubscribed).
  * Not a test: exits 0 (64 on bad flags). */
 #include <stdio.h>
 #include <stdlib.h>
