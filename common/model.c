@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora.h"
 #include "model.h"
 #include "ops.h"
 #include "util.h"
@@ -188,6 +189,7 @@ void model_create(Model *m, const ModelConfig *cfg) {
 
 void model_free(Model *m) {
     if (!m->impl) return;
+    lora_free(m);
     ModelImpl *I = m->impl;
     free(I->init_kind);
     free(I->L);
@@ -239,11 +241,27 @@ void model_init_random(Model *m, uint64_t seed) {
 }
 
 void model_enable_grads(Model *m) {
+    if (m->lora) { /* base frozen: gradients for the adapter only */
+        if (!m->lora->grads) m->lora->grads = xcalloc(m->lora->n_params ? m->lora->n_params : 1, sizeof(float));
+        return;
+    }
     if (!m->grads) m->grads = xcalloc(m->n_params, sizeof(float));
+}
+
+float *model_train_params(Model *m, float **grads, size_t *n) {
+    if (m->lora) {
+        *grads = m->lora->grads;
+        *n = m->lora->n_params;
+        return m->lora->params;
+    }
+    *grads = m->grads;
+    *n = m->n_params;
+    return m->params;
 }
 
 void model_zero_grad(Model *m) {
     if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+    if (m->lora && m->lora->grads) memset(m->lora->grads, 0, m->lora->n_params * sizeof(float));
 }
 
 /* ---- activations ---- */
@@ -251,8 +269,19 @@ void model_zero_grad(Model *m) {
 static float *P(const Model *m, int idx) {
     return idx < 0 ? NULL : m->params + m->tensors[idx].offset;
 }
+/* NULL when the base has no gradients (frozen under a LoRA adapter). */
 static float *G(const Model *m, int idx) {
-    return idx < 0 ? NULL : m->grads + m->tensors[idx].offset;
+    return idx < 0 || !m->grads ? NULL : m->grads + m->tensors[idx].offset;
+}
+
+/* A linear layer with its LoRA adapter (lora.h) when one is attached. */
+static void lin_fwd(Model *m, int w, int b, float *out, const float *inp, int N, int C, int OC) {
+    linear_forward(out, inp, P(m, w), P(m, b), N, C, OC);
+    if (m->lora) lora_linear_forward(m, w, out, inp, N);
+}
+static void lin_bwd(Model *m, int w, int b, float *dinp, const float *dout, const float *inp, int N, int C, int OC) {
+    linear_backward(dinp, G(m, w), G(m, b), dout, inp, P(m, w), N, C, OC);
+    if (m->lora) lora_linear_backward(m, w, dinp, dout, inp, N);
 }
 
 /* Carves the activation block for (B, T); with base == NULL only counts. */
@@ -371,6 +400,7 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
             die_internal("model_forward: position %d outside the %d learned positions", I->pos[n], c->max_seq);
     }
     memset(m->dhidden, 0, (size_t)N * C * sizeof(float));
+    if (m->lora) lora_forward_begin(m, N);
 
     embedding_forward(I->enc, I->tokens, P(m, I->wte), N, C);
     if (c->family == FAMILY_GPT2) position_forward(I->enc, I->pos, P(m, I->wpe), N, C);
@@ -381,7 +411,7 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
         LayerAct *a = &I->la[l];
         if (c->family == FAMILY_GPT2) {
             layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, P(m, L->ln1_w), P(m, L->ln1_b), N, C, c->norm_eps);
-            linear_forward(a->qkv, a->ln1, P(m, L->qkv_w), P(m, L->qkv_b), N, C, 3 * C);
+            lin_fwd(m, L->qkv_w, L->qkv_b, a->qkv, a->ln1, N, C, 3 * C);
             /* split [N, 3C] into q, k, v [N, C] (transformers: c_attn(x).split(C, dim=2)) */
             for (int n = 0; n < N; n++) {
                 const float *row = a->qkv + (size_t)n * 3 * C;
@@ -391,27 +421,27 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
             }
         } else {
             rmsnorm_forward(a->ln1, a->ln1_rstd, x, P(m, L->ln1_w), N, C, c->norm_eps);
-            linear_forward(a->q, a->ln1, P(m, L->q_w), P(m, L->q_b), N, C, C);
-            linear_forward(a->k, a->ln1, P(m, L->k_w), P(m, L->k_b), N, C, KV);
-            linear_forward(a->v, a->ln1, P(m, L->v_w), P(m, L->v_b), N, C, KV);
+            lin_fwd(m, L->q_w, L->q_b, a->q, a->ln1, N, C, C);
+            lin_fwd(m, L->k_w, L->k_b, a->k, a->ln1, N, C, KV);
+            lin_fwd(m, L->v_w, L->v_b, a->v, a->ln1, N, C, KV);
             rope_forward(a->q, I->pos, N, nh, hd, c->rope_theta);
             rope_forward(a->k, I->pos, N, nkv, hd, c->rope_theta);
         }
         attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
-        linear_forward(I->scratch, a->atty, P(m, L->o_w), P(m, L->o_b), N, C, C);
+        lin_fwd(m, L->o_w, L->o_b, I->scratch, a->atty, N, C, C);
         residual_forward(a->res1, x, I->scratch, (size_t)N * C);
         if (c->family == FAMILY_GPT2) {
             layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, P(m, L->ln2_w), P(m, L->ln2_b), N, C,
                               c->norm_eps);
-            linear_forward(a->f1, a->ln2, P(m, L->fc_w), P(m, L->fc_b), N, C, F);
+            lin_fwd(m, L->fc_w, L->fc_b, a->f1, a->ln2, N, C, F);
             gelu_forward(a->f2, a->f1, (size_t)N * F);
-            linear_forward(I->scratch, a->f2, P(m, L->proj_w), P(m, L->proj_b), N, F, C);
+            lin_fwd(m, L->proj_w, L->proj_b, I->scratch, a->f2, N, F, C);
         } else {
             rmsnorm_forward(a->ln2, a->ln2_rstd, a->res1, P(m, L->ln2_w), N, C, c->norm_eps);
-            linear_forward(a->f1, a->ln2, P(m, L->gate_w), P(m, L->gate_b), N, C, F);
-            linear_forward(a->f2, a->ln2, P(m, L->up_w), P(m, L->up_b), N, C, F);
+            lin_fwd(m, L->gate_w, L->gate_b, a->f1, a->ln2, N, C, F);
+            lin_fwd(m, L->up_w, L->up_b, a->f2, a->ln2, N, C, F);
             swiglu_forward(a->f3, a->f1, a->f2, (size_t)N * F);
-            linear_forward(I->scratch, a->f3, P(m, L->down_w), P(m, L->down_b), N, F, C);
+            lin_fwd(m, L->down_w, L->down_b, I->scratch, a->f3, N, F, C);
         }
         residual_forward(a->res2, a->res1, I->scratch, (size_t)N * C);
         x = a->res2;
@@ -431,7 +461,7 @@ static void zero(float *p, size_t n) {
 void model_backward(Model *m) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
-    if (!m->grads) die_internal("model_backward: call model_enable_grads first");
+    if (!m->grads && !(m->lora && m->lora->grads)) die_internal("model_backward: call model_enable_grads first");
     if (!m->B) die_internal("model_backward: no forward to differentiate");
     ensure_bwd(m);
     int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, nh = c->n_head, nkv = c->n_kv_head;
@@ -457,24 +487,24 @@ void model_backward(Model *m) {
         if (c->family == FAMILY_GPT2) {
             zero(I->dF1, NF);
             zero(I->dF2, NF);
-            linear_backward(I->dF2, G(m, L->proj_w), G(m, L->proj_b), I->dresid, a->f2, P(m, L->proj_w), N, F, C);
+            lin_bwd(m, L->proj_w, L->proj_b, I->dF2, I->dresid, a->f2, N, F, C);
             gelu_backward(I->dF1, a->f1, I->dF2, NF);
-            linear_backward(I->dln, G(m, L->fc_w), G(m, L->fc_b), I->dF1, a->ln2, P(m, L->fc_w), N, C, F);
+            lin_bwd(m, L->fc_w, L->fc_b, I->dln, I->dF1, a->ln2, N, C, F);
             layernorm_backward(I->dresid, G(m, L->ln2_w), G(m, L->ln2_b), I->dln, a->res1, P(m, L->ln2_w), a->ln2_mean,
                                a->ln2_rstd, N, C);
         } else {
             zero(I->dF1, NF);
             zero(I->dF2, NF);
             zero(I->dF3, NF);
-            linear_backward(I->dF3, G(m, L->down_w), G(m, L->down_b), I->dresid, a->f3, P(m, L->down_w), N, F, C);
+            lin_bwd(m, L->down_w, L->down_b, I->dF3, I->dresid, a->f3, N, F, C);
             swiglu_backward(I->dF1, I->dF2, I->dF3, a->f1, a->f2, NF);
-            linear_backward(I->dln, G(m, L->gate_w), G(m, L->gate_b), I->dF1, a->ln2, P(m, L->gate_w), N, C, F);
-            linear_backward(I->dln, G(m, L->up_w), G(m, L->up_b), I->dF2, a->ln2, P(m, L->up_w), N, C, F);
+            lin_bwd(m, L->gate_w, L->gate_b, I->dln, I->dF1, a->ln2, N, C, F);
+            lin_bwd(m, L->up_w, L->up_b, I->dln, I->dF2, a->ln2, N, C, F);
             rmsnorm_backward(I->dresid, G(m, L->ln2_w), I->dln, a->res1, P(m, L->ln2_w), a->ln2_rstd, N, C);
         }
         /* attention */
         zero(I->datty, NC);
-        linear_backward(I->datty, G(m, L->o_w), G(m, L->o_b), I->dresid, a->atty, P(m, L->o_w), N, C, C);
+        lin_bwd(m, L->o_w, L->o_b, I->datty, I->dresid, a->atty, N, C, C);
         zero(I->dq, NC);
         zero(I->dk, (size_t)N * KV);
         zero(I->dv, (size_t)N * KV);
@@ -487,18 +517,19 @@ void model_backward(Model *m) {
                 memcpy(row + C, I->dk + (size_t)n * C, C * sizeof(float));
                 memcpy(row + 2 * C, I->dv + (size_t)n * C, C * sizeof(float));
             }
-            linear_backward(I->dln, G(m, L->qkv_w), G(m, L->qkv_b), I->dqkv, a->ln1, P(m, L->qkv_w), N, C, 3 * C);
+            lin_bwd(m, L->qkv_w, L->qkv_b, I->dln, I->dqkv, a->ln1, N, C, 3 * C);
             layernorm_backward(I->dresid, G(m, L->ln1_w), G(m, L->ln1_b), I->dln, x, P(m, L->ln1_w), a->ln1_mean,
                                a->ln1_rstd, N, C);
         } else {
             rope_backward(I->dq, I->pos, N, nh, hd, c->rope_theta);
             rope_backward(I->dk, I->pos, N, nkv, hd, c->rope_theta);
-            linear_backward(I->dln, G(m, L->q_w), G(m, L->q_b), I->dq, a->ln1, P(m, L->q_w), N, C, C);
-            linear_backward(I->dln, G(m, L->k_w), G(m, L->k_b), I->dk, a->ln1, P(m, L->k_w), N, C, KV);
-            linear_backward(I->dln, G(m, L->v_w), G(m, L->v_b), I->dv, a->ln1, P(m, L->v_w), N, C, KV);
+            lin_bwd(m, L->q_w, L->q_b, I->dln, I->dq, a->ln1, N, C, C);
+            lin_bwd(m, L->k_w, L->k_b, I->dln, I->dk, a->ln1, N, C, KV);
+            lin_bwd(m, L->v_w, L->v_b, I->dln, I->dv, a->ln1, N, C, KV);
             rmsnorm_backward(I->dresid, G(m, L->ln1_w), I->dln, x, P(m, L->ln1_w), a->ln1_rstd, N, C);
         }
     }
+    if (!m->grads) return; /* frozen base: no embedding gradients */
     if (c->family == FAMILY_GPT2) position_backward(G(m, I->wpe), I->dresid, I->pos, N, C);
     embedding_backward(G(m, I->wte), I->dresid, I->tokens, N, C);
 }
@@ -531,11 +562,17 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
 void model_values(Model *m, float *values) {
     if (m->impl->score < 0) die_internal("model_values: not a classifier (no score.weight)");
     if (!m->B) die_internal("model_values: no forward");
-    linear_forward(values, m->hidden, P(m, m->impl->score), NULL, m->B * m->T, m->cfg.d_model, 1);
+    const float *w = m->lora && lora_score_weight(m) ? lora_score_weight(m) : P(m, m->impl->score);
+    linear_forward(values, m->hidden, w, NULL, m->B * m->T, m->cfg.d_model, 1);
 }
 
 void model_values_backward(Model *m, const float *dvalues) {
     if (m->impl->score < 0) die_internal("model_values_backward: not a classifier (no score.weight)");
-    linear_backward(m->dhidden, m->grads ? G(m, m->impl->score) : NULL, NULL, dvalues, m->hidden, P(m, m->impl->score),
-                    m->B * m->T, m->cfg.d_model, 1);
+    const float *w = P(m, m->impl->score);
+    float *dw = G(m, m->impl->score);
+    if (m->lora && lora_score_grad(m)) { /* the adapter's trainable copy of the head */
+        w = m->lora->params + m->lora->score_off;
+        dw = lora_score_grad(m);
+    }
+    linear_backward(m->dhidden, dw, NULL, dvalues, m->hidden, w, m->B * m->T, m->cfg.d_model, 1);
 }

@@ -55,6 +55,7 @@ typedef struct ParamTensor {
 } ParamTensor;
 
 typedef struct ModelImpl ModelImpl; /* views and activations, private to model.c */
+typedef struct Lora Lora;           /* LoRA adapter (lora.h), NULL when none */
 
 typedef struct Model {
     ModelConfig cfg;
@@ -67,6 +68,7 @@ typedef struct Model {
     float *dhidden; /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
     int B, T;       /* shape of the last forward */
     ModelImpl *impl;
+    Lora *lora; /* adapter beside the weights (lora.h); NULL = none */
 } Model;
 
 int model_config_load(ModelConfig *c, const char *config_json_path, Error *e);
@@ -153,5 +155,20 @@ int model_weights_bind(const Model *m, const ModelWeights *w, const StTensor **s
 int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
 /* Number of parameters a config implies (what model_create will allocate). */
 size_t model_config_n_params(const ModelConfig *c);
+
+/* ---- additions (engineer "lora") ----
+ * With an adapter attached (m->lora, lora.h): model_forward adds the adapters of the
+ * enabled modules; model_enable_grads allocates gradients for the adapter only
+ * (m->grads stays NULL: the base is frozen), model_zero_grad clears them and
+ * model_backward accumulates into them.  model_load of an adapter directory
+ * (adapter_config.json) loads the base named by lora_base_dir and the adapter;
+ * model_save of a model with an adapter writes an adapter directory (lora_save).
+ * model_save_dtype_base writes the base weights only. */
+int model_save_dtype_base(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
+/* The block training updates: the adapter's parameters and gradients when an
+ * adapter is attached, else m->params / m->grads.  *n gets its length in floats. */
+float *model_train_params(Model *m, float **grads, size_t *n);
+/* Copies the tokenizer/generation side files that exist in src_dir into dst_dir. */
+int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e);
 
 #endif

@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lora.h"
 #include "model.h"
+#include "prefbatch.h"
 #include "util.h"
 
 void model_weights_close(ModelWeights *w) {
@@ -202,7 +204,7 @@ int model_weights_bind(const Model *m, const ModelWeights *w, const StTensor **s
     return rc;
 }
 
-int model_load(Model *m, const char *dir, Error *e) {
+static int model_load_weights(Model *m, const char *dir, Error *e) {
     memset(m, 0, sizeof *m);
     struct stat sb;
     if (stat(dir, &sb) != 0) return err_set(e, EX_NOINPUT, "%s: cannot open model directory: %s", dir, strerror(errno));
@@ -244,6 +246,45 @@ int model_load(Model *m, const char *dir, Error *e) {
     return rc;
 }
 
+/* A directory with adapter_config.json is a LoRA adapter (lora.h): the base comes
+ * from the same directory when it holds weights, else from base_model_name_or_path;
+ * then the adapter is attached. */
+int model_load(Model *m, const char *dir, Error *e) {
+    if (!lora_dir_has_adapter(dir)) return model_load_weights(m, dir, e);
+    char *base = NULL;
+    int rc = lora_base_dir(dir, &base, e);
+    if (rc) {
+        memset(m, 0, sizeof *m);
+        return rc;
+    }
+    if (strcmp(base, dir) != 0 && lora_dir_has_adapter(base))
+        rc = err_set(e, EX_DATAERR, "%s: base model %s is itself an adapter directory without weights", dir, base);
+    if (!rc) rc = model_load_weights(m, base, e);
+    /* A reward-model adapter (task SEQ_CLS) trained from a causal LM: its config.json
+     * is the classifier's; the base trunk becomes one and the adapter brings the
+     * score head (PEFT loads such adapters with AutoPeftModelForSequenceClassification). */
+    char *acfg_path = path_join(dir, "config.json");
+    ModelConfig acfg;
+    Error ignore;
+    if (!rc && !m->cfg.is_classifier && file_exists(acfg_path) && model_config_load(&acfg, acfg_path, &ignore) == 0 &&
+        acfg.is_classifier) {
+        Model cls;
+        rm_from_lm(&cls, m, 0);
+        cls.cfg.pad_id = acfg.pad_id;
+        model_free(m);
+        *m = cls;
+    }
+    free(acfg_path);
+    if (!rc && (rc = lora_load(m, dir, e))) model_free(m);
+    if (!rc) { /* saved again elsewhere, the adapter must still find its base */
+        char *abs = realpath(base, NULL);
+        free(m->lora->base_dir);
+        m->lora->base_dir = abs ? abs : xstrdup(base);
+    }
+    free(base);
+    return rc;
+}
+
 /* Files a model directory may carry besides the weights; copied when present. */
 static const char *side_files[] = {"tokenizer.json",
                                    "tokenizer_config.json",
@@ -254,7 +295,23 @@ static const char *side_files[] = {"tokenizer.json",
                                    "merges.txt",
                                    "added_tokens.json"};
 
+int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e) {
+    int rc = 0;
+    for (size_t i = 0; !rc && i < sizeof side_files / sizeof side_files[0]; i++) {
+        char *s = path_join(src_dir, side_files[i]), *d = path_join(dst_dir, side_files[i]);
+        if (file_exists(s)) rc = copy_file(s, d, e);
+        free(s);
+        free(d);
+    }
+    return rc;
+}
+
 int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e) {
+    if (m->lora) return lora_save(m, dir, tokenizer_src_dir, dtype, e);
+    return model_save_dtype_base(m, dir, tokenizer_src_dir, dtype, e);
+}
+
+int model_save_dtype_base(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e) {
     if (dtype != ST_F32 && dtype != ST_BF16)
         return err_set(e, EX_SOFTWARE, "model_save: dtype %s not supported", st_dtype_name(dtype));
     AtomicDir ad;

@@ -3,6 +3,7 @@
  * Scalars (bias corrections, step size) are computed in double and applied in
  * float, as PyTorch does when a Python float meets a float32 tensor, so our updates
  * round like torch's. */
+#include "lora.h"
 #include "optim.h"
 
 #include <math.h>
@@ -35,6 +36,13 @@ void adamw_init(AdamW *o, size_t n, const OptimGroup *groups, int n_groups, floa
 }
 
 void adamw_init_model(AdamW *o, const Model *m, float weight_decay) {
+    if (m->lora) {
+        /* LoRA (lora.h): only the adapter block is optimised; every adapter tensor
+         * (A, B, the score copy) is a 2-D weight, so all of it decays (HF Trainer rule) */
+        OptimGroup all = {0, m->lora->n_params, 1};
+        adamw_init(o, m->lora->n_params, &all, 1, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, weight_decay);
+        return;
+    }
     OptimGroup *g = xmalloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1) * sizeof *g);
     for (int i = 0; i < m->n_tensors; i++) {
         g[i].offset = m->tensors[i].offset;

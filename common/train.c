@@ -18,10 +18,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "safetensors.h"
 
 /* ---- signals: finish the step, checkpoint, exit 128+sig ---------------------- */
 static volatile sig_atomic_t stop_signal;
+/* With several ranks, the largest signal any rank had seen at the last step's
+ * exchange: every rank stops after the same step (see trainer_step). */
+static int agreed_signal;
 static struct sigaction old_int, old_term;
 static int handlers_installed;
 
@@ -51,13 +55,13 @@ static void signals_restore(void) {
 }
 
 int trainer_stop_signal(void) {
-    return stop_signal;
+    return dist_size() > 1 ? agreed_signal : stop_signal;
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
 static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const Trainer *tr, const char *fmt, ...) {
-    if (tr->f->quiet) return;
+    if (tr->f->quiet || tr->rank != 0) return;
     progress_clear((Progress *)&tr->progress);
     va_list ap;
     va_start(ap, fmt);
@@ -233,21 +237,34 @@ static void checkpoints_prune(Trainer *tr) {
     free(steps);
 }
 
+/* Data parallelism: before rank 0 saves, every rank must still hold the weights
+ * rank 0 holds (dist.h DETERMINISM); a difference would be a bug, not noise. */
+static int ranks_same_weights(Trainer *tr, Error *e) {
+    if (tr->n_ranks <= 1) return 0;
+    int rc = dist_check_same(tr->t->model->params, tr->t->model->n_params, "model weights", e);
+    return dist_agree(rc, e);
+}
+
 int trainer_checkpoint(Trainer *tr, Error *e) {
     if (tr->step == tr->last_checkpoint) return 0;
+    int rc = ranks_same_weights(tr, e);
+    if (rc) return rc;
     char *final = checkpoint_path(tr->f->out_dir, tr->step);
-    AtomicDir ad;
-    int rc = atomic_dir_begin(&ad, final, e);
-    if (rc == 0) rc = save_model_into(tr, ad.tmp, 0, e);
-    if (rc == 0) rc = write_state(tr, ad.tmp, e);
-    if (rc == 0)
-        rc = atomic_dir_commit(&ad, e);
-    else
-        atomic_dir_abort(&ad);
+    if (tr->rank == 0) {
+        AtomicDir ad;
+        rc = atomic_dir_begin(&ad, final, e);
+        if (rc == 0) rc = save_model_into(tr, ad.tmp, 0, e);
+        if (rc == 0) rc = write_state(tr, ad.tmp, e);
+        if (rc == 0)
+            rc = atomic_dir_commit(&ad, e);
+        else
+            atomic_dir_abort(&ad);
+    }
+    rc = dist_agree(rc, e); /* the others wait until rank 0's checkpoint is complete */
     if (rc == 0) {
         tr->last_checkpoint = tr->step;
         say(tr, "saved %s", final);
-        if (tr->f->save_total_limit > 0) checkpoints_prune(tr);
+        if (tr->rank == 0 && tr->f->save_total_limit > 0) checkpoints_prune(tr);
     }
     free(final);
     return rc;
@@ -362,6 +379,10 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     memset(tr, 0, sizeof *tr);
     tr->f = f;
     tr->t = t;
+    int rc = dist_init(e);
+    if (rc) return rc;
+    tr->rank = dist_rank();
+    tr->n_ranks = dist_size();
     tr->total_steps = total_steps;
     tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
     tr->last_checkpoint = -1;
@@ -374,16 +395,15 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     tr->opt.beta2 = (float)f->beta2;
     tr->opt.eps = (float)f->adam_eps;
 
-    int rc = 0;
     char *ck = NULL;
     if (f->resume && train_find_checkpoint(f->out_dir, &ck) >= 0) {
         rc = resume_from(tr, ck, e);
         if (rc)
             err_prefix(e, "--resume");
-        else if (!f->quiet)
+        else if (!f->quiet && tr->rank == 0)
             fprintf(stderr, "%s: resuming from %s (step %ld of %ld)\n", f->prog, ck, tr->step, total_steps);
     } else {
-        if (f->resume && !f->quiet)
+        if (f->resume && !f->quiet && tr->rank == 0)
             fprintf(stderr, "%s: --resume: no checkpoint in %s; starting fresh\n", f->prog, f->out_dir);
         if (!f->resume && dir_has_checkpoints(f->out_dir))
             rc = err_set(e, EX_CANTCREAT,
@@ -391,15 +411,33 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
                          f->out_dir);
     }
     free(ck);
-    if (rc == 0) rc = mkdir_p(f->out_dir, e);
-    if (rc == 0) rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0 ? tr->step : -1, e);
+    /* only rank 0 writes: the output directory and the log are its */
+    if (rc == 0 && tr->rank == 0) rc = mkdir_p(f->out_dir, e);
+    if (rc == 0 && tr->rank == 0)
+        rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0 ? tr->step : -1, e);
+    rc = dist_agree(rc, e);
+    if (rc == 0 && tr->n_ranks > 1) {
+        /* every rank resumed from the same checkpoint and starts from the same weights */
+        long step0 = tr->step;
+        rc = dist_broadcast(&step0, sizeof step0, 0, e);
+        if (rc == 0 && step0 != tr->step)
+            rc = err_set(e, EX_SOFTWARE,
+                         "rank %d resumed at step %ld, rank 0 at step %ld (--resume needs %s on a file system "
+                         "every rank sees)",
+                         tr->rank, tr->step, step0, f->out_dir);
+        rc = dist_agree(rc, e);
+        if (rc == 0) rc = ranks_same_weights(tr, e);
+    }
     if (rc) {
+        Error e2;
+        metrics_log_close(&tr->log, &e2);
         adamw_free(&tr->opt);
         return rc;
     }
     stop_signal = 0;
+    agreed_signal = 0;
     signals_install();
-    progress_init(&tr->progress, f->quiet ? 0 : cli_progress_enabled(f->progress), tr->step);
+    progress_init(&tr->progress, f->quiet || tr->rank != 0 ? 0 : cli_progress_enabled(f->progress), tr->step);
     return 0;
 }
 
@@ -408,6 +446,71 @@ int trainer_finish(Trainer *tr, Error *e) {
     int rc = metrics_log_close(&tr->log, e);
     adamw_free(&tr->opt);
     signals_restore();
+    return dist_agree(rc, e);
+}
+
+/* ---- data parallelism (train.h DATA PARALLELISM) ------------------------------------ */
+/* This rank's share of a step: units r, r+N, ... of the step's micro-batches taken
+ * in order, regrouped into micro-batches of at most the largest one's size. */
+typedef struct RankShare {
+    int n_micro;
+    const int **idx;
+    int *cnt;
+    int *units;
+} RankShare;
+
+static void rank_share(RankShare *s, int rank, int n_ranks, int n_micro, const int *const *idx, const int *n) {
+    long total = 0;
+    int mb = 1;
+    for (int j = 0; j < n_micro; j++) {
+        total += n[j];
+        if (n[j] > mb) mb = n[j];
+    }
+    long mine = total > rank ? (total - rank + n_ranks - 1) / n_ranks : 0;
+    s->units = xmalloc((size_t)(mine ? mine : 1) * sizeof(int));
+    long u = 0, k = 0;
+    for (int j = 0; j < n_micro; j++)
+        for (int i = 0; i < n[j]; i++, u++)
+            if (u % n_ranks == rank) s->units[k++] = idx[j][i];
+    s->n_micro = (int)((mine + mb - 1) / mb);
+    s->idx = xmalloc((size_t)(s->n_micro ? s->n_micro : 1) * sizeof *s->idx);
+    s->cnt = xmalloc((size_t)(s->n_micro ? s->n_micro : 1) * sizeof(int));
+    for (int j = 0; j < s->n_micro; j++) {
+        s->idx[j] = s->units + (long)j * mb;
+        s->cnt[j] = (int)(mine - (long)j * mb < mb ? mine - (long)j * mb : mb);
+    }
+}
+
+static void rank_share_free(RankShare *s) {
+    free(s->units);
+    free(s->idx);
+    free(s->cnt);
+}
+
+/* Replaces mt by the sum of every rank's metrics, added in rank order so every rank
+ * gets the same numbers; *sig (may be NULL) gets the largest stop signal any rank
+ * has seen.  A collective. */
+static int metrics_allreduce(Metrics *mt, int *sig, Error *e) {
+    int n = dist_size();
+    typedef struct {
+        Metrics mt;
+        int sig;
+    } Report;
+    Report mine, *all = xmalloc((size_t)n * sizeof *all);
+    memset(&mine, 0, sizeof mine);
+    mine.mt = *mt;
+    mine.sig = stop_signal;
+    int rc = dist_allgather(&mine, sizeof mine, all, e);
+    if (rc == 0) {
+        metrics_reset(mt);
+        int s = 0;
+        for (int r = 0; r < n; r++) {
+            metrics_merge(mt, &all[r].mt, "");
+            if (all[r].sig > s) s = all[r].sig;
+        }
+        if (sig) *sig = s;
+    }
+    free(all);
     return rc;
 }
 
@@ -425,9 +528,27 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     Metrics mt;
     metrics_reset(&mt);
     model_zero_grad(m);
-    for (int j = 0; j < n_micro; j++) {
-        int rc = t->micro_step(t->ctx, SPLIT_TRAIN, idx[j], n[j], scale, &mt, e);
-        if (rc) return err_prefix(e, "step %ld", tr->step + 1);
+    if (tr->n_ranks <= 1) {
+        for (int j = 0; j < n_micro; j++) {
+            int rc = t->micro_step(t->ctx, SPLIT_TRAIN, idx[j], n[j], scale, &mt, e);
+            if (rc) return err_prefix(e, "step %ld", tr->step + 1);
+        }
+    } else {
+        RankShare sh;
+        rank_share(&sh, tr->rank, tr->n_ranks, n_micro, idx, n);
+        int rc = 0;
+        for (int j = 0; j < sh.n_micro && rc == 0; j++) {
+            rc = t->micro_step(t->ctx, SPLIT_TRAIN, sh.idx[j], sh.cnt[j], scale, &mt, e);
+            if (rc) err_prefix(e, "step %ld", tr->step + 1);
+        }
+        rank_share_free(&sh);
+        /* a micro-step that failed on any rank stops every rank here; a failed
+         * exchange (an MPI error) is not agreed on and aborts the job at exit */
+        rc = dist_agree(rc, e);
+        if (rc == 0) rc = metrics_allreduce(&mt, &agreed_signal, e);
+        if (rc == 0) rc = dist_allreduce_sum(m->grads, m->n_params, e);
+        if (rc == 0 && t->extra_grads) rc = dist_allreduce_sum(t->extra_grads, t->n_extra_grads, e);
+        if (rc) return rc;
     }
     double loss = NAN;
     if (metrics_get(&mt, "loss", &loss) != 0) loss = 0.0;
@@ -455,6 +576,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     if (extra) metrics_merge(&rest, extra, "");
     int rc =
         metrics_log_write(&tr->log, tr->step, (double)tr->step / (double)tr->steps_per_epoch, names, vals, 5, &rest, e);
+    rc = dist_agree(rc, e); /* only rank 0 writes the log */
     if (rc) return rc;
     progress_update(&tr->progress, tr->step, tr->total_steps, loss, tps);
     if (out) *out = mt;
@@ -469,18 +591,25 @@ int trainer_eval(Trainer *tr, Metrics *out, Error *e) {
     Metrics mt;
     metrics_reset(&mt);
     int rc = 0;
-    for (long s = 0; s < t->n_eval && rc == 0; s += bs) {
+    long batch = 0;
+    for (long s = 0; s < t->n_eval && rc == 0; s += bs, batch++) {
+        if (batch % tr->n_ranks != tr->rank) continue; /* batch b is rank b mod N's */
         int k = (int)(t->n_eval - s < bs ? t->n_eval - s : bs);
         for (int i = 0; i < k; i++) idx[i] = (int)(s + i);
         rc = t->micro_step(t->ctx, SPLIT_EVAL, idx, k, 0.0, &mt, e);
         if (rc) err_prefix(e, "eval at step %ld", tr->step);
     }
     free(idx);
+    if (tr->n_ranks > 1) {
+        rc = dist_agree(rc, e);
+        if (rc == 0) rc = metrics_allreduce(&mt, NULL, e);
+    }
     if (rc) return rc;
     Metrics pre;
     metrics_reset(&pre);
     metrics_merge(&pre, &mt, "eval_");
     rc = metrics_log_write(&tr->log, tr->step, (double)tr->step / (double)tr->steps_per_epoch, NULL, NULL, 0, &pre, e);
+    rc = dist_agree(rc, e);
     if (rc) return rc;
     double el;
     if (metrics_get(&pre, "eval_loss", &el) == 0) say(tr, "step %ld: eval_loss %.6f", tr->step, el);
@@ -489,7 +618,16 @@ int trainer_eval(Trainer *tr, Metrics *out, Error *e) {
 }
 
 /* ---- final model ---------------------------------------------------------------------- */
+static int save_final_root(Trainer *tr, Error *e);
+
 int trainer_save_final(Trainer *tr, Error *e) {
+    int rc = ranks_same_weights(tr, e);
+    if (rc) return rc;
+    if (tr->rank == 0) rc = save_final_root(tr, e);
+    return dist_agree(rc, e);
+}
+
+static int save_final_root(Trainer *tr, Error *e) {
     const char *out = tr->f->out_dir;
     AtomicDir ad;
     int rc = atomic_dir_begin(&ad, out, e);
@@ -552,7 +690,7 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
     Trainer tr;
     int rc = trainer_init(&tr, f, t, total, steps_per_epoch, e);
     if (rc) return rc;
-    if (!f->quiet)
+    if (!f->quiet && tr.rank == 0)
         fprintf(
             stderr,
             "%s: %ld training units, %ld steps (%ld per epoch; batch %ld x %ld accumulation), lr %g %s, warm-up %ld\n",
@@ -617,6 +755,6 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
     free(perm);
     free(idx);
     free(cnt);
-    if (rc) return rc;
-    return stopped_early && sig ? 128 + sig : 0;
+    /* every rank returns the same status, so they exit together (dist.h FAILURE) */
+    return dist_agree(rc ? rc : stopped_early && sig ? 128 + sig : 0, e);
 }

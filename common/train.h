@@ -62,6 +62,22 @@
  * model.safetensors and the tokenizer files (copied from tokenizer_dir), with the
  * checkpoint-N/ directories moved into it.
  *
+ * DATA PARALLELISM (dist.h; `make MPI=1`, run as `mpirun -np N PROG ...`).  Every
+ * rank loads the model and the data and walks the same steps.  W is computed by
+ * every rank over the whole step, exactly as one process does.  The units of a step
+ * (its micro-batches concatenated in order) are then dealt round-robin: rank r runs
+ * units r, r+N, r+2N, ... in micro-batches of at most the step's largest
+ * micro-batch size, each with scale = 1/W.  The gradients (and the task's
+ * extra_grads) are summed over ranks with one MPI_Allreduce, the metrics (sum,
+ * count, tokens) are gathered and added in rank order, so clipping and AdamW see
+ * the whole step's gradient on every rank and every rank holds the same weights
+ * (checked by hash before every checkpoint and the final save).  Evaluation deals
+ * the eval batches the same way (batch b to rank b mod N).  Only rank 0 writes the
+ * log, checkpoints and the final model and shows progress; failures and signals
+ * are agreed on by all ranks at every step, so they stop together.  --resume needs
+ * OUT on a file system every rank sees.  N ranks match one process up to the order
+ * of float additions (not bit for bit); the same N gives the same bytes every run.
+ *
  * Not for: losses (losses.h, losses_pref.h), model code (model.h), data (data.h). */
 #ifndef CHERRY_TRAIN_H
 #define CHERRY_TRAIN_H
@@ -169,6 +185,12 @@ typedef struct TrainTask {
     /* Randomness the task needs (sampling, dropout-like choices): seeded from
      * --seed by the loop, saved in checkpoints and restored on resume. */
     Rng rng;
+    /* Optional: gradients outside the model that micro_step also accumulates (ppo's
+     * value model).  The loop only sums them over ranks (data parallelism, see
+     * above), after the micro-steps and before it returns; the task clips and
+     * applies them itself. */
+    float *extra_grads;
+    size_t n_extra_grads;
 } TrainTask;
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -191,6 +213,7 @@ typedef struct Trainer {
     long last_checkpoint; /* step of the newest checkpoint written or loaded (-1 = none) */
     MetricsLog log;
     Progress progress;
+    int rank, n_ranks; /* data parallelism (dist.h): this process and how many */
 } Trainer;
 
 /* Sets up the optimiser, the log and the signal handlers; with f->resume loads the

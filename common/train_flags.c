@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "gemm.h"
 #include "train.h"
 
@@ -313,4 +314,12 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     f->inputs = argv + optind;
     f->n_inputs = argc - optind;
     threads_set(f->threads);
+    /* Data parallelism (dist.h): under an MPI launcher every rank parses the same
+     * flags; only rank 0 talks (notes, progress) and writes outputs (train.h). */
+    Error de;
+    if (dist_init(&de)) err_die(prog, &de);
+    if (!dist_is_root()) {
+        f->quiet = 1;
+        f->progress = 0;
+    }
 }

@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "data.h"
+#include "lora.h"
 #include "losses_pref.h"
 #include "model.h"
 #include "prefbatch.h"
@@ -252,6 +253,7 @@ int main(int argc, char **argv) {
     if (model_load(&d.model, f.model_dir, &e)) err_die(PROG, &e);
     if (d.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); dpo needs a causal LM", f.model_dir);
+    if (train_lora_setup(&f, &d.model, &e)) err_die(PROG, &e);
     if (tok_load_dir(&d.tok, f.model_dir, &e)) err_die(PROG, &e);
     d.pad_id = tok_pad_id(d.tok) >= 0 ? tok_pad_id(d.tok) : 0;
     d.max_T = f.max_length < d.model.cfg.max_seq ? f.max_length : d.model.cfg.max_seq;
@@ -283,6 +285,15 @@ int main(int argc, char **argv) {
                                 f.ref_dir, d.model.cfg.vocab_size);
             done = compute_ref(&d, &ref, f.batch_size);
             model_free(&ref);
+        } else if (d.model.lora) {
+            /* LoRA: the reference is the same weights with the adapter off (TRL with a
+             * PEFT model and no ref_model: model.disable_adapter()); no second model */
+            if (!f.quiet)
+                fprintf(stderr, "%s: reference = the -m weights with the LoRA adapter off (no second model in memory)\n",
+                        PROG);
+            lora_set_enabled(&d.model, 0);
+            done = compute_ref(&d, &d.model, f.batch_size);
+            lora_set_enabled(&d.model, 1);
         } else {
             done = compute_ref(&d, &d.model, f.batch_size); /* the starting weights */
         }

@@ -21,6 +21,7 @@
 #include "gemm.h"
 #include "generate.h"
 #include "jsonl.h"
+#include "lora.h"
 #include "model.h"
 #include "prefbatch.h"
 #include "task.h"
@@ -299,6 +300,8 @@ int main(int argc, char **argv) {
     Side side[2] = {{.name = "sft"}, {.name = "aligned"}};
     if (model_load(&side[0].m, sft_dir, &e)) err_die(prog, &e);
     if (model_load(&side[1].m, model_dir, &e)) err_die(prog, &e);
+    lora_merge(&side[0].m); /* adapter directories decode with the adapter folded in */
+    lora_merge(&side[1].m);
     Model rm;
     int have_rm = 0;
     if (rm_dir) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lora.h"
 #include "model.h"
 #include "util.h"
 
@@ -71,6 +72,18 @@ int main(int argc, char **argv) {
         err_set(&e, EX_NOINPUT, "%s: no such model directory", dir);
         err_die(prog, &e);
     }
+    /* A LoRA adapter directory (lora.h): load base + adapter once to validate them,
+     * then describe the base. */
+    char adesc[512] = "", *base_dir = NULL;
+    if (lora_dir_has_adapter(dir)) {
+        Model am;
+        if (model_load(&am, dir, &e)) err_die(prog, &e);
+        lora_describe(&am, adesc, sizeof adesc);
+        model_free(&am);
+        if (lora_base_dir(dir, &base_dir, &e)) err_die(prog, &e);
+        if (!json) printf("adapter:      %s (base %s)\n", adesc, base_dir);
+        dir = base_dir;
+    }
     char *cfg_path = path_join(dir, "config.json");
     ModelConfig cfg;
     if (model_config_load(&cfg, cfg_path, &e)) err_die(prog, &e);
@@ -100,6 +113,7 @@ int main(int argc, char **argv) {
     if (json) {
         json_t *r = json_object();
         json_object_set_new(r, "dir", json_string(dir));
+        if (*adesc) json_object_set_new(r, "adapter", json_string(adesc));
         json_object_set_new(r, "family", json_string(model_family_name(cfg.family)));
         json_object_set_new(r, "architecture", json_string(arch_name(&cfg)));
         json_object_set_new(r, "config", model_config_to_json(&cfg, NULL));

@@ -41,6 +41,7 @@
 
 #include "cli.h"
 #include "data.h"
+#include "dist.h"
 #include "generate.h"
 #include "losses_rl.h"
 #include "model.h"
@@ -887,6 +888,8 @@ static int run(Ppo *p, Error *e) {
         model_enable_grads(&p->vm);
         adamw_init_model(&p->vopt, &p->vm, (float)f->weight_decay);
         p->vopt.beta1 = (float)f->beta1, p->vopt.beta2 = (float)f->beta2, p->vopt.eps = (float)f->adam_eps;
+        t.extra_grads = p->vm.grads; /* summed over ranks with the policy's (train.h) */
+        t.n_extra_grads = p->vm.n_params;
     }
     int rc = trainer_init(&tr, f, &t, total, steps_per_epoch, e);
     if (rc) return rc;
@@ -912,6 +915,9 @@ static int run(Ppo *p, Error *e) {
         Metrics roll;
         metrics_reset(&roll);
         rc = make_rollout(p, it, &roll, e);
+        /* every rank generates and scores the same batch; a reward program that
+         * failed on one rank stops them all at the same point (dist.h) */
+        rc = dist_agree(rc, e);
         if (rc) {
             /* a failed reward program (or generation) stops training with a checkpoint */
             Error e2;
@@ -978,8 +984,7 @@ static int run(Ppo *p, Error *e) {
         rc = rc2;
     }
     free(order), free(idx), free(cnt);
-    if (rc) return rc;
-    return stopped_early && sig > 0 ? 128 + sig : 0;
+    return dist_agree(rc ? rc : stopped_early && sig > 0 ? 128 + sig : 0, e);
 }
 
 int main(int argc, char **argv) {

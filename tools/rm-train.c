@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "data.h"
+#include "lora.h"
 #include "losses_pref.h"
 #include "model.h"
 #include "prefbatch.h"
@@ -162,6 +163,7 @@ int main(int argc, char **argv) {
     Model start;
     if (model_load(&start, f.model_dir, &e)) err_die(PROG, &e);
     if (tok_load_dir(&r.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (start.lora && !start.cfg.is_classifier) lora_merge(&start); /* an LM adapter: its merged model is the start */
     if (start.cfg.is_classifier) {
         r.model = start;
     } else {
@@ -175,6 +177,7 @@ int main(int argc, char **argv) {
      * saved config tells transformers where each sequence ends. */
     if (r.model.cfg.pad_id < 0) r.model.cfg.pad_id = tok_pad_id(r.tok);
     r.pad_id = r.model.cfg.pad_id >= 0 ? r.model.cfg.pad_id : 0;
+    if (train_lora_setup(&f, &r.model, &e)) err_die(PROG, &e);
     int max_T = f.max_length < r.model.cfg.max_seq ? f.max_length : r.model.cfg.max_seq;
     o.max_length = max_T;
     o.max_prompt_length = f.max_prompt_length;

@@ -22,6 +22,7 @@
 #include "data.h"
 #include "gemm.h"
 #include "generate.h"
+#include "lora.h"
 #include "model.h"
 #include "reward.h"
 #include "rollpairs.h"
@@ -530,6 +531,7 @@ int main(int argc, char **argv) {
     Model m, rm;
     Tokenizer *tok = NULL;
     if (model_load(&m, o.model, &e)) err_die(prog, &e);
+    lora_merge(&m); /* an adapter directory: decode with the adapter folded in */
     if (m.cfg.is_classifier) {
         err_set(&e, EX_USAGE, "%s is a sequence classifier; the policy must be a causal LM", o.model);
         err_die(prog, &e);
@@ -539,6 +541,7 @@ int main(int argc, char **argv) {
     if (o.rm) {
         if (check_rm_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
         if (model_load(&rm, o.rm, &e)) err_die(prog, &e);
+        lora_merge(&rm);
         if (!rm.cfg.is_classifier) {
             err_set(&e, EX_USAGE, "%s has no score head (a *ForSequenceClassification directory is needed)", o.rm);
             err_die(prog, &e);

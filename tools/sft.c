@@ -271,6 +271,7 @@ int main(int argc, char **argv) {
         err_set(&e, EX_DATAERR, "%s: is a sequence classifier (score.weight); sft trains a causal LM", f.model_dir);
         err_die(PROG, &e);
     }
+    if (train_lora_setup(&f, &s.model, &e)) err_die(PROG, &e);
     if (tok_load_dir(&s.tok, f.model_dir, &e)) err_die(PROG, &e);
     s.pad_id = tok_pad_id(s.tok);
     if (s.pad_id < 0) s.pad_id = 0; /* padding never bears loss nor is attended to */
