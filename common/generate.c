@@ -417,6 +417,20 @@ static void linear(const GenState *g, float *out, const float *in, const float *
  * Row r (slot s, position p) attends to positions 0..p of slot s (Vaswani et al. 2017,
  * eq. 1, scale 1/sqrt(hd)); query head h reads kv head h / (nh / nkv) (GQA, Ainslie
  * et al. 2023).  One (row, head) per task; a row's result never depends on others. */
+/* q . k in a fixed order (VL lanes, a fixed lane tree, the scalar tail). */
+static inline float dot_fixed(const float *a, const float *b, int n) {
+    int nv = n & ~(VL - 1);
+    vec acc = vzero();
+    for (int i = 0; i < nv; i += VL) acc = vfma(vload(a + i), vload(b + i), acc);
+    float t[VL];
+    vstore(t, acc);
+    for (int h = VL / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) t[j] += t[j + h];
+    float d = t[0];
+    for (int i = nv; i < n; i++) d += a[i] * b[i];
+    return d;
+}
+
 static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
     const ModelConfig *c = &g->m->cfg;
     int nh = c->n_head, nkv = c->n_kv_head, hd = c->d_model / nh, grp = nh / nkv;
@@ -430,9 +444,7 @@ static void attention_cached(GenState *g, const KVCache *kv, int l, const int *s
             float mx = -INFINITY;
             for (int j = 0; j <= p; j++) {
                 const float *k = kv->k + kv_off(kv, l, s, j) + (size_t)kh * hd;
-                float d = 0;
-                for (int i = 0; i < hd; i++) d += q[i] * k[i];
-                sc[j] = d * scale;
+                sc[j] = dot_fixed(q, k, hd) * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
             double sum = 0;
