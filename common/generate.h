@@ -13,6 +13,11 @@
  * order of the prompts around it.  (They also agree across thread counts in our
  * tests, but the prefill goes through BLAS, which does not promise that.)
  *
+ * Cost: while generate() runs, the weight matrices exist twice (the model's and a
+ * copy repacked into output panels for the decode kernel, made at the start of
+ * every call so a trainer's updated weights are always the ones used), plus the
+ * KV cache: n_layer x batch_size x (longest prompt + max_new_tokens) x 2 x kv width.
+ *
  * The trainer's view (ppo): hand in tokenized prompts, get back for each sequence
  * the generated ids, per-token log-probs under the sampling policy
  * (log softmax(logits / temperature), what TRL recomputes for the ratio) and a
