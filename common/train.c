@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "dist.h"
+#include "lora.h"
 #include "safetensors.h"
 
 /* ---- signals: finish the step, checkpoint, exit 128+sig ---------------------- */
@@ -118,6 +119,7 @@ static int save_model_into(Trainer *tr, const char *dir, int final, Error *e) {
     if (t->save) return t->save(t->ctx, dir, e);
     char *sub = path_join(dir, "model.tmp");
     StDtype dt = final && tr->f->save_bf16 ? ST_BF16 : ST_F32;
+    if (final && tr->f->lora_merge) lora_merge(t->model); /* --merge: a plain model directory */
     int rc = model_save_dtype(t->model, sub, t->tokenizer_dir, dt, e);
     if (rc == 0) {
         DIR *d = opendir(sub);
@@ -140,6 +142,7 @@ static int save_model_into(Trainer *tr, const char *dir, int final, Error *e) {
 static int load_model_from(Trainer *tr, const char *dir, Error *e) {
     TrainTask *t = tr->t;
     if (t->load) return t->load(t->ctx, dir, e);
+    if (t->model->lora) return lora_load(t->model, dir, e); /* the adapter only; the base is unchanged */
     Model tmp;
     memset(&tmp, 0, sizeof tmp);
     int rc = model_load(&tmp, dir, e);
@@ -242,6 +245,8 @@ static void checkpoints_prune(Trainer *tr) {
 static int ranks_same_weights(Trainer *tr, Error *e) {
     if (tr->n_ranks <= 1) return 0;
     int rc = dist_check_same(tr->t->model->params, tr->t->model->n_params, "model weights", e);
+    if (rc == 0 && tr->t->model->lora)
+        rc = dist_check_same(tr->t->model->lora->params, tr->t->model->lora->n_params, "LoRA adapter", e);
     return dist_agree(rc, e);
 }
 
@@ -546,13 +551,21 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
          * exchange (an MPI error) is not agreed on and aborts the job at exit */
         rc = dist_agree(rc, e);
         if (rc == 0) rc = metrics_allreduce(&mt, &agreed_signal, e);
-        if (rc == 0) rc = dist_allreduce_sum(m->grads, m->n_params, e);
+        if (rc == 0) { /* the trainable block: the adapter alone under LoRA */
+            float *g;
+            size_t gn;
+            (void)model_train_params(m, &g, &gn);
+            rc = dist_allreduce_sum(g, gn, e);
+        }
         if (rc == 0 && t->extra_grads) rc = dist_allreduce_sum(t->extra_grads, t->n_extra_grads, e);
         if (rc) return rc;
     }
     double loss = NAN;
     if (metrics_get(&mt, "loss", &loss) != 0) loss = 0.0;
-    double norm = grad_clip_norm(m->grads, m->n_params, tr->f->clip_grad);
+    float *tgrads;
+    size_t tn;
+    float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
+    double norm = grad_clip_norm(tgrads, tn, tr->f->clip_grad);
     if (!isfinite(loss) || !isfinite(norm)) {
         char last[64] = "none";
         if (tr->last_checkpoint >= 0) snprintf(last, sizeof last, "checkpoint-%ld", tr->last_checkpoint);
@@ -561,7 +574,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
                        tr->step + 1, loss, norm, last);
     }
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
-    adamw_step(&tr->opt, m->params, m->grads, (float)lr);
+    adamw_step(&tr->opt, tparams, tgrads, (float)lr);
     tr->step++;
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;

@@ -127,6 +127,13 @@ typedef struct TrainFlags {
     int skip_invalid;              /* --skip-invalid */
     char **inputs;                 /* positional arguments (training data files) */
     int n_inputs;
+    /* LoRA (lora.h; engineer "lora"): --lora-rank R (0 = full fine-tuning),
+     * --lora-alpha (default 2R), --lora-targets LIST (default: PEFT's per family),
+     * --merge (the final model has the adapter folded in) */
+    int lora_rank;
+    double lora_alpha;
+    const char *lora_targets;
+    int lora_merge;
 } TrainFlags;
 
 /* Defaults (transformers TrainingArguments where it has one): lr 5e-5, epochs 3,
@@ -152,6 +159,11 @@ typedef int (*TrainFlagFn)(void *ctx, int opt, const char *arg);
  * given, numbers in range.  Also applies --threads (threads_set). */
 void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option *extra, const char *extra_short,
                        TrainFlagFn fn, void *ctx, void (*usage)(FILE *out));
+/* Applies the LoRA flags to a freshly loaded model (call before train_run): with
+ * --lora-rank, attaches a new adapter (or keeps the adapter the -m directory
+ * already has, which must have that rank); without it, an adapter loaded with -m is
+ * merged and the whole model is trained.  Prints lora_describe unless -q. */
+int train_lora_setup(const TrainFlags *f, Model *m, Error *e);
 /* Prints the shared flags' help lines (for a program's usage()). */
 void train_flags_usage(FILE *out);
 

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "dist.h"
 #include "gemm.h"
+#include "lora.h"
 #include "train.h"
 
 enum {
@@ -42,6 +43,10 @@ enum {
     TF_SKIP_INVALID,
     TF_SAVE_LIMIT,
     TF_DTYPE,
+    TF_LORA_RANK,
+    TF_LORA_ALPHA,
+    TF_LORA_TARGETS,
+    TF_MERGE,
 };
 
 static const struct option shared_opts[] = {
@@ -79,6 +84,10 @@ static const struct option shared_opts[] = {
     {"skip-invalid", no_argument, 0, TF_SKIP_INVALID},
     {"save-total-limit", required_argument, 0, TF_SAVE_LIMIT},
     {"dtype", required_argument, 0, TF_DTYPE},
+    {"lora-rank", required_argument, 0, TF_LORA_RANK},
+    {"lora-alpha", required_argument, 0, TF_LORA_ALPHA},
+    {"lora-targets", required_argument, 0, TF_LORA_TARGETS},
+    {"merge", no_argument, 0, TF_MERGE},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -133,6 +142,11 @@ void train_flags_usage(FILE *out) {
           "      --threads N          threads (default: all cores)\n"
           "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
           "  -q, --quiet              no messages except errors\n"
+          "      --lora-rank R        train a LoRA adapter of rank R instead of all weights (default 0 = off)\n"
+          "      --lora-alpha X       LoRA scale alpha/R (default 2R)\n"
+          "      --lora-targets LIST  adapted layers, e.g. q,k,v,o,gate,up,down, c_attn, all-linear\n"
+          "                           (default: PEFT's, q_proj,v_proj for llama, c_attn for gpt2)\n"
+          "      --merge              write the adapter merged into a full model (default: adapter directory)\n"
           "      --template NAME      chat template: auto|plain|hh|chatml|llama3 (default auto)\n"
           "      --skip-invalid       skip bad data lines (and count them) instead of stopping\n"
           "  -h, --help               this help\n"
@@ -269,6 +283,23 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
             else
                 cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
             break;
+        case TF_LORA_RANK: {
+            int v = cli_int(prog, "--lora-rank", a);
+            if (v < 0) cli_usage_error(prog, "--lora-rank: must be >= 0, got '%s'", a);
+            f->lora_rank = v;
+            break;
+        }
+        case TF_LORA_ALPHA:
+            f->lora_alpha = cli_double(prog, "--lora-alpha", a);
+            if (!(f->lora_alpha > 0) || !isfinite(f->lora_alpha))
+                cli_usage_error(prog, "--lora-alpha: must be > 0, got '%s'", a);
+            break;
+        case TF_LORA_TARGETS:
+            f->lora_targets = a;
+            break;
+        case TF_MERGE:
+            f->lora_merge = 1;
+            break;
         case TF_RESUME:
             f->resume = 1;
             break;
@@ -311,6 +342,13 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     free(opts);
     if (!f->model_dir) cli_usage_error(prog, "-m/--model DIR is required");
     if (!f->out_dir) cli_usage_error(prog, "-o/--out DIR is required");
+    if (!f->lora_rank && (f->lora_alpha > 0 || f->lora_targets))
+        cli_usage_error(prog, "--lora-alpha and --lora-targets need --lora-rank R");
+    if (f->lora_targets) {
+        LoraConfig lc;
+        Error le;
+        if (lora_targets_parse(&lc, f->lora_targets, &le)) cli_usage_error(prog, "%s", le.msg);
+    }
     f->inputs = argv + optind;
     f->n_inputs = argc - optind;
     threads_set(f->threads);
@@ -322,4 +360,41 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         f->quiet = 1;
         f->progress = 0;
     }
+}
+
+int train_lora_setup(const TrainFlags *f, Model *m, Error *e) {
+    char desc[512];
+    if (f->lora_rank == 0) {
+        if (m->lora) {
+            lora_merge(m); /* an adapter given as -m: train the merged model */
+            if (!f->quiet) fprintf(stderr, "%s: %s: adapter merged; training all weights\n", f->prog, f->model_dir);
+        }
+        return 0;
+    }
+    if (m->lora) { /* continue training the adapter of the -m directory */
+        if (m->lora->cfg.rank != f->lora_rank)
+            return err_set(e, EX_USAGE, "--lora-rank %d: %s holds an adapter of rank %d", f->lora_rank, f->model_dir,
+                           m->lora->cfg.rank);
+        if (f->lora_alpha > 0 || f->lora_targets)
+            return err_set(e, EX_USAGE, "--lora-alpha/--lora-targets: %s already holds an adapter (they come from its "
+                                        "adapter_config.json)", f->model_dir);
+    } else {
+        LoraConfig lc;
+        lora_config_default(&lc, f->lora_rank);
+        if (f->lora_alpha > 0) lc.alpha = (float)f->lora_alpha;
+        if (f->lora_targets) {
+            int rc = lora_targets_parse(&lc, f->lora_targets, e);
+            if (rc) return rc;
+        }
+        /* base_model_name_or_path: an absolute path, so the adapter loads from anywhere */
+        char *abs = realpath(f->model_dir, NULL);
+        int rc = lora_attach(m, &lc, abs ? abs : f->model_dir, f->seed, e);
+        free(abs);
+        if (rc) return rc;
+    }
+    if (!f->quiet) {
+        lora_describe(m, desc, sizeof desc);
+        fprintf(stderr, "%s: %s\n", f->prog, desc);
+    }
+    return 0;
 }

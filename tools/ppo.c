@@ -44,6 +44,7 @@
 #include "dist.h"
 #include "generate.h"
 #include "losses_rl.h"
+#include "lora.h"
 #include "model.h"
 #include "optim.h"
 #include "rl_batch.h"
@@ -495,7 +496,13 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     GenConfig gc = p->gen;
     gc.num_samples = G;
     gc.batch_size = n < GEN_SLOTS ? n : GEN_SLOTS; /* results do not depend on it (generate.h) */
+    /* decoding reads the weights directly: fold a LoRA adapter in for the generation
+     * and restore the base bit for bit afterwards (lora.h) */
+    float *saved = lora_merge_temporary(&p->policy);
+    lora_set_enabled(&p->policy, 0);
     int rc = generate(&p->policy, &gc, p->tok, ids, lens, gid, B, seqs, NULL, NULL, e);
+    lora_set_enabled(&p->policy, 1);
+    lora_unmerge(&p->policy, saved);
     free(ids), free(lens), free(gid);
     if (rc) {
         free(seqs), free(pidx);
@@ -553,7 +560,14 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     }
     if (needs_ref(p)) {
         r->ref_logp = xmalloc((size_t)ntok * sizeof(float));
-        if ((rc = rollout_forward(p, &p->ref, 0, r->ref_logp, e))) return rc;
+        if (p->have_ref) {
+            rc = rollout_forward(p, &p->ref, 0, r->ref_logp, e);
+        } else { /* LoRA: the reference is the policy with its adapter off */
+            lora_set_enabled(&p->policy, 0);
+            rc = rollout_forward(p, &p->policy, 0, r->ref_logp, e);
+            lora_set_enabled(&p->policy, 1);
+        }
+        if (rc) return rc;
     }
     if (p->algo == RL_ALGO_PPO) {
         r->old_values = xmalloc((size_t)ntok * sizeof(float));
@@ -690,6 +704,7 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
  * The final output holds the policy only (what the next pipeline stage reads). */
 static int ppo_save(void *ctx, const char *dir, Error *e) {
     Ppo *p = ctx;
+    if (p->saving_final && p->f->lora_merge) lora_merge(&p->policy); /* --merge */
     int rc = model_save(&p->policy, dir, p->f->model_dir, e);
     if (rc || p->saving_final) return rc;
     if (p->have_vm) {
@@ -722,6 +737,7 @@ static int ppo_save(void *ctx, const char *dir, Error *e) {
 }
 
 static int copy_params(Model *dst, const char *dir, Error *e) {
+    if (dst->lora) return lora_load(dst, dir, e); /* LoRA checkpoints hold the adapter */
     Model tmp;
     memset(&tmp, 0, sizeof tmp);
     int rc = model_load(&tmp, dir, e);
@@ -790,6 +806,7 @@ static int load_value_model(Ppo *p, const char *dir, Error *e) {
     memset(&src, 0, sizeof src);
     int rc = model_load(&src, dir, e);
     if (rc) return rc;
+    lora_merge(&src); /* the value model is trained in full, from the merged weights */
     if (src.cfg.is_classifier) {
         p->vm = src;
         return 0;
@@ -1052,6 +1069,7 @@ int main(int argc, char **argv) {
     if (p.policy.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); the policy must be a causal LM",
                         f.model_dir);
+    if (train_lora_setup(&f, &p.policy, &e)) err_die(PROG, &e);
     if (tok_load_dir(&p.tok, f.model_dir, &e)) err_die(PROG, &e);
     if (p.policy.cfg.max_seq - p.max_new < 1)
         cli_usage_error(PROG, "--max-new-tokens %d leaves no room for a prompt in the %d-token context", p.max_new,
@@ -1069,11 +1087,15 @@ int main(int argc, char **argv) {
     if (p.rm_dir) {
         if (same_tokenizer(f.model_dir, p.rm_dir, &e)) err_die(PROG, &e);
         if (model_load(&p.rm, p.rm_dir, &e)) err_die(PROG, &e);
+        lora_merge(&p.rm);
         if (!p.rm.cfg.is_classifier)
             cli_usage_error(PROG, "--reward-model %s: has no score head (a *ForSequenceClassification directory)",
                             p.rm_dir);
     }
-    if (needs_ref(&p)) {
+    if (needs_ref(&p) && p.policy.lora && !f.ref_dir) {
+        if (!f.quiet)
+            fprintf(stderr, "%s: reference = the policy with its LoRA adapter off (no second model in memory)\n", PROG);
+    } else if (needs_ref(&p)) {
         const char *rd = f.ref_dir ? f.ref_dir : f.model_dir;
         if (model_load(&p.ref, rd, &e)) err_die(PROG, &e);
         if (p.ref.cfg.is_classifier || p.ref.cfg.vocab_size != p.policy.cfg.vocab_size)
