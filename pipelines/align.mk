@@ -41,7 +41,8 @@ $(RUNS)/rloo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json 
 # Chain of Hindsight: pairs -> feedback-annotated sequences -> SFT; eval samples with the helpful prefix
 COH_FLAGS ?= --user-prefix ""
 COH_ORDER ?= --order both
-COH_SFT_FLAGS ?= --max-steps $$(($(ALIGN_STEPS) * 2)) --batch-size 16 --lr 2e-3 --warmup 20 --lr-scheduler cosine --max-length 96
+COH_STEPS ?= $(if $(filter 1,$(FAST)),200,400)
+COH_SFT_FLAGS ?= --max-steps $(COH_STEPS) --batch-size 16 --lr 2e-3 --warmup 20 --lr-scheduler cosine --max-length 96
 COH_PAIRS ?= $(BASE)/pairs.jsonl
 COH_PREFIX = $(shell $(BIN)/coh-format $(COH_FLAGS) --inference-prefix)
 $(RUNS)/coh/coh.jsonl: $(COH_PAIRS) | $(PIPE_TOOLS)
@@ -53,7 +54,7 @@ $(RUNS)/coh/policy/config.json: $(BASE)/sft/config.json $(RUNS)/coh/coh.jsonl | 
 
 # RSO: statistical rejection sampling from the SFT model scored by the reward model, then DPO with the hinge loss
 RSO_ROLL_FLAGS ?= --rso-beta 0.5 --num-samples 8 --num-select 4 --temperature 1.0
-RSO_FLAGS ?= --loss-type hinge --beta 1.0 --lr 2e-4 --max-steps $(ALIGN_STEPS) --batch-size 16
+RSO_FLAGS ?= --loss-type hinge --beta 1.0 --rpo-alpha 1.0 --lr 5e-4 --max-steps $(ALIGN_STEPS) --batch-size 16
 $(RUNS)/rso/pairs.jsonl: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
 	@mkdir -p $(RUNS)/rso
 	$(BIN)/rollout -m $(BASE)/sft --reward-model $(BASE)/rm --pairs rso $(RSO_ROLL_FLAGS) \
