@@ -151,6 +151,7 @@ install: $(TOOLS)
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	-install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+	-install -d $(DESTDIR)$(PREFIX)/share/man/man7 && install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7
 
 clean:
 	rm -rf $(O) $(BIN)
