@@ -91,6 +91,15 @@ printf '{"prompt": "The"}\n{"prompt": "A"}\n' >"$T/prompts.jsonl"
     fail "rollout on merged: exit $?"
 cmp -s "$T/ro_ad.jsonl" "$T/ro_m.jsonl" || fail "greedy rollouts of adapter and merged model differ"
 
+# ---- resume: adapter checkpoints (adapter + AdamW state of the adapter) continue exactly
+R="--batch-size 3 --lr 1e-2 --max-steps 6 --seed 1 --threads 2 --lora-rank 4 -q"
+"$B/sft" -m "$T/lm" -o "$T/straight" $R "$T/few.jsonl" || fail "straight run: exit $?"
+"$B/sft" -m "$T/lm" -o "$T/resumed" $R --stop-after 3 "$T/few.jsonl" || fail "run to 3: exit $?"
+[ -f "$T/resumed/checkpoint-3/adapter_model.safetensors" ] || fail "checkpoint-3 should hold the adapter"
+"$B/sft" -m "$T/lm" -o "$T/resumed" $R --resume "$T/few.jsonl" || fail "resume: exit $?"
+cmp -s "$T/straight/adapter_model.safetensors" "$T/resumed/adapter_model.safetensors" ||
+    fail "a resumed LoRA run differs from the straight one"
+
 # ---- dpo: the reference is the adapter-off model, no second copy ---------------------
 M=tests/oracle/fixtures/pref-gpt2-policy
 : >"$T/pairs.jsonl"
