@@ -34,7 +34,7 @@ static int add_target(LoraConfig *cfg, const char *name, Error *e) {
 }
 
 int lora_targets_parse(LoraConfig *cfg, const char *list, Error *e) {
-    static const char *shorts[][2] = {{"q", "q_proj"},       {"k", "k_proj"},   {"v", "v_proj"}, {"o", "o_proj"},
+    static const char *shorts[][2] = {{"q", "q_proj"},       {"k", "k_proj"},   {"v", "v_proj"},      {"o", "o_proj"},
                                       {"gate", "gate_proj"}, {"up", "up_proj"}, {"down", "down_proj"}};
     cfg->n_targets = 0;
     const char *p = list;
@@ -218,8 +218,8 @@ void lora_describe(const Model *m, char *buf, size_t n) {
         if (k) strcat(names, ", ");
         strcat(names, L->cfg.targets[k]);
     }
-    snprintf(buf, n, "LoRA r=%d alpha=%g on %d modules (%s)%s: %zu trainable parameters of %zu (%.3f%%)",
-             L->cfg.rank, (double)L->cfg.alpha, L->n_mods, names, L->score ? " + score head" : "", L->n_params,
+    snprintf(buf, n, "LoRA r=%d alpha=%g on %d modules (%s)%s: %zu trainable parameters of %zu (%.3f%%)", L->cfg.rank,
+             (double)L->cfg.alpha, L->n_mods, names, L->score ? " + score head" : "", L->n_params,
              L->n_params + m->n_params, 100.0 * (double)L->n_params / (double)(L->n_params + m->n_params));
 }
 
@@ -300,8 +300,8 @@ static void merge_into(Model *m) {
         float *W = m->params + m->tensors[md->base].offset;
         /* W[out, in] += scale * B[out, r] @ A[r, in] (PEFT get_delta_weight; for Conv1D
          * PEFT transposes the delta to its [in, out] weight: the same sum here) */
-        gemm(0, 0, md->out, md->in, L->cfg.rank, L->scale, L->params + md->b_off, L->cfg.rank,
-             L->params + md->a_off, md->in, 1.0f, W, md->in);
+        gemm(0, 0, md->out, md->in, L->cfg.rank, L->scale, L->params + md->b_off, L->cfg.rank, L->params + md->a_off,
+             md->in, 1.0f, W, md->in);
     }
     if (L->score) {
         const ParamTensor *s = model_find_tensor(m, "score.weight");
@@ -440,16 +440,16 @@ static int parse_adapter_config(json_t *root, const char *path, LoraConfig *cfg,
     v = json_object_get(root, "use_rslora");
     cfg->rslora = json_is_true(v);
     v = json_object_get(root, "use_dora");
-    if (json_is_true(v)) return err_set(e, EX_DATAERR, "%s: DoRA adapters are not supported (field \"use_dora\")", path);
+    if (json_is_true(v))
+        return err_set(e, EX_DATAERR, "%s: DoRA adapters are not supported (field \"use_dora\")", path);
     v = json_object_get(root, "bias");
     if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
         return err_set(e, EX_DATAERR, "%s: only bias \"none\" is supported (field \"bias\")", path);
     /* settings that change which weights are adapted or how: refused rather than
      * silently ignored (null, false, {} and [] mean "not used") */
-    const char *unsupported[] = {"layers_to_transform", "rank_pattern",          "alpha_pattern",
-                                 "exclude_modules",     "layer_replication",     "target_parameters",
-                                 "lora_bias",           "trainable_token_indices", "use_qalora",
-                                 "alora_invocation_tokens"};
+    const char *unsupported[] = {
+        "layers_to_transform", "rank_pattern", "alpha_pattern",           "exclude_modules", "layer_replication",
+        "target_parameters",   "lora_bias",    "trainable_token_indices", "use_qalora",      "alora_invocation_tokens"};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         v = json_object_get(root, unsupported[i]);
         if (v && !json_is_null(v) && !json_is_false(v) && !(json_is_object(v) && json_object_size(v) == 0) &&
@@ -557,7 +557,8 @@ int lora_load(Model *m, const char *dir, Error *e) {
             const char *nm = f.tensors[i].name;
             int known = 0;
             for (int j = 0; j < L->n_mods && !known; j++) {
-                char *na = peft_name(L->mods[j].path, "lora_A.weight"), *nb = peft_name(L->mods[j].path, "lora_B.weight");
+                char *na = peft_name(L->mods[j].path, "lora_A.weight"),
+                     *nb = peft_name(L->mods[j].path, "lora_B.weight");
                 known = !strcmp(nm, na) || !strcmp(nm, nb);
                 free(na);
                 free(nb);
@@ -603,9 +604,10 @@ int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, St
     json_object_set_new(c, "init_lora_weights", json_true());
     json_object_set_new(c, "layers_pattern", json_null());
     json_object_set_new(c, "layers_to_transform", json_null());
-    json_object_set_new(c, "lora_alpha", L->cfg.alpha == floorf(L->cfg.alpha) && fabsf(L->cfg.alpha) < 1e9f
-                                             ? json_integer((json_int_t)L->cfg.alpha)
-                                             : json_real(L->cfg.alpha));
+    json_object_set_new(c, "lora_alpha",
+                        L->cfg.alpha == floorf(L->cfg.alpha) && fabsf(L->cfg.alpha) < 1e9f
+                            ? json_integer((json_int_t)L->cfg.alpha)
+                            : json_real(L->cfg.alpha));
     json_object_set_new(c, "lora_dropout", json_real(0.0));
     if (L->score) {
         json_t *ms = json_array();

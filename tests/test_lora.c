@@ -185,8 +185,7 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     lora_set_enabled(&m, 1);
     lora_unmerge(&m, saved);
     CHECK(memcmp(orig, m.params, m.n_params * sizeof(float)) == 0, "%s: lora_unmerge did not restore the base", fam);
-    CHECK(fabs(ltmp - lon) < 1e-5 * fmax(1, fabs(lon)), "%s: temporary merge: expected %.9g, got %.9g", fam, lon,
-          ltmp);
+    CHECK(fabs(ltmp - lon) < 1e-5 * fmax(1, fabs(lon)), "%s: temporary merge: expected %.9g, got %.9g", fam, lon, ltmp);
     free(orig);
     lora_merge(&m);
     CHECK(m.lora == NULL, "%s: merge must detach the adapter", fam);
