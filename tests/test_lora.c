@@ -10,6 +10,7 @@
  *  5. save/load round trip: PEFT tensor names and shapes, same log-probs; loading
  *     the adapter directory finds the base via base_model_name_or_path;
  *  6. --lora-targets parsing and errors (a target matching nothing). */
+#define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,61 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     model_free(&m);
 }
 
+/* Rewrites DIR/adapter_config.json with FIND replaced by REPL (or the tensor file
+ * with one tensor renamed) and expects model_load to fail with CODE and NEEDLE. */
+static void expect_bad(const char *dir, const char *file, const char *find, const char *repl, int code,
+                       const char *needle) {
+    char *path = path_join(dir, file), *text = NULL;
+    size_t len = 0;
+    Error e = {0};
+    if (read_file(path, &text, &len, &e)) {
+        CHECK(0, "read %s: %s", path, e.msg);
+        free(path);
+        return;
+    }
+    char *at = memmem(text, len, find, strlen(find));
+    CHECK(at != NULL, "%s: '%s' not found", path, find);
+    if (at) {
+        FILE *fp = fopen(path, "wb");
+        fwrite(text, 1, (size_t)(at - text), fp);
+        fwrite(repl, 1, strlen(repl), fp);
+        fwrite(at + strlen(find), 1, len - (size_t)(at - text) - strlen(find), fp);
+        fclose(fp);
+        Model m;
+        int rc = model_load(&m, dir, &e);
+        CHECK(rc == code && strstr(e.msg, needle), "%s -> %s: expected exit %d and '%s', got %d '%s'", find, repl, code,
+              needle, rc, rc ? e.msg : "");
+        if (rc == 0) model_free(&m);
+        fp = fopen(path, "wb"); /* restore */
+        fwrite(text, 1, len, fp);
+        fclose(fp);
+    }
+    free(text);
+    free(path);
+}
+
+static void test_bad_adapters(const char *ad, const char *base) {
+    const char *cfg = "adapter_config.json", *st = "adapter_model.safetensors";
+    expect_bad(ad, cfg, "\"LORA\"", "\"IA3\"", EX_DATAERR, "peft_type");
+    expect_bad(ad, cfg, "\"r\": 2", "\"r\": 0", EX_DATAERR, "\"r\"");
+    expect_bad(ad, cfg, "\"use_dora\": false", "\"use_dora\": true", EX_DATAERR, "use_dora");
+    expect_bad(ad, cfg, "\"bias\": \"none\"", "\"bias\": \"all\"", EX_DATAERR, "bias");
+    expect_bad(ad, cfg, "\"rank_pattern\": {}", "\"rank_pattern\": {\"q_proj\": 4}", EX_DATAERR, "rank_pattern");
+    expect_bad(ad, cfg, "\"layers_to_transform\": null", "\"layers_to_transform\": [0]", EX_DATAERR,
+               "layers_to_transform");
+    expect_bad(ad, cfg, "\"lora_alpha\": 4", "\"lora_alpha\": \"4\"", EX_DATAERR, "lora_alpha");
+    expect_bad(ad, cfg, "\"peft_type\"", "\"peft_type\" ", 0, ""); /* whitespace: still valid */
+    expect_bad(ad, cfg, "{", "[", EX_DATAERR, "invalid JSON");
+    expect_bad(ad, cfg, "\"v_proj\"", "\"w_proj\"", EX_USAGE, "w_proj");
+    char absbase[4096];
+    snprintf(absbase, sizeof absbase, "\"%s\"", base);
+    expect_bad(ad, cfg, absbase, "\"/nonexistent/base\"", EX_NOINPUT, "base_model_name_or_path");
+    /* tensors: a renamed one is missing (and the renamed one unexpected); a shape lie */
+    expect_bad(ad, st, "layers.1.self_attn.v_proj.lora_B", "layers.1.self_attn.v_proj.lora_C", EX_DATAERR,
+               "missing tensor");
+    expect_bad(ad, st, "[8,2]", "[2,8]", EX_DATAERR, "wrong shape");
+}
+
 /* 5. files: base directory + adapter directory, PEFT names, reload */
 static void test_files(Family f) {
     const char *fam = model_family_name(f);
@@ -250,6 +306,8 @@ static void test_files(Family f) {
     } else {
         CHECK(0, "%s: loaded model has no adapter", fam);
     }
+    /* malformed adapter directories: each is refused with EX_DATAERR naming the field */
+    if (f == FAMILY_LLAMA) test_bad_adapters(ad_dir, base_dir);
     /* resume path: an existing adapter gets its parameters overwritten */
     Model s;
     model_create(&s, &c);
