@@ -91,6 +91,12 @@ void lora_config_default(LoraConfig *cfg, int rank);
  * (= q_proj ... down_proj) and "all-linear" (every linear layer of the blocks). */
 int lora_targets_parse(LoraConfig *cfg, const char *list, Error *e);
 
+/* Adds one module name to cfg->targets (no duplicates); EX_USAGE when too many/long. */
+int lora_config_add_target(LoraConfig *cfg, const char *name, Error *e);
+/* Internal (lora.c, lora_io.c): builds m->lora's modules for cfg (targets must be
+ * set) with zeroed parameters; EX_USAGE when a target matches no linear layer. */
+int lora_build(Model *m, const LoraConfig *cfg, Error *e);
+
 /* Attaches a fresh adapter to m (A random from seed, B zero, score copied).  base_dir
  * is recorded as base_model_name_or_path.  Frees a base gradient block if there was
  * one.  EX_USAGE when a target matches no linear layer of this model. */
