@@ -47,6 +47,7 @@ enum {
     TF_LORA_ALPHA,
     TF_LORA_TARGETS,
     TF_MERGE,
+    TF_LORA_DROPOUT,
 };
 
 static const struct option shared_opts[] = {
@@ -88,6 +89,7 @@ static const struct option shared_opts[] = {
     {"lora-alpha", required_argument, 0, TF_LORA_ALPHA},
     {"lora-targets", required_argument, 0, TF_LORA_TARGETS},
     {"merge", no_argument, 0, TF_MERGE},
+    {"lora-dropout", required_argument, 0, TF_LORA_DROPOUT},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -146,6 +148,7 @@ void train_flags_usage(FILE *out) {
           "      --lora-alpha X       LoRA scale alpha/R (default 2R)\n"
           "      --lora-targets LIST  adapted layers, e.g. q,k,v,o,gate,up,down, c_attn, all-linear\n"
           "                           (default: PEFT's, q_proj,v_proj for llama, c_attn for gpt2)\n"
+          "      --lora-dropout 0     accepted for PEFT/TRL command lines; only 0 is implemented\n"
           "      --merge              write the adapter merged into a full model (default: adapter directory)\n"
           "      --template NAME      chat template: auto|plain|hh|chatml|llama3 (default auto)\n"
           "      --skip-invalid       skip bad data lines (and count them) instead of stopping\n"
@@ -300,6 +303,11 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         case TF_MERGE:
             f->lora_merge = 1;
             break;
+        case TF_LORA_DROPOUT: /* accepted for TRL/PEFT command lines; only 0 is implemented */
+            if (cli_double(prog, "--lora-dropout", a) != 0.0)
+                cli_usage_error(prog,
+                                "--lora-dropout: only 0 is implemented (no dropout on the adapter input), got '%s'", a);
+            break;
         case TF_RESUME:
             f->resume = 1;
             break;
@@ -376,8 +384,10 @@ int train_lora_setup(const TrainFlags *f, Model *m, Error *e) {
             return err_set(e, EX_USAGE, "--lora-rank %d: %s holds an adapter of rank %d", f->lora_rank, f->model_dir,
                            m->lora->cfg.rank);
         if (f->lora_alpha > 0 || f->lora_targets)
-            return err_set(e, EX_USAGE, "--lora-alpha/--lora-targets: %s already holds an adapter (they come from its "
-                                        "adapter_config.json)", f->model_dir);
+            return err_set(e, EX_USAGE,
+                           "--lora-alpha/--lora-targets: %s already holds an adapter (they come from its "
+                           "adapter_config.json)",
+                           f->model_dir);
     } else {
         LoraConfig lc;
         lora_config_default(&lc, f->lora_rank);

@@ -138,6 +138,8 @@ grep -q "reference = the policy with its LoRA adapter off" "$T/err" || fail "ppo
 # ---- errors -------------------------------------------------------------------------
 expect_fail "--lora-alpha without rank" 64 "need --lora-rank" "$B/sft" -m "$T/init" -o "$T/x" --lora-alpha 4 \
     "$T/corpus.jsonl"
+expect_fail "dropout" 64 "only 0 is implemented" "$B/sft" -m "$T/init" -o "$T/x" --lora-rank 2 --lora-dropout 0.05 \
+    "$T/corpus.jsonl"
 expect_fail "negative rank" 64 "--lora-rank" "$B/sft" -m "$T/init" -o "$T/x" --lora-rank -1 "$T/corpus.jsonl"
 expect_fail "llama target on gpt2" 64 "matches no linear layer" "$B/dpo" -m $M -o "$T/x" --lora-rank 2 \
     --lora-targets q_proj "$T/pairs.jsonl"
