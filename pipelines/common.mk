@@ -111,11 +111,12 @@ $(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs-all.jsonl | $(PIPE
 	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs-all.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
 	  --epochs 2 --batch-size 16 --lr 1e-3 --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
 
-# the report of an alignment stage: runs/NAME/policy against runs/base/sft.  The same
-# settings for every pipeline: samples end at EOS or at a newline (the bundled task's
-# answers are one line; Chain of Hindsight's answers end with coh-format's "\n"
-# marker, after which its model goes on with the next feedback phrase).
-EVAL_STOP    ?= \n
+# the report of an alignment stage: runs/NAME/policy against runs/base/sft, with the
+# same settings for every pipeline.  On the bundled task samples end at EOS or at a
+# newline (its answers are one line); with DATA= they end at EOS only, so multi-line
+# answers are judged whole.  Chain of Hindsight's answers always end at coh-format's
+# "\n" marker, after which its model would go on with the next feedback phrase.
+EVAL_STOP    ?= $(if $(DATA),,\n)
 EVAL_SAMPLES ?= 4
 EVAL_FLAGS   ?= --num-samples $(EVAL_SAMPLES) --temperature 1.0 --max-new-tokens $(MAX_NEW) --seed $(SEED) \
                 --threads $(THREADS) $(if $(EVAL_STOP),--stop '$(EVAL_STOP)')
@@ -123,7 +124,7 @@ $(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BA
                        $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
 	$(BIN)/eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
 	  --log $(RUNS)/$*/train.log.jsonl --template $(TEMPLATE) $(EVAL_FLAGS) \
-	  $(if $(filter coh,$*),--prompt-format "$(COH_PREFIX)") $(BASE)/eval-prompts.jsonl
+	  $(if $(filter coh,$*),--prompt-format "$(COH_PREFIX)" $(if $(EVAL_STOP),,--stop '\n')) $(BASE)/eval-prompts.jsonl
 	@echo "report: $(RUNS)/$*/report.md"
 
 ALIGNS := dpo ppo grpo rloo coh rso

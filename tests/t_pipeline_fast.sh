@@ -11,7 +11,8 @@
 #     do for a finished pipeline);
 #   - ARGILLA=1 makes the simulated annotators write an Argilla 1.x export, which
 #     goes through rank2pairs into pairs that prefer the better answer, as the 2.x
-#     export's do.
+#     export's do;
+#   - MODEL= and DATA= replace the bundled model and data (dry run).
 B="${BIN:-bin}"
 OUT="${O:-build}"
 T=$(mktemp -d /tmp/t_pipeline_fast.XXXXXX)
@@ -98,5 +99,17 @@ for v in v1/base runs/base; do
   echo "$v: $right of $n pairs prefer the better answer"
   [ "$n" -ge 50 ] && [ $((right * 100)) -ge $((n * 80)) ] || fail "$v: expected >= 80 % of >= 50 pairs right, got $right of $n"
 done
+# 5. MODEL= and DATA= put the user's model and prompts in place of the bundled ones
+#    (a dry run: the stages themselves were run above)
+mkdir -p "$T/data"
+cp "$T/runs/base/sft.jsonl" "$T/runs/base/prompts.jsonl" "$T/runs/base/eval-prompts.jsonl" "$T/data/"
+pmake -n RUNS="$T/own" MODEL="$T/runs/base/init" DATA="$T/data" pipeline-dpo >"$T/own.log" 2>&1 || fail "MODEL/DATA dry run: exit $?"
+grep -q "init-model\|task-gen" "$T/own.log" && fail "MODEL/DATA: still builds the bundled model or data"
+grep -q "/sft -m $T/runs/base/init -o $T/own/base/sft $T/own/base/sft.jsonl" "$T/own.log" ||
+  fail "MODEL/DATA: sft does not start from MODEL on DATA's sft.jsonl: $(grep /sft "$T/own.log")"
+for f in sft prompts eval-prompts; do
+  grep -q "cp $T/data/$f.jsonl $T/own/base/$f.jsonl" "$T/own.log" || fail "MODEL/DATA: $f.jsonl not taken from DATA"
+done
+
 [ $fails -eq 0 ] && echo "all pipeline checks passed"
 [ $fails -eq 0 ]
