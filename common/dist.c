@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 #ifdef CHERRY_MPI
 #include <mpi.h>
 #endif
@@ -151,6 +153,43 @@ int dist_barrier(Error *e) {
     return mrc == MPI_SUCCESS ? 0 : mpi_fail(e, mrc, "MPI_Barrier");
 }
 
+int dist_gather_bytes(const void *send, size_t n, int root, char **out, size_t *out_len, Error *e) {
+    *out = NULL;
+    *out_len = 0;
+    if (dist_size_v <= 1) {
+        *out = xmalloc(n ? n : 1);
+        if (n) memcpy(*out, send, n);
+        *out_len = n;
+        return 0;
+    }
+    long long mine = (long long)n, *all = xmalloc((size_t)dist_size_v * sizeof *all);
+    int rc = dist_allgather(&mine, sizeof mine, all, e);
+    long long total = 0;
+    for (int r = 0; rc == 0 && r < dist_size_v; r++) total += all[r];
+    if (rc == 0 && total > 0x7fffffffLL)
+        rc = err_set(e, EX_SOFTWARE, "dist_gather_bytes: %lld bytes in all is more than MPI can count", total);
+    int *counts = NULL, *displs = NULL;
+    if (rc == 0 && dist_rank_v == root) {
+        counts = xmalloc((size_t)dist_size_v * sizeof(int));
+        displs = xmalloc((size_t)dist_size_v * sizeof(int));
+        for (int r = 0, off = 0; r < dist_size_v; r++) {
+            counts[r] = (int)all[r];
+            displs[r] = off;
+            off += (int)all[r];
+        }
+        *out = xmalloc(total ? (size_t)total : 1);
+        *out_len = (size_t)total;
+    }
+    if (rc == 0) {
+        int mrc = MPI_Gatherv(send, (int)n, MPI_BYTE, *out, counts, displs, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (mrc != MPI_SUCCESS) rc = mpi_fail(e, mrc, "MPI_Gatherv");
+    }
+    free(all);
+    free(counts);
+    free(displs);
+    return rc;
+}
+
 int dist_agree(int rc, Error *e) {
     if (dist_size_v <= 1) return rc;
     struct {
@@ -211,6 +250,14 @@ int dist_allgather(const void *send, size_t bytes, void *recv, Error *e) {
 
 int dist_barrier(Error *e) {
     (void)e;
+    return 0;
+}
+
+int dist_gather_bytes(const void *send, size_t n, int root, char **out, size_t *out_len, Error *e) {
+    (void)root, (void)e;
+    *out = xmalloc(n ? n : 1);
+    if (n) memcpy(*out, send, n);
+    *out_len = n;
     return 0;
 }
 

@@ -54,6 +54,10 @@ int dist_broadcast(void *buf, size_t bytes, int root, Error *e);
 /* recv (dist_size() * bytes) receives every rank's send block in rank order. */
 int dist_allgather(const void *send, size_t bytes, void *recv, Error *e);
 int dist_barrier(Error *e);
+/* Rank ROOT receives every rank's N bytes (N may differ between ranks and be 0),
+ * concatenated in rank order, in a malloc'd *out of *out_len bytes; the other ranks
+ * get *out = NULL, *out_len = 0.  At most 2 GiB in all (MPI counts are int). */
+int dist_gather_bytes(const void *send, size_t n, int root, char **out, size_t *out_len, Error *e);
 
 /* Agreement on a status after work that may fail on some ranks only: returns 0 when
  * rc is 0 on every rank; otherwise the largest code any rank reported (MPI_MAXLOC:

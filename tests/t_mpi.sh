@@ -10,7 +10,9 @@
 #   - the same -np gives the same bytes twice; -np 3 (uneven shares) also matches;
 #   - --save-every/--stop-after then --resume under -np 2 gives the bytes of the
 #     straight -np 2 run;
-#   - dpo with -np 2 matches one process too.
+#   - dpo, and sft of a LoRA adapter, with -np 2 match one process too;
+#   - rollout under -np 3 writes the bytes one process writes (slices of two chunks
+#     gathered in prompt order), and refuses stdin (mpirun feeds rank 0 only).
 # Otherwise it is skipped (exit 77).
 B=${BIN:-bin}
 O=${O:-build}
@@ -99,6 +101,24 @@ dargs="-m $T/init --batch-size 2 --grad-accum 2 --lr 1e-3 --max-steps 3 --seed 5
 "$B/dpo" $dargs -o "$T/dpo1" "$T/pairs.jsonl" || fail "dpo, one process"
 run 2 "$B/dpo" $dargs -o "$T/dpo2" "$T/pairs.jsonl" || fail "dpo under mpirun -np 2"
 "$CMP" compare "$T/dpo1/model.safetensors" "$T/dpo2/model.safetensors" 1e-5 || fail "dpo -np 2 vs one process"
+
+# --- LoRA: only the adapter is trained, summed and saved
+run 2 "$B/sft" $args --lora-rank 4 -o "$T/lora2" "$T/data.jsonl" || fail "sft --lora-rank 4 under -np 2"
+"$B/sft" $args --lora-rank 4 -o "$T/lora1" "$T/data.jsonl" || fail "sft --lora-rank 4, one process"
+"$CMP" compare "$T/lora1/adapter_model.safetensors" "$T/lora2/adapter_model.safetensors" 1e-5 ||
+    fail "LoRA -np 2 vs one process"
+
+# --- rollout: 300 prompts = 2 chunks of at most 256
+"$B/task-gen" --kind prompts -n 300 --seed 2 -o "$T/prompts.jsonl" || fail "task-gen prompts"
+rargs="-m $T/one --max-new-tokens 4 -n 2 --batch-size 8 --seed 7 --threads 1 --per-token -q"
+"$B/rollout" $rargs -o "$T/r1.jsonl" "$T/prompts.jsonl" || fail "rollout, one process"
+run 3 "$B/rollout" $rargs -o "$T/r3.jsonl" "$T/prompts.jsonl" || fail "rollout under -np 3"
+[ "$(grep -c . "$T/r1.jsonl")" -eq 600 ] || fail "rollout: expected 600 records, got $(grep -c . "$T/r1.jsonl")"
+cmp "$T/r1.jsonl" "$T/r3.jsonl" || fail "rollout -np 3 differs from one process"
+run 2 "$B/rollout" $rargs -o "$T/r-stdin.jsonl" <"$T/prompts.jsonl" >"$T/out" 2>&1
+rc=$?
+[ $rc -ne 0 ] && grep -q "must be a file" "$T/out" || fail "rollout -np 2 from stdin: expected a usage error, got $rc: $(cat "$T/out")"
+[ ! -e "$T/r-stdin.jsonl" ] || fail "rollout -np 2 from stdin must not write output"
 
 [ $fails -eq 0 ] || { echo "t_mpi: $fails failure(s)"; exit 1; }
 echo "t_mpi: all checks passed"

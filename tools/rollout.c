@@ -8,7 +8,14 @@
  *              reward?, completion_ids?, token_logprobs?}
  *   pairs     {prompt, chosen, rejected, score_chosen, score_rejected, group}
  *   argilla   {id, prompt, response-1..N, ranking?, ranking.suggestion.agent?}
- * Output is written atomically; memory is bounded by the chunk, not the input. */
+ * Output is written atomically; memory is bounded by the chunk, not the input.
+ *
+ * Under MPI (`make MPI=1`, `mpirun -np N rollout ... PROMPTS.jsonl`; dist.h) every
+ * rank reads the prompts, and rank r generates (and scores) the r-th of N
+ * contiguous slices of each chunk; rank 0 gathers the slices' records and writes
+ * them in prompt order.  Each sequence's RNG is a function of (seed, prompt index,
+ * sample) and decoding is batch-invariant (generate.h), so the completions are the
+ * ones a single process writes. */
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -20,6 +27,7 @@
 #include "chat.h"
 #include "cli.h"
 #include "data.h"
+#include "dist.h"
 #include "gemm.h"
 #include "generate.h"
 #include "lora.h"
@@ -497,6 +505,47 @@ out:
     return rc;
 }
 
+/* ---- data parallelism (dist.h) ---------------------------------------------------- */
+/* EX_SOFTWARE unless every rank read N prompts into this chunk (they read the same
+ * file; a difference means it changed under them).  A collective. */
+static int same_count(int n, Error *e) {
+    int n0 = n;
+    int rc = dist_broadcast(&n0, sizeof n0, 0, e);
+    if (rc == 0 && n0 != n)
+        rc = err_set(e, EX_SOFTWARE, "rank %d read %d prompts into a chunk, rank 0 %d (did the file change?)",
+                     dist_rank(), n, n0);
+    return dist_agree(rc, e);
+}
+
+/* One rank's slice of a chunk: generates and scores it into memory, then rank 0
+ * writes every rank's records in rank order, which is prompt order.  A collective. */
+static int run_slice(FILE *out, const Opts *o, Model *m, Model *rm, const Tokenizer *tok, PromptExample *px, int n,
+                     long first_group, Prog *pg, Totals *tot, Error *e) {
+    char *buf = NULL, *all = NULL;
+    size_t len = 0, all_len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem) die_internal("open_memstream failed");
+    int rc = n > 0 ? run_chunk(mem, o, m, rm, tok, px, n, first_group, pg, tot, e) : 0;
+    if (fclose(mem) != 0 && rc == 0) rc = err_set(e, EX_SOFTWARE, "cannot buffer the records");
+    rc = dist_agree(rc, e);
+    if (rc == 0) rc = dist_gather_bytes(buf, len, 0, &all, &all_len, e);
+    if (rc == 0 && all_len && fwrite(all, 1, all_len, out) != all_len)
+        rc = err_set(e, EX_IOERR, "%s: write error", o->out ? o->out : "stdout");
+    free(buf);
+    free(all);
+    return dist_agree(rc, e);
+}
+
+/* The summary counts every rank's records. */
+static int sum_totals(Totals *t, Error *e) {
+    double v[6] = {(double)t->prompts, (double)t->seqs,   (double)t->stop,
+                   (double)t->length,  (double)t->tokens, (double)t->pairs};
+    int rc = dist_allreduce_sum_f64(v, 6, e);
+    t->prompts = (long)v[0], t->seqs = (long)v[1], t->stop = (long)v[2];
+    t->length = (long)v[3], t->tokens = (long)v[4], t->pairs = (long)v[5];
+    return rc;
+}
+
 /* The reward model must read the policy's token ids: same tokenizer file (or none). */
 static int check_rm_tokenizer(const char *policy, const char *rmdir, Error *e) {
     char *a = path_join(policy, "tokenizer.json"), *b = path_join(rmdir, "tokenizer.json");
@@ -528,6 +577,15 @@ int main(int argc, char **argv) {
     if (o.threads > 0) threads_set(o.threads);
     atomic_install_signal_cleanup();
     Error e = {0};
+    if (dist_init(&e)) err_die(prog, &e);
+    const int rank = dist_rank(), n_ranks = dist_size();
+    if (rank != 0) o.quiet = 1, o.progress = 0; /* rank 0 talks and writes */
+    if (n_ranks > 1 && !strcmp(in, "-")) {
+        /* mpirun forwards stdin to rank 0 only */
+        fprintf(stderr, "%s: under MPI (%d ranks) the prompts must be a file, not stdin\nTry '%s --help'.\n", prog,
+                n_ranks, prog);
+        return EX_USAGE;
+    }
     Model m, rm;
     Tokenizer *tok = NULL;
     if (model_load(&m, o.model, &e)) err_die(prog, &e);
@@ -559,8 +617,9 @@ int main(int argc, char **argv) {
     }
     DataReader *dr;
     if (data_open(&dr, in, tok, &dopt, &e)) err_die(prog, &e);
-    AtomicFile af;
-    if (atomic_open(&af, o.out, &e)) err_die(prog, &e);
+    AtomicFile af = {0};
+    int orc = rank == 0 ? atomic_open(&af, o.out, &e) : 0;
+    if (dist_agree(orc, &e)) err_die(prog, &e);
 
     int chunk = 4 * o.gen.batch_size > 256 ? 4 * o.gen.batch_size : 256;
     PromptExample *px = xcalloc((size_t)chunk, sizeof(PromptExample));
@@ -582,21 +641,35 @@ int main(int argc, char **argv) {
             }
             n++;
         }
-        if (!rc && n > 0) {
+        if (n_ranks > 1) {
+            /* every rank read the same chunk (or every rank failed to) */
+            rc = dist_agree(rc, &e);
+            if (!rc) rc = same_count(n, &e);
+        }
+        if (!rc && n > 0 && n_ranks == 1) {
             pg.total = pg.done_before + (long)n * o.gen.num_samples;
             rc = run_chunk(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px, n, group, &pg, &tot, &e);
+            if (rc && strncmp(e.msg, "line", 4) == 0) err_prefix(&e, "%s", data_reader_name(dr));
+            pg.tokens_before = tot.tokens;
+            group += n;
+        } else if (!rc && n > 0) {
+            int lo = (int)((long)n * rank / n_ranks), hi = (int)((long)n * (rank + 1) / n_ranks);
+            pg.total = pg.done_before + (long)(hi - lo) * o.gen.num_samples;
+            rc = run_slice(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px + lo, hi - lo, group + lo, &pg, &tot, &e);
             if (rc && strncmp(e.msg, "line", 4) == 0) err_prefix(&e, "%s", data_reader_name(dr));
             pg.tokens_before = tot.tokens;
             group += n;
         }
         for (int i = 0; i < n; i++) prompt_example_free(&px[i]);
     }
+    if (!rc && n_ranks > 1) rc = sum_totals(&tot, &e);
     if (pg.on) fprintf(stderr, "\n");
     if (rc) {
-        atomic_abort(&af);
+        if (rank == 0) atomic_abort(&af);
         err_die(prog, &e);
     }
-    if (atomic_commit(&af, &e)) err_die(prog, &e);
+    int crc = rank == 0 ? atomic_commit(&af, &e) : 0;
+    if (dist_agree(crc, &e)) err_die(prog, &e);
     const DataCounts *dc = data_counts(dr);
     if (!o.quiet) {
         double dt = now_seconds() - pg.t0;
