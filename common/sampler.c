@@ -75,6 +75,7 @@ float sampler_logprob(const float *logits, int V, int token, float tau) {
         if (logits[v] * inv > m) m = logits[v] * inv;
     double sum = 0;
     for (int v = 0; v < V; v++) sum += expf(logits[v] * inv - m);
+    if (!(sum > 0)) return -INFINITY; /* every logit -inf (or NaN): no distribution */
     return (float)((double)(logits[token] * inv - m) - log(sum));
 }
 
