@@ -168,7 +168,11 @@ int model_save_dtype_base(const Model *m, const char *dir, const char *tokenizer
 /* The block training updates: the adapter's parameters and gradients when an
  * adapter is attached, else m->params / m->grads.  *n gets its length in floats. */
 float *model_train_params(Model *m, float **grads, size_t *n);
-/* Copies the tokenizer/generation side files that exist in src_dir into dst_dir. */
+/* The directory holding a model's tokenizer files: DIR, or for an adapter directory
+ * without tokenizer.json (as PEFT saves them) its base (malloc'd). */
+char *model_tokenizer_dir(const char *dir);
+/* Copies the tokenizer/generation side files that exist in model_tokenizer_dir(src_dir)
+ * into dst_dir. */
 int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e);
 
 #endif

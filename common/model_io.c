@@ -297,13 +297,24 @@ static const char *side_files[] = {"tokenizer.json",
 
 int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e) {
     int rc = 0;
+    char *from = model_tokenizer_dir(src_dir);
     for (size_t i = 0; !rc && i < sizeof side_files / sizeof side_files[0]; i++) {
-        char *s = path_join(src_dir, side_files[i]), *d = path_join(dst_dir, side_files[i]);
+        char *s = path_join(from, side_files[i]), *d = path_join(dst_dir, side_files[i]);
         if (file_exists(s)) rc = copy_file(s, d, e);
         free(s);
         free(d);
     }
+    free(from);
     return rc;
+}
+
+char *model_tokenizer_dir(const char *dir) {
+    char *tj = path_join(dir, "tokenizer.json"), *base = NULL;
+    int here = file_exists(tj);
+    free(tj);
+    Error ignore;
+    if (!here && lora_dir_has_adapter(dir) && lora_base_dir(dir, &base, &ignore) == 0) return base;
+    return xstrdup(dir);
 }
 
 int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e) {
@@ -348,12 +359,7 @@ int model_save_dtype_base(const Model *m, const char *dir, const char *tokenizer
     for (int i = 0; i < m->n_tensors; i++) free(transposed[i]);
     free(transposed);
 
-    for (size_t i = 0; !rc && tokenizer_src_dir && i < sizeof side_files / sizeof side_files[0]; i++) {
-        char *s = path_join(tokenizer_src_dir, side_files[i]), *d = path_join(ad.tmp, side_files[i]);
-        if (file_exists(s)) rc = copy_file(s, d, e);
-        free(s);
-        free(d);
-    }
+    if (!rc && tokenizer_src_dir) rc = model_copy_side_files(tokenizer_src_dir, ad.tmp, e);
     if (rc) {
         atomic_dir_abort(&ad);
         return rc;

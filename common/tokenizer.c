@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h"
 #include "tokenizer_impl.h"
 #include "util.h"
 
@@ -479,9 +480,11 @@ int tok_load(Tokenizer **out, const char *path, Error *e) {
 }
 
 int tok_load_dir(Tokenizer **t, const char *dir, Error *e) {
-    char *p = path_join(dir, "tokenizer.json");
+    char *d = model_tokenizer_dir(dir); /* an adapter directory may leave it to its base */
+    char *p = path_join(d, "tokenizer.json");
     int rc = tok_load(t, p, e);
     free(p);
+    free(d);
     return rc;
 }
 

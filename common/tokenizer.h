@@ -40,7 +40,9 @@ typedef struct Tokenizer Tokenizer;
  * EX_DATAERR ("PATH: field \"model.type\": unsupported model type \"Unigram\"").
  * On success *t is owned by the caller (tok_free). */
 int tok_load(Tokenizer **t, const char *tokenizer_json_path, Error *e);
-/* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present). */
+/* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present); an adapter
+ * directory without tokenizer.json, as PEFT saves one, reads its base's
+ * (model_tokenizer_dir in model.h). */
 int tok_load_dir(Tokenizer **t, const char *model_dir, Error *e);
 void tok_free(Tokenizer *t);
 

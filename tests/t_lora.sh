@@ -121,6 +121,13 @@ grep -q '"c_attn"' "$T/dpo_ad/adapter_config.json" || fail "dpo: GPT-2 default t
 grep -q '"fan_in_fan_out": true' "$T/dpo_ad/adapter_config.json" || fail "dpo: GPT-2 adapters are fan_in_fan_out"
 echo "dpo peak RSS: LoRA $(cat "$T/rss_lora") KiB, full $(cat "$T/rss_full") KiB"
 
+# ---- an adapter written by PEFT (no tokenizer files: the base's are used) -----------
+"$B/logprobs" -q --threads 1 -m tests/oracle/fixtures/lora-peft-llama -o "$T/lp_peft.jsonl" "$T/pairs.jsonl" ||
+    fail "logprobs on a PEFT adapter directory: exit $?"
+grep -q '"ref_chosen_logps"' "$T/lp_peft.jsonl" || fail "logprobs on a PEFT adapter: no log-probs written"
+"$B/model-info" tests/oracle/fixtures/lora-peft-llama >"$T/info" 2>&1 || fail "model-info on a PEFT adapter: exit $?"
+grep -q "^adapter: *LoRA r=2 alpha=6 on 6 modules" "$T/info" || fail "model-info: adapter line: $(head -3 "$T/info")"
+
 # ---- rm-train: adapter + score head (SEQ_CLS), loads back as a classifier -------------
 "$B/rm-train" $D -m $M -o "$T/rm_ad" --lora-rank 4 -q "$T/pairs.jsonl" || fail "rm-train --lora-rank: exit $?"
 grep -q '"task_type": "SEQ_CLS"' "$T/rm_ad/adapter_config.json" || fail "rm adapter: task_type SEQ_CLS"
