@@ -139,6 +139,9 @@ int lora_base_dir(const char *dir, char **base, Error *e);
 /* Reads DIR's adapter into m: attaches it (m has none) or, when m already has an
  * adapter of the same rank and modules, overwrites its parameters (resume). */
 int lora_load(Model *m, const char *dir, Error *e);
+/* Resuming: EX_USAGE unless checkpoint DIR and m agree on having an adapter (a LoRA
+ * run resumes with its --lora-rank, a full run without). */
+int lora_check_checkpoint(const Model *m, const char *dir, Error *e);
 /* Writes an adapter directory atomically: config.json of the base,
  * tokenizer files copied from tokenizer_src_dir (may be NULL), adapter_config.json
  * and adapter_model.safetensors in dtype (ST_F32 or ST_BF16). */

@@ -245,6 +245,15 @@ int lora_load(Model *m, const char *dir, Error *e) {
     return rc;
 }
 
+int lora_check_checkpoint(const Model *m, const char *dir, Error *e) {
+    int has = lora_dir_has_adapter(dir);
+    if (has && !m->lora)
+        return err_set(e, EX_USAGE, "%s: the checkpoint holds a LoRA adapter; resume with the run's --lora-rank", dir);
+    if (!has && m->lora)
+        return err_set(e, EX_USAGE, "%s: the checkpoint holds full weights; resume without --lora-rank", dir);
+    return 0;
+}
+
 int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e) {
     const Lora *L = m->lora;
     if (!L) return err_set(e, EX_SOFTWARE, "lora_save: the model has no adapter");

@@ -141,11 +141,13 @@ static int save_model_into(Trainer *tr, const char *dir, int final, Error *e) {
 
 static int load_model_from(Trainer *tr, const char *dir, Error *e) {
     TrainTask *t = tr->t;
+    int rc = lora_check_checkpoint(t->model, dir, e);
+    if (rc) return rc;
     if (t->load) return t->load(t->ctx, dir, e);
     if (t->model->lora) return lora_load(t->model, dir, e); /* the adapter only; the base is unchanged */
     Model tmp;
     memset(&tmp, 0, sizeof tmp);
-    int rc = model_load(&tmp, dir, e);
+    rc = model_load(&tmp, dir, e);
     if (rc) return rc;
     if (tmp.n_params != t->model->n_params) {
         rc = err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, the model %zu", dir, tmp.n_params,

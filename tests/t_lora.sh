@@ -99,6 +99,9 @@ R="--batch-size 3 --lr 1e-2 --max-steps 6 --seed 1 --threads 2 --lora-rank 4 -q"
 "$B/sft" -m "$T/lm" -o "$T/resumed" $R --resume "$T/few.jsonl" || fail "resume: exit $?"
 cmp -s "$T/straight/adapter_model.safetensors" "$T/resumed/adapter_model.safetensors" ||
     fail "a resumed LoRA run differs from the straight one"
+"$B/sft" -m "$T/lm" -o "$T/resumed2" $R --stop-after 3 "$T/few.jsonl" || fail "run to 3 (2): exit $?"
+expect_fail "resume a LoRA run without --lora-rank" 64 "resume with the run's --lora-rank" "$B/sft" -m "$T/lm" \
+    -o "$T/resumed2" --batch-size 3 --max-steps 6 --seed 1 --resume "$T/few.jsonl"
 
 # ---- dpo: the reference is the adapter-off model, no second copy ---------------------
 M=tests/oracle/fixtures/pref-gpt2-policy
