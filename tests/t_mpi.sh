@@ -10,7 +10,8 @@
 #   - the same -np gives the same bytes twice; -np 3 (uneven shares) also matches;
 #   - --save-every/--stop-after then --resume under -np 2 gives the bytes of the
 #     straight -np 2 run;
-#   - dpo, and sft of a LoRA adapter, with -np 2 match one process too;
+#   - dpo, rm-train, ppo (with its value model), grpo and sft of a LoRA adapter,
+#     with -np 2, match one process too;
 #   - rollout under -np 3 writes the bytes one process writes (slices of two chunks
 #     gathered in prompt order), and refuses stdin (mpirun feeds rank 0 only).
 # Otherwise it is skipped (exit 77).
@@ -101,6 +102,25 @@ dargs="-m $T/init --batch-size 2 --grad-accum 2 --lr 1e-3 --max-steps 3 --seed 5
 "$B/dpo" $dargs -o "$T/dpo1" "$T/pairs.jsonl" || fail "dpo, one process"
 run 2 "$B/dpo" $dargs -o "$T/dpo2" "$T/pairs.jsonl" || fail "dpo under mpirun -np 2"
 "$CMP" compare "$T/dpo1/model.safetensors" "$T/dpo2/model.safetensors" 1e-5 || fail "dpo -np 2 vs one process"
+
+# --- rm-train (a reward model from the same pairs) and ppo/grpo (every rank
+# generates the same batch; the update's sequences are shared; ppo also sums its
+# value model's gradients)
+rargs="-m tests/oracle/fixtures/pref-gpt2-ref --batch-size 2 --grad-accum 2 --lr 1e-3 --max-steps 3 --seed 5
+       --threads 1 -q --adam-eps 1e-4"
+"$B/rm-train" $rargs -o "$T/rm1" "$T/pairs.jsonl" || fail "rm-train, one process"
+run 2 "$B/rm-train" $rargs -o "$T/rm2" "$T/pairs.jsonl" || fail "rm-train under mpirun -np 2"
+"$CMP" compare "$T/rm1/model.safetensors" "$T/rm2/model.safetensors" 1e-5 || fail "rm-train -np 2 vs one process"
+sed 's/, "chosen".*/}/' "$T/pairs.jsonl" >"$T/rl-prompts.jsonl"
+for a in ppo grpo; do
+    pargs="-m tests/oracle/fixtures/pref-gpt2-policy --algo $a
+           --num-generations 2 --batch-size 4 --max-new-tokens 8 --lr 3e-3 --max-steps 4 --seed 1 --threads 1 -q
+           --adam-eps 1e-4"
+    "$B/ppo" --reward-cmd "sh tests/reward_lowid.sh" $pargs -o "$T/$a-1" "$T/rl-prompts.jsonl" || fail "$a, one process"
+    run 2 "$B/ppo" --reward-cmd "sh tests/reward_lowid.sh" $pargs -o "$T/$a-2" "$T/rl-prompts.jsonl" ||
+        fail "$a under mpirun -np 2"
+    "$CMP" compare "$T/$a-1/model.safetensors" "$T/$a-2/model.safetensors" 1e-5 || fail "$a -np 2 vs one process"
+done
 
 # --- LoRA: only the adapter is trained, summed and saved
 run 2 "$B/sft" $args --lora-rank 4 -o "$T/lora2" "$T/data.jsonl" || fail "sft --lora-rank 4 under -np 2"
