@@ -162,6 +162,7 @@ int lora_attach(Model *m, const LoraConfig *cfg_in, const char *base_dir, uint64
     int rc = lora_build(m, &cfg, e);
     if (rc) return rc;
     Lora *L = m->lora;
+    if (!L) return err_set(e, EX_SOFTWARE, "lora_attach: no adapter built");
     /* PEFT reset_lora_parameters: nn.init.kaiming_uniform_(A, a=sqrt(5)); gain =
      * sqrt(2 / (1 + a^2)) = sqrt(1/3), bound = gain * sqrt(3 / fan_in) = 1/sqrt(in);
      * B = 0.  One RNG for the whole adapter, modules in layout order. */

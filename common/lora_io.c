@@ -62,8 +62,8 @@ int lora_base_dir(const char *dir, char **base, Error *e) {
         *base = xstrdup(dir);
         return 0;
     }
-    json_t *root;
-    char *path;
+    json_t *root = NULL;
+    char *path = NULL;
     int rc = read_adapter_config(dir, &root, &path, e);
     if (rc) return rc;
     json_t *b = json_object_get(root, "base_model_name_or_path");
@@ -159,8 +159,8 @@ static int read_tensor(const StFile *f, const char *name, int64_t d0, int64_t d1
 }
 
 int lora_load(Model *m, const char *dir, Error *e) {
-    json_t *root;
-    char *cpath;
+    json_t *root = NULL;
+    char *cpath = NULL;
     int rc = read_adapter_config(dir, &root, &cpath, e);
     if (rc) return rc;
     LoraConfig cfg;
