@@ -2,19 +2,24 @@
  * target token's log-probability, entropy, and their backward, without ever holding
  * the [N, V] logits tensor.
  *
- * Tiling: rows with a target are gathered into blocks of LP_ROWS rows; the vocabulary
- * is walked in slices of LP_COLS = LP_BYTES / 4 / LP_ROWS columns, so one tile of
- * logits is at most LP_BYTES = 8 MiB (512 rows x 4096 columns).  Across the slices
- * each row keeps an online log-sum-exp (Milakov & Gimelshein 2018, "Online normalizer
- * calculation for softmax", Alg. 3) in double, together with the running sum of
- * exp(l - m) * l that gives the entropy:
- *   H = -sum p log p = lse - sum_v p_v l_v.
- * Every tile is a gemm() with M = 512, N = 4096, K = C, which runs near the sgemm
- * peak.  Backward recomputes each tile's logits (one more 2NVC-FLOP product, a quarter of the
- * head's work, in exchange for not storing N x V floats):
- *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h.
- * Rows are processed in ascending order and slices in ascending order whatever the
- * thread count, so the results are bit-identical across thread counts.
+ * Tiling: rows with a target are gathered into blocks of LP_ROWS = 512 rows.  The
+ * vocabulary is split into LP_LANES = 8 contiguous ranges ("lanes"), and each lane
+ * walks its range in slices of LP_COLS = 512 columns: one lane's tile of logits is
+ * 512 x 512 floats and all lanes together hold at most LP_BYTES = 8 MiB.  The lanes
+ * are the OpenMP tasks and each runs its gemm() single-threaded: measured on this
+ * 2-core machine this costs ~15% less CPU than letting OpenBLAS split each product
+ * between the threads (tests/bench_train_step), and the work per lane is equal.
+ * Within a lane each row keeps an online log-sum-exp (Milakov & Gimelshein 2018,
+ * "Online normalizer calculation for softmax", Alg. 3) in double, together with the
+ * running sum of exp(l - m) * l that gives the entropy:
+ *   H = -sum p log p = lse - sum_v p_v l_v;
+ * the lanes' (max, sums) are then merged by the same rule in lane order.
+ * Backward recomputes each tile's logits (one more 2NVC-FLOP product, a quarter of
+ * the head's work, in exchange for not storing N x V floats):
+ *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h;
+ * lanes own disjoint rows of dW, and their partial dh are added in lane order.
+ * Lanes, slices and rows are the same whatever the thread count, so the results are
+ * bit-identical across thread counts.
  * Not for: losses over the log-probs (losses.c). */
 #include <float.h>
 #include <math.h>
@@ -28,8 +33,10 @@
 #include "util.h"
 
 #define LP_ROWS 512
+#define LP_LANES 8
 #define LP_BYTES (8u << 20)
-#define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS))
+#define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS / LP_LANES))
+#define LP_WIDE_COLS (LP_COLS * LP_LANES) /* logits_argmax: one tile, BLAS-threaded */
 
 /* Indices of the rows that take part (targets >= 0, and for backward dlogp != 0). */
 static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int N) {
@@ -97,6 +104,12 @@ static void lp_gather(float *dst, const float *h, const int *rows, int R, int C)
     for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * C, h + (size_t)rows[r] * C, sizeof(float) * C);
 }
 
+/* Vocabulary range [a, b) of lane l: LP_LANES contiguous, near-equal ranges. */
+static void lp_lane_range(int V, int l, int *a, int *b) {
+    *a = (int)((long long)V * l / LP_LANES);
+    *b = (int)((long long)V * (l + 1) / LP_LANES);
+}
+
 void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
                       int N, int C, int V) {
     int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
@@ -110,45 +123,60 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
     }
     /* scratch sized to what this call needs: small calls stay cheap */
     int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
-    float *hb = ops_scratch(SCR_LP_H, (size_t)(rmax > 0 ? rmax : 1) * C);
-    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
-    double *m = xmalloc(sizeof(double) * LP_ROWS), *s = xmalloc(sizeof(double) * LP_ROWS);
-    double *sl = xmalloc(sizeof(double) * LP_ROWS);
+    if (rmax < 1) rmax = 1;
+    float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+    float *lg_all = ops_scratch(SCR_LP_LOGITS, (size_t)LP_LANES * rmax * cmax);
+    /* per (lane, row): running max, sum exp(l - m), sum exp(l - m) l */
+    double *m = xmalloc(sizeof(double) * LP_LANES * LP_ROWS), *s = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
+    double *sl = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
     float *tl = xmalloc(sizeof(float) * LP_ROWS);
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
-        for (int r = 0; r < R; r++) {
-            m[r] = -INFINITY;
-            s[r] = 0;
-            sl[r] = 0;
-            tl[r] = 0;
-        }
-        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
-            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
-            gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+        for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
+        for (int r = 0; r < R; r++) tl[r] = 0;
 #pragma omp parallel for schedule(static)
-            for (int r = 0; r < R; r++) {
-                const float *l = lg + (size_t)r * VC;
-                float cm = lp_row_max(l, VC);
-                double nm = cm > m[r] ? cm : m[r];
-                /* rescale the running sums to the new maximum */
-                double f = m[r] == -INFINITY ? 0.0 : exp(m[r] - nm);
-                double ss, ssl;
-                lp_row_sums(l, VC, (float)nm, &ss, &ssl);
-                s[r] = s[r] * f + ss;
-                sl[r] = sl[r] * f + ssl;
-                m[r] = nm;
-                int t = targets[rows[r0 + r]];
-                if (t >= v0 && t < v0 + VC) tl[r] = l[t - v0];
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            float *lg = lg_all + (size_t)ln * rmax * cmax;
+            double *lm = m + (size_t)ln * R, *ls = s + (size_t)ln * R, *lsl = sl + (size_t)ln * R;
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                /* inside the parallel region: runs single-threaded */
+                gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+                for (int r = 0; r < R; r++) {
+                    const float *l = lg + (size_t)r * VC;
+                    float cm = lp_row_max(l, VC);
+                    double nm = cm > lm[r] ? cm : lm[r];
+                    /* rescale the running sums to the new maximum */
+                    double f = lm[r] == -INFINITY ? 0.0 : exp(lm[r] - nm);
+                    double ss, ssl;
+                    lp_row_sums(l, VC, (float)nm, &ss, &ssl);
+                    ls[r] = ls[r] * f + ss;
+                    lsl[r] = lsl[r] * f + ssl;
+                    lm[r] = nm;
+                    int t = targets[rows[r0 + r]];
+                    if (t >= v0 && t < v0 + VC) tl[r] = l[t - v0]; /* one lane owns t */
+                }
             }
         }
+        /* merge the lanes in lane order (the same online rule) */
         for (int r = 0; r < R; r++) {
+            double M = -INFINITY, S = 0, SL = 0;
+            for (int ln = 0; ln < LP_LANES; ln++) M = m[(size_t)ln * R + r] > M ? m[(size_t)ln * R + r] : M;
+            for (int ln = 0; ln < LP_LANES; ln++) {
+                double lm = m[(size_t)ln * R + r];
+                if (lm == -INFINITY) continue; /* empty lane */
+                double f = exp(lm - M);
+                S += s[(size_t)ln * R + r] * f;
+                SL += sl[(size_t)ln * R + r] * f;
+            }
             int n = rows[r0 + r];
-            double ls = m[r] + log(s[r]);
-            lse[n] = (float)ls;
-            logp[n] = (float)(tl[r] - ls);
-            if (entropy) entropy[n] = (float)(ls - sl[r] / s[r]);
+            double lsum = M + log(S);
+            lse[n] = (float)lsum;
+            logp[n] = (float)(tl[r] - lsum);
+            if (entropy) entropy[n] = (float)(lsum - SL / S);
         }
     }
     free(tl);
@@ -168,33 +196,43 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
     }
     int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
     float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
-    float *dhb = ops_scratch(SCR_LP_DH, (size_t)rmax * C);
-    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)rmax * cmax);
+    /* per-lane partial dh: the lanes' sums are added in lane order afterwards */
+    float *dh_all = dh ? ops_scratch(SCR_LP_DH, (size_t)LP_LANES * rmax * C) : NULL;
+    float *lg_all = ops_scratch(SCR_LP_LOGITS, (size_t)LP_LANES * rmax * cmax);
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
-        memset(dhb, 0, sizeof(float) * (size_t)R * C);
-        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
-            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
-            gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
 #pragma omp parallel for schedule(static)
-            for (int r = 0; r < R; r++) {
-                int n = rows[r0 + r];
-                float *l = lg + (size_t)r * VC;
-                float g = dlogp[n], ls = lse[n];
-                for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
-                int t = targets[n];
-                if (t >= v0 && t < v0 + VC) l[t - v0] += g;
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            float *lg = lg_all + (size_t)ln * rmax * cmax;
+            float *dhb = dh ? dh_all + (size_t)ln * rmax * C : NULL;
+            if (dhb) memset(dhb, 0, sizeof(float) * (size_t)R * C);
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+                for (int r = 0; r < R; r++) {
+                    int n = rows[r0 + r];
+                    float *l = lg + (size_t)r * VC;
+                    float g = dlogp[n], ls = lse[n];
+                    for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
+                    int t = targets[n];
+                    if (t >= v0 && t < v0 + VC) l[t - v0] += g;
+                }
+                if (dhb) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
+                /* lanes own disjoint rows of dw */
+                if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
             }
-            if (dh) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
-            if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
         }
         if (dh) {
 #pragma omp parallel for schedule(static)
             for (int r = 0; r < R; r++) {
                 float *d = dh + (size_t)rows[r0 + r] * C;
-                const float *s = dhb + (size_t)r * C;
-                for (int c = 0; c < C; c++) d[c] += s[c];
+                for (int ln = 0; ln < LP_LANES; ln++) {
+                    const float *p = dh_all + ((size_t)ln * rmax + r) * C;
+                    for (int c = 0; c < C; c++) d[c] += p[c];
+                }
             }
         }
     }
@@ -202,7 +240,7 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
 }
 
 void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V) {
-    int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_WIDE_COLS ? V : LP_WIDE_COLS;
     float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
     float *best = xmalloc(sizeof(float) * LP_ROWS);
     for (int r0 = 0; r0 < N; r0 += LP_ROWS) {
@@ -211,8 +249,8 @@ void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V
             best[r] = -INFINITY;
             out[r0 + r] = 0;
         }
-        for (int v0 = 0; v0 < V; v0 += LP_COLS) {
-            int VC = V - v0 < LP_COLS ? V - v0 : LP_COLS;
+        for (int v0 = 0; v0 < V; v0 += LP_WIDE_COLS) {
+            int VC = V - v0 < LP_WIDE_COLS ? V - v0 : LP_WIDE_COLS;
             gemm(0, 1, R, VC, C, 1.0f, h + (size_t)r0 * C, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
 #pragma omp parallel for schedule(static)
             for (int r = 0; r < R; r++) {

@@ -343,7 +343,8 @@ static void test_pointwise(void) {
 }
 
 /* ---- logprobs --------------------------------------------------------------------------------- */
-/* V spans three 4096-column slices and is not a multiple of the slice. */
+/* V = 8229: each of the 8 vocabulary lanes walks two 512-column slices, the second
+ * ragged (ops_logprobs.c). */
 enum { G_N = 10, G_C = 8, G_V = 2 * 4096 + 37 };
 static const int g_tgt[G_N] = {3, -1, 4100, 8228, 0, -1, 5, 8200, 4095, 4096};
 static float *g_h, *g_w, *g_r, g_logp[G_N], g_lse[G_N], g_ent[G_N];
@@ -389,20 +390,20 @@ static void test_logprobs_grad(void) {
 }
 
 /* Naive reference in double: full logits row, softmax, gather, entropy, and the
- * gradients; N = 600 spans two 512-row blocks, V two 4096-column slices. */
-static void test_logprobs_reference(void) {
-    int N = 600, C = 16, V = 4096 + 1001;
+ * gradients.  Called with N = 600 (two 512-row blocks), V = 5097 (two slices per
+ * lane), and with V = 5 < 8 lanes (empty lanes). */
+static void test_logprobs_reference(int N, int C, int V) {
     float *h = randn((size_t)N * C, 1), *w = randn((size_t)V * C, 0.7f), *dl = randn(N, 1);
     int *tgt = xmalloc(sizeof(int) * N);
     for (int n = 0; n < N; n++) tgt[n] = n % 17 == 3 ? -1 : (int)rng_below(&rng, V);
-    tgt[5] = V - 1;
+    tgt[N > 5 ? 5 : 0] = V - 1;
     float *logp = xmalloc(sizeof(float) * N), *ent = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N);
     float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
     int *am = xmalloc(sizeof(int) * N);
     logprobs_forward(logp, ent, lse, h, w, tgt, N, C, V);
     logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
     logits_argmax(am, h, w, N, C, V);
-    int R = 3; /* logits_forward on a few rows */
+    int R = N < 3 ? N : 3; /* logits_forward on a few rows */
     float *lf = xmalloc(sizeof(float) * (size_t)R * V);
     logits_forward(lf, h, w, R, C, V);
     double *l = xmalloc(sizeof(double) * V);
@@ -452,7 +453,7 @@ static void test_logprobs_reference(void) {
              {"logits_forward", e_lf}};
     for (int i = 0; i < 5; i++) {
         int ok = r[i].err <= 1e-5;
-        printf("%-4s logprobs %-25s worst rel err %.2e\n", ok ? "ok" : "FAIL", r[i].name, r[i].err);
+        printf("%-4s logprobs V=%-5d %-19s worst rel err %.2e\n", ok ? "ok" : "FAIL", V, r[i].name, r[i].err);
         if (!ok) {
             printf("     expected <= 1e-5\n");
             failures++;
@@ -462,7 +463,7 @@ static void test_logprobs_reference(void) {
         printf("FAIL logits_argmax: %d rows differ from the naive argmax\n", am_bad);
         failures++;
     } else
-        printf("ok   logits_argmax matches the naive argmax on %d rows\n", N);
+        printf("ok   logits_argmax matches the naive argmax on %d rows (V=%d)\n", N, V);
     free(l), free(rdh), free(rdw), free(lf), free(am), free(h), free(w), free(dl), free(tgt), free(logp), free(ent);
     free(lse), free(dh), free(dw);
 }
@@ -691,7 +692,8 @@ int main(void) {
     test_attention();
     test_pointwise();
     test_logprobs_grad();
-    test_logprobs_reference();
+    test_logprobs_reference(600, 16, 4096 + 1001);
+    test_logprobs_reference(7, 4, 5);
     test_forward_reference();
     test_gemm_threads();
     test_threads();
