@@ -205,15 +205,14 @@ int dist_agree(int rc, Error *e) {
 
 int dist_check_same(const float *x, size_t n, const char *what, Error *e) {
     if (dist_size_v <= 1) return 0;
-    uint64_t h = dist_hash_floats(x, n), h0 = h;
-    int rc = dist_broadcast(&h0, sizeof h0, 0, e);
-    if (rc) return rc;
-    int bad = h != h0;
-    int mrc = MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (mrc != MPI_SUCCESS) return mpi_fail(e, mrc, "MPI_Allreduce (check)");
-    if (!bad) return 0;
-    return err_set(e, EX_SOFTWARE, "%s differ between ranks (rank %d: hash %016llx, rank 0: %016llx)", what,
-                   dist_rank_v, (unsigned long long)h, (unsigned long long)h0);
+    uint64_t h = dist_hash_floats(x, n), *all = xmalloc((size_t)dist_size_v * sizeof *all);
+    int rc = dist_allgather(&h, sizeof h, all, e);
+    for (int r = 1; rc == 0 && r < dist_size_v; r++)
+        if (all[r] != all[0])
+            rc = err_set(e, EX_SOFTWARE, "%s differ between ranks (hash on rank %d %016llx, on rank 0 %016llx)", what,
+                         r, (unsigned long long)all[r], (unsigned long long)all[0]);
+    free(all);
+    return rc;
 }
 
 #else /* single process: rank 0 of 1 */
