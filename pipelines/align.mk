@@ -17,7 +17,7 @@ $(RUNS)/dpo/policy/config.json: $(BASE)/sft/config.json $(BASE)/pairs-ref.jsonl 
 	  --log $(RUNS)/dpo/train.log.jsonl
 
 # PPO against the reward model
-PPO_FLAGS ?= --max-steps $(ALIGN_STEPS) --batch-size 16 --num-generations 2 --lr 5e-4 --kl-coef 0.1
+PPO_FLAGS ?= --max-steps $(ALIGN_STEPS) --batch-size 16 --num-generations 2 --lr 5e-4 --kl-coef 0.1 --num-ppo-epochs 1
 $(RUNS)/ppo/policy/config.json: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
 	@mkdir -p $(RUNS)/ppo
 	$(BIN)/ppo --algo ppo -m $(BASE)/sft --reward-model $(BASE)/rm -o $(RUNS)/ppo/policy $(BASE)/prompts.jsonl \

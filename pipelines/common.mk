@@ -43,7 +43,7 @@ ROLL_PROMPTS ?= 256
 EVAL_PROMPTS ?= 256
 ALIGN_STEPS  ?= 120
 endif
-NUM_CAND    ?= 4
+NUM_CAND    ?= 8
 MAX_NEW     ?= 24
 
 # the tiny default model: a Llama-family transformer on the task's tokenizer
