@@ -122,8 +122,9 @@ static int cmp_prob_desc(const void *a, const void *b, void *arg) {
     return (x > y) - (x < y);
 }
 
-/* Normalises p over the candidates; returns the maximum probability. */
-static float normalise(float *p, const int *cand, int n) {
+/* Normalises p over the candidates; returns the maximum probability (and the sum
+ * before normalising in *total when not NULL). */
+static float normalise(float *p, const int *cand, int n, double *total) {
     double sum = 0;
     float mx = 0;
     for (int i = 0; i < n; i++) sum += p[cand[i]];
@@ -131,6 +132,7 @@ static float normalise(float *p, const int *cand, int n) {
         p[cand[i]] = (float)(p[cand[i]] / sum);
         if (p[cand[i]] > mx) mx = p[cand[i]];
     }
+    if (total) *total = sum;
     return mx;
 }
 
@@ -205,12 +207,17 @@ int sampler_sample(Sampler *s, const float *logits, const int *hist, int n_hist,
             if (z[s->cand[i]] >= kth) s->cand[w++] = s->cand[i];
         n = w;
     }
-    /* probabilities over the survivors; z becomes p in place */
+    /* probabilities over the survivors; z becomes p in place.  When nothing has
+     * been changed or removed yet (no penalty, every logit finite, no top-k), this
+     * sum is also the normaliser of the policy distribution softmax(logits / T),
+     * which then costs no second pass over the vocabulary. */
+    int policy_from_sum = c->repetition_penalty == 1.0f && n == V;
+    double total;
     for (int i = 0; i < n; i++) z[s->cand[i]] = expf(z[s->cand[i]] - zmax);
-    float pmax = normalise(z, s->cand, n);
+    float pmax = normalise(z, s->cand, n, &total);
     if (c->top_p < 1.0f && n > 1) {
         n = top_p_filter(s->cand, n, z, c->top_p, pmax);
-        pmax = normalise(z, s->cand, n);
+        pmax = normalise(z, s->cand, n, NULL);
     }
     if (c->min_p > 0 && n > 1) {
         float thr = c->min_p * pmax;
@@ -218,7 +225,7 @@ int sampler_sample(Sampler *s, const float *logits, const int *hist, int n_hist,
         for (int i = 0; i < n; i++)
             if (z[s->cand[i]] >= thr) s->cand[w++] = s->cand[i];
         n = w;
-        normalise(z, s->cand, n);
+        normalise(z, s->cand, n, NULL);
     }
     /* inverse-CDF draw over the survivors in candidate order */
     double u = rng_uniform_double(rng), cum = 0;
@@ -231,6 +238,8 @@ int sampler_sample(Sampler *s, const float *logits, const int *hist, int n_hist,
         }
     }
     if (sample_logp) *sample_logp = logf(z[token]);
-    if (policy_logp) *policy_logp = sampler_logprob(logits, V, token, tau);
+    if (policy_logp)
+        *policy_logp = policy_from_sum ? (float)((double)(logits[token] / c->temperature - zmax) - log(total))
+                                       : sampler_logprob(logits, V, token, tau);
     return token;
 }

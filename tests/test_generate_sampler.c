@@ -187,6 +187,33 @@ static void test_top_p_large(void) {
     free(sorted);
 }
 
+/* policy_logp = log softmax(logits / T)[token] on the raw logits, whatever the
+ * filters and the penalty (two code paths: a shared pass when nothing filters). */
+static void test_policy_logp(void) {
+    float z[6] = {1.0f, 0.2f, -0.5f, 0.9f, 0.0f, 2.5f};
+    double p[6];
+    softmax_ref(z, 6, 0.7f, p);
+    int hist[2] = {5, 0};
+    for (int variant = 0; variant < 4; variant++) {
+        SamplerConfig c = sampler_config_default();
+        c.temperature = 0.7f;
+        if (variant == 1) c.top_k = 3;
+        if (variant == 2) c.top_p = 0.8f, c.min_p = 0.05f;
+        if (variant == 3) c.repetition_penalty = 1.3f;
+        Sampler s;
+        sampler_init(&s, &c, 6);
+        Rng r;
+        rng_seed(&r, 17 + variant);
+        for (int i = 0; i < 200; i++) {
+            float pl;
+            int t = sampler_sample(&s, z, hist, 2, &r, &pl, NULL);
+            CHECK(fabs(pl - log(p[t])) < 2e-6, "policy_logp variant %d token %d: expected %.7f got %.7f", variant, t,
+                  log(p[t]), pl);
+        }
+        sampler_free(&s);
+    }
+}
+
 static void test_determinism(void) {
     float z[8] = {0.1f, 0.4f, -0.2f, 0.3f, 0.0f, 0.25f, -1.0f, 0.35f};
     SamplerConfig c = sampler_config_default();
@@ -237,6 +264,7 @@ int main(void) {
     test_top_k();
     test_top_p_min_p();
     test_top_p_large();
+    test_policy_logp();
     test_determinism();
     test_config_check();
     if (failures) {
