@@ -54,9 +54,9 @@ echo "six fast pipelines: $(($(date +%s) - start)) s"
 
 # 3. reports, curves, and the gold score going up.  Measured gold gains (FAST=1,
 #    64 held-out prompts x 4 samples; SEED=1, the one tested, then SEED=2):
-#    dpo +0.418/+0.473, ppo +0.293/+0.238, grpo +0.445/+0.402, rloo +0.383/+0.359,
-#    coh +0.191/+0.297, rso +0.285/+0.270 (the full variants: +0.27..+0.51).
-for pair in dpo:0.25 ppo:0.12 grpo:0.25 rloo:0.2 coh:0.1 rso:0.15; do
+#    dpo +0.504/+0.477, ppo +0.367/+0.320, grpo +0.445/+0.402, rloo +0.379/+0.340,
+#    coh +0.305/+0.309, rso +0.266/+0.324 (the full variants: +0.34..+0.57).
+for pair in dpo:0.3 ppo:0.2 grpo:0.25 rloo:0.2 coh:0.15 rso:0.15; do
   a=${pair%%:*} min=${pair#*:}
   r="$T/runs/$a/report.json"
   [ -s "$r" ] || { fail "$a: no report.json"; continue; }
