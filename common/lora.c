@@ -104,6 +104,7 @@ int lora_build(Model *m, const LoraConfig *cfg, Error *e) {
         md->base = i;
         md->out = (int)t->shape[0];
         md->in = (int)t->shape[1];
+        if (md->in > L->max_in) L->max_in = md->in;
         snprintf(md->path, sizeof md->path, "%s", path);
         L->mod_of[i] = L->n_mods++;
     }
@@ -192,6 +193,7 @@ void lora_free(Model *m) {
     free(L->grads);
     free(L->xa);
     free(L->dxa);
+    free(L->xd);
     free(L->base_dir);
     free(L);
     m->lora = NULL;
@@ -199,6 +201,45 @@ void lora_free(Model *m) {
 
 void lora_set_enabled(Model *m, int on) {
     if (m->lora) m->lora->enabled = on != 0;
+}
+
+void lora_set_dropout(Model *m, int on, uint64_t seed) {
+    if (!m->lora) return;
+    m->lora->drop_on = on && m->lora->cfg.dropout > 0;
+    m->lora->drop_seed = seed;
+}
+
+/* Row n of module j's dropout mask: an Rng of its own, so rows can be drawn in any
+ * order (threads) and backward can draw them again. */
+static void mask_rng(Rng *r, uint64_t seed, int j, int n) {
+    rng_seed(r, seed ^ ((uint64_t)(j + 1) * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)(n + 1) * 0xC2B2AE3D27D4EB4FULL));
+}
+
+/* out[N, in] = dropout(inp): kept elements scaled by 1/(1-p) (torch.nn.Dropout). */
+static void dropout_forward(const Lora *L, int j, float *out, const float *inp, int N, int in) {
+    float p = L->cfg.dropout, inv = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        Rng r;
+        mask_rng(&r, L->fwd_seed, j, n);
+        const float *x = inp + (size_t)n * in;
+        float *y = out + (size_t)n * in;
+        for (int i = 0; i < in; i++) y[i] = rng_uniform(&r) < p ? 0.0f : x[i] * inv;
+    }
+}
+
+/* dinp += mask / (1-p) * g, the same masks as dropout_forward. */
+static void dropout_backward(const Lora *L, int j, float *dinp, const float *g, int N, int in) {
+    float p = L->cfg.dropout, inv = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        Rng r;
+        mask_rng(&r, L->fwd_seed, j, n);
+        const float *gn = g + (size_t)n * in;
+        float *d = dinp + (size_t)n * in;
+        for (int i = 0; i < in; i++)
+            if (!(rng_uniform(&r) < p)) d[i] += gn[i] * inv;
+    }
 }
 
 void lora_describe(const Model *m, char *buf, size_t n) {
@@ -224,8 +265,15 @@ void lora_forward_begin(Model *m, int N) {
     Lora *L = m->lora;
     if (!L) return;
     L->fwd_on = L->enabled;
+    L->fwd_drop = L->enabled && L->drop_on;
+    L->fwd_seed = L->drop_seed;
     L->N = N;
     if (!L->enabled) return;
+    if (L->fwd_drop && (size_t)N * L->max_in > L->xd_cap) {
+        free(L->xd);
+        L->xd_cap = (size_t)N * L->max_in;
+        L->xd = xaligned_alloc(L->xd_cap * sizeof(float));
+    }
     size_t need = (size_t)L->n_mods * N * L->cfg.rank;
     if (need > L->xa_cap) {
         free(L->xa);
@@ -243,6 +291,10 @@ void lora_linear_forward(Model *m, int tensor, float *out, const float *inp, int
     const LoraModule *md = &L->mods[j];
     int r = L->cfg.rank;
     float *xa = L->xa + (size_t)j * N * r;
+    if (L->fwd_drop) { /* PEFT: lora_B(lora_A(dropout(x))) */
+        dropout_forward(L, j, L->xd, inp, N, md->in);
+        inp = L->xd;
+    }
     /* xa[N, r] = inp[N, in] @ A^T;  out[N, out] += scale * xa @ B^T */
     linear_forward(xa, inp, L->params + md->a_off, NULL, N, md->in, r);
     gemm(0, 1, N, md->out, r, L->scale, xa, r, L->params + md->b_off, r, 1.0f, out, md->out);
@@ -272,8 +324,18 @@ void lora_linear_backward(Model *m, int tensor, float *dinp, const float *dout, 
      *   dinp += dxa @ A                     [N, in] */
     gemm(1, 0, md->out, r, N, L->scale, dout, md->out, xa, r, 1.0f, dB, r);
     gemm(0, 0, N, r, md->out, L->scale, dout, md->out, B, r, 0.0f, L->dxa, r);
-    gemm(1, 0, r, md->in, N, 1.0f, L->dxa, r, inp, md->in, 1.0f, dA, md->in);
-    if (dinp) gemm(0, 0, N, md->in, r, 1.0f, L->dxa, r, A, md->in, 1.0f, dinp, md->in);
+    if (!L->fwd_drop) {
+        gemm(1, 0, r, md->in, N, 1.0f, L->dxa, r, inp, md->in, 1.0f, dA, md->in);
+        if (dinp) gemm(0, 0, N, md->in, r, 1.0f, L->dxa, r, A, md->in, 1.0f, dinp, md->in);
+        return;
+    }
+    /* with dropout, A saw xd = dropout(inp): dA += dxa^T @ xd, dinp += mask/(1-p) * (dxa @ A) */
+    dropout_forward(L, j, L->xd, inp, N, md->in);
+    gemm(1, 0, r, md->in, N, 1.0f, L->dxa, r, L->xd, md->in, 1.0f, dA, md->in);
+    if (dinp) {
+        gemm(0, 0, N, md->in, r, 1.0f, L->dxa, r, A, md->in, 0.0f, L->xd, md->in);
+        dropout_backward(L, j, dinp, L->xd, N, md->in);
+    }
 }
 
 float *lora_score_weight(const Model *m) {

@@ -33,8 +33,15 @@
  * TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING: gpt2 ["c_attn"], llama
  * ["q_proj", "v_proj"].
  *
- * Dropout: not implemented (lora_dropout is always 0; PEFT files with another value
- * load, dropout being an identity at inference).
+ * Dropout (PEFT lora_dropout): during training forwards only (lora_set_dropout, which
+ * the training loop turns on around its micro-steps), the adapter sees dropout(x):
+ * each element kept with probability 1 - p and scaled by 1/(1 - p), zero otherwise
+ * (torch.nn.Dropout), independently per adapted module as PEFT has one nn.Dropout per
+ * module.  The masks are not stored: element (n, i) of module j is kept when the
+ * i-th uniform of an Rng seeded from (seed, j, n) is >= p, so backward regenerates
+ * them, and the seed of each micro-step is a function of (--seed, step, micro-step):
+ * a resumed run draws the same masks.  Evaluation, reference and generation
+ * forwards see no dropout.
  * Not for: the training loop (train.c), the model itself (model.c). */
 #ifndef CHERRY_LORA_H
 #define CHERRY_LORA_H
@@ -52,6 +59,7 @@ typedef struct LoraConfig {
     int rank;      /* r >= 1 */
     float alpha;   /* lora_alpha */
     int rslora;    /* use_rslora: scale alpha / sqrt(r) instead of alpha / r */
+    float dropout; /* lora_dropout p in [0, 1) */
     int n_targets; /* 0 = the family's default */
     char targets[LORA_MAX_TARGETS][48];
 } LoraConfig;
@@ -75,8 +83,15 @@ struct Lora {
     float *params, *grads; /* grads NULL until model_enable_grads */
     int enabled;           /* adapters take part in the next forwards */
     int fwd_on;            /* enabled state of the last model_forward */
-    int N;                 /* rows of the last forward */
-    float *xa;             /* [n_mods][N, r]: A x of the last forward, for backward */
+    int drop_on;           /* dropout in the next forwards (training) */
+    uint64_t drop_seed;    /* mask seed of the next forwards */
+    int fwd_drop;          /* drop_on of the last forward */
+    uint64_t fwd_seed;     /* drop_seed of the last forward */
+    int max_in;            /* widest module input */
+    float *xd;             /* [N, max_in] scratch: dropped input / masked gradient */
+    size_t xd_cap;
+    int N;     /* rows of the last forward */
+    float *xa; /* [n_mods][N, r]: A x of the last forward, for backward */
     size_t xa_cap;
     float *dxa; /* [N, r] backward scratch */
     size_t dxa_cap;
@@ -105,6 +120,9 @@ int lora_attach(Model *m, const LoraConfig *cfg, const char *base_dir, uint64_t 
 void lora_free(Model *m);
 
 void lora_set_enabled(Model *m, int on);
+/* Dropout on (training forwards, masks from seed) or off; a no-op without an adapter
+ * or with lora_dropout 0. */
+void lora_set_dropout(Model *m, int on, uint64_t seed);
 /* Human-readable summary ("r=4 alpha=8 on 4 modules (q_proj, v_proj): N trainable
  * parameters of M (x%)"). */
 void lora_describe(const Model *m, char *buf, size_t n);

@@ -102,6 +102,12 @@ static int parse_adapter_config(json_t *root, const char *path, LoraConfig *cfg,
     v = json_object_get(root, "lora_alpha");
     if (!json_is_number(v)) return err_set(e, EX_DATAERR, "%s: expected a number (field \"lora_alpha\")", path);
     cfg->alpha = (float)json_number_value(v);
+    v = json_object_get(root, "lora_dropout");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) >= 1)
+            return err_set(e, EX_DATAERR, "%s: expected a number in [0, 1) (field \"lora_dropout\")", path);
+        cfg->dropout = (float)json_number_value(v);
+    }
     v = json_object_get(root, "use_rslora");
     cfg->rslora = json_is_true(v);
     v = json_object_get(root, "use_dora");
@@ -282,7 +288,9 @@ int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, St
                         L->cfg.alpha == floorf(L->cfg.alpha) && fabsf(L->cfg.alpha) < 1e9f
                             ? json_integer((json_int_t)L->cfg.alpha)
                             : json_real(L->cfg.alpha));
-    json_object_set_new(c, "lora_dropout", json_real(0.0));
+    char pbuf[32]; /* the float as typed (0.05, not 0.05000000074505806) */
+    snprintf(pbuf, sizeof pbuf, "%.7g", (double)L->cfg.dropout);
+    json_object_set_new(c, "lora_dropout", json_real(strtod(pbuf, NULL)));
     if (L->score) {
         json_t *ms = json_array();
         json_array_append_new(ms, json_string("score"));
@@ -298,7 +306,7 @@ int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, St
     json_object_set_new(c, "task_type", json_string(m->cfg.is_classifier ? "SEQ_CLS" : "CAUSAL_LM"));
     json_object_set_new(c, "use_dora", json_false());
     json_object_set_new(c, "use_rslora", json_boolean(L->cfg.rslora));
-    char *text = json_dumps(c, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char *text = json_dumps(c, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
     json_decref(c);
     if (!rc) {
         p = path_join(ad.tmp, "adapter_config.json");

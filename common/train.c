@@ -521,6 +521,13 @@ static int metrics_allreduce(Metrics *mt, int *sig, Error *e) {
     return rc;
 }
 
+/* Seed of the LoRA dropout masks of micro-step j of the coming update (lora.h): a
+ * function of (--seed, step, j, rank) only, so a resumed run draws the same masks. */
+static uint64_t dropout_seed(const Trainer *tr, int j) {
+    return tr->f->seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)tr->step << 20) ^ ((uint64_t)j << 4) ^
+           (uint64_t)tr->rank * 0xD1B54A32D192ED03ULL;
+}
+
 /* ---- one update --------------------------------------------------------------------- */
 int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, const Metrics *extra, Metrics *out,
                  Error *e) {
@@ -537,7 +544,9 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     model_zero_grad(m);
     if (tr->n_ranks <= 1) {
         for (int j = 0; j < n_micro; j++) {
+            lora_set_dropout(m, 1, dropout_seed(tr, j));
             int rc = t->micro_step(t->ctx, SPLIT_TRAIN, idx[j], n[j], scale, &mt, e);
+            lora_set_dropout(m, 0, 0);
             if (rc) return err_prefix(e, "step %ld", tr->step + 1);
         }
     } else {
@@ -545,7 +554,9 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         rank_share(&sh, tr->rank, tr->n_ranks, n_micro, idx, n);
         int rc = 0;
         for (int j = 0; j < sh.n_micro && rc == 0; j++) {
+            lora_set_dropout(m, 1, dropout_seed(tr, j));
             rc = t->micro_step(t->ctx, SPLIT_TRAIN, sh.idx[j], sh.cnt[j], scale, &mt, e);
+            lora_set_dropout(m, 0, 0);
             if (rc) err_prefix(e, "step %ld", tr->step + 1);
         }
         rank_share_free(&sh);

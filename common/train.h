@@ -129,11 +129,12 @@ typedef struct TrainFlags {
     int n_inputs;
     /* LoRA (lora.h; engineer "lora"): --lora-rank R (0 = full fine-tuning),
      * --lora-alpha (default 2R), --lora-targets LIST (default: PEFT's per family),
-     * --merge (the final model has the adapter folded in) */
+     * --merge (the final model has the adapter folded in), --lora-dropout */
     int lora_rank;
     double lora_alpha;
     const char *lora_targets;
     int lora_merge;
+    double lora_dropout; /* --lora-dropout P (default 0; -1 = not given) */
 } TrainFlags;
 
 /* Defaults (transformers TrainingArguments where it has one): lr 5e-5, epochs 3,

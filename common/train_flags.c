@@ -113,6 +113,7 @@ void train_flags_default(TrainFlags *f, const char *prog) {
     f->seed = 42;
     f->progress = -1;
     f->template_name = "auto";
+    f->lora_dropout = -1;
 }
 
 void train_flags_usage(FILE *out) {
@@ -148,7 +149,7 @@ void train_flags_usage(FILE *out) {
           "      --lora-alpha X       LoRA scale alpha/R (default 2R)\n"
           "      --lora-targets LIST  adapted layers, e.g. q,k,v,o,gate,up,down, c_attn, all-linear\n"
           "                           (default: PEFT's, q_proj,v_proj for llama, c_attn for gpt2)\n"
-          "      --lora-dropout 0     accepted for PEFT/TRL command lines; only 0 is implemented\n"
+          "      --lora-dropout P     dropout on the adapter input while training (default 0)\n"
           "      --merge              write the adapter merged into a full model (default: adapter directory)\n"
           "      --template NAME      chat template: auto|plain|hh|chatml|llama3 (default auto)\n"
           "      --skip-invalid       skip bad data lines (and count them) instead of stopping\n"
@@ -303,10 +304,10 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         case TF_MERGE:
             f->lora_merge = 1;
             break;
-        case TF_LORA_DROPOUT: /* accepted for TRL/PEFT command lines; only 0 is implemented */
-            if (cli_double(prog, "--lora-dropout", a) != 0.0)
-                cli_usage_error(prog,
-                                "--lora-dropout: only 0 is implemented (no dropout on the adapter input), got '%s'", a);
+        case TF_LORA_DROPOUT:
+            f->lora_dropout = cli_double(prog, "--lora-dropout", a);
+            if (!(f->lora_dropout >= 0 && f->lora_dropout < 1))
+                cli_usage_error(prog, "--lora-dropout: must be in [0, 1), got '%s'", a);
             break;
         case TF_RESUME:
             f->resume = 1;
@@ -350,8 +351,8 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     free(opts);
     if (!f->model_dir) cli_usage_error(prog, "-m/--model DIR is required");
     if (!f->out_dir) cli_usage_error(prog, "-o/--out DIR is required");
-    if (!f->lora_rank && (f->lora_alpha > 0 || f->lora_targets))
-        cli_usage_error(prog, "--lora-alpha and --lora-targets need --lora-rank R");
+    if (!f->lora_rank && (f->lora_alpha > 0 || f->lora_targets || f->lora_dropout > 0))
+        cli_usage_error(prog, "--lora-alpha, --lora-targets and --lora-dropout need --lora-rank R");
     if (f->lora_targets) {
         LoraConfig lc;
         Error le;
@@ -392,6 +393,7 @@ int train_lora_setup(const TrainFlags *f, Model *m, Error *e) {
         LoraConfig lc;
         lora_config_default(&lc, f->lora_rank);
         if (f->lora_alpha > 0) lc.alpha = (float)f->lora_alpha;
+        if (f->lora_dropout >= 0) lc.dropout = (float)f->lora_dropout;
         if (f->lora_targets) {
             int rc = lora_targets_parse(&lc, f->lora_targets, e);
             if (rc) return rc;
@@ -402,6 +404,7 @@ int train_lora_setup(const TrainFlags *f, Model *m, Error *e) {
         free(abs);
         if (rc) return rc;
     }
+    if (f->lora_dropout >= 0) m->lora->cfg.dropout = (float)f->lora_dropout; /* not part of the adapter's function */
     if (!f->quiet) {
         lora_describe(m, desc, sizeof desc);
         fprintf(stderr, "%s: %s\n", f->prog, desc);

@@ -91,14 +91,20 @@ printf '{"prompt": "The"}\n{"prompt": "A"}\n' >"$T/prompts.jsonl"
     fail "rollout on merged: exit $?"
 cmp -s "$T/ro_ad.jsonl" "$T/ro_m.jsonl" || fail "greedy rollouts of adapter and merged model differ"
 
-# ---- resume: adapter checkpoints (adapter + AdamW state of the adapter) continue exactly
-R="--batch-size 3 --lr 1e-2 --max-steps 6 --seed 1 --threads 2 --lora-rank 4 -q"
+# ---- resume: adapter checkpoints (adapter + AdamW state of the adapter) continue exactly,
+# dropout masks included (they are a function of seed, step and micro-step)
+R="--batch-size 3 --lr 1e-2 --max-steps 6 --seed 1 --threads 2 --lora-rank 4 --lora-dropout 0.1 -q"
 "$B/sft" -m "$T/lm" -o "$T/straight" $R "$T/few.jsonl" || fail "straight run: exit $?"
 "$B/sft" -m "$T/lm" -o "$T/resumed" $R --stop-after 3 "$T/few.jsonl" || fail "run to 3: exit $?"
 [ -f "$T/resumed/checkpoint-3/adapter_model.safetensors" ] || fail "checkpoint-3 should hold the adapter"
 "$B/sft" -m "$T/lm" -o "$T/resumed" $R --resume "$T/few.jsonl" || fail "resume: exit $?"
 cmp -s "$T/straight/adapter_model.safetensors" "$T/resumed/adapter_model.safetensors" ||
     fail "a resumed LoRA run differs from the straight one"
+grep -q '"lora_dropout": 0.1,' "$T/straight/adapter_config.json" || fail "adapter_config: lora_dropout 0.1"
+"$B/sft" -m "$T/lm" -o "$T/nodrop" $(echo "$R" | sed 's/--lora-dropout 0.1/--lora-dropout 0/') "$T/few.jsonl" ||
+    fail "no-dropout run: exit $?"
+cmp -s "$T/straight/adapter_model.safetensors" "$T/nodrop/adapter_model.safetensors" &&
+    fail "--lora-dropout 0.1 trained the same adapter as no dropout"
 "$B/sft" -m "$T/lm" -o "$T/resumed2" $R --stop-after 3 "$T/few.jsonl" || fail "run to 3 (2): exit $?"
 expect_fail "resume a LoRA run without --lora-rank" 64 "resume with the run's --lora-rank" "$B/sft" -m "$T/lm" \
     -o "$T/resumed2" --batch-size 3 --max-steps 6 --seed 1 --resume "$T/few.jsonl"
@@ -148,7 +154,9 @@ grep -q "reference = the policy with its LoRA adapter off" "$T/err" || fail "ppo
 # ---- errors -------------------------------------------------------------------------
 expect_fail "--lora-alpha without rank" 64 "need --lora-rank" "$B/sft" -m "$T/init" -o "$T/x" --lora-alpha 4 \
     "$T/corpus.jsonl"
-expect_fail "dropout" 64 "only 0 is implemented" "$B/sft" -m "$T/init" -o "$T/x" --lora-rank 2 --lora-dropout 0.05 \
+expect_fail "dropout 1" 64 "--lora-dropout: must be in [0, 1)" "$B/sft" -m "$T/init" -o "$T/x" --lora-rank 2 \
+    --lora-dropout 1 "$T/corpus.jsonl"
+expect_fail "dropout without rank" 64 "need --lora-rank" "$B/sft" -m "$T/init" -o "$T/x" --lora-dropout 0.1 \
     "$T/corpus.jsonl"
 expect_fail "negative rank" 64 "--lora-rank" "$B/sft" -m "$T/init" -o "$T/x" --lora-rank -1 "$T/corpus.jsonl"
 expect_fail "llama target on gpt2" 64 "matches no linear layer" "$B/dpo" -m $M -o "$T/x" --lora-rank 2 \

@@ -3,7 +3,8 @@
  *  1. a fresh adapter (B = 0) leaves log-probs bit-identical; A follows PEFT's
  *     kaiming-uniform bound 1/sqrt(in);
  *  2. finite differences: d(sum w * logp)/d(A, B) and d(sum u * value)/d(score copy)
- *     from model_backward agree with central differences (double-checked in float);
+ *     from model_backward agree with central differences (double-checked in float),
+ *     also with dropout on (fixed masks: same seed, same masks; off = no dropout);
  *  3. the base is frozen: no base gradient block, base parameters untouched;
  *  4. adapters off == the base model exactly; merged == base + adapter (1e-5);
  *     a temporary merge is undone bit for bit;
@@ -104,7 +105,7 @@ static void randomize_adapter(Model *m, uint64_t seed) {
     }
 }
 
-static void test_gradcheck(Family f, int classifier, const char *targets_list) {
+static void test_gradcheck(Family f, int classifier, const char *targets_list, float dropout) {
     const char *fam = model_family_name(f);
     ModelConfig c = tiny(f, classifier);
     Model m;
@@ -113,6 +114,7 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     LoraConfig lc;
     lora_config_default(&lc, 3);
     lc.alpha = 5.0f;
+    lc.dropout = dropout;
     Error e = {0};
     if (targets_list) CHECK(lora_targets_parse(&lc, targets_list, &e) == 0, "%s: parse: %s", fam, e.msg);
     CHECK(lora_attach(&m, &lc, "/nonexistent", 5, &e) == 0, "%s: attach: %s", fam, e.msg);
@@ -137,6 +139,19 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     CHECK(l0 == l1, "%s: fresh adapter changed the output: base %.17g, with adapter %.17g", fam, l0, l1);
 
     randomize_adapter(&m, 99);
+    if (dropout > 0) {
+        /* training forwards drop adapter inputs; the masks follow the seed */
+        double nodrop = loss_of(&m);
+        lora_set_dropout(&m, 1, 4242);
+        double d1 = loss_of(&m), d2 = loss_of(&m);
+        lora_set_dropout(&m, 1, 4243);
+        double d3 = loss_of(&m);
+        lora_set_dropout(&m, 0, 0);
+        double back = loss_of(&m);
+        CHECK(d1 == d2 && d1 != nodrop && d3 != d1 && back == nodrop,
+              "%s: dropout: off %.9g, seed A %.9g / %.9g, seed B %.9g, off again %.9g", fam, nodrop, d1, d2, d3, back);
+        lora_set_dropout(&m, 1, 4242); /* the gradient check below runs with these masks */
+    }
     model_enable_grads(&m);
     CHECK(m.grads == NULL, "%s: a frozen base must have no gradient block", fam);
     CHECK(L->grads != NULL, "%s: adapter gradients not allocated", fam);
@@ -152,14 +167,20 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     double worst = 0;
     int checked = 0;
     for (size_t i = 0; i < L->n_params; i += 1 + L->n_params / 60) {
+        /* central differences at h and h/2 combined by Richardson extrapolation
+         * (4 D(h/2) - D(h)) / 3: O(h^4) truncation, so float rounding dominates */
         float keep = L->params[i];
-        double h = 1e-2;
-        L->params[i] = keep + (float)h;
-        double lp = loss_of(&m);
-        L->params[i] = keep - (float)h;
-        double lm = loss_of(&m);
-        L->params[i] = keep;
-        double fd = (lp - lm) / (2 * h), an = g[i];
+        double D[2];
+        for (int k = 0; k < 2; k++) {
+            float h = k ? 5e-3f : 1e-2f;
+            L->params[i] = keep + h;
+            double lp = loss_of(&m);
+            L->params[i] = keep - h;
+            double lm = loss_of(&m);
+            L->params[i] = keep;
+            D[k] = (lp - lm) / (double)((keep + h) - (keep - h));
+        }
+        double fd = (4 * D[1] - D[0]) / 3, an = g[i];
         double err = fabs(fd - an) / fmax(1e-2, fabs(fd) + fabs(an));
         if (err > worst) worst = err;
         checked++;
@@ -171,6 +192,7 @@ static void test_gradcheck(Family f, int classifier, const char *targets_list) {
     CHECK(gsum > 0, "%s: all adapter gradients are zero", fam);
     free(g);
 
+    lora_set_dropout(&m, 0, 0);
     /* 4. adapters off == base exactly; merged == adapters on */
     lora_set_enabled(&m, 0);
     double loff = loss_of(&m);
@@ -366,11 +388,13 @@ static void test_targets(void) {
 int main(void) {
     make_batch();
     test_targets();
-    test_gradcheck(FAMILY_GPT2, 0, NULL);
-    test_gradcheck(FAMILY_GPT2, 0, "all-linear");
-    test_gradcheck(FAMILY_LLAMA, 0, "q,k,v,o,gate,up,down");
-    test_gradcheck(FAMILY_LLAMA, 1, NULL);
-    test_gradcheck(FAMILY_GPT2, 1, "c_fc");
+    test_gradcheck(FAMILY_GPT2, 0, NULL, 0);
+    test_gradcheck(FAMILY_GPT2, 0, "all-linear", 0);
+    test_gradcheck(FAMILY_LLAMA, 0, "q,k,v,o,gate,up,down", 0);
+    test_gradcheck(FAMILY_LLAMA, 1, NULL, 0);
+    test_gradcheck(FAMILY_GPT2, 1, "c_fc", 0);
+    test_gradcheck(FAMILY_LLAMA, 0, "all-linear", 0.3f); /* dropout: same masks in forward and backward */
+    test_gradcheck(FAMILY_GPT2, 0, "c_attn,c_proj", 0.3f);
     test_files(FAMILY_GPT2);
     test_files(FAMILY_LLAMA);
     if (failures) {
