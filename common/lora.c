@@ -254,8 +254,10 @@ void lora_describe(const Model *m, char *buf, size_t n) {
         if (k) strcat(names, ", ");
         strcat(names, L->cfg.targets[k]);
     }
-    snprintf(buf, n, "LoRA r=%d alpha=%g on %d modules (%s)%s: %zu trainable parameters of %zu (%.3f%%)", L->cfg.rank,
-             (double)L->cfg.alpha, L->n_mods, names, L->score ? " + score head" : "", L->n_params,
+    char drop[32] = "";
+    if (L->cfg.dropout > 0) snprintf(drop, sizeof drop, " dropout=%g", (double)L->cfg.dropout);
+    snprintf(buf, n, "LoRA r=%d alpha=%g%s on %d modules (%s)%s: %zu trainable parameters of %zu (%.3f%%)", L->cfg.rank,
+             (double)L->cfg.alpha, drop, L->n_mods, names, L->score ? " + score head" : "", L->n_params,
              L->n_params + m->n_params, 100.0 * (double)L->n_params / (double)(L->n_params + m->n_params));
 }
 
