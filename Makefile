@@ -75,8 +75,10 @@ DEB_PKGS += libopenmpi-dev openmpi-bin
 DEP_FILES+= /usr/bin/mpicc /usr/bin/mpirun
 endif
 
-deps: $(O)/.deps-ok
-$(O)/.deps-ok:
+# the stamp names the optional parts, so MPI=1 checks its packages in a tree built without
+DEPS_STAMP := $(O)/.deps-ok$(if $(filter 1,$(MPI)),-mpi)
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
 	@missing=""; for f in $(DEP_FILES); do [ -e "$$f" ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: missing:$$missing"; \
@@ -90,11 +92,11 @@ $(O)/.deps-ok:
 	@mkdir -p $(O) && touch $@
 
 # ---- library and programs ----------------------------------------------------
-$(O)/%.o: %.c | $(O)/.deps-ok
+$(O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(O)/cuda/%.o: cuda/%.cu | $(O)/.deps-ok
+$(O)/cuda/%.o: cuda/%.cu | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Icommon -Icuda -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
@@ -110,7 +112,7 @@ $(O)/tests/%: $(O)/tests/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # ---- sanitizer build of the library and the unit/parser tests ------------------
-$(O)/asan/%.o: %.c | $(O)/.deps-ok
+$(O)/asan/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
 
