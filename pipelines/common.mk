@@ -9,6 +9,15 @@
 #   FAST=1                       the small variant `make check` runs
 #   ARGILLA=1                    annotators write an Argilla 1.x export instead of 2.x
 #   ANNOTATORS=3 NOISE=0.1       simulated annotators
+#   NUM_CAND=8                   candidates per prompt the annotators rank
+#   SEED=1 THREADS=2 RUNS=runs   seed of every stage, threads, where the runs go
+#   EVAL_PROMPTS, EVAL_SAMPLES   held-out prompts and samples per prompt of the report
+#   DPO_FLAGS, PPO_FLAGS, ...    one stage's hyper-parameters (pipelines/align.mk)
+#
+# Measured (gold score on held-out prompts, SFT -> aligned; SEED=1, 2 cores): full
+# dpo 0.358 -> 0.920, ppo -> 0.731, grpo -> 0.878, rloo -> 0.807, coh -> 0.852,
+# rso -> 0.711; `make pipeline-dpo` from a clean tree (build included) in 41 s.
+# tests/t_pipeline_fast.sh runs the FAST=1 variant of all six and asserts the gains.
 #
 # Every stage is a file target with real prerequisites, so a re-run resumes after
 # the last finished stage.  A model stage's target is its config.json: model

@@ -54,8 +54,8 @@ echo "six fast pipelines: $(($(date +%s) - start)) s"
 
 # 3. reports, curves, and the gold score going up.  Measured gold gains (FAST=1,
 #    64 held-out prompts x 4 samples; SEED=1, the one tested, then SEED=2):
-#    dpo +0.504/+0.477, ppo +0.367/+0.320, grpo +0.445/+0.402, rloo +0.379/+0.340,
-#    coh +0.305/+0.309, rso +0.266/+0.324 (the full variants: +0.34..+0.57).
+#    dpo +0.531/+0.477, ppo +0.383/+0.301, grpo +0.477/+0.395, rloo +0.340/+0.355,
+#    coh +0.359/+0.395, rso +0.312/+0.270 (the full variants: +0.35..+0.57).
 for pair in dpo:0.3 ppo:0.2 grpo:0.25 rloo:0.2 coh:0.15 rso:0.15; do
   a=${pair%%:*} min=${pair#*:}
   r="$T/runs/$a/report.json"
