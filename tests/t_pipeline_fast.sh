@@ -45,7 +45,7 @@ for a in ppo grpo rloo coh rso; do
 done
 [ "$(stat -c %Y "$sft")" = "$stamp" ] || fail "runs/base/sft was rebuilt by a later pipeline (mtime changed)"
 for a in ppo grpo rloo coh rso; do
-  grep -q "bin.*/sft .*-o $T/runs/base/sft " "$T/$a.log" && fail "ALIGN=$a retrained the SFT model"
+  grep -q "/sft -m .* -o $T/runs/base/sft " "$T/$a.log" && fail "ALIGN=$a retrained the SFT model"
   grep -q "/annotate " "$T/$a.log" && fail "ALIGN=$a re-ran the annotators"
 done
 # a finished pipeline has nothing left to do
