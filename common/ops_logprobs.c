@@ -31,6 +31,9 @@
 #include "ops_fastmath.h"
 #include "ops_internal.h"
 #include "util.h"
+#ifdef CHERRY_CUDA
+#include "gemm_cuda.h" /* cuda/, on the include path only with make CUDA=1 */
+#endif
 
 #define LP_ROWS 512
 #define LP_LANES 8
@@ -65,21 +68,21 @@ static float lp_row_max(const float *l, int n) {
  * lanes, and the lanes are summed in a fixed order at the end: vectorisable, within
  * a few float ulps of a double sum (16 terms per lane per block), and the same bits
  * whatever the thread count. */
-#define LP_LANES 16
-#define LP_BLOCK 256
+#define LP_SUM_LANES 16
+#define LP_SUM_BLOCK 256
 static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *sum_el) {
-    double ae[LP_LANES] = {0}, ael[LP_LANES] = {0};
+    double ae[LP_SUM_LANES] = {0}, ael[LP_SUM_LANES] = {0};
     int j = 0;
-    while (j + LP_LANES <= n) {
-        float be[LP_LANES] = {0}, bel[LP_LANES] = {0};
-        int end = j + LP_BLOCK <= n ? j + LP_BLOCK : n - (n - j) % LP_LANES;
-        for (; j < end; j += LP_LANES)
-            for (int k = 0; k < LP_LANES; k++) {
+    while (j + LP_SUM_LANES <= n) {
+        float be[LP_SUM_LANES] = {0}, bel[LP_SUM_LANES] = {0};
+        int end = j + LP_SUM_BLOCK <= n ? j + LP_SUM_BLOCK : n - (n - j) % LP_SUM_LANES;
+        for (; j < end; j += LP_SUM_LANES)
+            for (int k = 0; k < LP_SUM_LANES; k++) {
                 float e = ops_expf(l[j + k] - m);
                 be[k] += e;
                 bel[k] += e * l[j + k];
             }
-        for (int k = 0; k < LP_LANES; k++) {
+        for (int k = 0; k < LP_SUM_LANES; k++) {
             ae[k] += be[k];
             ael[k] += bel[k];
         }
@@ -90,7 +93,7 @@ static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *s
         ael[0] += (double)e * l[j];
     }
     double se = 0, sel = 0;
-    for (int k = 0; k < LP_LANES; k++) {
+    for (int k = 0; k < LP_SUM_LANES; k++) {
         se += ae[k];
         sel += ael[k];
     }
@@ -102,6 +105,19 @@ static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *s
 static void lp_gather(float *dst, const float *h, const int *rows, int R, int C) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * C, h + (size_t)rows[r] * C, sizeof(float) * C);
+}
+
+/* Whether the lanes run as parallel OpenMP tasks.  gemm() never sends a product to
+ * the GPU from inside a parallel region, so when a device would take the lanes'
+ * products (make CUDA=1) the lanes run one after the other instead: same lanes, same
+ * slices, same merge order. */
+static int lp_lanes_parallel(int R, int C) {
+#ifdef CHERRY_CUDA
+    return !gemm_cuda_wanted(R, LP_COLS, C);
+#else
+    (void)R, (void)C;
+    return 1;
+#endif
 }
 
 /* Vocabulary range [a, b) of lane l: LP_LANES contiguous, near-equal ranges. */
@@ -133,9 +149,10 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
+        int lanes_par = lp_lanes_parallel(R, C);
         for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
         for (int r = 0; r < R; r++) tl[r] = 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lanes_par)
         for (int ln = 0; ln < LP_LANES; ln++) {
             int a, b;
             lp_lane_range(V, ln, &a, &b);
@@ -202,7 +219,8 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
-#pragma omp parallel for schedule(static)
+        int lanes_par = lp_lanes_parallel(R, C);
+#pragma omp parallel for schedule(static) if (lanes_par)
         for (int ln = 0; ln < LP_LANES; ln++) {
             int a, b;
             lp_lane_range(V, ln, &a, &b);
