@@ -26,7 +26,8 @@ done
 command -v gnuplot >/dev/null 2>&1 || { echo "skip: gnuplot is not installed (report curves)"; exit 77; }
 
 # a make of our own: no jobserver or variables from a calling make
-pmake() { MAKEFLAGS= MFLAGS= MAKELEVEL= make --no-print-directory BIN="$B" O="$OUT" RUNS="$T/runs" FAST=1 SEED=1 "$@"; }
+pmake() { MAKEFLAGS= MFLAGS= MAKELEVEL= make --no-print-directory BIN="$B" O="$OUT" RUNS="$T/runs" FAST=1 SEED=1 \
+  MODEL= DATA= ARGILLA=2 "$@"; }
 
 # a number from report.json ("  \"key\": 0.5," — eval writes one key per line)
 jnum() { sed -n "s/^ *\"$2\": *\([-0-9.eE+]*\),*$/\1/p" "$1" | head -n 1; }
@@ -39,9 +40,9 @@ sft="$T/runs/base/sft/config.json"
 stamp=$(stat -c %Y "$sft")
 sleep 1 # so a rebuilt SFT model would get a different mtime
 
-# 2. the other alignment stages swap in after it
+# 2. the other alignment stages swap in after it (ALIGN from the environment, as documented)
 for a in ppo grpo rloo coh rso; do
-  pmake ALIGN=$a pipeline >"$T/$a.log" 2>&1 || { fail "make ALIGN=$a pipeline: exit $?"; tail -n 20 "$T/$a.log"; }
+  ALIGN=$a pmake pipeline >"$T/$a.log" 2>&1 || { fail "ALIGN=$a make pipeline: exit $?"; tail -n 20 "$T/$a.log"; }
 done
 [ "$(stat -c %Y "$sft")" = "$stamp" ] || fail "runs/base/sft was rebuilt by a later pipeline (mtime changed)"
 for a in ppo grpo rloo coh rso; do
