@@ -6,7 +6,7 @@
 #   ALIGN=ppo make pipeline      swap only the alignment stage; runs/base/ is reused
 #   MODEL=dir                    start SFT from this HF model instead of a fresh tiny one
 #   DATA=dir                     use dir/sft.jsonl, dir/prompts.jsonl, dir/eval-prompts.jsonl
-#   FAST=1                       the small variant `make check` runs
+#   FAST=1                       the small variant `make check` runs (in runs/fast/)
 #   ARGILLA=1                    annotators write an Argilla 1.x export instead of 2.x
 #   ANNOTATORS=3 NOISE=0.1       simulated annotators
 #   NUM_CAND=8                   candidates per prompt the annotators rank
@@ -24,10 +24,12 @@
 # directories are renamed into place whole, so the file exists only when the stage
 # finished.
 
-RUNS       ?= runs
+# A run directory holds one configuration (runs/base/ is reused by every pipeline
+# run there), so the fast variant gets its own; give MODEL=/DATA= runs their own RUNS=.
+FAST       ?= 0
+RUNS       ?= $(if $(filter 1,$(FAST)),runs/fast,runs)
 BASE       := $(RUNS)/base
 ALIGN      ?= dpo
-FAST       ?= 0
 THREADS    ?= 2
 SEED       ?= 1
 ANNOTATORS ?= 3
