@@ -165,7 +165,7 @@ struct GenState {
     int max_rows;
     float *x, *h, *q, *k, *v, *qkv, *att, *ff1, *ff2, *mean, *rstd, *hlast;
     int *pos;
-    float *scores; /* [threads][score_cap] */
+    float *scores; /* [threads][score_cap]: n_head x positions per thread */
     int score_cap, threads;
     struct Packed *packed; /* every linear of the trunk and the LM head, repacked */
     int n_packed;
@@ -417,50 +417,100 @@ static void linear(const GenState *g, float *out, const float *in, const float *
  * Row r (slot s, position p) attends to positions 0..p of slot s (Vaswani et al. 2017,
  * eq. 1, scale 1/sqrt(hd)); query head h reads kv head h / (nh / nkv) (GQA, Ainslie
  * et al. 2023).  One (row, head) per task; a row's result never depends on others. */
-/* q . k in a fixed order (VL lanes, a fixed lane tree, the scalar tail). */
+/* Sum of the lanes in a fixed tree: lane j += lane j + VL/2, then + VL/4, ...,
+ * lane 0 + lane 1 (shuffles where available, the same adds in the same order). */
+static inline float lanes_sum(vec a) {
+#if VL == 16
+    __m256 s8 =
+        _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+#elif VL == 8
+    __m256 s8 = a;
+#endif
+#if VL >= 8
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+#else
+    float t[VL];
+    vstore(t, a);
+    for (int h = VL / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++) t[j] += t[j + h];
+    return t[0];
+#endif
+}
+
+/* q . k in a fixed order (VL lanes, the lane tree, the scalar tail). */
 static inline float dot_fixed(const float *a, const float *b, int n) {
     int nv = n & ~(VL - 1);
     vec acc = vzero();
     for (int i = 0; i < nv; i += VL) acc = vfma(vload(a + i), vload(b + i), acc);
-    float t[VL];
-    vstore(t, acc);
-    for (int h = VL / 2; h >= 1; h /= 2)
-        for (int j = 0; j < h; j++) t[j] += t[j + h];
-    float d = t[0];
+    float d = lanes_sum(acc);
     for (int i = nv; i < n; i++) d += a[i] * b[i];
     return d;
 }
 
-static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
+/* Heads h0..h1-1 of row r (slot s, position p).  Positions are the outer loop so
+ * the cache is read a whole key/value row (every head) at a time, sequentially:
+ * the cache is far larger than the caches of the CPU and a head-by-head walk reads
+ * it in 256-byte pieces at a stride the prefetchers miss.  sc holds [h1-h0][p+1]
+ * scores.  Not inlined: rows processed by either of the two parallel layouts below
+ * run this same machine code, so a row's result never depends on the layout. */
+static __attribute__((noinline)) void attend_row(GenState *g, const KVCache *kv, int l, int r, int s, int p, int h0,
+                                                 int h1, float *sc) {
     const ModelConfig *c = &g->m->cfg;
-    int nh = c->n_head, nkv = c->n_kv_head, hd = c->d_model / nh, grp = nh / nkv;
+    int nh = c->n_head, nkv = c->n_kv_head, hd = c->d_model / nh, grp = nh / nkv, P = p + 1;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
-    for (int r = 0; r < n; r++)
-        for (int h = 0; h < nh; h++) {
-            float *sc = g->scores + (size_t)omp_get_thread_num() * g->score_cap;
-            int s = slots[r], p = g->pos[r], kh = h / grp;
-            const float *q = g->q + ((size_t)r * nh + h) * hd;
-            float mx = -INFINITY;
-            for (int j = 0; j <= p; j++) {
-                const float *k = kv->k + kv_off(kv, l, s, j) + (size_t)kh * hd;
-                sc[j] = dot_fixed(q, k, hd) * scale;
-                if (sc[j] > mx) mx = sc[j];
-            }
-            double sum = 0;
-            for (int j = 0; j <= p; j++) {
-                sc[j] = expf(sc[j] - mx);
-                sum += sc[j];
-            }
-            float inv = (float)(1.0 / sum);
-            float *o = g->att + ((size_t)r * nh + h) * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int j = 0; j <= p; j++) {
-                const float *v = kv->v + kv_off(kv, l, s, j) + (size_t)kh * hd;
-                float a = sc[j] * inv;
-                for (int i = 0; i < hd; i++) o[i] += a * v[i];
-            }
+    const float *q = g->q + (size_t)r * nh * hd;
+    for (int j = 0; j < P; j++) {
+        const float *k = kv->k + kv_off(kv, l, s, j);
+        for (int h = h0; h < h1; h++)
+            sc[(size_t)(h - h0) * P + j] = dot_fixed(q + (size_t)h * hd, k + (size_t)(h / grp) * hd, hd) * scale;
+    }
+    float inv[h1 - h0];
+    for (int h = h0; h < h1; h++) {
+        float *row = sc + (size_t)(h - h0) * P, mx = -INFINITY;
+        for (int j = 0; j < P; j++)
+            if (row[j] > mx) mx = row[j];
+        double sum = 0;
+        for (int j = 0; j < P; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
         }
+        inv[h - h0] = (float)(1.0 / sum);
+        float *o = g->att + ((size_t)r * nh + h) * hd;
+        for (int i = 0; i < hd; i++) o[i] = 0;
+    }
+    for (int j = 0; j < P; j++) {
+        const float *v = kv->v + kv_off(kv, l, s, j);
+        for (int h = h0; h < h1; h++) {
+            const float *vh = v + (size_t)(h / grp) * hd;
+            float a = sc[(size_t)(h - h0) * P + j] * inv[h - h0];
+            float *o = g->att + ((size_t)r * nh + h) * hd;
+            for (int i = 0; i < hd; i++) o[i] += a * vh[i];
+        }
+    }
+}
+
+/* Vaswani et al. 2017, eq. 1, scale 1/sqrt(hd), over each row's cached positions
+ * 0..p; query head h reads kv head h / (nh / nkv) (GQA, Ainslie et al. 2023).
+ * Rows in parallel when there are enough of them (decode batches, prefill),
+ * otherwise heads (batch 1). */
+static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
+    int nh = g->m->cfg.n_head;
+    if (n >= nt) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (int r = 0; r < n; r++) {
+            float *sc = g->scores + (size_t)omp_get_thread_num() * g->score_cap;
+            attend_row(g, kv, l, r, slots[r], g->pos[r], 0, nh, sc);
+        }
+    } else {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
+        for (int r = 0; r < n; r++)
+            for (int h = 0; h < nh; h++) {
+                float *sc = g->scores + (size_t)omp_get_thread_num() * g->score_cap;
+                attend_row(g, kv, l, r, slots[r], g->pos[r], h, h + 1, sc);
+            }
+    }
 }
 
 /* ---- one forward step over a set of rows --------------------------------------------- */
@@ -480,9 +530,9 @@ void gen_forward(GenState *g, KVCache *kv, const int *tokens, const int *slots, 
      * when other processes compete for the cores). */
     int nt = g->threads, lin = inv ? nt : 0;
     if (inv) omp_set_num_threads(1);
-    if (g->score_cap < kv->cap) {
+    if (g->score_cap < kv->cap * nh) {
         free(g->scores);
-        g->score_cap = kv->cap;
+        g->score_cap = kv->cap * nh;
         g->scores = xmalloc((size_t)g->threads * g->score_cap * sizeof(float));
     }
 
