@@ -75,7 +75,7 @@ static void usage(void) {
 }
 
 typedef struct Opts {
-    const char *model, *out, *rm, *template_name, *format;
+    const char *model, *out, *rm, *template_name, *format, *in_name;
     GenConfig gen;
     const char **stop;
     int n_stop;
@@ -469,7 +469,7 @@ static int run_chunk(FILE *fp, const Opts *o, Model *m, Model *rm, const Tokeniz
     if (rc) {
         /* name the record, not the chunk index */
         int p = -1;
-        if (sscanf(e->msg, "prompt %d", &p) == 1 && p >= 0 && p < n) err_prefix(e, "line %ld", px[p].line);
+        if (sscanf(e->msg, "prompt %d", &p) == 1 && p >= 0 && p < n) err_prefix(e, "%s:%ld", o->in_name, px[p].line);
         goto out;
     }
     pg->done_before += (long)n * N;
@@ -617,6 +617,7 @@ int main(int argc, char **argv) {
     }
     DataReader *dr;
     if (data_open(&dr, in, tok, &dopt, &e)) err_die(prog, &e);
+    o.in_name = data_reader_name(dr); /* errors about a prompt name FILE:LINE */
     AtomicFile af = {0};
     int orc = rank == 0 ? atomic_open(&af, o.out, &e) : 0;
     if (dist_agree(orc, &e)) err_die(prog, &e);
@@ -649,14 +650,12 @@ int main(int argc, char **argv) {
         if (!rc && n > 0 && n_ranks == 1) {
             pg.total = pg.done_before + (long)n * o.gen.num_samples;
             rc = run_chunk(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px, n, group, &pg, &tot, &e);
-            if (rc && strncmp(e.msg, "line", 4) == 0) err_prefix(&e, "%s", data_reader_name(dr));
             pg.tokens_before = tot.tokens;
             group += n;
         } else if (!rc && n > 0) {
             int lo = (int)((long)n * rank / n_ranks), hi = (int)((long)n * (rank + 1) / n_ranks);
             pg.total = pg.done_before + (long)(hi - lo) * o.gen.num_samples;
             rc = run_slice(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px + lo, hi - lo, group + lo, &pg, &tot, &e);
-            if (rc && strncmp(e.msg, "line", 4) == 0) err_prefix(&e, "%s", data_reader_name(dr));
             pg.tokens_before = tot.tokens;
             group += n;
         }
