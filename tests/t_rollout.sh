@@ -123,6 +123,11 @@ expect_fail "pairs with one sample" 64 "--num-samples" "$R" -m "$T/pol" --reward
 expect_fail "bad top-p" 64 "--top-p" "$R" -m "$T/pol" --top-p 0 "$T/p.jsonl"
 expect_fail "unknown pairs" 64 "--pairs" "$R" -m "$T/pol" --pairs best "$T/p.jsonl"
 expect_fail "reward model is a policy" 64 "score" "$R" -m "$T/pol" --reward-model "$T/pol" "$T/p.jsonl"
+"$B/init-model" -q -o "$T/ctx8" --family gpt2 --layers 1 --heads 2 --width 32 --context 8 \
+  --tokenizer data/tokenizer.json || fail "init-model ctx8"
+printf '{"prompt": "ok"}\n{"prompt": "a prompt far longer than the eight positions of this model"}\n' >"$T/long.jsonl"
+expect_fail "prompt longer than the context" 65 "long.jsonl:2" "$R" -m "$T/ctx8" --template plain \
+  --max-prompt-length 100 "$T/long.jsonl"
 printf '{"prompt": "ok"}\n{"prompt": 3}\n' >"$T/bad.jsonl"
 expect_fail "bad record" 65 "bad.jsonl:2" "$R" -m "$T/pol" --template plain -o "$T/never.jsonl" "$T/bad.jsonl"
 [ -e "$T/never.jsonl" ] && fail "a failed run left an output file"
