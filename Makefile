@@ -61,9 +61,9 @@ endif
 all: $(TOOLS)
 
 # ---- dependencies ------------------------------------------------------------
-DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev gnuplot-nox python3
+DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev gnuplot-nox python3 jq
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
-             /usr/include/pcre2.h /usr/bin/gnuplot
+             /usr/include/pcre2.h /usr/bin/gnuplot /usr/bin/jq
 
 # make MPI=1: data parallelism over MPI (common/dist.h).  mpicc adds Open MPI's
 # include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's

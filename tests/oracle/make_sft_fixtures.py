@@ -103,6 +103,9 @@ def encode_examples(tok, data, eos):
 
 
 def sft_fixture(name, model, data, hp):
+    # adam_eps 1e-6 (not torch's 1e-8): with 1e-8, parameters whose gradient is
+    # ~0 (GPT-2's key bias, a few weights) take Adam steps of ~lr driven by float
+    # rounding, which no two implementations share; 1e-6 keeps those steps small.
     import shutil
 
     from tokenizers import Tokenizer
@@ -126,7 +129,7 @@ def sft_fixture(name, model, data, hp):
     nodecay = [p for n, p in named if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
                              {"params": nodecay, "weight_decay": 0.0}],
-                            lr=hp["lr"], betas=(0.9, 0.999), eps=1e-8, foreach=False)
+                            lr=hp["lr"], betas=(0.9, 0.999), eps=hp["adam_eps"], foreach=False)
     mk = get_cosine_schedule_with_warmup if hp["scheduler"] == "cosine" else get_linear_schedule_with_warmup
     sched = mk(opt, hp["warmup"], hp["steps"])
     micro = [exs[0:2], exs[2:4]]
@@ -184,10 +187,10 @@ def sft_fixtures():
     out = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
            "gpt2": sft_fixture("sft-gpt2", g, GPT2_DATA,
                                {"lr": 5e-3, "weight_decay": 0.1, "clip": 1.0, "warmup": 0, "scheduler": "linear",
-                                "steps": 3, "batch_size": 2, "grad_accum": 2}),
+                                "steps": 3, "batch_size": 2, "grad_accum": 2, "adam_eps": 1e-6}),
            "llama": sft_fixture("sft-llama", l, LLAMA_DATA,
                                 {"lr": 5e-3, "weight_decay": 0.05, "clip": 0.5, "warmup": 1, "scheduler": "cosine",
-                                 "steps": 4, "batch_size": 2, "grad_accum": 2})}
+                                 "steps": 4, "batch_size": 2, "grad_accum": 2, "adam_eps": 1e-6})}
     with open(os.path.join(FIX, "sft-oracle.json"), "w") as f:
         json.dump(out, f, indent=1)
     print("wrote sft-oracle.json")
