@@ -19,7 +19,7 @@
 #include "gemm.h"
 #include "model.h"
 #include "prefbatch.h"
-#include "recstream.h"
+#include "recbatch.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -85,18 +85,13 @@ static const struct option opts[] = {
 
 typedef struct Lp {
     Model model;
-    Tokenizer *tok;
-    int pad_id, batch, per_token;
+    int per_token;
     PrefScratch s;
-    /* the pending batch */
-    json_t **rec;
-    Example *ex;
-    PrefExample *pex;
-    int n;
     float *seq, *tok_lp;
     int *len;
     size_t tok_cap;
     long written;
+    FILE *out;
 } Lp;
 
 /* Per-token log-probs of row r (the completion tokens, in order) as a JSON array. */
@@ -109,79 +104,34 @@ static json_t *row_tokens(const Batch *b, const float *tok_lp, int r) {
     return a;
 }
 
-static int flush_batch(Lp *L, int is_pref, FILE *out, Error *e) {
-    if (L->n == 0) return 0;
-    Batch b;
-    memset(&b, 0, sizeof b);
-    int rc;
-    if (is_pref) {
-        const PrefExample **pp = xmalloc((size_t)L->n * sizeof *pp);
-        for (int i = 0; i < L->n; i++) pp[i] = &L->pex[i];
-        rc = batch_pairs(&b, pp, L->n, 0, L->pad_id, e);
-        free(pp);
-    } else {
-        const Example **pp = xmalloc((size_t)L->n * sizeof *pp);
-        for (int i = 0; i < L->n; i++) pp[i] = &L->ex[i];
-        rc = batch_fill(&b, pp, L->n, L->n, 0, 0, L->pad_id, e);
-        rc = rc == L->n ? 0 : rc < 0 ? e->code : err_set(e, EX_SOFTWARE, "batch_fill placed %d of %d", rc, L->n);
-        free(pp);
-    }
-    if (rc) return rc;
-    size_t N = (size_t)b.B * b.T;
+/* The per-batch step (recbatch.h): log-probs of every row, fields added, records written. */
+static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, Error *e) {
+    Lp *L = ctx;
+    size_t N = (size_t)b->B * b->T;
     if (N > L->tok_cap) {
         L->tok_cap = N;
         L->tok_lp = xrealloc(L->tok_lp, N * sizeof(float));
     }
-    L->seq = xrealloc(L->seq, (size_t)b.B * sizeof(float));
-    L->len = xrealloc(L->len, (size_t)b.B * sizeof(int));
-    pref_batch_logps(&L->model, &b, &L->s, L->seq, L->len, L->tok_lp);
-    for (int i = 0; i < L->n && !rc; i++) {
-        json_t *r = L->rec[i];
+    L->seq = xrealloc(L->seq, (size_t)b->B * sizeof(float));
+    L->len = xrealloc(L->len, (size_t)b->B * sizeof(int));
+    pref_batch_logps(&L->model, b, &L->s, L->seq, L->len, L->tok_lp);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        json_t *r = rec[i];
         if (is_pref) {
             json_object_set_new(r, "ref_chosen_logps", json_real(L->seq[i]));
-            json_object_set_new(r, "ref_rejected_logps", json_real(L->seq[L->n + i]));
+            json_object_set_new(r, "ref_rejected_logps", json_real(L->seq[n + i]));
             if (L->per_token) {
-                json_object_set_new(r, "ref_chosen_token_logps", row_tokens(&b, L->tok_lp, i));
-                json_object_set_new(r, "ref_rejected_token_logps", row_tokens(&b, L->tok_lp, L->n + i));
+                json_object_set_new(r, "ref_chosen_token_logps", row_tokens(b, L->tok_lp, i));
+                json_object_set_new(r, "ref_rejected_token_logps", row_tokens(b, L->tok_lp, n + i));
             }
         } else {
             json_object_set_new(r, "logp", json_real(L->seq[i]));
-            if (L->per_token) json_object_set_new(r, "token_logps", row_tokens(&b, L->tok_lp, i));
+            if (L->per_token) json_object_set_new(r, "token_logps", row_tokens(b, L->tok_lp, i));
         }
-        rc = jsonl_write(out, r, e);
+        rc = jsonl_write(L->out, r, e);
         L->written++;
     }
-    for (int i = 0; i < L->n; i++) {
-        json_decref(L->rec[i]);
-        if (is_pref)
-            pref_example_free(&L->pex[i]);
-        else
-            example_free(&L->ex[i]);
-    }
-    L->n = 0;
-    batch_free(&b);
-    return rc;
-}
-
-static int run_file(Lp *L, const char *path, const DataOptions *o, FILE *out, long *dropped, Error *e) {
-    RecStream rs;
-    int rc = recstream_open(&rs, path, L->tok, o, e);
-    if (rc) return rc;
-    int is_pref = rs.kind == DATA_PREFERENCE;
-    for (;;) {
-        json_t *r;
-        rc = recstream_next(&rs, &r, &L->ex[L->n], &L->pex[L->n], e);
-        if (rc == DATA_END) {
-            rc = 0;
-            break;
-        }
-        if (rc) break;
-        L->rec[L->n++] = r;
-        if (L->n == L->batch && (rc = flush_batch(L, is_pref, out, e))) break;
-    }
-    if (!rc) rc = flush_batch(L, is_pref, out, e);
-    *dropped += rs.dropped;
-    recstream_close(&rs);
     return rc;
 }
 
@@ -259,41 +209,33 @@ int main(int argc, char **argv) {
 
     Lp L;
     memset(&L, 0, sizeof L);
-    L.batch = batch;
     L.per_token = per_token;
     if (model_load(&L.model, model_dir, &e)) err_die(PROG, &e);
     if (L.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); use score for rewards", model_dir);
-    if (tok_load_dir(&L.tok, model_dir, &e)) err_die(PROG, &e);
-    L.pad_id = tok_pad_id(L.tok) >= 0 ? tok_pad_id(L.tok) : 0;
+    Tokenizer *tok;
+    if (tok_load_dir(&tok, model_dir, &e)) err_die(PROG, &e);
+    int pad_id = tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
     o.max_length = max_len < L.model.cfg.max_seq ? max_len : L.model.cfg.max_seq;
     o.max_prompt_length = max_prompt;
-    L.rec = xcalloc((size_t)batch, sizeof *L.rec);
-    L.ex = xcalloc((size_t)batch, sizeof *L.ex);
-    L.pex = xcalloc((size_t)batch, sizeof *L.pex);
+    RecBatcher rb;
+    recbatch_init(&rb, tok, pad_id, batch, lp_step, NULL, &L);
 
     AtomicFile af;
     if (atomic_open(&af, out_path, &e)) err_die(PROG, &e);
-    char *stdin_only[1] = {"-"};
-    char **inputs = optind < argc ? argv + optind : stdin_only;
-    int n_inputs = optind < argc ? argc - optind : 1;
-    long dropped = 0;
-    int rc = 0;
-    for (int i = 0; i < n_inputs && !rc; i++) rc = run_file(&L, inputs[i], &o, af.fp, &dropped, &e);
-    if (rc) {
+    L.out = af.fp;
+    if (recbatch_run_files(&rb, argv + optind, argc - optind, &o, &e)) {
         atomic_abort(&af);
         err_die(PROG, &e);
     }
     if (atomic_commit(&af, &e)) err_die(PROG, &e);
-    if (!quiet) fprintf(stderr, "%s: %ld records written, %ld dropped or skipped\n", PROG, L.written, dropped);
+    if (!quiet) fprintf(stderr, "%s: %ld records written, %ld dropped or skipped\n", PROG, L.written, rb.dropped);
+    recbatch_free(&rb);
     pref_scratch_free(&L.s);
-    free(L.rec);
-    free(L.ex);
-    free(L.pex);
     free(L.seq);
     free(L.len);
     free(L.tok_lp);
-    tok_free(L.tok);
+    tok_free(tok);
     model_free(&L.model);
     return 0;
 }

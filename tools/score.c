@@ -17,7 +17,7 @@
 #include "gemm.h"
 #include "model.h"
 #include "prefbatch.h"
-#include "recstream.h"
+#include "recbatch.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -82,43 +82,24 @@ static const struct option opts[] = {
 
 typedef struct Sc {
     Model model;
-    Tokenizer *tok;
-    int pad_id, batch;
     PrefScratch s;
-    json_t **rec;
-    Example *ex;
-    PrefExample *pex;
-    int n;
     float *rew;
+    int accuracy;
     long written, scored, pairs, correct;
     double margin_sum;
     FILE *out; /* NULL = do not write records */
 } Sc;
 
-static int flush_batch(Sc *S, int is_pref, Error *e) {
-    if (S->n == 0) return 0;
-    Batch b;
-    memset(&b, 0, sizeof b);
-    int rc;
-    if (is_pref) {
-        const PrefExample **pp = xmalloc((size_t)S->n * sizeof *pp);
-        for (int i = 0; i < S->n; i++) pp[i] = &S->pex[i];
-        rc = batch_pairs(&b, pp, S->n, 0, S->pad_id, e);
-        free(pp);
-    } else {
-        const Example **pp = xmalloc((size_t)S->n * sizeof *pp);
-        for (int i = 0; i < S->n; i++) pp[i] = &S->ex[i];
-        rc = batch_fill(&b, pp, S->n, S->n, 0, 0, S->pad_id, e);
-        rc = rc == S->n ? 0 : rc < 0 ? e->code : err_set(e, EX_SOFTWARE, "batch_fill placed %d of %d", rc, S->n);
-        free(pp);
-    }
-    if (rc) return rc;
-    S->rew = xrealloc(S->rew, (size_t)b.B * sizeof(float));
-    rm_batch_rewards(&S->model, &b, &S->s, S->rew);
-    for (int i = 0; i < S->n && !rc; i++) {
-        json_t *r = S->rec[i];
+/* The per-batch step (recbatch.h): rewards of every row, fields added, records written. */
+static int sc_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, Error *e) {
+    Sc *S = ctx;
+    S->rew = xrealloc(S->rew, (size_t)b->B * sizeof(float));
+    rm_batch_rewards(&S->model, b, &S->s, S->rew);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        json_t *r = rec[i];
         if (is_pref) {
-            float c = S->rew[i], j = S->rew[S->n + i];
+            float c = S->rew[i], j = S->rew[n + i];
             json_object_set_new(r, "chosen_reward", json_real(c));
             json_object_set_new(r, "rejected_reward", json_real(j));
             S->pairs++;
@@ -133,42 +114,18 @@ static int flush_batch(Sc *S, int is_pref, Error *e) {
             S->written++;
         }
     }
-    for (int i = 0; i < S->n; i++) {
-        json_decref(S->rec[i]);
-        if (is_pref)
-            pref_example_free(&S->pex[i]);
-        else
-            example_free(&S->ex[i]);
-    }
-    S->n = 0;
-    batch_free(&b);
     return rc;
 }
 
-static int run_file(Sc *S, const char *path, const DataOptions *o, int accuracy, long *dropped, Error *e) {
-    RecStream rs;
-    int rc = recstream_open(&rs, path, S->tok, o, e);
-    if (rc) return rc;
-    int is_pref = rs.kind == DATA_PREFERENCE;
-    if (rs.kind == DATA_PROMPT_ONLY)
-        rc = err_set(e, EX_DATAERR, "%s: prompt-only records have no completion to score", rs.name);
-    else if (accuracy && !is_pref && rs.kind != DATA_AUTO)
-        rc = err_set(e, EX_DATAERR, "%s: --accuracy needs preference pairs (chosen, rejected), got %s records", rs.name,
-                     data_kind_name(rs.kind));
-    while (!rc) {
-        json_t *r;
-        rc = recstream_next(&rs, &r, &S->ex[S->n], &S->pex[S->n], e);
-        if (rc == DATA_END) {
-            rc = flush_batch(S, is_pref, e);
-            break;
-        }
-        if (rc) break;
-        S->rec[S->n++] = r;
-        if (S->n == S->batch) rc = flush_batch(S, is_pref, e);
-    }
-    *dropped += rs.dropped;
-    recstream_close(&rs);
-    return rc;
+/* Refuses, per file, records that have nothing to score or no pairs for --accuracy. */
+static int sc_check(void *ctx, const RecStream *rs, Error *e) {
+    const Sc *S = ctx;
+    if (rs->kind == DATA_PROMPT_ONLY)
+        return err_set(e, EX_DATAERR, "%s: prompt-only records have no completion to score", rs->name);
+    if (S->accuracy && rs->kind != DATA_PREFERENCE && rs->kind != DATA_AUTO)
+        return err_set(e, EX_DATAERR, "%s: --accuracy needs preference pairs (chosen, rejected), got %s records",
+                       rs->name, data_kind_name(rs->kind));
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -244,17 +201,17 @@ int main(int argc, char **argv) {
 
     Sc S;
     memset(&S, 0, sizeof S);
-    S.batch = batch;
+    S.accuracy = accuracy;
     if (model_load(&S.model, model_dir, &e)) err_die(PROG, &e);
     if (!S.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a causal LM, not a reward model (train one with rm-train)", model_dir);
-    if (tok_load_dir(&S.tok, model_dir, &e)) err_die(PROG, &e);
-    S.pad_id = S.model.cfg.pad_id >= 0 ? S.model.cfg.pad_id : tok_pad_id(S.tok) >= 0 ? tok_pad_id(S.tok) : 0;
+    Tokenizer *tok;
+    if (tok_load_dir(&tok, model_dir, &e)) err_die(PROG, &e);
+    int pad_id = S.model.cfg.pad_id >= 0 ? S.model.cfg.pad_id : tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
     o.max_length = max_len < S.model.cfg.max_seq ? max_len : S.model.cfg.max_seq;
     o.max_prompt_length = max_prompt;
-    S.rec = xcalloc((size_t)batch, sizeof *S.rec);
-    S.ex = xcalloc((size_t)batch, sizeof *S.ex);
-    S.pex = xcalloc((size_t)batch, sizeof *S.pex);
+    RecBatcher rb;
+    recbatch_init(&rb, tok, pad_id, batch, sc_step, sc_check, &S);
 
     AtomicFile af;
     int writing = !accuracy || out_path;
@@ -262,13 +219,7 @@ int main(int argc, char **argv) {
         if (atomic_open(&af, out_path ? out_path : "-", &e)) err_die(PROG, &e);
         S.out = af.fp;
     }
-    char *stdin_only[1] = {"-"};
-    char **inputs = optind < argc ? argv + optind : stdin_only;
-    int n_inputs = optind < argc ? argc - optind : 1;
-    long dropped = 0;
-    int rc = 0;
-    for (int i = 0; i < n_inputs && !rc; i++) rc = run_file(&S, inputs[i], &o, accuracy, &dropped, &e);
-    if (rc) {
+    if (recbatch_run_files(&rb, argv + optind, argc - optind, &o, &e)) {
         if (writing) atomic_abort(&af);
         err_die(PROG, &e);
     }
@@ -278,13 +229,11 @@ int main(int argc, char **argv) {
                S.pairs ? (double)S.correct / S.pairs : 0.0, S.pairs, S.pairs ? S.margin_sum / S.pairs : 0.0);
         fflush(stdout);
     }
-    if (!quiet) fprintf(stderr, "%s: %ld records scored, %ld dropped or skipped\n", PROG, S.scored, dropped);
+    if (!quiet) fprintf(stderr, "%s: %ld records scored, %ld dropped or skipped\n", PROG, S.scored, rb.dropped);
+    recbatch_free(&rb);
     pref_scratch_free(&S.s);
-    free(S.rec);
-    free(S.ex);
-    free(S.pex);
     free(S.rew);
-    tok_free(S.tok);
+    tok_free(tok);
     model_free(&S.model);
     return 0;
 }
