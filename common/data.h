@@ -170,6 +170,14 @@ int data_read_all(const char *path, Tokenizer *tok, const DataOptions *o, Exampl
                   Error *e);
 int data_read_all_pref(const char *path, Tokenizer *tok, const DataOptions *o, PrefExample **out, int *n,
                        DataCounts *counts, Error *e);
+/* The training-set form of the above: reads every one of the N_PATHS files (standard
+ * input when N_PATHS is 0) and APPENDS their examples to *out / *n (realloc'd; *out
+ * may start NULL with *n 0).  Unless QUIET, a file with truncated, dropped or skipped
+ * records gets one line "PROG: PATH: N records, ..." on stderr. */
+int data_read_files(const char *prog, char **paths, int n_paths, Tokenizer *tok, const DataOptions *o, int quiet,
+                    Example **out, int *n, Error *e);
+int data_read_files_pref(const char *prog, char **paths, int n_paths, Tokenizer *tok, const DataOptions *o, int quiet,
+                         PrefExample **out, int *n, Error *e);
 
 /* ---- batches ------------------------------------------------------------------
  * All arrays are [B*T] row-major, malloc'd and owned by the Batch (batch_free).

@@ -167,30 +167,6 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     return 0;
 }
 
-static int read_pairs(Dpo *d, int split, char **paths, int n_paths, const DataOptions *o, int quiet, Error *e) {
-    char *stdin_path[1] = {"-"};
-    if (n_paths == 0) {
-        paths = stdin_path;
-        n_paths = 1;
-    }
-    for (int p = 0; p < n_paths; p++) {
-        PrefExample *ex = NULL;
-        int n = 0;
-        DataCounts c;
-        memset(&c, 0, sizeof c);
-        int rc = data_read_all_pref(paths[p], d->tok, o, &ex, &n, &c, e);
-        if (rc) return rc;
-        if (!quiet && (c.dropped || c.skipped || c.truncated))
-            fprintf(stderr, "%s: %s: %ld records, %ld pairs (%ld truncated, %ld dropped, %ld invalid skipped)\n", PROG,
-                    paths[p], c.records, c.examples, c.truncated, c.dropped, c.skipped);
-        d->ex[split] = xrealloc(d->ex[split], (size_t)(d->n[split] + n + 1) * sizeof(PrefExample));
-        memcpy(d->ex[split] + d->n[split], ex, (size_t)n * sizeof(PrefExample));
-        d->n[split] += n;
-        free(ex);
-    }
-    return 0;
-}
-
 /* The first pass: reference log-probs of every pair that does not carry them, with
  * REF (already loaded), batch_size pairs at a time in data order. */
 static long compute_ref(Dpo *d, Model *ref, int batch) {
@@ -260,14 +236,16 @@ int main(int argc, char **argv) {
     o.max_length = d.max_T;
     o.max_prompt_length = f.max_prompt_length;
 
-    if (read_pairs(&d, SPLIT_TRAIN, f.inputs, f.n_inputs, &o, f.quiet, &e)) err_die(PROG, &e);
+    if (data_read_files_pref(PROG, f.inputs, f.n_inputs, d.tok, &o, f.quiet, &d.ex[SPLIT_TRAIN], &d.n[SPLIT_TRAIN], &e))
+        err_die(PROG, &e);
     if (d.n[SPLIT_TRAIN] == 0) {
         fprintf(stderr, "%s: no training pairs\n", PROG);
         return EX_DATAERR;
     }
     if (f.eval_path) {
         char *ev[1] = {(char *)f.eval_path};
-        if (read_pairs(&d, SPLIT_EVAL, ev, 1, &o, f.quiet, &e)) err_die(PROG, &e);
+        if (data_read_files_pref(PROG, ev, 1, d.tok, &o, f.quiet, &d.ex[SPLIT_EVAL], &d.n[SPLIT_EVAL], &e))
+            err_die(PROG, &e);
     }
 
     /* The reference, once. */

@@ -117,30 +117,6 @@ static int rm_micro_step(void *ctx, Split split, const int *idx, int n, double s
     return 0;
 }
 
-static int read_pairs(Rm *r, int split, char **paths, int n_paths, const DataOptions *o, int quiet, Error *e) {
-    char *stdin_path[1] = {"-"};
-    if (n_paths == 0) {
-        paths = stdin_path;
-        n_paths = 1;
-    }
-    for (int p = 0; p < n_paths; p++) {
-        PrefExample *ex = NULL;
-        int n = 0;
-        DataCounts c;
-        memset(&c, 0, sizeof c);
-        int rc = data_read_all_pref(paths[p], r->tok, o, &ex, &n, &c, e);
-        if (rc) return rc;
-        if (!quiet && (c.dropped || c.skipped || c.truncated))
-            fprintf(stderr, "%s: %s: %ld records, %ld pairs (%ld truncated, %ld dropped, %ld invalid skipped)\n", PROG,
-                    paths[p], c.records, c.examples, c.truncated, c.dropped, c.skipped);
-        r->ex[split] = xrealloc(r->ex[split], (size_t)(r->n[split] + n + 1) * sizeof(PrefExample));
-        memcpy(r->ex[split] + r->n[split], ex, (size_t)n * sizeof(PrefExample));
-        r->n[split] += n;
-        free(ex);
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
     Rm r;
     memset(&r, 0, sizeof r);
@@ -182,14 +158,16 @@ int main(int argc, char **argv) {
     o.max_length = max_T;
     o.max_prompt_length = f.max_prompt_length;
 
-    if (read_pairs(&r, SPLIT_TRAIN, f.inputs, f.n_inputs, &o, f.quiet, &e)) err_die(PROG, &e);
+    if (data_read_files_pref(PROG, f.inputs, f.n_inputs, r.tok, &o, f.quiet, &r.ex[SPLIT_TRAIN], &r.n[SPLIT_TRAIN], &e))
+        err_die(PROG, &e);
     if (r.n[SPLIT_TRAIN] == 0) {
         fprintf(stderr, "%s: no training pairs\n", PROG);
         return EX_DATAERR;
     }
     if (f.eval_path) {
         char *ev[1] = {(char *)f.eval_path};
-        if (read_pairs(&r, SPLIT_EVAL, ev, 1, &o, f.quiet, &e)) err_die(PROG, &e);
+        if (data_read_files_pref(PROG, ev, 1, r.tok, &o, f.quiet, &r.ex[SPLIT_EVAL], &r.n[SPLIT_EVAL], &e))
+            err_die(PROG, &e);
     }
 
     TrainTask t;

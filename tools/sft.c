@@ -208,31 +208,6 @@ static const float *find_lm_head(const Model *m) {
     return m->params + t->offset;
 }
 
-static int read_split(Sft *s, SftSplit *sp, char **paths, int n_paths, const DataOptions *o, int quiet, Error *e) {
-    memset(sp, 0, sizeof *sp);
-    char *stdin_path[1] = {"-"};
-    if (n_paths == 0) {
-        paths = stdin_path;
-        n_paths = 1;
-    }
-    for (int p = 0; p < n_paths; p++) {
-        Example *ex = NULL;
-        int n = 0;
-        DataCounts c;
-        memset(&c, 0, sizeof c);
-        int rc = data_read_all(paths[p], s->tok, o, &ex, &n, &c, e);
-        if (rc) return rc;
-        if (!quiet && (c.dropped || c.skipped || c.truncated))
-            fprintf(stderr, "%s: %s: %ld records, %ld examples (%ld truncated, %ld dropped, %ld invalid skipped)\n",
-                    PROG, paths[p], c.records, c.examples, c.truncated, c.dropped, c.skipped);
-        sp->ex = xrealloc(sp->ex, (size_t)(sp->n_ex + n + 1) * sizeof(Example));
-        memcpy(sp->ex + sp->n_ex, ex, (size_t)n * sizeof(Example));
-        sp->n_ex += n;
-        free(ex);
-    }
-    return 0;
-}
-
 static void split_free(SftSplit *sp) {
     for (int i = 0; i < sp->n_ex; i++) example_free(&sp->ex[i]);
     free(sp->ex);
@@ -286,14 +261,15 @@ int main(int argc, char **argv) {
     o.max_prompt_length = f.max_prompt_length;
     s.lm_head = find_lm_head(&s.model);
 
-    if (read_split(&s, &s.split[SPLIT_TRAIN], f.inputs, f.n_inputs, &o, f.quiet, &e)) err_die(PROG, &e);
-    if (s.split[SPLIT_TRAIN].n_ex == 0) {
+    SftSplit *tr = &s.split[SPLIT_TRAIN], *ev_split = &s.split[SPLIT_EVAL];
+    if (data_read_files(PROG, f.inputs, f.n_inputs, s.tok, &o, f.quiet, &tr->ex, &tr->n_ex, &e)) err_die(PROG, &e);
+    if (tr->n_ex == 0) {
         fprintf(stderr, "%s: no training examples\n", PROG);
         return EX_DATAERR;
     }
     if (f.eval_path) {
         char *ev[1] = {(char *)f.eval_path};
-        if (read_split(&s, &s.split[SPLIT_EVAL], ev, 1, &o, f.quiet, &e)) err_die(PROG, &e);
+        if (data_read_files(PROG, ev, 1, s.tok, &o, f.quiet, &ev_split->ex, &ev_split->n_ex, &e)) err_die(PROG, &e);
     }
     for (int k = 0; k < 2; k++) split_units(&s.split[k], s.packing, s.max_T);
     if (!f.quiet && s.packing)
