@@ -52,6 +52,15 @@ typedef struct GenConfig {
 /* max_new_tokens 64, one sample, batch 8, seed 0, no EOS, no stop strings. */
 GenConfig gen_config_default(void);
 
+/* Adds ID to g's EOS set (ignored when negative, out of int range, already there, or
+ * the set is full). */
+void gen_add_eos(GenConfig *g, long id);
+/* The EOS ids a model directory DIR declares, as transformers' generate() gathers
+ * them: the tokenizer's eos token, config.json's eos_token_id (m->cfg.eos_id) and
+ * generation_config.json's eos_token_id (an integer or a list), when that file
+ * exists.  Errors: EX_DATAERR (generation_config.json is not JSON, FILE:LINE). */
+int gen_collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const char *dir, Error *e);
+
 typedef struct GenSeq {
     int prompt;             /* index into the prompts given to generate() */
     int sample;             /* 0 .. num_samples-1 */

@@ -344,36 +344,6 @@ static int ppo_flag(void *ctx, int opt, const char *arg) {
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-/* EOS ids: the tokenizer's, config.json's and generation_config.json's (as rollout). */
-static void add_eos(GenConfig *g, long id) {
-    if (id < 0 || id > 0x7fffffff) return;
-    for (int i = 0; i < g->n_eos; i++)
-        if (g->eos_ids[i] == id) return;
-    if (g->n_eos < GEN_MAX_EOS) g->eos_ids[g->n_eos++] = (int)id;
-}
-
-static int collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const char *dir, Error *e) {
-    add_eos(g, tok_eos_id(tok));
-    add_eos(g, m->cfg.eos_id);
-    char *path = path_join(dir, "generation_config.json");
-    int rc = 0;
-    if (file_exists(path)) {
-        json_error_t je;
-        json_t *root = json_load_file(path, 0, &je);
-        if (!root) {
-            rc = err_set(e, EX_DATAERR, "%s:%d: %s", path, je.line, je.text);
-        } else {
-            const json_t *v = json_object_get(root, "eos_token_id");
-            if (json_is_integer(v)) add_eos(g, (long)json_integer_value(v));
-            for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
-                if (json_is_integer(json_array_get(v, i))) add_eos(g, (long)json_integer_value(json_array_get(v, i)));
-            json_decref(root);
-        }
-    }
-    free(path);
-    return rc;
-}
-
 static int same_tokenizer(const char *a_dir, const char *b_dir, Error *e) {
     char *a = path_join(a_dir, "tokenizer.json"), *b = path_join(b_dir, "tokenizer.json");
     int rc = 0;
@@ -1082,7 +1052,7 @@ int main(int argc, char **argv) {
     p.gen.sampler.top_k = p.top_k;
     p.gen.sampler.top_p = (float)p.top_p;
     if (sampler_config_check(&p.gen.sampler, &e)) cli_usage_error(PROG, "%s", e.msg);
-    if (collect_eos(&p.gen, &p.policy, p.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (gen_collect_eos(&p.gen, &p.policy, p.tok, f.model_dir, &e)) err_die(PROG, &e);
 
     if (p.rm_dir) {
         if (same_tokenizer(f.model_dir, p.rm_dir, &e)) err_die(PROG, &e);

@@ -263,37 +263,6 @@ static void parse_args(Opts *o, int argc, char **argv) {
     if (sampler_config_check(&o->gen.sampler, &e)) cli_usage_error(prog, "%s", e.msg);
 }
 
-/* ---- EOS ids: the tokenizer's, the config's and generation_config.json's ---- */
-
-static void add_eos(GenConfig *g, long id) {
-    if (id < 0 || id > 0x7fffffff) return;
-    for (int i = 0; i < g->n_eos; i++)
-        if (g->eos_ids[i] == id) return;
-    if (g->n_eos < GEN_MAX_EOS) g->eos_ids[g->n_eos++] = (int)id;
-}
-
-static int collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const char *dir, Error *e) {
-    add_eos(g, tok_eos_id(tok));
-    add_eos(g, m->cfg.eos_id);
-    char *path = path_join(dir, "generation_config.json");
-    if (file_exists(path)) {
-        json_error_t je;
-        json_t *root = json_load_file(path, 0, &je);
-        if (!root) {
-            err_set(e, EX_DATAERR, "%s:%d: %s", path, je.line, je.text);
-            free(path);
-            return e->code;
-        }
-        const json_t *v = json_object_get(root, "eos_token_id");
-        if (json_is_integer(v)) add_eos(g, (long)json_integer_value(v));
-        for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
-            if (json_is_integer(json_array_get(v, i))) add_eos(g, (long)json_integer_value(json_array_get(v, i)));
-        json_decref(root);
-    }
-    free(path);
-    return 0;
-}
-
 /* ---- progress ---- */
 
 typedef struct Prog {
@@ -595,7 +564,7 @@ int main(int argc, char **argv) {
         err_die(prog, &e);
     }
     if (tok_load_dir(&tok, o.model, &e)) err_die(prog, &e);
-    if (collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
+    if (gen_collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
     if (o.rm) {
         if (check_rm_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
         if (model_load(&rm, o.rm, &e)) err_die(prog, &e);
