@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -22,6 +23,19 @@ void cli_usage_error(const char *prog, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help'.\n", prog);
     exit(EX_USAGE);
+}
+
+int cli_choice(const char *prog, const char *flag, const char *arg, const char *const *names) {
+    int n = 0;
+    for (; names[n]; n++)
+        if (strcmp(arg, names[n]) == 0) return n;
+    /* "a, b or c": the list is built here so every flag words it the same way */
+    char list[512];
+    size_t len = 0;
+    list[0] = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += snprintf(list + len, sizeof list - len, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+    cli_usage_error(prog, "%s: expected %s, got '%s'", flag, list, arg);
 }
 
 long long cli_ll(const char *prog, const char *flag, const char *s) {

@@ -20,6 +20,10 @@ double cli_double(const char *prog, const char *flag, const char *s);
 /* Prints "PROG: message\nTry 'PROG --help'." and exits 64. */
 void cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
+/* The index of ARG in NAMES (NULL-terminated), or a usage error
+ * "PROG: FLAG: expected a, b or c, got 'x'" (exit 64). */
+int cli_choice(const char *prog, const char *flag, const char *arg, const char *const *names);
+
 /* Progress display: on when --progress, off when --no-progress, else when stderr is
  * a terminal. value: 1 = on, 0 = off, -1 = auto. */
 int cli_progress_enabled(int flag_value);

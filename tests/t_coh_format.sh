@@ -68,7 +68,7 @@ grep -qF "invalid: 3" "$T/err" || fail "--skip-invalid count: $(cat "$T/err")"
 printf '[1,2]\n' >"$T/bad.json"
 expect_fail "bad template file" 65 "item 0 must be [" "$C" --template "$T/bad.json" $P/coh_input.jsonl
 expect_fail "missing template" 66 "no such template" "$C" --template "$T/nope.json" $P/coh_input.jsonl
-expect_fail "bad order" 64 "--order" "$C" --order sideways $P/coh_input.jsonl
+expect_fail "bad order" 64 "coh-format: --order: expected pn, np, random or both, got 'sideways'" "$C" --order sideways $P/coh_input.jsonl
 expect_fail "missing input" 66 "cannot open" "$C" "$T/nope.jsonl"
 
 # --- atomic output

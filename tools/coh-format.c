@@ -36,6 +36,7 @@ static void usage(void) {
 }
 
 enum { ORDER_PN, ORDER_NP, ORDER_RANDOM, ORDER_BOTH };
+static const char *const ORDERS[] = {"pn", "np", "random", "both", NULL}; /* --order values, in enum order */
 
 int main(int argc, char **argv) {
     enum { O_ORDER = 256, O_TEMPLATE, O_USER, O_ASSIST, O_EOS, O_SEED, O_INFER, O_SKIP, O_VER };
@@ -62,16 +63,7 @@ int main(int argc, char **argv) {
             out_path = optarg;
             break;
         case O_ORDER:
-            if (strcmp(optarg, "pn") == 0)
-                order = ORDER_PN;
-            else if (strcmp(optarg, "np") == 0)
-                order = ORDER_NP;
-            else if (strcmp(optarg, "random") == 0)
-                order = ORDER_RANDOM;
-            else if (strcmp(optarg, "both") == 0)
-                order = ORDER_BOTH;
-            else
-                cli_usage_error(prog, "--order: expected pn, np, random or both, got '%s'", optarg);
+            order = cli_choice(prog, "--order", optarg, ORDERS);
             break;
         case O_TEMPLATE:
             template_name = optarg;

@@ -63,6 +63,10 @@ static void print_summary(const Stats *s, const char *question) {
         fprintf(stderr, "%s: mean pairwise agreement: n/a (no record has 2+ annotators)\n", prog);
 }
 
+/* Flag values, in the order of the enums they name (prefdata.h). */
+static const char *const PAIR_MODES[] = {"all", "best-worst", "best-rest", "adjacent", NULL};
+static const char *const AGGREGATES[] = {"mean", "borda", "majority", "each", NULL};
+
 int main(int argc, char **argv) {
     enum { O_FORMAT = 256, O_QUESTION, O_PROMPT, O_PAIRS, O_AGG, O_MINANN, O_MINAGR, O_MARGIN, O_SKIP, O_SEED, O_VER };
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
@@ -99,28 +103,10 @@ int main(int argc, char **argv) {
             prompt_field = optarg;
             break;
         case O_PAIRS:
-            if (strcmp(optarg, "all") == 0)
-                po.mode = PD_PAIRS_ALL;
-            else if (strcmp(optarg, "best-worst") == 0)
-                po.mode = PD_PAIRS_BEST_WORST;
-            else if (strcmp(optarg, "best-rest") == 0)
-                po.mode = PD_PAIRS_BEST_REST;
-            else if (strcmp(optarg, "adjacent") == 0)
-                po.mode = PD_PAIRS_ADJACENT;
-            else
-                cli_usage_error(prog, "--pairs: expected all, best-worst, best-rest or adjacent, got '%s'", optarg);
+            po.mode = (PdPairMode)cli_choice(prog, "--pairs", optarg, PAIR_MODES);
             break;
         case O_AGG:
-            if (strcmp(optarg, "mean") == 0)
-                po.aggregate = PD_AGG_MEAN;
-            else if (strcmp(optarg, "borda") == 0)
-                po.aggregate = PD_AGG_BORDA;
-            else if (strcmp(optarg, "majority") == 0)
-                po.aggregate = PD_AGG_MAJORITY;
-            else if (strcmp(optarg, "each") == 0)
-                po.aggregate = PD_AGG_EACH;
-            else
-                cli_usage_error(prog, "--aggregate: expected mean, borda, majority or each, got '%s'", optarg);
+            po.aggregate = (PdAggregate)cli_choice(prog, "--aggregate", optarg, AGGREGATES);
             break;
         case O_MINANN:
             po.min_annotators = cli_int(prog, "--min-annotators", optarg);

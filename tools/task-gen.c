@@ -63,8 +63,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
-    if (strcmp(kind, "sft") && strcmp(kind, "prompts") && strcmp(kind, "corpus"))
-        cli_usage_error(prog, "--kind: expected sft, prompts or corpus, got '%s'", kind);
+    (void)cli_choice(prog, "--kind", kind, (const char *const[]){"sft", "prompts", "corpus", NULL});
     if (count < 0) cli_usage_error(prog, "--count must be >= 0");
     if (max_words < 2 || max_words > 8) cli_usage_error(prog, "--max-words must be in 2..8");
     double total = mix[0] + mix[1] + mix[2] + mix[3];

@@ -319,14 +319,7 @@ int main(int argc, char **argv) {
             model_dir = optarg;
             break;
         case 'f':
-            if (!strcmp(optarg, "auto"))
-                o.format = 0;
-            else if (!strcmp(optarg, "text"))
-                o.format = 1;
-            else if (!strcmp(optarg, "jsonl"))
-                o.format = 2;
-            else
-                cli_usage_error(prog, "--format: expected auto, text or jsonl, got '%s'", optarg);
+            o.format = cli_choice(prog, "--format", optarg, (const char *const[]){"auto", "text", "jsonl", NULL});
             break;
         case O_KIND:
             if (data_kind_parse(optarg, &o.d.kind, &e)) cli_usage_error(prog, "--kind: %s", e.msg);
