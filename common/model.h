@@ -81,6 +81,11 @@ void model_create(Model *m, const ModelConfig *cfg);
 void model_init_random(Model *m, uint64_t seed);
 /* Loads an HF directory (config.json + model.safetensors or a sharded index). */
 int model_load(Model *m, const char *dir, Error *e);
+/* Loads a checkpoint DIR's weights into M, which already has the same shape (resuming
+ * a run): the adapter only when M has a LoRA adapter (the base is unchanged), else
+ * every parameter.  Errors: those of model_load / lora_load, EX_DATAERR when the
+ * parameter counts differ. */
+int model_load_params(Model *m, const char *dir, Error *e);
 /* Writes an HF directory atomically (config.json, model.safetensors); tokenizer
  * files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
  * generation_config.json) are copied from tokenizer_src_dir when not NULL. */

@@ -295,6 +295,20 @@ static const char *side_files[] = {"tokenizer.json",
                                    "merges.txt",
                                    "added_tokens.json"};
 
+int model_load_params(Model *m, const char *dir, Error *e) {
+    if (m->lora) return lora_load(m, dir, e);
+    Model tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = model_load(&tmp, dir, e);
+    if (rc) return rc;
+    if (tmp.n_params != m->n_params)
+        rc = err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, the model %zu", dir, tmp.n_params, m->n_params);
+    else
+        memcpy(m->params, tmp.params, tmp.n_params * sizeof(float));
+    model_free(&tmp);
+    return rc;
+}
+
 int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e) {
     int rc = 0;
     char *from = model_tokenizer_dir(src_dir);

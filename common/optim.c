@@ -7,6 +7,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,35 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
 }
 
 #define NORM_CHUNK ((size_t)1 << 16)
+
+void adamw_state_add(StWriter *w, const AdamW *o, const char *prefix) {
+    char name[64];
+    int64_t shape[1] = {(int64_t)o->n};
+    snprintf(name, sizeof name, "%sexp_avg", prefix);
+    st_writer_add(w, name, o->m, 1, shape);
+    snprintf(name, sizeof name, "%sexp_avg_sq", prefix);
+    st_writer_add(w, name, o->v, 1, shape);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", o->t);
+    snprintf(name, sizeof name, "%sstep", prefix);
+    st_writer_meta(w, name, buf);
+}
+
+int adamw_state_read(AdamW *o, const StFile *f, const char *prefix, const char *path, Error *e) {
+    char nm[64], nv[64], ns[64];
+    snprintf(nm, sizeof nm, "%sexp_avg", prefix);
+    snprintf(nv, sizeof nv, "%sexp_avg_sq", prefix);
+    snprintf(ns, sizeof ns, "%sstep", prefix);
+    const StTensor *m = st_find(f, nm), *v = st_find(f, nv);
+    const char *step_s = st_meta_get(f, ns);
+    if (!m || !v || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != o->n || v->numel != o->n)
+        return err_set(e, EX_DATAERR, "%s: expected F32 tensors %s and %s of %zu elements", path, nm, nv, o->n);
+    if (!step_s || atol(step_s) < 0) return err_set(e, EX_DATAERR, "%s: metadata \"%s\" missing or negative", path, ns);
+    memcpy(o->m, m->data, o->n * sizeof(float));
+    memcpy(o->v, v->data, o->n * sizeof(float));
+    o->t = atol(step_s);
+    return 0;
+}
 
 double grad_norm(const float *grads, size_t n) {
     size_t nchunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;

@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "model.h"
+#include "safetensors.h"
 
 /* One contiguous range of the parameter block and whether weight decay applies. */
 typedef struct OptimGroup {
@@ -64,6 +65,15 @@ void adamw_free(AdamW *o);
  * Parameters with a zero gradient are still updated (torch does the same: a zero
  * gradient is not a missing one). */
 void adamw_step(AdamW *o, float *params, const float *grads, float lr);
+
+/* Checkpoint form of the optimizer state (what a resumed run needs to continue
+ * exactly): tensors PREFIX"exp_avg" and PREFIX"exp_avg_sq" (F32, [n]) and the step
+ * in metadata PREFIX"step" (torch's state names).  adamw_state_add only queues them
+ * on W (which borrows o->m, o->v until written).  adamw_state_read fills o from F
+ * (read from PATH, for messages); EX_DATAERR when a tensor is missing, not F32 of n
+ * elements, or the step is missing or negative. */
+void adamw_state_add(StWriter *w, const AdamW *o, const char *prefix);
+int adamw_state_read(AdamW *o, const StFile *f, const char *prefix, const char *path, Error *e);
 
 /* L2 norm of grads[n] computed in double over fixed 64Ki-element chunks summed in
  * order (so the result is independent of the thread count). */

@@ -144,19 +144,7 @@ static int load_model_from(Trainer *tr, const char *dir, Error *e) {
     int rc = lora_check_checkpoint(t->model, dir, e);
     if (rc) return rc;
     if (t->load) return t->load(t->ctx, dir, e);
-    if (t->model->lora) return lora_load(t->model, dir, e); /* the adapter only; the base is unchanged */
-    Model tmp;
-    memset(&tmp, 0, sizeof tmp);
-    rc = model_load(&tmp, dir, e);
-    if (rc) return rc;
-    if (tmp.n_params != t->model->n_params) {
-        rc = err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, the model %zu", dir, tmp.n_params,
-                     t->model->n_params);
-    } else {
-        memcpy(t->model->params, tmp.params, tmp.n_params * sizeof(float));
-    }
-    model_free(&tmp);
-    return rc;
+    return model_load_params(t->model, dir, e); /* LoRA: the adapter only; the base is unchanged */
 }
 
 /* ---- checkpoint state ---------------------------------------------------------- */
@@ -165,12 +153,8 @@ static int write_state(Trainer *tr, const char *dir, Error *e) {
     /* optimizer.safetensors: AdamW moments as flat tensors, the step in metadata */
     StWriter w;
     st_writer_init(&w);
-    int64_t shape[1] = {(int64_t)tr->opt.n};
-    st_writer_add(&w, "exp_avg", tr->opt.m, 1, shape);
-    st_writer_add(&w, "exp_avg_sq", tr->opt.v, 1, shape);
+    adamw_state_add(&w, &tr->opt, "");
     char buf[64];
-    snprintf(buf, sizeof buf, "%ld", tr->opt.t);
-    st_writer_meta(&w, "step", buf);
     char *opath = path_join(dir, "optimizer.safetensors");
     int rc = st_writer_write(&w, opath, ST_F32, e);
     st_writer_free(&w);
@@ -342,20 +326,7 @@ static int resume_from(Trainer *tr, const char *dir, Error *e) {
     StFile sf;
     rc = st_open(&sf, opath, e);
     if (rc == 0) {
-        const StTensor *m = st_find(&sf, "exp_avg"), *v = st_find(&sf, "exp_avg_sq");
-        const char *step_s = NULL;
-        for (int i = 0; i < sf.n_meta; i++)
-            if (!strcmp(sf.meta_keys[i], "step")) step_s = sf.meta_vals[i];
-        if (!m || !v || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != tr->opt.n || v->numel != tr->opt.n)
-            rc = err_set(e, EX_DATAERR, "%s: expected F32 tensors exp_avg and exp_avg_sq of %zu elements", opath,
-                         tr->opt.n);
-        else if (!step_s || atol(step_s) < 0)
-            rc = err_set(e, EX_DATAERR, "%s: metadata \"step\" missing or negative", opath);
-        else {
-            memcpy(tr->opt.m, m->data, tr->opt.n * sizeof(float));
-            memcpy(tr->opt.v, v->data, tr->opt.n * sizeof(float));
-            tr->opt.t = atol(step_s);
-        }
+        rc = adamw_state_read(&tr->opt, &sf, "", opath, e);
         st_close(&sf);
     }
     free(opath);

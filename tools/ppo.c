@@ -686,13 +686,7 @@ static int ppo_save(void *ctx, const char *dir, Error *e) {
     StWriter w;
     st_writer_init(&w);
     char buf[64];
-    if (p->have_vm) {
-        int64_t shape[1] = {(int64_t)p->vopt.n};
-        st_writer_add(&w, "value_exp_avg", p->vopt.m, 1, shape);
-        st_writer_add(&w, "value_exp_avg_sq", p->vopt.v, 1, shape);
-        snprintf(buf, sizeof buf, "%ld", p->vopt.t);
-        st_writer_meta(&w, "value_step", buf);
-    }
+    if (p->have_vm) adamw_state_add(&w, &p->vopt, "value_");
     snprintf(buf, sizeof buf, "%.17g", p->klc.coef);
     st_writer_meta(&w, "kl_coef", buf);
     snprintf(buf, sizeof buf, "%.17g", p->rls.baseline);
@@ -703,21 +697,6 @@ static int ppo_save(void *ctx, const char *dir, Error *e) {
     rc = st_writer_write(&w, sp, ST_F32, e);
     free(sp);
     st_writer_free(&w);
-    return rc;
-}
-
-static int copy_params(Model *dst, const char *dir, Error *e) {
-    if (dst->lora) return lora_load(dst, dir, e); /* LoRA checkpoints hold the adapter */
-    Model tmp;
-    memset(&tmp, 0, sizeof tmp);
-    int rc = model_load(&tmp, dir, e);
-    if (rc) return rc;
-    if (tmp.n_params != dst->n_params)
-        rc =
-            err_set(e, EX_DATAERR, "%s: checkpoint has %zu parameters, expected %zu", dir, tmp.n_params, dst->n_params);
-    else
-        memcpy(dst->params, tmp.params, tmp.n_params * sizeof(float));
-    model_free(&tmp);
     return rc;
 }
 
@@ -734,29 +713,17 @@ static int load_state(Ppo *p, const char *path, Error *e) {
     p->klc.coef = strtod(kc, NULL);
     p->rls.baseline = strtod(bl, NULL);
     p->rls.baseline_set = atoi(bs);
-    if (p->have_vm) {
-        const StTensor *m = st_find(&sf, "value_exp_avg"), *v = st_find(&sf, "value_exp_avg_sq");
-        const char *st = st_meta_get(&sf, "value_step");
-        if (!m || !v || !st || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != p->vopt.n ||
-            v->numel != p->vopt.n) {
-            rc = err_set(e, EX_DATAERR, "%s: expected F32 value_exp_avg and value_exp_avg_sq of %zu elements", path,
-                         p->vopt.n);
-        } else {
-            memcpy(p->vopt.m, m->data, p->vopt.n * sizeof(float));
-            memcpy(p->vopt.v, v->data, p->vopt.n * sizeof(float));
-            p->vopt.t = atol(st);
-        }
-    }
+    if (p->have_vm) rc = adamw_state_read(&p->vopt, &sf, "value_", path, e);
     st_close(&sf);
     return rc;
 }
 
 static int ppo_load(void *ctx, const char *dir, Error *e) {
     Ppo *p = ctx;
-    int rc = copy_params(&p->policy, dir, e);
+    int rc = model_load_params(&p->policy, dir, e);
     if (rc == 0 && p->have_vm) {
         char *vd = path_join(dir, "value_model");
-        rc = copy_params(&p->vm, vd, e);
+        rc = model_load_params(&p->vm, vd, e);
         free(vd);
     }
     if (rc == 0) {
