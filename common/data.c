@@ -867,4 +867,3 @@ int data_next_prompt(DataReader *r, PromptExample *px, Error *e) {
         return 0;
     }
 }
-

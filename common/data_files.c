@@ -17,10 +17,18 @@ typedef struct ElemType {
     const char *noun; /* what the count line calls the examples */
 } ElemType;
 
-static int next_example(DataReader *r, void *x, Error *e) { return data_next(r, x, e); }
-static void free_example(void *x) { example_free(x); }
-static int next_pref(DataReader *r, void *x, Error *e) { return data_next_pref(r, x, e); }
-static void free_pref(void *x) { pref_example_free(x); }
+static int next_example(DataReader *r, void *x, Error *e) {
+    return data_next(r, x, e);
+}
+static void free_example(void *x) {
+    example_free(x);
+}
+static int next_pref(DataReader *r, void *x, Error *e) {
+    return data_next_pref(r, x, e);
+}
+static void free_pref(void *x) {
+    pref_example_free(x);
+}
 
 static const ElemType EXAMPLES = {sizeof(Example), next_example, free_example, "examples"};
 static const ElemType PAIRS = {sizeof(PrefExample), next_pref, free_pref, "pairs"};

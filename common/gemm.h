@@ -10,8 +10,8 @@
 /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
  * op(A) is [M,K]: A is [M,K] (lda >= K) or, if transA, [K,M] (lda >= M).
  * op(B) is [K,N]: B is [K,N] (ldb >= N) or, if transB, [N,K] (ldb >= K). */
-void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-          const float *B, int ldb, float beta, float *C, int ldc);
+void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+          float beta, float *C, int ldc);
 
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
 void threads_set(int n);

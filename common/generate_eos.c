@@ -30,7 +30,8 @@ int gen_collect_eos(GenConfig *g, const Model *m, const Tokenizer *tok, const ch
             const json_t *v = json_object_get(root, "eos_token_id");
             if (json_is_integer(v)) gen_add_eos(g, (long)json_integer_value(v));
             for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
-                if (json_is_integer(json_array_get(v, i))) gen_add_eos(g, (long)json_integer_value(json_array_get(v, i)));
+                if (json_is_integer(json_array_get(v, i)))
+                    gen_add_eos(g, (long)json_integer_value(json_array_get(v, i)));
             json_decref(root);
         }
     }

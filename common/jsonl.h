@@ -18,7 +18,7 @@ typedef struct JsonlReader {
     FILE *fp;
     const char *name; /* for messages: the path or "<stdin>" */
     char *path_owned;
-    long line;        /* line number of the record last returned (1-based) */
+    long line; /* line number of the record last returned (1-based) */
     char *buf;
     size_t cap;
     int is_stdin;

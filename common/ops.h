@@ -24,22 +24,22 @@ void position_forward(float *out, const int *pos, const float *wpe, int N, int C
 void position_backward(float *dwpe, const float *dout, const int *pos, int N, int C);
 
 /* ---- layernorm: out = (x - mean) * rstd * w + b; saves mean[N], rstd[N] ---- */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                       int N, int C, float eps);
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
+                       int C, float eps);
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const float *mean, const float *rstd, int N, int C);
 
 /* ---- rmsnorm (Llama): out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) ---- */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
-void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      const float *rstd, int N, int C);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
+                      int N, int C);
 
 /* ---- linear: out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] (bias may be NULL) ----
  * backward: dinp += dout @ w; dw += dout^T @ inp; dbias += sum_n dout. Any of
  * dinp, dw, dbias may be NULL (not needed). */
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
-void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
-                     int N, int C, int OC);
+void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
+                     int C, int OC);
 
 /* ---- rotary position embedding, HF "rotate_half" convention ----
  * x is [N, nh, hd] (a row of heads per token), rotated in place by pos[n]:
@@ -57,8 +57,8 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
  * one each).  Scale 1/sqrt(hd).  out is [B,T,nh,hd]; att [B,nh,T,T] keeps the
  * softmax probabilities for backward (entries that are masked are 0).
  * Backward accumulates into dq, dk, dv. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg,
-                       int B, int T, int nh, int nkv, int hd);
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg, int B,
+                       int T, int nh, int nkv, int hd);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, const int *seg, int B, int T, int nh, int nkv, int hd);
 
@@ -85,10 +85,10 @@ void residual_backward(float *da, float *db, const float *dout, size_t n);
  * Backward takes dlogp[N] (d loss / d logp) and accumulates dh[N,C] and dw[V,C]
  * (dw may be NULL), recomputing each chunk's logits:
  *   dlogits = dlogp[n] * (onehot(t) - softmax(logits)). */
-void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w,
-                      const int *targets, int N, int C, int V);
-void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w,
-                       const int *targets, const float *lse, int N, int C, int V);
+void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
+                      int N, int C, int V);
+void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
+                       const float *lse, int N, int C, int V);
 
 /* Argmax over the vocabulary per row (for mean_token_accuracy and greedy decoding):
  * out[n] = argmax_v (h[n,:] @ w[v,:]). Same chunking. */

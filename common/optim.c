@@ -3,8 +3,8 @@
  * Scalars (bias corrections, step size) are computed in double and applied in
  * float, as PyTorch does when a Python float meets a float32 tensor, so our updates
  * round like torch's. */
-#include "lora.h"
 #include "optim.h"
+#include "lora.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,10 +5,9 @@
 #include <string.h>
 
 static const char *const WORDS[] = {
-    "red",  "blue", "green", "gold",  "fox",   "cat",  "dog",   "bird",  "sky",   "sea",   "sun",  "moon",
-    "tree", "rock", "river", "hill",  "rain",  "snow", "wind",  "fire",  "stone", "leaf",  "star", "cloud",
-    "lamp", "door", "book",  "cup",   "bread", "milk", "apple", "pear",  "plum",  "corn",  "salt", "rose",
-    "bell", "ship", "road",  "bridge"};
+    "red",   "blue", "green", "gold", "fox",  "cat",  "dog",   "bird", "sky",  "sea",   "sun",  "moon",  "tree", "rock",
+    "river", "hill", "rain",  "snow", "wind", "fire", "stone", "leaf", "star", "cloud", "lamp", "door",  "book", "cup",
+    "bread", "milk", "apple", "pear", "plum", "corn", "salt",  "rose", "bell", "ship",  "road", "bridge"};
 #define N_WORDS ((int)(sizeof WORDS / sizeof WORDS[0]))
 
 void task_prompt(Rng *r, int split, int max_words, char *prompt, size_t psz, char *words, size_t wsz) {
@@ -25,7 +24,8 @@ void task_prompt(Rng *r, int split, int max_words, char *prompt, size_t psz, cha
         if ((int)((h >> 3) & 1u) != (split & 1)) continue;
         size_t k = 0;
         words[0] = 0;
-        for (int i = 0; i < n && i < 16; i++) k += snprintf(words + k, k < wsz ? wsz - k : 0, "%s%s", i ? " " : "", WORDS[idx[i]]);
+        for (int i = 0; i < n && i < 16; i++)
+            k += snprintf(words + k, k < wsz ? wsz - k : 0, "%s%s", i ? " " : "", WORDS[idx[i]]);
         snprintf(prompt, psz, "Repeat: %s\nAnswer:", words);
         return;
     }
@@ -44,7 +44,8 @@ static void wrong_words(Rng *r, const char *words, char *out, size_t osz) {
     while (strcmp(repl, tok[which]) == 0);
     size_t k = 0;
     out[0] = 0;
-    for (int i = 0; i < n; i++) k += snprintf(out + k, k < osz ? osz - k : 0, "%s%s", i ? " " : "", i == which ? repl : tok[i]);
+    for (int i = 0; i < n; i++)
+        k += snprintf(out + k, k < osz ? osz - k : 0, "%s%s", i ? " " : "", i == which ? repl : tok[i]);
 }
 
 void task_completion(Rng *r, TaskStyle style, const char *words, char *out, size_t osz) {

@@ -23,9 +23,12 @@ static int ccc_of(uint32_t cp) {
     int lo = 0, hi = (int)(sizeof nfc_ccc / sizeof *nfc_ccc) - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < nfc_ccc[mid][0]) hi = mid - 1;
-        else if (cp > nfc_ccc[mid][1]) lo = mid + 1;
-        else return (int)nfc_ccc[mid][2];
+        if (cp < nfc_ccc[mid][0])
+            hi = mid - 1;
+        else if (cp > nfc_ccc[mid][1])
+            lo = mid + 1;
+        else
+            return (int)nfc_ccc[mid][2];
     }
     return 0;
 }
@@ -35,9 +38,12 @@ static const uint32_t *decomp_of(uint32_t cp) {
     int lo = 0, hi = (int)(sizeof nfc_decomp / sizeof *nfc_decomp) - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < nfc_decomp[mid][0]) hi = mid - 1;
-        else if (cp > nfc_decomp[mid][0]) lo = mid + 1;
-        else return nfc_decomp[mid];
+        if (cp < nfc_decomp[mid][0])
+            hi = mid - 1;
+        else if (cp > nfc_decomp[mid][0])
+            lo = mid + 1;
+        else
+            return nfc_decomp[mid];
     }
     return NULL;
 }
@@ -51,9 +57,12 @@ static uint32_t compose(uint32_t a, uint32_t b) {
     int lo = 0, hi = (int)(sizeof nfc_comp / sizeof *nfc_comp) - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (a < nfc_comp[mid][0] || (a == nfc_comp[mid][0] && b < nfc_comp[mid][1])) hi = mid - 1;
-        else if (a > nfc_comp[mid][0] || b > nfc_comp[mid][1]) lo = mid + 1;
-        else return nfc_comp[mid][2];
+        if (a < nfc_comp[mid][0] || (a == nfc_comp[mid][0] && b < nfc_comp[mid][1]))
+            hi = mid - 1;
+        else if (a > nfc_comp[mid][0] || b > nfc_comp[mid][1])
+            lo = mid + 1;
+        else
+            return nfc_comp[mid][2];
     }
     return 0;
 }

@@ -24,9 +24,9 @@ void *xaligned_alloc(size_t n);
 
 /* ---- atomic file output ---- */
 typedef struct AtomicFile {
-    FILE *fp;        /* write here */
-    char *final;     /* destination path; NULL when writing to stdout */
-    char *tmp;       /* temporary path */
+    FILE *fp;    /* write here */
+    char *final; /* destination path; NULL when writing to stdout */
+    char *tmp;   /* temporary path */
 } AtomicFile;
 
 /* Opens PATH for atomic writing ("-" or NULL = stdout, written directly). */

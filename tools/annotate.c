@@ -53,21 +53,37 @@ int main(int argc, char **argv) {
     int n_ann = 3, version = 2;
     double noise = 0.1;
     uint64_t seed = 1;
-    static struct option opts[] = {{"annotators", 1, 0, 'a'}, {"noise", 1, 0, 'z'}, {"argilla", 1, 0, 'A'},
-                                   {"question", 1, 0, 'Q'},   {"seed", 1, 0, 'S'},  {"out", 1, 0, 'o'},
+    static struct option opts[] = {{"annotators", 1, 0, 'a'}, {"noise", 1, 0, 'z'},   {"argilla", 1, 0, 'A'},
+                                   {"question", 1, 0, 'Q'},   {"seed", 1, 0, 'S'},    {"out", 1, 0, 'o'},
                                    {"help", 0, 0, 'h'},       {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'a': n_ann = cli_int(prog, "--annotators", optarg); break;
-        case 'z': noise = cli_double(prog, "--noise", optarg); break;
-        case 'A': version = cli_int(prog, "--argilla", optarg); break;
-        case 'Q': question = optarg; break;
-        case 'S': seed = cli_u64(prog, "--seed", optarg); break;
-        case 'o': out = optarg; break;
-        case 'h': usage(); return 0;
-        case 'V': cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case 'a':
+            n_ann = cli_int(prog, "--annotators", optarg);
+            break;
+        case 'z':
+            noise = cli_double(prog, "--noise", optarg);
+            break;
+        case 'A':
+            version = cli_int(prog, "--argilla", optarg);
+            break;
+        case 'Q':
+            question = optarg;
+            break;
+        case 'S':
+            seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'h':
+            usage();
+            return 0;
+        case 'V':
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (n_ann < 1 || n_ann > 100) cli_usage_error(prog, "--annotators must be in 1..100");

@@ -267,8 +267,8 @@ int main(int argc, char **argv) {
             /* LoRA: the reference is the same weights with the adapter off (TRL with a
              * PEFT model and no ref_model: model.disable_adapter()); no second model */
             if (!f.quiet)
-                fprintf(stderr, "%s: reference = the -m weights with the LoRA adapter off (no second model in memory)\n",
-                        PROG);
+                fprintf(stderr,
+                        "%s: reference = the -m weights with the LoRA adapter off (no second model in memory)\n", PROG);
             lora_set_enabled(&d.model, 0);
             done = compute_ref(&d, &d.model, f.batch_size);
             lora_set_enabled(&d.model, 1);

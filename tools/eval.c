@@ -61,8 +61,8 @@ static void usage(void) {
 typedef struct Side {
     const char *name;
     Model m;
-    GenSeq *seqs;   /* [n_prompts * ns] */
-    char **texts;   /* decoded completions */
+    GenSeq *seqs; /* [n_prompts * ns] */
+    char **texts; /* decoded completions */
     double *gold, *util, *reward, *logp_self, *logp_sft;
 } Side;
 
@@ -131,8 +131,7 @@ static double mean(const double *x, int n) {
 }
 
 /* Writes curve data and a gnuplot script, runs gnuplot; returns 1 when PNG made. */
-static int plot_curve(const char *log_path, const char *key, const char *dir, const char *png_name,
-                      const char *title) {
+static int plot_curve(const char *log_path, const char *key, const char *dir, const char *png_name, const char *title) {
     JsonlReader r;
     Error e = {0};
     if (jsonl_open(&r, log_path, &e)) return 0;
@@ -168,9 +167,12 @@ static int plot_curve(const char *log_path, const char *key, const char *dir, co
 
 static void md_escape_line(FILE *f, const char *s) {
     for (; *s; s++) {
-        if (*s == '\n') fputs("\\n", f);
-        else if (*s == '|') fputs("\\|", f);
-        else fputc(*s, f);
+        if (*s == '\n')
+            fputs("\\n", f);
+        else if (*s == '|')
+            fputs("\\|", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -182,44 +184,108 @@ int main(int argc, char **argv) {
     gc.max_new_tokens = 32;
     gc.batch_size = 16;
     gc.seed = 1;
-    enum { O_SFT = 1000, O_RM, O_LOG, O_NAME, O_PREFIX, O_NS, O_MAXNEW, O_TEMP, O_TOPP, O_TPL, O_BS, O_SEED, O_THR, O_VER,
-           O_STOP };
+    enum {
+        O_SFT = 1000,
+        O_RM,
+        O_LOG,
+        O_NAME,
+        O_PREFIX,
+        O_NS,
+        O_MAXNEW,
+        O_TEMP,
+        O_TOPP,
+        O_TPL,
+        O_BS,
+        O_SEED,
+        O_THR,
+        O_VER,
+        O_STOP
+    };
     const char *stops[16];
     int n_stops = 0;
-    static struct option opts[] = {{"model", 1, 0, 'm'},          {"sft", 1, 0, O_SFT},       {"out", 1, 0, 'o'},
-                                   {"reward-model", 1, 0, O_RM},  {"log", 1, 0, O_LOG},       {"name", 1, 0, O_NAME},
-                                   {"prompt-format", 1, 0, O_PREFIX},    {"num-samples", 1, 0, O_NS}, {"max-new-tokens", 1, 0, O_MAXNEW},
-                                   {"temperature", 1, 0, O_TEMP}, {"top-p", 1, 0, O_TOPP},    {"template", 1, 0, O_TPL},
-                                   {"batch-size", 1, 0, O_BS},    {"seed", 1, 0, O_SEED},     {"threads", 1, 0, O_THR},
-                                   {"stop", 1, 0, O_STOP},        {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},        {"version", 0, 0, O_VER},
+    static struct option opts[] = {{"model", 1, 0, 'm'},
+                                   {"sft", 1, 0, O_SFT},
+                                   {"out", 1, 0, 'o'},
+                                   {"reward-model", 1, 0, O_RM},
+                                   {"log", 1, 0, O_LOG},
+                                   {"name", 1, 0, O_NAME},
+                                   {"prompt-format", 1, 0, O_PREFIX},
+                                   {"num-samples", 1, 0, O_NS},
+                                   {"max-new-tokens", 1, 0, O_MAXNEW},
+                                   {"temperature", 1, 0, O_TEMP},
+                                   {"top-p", 1, 0, O_TOPP},
+                                   {"template", 1, 0, O_TPL},
+                                   {"batch-size", 1, 0, O_BS},
+                                   {"seed", 1, 0, O_SEED},
+                                   {"threads", 1, 0, O_THR},
+                                   {"stop", 1, 0, O_STOP},
+                                   {"quiet", 0, 0, 'q'},
+                                   {"help", 0, 0, 'h'},
+                                   {"version", 0, 0, O_VER},
                                    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:o:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_dir = optarg; break;
-        case O_SFT: sft_dir = optarg; break;
-        case 'o': out_dir = optarg; break;
-        case O_RM: rm_dir = optarg; break;
-        case O_LOG: log_path = optarg; break;
-        case O_NAME: name = optarg; break;
-        case O_PREFIX: prefix = optarg; break;
-        case O_NS: ns = cli_int(prog, "--num-samples", optarg); break;
-        case O_MAXNEW: gc.max_new_tokens = cli_int(prog, "--max-new-tokens", optarg); break;
-        case O_TEMP: gc.sampler.temperature = (float)cli_double(prog, "--temperature", optarg); break;
-        case O_TOPP: gc.sampler.top_p = (float)cli_double(prog, "--top-p", optarg); break;
-        case O_TPL: tpl_name = optarg; break;
-        case O_BS: gc.batch_size = cli_int(prog, "--batch-size", optarg); break;
-        case O_SEED: gc.seed = cli_u64(prog, "--seed", optarg); break;
-        case O_THR: threads = cli_int(prog, "--threads", optarg); break;
+        case 'm':
+            model_dir = optarg;
+            break;
+        case O_SFT:
+            sft_dir = optarg;
+            break;
+        case 'o':
+            out_dir = optarg;
+            break;
+        case O_RM:
+            rm_dir = optarg;
+            break;
+        case O_LOG:
+            log_path = optarg;
+            break;
+        case O_NAME:
+            name = optarg;
+            break;
+        case O_PREFIX:
+            prefix = optarg;
+            break;
+        case O_NS:
+            ns = cli_int(prog, "--num-samples", optarg);
+            break;
+        case O_MAXNEW:
+            gc.max_new_tokens = cli_int(prog, "--max-new-tokens", optarg);
+            break;
+        case O_TEMP:
+            gc.sampler.temperature = (float)cli_double(prog, "--temperature", optarg);
+            break;
+        case O_TOPP:
+            gc.sampler.top_p = (float)cli_double(prog, "--top-p", optarg);
+            break;
+        case O_TPL:
+            tpl_name = optarg;
+            break;
+        case O_BS:
+            gc.batch_size = cli_int(prog, "--batch-size", optarg);
+            break;
+        case O_SEED:
+            gc.seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case O_THR:
+            threads = cli_int(prog, "--threads", optarg);
+            break;
         case O_STOP:
             if (n_stops == 16) cli_usage_error(prog, "--stop: at most 16 stop strings");
             if (!*optarg) cli_usage_error(prog, "--stop: empty stop string");
             stops[n_stops++] = unescape(optarg);
             break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(); return 0;
-        case O_VER: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage();
+            return 0;
+        case O_VER:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!model_dir || !sft_dir || !out_dir) cli_usage_error(prog, "-m, --sft and -o are required");
@@ -415,8 +481,8 @@ int main(int argc, char **argv) {
     const char *rew_key = NULL;
     if (log_path) {
         have_loss = plot_curve(log_path, "loss", out_dir, "loss.png", "training loss");
-        static const char *const keys[] = {"rewards/margins", "objective/scores", "reward", "rewards/accuracies",
-                                           "accuracy", "mean_token_accuracy"};
+        static const char *const keys[] = {"rewards/margins",    "objective/scores", "reward",
+                                           "rewards/accuracies", "accuracy",         "mean_token_accuracy"};
         for (int i = 0; i < 6 && !have_rew; i++)
             if ((have_rew = plot_curve(log_path, keys[i], out_dir, "reward.png", "reward during training")))
                 rew_key = keys[i];
@@ -425,15 +491,17 @@ int main(int argc, char **argv) {
     if (atomic_open(&af, mpath, &e)) err_die(prog, &e);
     FILE *f = af.fp;
     fprintf(f, "# cherry report: %s\n\n", name);
-    fprintf(f, "Aligned model `%s` against its SFT model `%s` on %d held-out prompts, %d samples each "
-               "(temperature %.2f, at most %d new tokens).\n\n",
+    fprintf(f,
+            "Aligned model `%s` against its SFT model `%s` on %d held-out prompts, %d samples each "
+            "(temperature %.2f, at most %d new tokens).\n\n",
             model_dir, sft_dir, np, ns, gc.sampler.temperature, gc.max_new_tokens);
     fprintf(f, "| metric | SFT | aligned |\n|---|---|---|\n");
     fprintf(f, "| gold score (fraction fully good) | %.3f | %.3f |\n", gold_b, gold_a);
     if (have_rm) fprintf(f, "| reward-model score | %.3f | %.3f |\n", mean(side[0].reward, N), mean(side[1].reward, N));
     fprintf(f, "| mean length (tokens) | %.1f | %.1f |\n", len_b, len_a);
-    fprintf(f, "\nWin rate of the aligned model against SFT: **%.3f** (ties count 1/2). "
-               "KL(aligned || SFT), sequence-level k1 estimate: **%.3f** nats.\n\n",
+    fprintf(f,
+            "\nWin rate of the aligned model against SFT: **%.3f** (ties count 1/2). "
+            "KL(aligned || SFT), sequence-level k1 estimate: **%.3f** nats.\n\n",
             win / N, kl);
     fprintf(f, "Gold score change: **%+.3f**.\n\n", gold_a - gold_b);
     if (have_loss) fprintf(f, "![training loss](loss.png)\n\n");

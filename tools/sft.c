@@ -91,9 +91,8 @@ static int sft_flag(void *ctx, int opt, const char *arg) {
 
 /* Units: without packing one per example; with packing, next-fit over the examples
  * in data order (start a new row when the next example does not fit); a
- * micro-batch of n units becomes exactly n rows (batch_fill_units).  (TRL >= 0.20 packs best-fit-decreasing by default, which fills
- * rows a little better but reorders examples; the packed rows are shuffled per
- * epoch either way.) */
+ * micro-batch of n units becomes exactly n rows (batch_fill_units).  (TRL >= 0.20 packs best-fit-decreasing by default,
+ * which fills rows a little better but reorders examples; the packed rows are shuffled per epoch either way.) */
 static void split_units(SftSplit *sp, int packing, int max_T) {
     sp->unit_start = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
     sp->unit_len = xmalloc((size_t)(sp->n_ex > 0 ? sp->n_ex : 1) * sizeof(int));
@@ -157,8 +156,8 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
         if (used < 0) return e->code;
         if (used != n_ex || b.B != n) {
             batch_free(&b);
-            return err_set(e, EX_SOFTWARE, "sft: batch_fill placed %d of %d examples in %d of %d rows", used, n_ex,
-                           b.B, n);
+            return err_set(e, EX_SOFTWARE, "sft: batch_fill placed %d of %d examples in %d of %d rows", used, n_ex, b.B,
+                           n);
         }
     }
     size_t N = (size_t)b.B * b.T;

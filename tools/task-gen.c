@@ -36,30 +36,46 @@ int main(int argc, char **argv) {
     int split = 0, max_words = 3;
     uint64_t seed = 1;
     double mix[4] = {0.4, 0.35, 0.1, 0.15};
-    static struct option opts[] = {{"kind", 1, 0, 'k'},  {"count", 1, 0, 'n'}, {"split", 1, 0, 's'},
-                                   {"max-words", 1, 0, 'w'}, {"mix", 1, 0, 'x'}, {"seed", 1, 0, 'S'},
-                                   {"out", 1, 0, 'o'},   {"help", 0, 0, 'h'},  {"version", 0, 0, 'V'},
-                                   {0, 0, 0, 0}};
+    static struct option opts[] = {
+        {"kind", 1, 0, 'k'}, {"count", 1, 0, 'n'}, {"split", 1, 0, 's'}, {"max-words", 1, 0, 'w'}, {"mix", 1, 0, 'x'},
+        {"seed", 1, 0, 'S'}, {"out", 1, 0, 'o'},   {"help", 0, 0, 'h'},  {"version", 0, 0, 'V'},   {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "n:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'k': kind = optarg; break;
-        case 'n': count = cli_ll(prog, "--count", optarg); break;
-        case 's':
-            if (!strcmp(optarg, "train")) split = 0;
-            else if (!strcmp(optarg, "eval")) split = 1;
-            else cli_usage_error(prog, "--split: expected train or eval, got '%s'", optarg);
+        case 'k':
+            kind = optarg;
             break;
-        case 'w': max_words = cli_int(prog, "--max-words", optarg); break;
+        case 'n':
+            count = cli_ll(prog, "--count", optarg);
+            break;
+        case 's':
+            if (!strcmp(optarg, "train"))
+                split = 0;
+            else if (!strcmp(optarg, "eval"))
+                split = 1;
+            else
+                cli_usage_error(prog, "--split: expected train or eval, got '%s'", optarg);
+            break;
+        case 'w':
+            max_words = cli_int(prog, "--max-words", optarg);
+            break;
         case 'x':
             if (sscanf(optarg, "%lf,%lf,%lf,%lf", &mix[0], &mix[1], &mix[2], &mix[3]) != 4)
                 cli_usage_error(prog, "--mix: expected four comma-separated numbers, got '%s'", optarg);
             break;
-        case 'S': seed = cli_u64(prog, "--seed", optarg); break;
-        case 'o': out = optarg; break;
-        case 'h': usage(); return 0;
-        case 'V': cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case 'S':
+            seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'h':
+            usage();
+            return 0;
+        case 'V':
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
