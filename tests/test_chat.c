@@ -11,20 +11,10 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "check.h"
 #include "util.h"
 
 #define DIR "tests/oracle/tokenizers"
-static int failures;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
 
 /* Writes DIR/name with top-level keys replaced by patch into a fresh temporary
  * directory (plus an optional tokenizer_config.json) and loads it. */

@@ -10,21 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "data.h"
 #include "util.h"
 
 #define DIR "tests/oracle/tokenizers"
-static int failures;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
 
 static Tokenizer *gpt2, *llama, *smol;
 static char tmpdir[64];

@@ -15,20 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "generate.h"
 #include "model.h"
 #include "ops.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
 
 #define NP 5
 static const int P0[] = {5, 17, 42, 3, 9}, P1[] = {7}, P2[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, P3[] = {64, 64, 64},

@@ -6,18 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "rollpairs.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
 
 static void expect_pairs(const char *what, PairStrategy s, const float *r, int n, int k, double beta, const int *want,
                          int nwant) {

@@ -14,20 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "dequant.h"
 #include "gguf.h"
 #include "util.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 /* ---- a byte buffer with little-endian writers ---- */
 typedef struct Buf {

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "gguf.h"
 #include "model.h"
 #include "safetensors.h"
@@ -24,17 +25,6 @@
 #include "util.h"
 
 #define FIX "tests/oracle/fixtures/gguf-tiny"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 static void test_unpermute(void) {
     /* 2 heads of 4 rows, 1 column; GGUF order per head is (i, j) pairs of

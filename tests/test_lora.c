@@ -19,21 +19,11 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "lora.h"
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
 
 enum { B = 2, T = 6, V = 37 };
 

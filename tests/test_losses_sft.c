@@ -9,21 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "losses.h"
 #include "metrics.h"
 #include "train.h"
 #include "util.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
 
 static void test_sft_loss(void) {
     /* rows 0 and 3 bear no loss */

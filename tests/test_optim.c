@@ -16,21 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "gemm.h"
 #include "optim.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
 
 /* relative error with a floor of 1e-2 on the scale: parameters that pass near zero
  * carry the rounding of the O(lr) terms that cancelled there */

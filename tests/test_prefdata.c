@@ -8,19 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "prefdata.h"
 #include "util.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 /* A record with n options "o0".."o{n-1}" and one submitted annotator per rank row
  * (0 = unranked). */

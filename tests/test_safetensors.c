@@ -9,21 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "safetensors.h"
 #include "util.h"
 
-static int failures;
 static char dir[256];
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 static void write_raw(const char *path, const void *data, size_t n) {
     FILE *fp = fopen(path, "wb");

@@ -25,21 +25,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "model.h"
 #include "util.h"
 
 #define FIX "tests/oracle/fixtures"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
 
 static double rel(double got, double want) {
     return fabs(got - want) / fmax(fabs(want), 1e-12);
