@@ -49,6 +49,7 @@
 #include "optim.h"
 #include "rl_batch.h"
 #include "rl_rewards.h"
+#include "rl_rollout.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -169,22 +170,6 @@ static const struct option ppo_opts[] = {
 
 #define GEN_SLOTS 64 /* sequences decoded together */
 
-/* One batch of generated sequences and everything computed from it.  Per-token
- * arrays are flat: sequence i's completion tokens are rows off[i] .. off[i]+len[i]-1. */
-typedef struct Rollout {
-    int n;                                 /* sequences = prompts * G */
-    int *prompt;                           /* index into Ppo.px */
-    int **tokens;                          /* completion ids (owned) */
-    int *len, *off;                        /* completion lengths and offsets */
-    int *eos;                              /* completion ends with EOS */
-    long ntok;                             /* total completion tokens */
-    float *old_logp;                       /* sampling log-probs [ntok] */
-    float *ref_logp;                       /* [ntok] or NULL */
-    float *old_values, *adv_tok, *returns; /* ppo [ntok] */
-    double *score;                         /* combined reward per sequence */
-    double *adv;                           /* per-sequence advantage (grpo, rloo, reinforce) */
-} Rollout;
-
 typedef struct Ppo {
     RlAlgo algo;
     RlConfig cfg; /* the above, for losses_rl.h (kl_coef follows the controller) */
@@ -212,7 +197,7 @@ typedef struct Ppo {
     RlRewards rw; /* the reward model and the programs, weighted */
     RlKlController klc;
     RlState rls; /* reinforce baseline */
-    Rollout ro;
+    RlRollout ro;
     int saving_final;
 } Ppo;
 
@@ -362,21 +347,9 @@ static int same_tokenizer(const char *a_dir, const char *b_dir, Error *e) {
     return rc;
 }
 
-/* The batch of rollout sequences seq[0..k), in that order (rl_batch.h). */
-static int seq_batch(Ppo *p, const int *seq, int k, RlSeqBatch *sb, Error *e) {
-    const int **pr = xmalloc((size_t)k * sizeof(int *)), **co = xmalloc((size_t)k * sizeof(int *));
-    int *pl = xmalloc((size_t)k * sizeof(int)), *cl = xmalloc((size_t)k * sizeof(int));
-    for (int j = 0; j < k; j++) {
-        const PromptExample *px = &p->px[p->ro.prompt[seq[j]]];
-        pr[j] = px->ids;
-        pl[j] = px->n;
-        co[j] = p->ro.tokens[seq[j]];
-        cl[j] = p->ro.len[seq[j]];
-    }
-    int pad = tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
-    int rc = rl_batch_build(sb, pr, pl, co, cl, k, pad, e);
-    free(pr), free(co), free(pl), free(cl);
-    return rc;
+/* The padding id of the model batches. */
+static int pad_id(const Ppo *p) {
+    return tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
 }
 
 /* Rows per forward pass outside the updates (reference, old values, reward model):
@@ -391,54 +364,10 @@ static int micro_rows(const Ppo *p) {
 
 /* ---- rollout ---------------------------------------------------------------------- */
 
-static void rollout_free(Rollout *r) {
-    for (int i = 0; i < r->n; i++) free(r->tokens[i]);
-    free(r->prompt), free(r->tokens), free(r->len), free(r->off), free(r->eos);
-    free(r->old_logp), free(r->ref_logp), free(r->old_values), free(r->adv_tok), free(r->returns);
-    free(r->score), free(r->adv);
-    memset(r, 0, sizeof *r);
-}
-
-/* The prompts of iteration it: positions it*B .. it*B+B-1 of the stream of passes
- * over the data, each pass a Fisher-Yates shuffle seeded from (seed, pass). */
-static void iteration_prompts(const Ppo *p, long it, int *out) {
-    long B = p->f->batch_size;
-    int *perm = xmalloc((size_t)p->n_px * sizeof(int));
-    long have_pass = -1;
-    for (long k = 0; k < B; k++) {
-        long c = it * B + k, pass = c / p->n_px;
-        if (pass != have_pass) {
-            for (int i = 0; i < p->n_px; i++) perm[i] = i;
-            Rng r;
-            rng_seed(&r, p->f->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)pass + 1);
-            rng_shuffle(&r, perm, (size_t)p->n_px);
-            have_pass = pass;
-        }
-        out[k] = perm[c % p->n_px];
-    }
-    free(perm);
-}
-
 /* Reference log-probs (once per batch) and, for ppo, the value model's values
  * before any update: forward passes in chunks of the micro-batch size. */
 static int rollout_forward(Ppo *p, Model *m, int values, float *out, Error *e) {
-    Rollout *r = &p->ro;
-    int chunk = micro_rows(p);
-    int *seq = xmalloc((size_t)chunk * sizeof(int));
-    int rc = 0;
-    for (int s = 0; s < r->n && !rc; s += chunk) {
-        int k = r->n - s < chunk ? r->n - s : chunk;
-        for (int j = 0; j < k; j++) seq[j] = s + j;
-        RlSeqBatch sb;
-        if ((rc = seq_batch(p, seq, k, &sb, e))) break;
-        if (values)
-            rl_values(m, &sb, out + r->off[s]);
-        else
-            rl_lm_logprobs(m, &sb, (float)p->temperature, out + r->off[s], NULL);
-        rl_batch_free(&sb);
-    }
-    free(seq);
-    return rc;
+    return rl_rollout_forward(&p->ro, p->px, pad_id(p), m, values, (float)p->temperature, micro_rows(p), out, e);
 }
 
 static int needs_ref(const Ppo *p) {
@@ -449,11 +378,11 @@ static int needs_ref(const Ppo *p) {
  * *mt (passed to every update of the iteration). */
 static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     const TrainFlags *f = p->f;
-    Rollout *r = &p->ro;
-    rollout_free(r);
+    RlRollout *r = &p->ro;
+    rl_rollout_free(r);
     int B = f->batch_size, G = p->G, n = B * G;
     int *pidx = xmalloc((size_t)B * sizeof(int));
-    iteration_prompts(p, it, pidx);
+    rl_iteration_prompts(it, f->batch_size, p->n_px, f->seed, pidx);
     const int **ids = xmalloc((size_t)B * sizeof(int *));
     int *lens = xmalloc((size_t)B * sizeof(int));
     long *gid = xmalloc((size_t)B * sizeof(long));
@@ -604,10 +533,10 @@ static double ppo_weight(void *ctx, Split split, const int *idx, int n) {
 
 static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double scale, Metrics *mt, Error *e) {
     Ppo *p = ctx;
-    Rollout *r = &p->ro;
+    RlRollout *r = &p->ro;
     if (split != SPLIT_TRAIN) return err_set(e, EX_SOFTWARE, "ppo has no evaluation split");
     RlSeqBatch sb;
-    int rc = seq_batch(p, seq, k, &sb, e);
+    int rc = rl_rollout_batch(r, p->px, pad_id(p), seq, k, &sb, e);
     if (rc) return rc;
     size_t ntok = (size_t)sb.ntok, nb = (ntok ? ntok : 1) * sizeof(float);
     int ppo = p->algo == RL_ALGO_PPO;
@@ -1076,7 +1005,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < p.n_cmds; c++) rewardcmd_close(&p.cmds[c]);
     if (rc > 0 && rc < 128) err_die(PROG, &e);
 
-    rollout_free(&p.ro);
+    rl_rollout_free(&p.ro);
     for (int i = 0; i < p.n_px; i++) prompt_example_free(&p.px[i]);
     free(p.px);
     if (p.have_vm) adamw_free(&p.vopt), model_free(&p.vm);
