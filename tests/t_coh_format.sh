@@ -6,16 +6,9 @@ C="${BIN:-bin}/coh-format"
 P=tests/data/pairs
 T=$(mktemp -d /tmp/t_coh_format.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 expect_same() {
   if ! cmp -s "$2" "$3"; then fail "$1: output differs from $2"; diff "$2" "$3" | head -20; fi
-}
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
 }
 
 # --- the reviewed layout (strings, Unicode, message lists, shared-conversation prompt, hh)

@@ -10,20 +10,7 @@ L="${BIN:-bin}/logprobs"
 M=tests/oracle/fixtures/pref-gpt2-policy
 T=$(mktemp -d /tmp/t_dpo.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_fail WHAT CODE NEEDLE CMD... : the command must exit CODE and say NEEDLE on stderr.
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
-# num FIELD LINE FILE : the number in "FIELD": x on line LINE of FILE
-num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
-# check AWK-CONDITION WHAT : fails unless the condition on a, b holds
-check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+. "$(dirname "$0")/lib.sh"
 
 # the bundled task: polite correct answer preferred to a curt or wrong one
 : >"$T/pairs.jsonl"

@@ -8,16 +8,7 @@ P="${BIN:-bin}/import-gguf"
 F=tests/oracle/fixtures/gguf-tiny/tiny.gguf
 T=$(mktemp -d /tmp/t_import_gguf.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_fail WHAT CODE NEEDLE CMD... : the command must exit CODE and say NEEDLE on stderr.
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
+. "$(dirname "$0")/lib.sh"
 
 [ -x "$P" ] || { echo "FAIL: $P not built"; exit 1; }
 [ -f "$F" ] || { echo "FAIL: fixture $F missing (run from the source root)"; exit 1; }

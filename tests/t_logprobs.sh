@@ -8,21 +8,12 @@ L="${BIN:-bin}/logprobs"
 M=tests/oracle/fixtures/pref-gpt2-policy
 T=$(mktemp -d /tmp/t_logprobs.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
-num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
+. "$(dirname "$0")/lib.sh"
 # arrsum FIELD LINE FILE : sum of the numbers of the array "FIELD": [...]
 arrsum() {
   sed -n "$2p" "$3" | grep -o "\"$1\": *\[[^]]*\]" | sed 's/^[^[]*\[//; s/\]$//' | tr ',' '\n' |
     awk '{ s += $1; n++ } END { printf "%.9g %d\n", s, n }'
 }
-check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
 
 cat >"$T/pairs.jsonl" <<'EOF'
 {"id": 7, "prompt": "Repeat: red fox sky\nAnswer:", "chosen": " red fox sky. Glad to help!", "rejected": " red sky."}

@@ -5,9 +5,7 @@
 BIN=${BIN:-bin}
 T=$(mktemp -d /tmp/cherry-t-model-tools.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 # expect CODE DESCRIPTION command...  (stderr kept in $T/err)
 expect() {

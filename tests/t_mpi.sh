@@ -27,8 +27,7 @@ if ! command -v mpirun >/dev/null 2>&1; then
 fi
 T=$(mktemp -d /tmp/t_mpi.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 ROOT=""
 [ "$(id -u)" = 0 ] && ROOT="--allow-run-as-root"
 # one OpenMP thread per rank: 2 ranks x all cores would oversubscribe the machine

@@ -17,8 +17,7 @@ B="${BIN:-bin}"
 OUT="${O:-build}"
 T=$(mktemp -d /tmp/t_pipeline_fast.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 for p in init-model task-gen sft rollout annotate rank2pairs logprobs rm-train dpo ppo coh-format eval task-reward; do
   [ -x "$B/$p" ] || { echo "skip: $B/$p is not built"; exit 77; }

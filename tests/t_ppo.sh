@@ -19,15 +19,7 @@ RM=tests/oracle/fixtures/pref-gpt2-rm
 RW="sh tests/reward_lowid.sh"
 T=$(mktemp -d /tmp/t_ppo.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
+. "$(dirname "$0")/lib.sh"
 
 # mean of FIELD over the first and the last fifth of the records of a log
 fifths() {

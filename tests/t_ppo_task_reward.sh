@@ -8,8 +8,7 @@ P="${BIN:-bin}/ppo"
 M=tests/oracle/fixtures/pref-gpt2-policy
 T=$(mktemp -d /tmp/t_ppo_task_reward.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 cat >"$T/in.jsonl" <<'EOF2'
 {"prompt": "Repeat: red fox sky\nAnswer:", "completion": " red fox sky. Glad to help!"}

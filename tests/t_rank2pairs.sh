@@ -8,21 +8,13 @@ D=tests/data/argilla
 P=tests/data/pairs
 T=$(mktemp -d /tmp/t_rank2pairs.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 # expect_same WHAT EXPECTED_FILE GOT_FILE
 expect_same() {
   if ! cmp -s "$2" "$3"; then fail "$1: output differs from $2"; diff "$2" "$3" | head -20; fi
 }
 
-# expect_fail WHAT CODE NEEDLE CMD... : the command must exit CODE and say NEEDLE on stderr.
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
 
 # --- every shape against reviewed expectations
 "$R" -q --margin $D/a1_records.jsonl $D/a1_hf.jsonl $D/a2_nested.jsonl $D/oasst_trees.jsonl $D/shp.jsonl \

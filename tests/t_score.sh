@@ -8,16 +8,7 @@ S="${BIN:-bin}/score"
 F=tests/oracle/fixtures
 T=$(mktemp -d /tmp/t_score.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail() {
-  what=$1 code=$2 needle=$3; shift 3
-  "$@" >"$T/out" 2>"$T/err"; rc=$?
-  [ "$rc" -eq "$code" ] || fail "$what: expected exit $code, got $rc ($(cat "$T/err"))"
-  grep -qF -- "$needle" "$T/err" || fail "$what: expected '$needle' on stderr, got: $(cat "$T/err")"
-}
-num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
-check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+. "$(dirname "$0")/lib.sh"
 
 cat >"$T/pairs.jsonl" <<'EOF'
 {"prompt": "Repeat: red fox sky\nAnswer:", "chosen": " red fox sky. Glad to help!", "rejected": " red sky."}

