@@ -48,9 +48,9 @@
 #include "model.h"
 #include "optim.h"
 #include "rl_batch.h"
+#include "rl_ckpt.h"
 #include "rl_rewards.h"
 #include "rl_rollout.h"
-#include "safetensors.h"
 #include "tokenizer.h"
 #include "train.h"
 
@@ -612,39 +612,7 @@ static int ppo_save(void *ctx, const char *dir, Error *e) {
         free(vd);
         if (rc) return rc;
     }
-    StWriter w;
-    st_writer_init(&w);
-    char buf[64];
-    if (p->have_vm) adamw_state_add(&w, &p->vopt, "value_");
-    snprintf(buf, sizeof buf, "%.17g", p->klc.coef);
-    st_writer_meta(&w, "kl_coef", buf);
-    snprintf(buf, sizeof buf, "%.17g", p->rls.baseline);
-    st_writer_meta(&w, "baseline", buf);
-    snprintf(buf, sizeof buf, "%d", p->rls.baseline_set);
-    st_writer_meta(&w, "baseline_set", buf);
-    char *sp = path_join(dir, "ppo_state.safetensors");
-    rc = st_writer_write(&w, sp, ST_F32, e);
-    free(sp);
-    st_writer_free(&w);
-    return rc;
-}
-
-static int load_state(Ppo *p, const char *path, Error *e) {
-    StFile sf;
-    int rc = st_open(&sf, path, e);
-    if (rc) return rc;
-    const char *kc = st_meta_get(&sf, "kl_coef"), *bl = st_meta_get(&sf, "baseline"),
-               *bs = st_meta_get(&sf, "baseline_set");
-    if (!kc || !bl || !bs) {
-        st_close(&sf);
-        return err_set(e, EX_DATAERR, "%s: metadata kl_coef, baseline, baseline_set expected", path);
-    }
-    p->klc.coef = strtod(kc, NULL);
-    p->rls.baseline = strtod(bl, NULL);
-    p->rls.baseline_set = atoi(bs);
-    if (p->have_vm) rc = adamw_state_read(&p->vopt, &sf, "value_", path, e);
-    st_close(&sf);
-    return rc;
+    return rl_ckpt_write(dir, p->have_vm ? &p->vopt : NULL, &p->klc, &p->rls, e);
 }
 
 static int ppo_load(void *ctx, const char *dir, Error *e) {
@@ -655,11 +623,7 @@ static int ppo_load(void *ctx, const char *dir, Error *e) {
         rc = model_load_params(&p->vm, vd, e);
         free(vd);
     }
-    if (rc == 0) {
-        char *sp = path_join(dir, "ppo_state.safetensors");
-        rc = load_state(p, sp, e);
-        free(sp);
-    }
+    if (rc == 0) rc = rl_ckpt_read(dir, p->have_vm ? &p->vopt : NULL, &p->klc, &p->rls, e);
     return rc;
 }
 
