@@ -11,6 +11,7 @@
 #define CHERRY_RECBATCH_H
 
 #include <jansson.h>
+#include <stdio.h>
 
 #include "data.h"
 #include "recstream.h"
@@ -42,5 +43,25 @@ int recbatch_run_file(RecBatcher *rb, const char *path, const DataOptions *o, Er
 /* recbatch_run_file over the N_FILES paths, or over stdin when N_FILES is 0. */
 int recbatch_run_files(RecBatcher *rb, char **files, int n_files, const DataOptions *o, Error *e);
 void recbatch_free(RecBatcher *rb);
+
+/* ---- the command line the annotating programs share ------------------------------
+ * -m/--model DIR, -o/--out PATH, -q, -h, --version, --batch-size N (8),
+ * --max-length N (1024), --max-prompt-length N (512), --kind, --template,
+ * --skip-invalid, --threads N, and --seed/--progress/--no-progress accepted for
+ * uniformity; plus the program's one boolean switch EXTRA (e.g. "per-token"). */
+typedef struct RecFlags {
+    const char *model_dir, *out_path; /* out_path NULL unless -o was given */
+    int quiet, batch, max_length, max_prompt_length, threads;
+    int extra;        /* 1 when --EXTRA was given */
+    DataOptions data; /* kind, template and skip_invalid from the flags; the lengths are
+                       * the caller's to set (they are clamped to the model) */
+    int first_input;  /* argv index of the first input file (argc: none, read stdin) */
+} RecFlags;
+
+/* Parses argv or exits: usage(stdout) and 0 for -h, cli_version for --version, a
+ * usage error (64) for a bad or missing flag; with REJECT_PROMPT_ONLY, --kind
+ * prompt-only is one too (no completion to work on). */
+void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, const char *extra,
+                          int reject_prompt_only, void (*usage)(FILE *));
 
 #endif

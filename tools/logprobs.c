@@ -9,7 +9,6 @@
  * Tokenization and truncation are the data layer's (data.h), with dpo's defaults
  * (--max-length 1024, --max-prompt-length 512, clamped to the model's context), so the
  * numbers are the ones dpo would compute. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,41 +46,6 @@ static void usage(FILE *out) {
           "      --version            version\n",
           out);
 }
-
-enum {
-    OPT_VERSION = 1000,
-    OPT_PER_TOKEN,
-    OPT_BATCH,
-    OPT_MAXLEN,
-    OPT_MAXPROMPT,
-    OPT_KIND,
-    OPT_TEMPLATE,
-    OPT_SKIP,
-    OPT_THREADS,
-    OPT_SEED,
-    OPT_PROGRESS,
-    OPT_NO_PROGRESS
-};
-
-static const struct option opts[] = {
-    {"help", no_argument, 0, 'h'},
-    {"model", required_argument, 0, 'm'},
-    {"out", required_argument, 0, 'o'},
-    {"quiet", no_argument, 0, 'q'},
-    {"version", no_argument, 0, OPT_VERSION},
-    {"per-token", no_argument, 0, OPT_PER_TOKEN},
-    {"batch-size", required_argument, 0, OPT_BATCH},
-    {"max-length", required_argument, 0, OPT_MAXLEN},
-    {"max-prompt-length", required_argument, 0, OPT_MAXPROMPT},
-    {"kind", required_argument, 0, OPT_KIND},
-    {"template", required_argument, 0, OPT_TEMPLATE},
-    {"skip-invalid", no_argument, 0, OPT_SKIP},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"seed", required_argument, 0, OPT_SEED},
-    {"progress", no_argument, 0, OPT_PROGRESS},
-    {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
-    {0, 0, 0, 0},
-};
 
 typedef struct Lp {
     Model model;
@@ -136,100 +100,37 @@ static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, 
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *out_path = "-", *kind_name = "auto", *tpl_name = "auto";
-    int quiet = 0, batch = 8, per_token = 0, max_len = 1024, max_prompt = 512, skip = 0, threads = 0;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "hm:o:q", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            cli_version(PROG);
-        case 'm':
-            model_dir = optarg;
-            break;
-        case 'o':
-            out_path = optarg;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case OPT_PER_TOKEN:
-            per_token = 1;
-            break;
-        case OPT_BATCH:
-            batch = cli_int(PROG, "--batch-size", optarg);
-            if (batch < 1) cli_usage_error(PROG, "--batch-size: expected a positive integer, got '%s'", optarg);
-            break;
-        case OPT_MAXLEN:
-            max_len = cli_int(PROG, "--max-length", optarg);
-            if (max_len < 1) cli_usage_error(PROG, "--max-length: expected a positive integer, got '%s'", optarg);
-            break;
-        case OPT_MAXPROMPT:
-            max_prompt = cli_int(PROG, "--max-prompt-length", optarg);
-            if (max_prompt < 0) cli_usage_error(PROG, "--max-prompt-length: expected >= 0, got '%s'", optarg);
-            break;
-        case OPT_KIND:
-            kind_name = optarg;
-            break;
-        case OPT_TEMPLATE:
-            tpl_name = optarg;
-            break;
-        case OPT_SKIP:
-            skip = 1;
-            break;
-        case OPT_THREADS:
-            threads = cli_int(PROG, "--threads", optarg);
-            if (threads < 0) cli_usage_error(PROG, "--threads: expected >= 0, got '%s'", optarg);
-            break;
-        case OPT_SEED: /* accepted for uniformity; nothing here is random */
-            (void)cli_u64(PROG, "--seed", optarg);
-            break;
-        case OPT_PROGRESS:
-        case OPT_NO_PROGRESS:
-            break;
-        default:
-            cli_usage_error(PROG, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (!model_dir) cli_usage_error(PROG, "-m/--model is required");
-    threads_set(threads);
+    RecFlags f;
+    recbatch_flags_parse(&f, PROG, argc, argv, "per-token", 1, usage);
+    threads_set(f.threads);
     atomic_install_signal_cleanup();
-
     Error e;
     memset(&e, 0, sizeof e);
-    DataOptions o;
-    data_options_default(&o);
-    if (data_kind_parse(kind_name, &o.kind, &e)) cli_usage_error(PROG, "--kind: %s", e.msg);
-    if (o.kind == DATA_PROMPT_ONLY) cli_usage_error(PROG, "--kind: prompt-only records have no completion to score");
-    if (chat_template_parse(tpl_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
-    o.skip_invalid = skip;
+    DataOptions o = f.data;
 
     Lp L;
     memset(&L, 0, sizeof L);
-    L.per_token = per_token;
-    if (model_load(&L.model, model_dir, &e)) err_die(PROG, &e);
+    L.per_token = f.extra;
+    if (model_load(&L.model, f.model_dir, &e)) err_die(PROG, &e);
     if (L.model.cfg.is_classifier)
-        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); use score for rewards", model_dir);
+        cli_usage_error(PROG, "%s: is a sequence classifier (reward model); use score for rewards", f.model_dir);
     Tokenizer *tok;
-    if (tok_load_dir(&tok, model_dir, &e)) err_die(PROG, &e);
+    if (tok_load_dir(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
-    o.max_length = max_len < L.model.cfg.max_seq ? max_len : L.model.cfg.max_seq;
-    o.max_prompt_length = max_prompt;
+    o.max_length = f.max_length < L.model.cfg.max_seq ? f.max_length : L.model.cfg.max_seq;
+    o.max_prompt_length = f.max_prompt_length;
     RecBatcher rb;
-    recbatch_init(&rb, tok, pad_id, batch, lp_step, NULL, &L);
+    recbatch_init(&rb, tok, pad_id, f.batch, lp_step, NULL, &L);
 
     AtomicFile af;
-    if (atomic_open(&af, out_path, &e)) err_die(PROG, &e);
+    if (atomic_open(&af, f.out_path ? f.out_path : "-", &e)) err_die(PROG, &e);
     L.out = af.fp;
-    if (recbatch_run_files(&rb, argv + optind, argc - optind, &o, &e)) {
+    if (recbatch_run_files(&rb, argv + f.first_input, argc - f.first_input, &o, &e)) {
         atomic_abort(&af);
         err_die(PROG, &e);
     }
     if (atomic_commit(&af, &e)) err_die(PROG, &e);
-    if (!quiet) fprintf(stderr, "%s: %ld records written, %ld dropped or skipped\n", PROG, L.written, rb.dropped);
+    if (!f.quiet) fprintf(stderr, "%s: %ld records written, %ld dropped or skipped\n", PROG, L.written, rb.dropped);
     recbatch_free(&rb);
     pref_scratch_free(&L.s);
     free(L.seq);

@@ -7,7 +7,6 @@
  * processed in batches of --batch-size and written as they are done (streaming).
  * --accuracy (pairs) prints {"accuracy", "pairs", "mean_margin"} as one JSON line on
  * stdout; then the annotated records are written only when -o is given. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,41 +43,6 @@ static void usage(FILE *out) {
           "      --version            version\n",
           out);
 }
-
-enum {
-    OPT_VERSION = 1000,
-    OPT_ACC,
-    OPT_BATCH,
-    OPT_MAXLEN,
-    OPT_MAXPROMPT,
-    OPT_KIND,
-    OPT_TEMPLATE,
-    OPT_SKIP,
-    OPT_THREADS,
-    OPT_SEED,
-    OPT_PROGRESS,
-    OPT_NO_PROGRESS
-};
-
-static const struct option opts[] = {
-    {"help", no_argument, 0, 'h'},
-    {"model", required_argument, 0, 'm'},
-    {"out", required_argument, 0, 'o'},
-    {"quiet", no_argument, 0, 'q'},
-    {"version", no_argument, 0, OPT_VERSION},
-    {"accuracy", no_argument, 0, OPT_ACC},
-    {"batch-size", required_argument, 0, OPT_BATCH},
-    {"max-length", required_argument, 0, OPT_MAXLEN},
-    {"max-prompt-length", required_argument, 0, OPT_MAXPROMPT},
-    {"kind", required_argument, 0, OPT_KIND},
-    {"template", required_argument, 0, OPT_TEMPLATE},
-    {"skip-invalid", no_argument, 0, OPT_SKIP},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"seed", required_argument, 0, OPT_SEED},
-    {"progress", no_argument, 0, OPT_PROGRESS},
-    {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
-    {0, 0, 0, 0},
-};
 
 typedef struct Sc {
     Model model;
@@ -129,107 +93,45 @@ static int sc_check(void *ctx, const RecStream *rs, Error *e) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *out_path = NULL, *kind_name = "auto", *tpl_name = "auto";
-    int quiet = 0, batch = 8, accuracy = 0, max_len = 1024, max_prompt = 512, skip = 0, threads = 0;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "hm:o:q", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            cli_version(PROG);
-        case 'm':
-            model_dir = optarg;
-            break;
-        case 'o':
-            out_path = optarg;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case OPT_ACC:
-            accuracy = 1;
-            break;
-        case OPT_BATCH:
-            batch = cli_int(PROG, "--batch-size", optarg);
-            if (batch < 1) cli_usage_error(PROG, "--batch-size: expected a positive integer, got '%s'", optarg);
-            break;
-        case OPT_MAXLEN:
-            max_len = cli_int(PROG, "--max-length", optarg);
-            if (max_len < 1) cli_usage_error(PROG, "--max-length: expected a positive integer, got '%s'", optarg);
-            break;
-        case OPT_MAXPROMPT:
-            max_prompt = cli_int(PROG, "--max-prompt-length", optarg);
-            if (max_prompt < 0) cli_usage_error(PROG, "--max-prompt-length: expected >= 0, got '%s'", optarg);
-            break;
-        case OPT_KIND:
-            kind_name = optarg;
-            break;
-        case OPT_TEMPLATE:
-            tpl_name = optarg;
-            break;
-        case OPT_SKIP:
-            skip = 1;
-            break;
-        case OPT_THREADS:
-            threads = cli_int(PROG, "--threads", optarg);
-            if (threads < 0) cli_usage_error(PROG, "--threads: expected >= 0, got '%s'", optarg);
-            break;
-        case OPT_SEED: /* accepted for uniformity; nothing here is random */
-            (void)cli_u64(PROG, "--seed", optarg);
-            break;
-        case OPT_PROGRESS:
-        case OPT_NO_PROGRESS:
-            break;
-        default:
-            cli_usage_error(PROG, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-    }
-    if (!model_dir) cli_usage_error(PROG, "-m/--model is required");
-    threads_set(threads);
+    RecFlags f;
+    recbatch_flags_parse(&f, PROG, argc, argv, "accuracy", 0, usage);
+    threads_set(f.threads);
     atomic_install_signal_cleanup();
-
     Error e;
     memset(&e, 0, sizeof e);
-    DataOptions o;
-    data_options_default(&o);
-    if (data_kind_parse(kind_name, &o.kind, &e)) cli_usage_error(PROG, "--kind: %s", e.msg);
-    if (chat_template_parse(tpl_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
-    o.skip_invalid = skip;
+    DataOptions o = f.data;
 
     Sc S;
     memset(&S, 0, sizeof S);
-    S.accuracy = accuracy;
-    if (model_load(&S.model, model_dir, &e)) err_die(PROG, &e);
+    S.accuracy = f.extra;
+    if (model_load(&S.model, f.model_dir, &e)) err_die(PROG, &e);
     if (!S.model.cfg.is_classifier)
-        cli_usage_error(PROG, "%s: is a causal LM, not a reward model (train one with rm-train)", model_dir);
+        cli_usage_error(PROG, "%s: is a causal LM, not a reward model (train one with rm-train)", f.model_dir);
     Tokenizer *tok;
-    if (tok_load_dir(&tok, model_dir, &e)) err_die(PROG, &e);
+    if (tok_load_dir(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = S.model.cfg.pad_id >= 0 ? S.model.cfg.pad_id : tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
-    o.max_length = max_len < S.model.cfg.max_seq ? max_len : S.model.cfg.max_seq;
-    o.max_prompt_length = max_prompt;
+    o.max_length = f.max_length < S.model.cfg.max_seq ? f.max_length : S.model.cfg.max_seq;
+    o.max_prompt_length = f.max_prompt_length;
     RecBatcher rb;
-    recbatch_init(&rb, tok, pad_id, batch, sc_step, sc_check, &S);
+    recbatch_init(&rb, tok, pad_id, f.batch, sc_step, sc_check, &S);
 
     AtomicFile af;
-    int writing = !accuracy || out_path;
+    int writing = !S.accuracy || f.out_path;
     if (writing) {
-        if (atomic_open(&af, out_path ? out_path : "-", &e)) err_die(PROG, &e);
+        if (atomic_open(&af, f.out_path ? f.out_path : "-", &e)) err_die(PROG, &e);
         S.out = af.fp;
     }
-    if (recbatch_run_files(&rb, argv + optind, argc - optind, &o, &e)) {
+    if (recbatch_run_files(&rb, argv + f.first_input, argc - f.first_input, &o, &e)) {
         if (writing) atomic_abort(&af);
         err_die(PROG, &e);
     }
     if (writing && atomic_commit(&af, &e)) err_die(PROG, &e);
-    if (accuracy) {
+    if (S.accuracy) {
         printf("{\"accuracy\": %.6f, \"pairs\": %ld, \"mean_margin\": %.6f}\n",
                S.pairs ? (double)S.correct / S.pairs : 0.0, S.pairs, S.pairs ? S.margin_sum / S.pairs : 0.0);
         fflush(stdout);
     }
-    if (!quiet) fprintf(stderr, "%s: %ld records scored, %ld dropped or skipped\n", PROG, S.scored, rb.dropped);
+    if (!f.quiet) fprintf(stderr, "%s: %ld records scored, %ld dropped or skipped\n", PROG, S.scored, rb.dropped);
     recbatch_free(&rb);
     pref_scratch_free(&S.s);
     free(S.rew);
