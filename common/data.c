@@ -314,6 +314,18 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
     return rc;
 }
 
+/* The BOS/prefix tokens in front of prompt PV (what keep_end truncation keeps):
+ * for string prompts and the plain/hh layouts the prefix add_prefix writes; the
+ * llama3/chatml renderings carry their own and count none. */
+static int prompt_prefix_len(DataReader *r, const json_t *pv) {
+    if (!json_is_string(pv) && (r->tpl == CHAT_LLAMA3 || r->tpl == CHAT_CHATML)) return 0;
+    IntVec tmp = {0};
+    add_prefix(r, &tmp, !json_is_string(pv));
+    int n = tmp.n;
+    intvec_free(&tmp);
+    return n;
+}
+
 /* Cuts a prompt to max_prompt_length.  keep_end keeps its last tokens but never
  * the BOS/prefix tokens in front (n_prefix), which stay. */
 static int cut_prompt(DataReader *r, IntVec *p, int n_prefix) {
@@ -525,14 +537,7 @@ static int conv_pc(DataReader *r, const json_t *pv, const json_t *cv, const char
     IntVec ids = {0}, mask = {0};
     int rc = encode_prompt(r, pv, "prompt", &ids, e);
     if (rc) goto out;
-    int np = 0;
-    if (json_is_string(pv) || (r->tpl != CHAT_LLAMA3 && r->tpl != CHAT_CHATML)) {
-        /* count prefix tokens for keep_end truncation */
-        IntVec tmp = {0};
-        add_prefix(r, &tmp, !json_is_string(pv));
-        np = tmp.n;
-        intvec_free(&tmp);
-    }
+    int np = prompt_prefix_len(r, pv);
     int cut = cut_prompt(r, &ids, np);
     int plen = ids.n;
     push_mask(&mask, 0, plen);
@@ -691,13 +696,7 @@ static int conv_pref(DataReader *r, json_t *rec, PrefExample *px, int *kept, Err
     memset(px, 0, sizeof *px);
     *kept = 0;
     if ((rc = encode_prompt(r, p, "prompt", &pi, e))) goto out;
-    int np = 0;
-    if (json_is_string(p) || (r->tpl != CHAT_LLAMA3 && r->tpl != CHAT_CHATML)) {
-        IntVec tmp = {0};
-        add_prefix(r, &tmp, !json_is_string(p));
-        np = tmp.n;
-        intvec_free(&tmp);
-    }
+    int np = prompt_prefix_len(r, p);
     int truncated = cut_prompt(r, &pi, np);
     if ((rc = encode_completion(r, p, c, "prompt", "chosen", &ci, &mask, e))) goto out;
     mask.n = 0;
@@ -843,13 +842,7 @@ int data_next_prompt(DataReader *r, PromptExample *px, Error *e) {
             }
             return rc;
         }
-        int np = 0;
-        if (json_is_string(pv) || (r->tpl != CHAT_LLAMA3 && r->tpl != CHAT_CHATML)) {
-            IntVec tmp = {0};
-            add_prefix(r, &tmp, !json_is_string(pv));
-            np = tmp.n;
-            intvec_free(&tmp);
-        }
+        int np = prompt_prefix_len(r, pv);
         if (cut_prompt(r, &ids, np)) r->counts.truncated++;
         if ((r->o.max_length > 0 && ids.n >= r->o.max_length) || ids.n == 0) {
             r->counts.dropped++;
