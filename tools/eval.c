@@ -23,7 +23,7 @@
 #include "jsonl.h"
 #include "lora.h"
 #include "model.h"
-#include "prefbatch.h"
+#include "reward.h"
 #include "task.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -83,29 +83,6 @@ static double completion_logprob(Model *m, const int *prompt, int np, const int 
     free(tgt);
     free(lp);
     return s;
-}
-
-/* The reward model's score of prompt+completion, read at the last token. */
-static double rm_score(Model *rm, const int *prompt, int np, const int *comp, int nc, int pad_id) {
-    Example ex = {0};
-    ex.n = np + nc;
-    ex.ids = xmalloc(sizeof(int) * ex.n);
-    ex.mask = xcalloc((size_t)ex.n, 1);
-    memcpy(ex.ids, prompt, sizeof(int) * np);
-    memcpy(ex.ids + np, comp, sizeof(int) * nc);
-    const Example *exs[1] = {&ex};
-    Batch b = {0};
-    Error e = {0};
-    float r = 0;
-    if (batch_fill(&b, exs, 1, 1, 0, 0, pad_id, &e) == 1) {
-        PrefScratch s = {0};
-        rm_batch_rewards(rm, &b, &s, &r);
-        pref_scratch_free(&s);
-    }
-    batch_free(&b);
-    free(ex.ids);
-    free(ex.mask);
-    return r;
 }
 
 /* --stop "\n": a newline is awkward to pass through make and sh, so the three
@@ -307,7 +284,6 @@ int main(int argc, char **argv) {
     Tokenizer *tok = NULL;
     if (tok_load_dir(&tok, sft_dir, &e)) err_die(prog, &e);
     if (tok_eos_id(tok) >= 0) gc.eos_ids[gc.n_eos++] = tok_eos_id(tok);
-    int pad_id = tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : (tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : 0);
 
     /* prompts */
     DataOptions dopt;
@@ -399,7 +375,25 @@ int main(int argc, char **argv) {
             if (tok_decode(tok, g->tokens, g->n_tokens, 1, &sd->texts[k], &tl, &e)) err_die(prog, &e);
             sd->gold[k] = task_gold(prompt_text[p], sd->texts[k]);
             sd->util[k] = task_utility(prompt_text[p], sd->texts[k]);
-            if (have_rm) sd->reward[k] = rm_score(&rm, ids_sft[p], len_sft[p], g->tokens, g->n_tokens, pad_id);
+        }
+        if (have_rm) { /* prompt + completion, scored in batches by the shared reward_score */
+            int **full = xmalloc(sizeof(int *) * N), *flen = xmalloc(sizeof(int) * N);
+            float *r = xmalloc(sizeof(float) * N);
+            for (int k = 0; k < N; k++) {
+                int p = k / ns;
+                flen[k] = len_sft[p] + sd->seqs[k].n_tokens;
+                full[k] = xmalloc(sizeof(int) * (flen[k] ? flen[k] : 1));
+                memcpy(full[k], ids_sft[p], sizeof(int) * len_sft[p]);
+                memcpy(full[k] + len_sft[p], sd->seqs[k].tokens, sizeof(int) * sd->seqs[k].n_tokens);
+            }
+            if (reward_score(&rm, (const int *const *)full, flen, N, gc.batch_size, r, &e)) err_die(prog, &e);
+            for (int k = 0; k < N; k++) {
+                sd->reward[k] = r[k];
+                free(full[k]);
+            }
+            free(full);
+            free(flen);
+            free(r);
         }
     }
     /* KL(aligned || sft) on the aligned model's samples, both on raw logits */
