@@ -23,7 +23,7 @@ O        ?= build
 BIN      ?= bin
 export BIN
 
-LIB_SRC  := $(sort $(wildcard common/*.c))
+LIB_SRC  := $(sort $(wildcard common/*/*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC:= $(sort $(wildcard tests/bench_*.c))
@@ -65,7 +65,7 @@ DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev lib
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/bin/gnuplot /usr/bin/jq
 
-# make MPI=1: data parallelism over MPI (common/dist.h).  mpicc adds Open MPI's
+# make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's
 # include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's
 # single-process stand-ins into MPI calls.  Use a separate O= for the MPI build.
 ifeq ($(MPI),1)
@@ -141,11 +141,12 @@ bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
 lint:
+	sh tests/t_layers.sh
 	clang-tidy $(LIB_SRC) $(TOOL_SRC) -- -Icommon -I$(BLAS_INC) -D_GNU_SOURCE
 	cppcheck --quiet --enable=warning,performance --inline-suppr -Icommon common tools
 
 format:
-	clang-format -i common/*.[ch] tools/*.c tests/*.c
+	clang-format -i common/*/*.[ch] tools/*.c tests/*.c
 
 PREFIX ?= /usr/local
 install: $(TOOLS)

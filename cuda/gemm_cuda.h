@@ -1,8 +1,8 @@
-/* gemm_cuda.h — the GPU side of the gemm seam (common/gemm.h), and the device checks
+/* gemm_cuda.h — the GPU side of the gemm seam (common/kernels/gemm.h), and the device checks
  * every CUDA wrapper shares.
  *
  * Compiled only with `make CUDA=1` (the Makefile then defines CHERRY_CUDA and adds
- * -Icuda).  Plain C API with host pointers, so common/gemm.c and the tests call it
+ * -Icuda).  Plain C API with host pointers, so common/kernels/gemm.c and the tests call it
  * without CUDA headers.  This is the seam proof, not the fast path: each call copies
  * its operands to a grow-only device workspace, runs cuBLAS and copies the result
  * back, so it pays PCIe transfers on every product (see cuda/README.md).

@@ -1,6 +1,6 @@
 /* ops_cuda.cu — GELU, SwiGLU, residual and RMSNorm kernels with their host wrappers
  * (see ops_cuda.h).  Each kernel computes the same formula as its CPU twin in
- * common/ops.c, cited there; the GPU results agree with the CPU's to ~1e-6 relative
+ * common/kernels/ops.c, cited there; the GPU results agree with the CPU's to ~1e-6 relative
  * (expf rounding, FMA contraction and the reduction tree differ), which
  * tests/test_cuda_parity.c checks where a GPU exists.
  *
@@ -14,14 +14,14 @@
 #include "gemm_cuda.h"
 #include "ops_cuda.h"
 extern "C" {
-#include "ops.h"
+#include "kernels/ops.h"
 }
 
 #define EW_THREADS 256     /* threads per block of the element-wise kernels */
 #define EW_MAX_BLOCKS 4096 /* grid-stride beyond this: enough blocks to fill any current GPU */
 #define ROW_THREADS 256    /* threads per row of the RMSNorm kernels (power of two: tree) */
 
-/* sigmoid exactly as ops_sigmoidf (common/ops_fastmath.h): the exponent is clamped to
+/* sigmoid exactly as ops_sigmoidf (common/kernels/ops_fastmath.h): the exponent is clamped to
  * [-87.3, 88.3], so both sides saturate at the same tiny value instead of the GPU
  * reaching 0 where the CPU gives ~4.5e-39. */
 __device__ static inline float sigmoid_d(float x) {
@@ -30,7 +30,7 @@ __device__ static inline float sigmoid_d(float x) {
 }
 
 /* GELU (tanh form, GPT-2's gelu_new) as x * sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3);
- * Hendrycks & Gimpel 2016 sec. 2 -- see common/ops.c for why sigmoid(2u). */
+ * Hendrycks & Gimpel 2016 sec. 2 -- see common/kernels/ops.c for why sigmoid(2u). */
 #define GELU_K0 0.7978845608028654f
 #define GELU_K1 0.044715f
 
@@ -111,7 +111,7 @@ __global__ static void rmsnorm_fwd_k(float *out, float *rstd, const float *inp, 
     if (threadIdx.x == 0) rstd[row] = rs;
 }
 
-/* With xhat = x rstd, g = dout w:  dx += rstd (g - xhat mean_c(g xhat))  (as common/ops.c). */
+/* With xhat = x rstd, g = dout w:  dx += rstd (g - xhat mean_c(g xhat))  (as common/kernels/ops.c). */
 __global__ static void rmsnorm_bwd_dx_k(float *dinp, const float *dout, const float *inp, const float *w,
                                         const float *rstd, int C) {
     __shared__ double red[ROW_THREADS];

@@ -1,6 +1,6 @@
 /* ops_cuda.h — the first GPU ops: element-wise layers and RMSNorm, in two forms.
  *
- *  *_cuda      same signature and contract as the op in common/ops.h, on host
+ *  *_cuda      same signature and contract as the op in common/kernels/ops.h, on host
  *              pointers (backward ops accumulate, += , as on the CPU).  Operands are
  *              copied to the device, the kernel runs, results are staged on the host
  *              and written to the caller's arrays only when every device step

@@ -17,10 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "gemm.h"
-#include "generate.h"
-#include "model.h"
-#include "util.h"
+#include "kernels/gemm.h"
+#include "generate/generate.h"
+#include "model/model.h"
+#include "base/util.h"
 
 /* Best of 3 streaming reads of 1 GiB (floats summed in 8 independent lanes per
  * thread, so the loop is limited by memory, not by the adder latency). */

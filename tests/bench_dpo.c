@@ -23,9 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/model.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 #define PAIRS 8
 #define BATCH 4
@@ -139,7 +139,7 @@ int main(void) {
 
     /* the data: prompts of 64 tokens, completions of 63 words + EOS; check the counts */
     Tokenizer *tok;
-    if (tok_load_dir(&tok, "data", &e)) {
+    if (model_tokenizer_load(&tok, "data", &e)) {
         fprintf(stderr, "bench_dpo: %s\n", e.msg);
         return 1;
     }

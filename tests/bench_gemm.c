@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "gemm.h"
-#include "util.h"
+#include "base/cli.h"
+#include "kernels/gemm.h"
+#include "base/util.h"
 
 /* One timed shape: C[M,N] (+)= op(A) op(B), best of reps. */
 static double shape_rate(int ta, int tb, int M, int N, int K, int reps) {

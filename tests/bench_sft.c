@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gemm.h"
-#include "losses.h"
-#include "model.h"
-#include "ops.h"
-#include "train.h"
-#include "util.h"
+#include "kernels/gemm.h"
+#include "train/losses.h"
+#include "model/model.h"
+#include "kernels/ops.h"
+#include "train/train.h"
+#include "base/util.h"
 
 typedef struct Bench {
     Model m;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *WORDS[] = {
     "the",       "of",          "and",          "to",          "a",          "in",         "is",         "that",

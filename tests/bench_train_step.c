@@ -26,11 +26,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
-#include "gemm.h"
-#include "model.h"
-#include "optim.h"
-#include "util.h"
+#include "base/cli.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "base/util.h"
 
 typedef struct Times {
     double fwd, bwd, zero, adamw, step, cpu;

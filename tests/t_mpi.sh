@@ -1,5 +1,5 @@
 #!/bin/sh
-# t_mpi.sh — data-parallel training over MPI (common/dist.h, train.h DATA
+# t_mpi.sh — data-parallel training over MPI (common/base/dist.h, train.h DATA
 # PARALLELISM), when the programs were built with `make MPI=1` and mpirun exists:
 #   - the collectives themselves (test_dist under mpirun -np 2 and -np 3);
 #   - sft with mpirun -np 2 gives the weights of one process within 1e-5 relative

@@ -10,9 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include "formats/chat.h"
 #include "check.h"
-#include "util.h"
+#include "base/util.h"
+#include "model/model.h"
 
 #define DIR "tests/oracle/tokenizers"
 
@@ -41,8 +42,8 @@ static Tokenizer *load_in_dir(const char *name, const json_t *patch, const char 
     }
     Tokenizer *t;
     Error e = {0};
-    if (tok_load_dir(&t, d, &e)) {
-        printf("tok_load_dir: %s\n", e.msg);
+    if (model_tokenizer_load(&t, d, &e)) {
+        printf("model_tokenizer_load: %s\n", e.msg);
         exit(1);
     }
     free(tj);

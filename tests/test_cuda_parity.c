@@ -30,11 +30,11 @@ int main(void) {
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "gemm_cuda.h"
-#include "ops.h"
+#include "kernels/ops.h"
 #include "ops_cuda.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Under the sanitizer build, ASan's protected shadow gap overlaps the addresses the
  * CUDA driver maps, and device initialisation fails unless the gap is unprotected

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "data.h"
-#include "util.h"
+#include "data/data.h"
+#include "base/util.h"
 
 #define DIR "tests/oracle/tokenizers"
 

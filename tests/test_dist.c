@@ -1,4 +1,4 @@
-/* test_dist.c — common/dist.h, in three modes:
+/* test_dist.c — common/base/dist.h, in three modes:
  *
  *  test_dist                 one process (how `make check` runs it, MPI build or
  *                            not): rank 0 of 1, reductions and broadcasts leave
@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist.h"
-#include "safetensors.h"
-#include "util.h"
+#include "base/dist.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 static int failures;
 #define CHECK(cond, ...)                                                                                               \

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "rollpairs.h"
+#include "data/rollpairs.h"
 
 static void expect_pairs(const char *what, PairStrategy s, const float *r, int n, int k, double beta, const int *want,
                          int nwant) {

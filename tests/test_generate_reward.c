@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "reward.h"
+#include "model/model.h"
+#include "rl/reward.h"
 
 #define FIX "tests/oracle/fixtures/"
 

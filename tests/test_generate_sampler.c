@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "sampler.h"
+#include "generate/sampler.h"
 
 static void softmax_ref(const float *z, int V, float T, double *p) {
     double m = -INFINITY, s = 0;

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "dequant.h"
-#include "gguf.h"
-#include "util.h"
+#include "formats/dequant.h"
+#include "formats/gguf.h"
+#include "base/util.h"
 
 /* ---- a byte buffer with little-endian writers ---- */
 typedef struct Buf {

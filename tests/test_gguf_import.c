@@ -18,11 +18,11 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "gguf.h"
-#include "model.h"
-#include "safetensors.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "formats/gguf.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 #define FIX "tests/oracle/fixtures/gguf-tiny"
 
@@ -132,7 +132,7 @@ static void check_tensors(const char *dir, const json_t *meta) {
 static void check_tokenizer(const char *dir, const json_t *meta) {
     Tokenizer *t = NULL;
     Error e = {0};
-    int rc = tok_load_dir(&t, dir, &e);
+    int rc = model_tokenizer_load(&t, dir, &e);
     CHECK(rc == 0, "cherry cannot load the rebuilt tokenizer: %s", e.msg);
     if (rc) return;
     CHECK(tok_vocab_size(t) == json_integer_value(json_object_get(meta, "vocab_size")), "tokenizer vocab size %d",

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "lora.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 enum { B = 2, T = 6, V = 37 };
 

@@ -1,4 +1,4 @@
-/* test_losses_pref.c — the DPO-family and Bradley–Terry losses (common/losses_pref.c).
+/* test_losses_pref.c — the DPO-family and Bradley–Terry losses (common/train/losses_pref.c).
  *
  * 1. Exact values on one hand-computed pair per loss type.
  * 2. Every derivative against central finite differences, on random batches, for
@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "losses_pref.h"
-#include "util.h"
+#include "train/losses_pref.h"
+#include "base/util.h"
 
 static int failures;
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "losses_rl.h"
-#include "util.h"
+#include "train/losses_rl.h"
+#include "base/util.h"
 
 static int failures;
 

@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "losses.h"
-#include "metrics.h"
-#include "train.h"
-#include "util.h"
+#include "train/losses.h"
+#include "base/metrics.h"
+#include "train/train.h"
+#include "base/util.h"
 
 static void test_sft_loss(void) {
     /* rows 0 and 3 bear no loss */

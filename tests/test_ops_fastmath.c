@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "ops_fastmath.h"
+#include "kernels/ops_fastmath.h"
 
 static int failures = 0;
 

@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
-#include "ops.h"
-#include "util.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "base/util.h"
 
 #define TOL 2e-3
 #define EPS 5e-2f

@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "gemm.h"
-#include "optim.h"
-#include "util.h"
+#include "kernels/gemm.h"
+#include "train/optim.h"
+#include "base/util.h"
 
 /* relative error with a floor of 1e-2 on the scale: parameters that pass near zero
  * carry the rounding of the O(lr) terms that cancelled there */

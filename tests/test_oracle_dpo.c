@@ -19,12 +19,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "data.h"
-#include "losses_pref.h"
-#include "model.h"
-#include "prefbatch.h"
-#include "safetensors.h"
-#include "util.h"
+#include "data/data.h"
+#include "train/losses_pref.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 #define FIX "tests/oracle/fixtures/"
 #define TOL 1e-4

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generate.h"
-#include "model.h"
+#include "generate/generate.h"
+#include "model/model.h"
 
 #define FIX "tests/oracle/fixtures/"
 

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/model.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 #define MODEL "models/smollm2-135m-instruct"
 #define FIXTURE "tests/oracle/fixtures/gguf-smollm2.json"
@@ -42,7 +42,7 @@ int main(void) {
     Error e = {0};
 
     Tokenizer *tok = NULL;
-    if (tok_load_dir(&tok, MODEL, &e)) {
+    if (model_tokenizer_load(&tok, MODEL, &e)) {
         printf("FAIL tokenizer: %s\n", e.msg);
         return 1;
     }

@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lora.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 #define RTOL 1e-4
 #define FLOOR_FRAC 5e-2

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 #define RTOL 1e-4
 #define FLOOR_FRAC 5e-2

@@ -20,13 +20,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "data.h"
-#include "gemm.h"
-#include "losses_rl.h"
-#include "model.h"
-#include "rl_batch.h"
-#include "safetensors.h"
-#include "util.h"
+#include "data/data.h"
+#include "kernels/gemm.h"
+#include "train/losses_rl.h"
+#include "model/model.h"
+#include "rl/rl_batch.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 #define FIX "tests/oracle/fixtures/"
 #define TOL 1e-4

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "prefdata.h"
-#include "util.h"
+#include "data/prefdata.h"
+#include "base/util.h"
 
 /* A record with n options "o0".."o{n-1}" and one submitted annotator per rank row
  * (0 = unranked). */

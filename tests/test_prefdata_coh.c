@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "pairs.h"
+#include "data/pairs.h"
 
 static const PairRender render = {"User: ", "Assistant: "};
 

@@ -1,4 +1,4 @@
-/* test_recstream.c — records and their examples in step (common/recstream.c), and the
+/* test_recstream.c — records and their examples in step (common/data/recstream.c), and the
  * reward column rule (prefbatch.c rm_score_column).  Runs under ASan+UBSan too.
  *
  * recstream: a file mixing valid pairs, an invalid JSON line, a record the data layer
@@ -12,11 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data.h"
-#include "prefbatch.h"
-#include "recstream.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "data/data.h"
+#include "train/prefbatch.h"
+#include "data/recstream.h"
+#include "formats/tokenizer.h"
+#include "model/model.h"
+#include "base/util.h"
 
 static int failures;
 #define CHECK(cond, ...)                                                                                               \
@@ -214,7 +215,7 @@ int main(void) {
     }
     Tokenizer *tok;
     Error e = {0};
-    if (tok_load_dir(&tok, "data", &e)) {
+    if (model_tokenizer_load(&tok, "data", &e)) {
         printf("FAIL: %s\n", e.msg);
         return 1;
     }

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rewardcmd.h"
-#include "util.h"
+#include "rl/rewardcmd.h"
+#include "base/util.h"
 
 static int failures;
 

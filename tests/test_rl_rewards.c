@@ -7,10 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gemm.h"
-#include "reward.h"
-#include "rl_rewards.h"
-#include "util.h"
+#include "kernels/gemm.h"
+#include "rl/reward.h"
+#include "rl/rl_rewards.h"
+#include "base/util.h"
+#include "model/model.h"
 
 #define FIX "tests/oracle/fixtures/"
 
@@ -27,7 +28,7 @@ int main(void) {
     threads_set(1);
     Error e = {0};
     Tokenizer *tok;
-    if (tok_load_dir(&tok, FIX "pref-gpt2-policy", &e)) {
+    if (model_tokenizer_load(&tok, FIX "pref-gpt2-policy", &e)) {
         printf("FAIL %s\n", e.msg);
         return 1;
     }

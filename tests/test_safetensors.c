@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "safetensors.h"
-#include "util.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 static char dir[256];
 

@@ -10,8 +10,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "formats/tokenizer.h"
+#include "model/model.h"
+#include "base/util.h"
 
 static char dir[64];
 
@@ -111,7 +112,7 @@ static void test_bad_files(void) {
     CHECK(tok_load(&t, p, &e) == EX_DATAERR, "invalid UTF-8 in tokenizer.json: %s", e.msg);
     free(p);
     CHECK(tok_load(&t, "/nonexistent/tokenizer.json", &e) == EX_NOINPUT, "missing: %s", e.msg);
-    CHECK(tok_load_dir(&t, "/nonexistent", &e) == EX_NOINPUT, "missing dir: %s", e.msg);
+    CHECK(model_tokenizer_load(&t, "/nonexistent", &e) == EX_NOINPUT, "missing dir: %s", e.msg);
 }
 
 /* xorshift for reproducible random bytes */

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 #define DIR "tests/oracle/tokenizers"
 

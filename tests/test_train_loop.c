@@ -19,10 +19,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "losses.h"
-#include "model.h"
-#include "train.h"
-#include "util.h"
+#include "train/losses.h"
+#include "model/model.h"
+#include "train/train.h"
+#include "base/util.h"
 
 #define V 32
 #define NEX 12

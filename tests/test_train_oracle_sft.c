@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "model.h"
-#include "util.h"
+#include "model/model.h"
+#include "base/util.h"
 
 #define FIX "tests/oracle/fixtures"
 

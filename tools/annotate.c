@@ -2,7 +2,7 @@
  *
  * Reads ranking records as `rollout --format argilla` writes them (a prompt and
  * response-1 ... response-N, at the top level or under "fields"), ranks the
- * responses with the gold rule of common/task.h as each of several annotators
+ * responses with the gold rule of common/data/task.h as each of several annotators
  * would — with noise — and writes a real Argilla export that goes through
  * `rank2pairs` exactly as a human one would:
  *   2.x (default): nested records, responses.<question> = [{value: [options best
@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "jsonl.h"
-#include "task.h"
-#include "util.h"
+#include "base/cli.h"
+#include "base/jsonl.h"
+#include "data/task.h"
+#include "base/util.h"
 
 static const char *prog = "annotate";
 

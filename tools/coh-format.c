@@ -1,16 +1,16 @@
 /* coh-format — preference pairs to Chain-of-Hindsight training data (segments JSONL).
  * Liu et al. 2023 (arXiv:2302.02676): each example shows the prompt and both answers,
  * each after a feedback phrase; the loss is on the answers and their end marker only.
- * The layout is coh_segments (common/pairs.c); this file parses flags and loops. */
+ * The layout is coh_segments (common/data/pairs.c); this file parses flags and loops. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "jsonl.h"
-#include "pairs.h"
-#include "util.h"
+#include "base/cli.h"
+#include "base/jsonl.h"
+#include "data/pairs.h"
+#include "base/util.h"
 
 static const char *prog = "coh-format";
 

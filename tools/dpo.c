@@ -19,14 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "lora.h"
-#include "losses_pref.h"
-#include "model.h"
-#include "prefbatch.h"
-#include "tokenizer.h"
-#include "train.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "model/lora.h"
+#include "train/losses_pref.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+#include "formats/tokenizer.h"
+#include "train/train.h"
 
 static const char *PROG = "dpo";
 
@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
     if (d.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); dpo needs a causal LM", f.model_dir);
     if (train_lora_setup(&f, &d.model, &e)) err_die(PROG, &e);
-    if (tok_load_dir(&d.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&d.tok, f.model_dir, &e)) err_die(PROG, &e);
     d.pad_id = tok_pad_id(d.tok) >= 0 ? tok_pad_id(d.tok) : 0;
     d.max_T = f.max_length < d.model.cfg.max_seq ? f.max_length : d.model.cfg.max_seq;
     o.max_length = d.max_T;

@@ -1,6 +1,6 @@
 /* eval — did alignment work?  Samples from the aligned model and from the SFT
  * model on held-out prompts and reports, for the bundled task and any reward model:
- *   gold score (common/task.h task_gold; mean over samples, a fraction in [0,1]),
+ *   gold score (common/data/task.h task_gold; mean over samples, a fraction in [0,1]),
  *   reward-model score (mean), win rate of the aligned model against the SFT model
  *   (per prompt and sample index: task_utility when the prompt is a task prompt,
  *   else the reward; a tie counts 1/2), KL to the SFT model (mean over the aligned
@@ -16,17 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "gemm.h"
-#include "generate.h"
-#include "jsonl.h"
-#include "lora.h"
-#include "model.h"
-#include "reward.h"
-#include "task.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "kernels/gemm.h"
+#include "generate/generate.h"
+#include "base/jsonl.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "rl/reward.h"
+#include "data/task.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *prog = "eval";
 
@@ -282,7 +282,7 @@ int main(int argc, char **argv) {
 
     Error e = {0};
     Tokenizer *tok = NULL;
-    if (tok_load_dir(&tok, sft_dir, &e)) err_die(prog, &e);
+    if (model_tokenizer_load(&tok, sft_dir, &e)) err_die(prog, &e);
     if (tok_eos_id(tok) >= 0) gc.eos_ids[gc.n_eos++] = tok_eos_id(tok);
 
     /* prompts */

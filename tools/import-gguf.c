@@ -1,8 +1,8 @@
 /* import-gguf — turn a llama.cpp GGUF (llama architecture, byte-level BPE vocabulary)
  * into a Hugging Face model directory that cherry and transformers load.
  *
- * All the work is in common/gguf.c (parser), common/dequant.c (ggml blocks) and
- * common/gguf_import.c (names, shapes, rotary permutation, config, tokenizer); this
+ * All the work is in common/formats/gguf.c (parser), common/formats/dequant.c (ggml blocks) and
+ * common/formats/gguf_import.c (names, shapes, rotary permutation, config, tokenizer); this
  * file parses flags, prints --list, and reports. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "gguf.h"
-#include "util.h"
+#include "base/cli.h"
+#include "formats/gguf.h"
+#include "base/util.h"
 
 static const char *prog = "import-gguf";
 

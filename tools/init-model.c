@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "model.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "base/cli.h"
+#include "model/model.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *prog = "init-model";
 

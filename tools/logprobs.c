@@ -13,14 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "gemm.h"
-#include "model.h"
-#include "prefbatch.h"
-#include "recbatch.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+#include "data/recbatch.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *PROG = "logprobs";
 
@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
     if (L.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); use score for rewards", f.model_dir);
     Tokenizer *tok;
-    if (tok_load_dir(&tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
     o.max_length = f.max_length < L.model.cfg.max_seq ? f.max_length : L.model.cfg.max_seq;
     o.max_prompt_length = f.max_prompt_length;

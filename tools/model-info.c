@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "lora.h"
-#include "model.h"
-#include "util.h"
+#include "base/cli.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "base/util.h"
 
 static const char *prog = "model-info";
 

@@ -39,20 +39,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "dist.h"
-#include "generate.h"
-#include "lora.h"
-#include "losses_rl.h"
-#include "model.h"
-#include "optim.h"
-#include "rl_batch.h"
-#include "rl_ckpt.h"
-#include "rl_rewards.h"
-#include "rl_rollout.h"
-#include "tokenizer.h"
-#include "train.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "base/dist.h"
+#include "generate/generate.h"
+#include "model/lora.h"
+#include "train/losses_rl.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "rl/rl_batch.h"
+#include "rl/rl_ckpt.h"
+#include "rl/rl_rewards.h"
+#include "rl/rl_rollout.h"
+#include "formats/tokenizer.h"
+#include "train/train.h"
 
 static const char *PROG = "ppo";
 
@@ -900,7 +900,7 @@ int main(int argc, char **argv) {
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); the policy must be a causal LM",
                         f.model_dir);
     if (train_lora_setup(&f, &p.policy, &e)) err_die(PROG, &e);
-    if (tok_load_dir(&p.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&p.tok, f.model_dir, &e)) err_die(PROG, &e);
     if (p.policy.cfg.max_seq - p.max_new < 1)
         cli_usage_error(PROG, "--max-new-tokens %d leaves no room for a prompt in the %d-token context", p.max_new,
                         p.policy.cfg.max_seq);

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "prefdata.h"
-#include "util.h"
+#include "base/cli.h"
+#include "data/prefdata.h"
+#include "base/util.h"
 
 static const char *prog = "rank2pairs";
 

@@ -3,7 +3,7 @@
  * Starts from a reward model (*ForSequenceClassification, num_labels 1) or from a
  * causal LM, in which case the LM head is dropped and a score head [1, C] without
  * bias is added, drawn from normal(0, initializer_range) as transformers initialises
- * a new nn.Linear (prefbatch.h rm_from_lm).  The reward of a sequence is the score
+ * a new nn.Linear (prefbatch.h model_classifier_from_lm).  The reward of a sequence is the score
  * at its last non-pad token, read exactly as transformers does, so the saved model
  * gives the same rewards in transformers (tests/test_oracle_dpo.c checks the rule
  * against transformers' own scores).  Loss: TRL RewardTrainer's
@@ -16,14 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "lora.h"
-#include "losses_pref.h"
-#include "model.h"
-#include "prefbatch.h"
-#include "tokenizer.h"
-#include "train.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "model/lora.h"
+#include "train/losses_pref.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+#include "formats/tokenizer.h"
+#include "train/train.h"
 
 static const char *PROG = "rm-train";
 
@@ -138,12 +138,12 @@ int main(int argc, char **argv) {
 
     Model start;
     if (model_load(&start, f.model_dir, &e)) err_die(PROG, &e);
-    if (tok_load_dir(&r.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&r.tok, f.model_dir, &e)) err_die(PROG, &e);
     if (start.lora && !start.cfg.is_classifier) lora_merge(&start); /* an LM adapter: its merged model is the start */
     if (start.cfg.is_classifier) {
         r.model = start;
     } else {
-        rm_from_lm(&r.model, &start, f.seed);
+        model_classifier_from_lm(&r.model, &start, f.seed);
         model_free(&start);
         if (!f.quiet)
             fprintf(stderr, "%s: %s is a causal LM: added a score head (normal(0, %g), seed %llu)\n", PROG, f.model_dir,

@@ -1,8 +1,8 @@
 /* rollout — sample completions for prompts with a causal LM; optionally score them
  * with a reward model and turn them into preference pairs or Argilla records.
  *
- * Generation is common/generate.c (KV cache, batched, one RNG per (prompt, sample));
- * rewards common/reward.c; pairs common/rollpairs.c.  This file parses flags, reads
+ * Generation is common/generate/generate.c (KV cache, batched, one RNG per (prompt, sample));
+ * rewards common/rl/reward.c; pairs common/data/rollpairs.c.  This file parses flags, reads
  * prompts in chunks, and writes one of three record kinds (man5 cherry-rollout):
  *   rollouts  {prompt, completion, group, sample, finish_reason, logprob, tokens,
  *              reward?, completion_ids?, token_logprobs?}
@@ -24,18 +24,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "chat.h"
-#include "cli.h"
-#include "data.h"
-#include "dist.h"
-#include "gemm.h"
-#include "generate.h"
-#include "lora.h"
-#include "model.h"
-#include "reward.h"
-#include "rollpairs.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "formats/chat.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "base/dist.h"
+#include "kernels/gemm.h"
+#include "generate/generate.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "rl/reward.h"
+#include "data/rollpairs.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *prog = "rollout";
 
@@ -563,7 +563,7 @@ int main(int argc, char **argv) {
         err_set(&e, EX_USAGE, "%s is a sequence classifier; the policy must be a causal LM", o.model);
         err_die(prog, &e);
     }
-    if (tok_load_dir(&tok, o.model, &e)) err_die(prog, &e);
+    if (model_tokenizer_load(&tok, o.model, &e)) err_die(prog, &e);
     if (gen_collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
     if (o.rm) {
         if (check_rm_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);

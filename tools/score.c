@@ -11,14 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "gemm.h"
-#include "model.h"
-#include "prefbatch.h"
-#include "recbatch.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+#include "data/recbatch.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
 
 static const char *PROG = "score";
 
@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     if (!S.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a causal LM, not a reward model (train one with rm-train)", f.model_dir);
     Tokenizer *tok;
-    if (tok_load_dir(&tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = S.model.cfg.pad_id >= 0 ? S.model.cfg.pad_id : tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
     o.max_length = f.max_length < S.model.cfg.max_seq ? f.max_length : S.model.cfg.max_seq;
     o.max_prompt_length = f.max_prompt_length;

@@ -13,13 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "losses.h"
-#include "model.h"
-#include "ops.h"
-#include "tokenizer.h"
-#include "train.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "train/losses.h"
+#include "model/model.h"
+#include "kernels/ops.h"
+#include "formats/tokenizer.h"
+#include "train/train.h"
 
 static const char *PROG = "sft";
 
@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
         err_die(PROG, &e);
     }
     if (train_lora_setup(&f, &s.model, &e)) err_die(PROG, &e);
-    if (tok_load_dir(&s.tok, f.model_dir, &e)) err_die(PROG, &e);
+    if (model_tokenizer_load(&s.tok, f.model_dir, &e)) err_die(PROG, &e);
     s.pad_id = tok_pad_id(s.tok);
     if (s.pad_id < 0) s.pad_id = 0; /* padding never bears loss nor is attended to */
     s.max_T = f.max_length;

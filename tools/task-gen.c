@@ -1,4 +1,4 @@
-/* task-gen — writes the bundled default task's data (see common/task.h):
+/* task-gen — writes the bundled default task's data (see common/data/task.h):
  * SFT prompt-completion records mixing good, curt and wrong answers, prompt-only
  * records for rollouts and evaluation, or plain text for training a tokenizer. */
 #include <getopt.h>
@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "jsonl.h"
-#include "task.h"
-#include "util.h"
+#include "base/cli.h"
+#include "base/jsonl.h"
+#include "data/task.h"
+#include "base/util.h"
 
 static const char *prog = "task-gen";
 

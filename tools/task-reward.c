@@ -5,7 +5,7 @@
  * long-running reward program:
  *   default   task_utility / 3: 2/3 for the right words, +1/3 for the polite closing
  *   --gold    task_gold: 1 for exactly the good answer, else 0
- * (common/task.h; the same rule `annotate` and `eval` use).  A message-list prompt is
+ * (common/data/task.h; the same rule `annotate` and `eval` use).  A message-list prompt is
  * read as its last user message, a message-list completion as its first assistant
  * message.  A record whose prompt is not a task prompt is an error naming its line,
  * unless --other X gives it the reward X. */
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "jsonl.h"
-#include "task.h"
-#include "util.h"
+#include "base/cli.h"
+#include "base/jsonl.h"
+#include "data/task.h"
+#include "base/util.h"
 
 static const char *prog = "task-reward";
 

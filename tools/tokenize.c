@@ -1,16 +1,17 @@
 /* tokenize — text or JSONL in, token ids out; --decode for the way back; --count for
- * dataset statistics.  The tokenizer is common/tokenizer.c, the record kinds and
- * templates common/data.c and chat.c; this file parses flags and formats output.
+ * dataset statistics.  The tokenizer is common/formats/tokenizer.c, the record kinds and
+ * templates common/data/data.c and chat.c; this file parses flags and formats output.
  * Semantics: man/man1/tokenize.1; record kinds: cherry-data(5). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "data.h"
-#include "jsonl.h"
-#include "util.h"
+#include "base/cli.h"
+#include "data/data.h"
+#include "base/jsonl.h"
+#include "base/util.h"
+#include "model/model.h"
 
 static const char *prog = "tokenize";
 
@@ -391,7 +392,7 @@ int main(int argc, char **argv) {
     }
     if (!tok_path == !model_dir) cli_usage_error(prog, "give exactly one of -t/--tokenizer FILE and -m/--model DIR");
     if (o.decode && o.count) cli_usage_error(prog, "--decode and --count do not go together");
-    int rc = tok_path ? tok_load(&o.tok, tok_path, &e) : tok_load_dir(&o.tok, model_dir, &e);
+    int rc = tok_path ? tok_load(&o.tok, tok_path, &e) : model_tokenizer_load(&o.tok, model_dir, &e);
     if (rc) err_die(prog, &e);
     atomic_install_signal_cleanup();
     AtomicFile af;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make_tokenizer_fixtures.py — oracle fixtures for cherry's tokenizer (common/tokenizer.c).
+"""make_tokenizer_fixtures.py — oracle fixtures for cherry's tokenizer (common/formats/tokenizer.c).
 
 Trains small byte-level BPE tokenizers with the Hugging Face `tokenizers` library on
 text generated here (deterministic, seed 1234), saves their tokenizer.json into

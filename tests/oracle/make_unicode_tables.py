@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""make_unicode_tables.py — writes common/tokenizer_nfc_data.h, the Unicode tables
-cherry's NFC normalizer (common/tokenizer_nfc.c) needs, from Python's unicodedata
+"""make_unicode_tables.py — writes common/formats/tokenizer_nfc_data.h, the Unicode tables
+cherry's NFC normalizer (common/formats/tokenizer_nfc.c) needs, from Python's unicodedata
 (the Unicode Character Database, version printed in the header):
 
   - canonical combining classes, as ranges of equal class (class 0 omitted);
@@ -22,7 +22,7 @@ import unicodedata
 # library (tests/test_tokenizer_oracle.c checks every decomposable character).
 NOT_IN_LIBRARY = {0x11938}
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "common", "tokenizer_nfc_data.h")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "common", "formats", "tokenizer_nfc_data.h")
 MAXCP = 0x110000
 
 

@@ -1,0 +1,106 @@
+/* tokenizer.h — byte-level BPE tokenizers read from a Hugging Face tokenizer.json.
+ *
+ * Covers the files GPT-2, SmolLM2, Llama-3, Qwen-style models ship: model.type
+ * "BPE" with byte_fallback off (vocab, merges as "a b" strings or ["a","b"] pairs,
+ * ignore_merges), added tokens (special or not, with single_word / lstrip / rstrip /
+ * normalized), normalizer null or NFC (or a Sequence of those), pre-tokenizers ByteLevel, Split (PCRE2 regex
+ * or literal string, every SplitDelimiterBehavior, invert), Digits and Sequence of
+ * those, the ByteLevel decoder, post-processors TemplateProcessing, ByteLevel and
+ * Sequence of those.  Anything else is a clear EX_DATAERR naming the
+ * file and the JSON field, never a silent approximation.
+ * Spec: the `tokenizers` library's serialisation (the serde form of each
+ * component in tokenizers/src); ids are checked against it by tests/test_tokenizer_oracle.c.
+ *
+ * Not thread-safe: tok_encode uses an internal word->ids cache.  Use one Tokenizer
+ * per thread (tok_load twice) if several threads encode.  Not for: chat templates
+ * (chat.h) or datasets (data.h). */
+#ifndef CHERRY_TOKENIZER_H
+#define CHERRY_TOKENIZER_H
+
+#include <stddef.h>
+
+#include "base/err.h"
+
+/* A growable int array.  Zero-initialise ({0}) before first use; free with
+ * intvec_free.  Functions that "append to out" never clear it first. */
+typedef struct IntVec {
+    int *v;
+    int n, cap;
+} IntVec;
+void intvec_push(IntVec *a, int x);
+void intvec_append(IntVec *a, const int *x, int n);
+void intvec_reserve(IntVec *a, int cap);
+void intvec_free(IntVec *a);
+
+typedef struct Tokenizer Tokenizer;
+
+/* Loads PATH (a tokenizer.json).  If a tokenizer_config.json sits in the same
+ * directory it is read too, for bos_token / eos_token / pad_token / chat_template
+ * (strings or {"content": ...} objects).  Errors: EX_NOINPUT (missing file),
+ * EX_DATAERR ("PATH: field \"model.type\": unsupported model type \"Unigram\"").
+ * On success *t is owned by the caller (tok_free). */
+int tok_load(Tokenizer **t, const char *tokenizer_json_path, Error *e);
+/* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present).  For a model
+ * directory, where an adapter may leave its tokenizer to its base, use
+ * model_tokenizer_load (model/model.h). */
+int tok_load_dir(Tokenizer **t, const char *dir, Error *e);
+void tok_free(Tokenizer *t);
+
+/* Copies n bytes replacing each maximal invalid subpart with U+FFFD (the Unicode
+ * "substitution of maximal subparts" practice, which both Python's
+ * decode("utf-8", "replace") and Rust's String::from_utf8_lossy follow).  Returns
+ * NULL (and leaves *out_len unset) when the input is already valid. */
+char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
+
+/* Encodes LEN bytes of TEXT and APPENDS the ids to out.  No post-processor (no BOS
+ * or EOS is added; see tok_encode_special).  parse_special = 0: added tokens with
+ * "special": true are plain text (so "<|endoftext|>" inside data is just characters);
+ * non-special added tokens are always matched, as the library does.  parse_special
+ * = 1: special tokens are matched too.  Invalid UTF-8: each maximal invalid
+ * sequence is replaced by U+FFFD first, as Python's bytes.decode("utf-8",
+ * "replace") does before text reaches the tokenizers library (WHATWG/Unicode
+ * "maximal subpart" rule), so cherry and the Python pipeline agree.  Returns 0, or
+ * never fails otherwise (encoding any byte string is total). */
+int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out);
+
+/* Post-processor of the file for a single sequence (TemplateProcessing "single",
+ * or nothing for ByteLevel/null): appends the special ids that go BEFORE the
+ * sequence (e.g. Llama-3's <|begin_of_text|>) to out.  tok_post_suffix appends the
+ * ones that go after.  This is what HF's add_special_tokens=True adds. */
+void tok_post_prefix(const Tokenizer *t, IntVec *out);
+void tok_post_suffix(const Tokenizer *t, IntVec *out);
+
+/* Decodes N ids into a newly malloc'd NUL-terminated string (*out, length *len;
+ * caller frees).  skip_special = 1 drops added tokens marked special.  The ByteLevel
+ * decoder maps pieces back to bytes; byte sequences that are not valid UTF-8 (an
+ * id sequence cut inside a character) become U+FFFD, as HF decode does.  Ids out of
+ * range are an EX_DATAERR naming the id. */
+int tok_decode(const Tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *len, Error *e);
+
+/* Raw bytes of one token (ByteLevel pieces mapped back to bytes; added tokens as
+ * their content).  Returns the length, writes at most cap bytes; -1 for a bad id.
+ * Used by streaming decoders (generation prints tokens as they come). */
+int tok_id_bytes(const Tokenizer *t, int id, char *buf, int cap);
+
+int tok_vocab_size(const Tokenizer *t);                     /* 1 + largest id (vocab and added tokens) */
+const char *tok_id_to_piece(const Tokenizer *t, int id);    /* vocab string as in the file, NULL if bad */
+int tok_piece_to_id(const Tokenizer *t, const char *piece); /* -1 if absent */
+int tok_is_special(const Tokenizer *t, int id);             /* added token with special: true */
+
+/* Special ids (-1 when the tokenizer has none).  From tokenizer_config.json when
+ * present, else from well-known names in the vocabulary ("<|endoftext|>",
+ * "<|end_of_text|>", "</s>", "<|im_end|>" for eos; "<|begin_of_text|>", "<s>" for
+ * bos).  pad falls back to eos (as TRL does when pad_token is None). */
+int tok_bos_id(const Tokenizer *t);
+int tok_eos_id(const Tokenizer *t);
+int tok_pad_id(const Tokenizer *t);
+/* Overrides (e.g. from generation_config.json or a flag). */
+void tok_set_eos_id(Tokenizer *t, int id);
+void tok_set_pad_id(Tokenizer *t, int id);
+
+/* The chat_template string of tokenizer_config.json (NULL if absent); owned by t. */
+const char *tok_chat_template(const Tokenizer *t);
+/* The path the tokenizer was loaded from (for messages). */
+const char *tok_path(const Tokenizer *t);
+
+#endif

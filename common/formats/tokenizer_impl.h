@@ -1,0 +1,158 @@
+/* tokenizer_impl.h — internals shared by tokenizer.c (loading, added tokens, encode
+ * and decode driver), tokenizer_pretok.c (pre-tokenizers) and tokenizer_bpe.c (the
+ * BPE model).  Not a public API: programs and other modules use tokenizer.h. */
+#ifndef CHERRY_TOKENIZER_IMPL_H
+#define CHERRY_TOKENIZER_IMPL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+/* ---- string -> int hash map (open addressing, keys copied into an arena) ---- */
+typedef struct StrMapEnt {
+    uint64_t hash;
+    uint32_t off, len; /* key bytes in arena */
+    int32_t val;
+    int32_t used;
+} StrMapEnt;
+typedef struct StrMap {
+    StrMapEnt *ents;
+    size_t cap, n; /* cap is a power of two */
+    char *arena;
+    size_t arena_len, arena_cap;
+} StrMap;
+uint64_t tok_hash_bytes(const char *s, size_t n);
+int strmap_get(const StrMap *m, const char *key, size_t len);     /* -1 when absent */
+void strmap_put(StrMap *m, const char *key, size_t len, int val); /* inserts or overwrites */
+void strmap_clear(StrMap *m);
+void strmap_free(StrMap *m);
+
+/* ---- UTF-8 helpers ---- */
+/* Decodes one code point of valid UTF-8 at s (n bytes left); returns its length. */
+int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+int utf8_encode(uint32_t cp, char *out); /* 1..4 bytes */
+/* Length of the valid UTF-8 sequence at s, or 0 when s starts an invalid one; in
+ * that case *bad is set to the length of its maximal subpart (>= 1). */
+int utf8_valid_len(const unsigned char *s, size_t n, int *bad);
+int uni_is_whitespace(uint32_t cp); /* Unicode White_Space property (Rust's \s, char::is_whitespace) */
+/* NFC of n bytes of valid UTF-8 (tokenizer_nfc.c): a new NUL-terminated string, or
+ * NULL when the text is already in NFC. */
+char *nfc_normalize(const char *s, size_t n, size_t *out_len);
+
+/* ---- pieces: the list of strings a pre-tokenizer step works on ---- */
+typedef struct Pieces {
+    char *buf;
+    size_t len, cap;
+    size_t *off, *plen;
+    int n, ncap;
+} Pieces;
+void pieces_reset(Pieces *p);
+void pieces_add(Pieces *p, const char *s, size_t n); /* empty pieces are dropped, as tokenizers does */
+void pieces_free(Pieces *p);
+
+/* ---- pre-tokenizer steps (Sequence is flattened into a list) ---- */
+enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
+typedef enum PreKind { PRE_BYTELEVEL, PRE_SPLIT_REGEX, PRE_SPLIT_STRING, PRE_DIGITS } PreKind;
+typedef struct PreStep {
+    PreKind kind;
+    int add_prefix_space, use_regex; /* ByteLevel */
+    int behavior, invert;            /* Split */
+    char *literal;                   /* Split with {"String": ...} */
+    size_t literal_len;
+    pcre2_code *re;        /* Split regex, or ByteLevel's GPT-2 regex */
+    int individual_digits; /* Digits */
+} PreStep;
+
+/* Compiles an Oniguruma-style pattern from tokenizer.json with PCRE2 (UTF, UCP, JIT). */
+pcre2_code *tok_regex_compile(const char *pattern, char *errbuf, size_t errcap);
+
+/* ---- added tokens ---- */
+typedef struct AddedTok {
+    int id;
+    char *content;
+    size_t len;
+    unsigned char single_word, lstrip, rstrip, normalized, special;
+} AddedTok;
+
+/* Matching set for one pass (non-normalized or normalized tokens): tokens bucketed by
+ * first byte, each bucket longest first, for leftmost-longest matching. */
+typedef struct AddedSet {
+    int *bucket_start; /* [257] offsets into idx */
+    int *idx;          /* indices into Tokenizer.added */
+    int n;
+} AddedSet;
+
+typedef struct MergeEnt {
+    uint64_t key; /* (left id << 32) | right id, +1 so 0 means empty */
+    int rank, new_id;
+} MergeEnt;
+
+struct Tokenizer {
+    char *path;
+    /* model vocabulary */
+    int n_ids;               /* 1 + largest id */
+    char **piece;            /* [n_ids] string as in the file (vocab or added content), NULL for gaps */
+    int *piece_len;          /* [n_ids] */
+    unsigned char *id_flags; /* [n_ids] bit 0: added token, bit 1: special */
+    StrMap vocab;            /* model vocab piece -> id */
+    MergeEnt *merges;        /* hash set of merges */
+    size_t merge_cap;
+    int n_merges;
+    int ignore_merges, byte_fallback, fuse_unk, unk_id;
+    int cp_id[512]; /* code point < 512 -> vocab id of that single char (-1) */
+    /* added tokens */
+    AddedTok *added;
+    int n_added;
+    AddedSet set_raw, set_norm;
+    int normalizer_nfc; /* normalizer: 0 = none, 1 = NFC */
+    /* pre-tokenizer */
+    PreStep *steps;
+    int n_steps;
+    pcre2_match_data *md;
+    pcre2_code *re_word;    /* Rust regex \w, for single_word */
+    pcre2_code *re_numeric; /* char::is_numeric, for Digits */
+    /* post-processor */
+    IntVec post_prefix, post_suffix;
+    /* decoder: 0 = none (tokens joined by " "), 1 = ByteLevel */
+    int decoder_bytelevel;
+    int byte_of_cp[512];    /* ByteLevel alphabet: code point -> byte (-1) */
+    char byte_char[256][3]; /* byte -> its ByteLevel char as UTF-8, NUL-terminated */
+    /* specials */
+    int bos_id, eos_id, pad_id;
+    char *chat_template;
+    /* scratch and cache */
+    Pieces pa, pb, pc;
+    StrMap cache; /* word -> offset into cache_ids (count followed by ids) */
+    int *cache_ids;
+    size_t cache_len, cache_cap;
+    int *sym_id, *sym_prev, *sym_next;
+    int sym_cap;
+    struct HeapEnt *heap;
+    int heap_cap;
+    char *tmp;
+    size_t tmp_cap;
+    void *spans; /* pre-tokenizer scratch (Span array in tokenizer_pretok.c) */
+    int spans_cap;
+};
+
+/* tokenizer_pretok.c */
+int pretok_parse(Tokenizer *t, const void *json_pre, const char *where, Error *e);
+void pretok_free(Tokenizer *t);
+/* Runs the pre-tokenizer steps on one piece of text; the resulting strings (ByteLevel
+ * mapped when a ByteLevel step ran) are left in t->pa. */
+void pretok_run(Tokenizer *t, const char *s, size_t n);
+/* Regex split with tokenizers' SplitDelimiterBehavior and invert, appended to out. */
+void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, int behavior, int invert, Pieces *out);
+int uni_is_numeric(Tokenizer *t, uint32_t cp);
+int uni_is_word(Tokenizer *t, uint32_t cp);
+
+/* tokenizer_bpe.c */
+void bpe_merge_put(Tokenizer *t, int left, int right, int rank, int new_id);
+/* Appends the ids of one pre-tokenized word (already in the model's alphabet). */
+void bpe_word(Tokenizer *t, const char *w, size_t n, IntVec *out);
+void bpe_free(Tokenizer *t);
+
+#endif

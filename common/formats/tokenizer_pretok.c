@@ -1,0 +1,396 @@
+/* tokenizer_pretok.c — pre-tokenizers from tokenizer.json: ByteLevel, Split,
+ * Digits and Sequence of these, with the semantics of the `tokenizers` library:
+ *
+ *  - Each step applies to every current piece; empty pieces are dropped.
+ *  - Split finds matches of a regex (or a literal string) left to right without
+ *    overlap (Oniguruma find_iter: an empty match right after the previous match is
+ *    skipped by advancing one character), labels the pieces match / non-match,
+ *    flips the labels when invert, then applies SplitDelimiterBehavior:
+ *      Removed            matches dropped
+ *      Isolated           every piece kept on its own
+ *      MergedWithPrevious a match is glued to the piece before it
+ *      MergedWithNext     a match is glued to the piece after it
+ *      Contiguous         adjacent matches fused into one piece
+ *  - ByteLevel (GPT-2, Radford et al. 2019): optionally prepends " " to a piece that
+ *    does not start with one, optionally splits with the GPT-2 regex (Isolated),
+ *    then maps every byte to a printable character (bytes_to_unicode).
+ *  - Digits: pieces of Unicode numeric characters (Rust char::is_numeric, i.e.
+ *    general category N*), Isolated when individual_digits else Contiguous.
+ * Regexes are Oniguruma patterns in the file; PCRE2 with UTF+UCP accepts the ones
+ * tokenizers ship (GPT-2, Llama-3, Qwen2).  Not for: normalizers or the BPE model. */
+#define _GNU_SOURCE /* memmem */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer_impl.h"
+#include "base/util.h"
+
+/* tokenizers' ByteLevel regex (pre_tokenizers/byte_level.rs), the GPT-2 pattern. */
+static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+pcre2_code *tok_regex_compile(const char *pattern, char *errbuf, size_t errcap) {
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        snprintf(errbuf, errcap, "%s at offset %zu", (const char *)msg, (size_t)off);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT is unavailable */
+    return re;
+}
+
+static int behavior_parse(const char *s) {
+    if (!strcmp(s, "Removed")) return SPLIT_REMOVED;
+    if (!strcmp(s, "Isolated")) return SPLIT_ISOLATED;
+    if (!strcmp(s, "MergedWithPrevious")) return SPLIT_MERGED_PREV;
+    if (!strcmp(s, "MergedWithNext")) return SPLIT_MERGED_NEXT;
+    if (!strcmp(s, "Contiguous")) return SPLIT_CONTIGUOUS;
+    return -1;
+}
+
+static int get_bool(const json_t *o, const char *k, int dflt) {
+    const json_t *v = json_object_get(o, k);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static PreStep *new_step(Tokenizer *t) {
+    t->steps = xrealloc(t->steps, (size_t)(t->n_steps + 1) * sizeof *t->steps);
+    PreStep *s = &t->steps[t->n_steps++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static int parse_one(Tokenizer *t, const json_t *p, const char *where, Error *e) {
+    if (!json_is_object(p)) return err_set(e, EX_DATAERR, "%s: field \"%s\" must be an object", t->path, where);
+    const char *type = json_string_value(json_object_get(p, "type"));
+    if (!type) return err_set(e, EX_DATAERR, "%s: field \"%s.type\" missing", t->path, where);
+    char errbuf[300];
+    if (!strcmp(type, "Sequence")) {
+        const json_t *list = json_object_get(p, "pretokenizers");
+        if (!json_is_array(list))
+            return err_set(e, EX_DATAERR, "%s: field \"%s.pretokenizers\" must be an array", t->path, where);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            char sub[200];
+            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", where, i);
+            int rc = parse_one(t, json_array_get(list, i), sub, e);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        PreStep *s = new_step(t);
+        s->kind = PRE_BYTELEVEL;
+        s->add_prefix_space = get_bool(p, "add_prefix_space", 1);
+        s->use_regex = get_bool(p, "use_regex", 1);
+        if (s->use_regex) {
+            s->re = tok_regex_compile(GPT2_PATTERN, errbuf, sizeof errbuf);
+            if (!s->re) die_internal("GPT-2 pattern does not compile: %s", errbuf);
+        }
+        return 0;
+    }
+    if (!strcmp(type, "Digits")) {
+        PreStep *s = new_step(t);
+        s->kind = PRE_DIGITS;
+        s->individual_digits = get_bool(p, "individual_digits", 0);
+        return 0;
+    }
+    if (!strcmp(type, "Split")) {
+        const json_t *pat = json_object_get(p, "pattern");
+        const char *bh = json_string_value(json_object_get(p, "behavior"));
+        int b = bh ? behavior_parse(bh) : -1;
+        if (b < 0)
+            return err_set(e, EX_DATAERR, "%s: field \"%s.behavior\": unsupported value \"%s\"", t->path, where,
+                           bh ? bh : "(missing)");
+        const json_t *rx = json_object_get(pat, "Regex"), *st = json_object_get(pat, "String");
+        PreStep *s = new_step(t);
+        s->behavior = b;
+        s->invert = get_bool(p, "invert", 0);
+        if (json_is_string(rx)) {
+            s->kind = PRE_SPLIT_REGEX;
+            s->re = tok_regex_compile(json_string_value(rx), errbuf, sizeof errbuf);
+            if (!s->re) return err_set(e, EX_DATAERR, "%s: field \"%s.pattern.Regex\": %s", t->path, where, errbuf);
+        } else if (json_is_string(st)) {
+            s->kind = PRE_SPLIT_STRING;
+            s->literal_len = json_string_length(st);
+            s->literal = xmalloc(s->literal_len + 1);
+            memcpy(s->literal, json_string_value(st), s->literal_len + 1);
+        } else {
+            return err_set(e, EX_DATAERR, "%s: field \"%s.pattern\" must be {\"Regex\": ...} or {\"String\": ...}",
+                           t->path, where);
+        }
+        return 0;
+    }
+    return err_set(e, EX_DATAERR, "%s: field \"%s.type\": unsupported pre-tokenizer \"%s\"", t->path, where, type);
+}
+
+int pretok_parse(Tokenizer *t, const void *json_pre, const char *where, Error *e) {
+    const json_t *p = json_pre;
+    if (!p || json_is_null(p)) return 0;
+    return parse_one(t, p, where, e);
+}
+
+void pretok_free(Tokenizer *t) {
+    for (int i = 0; i < t->n_steps; i++) {
+        if (t->steps[i].re) pcre2_code_free(t->steps[i].re);
+        free(t->steps[i].literal);
+    }
+    free(t->steps);
+    t->steps = NULL;
+    t->n_steps = 0;
+    pieces_free(&t->pa);
+    pieces_free(&t->pb);
+    pieces_free(&t->pc);
+    free(t->spans);
+    free(t->tmp);
+    if (t->md) pcre2_match_data_free(t->md);
+    if (t->re_word) pcre2_code_free(t->re_word);
+    if (t->re_numeric) pcre2_code_free(t->re_numeric);
+}
+
+/* ---- character classes through PCRE2's Unicode tables ---- */
+static int uni_match(Tokenizer *t, pcre2_code *re, uint32_t cp) {
+    char buf[4];
+    int l = utf8_encode(cp, buf);
+    return pcre2_match(re, (PCRE2_SPTR)buf, (PCRE2_SIZE)l, 0, PCRE2_NO_UTF_CHECK, t->md, NULL) >= 0;
+}
+
+int uni_is_numeric(Tokenizer *t, uint32_t cp) {
+    if (cp < 0x80) return cp >= '0' && cp <= '9';
+    return uni_match(t, t->re_numeric, cp);
+}
+
+/* Rust regex \w: Alphabetic, M, Nd, Pc, Join_Control (UTS#18 Annex C). */
+int uni_is_word(Tokenizer *t, uint32_t cp) {
+    if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
+    return uni_match(t, t->re_word, cp);
+}
+
+/* ---- splitting ---- */
+typedef struct Span {
+    size_t a, b;
+    int match;
+} Span;
+
+/* Applies invert and the delimiter behaviour to the labelled spans of s and appends
+ * the resulting non-empty pieces to out. */
+static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int invert, Pieces *out) {
+    if (invert)
+        for (int i = 0; i < ns; i++) sp[i].match = !sp[i].match;
+    switch (behavior) {
+    case SPLIT_REMOVED:
+        for (int i = 0; i < ns; i++)
+            if (!sp[i].match) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+        break;
+    case SPLIT_ISOLATED:
+        for (int i = 0; i < ns; i++) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+        break;
+    case SPLIT_CONTIGUOUS: {
+        /* fold: a piece with the same label as the previous one extends it */
+        int prev = 0;
+        size_t ca = 0, cb = 0;
+        int have = 0;
+        for (int i = 0; i < ns; i++) {
+            if (have && sp[i].match == prev) {
+                cb = sp[i].b;
+            } else {
+                if (have) pieces_add(out, s + ca, cb - ca);
+                ca = sp[i].a, cb = sp[i].b, have = 1;
+            }
+            prev = sp[i].match;
+        }
+        if (have) pieces_add(out, s + ca, cb - ca);
+        break;
+    }
+    case SPLIT_MERGED_PREV: {
+        int prev = 0, have = 0;
+        size_t ca = 0, cb = 0;
+        for (int i = 0; i < ns; i++) {
+            if (sp[i].match && !prev && have) {
+                cb = sp[i].b;
+            } else {
+                if (have) pieces_add(out, s + ca, cb - ca);
+                ca = sp[i].a, cb = sp[i].b, have = 1;
+            }
+            prev = sp[i].match;
+        }
+        if (have) pieces_add(out, s + ca, cb - ca);
+        break;
+    }
+    case SPLIT_MERGED_NEXT: {
+        /* the library folds from the right: a match is glued to the piece after it */
+        int nxt = 0;
+        for (int i = ns - 1; i >= 0; i--) {
+            if (sp[i].match && !nxt && i + 1 < ns && sp[i + 1].a != (size_t)-1) {
+                /* extend the following (already-built) piece to the left */
+                sp[i + 1].a = sp[i].a;
+                sp[i].a = (size_t)-1; /* consumed */
+            }
+            nxt = sp[i].match;
+        }
+        /* emit in order, skipping consumed spans; a consumed span's successor now starts earlier */
+        for (int i = 0; i < ns; i++)
+            if (sp[i].a != (size_t)-1) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+        break;
+    }
+    }
+}
+
+static Span *spans_reserve(Tokenizer *t, int n) {
+    if (n > t->spans_cap) {
+        t->spans_cap = n * 2 + 64;
+        t->spans = xrealloc(t->spans, (size_t)t->spans_cap * sizeof(Span));
+    }
+    return t->spans;
+}
+
+void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, int behavior, int invert, Pieces *out) {
+    if (!n) return;
+    int ns = 0;
+    Span *sp = spans_reserve(t, 16);
+    size_t prev = 0, last_end = 0;
+    long last_match_end = -1;
+    while (last_end <= n) {
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, last_end, PCRE2_NO_UTF_CHECK, t->md, NULL);
+        if (rc < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
+        size_t a = ov[0], b = ov[1];
+        if (a == b && last_match_end == (long)b) {
+            /* Oniguruma find_iter: no empty match right after the previous match */
+            if (last_end >= n) break;
+            uint32_t cp;
+            last_end += (size_t)utf8_decode((const unsigned char *)s + last_end, n - last_end, &cp);
+            continue;
+        }
+        sp = spans_reserve(t, ns + 2);
+        if (prev != a) sp[ns++] = (Span){prev, a, 0};
+        sp[ns++] = (Span){a, b, 1};
+        prev = b;
+        last_end = b;
+        last_match_end = (long)b;
+        if (a == b && last_end >= n) break;
+    }
+    sp = spans_reserve(t, ns + 1);
+    if (prev != n) sp[ns++] = (Span){prev, n, 0};
+    apply_behavior(s, sp, ns, behavior, invert, out);
+}
+
+static void split_literal(Tokenizer *t, const char *lit, size_t ll, const char *s, size_t n, int behavior, int invert,
+                          Pieces *out) {
+    if (!n) return;
+    if (!ll) { /* empty pattern matches nothing */
+        Span one = {0, n, 0};
+        apply_behavior(s, &one, 1, behavior, invert, out);
+        return;
+    }
+    int ns = 0;
+    Span *sp = spans_reserve(t, 16);
+    size_t prev = 0, i = 0;
+    while (i + ll <= n) {
+        const char *f = memmem(s + i, n - i, lit, ll);
+        if (!f) break;
+        size_t a = (size_t)(f - s);
+        sp = spans_reserve(t, ns + 2);
+        if (prev != a) sp[ns++] = (Span){prev, a, 0};
+        sp[ns++] = (Span){a, a + ll, 1};
+        prev = i = a + ll;
+    }
+    sp = spans_reserve(t, ns + 1);
+    if (prev != n) sp[ns++] = (Span){prev, n, 0};
+    apply_behavior(s, sp, ns, behavior, invert, out);
+}
+
+static void split_digits(Tokenizer *t, const char *s, size_t n, int individual, Pieces *out) {
+    if (!n) return;
+    int ns = 0;
+    Span *sp = spans_reserve(t, 16);
+    size_t prev = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (uni_is_numeric(t, cp)) {
+            sp = spans_reserve(t, ns + 2);
+            if (prev < i) sp[ns++] = (Span){prev, i, 0};
+            sp[ns++] = (Span){i, i + (size_t)l, 1};
+            prev = i + (size_t)l;
+        }
+        i += (size_t)l;
+    }
+    sp = spans_reserve(t, ns + 1);
+    if (prev < n) sp[ns++] = (Span){prev, n, 0};
+    apply_behavior(s, sp, ns, individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0, out);
+}
+
+/* Maps bytes to the ByteLevel alphabet. */
+static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out) {
+    if (n * 2 > t->tmp_cap) {
+        t->tmp_cap = n * 2 + 64;
+        t->tmp = xrealloc(t->tmp, t->tmp_cap);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = t->byte_char[(unsigned char)s[i]];
+        t->tmp[o++] = c[0];
+        if (c[1]) t->tmp[o++] = c[1];
+    }
+    pieces_add(out, t->tmp, o);
+}
+
+void pretok_run(Tokenizer *t, const char *s, size_t n) {
+    Pieces *cur = &t->pa, *nxt = &t->pb;
+    pieces_reset(cur);
+    pieces_add(cur, s, n);
+    for (int k = 0; k < t->n_steps; k++) {
+        const PreStep *st = &t->steps[k];
+        pieces_reset(nxt);
+        for (int i = 0; i < cur->n; i++) {
+            const char *p = cur->buf + cur->off[i];
+            size_t pl = cur->plen[i];
+            switch (st->kind) {
+            case PRE_BYTELEVEL: {
+                const char *q = p;
+                size_t ql = pl;
+                char *owned = NULL;
+                if (st->add_prefix_space && p[0] != ' ') {
+                    owned = xmalloc(pl + 1);
+                    owned[0] = ' ';
+                    memcpy(owned + 1, p, pl);
+                    q = owned, ql = pl + 1;
+                }
+                if (st->use_regex) {
+                    /* split into a scratch list, then map each piece */
+                    Pieces *tmp = &t->pc;
+                    pieces_reset(tmp);
+                    pretok_split_regex(t, st->re, q, ql, SPLIT_ISOLATED, 0, tmp);
+                    for (int j = 0; j < tmp->n; j++) bytelevel_map(t, tmp->buf + tmp->off[j], tmp->plen[j], nxt);
+                } else {
+                    bytelevel_map(t, q, ql, nxt);
+                }
+                free(owned);
+                break;
+            }
+            case PRE_SPLIT_REGEX:
+                pretok_split_regex(t, st->re, p, pl, st->behavior, st->invert, nxt);
+                break;
+            case PRE_SPLIT_STRING:
+                split_literal(t, st->literal, st->literal_len, p, pl, st->behavior, st->invert, nxt);
+                break;
+            case PRE_DIGITS:
+                split_digits(t, p, pl, st->individual_digits, nxt);
+                break;
+            }
+        }
+        Pieces sw = *cur;
+        *cur = *nxt;
+        *nxt = sw;
+    }
+    if (cur != &t->pa) { /* keep the result in t->pa */
+        Pieces sw = t->pa;
+        t->pa = t->pb;
+        t->pb = sw;
+    }
+}

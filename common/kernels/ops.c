@@ -1,0 +1,299 @@
+/* ops.c — the pointwise and per-row layers of ops.h: embeddings, layernorm,
+ * rmsnorm, linear, GELU, SwiGLU, residual.  Rotary embeddings and attention live in
+ * ops_attention.c, the fused LM head in ops_logprobs.c.
+ *
+ * Determinism: every loop that reduces over rows into a parameter gradient (dwte,
+ * dwpe, norm weights, biases) is parallelised over COLUMNS, and each column sums its
+ * rows in ascending order, so the result does not depend on the thread count.  Loops
+ * over independent rows or elements are plain `omp parallel for`.
+ * Not for: model wiring (model.c) or losses (losses.c). */
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops_fastmath.h"
+#include "ops_internal.h"
+#include "base/util.h"
+
+/* Columns handled by one task in the column-parallel reductions: 64 floats = four
+ * cache lines per row visit, enough to keep the row-strided walk prefetch friendly. */
+#define OPS_COL_BLOCK 64
+
+/* ---- scratch (ops_internal.h) ------------------------------------------------------ */
+static _Thread_local float *scratch_buf[SCR_COUNT];
+static _Thread_local size_t scratch_cap[SCR_COUNT];
+
+float *ops_scratch(int slot, size_t nfloats) {
+    if (nfloats > scratch_cap[slot]) {
+        free(scratch_buf[slot]);
+        /* 64-byte aligned for the BLAS kernels; +25% so slowly growing shapes do not
+         * reallocate every call */
+        size_t cap = nfloats + nfloats / 4;
+        scratch_buf[slot] = xaligned_alloc(cap * sizeof(float));
+        scratch_cap[slot] = cap;
+    }
+    return scratch_buf[slot];
+}
+
+/* ---- token embedding ---------------------------------------------------------- */
+
+/* out [N,C], tokens [N], wte [V,C] */
+void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, sizeof(float) * C);
+}
+
+/* Scatter-add of rows.  Two rows may share a token, so rows cannot be split among
+ * threads; columns can.  Each column adds its rows in order n = 0..N-1. */
+static void scatter_rows_add(float *dtable, const float *dout, const int *idx, int N, int C) {
+    int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
+        for (int n = 0; n < N; n++) {
+            float *d = dtable + (size_t)idx[n] * C;
+            const float *g = dout + (size_t)n * C;
+            for (int c = c0; c < c1; c++) d[c] += g[c];
+        }
+    }
+}
+
+void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    scatter_rows_add(dwte, dout, tokens, N, C);
+}
+
+/* ---- learned positions -------------------------------------------------------- */
+
+void position_forward(float *out, const int *pos, const float *wpe, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        const float *p = wpe + (size_t)pos[n] * C;
+        for (int c = 0; c < C; c++) o[c] += p[c];
+    }
+}
+
+void position_backward(float *dwpe, const float *dout, const int *pos, int N, int C) {
+    scatter_rows_add(dwpe, dout, pos, N, C);
+}
+
+/* ---- layernorm ------------------------------------------------------------------
+ * Ba, Kiros, Hinton 2016, eq. 4 with the biased variance, as torch.nn.LayerNorm.
+ * Statistics in double: C is 768..4096 and single-precision sums of squares would
+ * cost digits we need for the 1e-4 oracle comparison. */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
+                       int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double s = 0;
+        for (int c = 0; c < C; c++) s += x[c];
+        double m = s / C;
+        double v = 0;
+        for (int c = 0; c < C; c++) {
+            double d = x[c] - m;
+            v += d * d;
+        }
+        v /= C;
+        float rs = (float)(1.0 / sqrt(v + eps));
+        float mf = (float)m;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * rs * w[c] + b[c];
+        mean[n] = mf;
+        rstd[n] = rs;
+    }
+}
+
+/* With xhat = (x - mean) * rstd and g = dout * w:
+ *   dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat)),
+ *   dw = sum_n dout * xhat,  db = sum_n dout. */
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float m = mean[n], rs = rstd[n];
+            double sg = 0, sgx = 0;
+            for (int c = 0; c < C; c++) {
+                float g = dy[c] * w[c];
+                sg += g;
+                sgx += (double)g * ((x[c] - m) * rs);
+            }
+            float mg = (float)(sg / C), mgx = (float)(sgx / C);
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - m) * rs;
+                dx[c] += rs * (dy[c] * w[c] - mg - xhat * mgx);
+            }
+        }
+    }
+    if (dw || db) {
+        int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
+            double aw[OPS_COL_BLOCK] = {0}, ab[OPS_COL_BLOCK] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+                float m = mean[n], rs = rstd[n];
+                for (int c = c0; c < c1; c++) {
+                    aw[c - c0] += dy[c] * ((x[c] - m) * rs);
+                    ab[c - c0] += dy[c];
+                }
+            }
+            for (int c = c0; c < c1; c++) {
+                if (dw) dw[c] += (float)aw[c - c0];
+                if (db) db[c] += (float)ab[c - c0];
+            }
+        }
+    }
+}
+
+/* ---- rmsnorm ----------------------------------------------------------------------
+ * Zhang & Sennrich 2019, eq. 4; the order of operations follows transformers'
+ * LlamaRMSNorm: w * (x * rsqrt(mean(x^2) + eps)). */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float rs = (float)(1.0 / sqrt(ss / C + eps));
+        for (int c = 0; c < C; c++) o[c] = w[c] * (x[c] * rs);
+        rstd[n] = rs;
+    }
+}
+
+/* With xhat = x * rstd and g = dout * w:
+ *   dx = rstd * (g - xhat * mean_c(g * xhat)),  dw = sum_n dout * xhat. */
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
+                      int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float rs = rstd[n];
+            double sgx = 0;
+            for (int c = 0; c < C; c++) sgx += (double)(dy[c] * w[c]) * (x[c] * rs);
+            float mgx = (float)(sgx / C);
+            for (int c = 0; c < C; c++) dx[c] += rs * (dy[c] * w[c] - (x[c] * rs) * mgx);
+        }
+    }
+    if (dw) {
+        int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
+            double aw[OPS_COL_BLOCK] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+                float rs = rstd[n];
+                for (int c = c0; c < c1; c++) aw[c - c0] += dy[c] * (x[c] * rs);
+            }
+            for (int c = c0; c < c1; c++) dw[c] += (float)aw[c - c0];
+        }
+    }
+}
+
+/* ---- linear -----------------------------------------------------------------------
+ * inp [N,C], w [OC,C] (nn.Linear layout), out [N,OC]. */
+void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
+    gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *o = out + (size_t)n * OC;
+            for (int j = 0; j < OC; j++) o[j] += bias[j];
+        }
+    }
+}
+
+void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
+                     int C, int OC) {
+    if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C); /* dinp += dout @ w */
+    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);   /* dw += dout^T @ inp */
+    if (dbias) {
+        int nblk = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < OC ? c0 + OPS_COL_BLOCK : OC;
+            double acc[OPS_COL_BLOCK] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *dy = dout + (size_t)n * OC;
+                for (int c = c0; c < c1; c++) acc[c - c0] += dy[c];
+            }
+            for (int c = c0; c < c1; c++) dbias[c] += (float)acc[c - c0];
+        }
+    }
+}
+
+/* ---- GELU, tanh form ----------------------------------------------------------------
+ * Hendrycks & Gimpel 2016, sec. 2; transformers' NewGELUActivation ("gelu_new"):
+ *   0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3).
+ * Computed as x * sigmoid(2u), the same function (0.5 (1 + tanh u) = sigmoid(2u)),
+ * because it vectorises (ops_fastmath.h) and keeps its relative accuracy for very
+ * negative x, where 1 + tanh(u) cancels. */
+#define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_K1 0.044715f
+
+void gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = x * ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
+    }
+}
+
+/* With s = sigmoid(2u):  d/dx [x s] = s + 2 x s (1 - s) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+ * (equal to the tanh form's 0.5 (1 + t) + 0.5 x (1 - t^2) u', since 1 - t^2 = 4 s (1 - s)). */
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float s = ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
+        float g = s + 2.0f * x * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
+        dinp[i] += g * dout[i];
+    }
+}
+
+/* ---- SwiGLU core ------------------------------------------------------------------------
+ * Shazeer 2020, eq. 6 with Swish_1 = SiLU, as LlamaMLP: down(silu(gate(x)) * up(x)),
+ * silu(g) = g * sigmoid(g) (torch.nn.functional.silu). */
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g * ops_sigmoidf(g) * up[i];
+    }
+}
+
+/* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        float s = ops_sigmoidf(g);
+        if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        if (dup) dup[i] += dout[i] * g * s;
+    }
+}
+
+/* ---- residual ------------------------------------------------------------------------- */
+void residual_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float *da, float *db, const float *dout, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        if (da) da[i] += dout[i];
+        if (db) db[i] += dout[i];
+    }
+}

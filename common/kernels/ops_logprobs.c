@@ -1,0 +1,290 @@
+/* ops_logprobs.c — the fused LM head (ops.h): logits, log-softmax, gather of the
+ * target token's log-probability, entropy, and their backward, without ever holding
+ * the [N, V] logits tensor.
+ *
+ * Tiling: rows with a target are gathered into blocks of LP_ROWS = 512 rows.  The
+ * vocabulary is split into LP_LANES = 8 contiguous ranges ("lanes"), and each lane
+ * walks its range in slices of LP_COLS = 512 columns: one lane's tile of logits is
+ * 512 x 512 floats and all lanes together hold at most LP_BYTES = 8 MiB.  The lanes
+ * are the OpenMP tasks and each runs its gemm() single-threaded: measured on this
+ * 2-core machine this costs ~15% less CPU than letting OpenBLAS split each product
+ * between the threads (tests/bench_train_step), and the work per lane is equal.
+ * Within a lane each row keeps an online log-sum-exp (Milakov & Gimelshein 2018,
+ * "Online normalizer calculation for softmax", Alg. 3) in double, together with the
+ * running sum of exp(l - m) * l that gives the entropy:
+ *   H = -sum p log p = lse - sum_v p_v l_v;
+ * the lanes' (max, sums) are then merged by the same rule in lane order.
+ * Backward recomputes each tile's logits (one more 2NVC-FLOP product, a quarter of
+ * the head's work, in exchange for not storing N x V floats):
+ *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h;
+ * lanes own disjoint rows of dW, and their partial dh are added in lane order.
+ * Lanes, slices and rows are the same whatever the thread count, so the results are
+ * bit-identical across thread counts.
+ * Not for: losses over the log-probs (losses.c). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops.h"
+#include "ops_fastmath.h"
+#include "ops_internal.h"
+#include "base/util.h"
+#ifdef CHERRY_CUDA
+#include "gemm_cuda.h" /* cuda/, on the include path only with make CUDA=1 */
+#endif
+
+#define LP_ROWS 512
+#define LP_LANES 8
+#define LP_BYTES (8u << 20)
+#define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS / LP_LANES))
+#define LP_WIDE_COLS (LP_COLS * LP_LANES) /* logits_argmax: one tile, BLAS-threaded */
+
+/* Indices of the rows that take part (targets >= 0, and for backward dlogp != 0). */
+static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int N) {
+    int n = 0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0 && (!dlogp || dlogp[i] != 0.0f)) rows[n++] = i;
+    return n;
+}
+
+/* Maximum of l[0..n) with 16 independent lanes (vectorisable; max is exact, so the
+ * lane split does not change the result). */
+static float lp_row_max(const float *l, int n) {
+    float mx[16];
+    for (int k = 0; k < 16; k++) mx[k] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
+    for (; j < n; j++) mx[0] = l[j] > mx[0] ? l[j] : mx[0];
+    float r = mx[0];
+    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
+    return r;
+}
+
+/* sum_j e_j and sum_j e_j l_j with e_j = exp(l_j - m).  16 float lanes (one AVX-512
+ * register) accumulate blocks of 256 columns, which are then added into 16 double
+ * lanes, and the lanes are summed in a fixed order at the end: vectorisable, within
+ * a few float ulps of a double sum (16 terms per lane per block), and the same bits
+ * whatever the thread count. */
+#define LP_SUM_LANES 16
+#define LP_SUM_BLOCK 256
+static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *sum_el) {
+    double ae[LP_SUM_LANES] = {0}, ael[LP_SUM_LANES] = {0};
+    int j = 0;
+    while (j + LP_SUM_LANES <= n) {
+        float be[LP_SUM_LANES] = {0}, bel[LP_SUM_LANES] = {0};
+        int end = j + LP_SUM_BLOCK <= n ? j + LP_SUM_BLOCK : n - (n - j) % LP_SUM_LANES;
+        for (; j < end; j += LP_SUM_LANES)
+            for (int k = 0; k < LP_SUM_LANES; k++) {
+                float e = ops_expf(l[j + k] - m);
+                be[k] += e;
+                bel[k] += e * l[j + k];
+            }
+        for (int k = 0; k < LP_SUM_LANES; k++) {
+            ae[k] += be[k];
+            ael[k] += bel[k];
+        }
+    }
+    for (; j < n; j++) {
+        float e = ops_expf(l[j] - m);
+        ae[0] += e;
+        ael[0] += (double)e * l[j];
+    }
+    double se = 0, sel = 0;
+    for (int k = 0; k < LP_SUM_LANES; k++) {
+        se += ae[k];
+        sel += ael[k];
+    }
+    *sum_e = se;
+    *sum_el = sel;
+}
+
+/* Copies the selected rows of h into a contiguous [R, C] block. */
+static void lp_gather(float *dst, const float *h, const int *rows, int R, int C) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * C, h + (size_t)rows[r] * C, sizeof(float) * C);
+}
+
+/* Whether the lanes run as parallel OpenMP tasks.  gemm() never sends a product to
+ * the GPU from inside a parallel region, so when a device would take the lanes'
+ * products (make CUDA=1) the lanes run one after the other instead: same lanes, same
+ * slices, same merge order. */
+static int lp_lanes_parallel(int R, int C) {
+#ifdef CHERRY_CUDA
+    return !gemm_cuda_wanted(R, LP_COLS, C);
+#else
+    (void)R, (void)C;
+    return 1;
+#endif
+}
+
+/* Vocabulary range [a, b) of lane l: LP_LANES contiguous, near-equal ranges. */
+static void lp_lane_range(int V, int l, int *a, int *b) {
+    *a = (int)((long long)V * l / LP_LANES);
+    *b = (int)((long long)V * (l + 1) / LP_LANES);
+}
+
+void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
+                      int N, int C, int V) {
+    int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
+    int nsel = lp_select_rows(rows, targets, NULL, N);
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            logp[n] = 0.0f;
+            if (entropy) entropy[n] = 0.0f;
+            lse[n] = 0.0f;
+        }
+    }
+    /* scratch sized to what this call needs: small calls stay cheap */
+    int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    if (rmax < 1) rmax = 1;
+    float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+    float *lg_all = ops_scratch(SCR_LP_LOGITS, (size_t)LP_LANES * rmax * cmax);
+    /* per (lane, row): running max, sum exp(l - m), sum exp(l - m) l */
+    double *m = xmalloc(sizeof(double) * LP_LANES * LP_ROWS), *s = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
+    double *sl = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
+    float *tl = xmalloc(sizeof(float) * LP_ROWS);
+    for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
+        int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
+        lp_gather(hb, h, rows + r0, R, C);
+        int lanes_par = lp_lanes_parallel(R, C);
+        for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
+        for (int r = 0; r < R; r++) tl[r] = 0;
+#pragma omp parallel for schedule(static) if (lanes_par)
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            float *lg = lg_all + (size_t)ln * rmax * cmax;
+            double *lm = m + (size_t)ln * R, *ls = s + (size_t)ln * R, *lsl = sl + (size_t)ln * R;
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                /* inside the parallel region: runs single-threaded */
+                gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+                for (int r = 0; r < R; r++) {
+                    const float *l = lg + (size_t)r * VC;
+                    float cm = lp_row_max(l, VC);
+                    double nm = cm > lm[r] ? cm : lm[r];
+                    /* rescale the running sums to the new maximum */
+                    double f = lm[r] == -INFINITY ? 0.0 : exp(lm[r] - nm);
+                    double ss, ssl;
+                    lp_row_sums(l, VC, (float)nm, &ss, &ssl);
+                    ls[r] = ls[r] * f + ss;
+                    lsl[r] = lsl[r] * f + ssl;
+                    lm[r] = nm;
+                    int t = targets[rows[r0 + r]];
+                    if (t >= v0 && t < v0 + VC) tl[r] = l[t - v0]; /* one lane owns t */
+                }
+            }
+        }
+        /* merge the lanes in lane order (the same online rule) */
+        for (int r = 0; r < R; r++) {
+            double M = -INFINITY, S = 0, SL = 0;
+            for (int ln = 0; ln < LP_LANES; ln++) M = m[(size_t)ln * R + r] > M ? m[(size_t)ln * R + r] : M;
+            for (int ln = 0; ln < LP_LANES; ln++) {
+                double lm = m[(size_t)ln * R + r];
+                if (lm == -INFINITY) continue; /* empty lane */
+                double f = exp(lm - M);
+                S += s[(size_t)ln * R + r] * f;
+                SL += sl[(size_t)ln * R + r] * f;
+            }
+            int n = rows[r0 + r];
+            double lsum = M + log(S);
+            lse[n] = (float)lsum;
+            logp[n] = (float)(tl[r] - lsum);
+            if (entropy) entropy[n] = (float)(lsum - SL / S);
+        }
+    }
+    free(tl);
+    free(sl);
+    free(s);
+    free(m);
+    free(rows);
+}
+
+void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
+                       const float *lse, int N, int C, int V) {
+    int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
+    int nsel = lp_select_rows(rows, targets, dlogp, N);
+    if (nsel == 0 || (!dh && !dw)) {
+        free(rows);
+        return;
+    }
+    int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
+    float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+    /* per-lane partial dh: the lanes' sums are added in lane order afterwards */
+    float *dh_all = dh ? ops_scratch(SCR_LP_DH, (size_t)LP_LANES * rmax * C) : NULL;
+    float *lg_all = ops_scratch(SCR_LP_LOGITS, (size_t)LP_LANES * rmax * cmax);
+    for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
+        int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
+        lp_gather(hb, h, rows + r0, R, C);
+        int lanes_par = lp_lanes_parallel(R, C);
+#pragma omp parallel for schedule(static) if (lanes_par)
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            float *lg = lg_all + (size_t)ln * rmax * cmax;
+            float *dhb = dh ? dh_all + (size_t)ln * rmax * C : NULL;
+            if (dhb) memset(dhb, 0, sizeof(float) * (size_t)R * C);
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+                for (int r = 0; r < R; r++) {
+                    int n = rows[r0 + r];
+                    float *l = lg + (size_t)r * VC;
+                    float g = dlogp[n], ls = lse[n];
+                    for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
+                    int t = targets[n];
+                    if (t >= v0 && t < v0 + VC) l[t - v0] += g;
+                }
+                if (dhb) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
+                /* lanes own disjoint rows of dw */
+                if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
+            }
+        }
+        if (dh) {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                float *d = dh + (size_t)rows[r0 + r] * C;
+                for (int ln = 0; ln < LP_LANES; ln++) {
+                    const float *p = dh_all + ((size_t)ln * rmax + r) * C;
+                    for (int c = 0; c < C; c++) d[c] += p[c];
+                }
+            }
+        }
+    }
+    free(rows);
+}
+
+void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V) {
+    int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_WIDE_COLS ? V : LP_WIDE_COLS;
+    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
+    float *best = xmalloc(sizeof(float) * LP_ROWS);
+    for (int r0 = 0; r0 < N; r0 += LP_ROWS) {
+        int R = N - r0 < LP_ROWS ? N - r0 : LP_ROWS;
+        for (int r = 0; r < R; r++) {
+            best[r] = -INFINITY;
+            out[r0 + r] = 0;
+        }
+        for (int v0 = 0; v0 < V; v0 += LP_WIDE_COLS) {
+            int VC = V - v0 < LP_WIDE_COLS ? V - v0 : LP_WIDE_COLS;
+            gemm(0, 1, R, VC, C, 1.0f, h + (size_t)r0 * C, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                const float *l = lg + (size_t)r * VC;
+                /* strict > keeps the first maximum, as torch.argmax does */
+                for (int j = 0; j < VC; j++)
+                    if (l[j] > best[r]) {
+                        best[r] = l[j];
+                        out[r0 + r] = v0 + j;
+                    }
+            }
+        }
+    }
+    free(best);
+}
+
+void logits_forward(float *out, const float *h, const float *w, int N, int C, int V) {
+    gemm(0, 1, N, V, C, 1.0f, h, C, w, C, 0.0f, out, V);
+}

@@ -1,0 +1,192 @@
+/* model.h — one transformer, two families (GPT-2, Llama), chosen by config.json.
+ *
+ * Parameters live in ONE contiguous float block (m->params), carved into named
+ * tensors (m->tensors[i], HF names); gradients (m->grads) mirror the same layout,
+ * so AdamW is a flat loop and a checkpoint is one write (llm.c's layout).
+ * Linear weights are held [out, in]; GPT-2's Conv1D [in, out] is transposed on load
+ * and save.  Weights on disk in F32/F16/BF16 are widened to f32.
+ *
+ * Heads on top of the hidden states (after the final norm):
+ *   - LM head: per-token log-probs of target tokens (ops.h logprobs_forward), never
+ *     the full logits tensor;
+ *   - scalar head (score.weight [1, C], *ForSequenceClassification): one value per
+ *     token; a reward is the value at the last non-pad token.
+ * Head backwards accumulate into m->dhidden (zeroed by every model_forward);
+ * model_backward then propagates m->dhidden through the trunk.
+ * Not for: losses (losses.c), optimisation (optim.c), sampling (generate.c). */
+#ifndef CHERRY_MODEL_H
+#define CHERRY_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "formats/safetensors.h"
+#include "formats/tokenizer.h"
+
+typedef enum { FAMILY_GPT2 = 0, FAMILY_LLAMA = 1 } Family;
+
+typedef struct ModelConfig {
+    Family family;
+    int n_layer;
+    int n_head;
+    int n_kv_head; /* = n_head for GPT-2 */
+    int d_model;   /* hidden size C */
+    int d_ff;      /* MLP width (GPT-2 n_inner, default 4C) */
+    int vocab_size;
+    int max_seq;                /* n_positions / max_position_embeddings */
+    float norm_eps;             /* layer_norm_epsilon / rms_norm_eps */
+    float rope_theta;           /* llama */
+    float init_std;             /* initializer_range */
+    int tie_embeddings;         /* tie_word_embeddings */
+    int attn_bias;              /* llama attention_bias (GPT-2: always 1) */
+    int mlp_bias;               /* llama mlp_bias (GPT-2: always 1) */
+    int bos_id, eos_id, pad_id; /* -1 when absent */
+    int is_classifier;          /* *ForSequenceClassification with num_labels = 1 */
+} ModelConfig;
+
+typedef struct ParamTensor {
+    char name[128]; /* HF name as saved by transformers */
+    int ndim;
+    int64_t shape[4]; /* in-memory shape ([out, in] for linears) */
+    size_t offset;    /* into m->params / m->grads, in floats */
+    size_t numel;
+    int decay;  /* AdamW weight decay applies (matrices yes; biases, norms no) */
+    int conv1d; /* stored transposed on disk (GPT-2 Conv1D) */
+} ParamTensor;
+
+typedef struct ModelImpl ModelImpl; /* views and activations, private to model.c */
+typedef struct Lora Lora;           /* LoRA adapter (lora.h), NULL when none */
+
+typedef struct Model {
+    ModelConfig cfg;
+    int n_tensors;
+    ParamTensor *tensors;
+    size_t n_params;
+    float *params;  /* one block */
+    float *grads;   /* one block, same layout; NULL until model_enable_grads */
+    float *hidden;  /* [B*T, C] output of the last model_forward */
+    float *dhidden; /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
+    int B, T;       /* shape of the last forward */
+    ModelImpl *impl;
+    Lora *lora; /* adapter beside the weights (lora.h); NULL = none */
+} Model;
+
+int model_config_load(ModelConfig *c, const char *config_json_path, Error *e);
+int model_config_save(const ModelConfig *c, const char *config_json_path, Error *e);
+
+/* Allocates a model with zeroed parameters for cfg. */
+void model_create(Model *m, const ModelConfig *cfg);
+/* Initialises as transformers does: N(0, init_std) for matrices and embeddings,
+ * zeros for biases, ones for norm weights; GPT-2's c_proj scaled by 1/sqrt(2 L). */
+void model_init_random(Model *m, uint64_t seed);
+/* Loads an HF directory (config.json + model.safetensors or a sharded index). */
+int model_load(Model *m, const char *dir, Error *e);
+/* Loads a checkpoint DIR's weights into M, which already has the same shape (resuming
+ * a run): the adapter only when M has a LoRA adapter (the base is unchanged), else
+ * every parameter.  Errors: those of model_load / lora_load, EX_DATAERR when the
+ * parameter counts differ. */
+int model_load_params(Model *m, const char *dir, Error *e);
+/* Writes an HF directory atomically (config.json, model.safetensors); tokenizer
+ * files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * generation_config.json) are copied from tokenizer_src_dir when not NULL. */
+int model_save(const Model *m, const char *dir, const char *tokenizer_src_dir, Error *e);
+void model_free(Model *m);
+
+const ParamTensor *model_find_tensor(const Model *m, const char *name);
+
+void model_enable_grads(Model *m);
+void model_zero_grad(Model *m);
+
+/* Trunk forward for tokens [B,T] with per-token positions and segment ids (see
+ * attention_forward in ops.h; NULL pos = 0..T-1 per row, NULL seg = one segment
+ * per row).  Fills m->hidden, zeroes m->dhidden, keeps activations for backward. */
+void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, int B, int T);
+/* Backward of the last forward from m->dhidden; accumulates into m->grads. */
+void model_backward(Model *m);
+
+/* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
+ * with targets[n] >= 0 (else 0).  entropy may be NULL. */
+void model_logprobs(Model *m, const int *targets, float *logp, float *entropy);
+/* Accumulates d loss/d logp into m->dhidden (and into the LM head's gradient). */
+void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
+
+/* Scalar head (classifier models): values[n] = hidden[n,:] . score for all rows. */
+void model_values(Model *m, float *values);
+void model_values_backward(Model *m, const float *dvalues);
+
+/* ---- additions (engineer "model") ----
+ *
+ * Weight decay (ParamTensor.decay) follows the HF Trainer rule
+ * (Trainer.get_decay_parameter_names): every weight with two or more dimensions decays
+ * (linear/Conv1D matrices, token and position embeddings, lm_head, score); biases and
+ * LayerNorm/RMSNorm weights (one dimension) do not.
+ *
+ * Tensor names are the ones transformers saves: GPT-2 with the "transformer." prefix
+ * (GPT2LMHeadModel / GPT2ForSequenceClassification; files without the prefix, as
+ * GPT2Model saves them, load too), Llama with "model." (LlamaForCausalLM /
+ * LlamaForSequenceClassification).  lm_head.weight exists only when untied and the
+ * model is not a classifier; classifiers have score.weight [1, C] instead.
+ *
+ * Preconditions the caller checks (violations are programming errors: die_internal,
+ * exit 70): tokens and targets below vocab_size; GPT-2 positions below max_seq (its
+ * learned table); model_backward only after model_enable_grads and a forward;
+ * model_logprobs_backward only after model_logprobs on the same forward; the LM head
+ * only on LM models, model_values only on classifiers.
+ * Memory: activations of the last forward are kept for backward, about
+ * L * (14 C + 3 F + nh T) floats per token; they are reallocated only when a larger
+ * batch arrives. */
+
+const char *model_family_name(Family f);
+/* Range/consistency checks of a config (path names the file in messages). */
+int model_config_validate(const ModelConfig *c, const char *path, Error *e);
+/* config.json as transformers reads it; dtype_name "float32", "bfloat16" or NULL (no key).
+ * Returns a new jansson object (json_decref it). */
+struct json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name);
+int model_config_save_dtype(const ModelConfig *c, const char *path, const char *dtype_name, Error *e);
+
+/* The safetensors files of a model directory: model.safetensors, or every shard named
+ * in model.safetensors.index.json (its weight_map is checked against the shards). */
+typedef struct ModelWeights {
+    int n_files;
+    StFile *files;
+} ModelWeights;
+int model_weights_open(ModelWeights *w, const char *dir, Error *e);
+void model_weights_close(ModelWeights *w);
+/* Finds, for every tensor of m, its source in w (src[m->n_tensors]), checking names
+ * and shapes (Conv1D transposed) and that no unexpected tensor is left over;
+ * EX_DATAERR names the tensor.  Nothing is converted. */
+int model_weights_bind(const Model *m, const ModelWeights *w, const StTensor **src, Error *e);
+/* Like model_save, with the on-disk dtype ST_F32 or ST_BF16. */
+int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
+/* Number of parameters a config implies (what model_create will allocate). */
+size_t model_config_n_params(const ModelConfig *c);
+
+/* ---- additions (engineer "lora") ----
+ * With an adapter attached (m->lora, lora.h): model_forward adds the adapters of the
+ * enabled modules; model_enable_grads allocates gradients for the adapter only
+ * (m->grads stays NULL: the base is frozen), model_zero_grad clears them and
+ * model_backward accumulates into them.  model_load of an adapter directory
+ * (adapter_config.json) loads the base named by lora_base_dir and the adapter;
+ * model_save of a model with an adapter writes an adapter directory (lora_save).
+ * model_save_dtype_base writes the base weights only. */
+int model_save_dtype_base(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
+/* The block training updates: the adapter's parameters and gradients when an
+ * adapter is attached, else m->params / m->grads.  *n gets its length in floats. */
+float *model_train_params(Model *m, float **grads, size_t *n);
+/* The directory holding a model's tokenizer files: DIR, or for an adapter directory
+ * without tokenizer.json (as PEFT saves them) its base (malloc'd). */
+char *model_tokenizer_dir(const char *dir);
+/* tok_load_dir of model_tokenizer_dir(MODEL_DIR): the tokenizer a model directory uses. */
+int model_tokenizer_load(Tokenizer **t, const char *model_dir, Error *e);
+
+/* A reward model from a causal LM: the same trunk (copied by tensor name) with
+ * is_classifier set and score.weight [1, C] drawn from normal(0, init_std) with
+ * seed, as transformers' _init_weights does for the new head (no bias).  The LM
+ * head (lm_head.weight) is dropped, as AutoModelForSequenceClassification does. */
+void model_classifier_from_lm(Model *rm, const Model *lm, uint64_t seed);
+/* Copies the tokenizer/generation side files that exist in model_tokenizer_dir(src_dir)
+ * into dst_dir. */
+int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e);
+
+#endif

@@ -1,0 +1,352 @@
+/* model_config.c — config.json of a Hugging Face model directory, read and written.
+ *
+ * Reads the keys of transformers' GPT2Config and LlamaConfig (configuration_gpt2.py,
+ * configuration_llama.py) with their transformers defaults, and refuses configs whose
+ * numerics cherry does not implement (an activation other than gelu_new / silu, RoPE
+ * scaling, a head_dim different from hidden_size / num_attention_heads, a multi-label
+ * classifier) instead of silently computing something else.
+ * Writing produces a config.json that transformers loads into the same architecture
+ * (architectures + model_type + the family's own key names).
+ * Not for: tensors (model_io.c). */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "base/util.h"
+
+/* Field readers: absent (or null) -> default; wrong type -> EX_DATAERR naming the
+ * file and the field. */
+static int cfg_int(const json_t *root, const char *key, int def, int *out, const char *path, Error *e) {
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 2e9) {
+        *out = (int)json_real_value(v);
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < -2147483647LL || json_integer_value(v) > 2147483647LL)
+        return err_set(e, EX_DATAERR, "%s: field \"%s\" is not an integer", path, key);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int cfg_float(const json_t *root, const char *key, float def, float *out, const char *path, Error *e) {
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v)) return err_set(e, EX_DATAERR, "%s: field \"%s\" is not a number", path, key);
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+static int cfg_bool(const json_t *root, const char *key, int def, int *out, const char *path, Error *e) {
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v)) return err_set(e, EX_DATAERR, "%s: field \"%s\" is not true/false", path, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Token ids may be absent (the family's default), null (none: -1), an integer, or
+ * (Llama 3 eos) a list: the first is used. */
+static int cfg_token(const json_t *root, const char *key, int def, int *out, const char *path, Error *e) {
+    const json_t *v = json_object_get(root, key);
+    if (json_is_null(v)) {
+        *out = -1;
+        return 0;
+    }
+    if (json_is_array(v)) {
+        if (json_array_size(v) == 0) {
+            *out = -1;
+            return 0;
+        }
+        v = json_array_get(v, 0);
+        if (!json_is_integer(v)) return err_set(e, EX_DATAERR, "%s: field \"%s\" is not a token id list", path, key);
+        *out = (int)json_integer_value(v);
+        return 0;
+    }
+    return cfg_int(root, key, def, out, path, e);
+}
+
+static int cfg_required(const json_t *root, const char *key, int *out, const char *path, Error *e) {
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return err_set(e, EX_DATAERR, "%s: missing field \"%s\"", path, key);
+    return cfg_int(root, key, 0, out, path, e);
+}
+
+int model_config_validate(const ModelConfig *c, const char *path, Error *e) {
+    /* Bounds keep every size computation far from overflow and catch typos. */
+#define RANGE(x, lo, hi, key)                                                                                          \
+    if ((x) < (lo) || (x) > (hi))                                                                                      \
+        return err_set(e, EX_DATAERR, "%s: field \"%s\" = %d out of range [%d, %d]", path, key, (int)(x), (int)(lo),   \
+                       (int)(hi));
+    int fam = c->family == FAMILY_GPT2;
+    RANGE(c->n_layer, 1, 4096, fam ? "n_layer" : "num_hidden_layers");
+    RANGE(c->n_head, 1, 4096, fam ? "n_head" : "num_attention_heads");
+    RANGE(c->d_model, 1, 1 << 17, fam ? "n_embd" : "hidden_size");
+    RANGE(c->d_ff, 1, 1 << 20, fam ? "n_inner" : "intermediate_size");
+    RANGE(c->vocab_size, 1, 1 << 24, "vocab_size");
+    RANGE(c->max_seq, 1, 1 << 24, fam ? "n_positions" : "max_position_embeddings");
+    RANGE(c->n_kv_head, 1, c->n_head, "num_key_value_heads");
+#undef RANGE
+    if (c->d_model % c->n_head)
+        return err_set(e, EX_DATAERR, "%s: hidden size %d is not a multiple of the head count %d", path, c->d_model,
+                       c->n_head);
+    if (c->n_head % c->n_kv_head)
+        return err_set(e, EX_DATAERR, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                       c->n_head, c->n_kv_head);
+    if (c->family == FAMILY_LLAMA && (c->d_model / c->n_head) % 2)
+        return err_set(e, EX_DATAERR, "%s: head dimension %d must be even for rotary embeddings", path,
+                       c->d_model / c->n_head);
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return err_set(e, EX_DATAERR, "%s: norm epsilon must be positive", path);
+    if (c->family == FAMILY_LLAMA && (!(c->rope_theta > 0) || !isfinite(c->rope_theta)))
+        return err_set(e, EX_DATAERR, "%s: field \"rope_theta\" must be positive", path);
+    if (!(c->init_std >= 0) || !isfinite(c->init_std))
+        return err_set(e, EX_DATAERR, "%s: field \"initializer_range\" must be non-negative", path);
+    /* Token ids that point outside the vocabulary would index out of the embedding. */
+    const int *ids[3] = {&c->bos_id, &c->eos_id, &c->pad_id};
+    const char *names[3] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+    for (int i = 0; i < 3; i++)
+        if (*ids[i] < -1 || *ids[i] >= c->vocab_size)
+            return err_set(e, EX_DATAERR, "%s: field \"%s\" = %d outside the vocabulary (%d)", path, names[i], *ids[i],
+                           c->vocab_size);
+    return 0;
+}
+
+/* architectures[0] ends in ForSequenceClassification -> classifier; the label count is
+ * len(id2label) when present (transformers derives num_labels from it), else
+ * num_labels, else PretrainedConfig's default 2. */
+static int parse_arch(ModelConfig *c, const json_t *root, const char *path, Error *e) {
+    const json_t *arch = json_object_get(root, "architectures");
+    c->is_classifier = 0;
+    if (!arch || json_is_null(arch)) return 0;
+    if (!json_is_array(arch)) return err_set(e, EX_DATAERR, "%s: field \"architectures\" is not a list", path);
+    const char *a = json_string_value(json_array_get(arch, 0));
+    if (!a) return 0;
+    if (!strstr(a, "ForSequenceClassification")) return 0;
+    const json_t *id2label = json_object_get(root, "id2label");
+    int n = 2;
+    if (json_is_object(id2label))
+        n = (int)json_object_size(id2label);
+    else if (cfg_int(root, "num_labels", 2, &n, path, e))
+        return e->code;
+    if (n != 1)
+        return err_set(e, EX_DATAERR, "%s: %s with %d labels; cherry's scalar head needs num_labels = 1", path, a, n);
+    c->is_classifier = 1;
+    return 0;
+}
+
+static int parse_gpt2(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    c->family = FAMILY_GPT2;
+    if (cfg_required(r, "n_layer", &c->n_layer, p, e) || cfg_required(r, "n_head", &c->n_head, p, e) ||
+        cfg_required(r, "n_embd", &c->d_model, p, e) || cfg_required(r, "vocab_size", &c->vocab_size, p, e))
+        return e->code;
+    int n_ctx;
+    if (cfg_int(r, "n_ctx", 1024, &n_ctx, p, e) || cfg_int(r, "n_positions", n_ctx, &c->max_seq, p, e) ||
+        cfg_int(r, "n_inner", 4 * c->d_model, &c->d_ff, p, e) ||
+        cfg_float(r, "layer_norm_epsilon", 1e-5f, &c->norm_eps, p, e) ||
+        cfg_float(r, "initializer_range", 0.02f, &c->init_std, p, e) ||
+        cfg_bool(r, "tie_word_embeddings", 1, &c->tie_embeddings, p, e) ||
+        cfg_token(r, "bos_token_id", 50256, &c->bos_id, p, e) ||
+        cfg_token(r, "eos_token_id", 50256, &c->eos_id, p, e) || cfg_token(r, "pad_token_id", -1, &c->pad_id, p, e))
+        return e->code;
+    c->n_kv_head = c->n_head;
+    c->attn_bias = c->mlp_bias = 1;
+    c->rope_theta = 10000.0f;
+    const json_t *act = json_object_get(r, "activation_function");
+    if (act && !json_is_null(act)) {
+        const char *s = json_string_value(act);
+        if (!s || (strcmp(s, "gelu_new") && strcmp(s, "gelu_pytorch_tanh")))
+            return err_set(e, EX_DATAERR, "%s: field \"activation_function\" = %s; cherry implements gelu_new", p,
+                           s ? s : "(not a string)");
+    }
+    int inv_layer = 0, scale = 1;
+    if (cfg_bool(r, "scale_attn_by_inverse_layer_idx", 0, &inv_layer, p, e) ||
+        cfg_bool(r, "scale_attn_weights", 1, &scale, p, e))
+        return e->code;
+    if (inv_layer || !scale)
+        return err_set(e, EX_DATAERR, "%s: attention scaling other than 1/sqrt(head_dim) is not supported", p);
+    return 0;
+}
+
+static int parse_llama(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    c->family = FAMILY_LLAMA;
+    if (cfg_required(r, "num_hidden_layers", &c->n_layer, p, e) ||
+        cfg_required(r, "num_attention_heads", &c->n_head, p, e) || cfg_required(r, "hidden_size", &c->d_model, p, e) ||
+        cfg_required(r, "intermediate_size", &c->d_ff, p, e) || cfg_required(r, "vocab_size", &c->vocab_size, p, e))
+        return e->code;
+    if (cfg_int(r, "num_key_value_heads", c->n_head, &c->n_kv_head, p, e) ||
+        cfg_int(r, "max_position_embeddings", 2048, &c->max_seq, p, e) ||
+        cfg_float(r, "rms_norm_eps", 1e-6f, &c->norm_eps, p, e) ||
+        cfg_float(r, "initializer_range", 0.02f, &c->init_std, p, e) ||
+        cfg_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings, p, e) ||
+        cfg_bool(r, "attention_bias", 0, &c->attn_bias, p, e) || cfg_bool(r, "mlp_bias", 0, &c->mlp_bias, p, e) ||
+        cfg_token(r, "bos_token_id", 1, &c->bos_id, p, e) || cfg_token(r, "eos_token_id", 2, &c->eos_id, p, e) ||
+        cfg_token(r, "pad_token_id", -1, &c->pad_id, p, e))
+        return e->code;
+    /* rope_theta: top level (transformers 4.x) or inside rope_parameters (5.x). */
+    const json_t *rp = json_object_get(r, "rope_parameters");
+    float theta_top;
+    if (cfg_float(r, "rope_theta", 10000.0f, &theta_top, p, e)) return e->code;
+    c->rope_theta = theta_top;
+    const json_t *scaling = json_object_get(r, "rope_scaling");
+    if (json_is_object(rp)) {
+        if (cfg_float(rp, "rope_theta", theta_top, &c->rope_theta, p, e)) return e->code;
+        if (!scaling || json_is_null(scaling)) scaling = rp;
+    }
+    if (json_is_object(scaling)) {
+        const char *t = json_string_value(json_object_get(scaling, "rope_type"));
+        if (!t) t = json_string_value(json_object_get(scaling, "type"));
+        if (t && strcmp(t, "default") != 0)
+            return err_set(e, EX_DATAERR, "%s: field \"rope_scaling\" type \"%s\" is not supported (only default RoPE)",
+                           p, t);
+    } else if (scaling && !json_is_null(scaling)) {
+        return err_set(e, EX_DATAERR, "%s: field \"rope_scaling\" is not an object", p);
+    }
+    const json_t *act = json_object_get(r, "hidden_act");
+    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+        return err_set(e, EX_DATAERR, "%s: field \"hidden_act\" must be \"silu\"", p);
+    int hd;
+    if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
+    if (c->n_head > 0 && hd * c->n_head != c->d_model)
+        return err_set(e, EX_DATAERR,
+                       "%s: field \"head_dim\" = %d; cherry needs hidden_size / num_attention_heads = %d", p, hd,
+                       c->d_model / c->n_head);
+    return 0;
+}
+
+int model_config_load(ModelConfig *c, const char *path, Error *e) {
+    memset(c, 0, sizeof *c);
+    char *text;
+    size_t len;
+    int rc = read_file(path, &text, &len, e);
+    if (rc) return rc;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!root) return err_set(e, EX_DATAERR, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return err_set(e, EX_DATAERR, "%s: not a JSON object", path);
+    }
+    const char *mt = json_string_value(json_object_get(root, "model_type"));
+    if (!mt)
+        rc = err_set(e, EX_DATAERR, "%s: missing string field \"model_type\" (gpt2 or llama)", path);
+    else if (strcmp(mt, "gpt2") == 0)
+        rc = parse_gpt2(c, root, path, e);
+    else if (strcmp(mt, "llama") == 0)
+        rc = parse_llama(c, root, path, e);
+    else
+        rc = err_set(e, EX_DATAERR, "%s: field \"model_type\" = \"%s\": cherry supports gpt2 and llama", path, mt);
+    if (!rc) rc = parse_arch(c, root, path, e);
+    json_decref(root);
+    if (!rc) rc = model_config_validate(c, path, e);
+    return rc;
+}
+
+/* A float as the shortest decimal that reads back to the same float, so 1e-5f is
+ * written "1e-05", not "9.99999975e-06" (printed with 15 digits below). */
+static json_t *float_json(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
+static json_t *token_json(int id) {
+    return id >= 0 ? json_integer(id) : json_null();
+}
+
+json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name) {
+    json_t *r = json_object();
+    int gpt2 = c->family == FAMILY_GPT2;
+    const char *arch = c->is_classifier ? (gpt2 ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification")
+                                        : (gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM");
+    json_t *a = json_array();
+    json_array_append_new(a, json_string(arch));
+    json_object_set_new(r, "architectures", a);
+    json_object_set_new(r, "model_type", json_string(gpt2 ? "gpt2" : "llama"));
+    if (gpt2) {
+        json_object_set_new(r, "n_layer", json_integer(c->n_layer));
+        json_object_set_new(r, "n_head", json_integer(c->n_head));
+        json_object_set_new(r, "n_embd", json_integer(c->d_model));
+        json_object_set_new(r, "n_inner", json_integer(c->d_ff));
+        json_object_set_new(r, "n_positions", json_integer(c->max_seq));
+        json_object_set_new(r, "n_ctx", json_integer(c->max_seq));
+        json_object_set_new(r, "layer_norm_epsilon", float_json(c->norm_eps));
+        json_object_set_new(r, "activation_function", json_string("gelu_new"));
+        /* cherry trains without dropout; say so, so transformers' train mode matches */
+        json_object_set_new(r, "attn_pdrop", json_real(0.0));
+        json_object_set_new(r, "embd_pdrop", json_real(0.0));
+        json_object_set_new(r, "resid_pdrop", json_real(0.0));
+        json_object_set_new(r, "summary_first_dropout", json_real(0.0));
+        json_object_set_new(r, "scale_attn_weights", json_true());
+    } else {
+        json_object_set_new(r, "num_hidden_layers", json_integer(c->n_layer));
+        json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
+        json_object_set_new(r, "num_key_value_heads", json_integer(c->n_kv_head));
+        json_object_set_new(r, "hidden_size", json_integer(c->d_model));
+        json_object_set_new(r, "head_dim", json_integer(c->d_model / c->n_head));
+        json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
+        json_object_set_new(r, "max_position_embeddings", json_integer(c->max_seq));
+        json_object_set_new(r, "rms_norm_eps", float_json(c->norm_eps));
+        json_object_set_new(r, "rope_theta", float_json(c->rope_theta));
+        json_t *rp = json_object();
+        json_object_set_new(rp, "rope_type", json_string("default"));
+        json_object_set_new(rp, "rope_theta", float_json(c->rope_theta));
+        json_object_set_new(r, "rope_parameters", rp);
+        json_object_set_new(r, "attention_bias", json_boolean(c->attn_bias));
+        json_object_set_new(r, "mlp_bias", json_boolean(c->mlp_bias));
+        json_object_set_new(r, "attention_dropout", json_real(0.0));
+        json_object_set_new(r, "hidden_act", json_string("silu"));
+    }
+    json_object_set_new(r, "vocab_size", json_integer(c->vocab_size));
+    json_object_set_new(r, "initializer_range", float_json(c->init_std));
+    json_object_set_new(r, "tie_word_embeddings", json_boolean(c->tie_embeddings));
+    json_object_set_new(r, "bos_token_id", token_json(c->bos_id));
+    json_object_set_new(r, "eos_token_id", token_json(c->eos_id));
+    json_object_set_new(r, "pad_token_id", token_json(c->pad_id));
+    if (c->is_classifier) {
+        json_t *i2l = json_object(), *l2i = json_object();
+        json_object_set_new(i2l, "0", json_string("LABEL_0"));
+        json_object_set_new(l2i, "LABEL_0", json_integer(0));
+        json_object_set_new(r, "id2label", i2l);
+        json_object_set_new(r, "label2id", l2i);
+    }
+    if (dtype_name) json_object_set_new(r, "dtype", json_string(dtype_name));
+    json_object_set_new(r, "use_cache", json_true());
+    return r;
+}
+
+int model_config_save_dtype(const ModelConfig *c, const char *path, const char *dtype_name, Error *e) {
+    json_t *r = model_config_to_json(c, dtype_name);
+    AtomicFile af;
+    int rc = atomic_open(&af, path, e);
+    if (!rc) {
+        if (json_dumpf(r, af.fp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0 ||
+            fputc('\n', af.fp) == EOF) {
+            atomic_abort(&af);
+            rc = err_set(e, EX_IOERR, "%s: write error", path);
+        } else {
+            rc = atomic_commit(&af, e);
+        }
+    }
+    json_decref(r);
+    return rc;
+}
+
+int model_config_save(const ModelConfig *c, const char *path, Error *e) {
+    return model_config_save_dtype(c, path, "float32", e);
+}

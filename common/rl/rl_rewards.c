@@ -1,0 +1,114 @@
+/* rl_rewards.c — weighted rewards from a reward model and reward programs
+ * (rl_rewards.h). */
+#include "rl_rewards.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "reward.h"
+#include "formats/tokenizer.h"
+#include "base/util.h"
+
+/* Replaces NUL bytes with U+FFFD: a sampled NUL would reach the program as \u0000,
+ * which many JSON readers (jansson by default, hence task-reward) refuse. */
+static void replace_nul(char **txt, size_t *len) {
+    if (!memchr(*txt, 0, *len)) return;
+    size_t nul = 0;
+    for (size_t i = 0; i < *len; i++) nul += (*txt)[i] == 0;
+    char *r = xmalloc(*len + 2 * nul + 1), *w = r;
+    for (size_t i = 0; i < *len; i++) {
+        if ((*txt)[i]) {
+            *w++ = (*txt)[i];
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        }
+    }
+    *w = 0;
+    free(*txt);
+    *txt = r;
+    *len = (size_t)(w - r);
+}
+
+char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
+    int n = c->n - (c->eos ? 1 : 0), kept = 0;
+    /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
+     * text (they stay in completion_ids) */
+    int *ids = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int)), V = tok_vocab_size(tok);
+    for (int t = 0; t < n; t++)
+        if (c->tokens[t] < V && tok_id_to_piece(tok, c->tokens[t])) ids[kept++] = c->tokens[t];
+    char *txt = NULL;
+    size_t len = 0;
+    int rc = tok_decode(tok, ids, kept, 1, &txt, &len, e);
+    free(ids);
+    if (rc) return NULL;
+    size_t clean_len;
+    char *clean = utf8_sanitize(txt, len, &clean_len);
+    if (clean) {
+        free(txt);
+        txt = clean;
+        len = clean_len;
+    }
+    replace_nul(&txt, &len);
+    json_t *o = json_object();
+    json_object_set(o, "prompt", (json_t *)c->prompt_json);
+    json_object_set_new(o, "completion", json_stringn(txt, len));
+    json_t *a = json_array();
+    for (int t = 0; t < c->n; t++) json_array_append_new(a, json_integer(c->tokens[t]));
+    json_object_set_new(o, "completion_ids", a);
+    json_object_set_new(o, "group", json_integer(c->group));
+    json_object_set_new(o, "sample", json_integer(c->sample));
+    json_object_set_new(o, "finish_reason", json_string(c->stopped ? "stop" : "length"));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    free(txt);
+    if (!s) err_set(e, EX_SOFTWARE, "cannot encode the reward request as JSON");
+    return s;
+}
+
+int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e) {
+    int k = 0, rc = 0;
+    for (int i = 0; i < n; i++) score[i] = 0;
+    double *part = xmalloc((size_t)(n ? n : 1) * sizeof(double));
+    if (rw->rm) {
+        int **full = xmalloc((size_t)(n ? n : 1) * sizeof(int *));
+        int *flen = xmalloc((size_t)(n ? n : 1) * sizeof(int));
+        float *r = xmalloc((size_t)(n ? n : 1) * sizeof(float));
+        for (int i = 0; i < n; i++) {
+            flen[i] = c[i].plen + c[i].n;
+            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
+            memcpy(full[i], c[i].prompt, (size_t)c[i].plen * sizeof(int));
+            memcpy(full[i] + c[i].plen, c[i].tokens, (size_t)c[i].n * sizeof(int));
+        }
+        rc = reward_score(rw->rm, (const int *const *)full, flen, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
+        if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
+        double mean = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            score[i] += rw->weights[k] * r[i];
+            mean += r[i];
+        }
+        if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+        k++;
+        for (int i = 0; i < n; i++) free(full[i]);
+        free(full), free(flen), free(r);
+    }
+    if (!rc && rw->n_cmds) {
+        char **lines = xcalloc((size_t)(n ? n : 1), sizeof(char *));
+        for (int i = 0; i < n && !rc; i++)
+            if (!(lines[i] = rl_reward_line(rw->tok, &c[i], e))) rc = e->code;
+        for (int p = 0; p < rw->n_cmds && !rc; p++) {
+            rc = rewardcmd_score(&rw->cmds[p], (const char *const *)lines, n, part, e);
+            double mean = 0;
+            for (int i = 0; i < n && !rc; i++) {
+                score[i] += rw->weights[k] * part[i];
+                mean += part[i];
+            }
+            if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+            k++;
+        }
+        for (int i = 0; i < n; i++) free(lines[i]);
+        free(lines);
+    }
+    free(part);
+    return rc;
+}

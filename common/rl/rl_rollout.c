@@ -1,0 +1,68 @@
+/* rl_rollout.c — the rollout batch's bookkeeping (rl_rollout.h). */
+#include "rl_rollout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+void rl_rollout_free(RlRollout *r) {
+    for (int i = 0; i < r->n; i++) free(r->tokens[i]);
+    free(r->prompt), free(r->tokens), free(r->len), free(r->off), free(r->eos);
+    free(r->old_logp), free(r->ref_logp), free(r->old_values), free(r->adv_tok), free(r->returns);
+    free(r->score), free(r->adv);
+    memset(r, 0, sizeof *r);
+}
+
+void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out) {
+    long B = batch;
+    int *perm = xmalloc((size_t)n_prompts * sizeof(int));
+    long have_pass = -1;
+    for (long k = 0; k < B; k++) {
+        long c = it * B + k, pass = c / n_prompts;
+        if (pass != have_pass) {
+            for (int i = 0; i < n_prompts; i++) perm[i] = i;
+            Rng r;
+            rng_seed(&r, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)pass + 1);
+            rng_shuffle(&r, perm, (size_t)n_prompts);
+            have_pass = pass;
+        }
+        out[k] = perm[c % n_prompts];
+    }
+    free(perm);
+}
+
+int rl_rollout_batch(const RlRollout *r, const PromptExample *px, int pad_id, const int *seq, int k, RlSeqBatch *sb,
+                     Error *e) {
+    const int **pr = xmalloc((size_t)k * sizeof(int *)), **co = xmalloc((size_t)k * sizeof(int *));
+    int *pl = xmalloc((size_t)k * sizeof(int)), *cl = xmalloc((size_t)k * sizeof(int));
+    for (int j = 0; j < k; j++) {
+        const PromptExample *p = &px[r->prompt[seq[j]]];
+        pr[j] = p->ids;
+        pl[j] = p->n;
+        co[j] = r->tokens[seq[j]];
+        cl[j] = r->len[seq[j]];
+    }
+    int rc = rl_batch_build(sb, pr, pl, co, cl, k, pad_id, e);
+    free(pr), free(co), free(pl), free(cl);
+    return rc;
+}
+
+int rl_rollout_forward(const RlRollout *r, const PromptExample *px, int pad_id, Model *m, int values, float temperature,
+                       int chunk, float *out, Error *e) {
+    int *seq = xmalloc((size_t)chunk * sizeof(int));
+    int rc = 0;
+    for (int s = 0; s < r->n && !rc; s += chunk) {
+        int k = r->n - s < chunk ? r->n - s : chunk;
+        for (int j = 0; j < k; j++) seq[j] = s + j;
+        RlSeqBatch sb;
+        if ((rc = rl_rollout_batch(r, px, pad_id, seq, k, &sb, e))) break;
+        if (values)
+            rl_values(m, &sb, out + r->off[s]);
+        else
+            rl_lm_logprobs(m, &sb, temperature, out + r->off[s], NULL);
+        rl_batch_free(&sb);
+    }
+    free(seq);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* rl_rollout.h — one batch of generated sequences in online RL, and the
+ * bookkeeping around it: which prompts an iteration takes, the model batch of any
+ * subset of its sequences, and forward passes over all of them in chunks.
+ *
+ * Per-token arrays are flat (losses_rl.h layout): sequence i's completion tokens
+ * are rows off[i] .. off[i] + len[i] - 1.  Prompts are not copied: sequence i's
+ * prompt is px[prompt[i]] of the caller's PromptExample array.
+ * Not for: generating (generate.h), rewards (rl_rewards.h), losses (losses_rl.h). */
+#ifndef CHERRY_RL_ROLLOUT_H
+#define CHERRY_RL_ROLLOUT_H
+
+#include <stdint.h>
+
+#include "data/data.h"
+#include "base/err.h"
+#include "model/model.h"
+#include "rl_batch.h"
+
+typedef struct RlRollout {
+    int n;                                 /* sequences = prompts * G */
+    int *prompt;                           /* index into the caller's prompts */
+    int **tokens;                          /* completion ids (owned) */
+    int *len, *off;                        /* completion lengths and offsets */
+    int *eos;                              /* completion ends with EOS */
+    long ntok;                             /* total completion tokens */
+    float *old_logp;                       /* sampling log-probs [ntok] */
+    float *ref_logp;                       /* [ntok] or NULL */
+    float *old_values, *adv_tok, *returns; /* ppo [ntok] */
+    double *score;                         /* combined reward per sequence */
+    double *adv;                           /* per-sequence advantage (grpo, rloo, reinforce) */
+} RlRollout;
+
+/* Frees every array and zeroes r (a zeroed RlRollout is empty). */
+void rl_rollout_free(RlRollout *r);
+
+/* The prompts of iteration IT: positions it*batch .. it*batch+batch-1 of the stream
+ * of passes over the n_prompts prompts, each pass a Fisher-Yates shuffle seeded from
+ * (seed, pass) only, so a resumed run takes the same prompts. */
+void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out);
+
+/* The model batch (rl_batch.h) of sequences seq[0..k) of r, in that order. */
+int rl_rollout_batch(const RlRollout *r, const PromptExample *px, int pad_id, const int *seq, int k, RlSeqBatch *sb,
+                     Error *e);
+
+/* One forward pass over every sequence of r, CHUNK sequences at a time, into the flat
+ * per-token array out[ntok]: the values of classifier m when VALUES, else the
+ * log-probs of causal LM m under softmax(logits / temperature). */
+int rl_rollout_forward(const RlRollout *r, const PromptExample *px, int pad_id, Model *m, int values, float temperature,
+                       int chunk, float *out, Error *e);
+
+#endif

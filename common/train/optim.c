@@ -1,0 +1,195 @@
+/* optim.c — AdamW, gradient clipping, learning-rate schedules.  See optim.h.
+ *
+ * Scalars (bias corrections, step size) are computed in double and applied in
+ * float, as PyTorch does when a Python float meets a float32 tensor, so our updates
+ * round like torch's. */
+#include "optim.h"
+#include "model/lora.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+void adamw_init(AdamW *o, size_t n, const OptimGroup *groups, int n_groups, float beta1, float beta2, float eps,
+                float weight_decay) {
+    memset(o, 0, sizeof *o);
+    o->n = n;
+    o->m = xaligned_alloc(n * sizeof(float));
+    o->v = xaligned_alloc(n * sizeof(float));
+    o->beta1 = beta1;
+    o->beta2 = beta2;
+    o->eps = eps;
+    o->weight_decay = weight_decay;
+    o->n_groups = n_groups;
+    o->groups = xmalloc((size_t)(n_groups > 0 ? n_groups : 1) * sizeof *o->groups);
+    if (n_groups > 0) memcpy(o->groups, groups, (size_t)n_groups * sizeof *groups);
+    size_t covered = 0;
+    for (int i = 0; i < n_groups; i++) {
+        if (groups[i].offset + groups[i].numel > n)
+            die_internal("adamw_init: group %d [%zu, +%zu) outside %zu parameters", i, groups[i].offset,
+                         groups[i].numel, n);
+        covered += groups[i].numel;
+    }
+    if (covered != n) die_internal("adamw_init: groups cover %zu of %zu parameters", covered, n);
+}
+
+void adamw_init_model(AdamW *o, const Model *m, float weight_decay) {
+    if (m->lora) {
+        /* LoRA (lora.h): only the adapter block is optimised; every adapter tensor
+         * (A, B, the score copy) is a 2-D weight, so all of it decays (HF Trainer rule) */
+        OptimGroup all = {0, m->lora->n_params, 1};
+        adamw_init(o, m->lora->n_params, &all, 1, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, weight_decay);
+        return;
+    }
+    OptimGroup *g = xmalloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1) * sizeof *g);
+    for (int i = 0; i < m->n_tensors; i++) {
+        g[i].offset = m->tensors[i].offset;
+        g[i].numel = m->tensors[i].numel;
+        g[i].decay = m->tensors[i].decay;
+    }
+    adamw_init(o, m->n_params, g, m->n_tensors, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, weight_decay);
+    free(g);
+}
+
+void adamw_free(AdamW *o) {
+    free(o->m);
+    free(o->v);
+    free(o->groups);
+    memset(o, 0, sizeof *o);
+}
+
+void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
+    o->t++;
+    /* torch/optim/adamw.py: bias_correction1 = 1 - beta1 ** step, step_size =
+     * lr / bias_correction1, bias_correction2_sqrt = sqrt(1 - beta2 ** step). */
+    double bc1 = 1.0 - pow((double)o->beta1, (double)o->t);
+    double bc2 = 1.0 - pow((double)o->beta2, (double)o->t);
+    const float step_size = (float)((double)lr / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float decay_mul = (float)(1.0 - (double)lr * (double)o->weight_decay);
+    const float b1c = (float)(1.0 - (double)o->beta1), b2 = o->beta2, b2c = (float)(1.0 - (double)o->beta2);
+    const float eps = o->eps;
+    float *restrict m = o->m, *restrict v = o->v;
+#pragma omp parallel
+    for (int gi = 0; gi < o->n_groups; gi++) {
+        const OptimGroup *g = &o->groups[gi];
+        const int decay = g->decay && o->weight_decay != 0.0f;
+        const long end = (long)(g->offset + g->numel);
+#pragma omp for schedule(static) nowait
+        for (long i = (long)g->offset; i < end; i++) {
+            float p = params[i], gr = grads[i];
+            if (decay) p *= decay_mul;
+            float mi = m[i] + b1c * (gr - m[i]);
+            float vi = b2 * v[i] + (b2c * gr) * gr; /* addcmul_: self + value*t1*t2 */
+            m[i] = mi;
+            v[i] = vi;
+            float denom = sqrtf(vi) / bc2_sqrt + eps;
+            params[i] = p + ((-step_size) * mi) / denom; /* addcdiv_: self + value*t1/t2 */
+        }
+    }
+}
+
+#define NORM_CHUNK ((size_t)1 << 16)
+
+void adamw_state_add(StWriter *w, const AdamW *o, const char *prefix) {
+    char name[64];
+    int64_t shape[1] = {(int64_t)o->n};
+    snprintf(name, sizeof name, "%sexp_avg", prefix);
+    st_writer_add(w, name, o->m, 1, shape);
+    snprintf(name, sizeof name, "%sexp_avg_sq", prefix);
+    st_writer_add(w, name, o->v, 1, shape);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", o->t);
+    snprintf(name, sizeof name, "%sstep", prefix);
+    st_writer_meta(w, name, buf);
+}
+
+int adamw_state_read(AdamW *o, const StFile *f, const char *prefix, const char *path, Error *e) {
+    char nm[64], nv[64], ns[64];
+    snprintf(nm, sizeof nm, "%sexp_avg", prefix);
+    snprintf(nv, sizeof nv, "%sexp_avg_sq", prefix);
+    snprintf(ns, sizeof ns, "%sstep", prefix);
+    const StTensor *m = st_find(f, nm), *v = st_find(f, nv);
+    const char *step_s = st_meta_get(f, ns);
+    if (!m || !v || m->dtype != ST_F32 || v->dtype != ST_F32 || m->numel != o->n || v->numel != o->n)
+        return err_set(e, EX_DATAERR, "%s: expected F32 tensors %s and %s of %zu elements", path, nm, nv, o->n);
+    if (!step_s || atol(step_s) < 0) return err_set(e, EX_DATAERR, "%s: metadata \"%s\" missing or negative", path, ns);
+    memcpy(o->m, m->data, o->n * sizeof(float));
+    memcpy(o->v, v->data, o->n * sizeof(float));
+    o->t = atol(step_s);
+    return 0;
+}
+
+double grad_norm(const float *grads, size_t n) {
+    size_t nchunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    if (nchunks == 0) return 0.0;
+    double *part = xmalloc(nchunks * sizeof(double));
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < (long)nchunks; c++) {
+        size_t lo = (size_t)c * NORM_CHUNK, hi = lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)grads[i] * grads[i];
+        part[c] = s;
+    }
+    double total = 0;
+    for (size_t c = 0; c < nchunks; c++) total += part[c];
+    free(part);
+    return sqrt(total);
+}
+
+double grad_clip_norm(float *grads, size_t n, double max_norm) {
+    double norm = grad_norm(grads, n);
+    if (max_norm <= 0 || !isfinite(norm)) return norm;
+    /* torch/nn/utils/clip_grad.py: clip_coef = max_norm / (total_norm + 1e-6),
+     * clamped to at most 1.0, multiplied into every gradient.  Multiplying by
+     * exactly 1.0 changes nothing, so we skip it. */
+    double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        const float c = (float)coef;
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < (long)n; i++) grads[i] *= c;
+    }
+    return norm;
+}
+
+int lr_schedule_parse(const char *s) {
+    if (!strcmp(s, "linear")) return SCHED_LINEAR;
+    if (!strcmp(s, "cosine")) return SCHED_COSINE;
+    if (!strcmp(s, "constant")) return SCHED_CONSTANT;
+    return -1;
+}
+
+const char *lr_schedule_name(LrSchedule s) {
+    switch (s) {
+    case SCHED_LINEAR:
+        return "linear";
+    case SCHED_COSINE:
+        return "cosine";
+    case SCHED_CONSTANT:
+        return "constant";
+    }
+    return "?";
+}
+
+double lr_lambda(LrSchedule s, long step, long warmup, long total) {
+    /* transformers/optimization.py: _get_{linear,cosine,constant}_schedule_with_warmup_lr_lambda */
+    if (step < warmup) return (double)step / (double)(warmup > 1 ? warmup : 1);
+    long span = total - warmup > 1 ? total - warmup : 1;
+    switch (s) {
+    case SCHED_LINEAR: {
+        double r = (double)(total - step) / (double)span;
+        return r > 0 ? r : 0;
+    }
+    case SCHED_COSINE: {
+        double progress = (double)(step - warmup) / (double)span;
+        double r = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress));
+        return r > 0 ? r : 0;
+    }
+    case SCHED_CONSTANT:
+        return 1.0;
+    }
+    return 1.0;
+}

@@ -1,0 +1,46 @@
+/* prefbatch.h — running a model over preference batches: sequence log-probs for DPO
+ * and logprobs, rewards for reward models and score.
+ *
+ * A Batch (data.h) holds B right-padded rows; batch_pairs puts prompt+chosen of pair
+ * i in row i and prompt+rejected in row n+i.  Here:
+ *   - pref_batch_logps: one forward, the LM head on the completion targets, and per
+ *     row the sequence log-prob (sum over completion tokens, TRL's _get_batch_logps)
+ *     and the completion length;
+ *   - pref_batch_logps_backward: d loss / d sequence log-prob back into the model;
+ *   - rm_batch_rewards: the scalar head read at the last non-pad token of each row,
+ *     exactly as transformers' *ForSequenceClassification picks it (the rightmost
+ *     token != pad_token_id; the last real token when the model has no pad id).
+ * Scratch buffers are kept in a PrefScratch so repeated steps do not allocate.
+ * Not for: loss formulas (losses_pref.h), the training loop (train.h). */
+#ifndef CHERRY_PREFBATCH_H
+#define CHERRY_PREFBATCH_H
+
+#include <stdint.h>
+
+#include "data/data.h"
+#include "model/model.h"
+
+typedef struct PrefScratch {
+    float *tok;  /* [B*T] per-token log-probs or values */
+    float *dtok; /* [B*T] their gradient */
+    size_t cap;
+} PrefScratch;
+void pref_scratch_free(PrefScratch *s);
+
+/* Forward of m on b; seq[r] = sum of log p(target) over row r's completion tokens;
+ * len[r] = number of those tokens (len may be NULL).  tok_out (may be NULL) receives
+ * the per-token log-probs [B*T] (0 where targets < 0). */
+void pref_batch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out);
+/* After pref_batch_logps(m, b) (and no other forward of m since): accumulates into
+ * m->grads the gradient of sum_r dseq[r] * seq[r]. */
+void pref_batch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
+
+/* Column of row r whose value is the reward: transformers' rule. */
+int rm_score_column(const Batch *b, int row, int pad_id);
+/* Forward of classifier m on b; rewards[r] = value at rm_score_column(b, r, pad). */
+void rm_batch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards);
+/* After rm_batch_rewards: accumulates the gradient of sum_r drew[r] * rewards[r]. */
+void rm_batch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew);
+
+
+#endif

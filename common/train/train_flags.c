@@ -1,0 +1,413 @@
+/* train_flags.c — the command-line flags every training program shares.  See
+ * train.h (TrainFlags).  One table, so --lr or --warmup mean the same thing in sft,
+ * dpo, rm-train and ppo. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cli.h"
+#include "base/dist.h"
+#include "kernels/gemm.h"
+#include "model/lora.h"
+#include "train.h"
+
+enum {
+    TF_VERSION = TRAIN_OPT_BASE,
+    TF_REF,
+    TF_LR,
+    TF_EPOCHS,
+    TF_MAX_STEPS,
+    TF_BATCH,
+    TF_ACCUM,
+    TF_MAXLEN,
+    TF_MAXPROMPT,
+    TF_WARMUP,
+    TF_WD,
+    TF_CLIP,
+    TF_SCHED,
+    TF_BETA1,
+    TF_BETA2,
+    TF_EPS,
+    TF_EVAL,
+    TF_EVAL_EVERY,
+    TF_SAVE_EVERY,
+    TF_RESUME,
+    TF_STOP_AFTER,
+    TF_SEED,
+    TF_LOG,
+    TF_THREADS,
+    TF_PROGRESS,
+    TF_NO_PROGRESS,
+    TF_TEMPLATE,
+    TF_SKIP_INVALID,
+    TF_SAVE_LIMIT,
+    TF_DTYPE,
+    TF_LORA_RANK,
+    TF_LORA_ALPHA,
+    TF_LORA_TARGETS,
+    TF_MERGE,
+    TF_LORA_DROPOUT,
+};
+
+static const struct option shared_opts[] = {
+    {"help", no_argument, 0, 'h'},
+    {"model", required_argument, 0, 'm'},
+    {"out", required_argument, 0, 'o'},
+    {"quiet", no_argument, 0, 'q'},
+    {"version", no_argument, 0, TF_VERSION},
+    {"ref", required_argument, 0, TF_REF},
+    {"lr", required_argument, 0, TF_LR},
+    {"epochs", required_argument, 0, TF_EPOCHS},
+    {"max-steps", required_argument, 0, TF_MAX_STEPS},
+    {"batch-size", required_argument, 0, TF_BATCH},
+    {"grad-accum", required_argument, 0, TF_ACCUM},
+    {"max-length", required_argument, 0, TF_MAXLEN},
+    {"max-prompt-length", required_argument, 0, TF_MAXPROMPT},
+    {"warmup", required_argument, 0, TF_WARMUP},
+    {"weight-decay", required_argument, 0, TF_WD},
+    {"clip-grad", required_argument, 0, TF_CLIP},
+    {"lr-scheduler", required_argument, 0, TF_SCHED},
+    {"adam-beta1", required_argument, 0, TF_BETA1},
+    {"adam-beta2", required_argument, 0, TF_BETA2},
+    {"adam-eps", required_argument, 0, TF_EPS},
+    {"eval", required_argument, 0, TF_EVAL},
+    {"eval-every", required_argument, 0, TF_EVAL_EVERY},
+    {"save-every", required_argument, 0, TF_SAVE_EVERY},
+    {"resume", no_argument, 0, TF_RESUME},
+    {"stop-after", required_argument, 0, TF_STOP_AFTER},
+    {"seed", required_argument, 0, TF_SEED},
+    {"log", required_argument, 0, TF_LOG},
+    {"threads", required_argument, 0, TF_THREADS},
+    {"progress", no_argument, 0, TF_PROGRESS},
+    {"no-progress", no_argument, 0, TF_NO_PROGRESS},
+    {"template", required_argument, 0, TF_TEMPLATE},
+    {"skip-invalid", no_argument, 0, TF_SKIP_INVALID},
+    {"save-total-limit", required_argument, 0, TF_SAVE_LIMIT},
+    {"dtype", required_argument, 0, TF_DTYPE},
+    {"lora-rank", required_argument, 0, TF_LORA_RANK},
+    {"lora-alpha", required_argument, 0, TF_LORA_ALPHA},
+    {"lora-targets", required_argument, 0, TF_LORA_TARGETS},
+    {"merge", no_argument, 0, TF_MERGE},
+    {"lora-dropout", required_argument, 0, TF_LORA_DROPOUT},
+};
+
+void train_flags_default(TrainFlags *f, const char *prog) {
+    memset(f, 0, sizeof *f);
+    f->prog = prog;
+    f->lr = 5e-5;
+    f->epochs = 3;
+    f->batch_size = 8;
+    f->grad_accum = 1;
+    f->max_length = 1024;
+    f->max_prompt_length = 512;
+    f->warmup_steps = 0;
+    f->warmup_ratio = 0;
+    f->weight_decay = 0;
+    f->clip_grad = 1.0;
+    f->scheduler = SCHED_LINEAR;
+    f->beta1 = ADAMW_BETA1;
+    f->beta2 = ADAMW_BETA2;
+    f->adam_eps = ADAMW_EPS;
+    f->save_every = 500;
+    f->seed = 42;
+    f->progress = -1;
+    f->template_name = "auto";
+    f->lora_dropout = -1;
+}
+
+void train_flags_usage(FILE *out) {
+    fputs("Training options (shared by sft, dpo, rm-train, ppo):\n"
+          "  -m, --model DIR          model to start from (HF directory)\n"
+          "  -o, --out DIR            output model directory (checkpoints in DIR/checkpoint-N)\n"
+          "      --ref DIR            reference model (default: the -m model)\n"
+          "      --lr X               peak learning rate\n"
+          "      --epochs X           passes over the data (default 3; may be fractional)\n"
+          "      --max-steps N        optimiser updates (overrides --epochs)\n"
+          "      --batch-size N       examples per micro-batch (default 8)\n"
+          "      --grad-accum N       micro-batches per update (default 1)\n"
+          "      --max-length N       tokens per sequence (default 1024)\n"
+          "      --max-prompt-length N  prompt tokens kept (default 512)\n"
+          "      --warmup N|R         warm-up steps, or ratio of the total when R has a '.' (default 0)\n"
+          "      --weight-decay X     AdamW decoupled weight decay (default 0)\n"
+          "      --clip-grad X        clip the global gradient norm to X (default 1; 0 = off)\n"
+          "      --lr-scheduler S     linear|cosine|constant, after warm-up (default linear)\n"
+          "      --adam-beta1 X, --adam-beta2 X, --adam-eps X   (defaults 0.9, 0.999, 1e-8)\n"
+          "      --eval FILE          evaluation data\n"
+          "      --eval-every N       evaluate every N updates (default: before and after)\n"
+          "      --save-every N       checkpoint every N updates (default 500; 0 = never)\n"
+          "      --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
+          "      --dtype T            f32 (default) or bf16 weights in the final model\n"
+          "      --resume             continue from the newest DIR/checkpoint-N\n"
+          "      --stop-after N       checkpoint and stop after update N (no final model)\n"
+          "      --seed N             data order and initialisation (default 42)\n"
+          "      --log FILE           metrics JSONL, one record per update\n"
+          "      --threads N          threads (default: all cores)\n"
+          "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
+          "  -q, --quiet              no messages except errors\n"
+          "      --lora-rank R        train a LoRA adapter of rank R instead of all weights (default 0 = off)\n"
+          "      --lora-alpha X       LoRA scale alpha/R (default 2R)\n"
+          "      --lora-targets LIST  adapted layers, e.g. q,k,v,o,gate,up,down, c_attn, all-linear\n"
+          "                           (default: PEFT's, q_proj,v_proj for llama, c_attn for gpt2)\n"
+          "      --lora-dropout P     dropout on the adapter input while training (default 0)\n"
+          "      --merge              write the adapter merged into a full model (default: adapter directory)\n"
+          "      --template NAME      chat template: auto|plain|hh|chatml|llama3 (default auto)\n"
+          "      --skip-invalid       skip bad data lines (and count them) instead of stopping\n"
+          "  -h, --help               this help\n"
+          "      --version            version\n",
+          out);
+}
+
+static long parse_nonneg_long(const char *prog, const char *flag, const char *s) {
+    long long v = cli_ll(prog, flag, s);
+    if (v < 0) cli_usage_error(prog, "%s: expected a non-negative integer, got '%s'", flag, s);
+    return (long)v;
+}
+
+static int parse_pos_int(const char *prog, const char *flag, const char *s) {
+    int v = cli_int(prog, flag, s);
+    if (v < 1) cli_usage_error(prog, "%s: expected a positive integer, got '%s'", flag, s);
+    return v;
+}
+
+void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option *extra, const char *extra_short,
+                       TrainFlagFn fn, void *ctx, void (*usage)(FILE *out)) {
+    const char *prog = f->prog;
+    size_t n_shared = sizeof shared_opts / sizeof shared_opts[0], n_extra = 0;
+    while (extra && extra[n_extra].name) n_extra++;
+    struct option *opts = xcalloc(n_shared + n_extra + 1, sizeof *opts);
+    memcpy(opts, shared_opts, sizeof shared_opts);
+    if (n_extra) memcpy(opts + n_shared, extra, n_extra * sizeof *opts);
+    char shortopts[128];
+    snprintf(shortopts, sizeof shortopts, "hm:o:q%s", extra_short ? extra_short : "");
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        const char *a = optarg;
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case TF_VERSION:
+            cli_version(prog);
+        case 'm':
+            f->model_dir = a;
+            break;
+        case 'o':
+            f->out_dir = a;
+            break;
+        case 'q':
+            f->quiet = 1;
+            break;
+        case TF_REF:
+            f->ref_dir = a;
+            break;
+        case TF_LR:
+            f->lr = cli_double(prog, "--lr", a);
+            if (f->lr < 0) cli_usage_error(prog, "--lr: must be >= 0, got '%s'", a);
+            break;
+        case TF_EPOCHS:
+            f->epochs = cli_double(prog, "--epochs", a);
+            if (!(f->epochs > 0)) cli_usage_error(prog, "--epochs: must be > 0, got '%s'", a);
+            break;
+        case TF_MAX_STEPS:
+            f->max_steps = parse_nonneg_long(prog, "--max-steps", a);
+            break;
+        case TF_BATCH:
+            f->batch_size = parse_pos_int(prog, "--batch-size", a);
+            break;
+        case TF_ACCUM:
+            f->grad_accum = parse_pos_int(prog, "--grad-accum", a);
+            break;
+        case TF_MAXLEN:
+            f->max_length = parse_pos_int(prog, "--max-length", a);
+            break;
+        case TF_MAXPROMPT:
+            f->max_prompt_length = parse_pos_int(prog, "--max-prompt-length", a);
+            break;
+        case TF_WARMUP:
+            if (strpbrk(a, ".eE")) {
+                f->warmup_ratio = cli_double(prog, "--warmup", a);
+                if (f->warmup_ratio < 0 || f->warmup_ratio >= 1)
+                    cli_usage_error(prog, "--warmup: a ratio must be in [0, 1), got '%s'", a);
+                f->warmup_steps = -1;
+            } else {
+                f->warmup_steps = parse_nonneg_long(prog, "--warmup", a);
+                f->warmup_ratio = 0;
+            }
+            break;
+        case TF_WD:
+            f->weight_decay = cli_double(prog, "--weight-decay", a);
+            if (f->weight_decay < 0) cli_usage_error(prog, "--weight-decay: must be >= 0, got '%s'", a);
+            break;
+        case TF_CLIP:
+            f->clip_grad = cli_double(prog, "--clip-grad", a);
+            break;
+        case TF_SCHED: {
+            int s = lr_schedule_parse(a);
+            if (s < 0) cli_usage_error(prog, "--lr-scheduler: expected linear, cosine or constant, got '%s'", a);
+            f->scheduler = (LrSchedule)s;
+            break;
+        }
+        case TF_BETA1:
+        case TF_BETA2: {
+            const char *flag = c == TF_BETA1 ? "--adam-beta1" : "--adam-beta2";
+            double b = cli_double(prog, flag, a);
+            if (b < 0 || b >= 1) cli_usage_error(prog, "%s: must be in [0, 1), got '%s'", flag, a);
+            if (c == TF_BETA1)
+                f->beta1 = b;
+            else
+                f->beta2 = b;
+            break;
+        }
+        case TF_EPS:
+            f->adam_eps = cli_double(prog, "--adam-eps", a);
+            if (!(f->adam_eps > 0)) cli_usage_error(prog, "--adam-eps: must be > 0, got '%s'", a);
+            break;
+        case TF_EVAL:
+            f->eval_path = a;
+            break;
+        case TF_EVAL_EVERY:
+            f->eval_every = parse_nonneg_long(prog, "--eval-every", a);
+            break;
+        case TF_SAVE_EVERY:
+            f->save_every = parse_nonneg_long(prog, "--save-every", a);
+            break;
+        case TF_SAVE_LIMIT: {
+            int v = cli_int(prog, "--save-total-limit", a);
+            if (v < 0) cli_usage_error(prog, "--save-total-limit: must be >= 0, got '%s'", a);
+            f->save_total_limit = v;
+            break;
+        }
+        case TF_DTYPE:
+            if (!strcmp(a, "bf16"))
+                f->save_bf16 = 1;
+            else if (!strcmp(a, "f32"))
+                f->save_bf16 = 0;
+            else
+                cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
+            break;
+        case TF_LORA_RANK: {
+            int v = cli_int(prog, "--lora-rank", a);
+            if (v < 0) cli_usage_error(prog, "--lora-rank: must be >= 0, got '%s'", a);
+            f->lora_rank = v;
+            break;
+        }
+        case TF_LORA_ALPHA:
+            f->lora_alpha = cli_double(prog, "--lora-alpha", a);
+            if (!(f->lora_alpha > 0) || !isfinite(f->lora_alpha))
+                cli_usage_error(prog, "--lora-alpha: must be > 0, got '%s'", a);
+            break;
+        case TF_LORA_TARGETS:
+            f->lora_targets = a;
+            break;
+        case TF_MERGE:
+            f->lora_merge = 1;
+            break;
+        case TF_LORA_DROPOUT:
+            f->lora_dropout = cli_double(prog, "--lora-dropout", a);
+            if (!(f->lora_dropout >= 0 && f->lora_dropout < 1))
+                cli_usage_error(prog, "--lora-dropout: must be in [0, 1), got '%s'", a);
+            break;
+        case TF_RESUME:
+            f->resume = 1;
+            break;
+        case TF_STOP_AFTER:
+            f->stop_after = parse_nonneg_long(prog, "--stop-after", a);
+            break;
+        case TF_SEED:
+            f->seed = cli_u64(prog, "--seed", a);
+            break;
+        case TF_LOG:
+            f->log_path = a;
+            break;
+        case TF_THREADS: {
+            int t = cli_int(prog, "--threads", a);
+            if (t < 0) cli_usage_error(prog, "--threads: must be >= 0, got '%s'", a);
+            f->threads = t;
+            break;
+        }
+        case TF_PROGRESS:
+            f->progress = 1;
+            break;
+        case TF_NO_PROGRESS:
+            f->progress = 0;
+            break;
+        case TF_TEMPLATE:
+            f->template_name = a;
+            break;
+        case TF_SKIP_INVALID:
+            f->skip_invalid = 1;
+            break;
+        case '?':
+            if (optopt)
+                cli_usage_error(prog, "unknown option or missing value: -%c", optopt);
+            else
+                cli_usage_error(prog, "unknown option or missing value: %s", argv[optind - 1]);
+        default:
+            if (!fn || fn(ctx, c, a) != 0) cli_usage_error(prog, "unhandled option");
+        }
+    }
+    free(opts);
+    if (!f->model_dir) cli_usage_error(prog, "-m/--model DIR is required");
+    if (!f->out_dir) cli_usage_error(prog, "-o/--out DIR is required");
+    if (!f->lora_rank && (f->lora_alpha > 0 || f->lora_targets || f->lora_dropout > 0))
+        cli_usage_error(prog, "--lora-alpha, --lora-targets and --lora-dropout need --lora-rank R");
+    if (f->lora_targets) {
+        LoraConfig lc;
+        Error le;
+        if (lora_targets_parse(&lc, f->lora_targets, &le)) cli_usage_error(prog, "%s", le.msg);
+    }
+    f->inputs = argv + optind;
+    f->n_inputs = argc - optind;
+    threads_set(f->threads);
+    /* Data parallelism (dist.h): under an MPI launcher every rank parses the same
+     * flags; only rank 0 talks (notes, progress) and writes outputs (train.h). */
+    Error de;
+    if (dist_init(&de)) err_die(prog, &de);
+    if (!dist_is_root()) {
+        f->quiet = 1;
+        f->progress = 0;
+    }
+}
+
+int train_lora_setup(const TrainFlags *f, Model *m, Error *e) {
+    char desc[512];
+    if (f->lora_rank == 0) {
+        if (m->lora) {
+            lora_merge(m); /* an adapter given as -m: train the merged model */
+            if (!f->quiet) fprintf(stderr, "%s: %s: adapter merged; training all weights\n", f->prog, f->model_dir);
+        }
+        return 0;
+    }
+    if (m->lora) { /* continue training the adapter of the -m directory */
+        if (m->lora->cfg.rank != f->lora_rank)
+            return err_set(e, EX_USAGE, "--lora-rank %d: %s holds an adapter of rank %d", f->lora_rank, f->model_dir,
+                           m->lora->cfg.rank);
+        if (f->lora_alpha > 0 || f->lora_targets)
+            return err_set(e, EX_USAGE,
+                           "--lora-alpha/--lora-targets: %s already holds an adapter (they come from its "
+                           "adapter_config.json)",
+                           f->model_dir);
+    } else {
+        LoraConfig lc;
+        lora_config_default(&lc, f->lora_rank);
+        if (f->lora_alpha > 0) lc.alpha = (float)f->lora_alpha;
+        if (f->lora_dropout >= 0) lc.dropout = (float)f->lora_dropout;
+        if (f->lora_targets) {
+            int rc = lora_targets_parse(&lc, f->lora_targets, e);
+            if (rc) return rc;
+        }
+        /* base_model_name_or_path: an absolute path, so the adapter loads from anywhere */
+        char *abs = realpath(f->model_dir, NULL);
+        int rc = lora_attach(m, &lc, abs ? abs : f->model_dir, f->seed, e);
+        free(abs);
+        if (rc) return rc;
+    }
+    if (f->lora_dropout >= 0) m->lora->cfg.dropout = (float)f->lora_dropout; /* not part of the adapter's function */
+    if (!f->quiet) {
+        lora_describe(m, desc, sizeof desc);
+        fprintf(stderr, "%s: %s\n", f->prog, desc);
+    }
+    return 0;
+}
