@@ -29,6 +29,7 @@
 #include "data/data.h"
 #include "base/dist.h"
 #include "kernels/gemm.h"
+#include "generate/gen_flags.h"
 #include "generate/generate.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -47,15 +48,10 @@ static void usage(void) {
            "  -o, --out PATH             output JSONL (atomic; - = stdout, the default)\n"
            "      --template NAME        chat template for message prompts: auto (default), plain, hh,\n"
            "                             chatml, llama3\n"
-           "      --max-new-tokens N     tokens to generate at most (default 64)\n"
-           "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n"
-           "      --temperature T        0 = greedy (default 1)\n"
-           "      --top-k K              keep the K most likely tokens (default 0 = off)\n"
-           "      --top-p P              nucleus sampling mass (default 1 = off)\n"
-           "      --min-p P              drop tokens below P x the top probability (default 0 = off)\n"
-           "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
-           "      --stop STRING          stop when the completion contains STRING (repeatable)\n"
-           "  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
+           "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
+           prog);
+    gen_flags_usage(stdout, 64, "1");
+    printf("  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
            "      --batch-size N         sequences decoded together (default 16)\n"
            "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
            "      --pairs MODE           write preference pairs: best-worst | all-ranked | rso\n"
@@ -69,16 +65,14 @@ static void usage(void) {
            "      --progress, --no-progress  progress line on stderr (default: when a terminal)\n"
            "  -q, --quiet                no summary on stderr\n"
            "  -h, --help                 this help\n"
-           "      --version              version\n",
-           prog);
+           "      --version              version\n");
     exit(0);
 }
 
 typedef struct Opts {
     const char *model, *out, *rm, *template_name, *format, *in_name;
     GenConfig gen;
-    const char **stop;
-    int n_stop;
+    GenFlags gf; /* --max-new-tokens, --temperature, ..., --stop */
     int max_prompt_length, per_token, skip_invalid, quiet, progress, threads, num_select;
     double rso_beta;
     PairStrategy pairs;
@@ -87,14 +81,7 @@ typedef struct Opts {
 
 enum {
     O_TEMPLATE = 256,
-    O_MAXNEW,
     O_MAXPROMPT,
-    O_TEMP,
-    O_TOPK,
-    O_TOPP,
-    O_MINP,
-    O_REP,
-    O_STOP,
     O_BATCH,
     O_RM,
     O_PAIRS,
@@ -114,14 +101,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
                                              {"out", required_argument, 0, 'o'},
                                              {"template", required_argument, 0, O_TEMPLATE},
-                                             {"max-new-tokens", required_argument, 0, O_MAXNEW},
                                              {"max-prompt-length", required_argument, 0, O_MAXPROMPT},
-                                             {"temperature", required_argument, 0, O_TEMP},
-                                             {"top-k", required_argument, 0, O_TOPK},
-                                             {"top-p", required_argument, 0, O_TOPP},
-                                             {"min-p", required_argument, 0, O_MINP},
-                                             {"repetition-penalty", required_argument, 0, O_REP},
-                                             {"stop", required_argument, 0, O_STOP},
+                                             GEN_FLAG_OPTIONS,
                                              {"num-samples", required_argument, 0, 'n'},
                                              {"num-generations", required_argument, 0, 'n'},
                                              {"batch-size", required_argument, 0, O_BATCH},
@@ -148,9 +129,10 @@ static void parse_args(Opts *o, int argc, char **argv) {
     o->progress = -1;
     o->rso_beta = 0.5;
     o->num_select = 2;
-    o->stop = xcalloc((size_t)argc, sizeof(char *));
+    gen_flags_init(&o->gf, &o->gen);
     int c;
     while ((c = getopt_long(argc, argv, "m:o:n:qh", longopts, NULL)) != -1) {
+        if (gen_flags_parse(&o->gf, prog, c, optarg)) continue;
         switch (c) {
         case 'm':
             o->model = optarg;
@@ -161,30 +143,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_TEMPLATE:
             o->template_name = optarg;
             break;
-        case O_MAXNEW:
-            o->gen.max_new_tokens = cli_int(prog, "--max-new-tokens", optarg);
-            break;
         case O_MAXPROMPT:
             o->max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
-            break;
-        case O_TEMP:
-            o->gen.sampler.temperature = (float)cli_double(prog, "--temperature", optarg);
-            break;
-        case O_TOPK:
-            o->gen.sampler.top_k = cli_int(prog, "--top-k", optarg);
-            break;
-        case O_TOPP:
-            o->gen.sampler.top_p = (float)cli_double(prog, "--top-p", optarg);
-            break;
-        case O_MINP:
-            o->gen.sampler.min_p = (float)cli_double(prog, "--min-p", optarg);
-            break;
-        case O_REP:
-            o->gen.sampler.repetition_penalty = (float)cli_double(prog, "--repetition-penalty", optarg);
-            break;
-        case O_STOP:
-            if (!*optarg) cli_usage_error(prog, "--stop: empty string");
-            o->stop[o->n_stop++] = optarg;
             break;
         case 'n':
             o->gen.num_samples = cli_int(prog, "--num-samples", optarg);
@@ -240,7 +200,6 @@ static void parse_args(Opts *o, int argc, char **argv) {
     }
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
     if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
-    if (o->gen.max_new_tokens < 1) cli_usage_error(prog, "--max-new-tokens must be >= 1");
     if (o->gen.num_samples < 1) cli_usage_error(prog, "--num-samples must be >= 1");
     if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
     if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
@@ -257,10 +216,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
         cli_usage_error(prog, "--%s needs --num-samples >= 2", o->pairs ? "pairs" : "format argilla");
     if (!(o->rso_beta > 0)) cli_usage_error(prog, "--rso-beta must be > 0");
     if (o->num_select < 2) cli_usage_error(prog, "--num-select must be >= 2");
-    o->gen.stop = o->stop;
-    o->gen.n_stop = o->n_stop;
-    Error e;
-    if (sampler_config_check(&o->gen.sampler, &e)) cli_usage_error(prog, "%s", e.msg);
+    gen_flags_finish(&o->gf, prog);
 }
 
 /* ---- progress ---- */
@@ -300,7 +256,7 @@ static json_t *completion_text(const Tokenizer *tok, const GenSeq *q, const Opts
     size_t len;
     if (tok_decode(tok, q->tokens, n, 1, &txt, &len, e)) return NULL;
     if (q->stop_index >= 0) {
-        char *hit = strstr(txt, o->stop[q->stop_index]);
+        char *hit = strstr(txt, o->gf.stop[q->stop_index]);
         if (hit) len = (size_t)(hit - txt);
     }
     json_t *s = json_stringn(txt, len);
@@ -443,21 +399,8 @@ static int run_chunk(FILE *fp, const Opts *o, Model *m, Model *rm, const Tokeniz
     }
     pg->done_before += (long)n * N;
     if (rm) {
-        int ns = n * N;
-        int **full = xmalloc((size_t)ns * sizeof(int *));
-        int *flen = xmalloc((size_t)ns * sizeof(int));
-        for (int i = 0; i < ns; i++) {
-            const PromptExample *p = &px[seqs[i].prompt];
-            flen[i] = p->n + seqs[i].n_tokens;
-            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
-            memcpy(full[i], p->ids, (size_t)p->n * sizeof(int));
-            memcpy(full[i] + p->n, seqs[i].tokens, (size_t)seqs[i].n_tokens * sizeof(int));
-        }
-        rewards = xmalloc((size_t)ns * sizeof(float));
-        rc = reward_score(rm, (const int *const *)full, flen, ns, o->gen.batch_size, rewards, e);
-        for (int i = 0; i < ns; i++) free(full[i]);
-        free(full);
-        free(flen);
+        rewards = xmalloc((size_t)n * N * sizeof(float));
+        rc = reward_score_generated(rm, (const int *const *)ids, lens, seqs, n * N, o->gen.batch_size, rewards, e);
         if (rc) {
             err_prefix(e, "%s", o->rm);
             goto out;
@@ -515,30 +458,6 @@ static int sum_totals(Totals *t, Error *e) {
     return rc;
 }
 
-/* The reward model must read the policy's token ids: same tokenizer file (or none). */
-static int check_rm_tokenizer(const char *policy, const char *rmdir, Error *e) {
-    char *a = path_join(policy, "tokenizer.json"), *b = path_join(rmdir, "tokenizer.json");
-    int rc = 0;
-    if (file_exists(b)) {
-        char *x, *y;
-        size_t nx, ny;
-        if (read_file(a, &x, &nx, e) == 0) {
-            if (read_file(b, &y, &ny, e) == 0) {
-                if (nx != ny || memcmp(x, y, nx))
-                    rc = err_set(e, EX_USAGE, "%s differs from %s: the reward model must share the policy's tokenizer",
-                                 b, a);
-                free(y);
-            } else
-                rc = e->code;
-            free(x);
-        } else
-            rc = e->code;
-    }
-    free(a);
-    free(b);
-    return rc;
-}
-
 int main(int argc, char **argv) {
     Opts o;
     parse_args(&o, argc, argv);
@@ -566,7 +485,7 @@ int main(int argc, char **argv) {
     if (model_tokenizer_load(&tok, o.model, &e)) err_die(prog, &e);
     if (gen_collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
     if (o.rm) {
-        if (check_rm_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
+        if (reward_check_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
         if (model_load(&rm, o.rm, &e)) err_die(prog, &e);
         lora_merge(&rm);
         if (!rm.cfg.is_classifier) {
@@ -651,7 +570,6 @@ int main(int argc, char **argv) {
     }
     data_close(dr);
     free(px);
-    free(o.stop);
     tok_free(tok);
     if (o.rm) model_free(&rm);
     model_free(&m);

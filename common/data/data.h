@@ -164,10 +164,8 @@ int data_next(DataReader *r, Example *ex, Error *e);
 int data_next_pref(DataReader *r, PrefExample *p, Error *e);
 int data_next_prompt(DataReader *r, PromptExample *p, Error *e);
 
-/* Convenience: reads a whole file into a malloc'd array (*out, *n; free each with
- * example_free then free(*out)).  For training sets that are shuffled per epoch. */
-int data_read_all(const char *path, Tokenizer *tok, const DataOptions *o, Example **out, int *n, DataCounts *counts,
-                  Error *e);
+/* Convenience: reads a whole file of preference pairs into a malloc'd array (*out, *n;
+ * free each with pref_example_free then free(*out)). */
 int data_read_all_pref(const char *path, Tokenizer *tok, const DataOptions *o, PrefExample **out, int *n,
                        DataCounts *counts, Error *e);
 /* The training-set form of the above: reads every one of the N_PATHS files (standard
@@ -178,6 +176,9 @@ int data_read_files(const char *prog, char **paths, int n_paths, Tokenizer *tok,
                     Example **out, int *n, Error *e);
 int data_read_files_pref(const char *prog, char **paths, int n_paths, Tokenizer *tok, const DataOptions *o, int quiet,
                          PrefExample **out, int *n, Error *e);
+/* ... and the prompts of any kind with a prompt (data_next_prompt): ppo's and eval's. */
+int data_read_files_prompts(const char *prog, char **paths, int n_paths, Tokenizer *tok, const DataOptions *o,
+                            int quiet, PromptExample **out, int *n, Error *e);
 
 /* ---- batches ------------------------------------------------------------------
  * All arrays are [B*T] row-major, malloc'd and owned by the Batch (batch_free).

@@ -1,6 +1,7 @@
-/* data_files.c — whole files of examples read into arrays (data.h: data_read_all*,
- * data_read_files*), for the trainers that shuffle their data every epoch.  One
- * generic reader serves the three example types through small adapters.
+/* data_files.c — whole files of examples read into arrays (data.h: data_read_all_pref,
+ * data_read_files*), for the trainers that shuffle their data every epoch and the
+ * programs that take every prompt at once (ppo, eval).  One generic reader serves
+ * the three example types through small adapters.
  * Not for: streaming (data_next*, recstream.h). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,16 @@ static void free_pref(void *x) {
     pref_example_free(x);
 }
 
+static int next_prompt(DataReader *r, void *x, Error *e) {
+    return data_next_prompt(r, x, e);
+}
+static void free_prompt(void *x) {
+    prompt_example_free(x);
+}
+
 static const ElemType EXAMPLES = {sizeof(Example), next_example, free_example, "examples"};
 static const ElemType PAIRS = {sizeof(PrefExample), next_pref, free_pref, "pairs"};
+static const ElemType PROMPTS = {sizeof(PromptExample), next_prompt, free_prompt, "prompts"};
 
 static int read_all(const ElemType *t, const char *path, Tokenizer *tok, const DataOptions *o, void **out, int *n,
                     DataCounts *counts, Error *e) {
@@ -65,14 +74,6 @@ static int read_all(const ElemType *t, const char *path, Tokenizer *tok, const D
     }
     *out = a;
     return 0;
-}
-
-int data_read_all(const char *path, Tokenizer *tok, const DataOptions *o, Example **out, int *n, DataCounts *counts,
-                  Error *e) {
-    void *a;
-    int rc = read_all(&EXAMPLES, path, tok, o, &a, n, counts, e);
-    *out = a;
-    return rc;
 }
 
 int data_read_all_pref(const char *path, Tokenizer *tok, const DataOptions *o, PrefExample **out, int *n,
@@ -120,6 +121,14 @@ int data_read_files_pref(const char *prog, char **paths, int n_paths, Tokenizer 
                          PrefExample **out, int *n, Error *e) {
     void *a = *out;
     int rc = read_files(&PAIRS, prog, paths, n_paths, tok, o, quiet, &a, n, e);
+    *out = a;
+    return rc;
+}
+
+int data_read_files_prompts(const char *prog, char **paths, int n_paths, Tokenizer *tok, const DataOptions *o,
+                            int quiet, PromptExample **out, int *n, Error *e) {
+    void *a = *out;
+    int rc = read_files(&PROMPTS, prog, paths, n_paths, tok, o, quiet, &a, n, e);
     *out = a;
     return rc;
 }

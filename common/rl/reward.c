@@ -56,3 +56,51 @@ int reward_score(Model *rm, const int *const *seqs, const int *lens, int n, int 
     pref_scratch_free(&s);
     return 0;
 }
+
+int reward_score_completions(Model *rm, const int *const *prompt, const int *plen, const int *const *comp,
+                             const int *clen, int n, int batch_size, float *rewards, Error *e) {
+    size_t rows = (size_t)(n > 0 ? n : 1);
+    int **full = xmalloc(rows * sizeof(int *)), *flen = xmalloc(rows * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        flen[i] = plen[i] + clen[i];
+        full[i] = xmalloc((size_t)(flen[i] ? flen[i] : 1) * sizeof(int));
+        memcpy(full[i], prompt[i], (size_t)plen[i] * sizeof(int));
+        memcpy(full[i] + plen[i], comp[i], (size_t)clen[i] * sizeof(int));
+    }
+    int rc = reward_score(rm, (const int *const *)full, flen, n, batch_size, rewards, e);
+    for (int i = 0; i < n; i++) free(full[i]);
+    free(full), free(flen);
+    return rc;
+}
+
+int reward_score_generated(Model *rm, const int *const *prompt_ids, const int *prompt_lens, const GenSeq *seqs, int n,
+                           int batch_size, float *rewards, Error *e) {
+    size_t rows = (size_t)(n > 0 ? n : 1);
+    const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
+    int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        pr[i] = prompt_ids[seqs[i].prompt], pl[i] = prompt_lens[seqs[i].prompt];
+        co[i] = seqs[i].tokens, cl[i] = seqs[i].n_tokens;
+    }
+    int rc = reward_score_completions(rm, pr, pl, co, cl, n, batch_size, rewards, e);
+    free(pr), free(pl), free(co), free(cl);
+    return rc;
+}
+
+int reward_check_tokenizer(const char *policy_dir, const char *other_dir, Error *e) {
+    char *a = path_join(policy_dir, "tokenizer.json"), *b = path_join(other_dir, "tokenizer.json");
+    int rc = 0;
+    if (file_exists(b)) {
+        char *x = NULL, *y = NULL;
+        size_t nx = 0, ny = 0;
+        if (read_file(a, &x, &nx, e) == 0 && read_file(b, &y, &ny, e) == 0) {
+            if (nx != ny || memcmp(x, y, nx))
+                rc = err_set(e, EX_USAGE, "%s differs from %s: the model must share the policy's tokenizer", b, a);
+        } else {
+            rc = e->code;
+        }
+        free(x), free(y);
+    }
+    free(a), free(b);
+    return rc;
+}

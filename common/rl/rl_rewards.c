@@ -30,6 +30,18 @@ static void replace_nul(char **txt, size_t *len) {
     *len = (size_t)(w - r);
 }
 
+RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long group) {
+    return (RlCompletion){.prompt = px->ids,
+                          .plen = px->n,
+                          .tokens = s->tokens,
+                          .n = s->n_tokens,
+                          .prompt_json = px->prompt,
+                          .group = group,
+                          .sample = s->sample,
+                          .eos = s->eos,
+                          .stopped = s->finish == GEN_FINISH_STOP};
+}
+
 char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
     int n = c->n - (c->eos ? 1 : 0), kept = 0;
     /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
@@ -71,16 +83,13 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
     for (int i = 0; i < n; i++) score[i] = 0;
     double *part = xmalloc((size_t)(n ? n : 1) * sizeof(double));
     if (rw->rm) {
-        int **full = xmalloc((size_t)(n ? n : 1) * sizeof(int *));
-        int *flen = xmalloc((size_t)(n ? n : 1) * sizeof(int));
-        float *r = xmalloc((size_t)(n ? n : 1) * sizeof(float));
-        for (int i = 0; i < n; i++) {
-            flen[i] = c[i].plen + c[i].n;
-            full[i] = xmalloc((size_t)flen[i] * sizeof(int));
-            memcpy(full[i], c[i].prompt, (size_t)c[i].plen * sizeof(int));
-            memcpy(full[i] + c[i].plen, c[i].tokens, (size_t)c[i].n * sizeof(int));
-        }
-        rc = reward_score(rw->rm, (const int *const *)full, flen, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
+        size_t rows = (size_t)(n ? n : 1);
+        const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
+        int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
+        float *r = xmalloc(rows * sizeof(float));
+        for (int i = 0; i < n; i++) pr[i] = c[i].prompt, pl[i] = c[i].plen, co[i] = c[i].tokens, cl[i] = c[i].n;
+        rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
+        free(pr), free(pl), free(co), free(cl);
         if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
         double mean = 0;
         for (int i = 0; i < n && !rc; i++) {
@@ -89,8 +98,7 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
         }
         if (comp_mean) comp_mean[k] = n ? mean / n : 0;
         k++;
-        for (int i = 0; i < n; i++) free(full[i]);
-        free(full), free(flen), free(r);
+        free(r);
     }
     if (!rc && rw->n_cmds) {
         char **lines = xcalloc((size_t)(n ? n : 1), sizeof(char *));

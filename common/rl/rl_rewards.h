@@ -13,6 +13,8 @@
 #include <jansson.h>
 
 #include "base/err.h"
+#include "data/data.h"
+#include "generate/generate.h"
 #include "model/model.h"
 #include "rewardcmd.h"
 #include "formats/tokenizer.h"
@@ -41,6 +43,10 @@ typedef struct RlCompletion {
     int eos;                   /* ends with EOS */
     int stopped;               /* finished by EOS/stop rather than by length */
 } RlCompletion;
+
+/* The completion of generated sequence S whose prompt is PX; GROUP is the prompt's
+ * index in the run's stream of prompts. */
+RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long group);
 
 /* The request line of a completion (cherry-reward-program(5)): compact JSON with
  * prompt, completion (text without EOS or special tokens, invalid UTF-8 and NUL as

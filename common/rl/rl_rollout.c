@@ -14,6 +14,57 @@ void rl_rollout_free(RlRollout *r) {
     memset(r, 0, sizeof *r);
 }
 
+void rl_rollout_pack(RlRollout *r, const GenSeq *seqs, int n, const int *prompt_of) {
+    rl_rollout_free(r);
+    r->n = n;
+    r->prompt = xmalloc((size_t)n * sizeof(int));
+    r->tokens = xmalloc((size_t)n * sizeof(int *));
+    r->len = xmalloc((size_t)n * sizeof(int));
+    r->off = xmalloc((size_t)n * sizeof(int));
+    r->eos = xmalloc((size_t)n * sizeof(int));
+    r->score = xcalloc((size_t)n, sizeof(double));
+    r->adv = xcalloc((size_t)n, sizeof(double));
+    long ntok = 0;
+    for (int i = 0; i < n; i++) {
+        r->prompt[i] = prompt_of[seqs[i].prompt];
+        r->len[i] = seqs[i].n_tokens;
+        r->off[i] = (int)ntok;
+        r->eos[i] = seqs[i].eos;
+        ntok += seqs[i].n_tokens;
+    }
+    r->ntok = ntok;
+    r->old_logp = xmalloc((size_t)(ntok ? ntok : 1) * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        r->tokens[i] = xmalloc((size_t)(r->len[i] ? r->len[i] : 1) * sizeof(int));
+        memcpy(r->tokens[i], seqs[i].tokens, (size_t)r->len[i] * sizeof(int));
+        memcpy(r->old_logp + r->off[i], seqs[i].logprobs, (size_t)r->len[i] * sizeof(float));
+    }
+}
+
+/* A copy of sequence seq[j]'s rows of SRC at off[j], for j in [0, k); NULL for NULL. */
+static float *gather_rows(const RlRollout *r, const float *src, const int *seq, int k, const int *off, long ntok) {
+    if (!src) return NULL;
+    float *out = xmalloc((size_t)(ntok ? ntok : 1) * sizeof(float));
+    for (int j = 0; j < k; j++)
+        memcpy(out + off[j], src + r->off[seq[j]], (size_t)r->len[seq[j]] * sizeof(float));
+    return out;
+}
+
+void rl_rollout_gather(const RlRollout *r, const int *seq, int k, const int *off, long ntok, RlSlices *s) {
+    s->old_logp = gather_rows(r, r->old_logp, seq, k, off, ntok);
+    s->ref_logp = gather_rows(r, r->ref_logp, seq, k, off, ntok);
+    s->adv_tok = gather_rows(r, r->adv_tok, seq, k, off, ntok);
+    s->old_values = gather_rows(r, r->old_values, seq, k, off, ntok);
+    s->returns = gather_rows(r, r->returns, seq, k, off, ntok);
+    s->adv = xmalloc((size_t)(k ? k : 1) * sizeof(double));
+    for (int j = 0; j < k; j++) s->adv[j] = r->adv[seq[j]];
+}
+
+void rl_slices_free(RlSlices *s) {
+    free(s->old_logp), free(s->ref_logp), free(s->adv_tok), free(s->old_values), free(s->returns), free(s->adv);
+    memset(s, 0, sizeof *s);
+}
+
 void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out) {
     long B = batch;
     int *perm = xmalloc((size_t)n_prompts * sizeof(int));

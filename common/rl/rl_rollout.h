@@ -13,6 +13,7 @@
 
 #include "data/data.h"
 #include "base/err.h"
+#include "generate/generate.h"
 #include "model/model.h"
 #include "rl_batch.h"
 
@@ -32,6 +33,21 @@ typedef struct RlRollout {
 
 /* Frees every array and zeroes r (a zeroed RlRollout is empty). */
 void rl_rollout_free(RlRollout *r);
+
+/* Packs generate()'s n sequences into r (freed first): sequence i's prompt is
+ * prompt_of[seqs[i].prompt], its tokens and sampling log-probs are copied, score and
+ * adv are zeroed, the reference, value and advantage arrays are left NULL. */
+void rl_rollout_pack(RlRollout *r, const GenSeq *seqs, int n, const int *prompt_of);
+
+/* A micro-batch's slices of the rollout arrays, packed in micro-batch order (sequence
+ * seq[j]'s tokens at off[j]); the arrays r lacks are NULL. */
+typedef struct RlSlices {
+    float *old_logp, *ref_logp;             /* [ntok] */
+    float *adv_tok, *old_values, *returns; /* ppo [ntok] */
+    double *adv;                           /* [k] per-sequence advantages */
+} RlSlices;
+void rl_rollout_gather(const RlRollout *r, const int *seq, int k, const int *off, long ntok, RlSlices *s);
+void rl_slices_free(RlSlices *s);
 
 /* The prompts of iteration IT: positions it*batch .. it*batch+batch-1 of the stream
  * of passes over the n_prompts prompts, each pass a Fisher-Yates shuffle seeded from
