@@ -214,17 +214,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     if (rc == 0) rc = forward_batch(p, e);
     if (rc) return rc;
     p->cfg.kl_coef = p->klc.coef;
-    RlBatch rb = {.n = n,
-                  .off = r->off,
-                  .len = r->len,
-                  .ntok = r->ntok,
-                  .old_logp = r->old_logp,
-                  .ref_logp = r->ref_logp,
-                  .old_values = r->old_values,
-                  .score = r->score,
-                  .adv_tok = r->adv_tok,
-                  .returns = r->returns,
-                  .adv = r->adv};
+    RlBatch rb = rl_rollout_view(r);
     RlRolloutStats rs;
     rl_advantages(&p->cfg, &rb, &p->rls, &rs);
     RlRolloutInfo info = {
@@ -397,21 +387,10 @@ static int optimise_batch(Ppo *p, Trainer *tr, long it, long total, Metrics *rol
     int *cnt = xmalloc((size_t)(n_seq + 1) * sizeof(int));
     int rc = 0;
     for (int ep = 0; ep < p->rf.ppo_epochs && rc == 0 && tr->step < total && !*sig; ep++) {
-        for (long i = 0; i < n_seq; i++) order[i] = (int)i;
-        Rng r;
-        rng_seed(&r, (f->seed ^ 0x6d696e69ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)(it * p->rf.ppo_epochs + ep) + 1);
-        rng_shuffle(&r, order, (size_t)n_seq);
+        rl_pass_order(f->seed, it * p->rf.ppo_epochs + ep, order, n_seq);
         for (int mb = 0; mb < p->rf.mini && rc == 0 && tr->step < total; mb++) {
             long lo = n_seq * mb / p->rf.mini, hi = n_seq * (mb + 1) / p->rf.mini;
-            long size = hi - lo;
-            int ga = f->grad_accum < size ? f->grad_accum : (int)size, n_micro = 0;
-            for (int g = 0; g < ga; g++) {
-                long a = lo + size * g / ga, z = lo + size * (g + 1) / ga;
-                if (z > a) {
-                    idx[n_micro] = order + a;
-                    cnt[n_micro++] = (int)(z - a);
-                }
-            }
+            int n_micro = rl_micro_split(order, lo, hi, f->grad_accum, idx, cnt);
             if (p->have_vm) model_zero_grad(&p->vm);
             rc = trainer_step(tr, n_micro, idx, cnt, roll, NULL, e);
             if (rc == 0 && p->have_vm) rc = value_step(p, tr, e);

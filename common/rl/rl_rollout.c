@@ -41,6 +41,20 @@ void rl_rollout_pack(RlRollout *r, const GenSeq *seqs, int n, const int *prompt_
     }
 }
 
+RlBatch rl_rollout_view(RlRollout *r) {
+    return (RlBatch){.n = r->n,
+                     .off = r->off,
+                     .len = r->len,
+                     .ntok = r->ntok,
+                     .old_logp = r->old_logp,
+                     .ref_logp = r->ref_logp,
+                     .old_values = r->old_values,
+                     .score = r->score,
+                     .adv_tok = r->adv_tok,
+                     .returns = r->returns,
+                     .adv = r->adv};
+}
+
 /* A copy of sequence seq[j]'s rows of SRC at off[j], for j in [0, k); NULL for NULL. */
 static float *gather_rows(const RlRollout *r, const float *src, const int *seq, int k, const int *off, long ntok) {
     if (!src) return NULL;
@@ -81,6 +95,26 @@ void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int 
         out[k] = perm[c % n_prompts];
     }
     free(perm);
+}
+
+void rl_pass_order(uint64_t seed, long pass, int *order, long n) {
+    for (long i = 0; i < n; i++) order[i] = (int)i;
+    Rng r;
+    rng_seed(&r, (seed ^ 0x6d696e69ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)pass + 1);
+    rng_shuffle(&r, order, (size_t)n);
+}
+
+int rl_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt) {
+    long size = hi - lo;
+    int ga = grad_accum < size ? grad_accum : (int)size, n = 0;
+    for (int g = 0; g < ga; g++) {
+        long a = lo + size * g / ga, z = lo + size * (g + 1) / ga;
+        if (z > a) {
+            idx[n] = order + a;
+            cnt[n++] = (int)(z - a);
+        }
+    }
+    return n;
 }
 
 int rl_rollout_batch(const RlRollout *r, const PromptExample *px, int pad_id, const int *seq, int k, RlSeqBatch *sb,

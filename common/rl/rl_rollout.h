@@ -16,6 +16,7 @@
 #include "generate/generate.h"
 #include "model/model.h"
 #include "rl_batch.h"
+#include "train/losses_rl.h"
 
 typedef struct RlRollout {
     int n;                                 /* sequences = prompts * G */
@@ -39,6 +40,9 @@ void rl_rollout_free(RlRollout *r);
  * adv are zeroed, the reference, value and advantage arrays are left NULL. */
 void rl_rollout_pack(RlRollout *r, const GenSeq *seqs, int n, const int *prompt_of);
 
+/* r as the batch of losses_rl.h rl_advantages (the arrays shared, not copied). */
+RlBatch rl_rollout_view(RlRollout *r);
+
 /* A micro-batch's slices of the rollout arrays, packed in micro-batch order (sequence
  * seq[j]'s tokens at off[j]); the arrays r lacks are NULL. */
 typedef struct RlSlices {
@@ -53,6 +57,13 @@ void rl_slices_free(RlSlices *s);
  * of passes over the n_prompts prompts, each pass a Fisher-Yates shuffle seeded from
  * (seed, pass) only, so a resumed run takes the same prompts. */
 void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out);
+
+/* The order of the sequences 0..n-1 of a batch in optimisation pass PASS (counted
+ * over the run: iteration * passes + pass): a shuffle seeded from (seed, pass). */
+void rl_pass_order(uint64_t seed, long pass, int *order, long n);
+/* Splits the update order[lo..hi) into up to GRAD_ACCUM micro-batches of near-equal
+ * size: idx[j] = order + start_j, cnt[j] its size.  Returns how many. */
+int rl_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt);
 
 /* The model batch (rl_batch.h) of sequences seq[0..k) of r, in that order. */
 int rl_rollout_batch(const RlRollout *r, const PromptExample *px, int pad_id, const int *seq, int k, RlSeqBatch *sb,
