@@ -104,12 +104,3 @@ int json_get_string(const json_t *obj, const char *field, const char **out, cons
     return 0;
 }
 
-int json_get_number(const json_t *obj, const char *field, double *out, const JsonlReader *r, Error *e) {
-    json_t *v = json_object_get(obj, field);
-    const char *name = r ? r->name : "<input>";
-    long line = r ? r->line : 0;
-    if (!v) return err_set(e, EX_DATAERR, "%s:%ld: missing field \"%s\"", name, line, field);
-    if (!json_is_number(v)) return err_set(e, EX_DATAERR, "%s:%ld: field \"%s\" must be a number", name, line, field);
-    *out = json_number_value(v);
-    return 0;
-}

@@ -37,6 +37,5 @@ int jsonl_write(FILE *fp, const json_t *obj, Error *e);
 
 /* Field accessors that produce "FILE:LINE: field \"x\" ..." errors. */
 int json_get_string(const json_t *obj, const char *field, const char **out, const JsonlReader *r, Error *e);
-int json_get_number(const json_t *obj, const char *field, double *out, const JsonlReader *r, Error *e);
 
 #endif

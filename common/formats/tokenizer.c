@@ -736,9 +736,6 @@ const char *tok_id_to_piece(const Tokenizer *t, int id) {
 int tok_piece_to_id(const Tokenizer *t, const char *piece) {
     return lookup_token(t, piece);
 }
-int tok_is_special(const Tokenizer *t, int id) {
-    return id >= 0 && id < t->n_ids && (t->id_flags[id] & 2);
-}
 int tok_bos_id(const Tokenizer *t) {
     return t->bos_id;
 }
@@ -747,12 +744,6 @@ int tok_eos_id(const Tokenizer *t) {
 }
 int tok_pad_id(const Tokenizer *t) {
     return t->pad_id;
-}
-void tok_set_eos_id(Tokenizer *t, int id) {
-    t->eos_id = id;
-}
-void tok_set_pad_id(Tokenizer *t, int id) {
-    t->pad_id = id;
 }
 const char *tok_chat_template(const Tokenizer *t) {
     return t->chat_template;

@@ -85,7 +85,6 @@ int tok_id_bytes(const Tokenizer *t, int id, char *buf, int cap);
 int tok_vocab_size(const Tokenizer *t);                     /* 1 + largest id (vocab and added tokens) */
 const char *tok_id_to_piece(const Tokenizer *t, int id);    /* vocab string as in the file, NULL if bad */
 int tok_piece_to_id(const Tokenizer *t, const char *piece); /* -1 if absent */
-int tok_is_special(const Tokenizer *t, int id);             /* added token with special: true */
 
 /* Special ids (-1 when the tokenizer has none).  From tokenizer_config.json when
  * present, else from well-known names in the vocabulary ("<|endoftext|>",
@@ -94,9 +93,6 @@ int tok_is_special(const Tokenizer *t, int id);             /* added token with 
 int tok_bos_id(const Tokenizer *t);
 int tok_eos_id(const Tokenizer *t);
 int tok_pad_id(const Tokenizer *t);
-/* Overrides (e.g. from generation_config.json or a flag). */
-void tok_set_eos_id(Tokenizer *t, int id);
-void tok_set_pad_id(Tokenizer *t, int id);
 
 /* The chat_template string of tokenizer_config.json (NULL if absent); owned by t. */
 const char *tok_chat_template(const Tokenizer *t);

@@ -159,25 +159,6 @@ static void build_layout(Model *m) {
 }
 #undef ADD
 
-size_t model_config_n_params(const ModelConfig *c) {
-    size_t C = c->d_model, F = c->d_ff, V = c->vocab_size, KV = (size_t)c->n_kv_head * (C / c->n_head), L = c->n_layer;
-    size_t n;
-    if (c->family == FAMILY_GPT2) {
-        n = V * C + (size_t)c->max_seq * C + 2 * C;
-        n += L * (4 * C + 3 * C * C + 3 * C + C * C + C + F * C + F + C * F + C);
-    } else {
-        n = V * C + C;
-        n += L * (2 * C + 2 * C * C + 2 * KV * C + 3 * F * C);
-        if (c->attn_bias) n += L * (2 * C + 2 * KV);
-        if (c->mlp_bias) n += L * (2 * F + C);
-    }
-    if (c->is_classifier)
-        n += C;
-    else if (!c->tie_embeddings)
-        n += V * C;
-    return n;
-}
-
 void model_create(Model *m, const ModelConfig *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;

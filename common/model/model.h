@@ -73,7 +73,6 @@ typedef struct Model {
 } Model;
 
 int model_config_load(ModelConfig *c, const char *config_json_path, Error *e);
-int model_config_save(const ModelConfig *c, const char *config_json_path, Error *e);
 
 /* Allocates a model with zeroed parameters for cfg. */
 void model_create(Model *m, const ModelConfig *cfg);
@@ -159,8 +158,6 @@ void model_weights_close(ModelWeights *w);
 int model_weights_bind(const Model *m, const ModelWeights *w, const StTensor **src, Error *e);
 /* Like model_save, with the on-disk dtype ST_F32 or ST_BF16. */
 int model_save_dtype(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
-/* Number of parameters a config implies (what model_create will allocate). */
-size_t model_config_n_params(const ModelConfig *c);
 
 /* ---- additions (engineer "lora") ----
  * With an adapter attached (m->lora, lora.h): model_forward adds the adapters of the

@@ -347,6 +347,3 @@ int model_config_save_dtype(const ModelConfig *c, const char *path, const char *
     return rc;
 }
 
-int model_config_save(const ModelConfig *c, const char *path, Error *e) {
-    return model_config_save_dtype(c, path, "float32", e);
-}
