@@ -115,9 +115,9 @@ static int bench_model(const char *name, Model *m, double bw) {
     /* the same on one thread, timed by CPU time: what the code does when the cores
      * are shared with other jobs (wall-clock figures then measure the load) */
     int nt = threads_get();
-    threads_set(1);
+    gemm_threads_set(1);
     double c1 = decode_rate(m, 1, 24, 1), c16 = decode_rate(m, 16, 16, 1);
-    threads_set(nt);
+    gemm_threads_set(nt);
     printf("  1 thread, CPU time: batch 1 %.1f tok/s, batch 16 %.1f tok/s (%.1fx)\n", c1, c16, c16 / c1);
     if (r16 < 6 * r1) {
         printf("NOT MET: %s: batch 16 gives %.1fx the tokens/s of batch 1, issue 7 asks at least 6x\n", name, r16 / r1);

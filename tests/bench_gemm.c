@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     };
     for (int t = 1; t <= 2; t++) {
         if (only && t != only) continue;
-        threads_set(t);
+        gemm_threads_set(t);
         double peak = gemm_measure_peak(size);
         printf("threads %d: sgemm peak %.1f GFLOP/s (square n=%d)\n", t, peak / 1e9, size);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -125,7 +125,7 @@ static void run(Bench *b, int B, int T, double peak, int steps) {
 }
 
 int main(void) {
-    threads_set(0);
+    gemm_threads_set(0);
     ModelConfig c;
     memset(&c, 0, sizeof c);
     c.family = FAMILY_GPT2;

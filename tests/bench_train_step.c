@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     Rng r;
     rng_seed(&r, 7);
     for (int ti = 0; ti < nthr; ti++) {
-        threads_set(thr[ti]);
+        gemm_threads_set(thr[ti]);
         /* the peak moves with other load on the machine: best of three measurements */
         double peak = 0;
         for (int k = 0; k < 3; k++) {

@@ -569,9 +569,9 @@ static void test_gemm_threads(void) {
     float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
     for (int K = 290; K <= Kmax; K += 3) {
         int ta = K % 2, tb = (K / 3) % 2;
-        threads_set(1);
+        gemm_threads_set(1);
         gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c1, N);
-        threads_set(2);
+        gemm_threads_set(2);
         gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c2, N);
         if (memcmp(c1, c2, sizeof(float) * M * N) != 0 && bad++ == 0) first_bad = K;
     }
@@ -661,9 +661,9 @@ static void run_all_ops(Snap *s, uint64_t seed) {
 
 static void test_threads(void) {
     Snap s1 = {0}, s2 = {0};
-    threads_set(1);
+    gemm_threads_set(1);
     run_all_ops(&s1, 42);
-    threads_set(2);
+    gemm_threads_set(2);
     run_all_ops(&s2, 42);
     int bad = 0;
     for (int i = 0; i < s1.n; i++)
@@ -684,7 +684,7 @@ static void test_threads(void) {
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     rng_seed(&rng, 1234);
-    threads_set(0);
+    gemm_threads_set(0);
     test_embedding();
     test_norms();
     test_linear();

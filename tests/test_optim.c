@@ -169,7 +169,7 @@ static void test_schedules(void) {
 }
 
 static void run_threads(int threads, float *p, size_t n, double *norm_out) {
-    threads_set(threads);
+    gemm_threads_set(threads);
     float *g = xmalloc(n * sizeof(float));
     OptimGroup gr[3] = {{0, n / 3, 1}, {n / 3, n / 3, 0}, {2 * (n / 3), n - 2 * (n / 3), 1}};
     AdamW o;

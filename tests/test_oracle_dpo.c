@@ -188,8 +188,8 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
     PrefScratch s = {0};
     float *ref_lp = xmalloc(2 * n * sizeof(float)), *pol_lp = xmalloc(2 * n * sizeof(float));
     int *len = xmalloc(2 * n * sizeof(int));
-    pref_batch_logps(&ref, &b, &s, ref_lp, NULL, NULL);
-    pref_batch_logps(&pol, &b, &s, pol_lp, len, NULL);
+    prefbatch_logps(&ref, &b, &s, ref_lp, NULL, NULL);
+    prefbatch_logps(&pol, &b, &s, pol_lp, len, NULL);
     for (int r = 0; r < 2 * n; r++) {
         char what[64];
         snprintf(what, sizeof what, "reference logp of row %d", r);
@@ -231,11 +231,11 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
         PrefLossState st;
         pref_loss_state_init(&st);
         model_zero_grad(&pol);
-        pref_batch_logps(&pol, &b, &s, pol_lp, len, NULL);
+        prefbatch_logps(&pol, &b, &s, pol_lp, len, NULL);
         float *d = xmalloc(2 * n * sizeof(float));
         PrefMetrics m;
         double loss = pref_loss(&c, &st, n, pol_lp, pol_lp + n, ref_lp, ref_lp + n, len, len + n, d, d + n, &m);
-        pref_batch_logps_backward(&pol, &b, &s, d);
+        prefbatch_logps_backward(&pol, &b, &s, d);
 
         double want_loss = json_number_value(json_object_get(cs, "loss"));
         snprintf(what, sizeof what, "[%s] loss", types);
@@ -264,7 +264,7 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
     }
     st_close(&jac);
     batch_free(&b);
-    pref_scratch_free(&s);
+    prefbatch_scratch_free(&s);
     for (int i = 0; i < n; i++) pref_example_free(&pe[i]);
     free(pe);
     free(pp);
@@ -296,7 +296,7 @@ static void rm_family(const json_t *fm, const json_t *pairs_json) {
     PrefScratch s = {0};
     float *rw = xmalloc(2 * n * sizeof(float)), *d = xmalloc(2 * n * sizeof(float)), mg[16];
     model_zero_grad(&rm);
-    rm_batch_rewards(&rm, &b, &s, rw);
+    prefbatch_rewards(&rm, &b, &s, rw);
     for (int r = 0; r < 2 * n; r++) {
         char what[64];
         snprintf(what, sizeof what, "score of row %d", r);
@@ -311,7 +311,7 @@ static void rm_family(const json_t *fm, const json_t *pairs_json) {
     check(m.rewards_chosen, json_number_value(json_object_get(fm, "rewards/chosen")), TOL, fam, "rewards/chosen");
     check(m.rewards_rejected, json_number_value(json_object_get(fm, "rewards/rejected")), TOL, fam, "rewards/rejected");
     check(m.margin, json_number_value(json_object_get(fm, "margin_mean")), TOL, fam, "margin");
-    rm_batch_rewards_backward(&rm, &b, &s, d);
+    prefbatch_rewards_backward(&rm, &b, &s, d);
     char gpath[256];
     snprintf(gpath, sizeof gpath, FIX "pref-rmgrad-%s.safetensors", fam);
     StFile g;
@@ -324,7 +324,7 @@ static void rm_family(const json_t *fm, const json_t *pairs_json) {
         st_close(&g);
     }
     batch_free(&b);
-    pref_scratch_free(&s);
+    prefbatch_scratch_free(&s);
     for (int i = 0; i < n; i++) pref_example_free(&pe[i]);
     free(pe);
     free(pp);

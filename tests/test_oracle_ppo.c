@@ -285,7 +285,7 @@ static void run_family(const char *fam, const json_t *J) {
 }
 
 int main(void) {
-    threads_set(1); /* tiny models: threads only add scheduling noise */
+    gemm_threads_set(1); /* tiny models: threads only add scheduling noise */
     json_error_t je;
     json_t *root = json_load_file(FIX "ppo-oracle.json", 0, &je);
     if (!root) {

@@ -1,12 +1,12 @@
 /* test_recstream.c — records and their examples in step (common/data/recstream.c), and the
- * reward column rule (prefbatch.c rm_score_column).  Runs under ASan+UBSan too.
+ * reward column rule (prefbatch.c prefbatch_score_column).  Runs under ASan+UBSan too.
  *
  * recstream: a file mixing valid pairs, an invalid JSON line, a record the data layer
  * drops (prompt too long), blank lines and a record with a wrong field type must give
  * exactly the valid records, each with the example of the same line; without
  * --skip-invalid the first bad line is EX_DATAERR naming FILE:LINE; standard input
  * ("-") gives the same as the file; kinds are detected from the first record.
- * rm_score_column: transformers' rightmost-non-pad rule, pad == EOS, no pad id. */
+ * prefbatch_score_column: transformers' rightmost-non-pad rule, pad == EOS, no pad id. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,13 +199,13 @@ static void test_score_column(void) {
     b.lengths = lengths;
     int want0[4] = {2, 5, 0, 2};
     for (int r = 0; r < 4; r++)
-        CHECK(rm_score_column(&b, r, 0) == want0[r], "row %d, pad 0: column %d, expected %d", r,
-              rm_score_column(&b, r, 0), want0[r]);
+        CHECK(prefbatch_score_column(&b, r, 0) == want0[r], "row %d, pad 0: column %d, expected %d", r,
+              prefbatch_score_column(&b, r, 0), want0[r]);
     /* no pad id: the last real token */
     int want1[4] = {3, 5, 2, 3};
     for (int r = 0; r < 4; r++)
-        CHECK(rm_score_column(&b, r, -1) == want1[r], "row %d, no pad: column %d, expected %d", r,
-              rm_score_column(&b, r, -1), want1[r]);
+        CHECK(prefbatch_score_column(&b, r, -1) == want1[r], "row %d, no pad: column %d, expected %d", r,
+              prefbatch_score_column(&b, r, -1), want1[r]);
 }
 
 int main(void) {

@@ -25,7 +25,7 @@ static void expect(int ok, const char *what, const char *got) {
 }
 
 int main(void) {
-    threads_set(1);
+    gemm_threads_set(1);
     Error e = {0};
     Tokenizer *tok;
     if (model_tokenizer_load(&tok, FIX "pref-gpt2-policy", &e)) {

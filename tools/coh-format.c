@@ -1,7 +1,7 @@
 /* coh-format — preference pairs to Chain-of-Hindsight training data (segments JSONL).
  * Liu et al. 2023 (arXiv:2302.02676): each example shows the prompt and both answers,
  * each after a feedback phrase; the loss is on the answers and their end marker only.
- * The layout is coh_segments (common/data/pairs.c); this file parses flags and loops. */
+ * The layout is coh_segments (common/data/coh.c); this file parses flags and loops. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "base/cli.h"
 #include "base/jsonl.h"
-#include "data/pairs.h"
+#include "data/coh.h"
 #include "base/util.h"
 
 static const char *prog = "coh-format";
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
             if (!r) {
                 char where[600];
                 snprintf(where, sizeof where, "%s:%ld", rd.name, rd.line);
-                r = pair_texts(rec, &render, &pt, where, &e);
+                r = coh_pair_texts(rec, &render, &pt, where, &e);
                 json_decref(rec);
             }
             if (r) {
@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
             n_read++;
             if (strcmp(pt.chosen, pt.rejected) == 0) {
                 n_equal++;
-                pair_text_free(&pt);
+                coh_pair_text_free(&pt);
                 continue;
             }
             int k = tpl.n > 1 ? (int)rng_below(&rng, (uint64_t)tpl.n) : 0;
@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
                 json_decref(ex);
                 n_written++;
             }
-            pair_text_free(&pt);
+            coh_pair_text_free(&pt);
         }
         jsonl_close(&rd);
     }

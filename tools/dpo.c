@@ -136,7 +136,7 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     memset(&b, 0, sizeof b);
     int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
     if (rc) return rc;
-    pref_batch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
     PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
     PrefMetrics m;
     int need_ref = pref_loss_needs_ref(&d->lc);
@@ -146,7 +146,7 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     if (split == SPLIT_TRAIN) {
         /* pref_loss gives d(mean over the n pairs); the loop wants d(scale * sum). */
         for (int r = 0; r < 2 * n; r++) d->grad[r] = (float)(d->grad[r] * n * scale);
-        pref_batch_logps_backward(&d->model, &b, &d->s, d->grad);
+        prefbatch_logps_backward(&d->model, &b, &d->s, d->grad);
     }
     metrics_add(mt, "loss", loss * n, n);
     if (need_ref) {
@@ -183,7 +183,7 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
             memset(&b, 0, sizeof b);
             Error e = {0};
             if (batch_pairs(&b, d->pp, n, 0, d->pad_id, &e)) err_die(PROG, &e);
-            pref_batch_logps(ref, &b, &d->s, d->seq, NULL, NULL);
+            prefbatch_logps(ref, &b, &d->s, d->seq, NULL, NULL);
             for (int k = 0; k < n; k++) {
                 PrefExample *p = (PrefExample *)d->pp[k];
                 p->ref_chosen_logp = d->seq[k];
@@ -299,7 +299,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < d.n[s]; i++) pref_example_free(&d.ex[s][i]);
         free(d.ex[s]);
     }
-    pref_scratch_free(&d.s);
+    prefbatch_scratch_free(&d.s);
     free(d.pp);
     free(d.seq);
     free(d.grad);

@@ -480,7 +480,7 @@ static void load_model(Model *m, const char *dir, int classifier) {
 int main(int argc, char **argv) {
     Opts o;
     parse_args(&o, argc, argv);
-    threads_set(o.threads);
+    gemm_threads_set(o.threads);
     atomic_install_signal_cleanup();
     Error e = {0};
     Tokenizer *tok = NULL;

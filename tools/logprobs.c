@@ -78,7 +78,7 @@ static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, 
     }
     L->seq = xrealloc(L->seq, (size_t)b->B * sizeof(float));
     L->len = xrealloc(L->len, (size_t)b->B * sizeof(int));
-    pref_batch_logps(&L->model, b, &L->s, L->seq, L->len, L->tok_lp);
+    prefbatch_logps(&L->model, b, &L->s, L->seq, L->len, L->tok_lp);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         json_t *r = rec[i];
@@ -102,7 +102,7 @@ static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, 
 int main(int argc, char **argv) {
     RecFlags f;
     recbatch_flags_parse(&f, PROG, argc, argv, "per-token", 1, usage);
-    threads_set(f.threads);
+    gemm_threads_set(f.threads);
     atomic_install_signal_cleanup();
     Error e;
     memset(&e, 0, sizeof e);
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
     if (atomic_commit(&af, &e)) err_die(PROG, &e);
     if (!f.quiet) fprintf(stderr, "%s: %ld records written, %ld dropped or skipped\n", PROG, L.written, rb.dropped);
     recbatch_free(&rb);
-    pref_scratch_free(&L.s);
+    prefbatch_scratch_free(&L.s);
     free(L.seq);
     free(L.len);
     free(L.tok_lp);

@@ -3,7 +3,7 @@
  * Starts from a reward model (*ForSequenceClassification, num_labels 1) or from a
  * causal LM, in which case the LM head is dropped and a score head [1, C] without
  * bias is added, drawn from normal(0, initializer_range) as transformers initialises
- * a new nn.Linear (prefbatch.h model_classifier_from_lm).  The reward of a sequence is the score
+ * a new nn.Linear (model.h model_classifier_from_lm).  The reward of a sequence is the score
  * at its last non-pad token, read exactly as transformers does, so the saved model
  * gives the same rewards in transformers (tests/test_oracle_dpo.c checks the rule
  * against transformers' own scores).  Loss: TRL RewardTrainer's
@@ -98,12 +98,12 @@ static int rm_micro_step(void *ctx, Split split, const int *idx, int n, double s
     memset(&b, 0, sizeof b);
     int rc = batch_pairs(&b, r->pp, n, 0, r->pad_id, e);
     if (rc) return rc;
-    rm_batch_rewards(&r->model, &b, &r->s, r->rew);
+    prefbatch_rewards(&r->model, &b, &r->s, r->rew);
     BtMetrics m;
     double loss = bt_loss(n, r->rew, r->rew + n, r->margin, r->center, r->grad, r->grad + n, &m);
     if (split == SPLIT_TRAIN) {
         for (int i = 0; i < 2 * n; i++) r->grad[i] = (float)(r->grad[i] * n * scale); /* d(scale * sum) */
-        rm_batch_rewards_backward(&r->model, &b, &r->s, r->grad);
+        prefbatch_rewards_backward(&r->model, &b, &r->s, r->grad);
     }
     metrics_add(mt, "loss", loss * n, n);
     metrics_add(mt, "accuracy", m.accuracy * n, n);
@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < r.n[s]; i++) pref_example_free(&r.ex[s][i]);
         free(r.ex[s]);
     }
-    pref_scratch_free(&r.s);
+    prefbatch_scratch_free(&r.s);
     free(r.pp);
     free(r.rew);
     free(r.grad);

@@ -156,7 +156,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->rm = optarg;
             break;
         case O_PAIRS:
-            if (pairs_strategy_parse(optarg, &o->pairs))
+            if (rollpairs_strategy_parse(optarg, &o->pairs))
                 cli_usage_error(prog, "--pairs: expected best-worst, all-ranked or rso, got '%s'", optarg);
             break;
         case O_BETA:
@@ -336,7 +336,7 @@ static int emit_group(FILE *fp, const Opts *o, const Tokenizer *tok, const Promp
         int *ch = xmalloc((size_t)cap * sizeof(int)), *rj = xmalloc((size_t)cap * sizeof(int));
         Rng rng;
         gen_rng_seed(&rng, o->gen.seed ^ 0x52534f2d70616972ULL /* "RSO-pair" */, group, 0);
-        int np = pairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
+        int np = rollpairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
         for (int k = 0; k < np && !rc; k++) {
             json_t *r = json_object();
             json_object_set(r, "prompt", px->prompt);
@@ -462,7 +462,7 @@ int main(int argc, char **argv) {
     Opts o;
     parse_args(&o, argc, argv);
     const char *in = optind < argc ? argv[optind] : "-";
-    if (o.threads > 0) threads_set(o.threads);
+    if (o.threads > 0) gemm_threads_set(o.threads);
     atomic_install_signal_cleanup();
     Error e = {0};
     if (dist_init(&e)) err_die(prog, &e);
@@ -562,7 +562,7 @@ int main(int argc, char **argv) {
         double dt = now_seconds() - pg.t0;
         fprintf(stderr, "%s: %ld prompts, %ld completions (%ld stop, %ld length), %ld tokens in %.1f s (%.0f tok/s)",
                 prog, tot.prompts, tot.seqs, tot.stop, tot.length, tot.tokens, dt, dt > 0 ? tot.tokens / dt : 0.0);
-        if (o.pairs) fprintf(stderr, ", %ld pairs (%s)", tot.pairs, pairs_strategy_name(o.pairs));
+        if (o.pairs) fprintf(stderr, ", %ld pairs (%s)", tot.pairs, rollpairs_strategy_name(o.pairs));
         if (dc->skipped || dc->dropped || dc->truncated)
             fprintf(stderr, "; %ld invalid records skipped, %ld dropped, %ld prompts truncated", dc->skipped,
                     dc->dropped, dc->truncated);

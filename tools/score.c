@@ -58,7 +58,7 @@ typedef struct Sc {
 static int sc_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, Error *e) {
     Sc *S = ctx;
     S->rew = xrealloc(S->rew, (size_t)b->B * sizeof(float));
-    rm_batch_rewards(&S->model, b, &S->s, S->rew);
+    prefbatch_rewards(&S->model, b, &S->s, S->rew);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         json_t *r = rec[i];
@@ -95,7 +95,7 @@ static int sc_check(void *ctx, const RecStream *rs, Error *e) {
 int main(int argc, char **argv) {
     RecFlags f;
     recbatch_flags_parse(&f, PROG, argc, argv, "accuracy", 0, usage);
-    threads_set(f.threads);
+    gemm_threads_set(f.threads);
     atomic_install_signal_cleanup();
     Error e;
     memset(&e, 0, sizeof e);
@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
     }
     if (!f.quiet) fprintf(stderr, "%s: %ld records scored, %ld dropped or skipped\n", PROG, S.scored, rb.dropped);
     recbatch_free(&rb);
-    pref_scratch_free(&S.s);
+    prefbatch_scratch_free(&S.s);
     free(S.rew);
     tok_free(tok);
     model_free(&S.model);

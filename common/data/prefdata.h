@@ -12,7 +12,7 @@
  *                       strategies, writing pairs JSONL (man5 cherry-pairs).
  * A PdRecord is one prompt with N options and the rankings annotators gave them; every
  * source is normalised to it, so the pair rules are written once.
- * Not for: reading pairs back for training (pairs.h) or tokenization. */
+ * Not for: reading pairs back for training (data.h data_next_pref) or tokenization. */
 #ifndef CHERRY_PREFDATA_H
 #define CHERRY_PREFDATA_H
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pairs_strategy_parse(const char *name, PairStrategy *out) {
+int rollpairs_strategy_parse(const char *name, PairStrategy *out) {
     if (!strcmp(name, "best-worst"))
         *out = PAIRS_BEST_WORST;
     else if (!strcmp(name, "all-ranked"))
@@ -18,7 +18,7 @@ int pairs_strategy_parse(const char *name, PairStrategy *out) {
     return 0;
 }
 
-const char *pairs_strategy_name(PairStrategy s) {
+const char *rollpairs_strategy_name(PairStrategy s) {
     switch (s) {
     case PAIRS_BEST_WORST:
         return "best-worst";
@@ -31,7 +31,7 @@ const char *pairs_strategy_name(PairStrategy s) {
     }
 }
 
-int rso_select(const float *reward, int n, int k, double beta, Rng *rng, int *sel) {
+int rollpairs_rso_select(const float *reward, int n, int k, double beta, Rng *rng, int *sel) {
     if (k > n) k = n;
     unsigned char *taken = calloc(n > 0 ? n : 1, 1);
     int m = 0;
@@ -62,14 +62,14 @@ static int by_reward_desc(const void *a, const void *b, void *arg) {
     return (x > y) - (x < y);
 }
 
-int pairs_from_rewards(PairStrategy s, const float *reward, int n, int k, double beta, Rng *rng, int *chosen,
+int rollpairs_from_rewards(PairStrategy s, const float *reward, int n, int k, double beta, Rng *rng, int *chosen,
                        int *rejected) {
     int np = 0;
     if (n < 2) return 0;
     int *idx = malloc(n * sizeof(int));
     int m = n;
     if (s == PAIRS_RSO)
-        m = rso_select(reward, n, k, beta, rng, idx);
+        m = rollpairs_rso_select(reward, n, k, beta, rng, idx);
     else
         for (int i = 0; i < n; i++) idx[i] = i;
     qsort_r(idx, (size_t)m, sizeof(int), by_reward_desc, (void *)reward);

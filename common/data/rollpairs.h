@@ -27,17 +27,17 @@
 typedef enum { PAIRS_NONE = 0, PAIRS_BEST_WORST, PAIRS_ALL_RANKED, PAIRS_RSO } PairStrategy;
 
 /* "best-worst" | "all-ranked" | "rso" -> *out; returns 0, or -1 when unknown. */
-int pairs_strategy_parse(const char *name, PairStrategy *out);
-const char *pairs_strategy_name(PairStrategy s);
+int rollpairs_strategy_parse(const char *name, PairStrategy *out);
+const char *rollpairs_strategy_name(PairStrategy s);
 
 /* RSO Algorithm 1: writes min(k, n) selected indices into sel (in acceptance order)
  * and returns their number.  beta > 0. */
-int rso_select(const float *reward, int n, int k, double beta, Rng *rng, int *sel);
+int rollpairs_rso_select(const float *reward, int n, int k, double beta, Rng *rng, int *sel);
 
 /* Pairs of group reward[0..n) by strategy s (k, beta, rng only for rso; rng may be
  * NULL otherwise).  chosen[i], rejected[i] are sample indices; the arrays must hold
  * n*(n-1)/2 entries.  Returns the number of pairs. */
-int pairs_from_rewards(PairStrategy s, const float *reward, int n, int k, double beta, Rng *rng, int *chosen,
+int rollpairs_from_rewards(PairStrategy s, const float *reward, int n, int k, double beta, Rng *rng, int *chosen,
                        int *rejected);
 
 #endif

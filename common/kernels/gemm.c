@@ -74,7 +74,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     }
 }
 
-void threads_set(int n) {
+void gemm_threads_set(int n) {
     if (n <= 0) n = omp_get_num_procs();
     n_threads = n;
     omp_set_num_threads(n);

@@ -14,7 +14,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
           float beta, float *C, int ldc);
 
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
-void threads_set(int n);
+void gemm_threads_set(int n);
 int threads_get(void);
 
 /* Measures the sgemm peak of this machine at the current thread count on square

@@ -23,7 +23,7 @@ int reward_score(Model *rm, const int *const *seqs, const int *lens, int n, int 
                 return err_set(e, EX_DATAERR, "sequence %d: id %d at %d is outside the reward model's vocabulary (%d)",
                                i, seqs[i][t], t, c->vocab_size);
     }
-    /* padding id: the model's pad token, so rm_score_column skips it exactly as
+    /* padding id: the model's pad token, so prefbatch_score_column skips it exactly as
      * transformers does; 0 when the model has none (then lengths decide). */
     int pad = c->pad_id >= 0 ? c->pad_id : 0;
     PrefScratch s;
@@ -50,10 +50,10 @@ int reward_score(Model *rm, const int *const *seqs, const int *lens, int n, int 
                 b.seg[k] = t < L ? 0 : BATCH_PAD_SEG;
             }
         }
-        rm_batch_rewards(rm, &b, &s, rewards + i0);
+        prefbatch_rewards(rm, &b, &s, rewards + i0);
         free(b.tokens), free(b.pos), free(b.seg), free(b.lengths);
     }
-    pref_scratch_free(&s);
+    prefbatch_scratch_free(&s);
     return 0;
 }
 

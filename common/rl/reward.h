@@ -2,7 +2,7 @@
  * directory with num_labels 1), in batches.
  *
  * The reward of a sequence is the scalar head at its last non-pad token, the rule of
- * transformers' GPT2/LlamaForSequenceClassification (prefbatch.h rm_score_column), so
+ * transformers' GPT2/LlamaForSequenceClassification (prefbatch.h prefbatch_score_column), so
  * a reward computed here equals the one transformers and `score` compute.  Sequences
  * are right-padded into batches of up to batch_size rows; a row's reward does not
  * depend on the other rows (padding is a segment of its own, and causal attention

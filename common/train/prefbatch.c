@@ -7,7 +7,7 @@
 #include "losses_pref.h"
 #include "base/util.h"
 
-void pref_scratch_free(PrefScratch *s) {
+void prefbatch_scratch_free(PrefScratch *s) {
     free(s->tok);
     free(s->dtok);
     memset(s, 0, sizeof *s);
@@ -22,7 +22,7 @@ static void scratch_need(PrefScratch *s, size_t n) {
     s->cap = n;
 }
 
-void pref_batch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out) {
+void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out) {
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
     model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
@@ -32,14 +32,14 @@ void pref_batch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int 
     if (tok_out) memcpy(tok_out, s->tok, N * sizeof(float));
 }
 
-void pref_batch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq) {
+void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq) {
     scratch_need(s, (size_t)b->B * b->T);
     pref_seq_grad_broadcast(dseq, b->targets, b->B, b->T, s->dtok);
     model_logprobs_backward(m, b->targets, s->dtok);
     model_backward(m);
 }
 
-int rm_score_column(const Batch *b, int row, int pad_id) {
+int prefbatch_score_column(const Batch *b, int row, int pad_id) {
     const int *tk = b->tokens + (size_t)row * b->T;
     int len = b->lengths[row];
     if (len <= 0) return 0;
@@ -52,19 +52,19 @@ int rm_score_column(const Batch *b, int row, int pad_id) {
     return 0;
 }
 
-void rm_batch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards) {
+void prefbatch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards) {
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
     model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
     model_values(m, s->tok);
-    for (int r = 0; r < b->B; r++) rewards[r] = s->tok[(size_t)r * b->T + rm_score_column(b, r, m->cfg.pad_id)];
+    for (int r = 0; r < b->B; r++) rewards[r] = s->tok[(size_t)r * b->T + prefbatch_score_column(b, r, m->cfg.pad_id)];
 }
 
-void rm_batch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew) {
+void prefbatch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew) {
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
     memset(s->dtok, 0, N * sizeof(float));
-    for (int r = 0; r < b->B; r++) s->dtok[(size_t)r * b->T + rm_score_column(b, r, m->cfg.pad_id)] = drew[r];
+    for (int r = 0; r < b->B; r++) s->dtok[(size_t)r * b->T + prefbatch_score_column(b, r, m->cfg.pad_id)] = drew[r];
     model_values_backward(m, s->dtok);
     model_backward(m);
 }

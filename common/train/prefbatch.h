@@ -3,11 +3,11 @@
  *
  * A Batch (data.h) holds B right-padded rows; batch_pairs puts prompt+chosen of pair
  * i in row i and prompt+rejected in row n+i.  Here:
- *   - pref_batch_logps: one forward, the LM head on the completion targets, and per
+ *   - prefbatch_logps: one forward, the LM head on the completion targets, and per
  *     row the sequence log-prob (sum over completion tokens, TRL's _get_batch_logps)
  *     and the completion length;
- *   - pref_batch_logps_backward: d loss / d sequence log-prob back into the model;
- *   - rm_batch_rewards: the scalar head read at the last non-pad token of each row,
+ *   - prefbatch_logps_backward: d loss / d sequence log-prob back into the model;
+ *   - prefbatch_rewards: the scalar head read at the last non-pad token of each row,
  *     exactly as transformers' *ForSequenceClassification picks it (the rightmost
  *     token != pad_token_id; the last real token when the model has no pad id).
  * Scratch buffers are kept in a PrefScratch so repeated steps do not allocate.
@@ -25,22 +25,22 @@ typedef struct PrefScratch {
     float *dtok; /* [B*T] their gradient */
     size_t cap;
 } PrefScratch;
-void pref_scratch_free(PrefScratch *s);
+void prefbatch_scratch_free(PrefScratch *s);
 
 /* Forward of m on b; seq[r] = sum of log p(target) over row r's completion tokens;
  * len[r] = number of those tokens (len may be NULL).  tok_out (may be NULL) receives
  * the per-token log-probs [B*T] (0 where targets < 0). */
-void pref_batch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out);
-/* After pref_batch_logps(m, b) (and no other forward of m since): accumulates into
+void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out);
+/* After prefbatch_logps(m, b) (and no other forward of m since): accumulates into
  * m->grads the gradient of sum_r dseq[r] * seq[r]. */
-void pref_batch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
+void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
 
 /* Column of row r whose value is the reward: transformers' rule. */
-int rm_score_column(const Batch *b, int row, int pad_id);
-/* Forward of classifier m on b; rewards[r] = value at rm_score_column(b, r, pad). */
-void rm_batch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards);
-/* After rm_batch_rewards: accumulates the gradient of sum_r drew[r] * rewards[r]. */
-void rm_batch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew);
+int prefbatch_score_column(const Batch *b, int row, int pad_id);
+/* Forward of classifier m on b; rewards[r] = value at prefbatch_score_column(b, r, pad). */
+void prefbatch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards);
+/* After prefbatch_rewards: accumulates the gradient of sum_r drew[r] * rewards[r]. */
+void prefbatch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew);
 
 
 #endif

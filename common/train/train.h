@@ -157,7 +157,7 @@ typedef int (*TrainFlagFn)(void *ctx, int opt, const char *arg);
  * option array, may be NULL) and the short options EXTRA_SHORT (e.g. "k:", may be
  * NULL or "").  -h/--help calls usage(stdout) and exits 0; --version prints the
  * version and exits 0; errors print "PROG: ..." and exit 64.  Checks: -m and -o
- * given, numbers in range.  Also applies --threads (threads_set). */
+ * given, numbers in range.  Also applies --threads (gemm_threads_set). */
 void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option *extra, const char *extra_short,
                        TrainFlagFn fn, void *ctx, void (*usage)(FILE *out));
 /* Applies the LoRA flags to a freshly loaded model (call before train_run): with

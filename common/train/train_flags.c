@@ -360,7 +360,7 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     }
     f->inputs = argv + optind;
     f->n_inputs = argc - optind;
-    threads_set(f->threads);
+    gemm_threads_set(f->threads);
     /* Data parallelism (dist.h): under an MPI launcher every rank parses the same
      * flags; only rank 0 talks (notes, progress) and writes outputs (train.h). */
     Error de;

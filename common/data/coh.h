@@ -1,7 +1,7 @@
-/* pairs.h — preference pairs (man5 cherry-pairs) reduced to three texts, and the
- * Chain-of-Hindsight layout built from them (coh-format).
+/* coh.h — Chain of Hindsight (coh-format): preference pairs (man5 cherry-pairs)
+ * reduced to three texts, and the Chain-of-Hindsight layout built from them.
  *
- * A pair's prompt and answers may be strings or message lists; pair_texts renders
+ * A pair's prompt and answers may be strings or message lists; coh_pair_texts renders
  * them to plain text the way coh-format needs (the trainer's chat templates are for
  * data.h, not here).  Chain of Hindsight: Liu, Sferrazza, Abbeel 2023, "Chain of
  * Hindsight Aligns Language Models with Feedback" (arXiv:2302.02676): a sequence
@@ -9,8 +9,8 @@
  * answer:" / "An unhelpful answer:"); the loss is taken on the answers only, so the
  * model learns to produce the answer the phrase asks for.
  * Not for: tokenization or batching (data.h, prefbatch.h). */
-#ifndef CHERRY_PAIRS_H
-#define CHERRY_PAIRS_H
+#ifndef CHERRY_COH_H
+#define CHERRY_COH_H
 
 #include <jansson.h>
 
@@ -36,8 +36,8 @@ typedef struct PairText {
  * answers, the hh-rlhf implicit prompt is split off (cherry-pairs(5)).  Message-list
  * prompts render one turn per line: user turns after user_prefix, assistant turns
  * after assistant_prefix, system text as is.  WHERE labels errors. */
-int pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char *where, Error *e);
-void pair_text_free(PairText *t);
+int coh_pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char *where, Error *e);
+void coh_pair_text_free(PairText *t);
 
 /* ---- Chain of Hindsight ---- */
 typedef struct CohTemplate {

@@ -1,4 +1,4 @@
-/* test_generate_reward.c — reward_score (reward.h), the scoring rollout --reward-model
+/* test_reward.c — reward_score (reward.h), the scoring rollout --reward-model
  * uses, against transformers: tests/oracle/fixtures/pref-rm.json holds token
  * sequences and the scores GPT2/LlamaForSequenceClassification gave them (the
  * scalar head at the last token that is not pad_token_id; the sequences end with

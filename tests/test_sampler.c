@@ -1,4 +1,4 @@
-/* test_generate_sampler.c — the sampler against hand-computed distributions.
+/* test_sampler.c — the sampler against hand-computed distributions.
  *
  * Each filter is checked by its support (which tokens can come out), by the
  * frequencies of many draws (within 5 standard errors of the expected probability)

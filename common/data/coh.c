@@ -1,5 +1,5 @@
-/* pairs.c — see pairs.h. */
-#include "pairs.h"
+/* coh.c — see coh.h. */
+#include "coh.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +75,7 @@ static int answer_of(const json_t *v, const char *field, const char **text, cons
     return 0;
 }
 
-int pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char *where, Error *e) {
+int coh_pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char *where, Error *e) {
     memset(out, 0, sizeof *out);
     const json_t *cv = json_object_get(rec, "chosen"), *rv = json_object_get(rec, "rejected");
     const json_t *pv = json_object_get(rec, "prompt");
@@ -131,7 +131,7 @@ int pair_texts(const json_t *rec, const PairRender *r, PairText *out, const char
     return 0;
 }
 
-void pair_text_free(PairText *t) {
+void coh_pair_text_free(PairText *t) {
     free(t->prompt);
     free(t->chosen);
     free(t->rejected);

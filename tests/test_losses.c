@@ -1,4 +1,4 @@
-/* test_losses_sft.c — the SFT loss and sequence sums (losses.h), the metrics
+/* test_losses.c — the SFT loss and sequence sums (losses.h), the metrics
  * accumulator and log (metrics.h) and the shared flag parser (train_flags.c), with
  * hand-computed values.  Small and allocation-heavy on purpose: it also runs under
  * ASan+UBSan (the loop itself is tested in test_train_loop.c). */
@@ -76,7 +76,7 @@ static void test_metrics(void) {
     CHECK(!strcmp(n.name[0], "eval_loss"), "merge keeps order: first expected eval_loss got %s", n.name[0]);
 
     char path[128];
-    snprintf(path, sizeof path, "/tmp/test_losses_sft.%ld.jsonl", (long)getpid());
+    snprintf(path, sizeof path, "/tmp/test_losses.%ld.jsonl", (long)getpid());
     MetricsLog l;
     Error e;
     CHECK(metrics_log_open(&l, path, -1, &e) == 0, "metrics_log_open: %s", e.msg);
@@ -156,6 +156,6 @@ int main(void) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("test_losses_sft: all checks passed\n");
+    printf("test_losses: all checks passed\n");
     return 0;
 }

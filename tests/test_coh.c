@@ -1,4 +1,4 @@
-/* test_prefdata_coh.c — pairs.c: reading pairs in every accepted form (strings,
+/* test_coh.c — coh.c: reading pairs in every accepted form (strings,
  * message lists, shared-conversation prompts, hh-rlhf transcripts) and the
  * Chain-of-Hindsight layout: what is trained, what is not, and that the segments
  * concatenate to exactly the sequence the paper describes. */
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "data/pairs.h"
+#include "data/coh.h"
 
 static const PairRender render = {"User: ", "Assistant: "};
 
@@ -17,7 +17,7 @@ static int texts(const char *json, PairText *pt, Error *e) {
         printf("bad test JSON: %s\n", json);
         exit(1);
     }
-    int rc = pair_texts(rec, &render, pt, "t:1", e);
+    int rc = coh_pair_texts(rec, &render, pt, "t:1", e);
     json_decref(rec);
     return rc;
 }
@@ -31,7 +31,7 @@ static void expect_texts(const char *json, const char *prompt, const char *chose
     CHECK(strcmp(pt.prompt, prompt) == 0, "prompt: expected [%s], got [%s]", prompt, pt.prompt);
     CHECK(strcmp(pt.chosen, chosen) == 0, "chosen: expected [%s], got [%s]", chosen, pt.chosen);
     CHECK(strcmp(pt.rejected, rejected) == 0, "rejected: expected [%s], got [%s]", rejected, pt.rejected);
-    pair_text_free(&pt);
+    coh_pair_text_free(&pt);
 }
 
 static void expect_error(const char *json, const char *needle) {
@@ -40,7 +40,7 @@ static void expect_error(const char *json, const char *needle) {
     int rc = texts(json, &pt, &e);
     CHECK(rc == EX_DATAERR && strstr(e.msg, needle) && strstr(e.msg, "t:1"),
           "%s: expected exit 65 with '%s', got %d '%s'", json, needle, rc, e.msg);
-    if (rc == 0) pair_text_free(&pt);
+    if (rc == 0) coh_pair_text_free(&pt);
 }
 
 static void test_reading(void) {

@@ -1,4 +1,4 @@
-/* test_generate_pairs.c — pairs from scored rollouts (rollpairs.h): best-worst,
+/* test_rollpairs.c — pairs from scored rollouts (rollpairs.h): best-worst,
  * all-ranked, and RSO's rejection sampling (Liu et al. 2023, Algorithm 1) checked by
  * its limits (beta -> 0 picks the top rewards, beta -> inf accepts in order) and by
  * the acceptance probability exp((r - r_max)/beta) measured over many draws. */
@@ -14,7 +14,7 @@ static void expect_pairs(const char *what, PairStrategy s, const float *r, int n
     int c[64], j[64];
     Rng rng;
     rng_seed(&rng, 1);
-    int np = pairs_from_rewards(s, r, n, k, beta, &rng, c, j);
+    int np = rollpairs_from_rewards(s, r, n, k, beta, &rng, c, j);
     CHECK(np == nwant, "%s: expected %d pairs, got %d", what, nwant, np);
     for (int i = 0; i < np && i < nwant; i++)
         CHECK(c[i] == want[2 * i] && j[i] == want[2 * i + 1], "%s: pair %d expected (%d, %d) got (%d, %d)", what, i,
@@ -23,10 +23,10 @@ static void expect_pairs(const char *what, PairStrategy s, const float *r, int n
 
 int main(void) {
     PairStrategy s;
-    CHECK(pairs_strategy_parse("best-worst", &s) == 0 && s == PAIRS_BEST_WORST, "parse best-worst");
-    CHECK(pairs_strategy_parse("rso", &s) == 0 && s == PAIRS_RSO, "parse rso");
-    CHECK(pairs_strategy_parse("all-ranked", &s) == 0 && s == PAIRS_ALL_RANKED, "parse all-ranked");
-    CHECK(pairs_strategy_parse("best", &s) == -1, "unknown strategy accepted");
+    CHECK(rollpairs_strategy_parse("best-worst", &s) == 0 && s == PAIRS_BEST_WORST, "parse best-worst");
+    CHECK(rollpairs_strategy_parse("rso", &s) == 0 && s == PAIRS_RSO, "parse rso");
+    CHECK(rollpairs_strategy_parse("all-ranked", &s) == 0 && s == PAIRS_ALL_RANKED, "parse all-ranked");
+    CHECK(rollpairs_strategy_parse("best", &s) == -1, "unknown strategy accepted");
 
     float r1[4] = {0.1f, 0.5f, -0.2f, 0.5f};
     int w1[2] = {1, 2}; /* first of the tied best, the worst */
@@ -46,14 +46,14 @@ int main(void) {
     int sel[6];
     Rng rng;
     rng_seed(&rng, 9);
-    int m = rso_select(r4, 6, 3, 1e-6, &rng, sel);
+    int m = rollpairs_rso_select(r4, 6, 3, 1e-6, &rng, sel);
     CHECK(m == 3 && sel[0] == 1 && sel[1] == 3 && sel[2] == 5,
           "rso beta->0: expected the top three rewards 1,3,5 in order, got %d: %d %d %d", m, sel[0], sel[1], sel[2]);
-    m = rso_select(r4, 6, 4, 1e9, &rng, sel);
+    m = rollpairs_rso_select(r4, 6, 4, 1e9, &rng, sel);
     CHECK(m == 4 && sel[0] == 0 && sel[1] == 1 && sel[2] == 2 && sel[3] == 3,
           "rso beta->inf: expected 0 1 2 3 (everything accepted in order), got %d: %d %d %d %d", m, sel[0], sel[1],
           sel[2], sel[3]);
-    m = rso_select(r4, 6, 10, 0.5, &rng, sel);
+    m = rollpairs_rso_select(r4, 6, 10, 0.5, &rng, sel);
     CHECK(m == 6, "rso with K > N selects all N, got %d", m);
     /* beta -> 0: select 1,3,5,0 -> sorted 1(2.0) 3(1.5) 5(1.0) 0(0.3) -> pairs (1,0), (3,5) */
     int w4[4] = {1, 0, 3, 5};
@@ -64,7 +64,7 @@ int main(void) {
     float r5[2] = {-1.0f, 0.0f};
     int first = 0, N = 40000;
     for (int t = 0; t < N; t++) {
-        rso_select(r5, 2, 1, 1.0, &rng, sel);
+        rollpairs_rso_select(r5, 2, 1, 1.0, &rng, sel);
         first += sel[0] == 0;
     }
     double p = (double)first / N, want = exp(-1.0), se = sqrt(want * (1 - want) / N);
@@ -72,7 +72,7 @@ int main(void) {
     /* beta = 0.5 halves the log-acceptance: exp(-2) */
     first = 0;
     for (int t = 0; t < N; t++) {
-        rso_select(r5, 2, 1, 0.5, &rng, sel);
+        rollpairs_rso_select(r5, 2, 1, 0.5, &rng, sel);
         first += sel[0] == 0;
     }
     p = (double)first / N, want = exp(-2.0), se = sqrt(want * (1 - want) / N);
