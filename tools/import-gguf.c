@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "base/outdir.h"
 #include "formats/gguf.h"
 #include "base/util.h"
 
@@ -26,6 +27,8 @@ static void usage(void) {
            "  -l, --list         print the file's metadata and tensors instead of importing\n"
            "      --keep-rotary  keep llama.cpp's interleaved Q/K row order (debugging only;\n"
            "                     the result is NOT a correct HF model)\n"
+           "      --force        replace an existing OUTDIR whatever it holds (without it, only a\n"
+           "                     directory cherry wrote is replaced)\n"
            "  -q, --quiet        no summary on stderr\n"
            "  -h, --help         this help\n"
            "      --version      print the version\n",
@@ -108,7 +111,8 @@ int main(int argc, char **argv) {
     GgufImportOptions opt = {0};
     int list = 0;
     static struct option opts[] = {{"list", 0, 0, 'l'}, {"keep-rotary", 0, 0, 'K'}, {"quiet", 0, 0, 'q'},
-                                   {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},     {0, 0, 0, 0}};
+                                   {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},     {"force", 0, 0, 'F'},
+                                   {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "lqh", opts, NULL)) != -1) {
         switch (c) {
@@ -126,6 +130,9 @@ int main(int argc, char **argv) {
             return 0;
         case 'V':
             cli_version(prog);
+        case 'F':
+            outdir_set_force(1);
+            break;
         default:
             cli_usage_error(prog, "unknown option");
         }
@@ -153,6 +160,7 @@ int main(int argc, char **argv) {
         if (mkdir_p(parent, &e)) err_die(prog, &e);
     }
     free(parent);
+    if (outdir_claim(out, &e)) err_die(prog, &e);
     double t0 = now_seconds();
     if (gguf_import_llama(in, out, &opt, &st, &e)) err_die(prog, &e);
     if (!opt.quiet)

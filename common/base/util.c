@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "util.h"
 
+#include "outdir.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -183,7 +185,13 @@ int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
 int atomic_dir_commit(AtomicDir *ad, Error *e) {
     char *old = NULL;
     struct stat st;
-    if (stat(ad->final, &st) == 0) {
+    if (lstat(ad->final, &st) == 0) {
+        /* only a directory cherry wrote (or any directory with --force): outdir.h */
+        int code = outdir_check(ad->final, e);
+        if (code) {
+            atomic_dir_abort(ad);
+            return code;
+        }
         old = sibling_temp_name(ad->final);
         if (rename(ad->final, old) != 0) {
             int code = err_set(e, EX_CANTCREAT, "%s: cannot replace: %s", ad->final, strerror(errno));

@@ -10,9 +10,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/cli.h"
 #include "base/dist.h"
+#include "base/outdir.h"
 #include "model/lora.h"
 #include "train_internal.h"
 
@@ -74,6 +76,14 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     if (rc) return rc;
     tr->rank = dist_rank();
     tr->n_ranks = dist_size();
+    /* OUT: refuse a directory cherry did not write and a second run on it before
+     * any work (outdir.h); only rank 0 writes, so only rank 0 locks */
+    if (tr->rank == 0) {
+        rc = outdir_claim(f->out_dir, e);
+        tr->created_out = rc == 0 && !file_exists(f->out_dir);
+    }
+    rc = dist_agree(rc, e);
+    if (rc) return rc;
     tr->total_steps = total_steps;
     tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
     tr->last_checkpoint = -1;
@@ -123,6 +133,7 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
         Error e2;
         metrics_log_close(&tr->log, &e2);
         adamw_free(&tr->opt);
+        if (tr->created_out && tr->rank == 0) rmdir(f->out_dir);
         return rc;
     }
     stop_signal = 0;
@@ -134,6 +145,9 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
 
 int trainer_finish(Trainer *tr, Error *e) {
     progress_clear(&tr->progress);
+    /* a run that stopped before writing anything leaves no empty OUT behind
+     * (rmdir removes only an empty directory) */
+    if (tr->created_out && tr->rank == 0) rmdir(tr->f->out_dir);
     int rc = metrics_log_close(&tr->log, e);
     adamw_free(&tr->opt);
     signals_restore();

@@ -212,6 +212,7 @@ typedef struct Trainer {
     MetricsLog log;
     Progress progress;
     int rank, n_ranks; /* data parallelism (dist.h): this process and how many */
+    int created_out;   /* OUT did not exist before this run (removed again if left empty) */
 } Trainer;
 
 /* Sets up the optimiser, the log and the signal handlers; with f->resume loads the
