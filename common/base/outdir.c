@@ -25,11 +25,28 @@ int outdir_force(void) {
 }
 
 /* Entries cherry writes into a model directory or a checkpoint root (outdir.h). */
-static const char *const known_files[] = {
-    "config.json",          "model.safetensors",     "adapter_config.json",     "adapter_model.safetensors",
-    "tokenizer.json",       "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-    "chat_template.jinja",  "vocab.json",            "merges.txt",              "added_tokens.json",
-    "optimizer.safetensors", "trainer_state.json",   "ppo_state.safetensors",   NULL};
+static const char *const known_files[] = {"config.json",
+                                          "model.safetensors",
+                                          "adapter_config.json",
+                                          "adapter_model.safetensors",
+                                          "tokenizer.json",
+                                          "tokenizer_config.json",
+                                          "special_tokens_map.json",
+                                          "generation_config.json",
+                                          "chat_template.jinja",
+                                          "vocab.json",
+                                          "merges.txt",
+                                          "added_tokens.json",
+                                          "optimizer.safetensors",
+                                          "trainer_state.json",
+                                          "ppo_state.safetensors",
+                                          NULL};
+int outdir_is_model_file(const char *name) {
+    for (int i = 0; i < 12; i++) /* the model-directory part of known_files */
+        if (strcmp(name, known_files[i]) == 0) return 1;
+    return 0;
+}
+
 static const char *const known_dirs[] = {"value_model", "model.tmp", NULL};
 
 static int in_list(const char *name, const char *const *list) {
@@ -158,9 +175,9 @@ int outdir_lock(const char *path, Error *e) {
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int busy = errno == EWOULDBLOCK;
-        int code = busy ? err_set(e, EX_TEMPFAIL, "%s: another run is writing it (%s is locked); try again later",
-                                  path, lf)
-                        : err_set(e, EX_CANTCREAT, "%s: cannot lock %s: %s", path, lf, strerror(errno));
+        int code =
+            busy ? err_set(e, EX_TEMPFAIL, "%s: another run is writing it (%s is locked); try again later", path, lf)
+                 : err_set(e, EX_CANTCREAT, "%s: cannot lock %s: %s", path, lf, strerror(errno));
         close(fd);
         free(lf);
         return code;

@@ -46,6 +46,11 @@ int outdir_check(const char *path, Error *e);
  * Taking the same PATH's lock twice in one process is a no-op. */
 int outdir_lock(const char *path, Error *e);
 
+/* Whether NAME is a file cherry writes at the top of a model directory (config.json,
+ * model.safetensors, the adapter and tokenizer files): what a new final model
+ * replaces in OUT (atomic_dir_commit_into). */
+int outdir_is_model_file(const char *name);
+
 /* Check and lock, in the order a program wants them at start-up. */
 int outdir_claim(const char *path, Error *e);
 

@@ -5,6 +5,8 @@
 #include "outdir.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -50,32 +52,40 @@ void *xaligned_alloc(size_t n) {
     return p;
 }
 
-/* ---- registry of temporaries, for signal cleanup ---- */
+/* ---- registry of temporaries, for signal cleanup ----
+ * The cleanup runs inside signal handlers, so everything it touches is static and
+ * every call it makes is async-signal-safe (POSIX 2017 2.4.3: open, openat, close,
+ * unlink, unlinkat, lseek, _exit; getdents64 is the raw system call under
+ * readdir): no malloc, no opendir, no stdio.  A slot's path is written before the
+ * slot is marked used and unmarked before it is reused. */
 #define MAX_TEMPS 64
-static char *temp_paths[MAX_TEMPS];
+#define TEMP_PATH_MAX 4096
+static char temp_paths[MAX_TEMPS][TEMP_PATH_MAX];
+static volatile sig_atomic_t temp_used[MAX_TEMPS];
 static int temp_is_dir[MAX_TEMPS];
 
 static void temp_register(const char *path, int is_dir) {
+    if (strlen(path) >= TEMP_PATH_MAX) return; /* not cleaned on a signal; still removed on abort */
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (!temp_paths[i]) {
-            temp_paths[i] = xstrdup(path);
+        if (!temp_used[i]) {
+            memcpy(temp_paths[i], path, strlen(path) + 1);
             temp_is_dir[i] = is_dir;
+            temp_used[i] = 1;
             return;
         }
 }
 
 static void temp_unregister(const char *path) {
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (temp_paths[i] && strcmp(temp_paths[i], path) == 0) {
-            free(temp_paths[i]);
-            temp_paths[i] = NULL;
+        if (temp_used[i] && strcmp(temp_paths[i], path) == 0) {
+            temp_used[i] = 0;
             return;
         }
 }
 
 void atomic_cleanup_all(void) {
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (temp_paths[i]) {
+        if (temp_used[i]) {
             if (temp_is_dir[i])
                 remove_tree(temp_paths[i]);
             else
@@ -95,6 +105,20 @@ void atomic_install_signal_cleanup(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Blocks SIGINT/SIGTERM around the renames that put an output in place, so no
+ * handler runs between "old moved aside" and "new moved in". */
+static void signals_hold(sigset_t *old) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void signals_release(const sigset_t *old) {
+    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static char *sibling_temp_name(const char *final) {
@@ -185,6 +209,7 @@ int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
 int atomic_dir_commit(AtomicDir *ad, Error *e) {
     char *old = NULL;
     struct stat st;
+    sigset_t saved;
     if (lstat(ad->final, &st) == 0) {
         /* only a directory cherry wrote (or any directory with --force): outdir.h */
         int code = outdir_check(ad->final, e);
@@ -193,24 +218,102 @@ int atomic_dir_commit(AtomicDir *ad, Error *e) {
             return code;
         }
         old = sibling_temp_name(ad->final);
+        signals_hold(&saved);
         if (rename(ad->final, old) != 0) {
+            signals_release(&saved);
             int code = err_set(e, EX_CANTCREAT, "%s: cannot replace: %s", ad->final, strerror(errno));
             free(old);
             atomic_dir_abort(ad);
             return code;
         }
     }
+    if (!old) signals_hold(&saved);
     if (rename(ad->tmp, ad->final) != 0) {
         int code = err_set(e, EX_CANTCREAT, "%s: cannot rename into place: %s", ad->final, strerror(errno));
         if (old) rename(old, ad->final);
+        signals_release(&saved);
         free(old);
         atomic_dir_abort(ad);
         return code;
     }
+    temp_unregister(ad->tmp); /* the temporary is the output now: a signal must not remove it */
+    signals_release(&saved);
     if (old) {
         remove_tree(old);
         free(old);
     }
+    free(ad->tmp);
+    free(ad->final);
+    memset(ad, 0, sizeof *ad);
+    return 0;
+}
+
+int atomic_dir_begin_into(AtomicDir *ad, const char *dir, Error *e) {
+    memset(ad, 0, sizeof *ad);
+    int rc = mkdir_p(dir, e);
+    if (rc) return rc;
+    char *stem = path_join(dir, ".new");
+    ad->final = xstrdup(dir);
+    ad->tmp = sibling_temp_name(stem);
+    free(stem);
+    if (mkdir(ad->tmp, 0755) != 0) {
+        int code = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", ad->tmp, strerror(errno));
+        free(ad->tmp);
+        free(ad->final);
+        memset(ad, 0, sizeof *ad);
+        return code;
+    }
+    temp_register(ad->tmp, 1);
+    return 0;
+}
+
+static int name_in(const char *name, char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) return 1;
+    return 0;
+}
+
+int atomic_dir_commit_into(AtomicDir *ad, int (*stale)(const char *name), Error *e) {
+    char **names = NULL;
+    size_t n = 0;
+    DIR *d = opendir(ad->tmp);
+    if (!d) {
+        int code = err_set(e, EX_IOERR, "%s: cannot read: %s", ad->tmp, strerror(errno));
+        atomic_dir_abort(ad);
+        return code;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            names = xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = xstrdup(de->d_name);
+        }
+    closedir(d);
+    int rc = 0;
+    sigset_t saved;
+    signals_hold(&saved); /* the renames below are the commit: no handler in between */
+    DIR *o = stale ? opendir(ad->final) : NULL;
+    while (o && (de = readdir(o)))
+        if (stale(de->d_name) && !name_in(de->d_name, names, n)) {
+            char *p = path_join(ad->final, de->d_name);
+            unlink(p);
+            free(p);
+        }
+    if (o) closedir(o);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *from = path_join(ad->tmp, names[i]), *to = path_join(ad->final, names[i]);
+        if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move into place: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    signals_release(&saved);
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (rc) {
+        atomic_dir_abort(ad);
+        return rc;
+    }
+    rmdir(ad->tmp);
     temp_unregister(ad->tmp);
     free(ad->tmp);
     free(ad->final);
@@ -227,24 +330,46 @@ void atomic_dir_abort(AtomicDir *ad) {
     memset(ad, 0, sizeof *ad);
 }
 
-int remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return -1;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-                char *sub = path_join(path, de->d_name);
-                remove_tree(sub);
-                free(sub);
+/* Empties the directory open as FD (depth levels of subdirectories at most) with
+ * async-signal-safe calls only: remove_tree runs in signal handlers. */
+static void empty_dir_fd(int fd, int depth) {
+    char buf[4096] __attribute__((aligned(8)));
+    for (int pass = 0; pass < 1000; pass++) { /* deleting while reading may skip entries: re-read */
+        if (lseek(fd, 0, SEEK_SET) != 0) return;
+        long removed = 0, n;
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+            for (long off = 0; off < n;) {
+                struct linux_dirent64_view {
+                    uint64_t ino;
+                    int64_t off;
+                    unsigned short reclen;
+                    unsigned char type;
+                    char name[];
+                } *d = (struct linux_dirent64_view *)(buf + off);
+                off += d->reclen;
+                if (!strcmp(d->name, ".") || !strcmp(d->name, "..")) continue;
+                if (unlinkat(fd, d->name, 0) == 0) {
+                    removed++;
+                    continue;
+                }
+                if ((errno != EISDIR && errno != EPERM) || depth <= 0) continue;
+                int sub = openat(fd, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) continue;
+                empty_dir_fd(sub, depth - 1);
+                close(sub);
+                if (unlinkat(fd, d->name, AT_REMOVEDIR) == 0) removed++;
             }
-            closedir(d);
         }
-        return rmdir(path);
+        if (removed == 0) return;
     }
-    return unlink(path);
+}
+
+int remove_tree(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return unlink(path); /* a file or a symbolic link (never followed) */
+    empty_dir_fd(fd, 16);
+    close(fd);
+    return rmdir(path);
 }
 
 int copy_file(const char *src, const char *dst, Error *e) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/dist.h"
+#include "base/outdir.h"
 #include "formats/safetensors.h"
 #include "model/lora.h"
 #include "train_internal.h"
@@ -310,46 +311,17 @@ int trainer_save_final(Trainer *tr, Error *e) {
     return dist_agree(rc, e);
 }
 
+/* The final model goes INTO OUT, file by file (atomic_dir_commit_into): the
+ * checkpoints in OUT are never moved, so no signal, failure or cleanup during the
+ * final save can reach them. */
 static int save_final_root(Trainer *tr, Error *e) {
-    const char *out = tr->f->out_dir;
     AtomicDir ad;
-    int rc = atomic_dir_begin(&ad, out, e);
+    int rc = atomic_dir_begin_into(&ad, tr->f->out_dir, e);
     if (rc) return rc;
     rc = save_model_into(tr, ad.tmp, 1, e);
     if (rc) {
         atomic_dir_abort(&ad);
         return rc;
     }
-    /* carry the checkpoints over into the new directory before it replaces OUT */
-    DIR *d = opendir(out);
-    if (d) {
-        struct dirent *de;
-        while (rc == 0 && (de = readdir(d))) {
-            if (checkpoint_number(de->d_name) < 0) continue;
-            char *from = path_join(out, de->d_name), *to = path_join(ad.tmp, de->d_name);
-            if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", from, strerror(errno));
-            free(from);
-            free(to);
-        }
-        closedir(d);
-    }
-    if (rc) {
-        /* put back what was moved, then drop the temporary */
-        DIR *d2 = opendir(ad.tmp);
-        if (d2) {
-            struct dirent *de;
-            while ((de = readdir(d2))) {
-                if (checkpoint_number(de->d_name) < 0) continue;
-                char *from = path_join(ad.tmp, de->d_name), *to = path_join(out, de->d_name);
-                rename(from, to);
-                free(from);
-                free(to);
-            }
-            closedir(d2);
-        }
-        atomic_dir_abort(&ad);
-        return rc;
-    }
-    return atomic_dir_commit(&ad, e);
+    return atomic_dir_commit_into(&ad, outdir_is_model_file, e);
 }
-

@@ -10,13 +10,23 @@
  * give bit-identical weights (tests/t_sft_resume.sh).
  *
  * SIGNALS AND FAILURES.  SIGINT/SIGTERM finish the current step, write a checkpoint
- * and make train_run return 130/143.  A non-finite loss or gradient norm stops
- * training before the update with a message naming the step (EX_SOFTWARE); the
- * checkpoints already written stay.
+ * and make train_run return 130/143; a second signal gives up at once, removing
+ * only the temporaries of the save in progress (the handlers are async-signal-safe:
+ * util.h atomic_cleanup_all).  A non-finite loss or gradient norm stops training
+ * before the update with a message naming the step (EX_SOFTWARE); the checkpoints
+ * already written stay.
  *
- * FINAL MODEL.  OUT/ is replaced atomically by a directory with config.json,
- * model.safetensors and the tokenizer files (copied from tokenizer_dir), with the
- * checkpoint-N/ directories moved into it.
+ * OUT.  trainer_init claims OUT first (outdir.h): a directory that is neither new,
+ * empty, a model directory nor a checkpoint root is refused (EX_CANTCREAT; --force
+ * uses it anyway), and a second run on the same OUT gets EX_TEMPFAIL.  A run that
+ * ends before writing anything removes the OUT it created.
+ *
+ * FINAL MODEL.  config.json, model.safetensors (or the adapter files) and the
+ * tokenizer files (copied from tokenizer_dir) are written into a temporary inside
+ * OUT and then renamed into OUT one by one with SIGINT/SIGTERM held back, replacing
+ * the files of an earlier model there (atomic_dir_commit_into).  The checkpoint-N/
+ * directories are never moved, so nothing that happens during the final save can
+ * cost a checkpoint.
  *
  * Not for: the loop (train.h), optimiser state layout (optim.h). */
 #ifndef CHERRY_CHECKPOINT_H
