@@ -226,6 +226,22 @@ static uint64_t dropout_seed(const Trainer *tr, int j) {
            (uint64_t)tr->rank * 0xD1B54A32D192ED03ULL;
 }
 
+/* The NaN guard: the weights are still those before this step (the last good
+ * ones), so they are written as checkpoint-<step> (checkpoint-0 = the initial
+ * model) before stopping: the run can be inspected or resumed with other settings,
+ * and OUT is never left empty.  The inputs that can carry non-finite values
+ * (reward answers, ref_*_logps, margins) are refused with EX_DATAERR where they are
+ * read; what reaches this guard is numerical (EX_SOFTWARE).  A collective: every
+ * rank sees the same reduced loss and norm. */
+static int nonfinite_stop(Trainer *tr, double loss, double norm, Error *e) {
+    Error e2 = {0};
+    char saved[96] = "no checkpoint could be written";
+    int ck = trainer_checkpoint(tr, &e2);
+    if (ck == 0) snprintf(saved, sizeof saved, "checkpoint-%ld holds the weights before it", tr->last_checkpoint);
+    return err_set(e, EX_SOFTWARE, "step %ld: loss is %g and gradient norm %g; stopped before the update (%s%s%s)",
+                   tr->step + 1, loss, norm, saved, ck ? ": " : "", ck ? e2.msg : "");
+}
+
 /* ---- one update --------------------------------------------------------------------- */
 int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, const Metrics *extra, Metrics *out,
                  Error *e) {
@@ -277,13 +293,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     size_t tn;
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
     double norm = grad_clip_norm(tgrads, tn, tr->f->clip_grad);
-    if (!isfinite(loss) || !isfinite(norm)) {
-        char last[64] = "none";
-        if (tr->last_checkpoint >= 0) snprintf(last, sizeof last, "checkpoint-%ld", tr->last_checkpoint);
-        return err_set(e, EX_SOFTWARE,
-                       "step %ld: loss is %g and gradient norm %g; stopped before the update (last checkpoint: %s)",
-                       tr->step + 1, loss, norm, last);
-    }
+    if (!isfinite(loss) || !isfinite(norm)) return nonfinite_stop(tr, loss, norm, e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
     adamw_step(&tr->opt, tparams, tgrads, (float)lr);
     tr->step++;
