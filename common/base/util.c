@@ -129,14 +129,57 @@ static char *sibling_temp_name(const char *final) {
     return tmp;
 }
 
+/* The file a path names after following symbolic links, even a dangling last one
+ * (writing through it creates its target, as shell redirection does).  NULL when
+ * the links loop. */
+static char *follow_links(const char *path) {
+    char *p = xstrdup(path);
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat st;
+        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+        char target[4096];
+        ssize_t n = readlink(p, target, sizeof target - 1);
+        if (n < 0) return p;
+        target[n] = 0;
+        char *next;
+        char *slash = strrchr(p, '/');
+        if (target[0] == '/' || !slash) {
+            next = xstrdup(target);
+        } else {
+            slash[1] = 0;
+            next = path_join(p, target);
+        }
+        free(p);
+        p = next;
+    }
+    free(p);
+    return NULL;
+}
+
 int atomic_open(AtomicFile *af, const char *path, Error *e) {
     memset(af, 0, sizeof *af);
     if (!path || strcmp(path, "-") == 0) {
         af->fp = stdout;
         return 0;
     }
-    af->final = xstrdup(path);
-    af->tmp = sibling_temp_name(path);
+    /* A symbolic link stays a link: the file it points to is what gets replaced. */
+    char *real = follow_links(path);
+    if (!real) return err_set(e, EX_CANTCREAT, "%s: too many levels of symbolic links", path);
+    struct stat st;
+    if (stat(real, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        /* a device, FIFO or socket cannot be replaced by a file (as root, -o /dev/full
+         * used to become a regular file): write to it directly */
+        int fd = open(real, O_WRONLY | O_CLOEXEC);
+        free(real);
+        if (fd < 0) return err_set(e, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(errno));
+        af->fp = fdopen(fd, "w");
+        if (!af->fp) die_internal("fdopen failed");
+        af->final = xstrdup(path);
+        af->direct = 1;
+        return 0;
+    }
+    af->final = real;
+    af->tmp = sibling_temp_name(real);
     int fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         int code = err_set(e, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(errno));
@@ -156,6 +199,15 @@ int atomic_commit(AtomicFile *af, Error *e) {
         if (fflush(stdout) != 0 || ferror(stdout))
             return err_set(e, EX_IOERR, "<stdout>: write error: %s", strerror(errno));
         return 0;
+    }
+    if (af->direct) { /* a device or FIFO: nothing to rename, but every write error counts */
+        int bad = fflush(af->fp) != 0 || ferror(af->fp);
+        int err = errno;
+        if (fclose(af->fp) != 0 && !bad) bad = 1, err = errno;
+        int code = bad ? err_set(e, EX_IOERR, "%s: write error: %s", af->final, strerror(err)) : 0;
+        free(af->final);
+        memset(af, 0, sizeof *af);
+        return code;
     }
     int bad = fflush(af->fp) != 0 || ferror(af->fp);
     if (!bad) bad = fsync(fileno(af->fp)) != 0 && errno != EINVAL;
@@ -180,6 +232,11 @@ int atomic_commit(AtomicFile *af, Error *e) {
 void atomic_abort(AtomicFile *af) {
     if (!af->final) return;
     if (af->fp) fclose(af->fp);
+    if (af->direct) {
+        free(af->final);
+        memset(af, 0, sizeof *af);
+        return;
+    }
     unlink(af->tmp);
     temp_unregister(af->tmp);
     free(af->tmp);

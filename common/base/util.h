@@ -27,9 +27,14 @@ typedef struct AtomicFile {
     FILE *fp;    /* write here */
     char *final; /* destination path; NULL when writing to stdout */
     char *tmp;   /* temporary path */
+    int direct;  /* PATH is a device, FIFO or socket, written in place */
 } AtomicFile;
 
-/* Opens PATH for atomic writing ("-" or NULL = stdout, written directly). */
+/* Opens PATH for atomic writing ("-" or NULL = stdout, written directly).  A
+ * symbolic link is followed: the file it points to is replaced, the link stays.  A
+ * target that is not a regular file (a device such as /dev/null or /dev/full, a
+ * FIFO) is opened and written directly, never replaced; its write errors are
+ * reported by atomic_commit. */
 int atomic_open(AtomicFile *af, const char *path, Error *e);
 /* Flushes, fsyncs, closes and renames into place. */
 int atomic_commit(AtomicFile *af, Error *e);
