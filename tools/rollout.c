@@ -240,8 +240,12 @@ static void parse_args(Opts *o, int argc, char **argv) {
     }
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
     if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
-    if (o->gen.max_new_tokens < 1) cli_usage_error(prog, "--max-new-tokens must be >= 1");
-    if (o->gen.num_samples < 1) cli_usage_error(prog, "--num-samples must be >= 1");
+    /* upper bounds: a sequence cannot outgrow any context cherry loads, and every
+     * sample of every prompt is held until its prompt's line is written */
+    if (o->gen.max_new_tokens < 1 || o->gen.max_new_tokens > (1 << 24))
+        cli_usage_error(prog, "--max-new-tokens must be in [1, %d], got %d", 1 << 24, o->gen.max_new_tokens);
+    if (o->gen.num_samples < 1 || o->gen.num_samples > (1 << 16))
+        cli_usage_error(prog, "--num-samples must be in [1, %d], got %d", 1 << 16, o->gen.num_samples);
     if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
     if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
     if (o->threads < 0) cli_usage_error(prog, "--threads must be >= 0");
