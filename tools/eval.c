@@ -30,8 +30,8 @@
 
 static const char *prog = "eval";
 
-static void usage(void) {
-    printf("usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
            "Compare an aligned model with its SFT model on held-out prompts; write DIR/report.json and\n"
            "DIR/report.md (with loss and reward curves from --log).\n\n"
            "  -m, --model DIR          the aligned model\n"
@@ -154,6 +154,7 @@ static void md_escape_line(FILE *f, const char *s) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     const char *model_dir = NULL, *sft_dir = NULL, *out_dir = NULL, *rm_dir = NULL, *log_path = NULL, *name = NULL,
                *prefix = NULL, *tpl_name = "plain";
     int ns = 2, quiet = 0, threads = 0;
@@ -257,8 +258,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case O_VER:
             cli_version(prog);
         default:

@@ -17,8 +17,8 @@
 
 static const char *prog = "import-gguf";
 
-static void usage(void) {
-    printf("usage: %s [options] FILE.gguf OUTDIR\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] FILE.gguf OUTDIR\n"
            "       %s --list FILE.gguf\n"
            "Import a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors) as a\n"
            "Hugging Face LlamaForCausalLM directory (config.json, model.safetensors in F32,\n"
@@ -108,6 +108,7 @@ static int list_file(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     GgufImportOptions opt = {0};
     int list = 0;
     static struct option opts[] = {{"list", 0, 0, 'l'}, {"keep-rotary", 0, 0, 'K'}, {"quiet", 0, 0, 'q'},
@@ -126,8 +127,7 @@ int main(int argc, char **argv) {
             opt.quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
         case 'F':

@@ -21,8 +21,8 @@
 
 static const char *prog = "init-model";
 
-static void usage(void) {
-    printf("usage: %s [options] -o DIR\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] -o DIR\n"
            "Create a randomly initialised GPT-2 or Llama model directory (Hugging Face layout).\n\n"
            "  -o, --out DIR        output model directory (required; replaced atomically, but only\n"
            "                       when it is a directory cherry wrote)\n"
@@ -78,6 +78,7 @@ enum {
 };
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     static struct option opts[] = {{"out", 1, 0, 'o'},
                                    {"config", 1, 0, O_CONFIG},
                                    {"family", 1, 0, O_FAMILY},
@@ -183,8 +184,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case O_VERSION:
             cli_version(prog);
         case O_FORCE:

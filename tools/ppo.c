@@ -835,6 +835,7 @@ static int run(Ppo *p, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     Ppo p;
     memset(&p, 0, sizeof p);
     p.mini = 1;

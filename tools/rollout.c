@@ -39,8 +39,8 @@
 
 static const char *prog = "rollout";
 
-static void usage(void) {
-    printf("Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
            "Sample completions for prompt records ({\"prompt\": text} or {\"messages\": [...]}).\n"
            "\n"
            "  -m, --model DIR            policy model (Hugging Face directory with tokenizer.json)\n"
@@ -230,7 +230,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VERSION:
             cli_version(prog);
@@ -544,6 +544,7 @@ static int check_rm_tokenizer(const char *policy, const char *rmdir, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
     const char *in = optind < argc ? argv[optind] : "-";

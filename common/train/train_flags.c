@@ -191,8 +191,7 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         const char *a = optarg;
         switch (c) {
         case 'h':
-            usage(stdout);
-            exit(0);
+            cli_help(usage);
         case TF_VERSION:
             cli_version(prog);
         case 'm':
