@@ -15,7 +15,7 @@ trap 'rm -rf "$T"' EXIT
 
 # --- help, version
 "$P" --help >"$T/help" || fail "--help: exit $?"
-grep -q "^usage: import-gguf" "$T/help" || fail "--help: no usage line"
+grep -q "^Usage: import-gguf" "$T/help" || fail "--help: no usage line"
 "$P" --version | grep -q "import-gguf (cherry)" || fail "--version"
 
 # --- --list
@@ -41,9 +41,13 @@ grep -q '"type": "Digits"' "$T/sub/dir/model/tokenizer.json" || fail "tokenizer.
 for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
   cmp -s "$T/sub/dir/model/$f" "$T/again/$f" || fail "import is not deterministic: $f differs"
 done
+"$P" -q "$F" "$T/again" || fail "import over an existing import"
+# a file cherry does not write makes it the user's directory: refused, unless --force
 echo stale >"$T/again/stale.txt"
-"$P" -q "$F" "$T/again" || fail "import over an existing directory"
-[ -e "$T/again/stale.txt" ] && fail "existing output was not replaced"
+"$P" -q "$F" "$T/again" 2>/dev/null; [ $? -eq 73 ] || fail "import over a directory with a foreign file should exit 73"
+[ -e "$T/again/stale.txt" ] || fail "a refused import removed the user's file"
+"$P" -q --force "$F" "$T/again" || fail "import --force over an existing directory"
+[ -e "$T/again/stale.txt" ] && fail "existing output was not replaced with --force"
 ls "$T" | grep -q "tmp-" && fail "temporaries left behind: $(ls "$T")"
 
 # --- errors: missing, malformed, truncated, wrong architecture; usage

@@ -23,7 +23,7 @@ contains() { # FILE TEXT DESCRIPTION
 
 for p in init-model model-info; do
   expect 0 "$p --help" "$BIN/$p" --help
-  contains "$T/out" "usage: $p" "$p --help prints usage on stdout"
+  contains "$T/out" "Usage: $p" "$p --help prints usage on stdout"
   expect 0 "$p --version" "$BIN/$p" --version
   contains "$T/out" "(cherry)" "$p --version"
 done

@@ -114,6 +114,9 @@ int main(void) {
     expect_err("exec /nonexistent/reward-program", 5.0, EX_SOFTWARE, "exited with status 127", "missing program");
     expect_err("kill -9 $$", 5.0, EX_SOFTWARE, "killed by signal 9", "killed");
     expect_err("while read l; do echo 1 2; done", 5.0, EX_DATAERR, "'1 2'", "two numbers on a line");
+    /* 1e308 is a finite double but infinite as the trainers' float32 */
+    expect_err("while read l; do echo 1e308; done", 5.0, EX_DATAERR, "not a finite number: '1e308'", "beyond float32");
+    expect_err("while read l; do printf '1\\0002\\n'; done", 5.0, EX_DATAERR, "holds a NUL byte", "NUL in an answer");
 
     /* a program that answers twice per line: the surplus is found before the next
      * batch is sent (it would otherwise shift every later answer) */

@@ -24,8 +24,8 @@
 
 static const char *prog = "annotate";
 
-static void usage(void) {
-    printf("usage: %s [options] [FILE]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] [FILE]\n"
            "Rank rollout responses as simulated annotators and write an Argilla export (JSONL).\n\n"
            "  --annotators N     annotators per record (default 3)\n"
            "  --noise P          probability that an annotator misjudges a response (default 0.1)\n"
@@ -49,6 +49,7 @@ static int by_utility_desc(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     const char *out = "-", *question = "ranking";
     int n_ann = 3, version = 2;
     double noise = 0.1;
@@ -78,8 +79,7 @@ int main(int argc, char **argv) {
             out = optarg;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
         default:

@@ -14,8 +14,8 @@
 
 static const char *prog = "coh-format";
 
-static void usage(void) {
-    printf("Usage: %s [OPTION]... [FILE]...\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [OPTION]... [FILE]...\n"
            "Turn preference pairs JSONL into Chain-of-Hindsight segments JSONL for sft.\n"
            "\n"
            "  -o, --out PATH            output (atomic; - = stdout, the default)\n"
@@ -39,6 +39,7 @@ enum { ORDER_PN, ORDER_NP, ORDER_RANDOM, ORDER_BOTH };
 static const char *const ORDERS[] = {"pn", "np", "random", "both", NULL}; /* --order values, in enum order */
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     enum { O_ORDER = 256, O_TEMPLATE, O_USER, O_ASSIST, O_EOS, O_SEED, O_INFER, O_SKIP, O_VER };
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
                                              {"order", required_argument, 0, O_ORDER},
@@ -90,7 +91,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VER:
             cli_version(prog);

@@ -198,6 +198,7 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     Dpo d;
     memset(&d, 0, sizeof d);
     d.loss_types = "sigmoid";

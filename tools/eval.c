@@ -37,8 +37,8 @@
 
 static const char *prog = "eval";
 
-static void usage(void) {
-    printf("usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
            "Compare an aligned model with its SFT model on held-out prompts; write DIR/report.json and\n"
            "DIR/report.md (with loss and reward curves from --log).\n\n"
            "  -m, --model DIR          the aligned model\n"
@@ -51,8 +51,8 @@ static void usage(void) {
            "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
            "      --num-samples N      samples per prompt (default 2)\n",
            prog);
-    gen_flags_usage(stdout, 32, "1");
-    printf("      --template NAME      chat template for message prompts (default plain)\n"
+    gen_flags_usage(out, 32, "1");
+    fprintf(out, "      --template NAME      chat template for message prompts (default plain)\n"
            "      --batch-size N       sequences decoded together (default 16)\n"
            "      --seed N             (default 1)\n"
            "      --threads N          (default: all cores)\n"
@@ -111,7 +111,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_SEED: o->gc.seed = cli_u64(prog, "--seed", optarg); break;
         case O_THR: o->threads = cli_int(prog, "--threads", optarg); break;
         case 'q': o->quiet = 1; break;
-        case 'h': usage(); exit(0);
+        case 'h': cli_help(usage);
         case O_VER: cli_version(prog);
         default: cli_usage_error(prog, "unknown option");
         }
@@ -478,6 +478,7 @@ static void load_model(Model *m, const char *dir, int classifier) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
     gemm_threads_set(o.threads);

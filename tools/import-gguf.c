@@ -11,13 +11,14 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "base/outdir.h"
 #include "formats/gguf.h"
 #include "base/util.h"
 
 static const char *prog = "import-gguf";
 
-static void usage(void) {
-    printf("usage: %s [options] FILE.gguf OUTDIR\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] FILE.gguf OUTDIR\n"
            "       %s --list FILE.gguf\n"
            "Import a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors) as a\n"
            "Hugging Face LlamaForCausalLM directory (config.json, model.safetensors in F32,\n"
@@ -26,6 +27,8 @@ static void usage(void) {
            "  -l, --list         print the file's metadata and tensors instead of importing\n"
            "      --keep-rotary  keep llama.cpp's interleaved Q/K row order (debugging only;\n"
            "                     the result is NOT a correct HF model)\n"
+           "      --force        replace an existing OUTDIR whatever it holds (without it, only a\n"
+           "                     directory cherry wrote is replaced)\n"
            "  -q, --quiet        no summary on stderr\n"
            "  -h, --help         this help\n"
            "      --version      print the version\n",
@@ -105,10 +108,12 @@ static int list_file(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     GgufImportOptions opt = {0};
     int list = 0;
     static struct option opts[] = {{"list", 0, 0, 'l'}, {"keep-rotary", 0, 0, 'K'}, {"quiet", 0, 0, 'q'},
-                                   {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},     {0, 0, 0, 0}};
+                                   {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},     {"force", 0, 0, 'F'},
+                                   {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "lqh", opts, NULL)) != -1) {
         switch (c) {
@@ -122,10 +127,12 @@ int main(int argc, char **argv) {
             opt.quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
+        case 'F':
+            outdir_set_force(1);
+            break;
         default:
             cli_usage_error(prog, "unknown option");
         }
@@ -153,6 +160,7 @@ int main(int argc, char **argv) {
         if (mkdir_p(parent, &e)) err_die(prog, &e);
     }
     free(parent);
+    if (outdir_claim(out, &e)) err_die(prog, &e);
     double t0 = now_seconds();
     if (gguf_import_llama(in, out, &opt, &st, &e)) err_die(prog, &e);
     if (!opt.quiet)

@@ -14,16 +14,19 @@
 #include <unistd.h>
 
 #include "base/cli.h"
+#include "base/outdir.h"
 #include "model/model.h"
 #include "formats/tokenizer.h"
 #include "base/util.h"
 
 static const char *prog = "init-model";
 
-static void usage(void) {
-    printf("usage: %s [options] -o DIR\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] -o DIR\n"
            "Create a randomly initialised GPT-2 or Llama model directory (Hugging Face layout).\n\n"
-           "  -o, --out DIR        output model directory (required; replaced atomically)\n"
+           "  -o, --out DIR        output model directory (required; replaced atomically, but only\n"
+           "                       when it is a directory cherry wrote)\n"
+           "      --force          replace an existing DIR whatever it holds\n"
            "      --config FILE    start from this config.json (flags below override it)\n"
            "      --family F       gpt2 (default) or llama\n"
            "      --layers N       transformer blocks (default 2)\n"
@@ -70,10 +73,12 @@ enum {
     O_TOK,
     O_DTYPE,
     O_SEED,
-    O_VERSION
+    O_VERSION,
+    O_FORCE
 };
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     static struct option opts[] = {{"out", 1, 0, 'o'},
                                    {"config", 1, 0, O_CONFIG},
                                    {"family", 1, 0, O_FAMILY},
@@ -99,6 +104,7 @@ int main(int argc, char **argv) {
                                    {"quiet", 0, 0, 'q'},
                                    {"help", 0, 0, 'h'},
                                    {"version", 0, 0, O_VERSION},
+                                   {"force", 0, 0, O_FORCE},
                                    {0, 0, 0, 0}};
     const char *out = NULL, *config = NULL, *family = NULL, *tok_path = NULL, *dtype = "f32";
     int layers = -1, heads = -1, kv = -1, width = -1, mlp = -1, vocab = -1, context = -1, tie = -1, cls = 0;
@@ -178,10 +184,12 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case O_VERSION:
             cli_version(prog);
+        case O_FORCE:
+            outdir_set_force(1);
+            break;
         default:
             cli_usage_error(prog, "unknown option");
         }
@@ -194,6 +202,7 @@ int main(int argc, char **argv) {
 
     atomic_install_signal_cleanup();
     Error e = {0};
+    if (outdir_claim(out, &e)) err_die(prog, &e);
     ModelConfig cfg;
     if (config) {
         if (model_config_load(&cfg, config, &e)) err_die(prog, &e);

@@ -100,6 +100,7 @@ static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, 
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     RecFlags f;
     recbatch_flags_parse(&f, PROG, argc, argv, "per-token", 1, usage);
     gemm_threads_set(f.threads);

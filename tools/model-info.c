@@ -16,8 +16,8 @@
 
 static const char *prog = "model-info";
 
-static void usage(void) {
-    printf("usage: %s [options] DIR\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] DIR\n"
            "Describe a Hugging Face model directory (config.json + safetensors) and validate it.\n\n"
            "      --json       one JSON object on stdout instead of text\n"
            "      --no-tensors omit the tensor list\n"
@@ -44,6 +44,7 @@ static void fmt_shape(char *buf, size_t n, const StTensor *t) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     static struct option opts[] = {
         {"json", 0, 0, 'j'}, {"no-tensors", 0, 0, 'n'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     int json = 0, tensors = 1, c;
@@ -56,8 +57,7 @@ int main(int argc, char **argv) {
             tensors = 0;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
         default:

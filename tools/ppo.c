@@ -573,6 +573,7 @@ static void read_inputs(Ppo *p) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     Ppo p;
     TrainFlags f;
     parse_flags(&p, &f, argc, argv);

@@ -14,8 +14,8 @@
 
 static const char *prog = "rank2pairs";
 
-static void usage(void) {
-    printf("Usage: %s [OPTION]... [FILE]...\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [OPTION]... [FILE]...\n"
            "Turn ranking exports into preference pairs JSONL {prompt, chosen, rejected, id?, margin?}.\n"
            "FILEs are JSONL, one JSON array, or CSV with a header; none or - reads stdin.\n"
            "\n"
@@ -68,6 +68,7 @@ static const char *const PAIR_MODES[] = {"all", "best-worst", "best-rest", "adja
 static const char *const AGGREGATES[] = {"mean", "borda", "majority", "each", NULL};
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     enum { O_FORMAT = 256, O_QUESTION, O_PROMPT, O_PAIRS, O_AGG, O_MINANN, O_MINAGR, O_MARGIN, O_SKIP, O_SEED, O_VER };
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
                                              {"format", required_argument, 0, O_FORMAT},
@@ -130,7 +131,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VER:
             cli_version(prog);

@@ -118,6 +118,7 @@ static int rm_micro_step(void *ctx, Split split, const int *idx, int n, double s
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     Rm r;
     memset(&r, 0, sizeof r);
     r.trunc_name = "keep_end";

@@ -40,8 +40,8 @@
 
 static const char *prog = "rollout";
 
-static void usage(void) {
-    printf("Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
            "Sample completions for prompt records ({\"prompt\": text} or {\"messages\": [...]}).\n"
            "\n"
            "  -m, --model DIR            policy model (Hugging Face directory with tokenizer.json)\n"
@@ -50,8 +50,8 @@ static void usage(void) {
            "                             chatml, llama3\n"
            "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
            prog);
-    gen_flags_usage(stdout, 64, "1");
-    printf("  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
+    gen_flags_usage(out, 64, "1");
+    fprintf(out, "  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
            "      --batch-size N         sequences decoded together (default 16)\n"
            "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
            "      --pairs MODE           write preference pairs: best-worst | all-ranked | rso\n"
@@ -66,7 +66,6 @@ static void usage(void) {
            "  -q, --quiet                no summary on stderr\n"
            "  -h, --help                 this help\n"
            "      --version              version\n");
-    exit(0);
 }
 
 typedef struct Opts {
@@ -190,7 +189,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VERSION:
             cli_version(prog);
@@ -200,7 +199,12 @@ static void parse_args(Opts *o, int argc, char **argv) {
     }
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
     if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
-    if (o->gen.num_samples < 1) cli_usage_error(prog, "--num-samples must be >= 1");
+    /* upper bounds: a sequence cannot outgrow any context cherry loads, and every
+     * sample of every prompt is held until its prompt's line is written */
+    if (o->gen.max_new_tokens < 1 || o->gen.max_new_tokens > (1 << 24))
+        cli_usage_error(prog, "--max-new-tokens must be in [1, %d], got %d", 1 << 24, o->gen.max_new_tokens);
+    if (o->gen.num_samples < 1 || o->gen.num_samples > (1 << 16))
+        cli_usage_error(prog, "--num-samples must be in [1, %d], got %d", 1 << 16, o->gen.num_samples);
     if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
     if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
     if (o->threads < 0) cli_usage_error(prog, "--threads must be >= 0");
@@ -459,6 +463,7 @@ static int sum_totals(Totals *t, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
     const char *in = optind < argc ? argv[optind] : "-";

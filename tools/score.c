@@ -93,6 +93,7 @@ static int sc_check(void *ctx, const RecStream *rs, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     RecFlags f;
     recbatch_flags_parse(&f, PROG, argc, argv, "accuracy", 0, usage);
     gemm_threads_set(f.threads);

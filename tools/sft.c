@@ -216,6 +216,7 @@ static void split_free(SftSplit *sp) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(PROG);
     Sft s;
     memset(&s, 0, sizeof s);
     s.kind_name = "auto";

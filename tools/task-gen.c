@@ -14,8 +14,8 @@
 
 static const char *prog = "task-gen";
 
-static void usage(void) {
-    printf("usage: %s [options]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options]\n"
            "Write data for the bundled task \"Repeat, politely\" as JSONL.\n\n"
            "  --kind KIND        sft (prompt+completion, default), prompts (prompt only), corpus (text)\n"
            "  -n, --count N      number of records (default 2000)\n"
@@ -31,6 +31,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     const char *kind = "sft", *out = "-";
     long count = 2000;
     int split = 0, max_words = 3;
@@ -70,8 +71,7 @@ int main(int argc, char **argv) {
             out = optarg;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
         default:

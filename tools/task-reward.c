@@ -22,8 +22,8 @@
 
 static const char *prog = "task-reward";
 
-static void usage(void) {
-    printf("Usage: %s [--gold] [--other X] [FILE]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [--gold] [--other X] [FILE]\n"
            "Reward program for the bundled task \"Repeat, politely\": reads rollout JSONL\n"
            "({\"prompt\", \"completion\"}) from FILE or stdin and prints one reward per line,\n"
            "flushed at once (for ppo --reward-cmd).\n"
@@ -55,6 +55,7 @@ static const char *text_of(const json_t *v, const char *role, int last) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     int gold = 0, has_other = 0;
     double other = 0;
     enum { O_GOLD = 256, O_OTHER, O_VERSION };
@@ -74,8 +75,7 @@ int main(int argc, char **argv) {
             has_other = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case O_VERSION:
             cli_version(prog);
         default:

@@ -15,8 +15,8 @@
 
 static const char *prog = "tokenize";
 
-static void usage(void) {
-    printf("Usage: %s (-t FILE | -m DIR) [OPTION]... [FILE]...\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s (-t FILE | -m DIR) [OPTION]... [FILE]...\n"
            "Encode text or JSONL records into token ids (one JSON array per line), decode ids back\n"
            "to text, or count tokens.  FILEs default to stdin (-).\n"
            "\n"
@@ -260,6 +260,7 @@ static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     enum {
         O_KIND = 256,
         O_TPL,
@@ -373,7 +374,7 @@ int main(int argc, char **argv) {
             o.quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VER:
             cli_version(prog);

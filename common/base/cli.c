@@ -10,6 +10,35 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+/* ---- stdout at exit (every program: cli_init) ---- */
+static const char *stdout_prog = "cherry";
+
+/* Data goes to stdout, and a full disk or a closed pipe there must not end in exit
+ * 0: flush and close it at exit and turn a failure into EX_IOERR with a message
+ * (what gnulib's close_stdout does for coreutils).  EPIPE stays silent as SIGPIPE
+ * would have been. */
+static void close_stdout_at_exit(void) {
+    int bad = ferror(stdout) != 0;
+    errno = 0;
+    if (fflush(stdout) != 0) bad = 1;
+    int err = errno;
+    if (fclose(stdout) != 0 && !bad) bad = 1, err = errno;
+    if (!bad) return;
+    if (err != EPIPE)
+        fprintf(stderr, "%s: <stdout>: write error%s%s\n", stdout_prog, err ? ": " : "", err ? strerror(err) : "");
+    _exit(EX_IOERR);
+}
+
+void cli_init(const char *prog) {
+    stdout_prog = prog;
+    atexit(close_stdout_at_exit);
+}
+
+void cli_help(void (*usage)(FILE *out)) {
+    usage(stdout);
+    exit(0);
+}
+
 void cli_version(const char *prog) {
     printf("%s (cherry) %s\n", prog, CHERRY_VERSION);
     exit(0);

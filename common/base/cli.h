@@ -5,8 +5,20 @@
 #define CHERRY_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define CHERRY_VERSION "0.1.0"
+
+/* The first call of every program's main: at exit, stdout is flushed and closed,
+ * and a write error there (a full disk, /dev/full) becomes exit 74 with
+ * "PROG: <stdout>: write error: ..." instead of a silent exit 0. */
+void cli_init(const char *prog);
+
+/* The usage convention of every program: a static void usage(FILE *out) that prints
+ * "Usage: PROG ..." and the options, fitting one screen; -h/--help calls
+ * cli_help(usage): the text on stdout, exit 0.  Usage errors go through
+ * cli_usage_error (a one-line message and "Try 'PROG --help'.", exit 64). */
+void cli_help(void (*usage)(FILE *out)) __attribute__((noreturn));
 
 /* Prints "PROG (cherry) VERSION" on stdout and exits 0. */
 void cli_version(const char *prog) __attribute__((noreturn));

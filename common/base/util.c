@@ -2,7 +2,11 @@
 #define _GNU_SOURCE
 #include "util.h"
 
+#include "outdir.h"
+
 #include <dirent.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -48,32 +52,40 @@ void *xaligned_alloc(size_t n) {
     return p;
 }
 
-/* ---- registry of temporaries, for signal cleanup ---- */
+/* ---- registry of temporaries, for signal cleanup ----
+ * The cleanup runs inside signal handlers, so everything it touches is static and
+ * every call it makes is async-signal-safe (POSIX 2017 2.4.3: open, openat, close,
+ * unlink, unlinkat, lseek, _exit; getdents64 is the raw system call under
+ * readdir): no malloc, no opendir, no stdio.  A slot's path is written before the
+ * slot is marked used and unmarked before it is reused. */
 #define MAX_TEMPS 64
-static char *temp_paths[MAX_TEMPS];
+#define TEMP_PATH_MAX 4096
+static char temp_paths[MAX_TEMPS][TEMP_PATH_MAX];
+static volatile sig_atomic_t temp_used[MAX_TEMPS];
 static int temp_is_dir[MAX_TEMPS];
 
 static void temp_register(const char *path, int is_dir) {
+    if (strlen(path) >= TEMP_PATH_MAX) return; /* not cleaned on a signal; still removed on abort */
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (!temp_paths[i]) {
-            temp_paths[i] = xstrdup(path);
+        if (!temp_used[i]) {
+            memcpy(temp_paths[i], path, strlen(path) + 1);
             temp_is_dir[i] = is_dir;
+            temp_used[i] = 1;
             return;
         }
 }
 
 static void temp_unregister(const char *path) {
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (temp_paths[i] && strcmp(temp_paths[i], path) == 0) {
-            free(temp_paths[i]);
-            temp_paths[i] = NULL;
+        if (temp_used[i] && strcmp(temp_paths[i], path) == 0) {
+            temp_used[i] = 0;
             return;
         }
 }
 
 void atomic_cleanup_all(void) {
     for (int i = 0; i < MAX_TEMPS; i++)
-        if (temp_paths[i]) {
+        if (temp_used[i]) {
             if (temp_is_dir[i])
                 remove_tree(temp_paths[i]);
             else
@@ -95,6 +107,20 @@ void atomic_install_signal_cleanup(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* Blocks SIGINT/SIGTERM around the renames that put an output in place, so no
+ * handler runs between "old moved aside" and "new moved in". */
+static void signals_hold(sigset_t *old) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void signals_release(const sigset_t *old) {
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 static char *sibling_temp_name(const char *final) {
     static unsigned counter;
     size_t n = strlen(final) + 64;
@@ -103,14 +129,57 @@ static char *sibling_temp_name(const char *final) {
     return tmp;
 }
 
+/* The file a path names after following symbolic links, even a dangling last one
+ * (writing through it creates its target, as shell redirection does).  NULL when
+ * the links loop. */
+static char *follow_links(const char *path) {
+    char *p = xstrdup(path);
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat st;
+        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+        char target[4096];
+        ssize_t n = readlink(p, target, sizeof target - 1);
+        if (n < 0) return p;
+        target[n] = 0;
+        char *next;
+        char *slash = strrchr(p, '/');
+        if (target[0] == '/' || !slash) {
+            next = xstrdup(target);
+        } else {
+            slash[1] = 0;
+            next = path_join(p, target);
+        }
+        free(p);
+        p = next;
+    }
+    free(p);
+    return NULL;
+}
+
 int atomic_open(AtomicFile *af, const char *path, Error *e) {
     memset(af, 0, sizeof *af);
     if (!path || strcmp(path, "-") == 0) {
         af->fp = stdout;
         return 0;
     }
-    af->final = xstrdup(path);
-    af->tmp = sibling_temp_name(path);
+    /* A symbolic link stays a link: the file it points to is what gets replaced. */
+    char *real = follow_links(path);
+    if (!real) return err_set(e, EX_CANTCREAT, "%s: too many levels of symbolic links", path);
+    struct stat st;
+    if (stat(real, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        /* a device, FIFO or socket cannot be replaced by a file (as root, -o /dev/full
+         * used to become a regular file): write to it directly */
+        int fd = open(real, O_WRONLY | O_CLOEXEC);
+        free(real);
+        if (fd < 0) return err_set(e, EX_CANTCREAT, "%s: cannot open: %s", path, strerror(errno));
+        af->fp = fdopen(fd, "w");
+        if (!af->fp) die_internal("fdopen failed");
+        af->final = xstrdup(path);
+        af->direct = 1;
+        return 0;
+    }
+    af->final = real;
+    af->tmp = sibling_temp_name(real);
     int fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         int code = err_set(e, EX_CANTCREAT, "%s: cannot create: %s", path, strerror(errno));
@@ -130,6 +199,15 @@ int atomic_commit(AtomicFile *af, Error *e) {
         if (fflush(stdout) != 0 || ferror(stdout))
             return err_set(e, EX_IOERR, "<stdout>: write error: %s", strerror(errno));
         return 0;
+    }
+    if (af->direct) { /* a device or FIFO: nothing to rename, but every write error counts */
+        int bad = fflush(af->fp) != 0 || ferror(af->fp);
+        int err = errno;
+        if (fclose(af->fp) != 0 && !bad) bad = 1, err = errno;
+        int code = bad ? err_set(e, EX_IOERR, "%s: write error: %s", af->final, strerror(err)) : 0;
+        free(af->final);
+        memset(af, 0, sizeof *af);
+        return code;
     }
     int bad = fflush(af->fp) != 0 || ferror(af->fp);
     if (!bad) bad = fsync(fileno(af->fp)) != 0 && errno != EINVAL;
@@ -154,6 +232,11 @@ int atomic_commit(AtomicFile *af, Error *e) {
 void atomic_abort(AtomicFile *af) {
     if (!af->final) return;
     if (af->fp) fclose(af->fp);
+    if (af->direct) {
+        free(af->final);
+        memset(af, 0, sizeof *af);
+        return;
+    }
     unlink(af->tmp);
     temp_unregister(af->tmp);
     free(af->tmp);
@@ -183,26 +266,111 @@ int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
 int atomic_dir_commit(AtomicDir *ad, Error *e) {
     char *old = NULL;
     struct stat st;
-    if (stat(ad->final, &st) == 0) {
+    sigset_t saved;
+    if (lstat(ad->final, &st) == 0) {
+        /* only a directory cherry wrote (or any directory with --force): outdir.h */
+        int code = outdir_check(ad->final, e);
+        if (code) {
+            atomic_dir_abort(ad);
+            return code;
+        }
         old = sibling_temp_name(ad->final);
+        signals_hold(&saved);
         if (rename(ad->final, old) != 0) {
+            signals_release(&saved);
             int code = err_set(e, EX_CANTCREAT, "%s: cannot replace: %s", ad->final, strerror(errno));
             free(old);
             atomic_dir_abort(ad);
             return code;
         }
     }
+    if (!old) signals_hold(&saved);
     if (rename(ad->tmp, ad->final) != 0) {
         int code = err_set(e, EX_CANTCREAT, "%s: cannot rename into place: %s", ad->final, strerror(errno));
         if (old) rename(old, ad->final);
+        signals_release(&saved);
         free(old);
         atomic_dir_abort(ad);
         return code;
     }
+    temp_unregister(ad->tmp); /* the temporary is the output now: a signal must not remove it */
+    signals_release(&saved);
     if (old) {
         remove_tree(old);
         free(old);
     }
+    free(ad->tmp);
+    free(ad->final);
+    memset(ad, 0, sizeof *ad);
+    return 0;
+}
+
+int atomic_dir_begin_into(AtomicDir *ad, const char *dir, Error *e) {
+    memset(ad, 0, sizeof *ad);
+    int rc = mkdir_p(dir, e);
+    if (rc) return rc;
+    char *stem = path_join(dir, ".new");
+    ad->final = xstrdup(dir);
+    ad->tmp = sibling_temp_name(stem);
+    free(stem);
+    if (mkdir(ad->tmp, 0755) != 0) {
+        int code = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", ad->tmp, strerror(errno));
+        free(ad->tmp);
+        free(ad->final);
+        memset(ad, 0, sizeof *ad);
+        return code;
+    }
+    temp_register(ad->tmp, 1);
+    return 0;
+}
+
+static int name_in(const char *name, char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) return 1;
+    return 0;
+}
+
+int atomic_dir_commit_into(AtomicDir *ad, int (*stale)(const char *name), Error *e) {
+    char **names = NULL;
+    size_t n = 0;
+    DIR *d = opendir(ad->tmp);
+    if (!d) {
+        int code = err_set(e, EX_IOERR, "%s: cannot read: %s", ad->tmp, strerror(errno));
+        atomic_dir_abort(ad);
+        return code;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            names = xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = xstrdup(de->d_name);
+        }
+    closedir(d);
+    int rc = 0;
+    sigset_t saved;
+    signals_hold(&saved); /* the renames below are the commit: no handler in between */
+    DIR *o = stale ? opendir(ad->final) : NULL;
+    while (o && (de = readdir(o)))
+        if (stale(de->d_name) && !name_in(de->d_name, names, n)) {
+            char *p = path_join(ad->final, de->d_name);
+            unlink(p);
+            free(p);
+        }
+    if (o) closedir(o);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *from = path_join(ad->tmp, names[i]), *to = path_join(ad->final, names[i]);
+        if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move into place: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    signals_release(&saved);
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (rc) {
+        atomic_dir_abort(ad);
+        return rc;
+    }
+    rmdir(ad->tmp);
     temp_unregister(ad->tmp);
     free(ad->tmp);
     free(ad->final);
@@ -219,24 +387,46 @@ void atomic_dir_abort(AtomicDir *ad) {
     memset(ad, 0, sizeof *ad);
 }
 
-int remove_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return -1;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-                char *sub = path_join(path, de->d_name);
-                remove_tree(sub);
-                free(sub);
+/* Empties the directory open as FD (depth levels of subdirectories at most) with
+ * async-signal-safe calls only: remove_tree runs in signal handlers. */
+static void empty_dir_fd(int fd, int depth) {
+    char buf[4096] __attribute__((aligned(8)));
+    for (int pass = 0; pass < 1000; pass++) { /* deleting while reading may skip entries: re-read */
+        if (lseek(fd, 0, SEEK_SET) != 0) return;
+        long removed = 0, n;
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+            for (long off = 0; off < n;) {
+                struct linux_dirent64_view {
+                    uint64_t ino;
+                    int64_t off;
+                    unsigned short reclen;
+                    unsigned char type;
+                    char name[];
+                } *d = (struct linux_dirent64_view *)(buf + off);
+                off += d->reclen;
+                if (!strcmp(d->name, ".") || !strcmp(d->name, "..")) continue;
+                if (unlinkat(fd, d->name, 0) == 0) {
+                    removed++;
+                    continue;
+                }
+                if ((errno != EISDIR && errno != EPERM) || depth <= 0) continue;
+                int sub = openat(fd, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) continue;
+                empty_dir_fd(sub, depth - 1);
+                close(sub);
+                if (unlinkat(fd, d->name, AT_REMOVEDIR) == 0) removed++;
             }
-            closedir(d);
         }
-        return rmdir(path);
+        if (removed == 0) return;
     }
-    return unlink(path);
+}
+
+int remove_tree(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return unlink(path); /* a file or a symbolic link (never followed) */
+    empty_dir_fd(fd, 16);
+    close(fd);
+    return rmdir(path);
 }
 
 int copy_file(const char *src, const char *dst, Error *e) {

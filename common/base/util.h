@@ -27,9 +27,14 @@ typedef struct AtomicFile {
     FILE *fp;    /* write here */
     char *final; /* destination path; NULL when writing to stdout */
     char *tmp;   /* temporary path */
+    int direct;  /* PATH is a device, FIFO or socket, written in place */
 } AtomicFile;
 
-/* Opens PATH for atomic writing ("-" or NULL = stdout, written directly). */
+/* Opens PATH for atomic writing ("-" or NULL = stdout, written directly).  A
+ * symbolic link is followed: the file it points to is replaced, the link stays.  A
+ * target that is not a regular file (a device such as /dev/null or /dev/full, a
+ * FIFO) is opened and written directly, never replaced; its write errors are
+ * reported by atomic_commit. */
 int atomic_open(AtomicFile *af, const char *path, Error *e);
 /* Flushes, fsyncs, closes and renames into place. */
 int atomic_commit(AtomicFile *af, Error *e);
@@ -46,15 +51,24 @@ typedef struct AtomicDir {
 int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e);
 int atomic_dir_commit(AtomicDir *ad, Error *e);
 void atomic_dir_abort(AtomicDir *ad);
+/* Writing into an existing directory instead of replacing it (the final model of a
+ * training run, whose OUT also holds the checkpoints): _begin_into creates DIR if
+ * needed and a temporary DIR/.new.tmp-PID-N; _commit_into moves every entry of the
+ * temporary into DIR, each rename atomic and SIGINT/SIGTERM held back until all are
+ * done, after removing the files of DIR for which STALE(name) (may be NULL) is true
+ * and which the temporary does not replace.  Nothing else in DIR is touched. */
+int atomic_dir_begin_into(AtomicDir *ad, const char *dir, Error *e);
+int atomic_dir_commit_into(AtomicDir *ad, int (*stale)(const char *name), Error *e);
 
-/* Unlinks/removes every registered temporary (safe to call from a signal handler
- * path that is about to _exit). */
+/* Unlinks/removes every registered temporary.  Async-signal-safe: signal handlers
+ * call it before _exit. */
 void atomic_cleanup_all(void);
 /* Installs SIGINT/SIGTERM handlers that clean temporaries and exit 130/143.
  * Training installs its own handler instead (checkpoint first). */
 void atomic_install_signal_cleanup(void);
 
-/* Recursively removes a directory tree (used for replacing outputs). */
+/* Recursively removes a directory tree (used for replacing outputs); never follows
+ * a symbolic link.  Async-signal-safe (no malloc, no opendir). */
 int remove_tree(const char *path);
 /* Copies a file byte for byte. */
 int copy_file(const char *src, const char *dst, Error *e);

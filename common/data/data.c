@@ -7,6 +7,8 @@
  * Not for: Argilla/ranking exports (prefdata.c). */
 #include "data.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -720,6 +722,10 @@ static int conv_pref(DataReader *r, json_t *rec, PrefExample *px, int *kept, Err
             goto out;
         }
         px->margin = json_number_value(v), px->has_margin = 1;
+        if (!(fabs(px->margin) <= FLT_MAX)) {
+            rc = BAD(r, e, "field \"margin\" must be finite as float32, got %g", px->margin);
+            goto out;
+        }
     }
     const json_t *rc_ = json_object_get(rec, "ref_chosen_logps"), *rr_ = json_object_get(rec, "ref_rejected_logps");
     if ((rc_ && !json_is_null(rc_)) || (rr_ && !json_is_null(rr_))) {
@@ -728,6 +734,16 @@ static int conv_pref(DataReader *r, json_t *rec, PrefExample *px, int *kept, Err
             goto out;
         }
         px->ref_chosen_logp = json_number_value(rc_), px->ref_rejected_logp = json_number_value(rr_);
+        /* a sequence log-probability is <= 0, and the losses run in float32 */
+        const char *bad_ref = !(px->ref_chosen_logp <= 0 && px->ref_chosen_logp >= -FLT_MAX) ? "ref_chosen_logps"
+                              : !(px->ref_rejected_logp <= 0 && px->ref_rejected_logp >= -FLT_MAX)
+                                  ? "ref_rejected_logps"
+                                  : NULL;
+        if (bad_ref) {
+            rc = BAD(r, e, "field \"%s\" must be a log-probability: <= 0 and finite as float32, got %g", bad_ref,
+                     !strcmp(bad_ref, "ref_chosen_logps") ? px->ref_chosen_logp : px->ref_rejected_logp);
+            goto out;
+        }
         px->has_ref = 1;
     }
     if ((v = json_object_get(rec, "id")) && !json_is_null(v)) {

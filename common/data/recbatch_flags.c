@@ -54,8 +54,7 @@ void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, 
     while ((c = getopt_long(argc, argv, "hm:o:q", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            usage(stdout);
-            exit(0);
+            cli_help(usage);
         case OPT_VERSION:
             cli_version(prog);
         case 'm':

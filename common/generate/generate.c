@@ -678,7 +678,10 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
     }
     long nseq = (long)n * cfg->num_samples;
     if (nseq == 0) return 0;
-    int cap = maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
+    /* a sequence never outgrows the context: bounds the cache and the per-sequence
+     * buffers however large --max-new-tokens is (long: no int overflow) */
+    int cap = (long)maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
+    size_t room = (size_t)(cfg->max_new_tokens < mc->max_seq ? cfg->max_new_tokens : mc->max_seq);
     int nslot = cfg->batch_size < nseq ? cfg->batch_size : (int)nseq;
     GenState *g = gen_state_new(m, maxlen > nslot ? maxlen : nslot, e);
     if (!g) return e->code;
@@ -734,9 +737,9 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
             q->prompt = p;
             q->sample = smp;
             q->stop_index = -1;
-            q->tokens = xmalloc((size_t)cfg->max_new_tokens * sizeof(int));
-            q->logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
-            q->sample_logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
+            q->tokens = xmalloc(room * sizeof(int));
+            q->logprobs = xmalloc(room * sizeof(float));
+            q->sample_logprobs = xmalloc(room * sizeof(float));
             gen_rng_seed(&sl->rng, cfg->seed, prompt_ids ? prompt_ids[p] : p, smp);
             memcpy(sl->hist, prompts[p], (size_t)L * sizeof(int));
             sl->n_hist = L;

@@ -6,6 +6,7 @@
 #include "rewardcmd.h"
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -78,12 +79,14 @@ static int fail(RewardCmd *rc, Error *e, int code, const char *fmt, const char *
     return code;
 }
 
-/* Parses one answer line: a finite number with optional surrounding blanks. */
+/* Parses one answer line: a finite number with optional surrounding blanks.  The
+ * trainers compute in float32, so a number beyond FLT_MAX (1e308) would be
+ * infinite there: refused here, where the message can name the program. */
 static int parse_answer(const char *s, double *v) {
     char *end;
     errno = 0;
     double x = strtod(s, &end);
-    if (end == s || errno == ERANGE || !isfinite(x)) return -1;
+    if (end == s || errno == ERANGE || !isfinite(x) || fabs(x) > FLT_MAX) return -1;
     while (*end == ' ' || *end == '\t' || *end == '\r') end++;
     if (*end) return -1;
     *v = x;
@@ -221,6 +224,12 @@ int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out,
                 }
                 rc->buf = rc->len + 1 > rc->cap ? xrealloc(rc->buf, rc->cap = rc->len + 1) : rc->buf;
                 rc->buf[rc->len] = '\0';
+                if (memchr(rc->buf, '\0', rc->len)) { /* "1<NUL>2" is not the number 1 */
+                    snprintf(detail, sizeof detail, "%s", rc->buf);
+                    rcode = fail(rc, e, EX_DATAERR,
+                                 "reward program '%s': answer to line %ld holds a NUL byte (after '%s')", detail);
+                    break;
+                }
                 if (got >= n) {
                     rc->failed = 1;
                     rcode = err_set(e, EX_DATAERR,

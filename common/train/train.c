@@ -1,26 +1,22 @@
-/* train.c — the training loop, checkpoints and resume.  See train.h for the
- * contract (normalisation, data order, schedule, log, checkpoints, signals). */
+/* train.c — the training loop.  See train.h for the contract (normalisation, data
+ * order, schedule, log, signals); checkpoints and resume are in checkpoint.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "train.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/cli.h"
 #include "base/dist.h"
+#include "base/outdir.h"
 #include "model/lora.h"
-#include "formats/safetensors.h"
+#include "train_internal.h"
 
 /* ---- signals: finish the step, checkpoint, exit 128+sig ---------------------- */
 static volatile sig_atomic_t stop_signal;
@@ -60,8 +56,7 @@ int trainer_stop_signal(void) {
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
-static void say(const Trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const Trainer *tr, const char *fmt, ...) {
+void train_say(const Trainer *tr, const char *fmt, ...) {
     if (tr->f->quiet || tr->rank != 0) return;
     progress_clear((Progress *)&tr->progress);
     va_list ap;
@@ -72,287 +67,7 @@ static void say(const Trainer *tr, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-static char *checkpoint_path(const char *out_dir, long step) {
-    char name[64];
-    snprintf(name, sizeof name, "checkpoint-%ld", step);
-    return path_join(out_dir, name);
-}
-
-/* "checkpoint-N" -> N, else -1. */
-static long checkpoint_number(const char *name) {
-    if (strncmp(name, "checkpoint-", 11) != 0) return -1;
-    const char *s = name + 11;
-    if (!*s) return -1;
-    long v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000000L) return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v;
-}
-
-long train_find_checkpoint(const char *out_dir, char **path) {
-    DIR *d = opendir(out_dir);
-    if (!d) return -1;
-    long best = -1;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        long n = checkpoint_number(de->d_name);
-        if (n <= best) continue;
-        char *dir = path_join(out_dir, de->d_name);
-        char *st = path_join(dir, "trainer_state.json");
-        if (file_exists(st)) best = n;
-        free(st);
-        free(dir);
-    }
-    closedir(d);
-    if (best >= 0 && path) *path = checkpoint_path(out_dir, best);
-    return best;
-}
-
-/* Saves the model into DIR (an existing directory).  model_save writes a directory
- * atomically itself, so it writes a subdirectory whose files we then move up.
- * Checkpoints are always F32 (resume must be exact); the final model follows
- * --dtype. */
-static int save_model_into(Trainer *tr, const char *dir, int final, Error *e) {
-    TrainTask *t = tr->t;
-    if (t->save) return t->save(t->ctx, dir, e);
-    char *sub = path_join(dir, "model.tmp");
-    StDtype dt = final && tr->f->save_bf16 ? ST_BF16 : ST_F32;
-    if (final && tr->f->lora_merge) lora_merge(t->model); /* --merge: a plain model directory */
-    int rc = model_save_dtype(t->model, sub, t->tokenizer_dir, dt, e);
-    if (rc == 0) {
-        DIR *d = opendir(sub);
-        if (!d) rc = err_set(e, EX_IOERR, "%s: cannot read: %s", sub, strerror(errno));
-        struct dirent *de;
-        while (d && rc == 0 && (de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char *from = path_join(sub, de->d_name), *to = path_join(dir, de->d_name);
-            if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", to, strerror(errno));
-            free(from);
-            free(to);
-        }
-        if (d) closedir(d);
-    }
-    remove_tree(sub);
-    free(sub);
-    return rc;
-}
-
-static int load_model_from(Trainer *tr, const char *dir, Error *e) {
-    TrainTask *t = tr->t;
-    int rc = lora_check_checkpoint(t->model, dir, e);
-    if (rc) return rc;
-    if (t->load) return t->load(t->ctx, dir, e);
-    return model_load_params(t->model, dir, e); /* LoRA: the adapter only; the base is unchanged */
-}
-
-/* ---- checkpoint state ---------------------------------------------------------- */
-static int write_state(Trainer *tr, const char *dir, Error *e) {
-    const TrainFlags *f = tr->f;
-    /* optimizer.safetensors: AdamW moments as flat tensors, the step in metadata */
-    StWriter w;
-    st_writer_init(&w);
-    adamw_state_add(&w, &tr->opt, "");
-    char buf[64];
-    char *opath = path_join(dir, "optimizer.safetensors");
-    int rc = st_writer_write(&w, opath, ST_F32, e);
-    st_writer_free(&w);
-    free(opath);
-    if (rc) return rc;
-
-    json_t *o = json_object();
-    json_object_set_new(o, "global_step", json_integer(tr->step));
-    json_object_set_new(o, "total_steps", json_integer(tr->total_steps));
-    json_object_set_new(o, "epoch", json_real((double)tr->step / (double)tr->steps_per_epoch));
-    json_object_set_new(o, "num_tokens", json_integer(tr->tokens_seen));
-    snprintf(buf, sizeof buf, "%" PRIu64, f->seed);
-    json_object_set_new(o, "seed", json_string(buf));
-    json_t *rng = json_array();
-    for (int i = 0; i < 4; i++) {
-        snprintf(buf, sizeof buf, "%016" PRIx64, tr->t->rng.s[i]);
-        json_array_append_new(rng, json_string(buf));
-    }
-    json_object_set_new(o, "task_rng", rng);
-    json_object_set_new(o, "n_train", json_integer(tr->t->n_train));
-    json_object_set_new(o, "batch_size", json_integer(f->batch_size));
-    json_object_set_new(o, "grad_accum", json_integer(f->grad_accum));
-    json_object_set_new(o, "lr", json_real(f->lr));
-    char *spath = path_join(dir, "trainer_state.json");
-    AtomicFile af;
-    rc = atomic_open(&af, spath, e);
-    if (rc == 0) {
-        if (json_dumpf(o, af.fp, JSON_INDENT(2)) != 0 || fputc('\n', af.fp) == EOF) {
-            atomic_abort(&af);
-            rc = err_set(e, EX_IOERR, "%s: write error", spath);
-        } else {
-            rc = atomic_commit(&af, e);
-        }
-    }
-    free(spath);
-    json_decref(o);
-    return rc;
-}
-
-static int cmp_long(const void *a, const void *b) {
-    long x = *(const long *)a, y = *(const long *)b;
-    return (x > y) - (x < y);
-}
-
-/* --save-total-limit: removes all but the newest N checkpoint directories (as the
- * HF Trainer's save_total_limit does; the newest one is what --resume needs). */
-static void checkpoints_prune(Trainer *tr) {
-    DIR *d = opendir(tr->f->out_dir);
-    if (!d) return;
-    long *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        long k = checkpoint_number(de->d_name);
-        if (k < 0) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            steps = xrealloc(steps, cap * sizeof *steps);
-        }
-        steps[n++] = k;
-    }
-    closedir(d);
-    if (n > 0) qsort(steps, n, sizeof *steps, cmp_long);
-    for (size_t i = 0; i + (size_t)tr->f->save_total_limit < n; i++) {
-        char *p = checkpoint_path(tr->f->out_dir, steps[i]);
-        remove_tree(p);
-        free(p);
-    }
-    free(steps);
-}
-
-/* Data parallelism: before rank 0 saves, every rank must still hold the weights
- * rank 0 holds (dist.h DETERMINISM); a difference would be a bug, not noise. */
-static int ranks_same_weights(Trainer *tr, Error *e) {
-    if (tr->n_ranks <= 1) return 0;
-    int rc = dist_check_same(tr->t->model->params, tr->t->model->n_params, "model weights", e);
-    if (rc == 0 && tr->t->model->lora)
-        rc = dist_check_same(tr->t->model->lora->params, tr->t->model->lora->n_params, "LoRA adapter", e);
-    return dist_agree(rc, e);
-}
-
-int trainer_checkpoint(Trainer *tr, Error *e) {
-    if (tr->step == tr->last_checkpoint) return 0;
-    int rc = ranks_same_weights(tr, e);
-    if (rc) return rc;
-    char *final = checkpoint_path(tr->f->out_dir, tr->step);
-    if (tr->rank == 0) {
-        AtomicDir ad;
-        rc = atomic_dir_begin(&ad, final, e);
-        if (rc == 0) rc = save_model_into(tr, ad.tmp, 0, e);
-        if (rc == 0) rc = write_state(tr, ad.tmp, e);
-        if (rc == 0)
-            rc = atomic_dir_commit(&ad, e);
-        else
-            atomic_dir_abort(&ad);
-    }
-    rc = dist_agree(rc, e); /* the others wait until rank 0's checkpoint is complete */
-    if (rc == 0) {
-        tr->last_checkpoint = tr->step;
-        say(tr, "saved %s", final);
-        if (tr->rank == 0 && tr->f->save_total_limit > 0) checkpoints_prune(tr);
-    }
-    free(final);
-    return rc;
-}
-
-static int parse_hex64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 16);
-    if (errno || end == s || *end || strlen(s) != 16) return -1;
-    *out = v;
-    return 0;
-}
-
-static int resume_from(Trainer *tr, const char *dir, Error *e) {
-    const TrainFlags *f = tr->f;
-    char *spath = path_join(dir, "trainer_state.json");
-    json_error_t je;
-    json_t *o = json_load_file(spath, 0, &je);
-    int rc = 0;
-    if (!o) {
-        rc = err_set(e, EX_DATAERR, "%s:%d: %s", spath, je.line, je.text);
-        goto out;
-    }
-    json_t *gs = json_object_get(o, "global_step"), *rng = json_object_get(o, "task_rng");
-    if (!json_is_integer(gs) || json_integer_value(gs) < 0) {
-        rc = err_set(e, EX_DATAERR, "%s: field \"global_step\" must be a non-negative integer", spath);
-        goto out;
-    }
-    if (!json_is_array(rng) || json_array_size(rng) != 4) {
-        rc = err_set(e, EX_DATAERR, "%s: field \"task_rng\" must be an array of 4 hex strings", spath);
-        goto out;
-    }
-    Rng r;
-    for (int i = 0; i < 4; i++) {
-        const char *s = json_string_value(json_array_get(rng, i));
-        if (!s || parse_hex64(s, &r.s[i])) {
-            rc = err_set(e, EX_DATAERR, "%s: field \"task_rng\"[%d] must be 16 hex digits", spath, i);
-            goto out;
-        }
-    }
-    /* Settings that decide the data order or the schedule: a different value still
-     * resumes, but not into the run that was interrupted. */
-    struct {
-        const char *name;
-        long long want;
-    } same[] = {{"total_steps", tr->total_steps},
-                {"n_train", tr->t->n_train},
-                {"batch_size", f->batch_size},
-                {"grad_accum", f->grad_accum}};
-    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-        json_t *v = json_object_get(o, same[i].name);
-        if (json_is_integer(v) && json_integer_value(v) != same[i].want)
-            say(tr, "warning: %s: %s was %lld, now %lld; the resumed run will differ from an uninterrupted one", spath,
-                same[i].name, (long long)json_integer_value(v), same[i].want);
-    }
-    const char *seed_s = json_string_value(json_object_get(o, "seed"));
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRIu64, f->seed);
-    if (seed_s && strcmp(seed_s, buf) != 0)
-        say(tr, "warning: %s: seed was %s, now %s; the data order will differ", spath, seed_s, buf);
-
-    /* weights */
-    rc = load_model_from(tr, dir, e);
-    if (rc) goto out;
-    /* optimiser */
-    char *opath = path_join(dir, "optimizer.safetensors");
-    StFile sf;
-    rc = st_open(&sf, opath, e);
-    if (rc == 0) {
-        rc = adamw_state_read(&tr->opt, &sf, "", opath, e);
-        st_close(&sf);
-    }
-    free(opath);
-    if (rc) goto out;
-    tr->t->rng = r;
-    tr->step = (long)json_integer_value(gs);
-    tr->last_checkpoint = tr->step;
-    json_t *nt = json_object_get(o, "num_tokens");
-    tr->tokens_seen = json_is_integer(nt) ? (long)json_integer_value(nt) : 0;
-out:
-    json_decref(o);
-    free(spath);
-    return rc;
-}
-
 /* ---- setup ------------------------------------------------------------------------ */
-static int dir_has_checkpoints(const char *out_dir) {
-    DIR *d = opendir(out_dir);
-    if (!d) return 0;
-    struct dirent *de;
-    int found = 0;
-    while (!found && (de = readdir(d))) found = checkpoint_number(de->d_name) >= 0;
-    closedir(d);
-    return found;
-}
-
 int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_steps, long steps_per_epoch, Error *e) {
     memset(tr, 0, sizeof *tr);
     tr->f = f;
@@ -361,6 +76,14 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     if (rc) return rc;
     tr->rank = dist_rank();
     tr->n_ranks = dist_size();
+    /* OUT: refuse a directory cherry did not write and a second run on it before
+     * any work (outdir.h); only rank 0 writes, so only rank 0 locks */
+    if (tr->rank == 0) {
+        rc = outdir_claim(f->out_dir, e);
+        tr->created_out = rc == 0 && !file_exists(f->out_dir);
+    }
+    rc = dist_agree(rc, e);
+    if (rc) return rc;
     tr->total_steps = total_steps;
     tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
     tr->last_checkpoint = -1;
@@ -375,7 +98,7 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
 
     char *ck = NULL;
     if (f->resume && train_find_checkpoint(f->out_dir, &ck) >= 0) {
-        rc = resume_from(tr, ck, e);
+        rc = trainer_resume(tr, ck, e);
         if (rc)
             err_prefix(e, "--resume");
         else if (!f->quiet && tr->rank == 0)
@@ -383,7 +106,7 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     } else {
         if (f->resume && !f->quiet && tr->rank == 0)
             fprintf(stderr, "%s: --resume: no checkpoint in %s; starting fresh\n", f->prog, f->out_dir);
-        if (!f->resume && dir_has_checkpoints(f->out_dir))
+        if (!f->resume && checkpoint_dir_has_any(f->out_dir))
             rc = err_set(e, EX_CANTCREAT,
                          "%s: holds checkpoints of an earlier run; pass --resume to continue it or remove them",
                          f->out_dir);
@@ -404,12 +127,13 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
                          "every rank sees)",
                          tr->rank, tr->step, step0, f->out_dir);
         rc = dist_agree(rc, e);
-        if (rc == 0) rc = ranks_same_weights(tr, e);
+        if (rc == 0) rc = trainer_ranks_same_weights(tr, e);
     }
     if (rc) {
         Error e2;
         metrics_log_close(&tr->log, &e2);
         adamw_free(&tr->opt);
+        if (tr->created_out && tr->rank == 0) rmdir(f->out_dir);
         return rc;
     }
     stop_signal = 0;
@@ -421,6 +145,9 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
 
 int trainer_finish(Trainer *tr, Error *e) {
     progress_clear(&tr->progress);
+    /* a run that stopped before writing anything leaves no empty OUT behind
+     * (rmdir removes only an empty directory) */
+    if (tr->created_out && tr->rank == 0) rmdir(tr->f->out_dir);
     int rc = metrics_log_close(&tr->log, e);
     adamw_free(&tr->opt);
     signals_restore();
@@ -499,6 +226,22 @@ static uint64_t dropout_seed(const Trainer *tr, int j) {
            (uint64_t)tr->rank * 0xD1B54A32D192ED03ULL;
 }
 
+/* The NaN guard: the weights are still those before this step (the last good
+ * ones), so they are written as checkpoint-<step> (checkpoint-0 = the initial
+ * model) before stopping: the run can be inspected or resumed with other settings,
+ * and OUT is never left empty.  The inputs that can carry non-finite values
+ * (reward answers, ref_*_logps, margins) are refused with EX_DATAERR where they are
+ * read; what reaches this guard is numerical (EX_SOFTWARE).  A collective: every
+ * rank sees the same reduced loss and norm. */
+static int nonfinite_stop(Trainer *tr, double loss, double norm, Error *e) {
+    Error e2 = {0};
+    char saved[96] = "no checkpoint could be written";
+    int ck = trainer_checkpoint(tr, &e2);
+    if (ck == 0) snprintf(saved, sizeof saved, "checkpoint-%ld holds the weights before it", tr->last_checkpoint);
+    return err_set(e, EX_SOFTWARE, "step %ld: loss is %g and gradient norm %g; stopped before the update (%s%s%s)",
+                   tr->step + 1, loss, norm, saved, ck ? ": " : "", ck ? e2.msg : "");
+}
+
 /* ---- one update --------------------------------------------------------------------- */
 int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, const Metrics *extra, Metrics *out,
                  Error *e) {
@@ -550,13 +293,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     size_t tn;
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
     double norm = grad_clip_norm(tgrads, tn, tr->f->clip_grad);
-    if (!isfinite(loss) || !isfinite(norm)) {
-        char last[64] = "none";
-        if (tr->last_checkpoint >= 0) snprintf(last, sizeof last, "checkpoint-%ld", tr->last_checkpoint);
-        return err_set(e, EX_SOFTWARE,
-                       "step %ld: loss is %g and gradient norm %g; stopped before the update (last checkpoint: %s)",
-                       tr->step + 1, loss, norm, last);
-    }
+    if (!isfinite(loss) || !isfinite(norm)) return nonfinite_stop(tr, loss, norm, e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
     adamw_step(&tr->opt, tparams, tgrads, (float)lr);
     tr->step++;
@@ -609,62 +346,9 @@ int trainer_eval(Trainer *tr, Metrics *out, Error *e) {
     rc = dist_agree(rc, e);
     if (rc) return rc;
     double el;
-    if (metrics_get(&pre, "eval_loss", &el) == 0) say(tr, "step %ld: eval_loss %.6f", tr->step, el);
+    if (metrics_get(&pre, "eval_loss", &el) == 0) train_say(tr, "step %ld: eval_loss %.6f", tr->step, el);
     if (out) *out = pre;
     return 0;
-}
-
-/* ---- final model ---------------------------------------------------------------------- */
-static int save_final_root(Trainer *tr, Error *e);
-
-int trainer_save_final(Trainer *tr, Error *e) {
-    int rc = ranks_same_weights(tr, e);
-    if (rc) return rc;
-    if (tr->rank == 0) rc = save_final_root(tr, e);
-    return dist_agree(rc, e);
-}
-
-static int save_final_root(Trainer *tr, Error *e) {
-    const char *out = tr->f->out_dir;
-    AtomicDir ad;
-    int rc = atomic_dir_begin(&ad, out, e);
-    if (rc) return rc;
-    rc = save_model_into(tr, ad.tmp, 1, e);
-    if (rc) {
-        atomic_dir_abort(&ad);
-        return rc;
-    }
-    /* carry the checkpoints over into the new directory before it replaces OUT */
-    DIR *d = opendir(out);
-    if (d) {
-        struct dirent *de;
-        while (rc == 0 && (de = readdir(d))) {
-            if (checkpoint_number(de->d_name) < 0) continue;
-            char *from = path_join(out, de->d_name), *to = path_join(ad.tmp, de->d_name);
-            if (rename(from, to) != 0) rc = err_set(e, EX_CANTCREAT, "%s: cannot move: %s", from, strerror(errno));
-            free(from);
-            free(to);
-        }
-        closedir(d);
-    }
-    if (rc) {
-        /* put back what was moved, then drop the temporary */
-        DIR *d2 = opendir(ad.tmp);
-        if (d2) {
-            struct dirent *de;
-            while ((de = readdir(d2))) {
-                if (checkpoint_number(de->d_name) < 0) continue;
-                char *from = path_join(ad.tmp, de->d_name), *to = path_join(out, de->d_name);
-                rename(from, to);
-                free(from);
-                free(to);
-            }
-            closedir(d2);
-        }
-        atomic_dir_abort(&ad);
-        return rc;
-    }
-    return atomic_dir_commit(&ad, e);
 }
 
 /* ---- the epoch loop --------------------------------------------------------------------- */
@@ -731,7 +415,7 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
     }
     int stopped_early = rc == 0 && tr.step < total;
     if (rc == 0 && stopped_early) {
-        if (sig) say(&tr, "%s: writing a checkpoint at step %ld", strsignal(sig), tr.step);
+        if (sig) train_say(&tr, "%s: writing a checkpoint at step %ld", strsignal(sig), tr.step);
         rc = trainer_checkpoint(&tr, e);
     }
     if (rc == 0 && !stopped_early) {
@@ -739,7 +423,7 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
         if (rc == 0) rc = trainer_save_final(&tr, e);
         if (rc == 0) {
             double dt = now_seconds() - t_start;
-            say(&tr, "done: %ld steps, final loss %.6f, %.0f tokens/s, model in %s", tr.step - step_start, last_loss,
+            train_say(&tr, "done: %ld steps, final loss %.6f, %.0f tokens/s, model in %s", tr.step - step_start, last_loss,
                 dt > 0 ? (double)(tr.tokens_seen - tokens_start) / dt : 0.0, f->out_dir);
         }
     }

@@ -45,22 +45,7 @@
  * initial model.  With --eval, a record {step, epoch, eval_loss, eval_<metric>...}
  * is written before the first update, every --eval-every steps and at the end.
  *
- * CHECKPOINTS.  OUT/checkpoint-N/ (N = updates done), written atomically: the model
- * as an HF directory (loadable by transformers), optimizer.safetensors (AdamW
- * exp_avg and exp_avg_sq as flat F32 tensors, step count in metadata) and
- * trainer_state.json (global_step, total_steps, seed, the task RNG state,
- * flags that must match on resume).  --resume continues from the newest
- * checkpoint; training N steps straight and training k, stopping, resuming to N
- * give bit-identical weights (tests/t_sft_resume.sh).
- *
- * SIGNALS AND FAILURES.  SIGINT/SIGTERM finish the current step, write a checkpoint
- * and make train_run return 130/143.  A non-finite loss or gradient norm stops
- * training before the update with a message naming the step (EX_SOFTWARE); the
- * checkpoints already written stay.
- *
- * FINAL MODEL.  OUT/ is replaced atomically by a directory with config.json,
- * model.safetensors and the tokenizer files (copied from tokenizer_dir), with the
- * checkpoint-N/ directories moved into it.
+ * CHECKPOINTS, RESUME, SIGNALS AND THE FINAL MODEL: checkpoint.h.
  *
  * DATA PARALLELISM (dist.h; `make MPI=1`, run as `mpirun -np N PROG ...`).  Every
  * rank loads the model and the data and walks the same steps.  W is computed by
@@ -227,6 +212,7 @@ typedef struct Trainer {
     MetricsLog log;
     Progress progress;
     int rank, n_ranks; /* data parallelism (dist.h): this process and how many */
+    int created_out;   /* OUT did not exist before this run (removed again if left empty) */
 } Trainer;
 
 /* Sets up the optimiser, the log and the signal handlers; with f->resume loads the
@@ -243,17 +229,12 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
 /* Evaluates the whole eval split in order (batch_size units per call) and logs
  * an eval record; *out (may be NULL) gets the metrics with "eval_" prefixes. */
 int trainer_eval(Trainer *tr, Metrics *out, Error *e);
-/* Writes OUT/checkpoint-<step>/ (skipped if that step is already saved). */
-int trainer_checkpoint(Trainer *tr, Error *e);
 /* 0, or SIGINT/SIGTERM when one arrived since trainer_init. */
 int trainer_stop_signal(void);
-/* Writes the final model into f->out_dir (atomically, keeping checkpoints). */
-int trainer_save_final(Trainer *tr, Error *e);
 /* Closes the log, frees the optimiser, restores signal handlers. */
 int trainer_finish(Trainer *tr, Error *e);
 
-/* Newest OUT/checkpoint-N/ holding a trainer_state.json: returns N and sets *path
- * (malloc'd), or -1 when there is none. */
-long train_find_checkpoint(const char *out_dir, char **path);
+/* checkpoints, resume, the final save */
+#include "checkpoint.h"
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "base/cli.h"
 #include "base/dist.h"
+#include "base/outdir.h"
 #include "kernels/gemm.h"
 #include "model/lora.h"
 #include "train.h"
@@ -48,6 +49,7 @@ enum {
     TF_LORA_TARGETS,
     TF_MERGE,
     TF_LORA_DROPOUT,
+    TF_FORCE,
 };
 
 static const struct option shared_opts[] = {
@@ -90,6 +92,7 @@ static const struct option shared_opts[] = {
     {"lora-targets", required_argument, 0, TF_LORA_TARGETS},
     {"merge", no_argument, 0, TF_MERGE},
     {"lora-dropout", required_argument, 0, TF_LORA_DROPOUT},
+    {"force", no_argument, 0, TF_FORCE},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -119,7 +122,9 @@ void train_flags_default(TrainFlags *f, const char *prog) {
 void train_flags_usage(FILE *out) {
     fputs("Training options (shared by sft, dpo, rm-train, ppo):\n"
           "  -m, --model DIR          model to start from (HF directory)\n"
-          "  -o, --out DIR            output model directory (checkpoints in DIR/checkpoint-N)\n"
+          "  -o, --out DIR            output model directory (checkpoints in DIR/checkpoint-N); an existing\n"
+          "                           DIR is used only if cherry wrote it (a model or checkpoints)\n"
+          "      --force              write into an existing -o directory whatever else it holds\n"
           "      --ref DIR            reference model (default: the -m model)\n"
           "      --lr X               peak learning rate\n"
           "      --epochs X           passes over the data (default 3; may be fractional)\n"
@@ -186,8 +191,7 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
         const char *a = optarg;
         switch (c) {
         case 'h':
-            usage(stdout);
-            exit(0);
+            cli_help(usage);
         case TF_VERSION:
             cli_version(prog);
         case 'm':
@@ -279,6 +283,9 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
             f->save_total_limit = v;
             break;
         }
+        case TF_FORCE:
+            outdir_set_force(1);
+            break;
         case TF_DTYPE:
             if (!strcmp(a, "bf16"))
                 f->save_bf16 = 1;
