@@ -55,7 +55,8 @@ typedef struct JinjaOutput {
 
 /* Renders T with the variables of the JSON objects TRUSTED (strings tag 0: bos_token,
  * add_generation_prompt, ...) and DATA (tagged strings).  In DATA, the strings inside
- * data["messages"][k] get tag 1 + (k % 250), all its other strings tag 255.  Either
+ * data["messages"][k] get tag 1 + (k % 250) (its "role" excepted), all other strings
+ * tag 255.  Either
  * object may be NULL; DATA's keys win.  *out is overwritten; free with
  * jinja_output_free.  EX_DATAERR on a runtime error (raise_exception, undefined
  * operations, limits). */

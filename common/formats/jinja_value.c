@@ -589,7 +589,13 @@ Value v_from_json(Arena *a, const json_t *j, unsigned char tag, int messages_lev
             v = v_list(a);
             size_t i;
             json_t *m;
-            json_array_foreach(x, i, m) list_push(a, v.u.l, from_json_tag(a, m, (unsigned char)(1 + i % 250)));
+            json_array_foreach(x, i, m) {
+                Value mv = from_json_tag(a, m, (unsigned char)(1 + i % 250));
+                /* the role is data too (never a control token) but not the message's own text */
+                Value *role = mv.k == V_DICT ? dict_get(mv.u.d, "role", 4) : NULL;
+                if (role && role->k == V_STR) *role = v_str(jstr_retag(a, role->u.s->s, role->u.s->n, 255));
+                list_push(a, v.u.l, mv);
+            }
         } else {
             v = from_json_tag(a, x, tag);
         }
