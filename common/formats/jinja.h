@@ -37,7 +37,7 @@
 
 #define JINJA_MAX_DEPTH 200
 #define JINJA_MAX_OUTPUT (16u << 20)
-#define JINJA_MAX_STEPS 20000000L
+#define JINJA_MAX_STEPS 5000000L
 #define JINJA_MAX_MEMORY (256u << 20)
 
 typedef struct JinjaTemplate JinjaTemplate;

@@ -55,11 +55,12 @@ int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const c
             v[nargs == 1 ? 1 : i] = args[i].u.i;
         }
         if (!v[2]) return ctx_fail(c, at, "range() arg 3 must not be zero");
-        int64_t n = v[2] > 0 ? (v[1] - v[0] + v[2] - 1) / v[2] : (v[0] - v[1] - v[2] - 1) / -v[2];
+        __int128 span = v[2] > 0 ? (__int128)v[1] - v[0] : (__int128)v[0] - v[1], st = v[2] > 0 ? v[2] : -(__int128)v[2];
+        __int128 n = span > 0 ? (span + st - 1) / st : 0;
         if (n > 100000) /* jinja2's sandbox MAX_RANGE */
-            return ctx_fail(c, at, "range too big (%lld items; the sandbox allows 100000)", (long long)n);
+            return ctx_fail(c, at, "range too big (the sandbox allows 100000 items)");
         Value l = v_list(c->a);
-        for (int64_t i = 0; i < n; i++) list_push(c->a, l.u.l, v_int(v[0] + i * v[2]));
+        for (int64_t i = 0; i < (int64_t)n; i++) list_push(c->a, l.u.l, v_int(v[0] + i * v[2]));
         *out = l;
         return 0;
     }
@@ -390,6 +391,7 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
         Value l = v_list(c->a);
         for (int i = 0; i < x.u.d->n; i++) {
             Value p = v_list(c->a);
+            p.u.l->tuple = 1;
             list_push(c->a, p.u.l, v_str(x.u.d->keys[i]));
             list_push(c->a, p.u.l, x.u.d->vals[i]);
             list_push(c->a, l.u.l, p);
@@ -487,6 +489,7 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
         if (!r) return ctx_fail(c, at, "tojson: %s", why);
         *out = v_str(r);
     } else if (!strcmp(name, "abs")) {
+        if (x.k == V_INT && x.u.i == INT64_MIN) return ctx_fail(c, at, "integer overflow");
         if (x.k == V_INT) *out = v_int(x.u.i < 0 ? -x.u.i : x.u.i);
         else if (x.k == V_FLOAT) *out = v_float(fabs(x.u.f));
         else return ctx_fail(c, at, "abs: bad operand %s", v_type_name(x));
@@ -501,6 +504,7 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
             f = strtod(buf, &end);
             if (end == buf) f = a0.k == V_INT ? (double)a0.u.i : a0.k == V_FLOAT ? a0.u.f : 0;
         }
+        if (name[0] == 'i' && !(f > -9.2e18 && f < 9.2e18)) return ctx_fail(c, at, "int: %g out of range", f);
         *out = name[0] == 'i' ? v_int((int64_t)f) : v_float(f);
     } else if (!strcmp(name, "indent")) {
         Value w = kwarg(kw, kwv, nkw, "width", args, nargs, 0), first = kwarg(kw, kwv, nkw, "first", args, nargs, 1),
@@ -653,6 +657,7 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
                 else if (name[0] == 'v') list_push(c->a, l.u.l, d->vals[i]);
                 else {
                     Value p = v_list(c->a);
+                    p.u.l->tuple = 1;
                     list_push(c->a, p.u.l, v_str(d->keys[i]));
                     list_push(c->a, p.u.l, d->vals[i]);
                     list_push(c->a, l.u.l, p);

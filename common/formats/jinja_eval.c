@@ -18,6 +18,7 @@
 
 #define MAX_EVAL_DEPTH 3000
 #define MAX_MACRO_DEPTH 64
+#define MAX_LIST 1000000u /* elements a list may reach */
 
 struct Scope {
     Scope *parent;
@@ -236,7 +237,10 @@ static int eval_slice(Ctx *c, const Node *n, Value obj, Value *out) {
     slice_indices(len, has, v, &lo, &hi, &st);
     if (obj.k == V_LIST) {
         Value r = v_list(c->a);
-        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(c->a, r.u.l, obj.u.l->v[i]);
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+            list_push(c->a, r.u.l, obj.u.l->v[i]);
+            if (st > 0 ? hi - i <= st : i - hi <= -st) break; /* no overflow past the end */
+        }
         *out = r;
         return 0;
     }
@@ -251,6 +255,7 @@ static int eval_slice(Ctx *c, const Node *n, Value obj, Value *out) {
         size_t a = utf8_offset(s->s, s->n, (size_t)i), b = utf8_offset(s->s, s->n, (size_t)i + 1);
         r = jstr_cat(c->a, r, jstr_sub(c->a, s, a, b - a));
         if (step(c, n)) return c->err;
+        if (st > 0 ? hi - i <= st : i - hi <= -st) break;
     }
     *out = v_str(r);
     return 0;
@@ -312,18 +317,22 @@ static int contains(Ctx *c, const Node *n, Value hay, Value needle, int *res) {
 }
 
 static int repeat(Ctx *c, const Node *n, Value seq, int64_t k, Value *out) {
-    if (k < 0) k = 0;
+    if (k < 0 || (seq.k == V_STR ? !seq.u.s->n : !seq.u.l->n)) k = 0;
     if (seq.k == V_STR) {
-        if (seq.u.s->n && (uint64_t)k > JINJA_MAX_OUTPUT / seq.u.s->n) return ctx_fail(c, n, "string repetition too large");
-        JStr *r = jstr_lit(c->a, "");
+        const JStr *s = seq.u.s;
+        if (s->n && (uint64_t)k > JINJA_MAX_OUTPUT / s->n) return ctx_fail(c, n, "string repetition too large");
+        JStr *r = jstr_new(c->a, "", 0, NULL);
+        char *d = arena_alloc(c->a, s->n * (size_t)k + 1);
+        unsigned char *t = s->tag ? arena_alloc(c->a, s->n * (size_t)k + 1) : NULL;
         for (int64_t i = 0; i < k; i++) {
-            r = jstr_cat(c->a, r, seq.u.s);
-            if (step(c, n)) return c->err;
+            memcpy(d + (size_t)i * s->n, s->s, s->n);
+            if (t) memcpy(t + (size_t)i * s->n, s->tag, s->n);
         }
+        r->s = d, r->tag = t, r->n = s->n * (size_t)k;
         *out = v_str(r);
         return 0;
     }
-    if ((uint64_t)k * (uint64_t)seq.u.l->n > 10000000u) return ctx_fail(c, n, "list repetition too large");
+    if ((uint64_t)k > MAX_LIST / (uint64_t)(seq.u.l->n ? seq.u.l->n : 1)) return ctx_fail(c, n, "list repetition too large");
     Value r = v_list(c->a);
     for (int64_t i = 0; i < k; i++)
         for (int j = 0; j < seq.u.l->n; j++) list_push(c->a, r.u.l, seq.u.l->v[j]);
@@ -361,6 +370,7 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
         return 0;
     }
     if (op == OP_ADD && x.k == V_LIST && y.k == V_LIST) {
+        if ((uint64_t)x.u.l->n + (uint64_t)y.u.l->n > MAX_LIST) return ctx_fail(c, n, "list too large");
         Value l = v_list(c->a);
         for (int i = 0; i < x.u.l->n; i++) list_push(c->a, l.u.l, x.u.l->v[i]);
         for (int i = 0; i < y.u.l->n; i++) list_push(c->a, l.u.l, y.u.l->v[i]);
@@ -377,15 +387,19 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
                         op == OP_ADD ? "+" : op == OP_SUB ? "-" : op == OP_MUL ? "*" : op == OP_DIV ? "/" : op == OP_FLOORDIV ? "//" : op == OP_MOD ? "%" : "**",
                         v_type_name(x), v_type_name(y));
     int both_int = ix && iy;
+    int64_t ir;
     switch (op) {
     case OP_ADD:
-        *out = both_int ? v_int(ax + ay) : v_float(fx + fy);
+        if (both_int && __builtin_add_overflow(ax, ay, &ir)) return ctx_fail(c, n, "integer overflow");
+        *out = both_int ? v_int(ir) : v_float(fx + fy);
         return 0;
     case OP_SUB:
-        *out = both_int ? v_int(ax - ay) : v_float(fx - fy);
+        if (both_int && __builtin_sub_overflow(ax, ay, &ir)) return ctx_fail(c, n, "integer overflow");
+        *out = both_int ? v_int(ir) : v_float(fx - fy);
         return 0;
     case OP_MUL:
-        *out = both_int ? v_int(ax * ay) : v_float(fx * fy);
+        if (both_int && __builtin_mul_overflow(ax, ay, &ir)) return ctx_fail(c, n, "integer overflow");
+        *out = both_int ? v_int(ir) : v_float(fx * fy);
         return 0;
     case OP_DIV:
         if (fy == 0) return ctx_fail(c, n, "division by zero");
@@ -395,6 +409,7 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
     case OP_MOD:
         if (fy == 0) return ctx_fail(c, n, "integer division or modulo by zero");
         if (both_int) { /* Python floors toward -infinity */
+            if (ax == INT64_MIN && ay == -1) return ctx_fail(c, n, "integer overflow");
             int64_t q = ax / ay, m = ax % ay;
             if (m && ((m < 0) != (ay < 0))) q--, m += ay;
             *out = v_int(op == OP_MOD ? m : q);
@@ -404,9 +419,12 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
         }
         return 0;
     case OP_POW:
-        if (both_int && ay >= 0) {
-            int64_t p = 1;
-            for (int64_t i = 0; i < ay && i < 64; i++) p *= ax;
+        if (both_int && ay >= 0) { /* square and multiply, refusing what int64 cannot hold */
+            int64_t p = 1, b = ax;
+            for (int64_t e = ay; e; e >>= 1) {
+                if ((e & 1) && __builtin_mul_overflow(p, b, &p)) return ctx_fail(c, n, "integer overflow");
+                if (e > 1 && __builtin_mul_overflow(b, b, &b)) return ctx_fail(c, n, "integer overflow");
+            }
             *out = v_int(p);
         } else {
             *out = v_float(pow(fx, fy));
@@ -503,6 +521,7 @@ static int eval_inner(Ctx *c, const Node *n, Value *out) {
     case E_NEG:
     case E_POS:
         if (eval_expr(c, n->a, &x)) return c->err;
+        if ((x.k == V_INT || x.k == V_BOOL) && x.u.i == INT64_MIN && n->k == E_NEG) return ctx_fail(c, n, "integer overflow");
         if (x.k == V_INT || x.k == V_BOOL) *out = v_int(n->k == E_NEG ? -x.u.i : x.u.i);
         else if (x.k == V_FLOAT) *out = v_float(n->k == E_NEG ? -x.u.f : x.u.f);
         else if (x.k == V_UNDEF) return undefined_error(c, n, x);
@@ -527,6 +546,7 @@ static int eval_inner(Ctx *c, const Node *n, Value *out) {
         return 0;
     case E_LIST: {
         Value l = v_list(c->a);
+        l.u.l->tuple = n->op;
         for (int i = 0; i < n->n_kids; i++) {
             if (eval_expr(c, n->kids[i], &x)) return c->err;
             list_push(c->a, l.u.l, x);

@@ -72,6 +72,7 @@ typedef struct Value {
 struct JList {
     Value *v;
     int n, cap;
+    int tuple; /* a Python tuple: printed (a, b); otherwise a list */
 };
 struct JDict {
     JStr **keys; /* string keys only (what JSON and templates use), insertion order */

@@ -8,6 +8,7 @@
  *     and \r\n / \r become \n (jinja2 splits the source into lines and rejoins them);
  *   - string literals are unescaped like Python's "unicode-escape" codec.
  * Tag ends are recognised only when (), [] and {} are balanced, so {{ {'a': 1}}} works. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,8 +189,10 @@ static int lex_tag(Lx *x, int var, int *line_starting) {
             JTok *t = push(x, is_float ? T_FLOAT : T_INT);
             if (is_float) t->f = strtod(buf, NULL);
             else {
-                if (m > 18) return err_set(x->e, EX_DATAERR, "chat_template line %d: integer %s too large", x->line, buf);
+                errno = 0;
                 t->i = strtoll(buf, NULL, 10);
+                if (errno == ERANGE || m >= sizeof buf - 1)
+                    return err_set(x->e, EX_DATAERR, "chat_template line %d: integer %s too large", x->line, buf);
             }
             x->pos += k;
         } else if (c == '\'' || c == '"') {

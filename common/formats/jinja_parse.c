@@ -149,10 +149,12 @@ static int parse_primary(Ps *p, Node **out) {
         if (is_op(p, ")")) { /* empty tuple */
             p->i++;
             n = node(p, E_LIST);
+            n->op = 1;
         } else {
             if (parse_expr(p, &n)) return p->e->code;
-            if (is_op(p, ",")) { /* tuple (a list here) */
+            if (is_op(p, ",")) { /* tuple */
                 Node *l = node(p, E_LIST);
+                l->op = 1;
                 add_kid(p, &l->kids, &l->n_kids, n);
                 while (is_op(p, ",")) {
                     p->i++;

@@ -51,6 +51,7 @@ void arena_free(Arena *a) {
 /* ---- strings ---- */
 JStr *jstr_new(Arena *a, const char *s, size_t n, const unsigned char *tag) {
     JStr *r = arena_alloc(a, sizeof *r);
+    r->s = "";
     if (a->over) return r; /* r is scratch: n = 0 */
     char *d = arena_alloc(a, n + 1);
     if (a->over) return r;
@@ -84,6 +85,7 @@ JStr *jstr_retag(Arena *a, const char *s, size_t n, unsigned char tag) {
 }
 JStr *jstr_cat(Arena *a, const JStr *x, const JStr *y) {
     JStr *r = arena_alloc(a, sizeof *r);
+    r->s = "";
     if (a->over) return r;
     char *d = arena_alloc(a, x->n + y->n + 1);
     if (a->over) return r;
@@ -183,7 +185,7 @@ void list_push(Arena *a, JList *l, Value v) {
 }
 Value *dict_get(const JDict *d, const char *key, size_t n) {
     for (int i = 0; i < d->n; i++)
-        if (d->keys[i]->n == n && !memcmp(d->keys[i]->s, key, n)) return &d->vals[i];
+        if (d->keys[i]->n == n && (!n || !memcmp(d->keys[i]->s, key, n))) return &d->vals[i];
     return NULL;
 }
 void dict_set(Arena *a, JDict *d, JStr *key, Value v) {
@@ -230,7 +232,13 @@ int v_truthy(Value v) {
 static int is_num(Value v) {
     return v.k == V_BOOL || v.k == V_INT || v.k == V_FLOAT;
 }
+static int eq_rec(Value x, Value y, int depth);
 int v_equal(Value x, Value y) {
+    return eq_rec(x, y, 0);
+}
+/* depth-limited: templates can build lists nested arbitrarily deep ({% set ns.l = [ns.l] %}) */
+static int eq_rec(Value x, Value y, int depth) {
+    if (depth > JINJA_MAX_DEPTH) return 0;
     if (is_num(x) && is_num(y)) {
         if (x.k == V_FLOAT || y.k == V_FLOAT)
             return (x.k == V_FLOAT ? x.u.f : (double)x.u.i) == (y.k == V_FLOAT ? y.u.f : (double)y.u.i);
@@ -246,14 +254,14 @@ int v_equal(Value x, Value y) {
     case V_LIST:
         if (x.u.l->n != y.u.l->n) return 0;
         for (int i = 0; i < x.u.l->n; i++)
-            if (!v_equal(x.u.l->v[i], y.u.l->v[i])) return 0;
+            if (!eq_rec(x.u.l->v[i], y.u.l->v[i], depth + 1)) return 0;
         return 1;
     case V_DICT:
         if (x.ns || y.ns) return x.u.d == y.u.d;
         if (x.u.d->n != y.u.d->n) return 0;
         for (int i = 0; i < x.u.d->n; i++) {
             Value *o = dict_get(y.u.d, x.u.d->keys[i]->s, x.u.d->keys[i]->n);
-            if (!o || !v_equal(x.u.d->vals[i], *o)) return 0;
+            if (!o || !eq_rec(x.u.d->vals[i], *o, depth + 1)) return 0;
         }
         return 1;
     case V_MACRO:
@@ -405,12 +413,12 @@ static void to_str_rec(SB *b, Value v, int repr, int depth) {
         else sb_put(b, v.u.s->s, v.u.s->n, v.u.s->tag, 0);
         return;
     case V_LIST:
-        sb_lit(b, "[");
+        sb_lit(b, v.u.l->tuple ? "(" : "[");
         for (int i = 0; i < v.u.l->n; i++) {
             if (i) sb_lit(b, ", ");
             to_str_rec(b, v.u.l->v[i], 1, depth + 1);
         }
-        sb_lit(b, "]");
+        sb_lit(b, v.u.l->tuple ? (v.u.l->n == 1 ? ",)" : ")") : "]");
         return;
     case V_DICT:
         if (v.ns) {
