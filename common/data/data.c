@@ -163,7 +163,7 @@ static int resolve_tpl(DataReader *r, Error *e) {
 static void add_prefix(DataReader *r, IntVec *ids, int chat) {
     if (r->o.add_bos == 0) return;
     /* llama3/chatml renderings carry their own BOS (or none), as apply_chat_template */
-    if (chat && (r->tpl == CHAT_LLAMA3 || r->tpl == CHAT_CHATML)) return;
+    if (chat && chat_has_own_bos(r->tpl)) return;
     if (r->o.add_bos == 1) {
         if (tok_bos_id(r->tok) >= 0) intvec_push(ids, tok_bos_id(r->tok));
         return;
@@ -232,7 +232,7 @@ static int encode_prompt(DataReader *r, const json_t *v, const char *field, IntV
     int n;
     if ((rc = parse_messages(r, v, field, 1, &m, &n, e))) return rc;
     ChatRender cr;
-    rc = chat_render(r->tpl, m, n, 1, &cr, e);
+    rc = chat_render_tok(r->tpl, r->tok, m, n, 1, &cr, e);
     if (rc) {
         free(m);
         return err_prefix(e, "%s:%ld: field \"%s\"", r->jr.name, r->jr.line, field);
@@ -280,9 +280,9 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
     memcpy(all, pm, (size_t)pn * sizeof *all);
     memcpy(all + pn, cm, (size_t)cn * sizeof *all);
     ChatRender pr, full;
-    rc = chat_render(r->tpl, pm, pn, 1, &pr, e);
+    rc = chat_render_tok(r->tpl, r->tok, pm, pn, 1, &pr, e);
     if (!rc) {
-        rc = chat_render(r->tpl, all, pn + cn, 0, &full, e);
+        rc = chat_render_tok(r->tpl, r->tok, all, pn + cn, 0, &full, e);
         if (rc) chat_render_free(&pr);
     }
     free(pm);
@@ -320,7 +320,7 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
  * for string prompts and the plain/hh layouts the prefix add_prefix writes; the
  * llama3/chatml renderings carry their own and count none. */
 static int prompt_prefix_len(DataReader *r, const json_t *pv) {
-    if (!json_is_string(pv) && (r->tpl == CHAT_LLAMA3 || r->tpl == CHAT_CHATML)) return 0;
+    if (!json_is_string(pv) && chat_has_own_bos(r->tpl)) return 0;
     IntVec tmp = {0};
     add_prefix(r, &tmp, !json_is_string(pv));
     int n = tmp.n;
@@ -510,7 +510,7 @@ static int conv_conversation(DataReader *r, json_t *rec, Example *ex, int *kept,
     int n;
     if ((rc = parse_messages(r, v, "messages", 1, &m, &n, e))) return rc;
     ChatRender cr;
-    if ((rc = chat_render(r->tpl, m, n, 0, &cr, e))) {
+    if ((rc = chat_render_tok(r->tpl, r->tok, m, n, 0, &cr, e))) {
         free(m);
         return err_prefix(e, "%s:%ld: field \"messages\"", r->jr.name, r->jr.line);
     }

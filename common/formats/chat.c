@@ -16,19 +16,21 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "chat_impl.h"
 
 int chat_template_parse(const char *name, ChatTemplate *out, Error *e) {
     static const struct {
         const char *name;
         ChatTemplate t;
     } names[] = {
-        {"auto", CHAT_AUTO}, {"plain", CHAT_PLAIN}, {"hh", CHAT_HH}, {"chatml", CHAT_CHATML}, {"llama3", CHAT_LLAMA3}};
+        {"auto", CHAT_AUTO},     {"plain", CHAT_PLAIN},  {"hh", CHAT_HH},
+        {"chatml", CHAT_CHATML}, {"llama3", CHAT_LLAMA3}, {"jinja", CHAT_JINJA}};
     for (size_t i = 0; name && i < sizeof names / sizeof *names; i++)
         if (!strcmp(name, names[i].name)) {
             *out = names[i].t;
             return 0;
         }
-    return err_set(e, EX_USAGE, "unknown template \"%s\" (expected auto, plain, hh, chatml or llama3)",
+    return err_set(e, EX_USAGE, "unknown template \"%s\" (expected auto, plain, hh, chatml, llama3 or jinja)",
                    name ? name : "(null)");
 }
 
@@ -44,6 +46,8 @@ const char *chat_template_name(ChatTemplate tpl) {
         return "chatml";
     case CHAT_LLAMA3:
         return "llama3";
+    case CHAT_JINJA:
+        return "jinja";
     }
     return "?";
 }
@@ -52,29 +56,45 @@ int chat_detect(const char *src, ChatTemplate *out, Error *e) {
     if (!src)
         return err_set(e, EX_USAGE,
                        "no chat_template in tokenizer_config.json; pass --template plain|hh|chatml|llama3");
-    if (strstr(src, "<|start_header_id|>") && strstr(src, "<|eot_id|>")) {
+    if (strstr(src, "<|start_header_id|>") && strstr(src, "<|eot_id|>"))
         *out = CHAT_LLAMA3;
-        return 0;
-    }
-    if (strstr(src, "<|im_start|>") && strstr(src, "<|im_end|>")) {
+    else if (strstr(src, "<|im_start|>") && strstr(src, "<|im_end|>"))
         *out = CHAT_CHATML;
-        return 0;
-    }
-    if (strstr(src, "Human:") && strstr(src, "Assistant:")) {
+    else if (strstr(src, "Human:") && strstr(src, "Assistant:"))
         *out = CHAT_HH;
-        return 0;
-    }
-    return err_set(e, EX_USAGE,
-                   "unrecognised chat_template in tokenizer_config.json; pass --template "
-                   "plain|hh|chatml|llama3");
+    else
+        *out = CHAT_JINJA;
+    return 0;
 }
 
 int chat_resolve(ChatTemplate tpl, const Tokenizer *tok, ChatTemplate *out, Error *e) {
-    if (tpl != CHAT_AUTO) {
+    const char *src = tok ? tok_chat_template(tok) : NULL;
+    if (tpl != CHAT_AUTO && tpl != CHAT_JINJA) {
         *out = tpl;
         return 0;
     }
-    return chat_detect(tok ? tok_chat_template(tok) : NULL, out, e);
+    if (tpl == CHAT_JINJA && !src)
+        return err_set(e, EX_USAGE, "--template jinja: no chat_template in tokenizer_config.json");
+    ChatTemplate fam;
+    int rc = chat_detect(src, &fam, e);
+    if (rc) return rc;
+    if (tpl == CHAT_AUTO && fam == CHAT_HH) { /* hh-rlhf transcripts: not a Jinja family we check */
+        *out = fam;
+        return 0;
+    }
+    /* the model's template must be runnable, whether chosen or only compared with */
+    Error je = {0};
+    int bad = chat_jinja_check((Tokenizer *)tok, &je);
+    if (tpl == CHAT_JINJA || fam == CHAT_JINJA) {
+        if (bad) {
+            *e = je;
+            return err_prefix(e, "%s: the model's chat_template", tok_path(tok));
+        }
+        *out = CHAT_JINJA;
+        return 0;
+    }
+    *out = bad || chat_jinja_matches((Tokenizer *)tok, fam) ? fam : CHAT_JINJA;
+    return 0;
 }
 
 char *chat_default_system(const char *src) {
@@ -199,8 +219,10 @@ int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_genera
             break;
         }
         case CHAT_AUTO:
+        case CHAT_JINJA:
             chat_render_free(out);
-            return err_set(e, EX_SOFTWARE, "chat_render: template not resolved (call chat_resolve first)");
+            return err_set(e, EX_SOFTWARE, "chat_render: template %s needs chat_render_tok",
+                           tpl == CHAT_AUTO ? "not resolved (call chat_resolve first)" : "jinja");
         }
     }
     if (add_generation_prompt) {
@@ -222,10 +244,15 @@ int chat_render(ChatTemplate tpl, const ChatMessage *msgs, int n, int add_genera
             add_text(out, "\n\n", 0);
             break;
         case CHAT_AUTO:
+        case CHAT_JINJA:
             break;
         }
     }
     return 0;
+}
+
+int chat_has_own_bos(ChatTemplate tpl) {
+    return tpl == CHAT_LLAMA3 || tpl == CHAT_CHATML || tpl == CHAT_JINJA;
 }
 
 void chat_render_free(ChatRender *r) {

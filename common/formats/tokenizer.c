@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jinja.h"
 #include "tokenizer_impl.h"
 #include "base/util.h"
 
@@ -503,6 +504,7 @@ void tok_free(Tokenizer *t) {
     intvec_free(&t->post_prefix);
     intvec_free(&t->post_suffix);
     free(t->chat_template);
+    jinja_free(t->jinja);
     free(t->path);
     free(t);
 }

@@ -123,6 +123,7 @@ struct Tokenizer {
     /* specials */
     int bos_id, eos_id, pad_id;
     char *chat_template;
+    struct JinjaTemplate *jinja; /* chat_template parsed on first use (chat_jinja.c) */
     /* scratch and cache */
     Pieces pa, pb, pc;
     StrMap cache; /* word -> offset into cache_ids (count followed by ids) */
