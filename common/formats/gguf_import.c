@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "dequant.h"
 #include "gguf.h"
 #include "safetensors.h"
-#include "base/util.h"
 
 /* gguf-py constants.py TokenType */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
@@ -236,8 +236,8 @@ static int plan_tensors(const GgufFile *g, const Hparams *h, int vocab, OutTenso
         }                                                                                                              \
         if ((rc = want_shape(g, t_, nd, rows, cols, e))) goto fail;                                                    \
         if (!dequant_supported(t_->type)) {                                                                            \
-            rc = err_set(e, EX_DATAERR, "%s: tensor \"%s\" has type %s; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",  \
-                         g->path, gname, ggml_type_name(t_->type));                                                    \
+            rc = err_set(e, EX_DATAERR, "%s: tensor \"%s\" has type %s; supported: " DEQUANT_SUPPORTED, g->path,       \
+                         gname, ggml_type_name(t_->type));                                                             \
             goto fail;                                                                                                 \
         }                                                                                                              \
         used[t_ - g->tensors] = 1;                                                                                     \
