@@ -47,6 +47,20 @@ int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols,
     return 0;
 }
 
+int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e) {
+    if (n_head <= 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0)
+        return err_set(e, EX_DATAERR, "cannot apply the rotary permutation: %" PRId64 " rows in %d heads", rows, n_head);
+    /* the inverse of gguf_unpermute_rows: HF row h*hd + j*hd/2 + i goes to GGUF row
+     * h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute) */
+    int64_t hd = rows / n_head, half = hd / 2;
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++)
+                memcpy(out + (h * hd + 2 * i + j) * cols, in + (h * hd + j * half + i) * cols,
+                       (size_t)cols * sizeof(float));
+    return 0;
+}
+
 /* ---- a string -> id hash for the vocabulary (duplicate and merge checks) ---- */
 typedef struct VocabHash {
     const GgufStr *keys; /* the token strings, indexed by id */
