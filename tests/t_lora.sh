@@ -48,10 +48,12 @@ first=$(num loss 1 "$T/ad.log")
 last=$(num loss 30 "$T/ad.log")
 echo "sft --lora-rank 4: loss $first -> $last"
 check "$last" "$first" "a < b - 1" "sft with LoRA: the loss should fall by more than 1"
-for f in adapter_config.json adapter_model.safetensors config.json tokenizer.json; do
+for f in adapter_config.json adapter_model.safetensors tokenizer.json; do
     [ -f "$T/ad/$f" ] || fail "adapter directory lacks $f"
 done
 [ -f "$T/ad/model.safetensors" ] && fail "adapter directory holds base weights"
+# no config.json: transformers would take the directory for a full model (PEFT writes none)
+[ -f "$T/ad/config.json" ] && fail "adapter directory holds a config.json"
 [ "$(cksum <"$T/lm/model.safetensors")" = "$sum0" ] || fail "the base model file changed"
 C="$T/ad/adapter_config.json"
 grep -q '"peft_type": "LORA"' "$C" || fail "adapter_config: peft_type"

@@ -393,9 +393,9 @@ static void test_valid(void) {
     CHECK(rc == EX_DATAERR && strstr(e.msg, "multiple"), "dequant 48 Q8_0 elements: got %d %s", rc, e.msg);
     rc = dequant_row(GGML_Q8_0, q8->data, q8->nbytes - 1, tmp, 64, &e);
     CHECK(rc == EX_DATAERR && strstr(e.msg, "does not hold"), "dequant short Q8_0: got %d %s", rc, e.msg);
-    rc = dequant_row(12, q8->data, 144, tmp, 256, &e);
-    CHECK(rc == EX_DATAERR && strstr(e.msg, "Q4_K") && strstr(e.msg, "not supported"), "dequant Q4_K: got %d %s", rc,
-          e.msg);
+    rc = dequant_row(16, q8->data, 66, tmp, 256, &e);
+    CHECK(rc == EX_DATAERR && strstr(e.msg, "IQ2_XXS") && strstr(e.msg, "not supported"), "dequant IQ2_XXS: got %d %s",
+          rc, e.msg);
     gguf_close(&g);
     free(path);
     free(b.p);

@@ -20,7 +20,8 @@ static const char *prog = "import-gguf";
 static void usage(FILE *out) {
     fprintf(out, "Usage: %s [options] FILE.gguf OUTDIR\n"
            "       %s --list FILE.gguf\n"
-           "Import a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors) as a\n"
+           "Import a llama-architecture GGUF (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and\n"
+           "K-quant Q2_K..Q6_K, Q8_K tensors) as a\n"
            "Hugging Face LlamaForCausalLM directory (config.json, model.safetensors in F32,\n"
            "tokenizer.json, tokenizer_config.json, special_tokens_map.json,\n"
            "generation_config.json), written atomically.\n\n"

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "dequant_impl.h"
 #include "gguf.h"
 
 /* Reads little-endian integers from possibly unaligned bytes. */
@@ -48,7 +49,25 @@ float dequant_bf16(uint16_t h) {
 }
 
 int dequant_supported(int t) {
-    return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0 || t == GGML_Q4_1;
+    switch (t) {
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16:
+    case GGML_Q8_0:
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q2_K:
+    case GGML_Q3_K:
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K:
+    case GGML_Q8_K:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* dequantize_row_q8_0: y = qs * d */
@@ -88,8 +107,7 @@ int dequant_row(int type, const void *src, size_t src_bytes, float *dst, size_t 
     uint64_t blck, bytes;
     if (!dequant_supported(type) || !ggml_type_block(type, &blck, &bytes)) {
         const char *name = ggml_type_name(type);
-        return err_set(e, EX_DATAERR,
-                       "tensor type %s (%d) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+        return err_set(e, EX_DATAERR, "tensor type %s (%d) is not supported (supported: " DEQUANT_SUPPORTED ")",
                        name ? name : "unknown", type);
     }
     if (n % blck != 0)
@@ -118,6 +136,30 @@ int dequant_row(int type, const void *src, size_t src_bytes, float *dst, size_t 
         break;
     case GGML_Q4_1:
         dq_q4_1(b, dst, nb);
+        break;
+    case GGML_Q5_0:
+        dq_q5_0(b, dst, nb);
+        break;
+    case GGML_Q5_1:
+        dq_q5_1(b, dst, nb);
+        break;
+    case GGML_Q2_K:
+        dq_q2_k(b, dst, nb);
+        break;
+    case GGML_Q3_K:
+        dq_q3_k(b, dst, nb);
+        break;
+    case GGML_Q4_K:
+        dq_q4_k(b, dst, nb);
+        break;
+    case GGML_Q5_K:
+        dq_q5_k(b, dst, nb);
+        break;
+    case GGML_Q6_K:
+        dq_q6_k(b, dst, nb);
+        break;
+    case GGML_Q8_K:
+        dq_q8_k(b, dst, nb);
         break;
     }
     return 0;

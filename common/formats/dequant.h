@@ -1,4 +1,5 @@
-/* dequant.h — widen ggml tensor data (F32, F16, BF16, Q8_0, Q4_0, Q4_1) to float32.
+/* dequant.h — widen ggml tensor data (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and
+ * the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K) to float32.
  *
  * Block layouts are ggml's (ggml/src/ggml-common.h): blocks of 32 elements along
  * the fastest dimension, each with an fp16 scale d (and, for Q4_1, an fp16 min m):
@@ -9,7 +10,8 @@
  *                                                          x[j+16] = (qs[j] >> 4) * d + m
  * (ggml-quants.c dequantize_row_q8_0/q4_0/q4_1).  F16 is IEEE binary16, BF16 the top
  * 16 bits of a binary32.  Results are bit-identical to the gguf Python package's
- * dequantize (products and sums rounded separately, never fused).
+ * dequantize (products and sums rounded separately, never fused).  The 5-bit and
+ * K-quant layouts are described in dequant_k.c.
  * Not for: quantising. */
 #ifndef CHERRY_DEQUANT_H
 #define CHERRY_DEQUANT_H
@@ -18,6 +20,9 @@
 #include <stdint.h>
 
 #include "base/err.h"
+
+/* The types dequant_row reads, for messages. */
+#define DEQUANT_SUPPORTED "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K"
 
 float dequant_f16(uint16_t h);
 float dequant_bf16(uint16_t h);

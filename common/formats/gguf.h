@@ -21,7 +21,8 @@
  * with positive sizes whose product does not overflow, the row length is a multiple
  * of the type's block size, and tensor data lies inside the file.  Every error names
  * the file, the byte offset and the field.
- * Not for: writing GGUF, or running quantised weights (we dequantise to f32). */
+ * Not for: writing GGUF (gguf_write.h), or running quantised weights (we dequantise
+ * to f32). */
 #ifndef CHERRY_GGUF_H
 #define CHERRY_GGUF_H
 
@@ -57,6 +58,12 @@ enum {
     GGML_Q5_0 = 6,
     GGML_Q5_1 = 7,
     GGML_Q8_0 = 8,
+    GGML_Q2_K = 10,
+    GGML_Q3_K = 11,
+    GGML_Q4_K = 12,
+    GGML_Q5_K = 13,
+    GGML_Q6_K = 14,
+    GGML_Q8_K = 15,
     GGML_BF16 = 30,
 };
 
@@ -162,5 +169,7 @@ int gguf_import_llama(const char *gguf_path, const char *outdir, const GgufImpor
  * stores each head's rows as (head_dim/2, 2) interleaved pairs for its rotary
  * kernel; HF keeps them as (2, head_dim/2) halves.  out must not alias in. */
 int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e);
+/* The permutation itself (HF order -> llama.cpp order), for export. */
+int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e);
 
 #endif

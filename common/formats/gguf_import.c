@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "dequant.h"
 #include "gguf.h"
 #include "safetensors.h"
-#include "base/util.h"
 
 /* gguf-py constants.py TokenType */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
@@ -43,6 +43,20 @@ int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols,
         for (int64_t i = 0; i < half; i++)
             for (int64_t j = 0; j < 2; j++)
                 memcpy(out + (h * hd + j * half + i) * cols, in + (h * hd + 2 * i + j) * cols,
+                       (size_t)cols * sizeof(float));
+    return 0;
+}
+
+int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e) {
+    if (n_head <= 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0)
+        return err_set(e, EX_DATAERR, "cannot apply the rotary permutation: %" PRId64 " rows in %d heads", rows, n_head);
+    /* the inverse of gguf_unpermute_rows: HF row h*hd + j*hd/2 + i goes to GGUF row
+     * h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute) */
+    int64_t hd = rows / n_head, half = hd / 2;
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++)
+                memcpy(out + (h * hd + 2 * i + j) * cols, in + (h * hd + j * half + i) * cols,
                        (size_t)cols * sizeof(float));
     return 0;
 }
@@ -236,8 +250,8 @@ static int plan_tensors(const GgufFile *g, const Hparams *h, int vocab, OutTenso
         }                                                                                                              \
         if ((rc = want_shape(g, t_, nd, rows, cols, e))) goto fail;                                                    \
         if (!dequant_supported(t_->type)) {                                                                            \
-            rc = err_set(e, EX_DATAERR, "%s: tensor \"%s\" has type %s; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",  \
-                         g->path, gname, ggml_type_name(t_->type));                                                    \
+            rc = err_set(e, EX_DATAERR, "%s: tensor \"%s\" has type %s; supported: " DEQUANT_SUPPORTED, g->path,       \
+                         gname, ggml_type_name(t_->type));                                                             \
             goto fail;                                                                                                 \
         }                                                                                                              \
         used[t_ - g->tensors] = 1;                                                                                     \

@@ -150,6 +150,9 @@ void lora_unmerge(Model *m, float *saved);
 /* ---- files ---- */
 /* 1 when DIR holds adapter_config.json. */
 int lora_dir_has_adapter(const char *dir);
+/* 1 when DIR's adapter_config.json has task_type "SEQ_CLS" (a reward-model adapter:
+ * the base becomes a classifier and the adapter brings the score head). */
+int lora_dir_is_seq_cls(const char *dir);
 /* The base model directory of adapter directory DIR: DIR itself when it holds
  * model weights, else base_model_name_or_path (relative to DIR when relative).
  * Returns a malloc'd path. */
@@ -160,9 +163,10 @@ int lora_load(Model *m, const char *dir, Error *e);
 /* Resuming: EX_USAGE unless checkpoint DIR and m agree on having an adapter (a LoRA
  * run resumes with its --lora-rank, a full run without). */
 int lora_check_checkpoint(const Model *m, const char *dir, Error *e);
-/* Writes an adapter directory atomically: config.json of the base,
- * tokenizer files copied from tokenizer_src_dir (may be NULL), adapter_config.json
- * and adapter_model.safetensors in dtype (ST_F32 or ST_BF16). */
+/* Writes an adapter directory atomically as PEFT does: adapter_config.json and
+ * adapter_model.safetensors in dtype (ST_F32 or ST_BF16), plus the tokenizer files
+ * copied from tokenizer_src_dir (may be NULL); no config.json, so transformers'
+ * AutoModelForCausalLM.from_pretrained(dir) loads base + adapter. */
 int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, StDtype dtype, Error *e);
 
 #endif

@@ -57,6 +57,18 @@ static int read_adapter_config(const char *dir, json_t **out, char **path_out, E
     return 0;
 }
 
+int lora_dir_is_seq_cls(const char *dir) {
+    json_t *root = NULL;
+    char *path = NULL;
+    Error ignore;
+    if (read_adapter_config(dir, &root, &path, &ignore)) return 0;
+    const char *t = json_string_value(json_object_get(root, "task_type"));
+    int r = t && strcmp(t, "SEQ_CLS") == 0;
+    json_decref(root);
+    free(path);
+    return r;
+}
+
 int lora_base_dir(const char *dir, char **base, Error *e) {
     if (dir_has_weights(dir)) {
         *base = xstrdup(dir);
@@ -268,9 +280,11 @@ int lora_save(const Model *m, const char *dir, const char *tokenizer_src_dir, St
     AtomicDir ad;
     int rc = atomic_dir_begin(&ad, dir, e);
     if (rc) return rc;
-    char *p = path_join(ad.tmp, "config.json");
-    rc = model_config_save_dtype(&m->cfg, p, "float32", e);
-    free(p);
+    char *p;
+    /* No config.json here: transformers' AutoModel*.from_pretrained(dir) takes a
+     * directory holding config.json for a full model with an embedded adapter and
+     * then finds no weights (auto_factory.py); PEFT writes none either.  A reward
+     * adapter is recognised by task_type SEQ_CLS instead (model_load). */
 
     /* adapter_config.json: PEFT LoraConfig fields (peft/tuners/lora/config.py) */
     json_t *c = json_object();

@@ -259,17 +259,19 @@ int model_load(Model *m, const char *dir, Error *e) {
     if (strcmp(base, dir) != 0 && lora_dir_has_adapter(base))
         rc = err_set(e, EX_DATAERR, "%s: base model %s is itself an adapter directory without weights", dir, base);
     if (!rc) rc = model_load_weights(m, base, e);
-    /* A reward-model adapter (task SEQ_CLS) trained from a causal LM: its config.json
-     * is the classifier's; the base trunk becomes one and the adapter brings the
-     * score head (PEFT loads such adapters with AutoPeftModelForSequenceClassification). */
+    /* A reward-model adapter (task_type SEQ_CLS) trained from a causal LM: the base
+     * trunk becomes a classifier and the adapter brings the score head (PEFT loads
+     * such adapters with AutoPeftModelForSequenceClassification).  Adapters written
+     * before cherry stopped saving config.json beside them said so with a
+     * classifier config.json; those still load. */
     char *acfg_path = path_join(dir, "config.json");
     ModelConfig acfg;
     Error ignore;
-    if (!rc && !m->cfg.is_classifier && file_exists(acfg_path) && model_config_load(&acfg, acfg_path, &ignore) == 0 &&
-        acfg.is_classifier) {
+    int old_cls = file_exists(acfg_path) && model_config_load(&acfg, acfg_path, &ignore) == 0 && acfg.is_classifier;
+    if (!rc && !m->cfg.is_classifier && (old_cls || lora_dir_is_seq_cls(dir))) {
         Model cls;
         model_classifier_from_lm(&cls, m, 0);
-        cls.cfg.pad_id = acfg.pad_id;
+        if (old_cls) cls.cfg.pad_id = acfg.pad_id;
         model_free(m);
         *m = cls;
     }

@@ -1,0 +1,71 @@
+#!/bin/sh
+# t_export_gguf.sh — export-gguf as a program: --help/--version, usage errors, an export
+# of a tiny Llama in each type that import-gguf reads back (F32: the same bytes of
+# model.safetensors), a LoRA adapter directory exported merged, determinism, atomic
+# replacement, and the exit codes for missing and unsupported inputs.
+# (Tensor values, names, keys and the quantisers are checked by tests/test_gguf_export.c;
+# llama.cpp itself by tests/t_export_llamacpp.sh.)
+P="${BIN:-bin}/export-gguf"
+B="${BIN:-bin}"
+T=$(mktemp -d /tmp/t_export_gguf.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$P" ] || { echo "FAIL: $P not built"; exit 1; }
+
+"$P" --help >"$T/help" || fail "--help: exit $?"
+grep -q "^usage: export-gguf" "$T/help" || fail "--help: no usage line"
+"$P" --version | grep -q "export-gguf (cherry)" || fail "--version"
+
+"$B/init-model" -q --family llama --layers 2 --heads 4 --kv-heads 2 --width 64 --context 64 \
+    --tokenizer data/tokenizer.json --seed 3 -o "$T/m" || { echo "FAIL: init-model"; exit 1; }
+
+for t in f32 f16 bf16 q8_0 q4_0; do
+  "$P" -t $t "$T/m" "$T/m-$t.gguf" 2>"$T/err" || fail "export -t $t: exit $? ($(cat "$T/err"))"
+  grep -q "llama, 21 tensors" "$T/err" || fail "export -t $t summary: $(cat "$T/err")"
+  "$B/import-gguf" -q "$T/m-$t.gguf" "$T/back-$t" 2>"$T/err" || fail "import of the $t export: $(cat "$T/err")"
+done
+upper() { echo "$1" | tr a-z A-Z; }
+"$B/import-gguf" --list "$T/m-q4_0.gguf" | grep -q "^blk.0.attn_q.weight  *Q4_0  *\[64, 64\]" || fail "q4_0: attn_q type"
+"$B/import-gguf" --list "$T/m-q4_0.gguf" | grep -q "^blk.0.attn_norm.weight  *F32" || fail "q4_0: norms stay F32"
+"$B/import-gguf" --list "$T/m-f16.gguf" | grep -q "^general.file_type  *uint32  *1$" || fail "f16: file_type 1"
+printf '{"prompt": "Say %s:", "completion": " %s."}\n' one one two two >"$T/few.jsonl"
+"$B/logprobs" -q -m "$T/m" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-m" &&
+  "$B/logprobs" -q -m "$T/back-f32" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-back" || fail "logprobs"
+cmp -s "$T/lp-m" "$T/lp-back" || fail "f32 export -> import-gguf: per-token log-probs are not identical"
+
+# same input, same bytes; an existing output is replaced whole
+"$P" -q -t q8_0 "$T/m" "$T/again.gguf" && "$P" -q -t q8_0 "$T/m" "$T/m-q8_0.gguf.2" || fail "re-export"
+cmp -s "$T/again.gguf" "$T/m-q8_0.gguf" || fail "export is not deterministic"
+echo stale >"$T/stale.gguf"
+"$P" -q "$T/m" "$T/stale.gguf" || fail "export over an existing file"
+head -c 4 "$T/stale.gguf" | grep -q GGUF || fail "existing output was not replaced"
+
+# a LoRA adapter directory is exported merged (its base + B A)
+"$B/sft" -q -m "$T/m" -o "$T/ad" --batch-size 2 --lr 1e-2 --max-steps 3 --save-every 0 --lora-rank 4 \
+    --lora-targets q,v "$T/few.jsonl" || fail "sft --lora-rank"
+"$B/sft" -q -m "$T/m" -o "$T/merged" --batch-size 2 --lr 1e-2 --max-steps 3 --save-every 0 --lora-rank 4 \
+    --lora-targets q,v --merge "$T/few.jsonl" || fail "sft --lora-rank --merge"
+"$P" -q -t f32 "$T/ad" "$T/ad.gguf" || fail "export of an adapter directory"
+"$P" -q -t f32 "$T/merged" "$T/merged.gguf" || fail "export of the merged model"
+"$B/import-gguf" -q "$T/ad.gguf" "$T/ad-back" && "$B/import-gguf" -q "$T/merged.gguf" "$T/merged-back" ||
+  fail "import of the adapter exports"
+"$B/logprobs" -q -m "$T/ad-back" --threads 1 "$T/few.jsonl" >"$T/lp1" &&
+  "$B/logprobs" -q -m "$T/merged-back" --threads 1 "$T/few.jsonl" >"$T/lp2" || fail "logprobs of the imports"
+a=$(num logp 1 "$T/lp1") b=$(num logp 1 "$T/lp2")
+check "$a" "$b" "a - b < 1e-4 && b - a < 1e-4" "adapter export = merged export (log-probs)"
+
+# errors
+expect_fail "missing model" 66 "cannot open" "$P" "$T/nope" "$T/o1.gguf"
+expect_fail "bad type" 64 "--type must be" "$P" -t q4_k "$T/m" "$T/o2.gguf"
+expect_fail "no arguments" 64 "expected MODEL_DIR and OUT.gguf" "$P"
+expect_fail "unknown option" 64 "Try" "$P" --bogus "$T/m" "$T/o3.gguf"
+expect_fail "uncreatable output" 73 "o4.gguf" "$P" "$T/m" "$T/no/such/dir/o4.gguf"
+printf '{"prompt": "Say %s:", "chosen": " %s.", "rejected": " no."}\n' one one two two >"$T/pairs.jsonl"
+"$B/rm-train" -q -m "$T/m" -o "$T/rm" --max-steps 1 --batch-size 2 --save-every 0 "$T/pairs.jsonl" || fail "rm-train"
+expect_fail "classifier" 65 "classifier" "$P" "$T/rm" "$T/o5.gguf"
+for o in o1 o2 o3 o5; do [ -e "$T/$o.gguf" ] && fail "failed export left $o.gguf behind"; done
+ls "$T" | grep -q "tmp" && fail "temporaries left behind: $(ls "$T")"
+
+[ $fails -eq 0 ] || { echo "$fails checks failed"; exit 1; }
+echo "export-gguf: all checks passed"
