@@ -3,6 +3,7 @@
 #
 #   base <- kernels <- formats <- model;  data on base + formats;
 #   train and generate above model (and data);  rl above train and generate;
+#   serve (HTTP server, engine, logs) above rl;
 #   tools/ above all.
 #
 # Headers named *_impl.h or *_internal.h are private to their folder.
@@ -22,6 +23,7 @@ allowed() {
     train)    echo "base kernels formats model data" ;;
     generate) echo "base kernels formats model data" ;;
     rl)       echo "base kernels formats model data train generate" ;;
+    serve)    echo "base kernels formats model data train generate rl" ;;
     *)        echo "?" ;;
   esac
 }
