@@ -28,7 +28,7 @@
 #include "formats/tokenizer.h"
 #include "base/util.h"
 
-static const char *prog = "eval";
+static const char *prog = "cherry-eval";
 
 static void usage(void) {
     printf("usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"

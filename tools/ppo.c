@@ -867,7 +867,7 @@ int main(int argc, char **argv) {
     if (p.algo == RL_ALGO_GRPO && p.G < 2 && p.scale == RL_SCALE_GROUP)
         cli_usage_error(PROG, "--algo grpo needs --num-generations >= 2 (the group is the baseline)");
     if (!p.rm_dir && !p.n_cmds) cli_usage_error(PROG, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
-    if (f.eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with eval(1))");
+    if (f.eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with cherry-eval(1))");
     if ((long)f.batch_size * p.G < p.mini)
         cli_usage_error(PROG, "--num-mini-batches %d is more than the %d sequences of a batch", p.mini,
                         f.batch_size * p.G);
