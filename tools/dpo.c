@@ -137,6 +137,8 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
     if (rc) return rc;
     pref_batch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    PrefTokenStats ts;
+    pref_batch_token_stats(&d->model, &b, n, &d->s, &ts);
     PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
     PrefMetrics m;
     int need_ref = pref_loss_needs_ref(&d->lc);
@@ -160,6 +162,11 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     int has_nll = d->lc.rpo_alpha >= 0;
     for (int k = 0; k < d->lc.n_terms; k++) has_nll |= d->lc.type[k] == PREF_SFT;
     if (has_nll) metrics_add(mt, "nll_loss", m.nll_loss * n, n);
+    /* TRL 1.x DPOTrainer's token metrics (prefbatch.h) */
+    metrics_add(mt, "entropy", ts.entropy_sum, (double)ts.tokens);
+    metrics_add(mt, "logits/chosen", ts.logits_chosen_sum, (double)ts.chosen_tokens);
+    metrics_add(mt, "logits/rejected", ts.logits_rejected_sum, (double)ts.rejected_tokens);
+    metrics_add(mt, "mean_token_accuracy", (double)ts.chosen_correct, (double)ts.chosen_tokens);
     long tokens = 0;
     for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
     mt->tokens += tokens;

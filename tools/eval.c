@@ -497,6 +497,18 @@ int main(int argc, char **argv) {
             "\nWin rate of the aligned model against SFT: **%.3f** (ties count 1/2). "
             "KL(aligned || SFT), sequence-level k1 estimate: **%.3f** nats.\n\n",
             win / N, kl);
+    if (prefix && *prefix) { /* Chain of Hindsight: the two models do not see the same input */
+        fprintf(f, "The aligned model saw each prompt in the format `");
+        for (const char *c = prefix; *c; c++) /* one line in the Markdown: newlines as \n */
+            if (*c == '\n') fputs("\\n", f);
+            else fputc(*c, f);
+        fprintf(f,
+                "`, the SFT model the plain prompt, and "
+                "each sample's log-probability is taken that way on either side, so the KL figure measures how "
+                "differently the two models answer as each is used: it includes what the format itself "
+                "changes (for Chain of Hindsight, the feedback prefix), and is not the KL of two models on the "
+                "same input.\n\n");
+    }
     fprintf(f, "Gold score change: **%+.3f**.\n\n", gold_a - gold_b);
     if (have_loss) fprintf(f, "![training loss](loss.png)\n\n");
     if (have_rew) fprintf(f, "![%s](reward.png)\n\n", rew_key);

@@ -443,8 +443,8 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
                                .eos = seqs[i].eos,
                                .stopped = seqs[i].finish == GEN_FINISH_STOP};
     }
-    double comp[RL_MAX_REWARDS] = {0};
-    rc = rl_rewards_score(&p->rw, cs, n, r->score, comp, e);
+    double comp[RL_MAX_REWARDS] = {0}, comp_std[RL_MAX_REWARDS] = {0};
+    rc = rl_rewards_score_stats(&p->rw, cs, n, r->score, comp, comp_std, e);
     free(cs);
     for (int i = 0; i < n; i++) gen_seq_free(&seqs[i]);
     free(seqs);
@@ -505,12 +505,14 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
         }
         if (p->algo == RL_ALGO_REINFORCE) metrics_add(mt, "baseline", p->rls.baseline, 1);
     }
-    int k = 0;
-    if (p->have_rm) metrics_add(mt, "rewards/model", comp[k++], 1);
-    for (int c = 0; c < p->n_cmds; c++) {
-        char name[32];
-        snprintf(name, sizeof name, "rewards/cmd%d", c + 1);
-        metrics_add(mt, name, comp[k++], 1);
+    /* TRL GRPOTrainer/RLOOTrainer: rewards/<reward_func_name>/mean and /std per reward */
+    for (int k = 0; k < (p->have_rm ? 1 : 0) + p->n_cmds; k++) {
+        char rname[200], name[256];
+        rl_reward_name(&p->rw, k, rname, sizeof rname);
+        snprintf(name, sizeof name, "rewards/%s/mean", rname);
+        metrics_add(mt, name, comp[k], 1);
+        snprintf(name, sizeof name, "rewards/%s/std", rname);
+        metrics_add(mt, name, comp_std[k], 1);
     }
     metrics_add(mt, "completions/mean_length", (double)ntok / n, 1);
     metrics_add(mt, "completions/eos_rate", (double)eos_count / n, 1);

@@ -563,7 +563,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;
     double tps = dt > 0 ? (double)mt.tokens / dt : 0;
-    const char *names[] = {"loss", "lr", "grad_norm", "tokens_per_s", "num_tokens"};
+    const char *names[] = {"loss", "learning_rate", "grad_norm", "tokens_per_s", "num_tokens"};
     double vals[] = {loss, lr, norm, tps, (double)tr->tokens_seen};
     /* the loop's own fields come first; the task's "loss" is not repeated */
     Metrics rest;
