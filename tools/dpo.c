@@ -39,9 +39,12 @@ static void usage(FILE *out) {
           "DPO options:\n"
           "      --beta X             temperature of the implicit reward (default 0.1)\n"
           "      --loss-type LIST     comma list of sigmoid, hinge, ipo, robust, cdpo, bco_pair,\n"
-          "                           sppo_hard, nca_pair, apo_zero, apo_down, sft (default sigmoid)\n"
+          "                           sppo_hard, nca_pair, apo_zero, apo_down, sft, exo_pair, aot,\n"
+          "                           aot_unpaired, discopop, sigmoid_norm (default sigmoid)\n"
           "      --loss-weights LIST  one weight per loss type (default all 1)\n"
-          "      --label-smoothing X  label noise for robust and cdpo/sigmoid, in [0, 0.5) (default 0)\n"
+          "      --label-smoothing X  label noise for robust, cdpo/sigmoid and aot, in [0, 0.5); exo_pair's\n"
+          "                           epsilon, > 0 (default 0)\n"
+          "      --discopop-tau X     DiscoPOP's temperature (default 0.05)\n"
           "      --rpo-alpha X        add X * NLL of the chosen completions (RPO; default off)\n"
           "      --truncation M       keep_end|keep_start for over-long prompts (default keep_end)\n"
           "\n",
@@ -49,7 +52,7 @@ static void usage(FILE *out) {
     train_flags_usage(out);
 }
 
-enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC };
+enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC, OPT_TAU };
 static const struct option dpo_opts[] = {
     {"beta", required_argument, 0, OPT_BETA},
     {"loss-type", required_argument, 0, OPT_LOSS},
@@ -57,12 +60,13 @@ static const struct option dpo_opts[] = {
     {"label-smoothing", required_argument, 0, OPT_LS},
     {"rpo-alpha", required_argument, 0, OPT_RPO},
     {"truncation", required_argument, 0, OPT_TRUNC},
+    {"discopop-tau", required_argument, 0, OPT_TAU},
     {0, 0, 0, 0},
 };
 
 typedef struct Dpo {
     const char *loss_types, *loss_weights, *trunc_name;
-    double beta, label_smoothing, rpo_alpha;
+    double beta, label_smoothing, rpo_alpha, discopop_tau;
     PrefLossConfig lc;
     PrefLossState st; /* BCO's running shift: advanced by training steps only */
     Model model;
@@ -102,6 +106,10 @@ static int dpo_flag(void *ctx, int opt, const char *arg) {
         return 0;
     case OPT_TRUNC:
         d->trunc_name = arg;
+        return 0;
+    case OPT_TAU:
+        d->discopop_tau = cli_double(PROG, "--discopop-tau", arg);
+        if (!(d->discopop_tau > 0)) cli_usage_error(PROG, "--discopop-tau: must be > 0, got '%s'", arg);
         return 0;
     }
     return -1;
@@ -211,6 +219,7 @@ int main(int argc, char **argv) {
     d.trunc_name = "keep_end"; /* TRL DPOConfig.truncation_mode */
     d.beta = 0.1;
     d.rpo_alpha = -1;
+    d.discopop_tau = 0.05; /* TRL DPOConfig.discopop_tau */
     TrainFlags f;
     train_flags_default(&f, PROG);
     f.lr = 1e-6; /* TRL DPOConfig default */
@@ -224,6 +233,10 @@ int main(int argc, char **argv) {
     d.lc.beta = d.beta;
     d.lc.label_smoothing = d.label_smoothing;
     d.lc.rpo_alpha = d.rpo_alpha;
+    d.lc.discopop_tau = d.discopop_tau;
+    for (int k = 0; k < d.lc.n_terms; k++) /* EXO's target (1-eps, eps) needs eps > 0 (TRL refuses 0 too) */
+        if (d.lc.type[k] == PREF_EXO_PAIR && !(d.label_smoothing > 0))
+            cli_usage_error(PROG, "--loss-type exo_pair needs --label-smoothing > 0 (the EXO paper uses 1e-3)");
     pref_loss_state_init(&d.st);
 
     DataOptions o;
