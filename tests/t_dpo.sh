@@ -47,7 +47,7 @@ n=$(grep -c '"step"' "$T/a.log")
 l0=$(num loss 1 "$T/a.log"); m0=$(num "rewards/margins" 1 "$T/a.log")
 check "$l0" 0 "a > 0.6931 && a < 0.6932" "first loss is ln 2 (policy = reference)"
 check "$m0" 0 "a < 1e-4 && a > -1e-4" "first rewards/margins is 0"
-for k in rewards/chosen rewards/rejected rewards/accuracies logps/chosen logps/rejected grad_norm lr tokens_per_s; do
+for k in rewards/chosen rewards/rejected rewards/accuracies logps/chosen logps/rejected grad_norm learning_rate tokens_per_s entropy logits/chosen logits/rejected mean_token_accuracy num_tokens; do
   grep -q "\"$k\"" "$T/a.log" || fail "log lacks $k"
 done
 l8=$(num loss 8 "$T/a.log"); acc=$(num "rewards/accuracies" 8 "$T/a.log"); m8=$(num "rewards/margins" 8 "$T/a.log")

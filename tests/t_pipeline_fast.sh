@@ -64,6 +64,8 @@ for pair in dpo:0.3 ppo:0.2 grpo:0.25 rloo:0.2 coh:0.15 rso:0.15; do
     [ -s "$T/runs/$a/$f" ] || fail "$a: no $f"
   done
   grep -q "loss.png" "$T/runs/$a/report.md" || fail "$a: report.md does not show loss.png"
+  [ "$a" = coh ] && { grep -q "is not the KL of two models on the same input" "$T/runs/coh/report.md" ||
+    fail "coh: report.md does not explain its KL figure (the prefix only the aligned model sees)"; }
   before=$(jnum "$r" gold_before) after=$(jnum "$r" gold_after)
   if [ -z "$before" ] || [ -z "$after" ]; then
     fail "$a: report.json lacks gold_before/gold_after"

@@ -75,7 +75,10 @@ for a in ppo grpo rloo reinforce; do
   "$P" -m "$M" -o "$T/f-$a" --algo "$a" --reward-cmd "$RW" $FULL --log "$T/f-$a.jsonl" --save-every 4 \
     "$T/prompts.jsonl" 2>"$T/err" || fail "$a with a reward model: exit $? ($(cat "$T/err"))"
   [ -f "$T/f-$a/checkpoint-4/ppo_state.safetensors" ] || fail "$a: checkpoint-4 without ppo_state.safetensors"
-  grep -q '"rewards/model"' "$T/f-$a.jsonl" || fail "$a: no rewards/model metric"
+  for k in pref-gpt2-rm reward_lowid; do
+    grep -q "\"rewards/$k/mean\":" "$T/f-$a.jsonl" && grep -q "\"rewards/$k/std\":" "$T/f-$a.jsonl" ||
+      fail "$a: no rewards/$k/mean and /std metrics"
+  done
   "$P" -m "$M" -o "$T/g-$a" --algo "$a" --reward-cmd "$RW" $FULL --stop-after 4 "$T/prompts.jsonl" ||
     fail "$a --stop-after: exit $?"
   "$P" -m "$M" -o "$T/g-$a" --algo "$a" --reward-cmd "$RW" $FULL --resume "$T/prompts.jsonl" 2>/dev/null ||

@@ -45,7 +45,8 @@ printf '%s\n' '{"prompt": "Repeat: a b\nAnswer:"}' | "$R" >/dev/null 2>"$T/err";
 head -4 "$T/in.jsonl" | sed 's/, "completion".*/}/' >"$T/prompts.jsonl"
 "$P" -m "$M" -o "$T/out" --algo grpo --reward-cmd "$R" --max-steps 2 --batch-size 2 --max-new-tokens 6 \
   --threads 1 -q --log "$T/log.jsonl" "$T/prompts.jsonl" || fail "ppo --reward-cmd task-reward: exit $?"
-grep -q '"rewards/cmd1"' "$T/log.jsonl" || fail "ppo: no rewards/cmd1 in the log"
+grep -q '"rewards/task-reward/mean":' "$T/log.jsonl" && grep -q '"rewards/task-reward/std":' "$T/log.jsonl" ||
+  fail "ppo: no rewards/task-reward/mean and /std in the log"
 
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo ok

@@ -31,7 +31,7 @@ nsteps=$(grep -c '"grad_norm"' "$T/log.jsonl")
 [ "$nsteps" -eq 60 ] || fail "log: expected 60 step records, got $nsteps"
 nevals=$(grep -c '"eval_loss"' "$T/log.jsonl")
 [ "$nevals" -eq 3 ] || fail "log: expected 3 eval records (0, 30, 60), got $nevals"
-for k in step epoch loss lr grad_norm tokens_per_s num_tokens mean_token_accuracy; do
+for k in step epoch loss learning_rate grad_norm tokens_per_s num_tokens mean_token_accuracy entropy; do
     head -n 2 "$T/log.jsonl" | tail -n 1 | grep -q "\"$k\":" || fail "log: first step record lacks \"$k\""
 done
 first=$(grep '"grad_norm"' "$T/log.jsonl" | head -n 1 | sed 's/.*"loss":\([-0-9.eE+]*\).*/\1/')

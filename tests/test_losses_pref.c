@@ -207,7 +207,9 @@ static void test_grads(void) {
             pref_loss_config_default(&c);
             c.type[0] = (PrefLossType)t;
             c.beta = bi ? 0.5 : 0.1;
-            c.label_smoothing = (t == PREF_CDPO || t == PREF_ROBUST) ? 0.15 : 0.0;
+            c.label_smoothing = (t == PREF_CDPO || t == PREF_ROBUST || t == PREF_AOT) ? 0.15
+                                : t == PREF_EXO_PAIR                           ? 0.01
+                                                                               : 0.0;
             char label[64];
             snprintf(label, sizeof label, "%s beta=%.1f", pref_loss_name((PrefLossType)t), c.beta);
             grad_check(&c, label, &rng);

@@ -3,6 +3,8 @@
  * Fixtures from tests/oracle/make_pref_fixtures.py (transformers + TRL's formulas):
  *   pref-dpo.json, pref-jac-<family>.safetensors, pref-{gpt2,llama}-{ref,policy}/
  *   pref-rm.json, pref-rmgrad-<family>.safetensors, pref-{gpt2,llama}-rm/
+ *   pref-dpo-extra.json: the later loss types (exo_pair, aot, aot_unpaired, discopop,
+ *   sigmoid_norm) on the same models, appended to each family's cases
  * For each family (GPT-2 with tied embeddings, Llama with GQA and untied head):
  *   1. per-sequence log-probs of policy and reference on the fixed pairs (one
  *      batch_pairs batch, chosen rows then rejected rows);
@@ -226,6 +228,7 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
         if (json_object_get(cs, "label_smoothing"))
             c.label_smoothing = json_number_value(json_object_get(cs, "label_smoothing"));
         if (json_object_get(cs, "rpo_alpha")) c.rpo_alpha = json_number_value(json_object_get(cs, "rpo_alpha"));
+        if (json_object_get(cs, "discopop_tau")) c.discopop_tau = json_number_value(json_object_get(cs, "discopop_tau"));
 
         /* the step as dpo runs it: forward the policy, loss, backward */
         PrefLossState st;
@@ -344,6 +347,26 @@ int main(void) {
     const json_t *pairs = json_object_get(dpo, "pairs");
     size_t i;
     json_t *fm;
+    json_t *extra = json_load_file(FIX "pref-dpo-extra.json", 0, &je);
+    if (!extra) {
+        printf("FAIL cannot read pref-dpo-extra.json: %s\n", je.text);
+        failures++;
+    }
+    size_t n_extra = 0;
+    json_array_foreach(json_object_get(dpo, "models"), i, fm) {
+        size_t j;
+        json_t *xm;
+        json_array_foreach(json_object_get(extra, "models"), j, xm) {
+            if (!json_equal(json_object_get(xm, "family"), json_object_get(fm, "family"))) continue;
+            n_extra += json_array_size(json_object_get(xm, "cases"));
+            json_array_extend(json_object_get(fm, "cases"), json_object_get(xm, "cases"));
+        }
+    }
+    if (extra && n_extra < 2 * 9) {
+        printf("FAIL pref-dpo-extra.json: expected 9 cases per family, found %zu in all\n", n_extra);
+        failures++;
+    }
+    json_decref(extra);
     json_array_foreach(json_object_get(dpo, "models"), i, fm) dpo_family(fm, pairs);
     json_array_foreach(json_object_get(rm, "models"), i, fm) rm_family(fm, pairs);
     json_decref(dpo);

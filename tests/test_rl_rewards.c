@@ -102,8 +102,8 @@ int main(void) {
         cs[i].eos = 0;
         cs[i].prompt_json = json_string("p");
     }
-    double score[3], mean[3];
-    if (rl_rewards_score(&rw, cs, 3, score, mean, &e)) {
+    double score[3], mean[3], sd[3];
+    if (rl_rewards_score_stats(&rw, cs, 3, score, mean, sd, &e)) {
         printf("FAIL rl_rewards_score: %s\n", e.msg);
         failures++;
     } else {
@@ -129,6 +129,29 @@ int main(void) {
         if (!(fabs(mean[0] - m / 3) < 1e-5) || mean[1] != 1 || mean[2] != 2) {
             printf("FAIL component means: expected %.6f 1 2, got %.6f %g %g\n", m / 3, mean[0], mean[1], mean[2]);
             failures++;
+        }
+        /* TRL's nanstd is Bessel-corrected: the program answering 1, 2, 3 has std 1 */
+        double v = 0;
+        for (int i = 0; i < 3; i++) v += (want_rm[i] - m / 3) * (want_rm[i] - m / 3);
+        if (!(fabs(sd[0] - sqrt(v / 2)) < 1e-5) || sd[1] != 0 || !(fabs(sd[2] - 1) < 1e-12)) {
+            printf("FAIL component std: expected %.6f 0 1, got %.6f %g %g\n", sqrt(v / 2), sd[0], sd[1], sd[2]);
+            failures++;
+        }
+    }
+    /* metric names as TRL's reward_func_names: the model directory's name, the
+     * program's (not its interpreter's), a repeated name made unique */
+    {
+        RewardCmd named[3] = {{.cmd = "sh tests/reward_lowid.sh --x"}, {.cmd = " /usr/bin/task-reward"},
+                              {.cmd = "python3 /a/task-reward.py"}};
+        RlRewards rn = {.rm = &rm, .rm_name = "runs/base/rm/", .cmds = named, .n_cmds = 3};
+        const char *want[4] = {"rm", "reward_lowid", "task-reward", "task-reward_4"};
+        for (int k = 0; k < 4; k++) {
+            char got[64];
+            rl_reward_name(&rn, k, got, sizeof got);
+            if (strcmp(got, want[k]) != 0) {
+                printf("FAIL rl_reward_name %d: expected %s, got %s\n", k, want[k], got);
+                failures++;
+            }
         }
     }
     for (int i = 0; i < 3; i++) json_decref((json_t *)cs[i].prompt_json);

@@ -39,9 +39,12 @@ static void usage(FILE *out) {
           "DPO options:\n"
           "      --beta X             temperature of the implicit reward (default 0.1)\n"
           "      --loss-type LIST     comma list of sigmoid, hinge, ipo, robust, cdpo, bco_pair,\n"
-          "                           sppo_hard, nca_pair, apo_zero, apo_down, sft (default sigmoid)\n"
+          "                           sppo_hard, nca_pair, apo_zero, apo_down, sft, exo_pair, aot,\n"
+          "                           aot_unpaired, discopop, sigmoid_norm (default sigmoid)\n"
           "      --loss-weights LIST  one weight per loss type (default all 1)\n"
-          "      --label-smoothing X  label noise for robust and cdpo/sigmoid, in [0, 0.5) (default 0)\n"
+          "      --label-smoothing X  label noise for robust, cdpo/sigmoid and aot, in [0, 0.5); exo_pair's\n"
+          "                           epsilon, > 0 (default 0)\n"
+          "      --discopop-tau X     DiscoPOP's temperature (default 0.05)\n"
           "      --rpo-alpha X        add X * NLL of the chosen completions (RPO; default off)\n"
           "      --truncation M       keep_end|keep_start for over-long prompts (default keep_end)\n"
           "\n",
@@ -49,7 +52,7 @@ static void usage(FILE *out) {
     train_flags_usage(out);
 }
 
-enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC };
+enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC, OPT_TAU };
 static const struct option dpo_opts[] = {
     {"beta", required_argument, 0, OPT_BETA},
     {"loss-type", required_argument, 0, OPT_LOSS},
@@ -57,12 +60,13 @@ static const struct option dpo_opts[] = {
     {"label-smoothing", required_argument, 0, OPT_LS},
     {"rpo-alpha", required_argument, 0, OPT_RPO},
     {"truncation", required_argument, 0, OPT_TRUNC},
+    {"discopop-tau", required_argument, 0, OPT_TAU},
     {0, 0, 0, 0},
 };
 
 typedef struct Dpo {
     const char *loss_types, *loss_weights, *trunc_name;
-    double beta, label_smoothing, rpo_alpha;
+    double beta, label_smoothing, rpo_alpha, discopop_tau;
     PrefLossConfig lc;
     PrefLossState st; /* BCO's running shift: advanced by training steps only */
     Model model;
@@ -103,6 +107,10 @@ static int dpo_flag(void *ctx, int opt, const char *arg) {
     case OPT_TRUNC:
         d->trunc_name = arg;
         return 0;
+    case OPT_TAU:
+        d->discopop_tau = cli_double(PROG, "--discopop-tau", arg);
+        if (!(d->discopop_tau > 0)) cli_usage_error(PROG, "--discopop-tau: must be > 0, got '%s'", arg);
+        return 0;
     }
     return -1;
 }
@@ -137,6 +145,8 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
     if (rc) return rc;
     prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    PrefTokenStats ts;
+    prefbatch_token_stats(&d->model, &b, n, &d->s, &ts);
     PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
     PrefMetrics m;
     int need_ref = pref_loss_needs_ref(&d->lc);
@@ -160,6 +170,11 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     int has_nll = d->lc.rpo_alpha >= 0;
     for (int k = 0; k < d->lc.n_terms; k++) has_nll |= d->lc.type[k] == PREF_SFT;
     if (has_nll) metrics_add(mt, "nll_loss", m.nll_loss * n, n);
+    /* TRL 1.x DPOTrainer's token metrics (prefbatch.h) */
+    metrics_add(mt, "entropy", ts.entropy_sum, (double)ts.tokens);
+    metrics_add(mt, "logits/chosen", ts.logits_chosen_sum, (double)ts.chosen_tokens);
+    metrics_add(mt, "logits/rejected", ts.logits_rejected_sum, (double)ts.rejected_tokens);
+    metrics_add(mt, "mean_token_accuracy", (double)ts.chosen_correct, (double)ts.chosen_tokens);
     long tokens = 0;
     for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
     mt->tokens += tokens;
@@ -205,6 +220,7 @@ int main(int argc, char **argv) {
     d.trunc_name = "keep_end"; /* TRL DPOConfig.truncation_mode */
     d.beta = 0.1;
     d.rpo_alpha = -1;
+    d.discopop_tau = 0.05; /* TRL DPOConfig.discopop_tau */
     TrainFlags f;
     train_flags_default(&f, PROG);
     f.lr = 1e-6; /* TRL DPOConfig default */
@@ -218,6 +234,10 @@ int main(int argc, char **argv) {
     d.lc.beta = d.beta;
     d.lc.label_smoothing = d.label_smoothing;
     d.lc.rpo_alpha = d.rpo_alpha;
+    d.lc.discopop_tau = d.discopop_tau;
+    for (int k = 0; k < d.lc.n_terms; k++) /* EXO's target (1-eps, eps) needs eps > 0 (TRL refuses 0 too) */
+        if (d.lc.type[k] == PREF_EXO_PAIR && !(d.label_smoothing > 0))
+            cli_usage_error(PROG, "--loss-type exo_pair needs --label-smoothing > 0 (the EXO paper uses 1e-3)");
     pref_loss_state_init(&d.st);
 
     DataOptions o;

@@ -35,7 +35,7 @@
 #include "model/model.h"
 #include "rl/reward.h"
 
-static const char *prog = "eval";
+static const char *prog = "cherry-eval";
 
 static void usage(FILE *out) {
     fprintf(out, "Usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
@@ -447,6 +447,19 @@ static void write_md_report(const Opts *o, const Summary *S, const Side *side, c
             "\nWin rate of the aligned model against SFT: **%.3f** (ties count 1/2). "
             "KL(aligned || SFT), sequence-level k1 estimate: **%.3f** nats.\n\n",
             S->win, S->kl);
+    const char *prefix = o->prefix;
+    if (prefix && *prefix) { /* Chain of Hindsight: the two models do not see the same input */
+        fprintf(f, "The aligned model saw each prompt in the format `");
+        for (const char *c = prefix; *c; c++) /* one line in the Markdown: newlines as \n */
+            if (*c == '\n') fputs("\\n", f);
+            else fputc(*c, f);
+        fprintf(f,
+                "`, the SFT model the plain prompt, and "
+                "each sample's log-probability is taken that way on either side, so the KL figure measures how "
+                "differently the two models answer as each is used: it includes what the format itself "
+                "changes (for Chain of Hindsight, the feedback prefix), and is not the KL of two models on the "
+                "same input.\n\n");
+    }
     fprintf(f, "Gold score change: **%+.3f**.\n\n", S->gold_a - S->gold_b);
     if (have_loss) fprintf(f, "![training loss](loss.png)\n\n");
     if (have_rew) fprintf(f, "![%s](reward.png)\n\n", rew_key);

@@ -159,12 +159,12 @@ static int generate_batch(Ppo *p, long it, const int *pidx, int B, GenSeq *seqs,
 
 /* Scores the n generated sequences into p->ro.score (comp: each reward's batch mean)
  * and applies --missing-eos-penalty (TRL: scores[~contains_eos] -= missing_eos_penalty). */
-static int score_batch(Ppo *p, long it, const GenSeq *seqs, int n, double *comp, Error *e) {
+static int score_batch(Ppo *p, long it, const GenSeq *seqs, int n, double *comp, double *comp_std, Error *e) {
     RlRollout *r = &p->ro;
     RlCompletion *cs = xmalloc((size_t)n * sizeof(RlCompletion));
     for (int i = 0; i < n; i++)
         cs[i] = rl_completion_of(&seqs[i], &p->px[r->prompt[i]], it * (long)p->f->batch_size + seqs[i].prompt);
-    int rc = rl_rewards_score(&p->rw, cs, n, r->score, comp, e);
+    int rc = rl_rewards_score_stats(&p->rw, cs, n, r->score, comp, comp_std, e);
     free(cs);
     for (int i = 0; i < n && !rc; i++)
         if (p->rf.has_eos_penalty && !r->eos[i]) r->score[i] -= p->rf.eos_penalty;
@@ -203,11 +203,11 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     int *pidx = xmalloc((size_t)B * sizeof(int));
     rl_iteration_prompts(it, B, p->n_px, p->f->seed, pidx);
     GenSeq *seqs = xcalloc((size_t)n, sizeof(GenSeq));
-    double comp[RL_MAX_REWARDS] = {0};
+    double comp[RL_MAX_REWARDS] = {0}, comp_std[RL_MAX_REWARDS] = {0};
     int rc = generate_batch(p, it, pidx, B, seqs, e);
     if (rc == 0) {
         rl_rollout_pack(r, seqs, n, pidx);
-        rc = score_batch(p, it, seqs, n, comp, e);
+        rc = score_batch(p, it, seqs, n, comp, comp_std, e);
     }
     for (int i = 0; i < n; i++) gen_seq_free(&seqs[i]);
     free(seqs), free(pidx);
@@ -218,7 +218,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     RlRolloutStats rs;
     rl_advantages(&p->cfg, &rb, &p->rls, &rs);
     RlRolloutInfo info = {
-        .kl_coef = p->klc.coef, .baseline = p->rls.baseline, .comp = comp, .have_rm = p->have_rm, .n_cmds = p->rf.n_cmds};
+        .kl_coef = p->klc.coef, .baseline = p->rls.baseline, .comp = comp, .comp_std = comp_std, .rw = &p->rw, .have_rm = p->have_rm, .n_cmds = p->rf.n_cmds};
     rl_rollout_metrics(mt, &p->cfg, r, &rs, &info);
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
     if (p->rf.target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);
@@ -534,7 +534,7 @@ static void parse_flags(Ppo *p, TrainFlags *f, int argc, char **argv) {
         cli_usage_error(PROG, "--temperature: must be > 0 (the log-probs are of softmax(logits / T)), got %g",
                         p->gen.sampler.temperature);
     p->gen.seed = f->seed;
-    if (f->eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with eval(1))");
+    if (f->eval_path) cli_usage_error(PROG, "--eval is not supported (evaluate the output with cherry-eval(1))");
     p->cfg = rl_flags_config(&p->rf, p->gen.max_new_tokens);
     p->klc.coef = p->rf.kl_coef;
     p->klc.target = p->rf.target_kl;

@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
     r.trunc_name = "keep_end";
     TrainFlags f;
     train_flags_default(&f, PROG);
-    f.lr = 1e-5; /* TRL RewardConfig default */
+    f.lr = 1e-4; /* TRL 1.x RewardConfig default */
     train_flags_parse(&f, argc, argv, rm_opts, "", rm_flag, &r, usage);
     atomic_install_signal_cleanup();
 

@@ -133,7 +133,7 @@ static int write_port_file(const char *path, int port, Error *e) {
 int main(int argc, char **argv) {
     Opts o;
     parse_args(&o, argc, argv);
-    if (o.threads > 0) threads_set(o.threads);
+    if (o.threads > 0) gemm_threads_set(o.threads);
     /* signals go to this thread only (sigwait below); every thread started from
      * here on inherits the mask */
     sigset_t set;

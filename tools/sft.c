@@ -65,7 +65,7 @@ typedef struct Sft {
     const float *lm_head; /* [V, C]: untied lm_head.weight or the tied embedding */
     /* scratch, grown as needed */
     const Example **exs;
-    float *logp, *dlogp;
+    float *logp, *dlogp, *ent;
     float *hsel; /* hidden states of the loss-bearing rows, for the argmax */
     int *tsel;   /* their targets */
     int *pred;
@@ -165,13 +165,14 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
         s->cap_rows = N;
         s->logp = xrealloc(s->logp, N * sizeof(float));
         s->dlogp = xrealloc(s->dlogp, N * sizeof(float));
+        s->ent = xrealloc(s->ent, N * sizeof(float));
         s->pred = xrealloc(s->pred, N * sizeof(int));
         s->tsel = xrealloc(s->tsel, N * sizeof(int));
         s->hsel = xrealloc(s->hsel, N * (size_t)s->model.cfg.d_model * sizeof(float));
     }
     Model *m = &s->model;
     model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
-    model_logprobs(m, b.targets, s->logp, NULL);
+    model_logprobs(m, b.targets, s->logp, s->ent);
     long ntok = 0;
     double loss_sum = sft_loss(s->logp, b.targets, N, scale, split == SPLIT_TRAIN ? s->dlogp : NULL, &ntok);
     /* TRL's mean_token_accuracy: argmax of the logits equals the target, over the
@@ -179,8 +180,10 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
      * on those rows only (prompts and padding skipped). */
     const int C = m->cfg.d_model;
     int nsel = 0;
+    double ent_sum = 0; /* TRL's entropy: mean over the loss-bearing tokens */
     for (size_t r = 0; r < N; r++)
         if (b.targets[r] >= 0) {
+            ent_sum += s->ent[r];
             memcpy(s->hsel + (size_t)nsel * C, m->hidden + r * C, (size_t)C * sizeof(float));
             s->tsel[nsel++] = b.targets[r];
         }
@@ -192,6 +195,7 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
     }
     metrics_add(mt, "loss", loss_sum, (double)ntok);
     metrics_add(mt, "mean_token_accuracy", (double)correct, (double)ntok);
+    metrics_add(mt, "entropy", ent_sum, (double)ntok);
     long tokens = 0;
     for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
     mt->tokens += tokens;
@@ -292,6 +296,7 @@ int main(int argc, char **argv) {
     free(s.exs);
     free(s.logp);
     free(s.dlogp);
+    free(s.ent);
     free(s.pred);
     free(s.hsel);
     free(s.tsel);

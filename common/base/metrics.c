@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "jsonl.h"
 #include "util.h"
@@ -97,8 +98,50 @@ static json_t *json_num(double v) {
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+int metrics_log_open_tensorboard(MetricsLog *l, const char *dir, Error *e) {
+    return tb_open(&l->tb, dir, e);
+}
+
+static double wall_seconds(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+/* The record as TensorBoard scalars: head values and metrics (epoch too, as the
+ * transformers callback logs train/epoch). */
+static int metrics_log_tb(MetricsLog *l, long step, double epoch, const char *const *head_names,
+                          const double *head_values, int n_head, const Metrics *m, Error *e) {
+    int cap = 1 + n_head + (m ? m->n : 0), k = 0;
+    char(*tags)[METRICS_NAME + 8] = xmalloc((size_t)cap * sizeof *tags);
+    const char **tp = xmalloc((size_t)cap * sizeof *tp);
+    double *v = xmalloc((size_t)cap * sizeof *v);
+    int eval_only = m && m->n > 0 && strncmp(m->name[0], "eval_", 5) == 0;
+    if (!eval_only) {
+        tb_tag("epoch", tags[k], sizeof tags[k]);
+        v[k++] = epoch;
+    }
+    for (int i = 0; i < n_head; i++) {
+        tb_tag(head_names[i], tags[k], sizeof tags[k]);
+        v[k++] = head_values[i];
+    }
+    for (int i = 0; m && i < m->n; i++)
+        if (m->count[i] != 0) {
+            tb_tag(m->name[i], tags[k], sizeof tags[k]);
+            v[k++] = m->sum[i] / m->count[i];
+        }
+    for (int i = 0; i < k; i++) tp[i] = tags[i];
+    int rc = tb_write_scalars(&l->tb, step, wall_seconds(), tp, v, k, e);
+    free(tags), free(tp), free(v);
+    return rc;
+}
+
 int metrics_log_write(MetricsLog *l, long step, double epoch, const char *const *head_names, const double *head_values,
                       int n_head, const Metrics *m, Error *e) {
+    if (l->tb.fp) {
+        int rc = metrics_log_tb(l, step, epoch, head_names, head_values, n_head, m, e);
+        if (rc) return rc;
+    }
     if (!l->fp) return 0;
     json_t *o = json_object();
     json_object_set_new(o, "step", json_integer(step));
@@ -117,6 +160,11 @@ int metrics_log_write(MetricsLog *l, long step, double epoch, const char *const 
 int metrics_log_close(MetricsLog *l, Error *e) {
     int rc = 0;
     if (l->fp && fclose(l->fp) != 0) rc = err_set(e, EX_IOERR, "%s: write error: %s", l->path, strerror(errno));
+    Error e2;
+    if (tb_close(&l->tb, &e2) && rc == 0) {
+        *e = e2;
+        rc = e2.code;
+    }
     free(l->path);
     memset(l, 0, sizeof *l);
     return rc;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "tbevents.h"
 
 #define METRICS_MAX 48
 #define METRICS_NAME 48
@@ -44,6 +45,7 @@ void metrics_merge(Metrics *dst, const Metrics *src, const char *prefix);
 typedef struct MetricsLog {
     FILE *fp;
     char *path;
+    TbWriter tb; /* TensorBoard event file, when opened */
 } MetricsLog;
 /* Opens PATH.  keep_through < 0: a new, empty log.  keep_through >= 0: an existing
  * log keeps its records whose "step" is <= keep_through (rewritten atomically),
@@ -54,6 +56,9 @@ int metrics_log_open(MetricsLog *l, const char *path, long keep_through, Error *
  * metric of m as sum/count.  Non-finite values are written as null. */
 int metrics_log_write(MetricsLog *l, long step, double epoch, const char *const *head_names, const double *head_values,
                       int n_head, const Metrics *m, Error *e);
+/* Also writes every record as TensorBoard scalars (tbevents.h) into a new event file
+ * in DIR; works with or without a JSONL path.  Tags: tb_tag(name). */
+int metrics_log_open_tensorboard(MetricsLog *l, const char *dir, Error *e);
 int metrics_log_close(MetricsLog *l, Error *e);
 
 /* Progress bar on stderr: "step 12/300 | loss 2.3456 | 1234 tok/s | ETA 1:23". */

@@ -161,11 +161,33 @@ static int parse_shp(const json_t *row, const char *where, PdRecordList *out, Er
     return 0;
 }
 
+/* The prompt of a summarize_from_feedback comparison in TRL's layout
+ * (trl/examples/datasets/tldr_preference.py, the trl-lib/tldr-preference dataset):
+ *   Reddit posts  "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
+ *   CNN/DM        "Article:\n{article}\n\nTL;DR:"
+ * A post without subreddit or title leaves that line out.  The summaries keep their
+ * leading space, so prompt + summary reads "TL;DR: ...". */
+static json_t *summarize_prompt(const json_t *info, const char *post, int is_article) {
+    const char *sub = json_string_value(json_object_get(info, "subreddit"));
+    const char *title = json_string_value(json_object_get(info, "title"));
+    size_t n = strlen(post) + (sub ? strlen(sub) : 0) + (title ? strlen(title) : 0) + 64;
+    char *s = xmalloc(n);
+    if (is_article)
+        snprintf(s, n, "Article:\n%s\n\nTL;DR:", post);
+    else
+        snprintf(s, n, "%s%s%s%s%s%sPOST: %s\n\nTL;DR:", sub ? "SUBREDDIT: r/" : "", sub ? sub : "", sub ? "\n\n" : "",
+                 title ? "TITLE: " : "", title ? title : "", title ? "\n\n" : "", post);
+    json_t *j = json_string(s);
+    free(s);
+    return j;
+}
+
 static int parse_summarize(const json_t *row, const char *where, PdRecordList *out, Error *e) {
     const json_t *info = json_object_get(row, "info");
     if (!json_is_object(info)) return err_set(e, EX_DATAERR, "%s: missing object field \"info\"", where);
     const json_t *post = json_object_get(info, "post");
-    if (!json_is_string(post)) post = json_object_get(info, "article");
+    int is_article = 0;
+    if (!json_is_string(post)) post = json_object_get(info, "article"), is_article = 1;
     if (!json_is_string(post)) return err_set(e, EX_DATAERR, "%s: field \"info.post\" must be a string", where);
     const json_t *s = json_object_get(row, "summaries");
     if (!json_is_array(s) || json_array_size(s) != 2)
@@ -177,8 +199,9 @@ static int parse_summarize(const json_t *row, const char *where, PdRecordList *o
     if (!json_is_integer(ch) || (json_integer_value(ch) != 0 && json_integer_value(ch) != 1))
         return err_set(e, EX_DATAERR, "%s: field \"choice\" must be 0 or 1", where);
     int first = json_integer_value(ch) == 0;
-    two_options(out, id_string(json_object_get(info, "id")), json_incref((json_t *)post), t0, t1, first ? 1 : 2,
-                first ? 2 : 1);
+    json_t *prompt = summarize_prompt(info, json_string_value(post), is_article);
+    if (!prompt) return err_set(e, EX_DATAERR, "%s: field \"info.post\" is not valid UTF-8", where);
+    two_options(out, id_string(json_object_get(info, "id")), prompt, t0, t1, first ? 1 : 2, first ? 2 : 1);
     return 0;
 }
 

@@ -738,6 +738,9 @@ const char *tok_id_to_piece(const Tokenizer *t, int id) {
 int tok_piece_to_id(const Tokenizer *t, const char *piece) {
     return lookup_token(t, piece);
 }
+int tok_is_special(const Tokenizer *t, int id) {
+    return id >= 0 && id < t->n_ids && (t->id_flags[id] & 2);
+}
 int tok_bos_id(const Tokenizer *t) {
     return t->bos_id;
 }

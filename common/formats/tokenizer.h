@@ -85,6 +85,7 @@ int tok_id_bytes(const Tokenizer *t, int id, char *buf, int cap);
 int tok_vocab_size(const Tokenizer *t);                     /* 1 + largest id (vocab and added tokens) */
 const char *tok_id_to_piece(const Tokenizer *t, int id);    /* vocab string as in the file, NULL if bad */
 int tok_piece_to_id(const Tokenizer *t, const char *piece); /* -1 if absent */
+int tok_is_special(const Tokenizer *t, int id);             /* added token with special: true */
 
 /* Special ids (-1 when the tokenizer has none).  From tokenizer_config.json when
  * present, else from well-known names in the vocabulary ("<|endoftext|>",

@@ -22,12 +22,14 @@ void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, cons
         }
         if (c->algo == RL_ALGO_REINFORCE) metrics_add(mt, "baseline", info->baseline, 1);
     }
-    int k = 0;
-    if (info->have_rm) metrics_add(mt, "rewards/model", info->comp[k++], 1);
-    for (int i = 0; i < info->n_cmds; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "rewards/cmd%d", i + 1);
-        metrics_add(mt, name, info->comp[k++], 1);
+    /* TRL GRPOTrainer/RLOOTrainer: rewards/<reward_func_name>/mean and /std per reward */
+    for (int k = 0; k < (info->have_rm ? 1 : 0) + info->n_cmds; k++) {
+        char rname[200], name[256];
+        rl_reward_name(info->rw, k, rname, sizeof rname);
+        snprintf(name, sizeof name, "rewards/%s/mean", rname);
+        metrics_add(mt, name, info->comp[k], 1);
+        snprintf(name, sizeof name, "rewards/%s/std", rname);
+        metrics_add(mt, name, info->comp_std[k], 1);
     }
     long eos_count = 0;
     for (int i = 0; i < r->n; i++) eos_count += r->eos[i];

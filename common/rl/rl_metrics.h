@@ -16,6 +16,7 @@
 #define CHERRY_RL_METRICS_H
 
 #include "base/metrics.h"
+#include "rl_rewards.h"
 #include "rl_rollout.h"
 #include "train/losses_rl.h"
 
@@ -24,6 +25,8 @@ typedef struct RlRolloutInfo {
     double kl_coef;         /* the coefficient in force for this batch */
     double baseline;        /* reinforce's moving baseline after the batch */
     const double *comp;     /* batch mean of each reward: the model first, then the programs */
+    const double *comp_std; /* their standard deviations over the batch */
+    const RlRewards *rw;    /* for each reward's name (rl_reward_name) */
     int have_rm, n_cmds;
 } RlRolloutInfo;
 

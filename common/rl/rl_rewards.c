@@ -3,6 +3,7 @@
 #include "rl_rewards.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "reward.h"
@@ -79,6 +80,67 @@ char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
 }
 
 int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e) {
+    return rl_rewards_score_stats(rw, c, n, score, comp_mean, NULL, e);
+}
+
+/* mean and Bessel-corrected standard deviation of x[0..n) */
+static void mean_std(const double *x, int n, double *mean, double *std) {
+    double m = 0, v = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    m = n ? m / n : 0;
+    for (int i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    if (mean) *mean = m;
+    if (std) *std = n > 1 ? sqrt(v / (n - 1)) : 0;
+}
+
+/* the last path component of the first len bytes of s, trailing slashes dropped */
+static void base_name(const char *s, size_t len, char *out, size_t size) {
+    while (len > 1 && s[len - 1] == '/') len--;
+    size_t b = len;
+    while (b > 0 && s[b - 1] != '/') b--;
+    snprintf(out, size, "%.*s", (int)(len - b), s + b);
+}
+
+static void raw_name(const RlRewards *rw, int k, char *out, size_t size) {
+    if (rw->rm && k == 0) {
+        const char *d = rw->rm_name ? rw->rm_name : "reward_model";
+        base_name(d, strlen(d), out, size);
+        return;
+    }
+    int p = k - (rw->rm ? 1 : 0);
+    const char *cmd = p >= 0 && p < rw->n_cmds && rw->cmds[p].cmd ? rw->cmds[p].cmd : "";
+    /* the program, not its interpreter: "sh reward.sh" and "python3 judge.py" are
+     * named reward and judge */
+    static const char *const interp[] = {"sh", "bash", "dash", "env", "python", "python3", "perl", "ruby", "node"};
+    for (;;) {
+        cmd += strspn(cmd, " \t");
+        base_name(cmd, strcspn(cmd, " \t"), out, size);
+        int skip = 0;
+        for (size_t i = 0; i < sizeof interp / sizeof *interp; i++) skip |= strcmp(out, interp[i]) == 0;
+        const char *next = cmd + strcspn(cmd, " \t");
+        if (!skip || !*(next + strspn(next, " \t"))) break;
+        cmd = next;
+    }
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out && (!strcmp(dot, ".sh") || !strcmp(dot, ".py") || !strcmp(dot, ".pl"))) *dot = 0;
+    if (!*out) snprintf(out, size, "cmd%d", p + 1);
+}
+
+void rl_reward_name(const RlRewards *rw, int k, char *out, size_t size) {
+    raw_name(rw, k, out, size);
+    char other[256];
+    for (int j = 0; j < k; j++) {
+        raw_name(rw, j, other, sizeof other);
+        if (strcmp(other, out) == 0) {
+            size_t l = strlen(out);
+            snprintf(out + l, size > l ? size - l : 0, "_%d", k + 1);
+            return;
+        }
+    }
+}
+
+int rl_rewards_score_stats(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean,
+                           double *comp_std, Error *e) {
     int k = 0, rc = 0;
     for (int i = 0; i < n; i++) score[i] = 0;
     double *part = xmalloc((size_t)(n ? n : 1) * sizeof(double));
@@ -91,12 +153,11 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
         rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
         free(pr), free(pl), free(co), free(cl);
         if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
-        double mean = 0;
         for (int i = 0; i < n && !rc; i++) {
             score[i] += rw->weights[k] * r[i];
-            mean += r[i];
+            part[i] = r[i];
         }
-        if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+        if (!rc) mean_std(part, n, comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
         k++;
         free(r);
     }
@@ -106,12 +167,8 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
             if (!(lines[i] = rl_reward_line(rw->tok, &c[i], e))) rc = e->code;
         for (int p = 0; p < rw->n_cmds && !rc; p++) {
             rc = rewardcmd_score(&rw->cmds[p], (const char *const *)lines, n, part, e);
-            double mean = 0;
-            for (int i = 0; i < n && !rc; i++) {
-                score[i] += rw->weights[k] * part[i];
-                mean += part[i];
-            }
-            if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+            for (int i = 0; i < n && !rc; i++) score[i] += rw->weights[k] * part[i];
+            if (!rc) mean_std(part, n, comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
             k++;
         }
         for (int i = 0; i < n; i++) free(lines[i]);

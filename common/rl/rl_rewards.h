@@ -58,5 +58,15 @@ char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e);
  * mean of component k.  A failing program is an error (rewardcmd.h); the reward
  * model's errors are prefixed with its name. */
 int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e);
+/* The same, with comp_std[k] (may be NULL) the batch standard deviation of component
+ * k, Bessel-corrected as TRL's nanstd (0 when n < 2). */
+int rl_rewards_score_stats(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean,
+                           double *comp_std, Error *e);
+
+/* The name of reward k in metrics, as TRL's reward_func_names: the reward model's
+ * directory name (TRL: the last part of its name_or_path), a program's command name
+ * (the last part of its first word; TRL: the function's __name__); a name taken by an
+ * earlier reward gets "_K" (K = k + 1) appended.  Writes at most size bytes. */
+void rl_reward_name(const RlRewards *rw, int k, char *out, size_t size);
 
 #endif

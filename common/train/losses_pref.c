@@ -15,6 +15,7 @@
 
 static const char *const pref_names[PREF_N_TYPES] = {
     "sigmoid", "hinge", "ipo", "robust", "cdpo", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down", "sft",
+    "exo_pair", "aot", "aot_unpaired", "discopop", "sigmoid_norm",
 };
 
 const char *pref_loss_name(PrefLossType t) {
@@ -29,6 +30,7 @@ void pref_loss_config_default(PrefLossConfig *c) {
     c->beta = 0.1;
     c->label_smoothing = 0.0;
     c->rpo_alpha = -1.0;
+    c->discopop_tau = 0.05;
 }
 
 int pref_loss_parse(PrefLossConfig *c, const char *types, const char *weights, Error *e) {
@@ -45,7 +47,8 @@ int pref_loss_parse(PrefLossConfig *c, const char *types, const char *weights, E
         if (found < 0)
             return err_set(e, EX_USAGE,
                            "--loss-type: unknown loss '%.*s' (expected sigmoid, hinge, ipo, robust, cdpo, bco_pair, "
-                           "sppo_hard, nca_pair, apo_zero, apo_down or sft)",
+                           "sppo_hard, nca_pair, apo_zero, apo_down, sft, exo_pair, aot, aot_unpaired, discopop or "
+                           "sigmoid_norm)",
                            (int)len, p);
         c->type[n] = (PrefLossType)found;
         c->weight[n] = 1.0;
@@ -94,6 +97,63 @@ static double sigmoid(double x) {
     return z / (1.0 + z);
 }
 
+/* ---- AOT: alignment via optimal transport (Melnyk et al. 2024, "Distributional
+ * Preference Alignment of LLMs via Optimal Transport", eq. 8 and its unpaired form).
+ * The batch's log-ratios are sorted, and the j-th smallest of one side is compared
+ * with the j-th smallest of the other (first-order stochastic dominance in 1-D is
+ * solved by sorting), with the cDPO loss per position:
+ *   L_j = -(1-ls) log sigma(beta d_j) - ls log sigma(-beta d_j),
+ *   dL_j/dd_j = beta (sigma(beta d_j) - (1-ls)).
+ * aot (paired):   d_j = sort(pc - pr)_j - sort(rc - rr)_j; the gradient reaches the
+ *                 pair whose policy margin has rank j (the reference side is constant).
+ * aot_unpaired:   d_j = sort(cl)_j - sort(rl)_j; +grad to the chosen sequence of rank
+ *                 j among the cl, -grad to the rejected sequence of rank j among the rl.
+ * L[j] receives the loss of position j; dcl[i], drl[i] the gradient by pair i. */
+static const double *sort_keys;
+static int by_key(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    double x = sort_keys[i], y = sort_keys[j];
+    return x < y ? -1 : x > y ? 1 : (i > j) - (i < j); /* ties: by index, deterministic */
+}
+static void argsort(const double *key, int n, int *idx) {
+    for (int i = 0; i < n; i++) idx[i] = i;
+    sort_keys = key;
+    qsort(idx, (size_t)n, sizeof *idx, by_key);
+    sort_keys = NULL;
+}
+
+static void aot_terms(int unpaired, int n, const float *pc, const float *pr, const float *rc, const float *rr,
+                      double beta, double ls, double *L, double *dcl, double *drl) {
+    double *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    int *ia = malloc((size_t)n * sizeof *ia), *ib = malloc((size_t)n * sizeof *ib);
+    if (!a || !b || !ia || !ib) abort();
+    for (int i = 0; i < n; i++) {
+        if (unpaired) {
+            a[i] = (double)pc[i] - rc[i]; /* chosen log-ratios */
+            b[i] = (double)pr[i] - rr[i]; /* rejected log-ratios */
+        } else {
+            a[i] = (double)pc[i] - pr[i]; /* policy margins */
+            b[i] = (double)rc[i] - rr[i]; /* reference margins */
+        }
+        dcl[i] = drl[i] = 0;
+    }
+    argsort(a, n, ia);
+    argsort(b, n, ib);
+    for (int j = 0; j < n; j++) {
+        double z = beta * (a[ia[j]] - b[ib[j]]);
+        L[j] = -(1 - ls) * log_sigmoid(z) - ls * log_sigmoid(-z);
+        double g = beta * (sigmoid(z) - (1 - ls));
+        if (unpaired) {
+            dcl[ia[j]] += g;
+            drl[ib[j]] -= g;
+        } else { /* d a_i / d pc_i = 1, d a_i / d pr_i = -1 */
+            dcl[ia[j]] += g;
+            drl[ia[j]] -= g;
+        }
+    }
+    free(a), free(b), free(ia), free(ib);
+}
+
 double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float *pc, const float *pr, const float *rc,
                  const float *rr, const int *len_c, const int *len_r, float *d_pc, float *d_pr, PrefMetrics *m) {
     const double beta = c->beta, ls = c->label_smoothing;
@@ -132,9 +192,19 @@ double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float 
     }
 
     double loss = 0.0;
+    double *aot_L = NULL, *aot_dc = NULL, *aot_dr = NULL; /* AOT's batch-wide terms */
     for (int k = 0; k < c->n_terms; k++) {
         const double w = c->weight[k];
         double sum = 0.0;
+        if ((c->type[k] == PREF_AOT || c->type[k] == PREF_AOT_UNPAIRED) && rc && rr) {
+            if (!aot_L) {
+                aot_L = malloc((size_t)n * sizeof *aot_L);
+                aot_dc = malloc((size_t)n * sizeof *aot_dc);
+                aot_dr = malloc((size_t)n * sizeof *aot_dr);
+                if (!aot_L || !aot_dc || !aot_dr) abort();
+            }
+            aot_terms(c->type[k] == PREF_AOT_UNPAIRED, n, pc, pr, rc, rr, beta, ls, aot_L, aot_dc, aot_dr);
+        }
         for (int i = 0; i < n; i++) {
             double cl = 0, rl = 0;
             if (rc && rr) {
@@ -232,6 +302,54 @@ double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float 
                 drl = beta * sz * (1 - sz);
                 break;
             }
+            case PREF_EXO_PAIR: {
+                /* EXO-pref (Ji et al. 2024, "Towards Efficient Exact Optimization of Language
+                 * Model Alignment", eq. 16) for K = 2: KL(p_f || p_rh) between the policy's
+                 * softmax over {chosen, rejected}, p_f = (sigma(z), sigma(-z)), and the
+                 * smoothed label p_rh = (1-eps, eps), eps = label smoothing (> 0):
+                 *   L = sigma(z) (log sigma(z) - log(1-eps)) + sigma(-z) (log sigma(-z) - log eps).
+                 * With q = sigma(z), log q - log(1-q) = z, so
+                 *   dL/dz = q (1-q) (z - log(1-eps) + log eps). */
+                double q = sigmoid(z), lpw = log1p(-ls), lpl = log(ls);
+                L = q * (log_sigmoid(z) - lpw) + (1 - q) * (log_sigmoid(-z) - lpl);
+                double dz = q * (1 - q) * (z - lpw + lpl);
+                dcl = beta * dz;
+                drl = -beta * dz;
+                break;
+            }
+            case PREF_AOT:
+            case PREF_AOT_UNPAIRED:
+                /* the sorted terms of aot_terms: position i's loss, pair i's gradient */
+                L = aot_L ? aot_L[i] : 0;
+                dcl = aot_L ? aot_dc[i] : 0;
+                drl = aot_L ? aot_dr[i] : 0;
+                break;
+            case PREF_DISCOPOP: {
+                /* DiscoPOP (Chris Lu et al. 2024, "Discovering Preference Optimization
+                 * Algorithms with and for LLMs", eq. 5): a blend of the logistic and the
+                 * exponential loss, mixed by m = sigma(z / tau):
+                 *   L = -log sigma(z) (1 - m) + exp(-z) m,
+                 *   dL/dz = -(1 - sigma(z)) (1 - m) + log sigma(z) m' - exp(-z) m + exp(-z) m',
+                 * with m' = m (1 - m) / tau. */
+                double tau = c->discopop_tau, m = sigmoid(z / tau), dm = m * (1 - m) / tau, ez = exp(-z);
+                L = -log_sigmoid(z) * (1 - m) + ez * m;
+                double dz = -(1 - sigmoid(z)) * (1 - m) + log_sigmoid(z) * dm - ez * m + ez * dm;
+                dcl = beta * dz;
+                drl = -beta * dz;
+                break;
+            }
+            case PREF_SIGMOID_NORM: {
+                /* DPO on per-token log-ratios (TRL's sigmoid_norm): the IPO length
+                 * normalisation inside DPO's loss, d = cl/|c| - rl/|r|,
+                 *   L = -log sigma(beta d),  dL/dd = -beta (1 - sigma(beta d)). */
+                double lc = len_c && len_c[i] > 0 ? len_c[i] : 1, lr = len_r && len_r[i] > 0 ? len_r[i] : 1;
+                double d = cl / lc - rl / lr;
+                L = -log_sigmoid(beta * d);
+                double dd = -beta * (1 - sigmoid(beta * d));
+                dcl = dd / lc;
+                drl = -dd / lr;
+                break;
+            }
             case PREF_SFT:
                 /* The batch NLL, the same value for every pair (TRL expands the scalar), so
                  * the mean over pairs is the NLL itself and d/d pc[i] = dnll, not dnll/n. */
@@ -248,6 +366,7 @@ double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float 
         }
         loss += w * sum / n;
     }
+    free(aot_L), free(aot_dc), free(aot_dr);
     /* RPO (Pang et al. 2024, v3): loss + alpha * NLL(chosen). */
     if (c->rpo_alpha >= 0) {
         loss += c->rpo_alpha * nll;

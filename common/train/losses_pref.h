@@ -28,6 +28,11 @@ typedef enum {
     PREF_APO_ZERO,    /* APO-zero (D'Oosterlinck et al. 2024, eq. 7) */
     PREF_APO_DOWN,    /* APO-down (same paper, eq. 8) */
     PREF_SFT,         /* NLL on chosen completion tokens (token mean over the batch) */
+    PREF_EXO_PAIR,    /* EXO (Ji et al. 2024, eq. 16) for K = 2; needs label smoothing > 0 */
+    PREF_AOT,         /* AOT (Melnyk et al. 2024), paired: sorted log-ratio margins */
+    PREF_AOT_UNPAIRED, /* AOT, unpaired: sorted chosen against sorted rejected log-ratios */
+    PREF_DISCOPOP,    /* DiscoPOP (Chris Lu et al. 2024, eq. 5): log-ratio modulated loss */
+    PREF_SIGMOID_NORM, /* DPO on length-normalised log-ratios (TRL's sigmoid_norm) */
     PREF_N_TYPES
 } PrefLossType;
 
@@ -40,6 +45,7 @@ typedef struct PrefLossConfig {
     double beta;                   /* default 0.1 */
     double label_smoothing;        /* sigmoid/cdpo and robust; in [0, 0.5) */
     double rpo_alpha;              /* < 0 = off; else adds rpo_alpha * NLL(chosen) (RPO) */
+    double discopop_tau;           /* DiscoPOP's temperature (TRL DPOConfig.discopop_tau, 0.05) */
 } PrefLossConfig;
 
 /* Defaults: one "sigmoid" term, weight 1, beta 0.1, no smoothing, no RPO. */

@@ -6,10 +6,14 @@
 
 #include "losses_pref.h"
 #include "base/util.h"
+#include "kernels/ops.h"
 
 void prefbatch_scratch_free(PrefScratch *s) {
     free(s->tok);
     free(s->dtok);
+    free(s->ent);
+    free(s->hsel);
+    free(s->isel);
     memset(s, 0, sizeof *s);
 }
 
@@ -17,8 +21,10 @@ static void scratch_need(PrefScratch *s, size_t n) {
     if (n <= s->cap) return;
     free(s->tok);
     free(s->dtok);
+    free(s->ent);
     s->tok = xmalloc(n * sizeof(float));
     s->dtok = xmalloc(n * sizeof(float));
+    s->ent = xmalloc(n * sizeof(float));
     s->cap = n;
 }
 
@@ -26,7 +32,7 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
     model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
-    model_logprobs(m, b->targets, s->tok, NULL);
+    model_logprobs(m, b->targets, s->tok, s->ent); /* the entropy comes from the same pass */
     /* TRL _get_batch_logps / concatenated_forward: sum over the completion tokens */
     pref_seq_sum(s->tok, b->targets, b->B, b->T, seq, len);
     if (tok_out) memcpy(tok_out, s->tok, N * sizeof(float));
@@ -37,6 +43,55 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
     pref_seq_grad_broadcast(dseq, b->targets, b->B, b->T, s->dtok);
     model_logprobs_backward(m, b->targets, s->dtok);
     model_backward(m);
+}
+
+/* The LM head [V, C]: lm_head.weight when untied, else the tied token embedding. */
+static const float *lm_head_weight(const Model *m) {
+    const ParamTensor *t = model_find_tensor(m, "lm_head.weight");
+    if (!t)
+        t = model_find_tensor(m, m->cfg.family == FAMILY_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight");
+    if (!t) die_internal("prefbatch_token_stats: model has no LM head");
+    return m->params + t->offset;
+}
+
+void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s, PrefTokenStats *out) {
+    memset(out, 0, sizeof *out);
+    const int C = m->cfg.d_model, V = m->cfg.vocab_size;
+    const float *w = lm_head_weight(m);
+    double *wbar = xcalloc((size_t)C, sizeof(double)); /* mean over the vocabulary of the head's rows */
+    for (int v = 0; v < V; v++)
+        for (int c = 0; c < C; c++) wbar[c] += w[(size_t)v * C + c];
+    for (int c = 0; c < C; c++) wbar[c] /= V;
+    size_t nsel = 0;
+    for (int r = 0; r < b->B; r++)
+        for (int t = 0; t < b->T; t++) {
+            size_t k = (size_t)r * b->T + t;
+            if (b->targets[k] < 0) continue;
+            const float *h = m->hidden + k * C;
+            double ml = 0;
+            for (int c = 0; c < C; c++) ml += h[c] * wbar[c];
+            out->entropy_sum += s->ent[k];
+            out->tokens++;
+            if (r < n) {
+                out->logits_chosen_sum += ml;
+                out->chosen_tokens++;
+                if (nsel == s->cap_sel) {
+                    s->cap_sel = s->cap_sel ? 2 * s->cap_sel : 256;
+                    s->hsel = xrealloc(s->hsel, s->cap_sel * C * sizeof(float));
+                    s->isel = xrealloc(s->isel, 2 * s->cap_sel * sizeof(int));
+                }
+                memcpy(s->hsel + nsel * C, h, (size_t)C * sizeof(float));
+                s->isel[nsel++] = b->targets[k];
+            } else {
+                out->logits_rejected_sum += ml;
+                out->rejected_tokens++;
+            }
+        }
+    free(wbar);
+    if (nsel == 0) return;
+    int *pred = s->isel + s->cap_sel; /* the second half of isel */
+    logits_argmax(pred, s->hsel, w, (int)nsel, C, V);
+    for (size_t i = 0; i < nsel; i++) out->chosen_correct += pred[i] == s->isel[i];
 }
 
 int prefbatch_score_column(const Batch *b, int row, int pad_id) {

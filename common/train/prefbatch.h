@@ -23,7 +23,10 @@
 typedef struct PrefScratch {
     float *tok;  /* [B*T] per-token log-probs or values */
     float *dtok; /* [B*T] their gradient */
-    size_t cap;
+    float *ent;  /* [B*T] per-token entropy of the last prefbatch_logps */
+    float *hsel; /* [rows, C] hidden states gathered for the argmax */
+    int *isel;   /* their targets, then the argmax */
+    size_t cap, cap_sel;
 } PrefScratch;
 void prefbatch_scratch_free(PrefScratch *s);
 
@@ -34,6 +37,18 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
 /* After prefbatch_logps(m, b) (and no other forward of m since): accumulates into
  * m->grads the gradient of sum_r dseq[r] * seq[r]. */
 void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
+
+/* TRL 1.x DPOTrainer's token metrics of the last prefbatch_logps (rows 0..n-1 the
+ * chosen, n..2n-1 the rejected completions), as sums and counts so that micro-batches
+ * add up: entropy over the completion tokens of all rows; logits/chosen and
+ * logits/rejected, the logits averaged over the vocabulary and over the completion
+ * tokens (mean_v h.w_v = h.mean_v(w_v), so no logits are formed); the chosen tokens
+ * whose argmax logit is the target (mean_token_accuracy). */
+typedef struct PrefTokenStats {
+    double entropy_sum, logits_chosen_sum, logits_rejected_sum;
+    long tokens, chosen_tokens, rejected_tokens, chosen_correct;
+} PrefTokenStats;
+void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s, PrefTokenStats *out);
 
 /* Column of row r whose value is the reward: transformers' rule. */
 int prefbatch_score_column(const Batch *b, int row, int pad_id);

@@ -116,6 +116,13 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     if (rc == 0 && tr->rank == 0) rc = mkdir_p(f->out_dir, e);
     if (rc == 0 && tr->rank == 0)
         rc = metrics_log_open(&tr->log, f->log_path, f->resume && tr->step > 0 ? tr->step : -1, e);
+    if (rc == 0 && tr->rank == 0 && f->report_tensorboard) { /* --report-to tensorboard */
+        size_t n = strlen(f->out_dir) + 8;
+        char *dir = xmalloc(n);
+        snprintf(dir, n, "%s-logs", f->out_dir);
+        rc = metrics_log_open_tensorboard(&tr->log, f->logging_dir ? f->logging_dir : dir, e);
+        free(dir);
+    }
     rc = dist_agree(rc, e);
     if (rc == 0 && tr->n_ranks > 1) {
         /* every rank resumed from the same checkpoint and starts from the same weights */
@@ -300,7 +307,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;
     double tps = dt > 0 ? (double)mt.tokens / dt : 0;
-    const char *names[] = {"loss", "lr", "grad_norm", "tokens_per_s", "num_tokens"};
+    const char *names[] = {"loss", "learning_rate", "grad_norm", "tokens_per_s", "num_tokens"};
     double vals[] = {loss, lr, norm, tps, (double)tr->tokens_seen};
     /* the loop's own fields come first; the task's "loss" is not repeated */
     Metrics rest;

@@ -120,6 +120,10 @@ typedef struct TrainFlags {
     const char *lora_targets;
     int lora_merge;
     double lora_dropout; /* --lora-dropout P (default 0; -1 = not given) */
+    /* --report-to tensorboard: TensorBoard event files (tbevents.h) in --logging-dir
+     * (default OUT-logs: OUT itself is replaced whole by the final model) */
+    int report_tensorboard;
+    const char *logging_dir;
 } TrainFlags;
 
 /* Defaults (transformers TrainingArguments where it has one): lr 5e-5, epochs 3,

@@ -50,6 +50,8 @@ enum {
     TF_MERGE,
     TF_LORA_DROPOUT,
     TF_FORCE,
+    TF_REPORT_TO,
+    TF_LOGGING_DIR,
 };
 
 static const struct option shared_opts[] = {
@@ -93,6 +95,8 @@ static const struct option shared_opts[] = {
     {"merge", no_argument, 0, TF_MERGE},
     {"lora-dropout", required_argument, 0, TF_LORA_DROPOUT},
     {"force", no_argument, 0, TF_FORCE},
+    {"report-to", required_argument, 0, TF_REPORT_TO},
+    {"logging-dir", required_argument, 0, TF_LOGGING_DIR},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -147,6 +151,8 @@ void train_flags_usage(FILE *out) {
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
           "      --log FILE           metrics JSONL, one record per update\n"
+          "      --report-to LIST     also log to: tensorboard, or none (default none)\n"
+          "      --logging-dir DIR    TensorBoard event files (default OUT-logs)\n"
           "      --threads N          threads (default: all cores)\n"
           "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
           "  -q, --quiet              no messages except errors\n"
@@ -327,6 +333,23 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
             break;
         case TF_LOG:
             f->log_path = a;
+            break;
+        case TF_REPORT_TO: { /* transformers' report_to: a comma list of integrations */
+            f->report_tensorboard = 0;
+            const char *p = a;
+            while (*p) {
+                size_t n = strcspn(p, ",");
+                if (n == 11 && strncmp(p, "tensorboard", 11) == 0)
+                    f->report_tensorboard = 1;
+                else if (!(n == 4 && strncmp(p, "none", 4) == 0))
+                    cli_usage_error(prog, "--report-to: unknown '%.*s' (expected tensorboard or none)", (int)n, p);
+                p += n;
+                if (*p == ',') p++;
+            }
+            break;
+        }
+        case TF_LOGGING_DIR:
+            f->logging_dir = a;
             break;
         case TF_THREADS: {
             int t = cli_int(prog, "--threads", a);

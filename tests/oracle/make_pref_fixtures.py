@@ -13,6 +13,11 @@ Writes tests/oracle/fixtures/pref-*:
   pref-jac-{gpt2,llama}.safetensors
                               d(sequence log-prob)/d(parameter) for every sequence of the
                               batch and every policy parameter ("<row>/<name>", HF layout)
+  pref-dpo-extra.json         the loss types added later (exo_pair, aot, aot_unpaired,
+                              discopop, sigmoid_norm), checked the same way on the same
+                              models and log-probs (EXTRA_CASES; `--extra` writes only this
+                              file, from pref-dpo.json's log-probs, leaving the models as
+                              they are)
   pref-rm.json                reward-model scores read at the last non-pad token (as
                               transformers does), Bradley-Terry loss with margin and
                               centring, and its metrics
@@ -29,11 +34,13 @@ autograd gradient for each loss type before writing anything, so the C test
 Run once from the repository root (needs torch + transformers); outputs are committed
 and `make check` never runs Python:
     python3 tests/oracle/make_pref_fixtures.py
+    python3 tests/oracle/make_pref_fixtures.py --extra    # pref-dpo-extra.json only
 """
 import json
 import math
 import os
 import shutil
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +55,21 @@ VOCAB = 391  # the bundled task tokenizer (data/tokenizer.json); id 0 = <|endoft
 
 # (prompt_len, chosen_len, rejected_len) of the fixed pairs
 SHAPES = [(4, 3, 5), (2, 6, 2), (6, 2, 4)]
+
+# The loss types added after pref-dpo.json was made (TRL 1.x names); written to
+# pref-dpo-extra.json.  exo_pair needs label_smoothing > 0 (TRL refuses 0).
+EXTRA_CASES = [
+    {"loss_type": ["exo_pair"], "label_smoothing": 1e-3},
+    {"loss_type": ["aot"]},
+    {"loss_type": ["aot"], "label_smoothing": 0.1, "beta": 0.5},
+    {"loss_type": ["aot_unpaired"]},
+    {"loss_type": ["aot_unpaired"], "label_smoothing": 0.1, "beta": 0.5},
+    {"loss_type": ["discopop"]},
+    {"loss_type": ["discopop"], "beta": 0.5, "discopop_tau": 0.3},
+    {"loss_type": ["sigmoid_norm"]},
+    {"loss_type": ["exo_pair", "sigmoid_norm", "aot_unpaired", "discopop"], "loss_weights": [1.0, 0.5, 0.25, 2.0],
+     "beta": 0.3, "label_smoothing": 0.01, "rpo_alpha": 0.5},
+]
 
 # The loss configurations checked (TRL names).  beta defaults to 0.1.
 CASES = [
@@ -161,6 +183,29 @@ def dpo_loss(case, pc, pr, rc, rr, len_c, len_r):
             losses = 1 - torch.sigmoid(beta * cl) + torch.sigmoid(beta * rl)
         elif t == "apo_down":
             losses = torch.sigmoid(beta * cl) + 1 - torch.sigmoid(beta * logits)
+        elif t == "exo_pair":
+            # EXO-pref (Ji et al. 2024, eq. 16), as TRL 1.x writes it
+            eps = torch.tensor(ls, dtype=logits.dtype)
+            qw, log_qw = torch.sigmoid(beta * logits), logsig(beta * logits)
+            ql, log_ql = torch.sigmoid(-beta * logits), logsig(-beta * logits)
+            losses = qw * (log_qw - torch.log1p(-eps)) + ql * (log_ql - torch.log(eps))
+        elif t == "aot":
+            lr_sorted, _ = torch.sort(pc - pr, dim=0)
+            ref_sorted, _ = torch.sort(rc - rr, dim=0)
+            delta = lr_sorted - ref_sorted
+            losses = -logsig(beta * delta) * (1 - ls) - logsig(-beta * delta) * ls
+        elif t == "aot_unpaired":
+            c_sorted, _ = torch.sort(cl, dim=0)
+            r_sorted, _ = torch.sort(rl, dim=0)
+            delta = c_sorted - r_sorted
+            losses = -logsig(beta * delta) * (1 - ls) - logsig(-beta * delta) * ls
+        elif t == "discopop":
+            z = beta * logits
+            m = torch.sigmoid(z / case.get("discopop_tau", 0.05))
+            losses = -logsig(z) * (1 - m) + torch.exp(-z) * m
+        elif t == "sigmoid_norm":
+            d = cl / len_c.clamp(min=1) - rl / len_r.clamp(min=1)
+            losses = -logsig(beta * d)
         elif t == "sft":
             losses = nll.expand(n)
         else:
@@ -280,7 +325,36 @@ def rm_fixture(kind, seed, pairs):
             "rewards/rejected": rr.mean().item(), "margin_mean": (rc - rr).mean().item()}
 
 
+def extra_fixture():
+    """EXTRA_CASES on pref-dpo.json's pairs and log-probs (the models stay as committed)."""
+    with open(os.path.join(FIX, "pref-dpo.json")) as f:
+        base = json.load(f)
+    pairs = base["pairs"]
+    n = len(pairs)
+    len_c = torch.tensor([float(len(p["chosen"])) for p in pairs], dtype=torch.float64)
+    len_r = torch.tensor([float(len(p["rejected"])) for p in pairs], dtype=torch.float64)
+    out = {"generator": "torch %s; the models and log-probs of pref-dpo.json" % torch.__version__, "models": []}
+    for fm in base["models"]:
+        ref_lp = torch.tensor(fm["ref_logps"], dtype=torch.float64)
+        cases = []
+        for case in EXTRA_CASES:
+            x = torch.tensor(fm["policy_logps"], dtype=torch.float64, requires_grad=True)
+            loss, metrics = dpo_loss(case, x[:n], x[n:], ref_lp[:n], ref_lp[n:], len_c, len_r)
+            (dlp,) = torch.autograd.grad(loss, x)
+            c = dict(case)
+            c.update({"loss": loss.item(), "metrics": metrics, "dlogp": dlp.tolist()})
+            cases.append(c)
+            print("%s %-40s loss %.6f" % (fm["family"], ",".join(case["loss_type"]), loss.item()))
+        out["models"].append({"family": fm["family"], "cases": cases})
+    with open(os.path.join(FIX, "pref-dpo-extra.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 def main():
+    if sys.argv[1:] == ["--extra"]:
+        extra_fixture()
+        return
     os.makedirs(FIX, exist_ok=True)
     torch.set_default_dtype(torch.float32)
     pairs = make_pairs()
@@ -297,6 +371,7 @@ def main():
     with open(os.path.join(FIX, "pref-rm.json"), "w") as f:
         json.dump(rm, f, indent=1)
         f.write("\n")
+    extra_fixture()
 
 
 if __name__ == "__main__":
