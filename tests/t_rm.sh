@@ -42,7 +42,7 @@ grep '"eval_' "$T/rm.log" >"$T/eval.log"
 [ "$(wc -l <"$T/train.log")" -eq 12 ] || fail "expected 12 training records"
 [ "$(wc -l <"$T/eval.log")" -ge 2 ] || fail "expected eval records before and after training"
 grep -q '"eval_accuracy"' "$T/eval.log" || fail "no eval_accuracy"
-for k in accuracy rewards/chosen rewards/rejected margin grad_norm learning_rate num_tokens; do
+for k in accuracy rewards/chosen rewards/rejected margin min_reward mean_reward max_reward grad_norm learning_rate num_tokens; do
   grep -q "\"$k\"" "$T/train.log" || fail "log lacks $k"
 done
 l0=$(num loss 1 "$T/train.log"); l12=$(num loss 12 "$T/train.log")

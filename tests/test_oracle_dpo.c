@@ -4,7 +4,8 @@
  *   pref-dpo.json, pref-jac-<family>.safetensors, pref-{gpt2,llama}-{ref,policy}/
  *   pref-rm.json, pref-rmgrad-<family>.safetensors, pref-{gpt2,llama}-rm/
  *   pref-dpo-extra.json: the later loss types (exo_pair, aot, aot_unpaired, discopop,
- *   sigmoid_norm) on the same models, appended to each family's cases
+ *   sigmoid_norm) on the same models, appended to each family's cases, and TRL 1.x's
+ *   token metrics (entropy, logits/chosen, logits/rejected, mean_token_accuracy)
  * For each family (GPT-2 with tied embeddings, Llama with GQA and untied head):
  *   1. per-sequence log-probs of policy and reference on the fixed pairs (one
  *      batch_pairs batch, chosen rows then rejected rows);
@@ -169,6 +170,48 @@ static PrefExample *make_pairs(const json_t *pairs, int *n_out, int with_eos) {
     return p;
 }
 
+/* TRL 1.x DPOTrainer's token metrics (entropy, logits/chosen, logits/rejected,
+ * mean_token_accuracy) of the policy on pref-dpo-extra.json's token_pairs, whose
+ * chosen answers start with the policy's greedy tokens (so the accuracy is not 0). */
+static void token_metrics(Model *pol, const json_t *fm, const char *fam) {
+    const json_t *tp = json_object_get(fm, "token_pairs"), *want = json_object_get(fm, "token_metrics");
+    if (!tp || !want) {
+        printf("FAIL %s: pref-dpo-extra.json has no token_pairs/token_metrics\n", fam);
+        failures++;
+        return;
+    }
+    int n;
+    PrefExample *pe = make_pairs(tp, &n, 0);
+    const PrefExample **pp = xmalloc((size_t)n * sizeof *pp);
+    for (int i = 0; i < n; i++) pp[i] = &pe[i];
+    Batch b = {0};
+    Error e = {0};
+    PrefScratch s = {0};
+    float *lp = xmalloc(2 * (size_t)n * sizeof(float));
+    if (batch_pairs(&b, pp, n, 0, 0, &e)) {
+        printf("FAIL %s: batch_pairs: %s\n", fam, e.msg);
+        failures++;
+    } else {
+        pref_batch_logps(pol, &b, &s, lp, NULL, NULL);
+        PrefTokenStats ts;
+        pref_batch_token_stats(pol, &b, n, &s, &ts);
+        const char *names[4] = {"entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy"};
+        double got[4] = {ts.entropy_sum / ts.tokens, ts.logits_chosen_sum / ts.chosen_tokens,
+                         ts.logits_rejected_sum / ts.rejected_tokens, (double)ts.chosen_correct / ts.chosen_tokens};
+        for (int k = 0; k < 4; k++) {
+            double w = json_number_value(json_object_get(want, names[k]));
+            check(got[k], w, k == 3 ? 1e-12 : k == 0 ? TOL * fmax(1, fabs(w)) : 1e-6, fam, names[k]); /* logits ~0.01 */
+            printf("%s %-20s %.6f (torch %.6f)\n", fam, names[k], got[k], w);
+        }
+    }
+    batch_free(&b);
+    pref_scratch_free(&s);
+    for (int i = 0; i < n; i++) pref_example_free(&pe[i]);
+    free(pe);
+    free(pp);
+    free(lp);
+}
+
 static void dpo_family(const json_t *fm, const json_t *pairs_json) {
     const char *fam = json_string_value(json_object_get(fm, "family"));
     Model ref, pol;
@@ -201,6 +244,8 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
         const PrefExample *x = &pe[r % n];
         check(len[r], r < n ? x->n_chosen : x->n_rejected, 0, fam, "completion length");
     }
+
+    token_metrics(&pol, fm, fam);
 
     char jpath[256];
     snprintf(jpath, sizeof jpath, FIX "pref-jac-%s.safetensors", fam);
@@ -360,6 +405,8 @@ int main(void) {
             if (!json_equal(json_object_get(xm, "family"), json_object_get(fm, "family"))) continue;
             n_extra += json_array_size(json_object_get(xm, "cases"));
             json_array_extend(json_object_get(fm, "cases"), json_object_get(xm, "cases"));
+            json_object_set(fm, "token_pairs", json_object_get(xm, "token_pairs"));
+            json_object_set(fm, "token_metrics", json_object_get(xm, "token_metrics"));
         }
     }
     if (extra && n_extra < 2 * 9) {

@@ -194,15 +194,15 @@ static void test_loss_falls_and_log(void) {
         if (json_object_get(o, "eval_loss")) {
             evals++;
         } else {
-            const char *need[] = {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "num_tokens"};
+            const char *need[] = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "num_tokens"};
             for (int i = 0; i < 7; i++) CHECK(json_object_get(o, need[i]), "record lacks \"%s\": %s", need[i], buf);
             double l = json_number_value(json_object_get(o, "loss"));
             if (steps == 0) {
                 first = l;
                 CHECK(json_integer_value(json_object_get(o, "step")) == 1, "first record step expected 1");
-                CHECK(json_number_value(json_object_get(o, "lr")) == 0.0,
+                CHECK(json_number_value(json_object_get(o, "learning_rate")) == 0.0,
                       "first update with warm-up 2 expected lr 0 (transformers convention), got %g",
-                      json_number_value(json_object_get(o, "lr")));
+                      json_number_value(json_object_get(o, "learning_rate")));
             }
             last = l;
             steps++;

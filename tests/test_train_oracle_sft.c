@@ -77,7 +77,7 @@ static void run_family(const char *fam, const char *kind, json_t *hp, const char
             double l = json_number_value(json_object_get(o, "loss"));
             double g = json_number_value(json_object_get(o, "grad_norm"));
             double a = json_number_value(json_object_get(o, "mean_token_accuracy"));
-            double lr = json_number_value(json_object_get(o, "lr"));
+            double lr = json_number_value(json_object_get(o, "learning_rate"));
             double wl = json_number_value(json_array_get(losses, step));
             double wg = json_number_value(json_array_get(norms, step));
             double wa = json_number_value(json_array_get(accs, step));

@@ -110,6 +110,17 @@ static int rm_micro_step(void *ctx, Split split, const int *idx, int n, double s
     metrics_add(mt, "rewards/chosen", m.rewards_chosen * n, n);
     metrics_add(mt, "rewards/rejected", m.rewards_rejected * n, n);
     metrics_add(mt, "margin", m.margin * n, n);
+    /* TRL 1.x RewardTrainer: min/mean/max over the batch's rewards (chosen and rejected),
+     * one value per micro-batch, averaged over the micro-batches of an update */
+    double lo = r->rew[0], hi = r->rew[0], sum = 0;
+    for (int i = 0; i < 2 * n; i++) {
+        lo = r->rew[i] < lo ? r->rew[i] : lo;
+        hi = r->rew[i] > hi ? r->rew[i] : hi;
+        sum += r->rew[i];
+    }
+    metrics_add(mt, "min_reward", lo, 1);
+    metrics_add(mt, "mean_reward", sum / (2 * n), 1);
+    metrics_add(mt, "max_reward", hi, 1);
     long tokens = 0;
     for (int i = 0; i < b.B; i++) tokens += b.lengths[i];
     mt->tokens += tokens;

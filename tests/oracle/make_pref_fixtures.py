@@ -14,10 +14,12 @@ Writes tests/oracle/fixtures/pref-*:
                               d(sequence log-prob)/d(parameter) for every sequence of the
                               batch and every policy parameter ("<row>/<name>", HF layout)
   pref-dpo-extra.json         the loss types added later (exo_pair, aot, aot_unpaired,
-                              discopop, sigmoid_norm), checked the same way on the same
+                              discopop, sigmoid_norm) and TRL 1.x's token metrics (entropy,
+                              logits/chosen, logits/rejected, mean_token_accuracy) of the
+                              policy; the losses are checked the same way on the same
                               models and log-probs (EXTRA_CASES; `--extra` writes only this
-                              file, from pref-dpo.json's log-probs, leaving the models as
-                              they are)
+                              file, from pref-dpo.json's log-probs and the committed policy,
+                              leaving the models as they are)
   pref-rm.json                reward-model scores read at the last non-pad token (as
                               transformers does), Bradley-Terry loss with margin and
                               centring, and its metrics
@@ -325,6 +327,32 @@ def rm_fixture(kind, seed, pairs):
             "rewards/rejected": rr.mean().item(), "margin_mean": (rc - rr).mean().item()}
 
 
+def token_metrics(model, pairs):
+    """TRL 1.x DPOTrainer's token metrics of one batch (dpo_trainer.py _compute_loss):
+    entropy over the completion tokens of chosen and rejected, logits/chosen and
+    logits/rejected (the logits averaged over the vocabulary, then over the completion
+    tokens), mean_token_accuracy (chosen completion tokens whose top-1 is the target)."""
+    ent_sum, ent_n = 0.0, 0
+    lsum = {"chosen": 0.0, "rejected": 0.0}
+    ln = {"chosen": 0, "rejected": 0}
+    correct = 0
+    with torch.no_grad():
+        for side in ("chosen", "rejected"):
+            for p in pairs:
+                ids = torch.tensor([p["prompt"] + p[side]])
+                logits = model(ids).logits[0, :-1].double()[len(p["prompt"]) - 1:]
+                tgt = ids[0, 1:][len(p["prompt"]) - 1:]
+                lp = torch.log_softmax(logits, -1)
+                ent_sum += (-(lp.exp() * lp).sum(-1)).sum().item()
+                ent_n += len(tgt)
+                lsum[side] += logits.mean(-1).sum().item()
+                ln[side] += len(tgt)
+                if side == "chosen":
+                    correct += (logits.argmax(-1) == tgt).sum().item()
+    return {"entropy": ent_sum / ent_n, "logits/chosen": lsum["chosen"] / ln["chosen"],
+            "logits/rejected": lsum["rejected"] / ln["rejected"], "mean_token_accuracy": correct / ln["chosen"]}
+
+
 def extra_fixture():
     """EXTRA_CASES on pref-dpo.json's pairs and log-probs (the models stay as committed)."""
     with open(os.path.join(FIX, "pref-dpo.json")) as f:
@@ -345,7 +373,20 @@ def extra_fixture():
             c.update({"loss": loss.item(), "metrics": metrics, "dlogp": dlp.tolist()})
             cases.append(c)
             print("%s %-40s loss %.6f" % (fm["family"], ",".join(case["loss_type"]), loss.item()))
-        out["models"].append({"family": fm["family"], "cases": cases})
+        from transformers import AutoModelForCausalLM
+        policy = AutoModelForCausalLM.from_pretrained(os.path.join(FIX, fm["policy"])).float().eval()
+        # pairs for the token metrics: the fixed pairs, with the policy's own greedy
+        # continuation as the start of two chosen answers, so that the accuracy is not 0
+        tpairs = [dict(p) for p in pairs]
+        for i, (n_greedy, n_rand) in ((0, (4, 0)), (2, (2, 1))):
+            ids = list(tpairs[i]["prompt"])
+            with torch.no_grad():
+                for _ in range(n_greedy):
+                    ids.append(int(policy(torch.tensor([ids])).logits[0, -1].argmax()))
+            tpairs[i]["chosen"] = ids[len(tpairs[i]["prompt"]):] + tpairs[i]["chosen"][:n_rand]
+        tm = token_metrics(policy, tpairs)
+        print("%s token metrics %s" % (fm["family"], tm))
+        out["models"].append({"family": fm["family"], "cases": cases, "token_pairs": tpairs, "token_metrics": tm})
     with open(os.path.join(FIX, "pref-dpo-extra.json"), "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
