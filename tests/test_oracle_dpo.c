@@ -192,9 +192,9 @@ static void token_metrics(Model *pol, const json_t *fm, const char *fam) {
         printf("FAIL %s: batch_pairs: %s\n", fam, e.msg);
         failures++;
     } else {
-        pref_batch_logps(pol, &b, &s, lp, NULL, NULL);
+        prefbatch_logps(pol, &b, &s, lp, NULL, NULL);
         PrefTokenStats ts;
-        pref_batch_token_stats(pol, &b, n, &s, &ts);
+        prefbatch_token_stats(pol, &b, n, &s, &ts);
         const char *names[4] = {"entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy"};
         double got[4] = {ts.entropy_sum / ts.tokens, ts.logits_chosen_sum / ts.chosen_tokens,
                          ts.logits_rejected_sum / ts.rejected_tokens, (double)ts.chosen_correct / ts.chosen_tokens};
@@ -205,7 +205,7 @@ static void token_metrics(Model *pol, const json_t *fm, const char *fam) {
         }
     }
     batch_free(&b);
-    pref_scratch_free(&s);
+    prefbatch_scratch_free(&s);
     for (int i = 0; i < n; i++) pref_example_free(&pe[i]);
     free(pe);
     free(pp);
