@@ -15,7 +15,7 @@ for p in sft dpo rm-train ppo rollout rank2pairs cherry-eval; do
   [ -x "$I/bin/$p" ] || fail "bin/$p not installed"
 done
 [ -e "$I/bin/eval" ] && fail "bin/eval installed (the shell's eval would hide it)"
-"$I/bin/cherry-eval" --help | grep -q '^usage: cherry-eval' || fail "cherry-eval --help: $("$I/bin/cherry-eval" --help 2>&1 | head -1)"
+"$I/bin/cherry-eval" --help | grep -q '^Usage: cherry-eval' || fail "cherry-eval --help: $("$I/bin/cherry-eval" --help 2>&1 | head -1)"
 for m in man1/cherry-eval.1 man1/dpo.1 man7/cherry-training.7 man7/cherry-trl.7; do
   [ -f "$I/share/man/$m" ] || fail "$m not installed"
 done
