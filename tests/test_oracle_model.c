@@ -105,7 +105,7 @@ static void check_fixture_perturbed(const char *name, const char *perturb) {
         return;
     }
     if (perturb && strcmp(perturb, "theta") == 0) {
-        m.cfg.rope_theta *= 1.001f;
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].rope_theta *= 1.001f;
     } else if (perturb) {
         const ParamTensor *pt = model_find_tensor(&m, perturb);
         if (pt) m.params[pt->offset] *= 1.001f;
