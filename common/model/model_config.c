@@ -427,8 +427,9 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
         json_object_set_new(r, "layer_types", lt);
     }
     if (gemma) {
-        json_object_set_new(r, "query_pre_attn_scalar",
-                            float_json(c->query_scale > 0 ? c->query_scale : (float)model_head_dim(c)));
+        /* an int in Gemma2Config / Gemma3TextConfig (strictly checked by transformers 5) */
+        float qs = c->query_scale > 0 ? c->query_scale : (float)model_head_dim(c);
+        json_object_set_new(r, "query_pre_attn_scalar", qs == floorf(qs) ? json_integer((json_int_t)qs) : float_json(qs));
         json_object_set_new(r, "attn_logit_softcapping", opt_float(c->attn_softcap));
         json_object_set_new(r, "final_logit_softcapping", opt_float(c->final_softcap));
     }
