@@ -38,7 +38,10 @@ that transformers computes on cherry's files what cherry computes.
 
 Run by hand (needs torch + transformers and a built bin/init-model), never by make check:
     make bin/init-model && python3 tests/oracle/make_family_fixtures.py
+(--generation remakes only gen-families.json: greedy tokens of transformers' generate()
+on the LM fixtures, for tests/test_oracle_generate.c.)
 """
+import json
 import os
 import subprocess
 import sys
@@ -123,8 +126,51 @@ def cherry_saved(name, seed):
            generator="tests/oracle/make_family_fixtures.py", use_mask=not window)
 
 
+# Greedy decoding with transformers' generate() on the LM fixtures, in
+# make_generate_fixtures.py's format (tests/test_oracle_generate.c reads both files).
+# Prompts plus 16 new tokens reach position 27, well past the sliding windows (4, 5).
+GEN_PROMPTS = [[5, 17, 42, 3, 60], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [33, 33, 33]]
+GEN_NEW = 16
+GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "gemma2", "gemma3", "phi3"]
+
+
+def generation():
+    out = {"generator": "tests/oracle/make_family_fixtures.py, transformers %s, torch %s" % (
+        tf.__version__, torch.__version__), "new_tokens": GEN_NEW, "models": []}
+    for name in GEN_MODELS:
+        d = os.path.join(HERE, "model-" + name)
+        model = FAMILIES[name][1].from_pretrained(d, attn_implementation="eager").eval()
+        eos = model.config.eos_token_id
+        cases = []
+        for prompt in GEN_PROMPTS:
+            ids = torch.tensor([prompt])
+            with torch.no_grad():
+                g = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=GEN_NEW,
+                                   output_scores=True, return_dict_in_generate=True, pad_token_id=0)
+                toks = g.sequences[0, len(prompt):].tolist()
+                logps, gaps = [], []
+                for step in range(len(toks)):
+                    # raw logits of a full recompute (generate's scores are processed)
+                    full = model(torch.tensor([prompt + toks[:step]])).logits[0, -1].double()
+                    logps.append(float(torch.log_softmax(full, -1)[toks[step]]))
+                    top2 = torch.topk(full, 2).values
+                    gaps.append(float(top2[0] - top2[1]))
+                    assert int(torch.argmax(full)) == toks[step], (name, prompt, step)
+            finish = "stop" if toks and toks[-1] == eos else "length"
+            cases.append({"prompt": prompt, "eos": eos, "finish_reason": finish, "tokens": toks, "logprobs": logps,
+                          "gaps": gaps})
+        out["models"].append({"dir": "model-" + name, "family": name, "cases": cases})
+        print("generation %-14s %s" % (name, [len(c["tokens"]) for c in cases]))
+    with open(os.path.join(HERE, "gen-families.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+
+
 def main():
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["--generation"]:
+        generation()
+        return
     names = sys.argv[1:] or list(FAMILIES)
     for name in names:
         model = build(name)
@@ -137,6 +183,8 @@ def main():
     for i, name in enumerate(CHERRY_SAVED):
         if name in names:
             cherry_saved(name, 100 + i)
+    if not sys.argv[1:]:
+        generation()
 
 
 if __name__ == "__main__":
