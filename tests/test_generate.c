@@ -17,8 +17,8 @@
 
 #include "check.h"
 #include "generate/generate.h"
-#include "model/model.h"
 #include "kernels/ops.h"
+#include "model/model.h"
 
 #define NP 5
 static const int P0[] = {5, 17, 42, 3, 9}, P1[] = {7}, P2[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, P3[] = {64, 64, 64},

@@ -19,11 +19,11 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "check.h"
+#include "formats/safetensors.h"
 #include "model/lora.h"
 #include "model/model.h"
-#include "formats/safetensors.h"
-#include "base/util.h"
 
 enum { B = 2, T = 6, V = 37 };
 

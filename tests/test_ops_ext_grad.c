@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "kernels/ops.h"
 #include "kernels/ops_ext.h"
-#include "base/util.h"
 
 #define TOL 2e-3
 
@@ -133,8 +133,7 @@ static double att_loss(void) {
     attention_ext_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd, &a_o);
     return dot(a_out, a_r, (size_t)a_B * a_T * a_nh * a_hd);
 }
-static void test_attention_case(const char *label, int B, int T, int nh, int nkv, int hd, const int *seg,
-                                AttnOpts o) {
+static void test_attention_case(const char *label, int B, int T, int nh, int nkv, int hd, const int *seg, AttnOpts o) {
     a_B = B, a_T = T, a_nh = nh, a_nkv = nkv, a_hd = hd, a_seg = seg, a_o = o;
     size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
     a_q = randn(nq, 1), a_k = randn(nk, 1), a_v = randn(nk, 1), a_r = randn(nq, 1);

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/model.h"
-#include "formats/safetensors.h"
 #include "base/util.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
 
 #define RTOL 1e-4
 #define FLOOR_FRAC 5e-2
@@ -88,8 +88,8 @@ static float *get(const StFile *f, const char *name, size_t numel) {
 
 /* perturb: NULL, or "theta" (rope_theta * 1.001), "no-window" (sliding window off),
  * "no-rope-scaling" (unscaled RoPE frequencies), "attn_softcap" / "final_softcap" /
- * "query_scale" (x 1.01), "+NAME" (first element of tensor NAME + 0.01), or a tensor name whose first element is changed by 1e-3
- * relative — used by the negative controls. */
+ * "query_scale" (x 1.01), "+NAME" (first element of tensor NAME + 0.01), or a tensor name whose first element is
+ * changed by 1e-3 relative — used by the negative controls. */
 static void check_fixture_perturbed(const char *name, const char *perturb);
 static void check_fixture(const char *name) {
     check_fixture_perturbed(name, NULL);
@@ -486,13 +486,12 @@ static void check_determinism(const char *name) {
 int main(int argc, char **argv) {
     if (getenv("ORACLE_FIXTURES")) fixdir = getenv("ORACLE_FIXTURES");
     if (argc > 1) fixdir = argv[1];
-    const char *names[] = {"model-gpt2",        "model-gpt2-untied", "model-llama-gqa",   "model-llama-tied",
-                           "model-gpt2-rm",     "model-llama-rm",
+    const char *names[] = {"model-gpt2", "model-gpt2-untied", "model-llama-gqa", "model-llama-tied", "model-gpt2-rm",
+                           "model-llama-rm",
                            /* tests/oracle/make_family_fixtures.py */
-                           "model-qwen2",       "model-qwen2-rm",    "model-llama3",      "model-llama-linear",
-                           "model-mistral",     "model-mistral-rm",  "model-qwen3",       "model-qwen3-rm",
-                           "model-gemma2",      "model-gemma2-rm",   "model-gemma3",      "model-gemma3-rm",
-                           "model-phi3",        "model-phi3-rm"};
+                           "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral",
+                           "model-mistral-rm", "model-qwen3", "model-qwen3-rm", "model-gemma2", "model-gemma2-rm",
+                           "model-gemma3", "model-gemma3-rm", "model-phi3", "model-phi3-rm"};
     char probe[600];
     snprintf(probe, sizeof probe, "%s/model-gpt2/config.json", fixdir);
     if (!file_exists(probe)) {
@@ -522,8 +521,8 @@ int main(int argc, char **argv) {
     check_round_trips("model-gpt2", tmpdir);
     check_round_trips("model-llama-gqa", tmpdir);
     check_round_trips("model-llama-rm", tmpdir);
-    const char *rt[] = {"model-qwen2", "model-qwen2-rm", "model-llama3", "model-mistral", "model-qwen3",
-                        "model-gemma2", "model-gemma3", "model-gemma3-rm", "model-phi3", "model-phi3-rm"};
+    const char *rt[] = {"model-qwen2",  "model-qwen2-rm", "model-llama3",    "model-mistral", "model-qwen3",
+                        "model-gemma2", "model-gemma3",   "model-gemma3-rm", "model-phi3",    "model-phi3-rm"};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) check_round_trips(rt[i], tmpdir);
     check_other_spellings("model-gpt2", tmpdir);
     check_other_spellings("model-llama-tied", tmpdir);

@@ -153,7 +153,10 @@ int main(int argc, char **argv) {
         printf("layers:       %d\n", cfg.n_layer);
         printf("width:        %d (head dim %d)\n", cfg.d_model, hd);
         printf("heads:        %d query, %d key/value\n", cfg.n_head, cfg.n_kv_head);
-        printf("mlp width:    %d (%s)\n", cfg.d_ff, cfg.family == FAMILY_GPT2 ? "gelu_new" : cfg.family == FAMILY_GEMMA2 || cfg.family == FAMILY_GEMMA3 ? "GeGLU" : "SwiGLU");
+        printf("mlp width:    %d (%s)\n", cfg.d_ff,
+               cfg.family == FAMILY_GPT2                                    ? "gelu_new"
+               : cfg.family == FAMILY_GEMMA2 || cfg.family == FAMILY_GEMMA3 ? "GeGLU"
+                                                                            : "SwiGLU");
         printf("vocab:        %d\n", cfg.vocab_size);
         printf("context:      %d%s\n", cfg.max_seq, cfg.family == FAMILY_GPT2 ? " (learned positions)" : "");
         if (cfg.family != FAMILY_GPT2) printf("rope theta:   %g\n", cfg.rope_theta);

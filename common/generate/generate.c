@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/lora.h"
+#include "base/util.h"
 #include "kernels/decode.h"
 #include "kernels/ops.h"
 #include "kernels/ops_ext.h"
-#include "base/util.h"
+#include "model/lora.h"
 
 /* ---- the cache ------------------------------------------------------------------ */
 
@@ -130,9 +130,8 @@ static void pack_all(GenState *g) {
         const struct {
             const float *w;
             int in, out;
-        } lin[] = {{L->qkv_w, C, Q + 2 * kvd}, {L->q_w, C, Q},         {L->k_w, C, kvd},
-                   {L->v_w, C, kvd},           {L->o_w, Q, C},         {L->gate_up_w, C, 2 * F},
-                   {L->gate_w, C, F},          {L->up_w, C, F},        {L->down_w, F, C}};
+        } lin[] = {{L->qkv_w, C, Q + 2 * kvd}, {L->q_w, C, Q},    {L->k_w, C, kvd}, {L->v_w, C, kvd}, {L->o_w, Q, C},
+                   {L->gate_up_w, C, 2 * F},   {L->gate_w, C, F}, {L->up_w, C, F},  {L->down_w, F, C}};
         for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
             if (lin[i].w) decode_pack(pk++, lin[i].w, lin[i].in, lin[i].out);
     }
@@ -174,7 +173,8 @@ static void attention_cached(GenState *g, const KVCache *kv, int l, const int *s
     int nh = g->m->cfg.n_head;
     if (n >= nt) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int r = 0; r < n; r++) attend(g, kv, l, r, slots[r], 0, nh, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
+        for (int r = 0; r < n; r++)
+            attend(g, kv, l, r, slots[r], 0, nh, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
     } else {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
         for (int r = 0; r < n; r++)

@@ -92,7 +92,6 @@ static inline void vstore(float *p, vec a) {
 #endif
 #define PW (2 * VL) /* outputs per panel */
 
-
 void decode_pack(DecodePacked *pk, const float *w, int C, int OC) {
     pk->w = w;
     pk->C = C;
@@ -209,13 +208,14 @@ float decode_dot(const float *a, const float *b, int n) {
  * processed by either of generate.c's two parallel layouts run this same machine
  * code, so a row's result never depends on the layout. */
 __attribute__((noinline)) void decode_attend_row(float *out, const float *q, const float *K0, const float *V0,
-                                                 size_t stride, int j0, int P, int nh, int nkv, int hd, int h0,
-                                                 int h1, float scale, float softcap, float *sc) {
+                                                 size_t stride, int j0, int P, int nh, int nkv, int hd, int h0, int h1,
+                                                 float scale, float softcap, float *sc) {
     int grp = nh / nkv, W = P - j0;
     for (int j = j0; j < P; j++) {
         const float *k = K0 + (size_t)j * stride;
         for (int h = h0; h < h1; h++)
-            sc[(size_t)(h - h0) * W + (j - j0)] = decode_dot(q + (size_t)h * hd, k + (size_t)(h / grp) * hd, hd) * scale;
+            sc[(size_t)(h - h0) * W + (j - j0)] =
+                decode_dot(q + (size_t)h * hd, k + (size_t)(h / grp) * hd, hd) * scale;
     }
     if (softcap > 0)
         for (size_t i = 0; i < (size_t)(h1 - h0) * W; i++) sc[i] = softcap * tanhf(sc[i] / softcap);

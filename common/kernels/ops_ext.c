@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "gemm.h"
 #include "ops.h"
-#include "base/util.h"
 
 /* ---- GeGLU -------------------------------------------------------------------------
  * gelu(g) = 0.5 g (1 + tanh(u)), u = sqrt(2/pi) (g + 0.044715 g^3) — transformers'
@@ -148,7 +148,8 @@ void attention_ext_backward(float *dq, float *dk, float *dv, const float *dout, 
                         d[j] = g;
                     }
                 }
-                if (dq) gemm(0, 0, T, hd, T, o->scale, dS, T, K, ldk, 1.0f, dq + (size_t)b * T * ldq + (size_t)h * hd, ldq);
+                if (dq)
+                    gemm(0, 0, T, hd, T, o->scale, dS, T, K, ldk, 1.0f, dq + (size_t)b * T * ldq + (size_t)h * hd, ldq);
                 if (dK) gemm(1, 0, T, hd, T, o->scale, dS, T, Q, ldq, 1.0f, dK, ldk);
                 if (dV) gemm(1, 0, T, hd, T, 1.0f, P, T, dO, ldq, 1.0f, dV, ldk);
             }

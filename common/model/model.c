@@ -25,24 +25,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+#include "kernels/ops.h"
+#include "kernels/ops_ext.h"
 #include "lora.h"
 #include "model.h"
 #include "model_internal.h"
-#include "kernels/ops.h"
-#include "kernels/ops_ext.h"
-#include "base/util.h"
 
 /* Activations of one layer for the last forward (pointers into ModelImpl.act). */
 typedef struct LayerAct {
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;          /* [N, Q + 2 KV] fused projection output */
-    float *qr, *kr;      /* [N, Q], [N, KV] q, k before their per-head norms */
+    float *qkv;               /* [N, Q + 2 KV] fused projection output */
+    float *qr, *kr;           /* [N, Q], [N, KV] q, k before their per-head norms */
     float *qn_rstd, *kn_rstd; /* [N nh], [N nkv] */
-    float *q, *k, *v;    /* [N, Q], [N, KV] x2 (after norms and RoPE) */
-    float *att;          /* [B, nh, T, T] */
-    float *atty;         /* [N, Q] attention output before the projection */
-    float *ao, *ao_rstd; /* [N, C] o_proj output before post_attn_norm (Gemma) */
-    float *res1;         /* [N, C] x + attention */
+    float *q, *k, *v;         /* [N, Q], [N, KV] x2 (after norms and RoPE) */
+    float *att;               /* [B, nh, T, T] */
+    float *atty;              /* [N, Q] attention output before the projection */
+    float *ao, *ao_rstd;      /* [N, C] o_proj output before post_attn_norm (Gemma) */
+    float *res1;              /* [N, C] x + attention */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *gu;           /* [N, 2F] fused gate_up output (Phi-3) */
     float *f1, *f2;      /* [N, F]: gate, up (gated); up out, act out (GPT-2) */
@@ -53,7 +53,7 @@ typedef struct LayerAct {
 
 struct ModelImpl {
     const FamilySpec *fam;
-    int *init_kind; /* per tensor */
+    int *init_kind;     /* per tensor */
     int lm_head, score; /* tensor indices, -1 = absent */
     float *inv_freq;    /* [2][hd/2]: global and local (sliding) RoPE tables */
     float *normw;       /* [max(C, hd)] scratch: 1 + w of a Gemma norm */
@@ -291,8 +291,10 @@ static int tensor_of(const Model *m, const float *p) {
     int lo = 0, hi = m->n_tensors - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (m->tensors[mid].offset <= off) lo = mid;
-        else hi = mid - 1;
+        if (m->tensors[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     return lo;
 }

@@ -63,9 +63,9 @@ typedef struct ModelConfig {
     int head_dim; /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
     struct {
         RopeType type;
-        float factor;                /* linear, llama3 */
-        float low_freq, high_freq;   /* llama3 low_freq_factor, high_freq_factor */
-        int original_max;            /* llama3 original_max_position_embeddings */
+        float factor;              /* linear, llama3 */
+        float low_freq, high_freq; /* llama3 low_freq_factor, high_freq_factor */
+        int original_max;          /* llama3 original_max_position_embeddings */
     } rope_scaling;
     float rope_local_theta; /* Gemma 3: rope_local_base_freq of the sliding layers (0: rope_theta) */
     int sliding_window;     /* 0: none; else keys with q - k >= window are masked */
@@ -84,16 +84,16 @@ int model_head_dim(const ModelConfig *c);
  * Gemma's post_attention_layernorm is post_attn_norm, its pre_feedforward_layernorm
  * ln2. */
 typedef struct LayerWeights {
-    float *ln1_w, *ln1_b;           /* norm before attention */
-    float *qkv_w, *qkv_b;           /* fused q, k, v (GPT-2 c_attn, Phi-3 qkv_proj) */
+    float *ln1_w, *ln1_b; /* norm before attention */
+    float *qkv_w, *qkv_b; /* fused q, k, v (GPT-2 c_attn, Phi-3 qkv_proj) */
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
-    float *q_norm, *k_norm;         /* per-head RMSNorm of q and k (Qwen3, Gemma 3) */
-    float *o_w, *o_b;               /* attention output projection */
-    float *post_attn_norm;          /* Gemma: norm of the attention output */
-    float *ln2_w, *ln2_b;           /* norm before the MLP */
-    float *gate_up_w;               /* fused gate, up (Phi-3 gate_up_proj) */
+    float *q_norm, *k_norm; /* per-head RMSNorm of q and k (Qwen3, Gemma 3) */
+    float *o_w, *o_b;       /* attention output projection */
+    float *post_attn_norm;  /* Gemma: norm of the attention output */
+    float *ln2_w, *ln2_b;   /* norm before the MLP */
+    float *gate_up_w;       /* fused gate, up (Phi-3 gate_up_proj) */
     float *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
-    float *post_ff_norm;            /* Gemma: norm of the MLP output */
+    float *post_ff_norm; /* Gemma: norm of the MLP output */
 } LayerWeights;
 #define LW_SLOTS ((int)(sizeof(LayerWeights) / sizeof(float *)))
 

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "model.h"
 #include "model_internal.h"
-#include "base/util.h"
 
 /* Field readers: absent (or null) -> default; wrong type -> EX_DATAERR naming the
  * file and the field. */
@@ -274,14 +274,15 @@ static int parse_window(ModelConfig *c, const json_t *r, const char *p, Error *e
     const json_t *lt = json_object_get(r, "layer_types");
     if (!json_is_array(lt)) return 0;
     if ((int)json_array_size(lt) != c->n_layer)
-        return err_set(e, EX_DATAERR, "%s: field \"layer_types\" has %zu entries for %d layers", p,
-                       json_array_size(lt), c->n_layer);
+        return err_set(e, EX_DATAERR, "%s: field \"layer_types\" has %zu entries for %d layers", p, json_array_size(lt),
+                       c->n_layer);
     /* layer_types must be a pattern cherry represents: none, all, or (l + 1) % k != 0 */
     int n_slide = 0;
     for (int l = 0; l < c->n_layer; l++) {
         const char *t = json_string_value(json_array_get(lt, (size_t)l));
         if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
-            return err_set(e, EX_DATAERR, "%s: layer_types[%d] is not \"sliding_attention\" or \"full_attention\"", p, l);
+            return err_set(e, EX_DATAERR, "%s: layer_types[%d] is not \"sliding_attention\" or \"full_attention\"", p,
+                           l);
         n_slide += strcmp(t, "sliding_attention") == 0;
     }
     if (n_slide == 0) c->sliding_window = 0;
@@ -295,8 +296,8 @@ static int parse_window(ModelConfig *c, const json_t *r, const char *p, Error *e
         if (ok) return 0;
         if (k == 0) break;
     }
-    return err_set(e, EX_DATAERR, "%s: field \"layer_types\" is not a pattern cherry supports (all, or every k-th full)",
-                   p);
+    return err_set(e, EX_DATAERR,
+                   "%s: field \"layer_types\" is not a pattern cherry supports (all, or every k-th full)", p);
 }
 
 /* Llama-like families (every one but GPT-2): LlamaConfig's keys, plus what the family's
@@ -312,8 +313,7 @@ static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, co
         cfg_float(r, "rms_norm_eps", f->eps_default, &c->norm_eps, p, e) ||
         cfg_float(r, "initializer_range", 0.02f, &c->init_std, p, e) ||
         cfg_bool(r, "tie_word_embeddings", f->tie_default, &c->tie_embeddings, p, e) ||
-        cfg_bool(r, "attention_bias", 0, &c->attn_bias, p, e) ||
-        cfg_bool(r, "mlp_bias", 0, &c->mlp_bias, p, e) ||
+        cfg_bool(r, "attention_bias", 0, &c->attn_bias, p, e) || cfg_bool(r, "mlp_bias", 0, &c->mlp_bias, p, e) ||
         cfg_token(r, "bos_token_id", f->bos_default, &c->bos_id, p, e) ||
         cfg_token(r, "eos_token_id", f->eos_default, &c->eos_id, p, e) ||
         cfg_token(r, "pad_token_id", f->pad_default, &c->pad_id, p, e))
@@ -417,7 +417,8 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
         json_object_set_new(rp, "full_attention", rope_json(c, c->rope_theta, 1));
         json_object_set_new(r, "rope_parameters", rp);
     }
-    if (c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3) json_object_set_new(r, "use_sliding_window", json_false());
+    if (c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3)
+        json_object_set_new(r, "use_sliding_window", json_false());
     if (c->family != FAMILY_QWEN2 && c->family != FAMILY_QWEN3)
         json_object_set_new(r, "sliding_window", c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null());
     if (gemma && c->sliding_window > 0) {
@@ -429,7 +430,8 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
     if (gemma) {
         /* an int in Gemma2Config / Gemma3TextConfig (strictly checked by transformers 5) */
         float qs = c->query_scale > 0 ? c->query_scale : (float)model_head_dim(c);
-        json_object_set_new(r, "query_pre_attn_scalar", qs == floorf(qs) ? json_integer((json_int_t)qs) : float_json(qs));
+        json_object_set_new(r, "query_pre_attn_scalar",
+                            qs == floorf(qs) ? json_integer((json_int_t)qs) : float_json(qs));
         json_object_set_new(r, "attn_logit_softcapping", opt_float(c->attn_softcap));
         json_object_set_new(r, "final_logit_softcapping", opt_float(c->final_softcap));
     }

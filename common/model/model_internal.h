@@ -32,17 +32,17 @@ typedef struct TensorSpec {
 
 typedef struct FamilySpec {
     Family id;
-    const char *name;                    /* cherry's name (model_family_name) */
-    const char *model_type;              /* config.json model_type */
-    const char *causal_arch, *cls_arch;  /* architectures[0] written on save */
-    const char *prefix;                  /* "transformer." / "model." before every trunk tensor */
-    const char *blocks;                  /* "h" / "layers" */
+    const char *name;                     /* cherry's name (model_family_name) */
+    const char *model_type;               /* config.json model_type */
+    const char *causal_arch, *cls_arch;   /* architectures[0] written on save */
+    const char *prefix;                   /* "transformer." / "model." before every trunk tensor */
+    const char *blocks;                   /* "h" / "layers" */
     const TensorSpec *pre, *layer, *post; /* NULL-name terminated */
     NormKind norm;
     ActKind act;
-    int gated;         /* MLP = down(act(gate) * up); else down(act(up)) */
-    int learned_pos;   /* GPT-2 wpe instead of RoPE */
-    int embed_scale;   /* Gemma: embeddings times sqrt(hidden_size) */
+    int gated;                      /* MLP = down(act(gate) * up); else down(act(up)) */
+    int learned_pos;                /* GPT-2 wpe instead of RoPE */
+    int embed_scale;                /* Gemma: embeddings times sqrt(hidden_size) */
     const char *act_key, *act_name; /* config key and value of the activation */
     const char *lora_default[2];    /* PEFT's default target modules */
     /* config.json defaults */
