@@ -38,7 +38,8 @@ that transformers computes on cherry's files what cherry computes.
 
 Run by hand (needs torch + transformers and a built bin/init-model), never by make check:
     make bin/init-model && python3 tests/oracle/make_family_fixtures.py
-(--generation remakes only gen-families.json: greedy tokens of transformers' generate()
+(--peft remakes only the PEFT adapters lora-peft-phi3, lora-peft-gemma2 for
+tests/test_oracle_lora.c; --generation remakes only gen-families.json: greedy tokens of transformers' generate()
 on the LM fixtures, for tests/test_oracle_generate.c.)
 """
 import json
@@ -166,8 +167,37 @@ def generation():
         f.write("\n")
 
 
+# Adapters made by PEFT itself on family fixtures (tests/test_oracle_lora.c): the fused
+# Phi-3 modules and Gemma 2's attention/MLP, random B so they change the outputs.
+PEFT_ADAPTERS = {"peft-phi3": ("model-phi3", ["qkv_proj", "gate_up_proj", "o_proj"]),
+                 "peft-gemma2": ("model-gemma2", ["q_proj", "v_proj", "down_proj"])}
+
+
+def peft_adapters():
+    import shutil
+    from peft import LoraConfig, get_peft_model
+    from make_lora_fixtures import record as lora_record, relocate
+    for name, (base_name, targets) in PEFT_ADAPTERS.items():
+        torch.manual_seed(11)
+        base = tf.AutoModelForCausalLM.from_pretrained(os.path.join(HERE, base_name), dtype=torch.float32)
+        model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=targets, lora_dropout=0.0,
+                                                task_type="CAUSAL_LM"))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.5)
+        ad = os.path.join(HERE, "lora-" + name)
+        shutil.rmtree(ad, ignore_errors=True)
+        model.save_pretrained(ad)
+        relocate(ad, base_name)
+        lora_record(name, base_name, False)
+
+
 def main():
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["--peft"]:
+        peft_adapters()
+        return
     if sys.argv[1:] == ["--generation"]:
         generation()
         return
@@ -185,6 +215,7 @@ def main():
             cherry_saved(name, 100 + i)
     if not sys.argv[1:]:
         generation()
+        peft_adapters()
 
 
 if __name__ == "__main__":
