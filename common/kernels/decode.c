@@ -237,6 +237,7 @@ __attribute__((noinline)) void decode_attend_row(float *out, const float *q, con
         const float *v = V0 + (size_t)j * stride;
         for (int h = h0; h < h1; h++) {
             const float *vh = v + (size_t)(h / grp) * hd;
+            // cppcheck-suppress uninitvar ; the loop above sets inv[0 .. h1-h0)
             float a = sc[(size_t)(h - h0) * W + (j - j0)] * inv[h - h0];
             float *o = out + (size_t)h * hd;
             for (int i = 0; i < hd; i++) o[i] += a * vh[i];

@@ -193,6 +193,7 @@ void logprobs_softcap_forward(float *logp, float *entropy, float *lse, const flo
                 se += e;
                 sel += e * ((double)l[j] - mx);
             }
+            // cppcheck-suppress invalidFunctionArg ; the maximum's term makes se >= 1
             double ls = mx + log(se);
             lse[n] = (float)ls;
             logp[n] = (float)(l[t] - ls);

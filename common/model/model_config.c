@@ -225,7 +225,7 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
  * (5.x), rope_scaling (4.x); Gemma 3's rope_parameters per layer type and
  * rope_local_base_freq. */
 static int parse_rope(ModelConfig *c, const json_t *r, const char *p, Error *e) {
-    float theta;
+    float theta = 10000.0f;
     if (cfg_float(r, "rope_theta", 10000.0f, &theta, p, e)) return e->code;
     if (cfg_float(r, "rope_local_base_freq", 0.0f, &c->rope_local_theta, p, e)) return e->code;
     const json_t *rp = json_object_get(r, "rope_parameters"), *sc = json_object_get(r, "rope_scaling");
