@@ -351,17 +351,16 @@ static int stop_match(const GenConfig *cfg, const Slot *sl, size_t before) {
     return -1;
 }
 
-int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *const *prompts, const int *lens,
-             const long *prompt_ids, int n, GenSeq *out, void (*progress)(void *ctx, int done, long tokens),
-             void *progress_ctx, Error *e) {
-    const ModelConfig *mc = &m->cfg;
+/* Flags and prompts: EX_USAGE / EX_DATAERR naming the prompt; *maxlen the longest. */
+static int check_inputs(const ModelConfig *mc, const GenConfig *cfg, const Tokenizer *tok, const int *const *prompts,
+                        const int *lens, int n, int *maxlen, Error *e) {
     int V = mc->vocab_size;
     if (cfg->max_new_tokens < 1) return err_set(e, EX_USAGE, "--max-new-tokens must be >= 1");
     if (cfg->num_samples < 1) return err_set(e, EX_USAGE, "--num-samples must be >= 1");
     if (cfg->batch_size < 1) return err_set(e, EX_USAGE, "--batch-size must be >= 1");
     if (cfg->n_stop > 0 && !tok) return err_set(e, EX_USAGE, "stop strings need a tokenizer");
     if (sampler_config_check(&cfg->sampler, e)) return e->code;
-    int maxlen = 0;
+    *maxlen = 0;
     for (int i = 0; i < n; i++) {
         if (lens[i] < 1) return err_set(e, EX_DATAERR, "prompt %d is empty", i);
         if (lens[i] >= mc->max_seq)
@@ -371,77 +370,165 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
             if (prompts[i][t] < 0 || prompts[i][t] >= V)
                 return err_set(e, EX_DATAERR, "prompt %d: token %d is id %d, outside the vocabulary (%d)", i, t,
                                prompts[i][t], V);
-        if (lens[i] > maxlen) maxlen = lens[i];
+        if (lens[i] > *maxlen) *maxlen = lens[i];
     }
-    long nseq = (long)n * cfg->num_samples;
-    if (nseq == 0) return 0;
-    int cap = maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
-    int nslot = cfg->batch_size < nseq ? cfg->batch_size : (int)nseq;
-    GenState *g = gen_state_new(m, maxlen > nslot ? maxlen : nslot, e);
-    if (!g) return e->code;
+    return 0;
+}
+
+/* The state of one generate() call: cache, slots, the last prefilled prompt. */
+typedef struct Run {
+    const GenConfig *cfg;
+    const ModelConfig *mc;
+    GenState *g;
     KVCache kv;
-    kv_init(&kv, mc, nslot, cap);
-    Slot *slot = xcalloc((size_t)nslot, sizeof(Slot));
-    for (int s = 0; s < nslot; s++) {
-        slot[s].seq = -1;
-        sampler_init(&slot[s].sampler, &cfg->sampler, V);
-        slot[s].hist = xmalloc((size_t)cap * sizeof(int));
-        slot[s].logits = xmalloc((size_t)V * sizeof(float));
-    }
+    Slot *slot;
+    int nslot, maxlen;
     /* The last prompt prefilled: its keys/values and last logits, so the other
      * samples of that prompt start from a copy instead of a second prefill. */
-    int pre_prompt = -1;
-    size_t kvrow = (size_t)kv.nkv * kv.hd;
-    float *pre_k = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
-    float *pre_v = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
-    float *pre_logits = xmalloc((size_t)V * sizeof(float));
-    int *rows_tok = xmalloc((size_t)(maxlen > nslot ? maxlen : nslot) * sizeof(int));
-    int *rows_slot = xmalloc((size_t)(maxlen > nslot ? maxlen : nslot) * sizeof(int));
-    unsigned char *want = xcalloc((size_t)(maxlen > nslot ? maxlen : nslot), 1);
-    float *step_logits = xmalloc((size_t)nslot * V * sizeof(float));
+    int pre_prompt;
+    float *pre_k, *pre_v, *pre_logits;
+    int *rows_tok, *rows_slot;
+    unsigned char *want;
+    float *step_logits;
+} Run;
+
+/* Starts sequence `next` (prompt p, sample smp) in free slot s: prefill, or copy the
+ * prefix of the prompt prefilled last; out[next] is initialised. */
+static void start_seq(Run *R, int s, long next, const int *const *prompts, const int *lens, const long *prompt_ids,
+                      GenSeq *out) {
+    const GenConfig *cfg = R->cfg;
+    const ModelConfig *mc = R->mc;
+    KVCache *kv = &R->kv;
+    Slot *sl = &R->slot[s];
+    int V = mc->vocab_size, maxlen = R->maxlen;
+    int p = (int)(next / cfg->num_samples), smp = (int)(next % cfg->num_samples), L = lens[p];
+    size_t kvrow = (size_t)kv->nkv * kv->hd;
+    if (R->pre_prompt == p) {
+        for (int l = 0; l < mc->n_layer; l++) {
+            memcpy(kv->k + kv_off(kv, l, s, 0), R->pre_k + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
+            memcpy(kv->v + kv_off(kv, l, s, 0), R->pre_v + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
+        }
+        kv->len[s] = L;
+        memcpy(sl->logits, R->pre_logits, (size_t)V * sizeof(float));
+    } else {
+        kv->len[s] = 0;
+        for (int t = 0; t < L; t++) R->rows_tok[t] = prompts[p][t], R->rows_slot[t] = s, R->want[t] = t == L - 1;
+        gen_forward(R->g, kv, R->rows_tok, R->rows_slot, L, R->want, sl->logits, 0);
+        for (int t = 0; t < L; t++) R->want[t] = 0;
+        for (int l = 0; l < mc->n_layer; l++) {
+            memcpy(R->pre_k + (size_t)l * maxlen * kvrow, kv->k + kv_off(kv, l, s, 0), L * kvrow * sizeof(float));
+            memcpy(R->pre_v + (size_t)l * maxlen * kvrow, kv->v + kv_off(kv, l, s, 0), L * kvrow * sizeof(float));
+        }
+        memcpy(R->pre_logits, sl->logits, (size_t)V * sizeof(float));
+        R->pre_prompt = p;
+    }
+    GenSeq *q = &out[next];
+    memset(q, 0, sizeof *q);
+    q->prompt = p;
+    q->sample = smp;
+    q->stop_index = -1;
+    q->tokens = xmalloc((size_t)cfg->max_new_tokens * sizeof(int));
+    q->logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
+    q->sample_logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
+    gen_rng_seed(&sl->rng, cfg->seed, prompt_ids ? prompt_ids[p] : p, smp);
+    memcpy(sl->hist, prompts[p], (size_t)L * sizeof(int));
+    sl->n_hist = L;
+    sl->text_len = 0;
+    sl->done = 0;
+    sl->seq = (int)next;
+}
+
+/* Stop conditions of the slot's newest token: EOS, a stop string, the length limits.
+ * Returns 1 when the sequence is finished. */
+static int check_stop(const GenConfig *cfg, const ModelConfig *mc, const Tokenizer *tok, Slot *sl, GenSeq *q) {
+    int t = q->tokens[q->n_tokens - 1];
+    for (int i = 0; i < cfg->n_eos; i++)
+        if (t == cfg->eos_ids[i]) q->eos = 1;
+    if (q->eos) {
+        q->finish = GEN_FINISH_STOP;
+        sl->done = 1;
+    } else if (cfg->n_stop > 0) {
+        char buf[256];
+        int nb = tok_id_bytes(tok, t, buf, sizeof buf);
+        if (nb > (int)sizeof buf) nb = sizeof buf;
+        if (nb > 0) {
+            size_t before = sl->text_len;
+            if (sl->text_len + nb > sl->text_cap) {
+                sl->text_cap = 2 * (sl->text_len + nb) + 64;
+                sl->text = xrealloc(sl->text, sl->text_cap);
+            }
+            memcpy(sl->text + sl->text_len, buf, (size_t)nb);
+            sl->text_len += nb;
+            int k = stop_match(cfg, sl, before);
+            if (k >= 0) {
+                q->finish = GEN_FINISH_STOP;
+                q->stop_index = k;
+                sl->done = 1;
+            }
+        }
+    }
+    /* the whole sequence must fit the context, as transformers' max_length (and so a
+     * full recompute of prompt + completion stays possible) */
+    if (!sl->done && (q->n_tokens >= cfg->max_new_tokens || sl->n_hist >= mc->max_seq)) {
+        q->finish = GEN_FINISH_LENGTH;
+        sl->done = 1;
+    }
+    return sl->done;
+}
+
+static void run_free(Run *R) {
+    for (int s = 0; s < R->nslot; s++) {
+        sampler_free(&R->slot[s].sampler);
+        free(R->slot[s].hist);
+        free(R->slot[s].text);
+        free(R->slot[s].logits);
+    }
+    free(R->slot);
+    free(R->pre_k), free(R->pre_v), free(R->pre_logits), free(R->rows_tok), free(R->rows_slot), free(R->want);
+    free(R->step_logits);
+    kv_free(&R->kv);
+    gen_state_free(R->g);
+}
+
+int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *const *prompts, const int *lens,
+             const long *prompt_ids, int n, GenSeq *out, void (*progress)(void *ctx, int done, long tokens),
+             void *progress_ctx, Error *e) {
+    const ModelConfig *mc = &m->cfg;
+    int V = mc->vocab_size, maxlen = 0;
+    if (check_inputs(mc, cfg, tok, prompts, lens, n, &maxlen, e)) return e->code;
+    long nseq = (long)n * cfg->num_samples;
+    if (nseq == 0) return 0;
+    Run R = {.cfg = cfg, .mc = mc, .maxlen = maxlen, .pre_prompt = -1};
+    int cap = maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
+    R.nslot = cfg->batch_size < nseq ? cfg->batch_size : (int)nseq;
+    int rows = maxlen > R.nslot ? maxlen : R.nslot;
+    R.g = gen_state_new(m, rows, e);
+    if (!R.g) return e->code;
+    kv_init(&R.kv, mc, R.nslot, cap);
+    R.slot = xcalloc((size_t)R.nslot, sizeof(Slot));
+    for (int s = 0; s < R.nslot; s++) {
+        R.slot[s].seq = -1;
+        sampler_init(&R.slot[s].sampler, &cfg->sampler, V);
+        R.slot[s].hist = xmalloc((size_t)cap * sizeof(int));
+        R.slot[s].logits = xmalloc((size_t)V * sizeof(float));
+    }
+    size_t kvrow = (size_t)R.kv.nkv * R.kv.hd;
+    R.pre_k = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
+    R.pre_v = xmalloc((size_t)mc->n_layer * maxlen * kvrow * sizeof(float));
+    R.pre_logits = xmalloc((size_t)V * sizeof(float));
+    R.rows_tok = xmalloc((size_t)rows * sizeof(int));
+    R.rows_slot = xmalloc((size_t)rows * sizeof(int));
+    R.want = xcalloc((size_t)rows, 1);
+    R.step_logits = xmalloc((size_t)R.nslot * V * sizeof(float));
     long next = 0, finished = 0, tokens_out = 0;
+    Slot *slot = R.slot;
+    int nslot = R.nslot;
 
     while (finished < nseq) {
         /* 1. start waiting sequences in free slots (prefill, or copy the prefix) */
-        for (int s = 0; s < nslot && next < nseq; s++) {
-            if (slot[s].seq >= 0) continue;
-            Slot *sl = &slot[s];
-            int p = (int)(next / cfg->num_samples), smp = (int)(next % cfg->num_samples), L = lens[p];
-            if (pre_prompt == p) {
-                for (int l = 0; l < mc->n_layer; l++) {
-                    memcpy(kv.k + kv_off(&kv, l, s, 0), pre_k + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
-                    memcpy(kv.v + kv_off(&kv, l, s, 0), pre_v + (size_t)l * maxlen * kvrow, L * kvrow * sizeof(float));
-                }
-                kv.len[s] = L;
-                memcpy(sl->logits, pre_logits, (size_t)V * sizeof(float));
-            } else {
-                kv.len[s] = 0;
-                for (int t = 0; t < L; t++) rows_tok[t] = prompts[p][t], rows_slot[t] = s, want[t] = t == L - 1;
-                gen_forward(g, &kv, rows_tok, rows_slot, L, want, sl->logits, 0);
-                for (int t = 0; t < L; t++) want[t] = 0;
-                for (int l = 0; l < mc->n_layer; l++) {
-                    memcpy(pre_k + (size_t)l * maxlen * kvrow, kv.k + kv_off(&kv, l, s, 0), L * kvrow * sizeof(float));
-                    memcpy(pre_v + (size_t)l * maxlen * kvrow, kv.v + kv_off(&kv, l, s, 0), L * kvrow * sizeof(float));
-                }
-                memcpy(pre_logits, sl->logits, (size_t)V * sizeof(float));
-                pre_prompt = p;
-            }
-            GenSeq *q = &out[next];
-            memset(q, 0, sizeof *q);
-            q->prompt = p;
-            q->sample = smp;
-            q->stop_index = -1;
-            q->tokens = xmalloc((size_t)cfg->max_new_tokens * sizeof(int));
-            q->logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
-            q->sample_logprobs = xmalloc((size_t)cfg->max_new_tokens * sizeof(float));
-            gen_rng_seed(&sl->rng, cfg->seed, prompt_ids ? prompt_ids[p] : p, smp);
-            memcpy(sl->hist, prompts[p], (size_t)L * sizeof(int));
-            sl->n_hist = L;
-            sl->text_len = 0;
-            sl->done = 0;
-            sl->seq = (int)next++;
-        }
-        /* 2. sample one token for every live sequence (independent per slot) */
+        for (int s = 0; s < nslot && next < nseq; s++)
+            if (slot[s].seq < 0) start_seq(&R, s, next++, prompts, lens, prompt_ids, out);
+                /* 2. sample one token for every live sequence (independent per slot) */
 #pragma omp parallel for schedule(dynamic)
         for (int s = 0; s < nslot; s++) {
             Slot *sl = &slot[s];
@@ -458,44 +545,10 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
         }
         /* 3. stop conditions (serial: the tokenizer is not shared across threads) */
         for (int s = 0; s < nslot; s++) {
-            Slot *sl = &slot[s];
-            if (sl->seq < 0) continue;
-            GenSeq *q = &out[sl->seq];
-            int t = q->tokens[q->n_tokens - 1];
+            if (slot[s].seq < 0) continue;
             tokens_out++;
-            for (int i = 0; i < cfg->n_eos; i++)
-                if (t == cfg->eos_ids[i]) q->eos = 1;
-            if (q->eos) {
-                q->finish = GEN_FINISH_STOP;
-                sl->done = 1;
-            } else if (cfg->n_stop > 0) {
-                char buf[256];
-                int nb = tok_id_bytes(tok, t, buf, sizeof buf);
-                if (nb > (int)sizeof buf) nb = sizeof buf;
-                if (nb > 0) {
-                    size_t before = sl->text_len;
-                    if (sl->text_len + nb > sl->text_cap) {
-                        sl->text_cap = 2 * (sl->text_len + nb) + 64;
-                        sl->text = xrealloc(sl->text, sl->text_cap);
-                    }
-                    memcpy(sl->text + sl->text_len, buf, (size_t)nb);
-                    sl->text_len += nb;
-                    int k = stop_match(cfg, sl, before);
-                    if (k >= 0) {
-                        q->finish = GEN_FINISH_STOP;
-                        q->stop_index = k;
-                        sl->done = 1;
-                    }
-                }
-            }
-            /* the whole sequence must fit the context, as transformers' max_length (and so a
-             * full recompute of prompt + completion stays possible) */
-            if (!sl->done && (q->n_tokens >= cfg->max_new_tokens || sl->n_hist >= mc->max_seq)) {
-                q->finish = GEN_FINISH_LENGTH;
-                sl->done = 1;
-            }
-            if (sl->done) {
-                sl->seq = -1;
+            if (check_stop(cfg, mc, tok, &slot[s], &out[slot[s].seq])) {
+                slot[s].seq = -1;
                 finished++;
             }
         }
@@ -503,22 +556,12 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
         /* 4. one decode step for the sequences still running */
         int nr = 0;
         for (int s = 0; s < nslot; s++)
-            if (slot[s].seq >= 0) rows_tok[nr] = slot[s].hist[slot[s].n_hist - 1], rows_slot[nr++] = s;
+            if (slot[s].seq >= 0) R.rows_tok[nr] = slot[s].hist[slot[s].n_hist - 1], R.rows_slot[nr++] = s;
         if (nr == 0) continue;
-        gen_forward(g, &kv, rows_tok, rows_slot, nr, NULL, step_logits, 1);
+        gen_forward(R.g, &R.kv, R.rows_tok, R.rows_slot, nr, NULL, R.step_logits, 1);
         for (int r = 0; r < nr; r++)
-            memcpy(slot[rows_slot[r]].logits, step_logits + (size_t)r * V, (size_t)V * sizeof(float));
+            memcpy(slot[R.rows_slot[r]].logits, R.step_logits + (size_t)r * V, (size_t)V * sizeof(float));
     }
-
-    for (int s = 0; s < nslot; s++) {
-        sampler_free(&slot[s].sampler);
-        free(slot[s].hist);
-        free(slot[s].text);
-        free(slot[s].logits);
-    }
-    free(slot);
-    free(pre_k), free(pre_v), free(pre_logits), free(rows_tok), free(rows_slot), free(want), free(step_logits);
-    kv_free(&kv);
-    gen_state_free(g);
+    run_free(&R);
     return 0;
 }
