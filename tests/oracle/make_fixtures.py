@@ -176,14 +176,13 @@ def main():
         d = d.rstrip("/")
         cfg = AutoConfig.from_pretrained(d)
         arch = cfg.architectures[0]
-        cls = {"GPT2LMHeadModel": GPT2LMHeadModel, "LlamaForCausalLM": LlamaForCausalLM,
-               "GPT2ForSequenceClassification": GPT2ForSequenceClassification,
-               "LlamaForSequenceClassification": LlamaForSequenceClassification}[arch]
+        cls = getattr(transformers, arch)  # any family (make_family_fixtures.py writes the newer ones)
         model, info = cls.from_pretrained(d, attn_implementation="eager", output_loading_info=True)
         bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
         assert not bad, "%s: transformers did not load cherry's file cleanly: %s" % (d, bad)
         assert type(model) is cls
-        record(model.eval(), d + ".safetensors", {"source": "cherry (bin/init-model)", "architecture": arch})
+        record(model.eval(), d + ".safetensors", {"source": "cherry (bin/init-model)", "architecture": arch},
+               use_mask=not getattr(model.config, "sliding_window", None))
 
 
 if __name__ == "__main__":
