@@ -97,10 +97,15 @@ refuse() { # NAME SED-EXPR MESSAGE
   expect 65 "config.json with $1" "$BIN/model-info" "$T/$1"
   contains "$T/err" "$3" "message for $1"
 }
-refuse rope-llama3 's/"rope_type": "default"/"rope_type": "llama3"/' 'rope_scaling'
+refuse rope-yarn 's/"rope_type": "default"/"rope_type": "yarn"/' 'rope type "yarn" is not supported'
+refuse rope-dynamic 's/"rope_type": "default"/"rope_type": "dynamic", "factor": 2.0/' 'rope type "dynamic"'
+refuse rope-llama3-incomplete 's/"rope_type": "default"/"rope_type": "llama3", "factor": 8.0/' 'original_max_position_embeddings'
+refuse partial-rotary 's/"rope_type": "default"/"rope_type": "default", "partial_rotary_factor": 0.5/' 'partial_rotary_factor'
 refuse gelu 's/"hidden_act": "silu"/"hidden_act": "gelu"/' 'hidden_act'
 refuse two-labels 's/"0": "LABEL_0"/"0": "LABEL_0", "1": "LABEL_1"/' 'num_labels = 1'
-refuse head-dim 's/"head_dim": 8/"head_dim": 16/' 'head_dim'
+refuse head-dim-odd 's/"head_dim": 8/"head_dim": 7/' 'head dimension 7 must be even'
+refuse head-dim-weights 's/"head_dim": 8/"head_dim": 16/' 'config.json implies \[64, 32\]'
+refuse qwen-window 's/"model_type": "llama"/"model_type": "qwen2", "use_sliding_window": true/' 'use_sliding_window'
 refuse gqa 's/"num_key_value_heads": 2/"num_key_value_heads": 3/' 'multiple of num_key_value_heads'
 refuse eos-range 's/"pad_token_id": 0/"pad_token_id": 100/' 'outside the vocabulary'
 

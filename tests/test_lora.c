@@ -19,11 +19,11 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "check.h"
+#include "formats/safetensors.h"
 #include "model/lora.h"
 #include "model/model.h"
-#include "formats/safetensors.h"
-#include "base/util.h"
 
 enum { B = 2, T = 6, V = 37 };
 
@@ -33,7 +33,7 @@ static ModelConfig tiny(Family f, int classifier) {
     c.family = f;
     c.n_layer = 2;
     c.n_head = 4;
-    c.n_kv_head = f == FAMILY_LLAMA ? 2 : 4;
+    c.n_kv_head = f != FAMILY_GPT2 ? 2 : 4;
     c.d_model = 16;
     c.d_ff = 24;
     c.vocab_size = V;
@@ -45,6 +45,11 @@ static ModelConfig tiny(Family f, int classifier) {
     c.attn_bias = c.mlp_bias = f == FAMILY_GPT2;
     c.bos_id = c.eos_id = c.pad_id = -1;
     c.is_classifier = classifier;
+    if (f == FAMILY_GEMMA2 || f == FAMILY_GEMMA3) { /* the attention of ops_ext.h under the adapters */
+        c.head_dim = 8, c.sliding_window = 3, c.sliding_pattern = 2;
+        c.attn_softcap = f == FAMILY_GEMMA2 ? 5.0f : 0, c.final_softcap = f == FAMILY_GEMMA2 ? 8.0f : 0;
+    }
+    if (f == FAMILY_PHI3) c.sliding_window = 4;
     return c;
 }
 
@@ -385,6 +390,13 @@ int main(void) {
     test_gradcheck(FAMILY_GPT2, 1, "c_fc", 0);
     test_gradcheck(FAMILY_LLAMA, 0, "all-linear", 0.3f); /* dropout: same masks in forward and backward */
     test_gradcheck(FAMILY_GPT2, 0, "c_attn,c_proj", 0.3f);
+    /* newer families: PEFT's default targets (Phi-3 qkv_proj, the others q/v) and all-linear */
+    test_gradcheck(FAMILY_QWEN2, 0, NULL, 0);
+    test_gradcheck(FAMILY_PHI3, 0, NULL, 0);
+    test_gradcheck(FAMILY_PHI3, 1, "all-linear", 0);
+    test_gradcheck(FAMILY_GEMMA2, 0, "all-linear", 0);
+    test_gradcheck(FAMILY_GEMMA3, 1, NULL, 0);
+    test_gradcheck(FAMILY_QWEN3, 0, "q,k,v,o,gate,up,down", 0);
     test_files(FAMILY_GPT2);
     test_files(FAMILY_LLAMA);
     if (failures) {

@@ -104,17 +104,26 @@ static void check_model(const json_t *jm, int new_tokens) {
     model_free(&m);
 }
 
-int main(void) {
+/* One fixture file of cases; 0 when it loaded. */
+static int check_file(const char *path) {
     json_error_t je;
-    json_t *root = json_load_file(FIX "gen-greedy.json", 0, &je);
+    json_t *root = json_load_file(path, 0, &je);
     if (!root) {
-        printf("FAIL: %s:%d: %s\n", FIX "gen-greedy.json", je.line, je.text);
+        printf("FAIL: %s:%d: %s\n", path, je.line, je.text);
+        failures++;
         return 1;
     }
     int new_tokens = (int)json_integer_value(json_object_get(root, "new_tokens"));
     const json_t *models = json_object_get(root, "models");
     for (size_t i = 0; i < json_array_size(models); i++) check_model(json_array_get(models, i), new_tokens);
     json_decref(root);
+    return 0;
+}
+
+int main(void) {
+    check_file(FIX "gen-greedy.json");
+    /* Qwen2, Llama 3, Mistral, Qwen3, Gemma 2/3, Phi-3 (tests/oracle/make_family_fixtures.py) */
+    check_file(FIX "gen-families.json");
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

@@ -122,6 +122,9 @@ int main(void) {
     check_fixture("llama", 0);
     check_fixture("gpt2-rm", 1);
     check_fixture("peft-llama", 0);
+    /* PEFT's adapters on the newer families (tests/oracle/make_family_fixtures.py) */
+    check_fixture("peft-phi3", 0);
+    check_fixture("peft-gemma2", 0);
     if (failures) {
         printf("test_oracle_lora: %d failure(s)\n", failures);
         return 1;

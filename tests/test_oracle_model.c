@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/model.h"
-#include "formats/safetensors.h"
 #include "base/util.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
 
 #define RTOL 1e-4
 #define FLOOR_FRAC 5e-2
@@ -86,8 +86,10 @@ static float *get(const StFile *f, const char *name, size_t numel) {
     return out;
 }
 
-/* perturb: NULL, or "theta" (rope_theta * 1.001), or a tensor name whose first
- * element is changed by 1e-3 relative — used by the negative controls. */
+/* perturb: NULL, or "theta" (rope_theta * 1.001), "no-window" (sliding window off),
+ * "no-rope-scaling" (unscaled RoPE frequencies), "attn_softcap" / "final_softcap" /
+ * "query_scale" (x 1.01), "+NAME" (first element of tensor NAME + 0.01), or a tensor name whose first element is
+ * changed by 1e-3 relative — used by the negative controls. */
 static void check_fixture_perturbed(const char *name, const char *perturb);
 static void check_fixture(const char *name) {
     check_fixture_perturbed(name, NULL);
@@ -105,7 +107,20 @@ static void check_fixture_perturbed(const char *name, const char *perturb) {
         return;
     }
     if (perturb && strcmp(perturb, "theta") == 0) {
-        m.cfg.rope_theta *= 1.001f;
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].rope_theta *= 1.001f;
+    } else if (perturb && strcmp(perturb, "no-window") == 0) {
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].window = 0;
+    } else if (perturb && strcmp(perturb, "no-rope-scaling") == 0) {
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].rope_plain = 1;
+    } else if (perturb && strcmp(perturb, "attn_softcap") == 0) {
+        m.cfg.attn_softcap *= 1.01f;
+    } else if (perturb && strcmp(perturb, "final_softcap") == 0) {
+        m.cfg.final_softcap *= 1.01f;
+    } else if (perturb && strcmp(perturb, "query_scale") == 0) {
+        m.cfg.query_scale *= 1.01f;
+    } else if (perturb && perturb[0] == '+') { /* Gemma's (1 + w) norms: w ~ 0, so add */
+        const ParamTensor *pt = model_find_tensor(&m, perturb + 1);
+        if (pt) m.params[pt->offset] += 0.01f;
     } else if (perturb) {
         const ParamTensor *pt = model_find_tensor(&m, perturb);
         if (pt) m.params[pt->offset] *= 1.001f;
@@ -233,14 +248,30 @@ static void check_negative_controls(void) {
                  {"model-llama-gqa", "model.layers.1.self_attn.k_proj.bias"},
                  {"model-gpt2", "transformer.h.0.ln_2.weight"},
                  {"model-gpt2-rm", "score.weight"},
-                 {"model-llama-tied", "model.layers.0.mlp.down_proj.weight"}};
+                 {"model-llama-tied", "model.layers.0.mlp.down_proj.weight"},
+                 /* every feature of the newer families changes the outputs */
+                 {"model-qwen2", "model.layers.0.self_attn.k_proj.bias"},
+                 {"model-llama3", "no-rope-scaling"},
+                 {"model-llama-linear", "no-rope-scaling"},
+                 {"model-mistral", "no-window"},
+                 {"model-qwen3", "model.layers.1.self_attn.k_norm.weight"},
+                 {"model-gemma2", "no-window"},
+                 {"model-gemma2", "attn_softcap"},
+                 {"model-gemma2", "final_softcap"},
+                 {"model-gemma2", "query_scale"},
+                 {"model-gemma2", "+model.layers.0.post_feedforward_layernorm.weight"},
+                 {"model-gemma3", "no-window"},
+                 {"model-gemma3", "no-rope-scaling"},
+                 {"model-gemma3", "+model.layers.2.self_attn.q_norm.weight"},
+                 {"model-phi3", "no-window"},
+                 {"model-phi3", "model.layers.1.mlp.gate_up_proj.weight"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         negative_control = 1;
         control_mismatches = 0;
         check_fixture_perturbed(cases[i].fixture, cases[i].perturb);
         negative_control = 0;
         int ok = control_mismatches > 0;
-        printf("%s %-14s negative control: %s x 1.001 -> %d comparison(s) fail, as they must\n", ok ? "ok  " : "FAIL",
+        printf("%s %-14s negative control: %s -> %d comparison(s) fail, as they must\n", ok ? "ok  " : "FAIL",
                cases[i].fixture, cases[i].perturb, control_mismatches);
         failures += !ok;
     }
@@ -413,8 +444,8 @@ static void check_determinism(const char *name) {
     Error e = {0};
     Model m;
     if (model_load(&m, dir, &e)) return;
-    int B = 2, T = 7, N = B * T, tok[14], tgt[14];
-    for (int n = 0; n < N; n++) tok[n] = 3 + (n * 37) % 200, tgt[n] = (n % T == T - 1) ? -1 : 3 + ((n + 1) * 37) % 200;
+    int B = 2, T = 7, N = B * T, tok[14], tgt[14], V = m.cfg.vocab_size - 3;
+    for (int n = 0; n < N; n++) tok[n] = 3 + (n * 37) % V, tgt[n] = (n % T == T - 1) ? -1 : 3 + ((n + 1) * 37) % V;
     float lp[2][14], *g[2];
     model_enable_grads(&m);
     for (int rep = 0; rep < 2; rep++) {
@@ -429,7 +460,7 @@ static void check_determinism(const char *name) {
         memcpy(g[rep], m.grads, m.n_params * sizeof(float));
         if (rep == 0) { /* a larger, differently shaped batch in between: buffers are reused */
             int big[30];
-            for (int n = 0; n < 30; n++) big[n] = 3 + (n * 11) % 250;
+            for (int n = 0; n < 30; n++) big[n] = 3 + (n * 11) % V;
             model_forward(&m, big, NULL, NULL, 1, 30);
             model_backward(&m);
         }
@@ -455,8 +486,12 @@ static void check_determinism(const char *name) {
 int main(int argc, char **argv) {
     if (getenv("ORACLE_FIXTURES")) fixdir = getenv("ORACLE_FIXTURES");
     if (argc > 1) fixdir = argv[1];
-    const char *names[] = {"model-gpt2",       "model-gpt2-untied", "model-llama-gqa",
-                           "model-llama-tied", "model-gpt2-rm",     "model-llama-rm"};
+    const char *names[] = {"model-gpt2", "model-gpt2-untied", "model-llama-gqa", "model-llama-tied", "model-gpt2-rm",
+                           "model-llama-rm",
+                           /* tests/oracle/make_family_fixtures.py */
+                           "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral",
+                           "model-mistral-rm", "model-qwen3", "model-qwen3-rm", "model-gemma2", "model-gemma2-rm",
+                           "model-gemma3", "model-gemma3-rm", "model-phi3", "model-phi3-rm"};
     char probe[600];
     snprintf(probe, sizeof probe, "%s/model-gpt2/config.json", fixdir);
     if (!file_exists(probe)) {
@@ -486,10 +521,15 @@ int main(int argc, char **argv) {
     check_round_trips("model-gpt2", tmpdir);
     check_round_trips("model-llama-gqa", tmpdir);
     check_round_trips("model-llama-rm", tmpdir);
+    const char *rt[] = {"model-qwen2",  "model-qwen2-rm", "model-llama3",    "model-mistral", "model-qwen3",
+                        "model-gemma2", "model-gemma3",   "model-gemma3-rm", "model-phi3",    "model-phi3-rm"};
+    for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) check_round_trips(rt[i], tmpdir);
     check_other_spellings("model-gpt2", tmpdir);
     check_other_spellings("model-llama-tied", tmpdir);
     check_determinism("model-llama-gqa");
     check_determinism("model-gpt2");
+    check_determinism("model-gemma2");
+    check_determinism("model-phi3");
     remove_tree(tmpdir);
     if (failures) {
         printf("%d failure(s)\n", failures);

@@ -27,8 +27,7 @@ static void usage(FILE *out) {
 }
 
 static const char *arch_name(const ModelConfig *c) {
-    if (c->family == FAMILY_GPT2) return c->is_classifier ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel";
-    return c->is_classifier ? "LlamaForSequenceClassification" : "LlamaForCausalLM";
+    return model_arch_name(c);
 }
 
 static const char *base_name(const char *path) {
@@ -108,7 +107,7 @@ int main(int argc, char **argv) {
     int total_file_tensors = 0;
     for (int f = 0; f < w.n_files; f++) total_file_tensors += w.files[f].n;
     int ignored = total_file_tensors - m.n_tensors;
-    int hd = cfg.d_model / cfg.n_head;
+    int hd = model_head_dim(&cfg);
 
     if (json) {
         json_t *r = json_object();
@@ -154,15 +153,18 @@ int main(int argc, char **argv) {
         printf("layers:       %d\n", cfg.n_layer);
         printf("width:        %d (head dim %d)\n", cfg.d_model, hd);
         printf("heads:        %d query, %d key/value\n", cfg.n_head, cfg.n_kv_head);
-        printf("mlp width:    %d (%s)\n", cfg.d_ff, cfg.family == FAMILY_GPT2 ? "gelu_new" : "SwiGLU");
+        printf("mlp width:    %d (%s)\n", cfg.d_ff,
+               cfg.family == FAMILY_GPT2                                    ? "gelu_new"
+               : cfg.family == FAMILY_GEMMA2 || cfg.family == FAMILY_GEMMA3 ? "GeGLU"
+                                                                            : "SwiGLU");
         printf("vocab:        %d\n", cfg.vocab_size);
         printf("context:      %d%s\n", cfg.max_seq, cfg.family == FAMILY_GPT2 ? " (learned positions)" : "");
-        if (cfg.family == FAMILY_LLAMA) printf("rope theta:   %g\n", cfg.rope_theta);
+        if (cfg.family != FAMILY_GPT2) printf("rope theta:   %g\n", cfg.rope_theta);
         printf("norm:         %s, eps %g\n", cfg.family == FAMILY_GPT2 ? "LayerNorm" : "RMSNorm", cfg.norm_eps);
         printf("head:         %s\n", cfg.is_classifier    ? "scalar (score.weight)"
                                      : cfg.tie_embeddings ? "LM, tied to the token embedding"
                                                           : "LM (lm_head.weight)");
-        if (cfg.family == FAMILY_LLAMA)
+        if (cfg.family != FAMILY_GPT2)
             printf("biases:       attention %s, mlp %s\n", cfg.attn_bias ? "yes" : "no", cfg.mlp_bias ? "yes" : "no");
         printf("special ids:  bos %d, eos %d, pad %d (-1 = none)\n", cfg.bos_id, cfg.eos_id, cfg.pad_id);
         printf("parameters:   %zu (%.2f M), %.1f MB as float32\n", m.n_params, m.n_params / 1e6,

@@ -204,11 +204,8 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
 }
 
 static const float *find_lm_head(const Model *m) {
-    const ParamTensor *t = model_find_tensor(m, "lm_head.weight");
-    if (!t)
-        t = model_find_tensor(m, m->cfg.family == FAMILY_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight");
-    if (!t) die_internal("sft: model has no LM head");
-    return m->params + t->offset;
+    if (!m->w.lm_head) die_internal("sft: model has no LM head");
+    return m->w.lm_head;
 }
 
 static void split_free(SftSplit *sp) {

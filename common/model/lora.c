@@ -8,6 +8,7 @@
 
 #include "kernels/gemm.h"
 #include "lora.h"
+#include "model_internal.h"
 #include "kernels/ops.h"
 #include "base/util.h"
 
@@ -150,15 +151,10 @@ int lora_attach(Model *m, const LoraConfig *cfg_in, const char *base_dir, uint64
     if (cfg_in->rank < 1) return err_set(e, EX_USAGE, "--lora-rank: must be >= 1, got %d", cfg_in->rank);
     LoraConfig cfg = *cfg_in;
     if (cfg.n_targets == 0) {
-        /* PEFT TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING */
-        if (m->cfg.family == FAMILY_GPT2) {
-            snprintf(cfg.targets[0], sizeof cfg.targets[0], "c_attn");
-            cfg.n_targets = 1;
-        } else {
-            snprintf(cfg.targets[0], sizeof cfg.targets[0], "q_proj");
-            snprintf(cfg.targets[1], sizeof cfg.targets[1], "v_proj");
-            cfg.n_targets = 2;
-        }
+        /* PEFT TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (model_family.c) */
+        const FamilySpec *f = family_spec(m->cfg.family);
+        for (int i = 0; i < 2 && f->lora_default[i]; i++)
+            snprintf(cfg.targets[cfg.n_targets++], sizeof cfg.targets[0], "%s", f->lora_default[i]);
     }
     int rc = lora_build(m, &cfg, e);
     if (rc) return rc;

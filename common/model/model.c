@@ -1,62 +1,62 @@
 /* model.c — the transformer: parameter layout, initialisation, forward, backward and
- * the two heads, for GPT-2 and Llama.
+ * the two heads, for every family of model_family.c's table.
  *
- * GPT-2 (Radford et al. 2019; transformers modeling_gpt2.py):
- *   x = wte[tok] + wpe[pos]
- *   per block:  x += c_proj(attn(ln_1(x)));  x += mlp.c_proj(gelu_new(c_fc(ln_2(x))))
- *   hidden = ln_f(x)
- * Llama (Touvron et al. 2023; transformers modeling_llama.py):
- *   x = embed_tokens[tok]
- *   per block:  x += o_proj(attn(rope(q), rope(k), v)) on input_layernorm(x)
- *               x += down_proj(silu(gate_proj(h)) * up_proj(h)), h = post_attention_layernorm(x)
- *   hidden = norm(x)
- * Attention is causal, restricted to the query's segment (padding is a segment of its
- * own), scaled by 1/sqrt(head_dim); Llama's heads share k/v heads in groups (GQA).
+ * One block, with the pieces a family may lack in brackets:
+ *   x = embed[tok] [* sqrt(C), Gemma] [+ wpe[pos], GPT-2]
+ *   h = norm1(x);  q, k, v = proj(h) (fused or not, [biases])
+ *   [q, k = per-head RMSNorm(q, k), Qwen3 / Gemma 3];  [q, k = RoPE(q, k)]
+ *   a = o_proj(attention(q, k, v)) [post_attn_norm(a), Gemma];  x += a
+ *   h = norm2(x);  m = down(act(gate(h)) * up(h))  or  down(gelu(up(h))) (GPT-2)
+ *   [post_ff_norm(m), Gemma];  x += m
+ *   hidden = norm_f(x)
+ * Norms are LayerNorm (GPT-2), RMSNorm, or Gemma's RMSNorm x (1 + w).  Attention is
+ * causal, restricted to the query's segment (padding is a segment of its own),
+ * scaled by 1/sqrt(head_dim) (Gemma: query_pre_attn_scalar), grouped-query, with
+ * an optional sliding window and tanh soft-capping (ops_ext.h).  Sources per family
+ * in model_family.c.
  *
- * Layout (llm.c): parameters are one block carved into ParamTensors in a fixed order;
- * activations of the last forward are one block carved per layer, reallocated only
- * when a larger (B, T) arrives; backward scratch is one more block.  Backward
- * accumulates into m->grads, so callers zero gradients once per optimizer step.
+ * Layout (llm.c): parameters are one block carved into ParamTensors in the order of
+ * the family's table; m->w points into it by role; activations of the last forward
+ * are one block carved per layer, reallocated only when a larger (B, T) arrives;
+ * backward scratch is one more block.  Backward accumulates into m->grads, so
+ * callers zero gradients once per optimizer step.
  * Not for: file I/O (model_io.c), config.json (model_config.c), losses, sampling. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+#include "kernels/ops.h"
+#include "kernels/ops_ext.h"
 #include "lora.h"
 #include "model.h"
-#include "kernels/ops.h"
-#include "base/util.h"
-
-enum { INIT_NORMAL, INIT_NORMAL_RESID, INIT_ZERO, INIT_ONE };
-
-/* Indices into m->tensors (-1 = absent). */
-typedef struct LayerIdx {
-    int ln1_w, ln1_b, ln2_w, ln2_b;
-    int qkv_w, qkv_b;                               /* GPT-2 c_attn (fused q, k, v) */
-    int q_w, q_b, k_w, k_b, v_w, v_b;               /* Llama */
-    int o_w, o_b;                                   /* attn c_proj / o_proj */
-    int fc_w, fc_b, proj_w, proj_b;                 /* GPT-2 c_fc, mlp.c_proj */
-    int gate_w, gate_b, up_w, up_b, down_w, down_b; /* Llama */
-} LayerIdx;
+#include "model_internal.h"
 
 /* Activations of one layer for the last forward (pointers into ModelImpl.act). */
 typedef struct LayerAct {
     float *ln1, *ln1_mean, *ln1_rstd;
-    float *qkv;       /* [N, 3C] GPT-2 only */
-    float *q, *k, *v; /* [N, nh*hd], [N, nkv*hd] x2 (after RoPE for Llama) */
-    float *att;       /* [B, nh, T, T] */
-    float *atty;      /* [N, C] attention output before the projection */
-    float *res1;      /* [N, C] x + attention */
+    float *qkv;               /* [N, Q + 2 KV] fused projection output */
+    float *qr, *kr;           /* [N, Q], [N, KV] q, k before their per-head norms */
+    float *qn_rstd, *kn_rstd; /* [N nh], [N nkv] */
+    float *q, *k, *v;         /* [N, Q], [N, KV] x2 (after norms and RoPE) */
+    float *att;               /* [B, nh, T, T] */
+    float *atty;              /* [N, Q] attention output before the projection */
+    float *ao, *ao_rstd;      /* [N, C] o_proj output before post_attn_norm (Gemma) */
+    float *res1;              /* [N, C] x + attention */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *f1, *f2; /* [N, F]: GPT-2 c_fc out, gelu out; Llama gate, up */
-    float *f3;      /* [N, F]: Llama silu(gate) * up */
-    float *res2;    /* [N, C] block output */
+    float *gu;           /* [N, 2F] fused gate_up output (Phi-3) */
+    float *f1, *f2;      /* [N, F]: gate, up (gated); up out, act out (GPT-2) */
+    float *f3;           /* [N, F]: act(gate) * up */
+    float *mo, *mo_rstd; /* [N, C] down output before post_ff_norm (Gemma) */
+    float *res2;         /* [N, C] block output */
 } LayerAct;
 
 struct ModelImpl {
-    int *init_kind; /* per tensor */
-    LayerIdx *L;
-    int wte, wpe, lnf_w, lnf_b, lm_head, score;
+    const FamilySpec *fam;
+    int *init_kind;     /* per tensor */
+    int lm_head, score; /* tensor indices, -1 = absent */
+    float *inv_freq;    /* [2][hd/2]: global and local (sliding) RoPE tables */
+    float *normw;       /* [max(C, hd)] scratch: 1 + w of a Gemma norm */
     /* activations */
     size_t act_cap, bwd_cap; /* floats allocated */
     int int_cap;
@@ -65,13 +65,9 @@ struct ModelImpl {
     float *enc, *lnf_mean, *lnf_rstd, *lse, *scratch;
     int *tokens, *pos, *seg;
     /* backward scratch */
-    float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3;
+    float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
 };
-
-const char *model_family_name(Family f) {
-    return f == FAMILY_GPT2 ? "gpt2" : "llama";
-}
 
 /* ---- parameter layout ---- */
 
@@ -94,78 +90,116 @@ static int add_tensor(Model *m, const char *name, int ndim, int64_t d0, int64_t 
     return i;
 }
 
-#define ADD(ndim, d0, d1, init, conv, ...)                                                                             \
-    (snprintf(nm, sizeof nm, __VA_ARGS__), add_tensor(m, nm, ndim, d0, d1, init, conv))
+/* Adds the tensors of table ts (those the config has); slot_of[k] gets each one's index. */
+static void add_specs(Model *m, const TensorSpec *ts, int layer, int *slot_of) {
+    const ModelConfig *c = &m->cfg;
+    const FamilySpec *f = m->impl->fam;
+    char nm[128];
+    for (; ts->name; ts++) {
+        if (!family_has(c, ts)) continue;
+        if (layer >= 0)
+            snprintf(nm, sizeof nm, "%s%s.%d.%s", f->prefix, f->blocks, layer, ts->name);
+        else
+            snprintf(nm, sizeof nm, "%s%s", f->prefix, ts->name);
+        int nd = ts->d1 == D_NONE ? 1 : 2;
+        int i = add_tensor(m, nm, nd, family_dim(c, ts->d0), nd > 1 ? family_dim(c, ts->d1) : 0, ts->init, ts->conv1d);
+        slot_of[ts->slot / sizeof(float *)] = i;
+    }
+}
 
-/* Builds m->tensors for cfg in the order transformers lists the state dict. */
-static void build_layout(Model *m) {
+/* Builds m->tensors for cfg from the family's table, in the order transformers lists
+ * the state dict; returns the tensor index of every slot (-1 absent). */
+static int *build_layout(Model *m, int *glob) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
-    int C = c->d_model, F = c->d_ff, V = c->vocab_size, hd = C / c->n_head, KV = c->n_kv_head * hd;
-    char nm[128];
-    I->L = xcalloc((size_t)c->n_layer, sizeof(LayerIdx));
-    I->wpe = I->lnf_b = I->lm_head = I->score = -1;
-    if (c->family == FAMILY_GPT2) {
-        I->wte = ADD(2, V, C, INIT_NORMAL, 0, "transformer.wte.weight");
-        I->wpe = ADD(2, c->max_seq, C, INIT_NORMAL, 0, "transformer.wpe.weight");
-        for (int l = 0; l < c->n_layer; l++) {
-            LayerIdx *L = &I->L[l];
-            memset(L, -1, sizeof *L);
-            L->ln1_w = ADD(1, C, 0, INIT_ONE, 0, "transformer.h.%d.ln_1.weight", l);
-            L->ln1_b = ADD(1, C, 0, INIT_ZERO, 0, "transformer.h.%d.ln_1.bias", l);
-            L->qkv_w = ADD(2, 3 * C, C, INIT_NORMAL, 1, "transformer.h.%d.attn.c_attn.weight", l);
-            L->qkv_b = ADD(1, 3 * C, 0, INIT_ZERO, 0, "transformer.h.%d.attn.c_attn.bias", l);
-            L->o_w = ADD(2, C, C, INIT_NORMAL_RESID, 1, "transformer.h.%d.attn.c_proj.weight", l);
-            L->o_b = ADD(1, C, 0, INIT_ZERO, 0, "transformer.h.%d.attn.c_proj.bias", l);
-            L->ln2_w = ADD(1, C, 0, INIT_ONE, 0, "transformer.h.%d.ln_2.weight", l);
-            L->ln2_b = ADD(1, C, 0, INIT_ZERO, 0, "transformer.h.%d.ln_2.bias", l);
-            L->fc_w = ADD(2, F, C, INIT_NORMAL, 1, "transformer.h.%d.mlp.c_fc.weight", l);
-            L->fc_b = ADD(1, F, 0, INIT_ZERO, 0, "transformer.h.%d.mlp.c_fc.bias", l);
-            L->proj_w = ADD(2, C, F, INIT_NORMAL_RESID, 1, "transformer.h.%d.mlp.c_proj.weight", l);
-            L->proj_b = ADD(1, C, 0, INIT_ZERO, 0, "transformer.h.%d.mlp.c_proj.bias", l);
-        }
-        I->lnf_w = ADD(1, C, 0, INIT_ONE, 0, "transformer.ln_f.weight");
-        I->lnf_b = ADD(1, C, 0, INIT_ZERO, 0, "transformer.ln_f.bias");
-    } else {
-        I->wte = ADD(2, V, C, INIT_NORMAL, 0, "model.embed_tokens.weight");
-        for (int l = 0; l < c->n_layer; l++) {
-            LayerIdx *L = &I->L[l];
-            memset(L, -1, sizeof *L);
-            const char *p = "model.layers";
-            L->ln1_w = ADD(1, C, 0, INIT_ONE, 0, "%s.%d.input_layernorm.weight", p, l);
-            L->q_w = ADD(2, C, C, INIT_NORMAL, 0, "%s.%d.self_attn.q_proj.weight", p, l);
-            if (c->attn_bias) L->q_b = ADD(1, C, 0, INIT_ZERO, 0, "%s.%d.self_attn.q_proj.bias", p, l);
-            L->k_w = ADD(2, KV, C, INIT_NORMAL, 0, "%s.%d.self_attn.k_proj.weight", p, l);
-            if (c->attn_bias) L->k_b = ADD(1, KV, 0, INIT_ZERO, 0, "%s.%d.self_attn.k_proj.bias", p, l);
-            L->v_w = ADD(2, KV, C, INIT_NORMAL, 0, "%s.%d.self_attn.v_proj.weight", p, l);
-            if (c->attn_bias) L->v_b = ADD(1, KV, 0, INIT_ZERO, 0, "%s.%d.self_attn.v_proj.bias", p, l);
-            L->o_w = ADD(2, C, C, INIT_NORMAL, 0, "%s.%d.self_attn.o_proj.weight", p, l);
-            if (c->attn_bias) L->o_b = ADD(1, C, 0, INIT_ZERO, 0, "%s.%d.self_attn.o_proj.bias", p, l);
-            L->gate_w = ADD(2, F, C, INIT_NORMAL, 0, "%s.%d.mlp.gate_proj.weight", p, l);
-            if (c->mlp_bias) L->gate_b = ADD(1, F, 0, INIT_ZERO, 0, "%s.%d.mlp.gate_proj.bias", p, l);
-            L->up_w = ADD(2, F, C, INIT_NORMAL, 0, "%s.%d.mlp.up_proj.weight", p, l);
-            if (c->mlp_bias) L->up_b = ADD(1, F, 0, INIT_ZERO, 0, "%s.%d.mlp.up_proj.bias", p, l);
-            L->down_w = ADD(2, C, F, INIT_NORMAL, 0, "%s.%d.mlp.down_proj.weight", p, l);
-            if (c->mlp_bias) L->down_b = ADD(1, C, 0, INIT_ZERO, 0, "%s.%d.mlp.down_proj.bias", p, l);
-            L->ln2_w = ADD(1, C, 0, INIT_ONE, 0, "%s.%d.post_attention_layernorm.weight", p, l);
-        }
-        I->lnf_w = ADD(1, C, 0, INIT_ONE, 0, "model.norm.weight");
-    }
-    (void)KV;
+    int nglob = (int)(sizeof(ModelView) / sizeof(float *));
+    for (int k = 0; k < nglob; k++) glob[k] = -1;
+    int *lay = xmalloc((size_t)c->n_layer * LW_SLOTS * sizeof(int));
+    for (int k = 0; k < c->n_layer * LW_SLOTS; k++) lay[k] = -1;
+    add_specs(m, I->fam->pre, -1, glob);
+    for (int l = 0; l < c->n_layer; l++) add_specs(m, I->fam->layer, l, lay + (size_t)l * LW_SLOTS);
+    add_specs(m, I->fam->post, -1, glob);
+    I->lm_head = I->score = -1;
     if (c->is_classifier)
-        I->score = ADD(2, 1, C, INIT_NORMAL, 0, "score.weight");
+        I->score = add_tensor(m, "score.weight", 2, 1, c->d_model, INIT_NORMAL, 0);
     else if (!c->tie_embeddings)
-        I->lm_head = ADD(2, V, C, INIT_NORMAL, 0, "lm_head.weight");
+        I->lm_head = add_tensor(m, "lm_head.weight", 2, c->vocab_size, c->d_model, INIT_NORMAL, 0);
+    return lay;
 }
-#undef ADD
+
+/* transformers _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters
+ * and _compute_llama3_parameters (modeling_rope_utils.py), in float32 as there. */
+static void rope_table(float *inv, const ModelConfig *c, float theta, int scaled) {
+    int hd = model_head_dim(c), half = hd / 2;
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    if (!scaled || c->rope_scaling.type == ROPE_DEFAULT) return;
+    float factor = c->rope_scaling.factor;
+    if (c->rope_scaling.type == ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv[i] /= factor;
+        return;
+    }
+    /* llama3: long wavelengths divided by factor, short kept, a smooth blend between */
+    float lo = c->rope_scaling.low_freq, hi = c->rope_scaling.high_freq, old = (float)c->rope_scaling.original_max;
+    float lo_wl = old / lo, hi_wl = old / hi;
+    for (int i = 0; i < half; i++) {
+        float wl = 2.0f * (float)M_PI / inv[i];
+        float f = wl > lo_wl ? inv[i] / factor : inv[i];
+        float smooth = (old / wl - lo) / (hi - lo);
+        float sm = (1.0f - smooth) * f / factor + smooth * f;
+        inv[i] = !(wl < hi_wl) && !(wl > lo_wl) ? sm : f;
+    }
+}
+
+/* Fills m->w (pointers into m->params) and the per-layer settings. */
+static void fill_view(Model *m, const int *glob, const int *lay) {
+    const ModelConfig *c = &m->cfg;
+    ModelImpl *I = m->impl;
+    float **g = (float **)&m->w;
+    int nglob = (int)(sizeof(ModelView) / sizeof(float *));
+    LayerWeights *layer = xcalloc((size_t)c->n_layer, sizeof(LayerWeights));
+    LayerInfo *info = xcalloc((size_t)c->n_layer, sizeof(LayerInfo));
+    memset(&m->w, 0, sizeof m->w);
+    for (int k = 0; k < nglob; k++) g[k] = glob[k] >= 0 ? m->params + m->tensors[glob[k]].offset : NULL;
+    m->w.lm_head = I->lm_head >= 0 ? m->params + m->tensors[I->lm_head].offset
+                                   : (c->tie_embeddings && !c->is_classifier ? m->w.wte : NULL);
+    m->w.score = I->score >= 0 ? m->params + m->tensors[I->score].offset : NULL;
+    int hd = model_head_dim(c), half = hd / 2 > 0 ? hd / 2 : 1;
+    I->inv_freq = xmalloc(2 * (size_t)half * sizeof(float));
+    float local = c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta;
+    rope_table(I->inv_freq, c, c->rope_theta, 1);
+    rope_table(I->inv_freq + half, c, local, 0);
+    for (int l = 0; l < c->n_layer; l++) {
+        float **p = (float **)&layer[l];
+        for (int k = 0; k < LW_SLOTS; k++) {
+            int i = lay[(size_t)l * LW_SLOTS + k];
+            p[k] = i >= 0 ? m->params + m->tensors[i].offset : NULL;
+        }
+        LayerInfo *li = &info[l];
+        int slides = family_layer_slides(c, l);
+        li->window = slides ? c->sliding_window : 0;
+        if (I->fam->learned_pos) continue;
+        int loc = slides && c->rope_local_theta > 0;
+        li->inv_freq = I->inv_freq + (loc ? half : 0);
+        li->rope_theta = loc ? local : c->rope_theta;
+        li->rope_plain = loc || c->rope_scaling.type == ROPE_DEFAULT;
+    }
+    m->w.layer = layer;
+    m->w.info = info;
+}
 
 void model_create(Model *m, const ModelConfig *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->impl = xcalloc(1, sizeof(ModelImpl));
-    build_layout(m);
+    m->impl->fam = family_spec(cfg->family);
+    int glob[sizeof(ModelView) / sizeof(float *)];
+    int *lay = build_layout(m, glob);
     /* calloc: pages of a large model are only touched when filled */
     m->params = xcalloc(m->n_params, sizeof(float));
+    fill_view(m, glob, lay);
+    free(lay);
+    int hd = model_head_dim(cfg);
+    m->impl->normw = xmalloc((size_t)(cfg->d_model > hd ? cfg->d_model : hd) * sizeof(float));
 }
 
 void model_free(Model *m) {
@@ -173,7 +207,8 @@ void model_free(Model *m) {
     lora_free(m);
     ModelImpl *I = m->impl;
     free(I->init_kind);
-    free(I->L);
+    free(I->inv_freq);
+    free(I->normw);
     free(I->act);
     free(I->bwd);
     free(I->la);
@@ -181,6 +216,8 @@ void model_free(Model *m) {
     free(I->pos);
     free(I->seg);
     free(I);
+    free(m->w.layer);
+    free(m->w.info);
     free(m->tensors);
     free(m->params);
     free(m->grads);
@@ -194,15 +231,16 @@ const ParamTensor *model_find_tensor(const Model *m, const char *name) {
     return NULL;
 }
 
-/* transformers _init_weights (GPT2PreTrainedModel, LlamaPreTrainedModel): Linear,
- * Conv1D and Embedding weights ~ N(0, initializer_range); biases 0; LayerNorm and
- * RMSNorm weights 1; GPT-2 additionally re-draws every "c_proj.weight" with std
- * initializer_range / sqrt(2 n_layer) (GPT-2 paper, section 2.3, "scale the weights of
- * residual layers at initialization by 1/sqrt(N)"). */
+/* transformers _init_weights (GPT2PreTrainedModel, LlamaPreTrainedModel and the
+ * others): Linear, Conv1D and Embedding weights ~ N(0, initializer_range); biases 0;
+ * norm weights 1 (0 for Gemma's (1 + w) norms); GPT-2 additionally re-draws every
+ * "c_proj.weight" with std initializer_range / sqrt(2 n_layer) (GPT-2 paper, section
+ * 2.3, "scale the weights of residual layers at initialization by 1/sqrt(N)"). */
 void model_init_random(Model *m, uint64_t seed) {
     Rng r;
     rng_seed(&r, seed);
     float std = m->cfg.init_std, std_resid = std / sqrtf(2.0f * (float)m->cfg.n_layer);
+    float norm_one = m->impl->fam->norm == NORM_RMS_1P ? 0.0f : 1.0f;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
@@ -210,8 +248,8 @@ void model_init_random(Model *m, uint64_t seed) {
         case INIT_ZERO:
             memset(p, 0, t->numel * sizeof(float));
             break;
-        case INIT_ONE:
-            for (size_t j = 0; j < t->numel; j++) p[j] = 1.0f;
+        case INIT_NORM:
+            for (size_t j = 0; j < t->numel; j++) p[j] = norm_one;
             break;
         default: {
             float s = m->impl->init_kind[i] == INIT_NORMAL_RESID ? std_resid : std;
@@ -245,31 +283,69 @@ void model_zero_grad(Model *m) {
     if (m->lora && m->lora->grads) memset(m->lora->grads, 0, m->lora->n_params * sizeof(float));
 }
 
-/* ---- activations ---- */
+/* ---- weights, gradients, linears and norms by pointer ---- */
 
-static float *P(const Model *m, int idx) {
-    return idx < 0 ? NULL : m->params + m->tensors[idx].offset;
+/* Index of the tensor at p (tensors are laid out in increasing offsets). */
+static int tensor_of(const Model *m, const float *p) {
+    size_t off = (size_t)(p - m->params);
+    int lo = 0, hi = m->n_tensors - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (m->tensors[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
-/* NULL when the base has no gradients (frozen under a LoRA adapter). */
-static float *G(const Model *m, int idx) {
-    return idx < 0 || !m->grads ? NULL : m->grads + m->tensors[idx].offset;
+
+/* NULL when absent or when the base has no gradients (frozen under a LoRA adapter). */
+static float *G(const Model *m, const float *p) {
+    return !p || !m->grads ? NULL : m->grads + (p - m->params);
 }
 
 /* A linear layer with its LoRA adapter (lora.h) when one is attached. */
-static void lin_fwd(Model *m, int w, int b, float *out, const float *inp, int N, int C, int OC) {
-    linear_forward(out, inp, P(m, w), P(m, b), N, C, OC);
-    if (m->lora) lora_linear_forward(m, w, out, inp, N);
+static void lin_fwd(Model *m, const float *w, const float *b, float *out, const float *inp, int N, int C, int OC) {
+    linear_forward(out, inp, w, b, N, C, OC);
+    if (m->lora) lora_linear_forward(m, tensor_of(m, w), out, inp, N);
 }
-static void lin_bwd(Model *m, int w, int b, float *dinp, const float *dout, const float *inp, int N, int C, int OC) {
-    linear_backward(dinp, G(m, w), G(m, b), dout, inp, P(m, w), N, C, OC);
-    if (m->lora) lora_linear_backward(m, w, dinp, dout, inp, N);
+static void lin_bwd(Model *m, const float *w, const float *b, float *dinp, const float *dout, const float *inp, int N,
+                    int C, int OC) {
+    linear_backward(dinp, G(m, w), G(m, b), dout, inp, w, N, C, OC);
+    if (m->lora) lora_linear_backward(m, tensor_of(m, w), dinp, dout, inp, N);
 }
+
+/* The weight a norm multiplies by: w, or 1 + w for Gemma (GemmaRMSNorm). */
+static const float *norm_w(const Model *m, const float *w, int C) {
+    if (m->impl->fam->norm != NORM_RMS_1P) return w;
+    for (int c = 0; c < C; c++) m->impl->normw[c] = 1.0f + w[c];
+    return m->impl->normw;
+}
+
+void model_norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x, const float *w,
+                        const float *b, int N, int C) {
+    if (m->impl->fam->norm == NORM_LAYER)
+        layernorm_forward(out, mean, rstd, x, w, b, N, C, m->cfg.norm_eps);
+    else
+        rmsnorm_forward(out, rstd, x, norm_w(m, w, C), N, C, m->cfg.norm_eps);
+}
+
+static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, const float *w, const float *b,
+                     const float *mean, const float *rstd, int N, int C) {
+    if (m->impl->fam->norm == NORM_LAYER)
+        layernorm_backward(dinp, G(m, w), G(m, b), dout, x, w, mean, rstd, N, C);
+    else
+        rmsnorm_backward(dinp, G(m, w), dout, x, norm_w(m, w, C), rstd, N, C);
+}
+
+/* ---- activations ---- */
 
 /* Carves the activation block for (B, T); with base == NULL only counts. */
 static size_t carve_acts(Model *m, float *base, int B, int T) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
-    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff, KV = (size_t)c->n_kv_head * (C / c->n_head);
+    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff;
+    size_t Q = (size_t)family_dim(c, D_Q), KV = (size_t)family_dim(c, D_KV);
     size_t at = 0;
 #define TAKE(ptr, n)                                                                                                   \
     do {                                                                                                               \
@@ -281,26 +357,42 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
     TAKE(I->lnf_mean, N);
     TAKE(I->lnf_rstd, N);
     TAKE(I->lse, N);
-    TAKE(I->scratch, N * C);
+    TAKE(I->scratch, N * (C > Q ? C : Q));
     for (int l = 0; l < c->n_layer; l++) {
+        const LayerWeights *W = &m->w.layer[l];
         LayerAct tmp = {0}, *a = base ? &I->la[l] : &tmp;
         memset(a, 0, sizeof *a);
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
-        if (c->family == FAMILY_GPT2) TAKE(a->qkv, N * 3 * C);
-        TAKE(a->q, N * C);
+        if (W->qkv_w) TAKE(a->qkv, N * (Q + 2 * KV));
+        if (W->q_norm) {
+            TAKE(a->qr, N * Q);
+            TAKE(a->kr, N * KV);
+            TAKE(a->qn_rstd, N * c->n_head);
+            TAKE(a->kn_rstd, N * c->n_kv_head);
+        }
+        TAKE(a->q, N * Q);
         TAKE(a->k, N * KV);
         TAKE(a->v, N * KV);
         TAKE(a->att, (size_t)B * c->n_head * T * T);
-        TAKE(a->atty, N * C);
+        TAKE(a->atty, N * Q);
+        if (W->post_attn_norm) {
+            TAKE(a->ao, N * C);
+            TAKE(a->ao_rstd, N);
+        }
         TAKE(a->res1, N * C);
         TAKE(a->ln2, N * C);
         TAKE(a->ln2_mean, N);
         TAKE(a->ln2_rstd, N);
+        if (W->gate_up_w) TAKE(a->gu, N * 2 * F);
         TAKE(a->f1, N * F);
         TAKE(a->f2, N * F);
-        if (c->family == FAMILY_LLAMA) TAKE(a->f3, N * F);
+        if (I->fam->gated) TAKE(a->f3, N * F);
+        if (W->post_ff_norm) {
+            TAKE(a->mo, N * C);
+            TAKE(a->mo_rstd, N);
+        }
         TAKE(a->res2, N * C);
     }
     return at;
@@ -309,18 +401,26 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
 static size_t carve_bwd(Model *m, float *base, int B, int T) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
-    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff, KV = (size_t)c->n_kv_head * (C / c->n_head);
+    const LayerWeights *W = &m->w.layer[0];
+    size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff;
+    size_t Q = (size_t)family_dim(c, D_Q), KV = (size_t)family_dim(c, D_KV);
     size_t at = 0;
     TAKE(I->dresid, N * C);
     TAKE(I->dln, N * C);
-    TAKE(I->dq, N * C);
+    TAKE(I->dq, N * Q);
     TAKE(I->dk, N * KV);
     TAKE(I->dv, N * KV);
-    if (c->family == FAMILY_GPT2) TAKE(I->dqkv, N * 3 * C);
-    TAKE(I->datty, N * C);
+    if (W->qkv_w) TAKE(I->dqkv, N * (Q + 2 * KV));
+    TAKE(I->datty, N * Q);
     TAKE(I->dF1, N * F);
     TAKE(I->dF2, N * F);
     TAKE(I->dF3, N * F);
+    if (W->gate_up_w) TAKE(I->dgu, N * 2 * F);
+    if (W->q_norm) {
+        TAKE(I->dqr, N * Q);
+        TAKE(I->dkr, N * KV);
+    }
+    if (W->post_attn_norm || W->post_ff_norm) TAKE(I->dbr, N * C);
 #undef TAKE
     return at;
 }
@@ -360,7 +460,136 @@ static void ensure_bwd(Model *m) {
     carve_bwd(m, I->bwd, m->B, m->T);
 }
 
+/* ---- per-layer pieces shared with generation ---- */
+
+void model_rope(const Model *m, int l, float *x, const int *pos, int N, int nh, int inverse) {
+    const LayerInfo *li = &m->w.info[l];
+    int hd = model_head_dim(&m->cfg);
+    if (!li->inv_freq) return;
+    if (li->rope_plain) {
+        if (inverse)
+            rope_backward(x, pos, N, nh, hd, li->rope_theta);
+        else
+            rope_forward(x, pos, N, nh, hd, li->rope_theta);
+    } else if (inverse) {
+        rope_freq_backward(x, pos, N, nh, hd, li->inv_freq);
+    } else {
+        rope_freq_forward(x, pos, N, nh, hd, li->inv_freq);
+    }
+}
+
+float model_attn_scale(const ModelConfig *c) {
+    return 1.0f / sqrtf(c->query_scale > 0 ? c->query_scale : (float)model_head_dim(c));
+}
+
+float model_embed_scale(const Model *m) {
+    return m->impl->fam->embed_scale ? sqrtf((float)m->cfg.d_model) : 1.0f;
+}
+
+void model_mlp_act(const Model *m, float *out, const float *gate, const float *up, size_t n) {
+    if (!m->impl->fam->gated)
+        gelu_forward(out, gate, n);
+    else if (m->impl->fam->act == ACT_GELU_TANH)
+        geglu_forward(out, gate, up, n);
+    else
+        swiglu_forward(out, gate, up, n);
+}
+
+/* Attention options of layer l for a row length T; *plain when ops.h's kernels apply
+ * (default scale, no capping; the window only matters when T exceeds it). */
+static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
+    const ModelConfig *c = &m->cfg;
+    AttnOpts o = {model_attn_scale(c), c->attn_softcap, m->w.info[l].window};
+    if (o.window >= T) o.window = 0;
+    *plain = c->attn_softcap <= 0 && (c->query_scale <= 0 || c->query_scale == (float)model_head_dim(c));
+    return o;
+}
+
+/* Splits rows of [N, a + b + c] into three row-major blocks (NULL dst: skipped). */
+static void split3(const float *src, float *d0, float *d1, float *d2, int N, int a, int b, int c) {
+    for (int n = 0; n < N; n++) {
+        const float *row = src + (size_t)n * (a + b + c);
+        if (d0) memcpy(d0 + (size_t)n * a, row, a * sizeof(float));
+        if (d1) memcpy(d1 + (size_t)n * b, row + a, b * sizeof(float));
+        if (d2) memcpy(d2 + (size_t)n * c, row + a + b, c * sizeof(float));
+    }
+}
+
+static void join3(float *dst, const float *s0, const float *s1, const float *s2, int N, int a, int b, int c) {
+    for (int n = 0; n < N; n++) {
+        float *row = dst + (size_t)n * (a + b + c);
+        memcpy(row, s0 + (size_t)n * a, a * sizeof(float));
+        memcpy(row + a, s1 + (size_t)n * b, b * sizeof(float));
+        if (c) memcpy(row + a + b, s2 + (size_t)n * c, c * sizeof(float));
+    }
+}
+
 /* ---- forward ---- */
+
+/* res1 = x + attention(norm(x)) for layer l. */
+static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    ModelImpl *I = m->impl;
+    const LayerWeights *W = &m->w.layer[l];
+    LayerAct *a = &I->la[l];
+    int N = B * T, C = c->d_model, nh = c->n_head, nkv = c->n_kv_head, hd = model_head_dim(c);
+    int Q = nh * hd, KV = nkv * hd;
+    float *q = W->q_norm ? a->qr : a->q, *k = W->q_norm ? a->kr : a->k;
+    model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, x, W->ln1_w, W->ln1_b, N, C);
+    if (W->qkv_w) {
+        /* transformers: c_attn(x).split(C, dim=2) / qkv_proj(x) sliced q, k, v */
+        lin_fwd(m, W->qkv_w, W->qkv_b, a->qkv, a->ln1, N, C, Q + 2 * KV);
+        split3(a->qkv, q, k, a->v, N, Q, KV, KV);
+    } else {
+        lin_fwd(m, W->q_w, W->q_b, q, a->ln1, N, C, Q);
+        lin_fwd(m, W->k_w, W->k_b, k, a->ln1, N, C, KV);
+        lin_fwd(m, W->v_w, W->v_b, a->v, a->ln1, N, C, KV);
+    }
+    if (W->q_norm) { /* Qwen3 / Gemma 3: RMSNorm over each head before RoPE */
+        model_norm_forward(m, a->q, NULL, a->qn_rstd, a->qr, W->q_norm, NULL, N * nh, hd);
+        model_norm_forward(m, a->k, NULL, a->kn_rstd, a->kr, W->k_norm, NULL, N * nkv, hd);
+    }
+    model_rope(m, l, a->q, I->pos, N, nh, 0);
+    model_rope(m, l, a->k, I->pos, N, nkv, 0);
+    int plain;
+    AttnOpts o = attn_opts(m, l, T, &plain);
+    if (plain && o.window == 0)
+        attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
+    else
+        attention_ext_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd, &o);
+    lin_fwd(m, W->o_w, W->o_b, W->post_attn_norm ? a->ao : I->scratch, a->atty, N, Q, C);
+    if (W->post_attn_norm) model_norm_forward(m, I->scratch, NULL, a->ao_rstd, a->ao, W->post_attn_norm, NULL, N, C);
+    residual_forward(a->res1, x, I->scratch, (size_t)N * C);
+}
+
+/* res2 = res1 + mlp(norm(res1)) for layer l. */
+static void mlp_block_forward(Model *m, int l, int N) {
+    const ModelConfig *c = &m->cfg;
+    ModelImpl *I = m->impl;
+    const LayerWeights *W = &m->w.layer[l];
+    LayerAct *a = &I->la[l];
+    int C = c->d_model, F = c->d_ff;
+    model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, W->ln2_w, W->ln2_b, N, C);
+    if (W->gate_up_w) { /* Phi-3: gate_up_proj(x).chunk(2) = gate, up */
+        lin_fwd(m, W->gate_up_w, NULL, a->gu, a->ln2, N, C, 2 * F);
+        split3(a->gu, a->f1, a->f2, NULL, N, F, F, 0);
+    } else if (I->fam->gated) {
+        lin_fwd(m, W->gate_w, W->gate_b, a->f1, a->ln2, N, C, F);
+        lin_fwd(m, W->up_w, W->up_b, a->f2, a->ln2, N, C, F);
+    } else {
+        lin_fwd(m, W->up_w, W->up_b, a->f1, a->ln2, N, C, F);
+    }
+    const float *act = a->f2;
+    if (I->fam->gated) {
+        model_mlp_act(m, a->f3, a->f1, a->f2, (size_t)N * F);
+        act = a->f3;
+    } else {
+        model_mlp_act(m, a->f2, a->f1, NULL, (size_t)N * F);
+    }
+    lin_fwd(m, W->down_w, W->down_b, W->post_ff_norm ? a->mo : I->scratch, act, N, F, C);
+    if (W->post_ff_norm) model_norm_forward(m, I->scratch, NULL, a->mo_rstd, a->mo, W->post_ff_norm, NULL, N, C);
+    residual_forward(a->res2, a->res1, I->scratch, (size_t)N * C);
+}
 
 void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, int B, int T) {
     const ModelConfig *c = &m->cfg;
@@ -370,67 +599,33 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
     m->B = B;
     m->T = T;
     I->have_lse = 0;
-    int N = B * T, C = c->d_model, F = c->d_ff, nh = c->n_head, nkv = c->n_kv_head, hd = C / nh, KV = nkv * hd;
+    int N = B * T, C = c->d_model;
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= c->vocab_size)
             die_internal("model_forward: token %d at row %d outside the vocabulary (%d)", tokens[n], n, c->vocab_size);
         I->tokens[n] = tokens[n];
         I->pos[n] = pos ? pos[n] : n % T;
         I->seg[n] = seg ? seg[n] : 0;
-        if (c->family == FAMILY_GPT2 && (I->pos[n] < 0 || I->pos[n] >= c->max_seq))
+        if (I->fam->learned_pos && (I->pos[n] < 0 || I->pos[n] >= c->max_seq))
             die_internal("model_forward: position %d outside the %d learned positions", I->pos[n], c->max_seq);
     }
     memset(m->dhidden, 0, (size_t)N * C * sizeof(float));
     if (m->lora) lora_forward_begin(m, N);
 
-    embedding_forward(I->enc, I->tokens, P(m, I->wte), N, C);
-    if (c->family == FAMILY_GPT2) position_forward(I->enc, I->pos, P(m, I->wpe), N, C);
+    embedding_forward(I->enc, I->tokens, m->w.wte, N, C);
+    if (I->fam->embed_scale) { /* Gemma: embeddings x sqrt(hidden_size) */
+        float s = model_embed_scale(m);
+        for (size_t i = 0; i < (size_t)N * C; i++) I->enc[i] *= s;
+    }
+    if (m->w.wpe) position_forward(I->enc, I->pos, m->w.wpe, N, C);
 
     const float *x = I->enc;
     for (int l = 0; l < c->n_layer; l++) {
-        const LayerIdx *L = &I->L[l];
-        LayerAct *a = &I->la[l];
-        if (c->family == FAMILY_GPT2) {
-            layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, P(m, L->ln1_w), P(m, L->ln1_b), N, C, c->norm_eps);
-            lin_fwd(m, L->qkv_w, L->qkv_b, a->qkv, a->ln1, N, C, 3 * C);
-            /* split [N, 3C] into q, k, v [N, C] (transformers: c_attn(x).split(C, dim=2)) */
-            for (int n = 0; n < N; n++) {
-                const float *row = a->qkv + (size_t)n * 3 * C;
-                memcpy(a->q + (size_t)n * C, row, C * sizeof(float));
-                memcpy(a->k + (size_t)n * C, row + C, C * sizeof(float));
-                memcpy(a->v + (size_t)n * C, row + 2 * C, C * sizeof(float));
-            }
-        } else {
-            rmsnorm_forward(a->ln1, a->ln1_rstd, x, P(m, L->ln1_w), N, C, c->norm_eps);
-            lin_fwd(m, L->q_w, L->q_b, a->q, a->ln1, N, C, C);
-            lin_fwd(m, L->k_w, L->k_b, a->k, a->ln1, N, C, KV);
-            lin_fwd(m, L->v_w, L->v_b, a->v, a->ln1, N, C, KV);
-            rope_forward(a->q, I->pos, N, nh, hd, c->rope_theta);
-            rope_forward(a->k, I->pos, N, nkv, hd, c->rope_theta);
-        }
-        attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
-        lin_fwd(m, L->o_w, L->o_b, I->scratch, a->atty, N, C, C);
-        residual_forward(a->res1, x, I->scratch, (size_t)N * C);
-        if (c->family == FAMILY_GPT2) {
-            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, P(m, L->ln2_w), P(m, L->ln2_b), N, C,
-                              c->norm_eps);
-            lin_fwd(m, L->fc_w, L->fc_b, a->f1, a->ln2, N, C, F);
-            gelu_forward(a->f2, a->f1, (size_t)N * F);
-            lin_fwd(m, L->proj_w, L->proj_b, I->scratch, a->f2, N, F, C);
-        } else {
-            rmsnorm_forward(a->ln2, a->ln2_rstd, a->res1, P(m, L->ln2_w), N, C, c->norm_eps);
-            lin_fwd(m, L->gate_w, L->gate_b, a->f1, a->ln2, N, C, F);
-            lin_fwd(m, L->up_w, L->up_b, a->f2, a->ln2, N, C, F);
-            swiglu_forward(a->f3, a->f1, a->f2, (size_t)N * F);
-            lin_fwd(m, L->down_w, L->down_b, I->scratch, a->f3, N, F, C);
-        }
-        residual_forward(a->res2, a->res1, I->scratch, (size_t)N * C);
-        x = a->res2;
+        attn_block_forward(m, l, x, B, T);
+        mlp_block_forward(m, l, N);
+        x = I->la[l].res2;
     }
-    if (c->family == FAMILY_GPT2)
-        layernorm_forward(m->hidden, I->lnf_mean, I->lnf_rstd, x, P(m, I->lnf_w), P(m, I->lnf_b), N, C, c->norm_eps);
-    else
-        rmsnorm_forward(m->hidden, I->lnf_rstd, x, P(m, I->lnf_w), N, C, c->norm_eps);
+    model_norm_forward(m, m->hidden, I->lnf_mean, I->lnf_rstd, x, m->w.lnf_w, m->w.lnf_b, N, C);
 }
 
 /* ---- backward ---- */
@@ -439,88 +634,126 @@ static void zero(float *p, size_t n) {
     memset(p, 0, n * sizeof(float));
 }
 
+/* Backward of mlp_block_forward: I->dresid (d res2) gains the part through the MLP. */
+static void mlp_block_backward(Model *m, int l, int N) {
+    const ModelConfig *c = &m->cfg;
+    ModelImpl *I = m->impl;
+    const LayerWeights *W = &m->w.layer[l];
+    const LayerAct *a = &I->la[l];
+    int C = c->d_model, F = c->d_ff;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    const float *dbranch = I->dresid;
+    if (W->post_ff_norm) {
+        zero(I->dbr, NC);
+        norm_bwd(m, I->dbr, I->dresid, a->mo, W->post_ff_norm, NULL, NULL, a->mo_rstd, N, C);
+        dbranch = I->dbr;
+    }
+    zero(I->dln, NC);
+    zero(I->dF1, NF);
+    zero(I->dF2, NF);
+    if (I->fam->gated) {
+        zero(I->dF3, NF);
+        lin_bwd(m, W->down_w, W->down_b, I->dF3, dbranch, a->f3, N, F, C);
+        if (I->fam->act == ACT_GELU_TANH)
+            geglu_backward(I->dF1, I->dF2, I->dF3, a->f1, a->f2, NF);
+        else
+            swiglu_backward(I->dF1, I->dF2, I->dF3, a->f1, a->f2, NF);
+        if (W->gate_up_w) {
+            join3(I->dgu, I->dF1, I->dF2, NULL, N, F, F, 0);
+            lin_bwd(m, W->gate_up_w, NULL, I->dln, I->dgu, a->ln2, N, C, 2 * F);
+        } else {
+            lin_bwd(m, W->gate_w, W->gate_b, I->dln, I->dF1, a->ln2, N, C, F);
+            lin_bwd(m, W->up_w, W->up_b, I->dln, I->dF2, a->ln2, N, C, F);
+        }
+    } else {
+        lin_bwd(m, W->down_w, W->down_b, I->dF2, dbranch, a->f2, N, F, C);
+        gelu_backward(I->dF1, a->f1, I->dF2, NF);
+        lin_bwd(m, W->up_w, W->up_b, I->dln, I->dF1, a->ln2, N, C, F);
+    }
+    norm_bwd(m, I->dresid, I->dln, a->res1, W->ln2_w, W->ln2_b, a->ln2_mean, a->ln2_rstd, N, C);
+}
+
+/* Backward of attn_block_forward: I->dresid (d res1) gains the part through attention. */
+static void attn_block_backward(Model *m, int l, const float *x) {
+    const ModelConfig *c = &m->cfg;
+    ModelImpl *I = m->impl;
+    const LayerWeights *W = &m->w.layer[l];
+    const LayerAct *a = &I->la[l];
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, nh = c->n_head, nkv = c->n_kv_head, hd = model_head_dim(c);
+    int Q = nh * hd, KV = nkv * hd;
+    const float *dbranch = I->dresid;
+    if (W->post_attn_norm) {
+        zero(I->dbr, (size_t)N * C);
+        norm_bwd(m, I->dbr, I->dresid, a->ao, W->post_attn_norm, NULL, NULL, a->ao_rstd, N, C);
+        dbranch = I->dbr;
+    }
+    zero(I->datty, (size_t)N * Q);
+    lin_bwd(m, W->o_w, W->o_b, I->datty, dbranch, a->atty, N, Q, C);
+    zero(I->dq, (size_t)N * Q);
+    zero(I->dk, (size_t)N * KV);
+    zero(I->dv, (size_t)N * KV);
+    int plain;
+    AttnOpts o = attn_opts(m, l, T, &plain);
+    if (plain) /* masked entries of att are 0: the window needs nothing more */
+        attention_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
+    else
+        attention_ext_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, B, T, nh, nkv, hd, &o);
+    zero(I->dln, (size_t)N * C);
+    model_rope(m, l, I->dq, I->pos, N, nh, 1);
+    model_rope(m, l, I->dk, I->pos, N, nkv, 1);
+    float *dq = I->dq, *dk = I->dk;
+    if (W->q_norm) {
+        zero(I->dqr, (size_t)N * Q);
+        zero(I->dkr, (size_t)N * KV);
+        norm_bwd(m, I->dqr, I->dq, a->qr, W->q_norm, NULL, NULL, a->qn_rstd, N * nh, hd);
+        norm_bwd(m, I->dkr, I->dk, a->kr, W->k_norm, NULL, NULL, a->kn_rstd, N * nkv, hd);
+        dq = I->dqr;
+        dk = I->dkr;
+    }
+    if (W->qkv_w) {
+        join3(I->dqkv, dq, dk, I->dv, N, Q, KV, KV);
+        lin_bwd(m, W->qkv_w, W->qkv_b, I->dln, I->dqkv, a->ln1, N, C, Q + 2 * KV);
+    } else {
+        lin_bwd(m, W->q_w, W->q_b, I->dln, dq, a->ln1, N, C, Q);
+        lin_bwd(m, W->k_w, W->k_b, I->dln, dk, a->ln1, N, C, KV);
+        lin_bwd(m, W->v_w, W->v_b, I->dln, I->dv, a->ln1, N, C, KV);
+    }
+    norm_bwd(m, I->dresid, I->dln, x, W->ln1_w, W->ln1_b, a->ln1_mean, a->ln1_rstd, N, C);
+}
+
 void model_backward(Model *m) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     if (!m->grads && !(m->lora && m->lora->grads)) die_internal("model_backward: call model_enable_grads first");
     if (!m->B) die_internal("model_backward: no forward to differentiate");
     ensure_bwd(m);
-    int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, nh = c->n_head, nkv = c->n_kv_head;
-    int hd = C / nh, KV = nkv * hd;
-    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    int N = m->B * m->T, C = c->d_model;
+    size_t NC = (size_t)N * C;
     const float *xlast = c->n_layer ? I->la[c->n_layer - 1].res2 : I->enc;
 
     zero(I->dresid, NC);
-    if (c->family == FAMILY_GPT2)
-        layernorm_backward(I->dresid, G(m, I->lnf_w), G(m, I->lnf_b), m->dhidden, xlast, P(m, I->lnf_w), I->lnf_mean,
-                           I->lnf_rstd, N, C);
-    else
-        rmsnorm_backward(I->dresid, G(m, I->lnf_w), m->dhidden, xlast, P(m, I->lnf_w), I->lnf_rstd, N, C);
+    norm_bwd(m, I->dresid, m->dhidden, xlast, m->w.lnf_w, m->w.lnf_b, I->lnf_mean, I->lnf_rstd, N, C);
 
     /* I->dresid holds d loss / d (residual stream); each block's two residual additions
      * pass it through unchanged, and the norms' backward add their part into it. */
     for (int l = c->n_layer - 1; l >= 0; l--) {
-        const LayerIdx *L = &I->L[l];
-        const LayerAct *a = &I->la[l];
-        const float *x = l ? I->la[l - 1].res2 : I->enc;
-        /* MLP */
-        zero(I->dln, NC);
-        if (c->family == FAMILY_GPT2) {
-            zero(I->dF1, NF);
-            zero(I->dF2, NF);
-            lin_bwd(m, L->proj_w, L->proj_b, I->dF2, I->dresid, a->f2, N, F, C);
-            gelu_backward(I->dF1, a->f1, I->dF2, NF);
-            lin_bwd(m, L->fc_w, L->fc_b, I->dln, I->dF1, a->ln2, N, C, F);
-            layernorm_backward(I->dresid, G(m, L->ln2_w), G(m, L->ln2_b), I->dln, a->res1, P(m, L->ln2_w), a->ln2_mean,
-                               a->ln2_rstd, N, C);
-        } else {
-            zero(I->dF1, NF);
-            zero(I->dF2, NF);
-            zero(I->dF3, NF);
-            lin_bwd(m, L->down_w, L->down_b, I->dF3, I->dresid, a->f3, N, F, C);
-            swiglu_backward(I->dF1, I->dF2, I->dF3, a->f1, a->f2, NF);
-            lin_bwd(m, L->gate_w, L->gate_b, I->dln, I->dF1, a->ln2, N, C, F);
-            lin_bwd(m, L->up_w, L->up_b, I->dln, I->dF2, a->ln2, N, C, F);
-            rmsnorm_backward(I->dresid, G(m, L->ln2_w), I->dln, a->res1, P(m, L->ln2_w), a->ln2_rstd, N, C);
-        }
-        /* attention */
-        zero(I->datty, NC);
-        lin_bwd(m, L->o_w, L->o_b, I->datty, I->dresid, a->atty, N, C, C);
-        zero(I->dq, NC);
-        zero(I->dk, (size_t)N * KV);
-        zero(I->dv, (size_t)N * KV);
-        attention_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
-        zero(I->dln, NC);
-        if (c->family == FAMILY_GPT2) {
-            for (int n = 0; n < N; n++) {
-                float *row = I->dqkv + (size_t)n * 3 * C;
-                memcpy(row, I->dq + (size_t)n * C, C * sizeof(float));
-                memcpy(row + C, I->dk + (size_t)n * C, C * sizeof(float));
-                memcpy(row + 2 * C, I->dv + (size_t)n * C, C * sizeof(float));
-            }
-            lin_bwd(m, L->qkv_w, L->qkv_b, I->dln, I->dqkv, a->ln1, N, C, 3 * C);
-            layernorm_backward(I->dresid, G(m, L->ln1_w), G(m, L->ln1_b), I->dln, x, P(m, L->ln1_w), a->ln1_mean,
-                               a->ln1_rstd, N, C);
-        } else {
-            rope_backward(I->dq, I->pos, N, nh, hd, c->rope_theta);
-            rope_backward(I->dk, I->pos, N, nkv, hd, c->rope_theta);
-            lin_bwd(m, L->q_w, L->q_b, I->dln, I->dq, a->ln1, N, C, C);
-            lin_bwd(m, L->k_w, L->k_b, I->dln, I->dk, a->ln1, N, C, KV);
-            lin_bwd(m, L->v_w, L->v_b, I->dln, I->dv, a->ln1, N, C, KV);
-            rmsnorm_backward(I->dresid, G(m, L->ln1_w), I->dln, x, P(m, L->ln1_w), a->ln1_rstd, N, C);
-        }
+        mlp_block_backward(m, l, N);
+        attn_block_backward(m, l, l ? I->la[l - 1].res2 : I->enc);
     }
     if (!m->grads) return; /* frozen base: no embedding gradients */
-    if (c->family == FAMILY_GPT2) position_backward(G(m, I->wpe), I->dresid, I->pos, N, C);
-    embedding_backward(G(m, I->wte), I->dresid, I->tokens, N, C);
+    if (m->w.wpe) position_backward(G(m, m->w.wpe), I->dresid, I->pos, N, C);
+    if (I->fam->embed_scale) {
+        float s = model_embed_scale(m);
+        for (size_t i = 0; i < NC; i++) I->dresid[i] *= s;
+    }
+    embedding_backward(G(m, m->w.wte), I->dresid, I->tokens, N, C);
 }
 
 /* ---- heads ---- */
 
-static int lm_head_index(const Model *m) {
-    if (m->impl->lm_head >= 0) return m->impl->lm_head;
-    if (m->cfg.tie_embeddings) return m->impl->wte;
-    die_internal("model has no LM head (a classifier with untied embeddings)");
+static const float *lm_head(const Model *m) {
+    if (!m->w.lm_head) die_internal("model has no LM head (a classifier)");
+    return m->w.lm_head;
 }
 
 void model_logprobs(Model *m, const int *targets, float *logp, float *entropy) {
@@ -528,29 +761,37 @@ void model_logprobs(Model *m, const int *targets, float *logp, float *entropy) {
     int N = m->B * m->T, V = m->cfg.vocab_size;
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
-    logprobs_forward(logp, entropy, m->impl->lse, m->hidden, P(m, lm_head_index(m)), targets, N, m->cfg.d_model, V);
+    if (m->cfg.final_softcap > 0)
+        logprobs_softcap_forward(logp, entropy, m->impl->lse, m->hidden, lm_head(m), targets, N, m->cfg.d_model, V,
+                                 m->cfg.final_softcap);
+    else
+        logprobs_forward(logp, entropy, m->impl->lse, m->hidden, lm_head(m), targets, N, m->cfg.d_model, V);
     m->impl->have_lse = 1;
 }
 
 void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
     if (!m->impl->have_lse) die_internal("model_logprobs_backward: call model_logprobs first");
     int N = m->B * m->T;
-    int h = lm_head_index(m);
-    logprobs_backward(m->dhidden, m->grads ? G(m, h) : NULL, dlogp, m->hidden, P(m, h), targets, m->impl->lse, N,
-                      m->cfg.d_model, m->cfg.vocab_size);
+    const float *h = lm_head(m);
+    if (m->cfg.final_softcap > 0)
+        logprobs_softcap_backward(m->dhidden, G(m, h), dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
+                                  m->cfg.vocab_size, m->cfg.final_softcap);
+    else
+        logprobs_backward(m->dhidden, G(m, h), dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
+                          m->cfg.vocab_size);
 }
 
 void model_values(Model *m, float *values) {
-    if (m->impl->score < 0) die_internal("model_values: not a classifier (no score.weight)");
+    if (!m->w.score) die_internal("model_values: not a classifier (no score.weight)");
     if (!m->B) die_internal("model_values: no forward");
-    const float *w = m->lora && lora_score_weight(m) ? lora_score_weight(m) : P(m, m->impl->score);
+    const float *w = m->lora && lora_score_weight(m) ? lora_score_weight(m) : m->w.score;
     linear_forward(values, m->hidden, w, NULL, m->B * m->T, m->cfg.d_model, 1);
 }
 
 void model_values_backward(Model *m, const float *dvalues) {
-    if (m->impl->score < 0) die_internal("model_values_backward: not a classifier (no score.weight)");
-    const float *w = P(m, m->impl->score);
-    float *dw = G(m, m->impl->score);
+    if (!m->w.score) die_internal("model_values_backward: not a classifier (no score.weight)");
+    const float *w = m->w.score;
+    float *dw = G(m, m->w.score);
     if (m->lora && lora_score_grad(m)) { /* the adapter's trainable copy of the head */
         w = m->lora->params + m->lora->score_off;
         dw = lora_score_grad(m);

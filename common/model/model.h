@@ -1,4 +1,5 @@
-/* model.h — one transformer, two families (GPT-2, Llama), chosen by config.json.
+/* model.h — one transformer, several families (GPT-2, Llama, Qwen2, Mistral, Qwen3,
+ * Gemma 2/3, Phi-3: model_family.c's table), chosen by config.json.
  *
  * Parameters live in ONE contiguous float block (m->params), carved into named
  * tensors (m->tensors[i], HF names); gradients (m->grads) mirror the same layout,
@@ -24,7 +25,22 @@
 #include "formats/safetensors.h"
 #include "formats/tokenizer.h"
 
-typedef enum { FAMILY_GPT2 = 0, FAMILY_LLAMA = 1 } Family;
+/* The families cherry loads; each is one row of the table in model_family.c (names,
+ * tensor layout, numerics).  The first two values are kept for old configs. */
+typedef enum {
+    FAMILY_GPT2 = 0,
+    FAMILY_LLAMA = 1,
+    FAMILY_QWEN2,
+    FAMILY_MISTRAL,
+    FAMILY_QWEN3,
+    FAMILY_GEMMA2,
+    FAMILY_GEMMA3,
+    FAMILY_PHI3,
+    FAMILY_COUNT
+} Family;
+
+/* RoPE frequency scaling (transformers modeling_rope_utils.py). */
+typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3 } RopeType;
 
 typedef struct ModelConfig {
     Family family;
@@ -36,14 +52,67 @@ typedef struct ModelConfig {
     int vocab_size;
     int max_seq;                /* n_positions / max_position_embeddings */
     float norm_eps;             /* layer_norm_epsilon / rms_norm_eps */
-    float rope_theta;           /* llama */
+    float rope_theta;           /* rotary families */
     float init_std;             /* initializer_range */
     int tie_embeddings;         /* tie_word_embeddings */
-    int attn_bias;              /* llama attention_bias (GPT-2: always 1) */
+    int attn_bias;              /* llama attention_bias: q, k, v and o (GPT-2: always 1) */
     int mlp_bias;               /* llama mlp_bias (GPT-2: always 1) */
     int bos_id, eos_id, pad_id; /* -1 when absent */
     int is_classifier;          /* *ForSequenceClassification with num_labels = 1 */
+    /* ---- settings of the newer families; 0 = off / the default ---- */
+    int head_dim; /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
+    struct {
+        RopeType type;
+        float factor;              /* linear, llama3 */
+        float low_freq, high_freq; /* llama3 low_freq_factor, high_freq_factor */
+        int original_max;          /* llama3 original_max_position_embeddings */
+    } rope_scaling;
+    float rope_local_theta; /* Gemma 3: rope_local_base_freq of the sliding layers (0: rope_theta) */
+    int sliding_window;     /* 0: none; else keys with q - k >= window are masked */
+    int sliding_pattern;    /* 0: every layer slides; k: layer l slides iff (l + 1) % k != 0 */
+    float attn_softcap;     /* Gemma 2 attn_logit_softcapping (0: none) */
+    float final_softcap;    /* Gemma 2 final_logit_softcapping (0: none) */
+    float query_scale;      /* Gemma query_pre_attn_scalar (0: head_dim) */
 } ModelConfig;
+
+/* Head dimension and the q / kv projection widths of a config. */
+int model_head_dim(const ModelConfig *c);
+
+/* Weight pointers of one block, filled once by model_create (model_family.c's table
+ * says which exist for a family; absent ones are NULL).  Linear weights [out, in].
+ * Names are roles, not Hugging Face names: GPT-2's c_fc is up, mlp.c_proj is down;
+ * Gemma's post_attention_layernorm is post_attn_norm, its pre_feedforward_layernorm
+ * ln2. */
+typedef struct LayerWeights {
+    float *ln1_w, *ln1_b; /* norm before attention */
+    float *qkv_w, *qkv_b; /* fused q, k, v (GPT-2 c_attn, Phi-3 qkv_proj) */
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;
+    float *q_norm, *k_norm; /* per-head RMSNorm of q and k (Qwen3, Gemma 3) */
+    float *o_w, *o_b;       /* attention output projection */
+    float *post_attn_norm;  /* Gemma: norm of the attention output */
+    float *ln2_w, *ln2_b;   /* norm before the MLP */
+    float *gate_up_w;       /* fused gate, up (Phi-3 gate_up_proj) */
+    float *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;
+    float *post_ff_norm; /* Gemma: norm of the MLP output */
+} LayerWeights;
+#define LW_SLOTS ((int)(sizeof(LayerWeights) / sizeof(float *)))
+
+/* Per-layer settings derived from the config once (rotary tables, window). */
+typedef struct LayerInfo {
+    const float *inv_freq; /* [head_dim / 2] RoPE inverse frequencies; NULL: no RoPE */
+    int rope_plain;        /* inv_freq is the default theta^(-2i/hd) (rope_forward applies) */
+    float rope_theta;
+    int window; /* sliding window of this layer (0: full causal) */
+} LayerInfo;
+
+/* The whole weights view: globals and one LayerWeights per block. */
+typedef struct ModelView {
+    float *wte, *wpe, *lnf_w, *lnf_b;
+    float *lm_head; /* lm_head.weight, or wte when tied; NULL for classifiers without */
+    float *score;   /* classifier head [1, C] */
+    LayerWeights *layer;
+    LayerInfo *info;
+} ModelView;
 
 typedef struct ParamTensor {
     char name[128]; /* HF name as saved by transformers */
@@ -69,7 +138,8 @@ typedef struct Model {
     float *dhidden; /* [B*T, C] gradient w.r.t. hidden, zeroed by model_forward */
     int B, T;       /* shape of the last forward */
     ModelImpl *impl;
-    Lora *lora; /* adapter beside the weights (lora.h); NULL = none */
+    Lora *lora;  /* adapter beside the weights (lora.h); NULL = none */
+    ModelView w; /* pointers into params, filled by model_create */
 } Model;
 
 int model_config_load(ModelConfig *c, const char *config_json_path, Error *e);
@@ -110,6 +180,19 @@ void model_logprobs(Model *m, const int *targets, float *logp, float *entropy);
 /* Accumulates d loss/d logp into m->dhidden (and into the LM head's gradient). */
 void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
 
+/* Pieces of the forward that generation (generate.c) shares, per family:
+ * the norm of a LayerWeights / ModelView weight (LayerNorm with bias b, RMSNorm, or
+ * Gemma's RMSNorm x (1 + w); mean may be NULL for RMS norms); RoPE of layer l in
+ * place (inverse: the transpose, for backward; a no-op without RoPE); the attention
+ * score scale; the embedding scale (Gemma sqrt(C), else 1); the MLP activation
+ * (gated: act(gate) * up; GPT-2: gelu(gate), up unused). */
+void model_norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x, const float *w,
+                        const float *b, int N, int C);
+void model_rope(const Model *m, int l, float *x, const int *pos, int N, int nh, int inverse);
+float model_attn_scale(const ModelConfig *c);
+float model_embed_scale(const Model *m);
+void model_mlp_act(const Model *m, float *out, const float *gate, const float *up, size_t n);
+
 /* Scalar head (classifier models): values[n] = hidden[n,:] . score for all rows. */
 void model_values(Model *m, float *values);
 void model_values_backward(Model *m, const float *dvalues);
@@ -137,6 +220,8 @@ void model_values_backward(Model *m, const float *dvalues);
  * batch arrives. */
 
 const char *model_family_name(Family f);
+/* architectures[0] of a config: e.g. "Qwen2ForCausalLM", "GPT2ForSequenceClassification". */
+const char *model_arch_name(const ModelConfig *c);
 /* Range/consistency checks of a config (path names the file in messages). */
 int model_config_validate(const ModelConfig *c, const char *path, Error *e);
 /* config.json as transformers reads it; dtype_name "float32", "bfloat16" or NULL (no key).

@@ -1,10 +1,11 @@
 /* model_config.c — config.json of a Hugging Face model directory, read and written.
  *
- * Reads the keys of transformers' GPT2Config and LlamaConfig (configuration_gpt2.py,
- * configuration_llama.py) with their transformers defaults, and refuses configs whose
- * numerics cherry does not implement (an activation other than gelu_new / silu, RoPE
- * scaling, a head_dim different from hidden_size / num_attention_heads, a multi-label
- * classifier) instead of silently computing something else.
+ * Reads the keys of transformers' GPT2Config, LlamaConfig and the configs of the other
+ * families of model_family.c (configuration_<family>.py) with their transformers
+ * defaults, and refuses configs whose numerics cherry does not implement (another
+ * activation, dynamic/YaRN/longrope RoPE scaling, partial rotary, Qwen's
+ * max_window_layers, a multi-label classifier) instead of silently computing
+ * something else.
  * Writing produces a config.json that transformers loads into the same architecture
  * (architectures + model_type + the family's own key names).
  * Not for: tensors (model_io.c). */
@@ -13,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
 #include "base/util.h"
+#include "model.h"
+#include "model_internal.h"
 
 /* Field readers: absent (or null) -> default; wrong type -> EX_DATAERR naming the
  * file and the field. */
@@ -98,18 +100,20 @@ int model_config_validate(const ModelConfig *c, const char *path, Error *e) {
     RANGE(c->max_seq, 1, 1 << 24, fam ? "n_positions" : "max_position_embeddings");
     RANGE(c->n_kv_head, 1, c->n_head, "num_key_value_heads");
 #undef RANGE
-    if (c->d_model % c->n_head)
+    if (c->head_dim < 0 || c->head_dim > 4096)
+        return err_set(e, EX_DATAERR, "%s: field \"head_dim\" = %d out of range", path, c->head_dim);
+    if (!c->head_dim && c->d_model % c->n_head)
         return err_set(e, EX_DATAERR, "%s: hidden size %d is not a multiple of the head count %d", path, c->d_model,
                        c->n_head);
     if (c->n_head % c->n_kv_head)
         return err_set(e, EX_DATAERR, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
                        c->n_head, c->n_kv_head);
-    if (c->family == FAMILY_LLAMA && (c->d_model / c->n_head) % 2)
+    if (c->family != FAMILY_GPT2 && model_head_dim(c) % 2)
         return err_set(e, EX_DATAERR, "%s: head dimension %d must be even for rotary embeddings", path,
-                       c->d_model / c->n_head);
+                       model_head_dim(c));
     if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
         return err_set(e, EX_DATAERR, "%s: norm epsilon must be positive", path);
-    if (c->family == FAMILY_LLAMA && (!(c->rope_theta > 0) || !isfinite(c->rope_theta)))
+    if (c->family != FAMILY_GPT2 && (!(c->rope_theta > 0) || !isfinite(c->rope_theta)))
         return err_set(e, EX_DATAERR, "%s: field \"rope_theta\" must be positive", path);
     if (!(c->init_std >= 0) || !isfinite(c->init_std))
         return err_set(e, EX_DATAERR, "%s: field \"initializer_range\" must be non-negative", path);
@@ -179,49 +183,158 @@ static int parse_gpt2(ModelConfig *c, const json_t *r, const char *p, Error *e) 
     return 0;
 }
 
-static int parse_llama(ModelConfig *c, const json_t *r, const char *p, Error *e) {
-    c->family = FAMILY_LLAMA;
+/* One rope_parameters / rope_scaling object into c (theta_out NULL: no rope_theta
+ * key expected there).  Types: default, linear (factor) and llama3 (factor,
+ * low_freq_factor, high_freq_factor, original_max_position_embeddings), as
+ * transformers' ROPE_INIT_FUNCTIONS compute them; others are refused by name. */
+static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int local, const char *p, Error *e) {
+    if (theta_out && cfg_float(o, "rope_theta", *theta_out, theta_out, p, e)) return e->code;
+    float prf = 1.0f;
+    if (cfg_float(o, "partial_rotary_factor", 1.0f, &prf, p, e)) return e->code;
+    if (prf != 1.0f)
+        return err_set(e, EX_DATAERR, "%s: field \"partial_rotary_factor\" = %g; cherry rotates whole heads only", p,
+                       (double)prf);
+    const char *t = json_string_value(json_object_get(o, "rope_type"));
+    if (!t) t = json_string_value(json_object_get(o, "type"));
+    if (!t || strcmp(t, "default") == 0) return 0;
+    if (local)
+        return err_set(e, EX_DATAERR, "%s: rope type \"%s\" on sliding layers is not supported (only default)", p, t);
+    if (strcmp(t, "linear") == 0) {
+        c->rope_scaling.type = ROPE_LINEAR;
+    } else if (strcmp(t, "llama3") == 0) {
+        c->rope_scaling.type = ROPE_LLAMA3;
+        if (cfg_float(o, "low_freq_factor", 1.0f, &c->rope_scaling.low_freq, p, e) ||
+            cfg_float(o, "high_freq_factor", 4.0f, &c->rope_scaling.high_freq, p, e) ||
+            cfg_required(o, "original_max_position_embeddings", &c->rope_scaling.original_max, p, e))
+            return e->code;
+        if (!(c->rope_scaling.high_freq > c->rope_scaling.low_freq) || c->rope_scaling.original_max < 1)
+            return err_set(e, EX_DATAERR, "%s: llama3 rope scaling needs high_freq_factor > low_freq_factor", p);
+    } else {
+        return err_set(e, EX_DATAERR,
+                       "%s: rope type \"%s\" is not supported (default, linear and llama3 are; dynamic NTK would "
+                       "make a token's log-prob depend on the batch length)",
+                       p, t);
+    }
+    if (cfg_float(o, "factor", 1.0f, &c->rope_scaling.factor, p, e)) return e->code;
+    if (!(c->rope_scaling.factor >= 1.0f) || !isfinite(c->rope_scaling.factor))
+        return err_set(e, EX_DATAERR, "%s: rope scaling \"factor\" must be >= 1", p);
+    return 0;
+}
+
+/* RoPE settings: rope_theta at top level (transformers 4.x) or in rope_parameters
+ * (5.x), rope_scaling (4.x); Gemma 3's rope_parameters per layer type and
+ * rope_local_base_freq. */
+static int parse_rope(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    float theta = 10000.0f;
+    if (cfg_float(r, "rope_theta", 10000.0f, &theta, p, e)) return e->code;
+    if (cfg_float(r, "rope_local_base_freq", 0.0f, &c->rope_local_theta, p, e)) return e->code;
+    const json_t *rp = json_object_get(r, "rope_parameters"), *sc = json_object_get(r, "rope_scaling");
+    if (sc && !json_is_null(sc) && !json_is_object(sc))
+        return err_set(e, EX_DATAERR, "%s: field \"rope_scaling\" is not an object", p);
+    if (rp && !json_is_null(rp) && !json_is_object(rp))
+        return err_set(e, EX_DATAERR, "%s: field \"rope_parameters\" is not an object", p);
+    const json_t *full = json_object_get(rp, "full_attention"), *slide = json_object_get(rp, "sliding_attention");
+    if (json_is_object(full) || json_is_object(slide)) { /* per layer type (Gemma 3, transformers 5) */
+        if (json_is_object(full) && parse_rope_obj(c, full, &theta, 0, p, e)) return e->code;
+        if (json_is_object(slide)) {
+            float lt = c->rope_local_theta > 0 ? c->rope_local_theta : theta;
+            if (parse_rope_obj(c, slide, &lt, 1, p, e)) return e->code;
+            c->rope_local_theta = lt;
+        }
+    } else if (json_is_object(rp)) {
+        if (parse_rope_obj(c, rp, &theta, 0, p, e)) return e->code;
+    }
+    if (json_is_object(sc) && parse_rope_obj(c, sc, NULL, 0, p, e)) return e->code;
+    c->rope_theta = theta;
+    if (c->rope_local_theta == theta) c->rope_local_theta = 0;
+    if (c->rope_local_theta > 0 && c->family != FAMILY_GEMMA3)
+        return err_set(e, EX_DATAERR, "%s: a separate RoPE base for sliding layers is a Gemma 3 setting", p);
+    return 0;
+}
+
+/* Sliding window and which layers use it: Mistral and Phi-3 on every layer when
+ * sliding_window is set; Gemma per layer_types (or the family's alternation);
+ * Qwen2/3 only with use_sliding_window, which cherry refuses. */
+static int parse_window(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    int use = 1;
+    if (cfg_bool(r, "use_sliding_window", 0, &use, p, e)) return e->code;
+    if ((c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3)) {
+        if (use) return err_set(e, EX_DATAERR, "%s: use_sliding_window (Qwen's max_window_layers) is not supported", p);
+        return 0;
+    }
+    if (cfg_int(r, "sliding_window", 0, &c->sliding_window, p, e)) return e->code;
+    if (c->sliding_window < 0) return err_set(e, EX_DATAERR, "%s: field \"sliding_window\" is negative", p);
+    int gemma = c->family == FAMILY_GEMMA2 || c->family == FAMILY_GEMMA3;
+    c->sliding_pattern = 0;
+    if (gemma && cfg_int(r, "sliding_window_pattern", c->family == FAMILY_GEMMA2 ? 2 : 6, &c->sliding_pattern, p, e))
+        return e->code;
+    if (gemma && json_object_get(r, "_sliding_window_pattern") &&
+        cfg_int(r, "_sliding_window_pattern", c->sliding_pattern, &c->sliding_pattern, p, e))
+        return e->code;
+    const json_t *lt = json_object_get(r, "layer_types");
+    if (!json_is_array(lt)) return 0;
+    if ((int)json_array_size(lt) != c->n_layer)
+        return err_set(e, EX_DATAERR, "%s: field \"layer_types\" has %zu entries for %d layers", p, json_array_size(lt),
+                       c->n_layer);
+    /* layer_types must be a pattern cherry represents: none, all, or (l + 1) % k != 0 */
+    int n_slide = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        const char *t = json_string_value(json_array_get(lt, (size_t)l));
+        if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+            return err_set(e, EX_DATAERR, "%s: layer_types[%d] is not \"sliding_attention\" or \"full_attention\"", p,
+                           l);
+        n_slide += strcmp(t, "sliding_attention") == 0;
+    }
+    if (n_slide == 0) c->sliding_window = 0;
+    if (n_slide == 0 || c->sliding_window == 0) return 0;
+    for (int k = n_slide == c->n_layer ? 0 : 2; k <= c->n_layer + 1; k++) {
+        c->sliding_pattern = k;
+        int ok = 1;
+        for (int l = 0; l < c->n_layer && ok; l++)
+            ok = family_layer_slides(c, l) ==
+                 (strcmp(json_string_value(json_array_get(lt, (size_t)l)), "sliding_attention") == 0);
+        if (ok) return 0;
+        if (k == 0) break;
+    }
+    return err_set(e, EX_DATAERR,
+                   "%s: field \"layer_types\" is not a pattern cherry supports (all, or every k-th full)", p);
+}
+
+/* Llama-like families (every one but GPT-2): LlamaConfig's keys, plus what the family's
+ * config adds (head_dim, soft-capping, query_pre_attn_scalar, window). */
+static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, const char *p, Error *e) {
+    c->family = f->id;
     if (cfg_required(r, "num_hidden_layers", &c->n_layer, p, e) ||
         cfg_required(r, "num_attention_heads", &c->n_head, p, e) || cfg_required(r, "hidden_size", &c->d_model, p, e) ||
         cfg_required(r, "intermediate_size", &c->d_ff, p, e) || cfg_required(r, "vocab_size", &c->vocab_size, p, e))
         return e->code;
     if (cfg_int(r, "num_key_value_heads", c->n_head, &c->n_kv_head, p, e) ||
-        cfg_int(r, "max_position_embeddings", 2048, &c->max_seq, p, e) ||
-        cfg_float(r, "rms_norm_eps", 1e-6f, &c->norm_eps, p, e) ||
+        cfg_int(r, "max_position_embeddings", f->max_pos_default, &c->max_seq, p, e) ||
+        cfg_float(r, "rms_norm_eps", f->eps_default, &c->norm_eps, p, e) ||
         cfg_float(r, "initializer_range", 0.02f, &c->init_std, p, e) ||
-        cfg_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings, p, e) ||
+        cfg_bool(r, "tie_word_embeddings", f->tie_default, &c->tie_embeddings, p, e) ||
         cfg_bool(r, "attention_bias", 0, &c->attn_bias, p, e) || cfg_bool(r, "mlp_bias", 0, &c->mlp_bias, p, e) ||
-        cfg_token(r, "bos_token_id", 1, &c->bos_id, p, e) || cfg_token(r, "eos_token_id", 2, &c->eos_id, p, e) ||
-        cfg_token(r, "pad_token_id", -1, &c->pad_id, p, e))
+        cfg_token(r, "bos_token_id", f->bos_default, &c->bos_id, p, e) ||
+        cfg_token(r, "eos_token_id", f->eos_default, &c->eos_id, p, e) ||
+        cfg_token(r, "pad_token_id", f->pad_default, &c->pad_id, p, e))
         return e->code;
-    /* rope_theta: top level (transformers 4.x) or inside rope_parameters (5.x). */
-    const json_t *rp = json_object_get(r, "rope_parameters");
-    float theta_top;
-    if (cfg_float(r, "rope_theta", 10000.0f, &theta_top, p, e)) return e->code;
-    c->rope_theta = theta_top;
-    const json_t *scaling = json_object_get(r, "rope_scaling");
-    if (json_is_object(rp)) {
-        if (cfg_float(rp, "rope_theta", theta_top, &c->rope_theta, p, e)) return e->code;
-        if (!scaling || json_is_null(scaling)) scaling = rp;
-    }
-    if (json_is_object(scaling)) {
-        const char *t = json_string_value(json_object_get(scaling, "rope_type"));
-        if (!t) t = json_string_value(json_object_get(scaling, "type"));
-        if (t && strcmp(t, "default") != 0)
-            return err_set(e, EX_DATAERR, "%s: field \"rope_scaling\" type \"%s\" is not supported (only default RoPE)",
-                           p, t);
-    } else if (scaling && !json_is_null(scaling)) {
-        return err_set(e, EX_DATAERR, "%s: field \"rope_scaling\" is not an object", p);
-    }
-    const json_t *act = json_object_get(r, "hidden_act");
-    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
-        return err_set(e, EX_DATAERR, "%s: field \"hidden_act\" must be \"silu\"", p);
-    int hd;
+    if (c->family == FAMILY_QWEN2 || c->family == FAMILY_MISTRAL || c->family == FAMILY_PHI3)
+        c->attn_bias = 0; /* not a key of these configs: their table fixes the biases */
+    if (c->family != FAMILY_LLAMA) c->mlp_bias = 0;
+    if (parse_rope(c, r, p, e) || parse_window(c, r, p, e)) return e->code;
+    const json_t *act = json_object_get(r, f->act_key);
+    if (!act || json_is_null(act)) act = json_object_get(r, "hidden_act");
+    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), f->act_name)))
+        return err_set(e, EX_DATAERR, "%s: field \"%s\" must be \"%s\"", p, f->act_key, f->act_name);
+    int hd = 0;
     if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
-    if (c->n_head > 0 && hd * c->n_head != c->d_model)
-        return err_set(e, EX_DATAERR,
-                       "%s: field \"head_dim\" = %d; cherry needs hidden_size / num_attention_heads = %d", p, hd,
-                       c->d_model / c->n_head);
+    c->head_dim = c->n_head > 0 && hd * c->n_head == c->d_model && c->d_model % c->n_head == 0 ? 0 : hd;
+    if (cfg_float(r, "query_pre_attn_scalar", 0.0f, &c->query_scale, p, e) ||
+        cfg_float(r, "attn_logit_softcapping", 0.0f, &c->attn_softcap, p, e) ||
+        cfg_float(r, "final_logit_softcapping", 0.0f, &c->final_softcap, p, e))
+        return e->code;
+    if (c->query_scale < 0 || c->attn_softcap < 0 || c->final_softcap < 0)
+        return err_set(e, EX_DATAERR, "%s: query_pre_attn_scalar and soft-capping values must be positive", p);
     return 0;
 }
 
@@ -240,14 +353,18 @@ int model_config_load(ModelConfig *c, const char *path, Error *e) {
         return err_set(e, EX_DATAERR, "%s: not a JSON object", path);
     }
     const char *mt = json_string_value(json_object_get(root, "model_type"));
+    const FamilySpec *fam = mt ? family_by_model_type(mt) : NULL;
     if (!mt)
-        rc = err_set(e, EX_DATAERR, "%s: missing string field \"model_type\" (gpt2 or llama)", path);
-    else if (strcmp(mt, "gpt2") == 0)
+        rc = err_set(e, EX_DATAERR, "%s: missing string field \"model_type\"", path);
+    else if (!fam)
+        rc = err_set(e, EX_DATAERR,
+                     "%s: field \"model_type\" = \"%s\": cherry supports gpt2, llama, qwen2, mistral, qwen3, gemma2, "
+                     "gemma3_text and phi3",
+                     path, mt);
+    else if (fam->id == FAMILY_GPT2)
         rc = parse_gpt2(c, root, path, e);
-    else if (strcmp(mt, "llama") == 0)
-        rc = parse_llama(c, root, path, e);
     else
-        rc = err_set(e, EX_DATAERR, "%s: field \"model_type\" = \"%s\": cherry supports gpt2 and llama", path, mt);
+        rc = parse_rotary(c, root, fam, path, e);
     if (!rc) rc = parse_arch(c, root, path, e);
     json_decref(root);
     if (!rc) rc = model_config_validate(c, path, e);
@@ -269,15 +386,71 @@ static json_t *token_json(int id) {
     return id >= 0 ? json_integer(id) : json_null();
 }
 
+/* One rope object as transformers 5 writes rope_parameters. */
+static json_t *rope_json(const ModelConfig *c, float theta, int scaled) {
+    json_t *rp = json_object();
+    const char *names[] = {"default", "linear", "llama3"};
+    RopeType t = scaled ? c->rope_scaling.type : ROPE_DEFAULT;
+    json_object_set_new(rp, "rope_type", json_string(names[t]));
+    json_object_set_new(rp, "rope_theta", float_json(theta));
+    if (t != ROPE_DEFAULT) json_object_set_new(rp, "factor", float_json(c->rope_scaling.factor));
+    if (t == ROPE_LLAMA3) {
+        json_object_set_new(rp, "low_freq_factor", float_json(c->rope_scaling.low_freq));
+        json_object_set_new(rp, "high_freq_factor", float_json(c->rope_scaling.high_freq));
+        json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
+    }
+    if (c->family == FAMILY_PHI3) json_object_set_new(rp, "partial_rotary_factor", json_real(1.0));
+    return rp;
+}
+
+static json_t *opt_float(float f) {
+    return f > 0 ? float_json(f) : json_null();
+}
+
+/* The keys of the rotary families beyond Llama's. */
+static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *f) {
+    int gemma = c->family == FAMILY_GEMMA2 || c->family == FAMILY_GEMMA3;
+    if (c->family == FAMILY_GEMMA3) { /* per layer type, as Gemma3TextConfig saves it */
+        json_t *rp = json_object();
+        json_t *loc = rope_json(c, c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta, 0);
+        json_object_set_new(rp, "sliding_attention", loc);
+        json_object_set_new(rp, "full_attention", rope_json(c, c->rope_theta, 1));
+        json_object_set_new(r, "rope_parameters", rp);
+    }
+    if (c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3)
+        json_object_set_new(r, "use_sliding_window", json_false());
+    if (c->family != FAMILY_QWEN2 && c->family != FAMILY_QWEN3)
+        json_object_set_new(r, "sliding_window", c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null());
+    if (gemma && c->sliding_window > 0) {
+        json_t *lt = json_array();
+        for (int l = 0; l < c->n_layer; l++)
+            json_array_append_new(lt, json_string(family_layer_slides(c, l) ? "sliding_attention" : "full_attention"));
+        json_object_set_new(r, "layer_types", lt);
+    }
+    if (gemma) {
+        /* an int in Gemma2Config / Gemma3TextConfig (strictly checked by transformers 5) */
+        float qs = c->query_scale > 0 ? c->query_scale : (float)model_head_dim(c);
+        json_object_set_new(r, "query_pre_attn_scalar",
+                            qs == floorf(qs) ? json_integer((json_int_t)qs) : float_json(qs));
+        json_object_set_new(r, "attn_logit_softcapping", opt_float(c->attn_softcap));
+        json_object_set_new(r, "final_logit_softcapping", opt_float(c->final_softcap));
+    }
+    if (c->family == FAMILY_PHI3) {
+        json_object_set_new(r, "original_max_position_embeddings", json_integer(c->max_seq));
+        json_object_set_new(r, "resid_pdrop", json_real(0.0));
+        json_object_set_new(r, "embd_pdrop", json_real(0.0));
+    }
+    json_object_set_new(r, f->act_key, json_string(f->act_name));
+}
+
 json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name) {
     json_t *r = json_object();
+    const FamilySpec *f = family_spec(c->family);
     int gpt2 = c->family == FAMILY_GPT2;
-    const char *arch = c->is_classifier ? (gpt2 ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification")
-                                        : (gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM");
     json_t *a = json_array();
-    json_array_append_new(a, json_string(arch));
+    json_array_append_new(a, json_string(c->is_classifier ? f->cls_arch : f->causal_arch));
     json_object_set_new(r, "architectures", a);
-    json_object_set_new(r, "model_type", json_string(gpt2 ? "gpt2" : "llama"));
+    json_object_set_new(r, "model_type", json_string(f->model_type));
     if (gpt2) {
         json_object_set_new(r, "n_layer", json_integer(c->n_layer));
         json_object_set_new(r, "n_head", json_integer(c->n_head));
@@ -298,19 +471,19 @@ json_t *model_config_to_json(const ModelConfig *c, const char *dtype_name) {
         json_object_set_new(r, "num_attention_heads", json_integer(c->n_head));
         json_object_set_new(r, "num_key_value_heads", json_integer(c->n_kv_head));
         json_object_set_new(r, "hidden_size", json_integer(c->d_model));
-        json_object_set_new(r, "head_dim", json_integer(c->d_model / c->n_head));
+        json_object_set_new(r, "head_dim", json_integer(model_head_dim(c)));
         json_object_set_new(r, "intermediate_size", json_integer(c->d_ff));
         json_object_set_new(r, "max_position_embeddings", json_integer(c->max_seq));
         json_object_set_new(r, "rms_norm_eps", float_json(c->norm_eps));
         json_object_set_new(r, "rope_theta", float_json(c->rope_theta));
-        json_t *rp = json_object();
-        json_object_set_new(rp, "rope_type", json_string("default"));
-        json_object_set_new(rp, "rope_theta", float_json(c->rope_theta));
-        json_object_set_new(r, "rope_parameters", rp);
+        json_object_set_new(r, "rope_parameters", rope_json(c, c->rope_theta, 1));
         json_object_set_new(r, "attention_bias", json_boolean(c->attn_bias));
         json_object_set_new(r, "mlp_bias", json_boolean(c->mlp_bias));
         json_object_set_new(r, "attention_dropout", json_real(0.0));
-        json_object_set_new(r, "hidden_act", json_string("silu"));
+        if (c->family == FAMILY_LLAMA)
+            json_object_set_new(r, "hidden_act", json_string("silu"));
+        else
+            family_keys_json(r, c, f);
     }
     json_object_set_new(r, "vocab_size", json_integer(c->vocab_size));
     json_object_set_new(r, "initializer_range", float_json(c->init_std));
@@ -346,4 +519,3 @@ int model_config_save_dtype(const ModelConfig *c, const char *path, const char *
     json_decref(r);
     return rc;
 }
-

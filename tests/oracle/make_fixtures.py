@@ -106,22 +106,28 @@ def inputs(vocab):
     return tok, mask, tgt
 
 
-def record(model, out_path, extra_meta):
+def record(model, out_path, extra_meta, generator="tests/oracle/make_fixtures.py", use_mask=True):
+    """use_mask=False: run transformers without attention_mask.  With right padding a
+    real position never attends to the (later) padding, so real positions are the
+    same; sliding-window families need it because a padded query whose window holds
+    only padding gets NaN in transformers' eager attention, and 0 * NaN then reaches
+    the real rows through P V."""
     model = model.double()
     cfg = model.config
     tok, mask, tgt = inputs(cfg.vocab_size)
+    fmask = mask if use_mask else None
     valid_tok = mask.bool()
-    classifier = cfg.architectures and cfg.architectures[0].endswith("ForSequenceClassification") \
-        or isinstance(model, (GPT2ForSequenceClassification, LlamaForSequenceClassification))
+    classifier = bool(cfg.architectures and cfg.architectures[0].endswith("ForSequenceClassification")) \
+        or hasattr(model, "score")
     base = model.transformer if hasattr(model, "transformer") else model.model
     model.zero_grad()
-    hidden = base(input_ids=tok, attention_mask=mask).last_hidden_state
+    hidden = base(input_ids=tok, attention_mask=fmask).last_hidden_state
     out = {"tokens": tok.float(), "lengths": torch.tensor(LENGTHS, dtype=torch.float32),
            "targets": tgt.float(), "hidden": hidden.detach().float()}
     g = torch.Generator().manual_seed(7)
     if classifier:
         values = model.score(hidden)[..., 0]
-        pooled = model(input_ids=tok, attention_mask=mask).logits[:, 0]
+        pooled = model(input_ids=tok, attention_mask=fmask).logits[:, 0]
         last = torch.tensor([n - 1 for n in LENGTHS])
         assert torch.allclose(pooled, values[torch.arange(B), last], rtol=1e-10, atol=1e-12), "pooling mismatch"
         u = torch.randn(B, T, generator=g, dtype=torch.float64) * valid_tok
@@ -129,7 +135,10 @@ def record(model, out_path, extra_meta):
         out.update(values=values.detach().float(), pooled=pooled.detach().float(), dvalues=u.float())
     else:
         logits = model.lm_head(hidden)
-        full = model(input_ids=tok, attention_mask=mask).logits
+        cap = getattr(cfg, "final_logit_softcapping", None)
+        if cap:  # Gemma 2: logits = cap * tanh(logits / cap)
+            logits = torch.tanh(logits / cap) * cap
+        full = model(input_ids=tok, attention_mask=fmask).logits
         assert torch.allclose(full, logits, rtol=1e-10, atol=1e-12), "lm_head mismatch"
         lsm = torch.log_softmax(logits, dim=-1)
         valid = tgt >= 0
@@ -144,7 +153,7 @@ def record(model, out_path, extra_meta):
         assert p.grad is not None, name
         out["grad." + name] = p.grad.detach().float().contiguous()
         n_grads += 1
-    meta = {"generator": "tests/oracle/make_fixtures.py", "transformers": transformers.__version__,
+    meta = {"generator": generator, "transformers": transformers.__version__,
             "torch": torch.__version__, "loss": repr(float(loss.detach())), "n_grads": str(n_grads)}
     meta.update(extra_meta)
     save_file({k: v.contiguous() for k, v in out.items()}, out_path, metadata=meta)
@@ -167,14 +176,13 @@ def main():
         d = d.rstrip("/")
         cfg = AutoConfig.from_pretrained(d)
         arch = cfg.architectures[0]
-        cls = {"GPT2LMHeadModel": GPT2LMHeadModel, "LlamaForCausalLM": LlamaForCausalLM,
-               "GPT2ForSequenceClassification": GPT2ForSequenceClassification,
-               "LlamaForSequenceClassification": LlamaForSequenceClassification}[arch]
+        cls = getattr(transformers, arch)  # any family (make_family_fixtures.py writes the newer ones)
         model, info = cls.from_pretrained(d, attn_implementation="eager", output_loading_info=True)
         bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
         assert not bad, "%s: transformers did not load cherry's file cleanly: %s" % (d, bad)
         assert type(model) is cls
-        record(model.eval(), d + ".safetensors", {"source": "cherry (bin/init-model)", "architecture": arch})
+        record(model.eval(), d + ".safetensors", {"source": "cherry (bin/init-model)", "architecture": arch},
+               use_mask=not getattr(model.config, "sliding_window", None))
 
 
 if __name__ == "__main__":
