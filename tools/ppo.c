@@ -516,6 +516,35 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     }
     metrics_add(mt, "completions/mean_length", (double)ntok / n, 1);
     metrics_add(mt, "completions/eos_rate", (double)eos_count / n, 1);
+    /* TRL 1.x GRPOTrainer/RLOOTrainer's completion statistics: lengths of all and of
+     * the terminated (EOS-ended) completions (0 when none), the fraction cut off by the
+     * length limit, and the fraction of prompt groups whose rewards are all equal
+     * (no learning signal for a group-relative advantage) */
+    {
+        int lo = n ? r->len[0] : 0, hi = 0, tlo = 0, thi = 0, nt = 0;
+        long tsum = 0;
+        for (int i = 0; i < n; i++) {
+            lo = r->len[i] < lo ? r->len[i] : lo;
+            hi = r->len[i] > hi ? r->len[i] : hi;
+            if (!r->eos[i]) continue;
+            tlo = nt == 0 || r->len[i] < tlo ? r->len[i] : tlo;
+            thi = r->len[i] > thi ? r->len[i] : thi;
+            tsum += r->len[i];
+            nt++;
+        }
+        metrics_add(mt, "completions/min_length", lo, 1);
+        metrics_add(mt, "completions/max_length", hi, 1);
+        metrics_add(mt, "completions/clipped_ratio", n ? 1.0 - (double)nt / n : 0, 1);
+        metrics_add(mt, "completions/mean_terminated_length", nt ? (double)tsum / nt : 0, 1);
+        metrics_add(mt, "completions/min_terminated_length", tlo, 1);
+        metrics_add(mt, "completions/max_terminated_length", thi, 1);
+        if (p->algo == RL_ALGO_GRPO || p->algo == RL_ALGO_RLOO) {
+            int groups = n / p->G, zero = 0;
+            for (int g = 0; g < groups; g++) /* TRL: isclose(std, 0), atol 1e-8 */
+                zero += rl_std(r->score + (size_t)g * p->G, p->G) <= 1e-8;
+            metrics_add(mt, "frac_reward_zero_std", groups ? (double)zero / groups : 0, 1);
+        }
+    }
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
     if (p->target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);
     return 0;
