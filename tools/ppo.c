@@ -507,7 +507,8 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     }
     /* TRL GRPOTrainer/RLOOTrainer: rewards/<reward_func_name>/mean and /std per reward */
     for (int k = 0; k < (p->have_rm ? 1 : 0) + p->n_cmds; k++) {
-        char rname[200], name[256];
+        /* rewards/<name>/mean must fit a metric name (METRICS_NAME bytes with its NUL) */
+        char rname[METRICS_NAME - 13], name[METRICS_NAME + 16];
         rl_reward_name(&p->rw, k, rname, sizeof rname);
         snprintf(name, sizeof name, "rewards/%s/mean", rname);
         metrics_add(mt, name, comp[k], 1);
