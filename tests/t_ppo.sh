@@ -60,7 +60,8 @@ set -- $(fifths reward "$T/lr0.jsonl")
 awk -v a="$1" -v b="$2" 'BEGIN { d = b - a; exit !(d < 0.05 && d > -0.05) }' ||
   fail "control (--lr 0): the reward moved from $1 to $2; the measure is noise-dominated"
 grep -q '"step":1,' "$T/grpo.jsonl" || fail "log: no step 1 record"
-for k in clip_ratio reward_std entropy grad_norm; do
+for k in clip_ratio reward_std entropy grad_norm frac_reward_zero_std completions/min_length completions/max_length \
+  completions/clipped_ratio completions/mean_terminated_length completions/max_terminated_length; do
   grep -q "\"$k\"" "$T/grpo.jsonl" || fail "grpo log: no $k"
 done
 for k in objective/kl objective/entropy objective/rlhf_reward policy/clipfrac_avg policy/approxkl_avg \

@@ -153,6 +153,18 @@ int main(void) {
                 failures++;
             }
         }
+        /* long names are cut (a metric name has a length limit), and names equal once
+         * cut are still told apart */
+        RewardCmd longc[2] = {{.cmd = "/x/a-very-long-reward-program-name-one"},
+                              {.cmd = "/x/a-very-long-reward-program-name-two"}};
+        RlRewards rl = {.cmds = longc, .n_cmds = 2};
+        char g0[16], g1[16];
+        rl_reward_name(&rl, 0, g0, sizeof g0);
+        rl_reward_name(&rl, 1, g1, sizeof g1);
+        if (strcmp(g0, "a-very-long-") != 0 || strcmp(g1, "a-very-long-_2") != 0) {
+            printf("FAIL rl_reward_name cut to 16: expected a-very-long-, a-very-long-_2; got %s, %s\n", g0, g1);
+            failures++;
+        }
     }
     for (int i = 0; i < 3; i++) json_decref((json_t *)cs[i].prompt_json);
     rewardcmd_close(&cmds[0]);

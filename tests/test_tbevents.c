@@ -12,11 +12,11 @@
  *      values left out;
  *   5. tb_tag. */
 #define _GNU_SOURCE /* memmem */
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 
 #include "base/metrics.h"
 #include "base/tbevents.h"

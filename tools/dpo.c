@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
     Dpo d;
     memset(&d, 0, sizeof d);
     d.loss_types = "sigmoid";
-    d.trunc_name = "keep_end"; /* TRL DPOConfig.truncation_mode */
+    d.trunc_name = "keep_end"; /* TRL 0.x DPOConfig.truncation_mode; why not 1.x's keep_start: cherry-trl(7) */
     d.beta = 0.1;
     d.rpo_alpha = -1;
     d.discopop_tau = 0.05; /* TRL DPOConfig.discopop_tau */

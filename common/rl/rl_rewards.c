@@ -127,16 +127,21 @@ static void raw_name(const RlRewards *rw, int k, char *out, size_t size) {
 }
 
 void rl_reward_name(const RlRewards *rw, int k, char *out, size_t size) {
-    raw_name(rw, k, out, size);
-    char other[256];
-    for (int j = 0; j < k; j++) {
-        raw_name(rw, j, other, sizeof other);
-        if (strcmp(other, out) == 0) {
-            size_t l = strlen(out);
-            snprintf(out + l, size > l ? size - l : 0, "_%d", k + 1);
-            return;
-        }
+    if (size == 0) return;
+    /* every name cut to the same length, leaving room for "_K" (K <= RL_MAX_REWARDS),
+     * so that names that are equal once cut are told apart too */
+    size_t keep = size > 4 ? size - 3 : 1;
+    char mine[256], other[256];
+    raw_name(rw, k, mine, keep < sizeof mine ? keep : sizeof mine);
+    int dup = 0;
+    for (int j = 0; j < k && !dup; j++) {
+        raw_name(rw, j, other, keep < sizeof other ? keep : sizeof other);
+        dup = strcmp(other, mine) == 0;
     }
+    if (dup)
+        snprintf(out, size, "%s_%d", mine, k + 1);
+    else
+        snprintf(out, size, "%s", mine);
 }
 
 int rl_rewards_score_stats(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean,

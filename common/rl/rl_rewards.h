@@ -66,7 +66,8 @@ int rl_rewards_score_stats(const RlRewards *rw, const RlCompletion *c, int n, do
 /* The name of reward k in metrics, as TRL's reward_func_names: the reward model's
  * directory name (TRL: the last part of its name_or_path), a program's command name
  * (the last part of its first word; TRL: the function's __name__); a name taken by an
- * earlier reward gets "_K" (K = k + 1) appended.  Writes at most size bytes. */
+ * earlier reward gets "_K" (K = k + 1) appended.  Writes at most size bytes: names are
+ * cut to size - 4 characters first (the metrics have a length limit, metrics.h). */
 void rl_reward_name(const RlRewards *rw, int k, char *out, size_t size);
 
 #endif
