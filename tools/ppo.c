@@ -40,22 +40,22 @@
 #include <string.h>
 
 #include "base/cli.h"
-#include "data/data.h"
 #include "base/dist.h"
+#include "data/data.h"
+#include "formats/tokenizer.h"
 #include "generate/gen_flags.h"
 #include "generate/generate.h"
 #include "model/lora.h"
-#include "train/losses_rl.h"
 #include "model/model.h"
-#include "train/optim.h"
-#include "rl/rl_batch.h"
 #include "rl/reward.h"
+#include "rl/rl_batch.h"
 #include "rl/rl_ckpt.h"
 #include "rl/rl_flags.h"
 #include "rl/rl_metrics.h"
 #include "rl/rl_rewards.h"
 #include "rl/rl_rollout.h"
-#include "formats/tokenizer.h"
+#include "train/losses_rl.h"
+#include "train/optim.h"
 #include "train/train.h"
 static const char *PROG = "ppo";
 
@@ -217,8 +217,11 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     RlBatch rb = rl_rollout_view(r);
     RlRolloutStats rs;
     rl_advantages(&p->cfg, &rb, &p->rls, &rs);
-    RlRolloutInfo info = {
-        .kl_coef = p->klc.coef, .baseline = p->rls.baseline, .comp = comp, .have_rm = p->have_rm, .n_cmds = p->rf.n_cmds};
+    RlRolloutInfo info = {.kl_coef = p->klc.coef,
+                          .baseline = p->rls.baseline,
+                          .comp = comp,
+                          .have_rm = p->have_rm,
+                          .n_cmds = p->rf.n_cmds};
     rl_rollout_metrics(mt, &p->cfg, r, &rs, &info);
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
     if (p->rf.target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);

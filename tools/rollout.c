@@ -24,19 +24,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/chat.h"
 #include "base/cli.h"
-#include "data/data.h"
 #include "base/dist.h"
-#include "kernels/gemm.h"
+#include "base/util.h"
+#include "data/data.h"
+#include "data/rollpairs.h"
+#include "formats/chat.h"
+#include "formats/tokenizer.h"
 #include "generate/gen_flags.h"
 #include "generate/generate.h"
+#include "kernels/gemm.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "rl/reward.h"
-#include "data/rollpairs.h"
-#include "formats/tokenizer.h"
-#include "base/util.h"
 
 static const char *prog = "rollout";
 
@@ -326,8 +326,8 @@ static int emit_argilla(FILE *fp, const Opts *o, const PromptExample *px, long g
 }
 
 /* The preference pairs of one prompt's completions (--pairs). */
-static int emit_pairs(FILE *fp, const Opts *o, const PromptExample *px, long group, json_t **text,
-                      const float *rewards, Totals *tot, Error *e) {
+static int emit_pairs(FILE *fp, const Opts *o, const PromptExample *px, long group, json_t **text, const float *rewards,
+                      Totals *tot, Error *e) {
     int N = o->gen.num_samples, rc = 0;
     int cap = N * (N - 1) / 2 + 1;
     int *ch = xmalloc((size_t)cap * sizeof(int)), *rj = xmalloc((size_t)cap * sizeof(int));

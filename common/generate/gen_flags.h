@@ -37,17 +37,18 @@ enum {
 
 /* The struct option rows, for a program's getopt_long table. */
 #define GEN_FLAG_OPTIONS                                                                                               \
-    {"max-new-tokens", required_argument, 0, GEN_OPT_MAX_NEW}, {"temperature", required_argument, 0, GEN_OPT_TEMPERATURE}, \
-        {"top-k", required_argument, 0, GEN_OPT_TOP_K}, {"top-p", required_argument, 0, GEN_OPT_TOP_P},               \
-        {"min-p", required_argument, 0, GEN_OPT_MIN_P},                                                                \
-        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY},                                      \
-        {"stop", required_argument, 0, GEN_OPT_STOP}
+    {"max-new-tokens", required_argument, 0, GEN_OPT_MAX_NEW},                                                         \
+        {"temperature", required_argument, 0, GEN_OPT_TEMPERATURE}, {"top-k", required_argument, 0, GEN_OPT_TOP_K},    \
+        {"top-p", required_argument, 0, GEN_OPT_TOP_P}, {"min-p", required_argument, 0, GEN_OPT_MIN_P},                \
+        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY}, {                                    \
+        "stop", required_argument, 0, GEN_OPT_STOP                                                                     \
+    }
 
 typedef struct GenFlags {
-    GenConfig *gen;                  /* where the values go (the program's own GenConfig) */
-    const char *stop[GEN_MAX_STOP];  /* --stop strings, unescaped in place in argv */
+    GenConfig *gen;                 /* where the values go (the program's own GenConfig) */
+    const char *stop[GEN_MAX_STOP]; /* --stop strings, unescaped in place in argv */
     int n_stop;
-    int has_temperature;             /* --temperature was given (ppo's default depends on --algo) */
+    int has_temperature; /* --temperature was given (ppo's default depends on --algo) */
 } GenFlags;
 
 /* Binds f to G (whose defaults the program has set; G must outlive f's use). */

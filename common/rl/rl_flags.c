@@ -169,7 +169,8 @@ void rl_flags_finish(RlFlags *p, const char *prog, int batch_size) {
     if (p->algo == RL_ALGO_RLOO && p->G < 2) cli_usage_error(prog, "--algo rloo needs --num-generations >= 2");
     if (p->algo == RL_ALGO_GRPO && p->G < 2 && p->scale == RL_SCALE_GROUP)
         cli_usage_error(prog, "--algo grpo needs --num-generations >= 2 (the group is the baseline)");
-    if (!p->rm_dir && !p->n_cmds) cli_usage_error(prog, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
+    if (!p->rm_dir && !p->n_cmds)
+        cli_usage_error(prog, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
     if ((long)batch_size * p->G < p->mini)
         cli_usage_error(prog, "--num-mini-batches %d is more than the %d sequences of a batch", p->mini,
                         batch_size * p->G);

@@ -21,9 +21,9 @@
 
 /* What a rollout batch adds besides the statistics of rl_advantages. */
 typedef struct RlRolloutInfo {
-    double kl_coef;         /* the coefficient in force for this batch */
-    double baseline;        /* reinforce's moving baseline after the batch */
-    const double *comp;     /* batch mean of each reward: the model first, then the programs */
+    double kl_coef;     /* the coefficient in force for this batch */
+    double baseline;    /* reinforce's moving baseline after the batch */
+    const double *comp; /* batch mean of each reward: the model first, then the programs */
     int have_rm, n_cmds;
 } RlRolloutInfo;
 

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reward.h"
-#include "formats/tokenizer.h"
 #include "base/util.h"
+#include "formats/tokenizer.h"
+#include "reward.h"
 
 /* Replaces NUL bytes with U+FFFD: a sampled NUL would reach the program as \u0000,
  * which many JSON readers (jansson by default, hence task-reward) refuse. */

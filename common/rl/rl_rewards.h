@@ -14,10 +14,10 @@
 
 #include "base/err.h"
 #include "data/data.h"
+#include "formats/tokenizer.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "rewardcmd.h"
-#include "formats/tokenizer.h"
 
 #define RL_MAX_REWARDS 9 /* a reward model and up to 8 programs */
 

@@ -59,8 +59,7 @@ RlBatch rl_rollout_view(RlRollout *r) {
 static float *gather_rows(const RlRollout *r, const float *src, const int *seq, int k, const int *off, long ntok) {
     if (!src) return NULL;
     float *out = xmalloc((size_t)(ntok ? ntok : 1) * sizeof(float));
-    for (int j = 0; j < k; j++)
-        memcpy(out + off[j], src + r->off[seq[j]], (size_t)r->len[seq[j]] * sizeof(float));
+    for (int j = 0; j < k; j++) memcpy(out + off[j], src + r->off[seq[j]], (size_t)r->len[seq[j]] * sizeof(float));
     return out;
 }
 

@@ -11,8 +11,8 @@
 
 #include <stdint.h>
 
-#include "data/data.h"
 #include "base/err.h"
+#include "data/data.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "rl_batch.h"
@@ -46,7 +46,7 @@ RlBatch rl_rollout_view(RlRollout *r);
 /* A micro-batch's slices of the rollout arrays, packed in micro-batch order (sequence
  * seq[j]'s tokens at off[j]); the arrays r lacks are NULL. */
 typedef struct RlSlices {
-    float *old_logp, *ref_logp;             /* [ntok] */
+    float *old_logp, *ref_logp;            /* [ntok] */
     float *adv_tok, *old_values, *returns; /* ppo [ntok] */
     double *adv;                           /* [k] per-sequence advantages */
 } RlSlices;

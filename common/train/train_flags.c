@@ -268,7 +268,8 @@ static int lora_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     return 0;
 }
 
-/* The flags of the run: reference, evaluation, checkpoints, seed, log, threads, data. Returns 1 when C is one of them. */
+/* The flags of the run: reference, evaluation, checkpoints, seed, log, threads, data.
+ * Returns 1 when C is one of them. */
 static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     switch (c) {
     case TF_REF:
