@@ -174,12 +174,10 @@ static int parse_pos_int(const char *prog, const char *flag, const char *s) {
 static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     switch (c) {
     case TF_LR:
-        f->lr = cli_double(prog, "--lr", a);
-        if (f->lr < 0) cli_usage_error(prog, "--lr: must be >= 0, got '%s'", a);
+        f->lr = cli_double_in(prog, "--lr", a, 0, 0, INFINITY, 0);
         return 1;
     case TF_EPOCHS:
-        f->epochs = cli_double(prog, "--epochs", a);
-        if (!(f->epochs > 0)) cli_usage_error(prog, "--epochs: must be > 0, got '%s'", a);
+        f->epochs = cli_double_in(prog, "--epochs", a, 0, 1, INFINITY, 0);
         return 1;
     case TF_MAX_STEPS:
         f->max_steps = parse_nonneg_long(prog, "--max-steps", a);
@@ -208,8 +206,7 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
         }
         return 1;
     case TF_WD:
-        f->weight_decay = cli_double(prog, "--weight-decay", a);
-        if (f->weight_decay < 0) cli_usage_error(prog, "--weight-decay: must be >= 0, got '%s'", a);
+        f->weight_decay = cli_double_in(prog, "--weight-decay", a, 0, 0, INFINITY, 0);
         return 1;
     case TF_CLIP:
         f->clip_grad = cli_double(prog, "--clip-grad", a);
@@ -222,9 +219,7 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
     }
     case TF_BETA1:
     case TF_BETA2: {
-        const char *flag = c == TF_BETA1 ? "--adam-beta1" : "--adam-beta2";
-        double b = cli_double(prog, flag, a);
-        if (b < 0 || b >= 1) cli_usage_error(prog, "%s: must be in [0, 1), got '%s'", flag, a);
+        double b = cli_double_in(prog, c == TF_BETA1 ? "--adam-beta1" : "--adam-beta2", a, 0, 0, 1, 1);
         if (c == TF_BETA1)
             f->beta1 = b;
         else
@@ -232,8 +227,7 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
         return 1;
     }
     case TF_EPS:
-        f->adam_eps = cli_double(prog, "--adam-eps", a);
-        if (!(f->adam_eps > 0)) cli_usage_error(prog, "--adam-eps: must be > 0, got '%s'", a);
+        f->adam_eps = cli_double_in(prog, "--adam-eps", a, 0, 1, INFINITY, 0);
         return 1;
     }
     return 0;
@@ -242,16 +236,11 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
 /* The LoRA flags. Returns 1 when C is one of them. */
 static int lora_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     switch (c) {
-    case TF_LORA_RANK: {
-        int v = cli_int(prog, "--lora-rank", a);
-        if (v < 0) cli_usage_error(prog, "--lora-rank: must be >= 0, got '%s'", a);
-        f->lora_rank = v;
+    case TF_LORA_RANK:
+        f->lora_rank = cli_int_min(prog, "--lora-rank", a, 0);
         return 1;
-    }
     case TF_LORA_ALPHA:
-        f->lora_alpha = cli_double(prog, "--lora-alpha", a);
-        if (!(f->lora_alpha > 0) || !isfinite(f->lora_alpha))
-            cli_usage_error(prog, "--lora-alpha: must be > 0, got '%s'", a);
+        f->lora_alpha = cli_double_in(prog, "--lora-alpha", a, 0, 1, INFINITY, 0);
         return 1;
     case TF_LORA_TARGETS:
         f->lora_targets = a;
@@ -260,9 +249,7 @@ static int lora_flag(TrainFlags *f, const char *prog, int c, const char *a) {
         f->lora_merge = 1;
         return 1;
     case TF_LORA_DROPOUT:
-        f->lora_dropout = cli_double(prog, "--lora-dropout", a);
-        if (!(f->lora_dropout >= 0 && f->lora_dropout < 1))
-            cli_usage_error(prog, "--lora-dropout: must be in [0, 1), got '%s'", a);
+        f->lora_dropout = cli_double_in(prog, "--lora-dropout", a, 0, 0, 1, 1);
         return 1;
     }
     return 0;
@@ -284,12 +271,9 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     case TF_SAVE_EVERY:
         f->save_every = parse_nonneg_long(prog, "--save-every", a);
         return 1;
-    case TF_SAVE_LIMIT: {
-        int v = cli_int(prog, "--save-total-limit", a);
-        if (v < 0) cli_usage_error(prog, "--save-total-limit: must be >= 0, got '%s'", a);
-        f->save_total_limit = v;
+    case TF_SAVE_LIMIT:
+        f->save_total_limit = cli_int_min(prog, "--save-total-limit", a, 0);
         return 1;
-    }
     case TF_DTYPE:
         if (!strcmp(a, "bf16"))
             f->save_bf16 = 1;
@@ -310,12 +294,9 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     case TF_LOG:
         f->log_path = a;
         return 1;
-    case TF_THREADS: {
-        int t = cli_int(prog, "--threads", a);
-        if (t < 0) cli_usage_error(prog, "--threads: must be >= 0, got '%s'", a);
-        f->threads = t;
+    case TF_THREADS:
+        f->threads = cli_int_min(prog, "--threads", a, 0);
         return 1;
-    }
     case TF_PROGRESS:
         f->progress = 1;
         return 1;
