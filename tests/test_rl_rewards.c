@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "kernels/gemm.h"
 #include "rl/reward.h"
 #include "rl/rl_rewards.h"
@@ -15,7 +16,6 @@
 
 #define FIX "tests/oracle/fixtures/"
 
-static int failures;
 
 static void expect(int ok, const char *what, const char *got) {
     if (!ok) {
@@ -138,10 +138,5 @@ int main(void) {
     json_decref(prompt);
     intvec_free(&hello);
     tok_free(tok);
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_summary("test_rl_rewards");
 }
