@@ -56,9 +56,9 @@ int main(void) {
                       .sample = 1,
                       .eos = 1,
                       .stopped = 1};
-    char *line = rl_reward_line(tok, &c, &e);
+    char *line = rl_rewards_line(tok, &c, &e);
     if (!line) {
-        printf("FAIL rl_reward_line: %s\n", e.msg);
+        printf("FAIL rl_rewards_line: %s\n", e.msg);
         return 1;
     }
     json_error_t je;

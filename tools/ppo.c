@@ -163,7 +163,7 @@ static int score_batch(Ppo *p, long it, const GenSeq *seqs, int n, double *comp,
     RlRollout *r = &p->ro;
     RlCompletion *cs = xmalloc((size_t)n * sizeof(RlCompletion));
     for (int i = 0; i < n; i++)
-        cs[i] = rl_completion_of(&seqs[i], &p->px[r->prompt[i]], it * (long)p->f->batch_size + seqs[i].prompt);
+        cs[i] = rl_rewards_completion(&seqs[i], &p->px[r->prompt[i]], it * (long)p->f->batch_size + seqs[i].prompt);
     int rc = rl_rewards_score(&p->rw, cs, n, r->score, comp, e);
     free(cs);
     for (int i = 0; i < n && !rc; i++)
@@ -201,7 +201,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     rl_rollout_free(r);
     int B = p->f->batch_size, n = B * p->rf.G;
     int *pidx = xmalloc((size_t)B * sizeof(int));
-    rl_iteration_prompts(it, B, p->n_px, p->f->seed, pidx);
+    rl_rollout_prompts(it, B, p->n_px, p->f->seed, pidx);
     GenSeq *seqs = xcalloc((size_t)n, sizeof(GenSeq));
     double comp[RL_MAX_REWARDS] = {0};
     int rc = generate_batch(p, it, pidx, B, seqs, e);
@@ -217,12 +217,12 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     RlBatch rb = rl_rollout_view(r);
     RlRolloutStats rs;
     rl_advantages(&p->cfg, &rb, &p->rls, &rs);
-    RlRolloutInfo info = {.kl_coef = p->klc.coef,
+    RlMetricsInfo info = {.kl_coef = p->klc.coef,
                           .baseline = p->rls.baseline,
                           .comp = comp,
                           .have_rm = p->have_rm,
                           .n_cmds = p->rf.n_cmds};
-    rl_rollout_metrics(mt, &p->cfg, r, &rs, &info);
+    rl_metrics_rollout(mt, &p->cfg, r, &rs, &info);
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
     if (p->rf.target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);
     return 0;
@@ -261,12 +261,12 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     double loss = rl_loss(&p->cfg, logp, sl.old_logp, sl.ref_logp, vals, sl.old_values, sl.adv_tok, sl.returns, sl.adv,
                           sb.off, sb.len, k, scale, dlogp, dvals, &st);
     if (ppo) rl_values_backward(&p->vm, &sb, dvals);
-    rl_update_metrics(mt, &p->cfg, &st, ent_sum, (long)ntok, sl.ref_logp != NULL, loss,
+    rl_metrics_update(mt, &p->cfg, &st, ent_sum, (long)ntok, sl.ref_logp != NULL, loss,
                       rl_loss_weight(&p->cfg, sb.len, k));
     rl_lm_backward(&p->policy, &sb, temperature(p), dlogp);
     for (int j = 0; j < sb.b.B; j++) mt->tokens += sb.b.lengths[j];
     rl_batch_free(&sb);
-    rl_slices_free(&sl);
+    rl_rollout_slices_free(&sl);
     free(logp), free(ent), free(dlogp), free(vals), free(dvals);
     return 0;
 }
@@ -390,10 +390,10 @@ static int optimise_batch(Ppo *p, Trainer *tr, long it, long total, Metrics *rol
     int *cnt = xmalloc((size_t)(n_seq + 1) * sizeof(int));
     int rc = 0;
     for (int ep = 0; ep < p->rf.ppo_epochs && rc == 0 && tr->step < total && !*sig; ep++) {
-        rl_pass_order(f->seed, it * p->rf.ppo_epochs + ep, order, n_seq);
+        rl_rollout_pass_order(f->seed, it * p->rf.ppo_epochs + ep, order, n_seq);
         for (int mb = 0; mb < p->rf.mini && rc == 0 && tr->step < total; mb++) {
             long lo = n_seq * mb / p->rf.mini, hi = n_seq * (mb + 1) / p->rf.mini;
-            int n_micro = rl_micro_split(order, lo, hi, f->grad_accum, idx, cnt);
+            int n_micro = rl_rollout_micro_split(order, lo, hi, f->grad_accum, idx, cnt);
             if (p->have_vm) model_zero_grad(&p->vm);
             rc = trainer_step(tr, n_micro, idx, cnt, roll, NULL, e);
             if (rc == 0 && p->have_vm) rc = value_step(p, tr, e);

@@ -3,8 +3,8 @@
 
 #include <stdio.h>
 
-void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
-                        const RlRolloutInfo *info) {
+void rl_metrics_rollout(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
+                        const RlMetricsInfo *info) {
     if (c->algo == RL_ALGO_PPO) {
         metrics_add(mt, "objective/kl", rs->kl, 1);
         metrics_add(mt, "objective/entropy", rs->entropy, 1);
@@ -35,7 +35,7 @@ void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, cons
     metrics_add(mt, "completions/eos_rate", (double)eos_count / r->n, 1);
 }
 
-void rl_update_metrics(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
+void rl_metrics_update(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
                        double loss, double loss_weight) {
     if (c->algo == RL_ALGO_PPO) {
         metrics_add(mt, "policy/approxkl_avg", st->approxkl, st->tokens);

@@ -30,7 +30,7 @@ static void replace_nul(char **txt, size_t *len) {
     *len = (size_t)(w - r);
 }
 
-RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long group) {
+RlCompletion rl_rewards_completion(const GenSeq *s, const PromptExample *px, long group) {
     return (RlCompletion){.prompt = px->ids,
                           .plen = px->n,
                           .tokens = s->tokens,
@@ -42,7 +42,7 @@ RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long gro
                           .stopped = s->finish == GEN_FINISH_STOP};
 }
 
-char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
+char *rl_rewards_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
     int n = c->n - (c->eos ? 1 : 0), kept = 0;
     /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
      * text (they stay in completion_ids) */
@@ -103,7 +103,7 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
     if (!rc && rw->n_cmds) {
         char **lines = xcalloc((size_t)(n ? n : 1), sizeof(char *));
         for (int i = 0; i < n && !rc; i++)
-            if (!(lines[i] = rl_reward_line(rw->tok, &c[i], e))) rc = e->code;
+            if (!(lines[i] = rl_rewards_line(rw->tok, &c[i], e))) rc = e->code;
         for (int p = 0; p < rw->n_cmds && !rc; p++) {
             rc = rewardcmd_score(&rw->cmds[p], (const char *const *)lines, n, part, e);
             double mean = 0;
