@@ -121,7 +121,7 @@ static int read_options(const json_t *fields, const JsonlReader *r, Judged *opt,
  * replaced by a random one with probability --noise. */
 static json_t *annotate_one(const Flags *o, Rng *rng, const char *prompt, const Judged *opt, char keys[][32], int n,
                             int a) {
-    Judged j[64];
+    Judged j[64] = {{0}};
     for (int k = 0; k < n; k++) {
         int u = task_utility(prompt, opt[k].name);
         if (u < 0) u = 0;

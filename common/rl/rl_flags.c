@@ -58,18 +58,15 @@ void rl_flags_default(RlFlags *p) {
 /* The real-valued flags: where each goes, its range (cli_double_in) and the "given"
  * flag it sets (-1: none). */
 typedef struct RealFlag {
-    int opt;
     const char *name;
     size_t off;
-    double lo;
-    int lo_open;
-    double hi;
-    int hi_open;
+    double lo, hi;
     long has;
+    int opt, lo_open, hi_open;
 } RealFlag;
 
 #define RF(o, n, field, lo, lo_open, hi, hi_open, has)                                                                 \
-    { o, n, offsetof(RlFlags, field), lo, lo_open, hi, hi_open, has }
+    { n, offsetof(RlFlags, field), lo, hi, has, o, lo_open, hi_open }
 static const RealFlag REAL_FLAGS[] = {
     RF(RL_OPT_TIMEOUT, "--reward-timeout", timeout, 0, 0, INFINITY, 0, -1),
     RF(RL_OPT_EOSPEN, "--missing-eos-penalty", eos_penalty, -INFINITY, 0, INFINITY, 0,
