@@ -51,7 +51,7 @@ static void usage(void) {
            "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
            "      --num-samples N      samples per prompt (default 2)\n",
            prog);
-    gen_flags_usage(stdout, 32, "1");
+    gen_flags_usage(stdout, 32, "0 = greedy (default 1)");
     printf("      --template NAME      chat template for message prompts (default plain)\n"
            "      --batch-size N       sequences decoded together (default 16)\n"
            "      --seed N             (default 1)\n"

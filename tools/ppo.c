@@ -57,6 +57,7 @@
 #include "train/losses_rl.h"
 #include "train/optim.h"
 #include "train/train.h"
+
 static const char *PROG = "ppo";
 
 static void usage(FILE *out) {
@@ -70,9 +71,9 @@ static void usage(FILE *out) {
           "      --num-ppo-epochs E     optimisation passes per batch (default 4; grpo and reinforce 1)\n"
           "      --num-mini-batches M   updates per pass (default 1); --grad-accum splits each\n"
           "      --episodes N           stop after N generated sequences (default: --epochs over prompts)\n"
-          "Generation (--temperature is also the temperature of the log-probs; > 0):\n",
+          "Generation:\n",
           out);
-    gen_flags_usage(out, 32, "0.7 ppo, else 1");
+    gen_flags_usage(out, 32, "> 0, also of the log-probs (default 0.7 ppo, else 1)");
     rl_flags_usage(out);
     train_flags_usage(out);
 }
@@ -114,10 +115,6 @@ static int ppo_flag(void *ctx, int opt, const char *arg) {
 /* The padding id of the model batches. */
 static int pad_id(const Ppo *p) {
     return tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
-}
-
-static float temperature(const Ppo *p) {
-    return p->gen.sampler.temperature;
 }
 
 /* Rows per forward pass outside the updates (reference, old values, reward model):
@@ -181,7 +178,7 @@ static int forward_batch(Ppo *p, Error *e) {
         r->ref_logp = xmalloc(nb);
         Model *ref = p->have_ref ? &p->ref : &p->policy;
         if (!p->have_ref) lora_set_enabled(&p->policy, 0); /* LoRA: the reference is the adapter off */
-        rc = rl_rollout_forward(r, p->px, pad_id(p), ref, 0, temperature(p), rows, r->ref_logp, e);
+        rc = rl_rollout_forward(r, p->px, pad_id(p), ref, 0, p->gen.sampler.temperature, rows, r->ref_logp, e);
         if (!p->have_ref) lora_set_enabled(&p->policy, 1);
         if (rc) return rc;
     }
@@ -189,7 +186,7 @@ static int forward_batch(Ppo *p, Error *e) {
         r->old_values = xmalloc(nb);
         r->adv_tok = xmalloc(nb);
         r->returns = xmalloc(nb);
-        rc = rl_rollout_forward(r, p->px, pad_id(p), &p->vm, 1, temperature(p), rows, r->old_values, e);
+        rc = rl_rollout_forward(r, p->px, pad_id(p), &p->vm, 1, p->gen.sampler.temperature, rows, r->old_values, e);
     }
     return rc;
 }
@@ -252,7 +249,7 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     rl_rollout_gather(&p->ro, seq, k, sb.off, sb.ntok, &sl);
     float *logp = xmalloc(nb), *ent = xmalloc(nb), *dlogp = xmalloc(nb);
     float *vals = ppo ? xmalloc(nb) : NULL, *dvals = ppo ? xmalloc(nb) : NULL;
-    rl_lm_logprobs(&p->policy, &sb, temperature(p), logp, ent);
+    rl_lm_logprobs(&p->policy, &sb, p->gen.sampler.temperature, logp, ent);
     double ent_sum = 0;
     for (size_t t = 0; t < ntok; t++) ent_sum += ent[t];
     if (ppo) rl_values(&p->vm, &sb, vals);
@@ -263,7 +260,7 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     if (ppo) rl_values_backward(&p->vm, &sb, dvals);
     rl_metrics_update(mt, &p->cfg, &st, ent_sum, (long)ntok, sl.ref_logp != NULL, loss,
                       rl_loss_weight(&p->cfg, sb.len, k));
-    rl_lm_backward(&p->policy, &sb, temperature(p), dlogp);
+    rl_lm_backward(&p->policy, &sb, p->gen.sampler.temperature, dlogp);
     for (int j = 0; j < sb.b.B; j++) mt->tokens += sb.b.lengths[j];
     rl_batch_free(&sb);
     rl_rollout_slices_free(&sl);

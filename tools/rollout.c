@@ -50,7 +50,7 @@ static void usage(void) {
            "                             chatml, llama3\n"
            "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
            prog);
-    gen_flags_usage(stdout, 64, "1");
+    gen_flags_usage(stdout, 64, "0 = greedy (default 1)");
     printf("  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
            "      --batch-size N         sequences decoded together (default 16)\n"
            "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"

@@ -63,15 +63,15 @@ void gen_flags_finish(GenFlags *f, const char *prog) {
     f->gen->n_stop = f->n_stop;
 }
 
-void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_default) {
+void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_help) {
     fprintf(out,
             "      --max-new-tokens N     tokens to generate at most (default %d)\n"
-            "      --temperature T        0 = greedy (default %s)\n"
+            "      --temperature T        %s\n"
             "      --top-k K              keep the K most likely tokens (default 0 = off)\n"
             "      --top-p P              nucleus sampling mass (default 1 = off)\n"
             "      --min-p P              drop tokens below P x the top probability (default 0 = off)\n"
             "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
             "      --stop STRING          end a completion when it contains STRING (repeatable); \\n, \\t\n"
             "                             and \\\\ are read as newline, tab and backslash\n",
-            max_new_default, temperature_default);
+            max_new_default, temperature_help);
 }

@@ -63,9 +63,9 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg);
  * points f->gen's stop strings at f's.  Exits with a usage error. */
 void gen_flags_finish(GenFlags *f, const char *prog);
 
-/* The help lines of the flags, with the program's defaults (TEMPERATURE_DEFAULT is
- * text because ppo's depends on --algo). */
-void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_default);
+/* The help lines of the flags, with the program's default length and its text for
+ * --temperature (ppo's default depends on --algo, and 0 is not allowed there). */
+void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_help);
 
 /* \n, \t and \\ in S read as newline, tab and backslash, in place (the result is
  * never longer); other backslashes stay.  Returns S. */
