@@ -78,27 +78,37 @@ char *rl_rewards_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
     return s;
 }
 
+/* score[i] += w * part[i]; *mean (may be NULL) = the batch mean of part. */
+static void add_reward(double *score, const double *part, int n, double w, double *mean) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        score[i] += w * part[i];
+        sum += part[i];
+    }
+    if (mean) *mean = n ? sum / n : 0;
+}
+
+/* The reward model's score of prompt + completion for each of c[0..n) into part. */
+static int model_rewards(const RlRewards *rw, const RlCompletion *c, int n, double *part, Error *e) {
+    size_t rows = (size_t)(n ? n : 1);
+    const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
+    int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
+    float *r = xmalloc(rows * sizeof(float));
+    for (int i = 0; i < n; i++) pr[i] = c[i].prompt, pl[i] = c[i].plen, co[i] = c[i].tokens, cl[i] = c[i].n;
+    int rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
+    if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
+    for (int i = 0; i < n && !rc; i++) part[i] = r[i];
+    free(pr), free(pl), free(co), free(cl), free(r);
+    return rc;
+}
+
 int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e) {
     int k = 0, rc = 0;
     for (int i = 0; i < n; i++) score[i] = 0;
     double *part = xmalloc((size_t)(n ? n : 1) * sizeof(double));
-    if (rw->rm) {
-        size_t rows = (size_t)(n ? n : 1);
-        const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
-        int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
-        float *r = xmalloc(rows * sizeof(float));
-        for (int i = 0; i < n; i++) pr[i] = c[i].prompt, pl[i] = c[i].plen, co[i] = c[i].tokens, cl[i] = c[i].n;
-        rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
-        free(pr), free(pl), free(co), free(cl);
-        if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
-        double mean = 0;
-        for (int i = 0; i < n && !rc; i++) {
-            score[i] += rw->weights[k] * r[i];
-            mean += r[i];
-        }
-        if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+    if (rw->rm && (rc = model_rewards(rw, c, n, part, e)) == 0) {
+        add_reward(score, part, n, rw->weights[k], comp_mean ? &comp_mean[k] : NULL);
         k++;
-        free(r);
     }
     if (!rc && rw->n_cmds) {
         char **lines = xcalloc((size_t)(n ? n : 1), sizeof(char *));
@@ -106,12 +116,7 @@ int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *
             if (!(lines[i] = rl_rewards_line(rw->tok, &c[i], e))) rc = e->code;
         for (int p = 0; p < rw->n_cmds && !rc; p++) {
             rc = rewardcmd_score(&rw->cmds[p], (const char *const *)lines, n, part, e);
-            double mean = 0;
-            for (int i = 0; i < n && !rc; i++) {
-                score[i] += rw->weights[k] * part[i];
-                mean += part[i];
-            }
-            if (comp_mean) comp_mean[k] = n ? mean / n : 0;
+            if (!rc) add_reward(score, part, n, rw->weights[k], comp_mean ? &comp_mean[k] : NULL);
             k++;
         }
         for (int i = 0; i < n; i++) free(lines[i]);

@@ -158,19 +158,8 @@ void train_flags_usage(FILE *out) {
           out);
 }
 
-static long parse_nonneg_long(const char *prog, const char *flag, const char *s) {
-    long long v = cli_ll(prog, flag, s);
-    if (v < 0) cli_usage_error(prog, "%s: expected a non-negative integer, got '%s'", flag, s);
-    return (long)v;
-}
-
-static int parse_pos_int(const char *prog, const char *flag, const char *s) {
-    int v = cli_int(prog, flag, s);
-    if (v < 1) cli_usage_error(prog, "%s: expected a positive integer, got '%s'", flag, s);
-    return v;
-}
-
-/* The optimisation flags: data sizes, steps, learning rate and its schedule, AdamW. Returns 1 when C is one of them. */
+/* The optimisation flags: data sizes, steps, learning rate and its schedule, AdamW.
+ * Returns 1 when C is one of them. */
 static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     switch (c) {
     case TF_LR:
@@ -180,19 +169,19 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
         f->epochs = cli_double_in(prog, "--epochs", a, 0, 1, INFINITY, 0);
         return 1;
     case TF_MAX_STEPS:
-        f->max_steps = parse_nonneg_long(prog, "--max-steps", a);
+        f->max_steps = (long)cli_ll_min(prog, "--max-steps", a, 0);
         return 1;
     case TF_BATCH:
-        f->batch_size = parse_pos_int(prog, "--batch-size", a);
+        f->batch_size = cli_int_min(prog, "--batch-size", a, 1);
         return 1;
     case TF_ACCUM:
-        f->grad_accum = parse_pos_int(prog, "--grad-accum", a);
+        f->grad_accum = cli_int_min(prog, "--grad-accum", a, 1);
         return 1;
     case TF_MAXLEN:
-        f->max_length = parse_pos_int(prog, "--max-length", a);
+        f->max_length = cli_int_min(prog, "--max-length", a, 1);
         return 1;
     case TF_MAXPROMPT:
-        f->max_prompt_length = parse_pos_int(prog, "--max-prompt-length", a);
+        f->max_prompt_length = cli_int_min(prog, "--max-prompt-length", a, 1);
         return 1;
     case TF_WARMUP:
         if (strpbrk(a, ".eE")) {
@@ -201,7 +190,7 @@ static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char 
                 cli_usage_error(prog, "--warmup: a ratio must be in [0, 1), got '%s'", a);
             f->warmup_steps = -1;
         } else {
-            f->warmup_steps = parse_nonneg_long(prog, "--warmup", a);
+            f->warmup_steps = (long)cli_ll_min(prog, "--warmup", a, 0);
             f->warmup_ratio = 0;
         }
         return 1;
@@ -266,10 +255,10 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
         f->eval_path = a;
         return 1;
     case TF_EVAL_EVERY:
-        f->eval_every = parse_nonneg_long(prog, "--eval-every", a);
+        f->eval_every = (long)cli_ll_min(prog, "--eval-every", a, 0);
         return 1;
     case TF_SAVE_EVERY:
-        f->save_every = parse_nonneg_long(prog, "--save-every", a);
+        f->save_every = (long)cli_ll_min(prog, "--save-every", a, 0);
         return 1;
     case TF_SAVE_LIMIT:
         f->save_total_limit = cli_int_min(prog, "--save-total-limit", a, 0);
@@ -286,7 +275,7 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
         f->resume = 1;
         return 1;
     case TF_STOP_AFTER:
-        f->stop_after = parse_nonneg_long(prog, "--stop-after", a);
+        f->stop_after = (long)cli_ll_min(prog, "--stop-after", a, 0);
         return 1;
     case TF_SEED:
         f->seed = cli_u64(prog, "--seed", a);
