@@ -126,7 +126,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->tpl_name = optarg;
             break;
         case O_BS:
-            o->gc.batch_size = cli_int(prog, "--batch-size", optarg);
+            o->gc.batch_size = cli_int_min(prog, "--batch-size", optarg, 1);
             break;
         case O_SEED:
             o->gc.seed = cli_u64(prog, "--seed", optarg);
@@ -149,7 +149,6 @@ static void parse_args(Opts *o, int argc, char **argv) {
     if (!o->model_dir || !o->sft_dir || !o->out_dir) cli_usage_error(prog, "-m, --sft and -o are required");
     if (argc - optind != 1) cli_usage_error(prog, "expected one prompts file");
     if (o->ns < 1 || o->ns > 64) cli_usage_error(prog, "--num-samples must be in 1..64");
-    if (o->gc.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
     gen_flags_finish(&o->gf, prog);
     o->prompts_path = argv[optind];
     if (!o->name) {

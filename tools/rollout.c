@@ -100,10 +100,6 @@ enum {
 /* The checks that involve several flags. */
 static void check_args(Opts *o) {
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
-    if (o->gen.num_samples < 1) cli_usage_error(prog, "--num-samples must be >= 1");
-    if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
-    if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
-    if (o->threads < 0) cli_usage_error(prog, "--threads must be >= 0");
     if (strcmp(o->format, "rollout") == 0)
         o->argilla = 0;
     else if (strcmp(o->format, "argilla") == 0)
@@ -114,8 +110,6 @@ static void check_args(Opts *o) {
     if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
     if ((o->pairs || o->argilla) && o->gen.num_samples < 2)
         cli_usage_error(prog, "--%s needs --num-samples >= 2", o->pairs ? "pairs" : "format argilla");
-    if (!(o->rso_beta > 0)) cli_usage_error(prog, "--rso-beta must be > 0");
-    if (o->num_select < 2) cli_usage_error(prog, "--num-select must be >= 2");
     gen_flags_finish(&o->gf, prog);
 }
 
@@ -166,13 +160,13 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->template_name = optarg;
             break;
         case O_MAXPROMPT:
-            o->max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
+            o->max_prompt_length = cli_int_min(prog, "--max-prompt-length", optarg, 0);
             break;
         case 'n':
-            o->gen.num_samples = cli_int(prog, "--num-samples", optarg);
+            o->gen.num_samples = cli_int_min(prog, "--num-samples", optarg, 1);
             break;
         case O_BATCH:
-            o->gen.batch_size = cli_int(prog, "--batch-size", optarg);
+            o->gen.batch_size = cli_int_min(prog, "--batch-size", optarg, 1);
             break;
         case O_RM:
             o->rm = optarg;
@@ -182,10 +176,10 @@ static void parse_args(Opts *o, int argc, char **argv) {
                 cli_usage_error(prog, "--pairs: expected best-worst, all-ranked or rso, got '%s'", optarg);
             break;
         case O_BETA:
-            o->rso_beta = cli_double(prog, "--rso-beta", optarg);
+            o->rso_beta = cli_double_in(prog, "--rso-beta", optarg, 0, 1, INFINITY, 0);
             break;
         case O_SELECT:
-            o->num_select = cli_int(prog, "--num-select", optarg);
+            o->num_select = cli_int_min(prog, "--num-select", optarg, 2);
             break;
         case O_FORMAT:
             o->format = optarg;
@@ -200,7 +194,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->gen.seed = cli_u64(prog, "--seed", optarg);
             break;
         case O_THREADS:
-            o->threads = cli_int(prog, "--threads", optarg);
+            o->threads = cli_int_min(prog, "--threads", optarg, 0);
             break;
         case O_PROGRESS:
             o->progress = 1;
