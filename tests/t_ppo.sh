@@ -104,6 +104,17 @@ printf '%s\n' '{"messages": [{"role": "user", "content": "Repeat: red fox"}]}' \
   fail "message-list prompts: exit $? ($(cat "$T/err"))"
 grep -q '"reward":1.0' "$T/msg.log" || fail "message-list prompts: reward program did not see the message list"
 
+# --- the shared generation flags: --stop ends a completion at the string (the reward
+# program sees finish_reason "stop" and the text up to it), \n is read as a newline
+"$P" -m "$M" -o "$T/stop" --algo grpo --max-steps 1 --batch-size 2 --max-new-tokens 8 --threads 1 -q \
+  --stop e --stop '\n' --reward-cmd "while read -r l; do printf '%s\n' \"\$l\" >>$T/stop.req; echo 0; done" \
+  "$T/prompts.jsonl" 2>"$T/err" ||
+  fail "--stop: exit $? ($(cat "$T/err"))"
+if command -v jq >/dev/null; then
+  n=$(jq -s 'map(select(.finish_reason == "stop" and (.completion | test("e|\n")))) | length' "$T/stop.req")
+  [ "$n" -ge 1 ] || fail "--stop e: no completion of 8 tokens stopped at its stop string"
+fi
+
 # --- reward programs that fail: message, code, checkpoint of the updates done
 BAD="--threads 1 -q --batch-size 4 --max-new-tokens 4 --max-steps 6 --algo grpo"
 expect_fail "garbage answer" 65 "is not a finite number: 'oops'" \

@@ -131,10 +131,5 @@ int main(void) {
     test_reading();
     test_layout();
     test_templates();
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all coh checks passed\n");
-    return 0;
+    return check_summary("test_coh");
 }

@@ -656,10 +656,5 @@ int main(void) {
     tok_free(llama);
     tok_free(smol);
     remove_tree(tmpdir);
-    if (failures) {
-        printf("%d failures\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_summary("test_data");
 }

@@ -59,7 +59,5 @@ int main(void) {
         }
     CHECK(n == 7, "expected 7 generation flags, got %d", n);
 
-    if (failures) fprintf(stderr, "test_gen_flags: %d failure(s)\n", failures);
-    else printf("test_gen_flags: ok\n");
-    return failures != 0;
+    return check_summary("test_gen_flags");
 }

@@ -152,10 +152,5 @@ int main(void) {
     test_seq_sums();
     test_metrics();
     test_flags();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_losses: all checks passed\n");
-    return 0;
+    return check_summary("test_losses");
 }

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "train/losses_rl.h"
 #include "base/util.h"
 
-static int failures;
 
 static void near(double got, double want, double tol, const char *what) {
     if (!(fabs(got - want) <= tol)) {
@@ -356,10 +356,5 @@ int main(void) {
     test_grpo_loss();
     test_seq_loss();
     test_kl_controller();
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_summary("test_losses_rl");
 }

@@ -207,10 +207,5 @@ int main(void) {
     test_clip();
     test_schedules();
     test_thread_independence();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_optim: all checks passed\n");
-    return 0;
+    return check_summary("test_optim");
 }

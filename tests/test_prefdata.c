@@ -506,10 +506,5 @@ int main(void) {
     test_hostile();
     test_hostile_files();
     test_argilla2_writer();
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all prefdata checks passed\n");
-    return 0;
+    return check_summary("test_prefdata");
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "data/data.h"
 #include "train/prefbatch.h"
 #include "data/recstream.h"
@@ -19,16 +20,6 @@
 #include "model/model.h"
 #include "base/util.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            printf("FAIL: ");                                                                                          \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
 
 static char tmpdir[] = "/tmp/test_recstream.XXXXXX";
 
@@ -223,10 +214,5 @@ int main(void) {
     test_score_column();
     tok_free(tok);
     remove_tree(tmpdir);
-    if (failures) {
-        printf("%d checks failed\n", failures);
-        return 1;
-    }
-    printf("recstream and score column: all checks passed\n");
-    return 0;
+    return check_summary("test_recstream");
 }

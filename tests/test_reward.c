@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "model/model.h"
 #include "rl/reward.h"
 
 #define FIX "tests/oracle/fixtures/"
 
-static int failures;
 
 int main(void) {
     json_error_t je;
@@ -94,10 +94,5 @@ int main(void) {
         model_free(&lm);
     }
     json_decref(root);
-    if (failures) {
-        printf("%d failures\n", failures);
-        return 1;
-    }
-    printf("reward: all checks passed\n");
-    return 0;
+    return check_summary("test_reward");
 }

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "rl/rewardcmd.h"
 #include "base/util.h"
 
-static int failures;
 
 static void expect_err(const char *cmd, double timeout, int want_code, const char *want_sub, const char *what) {
     RewardCmd rc;
@@ -137,10 +137,5 @@ int main(void) {
         rewardcmd_close(&rc);
     }
 
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_summary("test_rewardcmd");
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "kernels/gemm.h"
 #include "rl/reward.h"
 #include "rl/rl_rewards.h"
@@ -15,7 +16,6 @@
 
 #define FIX "tests/oracle/fixtures/"
 
-static int failures;
 
 static void expect(int ok, const char *what, const char *got) {
     if (!ok) {
@@ -56,9 +56,9 @@ int main(void) {
                       .sample = 1,
                       .eos = 1,
                       .stopped = 1};
-    char *line = rl_reward_line(tok, &c, &e);
+    char *line = rl_rewards_line(tok, &c, &e);
     if (!line) {
-        printf("FAIL rl_reward_line: %s\n", e.msg);
+        printf("FAIL rl_rewards_line: %s\n", e.msg);
         return 1;
     }
     json_error_t je;
@@ -173,10 +173,5 @@ int main(void) {
     json_decref(prompt);
     intvec_free(&hello);
     tok_free(tok);
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_summary("test_rl_rewards");
 }

@@ -78,10 +78,5 @@ int main(void) {
     p = (double)first / N, want = exp(-2.0), se = sqrt(want * (1 - want) / N);
     CHECK(fabs(p - want) < 5 * se, "rso acceptance beta 0.5: expected P = %.4f, got %.4f", want, p);
 
-    if (failures) {
-        printf("%d failures\n", failures);
-        return 1;
-    }
-    printf("rollout pairs: all checks passed\n");
-    return 0;
+    return check_summary("test_rollpairs");
 }

@@ -354,10 +354,5 @@ int main(void) {
     test_hostile();
     test_fuzz();
     remove_tree(dir);
-    if (failures) {
-        printf("%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("all safetensors tests passed\n");
-    return 0;
+    return check_summary("test_safetensors");
 }

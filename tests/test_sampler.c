@@ -257,10 +257,5 @@ int main(void) {
     test_policy_logp();
     test_determinism();
     test_config_check();
-    if (failures) {
-        printf("%d failures\n", failures);
-        return 1;
-    }
-    printf("sampler: all checks passed\n");
-    return 0;
+    return check_summary("test_sampler");
 }

@@ -32,14 +32,23 @@ static void usage(FILE *out) {
            "  -h, --help                this help\n"
            "      --version             version\n",
            prog);
-    exit(0);
 }
 
 enum { ORDER_PN, ORDER_NP, ORDER_RANDOM, ORDER_BOTH };
 static const char *const ORDERS[] = {"pn", "np", "random", "both", NULL}; /* --order values, in enum order */
 
-int main(int argc, char **argv) {
-    cli_init(prog);
+typedef struct Flags {
+    const char *out_path, *template_name, *eos;
+    PairRender render;
+    uint64_t seed;
+    int order, inference, skip_invalid, quiet;
+} Flags;
+
+typedef struct Counts {
+    long read, written, equal, invalid;
+} Counts;
+
+static void parse_args(Flags *o, int argc, char **argv) {
     enum { O_ORDER = 256, O_TEMPLATE, O_USER, O_ASSIST, O_EOS, O_SEED, O_INFER, O_SKIP, O_VER };
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
                                              {"order", required_argument, 0, O_ORDER},
@@ -54,41 +63,43 @@ int main(int argc, char **argv) {
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, O_VER},
                                              {0, 0, 0, 0}};
-    const char *out_path = "-", *template_name = "helpful", *eos = "\n";
-    PairRender render = {"User: ", "Assistant: "};
-    uint64_t seed = 0;
-    int order = ORDER_PN, inference = 0, skip_invalid = 0, quiet = 0, c;
+    *o = (Flags){.out_path = "-",
+                 .template_name = "helpful",
+                 .eos = "\n",
+                 .render = {"User: ", "Assistant: "},
+                 .order = ORDER_PN};
+    int c;
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            out_path = optarg;
+            o->out_path = optarg;
             break;
         case O_ORDER:
-            order = cli_choice(prog, "--order", optarg, ORDERS);
+            o->order = cli_choice(prog, "--order", optarg, ORDERS);
             break;
         case O_TEMPLATE:
-            template_name = optarg;
+            o->template_name = optarg;
             break;
         case O_USER:
-            render.user_prefix = optarg;
+            o->render.user_prefix = optarg;
             break;
         case O_ASSIST:
-            render.assistant_prefix = optarg;
+            o->render.assistant_prefix = optarg;
             break;
         case O_EOS:
-            eos = optarg;
+            o->eos = optarg;
             break;
         case O_SEED:
-            seed = cli_u64(prog, "--seed", optarg);
+            o->seed = cli_u64(prog, "--seed", optarg);
             break;
         case O_INFER:
-            inference = 1;
+            o->inference = 1;
             break;
         case O_SKIP:
-            skip_invalid = 1;
+            o->skip_invalid = 1;
             break;
         case 'q':
-            quiet = 1;
+            o->quiet = 1;
             break;
         case 'h':
             cli_help(usage);
@@ -100,11 +111,71 @@ int main(int argc, char **argv) {
             cli_usage_error(prog, "unknown option");
         }
     }
+}
+
+/* The examples of one pair: one per order pass, the feedback phrases drawn from the
+ * template (a pair whose answers are equal teaches nothing and is counted). */
+static int write_pair(const Flags *o, const CohTemplate *tpl, Rng *rng, const PairText *pt, FILE *fp, Counts *n,
+                      Error *e) {
+    n->read++;
+    if (strcmp(pt->chosen, pt->rejected) == 0) {
+        n->equal++;
+        return 0;
+    }
+    int k = tpl->n > 1 ? (int)rng_below(rng, (uint64_t)tpl->n) : 0, rc = 0;
+    int first = o->order == ORDER_NP ? 1 : o->order == ORDER_RANDOM ? (int)rng_below(rng, 2) : 0;
+    for (int pass = 0; pass < (o->order == ORDER_BOTH ? 2 : 1) && !rc; pass++) {
+        json_t *ex = coh_segments(pt, tpl->positive[k], tpl->negative[k], first ^ pass, o->eos);
+        rc = jsonl_write(fp, ex, e);
+        json_decref(ex);
+        n->written++;
+    }
+    return rc;
+}
+
+/* Every pair of input PATH. */
+static int read_input(const Flags *o, const CohTemplate *tpl, Rng *rng, const char *path, FILE *fp, Counts *n,
+                      Error *e) {
+    JsonlReader rd;
+    int rc = jsonl_open(&rd, path, e);
+    if (rc) return rc;
+    for (;;) {
+        json_t *rec = NULL;
+        int r = jsonl_next(&rd, &rec, e);
+        if (!r && !rec) break;
+        PairText pt = {0};
+        if (!r) {
+            char where[600];
+            snprintf(where, sizeof where, "%s:%ld", rd.name, rd.line);
+            r = coh_pair_texts(rec, &o->render, &pt, where, e);
+            json_decref(rec);
+        }
+        if (r) {
+            if (r == EX_DATAERR && o->skip_invalid) {
+                n->invalid++;
+                if (!o->quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e->msg);
+                continue;
+            }
+            rc = r;
+            break;
+        }
+        rc = write_pair(o, tpl, rng, &pt, fp, n, e);
+        coh_pair_text_free(&pt);
+        if (rc) break;
+    }
+    jsonl_close(&rd);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    cli_init(prog);
+    Flags o;
+    parse_args(&o, argc, argv);
     Error e = {0};
     CohTemplate tpl;
-    if (coh_template_load(&tpl, template_name, &e)) err_die(prog, &e);
-    if (inference) {
-        char *s = coh_inference_prefix(render.user_prefix, tpl.positive[0]);
+    if (coh_template_load(&tpl, o.template_name, &e)) err_die(prog, &e);
+    if (o.inference) {
+        char *s = coh_inference_prefix(o.render.user_prefix, tpl.positive[0]);
         printf("%s\n", s);
         free(s);
         coh_template_free(&tpl);
@@ -112,62 +183,23 @@ int main(int argc, char **argv) {
     }
     atomic_install_signal_cleanup();
     AtomicFile af;
-    if (atomic_open(&af, out_path, &e)) err_die(prog, &e);
+    if (atomic_open(&af, o.out_path, &e)) err_die(prog, &e);
     Rng rng;
-    rng_seed(&rng, seed);
-    long n_read = 0, n_written = 0, n_equal = 0, n_invalid = 0;
+    rng_seed(&rng, o.seed);
+    Counts n = {0};
     int n_inputs = optind < argc ? argc - optind : 1, rc = 0;
-    for (int f = 0; f < n_inputs && !rc; f++) {
-        JsonlReader rd;
-        if ((rc = jsonl_open(&rd, optind < argc ? argv[optind + f] : "-", &e))) break;
-        for (;;) {
-            json_t *rec = NULL;
-            int r = jsonl_next(&rd, &rec, &e);
-            if (!r && !rec) break;
-            PairText pt = {0};
-            if (!r) {
-                char where[600];
-                snprintf(where, sizeof where, "%s:%ld", rd.name, rd.line);
-                r = coh_pair_texts(rec, &render, &pt, where, &e);
-                json_decref(rec);
-            }
-            if (r) {
-                if (r == EX_DATAERR && skip_invalid) {
-                    n_invalid++;
-                    if (!quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e.msg);
-                    continue;
-                }
-                rc = r;
-                break;
-            }
-            n_read++;
-            if (strcmp(pt.chosen, pt.rejected) == 0) {
-                n_equal++;
-                coh_pair_text_free(&pt);
-                continue;
-            }
-            int k = tpl.n > 1 ? (int)rng_below(&rng, (uint64_t)tpl.n) : 0;
-            int first = order == ORDER_NP ? 1 : order == ORDER_RANDOM ? (int)rng_below(&rng, 2) : 0;
-            for (int pass = 0; pass < (order == ORDER_BOTH ? 2 : 1) && !rc; pass++) {
-                json_t *ex = coh_segments(&pt, tpl.positive[k], tpl.negative[k], first ^ pass, eos);
-                rc = jsonl_write(af.fp, ex, &e);
-                json_decref(ex);
-                n_written++;
-            }
-            coh_pair_text_free(&pt);
-        }
-        jsonl_close(&rd);
-    }
+    for (int f = 0; f < n_inputs && !rc; f++)
+        rc = read_input(&o, &tpl, &rng, optind < argc ? argv[optind + f] : "-", af.fp, &n, &e);
     coh_template_free(&tpl);
     if (rc) {
         atomic_abort(&af);
         err_die(prog, &e);
     }
     if (atomic_commit(&af, &e)) err_die(prog, &e);
-    if (!quiet) {
+    if (!o.quiet) {
         fprintf(stderr, "%s: %ld pairs read, %ld examples written, %ld skipped (equal chosen and rejected: %ld", prog,
-                n_read + n_invalid, n_written, n_equal + n_invalid, n_equal);
-        if (skip_invalid) fprintf(stderr, ", invalid: %ld", n_invalid);
+                n.read + n.invalid, n.written, n.equal + n.invalid, n.equal);
+        if (o.skip_invalid) fprintf(stderr, ", invalid: %ld", n.invalid);
         fprintf(stderr, ")\n");
     }
     return 0;

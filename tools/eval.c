@@ -11,14 +11,14 @@
  * and reward curves drawn by gnuplot from the training metrics JSONL (--log).
  * gnuplot runs without a shell, in DIR, on a script that names only files eval chose,
  * so no output path is ever pasted into a command line or a gnuplot string. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,7 +51,7 @@ static void usage(FILE *out) {
            "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
            "      --num-samples N      samples per prompt (default 2)\n",
            prog);
-    gen_flags_usage(out, 32, "1");
+    gen_flags_usage(out, 32, "0 = greedy (default 1)");
     fprintf(out, "      --template NAME      chat template for message prompts (default plain)\n"
            "      --batch-size N       sequences decoded together (default 16)\n"
            "      --seed N             (default 1)\n"
@@ -98,28 +98,56 @@ static void parse_args(Opts *o, int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "m:o:qh", opts, NULL)) != -1) {
         if (gen_flags_parse(&o->gf, prog, c, optarg)) continue;
         switch (c) {
-        case 'm': o->model_dir = optarg; break;
-        case O_SFT: o->sft_dir = optarg; break;
-        case 'o': o->out_dir = optarg; break;
-        case O_RM: o->rm_dir = optarg; break;
-        case O_LOG: o->log_path = optarg; break;
-        case O_NAME: o->name = optarg; break;
-        case O_PREFIX: o->prefix = optarg; break;
-        case O_NS: o->ns = cli_int(prog, "--num-samples", optarg); break;
-        case O_TPL: o->tpl_name = optarg; break;
-        case O_BS: o->gc.batch_size = cli_int(prog, "--batch-size", optarg); break;
-        case O_SEED: o->gc.seed = cli_u64(prog, "--seed", optarg); break;
-        case O_THR: o->threads = cli_int(prog, "--threads", optarg); break;
-        case 'q': o->quiet = 1; break;
-        case 'h': cli_help(usage);
-        case O_VER: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case 'm':
+            o->model_dir = optarg;
+            break;
+        case O_SFT:
+            o->sft_dir = optarg;
+            break;
+        case 'o':
+            o->out_dir = optarg;
+            break;
+        case O_RM:
+            o->rm_dir = optarg;
+            break;
+        case O_LOG:
+            o->log_path = optarg;
+            break;
+        case O_NAME:
+            o->name = optarg;
+            break;
+        case O_PREFIX:
+            o->prefix = optarg;
+            break;
+        case O_NS:
+            o->ns = cli_int(prog, "--num-samples", optarg);
+            break;
+        case O_TPL:
+            o->tpl_name = optarg;
+            break;
+        case O_BS:
+            o->gc.batch_size = cli_int_min(prog, "--batch-size", optarg, 1);
+            break;
+        case O_SEED:
+            o->gc.seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case O_THR:
+            o->threads = cli_int(prog, "--threads", optarg);
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            cli_help(usage);
+        case O_VER:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!o->model_dir || !o->sft_dir || !o->out_dir) cli_usage_error(prog, "-m, --sft and -o are required");
     if (argc - optind != 1) cli_usage_error(prog, "expected one prompts file");
     if (o->ns < 1 || o->ns > 64) cli_usage_error(prog, "--num-samples must be in 1..64");
-    if (o->gc.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
     gen_flags_finish(&o->gf, prog);
     o->prompts_path = argv[optind];
     if (!o->name) {
@@ -134,12 +162,12 @@ static void parse_args(Opts *o, int argc, char **argv) {
 typedef struct Prompts {
     int n;
     PromptExample *px;
-    char **text;        /* the prompt as text ("" for a message list) */
-    int **ids_pol;      /* as the aligned model sees it (--prompt-format) */
+    char **text;   /* the prompt as text ("" for a message list) */
+    int **ids_pol; /* as the aligned model sees it (--prompt-format) */
     int *len_pol;
-    int **ids_sft;      /* as the SFT model sees it (px[i].ids) */
+    int **ids_sft; /* as the SFT model sees it (px[i].ids) */
     int *len_sft;
-    int own_pol;        /* ids_pol[i] are allocated here */
+    int own_pol; /* ids_pol[i] are allocated here */
 } Prompts;
 
 /* FMT with {prompt} replaced by TEXT, tokenized as a prompt. */
@@ -463,7 +491,8 @@ static void write_md_report(const Opts *o, const Summary *S, const Side *side, c
     fprintf(f, "Gold score change: **%+.3f**.\n\n", S->gold_a - S->gold_b);
     if (have_loss) fprintf(f, "![training loss](loss.png)\n\n");
     if (have_rew) fprintf(f, "![%s](reward.png)\n\n", rew_key);
-    if (o->log_path && !have_loss) fprintf(f, "(no curves: gnuplot missing or %s has no loss records)\n\n", o->log_path);
+    if (o->log_path && !have_loss)
+        fprintf(f, "(no curves: gnuplot missing or %s has no loss records)\n\n", o->log_path);
     fprintf(f, "## Samples\n\n| prompt | SFT | aligned |\n|---|---|---|\n");
     for (int k = 0; k < S->N && k < 8 * S->ns; k += S->ns) {
         fputs("| ", f);

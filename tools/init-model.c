@@ -15,9 +15,9 @@
 
 #include "base/cli.h"
 #include "base/outdir.h"
-#include "model/model.h"
-#include "formats/tokenizer.h"
 #include "base/util.h"
+#include "formats/tokenizer.h"
+#include "model/model.h"
 
 static const char *prog = "init-model";
 
@@ -77,8 +77,70 @@ enum {
     O_FORCE
 };
 
-int main(int argc, char **argv) {
-    cli_init(prog);
+typedef struct Flags {
+    const char *out, *config, *family, *tok_path, *dtype;
+    int layers, heads, kv, width, mlp, vocab, context, tie, cls;
+    int bos, eos, pad, quiet; /* -2: not given */
+    double theta, std, eps;   /* -1: not given */
+    uint64_t seed;
+} Flags;
+
+/* The flags of the shape and the special ids; returns 1 when C is one of them. */
+static int shape_flag(Flags *o, int c, const char *arg) {
+    switch (c) {
+    case O_LAYERS:
+        o->layers = cli_int(prog, "--layers", arg);
+        return 1;
+    case O_HEADS:
+        o->heads = cli_int(prog, "--heads", arg);
+        return 1;
+    case O_KV:
+        o->kv = cli_int(prog, "--kv-heads", arg);
+        return 1;
+    case O_WIDTH:
+        o->width = cli_int(prog, "--width", arg);
+        return 1;
+    case O_MLP:
+        o->mlp = cli_int(prog, "--mlp-width", arg);
+        return 1;
+    case O_VOCAB:
+        o->vocab = cli_int(prog, "--vocab", arg);
+        return 1;
+    case O_CONTEXT:
+        o->context = cli_int(prog, "--context", arg);
+        return 1;
+    case O_THETA:
+        o->theta = cli_double(prog, "--rope-theta", arg);
+        return 1;
+    case O_TIE:
+        o->tie = 1;
+        return 1;
+    case O_NOTIE:
+        o->tie = 0;
+        return 1;
+    case O_CLS:
+        o->cls = 1;
+        return 1;
+    case O_STD:
+        o->std = cli_double(prog, "--init-std", arg);
+        return 1;
+    case O_EPS:
+        o->eps = cli_double(prog, "--norm-eps", arg);
+        return 1;
+    case O_BOS:
+        o->bos = cli_int(prog, "--bos", arg);
+        return 1;
+    case O_EOS:
+        o->eos = cli_int(prog, "--eos", arg);
+        return 1;
+    case O_PAD:
+        o->pad = cli_int(prog, "--pad", arg);
+        return 1;
+    }
+    return 0;
+}
+
+static void parse_args(Flags *o, int argc, char **argv) {
     static struct option opts[] = {{"out", 1, 0, 'o'},
                                    {"config", 1, 0, O_CONFIG},
                                    {"family", 1, 0, O_FAMILY},
@@ -106,82 +168,46 @@ int main(int argc, char **argv) {
                                    {"version", 0, 0, O_VERSION},
                                    {"force", 0, 0, O_FORCE},
                                    {0, 0, 0, 0}};
-    const char *out = NULL, *config = NULL, *family = NULL, *tok_path = NULL, *dtype = "f32";
-    int layers = -1, heads = -1, kv = -1, width = -1, mlp = -1, vocab = -1, context = -1, tie = -1, cls = 0;
-    int bos = -2, eos = -2, pad = -2, quiet = 0;
-    double theta = -1, std = -1, eps = -1;
-    uint64_t seed = 1;
+    *o = (Flags){.dtype = "f32",
+                 .layers = -1,
+                 .heads = -1,
+                 .kv = -1,
+                 .width = -1,
+                 .mlp = -1,
+                 .vocab = -1,
+                 .context = -1,
+                 .tie = -1,
+                 .bos = -2,
+                 .eos = -2,
+                 .pad = -2,
+                 .theta = -1,
+                 .std = -1,
+                 .eps = -1,
+                 .seed = 1};
     int c;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        if (shape_flag(o, c, optarg)) continue;
         switch (c) {
         case 'o':
-            out = optarg;
+            o->out = optarg;
             break;
         case O_CONFIG:
-            config = optarg;
+            o->config = optarg;
             break;
         case O_FAMILY:
-            family = optarg;
-            break;
-        case O_LAYERS:
-            layers = cli_int(prog, "--layers", optarg);
-            break;
-        case O_HEADS:
-            heads = cli_int(prog, "--heads", optarg);
-            break;
-        case O_KV:
-            kv = cli_int(prog, "--kv-heads", optarg);
-            break;
-        case O_WIDTH:
-            width = cli_int(prog, "--width", optarg);
-            break;
-        case O_MLP:
-            mlp = cli_int(prog, "--mlp-width", optarg);
-            break;
-        case O_VOCAB:
-            vocab = cli_int(prog, "--vocab", optarg);
-            break;
-        case O_CONTEXT:
-            context = cli_int(prog, "--context", optarg);
-            break;
-        case O_THETA:
-            theta = cli_double(prog, "--rope-theta", optarg);
-            break;
-        case O_TIE:
-            tie = 1;
-            break;
-        case O_NOTIE:
-            tie = 0;
-            break;
-        case O_CLS:
-            cls = 1;
-            break;
-        case O_STD:
-            std = cli_double(prog, "--init-std", optarg);
-            break;
-        case O_EPS:
-            eps = cli_double(prog, "--norm-eps", optarg);
-            break;
-        case O_BOS:
-            bos = cli_int(prog, "--bos", optarg);
-            break;
-        case O_EOS:
-            eos = cli_int(prog, "--eos", optarg);
-            break;
-        case O_PAD:
-            pad = cli_int(prog, "--pad", optarg);
+            o->family = optarg;
             break;
         case O_TOK:
-            tok_path = optarg;
+            o->tok_path = optarg;
             break;
         case O_DTYPE:
-            dtype = optarg;
+            o->dtype = optarg;
             break;
         case O_SEED:
-            seed = cli_u64(prog, "--seed", optarg);
+            o->seed = cli_u64(prog, "--seed", optarg);
             break;
         case 'q':
-            quiet = 1;
+            o->quiet = 1;
             break;
         case 'h':
             cli_help(usage);
@@ -195,88 +221,107 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
-    if (!out) cli_usage_error(prog, "-o DIR is required");
-    if (strcmp(dtype, "f32") && strcmp(dtype, "bf16")) cli_usage_error(prog, "--dtype must be f32 or bf16");
-    if (family && strcmp(family, "gpt2") && strcmp(family, "llama"))
-        cli_usage_error(prog, "--family must be gpt2 or llama, got '%s'", family);
+    if (!o->out) cli_usage_error(prog, "-o DIR is required");
+    if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16")) cli_usage_error(prog, "--dtype must be f32 or bf16");
+    if (o->family && strcmp(o->family, "gpt2") && strcmp(o->family, "llama"))
+        cli_usage_error(prog, "--family must be gpt2 or llama, got '%s'", o->family);
+}
 
-    atomic_install_signal_cleanup();
+/* --config's configuration, or transformers' defaults scaled down to a small model,
+ * with the flags' overrides. */
+static void base_config(const Flags *o, ModelConfig *cfg) {
     Error e = {0};
-    if (outdir_claim(out, &e)) err_die(prog, &e);
-    ModelConfig cfg;
-    if (config) {
-        if (model_config_load(&cfg, config, &e)) err_die(prog, &e);
-        if (family && strcmp(family, model_family_name(cfg.family)))
-            cli_usage_error(prog, "--family %s contradicts %s (%s)", family, config, model_family_name(cfg.family));
+    if (o->config) {
+        if (model_config_load(cfg, o->config, &e)) err_die(prog, &e);
+        if (o->family && strcmp(o->family, model_family_name(cfg->family)))
+            cli_usage_error(prog, "--family %s contradicts %s (%s)", o->family, o->config,
+                            model_family_name(cfg->family));
     } else {
         /* transformers' config defaults, scaled down to a small model */
-        memset(&cfg, 0, sizeof cfg);
-        cfg.family = family && strcmp(family, "llama") == 0 ? FAMILY_LLAMA : FAMILY_GPT2;
-        cfg.n_layer = 2;
-        cfg.n_head = 4;
-        cfg.d_model = 64;
-        cfg.vocab_size = 256;
-        cfg.max_seq = 256;
-        cfg.rope_theta = 10000.0f;
-        cfg.init_std = 0.02f;
-        cfg.norm_eps = cfg.family == FAMILY_GPT2 ? 1e-5f : 1e-6f;
-        cfg.tie_embeddings = cfg.family == FAMILY_GPT2;
-        cfg.attn_bias = cfg.mlp_bias = cfg.family == FAMILY_GPT2;
-        cfg.bos_id = cfg.eos_id = cfg.pad_id = -1;
-        cfg.d_ff = 0; /* derived below */
+        memset(cfg, 0, sizeof *cfg);
+        cfg->family = o->family && strcmp(o->family, "llama") == 0 ? FAMILY_LLAMA : FAMILY_GPT2;
+        cfg->n_layer = 2;
+        cfg->n_head = 4;
+        cfg->d_model = 64;
+        cfg->vocab_size = 256;
+        cfg->max_seq = 256;
+        cfg->rope_theta = 10000.0f;
+        cfg->init_std = 0.02f;
+        cfg->norm_eps = cfg->family == FAMILY_GPT2 ? 1e-5f : 1e-6f;
+        cfg->tie_embeddings = cfg->family == FAMILY_GPT2;
+        cfg->attn_bias = cfg->mlp_bias = cfg->family == FAMILY_GPT2;
+        cfg->bos_id = cfg->eos_id = cfg->pad_id = -1;
+        cfg->d_ff = 0; /* derived below */
     }
-    if (layers >= 0) cfg.n_layer = layers;
-    if (heads >= 0) cfg.n_head = heads;
-    if (width >= 0) cfg.d_model = width;
-    if (kv >= 0) {
-        if (cfg.family == FAMILY_GPT2 && kv != cfg.n_head) cli_usage_error(prog, "--kv-heads: GPT-2 has no GQA");
-        cfg.n_kv_head = kv;
-    } else if (!config || heads >= 0) {
-        cfg.n_kv_head = cfg.n_head;
+    if (o->layers >= 0) cfg->n_layer = o->layers;
+    if (o->heads >= 0) cfg->n_head = o->heads;
+    if (o->width >= 0) cfg->d_model = o->width;
+    if (o->kv >= 0) {
+        if (cfg->family == FAMILY_GPT2 && o->kv != cfg->n_head) cli_usage_error(prog, "--kv-heads: GPT-2 has no GQA");
+        cfg->n_kv_head = o->kv;
+    } else if (!o->config || o->heads >= 0) {
+        cfg->n_kv_head = cfg->n_head;
     }
-    if (mlp >= 0)
-        cfg.d_ff = mlp;
-    else if (!config || width >= 0)
-        cfg.d_ff = cfg.family == FAMILY_GPT2 ? 4 * cfg.d_model : (8 * cfg.d_model / 3 + 7) / 8 * 8;
-    if (context >= 0) cfg.max_seq = context;
-    if (theta >= 0) {
-        if (cfg.family != FAMILY_LLAMA) cli_usage_error(prog, "--rope-theta applies to llama only");
-        cfg.rope_theta = (float)theta;
+    if (o->mlp >= 0)
+        cfg->d_ff = o->mlp;
+    else if (!o->config || o->width >= 0)
+        cfg->d_ff = cfg->family == FAMILY_GPT2 ? 4 * cfg->d_model : (8 * cfg->d_model / 3 + 7) / 8 * 8;
+    if (o->context >= 0) cfg->max_seq = o->context;
+    if (o->theta >= 0) {
+        if (cfg->family != FAMILY_LLAMA) cli_usage_error(prog, "--rope-theta applies to llama only");
+        cfg->rope_theta = (float)o->theta;
     }
-    if (tie >= 0) cfg.tie_embeddings = tie;
-    if (cls) cfg.is_classifier = 1;
-    if (std >= 0) cfg.init_std = (float)std;
-    if (eps >= 0) cfg.norm_eps = (float)eps;
+    if (o->tie >= 0) cfg->tie_embeddings = o->tie;
+    if (o->cls) cfg->is_classifier = 1;
+    if (o->std >= 0) cfg->init_std = (float)o->std;
+    if (o->eps >= 0) cfg->norm_eps = (float)o->eps;
+}
 
-    /* The tokenizer gives the vocabulary size and special ids unless flags say. */
-    char *stage = NULL;
-    if (tok_path) {
-        Tokenizer *tok;
-        if (tok_load(&tok, tok_path, &e)) err_die(prog, &e);
-        if (vocab < 0) vocab = tok_vocab_size(tok);
-        if (vocab < tok_vocab_size(tok))
-            cli_usage_error(prog, "--vocab %d is smaller than the tokenizer's %d ids", vocab, tok_vocab_size(tok));
-        if (bos == -2) bos = tok_bos_id(tok);
-        if (eos == -2) eos = tok_eos_id(tok);
-        if (pad == -2 && cfg.is_classifier) pad = tok_pad_id(tok);
-        tok_free(tok);
-        /* stage tokenizer.json (+ tokenizer_config.json beside it) for model_save */
-        char tmpl[] = "/tmp/init-model-XXXXXX";
-        if (!mkdtemp(tmpl)) die_internal("mkdtemp failed");
-        stage = xstrdup(tmpl);
-        char *dst = path_join(stage, "tokenizer.json");
-        if (copy_file(tok_path, dst, &e)) err_die(prog, &e);
+/* The tokenizer gives the vocabulary size and special ids unless flags say (into
+ * *vocab, *bos, *eos, *pad); tokenizer.json (and tokenizer_config.json beside it) are
+ * staged in a temporary directory for model_save, returned (NULL without --tokenizer). */
+static char *stage_tokenizer(const Flags *o, const ModelConfig *cfg, int *vocab, int *bos, int *eos, int *pad) {
+    Error e = {0};
+    if (!o->tok_path) return NULL;
+    Tokenizer *tok;
+    if (tok_load(&tok, o->tok_path, &e)) err_die(prog, &e);
+    if (*vocab < 0) *vocab = tok_vocab_size(tok);
+    if (*vocab < tok_vocab_size(tok))
+        cli_usage_error(prog, "--vocab %d is smaller than the tokenizer's %d ids", *vocab, tok_vocab_size(tok));
+    if (*bos == -2) *bos = tok_bos_id(tok);
+    if (*eos == -2) *eos = tok_eos_id(tok);
+    if (*pad == -2 && cfg->is_classifier) *pad = tok_pad_id(tok);
+    tok_free(tok);
+    /* stage tokenizer.json (+ tokenizer_config.json beside it) for model_save */
+    char tmpl[] = "/tmp/init-model-XXXXXX";
+    if (!mkdtemp(tmpl)) die_internal("mkdtemp failed");
+    char *stage = xstrdup(tmpl);
+    char *dst = path_join(stage, "tokenizer.json");
+    if (copy_file(o->tok_path, dst, &e)) err_die(prog, &e);
+    free(dst);
+    char *copy = xstrdup(o->tok_path), *srcdir = dirname(copy);
+    char *tc = path_join(srcdir, "tokenizer_config.json");
+    if (file_exists(tc)) {
+        dst = path_join(stage, "tokenizer_config.json");
+        if (copy_file(tc, dst, &e)) err_die(prog, &e);
         free(dst);
-        char *copy = xstrdup(tok_path), *srcdir = dirname(copy);
-        char *tc = path_join(srcdir, "tokenizer_config.json");
-        if (file_exists(tc)) {
-            dst = path_join(stage, "tokenizer_config.json");
-            if (copy_file(tc, dst, &e)) err_die(prog, &e);
-            free(dst);
-        }
-        free(tc);
-        free(copy);
     }
+    free(tc);
+    free(copy);
+    return stage;
+}
+
+int main(int argc, char **argv) {
+    cli_init(prog);
+    Flags o;
+    parse_args(&o, argc, argv);
+    atomic_install_signal_cleanup();
+    Error e = {0};
+    if (outdir_claim(o.out, &e)) err_die(prog, &e);
+    ModelConfig cfg;
+    base_config(&o, &cfg);
+    int vocab = o.vocab, bos = o.bos, eos = o.eos, pad = o.pad;
+    char *stage = stage_tokenizer(&o, &cfg, &vocab, &bos, &eos, &pad);
     if (vocab >= 0) cfg.vocab_size = vocab;
     if (bos != -2) cfg.bos_id = bos;
     if (eos != -2) cfg.eos_id = eos;
@@ -292,17 +337,17 @@ int main(int argc, char **argv) {
 
     Model m;
     model_create(&m, &cfg);
-    model_init_random(&m, seed);
-    int rc = model_save_dtype(&m, out, stage, strcmp(dtype, "bf16") == 0 ? ST_BF16 : ST_F32, &e);
+    model_init_random(&m, o.seed);
+    int rc = model_save_dtype(&m, o.out, stage, strcmp(o.dtype, "bf16") == 0 ? ST_BF16 : ST_F32, &e);
     if (stage) {
         remove_tree(stage);
         free(stage);
     }
     if (rc) err_die(prog, &e);
-    if (!quiet)
+    if (!o.quiet)
         fprintf(stderr, "%s: %s: %s%s, %d layers, width %d, heads %d/%d, vocab %d, %zu parameters (seed %llu)\n", prog,
-                out, model_family_name(cfg.family), cfg.is_classifier ? " classifier" : "", cfg.n_layer, cfg.d_model,
-                cfg.n_head, cfg.n_kv_head, cfg.vocab_size, m.n_params, (unsigned long long)seed);
+                o.out, model_family_name(cfg.family), cfg.is_classifier ? " classifier" : "", cfg.n_layer, cfg.d_model,
+                cfg.n_head, cfg.n_kv_head, cfg.vocab_size, m.n_params, (unsigned long long)o.seed);
     model_free(&m);
     return 0;
 }

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "base/util.h"
 #include "model/lora.h"
 #include "model/model.h"
-#include "base/util.h"
 
 static const char *prog = "model-info";
 
@@ -40,6 +40,99 @@ static void fmt_shape(char *buf, size_t n, const StTensor *t) {
     for (int d = 0; d < t->ndim && k < n; d++)
         k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
     if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* What main gathered about a model directory, for the two printers. */
+typedef struct Info {
+    const char *dir;
+    const char *adesc; /* the adapter's description, "" for none */
+    ModelConfig cfg;
+    ModelWeights w;
+    Model m;              /* created, never filled: its layout and parameter count */
+    const StTensor **src; /* [m.n_tensors] the file tensor bound to each parameter */
+    int *file_of;         /* [m.n_tensors] which file holds it */
+    int counts[16];       /* tensors per dtype */
+    size_t disk_bytes;
+    int ignored, hd; /* buffer tensors transformers ignores; head dim */
+} Info;
+
+static void print_json(const Info *I, int tensors) {
+    json_t *r = json_object();
+    json_object_set_new(r, "dir", json_string(I->dir));
+    if (*I->adesc) json_object_set_new(r, "adapter", json_string(I->adesc));
+    json_object_set_new(r, "family", json_string(model_family_name(I->cfg.family)));
+    json_object_set_new(r, "architecture", json_string(arch_name(&I->cfg)));
+    json_object_set_new(r, "config", model_config_to_json(&I->cfg, NULL));
+    json_object_set_new(r, "head_dim", json_integer(I->hd));
+    json_object_set_new(r, "n_params", json_integer((json_int_t)I->m.n_params));
+    json_object_set_new(r, "bytes_on_disk", json_integer((json_int_t)I->disk_bytes));
+    json_t *dt = json_object();
+    for (int d = 0; d < 16; d++)
+        if (I->counts[d]) json_object_set_new(dt, st_dtype_name((StDtype)d), json_integer(I->counts[d]));
+    json_object_set_new(r, "dtypes", dt);
+    json_t *files = json_array();
+    for (int f = 0; f < I->w.n_files; f++) json_array_append_new(files, json_string(base_name(I->w.files[f].path)));
+    json_object_set_new(r, "files", files);
+    json_object_set_new(r, "ignored_tensors", json_integer(I->ignored));
+    if (tensors) {
+        json_t *ts = json_array();
+        for (int i = 0; i < I->m.n_tensors; i++) {
+            const StTensor *t = I->src[i];
+            json_t *o = json_object(), *sh = json_array();
+            for (int d = 0; d < t->ndim; d++) json_array_append_new(sh, json_integer(t->shape[d]));
+            json_object_set_new(o, "name", json_string(t->name));
+            json_object_set_new(o, "shape", sh);
+            json_object_set_new(o, "dtype", json_string(st_dtype_name(t->dtype)));
+            json_object_set_new(o, "numel", json_integer((json_int_t)t->numel));
+            json_object_set_new(o, "file", json_string(base_name(I->w.files[I->file_of[i]].path)));
+            json_object_set_new(o, "weight_decay", json_boolean(I->m.tensors[i].decay));
+            json_object_set_new(o, "conv1d", json_boolean(I->m.tensors[i].conv1d));
+            json_array_append_new(ts, o);
+        }
+        json_object_set_new(r, "tensors", ts);
+    }
+    json_dumpf(r, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    putchar('\n');
+    json_decref(r);
+}
+
+static void print_text(const Info *I, int tensors) {
+    printf("model:        %s\n", I->dir);
+    printf("family:       %s (%s)\n", model_family_name(I->cfg.family), arch_name(&I->cfg));
+    printf("layers:       %d\n", I->cfg.n_layer);
+    printf("width:        %d (head dim %d)\n", I->cfg.d_model, I->hd);
+    printf("heads:        %d query, %d key/value\n", I->cfg.n_head, I->cfg.n_kv_head);
+    printf("mlp width:    %d (%s)\n", I->cfg.d_ff, 
+           I->cfg.family == FAMILY_GPT2                                      ? "gelu_new"
+           : I->cfg.family == FAMILY_GEMMA2 || I->cfg.family == FAMILY_GEMMA3 ? "GeGLU"
+                                                                              : "SwiGLU");
+    printf("vocab:        %d\n", I->cfg.vocab_size);
+    printf("context:      %d%s\n", I->cfg.max_seq, I->cfg.family == FAMILY_GPT2 ? " (learned positions)" : "");
+    if (I->cfg.family != FAMILY_GPT2) printf("rope theta:   %g\n", I->cfg.rope_theta);
+    printf("norm:         %s, eps %g\n", I->cfg.family == FAMILY_GPT2 ? "LayerNorm" : "RMSNorm", I->cfg.norm_eps);
+    printf("head:         %s\n", I->cfg.is_classifier    ? "scalar (score.weight)"
+                                 : I->cfg.tie_embeddings ? "LM, tied to the token embedding"
+                                                         : "LM (lm_head.weight)");
+    if (I->cfg.family != FAMILY_GPT2)
+        printf("biases:       attention %s, mlp %s\n", I->cfg.attn_bias ? "yes" : "no", I->cfg.mlp_bias ? "yes" : "no");
+    printf("special ids:  bos %d, eos %d, pad %d (-1 = none)\n", I->cfg.bos_id, I->cfg.eos_id, I->cfg.pad_id);
+    printf("parameters:   %zu (%.2f M), %.1f MB as float32\n", I->m.n_params, I->m.n_params / 1e6,
+           I->m.n_params * 4.0 / 1e6);
+    printf("on disk:      %.1f MB in %d file%s;", I->disk_bytes / 1e6, I->w.n_files, I->w.n_files == 1 ? "" : "s");
+    for (int d = 0; d < 16; d++)
+        if (I->counts[d]) printf(" %s x %d", st_dtype_name((StDtype)d), I->counts[d]);
+    printf("\n");
+    if (I->ignored)
+        printf("ignored:      %d buffer tensor%s (as transformers does)\n", I->ignored, I->ignored == 1 ? "" : "s");
+    if (tensors) {
+        printf("tensors:      %d\n", I->m.n_tensors);
+        for (int i = 0; i < I->m.n_tensors; i++) {
+            char sh[96];
+            fmt_shape(sh, sizeof sh, I->src[i]);
+            printf("  %-52s %-14s %-5s%s%s\n", I->src[i]->name, sh, st_dtype_name(I->src[i]->dtype),
+                   I->m.tensors[i].decay ? " decay" : "", I->m.tensors[i].conv1d ? " conv1d" : "");
+        }
+    }
 }
 
 int main(int argc, char **argv) {
@@ -83,112 +176,36 @@ int main(int argc, char **argv) {
         if (!json) printf("adapter:      %s (base %s)\n", adesc, base_dir);
         dir = base_dir;
     }
+    Info info = {.dir = dir, .adesc = adesc}, *I = &info;
     char *cfg_path = path_join(dir, "config.json");
-    ModelConfig cfg;
-    if (model_config_load(&cfg, cfg_path, &e)) err_die(prog, &e);
+    if (model_config_load(&I->cfg, cfg_path, &e)) err_die(prog, &e);
     free(cfg_path);
-    ModelWeights w;
-    if (model_weights_open(&w, dir, &e)) err_die(prog, &e);
-    Model m;
-    model_create(&m, &cfg); /* zero pages: not touched, so no memory is used for them */
-    const StTensor **src = xcalloc((size_t)m.n_tensors, sizeof *src);
-    if (model_weights_bind(&m, &w, src, &e)) err_die(prog, &e);
+    if (model_weights_open(&I->w, dir, &e)) err_die(prog, &e);
+    model_create(&I->m, &I->cfg); /* zero pages: not touched, so no memory is used for them */
+    I->src = xcalloc((size_t)I->m.n_tensors, sizeof *I->src);
+    if (model_weights_bind(&I->m, &I->w, I->src, &e)) err_die(prog, &e);
 
     /* dtype histogram over the bound tensors, and which file holds each */
-    int counts[16] = {0};
-    size_t disk_bytes = 0;
-    int *file_of = xcalloc((size_t)m.n_tensors, sizeof(int));
-    for (int i = 0; i < m.n_tensors; i++) {
-        counts[src[i]->dtype]++;
-        disk_bytes += src[i]->nbytes;
-        for (int f = 0; f < w.n_files; f++)
-            if (src[i] >= w.files[f].tensors && src[i] < w.files[f].tensors + w.files[f].n) file_of[i] = f;
+    I->file_of = xcalloc((size_t)I->m.n_tensors, sizeof(int));
+    for (int i = 0; i < I->m.n_tensors; i++) {
+        I->counts[I->src[i]->dtype]++;
+        I->disk_bytes += I->src[i]->nbytes;
+        for (int f = 0; f < I->w.n_files; f++)
+            if (I->src[i] >= I->w.files[f].tensors && I->src[i] < I->w.files[f].tensors + I->w.files[f].n)
+                I->file_of[i] = f;
     }
     int total_file_tensors = 0;
-    for (int f = 0; f < w.n_files; f++) total_file_tensors += w.files[f].n;
-    int ignored = total_file_tensors - m.n_tensors;
-    int hd = model_head_dim(&cfg);
-
-    if (json) {
-        json_t *r = json_object();
-        json_object_set_new(r, "dir", json_string(dir));
-        if (*adesc) json_object_set_new(r, "adapter", json_string(adesc));
-        json_object_set_new(r, "family", json_string(model_family_name(cfg.family)));
-        json_object_set_new(r, "architecture", json_string(arch_name(&cfg)));
-        json_object_set_new(r, "config", model_config_to_json(&cfg, NULL));
-        json_object_set_new(r, "head_dim", json_integer(hd));
-        json_object_set_new(r, "n_params", json_integer((json_int_t)m.n_params));
-        json_object_set_new(r, "bytes_on_disk", json_integer((json_int_t)disk_bytes));
-        json_t *dt = json_object();
-        for (int d = 0; d < 16; d++)
-            if (counts[d]) json_object_set_new(dt, st_dtype_name((StDtype)d), json_integer(counts[d]));
-        json_object_set_new(r, "dtypes", dt);
-        json_t *files = json_array();
-        for (int f = 0; f < w.n_files; f++) json_array_append_new(files, json_string(base_name(w.files[f].path)));
-        json_object_set_new(r, "files", files);
-        json_object_set_new(r, "ignored_tensors", json_integer(ignored));
-        if (tensors) {
-            json_t *ts = json_array();
-            for (int i = 0; i < m.n_tensors; i++) {
-                const StTensor *t = src[i];
-                json_t *o = json_object(), *sh = json_array();
-                for (int d = 0; d < t->ndim; d++) json_array_append_new(sh, json_integer(t->shape[d]));
-                json_object_set_new(o, "name", json_string(t->name));
-                json_object_set_new(o, "shape", sh);
-                json_object_set_new(o, "dtype", json_string(st_dtype_name(t->dtype)));
-                json_object_set_new(o, "numel", json_integer((json_int_t)t->numel));
-                json_object_set_new(o, "file", json_string(base_name(w.files[file_of[i]].path)));
-                json_object_set_new(o, "weight_decay", json_boolean(m.tensors[i].decay));
-                json_object_set_new(o, "conv1d", json_boolean(m.tensors[i].conv1d));
-                json_array_append_new(ts, o);
-            }
-            json_object_set_new(r, "tensors", ts);
-        }
-        json_dumpf(r, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-        putchar('\n');
-        json_decref(r);
-    } else {
-        printf("model:        %s\n", dir);
-        printf("family:       %s (%s)\n", model_family_name(cfg.family), arch_name(&cfg));
-        printf("layers:       %d\n", cfg.n_layer);
-        printf("width:        %d (head dim %d)\n", cfg.d_model, hd);
-        printf("heads:        %d query, %d key/value\n", cfg.n_head, cfg.n_kv_head);
-        printf("mlp width:    %d (%s)\n", cfg.d_ff,
-               cfg.family == FAMILY_GPT2                                    ? "gelu_new"
-               : cfg.family == FAMILY_GEMMA2 || cfg.family == FAMILY_GEMMA3 ? "GeGLU"
-                                                                            : "SwiGLU");
-        printf("vocab:        %d\n", cfg.vocab_size);
-        printf("context:      %d%s\n", cfg.max_seq, cfg.family == FAMILY_GPT2 ? " (learned positions)" : "");
-        if (cfg.family != FAMILY_GPT2) printf("rope theta:   %g\n", cfg.rope_theta);
-        printf("norm:         %s, eps %g\n", cfg.family == FAMILY_GPT2 ? "LayerNorm" : "RMSNorm", cfg.norm_eps);
-        printf("head:         %s\n", cfg.is_classifier    ? "scalar (score.weight)"
-                                     : cfg.tie_embeddings ? "LM, tied to the token embedding"
-                                                          : "LM (lm_head.weight)");
-        if (cfg.family != FAMILY_GPT2)
-            printf("biases:       attention %s, mlp %s\n", cfg.attn_bias ? "yes" : "no", cfg.mlp_bias ? "yes" : "no");
-        printf("special ids:  bos %d, eos %d, pad %d (-1 = none)\n", cfg.bos_id, cfg.eos_id, cfg.pad_id);
-        printf("parameters:   %zu (%.2f M), %.1f MB as float32\n", m.n_params, m.n_params / 1e6,
-               m.n_params * 4.0 / 1e6);
-        printf("on disk:      %.1f MB in %d file%s;", disk_bytes / 1e6, w.n_files, w.n_files == 1 ? "" : "s");
-        for (int d = 0; d < 16; d++)
-            if (counts[d]) printf(" %s x %d", st_dtype_name((StDtype)d), counts[d]);
-        printf("\n");
-        if (ignored)
-            printf("ignored:      %d buffer tensor%s (as transformers does)\n", ignored, ignored == 1 ? "" : "s");
-        if (tensors) {
-            printf("tensors:      %d\n", m.n_tensors);
-            for (int i = 0; i < m.n_tensors; i++) {
-                char sh[96];
-                fmt_shape(sh, sizeof sh, src[i]);
-                printf("  %-52s %-14s %-5s%s%s\n", src[i]->name, sh, st_dtype_name(src[i]->dtype),
-                       m.tensors[i].decay ? " decay" : "", m.tensors[i].conv1d ? " conv1d" : "");
-            }
-        }
-    }
-    free(file_of);
-    free(src);
-    model_free(&m);
-    model_weights_close(&w);
+    for (int f = 0; f < I->w.n_files; f++) total_file_tensors += I->w.files[f].n;
+    I->ignored = total_file_tensors - I->m.n_tensors;
+    I->hd = model_head_dim(&I->cfg);
+    if (json)
+        print_json(I, tensors);
+    else
+        print_text(I, tensors);
+    free(I->file_of);
+    free(I->src);
+    model_free(&I->m);
+    model_weights_close(&I->w);
     if (fflush(stdout) != 0) {
         err_set(&e, EX_IOERR, "<stdout>: write error");
         err_die(prog, &e);

@@ -40,23 +40,24 @@
 #include <string.h>
 
 #include "base/cli.h"
-#include "data/data.h"
 #include "base/dist.h"
+#include "data/data.h"
+#include "formats/tokenizer.h"
 #include "generate/gen_flags.h"
 #include "generate/generate.h"
 #include "model/lora.h"
-#include "train/losses_rl.h"
 #include "model/model.h"
-#include "train/optim.h"
-#include "rl/rl_batch.h"
 #include "rl/reward.h"
+#include "rl/rl_batch.h"
 #include "rl/rl_ckpt.h"
 #include "rl/rl_flags.h"
 #include "rl/rl_metrics.h"
 #include "rl/rl_rewards.h"
 #include "rl/rl_rollout.h"
-#include "formats/tokenizer.h"
+#include "train/losses_rl.h"
+#include "train/optim.h"
 #include "train/train.h"
+
 static const char *PROG = "ppo";
 
 static void usage(FILE *out) {
@@ -70,9 +71,9 @@ static void usage(FILE *out) {
           "      --num-ppo-epochs E     optimisation passes per batch (default 4; grpo and reinforce 1)\n"
           "      --num-mini-batches M   updates per pass (default 1); --grad-accum splits each\n"
           "      --episodes N           stop after N generated sequences (default: --epochs over prompts)\n"
-          "Generation (--temperature is also the temperature of the log-probs; > 0):\n",
+          "Generation:\n",
           out);
-    gen_flags_usage(out, 32, "0.7 ppo, else 1");
+    gen_flags_usage(out, 32, "> 0, also of the log-probs (default 0.7 ppo, else 1)");
     rl_flags_usage(out);
     train_flags_usage(out);
 }
@@ -114,10 +115,6 @@ static int ppo_flag(void *ctx, int opt, const char *arg) {
 /* The padding id of the model batches. */
 static int pad_id(const Ppo *p) {
     return tok_pad_id(p->tok) >= 0 ? tok_pad_id(p->tok) : 0;
-}
-
-static float temperature(const Ppo *p) {
-    return p->gen.sampler.temperature;
 }
 
 /* Rows per forward pass outside the updates (reference, old values, reward model):
@@ -163,7 +160,7 @@ static int score_batch(Ppo *p, long it, const GenSeq *seqs, int n, double *comp,
     RlRollout *r = &p->ro;
     RlCompletion *cs = xmalloc((size_t)n * sizeof(RlCompletion));
     for (int i = 0; i < n; i++)
-        cs[i] = rl_completion_of(&seqs[i], &p->px[r->prompt[i]], it * (long)p->f->batch_size + seqs[i].prompt);
+        cs[i] = rl_rewards_completion(&seqs[i], &p->px[r->prompt[i]], it * (long)p->f->batch_size + seqs[i].prompt);
     int rc = rl_rewards_score_stats(&p->rw, cs, n, r->score, comp, comp_std, e);
     free(cs);
     for (int i = 0; i < n && !rc; i++)
@@ -181,7 +178,7 @@ static int forward_batch(Ppo *p, Error *e) {
         r->ref_logp = xmalloc(nb);
         Model *ref = p->have_ref ? &p->ref : &p->policy;
         if (!p->have_ref) lora_set_enabled(&p->policy, 0); /* LoRA: the reference is the adapter off */
-        rc = rl_rollout_forward(r, p->px, pad_id(p), ref, 0, temperature(p), rows, r->ref_logp, e);
+        rc = rl_rollout_forward(r, p->px, pad_id(p), ref, 0, p->gen.sampler.temperature, rows, r->ref_logp, e);
         if (!p->have_ref) lora_set_enabled(&p->policy, 1);
         if (rc) return rc;
     }
@@ -189,7 +186,7 @@ static int forward_batch(Ppo *p, Error *e) {
         r->old_values = xmalloc(nb);
         r->adv_tok = xmalloc(nb);
         r->returns = xmalloc(nb);
-        rc = rl_rollout_forward(r, p->px, pad_id(p), &p->vm, 1, temperature(p), rows, r->old_values, e);
+        rc = rl_rollout_forward(r, p->px, pad_id(p), &p->vm, 1, p->gen.sampler.temperature, rows, r->old_values, e);
     }
     return rc;
 }
@@ -201,7 +198,7 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     rl_rollout_free(r);
     int B = p->f->batch_size, n = B * p->rf.G;
     int *pidx = xmalloc((size_t)B * sizeof(int));
-    rl_iteration_prompts(it, B, p->n_px, p->f->seed, pidx);
+    rl_rollout_prompts(it, B, p->n_px, p->f->seed, pidx);
     GenSeq *seqs = xcalloc((size_t)n, sizeof(GenSeq));
     double comp[RL_MAX_REWARDS] = {0}, comp_std[RL_MAX_REWARDS] = {0};
     int rc = generate_batch(p, it, pidx, B, seqs, e);
@@ -217,9 +214,14 @@ static int make_rollout(Ppo *p, long it, Metrics *mt, Error *e) {
     RlBatch rb = rl_rollout_view(r);
     RlRolloutStats rs;
     rl_advantages(&p->cfg, &rb, &p->rls, &rs);
-    RlRolloutInfo info = {
-        .kl_coef = p->klc.coef, .baseline = p->rls.baseline, .comp = comp, .comp_std = comp_std, .rw = &p->rw, .have_rm = p->have_rm, .n_cmds = p->rf.n_cmds};
-    rl_rollout_metrics(mt, &p->cfg, r, &rs, &info);
+    RlMetricsInfo info = {.kl_coef = p->klc.coef,
+                          .baseline = p->rls.baseline,
+                          .comp = comp,
+                          .comp_std = comp_std,
+                          .rw = &p->rw,
+                          .have_rm = p->have_rm,
+                          .n_cmds = p->rf.n_cmds};
+    rl_metrics_rollout(mt, &p->cfg, r, &rs, &info);
     /* the adaptive controller sees the batch's KL (TRL: kl_ctl.update(mean_kl, batch)) */
     if (p->rf.target_kl > 0) rl_kl_update(&p->klc, rs.kl, n);
     return 0;
@@ -249,7 +251,7 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     rl_rollout_gather(&p->ro, seq, k, sb.off, sb.ntok, &sl);
     float *logp = xmalloc(nb), *ent = xmalloc(nb), *dlogp = xmalloc(nb);
     float *vals = ppo ? xmalloc(nb) : NULL, *dvals = ppo ? xmalloc(nb) : NULL;
-    rl_lm_logprobs(&p->policy, &sb, temperature(p), logp, ent);
+    rl_lm_logprobs(&p->policy, &sb, p->gen.sampler.temperature, logp, ent);
     double ent_sum = 0;
     for (size_t t = 0; t < ntok; t++) ent_sum += ent[t];
     if (ppo) rl_values(&p->vm, &sb, vals);
@@ -258,12 +260,12 @@ static int ppo_micro_step(void *ctx, Split split, const int *seq, int k, double 
     double loss = rl_loss(&p->cfg, logp, sl.old_logp, sl.ref_logp, vals, sl.old_values, sl.adv_tok, sl.returns, sl.adv,
                           sb.off, sb.len, k, scale, dlogp, dvals, &st);
     if (ppo) rl_values_backward(&p->vm, &sb, dvals);
-    rl_update_metrics(mt, &p->cfg, &st, ent_sum, (long)ntok, sl.ref_logp != NULL, loss,
+    rl_metrics_update(mt, &p->cfg, &st, ent_sum, (long)ntok, sl.ref_logp != NULL, loss,
                       rl_loss_weight(&p->cfg, sb.len, k));
-    rl_lm_backward(&p->policy, &sb, temperature(p), dlogp);
+    rl_lm_backward(&p->policy, &sb, p->gen.sampler.temperature, dlogp);
     for (int j = 0; j < sb.b.B; j++) mt->tokens += sb.b.lengths[j];
     rl_batch_free(&sb);
-    rl_slices_free(&sl);
+    rl_rollout_slices_free(&sl);
     free(logp), free(ent), free(dlogp), free(vals), free(dvals);
     return 0;
 }
@@ -387,10 +389,10 @@ static int optimise_batch(Ppo *p, Trainer *tr, long it, long total, Metrics *rol
     int *cnt = xmalloc((size_t)(n_seq + 1) * sizeof(int));
     int rc = 0;
     for (int ep = 0; ep < p->rf.ppo_epochs && rc == 0 && tr->step < total && !*sig; ep++) {
-        rl_pass_order(f->seed, it * p->rf.ppo_epochs + ep, order, n_seq);
+        rl_rollout_pass_order(f->seed, it * p->rf.ppo_epochs + ep, order, n_seq);
         for (int mb = 0; mb < p->rf.mini && rc == 0 && tr->step < total; mb++) {
             long lo = n_seq * mb / p->rf.mini, hi = n_seq * (mb + 1) / p->rf.mini;
-            int n_micro = rl_micro_split(order, lo, hi, f->grad_accum, idx, cnt);
+            int n_micro = rl_rollout_micro_split(order, lo, hi, f->grad_accum, idx, cnt);
             if (p->have_vm) model_zero_grad(&p->vm);
             rc = trainer_step(tr, n_micro, idx, cnt, roll, NULL, e);
             if (rc == 0 && p->have_vm) rc = value_step(p, tr, e);

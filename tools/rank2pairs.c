@@ -35,7 +35,6 @@ static void usage(FILE *out) {
            "  -h, --help              this help\n"
            "      --version           version\n",
            prog);
-    exit(0);
 }
 
 typedef struct Stats {
@@ -67,8 +66,14 @@ static void print_summary(const Stats *s, const char *question) {
 static const char *const PAIR_MODES[] = {"all", "best-worst", "best-rest", "adjacent", NULL};
 static const char *const AGGREGATES[] = {"mean", "borda", "majority", "each", NULL};
 
-int main(int argc, char **argv) {
-    cli_init(prog);
+typedef struct Flags {
+    const char *out_path, *question, *prompt_field;
+    PdShape shape;
+    PdPairOptions po;
+    int with_margin, skip_invalid, quiet;
+} Flags;
+
+static void parse_args(Flags *o, int argc, char **argv) {
     enum { O_FORMAT = 256, O_QUESTION, O_PROMPT, O_PAIRS, O_AGG, O_MINANN, O_MINAGR, O_MARGIN, O_SKIP, O_SEED, O_VER };
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
                                              {"format", required_argument, 0, O_FORMAT},
@@ -85,50 +90,48 @@ int main(int argc, char **argv) {
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, O_VER},
                                              {0, 0, 0, 0}};
-    const char *out_path = "-", *question = NULL, *prompt_field = NULL;
-    PdShape shape = PD_SHAPE_AUTO;
-    PdPairOptions po = {PD_PAIRS_BEST_REST, PD_AGG_MEAN, 1, 0};
-    int with_margin = 0, skip_invalid = 0, quiet = 0, c;
+    *o = (Flags){.out_path = "-", .shape = PD_SHAPE_AUTO, .po = {PD_PAIRS_BEST_REST, PD_AGG_MEAN, 1, 0}};
+    int c;
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
-            out_path = optarg;
+            o->out_path = optarg;
             break;
         case O_FORMAT:
-            if (pd_shape_parse(optarg, &shape) != 0) cli_usage_error(prog, "--format: unknown format '%s'", optarg);
+            if (pd_shape_parse(optarg, &o->shape) != 0) cli_usage_error(prog, "--format: unknown format '%s'", optarg);
             break;
         case O_QUESTION:
-            question = optarg;
+            o->question = optarg;
             break;
         case O_PROMPT:
-            prompt_field = optarg;
+            o->prompt_field = optarg;
             break;
         case O_PAIRS:
-            po.mode = (PdPairMode)cli_choice(prog, "--pairs", optarg, PAIR_MODES);
+            o->po.mode = (PdPairMode)cli_choice(prog, "--pairs", optarg, PAIR_MODES);
             break;
         case O_AGG:
-            po.aggregate = (PdAggregate)cli_choice(prog, "--aggregate", optarg, AGGREGATES);
+            o->po.aggregate = (PdAggregate)cli_choice(prog, "--aggregate", optarg, AGGREGATES);
             break;
         case O_MINANN:
-            po.min_annotators = cli_int(prog, "--min-annotators", optarg);
-            if (po.min_annotators < 1) cli_usage_error(prog, "--min-annotators: must be at least 1");
+            o->po.min_annotators = cli_int(prog, "--min-annotators", optarg);
+            if (o->po.min_annotators < 1) cli_usage_error(prog, "--min-annotators: must be at least 1");
             break;
         case O_MINAGR:
-            po.min_agreement = cli_double(prog, "--min-agreement", optarg);
-            if (po.min_agreement < 0 || po.min_agreement > 1)
+            o->po.min_agreement = cli_double(prog, "--min-agreement", optarg);
+            if (o->po.min_agreement < 0 || o->po.min_agreement > 1)
                 cli_usage_error(prog, "--min-agreement: must be between 0 and 1, got '%s'", optarg);
             break;
         case O_MARGIN:
-            with_margin = 1;
+            o->with_margin = 1;
             break;
         case O_SKIP:
-            skip_invalid = 1;
+            o->skip_invalid = 1;
             break;
         case O_SEED:
             (void)cli_u64(prog, "--seed", optarg);
             break;
         case 'q':
-            quiet = 1;
+            o->quiet = 1;
             break;
         case 'h':
             cli_help(usage);
@@ -140,78 +143,95 @@ int main(int argc, char **argv) {
             cli_usage_error(prog, "unknown option");
         }
     }
+}
+
+/* The pairs of the records parsed from one row (recs), written to fp; recs is cleared. */
+static int write_pairs(const Flags *o, PdRecordList *recs, PdPairList *pairs, Stats *st, FILE *fp, Error *e) {
+    int rc = 0;
+    for (int k = 0; k < recs->n && !rc; k++) {
+        double agree;
+        PdSkip why = pd_record_pairs(&recs->r[k], &o->po, pairs, &agree);
+        st->read++;
+        if (!isnan(agree)) {
+            st->agree_sum += agree;
+            st->agree_n++;
+        }
+        if (why != PD_USED) {
+            st->skipped[why]++;
+            continue;
+        }
+        st->used++;
+        for (int j = 0; j < pairs->n && !rc; j++) rc = pd_pair_write(fp, &recs->r[k], &pairs->p[j], o->with_margin, e);
+        st->pairs += pairs->n;
+    }
+    pd_list_clear(recs);
+    return rc;
+}
+
+/* Every row of input PATH: parsed into records, the records into pairs on fp. */
+static int read_input(const Flags *o, PdParser *parser, const char *path, PdRecordList *recs, PdPairList *pairs,
+                      Stats *st, FILE *fp, Error *e) {
+    PdInput in;
+    int rc = pd_input_open(&in, path, e);
+    if (rc) {
+        pd_input_close(&in);
+        return rc;
+    }
+    pd_parser_new_file(parser);
+    int noted = 0;
+    for (;;) {
+        json_t *row = NULL;
+        int r = pd_input_next(&in, &row, e);
+        if (!r && !row) break;
+        if (!r) {
+            r = pd_parse_row(parser, row, in.where, recs, e);
+            json_decref(row);
+        }
+        if (r) {
+            if (r == EX_DATAERR && o->skip_invalid && !in.broken) {
+                st->read++;
+                st->skipped[PD_SKIP_INVALID]++;
+                if (!o->quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e->msg);
+                continue;
+            }
+            rc = r;
+            break;
+        }
+        if (parser->prompt_fallback && !noted && !o->quiet) {
+            fprintf(stderr, "%s: %s: no \"prompt\" field; using \"%s\"\n", prog, in.name, parser->prompt_used);
+            noted = 1;
+        }
+        if ((rc = write_pairs(o, recs, pairs, st, fp, e))) break;
+    }
+    if (!o->quiet && !rc && parser->shape != PD_SHAPE_AUTO) {
+        const char *q = o->question ? o->question : parser->question_found;
+        fprintf(stderr, "%s: %s: read as %s", prog, in.name, pd_shape_name(parser->shape));
+        if (q) fprintf(stderr, ", question \"%s\"", q);
+        if (parser->prompt_used) fprintf(stderr, ", prompt field \"%s\"", parser->prompt_used);
+        fputc('\n', stderr);
+    }
+    pd_input_close(&in);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    cli_init(prog);
+    Flags o;
+    parse_args(&o, argc, argv);
     atomic_install_signal_cleanup();
     Error e = {0};
     AtomicFile af;
-    if (atomic_open(&af, out_path, &e)) err_die(prog, &e);
+    if (atomic_open(&af, o.out_path, &e)) err_die(prog, &e);
 
     PdParser parser;
-    pd_parser_init(&parser, shape, question, prompt_field);
+    pd_parser_init(&parser, o.shape, o.question, o.prompt_field);
     PdRecordList recs = {0};
     PdPairList pairs = {0};
     Stats st = {0};
     int n_inputs = optind < argc ? argc - optind : 1;
     int rc = 0;
-    for (int f = 0; f < n_inputs && !rc; f++) {
-        const char *path = optind < argc ? argv[optind + f] : "-";
-        PdInput in;
-        if ((rc = pd_input_open(&in, path, &e))) {
-            pd_input_close(&in);
-            break;
-        }
-        pd_parser_new_file(&parser);
-        int noted = 0;
-        for (;;) {
-            json_t *row = NULL;
-            int r = pd_input_next(&in, &row, &e);
-            if (!r && !row) break;
-            if (!r) {
-                r = pd_parse_row(&parser, row, in.where, &recs, &e);
-                json_decref(row);
-            }
-            if (r) {
-                if (r == EX_DATAERR && skip_invalid && !in.broken) {
-                    st.read++;
-                    st.skipped[PD_SKIP_INVALID]++;
-                    if (!quiet) fprintf(stderr, "%s: skipped: %s\n", prog, e.msg);
-                    continue;
-                }
-                rc = r;
-                break;
-            }
-            if (parser.prompt_fallback && !noted && !quiet) {
-                fprintf(stderr, "%s: %s: no \"prompt\" field; using \"%s\"\n", prog, in.name, parser.prompt_used);
-                noted = 1;
-            }
-            for (int k = 0; k < recs.n && !rc; k++) {
-                double agree;
-                PdSkip why = pd_record_pairs(&recs.r[k], &po, &pairs, &agree);
-                st.read++;
-                if (!isnan(agree)) {
-                    st.agree_sum += agree;
-                    st.agree_n++;
-                }
-                if (why != PD_USED) {
-                    st.skipped[why]++;
-                    continue;
-                }
-                st.used++;
-                for (int j = 0; j < pairs.n && !rc; j++)
-                    rc = pd_pair_write(af.fp, &recs.r[k], &pairs.p[j], with_margin, &e);
-                st.pairs += pairs.n;
-            }
-            pd_list_clear(&recs);
-            if (rc) break;
-        }
-        if (!quiet && !rc && parser.shape != PD_SHAPE_AUTO) {
-            const char *q = question ? question : parser.question_found;
-            fprintf(stderr, "%s: %s: read as %s", prog, in.name, pd_shape_name(parser.shape));
-            if (q) fprintf(stderr, ", question \"%s\"", q);
-            if (parser.prompt_used) fprintf(stderr, ", prompt field \"%s\"", parser.prompt_used);
-            fputc('\n', stderr);
-        }
-        pd_input_close(&in);
-    }
+    for (int f = 0; f < n_inputs && !rc; f++)
+        rc = read_input(&o, &parser, optind < argc ? argv[optind + f] : "-", &recs, &pairs, &st, af.fp, &e);
     pd_list_clear(&recs);
     free(recs.r);
     free(pairs.p);
@@ -221,6 +241,6 @@ int main(int argc, char **argv) {
         err_die(prog, &e);
     }
     if (atomic_commit(&af, &e)) err_die(prog, &e);
-    if (!quiet) print_summary(&st, question);
+    if (!o.quiet) print_summary(&st, o.question);
     return 0;
 }

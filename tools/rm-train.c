@@ -66,8 +66,7 @@ static int rm_flag(void *ctx, int opt, const char *arg) {
     Rm *r = ctx;
     switch (opt) {
     case OPT_CENTER:
-        r->center = cli_double(PROG, "--center-rewards-coefficient", arg);
-        if (r->center < 0) cli_usage_error(PROG, "--center-rewards-coefficient: must be >= 0, got '%s'", arg);
+        r->center = cli_double_in(PROG, "--center-rewards-coefficient", arg, 0, 0, INFINITY, 0);
         return 0;
     case OPT_TRUNC:
         r->trunc_name = arg;

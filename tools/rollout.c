@@ -24,19 +24,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/chat.h"
 #include "base/cli.h"
-#include "data/data.h"
 #include "base/dist.h"
-#include "kernels/gemm.h"
+#include "base/util.h"
+#include "data/data.h"
+#include "data/rollpairs.h"
+#include "formats/chat.h"
+#include "formats/tokenizer.h"
 #include "generate/gen_flags.h"
 #include "generate/generate.h"
+#include "kernels/gemm.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "rl/reward.h"
-#include "data/rollpairs.h"
-#include "formats/tokenizer.h"
-#include "base/util.h"
 
 static const char *prog = "rollout";
 
@@ -50,7 +50,7 @@ static void usage(FILE *out) {
            "                             chatml, llama3\n"
            "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
            prog);
-    gen_flags_usage(out, 64, "1");
+    gen_flags_usage(out, 64, "0 = greedy (default 1)");
     fprintf(out, "  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
            "      --batch-size N         sequences decoded together (default 16)\n"
            "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
@@ -95,6 +95,25 @@ enum {
     O_NOPROGRESS,
     O_VERSION
 };
+
+/* The checks that involve several flags. */
+static void check_args(Opts *o) {
+    if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
+    if (strcmp(o->format, "rollout") == 0)
+        o->argilla = 0;
+    else if (strcmp(o->format, "argilla") == 0)
+        o->argilla = 1;
+    else
+        cli_usage_error(prog, "--format: expected rollout or argilla, got '%s'", o->format);
+    if (o->pairs && !o->rm) cli_usage_error(prog, "--pairs needs --reward-model");
+    if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
+    /* every sample of every prompt is held until its prompt's line is written */
+    if (o->gen.num_samples < 1 || o->gen.num_samples > (1 << 16))
+        cli_usage_error(prog, "--num-samples must be in [1, %d], got %d", 1 << 16, o->gen.num_samples);
+    if ((o->pairs || o->argilla) && o->gen.num_samples < 2)
+        cli_usage_error(prog, "--%s needs --num-samples >= 2", o->pairs ? "pairs" : "format argilla");
+    gen_flags_finish(&o->gf, prog);
+}
 
 static void parse_args(Opts *o, int argc, char **argv) {
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
@@ -143,13 +162,13 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->template_name = optarg;
             break;
         case O_MAXPROMPT:
-            o->max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
+            o->max_prompt_length = cli_int_min(prog, "--max-prompt-length", optarg, 0);
             break;
         case 'n':
             o->gen.num_samples = cli_int(prog, "--num-samples", optarg);
             break;
         case O_BATCH:
-            o->gen.batch_size = cli_int(prog, "--batch-size", optarg);
+            o->gen.batch_size = cli_int_min(prog, "--batch-size", optarg, 1);
             break;
         case O_RM:
             o->rm = optarg;
@@ -159,10 +178,10 @@ static void parse_args(Opts *o, int argc, char **argv) {
                 cli_usage_error(prog, "--pairs: expected best-worst, all-ranked or rso, got '%s'", optarg);
             break;
         case O_BETA:
-            o->rso_beta = cli_double(prog, "--rso-beta", optarg);
+            o->rso_beta = cli_double_in(prog, "--rso-beta", optarg, 0, 1, INFINITY, 0);
             break;
         case O_SELECT:
-            o->num_select = cli_int(prog, "--num-select", optarg);
+            o->num_select = cli_int_min(prog, "--num-select", optarg, 2);
             break;
         case O_FORMAT:
             o->format = optarg;
@@ -177,7 +196,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->gen.seed = cli_u64(prog, "--seed", optarg);
             break;
         case O_THREADS:
-            o->threads = cli_int(prog, "--threads", optarg);
+            o->threads = cli_int_min(prog, "--threads", optarg, 0);
             break;
         case O_PROGRESS:
             o->progress = 1;
@@ -197,30 +216,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
             cli_usage_error(prog, "unknown option");
         }
     }
-    if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
     if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
-    /* upper bounds: a sequence cannot outgrow any context cherry loads, and every
-     * sample of every prompt is held until its prompt's line is written */
-    if (o->gen.max_new_tokens < 1 || o->gen.max_new_tokens > (1 << 24))
-        cli_usage_error(prog, "--max-new-tokens must be in [1, %d], got %d", 1 << 24, o->gen.max_new_tokens);
-    if (o->gen.num_samples < 1 || o->gen.num_samples > (1 << 16))
-        cli_usage_error(prog, "--num-samples must be in [1, %d], got %d", 1 << 16, o->gen.num_samples);
-    if (o->gen.batch_size < 1) cli_usage_error(prog, "--batch-size must be >= 1");
-    if (o->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length must be >= 0");
-    if (o->threads < 0) cli_usage_error(prog, "--threads must be >= 0");
-    if (strcmp(o->format, "rollout") == 0)
-        o->argilla = 0;
-    else if (strcmp(o->format, "argilla") == 0)
-        o->argilla = 1;
-    else
-        cli_usage_error(prog, "--format: expected rollout or argilla, got '%s'", o->format);
-    if (o->pairs && !o->rm) cli_usage_error(prog, "--pairs needs --reward-model");
-    if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
-    if ((o->pairs || o->argilla) && o->gen.num_samples < 2)
-        cli_usage_error(prog, "--%s needs --num-samples >= 2", o->pairs ? "pairs" : "format argilla");
-    if (!(o->rso_beta > 0)) cli_usage_error(prog, "--rso-beta must be > 0");
-    if (o->num_select < 2) cli_usage_error(prog, "--num-select must be >= 2");
-    gen_flags_finish(&o->gf, prog);
+    check_args(o);
 }
 
 /* ---- progress ---- */
@@ -280,6 +277,104 @@ typedef struct Totals {
     long prompts, seqs, stop, length, tokens, pairs;
 } Totals;
 
+/* One Argilla record per prompt: response-1..N, and with rewards the ranking
+ * suggestion. */
+static int emit_argilla(FILE *fp, const Opts *o, const PromptExample *px, long group, json_t **text,
+                        const float *rewards, Error *e) {
+    int N = o->gen.num_samples;
+    json_t *r = json_object();
+    char id[32];
+    snprintf(id, sizeof id, "%ld", group);
+    json_object_set_new(r, "id", json_string(id));
+    json_object_set(r, "prompt", px->prompt);
+    for (int s = 0; s < N; s++) {
+        char key[32];
+        snprintf(key, sizeof key, "response-%d", s + 1);
+        json_object_set(r, key, text[s]);
+    }
+    if (rewards) {
+        /* Argilla 2.x maps a key named like the question to its suggestion: the
+         * responses ordered by reward, best first. */
+        int *order = xmalloc((size_t)N * sizeof(int));
+        for (int s = 0; s < N; s++) order[s] = s;
+        for (int a = 1; a < N; a++) /* insertion sort: stable, N is small */
+            for (int b = a; b > 0 && rewards[order[b]] > rewards[order[b - 1]]; b--) {
+                int t = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = t;
+            }
+        json_t *rank = json_array();
+        for (int s = 0; s < N; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "response-%d", order[s] + 1);
+            json_array_append_new(rank, json_string(key));
+        }
+        json_object_set_new(r, "ranking", rank);
+        json_object_set_new(r, "ranking.suggestion.agent", json_string(o->rm));
+        for (int s = 0; s < N; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "reward-%d", s + 1);
+            json_object_set_new(r, key, json_real(rewards[s]));
+        }
+        free(order);
+    }
+    return write_json(fp, r, e);
+}
+
+/* The preference pairs of one prompt's completions (--pairs). */
+static int emit_pairs(FILE *fp, const Opts *o, const PromptExample *px, long group, json_t **text, const float *rewards,
+                      Totals *tot, Error *e) {
+    int N = o->gen.num_samples, rc = 0;
+    int cap = N * (N - 1) / 2 + 1;
+    int *ch = xmalloc((size_t)cap * sizeof(int)), *rj = xmalloc((size_t)cap * sizeof(int));
+    Rng rng;
+    gen_rng_seed(&rng, o->gen.seed ^ 0x52534f2d70616972ULL /* "RSO-pair" */, group, 0);
+    int np = rollpairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
+    for (int k = 0; k < np && !rc; k++) {
+        json_t *r = json_object();
+        json_object_set(r, "prompt", px->prompt);
+        json_object_set_new(r, "chosen", as_answer(px->prompt, json_incref(text[ch[k]])));
+        json_object_set_new(r, "rejected", as_answer(px->prompt, json_incref(text[rj[k]])));
+        json_object_set_new(r, "score_chosen", json_real(rewards[ch[k]]));
+        json_object_set_new(r, "score_rejected", json_real(rewards[rj[k]]));
+        json_object_set_new(r, "group", json_integer(group));
+        rc = write_json(fp, r, e);
+        tot->pairs++;
+    }
+    free(ch);
+    free(rj);
+    return rc;
+}
+
+/* One rollout record per completion. */
+static int emit_rollouts(FILE *fp, const Opts *o, const PromptExample *px, long group, const GenSeq *seqs,
+                         json_t **text, const float *rewards, Error *e) {
+    int N = o->gen.num_samples, rc = 0;
+    for (int s = 0; s < N && !rc; s++) {
+        const GenSeq *q = &seqs[s];
+        json_t *r = json_object();
+        json_object_set(r, "prompt", px->prompt);
+        json_object_set_new(r, "completion", as_answer(px->prompt, json_incref(text[s])));
+        json_object_set_new(r, "group", json_integer(group));
+        json_object_set_new(r, "sample", json_integer(s));
+        json_object_set_new(r, "finish_reason", json_string(q->finish == GEN_FINISH_STOP ? "stop" : "length"));
+        json_object_set_new(r, "logprob", json_real(q->logprob));
+        json_object_set_new(r, "tokens", json_integer(q->n_tokens));
+        if (rewards) json_object_set_new(r, "reward", json_real(rewards[s]));
+        if (o->per_token) {
+            json_t *ids = json_array(), *lps = json_array();
+            for (int t = 0; t < q->n_tokens; t++) {
+                json_array_append_new(ids, json_integer(q->tokens[t]));
+                json_array_append_new(lps, json_real(q->logprobs[t]));
+            }
+            json_object_set_new(r, "completion_ids", ids);
+            json_object_set_new(r, "token_logprobs", lps);
+        }
+        rc = write_json(fp, r, e);
+    }
+    return rc;
+}
+
 static int emit_group(FILE *fp, const Opts *o, const Tokenizer *tok, const PromptExample *px, long group, GenSeq *seqs,
                       const float *rewards, Totals *tot, Error *e) {
     int N = o->gen.num_samples;
@@ -297,87 +392,12 @@ static int emit_group(FILE *fp, const Opts *o, const Tokenizer *tok, const Promp
         else
             tot->length++;
     }
-    if (o->argilla) {
-        json_t *r = json_object();
-        char id[32];
-        snprintf(id, sizeof id, "%ld", group);
-        json_object_set_new(r, "id", json_string(id));
-        json_object_set(r, "prompt", px->prompt);
-        for (int s = 0; s < N; s++) {
-            char key[32];
-            snprintf(key, sizeof key, "response-%d", s + 1);
-            json_object_set(r, key, text[s]);
-        }
-        if (rewards) {
-            /* Argilla 2.x maps a key named like the question to its suggestion: the
-             * responses ordered by reward, best first. */
-            int *order = xmalloc((size_t)N * sizeof(int));
-            for (int s = 0; s < N; s++) order[s] = s;
-            for (int a = 1; a < N; a++) /* insertion sort: stable, N is small */
-                for (int b = a; b > 0 && rewards[order[b]] > rewards[order[b - 1]]; b--) {
-                    int t = order[b];
-                    order[b] = order[b - 1];
-                    order[b - 1] = t;
-                }
-            json_t *rank = json_array();
-            for (int s = 0; s < N; s++) {
-                char key[32];
-                snprintf(key, sizeof key, "response-%d", order[s] + 1);
-                json_array_append_new(rank, json_string(key));
-            }
-            json_object_set_new(r, "ranking", rank);
-            json_object_set_new(r, "ranking.suggestion.agent", json_string(o->rm));
-            for (int s = 0; s < N; s++) {
-                char key[32];
-                snprintf(key, sizeof key, "reward-%d", s + 1);
-                json_object_set_new(r, key, json_real(rewards[s]));
-            }
-            free(order);
-        }
-        rc = write_json(fp, r, e);
-    } else if (o->pairs) {
-        int cap = N * (N - 1) / 2 + 1;
-        int *ch = xmalloc((size_t)cap * sizeof(int)), *rj = xmalloc((size_t)cap * sizeof(int));
-        Rng rng;
-        gen_rng_seed(&rng, o->gen.seed ^ 0x52534f2d70616972ULL /* "RSO-pair" */, group, 0);
-        int np = rollpairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
-        for (int k = 0; k < np && !rc; k++) {
-            json_t *r = json_object();
-            json_object_set(r, "prompt", px->prompt);
-            json_object_set_new(r, "chosen", as_answer(px->prompt, json_incref(text[ch[k]])));
-            json_object_set_new(r, "rejected", as_answer(px->prompt, json_incref(text[rj[k]])));
-            json_object_set_new(r, "score_chosen", json_real(rewards[ch[k]]));
-            json_object_set_new(r, "score_rejected", json_real(rewards[rj[k]]));
-            json_object_set_new(r, "group", json_integer(group));
-            rc = write_json(fp, r, e);
-            tot->pairs++;
-        }
-        free(ch);
-        free(rj);
-    } else {
-        for (int s = 0; s < N && !rc; s++) {
-            const GenSeq *q = &seqs[s];
-            json_t *r = json_object();
-            json_object_set(r, "prompt", px->prompt);
-            json_object_set_new(r, "completion", as_answer(px->prompt, json_incref(text[s])));
-            json_object_set_new(r, "group", json_integer(group));
-            json_object_set_new(r, "sample", json_integer(s));
-            json_object_set_new(r, "finish_reason", json_string(q->finish == GEN_FINISH_STOP ? "stop" : "length"));
-            json_object_set_new(r, "logprob", json_real(q->logprob));
-            json_object_set_new(r, "tokens", json_integer(q->n_tokens));
-            if (rewards) json_object_set_new(r, "reward", json_real(rewards[s]));
-            if (o->per_token) {
-                json_t *ids = json_array(), *lps = json_array();
-                for (int t = 0; t < q->n_tokens; t++) {
-                    json_array_append_new(ids, json_integer(q->tokens[t]));
-                    json_array_append_new(lps, json_real(q->logprobs[t]));
-                }
-                json_object_set_new(r, "completion_ids", ids);
-                json_object_set_new(r, "token_logprobs", lps);
-            }
-            rc = write_json(fp, r, e);
-        }
-    }
+    if (o->argilla)
+        rc = emit_argilla(fp, o, px, group, text, rewards, e);
+    else if (o->pairs)
+        rc = emit_pairs(fp, o, px, group, text, rewards, tot, e);
+    else
+        rc = emit_rollouts(fp, o, px, group, seqs, text, rewards, e);
 done:
     for (int s = 0; s < N; s++) json_decref(text[s]);
     free(text);
@@ -462,6 +482,86 @@ static int sum_totals(Totals *t, Error *e) {
     return rc;
 }
 
+/* The policy (an adapter folded in), its tokenizer and EOS ids, and the reward model
+ * when --reward-model is given; exits on error. */
+static void load_models(Opts *o, Model *m, Model *rm, Tokenizer **tok) {
+    Error e = {0};
+    if (model_load(m, o->model, &e)) err_die(prog, &e);
+    lora_merge(m); /* an adapter directory: decode with the adapter folded in */
+    if (m->cfg.is_classifier) {
+        err_set(&e, EX_USAGE, "%s is a sequence classifier; the policy must be a causal LM", o->model);
+        err_die(prog, &e);
+    }
+    if (model_tokenizer_load(tok, o->model, &e)) err_die(prog, &e);
+    if (gen_collect_eos(&o->gen, m, *tok, o->model, &e)) err_die(prog, &e);
+    if (!o->rm) return;
+    if (reward_check_tokenizer(o->model, o->rm, &e)) err_die(prog, &e);
+    if (model_load(rm, o->rm, &e)) err_die(prog, &e);
+    lora_merge(rm);
+    if (!rm->cfg.is_classifier) {
+        err_set(&e, EX_USAGE, "%s has no score head (a *ForSequenceClassification directory is needed)", o->rm);
+        err_die(prog, &e);
+    }
+}
+
+/* Reads up to CHUNK prompts into px; *n is how many, *eof set at the end. */
+static int read_chunk(DataReader *dr, PromptExample *px, int chunk, int *n, int *eof, Error *e) {
+    for (*n = 0; *n < chunk; (*n)++) {
+        int r = data_next_prompt(dr, &px[*n], e);
+        if (r == DATA_END) {
+            *eof = 1;
+            return 0;
+        }
+        if (r) return r;
+    }
+    return 0;
+}
+
+/* Every chunk of prompts of dr: generated, scored and written to out (rank 0), each
+ * rank taking its slice under MPI.  A collective. */
+static int run_all(FILE *out, const Opts *o, Model *m, Model *rm, const Tokenizer *tok, DataReader *dr, Prog *pg,
+                   Totals *tot, Error *e) {
+    const int rank = dist_rank(), n_ranks = dist_size();
+    int chunk = 4 * o->gen.batch_size > 256 ? 4 * o->gen.batch_size : 256;
+    PromptExample *px = xcalloc((size_t)chunk, sizeof(PromptExample));
+    long group = 0;
+    int rc = 0, eof = 0;
+    while (!eof && !rc) {
+        int n = 0;
+        rc = read_chunk(dr, px, chunk, &n, &eof, e);
+        if (n_ranks > 1) {
+            /* every rank read the same chunk (or every rank failed to) */
+            rc = dist_agree(rc, e);
+            if (!rc) rc = same_count(n, e);
+        }
+        if (!rc && n > 0 && n_ranks == 1) {
+            pg->total = pg->done_before + (long)n * o->gen.num_samples;
+            rc = run_chunk(out, o, m, rm, tok, px, n, group, pg, tot, e);
+        } else if (!rc && n > 0) {
+            int lo = (int)((long)n * rank / n_ranks), hi = (int)((long)n * (rank + 1) / n_ranks);
+            pg->total = pg->done_before + (long)(hi - lo) * o->gen.num_samples;
+            rc = run_slice(out, o, m, rm, tok, px + lo, hi - lo, group + lo, pg, tot, e);
+        }
+        pg->tokens_before = tot->tokens;
+        group += n;
+        for (int i = 0; i < n; i++) prompt_example_free(&px[i]);
+    }
+    free(px);
+    if (!rc && n_ranks > 1) rc = sum_totals(tot, e);
+    return rc;
+}
+
+static void print_summary(const Opts *o, const Totals *tot, const Prog *pg, const DataCounts *dc) {
+    double dt = now_seconds() - pg->t0;
+    fprintf(stderr, "%s: %ld prompts, %ld completions (%ld stop, %ld length), %ld tokens in %.1f s (%.0f tok/s)", prog,
+            tot->prompts, tot->seqs, tot->stop, tot->length, tot->tokens, dt, dt > 0 ? tot->tokens / dt : 0.0);
+    if (o->pairs) fprintf(stderr, ", %ld pairs (%s)", tot->pairs, rollpairs_strategy_name(o->pairs));
+    if (dc->skipped || dc->dropped || dc->truncated)
+        fprintf(stderr, "; %ld invalid records skipped, %ld dropped, %ld prompts truncated", dc->skipped, dc->dropped,
+                dc->truncated);
+    fprintf(stderr, "\n");
+}
+
 int main(int argc, char **argv) {
     cli_init(prog);
     Opts o;
@@ -481,23 +581,7 @@ int main(int argc, char **argv) {
     }
     Model m, rm;
     Tokenizer *tok = NULL;
-    if (model_load(&m, o.model, &e)) err_die(prog, &e);
-    lora_merge(&m); /* an adapter directory: decode with the adapter folded in */
-    if (m.cfg.is_classifier) {
-        err_set(&e, EX_USAGE, "%s is a sequence classifier; the policy must be a causal LM", o.model);
-        err_die(prog, &e);
-    }
-    if (model_tokenizer_load(&tok, o.model, &e)) err_die(prog, &e);
-    if (gen_collect_eos(&o.gen, &m, tok, o.model, &e)) err_die(prog, &e);
-    if (o.rm) {
-        if (reward_check_tokenizer(o.model, o.rm, &e)) err_die(prog, &e);
-        if (model_load(&rm, o.rm, &e)) err_die(prog, &e);
-        lora_merge(&rm);
-        if (!rm.cfg.is_classifier) {
-            err_set(&e, EX_USAGE, "%s has no score head (a *ForSequenceClassification directory is needed)", o.rm);
-            err_die(prog, &e);
-        }
-    }
+    load_models(&o, &m, &rm, &tok);
     DataOptions dopt;
     data_options_default(&dopt);
     dopt.kind = DATA_AUTO;
@@ -515,46 +599,9 @@ int main(int argc, char **argv) {
     int orc = rank == 0 ? atomic_open(&af, o.out, &e) : 0;
     if (dist_agree(orc, &e)) err_die(prog, &e);
 
-    int chunk = 4 * o.gen.batch_size > 256 ? 4 * o.gen.batch_size : 256;
-    PromptExample *px = xcalloc((size_t)chunk, sizeof(PromptExample));
     Prog pg = {.on = cli_progress_enabled(o.progress) && !o.quiet, .t0 = now_seconds()};
     Totals tot = {0};
-    long group = 0;
-    int rc = 0, eof = 0;
-    while (!eof && !rc) {
-        int n = 0;
-        while (n < chunk) {
-            int r = data_next_prompt(dr, &px[n], &e);
-            if (r == DATA_END) {
-                eof = 1;
-                break;
-            }
-            if (r) {
-                rc = r;
-                break;
-            }
-            n++;
-        }
-        if (n_ranks > 1) {
-            /* every rank read the same chunk (or every rank failed to) */
-            rc = dist_agree(rc, &e);
-            if (!rc) rc = same_count(n, &e);
-        }
-        if (!rc && n > 0 && n_ranks == 1) {
-            pg.total = pg.done_before + (long)n * o.gen.num_samples;
-            rc = run_chunk(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px, n, group, &pg, &tot, &e);
-            pg.tokens_before = tot.tokens;
-            group += n;
-        } else if (!rc && n > 0) {
-            int lo = (int)((long)n * rank / n_ranks), hi = (int)((long)n * (rank + 1) / n_ranks);
-            pg.total = pg.done_before + (long)(hi - lo) * o.gen.num_samples;
-            rc = run_slice(af.fp, &o, &m, o.rm ? &rm : NULL, tok, px + lo, hi - lo, group + lo, &pg, &tot, &e);
-            pg.tokens_before = tot.tokens;
-            group += n;
-        }
-        for (int i = 0; i < n; i++) prompt_example_free(&px[i]);
-    }
-    if (!rc && n_ranks > 1) rc = sum_totals(&tot, &e);
+    int rc = run_all(af.fp, &o, &m, o.rm ? &rm : NULL, tok, dr, &pg, &tot, &e);
     if (pg.on) fprintf(stderr, "\n");
     if (rc) {
         if (rank == 0) atomic_abort(&af);
@@ -562,19 +609,8 @@ int main(int argc, char **argv) {
     }
     int crc = rank == 0 ? atomic_commit(&af, &e) : 0;
     if (dist_agree(crc, &e)) err_die(prog, &e);
-    const DataCounts *dc = data_counts(dr);
-    if (!o.quiet) {
-        double dt = now_seconds() - pg.t0;
-        fprintf(stderr, "%s: %ld prompts, %ld completions (%ld stop, %ld length), %ld tokens in %.1f s (%.0f tok/s)",
-                prog, tot.prompts, tot.seqs, tot.stop, tot.length, tot.tokens, dt, dt > 0 ? tot.tokens / dt : 0.0);
-        if (o.pairs) fprintf(stderr, ", %ld pairs (%s)", tot.pairs, rollpairs_strategy_name(o.pairs));
-        if (dc->skipped || dc->dropped || dc->truncated)
-            fprintf(stderr, "; %ld invalid records skipped, %ld dropped, %ld prompts truncated", dc->skipped,
-                    dc->dropped, dc->truncated);
-        fprintf(stderr, "\n");
-    }
+    if (!o.quiet) print_summary(&o, &tot, &pg, data_counts(dr));
     data_close(dr);
-    free(px);
     tok_free(tok);
     if (o.rm) model_free(&rm);
     model_free(&m);

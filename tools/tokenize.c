@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "base/cli.h"
-#include "data/data.h"
 #include "base/jsonl.h"
 #include "base/util.h"
+#include "data/data.h"
 #include "model/model.h"
 
 static const char *prog = "tokenize";
@@ -46,7 +46,6 @@ static void usage(FILE *out) {
            "  -h, --help              this help\n"
            "      --version           version\n",
            prog);
-    exit(0);
 }
 
 typedef struct Opts {
@@ -54,6 +53,7 @@ typedef struct Opts {
     DataOptions d;
     int format; /* 0 auto, 1 text, 2 jsonl */
     int add_special, with_mask, decode, skip_special, json_out, count, quiet, max_length;
+    const char *tok_path, *model_dir, *out_path;
 } Opts;
 
 typedef struct Stats {
@@ -259,27 +259,61 @@ static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
     return rc;
 }
 
-int main(int argc, char **argv) {
-    cli_init(prog);
-    enum {
-        O_KIND = 256,
-        O_TPL,
-        O_PSPEC,
-        O_ADDSPEC,
-        O_MAXLEN,
-        O_MAXPL,
-        O_TRUNC,
-        O_NOEOS,
-        O_MASK,
-        O_SKIPSP,
-        O_JSON,
-        O_SKIP,
-        O_VER,
-        O_SEED,
-        O_THREADS,
-        O_PROGRESS,
-        O_NOPROGRESS
-    };
+enum {
+    O_KIND = 256,
+    O_TPL,
+    O_PSPEC,
+    O_ADDSPEC,
+    O_MAXLEN,
+    O_MAXPL,
+    O_TRUNC,
+    O_NOEOS,
+    O_MASK,
+    O_SKIPSP,
+    O_JSON,
+    O_SKIP,
+    O_VER,
+    O_SEED,
+    O_THREADS,
+    O_PROGRESS,
+    O_NOPROGRESS
+};
+
+/* The flags of the records (data.h DataOptions); returns 1 when C is one of them. */
+static int data_flag(Opts *o, int c, const char *arg) {
+    Error e = {0};
+    switch (c) {
+    case O_KIND:
+        if (data_kind_parse(arg, &o->d.kind, &e)) cli_usage_error(prog, "--kind: %s", e.msg);
+        return 1;
+    case O_TPL:
+        if (chat_template_parse(arg, &o->d.tpl, &e)) cli_usage_error(prog, "--template: %s", e.msg);
+        return 1;
+    case O_PSPEC:
+        o->d.parse_special = 1;
+        return 1;
+    case O_MAXLEN:
+        o->max_length = o->d.max_length = cli_int(prog, "--max-length", arg);
+        if (o->max_length < 1) cli_usage_error(prog, "--max-length: must be at least 1");
+        return 1;
+    case O_MAXPL:
+        o->d.max_prompt_length = cli_int(prog, "--max-prompt-length", arg);
+        if (o->d.max_prompt_length < 1) cli_usage_error(prog, "--max-prompt-length: must be at least 1");
+        return 1;
+    case O_TRUNC:
+        if (data_truncation_parse(arg, &o->d.truncation, &e)) cli_usage_error(prog, "--truncation: %s", e.msg);
+        return 1;
+    case O_NOEOS:
+        o->d.add_eos = 0;
+        return 1;
+    case O_SKIP:
+        o->d.skip_invalid = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void parse_args(Opts *o, int argc, char **argv) {
     static const struct option longopts[] = {{"tokenizer", required_argument, 0, 't'},
                                              {"model", required_argument, 0, 'm'},
                                              {"format", required_argument, 0, 'f'},
@@ -306,72 +340,45 @@ int main(int argc, char **argv) {
                                              {"progress", no_argument, 0, O_PROGRESS},
                                              {"no-progress", no_argument, 0, O_NOPROGRESS},
                                              {0, 0, 0, 0}};
-    Opts o;
-    memset(&o, 0, sizeof o);
-    data_options_default(&o.d);
-    const char *tok_path = NULL, *model_dir = NULL, *out_path = "-";
-    Error e = {0};
+    memset(o, 0, sizeof *o);
+    data_options_default(&o->d);
+    o->out_path = "-";
     int c;
     while ((c = getopt_long(argc, argv, "t:m:f:dco:qh", longopts, NULL)) != -1) {
+        if (data_flag(o, c, optarg)) continue;
         switch (c) {
         case 't':
-            tok_path = optarg;
+            o->tok_path = optarg;
             break;
         case 'm':
-            model_dir = optarg;
+            o->model_dir = optarg;
             break;
         case 'f':
-            o.format = cli_choice(prog, "--format", optarg, (const char *const[]){"auto", "text", "jsonl", NULL});
-            break;
-        case O_KIND:
-            if (data_kind_parse(optarg, &o.d.kind, &e)) cli_usage_error(prog, "--kind: %s", e.msg);
-            break;
-        case O_TPL:
-            if (chat_template_parse(optarg, &o.d.tpl, &e)) cli_usage_error(prog, "--template: %s", e.msg);
-            break;
-        case O_PSPEC:
-            o.d.parse_special = 1;
+            o->format = cli_choice(prog, "--format", optarg, (const char *const[]){"auto", "text", "jsonl", NULL});
             break;
         case O_ADDSPEC:
-            o.add_special = 1;
-            break;
-        case O_MAXLEN:
-            o.max_length = o.d.max_length = cli_int(prog, "--max-length", optarg);
-            if (o.max_length < 1) cli_usage_error(prog, "--max-length: must be at least 1");
-            break;
-        case O_MAXPL:
-            o.d.max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
-            if (o.d.max_prompt_length < 1) cli_usage_error(prog, "--max-prompt-length: must be at least 1");
-            break;
-        case O_TRUNC:
-            if (data_truncation_parse(optarg, &o.d.truncation, &e)) cli_usage_error(prog, "--truncation: %s", e.msg);
-            break;
-        case O_NOEOS:
-            o.d.add_eos = 0;
+            o->add_special = 1;
             break;
         case O_MASK:
-            o.with_mask = 1;
+            o->with_mask = 1;
             break;
         case 'd':
-            o.decode = 1;
+            o->decode = 1;
             break;
         case O_SKIPSP:
-            o.skip_special = 1;
+            o->skip_special = 1;
             break;
         case O_JSON:
-            o.json_out = 1;
+            o->json_out = 1;
             break;
         case 'c':
-            o.count = 1;
+            o->count = 1;
             break;
         case 'o':
-            out_path = optarg;
-            break;
-        case O_SKIP:
-            o.d.skip_invalid = 1;
+            o->out_path = optarg;
             break;
         case 'q':
-            o.quiet = 1;
+            o->quiet = 1;
             break;
         case 'h':
             cli_help(usage);
@@ -391,33 +398,45 @@ int main(int argc, char **argv) {
             cli_usage_error(prog, "unknown option");
         }
     }
-    if (!tok_path == !model_dir) cli_usage_error(prog, "give exactly one of -t/--tokenizer FILE and -m/--model DIR");
-    if (o.decode && o.count) cli_usage_error(prog, "--decode and --count do not go together");
-    int rc = tok_path ? tok_load(&o.tok, tok_path, &e) : model_tokenizer_load(&o.tok, model_dir, &e);
+    if (!o->tok_path == !o->model_dir)
+        cli_usage_error(prog, "give exactly one of -t/--tokenizer FILE and -m/--model DIR");
+    if (o->decode && o->count) cli_usage_error(prog, "--decode and --count do not go together");
+}
+
+/* The --count summary: one JSON line. */
+static int write_count(const Opts *o, const Stats *st, FILE *fp, Error *e) {
+    json_t *j =
+        json_pack("{s:I, s:I, s:I, s:f, s:I}", "examples", (json_int_t)st->examples, "tokens", (json_int_t)st->tokens,
+                  "min_tokens", (json_int_t)st->min, "mean_tokens",
+                  st->examples ? (double)st->tokens / (double)st->examples : 0.0, "max_tokens", (json_int_t)st->max);
+    if (o->max_length > 0) {
+        json_object_set_new(j, "max_length", json_integer(o->max_length));
+        json_object_set_new(j, "over_max_length", json_integer(st->over));
+    }
+    json_object_set_new(j, "dropped", json_integer(st->dc.dropped));
+    json_object_set_new(j, "skipped", json_integer(st->dc.skipped));
+    int rc = jsonl_write(fp, j, e);
+    json_decref(j);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    cli_init(prog);
+    Opts o;
+    parse_args(&o, argc, argv);
+    Error e = {0};
+    int rc = o.tok_path ? tok_load(&o.tok, o.tok_path, &e) : model_tokenizer_load(&o.tok, o.model_dir, &e);
     if (rc) err_die(prog, &e);
     atomic_install_signal_cleanup();
     AtomicFile af;
-    if ((rc = atomic_open(&af, out_path, &e))) err_die(prog, &e);
+    if ((rc = atomic_open(&af, o.out_path, &e))) err_die(prog, &e);
     Stats st;
     memset(&st, 0, sizeof st);
     const char *stdin_only[] = {"-"};
     const char **inputs = optind < argc ? (const char **)argv + optind : stdin_only;
     int n_inputs = optind < argc ? argc - optind : 1;
     for (int i = 0; i < n_inputs && !rc; i++) rc = run_one(&o, inputs[i], af.fp, &st, &e);
-    if (!rc && o.count) {
-        json_t *j =
-            json_pack("{s:I, s:I, s:I, s:f, s:I}", "examples", (json_int_t)st.examples, "tokens", (json_int_t)st.tokens,
-                      "min_tokens", (json_int_t)st.min, "mean_tokens",
-                      st.examples ? (double)st.tokens / (double)st.examples : 0.0, "max_tokens", (json_int_t)st.max);
-        if (o.max_length > 0) {
-            json_object_set_new(j, "max_length", json_integer(o.max_length));
-            json_object_set_new(j, "over_max_length", json_integer(st.over));
-        }
-        json_object_set_new(j, "dropped", json_integer(st.dc.dropped));
-        json_object_set_new(j, "skipped", json_integer(st.dc.skipped));
-        rc = jsonl_write(af.fp, j, &e);
-        json_decref(j);
-    }
+    if (!rc && o.count) rc = write_count(&o, &st, af.fp, &e);
     if (rc) {
         atomic_abort(&af);
         tok_free(o.tok);

@@ -98,6 +98,27 @@ double cli_double(const char *prog, const char *flag, const char *s) {
     return v;
 }
 
+double cli_double_in(const char *prog, const char *flag, const char *s, double lo, int lo_open, double hi,
+                     int hi_open) {
+    double v = cli_double(prog, flag, s);
+    if ((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi)) return v;
+    if (isinf(hi)) cli_usage_error(prog, "%s: must be %s %g, got '%s'", flag, lo_open ? ">" : ">=", lo, s);
+    cli_usage_error(prog, "%s: must be in %c%g, %g%c, got '%s'", flag, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']',
+                    s);
+}
+
+int cli_int_min(const char *prog, const char *flag, const char *s, int min) {
+    int v = cli_int(prog, flag, s);
+    if (v < min) cli_usage_error(prog, "%s: must be >= %d, got '%s'", flag, min, s);
+    return v;
+}
+
+long long cli_ll_min(const char *prog, const char *flag, const char *s, long long min) {
+    long long v = cli_ll(prog, flag, s);
+    if (v < min) cli_usage_error(prog, "%s: must be >= %lld, got '%s'", flag, min, s);
+    return v;
+}
+
 int cli_progress_enabled(int flag_value) {
     if (flag_value >= 0) return flag_value;
     return isatty(2);

@@ -29,6 +29,14 @@ long long cli_ll(const char *prog, const char *flag, const char *s);
 uint64_t cli_u64(const char *prog, const char *flag, const char *s);
 double cli_double(const char *prog, const char *flag, const char *s);
 
+/* The same with a range, for the many flags that have one: a number in LO..HI, each
+ * end closed ([) or open (() as its *_OPEN says; HI = INFINITY for none.  Else a usage
+ * error "PROG: FLAG: must be >= 0 (> 0, in [0, 1), ...), got 'x'" (exit 64). */
+double cli_double_in(const char *prog, const char *flag, const char *s, double lo, int lo_open, double hi, int hi_open);
+/* An integer >= MIN, else "PROG: FLAG: must be >= MIN, got 'x'" (exit 64). */
+int cli_int_min(const char *prog, const char *flag, const char *s, int min);
+long long cli_ll_min(const char *prog, const char *flag, const char *s, long long min);
+
 /* Prints "PROG: message\nTry 'PROG --help'." and exits 64. */
 void cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 

@@ -70,16 +70,13 @@ void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, 
             f->extra = 1;
             break;
         case OPT_BATCH:
-            f->batch = cli_int(prog, "--batch-size", optarg);
-            if (f->batch < 1) cli_usage_error(prog, "--batch-size: expected a positive integer, got '%s'", optarg);
+            f->batch = cli_int_min(prog, "--batch-size", optarg, 1);
             break;
         case OPT_MAXLEN:
-            f->max_length = cli_int(prog, "--max-length", optarg);
-            if (f->max_length < 1) cli_usage_error(prog, "--max-length: expected a positive integer, got '%s'", optarg);
+            f->max_length = cli_int_min(prog, "--max-length", optarg, 1);
             break;
         case OPT_MAXPROMPT:
-            f->max_prompt_length = cli_int(prog, "--max-prompt-length", optarg);
-            if (f->max_prompt_length < 0) cli_usage_error(prog, "--max-prompt-length: expected >= 0, got '%s'", optarg);
+            f->max_prompt_length = cli_int_min(prog, "--max-prompt-length", optarg, 0);
             break;
         case OPT_KIND:
             kind_name = optarg;
@@ -91,8 +88,7 @@ void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, 
             skip = 1;
             break;
         case OPT_THREADS:
-            f->threads = cli_int(prog, "--threads", optarg);
-            if (f->threads < 0) cli_usage_error(prog, "--threads: expected >= 0, got '%s'", optarg);
+            f->threads = cli_int_min(prog, "--threads", optarg, 0);
             break;
         case OPT_SEED: /* accepted for uniformity; nothing here is random */
             (void)cli_u64(prog, "--seed", optarg);

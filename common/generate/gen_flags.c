@@ -56,22 +56,24 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg) {
 }
 
 void gen_flags_finish(GenFlags *f, const char *prog) {
-    if (f->gen->max_new_tokens < 1) cli_usage_error(prog, "--max-new-tokens must be >= 1");
+    /* upper bound: a sequence cannot outgrow any context cherry loads */
+    if (f->gen->max_new_tokens < 1 || f->gen->max_new_tokens > (1 << 24))
+        cli_usage_error(prog, "--max-new-tokens must be in [1, %d], got %d", 1 << 24, f->gen->max_new_tokens);
     Error e;
     if (sampler_config_check(&f->gen->sampler, &e)) cli_usage_error(prog, "%s", e.msg);
     f->gen->stop = f->stop;
     f->gen->n_stop = f->n_stop;
 }
 
-void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_default) {
+void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_help) {
     fprintf(out,
             "      --max-new-tokens N     tokens to generate at most (default %d)\n"
-            "      --temperature T        0 = greedy (default %s)\n"
+            "      --temperature T        %s\n"
             "      --top-k K              keep the K most likely tokens (default 0 = off)\n"
             "      --top-p P              nucleus sampling mass (default 1 = off)\n"
             "      --min-p P              drop tokens below P x the top probability (default 0 = off)\n"
             "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
             "      --stop STRING          end a completion when it contains STRING (repeatable); \\n, \\t\n"
             "                             and \\\\ are read as newline, tab and backslash\n",
-            max_new_default, temperature_default);
+            max_new_default, temperature_help);
 }

@@ -37,17 +37,18 @@ enum {
 
 /* The struct option rows, for a program's getopt_long table. */
 #define GEN_FLAG_OPTIONS                                                                                               \
-    {"max-new-tokens", required_argument, 0, GEN_OPT_MAX_NEW}, {"temperature", required_argument, 0, GEN_OPT_TEMPERATURE}, \
-        {"top-k", required_argument, 0, GEN_OPT_TOP_K}, {"top-p", required_argument, 0, GEN_OPT_TOP_P},               \
-        {"min-p", required_argument, 0, GEN_OPT_MIN_P},                                                                \
-        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY},                                      \
-        {"stop", required_argument, 0, GEN_OPT_STOP}
+    {"max-new-tokens", required_argument, 0, GEN_OPT_MAX_NEW},                                                         \
+        {"temperature", required_argument, 0, GEN_OPT_TEMPERATURE}, {"top-k", required_argument, 0, GEN_OPT_TOP_K},    \
+        {"top-p", required_argument, 0, GEN_OPT_TOP_P}, {"min-p", required_argument, 0, GEN_OPT_MIN_P},                \
+        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY}, {                                    \
+        "stop", required_argument, 0, GEN_OPT_STOP                                                                     \
+    }
 
 typedef struct GenFlags {
-    GenConfig *gen;                  /* where the values go (the program's own GenConfig) */
-    const char *stop[GEN_MAX_STOP];  /* --stop strings, unescaped in place in argv */
+    GenConfig *gen;                 /* where the values go (the program's own GenConfig) */
+    const char *stop[GEN_MAX_STOP]; /* --stop strings, unescaped in place in argv */
     int n_stop;
-    int has_temperature;             /* --temperature was given (ppo's default depends on --algo) */
+    int has_temperature; /* --temperature was given (ppo's default depends on --algo) */
 } GenFlags;
 
 /* Binds f to G (whose defaults the program has set; G must outlive f's use). */
@@ -62,9 +63,9 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg);
  * points f->gen's stop strings at f's.  Exits with a usage error. */
 void gen_flags_finish(GenFlags *f, const char *prog);
 
-/* The help lines of the flags, with the program's defaults (TEMPERATURE_DEFAULT is
- * text because ppo's depends on --algo). */
-void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_default);
+/* The help lines of the flags, with the program's default length and its text for
+ * --temperature (ppo's default depends on --algo, and 0 is not allowed there). */
+void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_help);
 
 /* \n, \t and \\ in S read as newline, tab and backslash, in place (the result is
  * never longer); other backslashes stay.  Returns S. */

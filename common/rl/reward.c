@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "data/data.h"
 #include "train/prefbatch.h"
-#include "base/util.h"
 
 int reward_score(Model *rm, const int *const *seqs, const int *lens, int n, int batch_size, float *rewards, Error *e) {
     const ModelConfig *c = &rm->cfg;

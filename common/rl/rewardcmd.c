@@ -113,43 +113,44 @@ static void stop_child(RewardCmd *rc) {
     rc->from_child = -1;
 }
 
-int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out, Error *e) {
-    if (rc->failed || rc->from_child < 0)
-        return err_set(e, EX_SOFTWARE, "reward program '%s' has already failed", rc->cmd ? rc->cmd : "?");
-    /* Output waiting before anything was sent means the program answered some
-     * earlier line more than once: every later answer would be misaligned. */
+/* Output waiting before anything was sent means the program answered some earlier
+ * line more than once: every later answer would be misaligned.  A program that has
+ * exited is reported too.  Returns 0 when the pipe is quiet. */
+static int check_quiet(RewardCmd *rc, Error *e) {
     struct pollfd pre = {.fd = rc->from_child, .events = POLLIN};
-    if (rc->len > 0 || poll(&pre, 1, 0) > 0) {
-        char early[256];
-        ssize_t k = rc->len > 0 ? 0 : read(rc->from_child, early, sizeof early - 1);
-        if (rc->len > 0 || k > 0) {
-            if (k > 0) {
-                early[k] = 0;
-                early[strcspn(early, "\n")] = 0;
-            } else {
-                snprintf(early, sizeof early, "%.*s", (int)(rc->len < 200 ? rc->len : 200), rc->buf);
-            }
-            rc->failed = 1;
-            err_set(e, EX_DATAERR,
-                    "reward program '%s': unexpected extra output after line %ld: '%s' (one number per input line)",
-                    rc->cmd, rc->answered, early);
-            stop_child(rc);
-            return EX_DATAERR;
+    if (rc->len == 0 && poll(&pre, 1, 0) <= 0) return 0;
+    char early[256];
+    ssize_t k = rc->len > 0 ? 0 : read(rc->from_child, early, sizeof early - 1);
+    if (rc->len > 0 || k > 0) {
+        if (k > 0) {
+            early[k] = 0;
+            early[strcspn(early, "\n")] = 0;
+        } else {
+            snprintf(early, sizeof early, "%.*s", (int)(rc->len < 200 ? rc->len : 200), rc->buf);
         }
-        if (k == 0) {
-            char detail[128];
-            child_status(rc, detail, sizeof detail);
-            rc->failed = 1;
-            err_set(e, EX_SOFTWARE, "reward program '%s' %s before answering line %ld", rc->cmd, detail,
-                    rc->answered + 1);
-            stop_child(rc);
-            return EX_SOFTWARE;
-        }
+        rc->failed = 1;
+        err_set(e, EX_DATAERR,
+                "reward program '%s': unexpected extra output after line %ld: '%s' (one number per input line)",
+                rc->cmd, rc->answered, early);
+        stop_child(rc);
+        return EX_DATAERR;
     }
-    /* one output buffer for the whole batch, written as the pipe accepts it */
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += strlen(lines[i]) + 1;
-    char *wbuf = xmalloc(total + 1);
+    if (k == 0) {
+        char detail[128];
+        child_status(rc, detail, sizeof detail);
+        rc->failed = 1;
+        err_set(e, EX_SOFTWARE, "reward program '%s' %s before answering line %ld", rc->cmd, detail, rc->answered + 1);
+        stop_child(rc);
+        return EX_SOFTWARE;
+    }
+    return 0;
+}
+
+/* The batch's request lines, each ended by a newline, in one buffer of *total bytes. */
+static char *join_lines(const char *const *lines, int n, size_t *total) {
+    *total = 0;
+    for (int i = 0; i < n; i++) *total += strlen(lines[i]) + 1;
+    char *wbuf = xmalloc(*total + 1);
     size_t w = 0;
     for (int i = 0; i < n; i++) {
         size_t l = strlen(lines[i]);
@@ -157,8 +158,66 @@ int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out,
         w += l;
         wbuf[w++] = '\n';
     }
-    size_t sent = 0;
-    int got = 0, rcode = 0;
+    return wbuf;
+}
+
+/* Takes the K bytes the program wrote: completes answer lines into out[*got..n),
+ * restarting the per-answer deadline after each.  Returns an error code. */
+static int take_answers(RewardCmd *rc, const char *chunk, ssize_t k, double *out, int *got, int n, double *deadline,
+                        Error *e) {
+    char detail[RC_MAX_LINE + 128];
+    for (ssize_t i = 0; i < k; i++) {
+        char c = chunk[i];
+        if (c != '\n') {
+            if (rc->len + 2 > rc->cap) {
+                rc->cap = rc->cap ? rc->cap * 2 : 256;
+                rc->buf = xrealloc(rc->buf, rc->cap);
+            }
+            rc->buf[rc->len++] = c;
+            if (rc->len > RC_MAX_LINE) {
+                snprintf(detail, sizeof detail, "%d", RC_MAX_LINE);
+                return fail(rc, e, EX_DATAERR, "reward program '%s': answer to line %ld is longer than %s bytes",
+                            detail);
+            }
+            continue;
+        }
+        rc->buf = rc->len + 1 > rc->cap ? xrealloc(rc->buf, rc->cap = rc->len + 1) : rc->buf;
+        rc->buf[rc->len] = '\0';
+        if (memchr(rc->buf, '\0', rc->len)) { /* "1<NUL>2" is not the number 1 */
+            snprintf(detail, sizeof detail, "%s", rc->buf);
+            return fail(rc, e, EX_DATAERR, "reward program '%s': answer to line %ld holds a NUL byte (after '%s')",
+                        detail);
+        }
+        if (*got >= n) {
+            rc->failed = 1;
+            return err_set(e, EX_DATAERR,
+                           "reward program '%s': unexpected extra output after line %ld: '%.200s' (one "
+                           "number per input line)",
+                           rc->cmd, rc->answered, rc->buf);
+        }
+        double v;
+        if (parse_answer(rc->buf, &v) != 0) {
+            snprintf(detail, sizeof detail, "%s", rc->buf);
+            return fail(rc, e, EX_DATAERR, "reward program '%s': answer to line %ld is not a finite number: '%s'",
+                        detail);
+        }
+        out[(*got)++] = v;
+        rc->answered++;
+        rc->len = 0;
+        if (*deadline > 0) *deadline = now_seconds() + rc->timeout;
+    }
+    return 0;
+}
+
+int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out, Error *e) {
+    if (rc->failed || rc->from_child < 0)
+        return err_set(e, EX_SOFTWARE, "reward program '%s' has already failed", rc->cmd ? rc->cmd : "?");
+    int rcode = check_quiet(rc, e);
+    if (rcode) return rcode;
+    /* one output buffer for the whole batch, written as the pipe accepts it */
+    size_t total, sent = 0;
+    char *wbuf = join_lines(lines, n, &total);
+    int got = 0;
     double deadline = rc->timeout > 0 ? now_seconds() + rc->timeout : 0;
     char detail[RC_MAX_LINE + 128];
     while (got < n) {
@@ -207,50 +266,7 @@ int rewardcmd_score(RewardCmd *rc, const char *const *lines, int n, double *out,
                                 rc->answered + 1);
                 break;
             }
-            for (ssize_t i = 0; i < k && !rcode; i++) {
-                char c = chunk[i];
-                if (c != '\n') {
-                    if (rc->len + 2 > rc->cap) {
-                        rc->cap = rc->cap ? rc->cap * 2 : 256;
-                        rc->buf = xrealloc(rc->buf, rc->cap);
-                    }
-                    rc->buf[rc->len++] = c;
-                    if (rc->len > RC_MAX_LINE) {
-                        snprintf(detail, sizeof detail, "%d", RC_MAX_LINE);
-                        rcode = fail(rc, e, EX_DATAERR,
-                                     "reward program '%s': answer to line %ld is longer than %s bytes", detail);
-                    }
-                    continue;
-                }
-                rc->buf = rc->len + 1 > rc->cap ? xrealloc(rc->buf, rc->cap = rc->len + 1) : rc->buf;
-                rc->buf[rc->len] = '\0';
-                if (memchr(rc->buf, '\0', rc->len)) { /* "1<NUL>2" is not the number 1 */
-                    snprintf(detail, sizeof detail, "%s", rc->buf);
-                    rcode = fail(rc, e, EX_DATAERR,
-                                 "reward program '%s': answer to line %ld holds a NUL byte (after '%s')", detail);
-                    break;
-                }
-                if (got >= n) {
-                    rc->failed = 1;
-                    rcode = err_set(e, EX_DATAERR,
-                                    "reward program '%s': unexpected extra output after line %ld: '%.200s' (one "
-                                    "number per input line)",
-                                    rc->cmd, rc->answered, rc->buf);
-                    break;
-                }
-                double v;
-                if (parse_answer(rc->buf, &v) != 0) {
-                    snprintf(detail, sizeof detail, "%s", rc->buf);
-                    rcode = fail(rc, e, EX_DATAERR,
-                                 "reward program '%s': answer to line %ld is not a finite number: '%s'", detail);
-                    break;
-                }
-                out[got++] = v;
-                rc->answered++;
-                rc->len = 0;
-                if (deadline > 0) deadline = now_seconds() + rc->timeout;
-            }
-            if (rcode) break;
+            if ((rcode = take_answers(rc, chunk, k, out, &got, n, &deadline, e))) break;
         }
     }
     free(wbuf);

@@ -1,6 +1,8 @@
 /* rl_flags.c — the flags of online RL (rl_flags.h). */
 #include "rl_flags.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,98 +55,86 @@ void rl_flags_default(RlFlags *p) {
     p->scale = RL_SCALE_GROUP;
 }
 
-static double pos_double(const char *prog, const char *flag, const char *arg, int allow_zero) {
-    double v = cli_double(prog, flag, arg);
-    if (!(allow_zero ? v >= 0 : v > 0))
-        cli_usage_error(prog, "%s: must be %s, got '%s'", flag, allow_zero ? ">= 0" : "> 0", arg);
-    return v;
+/* The real-valued flags: where each goes, its range (cli_double_in) and the "given"
+ * flag it sets (-1: none). */
+typedef struct RealFlag {
+    const char *name;
+    size_t off;
+    double lo, hi;
+    long has;
+    int opt, lo_open, hi_open;
+} RealFlag;
+
+#define RF(o, n, field, lo, lo_open, hi, hi_open, has)                                                                 \
+    { n, offsetof(RlFlags, field), lo, hi, has, o, lo_open, hi_open }
+static const RealFlag REAL_FLAGS[] = {
+    RF(RL_OPT_TIMEOUT, "--reward-timeout", timeout, 0, 0, INFINITY, 0, -1),
+    RF(RL_OPT_EOSPEN, "--missing-eos-penalty", eos_penalty, -INFINITY, 0, INFINITY, 0,
+       (long)offsetof(RlFlags, has_eos_penalty)),
+    RF(RL_OPT_KLCOEF, "--kl-coef", kl_coef, 0, 0, INFINITY, 0, -1),
+    RF(RL_OPT_TARGETKL, "--target-kl", target_kl, 0, 0, INFINITY, 0, -1),
+    RF(RL_OPT_KLHORIZON, "--kl-horizon", kl_horizon, 0, 1, INFINITY, 0, -1),
+    RF(RL_OPT_BETA, "--beta", beta, 0, 0, INFINITY, 0, -1),
+    RF(RL_OPT_GAMMA, "--gamma", gamma, 0, 0, 1, 0, -1),
+    RF(RL_OPT_LAM, "--lam", lam, 0, 0, 1, 0, -1),
+    RF(RL_OPT_CLIP, "--cliprange", cliprange, 0, 1, INFINITY, 0, -1),
+    RF(RL_OPT_CLIPV, "--cliprange-value", cliprange_value, 0, 1, INFINITY, 0, -1),
+    RF(RL_OPT_VFCOEF, "--vf-coef", vf_coef, 0, 0, INFINITY, 0, -1),
+    RF(RL_OPT_EPS, "--epsilon", eps, 0, 1, 1, 1, -1),
+    RF(RL_OPT_EPSHIGH, "--epsilon-high", eps_high, 0, 1, INFINITY, 0, (long)offsetof(RlFlags, has_eps_high)),
+    RF(RL_OPT_DECAY, "--baseline-decay", decay, 0, 0, 1, 1, -1),
+};
+#undef RF
+
+static int real_flag(RlFlags *p, const char *prog, int opt, const char *arg) {
+    for (size_t i = 0; i < sizeof REAL_FLAGS / sizeof REAL_FLAGS[0]; i++) {
+        const RealFlag *r = &REAL_FLAGS[i];
+        if (r->opt != opt) continue;
+        *(double *)((char *)p + r->off) = cli_double_in(prog, r->name, arg, r->lo, r->lo_open, r->hi, r->hi_open);
+        if (r->has >= 0) *(int *)((char *)p + r->has) = 1;
+        return 1;
+    }
+    return 0;
 }
 
 int rl_flags_parse(RlFlags *p, const char *prog, int opt, const char *arg) {
+    if (real_flag(p, prog, opt, arg)) return 1;
     switch (opt) {
     case RL_OPT_ALGO:
         if ((int)(p->algo = (RlAlgo)rl_algo_parse(arg)) < 0)
             cli_usage_error(prog, "--algo: expected ppo, grpo, rloo or reinforce, got '%s'", arg);
         return 1;
     case RL_OPT_NGEN:
-        p->G = cli_int(prog, "--num-generations", arg);
-        if (p->G < 1) cli_usage_error(prog, "--num-generations: must be >= 1, got '%s'", arg);
+        p->G = cli_int_min(prog, "--num-generations", arg, 1);
         p->has_G = 1;
         return 1;
     case RL_OPT_EPOCHS_PPO:
-        p->ppo_epochs = cli_int(prog, "--num-ppo-epochs", arg);
-        if (p->ppo_epochs < 1) cli_usage_error(prog, "--num-ppo-epochs: must be >= 1, got '%s'", arg);
+        p->ppo_epochs = cli_int_min(prog, "--num-ppo-epochs", arg, 1);
         p->has_epochs = 1;
         return 1;
     case RL_OPT_MINI:
-        p->mini = cli_int(prog, "--num-mini-batches", arg);
-        if (p->mini < 1) cli_usage_error(prog, "--num-mini-batches: must be >= 1, got '%s'", arg);
+        p->mini = cli_int_min(prog, "--num-mini-batches", arg, 1);
         return 1;
     case RL_OPT_EPISODES:
-        p->episodes = cli_ll(prog, "--episodes", arg);
-        if (p->episodes < 1) cli_usage_error(prog, "--episodes: must be >= 1, got '%s'", arg);
+        p->episodes = cli_ll_min(prog, "--episodes", arg, 1);
         return 1;
     case RL_OPT_RM:
         p->rm_dir = arg;
+        return 1;
+    case RL_OPT_VM:
+        p->vm_dir = arg;
+        return 1;
+    case RL_OPT_WEIGHTS:
+        p->weights_s = arg;
         return 1;
     case RL_OPT_CMD:
         if (p->n_cmds >= RL_MAX_CMDS) cli_usage_error(prog, "--reward-cmd: at most %d reward programs", RL_MAX_CMDS);
         if (!*arg) cli_usage_error(prog, "--reward-cmd: empty command");
         p->cmd_s[p->n_cmds++] = arg;
         return 1;
-    case RL_OPT_WEIGHTS:
-        p->weights_s = arg;
-        return 1;
-    case RL_OPT_TIMEOUT:
-        p->timeout = pos_double(prog, "--reward-timeout", arg, 1);
-        return 1;
-    case RL_OPT_EOSPEN:
-        p->eos_penalty = cli_double(prog, "--missing-eos-penalty", arg);
-        p->has_eos_penalty = 1;
-        return 1;
-    case RL_OPT_KLCOEF:
-        p->kl_coef = pos_double(prog, "--kl-coef", arg, 1);
-        return 1;
     case RL_OPT_KLEST:
         if ((int)(p->kl_est = (RlKlEstimator)rl_kl_estimator_parse(arg)) < 0)
             cli_usage_error(prog, "--kl-estimator: expected k1 or k3, got '%s'", arg);
-        return 1;
-    case RL_OPT_TARGETKL:
-        p->target_kl = pos_double(prog, "--target-kl", arg, 1);
-        return 1;
-    case RL_OPT_KLHORIZON:
-        p->kl_horizon = pos_double(prog, "--kl-horizon", arg, 0);
-        return 1;
-    case RL_OPT_BETA:
-        p->beta = pos_double(prog, "--beta", arg, 1);
-        return 1;
-    case RL_OPT_VM:
-        p->vm_dir = arg;
-        return 1;
-    case RL_OPT_GAMMA:
-        p->gamma = pos_double(prog, "--gamma", arg, 1);
-        if (p->gamma > 1) cli_usage_error(prog, "--gamma: must be in [0, 1], got '%s'", arg);
-        return 1;
-    case RL_OPT_LAM:
-        p->lam = pos_double(prog, "--lam", arg, 1);
-        if (p->lam > 1) cli_usage_error(prog, "--lam: must be in [0, 1], got '%s'", arg);
-        return 1;
-    case RL_OPT_CLIP:
-        p->cliprange = pos_double(prog, "--cliprange", arg, 0);
-        return 1;
-    case RL_OPT_CLIPV:
-        p->cliprange_value = pos_double(prog, "--cliprange-value", arg, 0);
-        return 1;
-    case RL_OPT_VFCOEF:
-        p->vf_coef = pos_double(prog, "--vf-coef", arg, 1);
-        return 1;
-    case RL_OPT_EPS:
-        p->eps = pos_double(prog, "--epsilon", arg, 0);
-        if (p->eps >= 1) cli_usage_error(prog, "--epsilon: must be in (0, 1), got '%s'", arg);
-        return 1;
-    case RL_OPT_EPSHIGH:
-        p->eps_high = pos_double(prog, "--epsilon-high", arg, 0);
-        p->has_eps_high = 1;
         return 1;
     case RL_OPT_SCALE:
         if ((int)(p->scale = (RlScaleRewards)rl_scale_rewards_parse(arg)) < 0)
@@ -153,10 +143,6 @@ int rl_flags_parse(RlFlags *p, const char *prog, int opt, const char *arg) {
     case RL_OPT_LOSSTYPE:
         if ((int)(p->loss_type = (RlLossType)rl_loss_type_parse(arg)) < 0)
             cli_usage_error(prog, "--loss-type: expected grpo, bnpo, dr_grpo or dapo, got '%s'", arg);
-        return 1;
-    case RL_OPT_DECAY:
-        p->decay = pos_double(prog, "--baseline-decay", arg, 1);
-        if (p->decay >= 1) cli_usage_error(prog, "--baseline-decay: must be in [0, 1), got '%s'", arg);
         return 1;
     }
     return 0;
@@ -169,7 +155,8 @@ void rl_flags_finish(RlFlags *p, const char *prog, int batch_size) {
     if (p->algo == RL_ALGO_RLOO && p->G < 2) cli_usage_error(prog, "--algo rloo needs --num-generations >= 2");
     if (p->algo == RL_ALGO_GRPO && p->G < 2 && p->scale == RL_SCALE_GROUP)
         cli_usage_error(prog, "--algo grpo needs --num-generations >= 2 (the group is the baseline)");
-    if (!p->rm_dir && !p->n_cmds) cli_usage_error(prog, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
+    if (!p->rm_dir && !p->n_cmds)
+        cli_usage_error(prog, "a reward is needed: --reward-model DIR and/or --reward-cmd CMD");
     if ((long)batch_size * p->G < p->mini)
         cli_usage_error(prog, "--num-mini-batches %d is more than the %d sequences of a batch", p->mini,
                         batch_size * p->G);

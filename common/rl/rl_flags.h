@@ -46,40 +46,31 @@ enum {
     RL_OPT_DECAY,
 };
 
-#define RL_FLAG_OPTIONS \
-    {"algo", required_argument, 0, RL_OPT_ALGO}, \
-    {"num-generations", required_argument, 0, RL_OPT_NGEN}, \
-    {"num-ppo-epochs", required_argument, 0, RL_OPT_EPOCHS_PPO}, \
-    {"num-mini-batches", required_argument, 0, RL_OPT_MINI}, \
-    {"episodes", required_argument, 0, RL_OPT_EPISODES}, \
-    {"reward-model", required_argument, 0, RL_OPT_RM}, \
-    {"reward-cmd", required_argument, 0, RL_OPT_CMD}, \
-    {"reward-weights", required_argument, 0, RL_OPT_WEIGHTS}, \
-    {"reward-timeout", required_argument, 0, RL_OPT_TIMEOUT}, \
-    {"missing-eos-penalty", required_argument, 0, RL_OPT_EOSPEN}, \
-    {"kl-coef", required_argument, 0, RL_OPT_KLCOEF}, \
-    {"kl-estimator", required_argument, 0, RL_OPT_KLEST}, \
-    {"target-kl", required_argument, 0, RL_OPT_TARGETKL}, \
-    {"kl-horizon", required_argument, 0, RL_OPT_KLHORIZON}, \
-    {"beta", required_argument, 0, RL_OPT_BETA}, \
-    {"value-model", required_argument, 0, RL_OPT_VM}, \
-    {"gamma", required_argument, 0, RL_OPT_GAMMA}, \
-    {"lam", required_argument, 0, RL_OPT_LAM}, \
-    {"cliprange", required_argument, 0, RL_OPT_CLIP}, \
-    {"cliprange-value", required_argument, 0, RL_OPT_CLIPV}, \
-    {"vf-coef", required_argument, 0, RL_OPT_VFCOEF}, \
-    {"epsilon", required_argument, 0, RL_OPT_EPS}, \
-    {"epsilon-high", required_argument, 0, RL_OPT_EPSHIGH}, \
-    {"scale-rewards", required_argument, 0, RL_OPT_SCALE}, \
-    {"loss-type", required_argument, 0, RL_OPT_LOSSTYPE}, \
-    {"baseline-decay", required_argument, 0, RL_OPT_DECAY}
+#define RL_FLAG_OPTIONS                                                                                                \
+    {"algo", required_argument, 0, RL_OPT_ALGO}, {"num-generations", required_argument, 0, RL_OPT_NGEN},               \
+        {"num-ppo-epochs", required_argument, 0, RL_OPT_EPOCHS_PPO},                                                   \
+        {"num-mini-batches", required_argument, 0, RL_OPT_MINI}, {"episodes", required_argument, 0, RL_OPT_EPISODES},  \
+        {"reward-model", required_argument, 0, RL_OPT_RM}, {"reward-cmd", required_argument, 0, RL_OPT_CMD},           \
+        {"reward-weights", required_argument, 0, RL_OPT_WEIGHTS},                                                      \
+        {"reward-timeout", required_argument, 0, RL_OPT_TIMEOUT},                                                      \
+        {"missing-eos-penalty", required_argument, 0, RL_OPT_EOSPEN},                                                  \
+        {"kl-coef", required_argument, 0, RL_OPT_KLCOEF}, {"kl-estimator", required_argument, 0, RL_OPT_KLEST},        \
+        {"target-kl", required_argument, 0, RL_OPT_TARGETKL}, {"kl-horizon", required_argument, 0, RL_OPT_KLHORIZON},  \
+        {"beta", required_argument, 0, RL_OPT_BETA}, {"value-model", required_argument, 0, RL_OPT_VM},                 \
+        {"gamma", required_argument, 0, RL_OPT_GAMMA}, {"lam", required_argument, 0, RL_OPT_LAM},                      \
+        {"cliprange", required_argument, 0, RL_OPT_CLIP}, {"cliprange-value", required_argument, 0, RL_OPT_CLIPV},     \
+        {"vf-coef", required_argument, 0, RL_OPT_VFCOEF}, {"epsilon", required_argument, 0, RL_OPT_EPS},               \
+        {"epsilon-high", required_argument, 0, RL_OPT_EPSHIGH}, {"scale-rewards", required_argument, 0, RL_OPT_SCALE}, \
+        {"loss-type", required_argument, 0, RL_OPT_LOSSTYPE}, {                                                        \
+        "baseline-decay", required_argument, 0, RL_OPT_DECAY                                                           \
+    }
 
 typedef struct RlFlags {
     RlAlgo algo;
     int G, ppo_epochs, mini;
     long episodes;
-    double timeout, eos_penalty, kl_coef, target_kl, kl_horizon, beta, gamma, lam, cliprange, cliprange_value,
-        vf_coef, eps, eps_high, decay;
+    double timeout, eos_penalty, kl_coef, target_kl, kl_horizon, beta, gamma, lam, cliprange, cliprange_value, vf_coef,
+        eps, eps_high, decay;
     int has_eos_penalty, has_eps_high, has_G, has_epochs;
     RlKlEstimator kl_est;
     RlScaleRewards scale;

@@ -33,8 +33,8 @@ static void rl_completion_metrics(Metrics *mt, const RlConfig *c, const RlRollou
     }
 }
 
-void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
-                        const RlRolloutInfo *info) {
+void rl_metrics_rollout(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
+                        const RlMetricsInfo *info) {
     if (c->algo == RL_ALGO_PPO) {
         metrics_add(mt, "objective/kl", rs->kl, 1);
         metrics_add(mt, "objective/entropy", rs->entropy, 1);
@@ -69,7 +69,7 @@ void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, cons
     rl_completion_metrics(mt, c, r);
 }
 
-void rl_update_metrics(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
+void rl_metrics_update(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
                        double loss, double loss_weight) {
     if (c->algo == RL_ALGO_PPO) {
         metrics_add(mt, "policy/approxkl_avg", st->approxkl, st->tokens);

@@ -21,23 +21,23 @@
 #include "train/losses_rl.h"
 
 /* What a rollout batch adds besides the statistics of rl_advantages. */
-typedef struct RlRolloutInfo {
-    double kl_coef;         /* the coefficient in force for this batch */
-    double baseline;        /* reinforce's moving baseline after the batch */
+typedef struct RlMetricsInfo {
+    double kl_coef;     /* the coefficient in force for this batch */
+    double baseline;    /* reinforce's moving baseline after the batch */
     const double *comp;     /* batch mean of each reward: the model first, then the programs */
     const double *comp_std; /* their standard deviations over the batch */
     const RlRewards *rw;    /* for each reward's name (rl_reward_name) */
     int have_rm, n_cmds;
-} RlRolloutInfo;
+} RlMetricsInfo;
 
 /* The rollout metrics of batch r (once per iteration, given to every update). */
-void rl_rollout_metrics(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
-                        const RlRolloutInfo *info);
+void rl_metrics_rollout(Metrics *mt, const RlConfig *c, const RlRollout *r, const RlRolloutStats *rs,
+                        const RlMetricsInfo *info);
 
 /* The metrics of one micro-batch's loss: st from rl_loss, ENT_SUM the summed entropy
  * of its NTOK tokens, HAVE_REF whether reference log-probs were used, LOSS the
  * returned loss and LOSS_WEIGHT its rl_loss_weight. */
-void rl_update_metrics(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
+void rl_metrics_update(Metrics *mt, const RlConfig *c, const RlStats *st, double ent_sum, long ntok, int have_ref,
                        double loss, double loss_weight);
 
 #endif

@@ -2,13 +2,13 @@
  * (rl_rewards.h). */
 #include "rl_rewards.h"
 
-#include <stdlib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "reward.h"
-#include "formats/tokenizer.h"
 #include "base/util.h"
+#include "formats/tokenizer.h"
+#include "reward.h"
 
 /* Replaces NUL bytes with U+FFFD: a sampled NUL would reach the program as \u0000,
  * which many JSON readers (jansson by default, hence task-reward) refuse. */
@@ -31,7 +31,7 @@ static void replace_nul(char **txt, size_t *len) {
     *len = (size_t)(w - r);
 }
 
-RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long group) {
+RlCompletion rl_rewards_completion(const GenSeq *s, const PromptExample *px, long group) {
     return (RlCompletion){.prompt = px->ids,
                           .plen = px->n,
                           .tokens = s->tokens,
@@ -43,7 +43,7 @@ RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long gro
                           .stopped = s->finish == GEN_FINISH_STOP};
 }
 
-char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
+char *rl_rewards_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
     int n = c->n - (c->eos ? 1 : 0), kept = 0;
     /* a model's vocabulary may be padded beyond the tokenizer's: such ids have no
      * text (they stay in completion_ids) */
@@ -79,10 +79,7 @@ char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
     return s;
 }
 
-int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e) {
-    return rl_rewards_score_stats(rw, c, n, score, comp_mean, NULL, e);
-}
-
+/* score[i] += w * part[i]; *mean (may be NULL) = the batch mean of part. */
 /* mean and Bessel-corrected standard deviation of x[0..n) */
 static void mean_std(const double *x, int n, double *mean, double *std) {
     double m = 0, v = 0;
@@ -144,36 +141,45 @@ void rl_reward_name(const RlRewards *rw, int k, char *out, size_t size) {
         snprintf(out, size, "%s", mine);
 }
 
+/* score += w * part; the reward's batch mean and (Bessel) standard deviation */
+static void add_reward(double *score, const double *part, int n, double w, double *mean, double *std) {
+    for (int i = 0; i < n; i++) score[i] += w * part[i];
+    mean_std(part, n, mean, std);
+}
+
+static int model_rewards(const RlRewards *rw, const RlCompletion *c, int n, double *part, Error *e) {
+    size_t rows = (size_t)(n ? n : 1);
+    const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
+    int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
+    float *r = xmalloc(rows * sizeof(float));
+    for (int i = 0; i < n; i++) pr[i] = c[i].prompt, pl[i] = c[i].plen, co[i] = c[i].tokens, cl[i] = c[i].n;
+    int rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
+    if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
+    for (int i = 0; i < n && !rc; i++) part[i] = r[i];
+    free(pr), free(pl), free(co), free(cl), free(r);
+    return rc;
+}
+
+int rl_rewards_score(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean, Error *e) {
+    return rl_rewards_score_stats(rw, c, n, score, comp_mean, NULL, e);
+}
+
 int rl_rewards_score_stats(const RlRewards *rw, const RlCompletion *c, int n, double *score, double *comp_mean,
                            double *comp_std, Error *e) {
     int k = 0, rc = 0;
     for (int i = 0; i < n; i++) score[i] = 0;
     double *part = xmalloc((size_t)(n ? n : 1) * sizeof(double));
-    if (rw->rm) {
-        size_t rows = (size_t)(n ? n : 1);
-        const int **pr = xmalloc(rows * sizeof(int *)), **co = xmalloc(rows * sizeof(int *));
-        int *pl = xmalloc(rows * sizeof(int)), *cl = xmalloc(rows * sizeof(int));
-        float *r = xmalloc(rows * sizeof(float));
-        for (int i = 0; i < n; i++) pr[i] = c[i].prompt, pl[i] = c[i].plen, co[i] = c[i].tokens, cl[i] = c[i].n;
-        rc = reward_score_completions(rw->rm, pr, pl, co, cl, n, rw->rm_batch > 0 ? rw->rm_batch : 1, r, e);
-        free(pr), free(pl), free(co), free(cl);
-        if (rc) err_prefix(e, "reward model %s", rw->rm_name ? rw->rm_name : "");
-        for (int i = 0; i < n && !rc; i++) {
-            score[i] += rw->weights[k] * r[i];
-            part[i] = r[i];
-        }
-        if (!rc) mean_std(part, n, comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
+    if (rw->rm && (rc = model_rewards(rw, c, n, part, e)) == 0) {
+        add_reward(score, part, n, rw->weights[k], comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
         k++;
-        free(r);
     }
     if (!rc && rw->n_cmds) {
         char **lines = xcalloc((size_t)(n ? n : 1), sizeof(char *));
         for (int i = 0; i < n && !rc; i++)
-            if (!(lines[i] = rl_reward_line(rw->tok, &c[i], e))) rc = e->code;
+            if (!(lines[i] = rl_rewards_line(rw->tok, &c[i], e))) rc = e->code;
         for (int p = 0; p < rw->n_cmds && !rc; p++) {
             rc = rewardcmd_score(&rw->cmds[p], (const char *const *)lines, n, part, e);
-            for (int i = 0; i < n && !rc; i++) score[i] += rw->weights[k] * part[i];
-            if (!rc) mean_std(part, n, comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
+            if (!rc) add_reward(score, part, n, rw->weights[k], comp_mean ? &comp_mean[k] : NULL, comp_std ? &comp_std[k] : NULL);
             k++;
         }
         for (int i = 0; i < n; i++) free(lines[i]);

@@ -14,10 +14,10 @@
 
 #include "base/err.h"
 #include "data/data.h"
+#include "formats/tokenizer.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "rewardcmd.h"
-#include "formats/tokenizer.h"
 
 #define RL_MAX_REWARDS 9 /* a reward model and up to 8 programs */
 
@@ -46,13 +46,13 @@ typedef struct RlCompletion {
 
 /* The completion of generated sequence S whose prompt is PX; GROUP is the prompt's
  * index in the run's stream of prompts. */
-RlCompletion rl_completion_of(const GenSeq *s, const PromptExample *px, long group);
+RlCompletion rl_rewards_completion(const GenSeq *s, const PromptExample *px, long group);
 
 /* The request line of a completion (cherry-reward-program(5)): compact JSON with
  * prompt, completion (text without EOS or special tokens, invalid UTF-8 and NUL as
  * U+FFFD, ids beyond the tokenizer skipped), completion_ids, group, sample,
  * finish_reason.  Returns a malloc'd string, or NULL with e set. */
-char *rl_reward_line(const Tokenizer *tok, const RlCompletion *c, Error *e);
+char *rl_rewards_line(const Tokenizer *tok, const RlCompletion *c, Error *e);
 
 /* Scores c[0..n): score[i] the weighted sum; comp_mean[k] (may be NULL) the batch
  * mean of component k.  A failing program is an error (rewardcmd.h); the reward

@@ -59,8 +59,7 @@ RlBatch rl_rollout_view(RlRollout *r) {
 static float *gather_rows(const RlRollout *r, const float *src, const int *seq, int k, const int *off, long ntok) {
     if (!src) return NULL;
     float *out = xmalloc((size_t)(ntok ? ntok : 1) * sizeof(float));
-    for (int j = 0; j < k; j++)
-        memcpy(out + off[j], src + r->off[seq[j]], (size_t)r->len[seq[j]] * sizeof(float));
+    for (int j = 0; j < k; j++) memcpy(out + off[j], src + r->off[seq[j]], (size_t)r->len[seq[j]] * sizeof(float));
     return out;
 }
 
@@ -74,12 +73,12 @@ void rl_rollout_gather(const RlRollout *r, const int *seq, int k, const int *off
     for (int j = 0; j < k; j++) s->adv[j] = r->adv[seq[j]];
 }
 
-void rl_slices_free(RlSlices *s) {
+void rl_rollout_slices_free(RlSlices *s) {
     free(s->old_logp), free(s->ref_logp), free(s->adv_tok), free(s->old_values), free(s->returns), free(s->adv);
     memset(s, 0, sizeof *s);
 }
 
-void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out) {
+void rl_rollout_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out) {
     long B = batch;
     int *perm = xmalloc((size_t)n_prompts * sizeof(int));
     long have_pass = -1;
@@ -97,14 +96,14 @@ void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int 
     free(perm);
 }
 
-void rl_pass_order(uint64_t seed, long pass, int *order, long n) {
+void rl_rollout_pass_order(uint64_t seed, long pass, int *order, long n) {
     for (long i = 0; i < n; i++) order[i] = (int)i;
     Rng r;
     rng_seed(&r, (seed ^ 0x6d696e69ULL) * 0x9E3779B97F4A7C15ULL + (uint64_t)pass + 1);
     rng_shuffle(&r, order, (size_t)n);
 }
 
-int rl_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt) {
+int rl_rollout_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt) {
     long size = hi - lo;
     int ga = grad_accum < size ? grad_accum : (int)size, n = 0;
     for (int g = 0; g < ga; g++) {

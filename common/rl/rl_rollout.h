@@ -11,8 +11,8 @@
 
 #include <stdint.h>
 
-#include "data/data.h"
 #include "base/err.h"
+#include "data/data.h"
 #include "generate/generate.h"
 #include "model/model.h"
 #include "rl_batch.h"
@@ -46,24 +46,24 @@ RlBatch rl_rollout_view(RlRollout *r);
 /* A micro-batch's slices of the rollout arrays, packed in micro-batch order (sequence
  * seq[j]'s tokens at off[j]); the arrays r lacks are NULL. */
 typedef struct RlSlices {
-    float *old_logp, *ref_logp;             /* [ntok] */
+    float *old_logp, *ref_logp;            /* [ntok] */
     float *adv_tok, *old_values, *returns; /* ppo [ntok] */
     double *adv;                           /* [k] per-sequence advantages */
 } RlSlices;
 void rl_rollout_gather(const RlRollout *r, const int *seq, int k, const int *off, long ntok, RlSlices *s);
-void rl_slices_free(RlSlices *s);
+void rl_rollout_slices_free(RlSlices *s);
 
 /* The prompts of iteration IT: positions it*batch .. it*batch+batch-1 of the stream
  * of passes over the n_prompts prompts, each pass a Fisher-Yates shuffle seeded from
  * (seed, pass) only, so a resumed run takes the same prompts. */
-void rl_iteration_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out);
+void rl_rollout_prompts(long it, int batch, int n_prompts, uint64_t seed, int *out);
 
 /* The order of the sequences 0..n-1 of a batch in optimisation pass PASS (counted
  * over the run: iteration * passes + pass): a shuffle seeded from (seed, pass). */
-void rl_pass_order(uint64_t seed, long pass, int *order, long n);
+void rl_rollout_pass_order(uint64_t seed, long pass, int *order, long n);
 /* Splits the update order[lo..hi) into up to GRAD_ACCUM micro-batches of near-equal
  * size: idx[j] = order + start_j, cnt[j] its size.  Returns how many. */
-int rl_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt);
+int rl_rollout_micro_split(const int *order, long lo, long hi, int grad_accum, const int **idx, int *cnt);
 
 /* The model batch (rl_batch.h) of sequences seq[0..k) of r, in that order. */
 int rl_rollout_batch(const RlRollout *r, const PromptExample *px, int pad_id, const int *seq, int k, RlSeqBatch *sb,

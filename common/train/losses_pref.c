@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+
 static const char *const pref_names[PREF_N_TYPES] = {
     "sigmoid", "hinge", "ipo", "robust", "cdpo", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down", "sft",
     "exo_pair", "aot", "aot_unpaired", "discopop", "sigmoid_norm",
@@ -161,8 +163,7 @@ double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float 
         if (m) memset(m, 0, sizeof *m);
         return 0.0;
     }
-    double *gc = calloc((size_t)n, sizeof *gc), *gr = calloc((size_t)n, sizeof *gr);
-    if (!gc || !gr) abort();
+    double *gc = xcalloc((size_t)n, sizeof *gc), *gr = xcalloc((size_t)n, sizeof *gr);
 
     /* NLL of the chosen completions as TRL's rpo/sft terms compute it:
      * F.cross_entropy over all chosen completion tokens of the batch = a token mean.
@@ -358,7 +359,7 @@ double pref_loss(const PrefLossConfig *c, PrefLossState *st, int n, const float 
                 drl = 0;
                 break;
             default:
-                abort();
+                die_internal("pref_loss: unknown loss type %d", (int)c->type[k]);
             }
             sum += L;
             gc[i] += w * dcl / n;

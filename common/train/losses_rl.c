@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
+
 int rl_kl_estimator_parse(const char *s) {
     if (!strcmp(s, "k1")) return RL_KL_K1;
     if (!strcmp(s, "k3")) return RL_KL_K3;
@@ -269,8 +271,7 @@ const char *rl_algo_name(RlAlgo a) {
 void rl_advantages(const RlConfig *c, RlBatch *b, RlState *st, RlRolloutStats *out) {
     int n = b->n, G = c->G > 0 ? c->G : 1, groups = n / G;
     memset(out, 0, sizeof *out);
-    double *seq_kl = calloc((size_t)n, sizeof(double)), *rs = calloc((size_t)n, sizeof(double));
-    if (!seq_kl || !rs) abort();
+    double *seq_kl = xcalloc((size_t)(n ? n : 1), sizeof(double)), *rs = xcalloc((size_t)(n ? n : 1), sizeof(double));
     for (int i = 0; i < n; i++) {
         out->scores += b->score[i];
         for (int t = 0; t < b->len[i]; t++) {
@@ -295,8 +296,7 @@ void rl_advantages(const RlConfig *c, RlBatch *b, RlState *st, RlRolloutStats *o
     out->rlhf_reward = out->scores + out->non_score_reward;
     switch (c->algo) {
     case RL_ALGO_PPO: {
-        float *rewards = malloc((size_t)(b->ntok ? b->ntok : 1) * sizeof(float));
-        if (!rewards) abort();
+        float *rewards = xmalloc((size_t)(b->ntok ? b->ntok : 1) * sizeof(float));
         rl_ppo_rewards(b->old_logp, b->ref_logp, b->off, b->len, n, c->kl_est, c->kl_coef, b->score, rewards, NULL);
         for (int i = 0; i < n; i++)
             rl_gae(rewards + b->off[i], b->old_values + b->off[i], b->len[i], c->gamma, c->lam, b->adv_tok + b->off[i],

@@ -169,16 +169,166 @@ void train_flags_usage(FILE *out) {
           out);
 }
 
-static long parse_nonneg_long(const char *prog, const char *flag, const char *s) {
-    long long v = cli_ll(prog, flag, s);
-    if (v < 0) cli_usage_error(prog, "%s: expected a non-negative integer, got '%s'", flag, s);
-    return (long)v;
+/* The optimisation flags: data sizes, steps, learning rate and its schedule, AdamW.
+ * Returns 1 when C is one of them. */
+static int optimisation_flag(TrainFlags *f, const char *prog, int c, const char *a) {
+    switch (c) {
+    case TF_LR:
+        f->lr = cli_double_in(prog, "--lr", a, 0, 0, INFINITY, 0);
+        return 1;
+    case TF_EPOCHS:
+        f->epochs = cli_double_in(prog, "--epochs", a, 0, 1, INFINITY, 0);
+        return 1;
+    case TF_MAX_STEPS:
+        f->max_steps = (long)cli_ll_min(prog, "--max-steps", a, 0);
+        return 1;
+    case TF_BATCH:
+        f->batch_size = cli_int_min(prog, "--batch-size", a, 1);
+        return 1;
+    case TF_ACCUM:
+        f->grad_accum = cli_int_min(prog, "--grad-accum", a, 1);
+        return 1;
+    case TF_MAXLEN:
+        f->max_length = cli_int_min(prog, "--max-length", a, 1);
+        return 1;
+    case TF_MAXPROMPT:
+        f->max_prompt_length = cli_int_min(prog, "--max-prompt-length", a, 1);
+        return 1;
+    case TF_WARMUP:
+        if (strpbrk(a, ".eE")) {
+            f->warmup_ratio = cli_double(prog, "--warmup", a);
+            if (f->warmup_ratio < 0 || f->warmup_ratio >= 1)
+                cli_usage_error(prog, "--warmup: a ratio must be in [0, 1), got '%s'", a);
+            f->warmup_steps = -1;
+        } else {
+            f->warmup_steps = (long)cli_ll_min(prog, "--warmup", a, 0);
+            f->warmup_ratio = 0;
+        }
+        return 1;
+    case TF_WD:
+        f->weight_decay = cli_double_in(prog, "--weight-decay", a, 0, 0, INFINITY, 0);
+        return 1;
+    case TF_CLIP:
+        f->clip_grad = cli_double(prog, "--clip-grad", a);
+        return 1;
+    case TF_SCHED: {
+        int s = lr_schedule_parse(a);
+        if (s < 0) cli_usage_error(prog, "--lr-scheduler: expected linear, cosine or constant, got '%s'", a);
+        f->scheduler = (LrSchedule)s;
+        return 1;
+    }
+    case TF_BETA1:
+    case TF_BETA2: {
+        double b = cli_double_in(prog, c == TF_BETA1 ? "--adam-beta1" : "--adam-beta2", a, 0, 0, 1, 1);
+        if (c == TF_BETA1)
+            f->beta1 = b;
+        else
+            f->beta2 = b;
+        return 1;
+    }
+    case TF_EPS:
+        f->adam_eps = cli_double_in(prog, "--adam-eps", a, 0, 1, INFINITY, 0);
+        return 1;
+    }
+    return 0;
 }
 
-static int parse_pos_int(const char *prog, const char *flag, const char *s) {
-    int v = cli_int(prog, flag, s);
-    if (v < 1) cli_usage_error(prog, "%s: expected a positive integer, got '%s'", flag, s);
-    return v;
+/* The LoRA flags. Returns 1 when C is one of them. */
+static int lora_flag(TrainFlags *f, const char *prog, int c, const char *a) {
+    switch (c) {
+    case TF_LORA_RANK:
+        f->lora_rank = cli_int_min(prog, "--lora-rank", a, 0);
+        return 1;
+    case TF_LORA_ALPHA:
+        f->lora_alpha = cli_double_in(prog, "--lora-alpha", a, 0, 1, INFINITY, 0);
+        return 1;
+    case TF_LORA_TARGETS:
+        f->lora_targets = a;
+        return 1;
+    case TF_MERGE:
+        f->lora_merge = 1;
+        return 1;
+    case TF_LORA_DROPOUT:
+        f->lora_dropout = cli_double_in(prog, "--lora-dropout", a, 0, 0, 1, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* The flags of the run: reference, evaluation, checkpoints, seed, log, threads, data.
+ * Returns 1 when C is one of them. */
+static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
+    switch (c) {
+    case TF_REF:
+        f->ref_dir = a;
+        return 1;
+    case TF_EVAL:
+        f->eval_path = a;
+        return 1;
+    case TF_EVAL_EVERY:
+        f->eval_every = (long)cli_ll_min(prog, "--eval-every", a, 0);
+        return 1;
+    case TF_SAVE_EVERY:
+        f->save_every = (long)cli_ll_min(prog, "--save-every", a, 0);
+        return 1;
+    case TF_SAVE_LIMIT:
+        f->save_total_limit = cli_int_min(prog, "--save-total-limit", a, 0);
+        return 1;
+    case TF_DTYPE:
+        if (!strcmp(a, "bf16"))
+            f->save_bf16 = 1;
+        else if (!strcmp(a, "f32"))
+            f->save_bf16 = 0;
+        else
+            cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
+        return 1;
+    case TF_RESUME:
+        f->resume = 1;
+        return 1;
+    case TF_STOP_AFTER:
+        f->stop_after = (long)cli_ll_min(prog, "--stop-after", a, 0);
+        return 1;
+    case TF_SEED:
+        f->seed = cli_u64(prog, "--seed", a);
+        return 1;
+    case TF_LOG:
+        f->log_path = a;
+        return 1;
+    case TF_FORCE:
+        outdir_set_force(1);
+        return 1;
+    case TF_REPORT_TO: /* transformers' report_to: a comma list of integrations */
+        f->report_tensorboard = 0;
+        for (const char *p = a; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n == 11 && strncmp(p, "tensorboard", 11) == 0)
+                f->report_tensorboard = 1;
+            else if (!(n == 4 && strncmp(p, "none", 4) == 0))
+                cli_usage_error(prog, "--report-to: unknown '%.*s' (expected tensorboard or none)", (int)n, p);
+            p += n;
+            if (*p == ',') p++;
+        }
+        return 1;
+    case TF_LOGGING_DIR:
+        f->logging_dir = a;
+        return 1;
+    case TF_THREADS:
+        f->threads = cli_int_min(prog, "--threads", a, 0);
+        return 1;
+    case TF_PROGRESS:
+        f->progress = 1;
+        return 1;
+    case TF_NO_PROGRESS:
+        f->progress = 0;
+        return 1;
+    case TF_TEMPLATE:
+        f->template_name = a;
+        return 1;
+    case TF_SKIP_INVALID:
+        f->skip_invalid = 1;
+        return 1;
+    }
+    return 0;
 }
 
 void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option *extra, const char *extra_short,
@@ -195,6 +345,7 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     opterr = 0;
     while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
         const char *a = optarg;
+        if (optimisation_flag(f, prog, c, a) || lora_flag(f, prog, c, a) || run_flag(f, prog, c, a)) continue;
         switch (c) {
         case 'h':
             cli_help(usage);
@@ -208,166 +359,6 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
             break;
         case 'q':
             f->quiet = 1;
-            break;
-        case TF_REF:
-            f->ref_dir = a;
-            break;
-        case TF_LR:
-            f->lr = cli_double(prog, "--lr", a);
-            if (f->lr < 0) cli_usage_error(prog, "--lr: must be >= 0, got '%s'", a);
-            break;
-        case TF_EPOCHS:
-            f->epochs = cli_double(prog, "--epochs", a);
-            if (!(f->epochs > 0)) cli_usage_error(prog, "--epochs: must be > 0, got '%s'", a);
-            break;
-        case TF_MAX_STEPS:
-            f->max_steps = parse_nonneg_long(prog, "--max-steps", a);
-            break;
-        case TF_BATCH:
-            f->batch_size = parse_pos_int(prog, "--batch-size", a);
-            break;
-        case TF_ACCUM:
-            f->grad_accum = parse_pos_int(prog, "--grad-accum", a);
-            break;
-        case TF_MAXLEN:
-            f->max_length = parse_pos_int(prog, "--max-length", a);
-            break;
-        case TF_MAXPROMPT:
-            f->max_prompt_length = parse_pos_int(prog, "--max-prompt-length", a);
-            break;
-        case TF_WARMUP:
-            if (strpbrk(a, ".eE")) {
-                f->warmup_ratio = cli_double(prog, "--warmup", a);
-                if (f->warmup_ratio < 0 || f->warmup_ratio >= 1)
-                    cli_usage_error(prog, "--warmup: a ratio must be in [0, 1), got '%s'", a);
-                f->warmup_steps = -1;
-            } else {
-                f->warmup_steps = parse_nonneg_long(prog, "--warmup", a);
-                f->warmup_ratio = 0;
-            }
-            break;
-        case TF_WD:
-            f->weight_decay = cli_double(prog, "--weight-decay", a);
-            if (f->weight_decay < 0) cli_usage_error(prog, "--weight-decay: must be >= 0, got '%s'", a);
-            break;
-        case TF_CLIP:
-            f->clip_grad = cli_double(prog, "--clip-grad", a);
-            break;
-        case TF_SCHED: {
-            int s = lr_schedule_parse(a);
-            if (s < 0) cli_usage_error(prog, "--lr-scheduler: expected linear, cosine or constant, got '%s'", a);
-            f->scheduler = (LrSchedule)s;
-            break;
-        }
-        case TF_BETA1:
-        case TF_BETA2: {
-            const char *flag = c == TF_BETA1 ? "--adam-beta1" : "--adam-beta2";
-            double b = cli_double(prog, flag, a);
-            if (b < 0 || b >= 1) cli_usage_error(prog, "%s: must be in [0, 1), got '%s'", flag, a);
-            if (c == TF_BETA1)
-                f->beta1 = b;
-            else
-                f->beta2 = b;
-            break;
-        }
-        case TF_EPS:
-            f->adam_eps = cli_double(prog, "--adam-eps", a);
-            if (!(f->adam_eps > 0)) cli_usage_error(prog, "--adam-eps: must be > 0, got '%s'", a);
-            break;
-        case TF_EVAL:
-            f->eval_path = a;
-            break;
-        case TF_EVAL_EVERY:
-            f->eval_every = parse_nonneg_long(prog, "--eval-every", a);
-            break;
-        case TF_SAVE_EVERY:
-            f->save_every = parse_nonneg_long(prog, "--save-every", a);
-            break;
-        case TF_SAVE_LIMIT: {
-            int v = cli_int(prog, "--save-total-limit", a);
-            if (v < 0) cli_usage_error(prog, "--save-total-limit: must be >= 0, got '%s'", a);
-            f->save_total_limit = v;
-            break;
-        }
-        case TF_FORCE:
-            outdir_set_force(1);
-            break;
-        case TF_DTYPE:
-            if (!strcmp(a, "bf16"))
-                f->save_bf16 = 1;
-            else if (!strcmp(a, "f32"))
-                f->save_bf16 = 0;
-            else
-                cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
-            break;
-        case TF_LORA_RANK: {
-            int v = cli_int(prog, "--lora-rank", a);
-            if (v < 0) cli_usage_error(prog, "--lora-rank: must be >= 0, got '%s'", a);
-            f->lora_rank = v;
-            break;
-        }
-        case TF_LORA_ALPHA:
-            f->lora_alpha = cli_double(prog, "--lora-alpha", a);
-            if (!(f->lora_alpha > 0) || !isfinite(f->lora_alpha))
-                cli_usage_error(prog, "--lora-alpha: must be > 0, got '%s'", a);
-            break;
-        case TF_LORA_TARGETS:
-            f->lora_targets = a;
-            break;
-        case TF_MERGE:
-            f->lora_merge = 1;
-            break;
-        case TF_LORA_DROPOUT:
-            f->lora_dropout = cli_double(prog, "--lora-dropout", a);
-            if (!(f->lora_dropout >= 0 && f->lora_dropout < 1))
-                cli_usage_error(prog, "--lora-dropout: must be in [0, 1), got '%s'", a);
-            break;
-        case TF_RESUME:
-            f->resume = 1;
-            break;
-        case TF_STOP_AFTER:
-            f->stop_after = parse_nonneg_long(prog, "--stop-after", a);
-            break;
-        case TF_SEED:
-            f->seed = cli_u64(prog, "--seed", a);
-            break;
-        case TF_LOG:
-            f->log_path = a;
-            break;
-        case TF_REPORT_TO: { /* transformers' report_to: a comma list of integrations */
-            f->report_tensorboard = 0;
-            const char *p = a;
-            while (*p) {
-                size_t n = strcspn(p, ",");
-                if (n == 11 && strncmp(p, "tensorboard", 11) == 0)
-                    f->report_tensorboard = 1;
-                else if (!(n == 4 && strncmp(p, "none", 4) == 0))
-                    cli_usage_error(prog, "--report-to: unknown '%.*s' (expected tensorboard or none)", (int)n, p);
-                p += n;
-                if (*p == ',') p++;
-            }
-            break;
-        }
-        case TF_LOGGING_DIR:
-            f->logging_dir = a;
-            break;
-        case TF_THREADS: {
-            int t = cli_int(prog, "--threads", a);
-            if (t < 0) cli_usage_error(prog, "--threads: must be >= 0, got '%s'", a);
-            f->threads = t;
-            break;
-        }
-        case TF_PROGRESS:
-            f->progress = 1;
-            break;
-        case TF_NO_PROGRESS:
-            f->progress = 0;
-            break;
-        case TF_TEMPLATE:
-            f->template_name = a;
-            break;
-        case TF_SKIP_INVALID:
-            f->skip_invalid = 1;
             break;
         case '?':
             if (optopt)
