@@ -222,7 +222,8 @@ static int parse_messages(DataReader *r, const json_t *arr, const char *field, i
 static int encode_prompt(DataReader *r, const json_t *v, const char *field, IntVec *ids, Error *e) {
     if (json_is_string(v)) {
         add_prefix(r, ids, 0);
-        tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, ids);
+        if (tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, ids))
+            return BAD(r, e, "field \"%s\": characters the tokenizer has no token for", field);
         return 0;
     }
     if (!json_is_array(v)) return BAD(r, e, "field \"%s\" must be a string or a list of messages", field);
@@ -254,7 +255,8 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
         if (!json_is_string(pv) && pv)
             return BAD(r, e, "field \"%s\" is a string but \"%s\" is a list of messages", cfield, pfield);
         int before = ids->n;
-        tok_encode(r->tok, json_string_value(cv), json_string_length(cv), r->o.parse_special, ids);
+        if (tok_encode(r->tok, json_string_value(cv), json_string_length(cv), r->o.parse_special, ids))
+            return BAD(r, e, "field \"%s\": characters the tokenizer has no token for", cfield);
         if (r->o.add_eos && eos >= 0 && (ids->n == before || ids->v[ids->n - 1] != eos)) intvec_push(ids, eos);
         push_mask(mask, 1, ids->n - before);
         return 0;
@@ -459,7 +461,10 @@ static int conv_text(DataReader *r, json_t *rec, Example *ex, int *kept, Error *
     IntVec ids = {0}, mask = {0};
     add_prefix(r, &ids, 0);
     int np = ids.n;
-    tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, &ids);
+    if (tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, &ids)) {
+        intvec_free(&ids);
+        return BAD(r, e, "field \"text\": characters the tokenizer has no token for");
+    }
     int eos = tok_eos_id(r->tok);
     if (r->o.add_eos && eos >= 0 && (ids.n == np || ids.v[ids.n - 1] != eos)) intvec_push(&ids, eos);
     push_mask(&mask, 0, np);
@@ -486,7 +491,11 @@ static int conv_segments(DataReader *r, json_t *rec, Example *ex, int *kept, Err
             return BAD(r, e, "field \"segments[%zu]\" must be {\"text\": string, \"train\": bool}", i);
         }
         int before = ids.n;
-        tok_encode(r->tok, json_string_value(text), json_string_length(text), r->o.parse_special, &ids);
+        if (tok_encode(r->tok, json_string_value(text), json_string_length(text), r->o.parse_special, &ids)) {
+            intvec_free(&ids);
+            intvec_free(&mask);
+            return BAD(r, e, "field \"segments[%zu].text\": characters the tokenizer has no token for", i);
+        }
         last_train = json_is_true(train);
         push_mask(&mask, last_train, ids.n - before);
     }

@@ -102,6 +102,7 @@ struct Tokenizer {
     size_t merge_cap;
     int n_merges;
     int ignore_merges, byte_fallback, fuse_unk, unk_id;
+    long n_dropped; /* bytes of the current tok_encode no token could represent */
     int cp_id[512]; /* code point < 512 -> vocab id of that single char (-1) */
     /* added tokens */
     AddedTok *added;
