@@ -39,7 +39,7 @@ static void usage(FILE *out) {
 }
 
 typedef struct Stats {
-    long read, used, skipped[PD_SKIP_COUNT], pairs, agree_n;
+    long read, used, skipped[PD_SKIP_COUNT], pairs, identical, status_missing, agree_n;
     double agree_sum;
 } Stats;
 
@@ -53,9 +53,16 @@ static void print_summary(const Stats *s, const char *question) {
         fprintf(stderr, "%s%s: %ld", first ? "" : ", ", pd_skip_name((PdSkip)i), s->skipped[i]);
         first = 0;
     }
-    fprintf(stderr, "), %ld pairs written\n", s->pairs);
+    fprintf(stderr, "), %ld pairs written", s->pairs);
+    /* options with the same text teach nothing and only add label noise */
+    fprintf(stderr, ", %ld with chosen == rejected not written\n", s->identical);
     if (question && s->read > 0 && s->skipped[PD_SKIP_NO_RESPONSE] == s->read)
         fprintf(stderr, "%s: no record has a response to question \"%s\"; check --question\n", prog, question);
+    if (s->status_missing)
+        fprintf(stderr,
+                "%s: warning: %ld responses have no \"status\" and were counted as submitted; drafts among them "
+                "cannot be told apart (export with the response status)\n",
+                prog, s->status_missing);
     if (s->agree_n)
         fprintf(stderr, "%s: mean pairwise agreement %.4f over %ld records with 2+ annotators\n", prog,
                 s->agree_sum / s->agree_n, s->agree_n);
@@ -187,6 +194,7 @@ int main(int argc, char **argv) {
                 double agree;
                 PdSkip why = pd_record_pairs(&recs.r[k], &po, &pairs, &agree);
                 st.read++;
+                st.status_missing += recs.r[k].status_missing;
                 if (!isnan(agree)) {
                     st.agree_sum += agree;
                     st.agree_n++;
@@ -196,9 +204,16 @@ int main(int argc, char **argv) {
                     continue;
                 }
                 st.used++;
-                for (int j = 0; j < pairs.n && !rc; j++)
-                    rc = pd_pair_write(af.fp, &recs.r[k], &pairs.p[j], with_margin, &e);
-                st.pairs += pairs.n;
+                for (int j = 0; j < pairs.n && !rc; j++) {
+                    const PdRecord *rec = &recs.r[k];
+                    const char *ct = rec->option_text[pairs.p[j].chosen], *rt = rec->option_text[pairs.p[j].rejected];
+                    if (ct && rt && !strcmp(ct, rt)) {
+                        st.identical++;
+                        continue;
+                    }
+                    rc = pd_pair_write(af.fp, rec, &pairs.p[j], with_margin, &e);
+                    st.pairs++;
+                }
             }
             pd_list_clear(&recs);
             if (rc) break;
@@ -219,6 +234,14 @@ int main(int argc, char **argv) {
     if (rc) {
         atomic_abort(&af);
         err_die(prog, &e);
+    }
+    if (st.read == 0) { /* `echo 'not json' | rank2pairs` read as a CSV header and nothing else */
+        atomic_abort(&af);
+        fprintf(stderr,
+                "%s: no records read: expected JSONL, a JSON array, or CSV with a header row and records "
+                "(--format names the shape)\n",
+                prog);
+        return EX_DATAERR;
     }
     if (atomic_commit(&af, &e)) err_die(prog, &e);
     if (!quiet) print_summary(&st, question);

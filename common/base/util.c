@@ -464,9 +464,24 @@ int mkdir_p(const char *path, Error *e) {
     return rc;
 }
 
-int read_file(const char *path, char **out, size_t *len, Error *e) {
+FILE *input_fopen(const char *path, Error *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) {
+        err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) { /* fopen succeeds, every read fails */
+        fclose(f);
+        err_set(e, EX_NOINPUT, "%s: is a directory, not an input file", path);
+        return NULL;
+    }
+    return f;
+}
+
+int read_file(const char *path, char **out, size_t *len, Error *e) {
+    FILE *f = input_fopen(path, e);
+    if (!f) return e->code;
     size_t cap = 1 << 16, n = 0;
     char *buf = xmalloc(cap + 1);
     size_t got;

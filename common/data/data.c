@@ -50,7 +50,9 @@ const char *data_kind_name(DataKind k) {
 }
 
 DataKind data_detect_kind(const json_t *rec) {
-    if (json_object_get(rec, "chosen") && json_object_get(rec, "rejected")) return DATA_PREFERENCE;
+    /* either half of a pair makes it a preference record: {"prompt", "chosen"} is a
+     * pair with "rejected" missing (a data error), not a prompt-only record */
+    if (json_object_get(rec, "chosen") || json_object_get(rec, "rejected")) return DATA_PREFERENCE;
     if (json_object_get(rec, "prompt") && json_object_get(rec, "completion")) {
         if (json_object_get(rec, "reward") || json_object_get(rec, "logprob") || json_object_get(rec, "group"))
             return DATA_ROLLOUT;
