@@ -91,6 +91,9 @@ $(DEPS_STAMP):
 	fi
 	@mkdir -p $(O) && touch $@
 
+# ---- fuzzing: make fuzz, and the short runs of make check (fuzz.mk) ------------
+include fuzz.mk
+
 # ---- library and programs ----------------------------------------------------
 $(O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -134,7 +137,7 @@ ifeq ($(MODELS),1)
 	  echo "check: SmolLM2 could not be fetched; the tests that need it will skip"
 endif
 
-check: $(TOOLS) $(TESTS) $(ASAN_TESTS) check-models
+check: $(TOOLS) $(TESTS) $(ASAN_TESTS) $(FUZZ_BINS) check-models
 	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
 
 bench: $(TOOLS) $(BENCHES)
