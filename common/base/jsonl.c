@@ -83,6 +83,11 @@ int jsonl_next(JsonlReader *r, json_t **out, Error *e) {
             json_decref(v);
             return err_set(e, EX_DATAERR, "%s:%ld: expected a JSON object", r->name, r->line);
         }
+        if (r->cap > ((size_t)1 << 20)) { /* after a huge line: do not hold its buffer while it is used */
+            free(r->buf);
+            r->cap = 1 << 16;
+            r->buf = xmalloc(r->cap);
+        }
         *out = v;
         return 0;
     }

@@ -378,10 +378,15 @@ static int finish(DataReader *r, IntVec *ids, IntVec *mask, int prompt_len, int 
     }
     memset(ex, 0, sizeof *ex);
     ex->n = ids->n;
-    ex->ids = xmalloc((size_t)ids->n * sizeof(int));
-    memcpy(ex->ids, ids->v, (size_t)ids->n * sizeof(int));
-    ex->mask = xmalloc((size_t)ids->n);
-    for (int i = 0; i < ids->n; i++) ex->mask[i] = (unsigned char)(mask->v[i] != 0);
+    /* the vectors become the example's arrays (no copy: a 60 MB line has tens of
+     * millions of tokens); the mask is narrowed to bytes in place (byte i is written
+     * after int i was read), and both are shrunk to size */
+    ex->ids = xrealloc(ids->v, (size_t)ids->n * sizeof(int));
+    unsigned char *m8 = (unsigned char *)mask->v;
+    for (int i = 0; i < ids->n; i++) m8[i] = (unsigned char)(mask->v[i] != 0);
+    ex->mask = xrealloc(mask->v, (size_t)ids->n);
+    *ids = (IntVec){0};
+    *mask = (IntVec){0};
     ex->prompt_len = has_prompt ? prompt_len : first;
     ex->line = r->jr.line;
     if (truncated) r->counts.truncated++;

@@ -515,8 +515,7 @@ void tok_free(Tokenizer *t) {
 /* ---- encoding ---- */
 static void encode_model(Tokenizer *t, const char *s, size_t n, IntVec *out) {
     if (!n) return;
-    pretok_run(t, s, n);
-    for (int i = 0; i < t->pa.n; i++) bpe_word(t, t->pa.buf + t->pa.off[i], t->pa.plen[i], out);
+    pretok_encode(t, s, n, out);
 }
 
 /* Longest token of the set that occurs at s[i] (index into t->added), or -1. */
