@@ -138,7 +138,22 @@ ifeq ($(MODELS),1)
 endif
 
 check: $(TOOLS) $(TESTS) $(ASAN_TESTS) $(FUZZ_BINS) check-models
-	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
+	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh)); rc=$$?; \
+	  $(MAKE) --no-print-directory check-mpi || rc=1; exit $$rc
+
+# make check also builds every program with MPI=1 in trees of its own ($(O)-mpi,
+# $(BIN)-mpi; Open MPI comes from the deps step) and runs the data-parallel test
+# there, so CI runs it too.  A tree built with MPI=1 runs tests/t_mpi.sh in its own
+# check instead.
+.PHONY: check-mpi check-mpi-run
+ifneq ($(MPI),1)
+check-mpi:
+	@$(MAKE) --no-print-directory MPI=1 O=$(O)-mpi BIN=$(BIN)-mpi check-mpi-run
+else
+check-mpi:
+check-mpi-run: $(TOOLS) $(O)/tests/test_dist
+	@O=$(O) BIN=$(BIN) sh tests/run.sh tests/t_mpi.sh
+endif
 
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
