@@ -10,8 +10,7 @@
 #
 # The harnesses and a copy of the library are built with clang,
 # -fsanitize=fuzzer,address,undefined (libFuzzer finds inputs, ASan/UBSan turn a bad
-# read or undefined behaviour into a crash); clang, its libFuzzer runtime and libomp
-# come from the deps step like every other dependency.
+# read or undefined behaviour into a crash).
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_CHECK_SECONDS ?= 2
@@ -23,13 +22,20 @@ FUZZ_OBJ    := $(LIB_SRC:%.c=$(O)/fuzz/obj/%.o)
 FUZZ_LIB    := $(O)/fuzz/libcherry.a
 export FUZZ_CHECK_SECONDS
 
-DEB_PKGS  += clang libclang-rt-dev libomp-dev
-# the runtimes live under clang's versioned resource directory: ask clang where
-FUZZ_RT   := $(shell $(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null)
-FUZZ_OMP  := $(shell $(FUZZ_CC) -print-file-name=libomp.so 2>/dev/null)
-DEP_FILES += /usr/bin/clang $(or $(FUZZ_RT),libclang_rt.fuzzer-x86_64.a) $(or $(FUZZ_OMP),libomp.so)
+# clang, its libFuzzer runtime and libomp: installed by the deps step when fuzzing is
+# first asked for (make check, make fuzz), not for a plain build.  The runtimes live
+# under clang's versioned resource directory: ask clang where.
+FUZZ_PKGS  := clang libclang-rt-dev libomp-dev
+FUZZ_RT    := $(shell $(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null)
+FUZZ_OMP   := $(shell $(FUZZ_CC) -print-file-name=libomp.so 2>/dev/null)
+FUZZ_DEPS  := /usr/bin/clang $(or $(FUZZ_RT),libclang_rt.fuzzer-x86_64.a) $(or $(FUZZ_OMP),libomp.so)
+FUZZ_STAMP := $(O)/.deps-ok-fuzz
+ifneq ($(DEPS_STAMP),$(FUZZ_STAMP)) # in the sub-make below, the Makefile's deps rule makes it
+$(FUZZ_STAMP): | $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory DEPS_STAMP=$@ DEP_FILES="$(FUZZ_DEPS)" DEB_PKGS="$(DEB_PKGS) $(FUZZ_PKGS)" $@
+endif
 
-$(O)/fuzz/obj/%.o: %.c | $(DEPS_STAMP)
+$(O)/fuzz/obj/%.o: %.c | $(FUZZ_STAMP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
