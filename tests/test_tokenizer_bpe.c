@@ -29,7 +29,7 @@ static Tokenizer *load_text(const char *json, Error *e, int *rc) {
     return t;
 }
 
-#define TOK(VOCAB, MERGES)                                                                                              \
+#define TOK(VOCAB, MERGES)                                                                                             \
     "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": null, \"pre_tokenizer\": null, "                     \
     "\"post_processor\": null, \"decoder\": null, \"model\": {\"type\": \"BPE\", \"vocab\": " VOCAB                    \
     ", \"merges\": " MERGES "}}"

@@ -110,7 +110,8 @@ int main(void) {
                            "tests/oracle/tokenizers/smol.json"};
     size_t cap = 200000, len = 0;
     char *prose = malloc(cap);
-    const char *words[] = {"The ", "cat ", "sat  ", "on\n", "2024 ", "mats, ", "don't ", "\xc3\xa9t\xc3\xa9 ", "  \n\n"};
+    const char *words[] = {"The ",  "cat ", "sat  ", "on\n", "2024 ", "mats, ", "don't ", "\xc3\xa9t\xc3\xa9 ",
+                           "  \n\n"};
     Rng r;
     rng_seed(&r, 3);
     while (len + 16 < cap) {

@@ -5,16 +5,16 @@
 #include "outdir.h"
 
 #include <dirent.h>
-#include <pthread.h>
-#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -106,8 +106,8 @@ static int parse_merges(Tokenizer *t, const json_t *model, Error *e) {
             a = json_string_value(json_array_get(m, 0)), la = json_string_length(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1)), lb = json_string_length(json_array_get(m, 1));
         } else {
-            rc = err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", t->path,
-                         r);
+            rc =
+                err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", t->path, r);
             break;
         }
         int ia = merge_part_id(t, a, la, r, e);

@@ -2,9 +2,9 @@
  * step (metrics.c), trainer_state.json (checkpoint.c trainer_resume),
  * optimizer.safetensors (optim.c adamw_state_read) and ppo_state.safetensors
  * (rl_ckpt.c).  The first byte chooses the file; the rest is its content. */
-#include "fuzz.h"
 #include "base/metrics.h"
 #include "formats/safetensors.h"
+#include "fuzz.h"
 #include "rl/rl_ckpt.h"
 #include "train/train_internal.h"
 
