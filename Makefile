@@ -97,6 +97,9 @@ $(DEPS_STAMP):
 	fi
 	@mkdir -p $(O) && touch $@
 
+# ---- fuzzing: make fuzz, and the short runs of make check (fuzz.mk) ------------
+include fuzz.mk
+
 # ---- library and programs ----------------------------------------------------
 $(O)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -150,8 +153,26 @@ else
 	@echo "check: MODELS=0: not fetching SmolLM2-135M-Instruct; the tests that need it skip unless it is in models/"
 endif
 
-check: $(TOOLS) $(TOOL_ALIASES) $(TESTS) $(ASAN_TESTS) check-models
-	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
+# The MPI build and its test run first, so the closing "N passed, N failed" line of
+# the whole suite is the last thing make check prints.
+check: $(TOOLS) $(TOOL_ALIASES) $(TESTS) $(ASAN_TESTS) $(FUZZ_BINS) check-models
+	@rc=0; $(MAKE) --no-print-directory check-mpi || rc=1; \
+	  O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh)) || rc=1; \
+	  [ $$rc -eq 0 ] || echo "check: failed (see above; the MPI part ran first)"; exit $$rc
+
+# make check also builds every program with MPI=1 in trees of its own ($(O)-mpi,
+# $(BIN)-mpi; Open MPI comes from the deps step) and runs the data-parallel test
+# there, so CI runs it too.  A tree built with MPI=1 runs tests/t_mpi.sh in its own
+# check instead.
+.PHONY: check-mpi check-mpi-run
+ifneq ($(MPI),1)
+check-mpi:
+	@$(MAKE) --no-print-directory MPI=1 O=$(O)-mpi BIN=$(BIN)-mpi check-mpi-run
+else
+check-mpi:
+check-mpi-run: $(TOOLS) $(O)/tests/test_dist
+	@O=$(O) BIN=$(BIN) sh tests/run.sh tests/t_mpi.sh
+endif
 
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done

@@ -43,7 +43,7 @@ expect_same "JSON array on stdin" "$T/nested" "$T/other"
 
 # --- the summary
 "$R" $D/a1_records.jsonl >/dev/null 2>"$T/err" || fail "summary run"
-grep -qF "6 records read, 2 used, 4 skipped (no submitted response: 1, only draft or discarded: 1, one option: 1, all tied: 1), 4 pairs written" "$T/err" ||
+grep -qF "6 records read, 2 used, 4 skipped (no submitted response: 1, only draft or discarded: 1, one option: 1, all tied: 1), 4 pairs written, 0 with chosen == rejected not written" "$T/err" ||
   fail "summary counts: got $(cat "$T/err")"
 grep -qF "mean pairwise agreement 0.6667 over 1 records" "$T/err" || fail "agreement in summary: $(cat "$T/err")"
 "$R" $D/a1_hf.jsonl >/dev/null 2>"$T/err"

@@ -38,7 +38,7 @@ static void usage(FILE *out) {
 }
 
 typedef struct Stats {
-    long read, used, skipped[PD_SKIP_COUNT], pairs, agree_n;
+    long read, used, skipped[PD_SKIP_COUNT], pairs, identical, status_missing, agree_n;
     double agree_sum;
 } Stats;
 
@@ -52,9 +52,16 @@ static void print_summary(const Stats *s, const char *question) {
         fprintf(stderr, "%s%s: %ld", first ? "" : ", ", pd_skip_name((PdSkip)i), s->skipped[i]);
         first = 0;
     }
-    fprintf(stderr, "), %ld pairs written\n", s->pairs);
+    fprintf(stderr, "), %ld pairs written", s->pairs);
+    /* options with the same text teach nothing and only add label noise */
+    fprintf(stderr, ", %ld with chosen == rejected not written\n", s->identical);
     if (question && s->read > 0 && s->skipped[PD_SKIP_NO_RESPONSE] == s->read)
         fprintf(stderr, "%s: no record has a response to question \"%s\"; check --question\n", prog, question);
+    if (s->status_missing)
+        fprintf(stderr,
+                "%s: warning: %ld responses have no \"status\" and were counted as submitted; drafts among them "
+                "cannot be told apart (export with the response status)\n",
+                prog, s->status_missing);
     if (s->agree_n)
         fprintf(stderr, "%s: mean pairwise agreement %.4f over %ld records with 2+ annotators\n", prog,
                 s->agree_sum / s->agree_n, s->agree_n);
@@ -152,6 +159,7 @@ static int write_pairs(const Flags *o, PdRecordList *recs, PdPairList *pairs, St
         double agree;
         PdSkip why = pd_record_pairs(&recs->r[k], &o->po, pairs, &agree);
         st->read++;
+        st->status_missing += recs->r[k].status_missing;
         if (!isnan(agree)) {
             st->agree_sum += agree;
             st->agree_n++;
@@ -161,8 +169,16 @@ static int write_pairs(const Flags *o, PdRecordList *recs, PdPairList *pairs, St
             continue;
         }
         st->used++;
-        for (int j = 0; j < pairs->n && !rc; j++) rc = pd_pair_write(fp, &recs->r[k], &pairs->p[j], o->with_margin, e);
-        st->pairs += pairs->n;
+        for (int j = 0; j < pairs->n && !rc; j++) {
+            const PdRecord *rec = &recs->r[k];
+            const char *ct = rec->option_text[pairs->p[j].chosen], *rt = rec->option_text[pairs->p[j].rejected];
+            if (ct && rt && !strcmp(ct, rt)) {
+                st->identical++;
+                continue;
+            }
+            rc = pd_pair_write(fp, rec, &pairs->p[j], o->with_margin, e);
+            st->pairs++;
+        }
     }
     pd_list_clear(recs);
     return rc;
@@ -239,6 +255,14 @@ int main(int argc, char **argv) {
     if (rc) {
         atomic_abort(&af);
         err_die(prog, &e);
+    }
+    if (st.read == 0) { /* `echo 'not json' | rank2pairs` read as a CSV header and nothing else */
+        atomic_abort(&af);
+        fprintf(stderr,
+                "%s: no records read: expected JSONL, a JSON array, or CSV with a header row and records "
+                "(--format names the shape)\n",
+                prog);
+        return EX_DATAERR;
     }
     if (atomic_commit(&af, &e)) err_die(prog, &e);
     if (!o.quiet) print_summary(&st, o.question);

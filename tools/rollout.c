@@ -274,7 +274,7 @@ static json_t *as_answer(const json_t *prompt, json_t *text) {
 }
 
 typedef struct Totals {
-    long prompts, seqs, stop, length, tokens, pairs;
+    long prompts, seqs, stop, length, tokens, pairs, identical;
 } Totals;
 
 /* One Argilla record per prompt: response-1..N, and with rewards the ranking
@@ -331,6 +331,12 @@ static int emit_pairs(FILE *fp, const Opts *o, const PromptExample *px, long gro
     gen_rng_seed(&rng, o->gen.seed ^ 0x52534f2d70616972ULL /* "RSO-pair" */, group, 0);
     int np = rollpairs_from_rewards(o->pairs, rewards, N, o->num_select, o->rso_beta, &rng, ch, rj);
     for (int k = 0; k < np && !rc; k++) {
+        /* different tokens can make the same text (a stop string cut both): such a
+         * pair teaches nothing, whatever the rewards say */
+        if (json_equal(text[ch[k]], text[rj[k]])) {
+            tot->identical++;
+            continue;
+        }
         json_t *r = json_object();
         json_object_set(r, "prompt", px->prompt);
         json_object_set_new(r, "chosen", as_answer(px->prompt, json_incref(text[ch[k]])));
@@ -555,7 +561,9 @@ static void print_summary(const Opts *o, const Totals *tot, const Prog *pg, cons
     double dt = now_seconds() - pg->t0;
     fprintf(stderr, "%s: %ld prompts, %ld completions (%ld stop, %ld length), %ld tokens in %.1f s (%.0f tok/s)", prog,
             tot->prompts, tot->seqs, tot->stop, tot->length, tot->tokens, dt, dt > 0 ? tot->tokens / dt : 0.0);
-    if (o->pairs) fprintf(stderr, ", %ld pairs (%s)", tot->pairs, rollpairs_strategy_name(o->pairs));
+    if (o->pairs)
+        fprintf(stderr, ", %ld pairs (%s), %ld with chosen == rejected not written", tot->pairs,
+                rollpairs_strategy_name(o->pairs), tot->identical);
     if (dc->skipped || dc->dropped || dc->truncated)
         fprintf(stderr, "; %ld invalid records skipped, %ld dropped, %ld prompts truncated", dc->skipped, dc->dropped,
                 dc->truncated);

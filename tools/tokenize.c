@@ -244,8 +244,8 @@ static int is_jsonl(const Opts *o, const char *path, FILE *in) {
 static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
     int is_stdin = !strcmp(path, "-");
     const char *name = is_stdin ? "<stdin>" : path;
-    FILE *in = is_stdin ? stdin : fopen(path, "rb");
-    if (!in) return err_set(e, EX_NOINPUT, "%s: cannot open", path);
+    FILE *in = is_stdin ? stdin : input_fopen(path, e);
+    if (!in) return e->code;
     int rc;
     if (o->decode) {
         rc = run_decode(o, in, name, out, st, e);

@@ -14,8 +14,8 @@ int jsonl_open(JsonlReader *r, const char *path, Error *e) {
         r->name = "<stdin>";
         r->is_stdin = 1;
     } else {
-        r->fp = fopen(path, "rb");
-        if (!r->fp) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+        r->fp = input_fopen(path, e);
+        if (!r->fp) return e->code;
         r->path_owned = xstrdup(path);
         r->name = r->path_owned;
     }
@@ -62,19 +62,31 @@ int jsonl_next(JsonlReader *r, json_t **out, Error *e) {
         r->line++;
         if (n == -2)
             return err_set(e, EX_DATAERR, "%s:%ld: line longer than %zu bytes", r->name, r->line, JSONL_MAX_LINE);
-        const char *p = r->buf;
+        char *line = r->buf;
+        if (r->line == 1 && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) { /* a UTF-8 byte-order mark */
+            line += 3;
+            n -= 3;
+        }
+        const char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (!*p) continue; /* blank line */
-        if ((size_t)n != strlen(r->buf))
+        if ((size_t)n != strlen(line))
             return err_set(e, EX_DATAERR, "%s:%ld: NUL byte inside the line", r->name, r->line);
         json_error_t je;
-        json_t *v = json_loadb(r->buf, (size_t)n, 0, &je);
+        /* a key twice in one object has no one meaning: refused, as safetensors and
+         * config.json readers refuse it */
+        json_t *v = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
         if (!v)
             return err_set(e, EX_DATAERR, "%s:%ld: invalid JSON at column %d: %s", r->name, r->line, je.column,
                            je.text);
         if (!json_is_object(v)) {
             json_decref(v);
             return err_set(e, EX_DATAERR, "%s:%ld: expected a JSON object", r->name, r->line);
+        }
+        if (r->cap > ((size_t)1 << 20)) { /* after a huge line: do not hold its buffer while it is used */
+            free(r->buf);
+            r->cap = 1 << 16;
+            r->buf = xmalloc(r->cap);
         }
         *out = v;
         return 0;

@@ -2,7 +2,9 @@
  *
  * One record per line; memory does not grow with the number of records.  Blank
  * lines are skipped.  Lines longer than JSONL_MAX_LINE (64 MiB) are an error, not an
- * allocation.  Each record is parsed with jansson (which rejects invalid UTF-8).
+ * allocation.  Each record is parsed with jansson (which rejects invalid UTF-8);
+ * a key that occurs twice in an object is an error, a UTF-8 byte-order mark before
+ * the first line is skipped, and a directory given as the input is refused.
  * Not for: writing (use json_dumpf on an AtomicFile) or CSV (prefdata.c). */
 #ifndef CHERRY_JSONL_H
 #define CHERRY_JSONL_H

@@ -5,16 +5,16 @@
 #include "outdir.h"
 
 #include <dirent.h>
-#include <pthread.h>
-#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -464,9 +464,24 @@ int mkdir_p(const char *path, Error *e) {
     return rc;
 }
 
-int read_file(const char *path, char **out, size_t *len, Error *e) {
+FILE *input_fopen(const char *path, Error *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) {
+        err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) { /* fopen succeeds, every read fails */
+        fclose(f);
+        err_set(e, EX_NOINPUT, "%s: is a directory, not an input file", path);
+        return NULL;
+    }
+    return f;
+}
+
+int read_file(const char *path, char **out, size_t *len, Error *e) {
+    FILE *f = input_fopen(path, e);
+    if (!f) return e->code;
     size_t cap = 1 << 16, n = 0;
     char *buf = xmalloc(cap + 1);
     size_t got;

@@ -75,6 +75,9 @@ int copy_file(const char *src, const char *dst, Error *e);
 /* mkdir -p */
 int mkdir_p(const char *path, Error *e);
 
+/* fopen(PATH, "rb") for an input: NULL with e set (EX_NOINPUT) when it cannot be
+ * opened or is a directory (which fopen opens and every read then fails on). */
+FILE *input_fopen(const char *path, Error *e);
 /* Reads a whole file into a NUL-terminated buffer (*len excludes the NUL). */
 int read_file(const char *path, char **out, size_t *len, Error *e);
 

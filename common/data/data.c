@@ -50,7 +50,9 @@ const char *data_kind_name(DataKind k) {
 }
 
 DataKind data_detect_kind(const json_t *rec) {
-    if (json_object_get(rec, "chosen") && json_object_get(rec, "rejected")) return DATA_PREFERENCE;
+    /* either half of a pair makes it a preference record: {"prompt", "chosen"} is a
+     * pair with "rejected" missing (a data error), not a prompt-only record */
+    if (json_object_get(rec, "chosen") || json_object_get(rec, "rejected")) return DATA_PREFERENCE;
     if (json_object_get(rec, "prompt") && json_object_get(rec, "completion")) {
         if (json_object_get(rec, "reward") || json_object_get(rec, "logprob") || json_object_get(rec, "group"))
             return DATA_ROLLOUT;
@@ -222,7 +224,8 @@ static int parse_messages(DataReader *r, const json_t *arr, const char *field, i
 static int encode_prompt(DataReader *r, const json_t *v, const char *field, IntVec *ids, Error *e) {
     if (json_is_string(v)) {
         add_prefix(r, ids, 0);
-        tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, ids);
+        if (tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, ids))
+            return BAD(r, e, "field \"%s\": characters the tokenizer has no token for", field);
         return 0;
     }
     if (!json_is_array(v)) return BAD(r, e, "field \"%s\" must be a string or a list of messages", field);
@@ -254,7 +257,8 @@ static int encode_completion(DataReader *r, const json_t *pv, const json_t *cv, 
         if (!json_is_string(pv) && pv)
             return BAD(r, e, "field \"%s\" is a string but \"%s\" is a list of messages", cfield, pfield);
         int before = ids->n;
-        tok_encode(r->tok, json_string_value(cv), json_string_length(cv), r->o.parse_special, ids);
+        if (tok_encode(r->tok, json_string_value(cv), json_string_length(cv), r->o.parse_special, ids))
+            return BAD(r, e, "field \"%s\": characters the tokenizer has no token for", cfield);
         if (r->o.add_eos && eos >= 0 && (ids->n == before || ids->v[ids->n - 1] != eos)) intvec_push(ids, eos);
         push_mask(mask, 1, ids->n - before);
         return 0;
@@ -374,10 +378,15 @@ static int finish(DataReader *r, IntVec *ids, IntVec *mask, int prompt_len, int 
     }
     memset(ex, 0, sizeof *ex);
     ex->n = ids->n;
-    ex->ids = xmalloc((size_t)ids->n * sizeof(int));
-    memcpy(ex->ids, ids->v, (size_t)ids->n * sizeof(int));
-    ex->mask = xmalloc((size_t)ids->n);
-    for (int i = 0; i < ids->n; i++) ex->mask[i] = (unsigned char)(mask->v[i] != 0);
+    /* the vectors become the example's arrays (no copy: a 60 MB line has tens of
+     * millions of tokens); the mask is narrowed to bytes in place (byte i is written
+     * after int i was read), and both are shrunk to size */
+    ex->ids = xrealloc(ids->v, (size_t)ids->n * sizeof(int));
+    unsigned char *m8 = (unsigned char *)mask->v;
+    for (int i = 0; i < ids->n; i++) m8[i] = (unsigned char)(mask->v[i] != 0);
+    ex->mask = xrealloc(mask->v, (size_t)ids->n);
+    *ids = (IntVec){0};
+    *mask = (IntVec){0};
     ex->prompt_len = has_prompt ? prompt_len : first;
     ex->line = r->jr.line;
     if (truncated) r->counts.truncated++;
@@ -459,7 +468,10 @@ static int conv_text(DataReader *r, json_t *rec, Example *ex, int *kept, Error *
     IntVec ids = {0}, mask = {0};
     add_prefix(r, &ids, 0);
     int np = ids.n;
-    tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, &ids);
+    if (tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, &ids)) {
+        intvec_free(&ids);
+        return BAD(r, e, "field \"text\": characters the tokenizer has no token for");
+    }
     int eos = tok_eos_id(r->tok);
     if (r->o.add_eos && eos >= 0 && (ids.n == np || ids.v[ids.n - 1] != eos)) intvec_push(&ids, eos);
     push_mask(&mask, 0, np);
@@ -486,7 +498,11 @@ static int conv_segments(DataReader *r, json_t *rec, Example *ex, int *kept, Err
             return BAD(r, e, "field \"segments[%zu]\" must be {\"text\": string, \"train\": bool}", i);
         }
         int before = ids.n;
-        tok_encode(r->tok, json_string_value(text), json_string_length(text), r->o.parse_special, &ids);
+        if (tok_encode(r->tok, json_string_value(text), json_string_length(text), r->o.parse_special, &ids)) {
+            intvec_free(&ids);
+            intvec_free(&mask);
+            return BAD(r, e, "field \"segments[%zu].text\": characters the tokenizer has no token for", i);
+        }
         last_train = json_is_true(train);
         push_mask(&mask, last_train, ids.n - before);
     }

@@ -66,6 +66,7 @@ typedef struct PdRecord {
     int had_responses; /* the question had any response (submitted or not) */
     double margin;     /* NAN, or the margin of the record's one pair as the source
                           states it (UltraFeedback: score_chosen - score_rejected) */
+    int status_missing; /* 2.x responses without a status, taken as submitted */
 } PdRecord;
 
 void pd_record_init(PdRecord *r); /* zeroes, margin = NAN */

@@ -23,9 +23,13 @@
 #include "prefdata.h"
 #include "base/util.h"
 
-static int status_parse(const json_t *v, int missing_ok, PdStatus *out, const char *where, Error *e) {
+/* MISSING (NULL: a status is required) counts responses taken as submitted for
+ * lack of one: a 2.x export without statuses cannot tell drafts from submissions,
+ * and rank2pairs warns about that (prefdata.h PdRecord.status_missing). */
+static int status_parse(const json_t *v, int *missing, PdStatus *out, const char *where, Error *e) {
     if (!v || json_is_null(v)) {
-        if (missing_ok) {
+        if (missing) {
+            (*missing)++;
             *out = PD_SUBMITTED;
             return 0;
         }
@@ -246,7 +250,7 @@ static int read_1x_records(PdRecord *rec, const json_t *row, const char *q, cons
         if (vals && !json_is_object(vals)) return err_set(e, EX_DATAERR, "%s: \"values\" must be an object", w);
         const json_t *qv = json_object_get(vals, q);
         PdStatus st;
-        int rc = status_parse(json_object_get(r, "status"), 0, &st, w, e);
+        int rc = status_parse(json_object_get(r, "status"), NULL, &st, w, e);
         if (rc) return rc;
         if (!qv) {
             /* A discarded response may carry no values; a submitted one that skips the
@@ -274,7 +278,7 @@ static int read_1x_hf(PdRecord *rec, const json_t *row, const char *q, const cha
         snprintf(w, sizeof w, "%s: %s[%zu]", where, q, k);
         if (!json_is_object(r)) return err_set(e, EX_DATAERR, "%s: must be {\"user_id\", \"value\", \"status\"}", w);
         PdStatus st;
-        int rc = status_parse(json_object_get(r, "status"), 0, &st, w, e);
+        int rc = status_parse(json_object_get(r, "status"), NULL, &st, w, e);
         if (rc) return rc;
         PdAnnotation *a = pd_record_add_annotation(rec, user_of(json_object_get(r, "user_id")), st);
         if (st != PD_SUBMITTED) continue;
@@ -295,7 +299,7 @@ static int read_2x_nested(PdRecord *rec, const json_t *row, const char *q, const
         snprintf(w, sizeof w, "%s: responses.%s[%zu]", where, q, k);
         if (!json_is_object(r)) return err_set(e, EX_DATAERR, "%s: must be {\"value\", \"user_id\", \"status\"}", w);
         PdStatus st;
-        int rc = status_parse(json_object_get(r, "status"), 1, &st, w, e);
+        int rc = status_parse(json_object_get(r, "status"), &rec->status_missing, &st, w, e);
         if (rc) return rc;
         PdAnnotation *a = pd_record_add_annotation(rec, user_of(json_object_get(r, "user_id")), st);
         if (st != PD_SUBMITTED) continue;
@@ -328,7 +332,7 @@ static int read_2x_flat(PdRecord *rec, const json_t *row, const char *q, const c
         char w[600];
         snprintf(w, sizeof w, "%s: %s[%zu]", where, kv, k);
         PdStatus st;
-        int rc = status_parse(json_array_get(stat, k), 1, &st, w, e);
+        int rc = status_parse(json_array_get(stat, k), &rec->status_missing, &st, w, e);
         if (rc) return rc;
         PdAnnotation *a = pd_record_add_annotation(rec, user_of(json_array_get(users, k)), st);
         if (st != PD_SUBMITTED) continue;

@@ -40,7 +40,7 @@ static int json_document_instead(PdInput *in, long skipped, int *rc, Error *e) {
     }
     if (!unfinished) return 0;
     in->kind = PD_CONT_ARRAY;
-    json_t *doc = json_loadf(in->fp, 0, &je);
+    json_t *doc = json_loadf(in->fp, JSON_REJECT_DUPLICATES, &je);
     if (!doc) {
         *rc = err_set(e, EX_DATAERR, "%s:%d: invalid JSON at column %d: %s", in->name, je.line + (int)skipped,
                       je.column, je.text);
@@ -65,8 +65,8 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
         in->is_stdin = 1;
         in->name = "<stdin>";
     } else {
-        in->fp = fopen(path, "rb");
-        if (!in->fp) return err_set(e, EX_NOINPUT, "%s: cannot open: %s", path, strerror(errno));
+        in->fp = input_fopen(path, e);
+        if (!in->fp) return e->code;
         in->name = path;
     }
     /* Peek at the first non-blank byte (and skip a UTF-8 byte-order mark). */
@@ -99,7 +99,7 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
         in->jl.line = skipped;
     } else if (in->kind == PD_CONT_ARRAY) {
         json_error_t je;
-        in->array = json_loadf(in->fp, 0, &je);
+        in->array = json_loadf(in->fp, JSON_REJECT_DUPLICATES, &je);
         if (!in->array)
             return err_set(e, EX_DATAERR, "%s:%d: invalid JSON at column %d: %s", in->name, je.line + (int)skipped,
                            je.column, je.text);
@@ -150,7 +150,7 @@ int pd_csv_cell(const char *cell, size_t len, json_t **out, const char *where, c
         return 0;
     }
     json_error_t je;
-    *out = json_loadb(cell, len, 0, &je);
+    *out = json_loadb(cell, len, JSON_REJECT_DUPLICATES, &je);
     if (*out) return 0;
     if (looks_like_python_repr(cell))
         return err_set(e, EX_DATAERR,

@@ -97,21 +97,26 @@ static int parse_merges(Tokenizer *t, const json_t *model, Error *e) {
         if (json_is_string(m)) { /* the older form: "a b", exactly one space */
             const char *s = json_string_value(m);
             const char *sp = strchr(s, ' ');
-            if (!sp || strchr(sp + 1, ' '))
-                return err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\": \"%s\" is not \"a b\"", t->path, r, s);
+            if (!sp || strchr(sp + 1, ' ')) {
+                rc = err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\": \"%s\" is not \"a b\"", t->path, r, s);
+                break; /* the buffer is freed below (it leaked on every error return) */
+            }
             a = s, la = (size_t)(sp - s), b = sp + 1, lb = strlen(b);
         } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
                    json_is_string(json_array_get(m, 1))) {
             a = json_string_value(json_array_get(m, 0)), la = json_string_length(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1)), lb = json_string_length(json_array_get(m, 1));
         } else {
-            return err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", t->path,
-                           r);
+            rc =
+                err_set(e, EX_DATAERR, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", t->path, r);
+            break;
         }
         int ia = merge_part_id(t, a, la, r, e);
-        if (ia < 0) return -ia;
-        int ib = merge_part_id(t, b, lb, r, e);
-        if (ib < 0) return -ib;
+        int ib = ia < 0 ? ia : merge_part_id(t, b, lb, r, e);
+        if (ib < 0) {
+            rc = -ib;
+            break;
+        }
         if (la + lb + 1 > cap) {
             cap = la + lb + 64;
             buf = xrealloc(buf, cap);
@@ -512,8 +517,7 @@ void tok_free(Tokenizer *t) {
 /* ---- encoding ---- */
 static void encode_model(Tokenizer *t, const char *s, size_t n, IntVec *out) {
     if (!n) return;
-    pretok_run(t, s, n);
-    for (int i = 0; i < t->pa.n; i++) bpe_word(t, t->pa.buf + t->pa.off[i], t->pa.plen[i], out);
+    pretok_encode(t, s, n, out);
 }
 
 /* Longest token of the set that occurs at s[i] (index into t->added), or -1. */
@@ -612,9 +616,10 @@ static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_s
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out) {
     size_t n = len;
     char *fixed = len ? utf8_sanitize(text, len, &n) : NULL;
+    t->n_dropped = 0;
     encode_pass(t, fixed ? fixed : text, n, 0, parse_special, out);
     free(fixed);
-    return 0;
+    return t->n_dropped ? EX_DATAERR : 0;
 }
 
 void tok_post_prefix(const Tokenizer *t, IntVec *out) {

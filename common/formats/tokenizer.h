@@ -60,7 +60,10 @@ char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
  * sequence is replaced by U+FFFD first, as Python's bytes.decode("utf-8",
  * "replace") does before text reaches the tokenizers library (WHATWG/Unicode
  * "maximal subpart" rule), so cherry and the Python pipeline agree.  Returns 0, or
- * never fails otherwise (encoding any byte string is total). */
+ * EX_DATAERR when some characters have no token (not in the vocabulary, and the
+ * file has neither an unk token nor byte fallback; impossible for byte-level BPE):
+ * the ids of the rest are still appended, but the caller must not treat the text
+ * as encoded (the Rust library drops such characters silently). */
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out);
 
 /* Post-processor of the file for a single sequence (TemplateProcessing "single",

@@ -145,6 +145,8 @@ static int bpe_symbols(Tokenizer *t, const char *w, size_t n) {
             if (!done && t->unk_id >= 0) {
                 if (unk_pending && !t->fuse_unk) t->sym_id[ns++] = t->unk_id;
                 unk_pending = 1;
+            } else if (!done) {
+                t->n_dropped += l; /* no unk token, no byte fallback: tok_encode reports it */
             }
         }
         i += (size_t)l;
@@ -166,7 +168,7 @@ static void cache_put(Tokenizer *t, const char *w, size_t n, const int *ids, int
     }
     strmap_put(&t->cache, w, n, (int)t->cache_len);
     t->cache_ids[t->cache_len++] = k;
-    memcpy(t->cache_ids + t->cache_len, ids, (size_t)k * sizeof(int));
+    if (k > 0) memcpy(t->cache_ids + t->cache_len, ids, (size_t)k * sizeof(int)); /* ids may be NULL when k = 0 */
     t->cache_len += (size_t)k;
 }
 
@@ -180,6 +182,7 @@ void bpe_word(Tokenizer *t, const char *w, size_t n, IntVec *out) {
         }
     }
     int start = out->n;
+    long dropped = t->n_dropped;
     if (t->ignore_merges) {
         int id = strmap_get(&t->vocab, w, n);
         if (id >= 0) {
@@ -222,7 +225,10 @@ void bpe_word(Tokenizer *t, const char *w, size_t n, IntVec *out) {
     }
     for (int i = ns ? 0 : -1; i >= 0; i = t->sym_next[i]) intvec_push(out, t->sym_id[i]);
 done:
-    if (n <= CACHE_MAX_WORD) cache_put(t, w, n, out->v + start, out->n - start);
+    /* a word may encode to nothing (only unencodable characters): then out->v may
+     * still be NULL, and NULL + 0 is undefined */
+    if (n <= CACHE_MAX_WORD && t->n_dropped == dropped) /* a word that dropped bytes must drop them again */
+        cache_put(t, w, n, out->n > start ? out->v + start : NULL, out->n - start);
 }
 
 void bpe_free(Tokenizer *t) {

@@ -48,6 +48,11 @@ typedef struct Pieces {
     size_t len, cap;
     size_t *off, *plen;
     int n, ncap;
+    /* streaming (pretok_encode): when stream is set the pieces may be sent on to
+     * pre-tokenizer step next_step (and BPE) before the whole input is split;
+     * map_into: ByteLevel's regex words, mapped into that list when sent on */
+    int stream, next_step;
+    struct Pieces *map_into;
 } Pieces;
 void pieces_reset(Pieces *p);
 void pieces_add(Pieces *p, const char *s, size_t n); /* empty pieces are dropped, as tokenizers does */
@@ -102,6 +107,7 @@ struct Tokenizer {
     size_t merge_cap;
     int n_merges;
     int ignore_merges, byte_fallback, fuse_unk, unk_id;
+    long n_dropped; /* bytes of the current tok_encode no token could represent */
     int cp_id[512]; /* code point < 512 -> vocab id of that single char (-1) */
     /* added tokens */
     AddedTok *added;
@@ -137,14 +143,19 @@ struct Tokenizer {
     size_t tmp_cap;
     void *spans; /* pre-tokenizer scratch (Span array in tokenizer_pretok.c) */
     int spans_cap;
+    struct PreLevel *lvl; /* pretok_encode: per-step pieces and spans (n_steps) */
+    IntVec *enc_out;      /* pretok_encode: where the words' ids go */
+    int span_batch;       /* spans a split holds before sending pieces on (0 = 4096; tests vary it) */
 };
 
 /* tokenizer_pretok.c */
 int pretok_parse(Tokenizer *t, const void *json_pre, const char *where, Error *e);
 void pretok_free(Tokenizer *t);
-/* Runs the pre-tokenizer steps on one piece of text; the resulting strings (ByteLevel
- * mapped when a ByteLevel step ran) are left in t->pa. */
-void pretok_run(Tokenizer *t, const char *s, size_t n);
+/* Runs the pre-tokenizer steps on s[0..n) and BPE-encodes every resulting word
+ * (ByteLevel mapped when a ByteLevel step ran), appending the ids to out.  Streams:
+ * a piece goes on to the next step and to BPE as soon as the split that made it is
+ * final (a batch at a time), so memory does not grow with the length of the text. */
+void pretok_encode(Tokenizer *t, const char *s, size_t n, IntVec *out);
 /* Regex split with tokenizers' SplitDelimiterBehavior and invert, appended to out. */
 void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, int behavior, int invert, Pieces *out);
 int uni_is_numeric(Tokenizer *t, uint32_t cp);

@@ -27,6 +27,13 @@
 #include "tokenizer_impl.h"
 #include "base/util.h"
 
+/* pretok_encode's state for one step (see "streaming" below). */
+struct PreLevel {
+    Pieces out, words; /* the step's pieces; ByteLevel's regex words before mapping */
+    void *spans;       /* the step's Span scratch (swapped into t->spans) */
+    int spans_cap;
+};
+
 /* tokenizers' ByteLevel regex (pre_tokenizers/byte_level.rs), the GPT-2 pattern. */
 static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -135,6 +142,13 @@ int pretok_parse(Tokenizer *t, const void *json_pre, const char *where, Error *e
 }
 
 void pretok_free(Tokenizer *t) {
+    for (int k = 0; t->lvl && k < t->n_steps; k++) {
+        pieces_free(&t->lvl[k].out);
+        pieces_free(&t->lvl[k].words);
+        free(t->lvl[k].spans);
+    }
+    free(t->lvl);
+    t->lvl = NULL;
     for (int i = 0; i < t->n_steps; i++) {
         if (t->steps[i].re) pcre2_code_free(t->steps[i].re);
         free(t->steps[i].literal);
@@ -248,6 +262,65 @@ static Span *spans_reserve(Tokenizer *t, int n) {
     return t->spans;
 }
 
+/* ---- streaming (pretok_encode) ----
+ * A split step keeps its spans until the input piece is done, and the pieces of a
+ * 60 MB line used to be held all at once (20x the text in spans and pieces).  Now a
+ * split hands on its pieces every SPAN_BATCH spans, cutting only where the
+ * delimiter behaviour cannot join the spans on either side, so the result is the
+ * same; each step has its own pieces and spans (PreLevel). */
+#define SPAN_BATCH 4096 /* t->span_batch when set */
+
+static void encode_from(Tokenizer *t, int k, const char *s, size_t n);
+static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out);
+
+/* Sends every piece of a streaming P on (to step P->next_step, through P->map_into
+ * first) and empties it. */
+static void pieces_drain(Tokenizer *t, Pieces *p) {
+    if (!p->stream) return;
+    if (p->map_into) {
+        for (int i = 0; i < p->n; i++) bytelevel_map(t, p->buf + p->off[i], p->plen[i], p->map_into);
+        pieces_reset(p);
+        pieces_drain(t, p->map_into);
+        return;
+    }
+    for (int i = 0; i < p->n; i++) encode_from(t, p->next_step, p->buf + p->off[i], p->plen[i]);
+    pieces_reset(p);
+}
+
+/* The largest f in [1, ns) such that no delimiter behaviour joins span f-1 and
+ * span f (labels after invert), or 0. */
+static int safe_cut(const Span *sp, int ns, int behavior, int invert) {
+    for (int f = ns - 1; f >= 1; f--) {
+        int a = sp[f - 1].match ^ invert, b = sp[f].match ^ invert;
+        switch (behavior) {
+        case SPLIT_CONTIGUOUS:
+            if (a != b) return f;
+            break;
+        case SPLIT_MERGED_PREV: /* a match is glued to a non-match before it */
+            if (!(b && !a)) return f;
+            break;
+        case SPLIT_MERGED_NEXT: /* a match is glued to a non-match after it */
+            if (!(a && !b)) return f;
+            break;
+        default:
+            return f;
+        }
+    }
+    return 0;
+}
+
+/* With a streaming OUT and a full batch: applies the behaviour to the spans before
+ * a safe cut, sends their pieces on and keeps the rest.  Returns the spans left. */
+static int spans_flush(Tokenizer *t, const char *s, Span *sp, int ns, int behavior, int invert, Pieces *out) {
+    if (ns < (t->span_batch > 0 ? t->span_batch : SPAN_BATCH) || !out->stream) return ns;
+    int f = safe_cut(sp, ns, behavior, invert);
+    if (f <= 0) return ns;
+    apply_behavior(s, sp, f, behavior, invert, out);
+    memmove(sp, sp + f, (size_t)(ns - f) * sizeof *sp);
+    pieces_drain(t, out); /* other steps use their own spans: sp stays valid */
+    return ns - f;
+}
+
 void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, int behavior, int invert, Pieces *out) {
     if (!n) return;
     int ns = 0;
@@ -273,6 +346,7 @@ void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, i
         last_end = b;
         last_match_end = (long)b;
         if (a == b && last_end >= n) break;
+        ns = spans_flush(t, s, sp, ns, behavior, invert, out);
     }
     sp = spans_reserve(t, ns + 1);
     if (prev != n) sp[ns++] = (Span){prev, n, 0};
@@ -298,6 +372,7 @@ static void split_literal(Tokenizer *t, const char *lit, size_t ll, const char *
         if (prev != a) sp[ns++] = (Span){prev, a, 0};
         sp[ns++] = (Span){a, a + ll, 1};
         prev = i = a + ll;
+        ns = spans_flush(t, s, sp, ns, behavior, invert, out);
     }
     sp = spans_reserve(t, ns + 1);
     if (prev != n) sp[ns++] = (Span){prev, n, 0};
@@ -317,6 +392,7 @@ static void split_digits(Tokenizer *t, const char *s, size_t n, int individual, 
             if (prev < i) sp[ns++] = (Span){prev, i, 0};
             sp[ns++] = (Span){i, i + (size_t)l, 1};
             prev = i + (size_t)l;
+            ns = spans_flush(t, s, sp, ns, individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0, out);
         }
         i += (size_t)l;
     }
@@ -340,57 +416,69 @@ static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out) {
     pieces_add(out, t->tmp, o);
 }
 
-void pretok_run(Tokenizer *t, const char *s, size_t n) {
-    Pieces *cur = &t->pa, *nxt = &t->pb;
-    pieces_reset(cur);
-    pieces_add(cur, s, n);
-    for (int k = 0; k < t->n_steps; k++) {
-        const PreStep *st = &t->steps[k];
-        pieces_reset(nxt);
-        for (int i = 0; i < cur->n; i++) {
-            const char *p = cur->buf + cur->off[i];
-            size_t pl = cur->plen[i];
-            switch (st->kind) {
-            case PRE_BYTELEVEL: {
-                const char *q = p;
-                size_t ql = pl;
-                char *owned = NULL;
-                if (st->add_prefix_space && p[0] != ' ') {
-                    owned = xmalloc(pl + 1);
-                    owned[0] = ' ';
-                    memcpy(owned + 1, p, pl);
-                    q = owned, ql = pl + 1;
-                }
-                if (st->use_regex) {
-                    /* split into a scratch list, then map each piece */
-                    Pieces *tmp = &t->pc;
-                    pieces_reset(tmp);
-                    pretok_split_regex(t, st->re, q, ql, SPLIT_ISOLATED, 0, tmp);
-                    for (int j = 0; j < tmp->n; j++) bytelevel_map(t, tmp->buf + tmp->off[j], tmp->plen[j], nxt);
-                } else {
-                    bytelevel_map(t, q, ql, nxt);
-                }
-                free(owned);
-                break;
-            }
-            case PRE_SPLIT_REGEX:
-                pretok_split_regex(t, st->re, p, pl, st->behavior, st->invert, nxt);
-                break;
-            case PRE_SPLIT_STRING:
-                split_literal(t, st->literal, st->literal_len, p, pl, st->behavior, st->invert, nxt);
-                break;
-            case PRE_DIGITS:
-                split_digits(t, p, pl, st->individual_digits, nxt);
-                break;
-            }
+/* Step st on the piece p[0..pl) into nxt (through words, ByteLevel's regex words,
+ * when it splits). */
+static void apply_step(Tokenizer *t, const PreStep *st, const char *p, size_t pl, Pieces *nxt, Pieces *words) {
+    switch (st->kind) {
+    case PRE_BYTELEVEL: {
+        const char *q = p;
+        size_t ql = pl;
+        char *owned = NULL;
+        if (st->add_prefix_space && p[0] != ' ') {
+            owned = xmalloc(pl + 1);
+            owned[0] = ' ';
+            memcpy(owned + 1, p, pl);
+            q = owned, ql = pl + 1;
         }
-        Pieces sw = *cur;
-        *cur = *nxt;
-        *nxt = sw;
+        if (st->use_regex) {
+            /* split into words, then map each word */
+            pieces_reset(words);
+            words->stream = nxt->stream;
+            words->map_into = nxt;
+            pretok_split_regex(t, st->re, q, ql, SPLIT_ISOLATED, 0, words);
+            for (int j = 0; j < words->n; j++) bytelevel_map(t, words->buf + words->off[j], words->plen[j], nxt);
+            pieces_reset(words);
+        } else {
+            bytelevel_map(t, q, ql, nxt);
+        }
+        free(owned);
+        break;
     }
-    if (cur != &t->pa) { /* keep the result in t->pa */
-        Pieces sw = t->pa;
-        t->pa = t->pb;
-        t->pb = sw;
+    case PRE_SPLIT_REGEX:
+        pretok_split_regex(t, st->re, p, pl, st->behavior, st->invert, nxt);
+        break;
+    case PRE_SPLIT_STRING:
+        split_literal(t, st->literal, st->literal_len, p, pl, st->behavior, st->invert, nxt);
+        break;
+    case PRE_DIGITS:
+        split_digits(t, p, pl, st->individual_digits, nxt);
+        break;
     }
+}
+
+/* Steps k.. and BPE on one piece, depth first. */
+static void encode_from(Tokenizer *t, int k, const char *s, size_t n) {
+    if (k == t->n_steps) {
+        bpe_word(t, s, n, t->enc_out);
+        return;
+    }
+    struct PreLevel *L = &t->lvl[k];
+    void *spans = t->spans;
+    int spans_cap = t->spans_cap;
+    t->spans = L->spans, t->spans_cap = L->spans_cap;
+    pieces_reset(&L->out);
+    L->out.stream = 1;
+    L->out.next_step = k + 1;
+    L->out.map_into = NULL;
+    apply_step(t, &t->steps[k], s, n, &L->out, &L->words);
+    pieces_drain(t, &L->out);
+    L->spans = t->spans, L->spans_cap = t->spans_cap;
+    t->spans = spans, t->spans_cap = spans_cap;
+}
+
+void pretok_encode(Tokenizer *t, const char *s, size_t n, IntVec *out) {
+    if (!t->lvl && t->n_steps > 0) t->lvl = xcalloc((size_t)t->n_steps, sizeof *t->lvl);
+    t->enc_out = out;
+    encode_from(t, 0, s, n);
+    t->enc_out = NULL;
 }

@@ -6,8 +6,8 @@
 #include "rewardcmd.h"
 
 #include <errno.h>
-#include <float.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>

@@ -258,8 +258,8 @@ int trainer_resume(Trainer *tr, const char *dir, Error *e) {
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         json_t *v = json_object_get(o, same[i].name);
         if (json_is_integer(v) && json_integer_value(v) != same[i].want)
-            train_say(tr, "warning: %s: %s was %lld, now %lld; the resumed run will differ from an uninterrupted one", spath,
-                same[i].name, (long long)json_integer_value(v), same[i].want);
+            train_say(tr, "warning: %s: %s was %lld, now %lld; the resumed run will differ from an uninterrupted one",
+                      spath, same[i].name, (long long)json_integer_value(v), same[i].want);
     }
     const char *seed_s = json_string_value(json_object_get(o, "seed"));
     char buf[32];

@@ -430,8 +430,8 @@ int train_run(const TrainFlags *f, TrainTask *t, Error *e) {
         if (rc == 0) rc = trainer_save_final(&tr, e);
         if (rc == 0) {
             double dt = now_seconds() - t_start;
-            train_say(&tr, "done: %ld steps, final loss %.6f, %.0f tokens/s, model in %s", tr.step - step_start, last_loss,
-                dt > 0 ? (double)(tr.tokens_seen - tokens_start) / dt : 0.0, f->out_dir);
+            train_say(&tr, "done: %ld steps, final loss %.6f, %.0f tokens/s, model in %s", tr.step - step_start,
+                      last_loss, dt > 0 ? (double)(tr.tokens_seen - tokens_start) / dt : 0.0, f->out_dir);
         }
     }
     Error e2;
