@@ -41,13 +41,9 @@ static void recompute(Model *m, const int *prompt, int plen, const GenSeq *q, fl
     for (int i = 0; i < q->n_tokens; i++) out[i] = lp[plen - 1 + i];
     if (tau != 1.0f) {
         int C = m->cfg.d_model, V = m->cfg.vocab_size;
-        const ParamTensor *h = model_find_tensor(m, "lm_head.weight");
-        if (!h)
-            h = model_find_tensor(m, m->cfg.family == FAMILY_GPT2 ? "transformer.wte.weight"
-                                                                  : "model.embed_tokens.weight");
         float *logits = malloc(V * sizeof(float));
         for (int i = 0; i < q->n_tokens; i++) {
-            logits_forward(logits, m->hidden + (size_t)(plen - 1 + i) * C, m->params + h->offset, 1, C, V);
+            logits_forward(logits, m->hidden + (size_t)(plen - 1 + i) * C, m->w.lm_head, 1, C, V);
             out[i] = sampler_logprob(logits, V, q->tokens[i], tau);
         }
         free(logits);
