@@ -25,7 +25,8 @@ static void usage(void) {
            "Create a randomly initialised GPT-2 or Llama model directory (Hugging Face layout).\n\n"
            "  -o, --out DIR        output model directory (required; replaced atomically)\n"
            "      --config FILE    start from this config.json (flags below override it)\n"
-           "      --family F       gpt2 (default) or llama\n"
+           "      --family F       gpt2 (default), llama, qwen2, mistral, qwen3, gemma2, gemma3, phi3\n"
+           "                       (windows, soft-caps, head_dim: from --config)\n"
            "      --layers N       transformer blocks (default 2)\n"
            "      --heads N        attention heads (default 4)\n"
            "      --kv-heads N     key/value heads, llama GQA (default = heads)\n"
@@ -33,7 +34,7 @@ static void usage(void) {
            "      --mlp-width N    MLP width (default gpt2 4*width, llama 8/3*width rounded up to 8)\n"
            "      --vocab N        vocabulary size (default: the tokenizer's, else 256)\n"
            "      --context N      maximum sequence length (default 256)\n"
-           "      --rope-theta X   llama RoPE base (default 10000)\n"
+           "      --rope-theta X   RoPE base of the rotary families (default 10000)\n"
            "      --tie, --no-tie  tie the LM head to the token embedding (default gpt2 tied, llama untied)\n"
            "      --classifier     scalar head (score.weight, *ForSequenceClassification, num_labels 1)\n"
            "      --init-std X     initializer_range (default 0.02)\n"
@@ -189,20 +190,22 @@ int main(int argc, char **argv) {
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     if (!out) cli_usage_error(prog, "-o DIR is required");
     if (strcmp(dtype, "f32") && strcmp(dtype, "bf16")) cli_usage_error(prog, "--dtype must be f32 or bf16");
-    if (family && strcmp(family, "gpt2") && strcmp(family, "llama"))
-        cli_usage_error(prog, "--family must be gpt2 or llama, got '%s'", family);
+    Family fam = FAMILY_GPT2;
+    if (family && !model_family_from_name(family, &fam))
+        cli_usage_error(prog, "--family must be gpt2, llama, qwen2, mistral, qwen3, gemma2, gemma3 or phi3, got '%s'",
+                        family);
 
     atomic_install_signal_cleanup();
     Error e = {0};
     ModelConfig cfg;
     if (config) {
         if (model_config_load(&cfg, config, &e)) err_die(prog, &e);
-        if (family && strcmp(family, model_family_name(cfg.family)))
+        if (family && fam != cfg.family)
             cli_usage_error(prog, "--family %s contradicts %s (%s)", family, config, model_family_name(cfg.family));
     } else {
         /* transformers' config defaults, scaled down to a small model */
         memset(&cfg, 0, sizeof cfg);
-        cfg.family = family && strcmp(family, "llama") == 0 ? FAMILY_LLAMA : FAMILY_GPT2;
+        cfg.family = fam;
         cfg.n_layer = 2;
         cfg.n_head = 4;
         cfg.d_model = 64;
@@ -231,7 +234,7 @@ int main(int argc, char **argv) {
         cfg.d_ff = cfg.family == FAMILY_GPT2 ? 4 * cfg.d_model : (8 * cfg.d_model / 3 + 7) / 8 * 8;
     if (context >= 0) cfg.max_seq = context;
     if (theta >= 0) {
-        if (cfg.family != FAMILY_LLAMA) cli_usage_error(prog, "--rope-theta applies to llama only");
+        if (cfg.family == FAMILY_GPT2) cli_usage_error(prog, "--rope-theta: GPT-2 has learned positions");
         cfg.rope_theta = (float)theta;
     }
     if (tie >= 0) cfg.tie_embeddings = tie;
