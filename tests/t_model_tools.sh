@@ -65,6 +65,11 @@ fi
 # ---- usage errors ----
 expect 64 "init-model without -o" "$BIN/init-model"
 expect 64 "init-model --family bert" "$BIN/init-model" -o "$T/x" --family bert
+for fam in qwen2 mistral qwen3 gemma2 gemma3 phi3; do
+  "$BIN/init-model" -q -o "$T/fam-$fam" --family $fam --width 32 --vocab 50 &&
+    "$BIN/model-info" --no-tensors "$T/fam-$fam" | grep -q "^family: *$fam " &&
+    echo "ok   init-model --family $fam loads back" || fail "init-model --family $fam"
+done
 expect 64 "init-model width not a multiple of heads" "$BIN/init-model" -o "$T/x" --heads 3 --width 32
 expect 64 "init-model --layers abc" "$BIN/init-model" -o "$T/x" --layers abc
 expect 64 "model-info without a directory" "$BIN/model-info"

@@ -41,13 +41,9 @@ static void recompute(Model *m, const int *prompt, int plen, const GenSeq *q, fl
     for (int i = 0; i < q->n_tokens; i++) out[i] = lp[plen - 1 + i];
     if (tau != 1.0f) {
         int C = m->cfg.d_model, V = m->cfg.vocab_size;
-        const ParamTensor *h = model_find_tensor(m, "lm_head.weight");
-        if (!h)
-            h = model_find_tensor(m, m->cfg.family == FAMILY_GPT2 ? "transformer.wte.weight"
-                                                                  : "model.embed_tokens.weight");
         float *logits = malloc(V * sizeof(float));
         for (int i = 0; i < q->n_tokens; i++) {
-            logits_forward(logits, m->hidden + (size_t)(plen - 1 + i) * C, m->params + h->offset, 1, C, V);
+            logits_forward(logits, m->hidden + (size_t)(plen - 1 + i) * C, m->w.lm_head, 1, C, V);
             out[i] = sampler_logprob(logits, V, q->tokens[i], tau);
         }
         free(logits);
@@ -198,6 +194,26 @@ static int load(Model *m, const char *dir) {
     return 0;
 }
 
+/* 2 layers, 4 query / 2 key-value heads, vocabulary 77, context 48. */
+static ModelConfig small_config(Family f, int C, int F) {
+    ModelConfig c;
+    memset(&c, 0, sizeof c);
+    c.family = f;
+    c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.d_model = C, c.d_ff = F, c.vocab_size = 77, c.max_seq = 48;
+    c.norm_eps = 1e-5f, c.rope_theta = 500.0f, c.init_std = 0.3f, c.bos_id = c.eos_id = c.pad_id = -1;
+    return c;
+}
+
+/* A random model of c: KV-cache decode against recompute, and batch invariance. */
+static void check_random(const char *name, const ModelConfig *c, uint64_t seed) {
+    Model m;
+    model_create(&m, c);
+    model_init_random(&m, seed);
+    check_recompute(name, &m, 1.0f);
+    check_invariance(name, &m);
+    model_free(&m);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     Model m;
@@ -234,36 +250,18 @@ int main(void) {
      * 12 != C/heads, window 5 on alternate layers, soft-caps, query scale, (1+w) norms,
      * GeGLU, sandwich norms), Phi-3 (fused qkv and gate_up, window 4 everywhere),
      * Qwen3 (q/k norms) with llama3 RoPE scaling */
-    memset(&c, 0, sizeof c);
-    c.family = FAMILY_GEMMA2;
-    c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.d_model = 40, c.head_dim = 12, c.d_ff = 52, c.vocab_size = 77;
-    c.max_seq = 48, c.norm_eps = 1e-5f, c.rope_theta = 500.0f, c.init_std = 0.3f, c.tie_embeddings = 1;
-    c.bos_id = c.eos_id = c.pad_id = -1;
+    c = small_config(FAMILY_GEMMA2, 40, 52);
+    c.head_dim = 12, c.tie_embeddings = 1;
     c.sliding_window = 5, c.sliding_pattern = 2, c.attn_softcap = 3.0f, c.final_softcap = 4.0f, c.query_scale = 10.0f;
-    model_create(&m, &c);
-    model_init_random(&m, 5);
-    check_recompute("random gemma2 C=40 hd=12", &m, 1.0f);
-    check_invariance("random gemma2 C=40 hd=12", &m);
-    model_free(&m);
-    memset(&c, 0, sizeof c);
-    c.family = FAMILY_PHI3;
-    c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.d_model = 32, c.d_ff = 40, c.vocab_size = 77, c.max_seq = 48;
-    c.norm_eps = 1e-5f, c.rope_theta = 500.0f, c.init_std = 0.3f, c.sliding_window = 4;
-    c.bos_id = c.eos_id = c.pad_id = -1;
-    model_create(&m, &c);
-    model_init_random(&m, 6);
-    check_recompute("random phi3 window 4", &m, 1.0f);
-    check_invariance("random phi3 window 4", &m);
-    model_free(&m);
-    c.family = FAMILY_QWEN3;
-    c.head_dim = 16, c.sliding_window = 0, c.rope_theta = 10000.0f;
+    check_random("random gemma2 C=40 hd=12", &c, 5);
+    c = small_config(FAMILY_PHI3, 32, 40);
+    c.sliding_window = 4;
+    check_random("random phi3 window 4", &c, 6);
+    c = small_config(FAMILY_QWEN3, 32, 40);
+    c.head_dim = 16, c.rope_theta = 10000.0f;
     c.rope_scaling.type = ROPE_LLAMA3, c.rope_scaling.factor = 8, c.rope_scaling.low_freq = 1;
     c.rope_scaling.high_freq = 4, c.rope_scaling.original_max = 16;
-    model_create(&m, &c);
-    model_init_random(&m, 7);
-    check_recompute("random qwen3 hd=16 llama3 rope", &m, 1.0f);
-    check_invariance("random qwen3 hd=16 llama3 rope", &m);
-    model_free(&m);
+    check_random("random qwen3 hd=16 llama3 rope", &c, 7);
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

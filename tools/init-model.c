@@ -28,7 +28,8 @@ static void usage(FILE *out) {
            "                       when it is a directory cherry wrote)\n"
            "      --force          replace an existing DIR whatever it holds\n"
            "      --config FILE    start from this config.json (flags below override it)\n"
-           "      --family F       gpt2 (default) or llama\n"
+           "      --family F       gpt2 (default), llama, qwen2, mistral, qwen3, gemma2, gemma3, phi3\n"
+           "                       (windows, soft-caps, head_dim: from --config)\n"
            "      --layers N       transformer blocks (default 2)\n"
            "      --heads N        attention heads (default 4)\n"
            "      --kv-heads N     key/value heads, llama GQA (default = heads)\n"
@@ -36,7 +37,7 @@ static void usage(FILE *out) {
            "      --mlp-width N    MLP width (default gpt2 4*width, llama 8/3*width rounded up to 8)\n"
            "      --vocab N        vocabulary size (default: the tokenizer's, else 256)\n"
            "      --context N      maximum sequence length (default 256)\n"
-           "      --rope-theta X   llama RoPE base (default 10000)\n"
+           "      --rope-theta X   RoPE base of the rotary families (default 10000)\n"
            "      --tie, --no-tie  tie the LM head to the token embedding (default gpt2 tied, llama untied)\n"
            "      --classifier     scalar head (score.weight, *ForSequenceClassification, num_labels 1)\n"
            "      --init-std X     initializer_range (default 0.02)\n"
@@ -223,8 +224,10 @@ static void parse_args(Flags *o, int argc, char **argv) {
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
     if (!o->out) cli_usage_error(prog, "-o DIR is required");
     if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16")) cli_usage_error(prog, "--dtype must be f32 or bf16");
-    if (o->family && strcmp(o->family, "gpt2") && strcmp(o->family, "llama"))
-        cli_usage_error(prog, "--family must be gpt2 or llama, got '%s'", o->family);
+    Family fam;
+    if (o->family && !model_family_from_name(o->family, &fam))
+        cli_usage_error(prog, "--family must be gpt2, llama, qwen2, mistral, qwen3, gemma2, gemma3 or phi3, got '%s'",
+                        o->family);
 }
 
 /* --config's configuration, or transformers' defaults scaled down to a small model,
@@ -233,13 +236,15 @@ static void base_config(const Flags *o, ModelConfig *cfg) {
     Error e = {0};
     if (o->config) {
         if (model_config_load(cfg, o->config, &e)) err_die(prog, &e);
-        if (o->family && strcmp(o->family, model_family_name(cfg->family)))
+        Family fam;
+        if (o->family && model_family_from_name(o->family, &fam) && fam != cfg->family)
             cli_usage_error(prog, "--family %s contradicts %s (%s)", o->family, o->config,
                             model_family_name(cfg->family));
     } else {
         /* transformers' config defaults, scaled down to a small model */
         memset(cfg, 0, sizeof *cfg);
-        cfg->family = o->family && strcmp(o->family, "llama") == 0 ? FAMILY_LLAMA : FAMILY_GPT2;
+        cfg->family = FAMILY_GPT2;
+        if (o->family) model_family_from_name(o->family, &cfg->family);
         cfg->n_layer = 2;
         cfg->n_head = 4;
         cfg->d_model = 64;
@@ -268,7 +273,7 @@ static void base_config(const Flags *o, ModelConfig *cfg) {
         cfg->d_ff = cfg->family == FAMILY_GPT2 ? 4 * cfg->d_model : (8 * cfg->d_model / 3 + 7) / 8 * 8;
     if (o->context >= 0) cfg->max_seq = o->context;
     if (o->theta >= 0) {
-        if (cfg->family != FAMILY_LLAMA) cli_usage_error(prog, "--rope-theta applies to llama only");
+        if (cfg->family == FAMILY_GPT2) cli_usage_error(prog, "--rope-theta: GPT-2 has learned positions");
         cfg->rope_theta = (float)o->theta;
     }
     if (o->tie >= 0) cfg->tie_embeddings = o->tie;

@@ -220,6 +220,8 @@ void model_values_backward(Model *m, const float *dvalues);
  * batch arrives. */
 
 const char *model_family_name(Family f);
+/* The family called NAME (cherry's name or config.json's model_type); 0 when none. */
+int model_family_from_name(const char *name, Family *f);
 /* architectures[0] of a config: e.g. "Qwen2ForCausalLM", "GPT2ForSequenceClassification". */
 const char *model_arch_name(const ModelConfig *c);
 /* Range/consistency checks of a config (path names the file in messages). */

@@ -419,9 +419,12 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
     }
     if (c->family == FAMILY_QWEN2 || c->family == FAMILY_QWEN3)
         json_object_set_new(r, "use_sliding_window", json_false());
+    /* Gemma in transformers always builds a sliding mask: no window = the whole context
+     * (and layer_types says every layer is full anyway) */
+    int win = c->sliding_window > 0 ? c->sliding_window : gemma ? c->max_seq : 0;
     if (c->family != FAMILY_QWEN2 && c->family != FAMILY_QWEN3)
-        json_object_set_new(r, "sliding_window", c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null());
-    if (gemma && c->sliding_window > 0) {
+        json_object_set_new(r, "sliding_window", win > 0 ? json_integer(win) : json_null());
+    if (gemma) { /* always: transformers' Gemma default alternates sliding layers */
         json_t *lt = json_array();
         for (int l = 0; l < c->n_layer; l++)
             json_array_append_new(lt, json_string(family_layer_slides(c, l) ? "sliding_attention" : "full_attention"));

@@ -218,3 +218,12 @@ const char *model_arch_name(const ModelConfig *c) {
     const FamilySpec *f = family_spec(c->family);
     return c->is_classifier ? f->cls_arch : f->causal_arch;
 }
+
+int model_family_from_name(const char *name, Family *f) {
+    for (int i = 0; i < FAMILY_COUNT; i++)
+        if (strcmp(FAMILIES[i].name, name) == 0 || strcmp(FAMILIES[i].model_type, name) == 0) {
+            *f = FAMILIES[i].id;
+            return 1;
+        }
+    return 0;
+}
