@@ -4,8 +4,8 @@
  *
  * The work is in common/model/gguf_export.c (tensors, hyper-parameters),
  * common/model/gguf_export_vocab.c (tokenizer metadata), common/formats/quant.c
- * (F16/BF16/Q8_0/Q4_0), common/formats/quant_k.c (Q4_K) and common/formats/gguf_write.c (the file); this file parses
- * flags and reports. */
+ * (F16/BF16/Q8_0/Q4_0), common/formats/quant_k.c (Q4_K) and
+ * common/formats/gguf_write.c (the file); this file parses flags and reports. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
