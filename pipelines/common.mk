@@ -12,7 +12,9 @@
 #   NUM_CAND=8                   candidates per prompt the annotators rank
 #   SEED=1 THREADS=2 RUNS=runs   seed of every stage, threads, where the runs go
 #   EVAL_PROMPTS, EVAL_SAMPLES   held-out prompts and samples per prompt of the report
-#   DPO_FLAGS, PPO_FLAGS, ...    one stage's hyper-parameters (pipelines/align.mk)
+#   SFT_FLAGS, RM_FLAGS, DPO_FLAGS, PPO_FLAGS, ...  one stage's hyper-parameters
+#                                (here and in pipelines/align.mk)
+#   MODEL_PRESET=file.mk         settings for MODEL= (default pipelines/models/NAME.mk)
 #
 # Measured (gold score on held-out prompts, SFT -> aligned; SEED=1, 2 cores): full
 # dpo 0.358 -> 0.916, ppo -> 0.731, grpo -> 0.878, rloo -> 0.807, coh -> 0.852,
@@ -23,6 +25,18 @@
 # the last finished stage.  A model stage's target is its config.json: model
 # directories are renamed into place whole, so the file exists only when the stage
 # finished.
+
+# Settings for a real (pretrained) MODEL: pipelines/models/NAME.mk, NAME being the
+# last path component of MODEL (MODEL=models/smollm2-135m-instruct reads
+# pipelines/models/smollm2-135m-instruct.mk), else pipelines/models/pretrained.mk,
+# which picks them by the model's size.  A preset sets, with ?=, what the tiny
+# model's defaults below would otherwise give (learning rates, batch sizes, steps,
+# sample counts, template, RUNS), so anything on the command line still wins.
+MODEL_NAME   := $(notdir $(patsubst %/,%,$(MODEL)))
+MODEL_PRESET ?= $(if $(MODEL),$(firstword $(wildcard pipelines/models/$(MODEL_NAME).mk) pipelines/models/pretrained.mk))
+ifneq ($(MODEL_PRESET),)
+include $(MODEL_PRESET)
+endif
 
 # A run directory holds one configuration (runs/base/ is reused by every pipeline
 # run there), so the fast variant gets its own; give MODEL=/DATA= runs their own RUNS=.
@@ -89,10 +103,11 @@ $(BASE)/%.jsonl: $(DATA)/%.jsonl
 endif
 
 # 1. supervised fine-tuning
+SFT_FLAGS ?= --max-steps $(SFT_STEPS) --batch-size 32 --lr 3e-3 --warmup 20 --lr-scheduler cosine --weight-decay 0.0 \
+             --max-length 64
 $(BASE)/sft/config.json: $(BASE_MODEL)/config.json $(BASE)/sft.jsonl | $(PIPE_TOOLS)
 	$(BIN)/sft -m $(BASE_MODEL) -o $(BASE)/sft $(BASE)/sft.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
-	  --max-steps $(SFT_STEPS) --batch-size 32 --lr 3e-3 --warmup 20 --lr-scheduler cosine --weight-decay 0.0 \
-	  --max-length 64 --save-every 0 --template $(TEMPLATE) --log $(BASE)/sft.log.jsonl
+	  $(SFT_FLAGS) --save-every 0 --template $(TEMPLATE) --log $(BASE)/sft.log.jsonl
 
 # 2. candidates for human ranking, in the Argilla record shape
 $(BASE)/candidates.jsonl: $(BASE)/sft/config.json $(BASE)/prompts.jsonl | $(PIPE_TOOLS)
@@ -118,9 +133,10 @@ $(BASE)/pairs-ref.jsonl: $(BASE)/sft/config.json $(BASE)/pairs.jsonl | $(PIPE_TO
 	$(BIN)/logprobs -m $(BASE)/sft --threads $(THREADS) $(Q) --template $(TEMPLATE) -o $@ $(BASE)/pairs.jsonl
 
 # 6. a reward model from the same pairs (reward-model score in every report; PPO/RLOO/RSO use it)
+RM_FLAGS ?= --epochs 2 --batch-size 16 --lr 1e-3
 $(BASE)/rm/config.json: $(BASE)/sft/config.json $(BASE)/pairs-all.jsonl | $(PIPE_TOOLS)
 	$(BIN)/rm-train -m $(BASE)/sft -o $(BASE)/rm $(BASE)/pairs-all.jsonl $(Q) --threads $(THREADS) --seed $(SEED) \
-	  --epochs 2 --batch-size 16 --lr 1e-3 --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
+	  $(RM_FLAGS) --save-every 0 --template $(TEMPLATE) --log $(BASE)/rm.log.jsonl
 
 # the report of an alignment stage: runs/NAME/policy against runs/base/sft, with the
 # same settings for every pipeline.  On the bundled task samples end at EOS or at a

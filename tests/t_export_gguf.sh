@@ -34,6 +34,15 @@ printf '{"prompt": "Say %s:", "completion": " %s."}\n' one one two two >"$T/few.
   "$B/logprobs" -q -m "$T/back-f32" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-back" || fail "logprobs"
 cmp -s "$T/lp-m" "$T/lp-back" || fail "f32 export -> import-gguf: per-token log-probs are not identical"
 
+# q4_k: a width-256 model gets Q4_K matrices (rows of 256), the 64-wide one falls back to Q8_0
+"$B/init-model" -q --family llama --layers 1 --heads 4 --kv-heads 2 --width 256 --mlp-width 256 --context 32 \
+    --tokenizer data/tokenizer.json --seed 3 -o "$T/w256" || fail "init-model width 256"
+"$P" -q -t q4_k "$T/w256" "$T/w256.gguf" || fail "export -t q4_k"
+"$B/import-gguf" --list "$T/w256.gguf" | grep -q "^blk.0.ffn_gate.weight  *Q4_K  *\[256, 256\]" || fail "q4_k: ffn_gate"
+"$P" -q -t q4_k "$T/m" "$T/m-q4_k.gguf" || fail "export -t q4_k (fallback)"
+"$B/import-gguf" --list "$T/m-q4_k.gguf" | grep -q "^blk.0.attn_q.weight  *Q8_0" || fail "q4_k fallback to Q8_0"
+"$B/import-gguf" -q "$T/w256.gguf" "$T/w256-back" || fail "import of the q4_k export"
+
 # same input, same bytes; an existing output is replaced whole
 "$P" -q -t q8_0 "$T/m" "$T/again.gguf" && "$P" -q -t q8_0 "$T/m" "$T/m-q8_0.gguf.2" || fail "re-export"
 cmp -s "$T/again.gguf" "$T/m-q8_0.gguf" || fail "export is not deterministic"
@@ -57,7 +66,7 @@ check "$a" "$b" "a - b < 1e-4 && b - a < 1e-4" "adapter export = merged export (
 
 # errors
 expect_fail "missing model" 66 "cannot open" "$P" "$T/nope" "$T/o1.gguf"
-expect_fail "bad type" 64 "--type must be" "$P" -t q4_k "$T/m" "$T/o2.gguf"
+expect_fail "bad type" 64 "--type must be" "$P" -t q6_k "$T/m" "$T/o2.gguf"
 expect_fail "no arguments" 64 "expected MODEL_DIR and OUT.gguf" "$P"
 expect_fail "unknown option" 64 "Try" "$P" --bogus "$T/m" "$T/o3.gguf"
 expect_fail "uncreatable output" 73 "o4.gguf" "$P" "$T/m" "$T/no/such/dir/o4.gguf"

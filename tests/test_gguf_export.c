@@ -15,6 +15,7 @@
  *     uncreatable output; no temporary is left behind. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,10 +68,53 @@ static void test_quant_vs_gguf_py(void) {
         CHECK(bad == 0, "%s: %d of %zu bytes differ from gguf-py", t->name, bad, n);
         free(got);
     }
+    gguf_close(&g);
+    st_close(&in);
+
+    /* Q4_K against llama.cpp's own quantiser (make_gguf_q4k_fixture.py) */
+    rc = st_open(&in, "tests/oracle/fixtures/gguf-quant/q4k-input.safetensors", &e);
+    CHECK(rc == 0, "open q4k input: %s", e.msg);
+    if (rc) return;
+    rc = gguf_open(&g, "tests/oracle/fixtures/gguf-quant/q4k.gguf", &e);
+    CHECK(rc == 0, "open q4k.gguf: %s", e.msg);
+    if (rc) {
+        st_close(&in);
+        return;
+    }
+    x = st_find(&in, "x");
+    xf = x->data;
+    const GgufTensor *t = gguf_find_tensor(&g, "t_q4_k");
+    CHECK(t && t->type == GGML_Q4_K && quant_row_bytes(GGML_Q4_K, x->numel) == t->nbytes, "q4k fixture shape");
+    if (t && quant_row_bytes(GGML_Q4_K, x->numel) == t->nbytes) {
+        unsigned char *got = xmalloc(t->nbytes);
+        CHECK(quant_row(GGML_Q4_K, xf, x->numel, got, &e) == 0, "Q4_K: %s", e.msg);
+        int bad = 0;
+        for (size_t b = 0; b < t->nbytes / 144; b++)
+            if (memcmp(got + 144 * b, (const unsigned char *)t->data + 144 * b, 144) != 0 && bad++ < 3)
+                CHECK(0, "Q4_K block %zu differs from llama.cpp's", b);
+        CHECK(bad == 0, "Q4_K: %d of %llu blocks differ from llama.cpp's quantiser", bad,
+              (unsigned long long)(t->nbytes / 144));
+        /* and it reads back within the group's step */
+        float *y = xmalloc(x->numel * sizeof(float));
+        CHECK(dequant_row(GGML_Q4_K, got, t->nbytes, y, x->numel, &e) == 0, "Q4_K dequant");
+        free(y);
+        free(got);
+    }
+    /* constant and all-zero super-blocks are quantised without dividing by zero */
+    float flat[512];
+    for (int i = 0; i < 512; i++) flat[i] = i < 256 ? 0.0f : 0.25f;
+    unsigned char qb[288];
+    float back[512];
+    CHECK(quant_row(GGML_Q4_K, flat, 512, qb, &e) == 0 && dequant_row(GGML_Q4_K, qb, 288, back, 512, &e) == 0,
+          "flat Q4_K");
+    CHECK(back[0] == 0.0f && fabsf(back[300] - 0.25f) < 0.02f, "flat Q4_K reads back 0 and 0.25: %g %g", back[0],
+          back[300]);
+
     /* argument checks */
     unsigned char buf[64];
     CHECK(quant_row(GGML_Q8_0, xf, 31, buf, &e) == EX_DATAERR && strstr(e.msg, "multiple"), "31 Q8_0 elements");
-    CHECK(quant_row(GGML_Q4_K, xf, 256, buf, &e) == EX_DATAERR && strstr(e.msg, "Q4_K"), "Q4_K refused: %s", e.msg);
+    CHECK(quant_row(GGML_Q4_K, xf, 128, buf, &e) == EX_DATAERR && strstr(e.msg, "multiple"), "128 Q4_K elements");
+    CHECK(quant_row(GGML_Q6_K, xf, 256, buf, &e) == EX_DATAERR && strstr(e.msg, "Q6_K"), "Q6_K refused: %s", e.msg);
     gguf_close(&g);
     st_close(&in);
 }
@@ -292,6 +336,19 @@ static void test_llama_bias(void) {
         gguf_close(&g);
     } else
         CHECK(0, "open bias.gguf: %s", e.msg);
+    /* Q4_K on rows of 64 and 96 (not whole super-blocks of 256): every matrix falls
+     * back to Q8_0, the biases and norms stay F32, the file says MOSTLY_Q4_K_S */
+    opt.type = GGML_Q4_K;
+    GgufExportStats st;
+    CHECK(gguf_export(dir, out, &opt, &st, &e) == 0, "export q4_k: %s", e.msg);
+    CHECK(st.n_fallback == st.n_quantised && st.n_quantised > 0, "q4_k: %d of %d matrices fell back", st.n_fallback,
+          st.n_quantised);
+    if (gguf_open(&g, out, &e) == 0) {
+        CHECK(kv_u(&g, "general.file_type") == 14, "q4_k file_type");
+        check_tensor(&g, "blk.0.ffn_down.weight", &m, "model.layers.0.mlp.down_proj.weight", 0, GGML_Q8_0);
+        check_tensor(&g, "blk.1.attn_k.weight", &m, "model.layers.1.self_attn.k_proj.weight", 2, GGML_Q8_0);
+        gguf_close(&g);
+    }
     model_free(&m);
     free(dir);
     free(out);

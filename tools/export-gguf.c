@@ -4,8 +4,8 @@
  *
  * The work is in common/model/gguf_export.c (tensors, hyper-parameters),
  * common/model/gguf_export_vocab.c (tokenizer metadata), common/formats/quant.c
- * (F16/BF16/Q8_0/Q4_0) and common/formats/gguf_write.c (the file); this file parses
- * flags and reports. */
+ * (F16/BF16/Q8_0/Q4_0), common/formats/quant_k.c (Q4_K) and
+ * common/formats/gguf_write.c (the file); this file parses flags and reports. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,9 +24,9 @@ static void usage(void) {
            "Write a GPT-2 or Llama-family model directory (or a LoRA adapter directory,\n"
            "merged into its base) as a GGUF v3 file for llama.cpp, written atomically:\n"
            "weights, hyper-parameters, the byte-level BPE tokenizer and the chat template.\n\n"
-           "  -t, --type T       type of the 2-D weights: f32, f16 (default), bf16, q8_0, q4_0\n"
-           "                     (norms and biases stay f32; rows that do not fill whole\n"
-           "                     blocks fall back to f16)\n"
+           "  -t, --type T       type of the 2-D weights: f32, f16 (default), bf16, q8_0, q4_0,\n"
+           "                     q4_k (norms and biases stay f32; rows that do not fill\n"
+           "                     whole blocks fall back to q8_0 (q4_k) or f16)\n"
            "      --name NAME    general.name (default: the directory's name)\n"
            "  -q, --quiet        no summary on stderr\n"
            "  -h, --help         this help\n"
@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't':
             opt.type = gguf_export_type_parse(optarg);
-            if (opt.type < 0) cli_usage_error(prog, "--type must be f32, f16, bf16, q8_0 or q4_0");
+            if (opt.type < 0) cli_usage_error(prog, "--type must be f32, f16, bf16, q8_0, q4_0 or q4_k");
             break;
         case 'N':
             opt.name = optarg;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "quant_impl.h"
 
 static uint32_t f32_bits(float x) {
     uint32_t u;
@@ -48,7 +49,7 @@ uint16_t quant_bf16(float x) {
 }
 
 int quant_supported(int t) {
-    return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0;
+    return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0 || t == GGML_Q4_K;
 }
 
 size_t quant_row_bytes(int t, size_t n) {
@@ -99,7 +100,7 @@ int quant_row(int t, const float *x, size_t n, void *dst, Error *e) {
     if (!quant_row_bytes(t, n)) {
         const char *name = ggml_type_name(t);
         if (!quant_supported(t))
-            return err_set(e, EX_DATAERR, "cannot write tensor type %s (supported: F32, F16, BF16, Q8_0, Q4_0)",
+            return err_set(e, EX_DATAERR, "cannot write tensor type %s (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K)",
                            name ? name : "unknown");
         return err_set(e, EX_DATAERR, "%zu elements is not a multiple of the %s block size", n, name);
     }
@@ -119,6 +120,9 @@ int quant_row(int t, const float *x, size_t n, void *dst, Error *e) {
         break;
     case GGML_Q4_0:
         q_q4_0(x, n / 32, b);
+        break;
+    case GGML_Q4_K:
+        quant_q4_k(x, n / 256, b);
         break;
     }
     return 0;

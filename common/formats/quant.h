@@ -1,5 +1,5 @@
-/* quant.h — narrow float32 rows to ggml tensor types (F32, F16, BF16, Q8_0, Q4_0), the
- * inverse direction of dequant.h, for writing GGUF files.
+/* quant.h — narrow float32 rows to ggml tensor types (F32, F16, BF16, Q8_0, Q4_0, Q4_K),
+ * the inverse direction of dequant.h, for writing GGUF files.
  *
  * Results are byte-identical to gguf-py's quantize() (gguf/quants.py), which in turn
  * reproduces ggml-quants.c's reference quantisers:
@@ -13,7 +13,10 @@
  *         0..15 and high nibbles 16..31 (quantize_row_q4_0_ref).
  * The scale d is computed in float32 and stored as binary16; the quants use the
  * float32 d, as the reference does.
- * Not for: the K-quants (llama.cpp's llama-quantize makes those from an F16 file). */
+ *   Q4_K  llama.cpp's quantize_row_q4_K_ref (quant_k.c), byte-identical to
+ *         llama.cpp's own quantiser without an importance matrix (gguf-py has none).
+ * Not for: the other K-quants or importance-matrix quantisation (llama.cpp's
+ * llama-quantize makes those from an F16 export). */
 #ifndef CHERRY_QUANT_H
 #define CHERRY_QUANT_H
 

@@ -20,7 +20,8 @@ int gguf_export_type_parse(const char *s) {
     static const struct {
         const char *name;
         int type;
-    } t[] = {{"f32", GGML_F32}, {"f16", GGML_F16}, {"bf16", GGML_BF16}, {"q8_0", GGML_Q8_0}, {"q4_0", GGML_Q4_0}};
+    } t[] = {{"f32", GGML_F32},   {"f16", GGML_F16},   {"bf16", GGML_BF16},
+             {"q8_0", GGML_Q8_0}, {"q4_0", GGML_Q4_0}, {"q4_k", GGML_Q4_K}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcasecmp(s, t[i].name) == 0) return t[i].type;
     return -1;
@@ -37,6 +38,8 @@ static uint32_t file_type(int type) {
         return 7; /* MOSTLY_Q8_0 */
     case GGML_BF16:
         return 32; /* MOSTLY_BF16 */
+    case GGML_Q4_K:
+        return 14; /* MOSTLY_Q4_K_S: Q4_K throughout */
     default:
         return 0; /* ALL_F32 */
     }
@@ -130,8 +133,11 @@ static int add_tensor(GgufWriter *w, const Model *m, const ParamTensor *t, int w
     int type = GGML_F32;
     if (t->ndim == 2) {
         type = want;
-        if (!quant_row_bytes(type, (size_t)cols)) { /* convert_hf_to_gguf.py falls back likewise */
-            type = GGML_F16;
+        if (!quant_row_bytes(type, (size_t)cols)) {
+            /* rows that do not fill whole blocks: Q4_K (256) falls back to Q8_0 when
+             * they fill blocks of 32 (llama-quantize falls back within the legacy
+             * types too), anything else to F16 as convert_hf_to_gguf.py does */
+            type = want == GGML_Q4_K && quant_row_bytes(GGML_Q8_0, (size_t)cols) ? GGML_Q8_0 : GGML_F16;
             st->n_fallback++;
         }
         st->n_quantised++;
@@ -159,7 +165,7 @@ int gguf_export(const char *dir, const char *out, const GgufExportOptions *opt, 
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
     if (!quant_supported(opt->type))
-        return err_set(e, EX_USAGE, "GGUF type %s cannot be written (F32, F16, BF16, Q8_0, Q4_0)",
+        return err_set(e, EX_USAGE, "GGUF type %s cannot be written (F32, F16, BF16, Q8_0, Q4_0, Q4_K)",
                        ggml_type_name(opt->type) ?: "?");
     Model m;
     int rc = model_load(&m, dir, e);
@@ -184,7 +190,8 @@ int gguf_export(const char *dir, const char *out, const GgufExportOptions *opt, 
     gguf_w_str(w, "general.name", opt->name ? opt->name : slash ? slash + 1 : base);
     free(base);
     gguf_w_u32(w, "general.file_type", file_type(opt->type));
-    if (opt->type == GGML_Q8_0 || opt->type == GGML_Q4_0) gguf_w_u32(w, "general.quantization_version", 2);
+    if (opt->type == GGML_Q8_0 || opt->type == GGML_Q4_0 || opt->type == GGML_Q4_K)
+        gguf_w_u32(w, "general.quantization_version", 2);
     arch_keys(w, &m.cfg, arch);
     if ((rc = gguf_export_vocab(w, tokdir, &m.cfg, &st->pre, &st->n_merges, e))) goto out;
     for (int i = 0; i < m.n_tensors && !rc; i++) rc = add_tensor(w, &m, &m.tensors[i], opt->type, st, e);

@@ -141,7 +141,7 @@ def main():
         check_model("tiny-gpt2", tiny(T, "gpt2"), types, a.n_new, T, results)
         smol = "models/smollm2-135m-instruct"
         if not a.quick and os.path.exists(os.path.join(smol, "config.json")):
-            check_model("smollm2-135m-instruct", smol, ["f32", "f16", "q8_0", "q4_0"], a.n_new, T, results)
+            check_model("smollm2-135m-instruct", smol, ["f32", "f16", "q8_0", "q4_0", "q4_k"], a.n_new, T, results)
     meta = {"llama_cpp_python": llama_cpp.__version__, "n_new": a.n_new, "results": results}
     if a.write:
         with open(a.write, "w") as f:
