@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
                 "later one, %ld on unknown ids skipped)",
                 prog, k->interactions, L.n_it, k->feedback, k->thumbs, k->rankings, k->picks, k->replaced,
                 k->unknown_ids);
+        if (k->other_version) fprintf(stderr, ", %ld on other model versions skipped", k->other_version);
         if (k->torn) fprintf(stderr, ", %ld torn lines skipped", k->torn);
         fprintf(stderr, "\n");
         if (kto) fprintf(stderr, "%s: %s: %ld KTO records (%ld desirable, %ld undesirable)\n", prog, kto,

@@ -46,7 +46,14 @@ static int add_interaction(Pass *P, json_t *rec, long line, Error *e) {
     if (!json_is_array(choices) || json_array_size(choices) == 0)
         return err_set(e, EX_DATAERR, "%s:%ld: field \"choices\" must be a non-empty list", P->path, line);
     L->c.interactions++;
-    if (!keep_version(L, ver)) return 0;
+    if (!keep_version(L, ver)) {
+        /* remembered, so feedback on it counts as "other version", not "unknown id" */
+        PUSH(L->excluded, L->n_excluded, L->cap_excluded);
+        L->excl_n = xrealloc(L->excl_n, (size_t)L->cap_excluded * sizeof(int));
+        L->excluded[L->n_excluded] = xstrdup(id);
+        L->excl_n[L->n_excluded++] = (int)json_array_size(choices);
+        return 0;
+    }
     PUSH(L->it, L->n_it, L->cap_it);
     FbInteraction *it = &L->it[L->n_it];
     memset(it, 0, sizeof *it);
@@ -78,6 +85,7 @@ static int key_cmp(const void *a, const void *b) {
 static void build_keys(FbLogs *L) {
     int n = 0;
     for (int i = 0; i < L->n_it; i++) n += 1 + L->it[i].n;
+    for (int i = 0; i < L->n_excluded; i++) n += 1 + L->excl_n[i];
     L->keys = xcalloc((size_t)n ? (size_t)n : 1, sizeof(FbKey));
     /* choice ids are "<response id>-<index>" (api.h); kept in one allocation per key */
     for (int i = 0; i < L->n_it; i++) {
@@ -86,6 +94,14 @@ static void build_keys(FbLogs *L) {
             char *s = xmalloc(strlen(L->it[i].id) + 16);
             sprintf(s, "%s-%d", L->it[i].id, c);
             L->keys[L->n_keys++] = (FbKey){s, i, c};
+        }
+    }
+    for (int i = 0; i < L->n_excluded; i++) {
+        L->keys[L->n_keys++] = (FbKey){xstrdup(L->excluded[i]), -1, -1};
+        for (int c = 0; c < L->excl_n[i]; c++) {
+            char *s = xmalloc(strlen(L->excluded[i]) + 16);
+            sprintf(s, "%s-%d", L->excluded[i], c);
+            L->keys[L->n_keys++] = (FbKey){s, -1, c};
         }
     }
     qsort(L->keys, (size_t)L->n_keys, sizeof(FbKey), key_cmp);
@@ -97,6 +113,12 @@ static const FbKey *find(const FbLogs *L, const char *id) {
     return bsearch(&k, L->keys, (size_t)L->n_keys, sizeof(FbKey), key_cmp);
 }
 
+/* Feedback naming an interaction of a model version not selected: skipped, counted. */
+static int other_version(FbLogs *L, const FbKey *a, const FbKey *b) {
+    if ((a && a->it < 0) || (b && b->it < 0)) return L->c.other_version++, 1;
+    return 0;
+}
+
 static char *user_of(const json_t *rec) {
     const char *u = json_string_value(json_object_get(rec, "user"));
     return xstrdup(u ? u : "anonymous");
@@ -105,6 +127,7 @@ static char *user_of(const json_t *rec) {
 static int add_thumbs(FbLogs *L, json_t *rec) {
     const FbKey *k = find(L, json_string_value(json_object_get(rec, "completion_id")));
     const char *v = json_string_value(json_object_get(rec, "value"));
+    if (other_version(L, k, NULL)) return 0;
     if (!k || k->choice < 0 || !v) return L->c.unknown_ids++, 0;
     char *user = user_of(rec);
     for (int i = 0; i < L->n_th; i++) /* the user's later thumbs replaces the earlier */
@@ -123,6 +146,7 @@ static int add_thumbs(FbLogs *L, json_t *rec) {
 static int add_ranking(FbLogs *L, json_t *rec, const char *path, long line, Error *e) {
     const FbKey *r = find(L, json_string_value(json_object_get(rec, "response_id")));
     const json_t *rk = json_object_get(rec, "ranking");
+    if (other_version(L, r, NULL)) return 0;
     if (!r || r->choice >= 0) return L->c.unknown_ids++, 0;
     const FbInteraction *it = &L->it[r->it];
     if (!json_is_array(rk) || (int)json_array_size(rk) != it->n)
@@ -156,6 +180,7 @@ static int add_ranking(FbLogs *L, json_t *rec, const char *path, long line, Erro
 static int add_pick(FbLogs *L, json_t *rec) {
     const FbKey *c = find(L, json_string_value(json_object_get(rec, "chosen")));
     const FbKey *r = find(L, json_string_value(json_object_get(rec, "rejected")));
+    if (other_version(L, c, r)) return 0;
     if (!c || !r || c->choice < 0 || r->choice < 0) return L->c.unknown_ids++, 0;
     const char *id = json_string_value(json_object_get(rec, "id"));
     PUSH(L->pk, L->n_pk, L->cap_pk);
@@ -210,6 +235,8 @@ void fb_free(FbLogs *L) {
     for (int i = 0; i < L->n_rk; i++) free(L->rk[i].order), free(L->rk[i].user);
     for (int i = 0; i < L->n_pk; i++) free(L->pk[i].id);
     for (int i = 0; i < L->n_keys; i++) free((char *)L->keys[i].id);
+    for (int i = 0; i < L->n_excluded; i++) free(L->excluded[i]);
+    free(L->excluded), free(L->excl_n);
     free(L->it), free(L->th), free(L->rk), free(L->pk), free(L->keys);
     memset(L, 0, sizeof *L);
 }

@@ -55,7 +55,7 @@ typedef struct FbInteraction {
 } FbInteraction;
 
 typedef struct FbCounts {
-    long interactions, feedback, thumbs, rankings, picks, replaced, unknown_ids, torn, other;
+    long interactions, feedback, thumbs, rankings, picks, replaced, unknown_ids, other_version, torn, other;
     long kto_true, kto_false, pairs_ranking, pairs_pick, pairs_thumbs, equal_texts, argilla, argilla_ranked;
 } FbCounts;
 
@@ -68,6 +68,8 @@ typedef struct FbLogs {
     int n_rk, cap_rk;
     FbPick *pk;
     int n_pk, cap_pk;
+    char **excluded; /* ids of interactions of other model versions */
+    int *excl_n, n_excluded, cap_excluded;
     struct FbKey *keys; /* completion and response ids, sorted, for lookups */
     int n_keys;
     const char *const *versions; /* only interactions of these model versions (NULL = all) */
