@@ -141,6 +141,7 @@ check: $(TOOLS) $(TESTS) $(ASAN_TESTS) check-models
 
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@echo "== tests/bench_serve.sh"; sh tests/bench_serve.sh
 
 lint:
 	sh tests/t_layers.sh

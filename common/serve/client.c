@@ -77,7 +77,7 @@ int http_json(HttpClient *c, const char *path, const json_t *body, long *status,
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
         json_error_t je;
-        *out = c->len ? json_loadb(c->buf, c->len, 0, &je) : NULL;
+        *out = c->len ? json_loadb(c->buf, c->len, JSON_ALLOW_NUL, &je) : NULL; /* a model may emit byte 0 */
     }
     free(url);
     return ret;
