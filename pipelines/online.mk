@@ -5,6 +5,7 @@
 #   ALIGN=kto make pipeline-online           the policy update of every round: dpo (default,
 #                                            iterative DPO), kto, ppo or grpo
 #   ONLINE_ALIGNS="dpo kto ppo"              one per round (cycled)
+#   ONLINE_NAME=online-kto                   run directory under runs/ (default online)
 #   FAST=1                                   the small variant tests/t_pipeline_online.sh runs
 #   CLIENTS=1                                simulated users one at a time (the default): the
 #                                            logs, and so the training data, come out in the
@@ -14,6 +15,7 @@
 # pipelines; the loop itself is pipelines/online.sh (one serve for all rounds).
 ROUNDS  ?= 3
 ONLINE_ALIGNS ?= $(ALIGN)
+ONLINE_NAME   ?= online
 ifeq ($(FAST),1)
 ONLINE_PROMPTS ?= 64
 else
@@ -33,6 +35,6 @@ export ONLINE_DPO_FLAGS ONLINE_KTO_FLAGS ONLINE_PPO_FLAGS ONLINE_GRPO_FLAGS
 # ROUNDS=3 run adds two rounds.
 .PHONY: pipeline-online
 pipeline-online: $(BASE)/sft/config.json $(BASE)/rm/config.json $(BASE)/eval-prompts.jsonl | $(PIPE_TOOLS)
-	BIN=$(BIN) BASE=$(BASE) OUT=$(RUNS)/online ROUNDS=$(ROUNDS) ALIGNS="$(ONLINE_ALIGNS)" SEED=$(SEED) THREADS=$(THREADS) \
+	BIN=$(BIN) BASE=$(BASE) OUT=$(RUNS)/$(ONLINE_NAME) ROUNDS=$(ROUNDS) ALIGNS="$(ONLINE_ALIGNS)" SEED=$(SEED) THREADS=$(THREADS) \
 	  TEMPLATE=$(TEMPLATE) ONLINE_PROMPTS=$(ONLINE_PROMPTS) ONLINE_N=$(ONLINE_N) MAX_NEW=$(MAX_NEW) NOISE=$(NOISE) \
 	  USERS=$(USERS) CLIENTS=$(CLIENTS) MAX_WORDS=$(MAX_WORDS) EVAL_SAMPLES=$(EVAL_SAMPLES) sh pipelines/online.sh
