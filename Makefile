@@ -16,7 +16,7 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 $(WARN) -fopenmp -Icommon -I$(BLAS_INC) -MMD -MP
-LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lmicrohttpd -lpthread -lm -fopenmp
+LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lmicrohttpd -lcurl -lpthread -lm -fopenmp
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 O        ?= build
@@ -66,9 +66,10 @@ endif
 all: $(TOOLS) $(TOOL_ALIASES)
 
 # ---- dependencies ------------------------------------------------------------
-DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev gnuplot-nox python3 jq curl chromium
+DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox python3 jq curl chromium
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
-             /usr/include/pcre2.h /usr/include/microhttpd.h /usr/bin/gnuplot /usr/bin/jq /usr/bin/curl \
+             /usr/include/pcre2.h /usr/include/microhttpd.h \
+             /usr/include/x86_64-linux-gnu/curl/curl.h /usr/bin/gnuplot /usr/bin/jq /usr/bin/curl \
              /usr/bin/chromium
 
 # make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's
@@ -176,6 +177,7 @@ endif
 
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@echo "== tests/bench_serve.sh"; sh tests/bench_serve.sh
 
 lint:
 	sh tests/t_layers.sh

@@ -47,12 +47,16 @@ static void usage(FILE *out) {
           "      --discopop-tau X     DiscoPOP's temperature (default 0.05)\n"
           "      --rpo-alpha X        add X * NLL of the chosen completions (RPO; default off)\n"
           "      --truncation M       keep_end|keep_start for over-long prompts (default keep_end)\n"
+          "\n"
+          "KTO (--loss-type kto; unpaired records {prompt, completion, label}, as TRL's KTOTrainer):\n"
+          "      --desirable-weight X    weight of label-true completions (default 1)\n"
+          "      --undesirable-weight X  weight of label-false completions (default 1)\n"
           "\n",
           out);
     train_flags_usage(out);
 }
 
-enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC, OPT_TAU };
+enum { OPT_BETA = TRAIN_OPT_USER, OPT_LOSS, OPT_WEIGHTS, OPT_LS, OPT_RPO, OPT_TRUNC, OPT_TAU, OPT_DESW, OPT_UNDW };
 static const struct option dpo_opts[] = {
     {"beta", required_argument, 0, OPT_BETA},
     {"loss-type", required_argument, 0, OPT_LOSS},
@@ -61,6 +65,8 @@ static const struct option dpo_opts[] = {
     {"rpo-alpha", required_argument, 0, OPT_RPO},
     {"truncation", required_argument, 0, OPT_TRUNC},
     {"discopop-tau", required_argument, 0, OPT_TAU},
+    {"desirable-weight", required_argument, 0, OPT_DESW},
+    {"undesirable-weight", required_argument, 0, OPT_UNDW},
     {0, 0, 0, 0},
 };
 
@@ -80,6 +86,11 @@ typedef struct Dpo {
     float *seq, *grad, *rc, *rr;
     int *len;
     int cap;
+    /* KTO: ex[s][i] holds prompt, completion (as chosen) and its KL completion (as
+     * rejected); label[s][i] says whether the completion is desirable */
+    int kto;
+    KtoConfig kc;
+    unsigned char *label[2], *lab;
 } Dpo;
 
 static int dpo_flag(void *ctx, int opt, const char *arg) {
@@ -111,6 +122,13 @@ static int dpo_flag(void *ctx, int opt, const char *arg) {
         d->discopop_tau = cli_double(PROG, "--discopop-tau", arg);
         if (!(d->discopop_tau > 0)) cli_usage_error(PROG, "--discopop-tau: must be > 0, got '%s'", arg);
         return 0;
+    case OPT_DESW:
+    case OPT_UNDW: {
+        double w = cli_double(PROG, opt == OPT_DESW ? "--desirable-weight" : "--undesirable-weight", arg);
+        if (!(w > 0)) cli_usage_error(PROG, "%s: must be > 0, got '%s'", opt == OPT_DESW ? "--desirable-weight" : "--undesirable-weight", arg);
+        *(opt == OPT_DESW ? &d->kc.desirable_weight : &d->kc.undesirable_weight) = w;
+        return 0;
+    }
     }
     return -1;
 }
@@ -124,6 +142,7 @@ static void need(Dpo *d, int n) {
     d->len = xrealloc(d->len, 2 * (size_t)n * sizeof(int));
     d->rc = xrealloc(d->rc, (size_t)n * sizeof(float));
     d->rr = xrealloc(d->rr, (size_t)n * sizeof(float));
+    d->lab = xrealloc(d->lab, (size_t)n);
 }
 
 static double dpo_weight(void *ctx, Split split, const int *idx, int n) {
@@ -182,6 +201,115 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     return 0;
 }
 
+/* KTO (losses_pref.h): rows 0..n-1 are prompt i + its completion, rows n..2n-1
+ * prompt i + its KL completion; the KL estimate z comes from the second half and
+ * is a constant for the gradient (TRL detaches it), so those rows get no gradient. */
+static int kto_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
+    Dpo *d = ctx;
+    need(d, n);
+    for (int k = 0; k < n; k++) {
+        const PrefExample *p = &d->ex[split][idx[k]];
+        d->pp[k] = p;
+        d->rc[k] = (float)p->ref_chosen_logp;
+        d->rr[k] = (float)p->ref_rejected_logp;
+        d->lab[k] = d->label[split][idx[k]];
+    }
+    Batch b;
+    memset(&b, 0, sizeof b);
+    int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
+    if (rc) return rc;
+    prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    double kl = kto_kl_estimate(n, d->seq + n, d->rr);
+    KtoMetrics m;
+    double loss = kto_loss(&d->kc, n, d->seq, d->rc, d->lab, kl, d->grad, &m);
+    if (split == SPLIT_TRAIN) {
+        for (int r = 0; r < n; r++) d->grad[r] = (float)(d->grad[r] * n * scale);
+        for (int r = n; r < 2 * n; r++) d->grad[r] = 0;
+        prefbatch_logps_backward(&d->model, &b, &d->s, d->grad);
+    }
+    metrics_add(mt, "loss", loss * n, n);
+    metrics_add(mt, "kl", kl * n, n);
+    if (m.n_chosen) {
+        metrics_add(mt, "rewards/chosen", m.rewards_chosen * m.n_chosen, m.n_chosen);
+        metrics_add(mt, "logps/chosen", m.logps_chosen * m.n_chosen, m.n_chosen);
+    }
+    if (m.n_rejected) {
+        metrics_add(mt, "rewards/rejected", m.rewards_rejected * m.n_rejected, m.n_rejected);
+        metrics_add(mt, "logps/rejected", m.logps_rejected * m.n_rejected, m.n_rejected);
+    }
+    long tokens = 0;
+    for (int r = 0; r < n; r++) tokens += b.lengths[r];
+    mt->tokens += tokens;
+    batch_free(&b);
+    return 0;
+}
+
+static int *copy_ids(const int *v, int n) {
+    int *c = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    memcpy(c, v, (size_t)n * sizeof(int));
+    return c;
+}
+
+/* TRL's unpaired format {prompt, completion, label} from PATHS into ex/label.  The
+ * KL completion of example i is that of the previous example of its chunk of
+ * `batch` consecutive examples (the first takes the last): TRL's
+ * add_kl_completion_ids, fixed at load time so the reference log-probs of the KL
+ * sequences are computed once, as TRL's precompute_ref_log_probs does.  Cut to fit
+ * max_T after the prompt. */
+static int kto_read(char **paths, int n_paths, Tokenizer *tok, const DataOptions *o, int quiet, int batch, int max_T,
+                    PrefExample **ex_out, unsigned char **label_out, int *n_out, long *dropped_neg, Error *e) {
+    Example *ex = NULL;
+    int n = 0;
+    char *stdin_path[1] = {"-"};
+    if (n_paths == 0) paths = stdin_path, n_paths = 1;
+    PrefExample *pe = NULL;
+    unsigned char *label = NULL;
+    int total = 0;
+    for (int f = 0; f < n_paths; f++) {
+        ex = NULL, n = 0;
+        if (data_read_files(PROG, paths + f, 1, tok, o, quiet, &ex, &n, e)) return e->code;
+        pe = xrealloc(pe, (size_t)(total + n + 1) * sizeof *pe);
+        label = xrealloc(label, (size_t)(total + n + 1));
+        for (int i = 0; i < n; i++) {
+            const json_t *l = json_object_get(ex[i].record, "label");
+            if (!json_is_boolean(l)) {
+                int rc = err_set(e, EX_DATAERR, "%s:%ld: field \"label\" must be true or false (KTO records are "
+                                 "{prompt, completion, label})", strcmp(paths[f], "-") ? paths[f] : "<stdin>", ex[i].line);
+                for (int k = 0; k < n; k++) example_free(&ex[k]);
+                free(ex);
+                return rc;
+            }
+            PrefExample *p = &pe[total + i];
+            memset(p, 0, sizeof *p);
+            p->prompt = copy_ids(ex[i].ids, ex[i].prompt_len);
+            p->n_prompt = ex[i].prompt_len;
+            p->chosen = copy_ids(ex[i].ids + ex[i].prompt_len, ex[i].n - ex[i].prompt_len);
+            p->n_chosen = ex[i].n - ex[i].prompt_len;
+            p->line = ex[i].line;
+            label[total + i] = json_is_true(l);
+            example_free(&ex[i]);
+        }
+        free(ex);
+        total += n;
+    }
+    for (int c0 = 0; c0 < total; c0 += batch) {
+        int c1 = c0 + batch < total ? c0 + batch : total;
+        for (int i = c0; i < c1; i++) {
+            const PrefExample *q = &pe[i == c0 ? c1 - 1 : i - 1];
+            int room = max_T - pe[i].n_prompt, k = q->n_chosen < room ? q->n_chosen : room;
+            pe[i].rejected = copy_ids(q->chosen, k);
+            pe[i].n_rejected = k;
+        }
+    }
+    long neg = 0;
+    for (int i = 0; i < total; i++) neg += !label[i];
+    *dropped_neg = neg;
+    *ex_out = pe;
+    *label_out = label;
+    *n_out = total;
+    return 0;
+}
+
 /* The first pass: reference log-probs of every pair that does not carry them, with
  * REF (already loaded), batch_size pairs at a time in data order. */
 static long compute_ref(Dpo *d, Model *ref, int batch) {
@@ -221,6 +349,7 @@ int main(int argc, char **argv) {
     d.beta = 0.1;
     d.rpo_alpha = -1;
     d.discopop_tau = 0.05; /* TRL DPOConfig.discopop_tau */
+    kto_config_default(&d.kc);
     TrainFlags f;
     train_flags_default(&f, PROG);
     f.lr = 1e-6; /* TRL DPOConfig default */
@@ -230,7 +359,18 @@ int main(int argc, char **argv) {
     Error e;
     memset(&e, 0, sizeof e);
     pref_loss_config_default(&d.lc);
-    if (pref_loss_parse(&d.lc, d.loss_types, d.loss_weights, &e)) cli_usage_error(PROG, "%s", e.msg);
+    d.kto = strcmp(d.loss_types, "kto") == 0;
+    if (d.kto) {
+        if (d.loss_weights || d.rpo_alpha >= 0 || d.label_smoothing > 0)
+            cli_usage_error(PROG, "--loss-type kto takes no --loss-weights, --rpo-alpha or --label-smoothing");
+        if (f.batch_size < 2)
+            cli_usage_error(PROG, "--loss-type kto needs --batch-size >= 2 (the KL estimate uses the other "
+                                  "completions of the batch)");
+        d.kc.beta = d.beta;
+    } else if (strstr(d.loss_types, "kto"))
+        cli_usage_error(PROG, "--loss-type kto cannot be combined with other loss types");
+    else if (pref_loss_parse(&d.lc, d.loss_types, d.loss_weights, &e))
+        cli_usage_error(PROG, "%s", e.msg);
     d.lc.beta = d.beta;
     d.lc.label_smoothing = d.label_smoothing;
     d.lc.rpo_alpha = d.rpo_alpha;
@@ -257,13 +397,28 @@ int main(int argc, char **argv) {
     o.max_length = d.max_T;
     o.max_prompt_length = f.max_prompt_length;
 
-    if (data_read_files_pref(PROG, f.inputs, f.n_inputs, d.tok, &o, f.quiet, &d.ex[SPLIT_TRAIN], &d.n[SPLIT_TRAIN], &e))
+    if (d.kto) {
+        o.kind = DATA_PROMPT_COMPLETION;
+        o.keep_record = 1; /* for "label" */
+        long neg[2] = {0, 0};
+        if (kto_read(f.inputs, f.n_inputs, d.tok, &o, f.quiet, f.batch_size, d.max_T, &d.ex[SPLIT_TRAIN],
+                     &d.label[SPLIT_TRAIN], &d.n[SPLIT_TRAIN], &neg[0], &e))
+            err_die(PROG, &e);
+        char *ev[1] = {(char *)f.eval_path};
+        if (f.eval_path && kto_read(ev, 1, d.tok, &o, f.quiet, f.batch_size, d.max_T, &d.ex[SPLIT_EVAL],
+                                    &d.label[SPLIT_EVAL], &d.n[SPLIT_EVAL], &neg[1], &e))
+            err_die(PROG, &e);
+        if (!f.quiet)
+            fprintf(stderr, "%s: KTO: %d examples (%ld desirable, %ld undesirable)\n", PROG, d.n[SPLIT_TRAIN],
+                    d.n[SPLIT_TRAIN] - neg[0], neg[0]);
+    } else if (data_read_files_pref(PROG, f.inputs, f.n_inputs, d.tok, &o, f.quiet, &d.ex[SPLIT_TRAIN],
+                                    &d.n[SPLIT_TRAIN], &e))
         err_die(PROG, &e);
     if (d.n[SPLIT_TRAIN] == 0) {
-        fprintf(stderr, "%s: no training pairs\n", PROG);
+        fprintf(stderr, "%s: no training %s\n", PROG, d.kto ? "examples" : "pairs");
         return EX_DATAERR;
     }
-    if (f.eval_path) {
+    if (f.eval_path && !d.kto) {
         char *ev[1] = {(char *)f.eval_path};
         if (data_read_files_pref(PROG, ev, 1, d.tok, &o, f.quiet, &d.ex[SPLIT_EVAL], &d.n[SPLIT_EVAL], &e))
             err_die(PROG, &e);
@@ -273,7 +428,8 @@ int main(int argc, char **argv) {
     long missing = 0, total = d.n[0] + d.n[1];
     for (int s = 0; s < 2; s++)
         for (int i = 0; i < d.n[s]; i++) missing += !d.ex[s][i].has_ref;
-    if (pref_loss_needs_ref(&d.lc) && missing > 0) {
+    int needs_ref = d.kto || pref_loss_needs_ref(&d.lc);
+    if (needs_ref && missing > 0) {
         double t0 = now_seconds();
         long done;
         if (f.ref_dir) {
@@ -299,7 +455,7 @@ int main(int argc, char **argv) {
         if (!f.quiet)
             fprintf(stderr, "%s: reference log-probs of %ld pairs computed in %.1fs (%ld from the records)\n", PROG,
                     done, now_seconds() - t0, total - missing);
-    } else if (!f.quiet && pref_loss_needs_ref(&d.lc)) {
+    } else if (!f.quiet && needs_ref) {
         fprintf(stderr, "%s: reference log-probs of all %ld pairs read from the records; no reference model\n", PROG,
                 total);
     }
@@ -312,14 +468,16 @@ int main(int argc, char **argv) {
     t.n_train = d.n[SPLIT_TRAIN];
     t.n_eval = d.n[SPLIT_EVAL];
     t.weight = dpo_weight;
-    t.micro_step = dpo_micro_step;
+    t.micro_step = d.kto ? kto_micro_step : dpo_micro_step;
     int rc = train_run(&f, &t, &e);
     if (rc > 0 && rc < 128) err_die(PROG, &e);
 
     for (int s = 0; s < 2; s++) {
         for (int i = 0; i < d.n[s]; i++) pref_example_free(&d.ex[s][i]);
         free(d.ex[s]);
+        free(d.label[s]);
     }
+    free(d.lab);
     prefbatch_scratch_free(&d.s);
     free(d.pp);
     free(d.seq);

@@ -216,6 +216,29 @@ static void split_free(SftSplit *sp) {
     free(sp->unit_len);
 }
 
+/* KTO data ({prompt, completion, label}, feedback --kto) marks completions that must
+ * NOT be imitated with "label": false; training on them with the SFT loss would
+ * teach exactly what the user disliked, so they are dropped, and said so.  The kept
+ * records' JSON is released (only the token ids are needed from here on). */
+static void drop_undesirable(SftSplit *sp, int quiet) {
+    int k = 0;
+    long dropped = 0;
+    for (int i = 0; i < sp->n_ex; i++) {
+        if (json_is_false(json_object_get(sp->ex[i].record, "label"))) {
+            example_free(&sp->ex[i]);
+            dropped++;
+            continue;
+        }
+        if (sp->ex[i].record) json_decref(sp->ex[i].record);
+        sp->ex[i].record = NULL;
+        sp->ex[k++] = sp->ex[i];
+    }
+    sp->n_ex = k;
+    if (dropped && !quiet)
+        fprintf(stderr, "%s: dropped %ld completions with \"label\": false (undesirable in KTO data; sft "
+                        "imitates only desirable ones)\n", PROG, dropped);
+}
+
 int main(int argc, char **argv) {
     cli_init(PROG);
     Sft s;
@@ -241,6 +264,7 @@ int main(int argc, char **argv) {
     if (chat_template_parse(f.template_name, &o.tpl, &e)) cli_usage_error(PROG, "--template: %s", e.msg);
     if (data_truncation_parse(s.trunc_name, &o.truncation, &e)) cli_usage_error(PROG, "--truncation: %s", e.msg);
     o.skip_invalid = f.skip_invalid;
+    o.keep_record = 1; /* to see KTO's "label" (drop_undesirable), released right after */
 
     if (model_load(&s.model, f.model_dir, &e)) err_die(PROG, &e);
     if (s.model.cfg.is_classifier) {
@@ -264,6 +288,7 @@ int main(int argc, char **argv) {
 
     SftSplit *tr = &s.split[SPLIT_TRAIN], *ev_split = &s.split[SPLIT_EVAL];
     if (data_read_files(PROG, f.inputs, f.n_inputs, s.tok, &o, f.quiet, &tr->ex, &tr->n_ex, &e)) err_die(PROG, &e);
+    drop_undesirable(tr, f.quiet);
     if (tr->n_ex == 0) {
         fprintf(stderr, "%s: no training examples\n", PROG);
         return EX_DATAERR;
@@ -271,6 +296,7 @@ int main(int argc, char **argv) {
     if (f.eval_path) {
         char *ev[1] = {(char *)f.eval_path};
         if (data_read_files(PROG, ev, 1, s.tok, &o, f.quiet, &ev_split->ex, &ev_split->n_ex, &e)) err_die(PROG, &e);
+        drop_undesirable(ev_split, f.quiet);
     }
     for (int k = 0; k < 2; k++) split_units(&s.split[k], s.packing, s.max_T);
     if (!f.quiet && s.packing)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "base/util.h"
+#include "formats/tokenizer.h"
 #include "webpage.h"
 
 struct Server {
@@ -183,13 +184,24 @@ static void stream_collect(Stream *st) {
     for (int i = 0; i < j->n; i++) {
         GenChoice *c = &j->out[i];
         if (st->ended[i]) continue;
-        const char *src = c->done ? c->text : c->bytes;
-        size_t avail = c->done ? c->text_len : (c->bytes ? safe_prefix(j, c->bytes, c->len) : 0);
+        /* what may go out now, as text: the final decode once done, else the safe
+         * prefix of the raw bytes with invalid sequences replaced as the decode does,
+         * so the pieces always add up to the logged text */
+        char *fixed = NULL;
+        const char *src = c->text;
+        size_t avail = c->text_len;
+        if (!c->done) {
+            size_t k = c->bytes ? safe_prefix(j, c->bytes, c->len) : 0, m = 0;
+            fixed = k ? utf8_sanitize(c->bytes, k, &m) : NULL;
+            src = fixed ? fixed : c->bytes;
+            avail = fixed ? m : k;
+        }
         if (avail > st->emitted[i]) {
             stream_put(st, api_chunk(&st->req, st->id, st->created, st->model, j->version, i, src + st->emitted[i],
                                      avail - st->emitted[i], 0, NULL));
             st->emitted[i] = avail;
         }
+        free(fixed);
         if (c->done) {
             stream_put(st, api_chunk(&st->req, st->id, st->created, st->model, j->version, i, NULL, 0, 0,
                                      c->finish_stop ? "stop" : "length"));

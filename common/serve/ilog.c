@@ -93,7 +93,7 @@ int ilog_read(const char *path, int (*fn)(void *ctx, json_t *rec, long line, Err
         while (k < len && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r')) k++;
         if (k == len) continue;
         json_error_t je;
-        json_t *rec = json_loadb(buf, len, 0, &je);
+        json_t *rec = json_loadb(buf, len, JSON_ALLOW_NUL, &je); /* a model may emit byte 0 */
         if (!json_is_object(rec)) {
             json_decref(rec);
             /* a fragment a crash left: no newline of its own (last line), or a line that

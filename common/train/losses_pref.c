@@ -462,3 +462,58 @@ void pref_seq_grad_broadcast(const float *dseq, const int *targets, int B, int T
             dtok[k] = targets[k] >= 0 ? dseq[b] : 0.0f;
         }
 }
+
+/* ---- KTO ---------------------------------------------------------------------------
+ * Ethayarajh et al. 2024, eq. 7, in TRL's form (trl/trainer/kto_trainer.py,
+ * KTOTrainer._compute_loss, loss_type "kto"): the value function is
+ * sigmoid(beta * (r - z)) for desirable and sigmoid(beta * (z - r)) for undesirable
+ * completions, and the loss is weight * (1 - value), averaged over the batch. */
+void kto_config_default(KtoConfig *c) {
+    c->beta = 0.1;
+    c->desirable_weight = 1;
+    c->undesirable_weight = 1;
+}
+
+double kto_kl_estimate(int n, const float *pol_kl, const float *ref_kl) {
+    if (n <= 0) return 0;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)pol_kl[i] - (double)ref_kl[i];
+    double z = s / n;
+    return z > 0 ? z : 0; /* TRL: .clamp(min=0) */
+}
+
+static double sigmoid_d(double x) {
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+double kto_loss(const KtoConfig *c, int n, const float *pol, const float *ref, const unsigned char *label, double kl,
+                float *d_pol, KtoMetrics *m) {
+    double loss = 0, rc = 0, rr = 0, lc = 0, lr = 0;
+    int nc = 0, nr = 0;
+    for (int i = 0; i < n; i++) {
+        double r = (double)pol[i] - (double)ref[i];
+        double a = label[i] ? c->beta * (r - kl) : c->beta * (kl - r);
+        double w = label[i] ? c->desirable_weight : c->undesirable_weight;
+        double s = sigmoid_d(a);
+        loss += w * (1 - s);
+        /* d/dr of w * (1 - sigmoid(a)) = -w * s * (1 - s) * da/dr, da/dr = +-beta */
+        double g = -w * s * (1 - s) * (label[i] ? c->beta : -c->beta);
+        if (d_pol) d_pol[i] = (float)(g / n);
+        if (label[i])
+            rc += c->beta * r, lc += pol[i], nc++;
+        else
+            rr += c->beta * r, lr += pol[i], nr++;
+    }
+    loss = n > 0 ? loss / n : 0;
+    if (m) {
+        m->loss = loss;
+        m->kl = kl;
+        m->n_chosen = nc;
+        m->n_rejected = nr;
+        m->rewards_chosen = nc ? rc / nc : NAN;
+        m->rewards_rejected = nr ? rr / nr : NAN;
+        m->logps_chosen = nc ? lc / nc : NAN;
+        m->logps_rejected = nr ? lr / nr : NAN;
+    }
+    return loss;
+}

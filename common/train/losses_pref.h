@@ -113,4 +113,39 @@ void pref_seq_sum(const float *tok_logp, const int *targets, int B, int T, float
 /* dtok[b*T+t] = dseq[b] where counted, else 0 (overwrites dtok). */
 void pref_seq_grad_broadcast(const float *dseq, const int *targets, int B, int T, float *dtok);
 
+/* ---- KTO (Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic
+ * Optimization", eq. 7; TRL's KTOTrainer, loss_type "kto") ----
+ * Unpaired: each example is one completion with a label (desirable or not).  With
+ * r = policy logp - reference logp of the completion and z the KL estimate,
+ *   desirable:   w_d * (1 - sigmoid(beta * (r - z)))
+ *   undesirable: w_u * (1 - sigmoid(beta * (z - r)))
+ * and the loss is the mean over the examples of the call (TRL: losses.nanmean()).
+ * z is TRL's estimate from mismatched pairs: max(0, mean_i (policy logp - reference
+ * logp) of prompt i with another example's completion), a constant for the gradient
+ * (TRL detaches it). */
+typedef struct KtoConfig {
+    double beta;              /* default 0.1 */
+    double desirable_weight;  /* default 1 */
+    double undesirable_weight; /* default 1 */
+} KtoConfig;
+void kto_config_default(KtoConfig *c);
+
+typedef struct KtoMetrics {
+    double loss;
+    double kl;               /* kl */
+    double rewards_chosen;   /* rewards/chosen: mean beta * r over desirable (NAN if none) */
+    double rewards_rejected; /* rewards/rejected: over undesirable (NAN if none) */
+    double logps_chosen;     /* logps/chosen (NAN if none) */
+    double logps_rejected;   /* logps/rejected (NAN if none) */
+    int n_chosen, n_rejected;
+} KtoMetrics;
+
+/* z = max(0, mean_i (pol_kl[i] - ref_kl[i])) over n mismatched sequences (0 when n = 0). */
+double kto_kl_estimate(int n, const float *pol_kl, const float *ref_kl);
+/* The KTO loss of n examples: pol, ref are sequence log-probs, label[i] = 1 for a
+ * desirable completion.  Writes d loss/d pol[i] (may be NULL) and metrics (may be
+ * NULL).  Returns the loss. */
+double kto_loss(const KtoConfig *c, int n, const float *pol, const float *ref, const unsigned char *label, double kl,
+                float *d_pol, KtoMetrics *m);
+
 #endif
