@@ -137,8 +137,13 @@ endif
 check: $(TOOLS) $(TESTS) $(ASAN_TESTS) check-models
 	@O=$(O) sh tests/run.sh $(TESTS) $(ASAN_TESTS) $(sort $(wildcard tests/t_*.sh))
 
+# The C benches, then cherry against its peers (PyTorch, TRL, llama.cpp; skipped with
+# a message when not installed), alternating runs in one invocation; tests/bench/README.md.
+# BENCH_PEERS=train selects; LOAD=1 ROUNDS=N STEPS=N are read by tests/bench/peers.sh.
+BENCH_PEERS ?= train
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@echo "== tests/bench/peers.sh $(BENCH_PEERS)"; O=$(O) BIN=$(BIN) sh tests/bench/peers.sh $(BENCH_PEERS)
 
 lint:
 	sh tests/t_layers.sh

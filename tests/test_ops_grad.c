@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
-#include "base/util.h"
 
 #define TOL 2e-3
 #define EPS 5e-2f
@@ -584,6 +584,50 @@ static void test_gemm_threads(void) {
     free(a), free(b), free(c1), free(c2);
 }
 
+/* Large products are cut into tiles taken dynamically by the threads (gemm.c); C must
+ * still be the same bits at 1, 2 and 3 threads, with tiling across N (N >= M) and
+ * across M, for every transpose pair, and also match a naive product closely. */
+static void test_gemm_tiles(void) {
+    static const int shapes[][3] = {{96, 700, 777}, {700, 96, 777}, {130, 1000, 64}, {517, 515, 300}};
+    int bad = 0;
+    double worst = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1);
+        float *c0 = randn((size_t)M * N, 1), *c[3];
+        for (int tr = 0; tr < 4; tr++) {
+            int ta = tr & 1, tb = tr >> 1;
+            for (int t = 0; t < 3; t++) {
+                c[t] = xmalloc(sizeof(float) * M * N);
+                memcpy(c[t], c0, sizeof(float) * M * N);
+                threads_set(t + 1);
+                gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
+            }
+            threads_set(2);
+            if (memcmp(c[0], c[1], sizeof(float) * M * N) || memcmp(c[0], c[2], sizeof(float) * M * N)) {
+                if (!bad++) printf("FAIL gemm tiles %dx%dx%d ta=%d tb=%d: 1/2/3 threads differ\n", M, N, K, ta, tb);
+            }
+            for (int i = 0; i < M; i += 37)
+                for (int j = 0; j < N; j += 29) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)(ta ? a[(size_t)k * M + i] : a[(size_t)i * K + k]) *
+                               (tb ? b[(size_t)j * K + k] : b[(size_t)k * N + j]);
+                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j];
+                    worst = fmax(worst, fabs(c[0][(size_t)i * N + j] - want) / (fabs(want) + 1));
+                }
+            for (int t = 0; t < 3; t++) free(c[t]);
+        }
+        free(a), free(b), free(c0);
+    }
+    if (bad || worst > 5e-5) {
+        printf("FAIL gemm tiles: %d shape/transpose cases differ across thread counts, worst rel err %.2e\n", bad,
+               worst);
+        failures++;
+    } else
+        printf("ok   gemm tiles bit-identical at 1, 2 and 3 threads (4 shapes x 4 transposes), rel err %.2e\n", worst);
+}
+
 /* ---- 1 vs 2 threads: bit-identical outputs and gradients ------------------------------------------ */
 typedef struct {
     float *buf[32];
@@ -696,6 +740,7 @@ int main(void) {
     test_logprobs_reference(7, 4, 5);
     test_forward_reference();
     test_gemm_threads();
+    test_gemm_tiles();
     test_threads();
     if (failures) {
         printf("%d check(s) failed\n", failures);

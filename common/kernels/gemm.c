@@ -16,6 +16,7 @@
 void openblas_set_num_threads(int);
 
 static int n_threads = 0;
+static int tiling = 1; /* gemm_set_tiling */
 
 /* The threading model.  BLAS and our own loops share one OpenMP pool (we link
  * OpenBLAS's OpenMP build, so there is no second pool to fight).  What remains is
@@ -38,6 +39,58 @@ __attribute__((constructor)) static void threads_default_passive_wait(int argc, 
     /* exec failed: carry on with libgomp's default policy */
 }
 
+/* One product through OpenBLAS, threaded by OpenBLAS itself when called outside a
+ * parallel region with more than one thread.
+ * Thread-count independence: OpenBLAS's single- and multi-threaded level-3
+ * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
+ * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
+ * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
+ * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
+ * block K identically (measured: every K up to 1700 bit-identical; ops'
+ * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
+static void gemm_blas(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc) {
+    int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
+    CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_head, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (k_tail) {
+        const float *A2 = transA ? A + (size_t)k_head * lda : A + k_head;
+        const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
+    }
+}
+
+/* Straggler-proof threading.  OpenBLAS splits a product into one equal part per
+ * thread; when another process shares one of the cores, the thread on that core
+ * gets half of it and the other thread waits at the end of every product, so the
+ * step runs at the speed of the slowest core (issue 18: cherry fell from 1.5x
+ * PyTorch on a quiet machine to 0.7x while other jobs loaded it).  Instead, a large product is cut
+ * into GEMM_TILES_MAX (8) or fewer tiles of C that the threads take one at a time, so
+ * a thread on a busy core simply takes fewer tiles.  The cut goes across the larger
+ * of M and N: every tile then repacks only the smaller operand (op(A) when the
+ * tiles are column stripes, op(B) when they are row stripes).
+ * The tiles depend only on (M, N, K), never on the thread count, and each runs
+ * single-threaded, so C is bit-identical at any thread count (test_ops_grad). */
+#define GEMM_TILES_MAX 8
+#define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
+#define GEMM_TILE_ALIGN 16  /* tile widths in whole 64-byte lines of floats */
+static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
+    double flops = 2.0 * M * N * (double)K;
+    int D = N >= M ? N : M;
+    *split_n = N >= M;
+    int n = (int)(flops / GEMM_TILE_FLOPS);
+    if (n > GEMM_TILES_MAX) n = GEMM_TILES_MAX;
+    if (n > D / GEMM_TILE_ALIGN) n = D / GEMM_TILE_ALIGN;
+    if (n < 2) {
+        *nt = 1, *w = D;
+        return;
+    }
+    int width = (D + n - 1) / n;
+    width = (width + GEMM_TILE_ALIGN - 1) / GEMM_TILE_ALIGN * GEMM_TILE_ALIGN;
+    *w = width;
+    *nt = (D + width - 1) / width;
+}
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -57,21 +110,37 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         gemm_cuda(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
         return;
 #endif
-    /* Thread-count independence: OpenBLAS's single- and multi-threaded level-3
-     * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
-     * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
-     * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
-     * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
-     * block K identically (measured: every K up to 1700 bit-identical; ops'
-     * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
-    int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
-    CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_head, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (k_tail) {
-        const float *A2 = transA ? A + (size_t)k_head * lda : A + k_head;
-        const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
+    /* Tiles only at the top level: products made inside a parallel region (attention's
+     * per-head products, the LM head's lanes) are already one task each.  The level,
+     * not omp_in_parallel(), so a one-thread team decides as a two-thread team does,
+     * and at one thread the same tiles run one after the other. */
+    if (tiling && omp_get_level() == 0) {
+        int nt, w, split_n;
+        gemm_tiles(M, N, K, &nt, &w, &split_n);
+        if (nt > 1) {
+            /* The tiles are OpenMP iterations handed out one at a time (dynamic), and each
+             * runs a single-threaded product (OpenBLAS's OpenMP build does not thread a
+             * call made inside an active parallel region; with one thread,
+             * threads_set(1) has set OpenBLAS to one thread). */
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int t = 0; t < nt; t++) {
+                int d0 = t * w, dn = (split_n ? N : M) - d0 < w ? (split_n ? N : M) - d0 : w;
+                if (split_n) {
+                    const float *Bt = transB ? B + (size_t)d0 * ldb : B + d0;
+                    gemm_blas(transA, transB, M, dn, K, alpha, A, lda, Bt, ldb, beta, C + d0, ldc);
+                } else {
+                    const float *At = transA ? A + d0 : A + (size_t)d0 * lda;
+                    gemm_blas(transA, transB, dn, N, K, alpha, At, lda, B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+                }
+            }
+            return;
+        }
     }
+    gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_set_tiling(int on) {
+    tiling = on;
 }
 
 void threads_set(int n) {

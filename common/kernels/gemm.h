@@ -13,6 +13,13 @@
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc);
 
+/* Large products are cut into tiles that the threads take one at a time, so a
+ * thread on a core shared with another process does not hold the others up (gemm.c);
+ * results are bit-identical at any thread count.  gemm_set_tiling(0) hands every
+ * product to OpenBLAS's own threading instead (equal static parts; also
+ * bit-identical): for benchmarks that compare the two (tests/bench_gemm). */
+void gemm_set_tiling(int on);
+
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
 void threads_set(int n);
 int threads_get(void);
