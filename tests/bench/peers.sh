@@ -38,7 +38,8 @@ OUT=$WORK/peers.$$.txt
 : >"$OUT"
 SPIN=
 cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 model() {
     [ -f "$MODEL/model.safetensors" ] && return 0
@@ -63,7 +64,7 @@ summary() {
     }
     /^ROUND/ { round = $2; next }
     /^RESULT/ {
-        side = $2; shape = $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v)
+        side = $2; shape = $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v); v += 0
         if (!(shape in seen)) { seen[shape] = 1; order[++ns] = shape }
         key = shape SUBSEP round
         if (side == "cherry") c[key] = v
@@ -114,8 +115,8 @@ train() { # dtype: fp32 or bf16
         fi
         r=$((r + 1))
     done
-    load=quiet
-    [ "$LOAD" = 1 ] && load="1 core spinning"
+    load="no extra load"
+    [ "$LOAD" = 1 ] && load="+1 spinning process"
     summary "$OUT" "train $dtype ($load)"
 }
 
