@@ -61,9 +61,11 @@ endif
 all: $(TOOLS)
 
 # ---- dependencies ------------------------------------------------------------
-DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev gnuplot-nox python3 jq
+# libdnnl2 (oneDNN): bf16 matrix products for --mixed-precision bf16, opened at run time
+DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev gnuplot-nox python3 jq \
+            libdnnl2
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
-             /usr/include/pcre2.h /usr/bin/gnuplot /usr/bin/jq
+             /usr/include/pcre2.h /usr/bin/gnuplot /usr/bin/jq /usr/lib/x86_64-linux-gnu/libdnnl.so.2
 
 # make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's
 # include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's

@@ -68,6 +68,8 @@ static void usage(FILE *f) {
                "  --threads LIST  thread counts to run, e.g. 2,1 (default 2,1)\n"
                "  --steps N       timed steps per shape after one warm-up step (default 3)\n"
                "  --shapes LIST   BxT pairs, e.g. 4x64,2x256 (default)\n"
+               "  --dtype D       fp32 (default) or bf16: bf16 matrix products, fp32 weights/sums/AdamW\n"
+               "                  (--mixed-precision bf16 of the training programs; gemm_set_bf16)\n"
                "  --no-tiles      OpenBLAS's static threading instead of gemm()'s dynamic tiles\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
@@ -101,7 +103,7 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
 
 int main(int argc, char **argv) {
     const char *threads_list = "2,1", *shapes_list = "4x64,2x256", *model_dir = NULL;
-    int steps = 3, no_peak = 0;
+    int steps = 3, no_peak = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -118,10 +120,20 @@ int main(int argc, char **argv) {
             model_dir = argv[++i];
         else if (!strcmp(argv[i], "--no-peak"))
             no_peak = 1;
-        else if (!strcmp(argv[i], "--no-tiles"))
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            const char *d = argv[++i];
+            if (strcmp(d, "fp32") && strcmp(d, "bf16"))
+                cli_usage_error("bench_train_step", "--dtype: expected fp32 or bf16, got '%s'", d);
+            bf16 = !strcmp(d, "bf16");
+        } else if (!strcmp(argv[i], "--no-tiles"))
             gemm_set_tiling(0);
         else
             cli_usage_error("bench_train_step", "unknown argument '%s'", argv[i]);
+    }
+    Error be;
+    if (bf16 && gemm_set_bf16(1, &be)) {
+        fprintf(stderr, "bench_train_step: %s\n", be.msg);
+        return be.code;
     }
     if (steps < 1) cli_usage_error("bench_train_step", "--steps: expected >= 1, got %d", steps);
     int shapes[8][2], nshapes = 0;
@@ -218,8 +230,8 @@ int main(int argc, char **argv) {
                    "  | fwd %.3f bwd %.3f zero %.3f adamw %.3f s (AdamW %.1f%% of step)\n",
                    B, T, N / best.step, best.step, sum.step / steps, rate / 1e9, 100 * rate / peak, best.fwd, best.bwd,
                    best.zero, best.adamw, 100 * best.adamw / best.step);
-            printf("RESULT cherry fp32 B=%d T=%d tokens_per_s=%.1f step_s=%.4f threads=%d\n", B, T, N / best.step,
-                   best.step, thr[ti]);
+            printf("RESULT cherry %s B=%d T=%d tokens_per_s=%.1f step_s=%.4f threads=%d\n", bf16 ? "bf16" : "fp32", B,
+                   T, N / best.step, best.step, thr[ti]);
             printf("             CPU time %.3f s/step: %.1f GFLOP per CPU-second = %.1f%% of the per-CPU-second peak\n",
                    sum.cpu, flops / sum.cpu / 1e9, 100 * (flops / sum.cpu) / peak_cpu);
             fflush(stdout);
