@@ -142,7 +142,7 @@ check: $(TOOLS) $(TESTS) $(ASAN_TESTS) check-models
 # The C benches, then cherry against its peers (PyTorch, TRL, llama.cpp; skipped with
 # a message when not installed), alternating runs in one invocation; tests/bench/README.md.
 # BENCH_PEERS=train selects; LOAD=1 ROUNDS=N STEPS=N are read by tests/bench/peers.sh.
-BENCH_PEERS ?= train
+BENCH_PEERS ?= train train-bf16 decode
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 	@echo "== tests/bench/peers.sh $(BENCH_PEERS)"; O=$(O) BIN=$(BIN) sh tests/bench/peers.sh $(BENCH_PEERS)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/bench/peers.sh — cherry against its peers, in one invocation, alternating runs.
 #
-#   sh tests/bench/peers.sh [train] [train-bf16]      (make bench runs it)
+#   sh tests/bench/peers.sh [train] [train-bf16] [decode]     (make bench runs them)
 #
 # train       GPT-2-124M training step (forward, loss, backward, AdamW), fp32, at
 #             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
@@ -9,6 +9,11 @@
 #             (one bin/init-model directory), same loss and AdamW hyperparameters,
 #             dropout off, 2 threads.
 # train-bf16  the same with cherry --dtype bf16 against torch.autocast(bfloat16).
+# decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct),
+#             NEW tokens after the first (default 48), prefill excluded:
+#             build/tests/bench_decode --peer (fp32 weights) against llama.cpp through
+#             tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights at F32
+#             and F16 (cherry has no 16-bit decode yet: that row has no ratio).
 #
 # Each round runs cherry once, then the peer with OMP_WAIT_POLICY=passive and unset
 # (the peer's round value is the better of the two; cherry sets its own default,
@@ -31,6 +36,7 @@ STEPS=${STEPS:-3}
 THREADS=${THREADS:-2}
 LOAD=${LOAD:-0}
 SHAPES=${SHAPES:-4x64,2x256}
+NEW=${NEW:-48}
 WORK=$O/bench
 MODEL=$WORK/gpt2-124m
 mkdir -p "$WORK" || exit 73
@@ -64,7 +70,7 @@ summary() {
     }
     /^ROUND/ { round = $2; next }
     /^RESULT/ {
-        side = $2; shape = $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v); v += 0
+        side = $2; shape = $3 " " $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v); v += 0
         if (!(shape in seen)) { seen[shape] = 1; order[++ns] = shape }
         key = shape SUBSEP round
         if (side == "cherry") c[key] = v
@@ -72,7 +78,7 @@ summary() {
         rounds[round] = 1
     }
     END {
-        printf "%-28s %-12s %10s %10s %14s\n", what, "shape", "cherry", "peer", "ratio min/med"
+        printf "%-28s %-18s %10s %10s %14s\n", what, "work", "cherry", "peer", "ratio min/med"
         for (s = 1; s <= ns; s++) {
             nc = np = nr = 0; delete cs; delete ps; delete rs
             for (r in rounds) {
@@ -81,8 +87,8 @@ summary() {
                 if (key in p) ps[++np] = p[key]
                 if ((key in c) && (key in p)) { rs[++nr] = c[key] / p[key]; mn = (nr == 1 || rs[nr] < mn) ? rs[nr] : mn }
             }
-            if (nr == 0) { printf "%-28s %-12s %10s %10s %14s\n", "", order[s], nc ? median(cs, nc) : "-", "-", "no peer"; continue }
-            printf "%-28s %-12s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
+            if (nr == 0) { printf "%-28s %-18s %10s %10s %14s\n", "", order[s], nc ? median(cs, nc) : "-", np ? median(ps, np) : "-", nc ? "no peer" : "cherry has none"; continue }
+            printf "%-28s %-18s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
         }
         printf "(tokens/s, medians over %d rounds; ratio = cherry/peer within a round)\n", length(rounds)
     }' "$1"
@@ -120,6 +126,41 @@ train() { # dtype: fp32 or bf16
     summary "$OUT" "train $dtype ($load)"
 }
 
+have_llamacpp() {
+    $PY -c 'import llama_cpp, gguf, safetensors' 2>/dev/null && return 0
+    echo "peers: SKIP the llama.cpp peer: python3 cannot import llama_cpp, gguf and safetensors" \
+        "(pip install llama-cpp-python gguf safetensors; see tests/bench/README.md)"
+    return 1
+}
+
+decode() { # greedy decode at batch 1 of SmolLM2-135M: cherry f32 vs llama.cpp F32 and F16
+    smol=${SMOL:-models/smollm2-135m-instruct}
+    if [ ! -f "$smol/model.safetensors" ]; then
+        echo "peers: SKIP decode: $smol not present"
+        return 0
+    fi
+    peer=1
+    have_llamacpp || peer=0
+    : >"$OUT"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        echo "ROUND $r" >>"$OUT"
+        "$O/tests/bench_decode" --peer "$smol" "$NEW" "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+        if [ "$peer" = 1 ]; then
+            # the peer's best threading: its thread pool spins, which under load can be
+            # far slower than one thread, so both are run and the better one counts
+            for t in "$THREADS" 1; do
+                $PY tests/oracle/bench_llamacpp_decode.py --model "$smol" --out-dir "$WORK" --new "$NEW" \
+                    --threads "$t" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+            done
+        fi
+        r=$((r + 1))
+    done
+    load="no extra load"
+    [ "$LOAD" = 1 ] && load="+1 spinning process"
+    summary "$OUT" "decode B=1 ($load)"
+}
+
 [ $# -eq 0 ] && set -- train
 if [ "$LOAD" = 1 ]; then
     awk 'BEGIN { for (;;) ; }' &
@@ -131,6 +172,7 @@ for what in "$@"; do
     case $what in
     train) train fp32 || exit 1 ;;
     train-bf16) train bf16 || exit 1 ;;
-    *) echo "peers: unknown bench '$what' (train, train-bf16)" >&2; exit 64 ;;
+    decode) decode || exit 1 ;;
+    *) echo "peers: unknown bench '$what' (train, train-bf16, decode)" >&2; exit 64 ;;
     esac
 done
