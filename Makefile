@@ -66,11 +66,13 @@ endif
 all: $(TOOLS) $(TOOL_ALIASES)
 
 # ---- dependencies ------------------------------------------------------------
-DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox python3 jq curl chromium
+# libdnnl2 (oneDNN): bf16 matrix products for --mixed-precision bf16, opened at run time
+DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox python3 jq curl chromium \
+            libdnnl2
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/include/microhttpd.h \
              /usr/include/x86_64-linux-gnu/curl/curl.h /usr/bin/gnuplot /usr/bin/jq /usr/bin/curl \
-             /usr/bin/chromium
+             /usr/bin/chromium /usr/lib/x86_64-linux-gnu/libdnnl.so.2
 
 # make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's
 # include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's
@@ -175,9 +177,14 @@ check-mpi-run: $(TOOLS) $(O)/tests/test_dist
 	@O=$(O) BIN=$(BIN) sh tests/run.sh tests/t_mpi.sh
 endif
 
+# The C benches, then cherry against its peers (PyTorch, TRL, llama.cpp; skipped with
+# a message when not installed), alternating runs in one invocation; tests/bench/README.md.
+# BENCH_PEERS=train selects; LOAD=1 ROUNDS=N STEPS=N are read by tests/bench/peers.sh.
+BENCH_PEERS ?= train train-bf16 decode
 bench: $(TOOLS) $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 	@echo "== tests/bench_serve.sh"; sh tests/bench_serve.sh
+	@echo "== tests/bench/peers.sh $(BENCH_PEERS)"; O=$(O) BIN=$(BIN) sh tests/bench/peers.sh $(BENCH_PEERS)
 
 lint:
 	sh tests/t_layers.sh

@@ -17,10 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/gemm.h"
-#include "generate/generate.h"
-#include "model/model.h"
 #include "base/util.h"
+#include "generate/generate.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
 
 /* Best of 3 streaming reads of 1 GiB (floats summed in 8 independent lanes per
  * thread, so the loop is limited by memory, not by the adder latency). */
@@ -75,7 +75,7 @@ static void on_step(void *ctx, int done, long tokens) {
 
 /* tokens/s of generate() decoding `steps` tokens for each of `batch` sequences
  * (8-token prompts, sampling at temperature 1), best of two runs. */
-static double decode_rate(Model *m, int batch, int steps, int cpu) {
+static double decode_rate_t(Model *m, int batch, int steps, int cpu, float temperature) {
     int L = 8;
     int **prompts = xmalloc(batch * sizeof(int *)), *lens = xmalloc(batch * sizeof(int));
     for (int b = 0; b < batch; b++) {
@@ -86,7 +86,7 @@ static double decode_rate(Model *m, int batch, int steps, int cpu) {
     GenConfig c = gen_config_default();
     c.batch_size = batch;
     c.seed = 1;
-    c.sampler.temperature = 1.0f;
+    c.sampler.temperature = temperature;
     c.max_new_tokens = steps + 1;
     GenSeq *out = xcalloc(batch, sizeof(GenSeq));
     Error e;
@@ -102,6 +102,26 @@ static double decode_rate(Model *m, int batch, int steps, int cpu) {
     for (int b = 0; b < batch; b++) free(prompts[b]);
     free(prompts), free(lens), free(out);
     return best;
+}
+
+static double decode_rate(Model *m, int batch, int steps, int cpu) {
+    return decode_rate_t(m, batch, steps, cpu, 1.0f);
+}
+
+/* --peer DIR [NEW]: greedy decoding of DIR at batch 1, NEW tokens after the first,
+ * one line per run for tests/bench/peers.sh (its llama.cpp peer decodes the same
+ * prompt the same way: tests/oracle/bench_llamacpp_decode.py). */
+static int peer_mode(const char *dir, int steps) {
+    Model m;
+    Error e;
+    if (model_load(&m, dir, &e)) {
+        fprintf(stderr, "bench_decode: %s\n", e.msg);
+        return e.code;
+    }
+    double r = decode_rate_t(&m, 1, steps, 0, 0.0f);
+    printf("RESULT cherry f32 B=1 new=%d tokens_per_s=%.1f (%d threads, greedy)\n", steps, r, threads_get());
+    model_free(&m);
+    return 0;
 }
 
 static int bench_model(const char *name, Model *m, double bw) {
@@ -126,8 +146,12 @@ static int bench_model(const char *name, Model *m, double bw) {
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 3 && !strcmp(argv[1], "--peer")) {
+        gemm_threads_set(argc >= 5 ? atoi(argv[4]) : 2);
+        return peer_mode(argv[2], argc >= 4 ? atoi(argv[3]) : 48);
+    }
     double bw = measure_bandwidth();
     printf("memory bandwidth (streaming read, %d threads): %.1f GB/s\n", omp_get_max_threads(), bw / 1e9);
     int fails = 0;

@@ -27,10 +27,10 @@
 #include <time.h>
 
 #include "base/cli.h"
+#include "base/util.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "train/optim.h"
-#include "base/util.h"
 
 typedef struct Times {
     double fwd, bwd, zero, adamw, step, cpu;
@@ -64,10 +64,15 @@ static double peak_per_cpu_second(int n, int reps) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: bench_train_step [--threads LIST] [--steps N] [--shapes LIST]\n"
+    fprintf(f, "usage: bench_train_step [--threads LIST] [--steps N] [--shapes LIST] [--model DIR]\n"
                "  --threads LIST  thread counts to run, e.g. 2,1 (default 2,1)\n"
                "  --steps N       timed steps per shape after one warm-up step (default 3)\n"
                "  --shapes LIST   BxT pairs, e.g. 4x64,2x256 (default)\n"
+               "  --dtype D       fp32 (default) or bf16: bf16 matrix products, fp32 weights/sums/AdamW\n"
+               "                  (--mixed-precision bf16 of the training programs; gemm_set_bf16)\n"
+               "  --no-tiles      OpenBLAS's static threading instead of gemm()'s dynamic tiles\n"
+               "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
+               "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
                "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
 }
@@ -97,8 +102,8 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
 }
 
 int main(int argc, char **argv) {
-    const char *threads_list = "2,1", *shapes_list = "4x64,2x256";
-    int steps = 3;
+    const char *threads_list = "2,1", *shapes_list = "4x64,2x256", *model_dir = NULL;
+    int steps = 3, no_peak = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -111,8 +116,24 @@ int main(int argc, char **argv) {
             steps = cli_int("bench_train_step", "--steps", argv[++i]);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
             shapes_list = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model_dir = argv[++i];
+        else if (!strcmp(argv[i], "--no-peak"))
+            no_peak = 1;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            const char *d = argv[++i];
+            if (strcmp(d, "fp32") && strcmp(d, "bf16"))
+                cli_usage_error("bench_train_step", "--dtype: expected fp32 or bf16, got '%s'", d);
+            bf16 = !strcmp(d, "bf16");
+        } else if (!strcmp(argv[i], "--no-tiles"))
+            gemm_set_tiling(0);
         else
             cli_usage_error("bench_train_step", "unknown argument '%s'", argv[i]);
+    }
+    Error be;
+    if (bf16 && gemm_set_bf16(1, &be)) {
+        fprintf(stderr, "bench_train_step: %s\n", be.msg);
+        return be.code;
     }
     if (steps < 1) cli_usage_error("bench_train_step", "--steps: expected >= 1, got %d", steps);
     int shapes[8][2], nshapes = 0;
@@ -152,8 +173,17 @@ int main(int argc, char **argv) {
     cfg.bos_id = cfg.eos_id = 50256;
     cfg.pad_id = -1;
     Model m;
-    model_create(&m, &cfg);
-    model_init_random(&m, 1);
+    if (model_dir) {
+        Error e = {0};
+        if (model_load(&m, model_dir, &e)) {
+            fprintf(stderr, "bench_train_step: %s\n", e.msg);
+            return e.code;
+        }
+        cfg = m.cfg;
+    } else {
+        model_create(&m, &cfg);
+        model_init_random(&m, 1);
+    }
     model_enable_grads(&m);
     AdamW opt;
     adamw_init_model(&opt, &m, 0.1f);
@@ -170,11 +200,11 @@ int main(int argc, char **argv) {
         gemm_threads_set(thr[ti]);
         /* the peak moves with other load on the machine: best of three measurements */
         double peak = 0;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < (no_peak ? 0 : 3); k++) {
             double p = gemm_measure_peak(2048);
             if (p > peak) peak = p;
         }
-        double peak_cpu = peak_per_cpu_second(2048, 5);
+        double peak_cpu = no_peak ? 0 : peak_per_cpu_second(2048, 5);
         printf("threads %d: sgemm peak %.1f GFLOP/s (wall), %.1f GFLOP per CPU-second\n", thr[ti], peak / 1e9,
                peak_cpu / 1e9);
         for (int si = 0; si < nshapes; si++) {
@@ -200,6 +230,8 @@ int main(int argc, char **argv) {
                    "  | fwd %.3f bwd %.3f zero %.3f adamw %.3f s (AdamW %.1f%% of step)\n",
                    B, T, N / best.step, best.step, sum.step / steps, rate / 1e9, 100 * rate / peak, best.fwd, best.bwd,
                    best.zero, best.adamw, 100 * best.adamw / best.step);
+            printf("RESULT cherry %s B=%d T=%d tokens_per_s=%.1f step_s=%.4f threads=%d\n", bf16 ? "bf16" : "fp32", B,
+                   T, N / best.step, best.step, thr[ti]);
             printf("             CPU time %.3f s/step: %.1f GFLOP per CPU-second = %.1f%% of the per-CPU-second peak\n",
                    sum.cpu, flops / sum.cpu / 1e9, 100 * (flops / sum.cpu) / peak_cpu);
             fflush(stdout);

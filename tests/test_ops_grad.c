@@ -18,13 +18,14 @@
  * Also: bit-identical results at 1 and 2 threads, and logprobs / entropy / argmax /
  * logits against a naive full-softmax reference in double. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
-#include "base/util.h"
 
 #define TOL 2e-3
 #define EPS 5e-2f
@@ -584,6 +585,125 @@ static void test_gemm_threads(void) {
     free(a), free(b), free(c1), free(c2);
 }
 
+/* Large products are cut into tiles taken dynamically by the threads (gemm.c); C must
+ * still be the same bits at 1, 2 and 3 threads, with tiling across N (N >= M) and
+ * across M, for every transpose pair, and also match a naive product closely. */
+static void test_gemm_tiles(void) {
+    static const int shapes[][3] = {{96, 700, 777}, {700, 96, 777}, {130, 1000, 64}, {517, 515, 300}};
+    int bad = 0;
+    double worst = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1);
+        float *c0 = randn((size_t)M * N, 1), *c[3];
+        for (int tr = 0; tr < 4; tr++) {
+            int ta = tr & 1, tb = tr >> 1;
+            for (int t = 0; t < 3; t++) {
+                c[t] = xmalloc(sizeof(float) * M * N);
+                memcpy(c[t], c0, sizeof(float) * M * N);
+                gemm_threads_set(t + 1);
+                gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
+            }
+            gemm_threads_set(2);
+            if (memcmp(c[0], c[1], sizeof(float) * M * N) || memcmp(c[0], c[2], sizeof(float) * M * N)) {
+                if (!bad++) printf("FAIL gemm tiles %dx%dx%d ta=%d tb=%d: 1/2/3 threads differ\n", M, N, K, ta, tb);
+            }
+            for (int i = 0; i < M; i += 37)
+                for (int j = 0; j < N; j += 29) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)(ta ? a[(size_t)k * M + i] : a[(size_t)i * K + k]) *
+                               (tb ? b[(size_t)j * K + k] : b[(size_t)k * N + j]);
+                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j];
+                    worst = fmax(worst, fabs(c[0][(size_t)i * N + j] - want) / (fabs(want) + 1));
+                }
+            for (int t = 0; t < 3; t++) free(c[t]);
+        }
+        free(a), free(b), free(c0);
+    }
+    if (bad || worst > 5e-5) {
+        printf("FAIL gemm tiles: %d shape/transpose cases differ across thread counts, worst rel err %.2e\n", bad,
+               worst);
+        failures++;
+    } else
+        printf("ok   gemm tiles bit-identical at 1, 2 and 3 threads (4 shapes x 4 transposes), rel err %.2e\n", worst);
+}
+
+/* bf16 mixed precision (gemm_set_bf16): C must equal the fp32-accumulated product of
+ * the bf16-rounded inputs (round to nearest even) to fp32 rounding, and be the same
+ * bits at 1, 2 and 3 threads, on a tiled and an untiled shape and inside a parallel
+ * region (how attention and the LM head call gemm). */
+static float bf16_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static void test_gemm_bf16(void) {
+    Error e;
+    if (gemm_set_bf16(1, &e)) {
+        printf("FAIL gemm bf16: %s\n", e.msg);
+        failures++;
+        return;
+    }
+    static const int shapes[][3] = {{96, 700, 777}, {40, 33, 70}, {300, 64, 512}};
+    int bad = 0;
+    double worst = 0, worst_f32 = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1), *c0 = randn((size_t)M * N, 1), *c[4];
+        for (int tr = 0; tr < 4; tr++) {
+            int ta = tr & 1, tb = tr >> 1;
+            for (int t = 0; t < 4; t++) {
+                c[t] = xmalloc(sizeof(float) * M * N);
+                memcpy(c[t], c0, sizeof(float) * M * N);
+                gemm_threads_set(t < 3 ? t + 1 : 2);
+                if (t < 3)
+                    gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
+                else {
+#pragma omp parallel for
+                    for (int i = 0; i < 2; i++)
+                        if (i == 1) gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
+                }
+            }
+            gemm_threads_set(2);
+            for (int t = 1; t < 4; t++)
+                if (memcmp(c[0], c[t], sizeof(float) * M * N) && !bad++)
+                    printf("FAIL gemm bf16 %dx%dx%d ta=%d tb=%d: run %d differs from 1 thread\n", M, N, K, ta, tb, t);
+            for (int i = 0; i < M; i += 7)
+                for (int j = 0; j < N; j += 5) {
+                    double acc = 0, acc32 = 0;
+                    for (int k = 0; k < K; k++) {
+                        float x = ta ? a[(size_t)k * M + i] : a[(size_t)i * K + k];
+                        float y = tb ? b[(size_t)j * K + k] : b[(size_t)k * N + j];
+                        acc += (double)bf16_of(x) * bf16_of(y);
+                        acc32 += (double)x * y;
+                    }
+                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j], got = c[0][(size_t)i * N + j];
+                    worst = fmax(worst, fabs(got - want) / (fabs(want) + 1));
+                    worst_f32 =
+                        fmax(worst_f32, fabs(got - (0.5 * acc32 + 0.25 * c0[(size_t)i * N + j])) / (fabs(want) + 1));
+                }
+            for (int t = 0; t < 4; t++) free(c[t]);
+        }
+        free(a), free(b), free(c0);
+    }
+    gemm_set_bf16(0, NULL);
+    /* fp32 accumulation of K <= 777 terms: ~1e-6; the bf16 rounding itself (2^-9 per
+     * input) shows against the fp32 product, and must */
+    if (bad || worst > 5e-5 || worst_f32 < 1e-4) {
+        printf("FAIL gemm bf16: %d cases differ across threads, rel err vs bf16 inputs %.2e (tol 5e-5), "
+               "vs fp32 %.2e (expected > 1e-4)\n",
+               bad, worst, worst_f32);
+        failures++;
+    } else
+        printf("ok   gemm bf16 = fp32 sum of bf16 inputs (rel err %.2e; %.2e from fp32), same bits at 1/2/3 "
+               "threads and nested\n",
+               worst, worst_f32);
+}
+
 /* ---- 1 vs 2 threads: bit-identical outputs and gradients ------------------------------------------ */
 typedef struct {
     float *buf[32];
@@ -696,6 +816,8 @@ int main(void) {
     test_logprobs_reference(7, 4, 5);
     test_forward_reference();
     test_gemm_threads();
+    test_gemm_tiles();
+    test_gemm_bf16();
     test_threads();
     if (failures) {
         printf("%d check(s) failed\n", failures);

@@ -2,9 +2,14 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -16,6 +21,7 @@
 void openblas_set_num_threads(int);
 
 static int n_threads = 0;
+static int tiling = 1; /* gemm_set_tiling */
 
 /* The threading model.  BLAS and our own loops share one OpenMP pool (we link
  * OpenBLAS's OpenMP build, so there is no second pool to fight).  What remains is
@@ -38,6 +44,166 @@ __attribute__((constructor)) static void threads_default_passive_wait(int argc, 
     /* exec failed: carry on with libgomp's default policy */
 }
 
+/* ---- bf16 mixed precision (gemm_set_bf16) ---------------------------------------
+ * As torch.autocast(device_type="cpu", dtype=torch.bfloat16) does for matmul: both
+ * inputs rounded to bfloat16 (round to nearest even, torch's .to(torch.bfloat16)),
+ * products summed in fp32, C in fp32.  The bf16 x bf16 -> fp32 kernels are oneDNN's
+ * (dnnl_gemm_bf16bf16f32, AVX512-BF16 vdpbf16ps on this CPU; measured 2-3x the
+ * fp32 sgemm rate on the step's shapes, tests/bench/README.md).  oneDNN is opened at
+ * run time, only when bf16 is asked for, so fp32 users need nothing new: Debian's
+ * libdnnl2 2.6.3 exports dnnl_gemm_bf16bf16f32 (the same signature as the declared
+ * dnnl_sgemm, row-major, with bfloat16 A and B) without declaring it in dnnl.h.
+ * Determinism: the same tiles as fp32, each one single-threaded oneDNN call (inside
+ * an active parallel region, or at one thread), so C is bit-identical at any thread
+ * count here too. */
+typedef int (*DnnlGemmBf16)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t, const uint16_t *,
+                            int64_t, float, float *, int64_t);
+static DnnlGemmBf16 dnnl_bf16;
+static int use_bf16;
+
+int gemm_set_bf16(int on, Error *e) {
+    if (on && !dnnl_bf16) {
+        void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+        void *f = h ? dlsym(h, "dnnl_gemm_bf16bf16f32") : NULL;
+        if (!f)
+            return err_set(e, EX_UNAVAILABLE,
+                           "bf16 matrix products need oneDNN's libdnnl.so.2 (apt-get install libdnnl2): %s", dlerror());
+        dnnl_bf16 = (DnnlGemmBf16)f;
+    }
+    use_bf16 = on;
+    return 0;
+}
+
+int gemm_bf16_enabled(void) {
+    return use_bf16;
+}
+
+static inline uint16_t bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays a (quiet) NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* dst[rows, cols] (packed) = bf16(src[rows, cols] with leading dimension ld). */
+static void bf16_rows(uint16_t *dst, const float *src, int r0, int r1, int cols, int ld) {
+    for (int r = r0; r < r1; r++) {
+        const float *x = src + (size_t)r * ld;
+        uint16_t *y = dst + (size_t)r * cols;
+        int c = 0;
+#ifdef __AVX512BF16__
+        for (; c + 16 <= cols; c += 16) {
+            __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + c)); /* round to nearest even, like bf16_round */
+            _mm256_storeu_si256((__m256i *)(y + c), (__m256i)v);
+        }
+#endif
+        for (; c < cols; c++) y[c] = bf16_round(x[c]);
+    }
+}
+
+static void bf16_matrix(uint16_t *dst, const float *src, int rows, int cols, int ld, int par) {
+    if (!par) {
+        bf16_rows(dst, src, 0, rows, cols, ld);
+        return;
+    }
+#pragma omp parallel for schedule(guided)
+    for (int r = 0; r < rows; r++) bf16_rows(dst, src, r, r + 1, cols, ld);
+}
+
+static _Thread_local uint16_t *bf16_buf[2];
+static _Thread_local size_t bf16_cap[2];
+
+static uint16_t *bf16_scratch(int slot, size_t n) {
+    if (n > bf16_cap[slot]) {
+        free(bf16_buf[slot]);
+        bf16_cap[slot] = n + n / 4;
+        bf16_buf[slot] = xaligned_alloc(bf16_cap[slot] * sizeof(uint16_t));
+    }
+    return bf16_buf[slot];
+}
+
+static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
+
+static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc) {
+    int top = omp_get_level() == 0;
+    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+    uint16_t *a = bf16_scratch(0, (size_t)ar * ac), *b = bf16_scratch(1, (size_t)br * bc);
+    bf16_matrix(a, A, ar, ac, lda, top);
+    bf16_matrix(b, B, br, bc, ldb, top);
+    char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
+    if (!top) {
+        dnnl_bf16(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+        return;
+    }
+    int nt, w, split_n;
+    gemm_tiles(M, N, K, &nt, &w, &split_n);
+    int D = split_n ? N : M;
+    /* even one tile runs inside the region, so oneDNN never threads (and never
+     * splits K) by itself */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
+        if (split_n)
+            dnnl_bf16(ta, tb, M, dn, K, alpha, a, ac, transB ? b + (size_t)d0 * bc : b + d0, bc, beta, C + d0, ldc);
+        else
+            dnnl_bf16(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * ac, ac, b, bc, beta,
+                      C + (size_t)d0 * ldc, ldc);
+    }
+}
+
+/* One product through OpenBLAS, threaded by OpenBLAS itself when called outside a
+ * parallel region with more than one thread.
+ * Thread-count independence: OpenBLAS's single- and multi-threaded level-3
+ * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
+ * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
+ * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
+ * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
+ * block K identically (measured: every K up to 1700 bit-identical; ops'
+ * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
+static void gemm_blas(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *C, int ldc) {
+    int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
+    CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_head, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (k_tail) {
+        const float *A2 = transA ? A + (size_t)k_head * lda : A + k_head;
+        const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
+    }
+}
+
+/* Straggler-proof threading.  OpenBLAS splits a product into one equal part per
+ * thread; when another process shares one of the cores, the thread on that core
+ * gets half of it and the other thread waits at the end of every product, so the
+ * step runs at the speed of the slowest core (issue 18: cherry fell from 1.5x
+ * PyTorch on a quiet machine to 0.7x while other jobs loaded it).  Instead, a large product is cut
+ * into GEMM_TILES_MAX (8) or fewer tiles of C that the threads take one at a time, so
+ * a thread on a busy core simply takes fewer tiles.  The cut goes across the larger
+ * of M and N: every tile then repacks only the smaller operand (op(A) when the
+ * tiles are column stripes, op(B) when they are row stripes).
+ * The tiles depend only on (M, N, K), never on the thread count, and each runs
+ * single-threaded, so C is bit-identical at any thread count (test_ops_grad). */
+#define GEMM_TILES_MAX 8
+#define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
+#define GEMM_TILE_ALIGN 16  /* tile widths in whole 64-byte lines of floats */
+static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
+    double flops = 2.0 * M * N * (double)K;
+    int D = N >= M ? N : M;
+    *split_n = N >= M;
+    int n = (int)(flops / GEMM_TILE_FLOPS);
+    if (n > GEMM_TILES_MAX) n = GEMM_TILES_MAX;
+    if (n > D / GEMM_TILE_ALIGN) n = D / GEMM_TILE_ALIGN;
+    if (n < 2) {
+        *nt = 1, *w = D;
+        return;
+    }
+    int width = (D + n - 1) / n;
+    width = (width + GEMM_TILE_ALIGN - 1) / GEMM_TILE_ALIGN * GEMM_TILE_ALIGN;
+    *w = width;
+    *nt = (D + width - 1) / width;
+}
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -57,21 +223,41 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         gemm_cuda(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0)
         return;
 #endif
-    /* Thread-count independence: OpenBLAS's single- and multi-threaded level-3
-     * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
-     * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
-     * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
-     * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
-     * block K identically (measured: every K up to 1700 bit-identical; ops'
-     * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
-    int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
-    CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_head, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (k_tail) {
-        const float *A2 = transA ? A + (size_t)k_head * lda : A + k_head;
-        const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
+    if (use_bf16) {
+        gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
     }
+    /* Tiles only at the top level: products made inside a parallel region (attention's
+     * per-head products, the LM head's lanes) are already one task each.  The level,
+     * not omp_in_parallel(), so a one-thread team decides as a two-thread team does,
+     * and at one thread the same tiles run one after the other. */
+    if (tiling && omp_get_level() == 0) {
+        int nt, w, split_n;
+        gemm_tiles(M, N, K, &nt, &w, &split_n);
+        if (nt > 1) {
+            /* The tiles are OpenMP iterations handed out one at a time (dynamic), and each
+             * runs a single-threaded product (OpenBLAS's OpenMP build does not thread a
+             * call made inside an active parallel region; with one thread,
+             * gemm_threads_set(1) has set OpenBLAS to one thread). */
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int t = 0; t < nt; t++) {
+                int d0 = t * w, dn = (split_n ? N : M) - d0 < w ? (split_n ? N : M) - d0 : w;
+                if (split_n) {
+                    const float *Bt = transB ? B + (size_t)d0 * ldb : B + d0;
+                    gemm_blas(transA, transB, M, dn, K, alpha, A, lda, Bt, ldb, beta, C + d0, ldc);
+                } else {
+                    const float *At = transA ? A + d0 : A + (size_t)d0 * lda;
+                    gemm_blas(transA, transB, dn, N, K, alpha, At, lda, B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+                }
+            }
+            return;
+        }
+    }
+    gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_set_tiling(int on) {
+    tiling = on;
 }
 
 void gemm_threads_set(int n) {

@@ -7,11 +7,28 @@
 #ifndef CHERRY_GEMM_H
 #define CHERRY_GEMM_H
 
+#include "base/err.h"
+
 /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
  * op(A) is [M,K]: A is [M,K] (lda >= K) or, if transA, [K,M] (lda >= M).
  * op(B) is [K,N]: B is [K,N] (ldb >= N) or, if transB, [N,K] (ldb >= K). */
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc);
+
+/* Large products are cut into tiles that the threads take one at a time, so a
+ * thread on a core shared with another process does not hold the others up (gemm.c);
+ * results are bit-identical at any thread count.  gemm_set_tiling(0) hands every
+ * product to OpenBLAS's own threading instead (equal static parts; also
+ * bit-identical): for benchmarks that compare the two (tests/bench_gemm). */
+void gemm_set_tiling(int on);
+
+/* bf16 mixed precision for every later gemm() of the process (on = 1), as
+ * torch.autocast(bfloat16) does for matmul: A and B rounded to bfloat16, products
+ * accumulated and C kept in fp32; callers keep fp32 weights, gradients and optimizer
+ * state.  Needs oneDNN (libdnnl.so.2, opened at run time): EX_UNAVAILABLE when it
+ * cannot be loaded.  Off (0) restores fp32 products. */
+int gemm_set_bf16(int on, Error *e);
+int gemm_bf16_enabled(void);
 
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
 void gemm_threads_set(int n);

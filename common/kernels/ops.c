@@ -5,7 +5,11 @@
  * Determinism: every loop that reduces over rows into a parameter gradient (dwte,
  * dwpe, norm weights, biases) is parallelised over COLUMNS, and each column sums its
  * rows in ascending order, so the result does not depend on the thread count.  Loops
- * over independent rows or elements are plain `omp parallel for`.
+ * over independent rows or elements are plain `omp parallel for`.  Loops use
+ * schedule(guided) (large chunks first, then smaller ones to whichever thread is
+ * free): a thread whose core is shared with another process then takes less of the
+ * loop instead of holding the others at the barrier; no result depends on which
+ * thread ran which iteration.
  * Not for: model wiring (model.c) or losses (losses.c). */
 #include "ops.h"
 
@@ -13,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "gemm.h"
 #include "ops_fastmath.h"
 #include "ops_internal.h"
-#include "base/util.h"
 
 /* Columns handled by one task in the column-parallel reductions: 64 floats = four
  * cache lines per row visit, enough to keep the row-strided walk prefetch friendly. */
@@ -42,7 +46,7 @@ float *ops_scratch(int slot, size_t nfloats) {
 
 /* out [N,C], tokens [N], wte [V,C] */
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, sizeof(float) * C);
 }
 
@@ -50,7 +54,7 @@ void embedding_forward(float *out, const int *tokens, const float *wte, int N, i
  * threads; columns can.  Each column adds its rows in order n = 0..N-1. */
 static void scatter_rows_add(float *dtable, const float *dout, const int *idx, int N, int C) {
     int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
         for (int n = 0; n < N; n++) {
@@ -68,7 +72,7 @@ void embedding_backward(float *dwte, const float *dout, const int *tokens, int N
 /* ---- learned positions -------------------------------------------------------- */
 
 void position_forward(float *out, const int *pos, const float *wpe, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * C;
         const float *p = wpe + (size_t)pos[n] * C;
@@ -86,7 +90,7 @@ void position_backward(float *dwpe, const float *dout, const int *pos, int N, in
  * cost digits we need for the 1e-4 oracle comparison. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
                        int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -113,7 +117,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const float *mean, const float *rstd, int N, int C) {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = dinp + (size_t)n * C;
@@ -133,7 +137,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
     }
     if (dw || db) {
         int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int blk = 0; blk < nblk; blk++) {
             int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
             double aw[OPS_COL_BLOCK] = {0}, ab[OPS_COL_BLOCK] = {0};
@@ -157,7 +161,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
  * Zhang & Sennrich 2019, eq. 4; the order of operations follows transformers'
  * LlamaRMSNorm: w * (x * rsqrt(mean(x^2) + eps)). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -174,7 +178,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
                       int N, int C) {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = dinp + (size_t)n * C;
@@ -187,7 +191,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
     }
     if (dw) {
         int nblk = (C + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int blk = 0; blk < nblk; blk++) {
             int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < C ? c0 + OPS_COL_BLOCK : C;
             double aw[OPS_COL_BLOCK] = {0};
@@ -206,7 +210,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
     gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int n = 0; n < N; n++) {
             float *o = out + (size_t)n * OC;
             for (int j = 0; j < OC; j++) o[j] += bias[j];
@@ -220,7 +224,7 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);   /* dw += dout^T @ inp */
     if (dbias) {
         int nblk = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int blk = 0; blk < nblk; blk++) {
             int c0 = blk * OPS_COL_BLOCK, c1 = c0 + OPS_COL_BLOCK < OC ? c0 + OPS_COL_BLOCK : OC;
             double acc[OPS_COL_BLOCK] = {0};
@@ -243,7 +247,7 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 #define GELU_K1 0.044715f
 
 void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = x * ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
@@ -253,7 +257,7 @@ void gelu_forward(float *out, const float *inp, size_t n) {
 /* With s = sigmoid(2u):  d/dx [x s] = s + 2 x s (1 - s) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
  * (equal to the tanh form's 0.5 (1 + t) + 0.5 x (1 - t^2) u', since 1 - t^2 = 4 s (1 - s)). */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float s = ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
@@ -266,7 +270,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
  * Shazeer 2020, eq. 6 with Swish_1 = SiLU, as LlamaMLP: down(silu(gate(x)) * up(x)),
  * silu(g) = g * sigmoid(g) (torch.nn.functional.silu). */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g * ops_sigmoidf(g) * up[i];
@@ -275,7 +279,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
 
 /* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         float s = ops_sigmoidf(g);
@@ -286,12 +290,12 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 
 /* ---- residual ------------------------------------------------------------------------- */
 void residual_forward(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void residual_backward(float *da, float *db, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (size_t i = 0; i < n; i++) {
         if (da) da[i] += dout[i];
         if (db) db[i] += dout[i];

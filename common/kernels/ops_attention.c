@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "gemm.h"
 #include "ops.h"
 #include "ops_fastmath.h"
 #include "ops_internal.h"
-#include "base/util.h"
 
 /* ---- rotary position embedding ----------------------------------------------------
  * Su et al. 2021 (RoFormer), eq. 34, in transformers' rotate_half layout (the two
@@ -33,7 +33,7 @@ static void rope_apply(float *x, const int *pos, int N, int nh, int hd, float th
     {
         float *cs = xmalloc(sizeof(float) * 2 * (half > 0 ? half : 1));
         float *sn = cs + half;
-#pragma omp for schedule(static)
+#pragma omp for schedule(guided)
         for (int n = 0; n < N; n++) {
             float p = (float)pos[n];
             for (int i = 0; i < half; i++) {
@@ -120,7 +120,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     int group = nh / nkv;
     int ldq = nh * hd, ldk = nkv * hd;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * nh; bh++) {
         int b = bh / nh, h = bh % nh, kh = h / group;
         const float *Q = q + (size_t)b * T * ldq + (size_t)h * hd;
@@ -159,7 +159,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     int direct = group == 1;
     float *pk = (dk || dv) && !direct ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
     (void)seg;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * nh; bh++) {
         int b = bh / nh, h = bh % nh, kh = h / group;
         float *dS = ds_all + (size_t)omp_get_thread_num() * T * T;
@@ -217,7 +217,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     }
     if (pk) {
         /* add the partials of the heads of each group in head order */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
         for (int bt = 0; bt < B * T; bt++) {
             int b = bt / T, t = bt % T;
             for (int kh = 0; kh < nkv; kh++) {

@@ -3,12 +3,16 @@
  * the [N, V] logits tensor.
  *
  * Tiling: rows with a target are gathered into blocks of LP_ROWS = 512 rows.  The
- * vocabulary is split into LP_LANES = 8 contiguous ranges ("lanes"), and each lane
+ * vocabulary is split into LP_LANES = 16 contiguous ranges ("lanes"), and each lane
  * walks its range in slices of LP_COLS = 512 columns: one lane's tile of logits is
- * 512 x 512 floats and all lanes together hold at most LP_BYTES = 8 MiB.  The lanes
+ * 512 x 512 floats and all lanes together hold at most LP_BYTES = 16 MiB.  The lanes
  * are the OpenMP tasks and each runs its gemm() single-threaded: measured on this
  * 2-core machine this costs ~15% less CPU than letting OpenBLAS split each product
  * between the threads (tests/bench_train_step), and the work per lane is equal.
+ * The lanes are handed out one at a time (schedule dynamic), and there are several
+ * per thread, so a thread whose core is shared with another process takes fewer
+ * lanes instead of holding the others up (8 lanes on 2 threads left a 2:1 slower
+ * thread with half of them).
  * Within a lane each row keeps an online log-sum-exp (Milakov & Gimelshein 2018,
  * "Online normalizer calculation for softmax", Alg. 3) in double, together with the
  * running sum of exp(l - m) * l that gives the entropy:
@@ -26,18 +30,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "gemm.h"
 #include "ops.h"
 #include "ops_fastmath.h"
 #include "ops_internal.h"
-#include "base/util.h"
 #ifdef CHERRY_CUDA
 #include "gemm_cuda.h" /* cuda/, on the include path only with make CUDA=1 */
 #endif
 
 #define LP_ROWS 512
-#define LP_LANES 8
-#define LP_BYTES (8u << 20)
+#define LP_LANES 16
+#define LP_BYTES (16u << 20)
 #define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS / LP_LANES))
 #define LP_WIDE_COLS (LP_COLS * LP_LANES) /* logits_argmax: one tile, BLAS-threaded */
 
@@ -103,7 +107,7 @@ static void lp_row_sums(const float *l, int n, float m, double *sum_e, double *s
 
 /* Copies the selected rows of h into a contiguous [R, C] block. */
 static void lp_gather(float *dst, const float *h, const int *rows, int R, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (int r = 0; r < R; r++) memcpy(dst + (size_t)r * C, h + (size_t)rows[r] * C, sizeof(float) * C);
 }
 
@@ -152,7 +156,7 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
         int lanes_par = lp_lanes_parallel(R, C);
         for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
         for (int r = 0; r < R; r++) tl[r] = 0;
-#pragma omp parallel for schedule(static) if (lanes_par)
+#pragma omp parallel for schedule(dynamic, 1) if (lanes_par)
         for (int ln = 0; ln < LP_LANES; ln++) {
             int a, b;
             lp_lane_range(V, ln, &a, &b);
@@ -220,7 +224,7 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
         int lanes_par = lp_lanes_parallel(R, C);
-#pragma omp parallel for schedule(static) if (lanes_par)
+#pragma omp parallel for schedule(dynamic, 1) if (lanes_par)
         for (int ln = 0; ln < LP_LANES; ln++) {
             int a, b;
             lp_lane_range(V, ln, &a, &b);
@@ -244,7 +248,7 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
             }
         }
         if (dh) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
             for (int r = 0; r < R; r++) {
                 float *d = dh + (size_t)rows[r0 + r] * C;
                 for (int ln = 0; ln < LP_LANES; ln++) {
@@ -270,7 +274,7 @@ void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V
         for (int v0 = 0; v0 < V; v0 += LP_WIDE_COLS) {
             int VC = V - v0 < LP_WIDE_COLS ? V - v0 : LP_WIDE_COLS;
             gemm(0, 1, R, VC, C, 1.0f, h + (size_t)r0 * C, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
             for (int r = 0; r < R; r++) {
                 const float *l = lg + (size_t)r * VC;
                 /* strict > keeps the first maximum, as torch.argmax does */

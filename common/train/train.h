@@ -101,6 +101,7 @@ typedef struct TrainFlags {
     long save_every;               /* --save-every N (0 = no periodic checkpoints) */
     int save_total_limit;          /* --save-total-limit N: keep the newest N checkpoints (0 = all) */
     int save_bf16;                 /* --dtype bf16: final model in BF16 (checkpoints stay F32) */
+    int mixed_bf16;                /* --mixed-precision bf16: bf16 matrix products (gemm_set_bf16) */
     int resume;                    /* --resume */
     long stop_after;               /* --stop-after N: checkpoint and stop after update N (0 = off) */
     uint64_t seed;                 /* --seed */

@@ -44,6 +44,7 @@ enum {
     TF_SKIP_INVALID,
     TF_SAVE_LIMIT,
     TF_DTYPE,
+    TF_MIXED,
     TF_LORA_RANK,
     TF_LORA_ALPHA,
     TF_LORA_TARGETS,
@@ -89,6 +90,7 @@ static const struct option shared_opts[] = {
     {"skip-invalid", no_argument, 0, TF_SKIP_INVALID},
     {"save-total-limit", required_argument, 0, TF_SAVE_LIMIT},
     {"dtype", required_argument, 0, TF_DTYPE},
+    {"mixed-precision", required_argument, 0, TF_MIXED},
     {"lora-rank", required_argument, 0, TF_LORA_RANK},
     {"lora-alpha", required_argument, 0, TF_LORA_ALPHA},
     {"lora-targets", required_argument, 0, TF_LORA_TARGETS},
@@ -147,6 +149,7 @@ void train_flags_usage(FILE *out) {
           "      --save-every N       checkpoint every N updates (default 500; 0 = never)\n"
           "      --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
           "      --dtype T            f32 (default) or bf16 weights in the final model\n"
+          "      --mixed-precision P  no (default) or bf16: bf16 matrix products, fp32 weights and sums\n"
           "      --resume             continue from the newest DIR/checkpoint-N\n"
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
@@ -315,6 +318,16 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     case TF_THREADS:
         f->threads = cli_int_min(prog, "--threads", a, 0);
         return 1;
+    case TF_MIXED:
+        /* torch.autocast(bfloat16) for the matrix products (kernels/gemm.h); named as
+         * accelerate's mixed_precision because --dtype is the saved weights' type */
+        if (!strcmp(a, "bf16"))
+            f->mixed_bf16 = 1;
+        else if (!strcmp(a, "no"))
+            f->mixed_bf16 = 0;
+        else
+            cli_usage_error(prog, "--mixed-precision: expected no or bf16, got '%s'", a);
+        return 1;
     case TF_PROGRESS:
         f->progress = 1;
         return 1;
@@ -382,6 +395,8 @@ void train_flags_parse(TrainFlags *f, int argc, char **argv, const struct option
     f->inputs = argv + optind;
     f->n_inputs = argc - optind;
     gemm_threads_set(f->threads);
+    Error me;
+    if (f->mixed_bf16 && gemm_set_bf16(1, &me)) err_die(prog, &me);
     /* Data parallelism (dist.h): under an MPI launcher every rank parses the same
      * flags; only rank 0 talks (notes, progress) and writes outputs (train.h). */
     Error de;

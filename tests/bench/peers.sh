@@ -1,0 +1,178 @@
+#!/bin/sh
+# tests/bench/peers.sh — cherry against its peers, in one invocation, alternating runs.
+#
+#   sh tests/bench/peers.sh [train] [train-bf16] [decode]     (make bench runs them)
+#
+# train       GPT-2-124M training step (forward, loss, backward, AdamW), fp32, at
+#             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
+#             tests/oracle/bench_torch_gpt2.py (PyTorch + transformers), same weights
+#             (one bin/init-model directory), same loss and AdamW hyperparameters,
+#             dropout off, 2 threads.
+# train-bf16  the same with cherry --dtype bf16 against torch.autocast(bfloat16).
+# decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct),
+#             NEW tokens after the first (default 48), prefill excluded:
+#             build/tests/bench_decode --peer (fp32 weights) against llama.cpp through
+#             tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights at F32
+#             and F16 (cherry has no 16-bit decode yet: that row has no ratio).
+#
+# Each round runs cherry once, then the peer with OMP_WAIT_POLICY=passive and unset
+# (the peer's round value is the better of the two; cherry sets its own default,
+# passive, see common/kernels/gemm.c), so slow drifts of the machine's load hit both
+# sides alike.  A run's value is its best step after one warm-up step.  Printed per
+# shape: cherry's and the peer's median tokens/s over the rounds and the ratio
+# cherry/peer of each round as min and median.
+#
+# Environment: ROUNDS (default 3), STEPS (timed steps per run, default 3), THREADS
+# (default 2), LOAD=1 keeps one core busy with a spinning process during the runs
+# (the straggler case: both sides under the same load), O (build dir, default build),
+# BIN (default bin), PYTHON (default python3).  A missing peer is skipped with a
+# message; the exit status is 0 unless cherry itself fails.
+set -u
+O=${O:-build}
+BIN=${BIN:-bin}
+PY=${PYTHON:-python3}
+ROUNDS=${ROUNDS:-3}
+STEPS=${STEPS:-3}
+THREADS=${THREADS:-2}
+LOAD=${LOAD:-0}
+SHAPES=${SHAPES:-4x64,2x256}
+NEW=${NEW:-48}
+WORK=$O/bench
+MODEL=$WORK/gpt2-124m
+mkdir -p "$WORK" || exit 73
+OUT=$WORK/peers.$$.txt
+: >"$OUT"
+SPIN=
+cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+model() {
+    [ -f "$MODEL/model.safetensors" ] && return 0
+    echo "peers: writing the GPT-2-124M-shaped model $MODEL (bin/init-model, seed 1)"
+    "$BIN/init-model" -q -o "$MODEL" --family gpt2 --layers 12 --heads 12 --width 768 --vocab 50257 \
+        --context 1024 --bos 50256 --eos 50256 --seed 1
+}
+
+have_torch() {
+    $PY -c 'import torch, transformers' 2>/dev/null && return 0
+    echo "peers: SKIP the PyTorch peer: python3 cannot import torch and transformers" \
+        "(pip install torch transformers; see tests/bench/README.md)"
+    return 1
+}
+
+# summary FILE WHAT: per shape, medians and the per-round ratios' min and median.
+summary() {
+    awk -v what="$2" '
+    function median(a, n,   i, j, t) {
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+        return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+    }
+    /^ROUND/ { round = $2; next }
+    /^RESULT/ {
+        side = $2; shape = $3 " " $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v); v += 0
+        if (!(shape in seen)) { seen[shape] = 1; order[++ns] = shape }
+        key = shape SUBSEP round
+        if (side == "cherry") c[key] = v
+        else if (!(key in p) || v > p[key]) p[key] = v
+        rounds[round] = 1
+    }
+    END {
+        printf "%-28s %-18s %10s %10s %14s\n", what, "work", "cherry", "peer", "ratio min/med"
+        for (s = 1; s <= ns; s++) {
+            nc = np = nr = 0; delete cs; delete ps; delete rs
+            for (r in rounds) {
+                key = order[s] SUBSEP r
+                if (key in c) cs[++nc] = c[key]
+                if (key in p) ps[++np] = p[key]
+                if ((key in c) && (key in p)) { rs[++nr] = c[key] / p[key]; mn = (nr == 1 || rs[nr] < mn) ? rs[nr] : mn }
+            }
+            if (nr == 0) { printf "%-28s %-18s %10s %10s %14s\n", "", order[s], nc ? median(cs, nc) : "-", np ? median(ps, np) : "-", nc ? "no peer" : "cherry has none"; continue }
+            printf "%-28s %-18s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
+        }
+        printf "(tokens/s, medians over %d rounds; ratio = cherry/peer within a round)\n", length(rounds)
+    }' "$1"
+}
+
+train() { # dtype: fp32 or bf16
+    dtype=$1
+    model || return 1
+    peer=1
+    have_torch || peer=0
+    cflags=
+    [ "$dtype" = bf16 ] && cflags="--dtype bf16"
+    : >"$OUT"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        echo "ROUND $r" >>"$OUT"
+        # shellcheck disable=SC2086
+        "$O/tests/bench_train_step" --model "$MODEL" --threads "$THREADS" --steps "$STEPS" --shapes "$SHAPES" \
+            --no-peak $cflags | grep '^RESULT' | tee -a "$OUT" || return 1
+        if [ "$peer" = 1 ]; then
+            for wp in passive unset; do
+                if [ "$wp" = unset ]; then
+                    env -u OMP_WAIT_POLICY $PY tests/oracle/bench_torch_gpt2.py --model "$MODEL" --threads "$THREADS" \
+                        --steps "$STEPS" --shapes "$SHAPES" --dtype "$dtype" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                else
+                    OMP_WAIT_POLICY=$wp $PY tests/oracle/bench_torch_gpt2.py --model "$MODEL" --threads "$THREADS" \
+                        --steps "$STEPS" --shapes "$SHAPES" --dtype "$dtype" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                fi
+            done
+        fi
+        r=$((r + 1))
+    done
+    load="no extra load"
+    [ "$LOAD" = 1 ] && load="+1 spinning process"
+    summary "$OUT" "train $dtype ($load)"
+}
+
+have_llamacpp() {
+    $PY -c 'import llama_cpp, gguf, safetensors' 2>/dev/null && return 0
+    echo "peers: SKIP the llama.cpp peer: python3 cannot import llama_cpp, gguf and safetensors" \
+        "(pip install llama-cpp-python gguf safetensors; see tests/bench/README.md)"
+    return 1
+}
+
+decode() { # greedy decode at batch 1 of SmolLM2-135M: cherry f32 vs llama.cpp F32 and F16
+    smol=${SMOL:-models/smollm2-135m-instruct}
+    if [ ! -f "$smol/model.safetensors" ]; then
+        echo "peers: SKIP decode: $smol not present"
+        return 0
+    fi
+    peer=1
+    have_llamacpp || peer=0
+    : >"$OUT"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        echo "ROUND $r" >>"$OUT"
+        "$O/tests/bench_decode" --peer "$smol" "$NEW" "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+        if [ "$peer" = 1 ]; then
+            # the peer's best threading: its thread pool spins, which under load can be
+            # far slower than one thread, so both are run and the better one counts
+            for t in "$THREADS" 1; do
+                $PY tests/oracle/bench_llamacpp_decode.py --model "$smol" --out-dir "$WORK" --new "$NEW" \
+                    --threads "$t" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+            done
+        fi
+        r=$((r + 1))
+    done
+    load="no extra load"
+    [ "$LOAD" = 1 ] && load="+1 spinning process"
+    summary "$OUT" "decode B=1 ($load)"
+}
+
+[ $# -eq 0 ] && set -- train
+if [ "$LOAD" = 1 ]; then
+    awk 'BEGIN { for (;;) ; }' &
+    SPIN=$!
+    echo "peers: LOAD=1, a spinning process (pid $SPIN) keeps one core busy"
+fi
+echo "peers: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds of $STEPS steps"
+for what in "$@"; do
+    case $what in
+    train) train fp32 || exit 1 ;;
+    train-bf16) train bf16 || exit 1 ;;
+    decode) decode || exit 1 ;;
+    *) echo "peers: unknown bench '$what' (train, train-bf16, decode)" >&2; exit 64 ;;
+    esac
+done

@@ -1,0 +1,149 @@
+/* bench_gemm_libs.c — the candidates for the gemm() seam on the matrix shapes of a
+ * GPT-2-124M training step: OpenBLAS (linked, Debian 0.3.21 OpenMP build), BLIS
+ * (Debian libblis4-openmp 0.9.0) and oneDNN (Debian libdnnl2 2.6.3) dnnl_sgemm, and
+ * oneDNN's bf16 x bf16 -> fp32 dnnl_gemm_bf16bf16f32 (what --mixed-precision bf16
+ * uses).  BLIS and oneDNN are opened with dlopen, so a missing one is skipped with a
+ * message.  Every library threads the product itself (its own OpenMP parallel
+ * region) at --threads threads; the libraries run alternately, round after round,
+ * each round's value the best of 3 calls after a warm-up call, and the table shows
+ * each one's median GFLOP/s and its median ratio to OpenBLAS.  Run by `make bench`.
+ * Not a test: exits 0 (64 on bad flags). */
+#include <cblas.h>
+#include <dlfcn.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cli.h"
+#include "base/util.h"
+#include "kernels/gemm.h"
+
+void openblas_set_num_threads(int);
+
+typedef void (*CblasSgemm)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                           int);
+typedef int (*DnnlSgemm)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+                         float, float *, int64_t);
+typedef int (*DnnlBf16)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t, const uint16_t *,
+                        int64_t, float, float *, int64_t);
+
+static CblasSgemm blis_sgemm;
+static DnnlSgemm dnnl_sgemm_p;
+static DnnlBf16 dnnl_bf16_p;
+
+static uint16_t bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+#define NLIB 4
+static const char *lib_name[NLIB] = {"openblas", "blis", "dnnl", "dnnl-bf16"};
+
+static int lib_present(int l) {
+    return l == 0 || (l == 1 && blis_sgemm) || (l == 2 && dnnl_sgemm_p) || (l == 3 && dnnl_bf16_p);
+}
+
+static void call(int l, int ta, int tb, int M, int N, int K, const float *a, const float *b, const uint16_t *a16,
+                 const uint16_t *b16, float *c) {
+    int lda = ta ? M : K, ldb = tb ? K : N;
+    if (l == 0)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a,
+                    lda, b, ldb, 0.0f, c, N);
+    else if (l == 1)
+        blis_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda,
+                   b, ldb, 0.0f, c, N);
+    else if (l == 2)
+        dnnl_sgemm_p(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+    else
+        dnnl_bf16_p(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, a16, lda, b16, ldb, 0.0f, c, N);
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, rounds = 5;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: bench_gemm_libs [--threads N] [--rounds N]\n"
+                   "OpenBLAS, BLIS, oneDNN fp32 and oneDNN bf16 GEMM on the GPT-2-124M step's shapes,\n"
+                   "alternating rounds; medians and ratios to OpenBLAS.\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = cli_int("bench_gemm_libs", "--threads", argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = cli_int("bench_gemm_libs", "--rounds", argv[++i]);
+        else
+            cli_usage_error("bench_gemm_libs", "unknown argument '%s'", argv[i]);
+    }
+    if (threads < 1 || rounds < 1 || rounds > 50) cli_usage_error("bench_gemm_libs", "--threads >= 1, --rounds 1..50");
+    void *hb = dlopen("/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (hb) {
+        blis_sgemm = (CblasSgemm)dlsym(hb, "cblas_sgemm");
+        void (*set)(long) = (void (*)(long))dlsym(hb, "bli_thread_set_num_threads");
+        if (set) set(threads);
+    } else
+        printf("bench_gemm_libs: BLIS skipped (apt-get install libblis4-openmp): %s\n", dlerror());
+    void *hd = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (hd) {
+        dnnl_sgemm_p = (DnnlSgemm)dlsym(hd, "dnnl_sgemm");
+        dnnl_bf16_p = (DnnlBf16)dlsym(hd, "dnnl_gemm_bf16bf16f32");
+    } else
+        printf("bench_gemm_libs: oneDNN skipped (apt-get install libdnnl2): %s\n", dlerror());
+    gemm_threads_set(threads); /* OpenMP and OpenBLAS; oneDNN follows OpenMP's count */
+    static const struct {
+        const char *what;
+        int ta, tb, M, N, K;
+    } S[] = {
+        {"qkv fwd   512x2304x768 NT", 0, 1, 512, 2304, 768}, {"fc fwd    512x3072x768 NT", 0, 1, 512, 3072, 768},
+        {"proj fwd  512x768x3072 NT", 0, 1, 512, 768, 3072}, {"fc dinp   512x768x3072 NN", 0, 0, 512, 768, 3072},
+        {"fc dw     3072x768x512 TN", 1, 0, 3072, 768, 512}, {"lm fwd    512x512x768  NT", 0, 1, 512, 512, 768},
+        {"lm dh     512x768x512  NN", 0, 0, 512, 768, 512},  {"lm dw     512x768x512  TN", 1, 0, 512, 768, 512},
+        {"qkv fwd   256x2304x768 NT", 0, 1, 256, 2304, 768}, {"att S     64x256x64    NT", 0, 1, 64, 256, 64},
+    };
+    printf("bench_gemm_libs: %d threads, GFLOP/s medians over %d alternating rounds; (ratio to openblas)\n", threads,
+           rounds);
+    printf("%-28s", "shape");
+    for (int l = 0; l < NLIB; l++) printf(" %16s", lib_name[l]);
+    printf("\n");
+    for (size_t s = 0; s < sizeof S / sizeof *S; s++) {
+        int M = S[s].M, N = S[s].N, K = S[s].K;
+        float *a = xaligned_alloc(sizeof(float) * M * K), *b = xaligned_alloc(sizeof(float) * K * N);
+        float *c = xaligned_alloc(sizeof(float) * M * N);
+        uint16_t *a16 = xaligned_alloc(2 * (size_t)M * K), *b16 = xaligned_alloc(2 * (size_t)K * N);
+        for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)((i * 7) % 13) * 0.01f, a16[i] = bf16(a[i]);
+        for (size_t i = 0; i < (size_t)K * N; i++) b[i] = (float)((i * 5) % 11) * 0.01f, b16[i] = bf16(b[i]);
+        double r[NLIB][50], q[NLIB][50];
+        for (int rd = 0; rd < rounds; rd++)
+            for (int l = 0; l < NLIB; l++) {
+                if (!lib_present(l)) continue;
+                double best = 1e30;
+                for (int k = 0; k < 4; k++) {
+                    double t0 = now_seconds();
+                    call(l, S[s].ta, S[s].tb, M, N, K, a, b, a16, b16, c);
+                    double dt = now_seconds() - t0;
+                    if (k > 0 && dt < best) best = dt; /* call 0: warm-up */
+                }
+                r[l][rd] = 2.0 * M * N * (double)K / best / 1e9;
+                q[l][rd] = r[l][rd] / r[0][rd];
+            }
+        printf("%-28s", S[s].what);
+        for (int l = 0; l < NLIB; l++) {
+            if (!lib_present(l)) {
+                printf(" %16s", "-");
+                continue;
+            }
+            qsort(r[l], rounds, sizeof(double), cmp_double);
+            qsort(q[l], rounds, sizeof(double), cmp_double);
+            printf(" %7.1f (%5.2fx)", r[l][rounds / 2], q[l][rounds / 2]);
+        }
+        printf("\n");
+        free(a), free(b), free(c), free(a16), free(b16);
+    }
+    return 0;
+}
