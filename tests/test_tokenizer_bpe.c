@@ -68,6 +68,20 @@ int main(void) {
         intvec_free(&ids);
         tok_free(t);
     }
+    { /* generated text with NUL bytes: U+FFFD each, so the JSONL line can be read back */
+        size_t len = 6;
+        char *txt = xmalloc(len);
+        memcpy(txt, "a\0b\0\0c", len); /* 6 bytes, 3 of them NUL */
+        utf8_replace_nul(&txt, &len);
+        CHECK(len == 12 && !memcmp(txt, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD" "c", 12),
+              "utf8_replace_nul: got %zu bytes", len);
+        free(txt);
+        len = 3;
+        txt = xstrdup("abc");
+        utf8_replace_nul(&txt, &len);
+        CHECK(len == 3 && !memcmp(txt, "abc", 3), "utf8_replace_nul without NUL changed the text");
+        free(txt);
+    }
     char *p = path_join(dir, "tokenizer.json");
     unlink(p);
     free(p);

@@ -256,6 +256,7 @@ static json_t *completion_text(const Tokenizer *tok, const GenSeq *q, const Opts
     char *txt;
     size_t len;
     if (tok_decode(tok, q->tokens, n, 1, &txt, &len, e)) return NULL;
+    utf8_replace_nul(&txt, &len); /* a sampled NUL: the next program must be able to read the line */
     if (q->stop_index >= 0) {
         char *hit = strstr(txt, o->gf.stop[q->stop_index]);
         if (hit) len = (size_t)(hit - txt);

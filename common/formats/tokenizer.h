@@ -51,6 +51,10 @@ void tok_free(Tokenizer *t);
  * decode("utf-8", "replace") and Rust's String::from_utf8_lossy follow).  Returns
  * NULL (and leaves *out_len unset) when the input is already valid. */
 char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
+/* Replaces NUL bytes in the malloc'd text *txt of *len bytes with U+FFFD (in place or
+ * by a new allocation): a sampled NUL would be written as \u0000, which JSON readers
+ * (jansson by default, so every cherry program) refuse.  For generated text only. */
+void utf8_replace_nul(char **txt, size_t *len);
 
 /* Encodes LEN bytes of TEXT and APPENDS the ids to out.  No post-processor (no BOS
  * or EOS is added; see tok_encode_special).  parse_special = 0: added tokens with

@@ -276,3 +276,24 @@ void pieces_free(Pieces *p) {
     free(p->plen);
     memset(p, 0, sizeof *p);
 }
+
+/* Replaces NUL bytes with U+FFFD: a sampled NUL would reach the program as \u0000,
+ * which many JSON readers (jansson by default, hence task-reward) refuse. */
+void utf8_replace_nul(char **txt, size_t *len) {
+    if (!memchr(*txt, 0, *len)) return;
+    size_t nul = 0;
+    for (size_t i = 0; i < *len; i++) nul += (*txt)[i] == 0;
+    char *r = xmalloc(*len + 2 * nul + 1), *w = r;
+    for (size_t i = 0; i < *len; i++) {
+        if ((*txt)[i]) {
+            *w++ = (*txt)[i];
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        }
+    }
+    *w = 0;
+    free(*txt);
+    *txt = r;
+    *len = (size_t)(w - r);
+}

@@ -10,26 +10,6 @@
 #include "formats/tokenizer.h"
 #include "reward.h"
 
-/* Replaces NUL bytes with U+FFFD: a sampled NUL would reach the program as \u0000,
- * which many JSON readers (jansson by default, hence task-reward) refuse. */
-static void replace_nul(char **txt, size_t *len) {
-    if (!memchr(*txt, 0, *len)) return;
-    size_t nul = 0;
-    for (size_t i = 0; i < *len; i++) nul += (*txt)[i] == 0;
-    char *r = xmalloc(*len + 2 * nul + 1), *w = r;
-    for (size_t i = 0; i < *len; i++) {
-        if ((*txt)[i]) {
-            *w++ = (*txt)[i];
-        } else {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-        }
-    }
-    *w = 0;
-    free(*txt);
-    *txt = r;
-    *len = (size_t)(w - r);
-}
 
 RlCompletion rl_rewards_completion(const GenSeq *s, const PromptExample *px, long group) {
     return (RlCompletion){.prompt = px->ids,
@@ -62,7 +42,7 @@ char *rl_rewards_line(const Tokenizer *tok, const RlCompletion *c, Error *e) {
         txt = clean;
         len = clean_len;
     }
-    replace_nul(&txt, &len);
+    utf8_replace_nul(&txt, &len);
     json_t *o = json_object();
     json_object_set(o, "prompt", (json_t *)c->prompt_json);
     json_object_set_new(o, "completion", json_stringn(txt, len));

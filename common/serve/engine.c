@@ -280,6 +280,7 @@ static void choice_finish(const ServedModel *s, const GenJob *j, GenChoice *o) {
         txt = xstrdup("");
         len = 0;
     }
+    utf8_replace_nul(&txt, &len); /* as rollout: the logs must stay readable */
     if (o->stop_index >= 0) {
         char *hit = strstr(txt, j->stop[o->stop_index]);
         if (hit) len = (size_t)(hit - txt), txt[len] = 0;
