@@ -3,7 +3,7 @@
  * Reads the keys of transformers' GPT2Config, LlamaConfig and the configs of the other
  * families of model_family.c (configuration_<family>.py) with their transformers
  * defaults, and refuses configs whose numerics cherry does not implement (another
- * activation, dynamic/YaRN/longrope RoPE scaling, partial rotary, Qwen's
+ * activation, dynamic/YaRN RoPE scaling, partial rotary, Qwen's
  * max_window_layers, a multi-label classifier) instead of silently computing
  * something else.
  * Writing produces a config.json that transformers loads into the same architecture
@@ -183,6 +183,39 @@ static int parse_gpt2(ModelConfig *c, const json_t *r, const char *p, Error *e) 
     return 0;
 }
 
+/* A list of numbers into out (at most ROPE_MAX_FACTORS); returns the count or -1. */
+static int float_list(const json_t *a, float *out) {
+    if (!json_is_array(a) || json_array_size(a) > ROPE_MAX_FACTORS) return -1;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0)) return -1;
+        out[i] = (float)json_number_value(v);
+    }
+    return (int)json_array_size(a);
+}
+
+/* LongRoPE (Ding et al. 2024; Phi-3-mini-128k, Phi-3.5-mini): per-frequency factors,
+ * short_factor within the original context and long_factor beyond it, and cos/sin
+ * scaled by attention_factor [sqrt(1 + ln(factor) / ln(original context)), factor =
+ * max_position_embeddings / original_max_position_embeddings] — transformers
+ * _compute_longrope_parameters.  The counts are checked against head_dim later. */
+static int parse_longrope(ModelConfig *c, const json_t *o, const char *p, Error *e) {
+    c->rope_scaling.type = ROPE_LONGROPE;
+    int ns = float_list(json_object_get(o, "short_factor"), c->rope_scaling.short_factor);
+    int nl = float_list(json_object_get(o, "long_factor"), c->rope_scaling.long_factor);
+    if (ns < 1 || ns != nl)
+        return err_set(e, EX_DATAERR,
+                       "%s: longrope needs \"short_factor\" and \"long_factor\": lists of the same length (at most "
+                       "%d) of positive numbers",
+                       p, ROPE_MAX_FACTORS);
+    c->rope_scaling.n_factors = ns;
+    if (cfg_int(o, "original_max_position_embeddings", 0, &c->rope_scaling.original_max, p, e) ||
+        cfg_float(o, "factor", 0.0f, &c->rope_scaling.factor, p, e) ||
+        cfg_float(o, "attention_factor", 0.0f, &c->rope_scaling.attn_factor, p, e))
+        return e->code;
+    return 0;
+}
+
 /* One rope_parameters / rope_scaling object into c (theta_out NULL: no rope_theta
  * key expected there).  Types: default, linear (factor) and llama3 (factor,
  * low_freq_factor, high_freq_factor, original_max_position_embeddings), as
@@ -201,6 +234,8 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
         return err_set(e, EX_DATAERR, "%s: rope type \"%s\" on sliding layers is not supported (only default)", p, t);
     if (strcmp(t, "linear") == 0) {
         c->rope_scaling.type = ROPE_LINEAR;
+    } else if (strcmp(t, "longrope") == 0) {
+        return parse_longrope(c, o, p, e);
     } else if (strcmp(t, "llama3") == 0) {
         c->rope_scaling.type = ROPE_LLAMA3;
         if (cfg_float(o, "low_freq_factor", 1.0f, &c->rope_scaling.low_freq, p, e) ||
@@ -210,10 +245,11 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
         if (!(c->rope_scaling.high_freq > c->rope_scaling.low_freq) || c->rope_scaling.original_max < 1)
             return err_set(e, EX_DATAERR, "%s: llama3 rope scaling needs high_freq_factor > low_freq_factor", p);
     } else {
-        return err_set(e, EX_DATAERR,
-                       "%s: rope type \"%s\" is not supported (default, linear and llama3 are; dynamic NTK would "
-                       "make a token's log-prob depend on the batch length)",
-                       p, t);
+        return err_set(
+            e, EX_DATAERR,
+            "%s: rope type \"%s\" is not supported (default, linear, llama3 and longrope are; dynamic NTK would "
+            "make a token's log-prob depend on the batch length)",
+            p, t);
     }
     if (cfg_float(o, "factor", 1.0f, &c->rope_scaling.factor, p, e)) return e->code;
     if (!(c->rope_scaling.factor >= 1.0f) || !isfinite(c->rope_scaling.factor))
@@ -300,6 +336,25 @@ static int parse_window(ModelConfig *c, const json_t *r, const char *p, Error *e
                    "%s: field \"layer_types\" is not a pattern cherry supports (all, or every k-th full)", p);
 }
 
+/* The longrope settings that need the rest of the config: the original context (in
+ * the rope object or at top level, as Phi-3 keeps it), factor and attention factor. */
+static int finish_longrope(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    if (c->rope_scaling.original_max <= 0 &&
+        cfg_required(r, "original_max_position_embeddings", &c->rope_scaling.original_max, p, e))
+        return e->code;
+    if (c->rope_scaling.original_max <= 0)
+        return err_set(e, EX_DATAERR, "%s: \"original_max_position_embeddings\" must be positive", p);
+    if (c->rope_scaling.n_factors != model_head_dim(c) / 2)
+        return err_set(e, EX_DATAERR, "%s: longrope has %d factors; head_dim %d needs %d", p, c->rope_scaling.n_factors,
+                       model_head_dim(c), model_head_dim(c) / 2);
+    float f = c->rope_scaling.factor > 0 ? c->rope_scaling.factor : (float)c->max_seq / c->rope_scaling.original_max;
+    c->rope_scaling.factor = f;
+    if (!(c->rope_scaling.attn_factor > 0))
+        c->rope_scaling.attn_factor =
+            f <= 1.0f ? 1.0f : (float)sqrt(1.0 + log((double)f) / log((double)c->rope_scaling.original_max));
+    return 0;
+}
+
 /* Llama-like families (every one but GPT-2): LlamaConfig's keys, plus what the family's
  * config adds (head_dim, soft-capping, query_pre_attn_scalar, window). */
 static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, const char *p, Error *e) {
@@ -329,6 +384,7 @@ static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, co
     int hd = 0;
     if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
     c->head_dim = c->n_head > 0 && hd * c->n_head == c->d_model && c->d_model % c->n_head == 0 ? 0 : hd;
+    if (c->rope_scaling.type == ROPE_LONGROPE && finish_longrope(c, r, p, e)) return e->code;
     if (cfg_float(r, "query_pre_attn_scalar", 0.0f, &c->query_scale, p, e) ||
         cfg_float(r, "attn_logit_softcapping", 0.0f, &c->attn_softcap, p, e) ||
         cfg_float(r, "final_logit_softcapping", 0.0f, &c->final_softcap, p, e))
@@ -389,11 +445,22 @@ static json_t *token_json(int id) {
 /* One rope object as transformers 5 writes rope_parameters. */
 static json_t *rope_json(const ModelConfig *c, float theta, int scaled) {
     json_t *rp = json_object();
-    const char *names[] = {"default", "linear", "llama3"};
+    const char *names[] = {"default", "linear", "llama3", "longrope"};
     RopeType t = scaled ? c->rope_scaling.type : ROPE_DEFAULT;
     json_object_set_new(rp, "rope_type", json_string(names[t]));
     json_object_set_new(rp, "rope_theta", float_json(theta));
     if (t != ROPE_DEFAULT) json_object_set_new(rp, "factor", float_json(c->rope_scaling.factor));
+    if (t == ROPE_LONGROPE) {
+        json_t *sf = json_array(), *lf = json_array();
+        for (int i = 0; i < c->rope_scaling.n_factors; i++) {
+            json_array_append_new(sf, float_json(c->rope_scaling.short_factor[i]));
+            json_array_append_new(lf, float_json(c->rope_scaling.long_factor[i]));
+        }
+        json_object_set_new(rp, "short_factor", sf);
+        json_object_set_new(rp, "long_factor", lf);
+        json_object_set_new(rp, "attention_factor", float_json(c->rope_scaling.attn_factor));
+        json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
+    }
     if (t == ROPE_LLAMA3) {
         json_object_set_new(rp, "low_freq_factor", float_json(c->rope_scaling.low_freq));
         json_object_set_new(rp, "high_freq_factor", float_json(c->rope_scaling.high_freq));
@@ -439,7 +506,9 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
         json_object_set_new(r, "final_logit_softcapping", opt_float(c->final_softcap));
     }
     if (c->family == FAMILY_PHI3) {
-        json_object_set_new(r, "original_max_position_embeddings", json_integer(c->max_seq));
+        json_object_set_new(
+            r, "original_max_position_embeddings",
+            json_integer(c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.original_max : c->max_seq));
         json_object_set_new(r, "resid_pdrop", json_real(0.0));
         json_object_set_new(r, "embd_pdrop", json_real(0.0));
     }

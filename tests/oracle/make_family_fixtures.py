@@ -25,6 +25,8 @@ fixed batch of make_fixtures.py (B=3, T=10, right padding, lengths 10/7/4):
   gemma3-rm    Gemma3TextForSequenceClassification
   phi3         Phi3ForCausalLM: fused qkv_proj and gate_up_proj, sliding_window 5
   phi3-rm      Phi3ForSequenceClassification
+  phi3-longrope Phi3ForCausalLM with rope_type longrope, original context 8 (< T: long
+               factors) and attention_factor sqrt(1 + ln 8 / ln 8)
 Windowed families are recorded without attention_mask (see record()'s note); with
 right padding the real positions are the same.
 Outputs (tests/oracle/fixtures/model-<name>/ and model-<name>.safetensors) as
@@ -65,6 +67,11 @@ GEMMA3 = dict(num_hidden_layers=3, head_dim=8, query_pre_attn_scalar=8, sliding_
                                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}},
               hidden_activation="gelu_pytorch_tanh")
 PHI3 = dict(sliding_window=5, original_max_position_embeddings=64, pad_token_id=0)
+# LongRoPE (Phi-3-mini-128k, Phi-3.5-mini): original context 8 < T = 10, so the batch
+# uses the long factors; attention_factor from max_position_embeddings / 8.
+PHI3_LONG = dict(original_max_position_embeddings=8, pad_token_id=0,
+                 rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.3],
+                                  "long_factor": [1.5, 4.0], "original_max_position_embeddings": 8})
 
 # name: (config class, model class, config overrides)
 FAMILIES = {
@@ -86,6 +93,7 @@ FAMILIES = {
     "gemma3-rm": (tf.Gemma3TextConfig, tf.Gemma3TextForSequenceClassification, dict(GEMMA3, **PAD)),
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3),
     "phi3-rm": (tf.Phi3Config, tf.Phi3ForSequenceClassification, dict(PHI3, num_labels=1)),
+    "phi3-longrope": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3_LONG),
 }
 
 
@@ -132,7 +140,7 @@ def cherry_saved(name, seed):
 # Prompts plus 16 new tokens reach position 27, well past the sliding windows (4, 5).
 GEN_PROMPTS = [[5, 17, 42, 3, 60], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [33, 33, 33]]
 GEN_NEW = 16
-GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "gemma2", "gemma3", "phi3"]
+GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "gemma2", "gemma3", "phi3", "phi3-longrope"]
 
 
 def generation():
@@ -145,14 +153,20 @@ def generation():
         cases = []
         for prompt in GEN_PROMPTS:
             ids = torch.tensor([prompt])
+            # longrope switches to the long factors for the tokens past the original
+            # context while the cache keeps the keys rotated with the short ones, so a
+            # full recompute is another function: take generate()'s own raw logits there
+            longrope = (getattr(model.config, "rope_parameters", None) or {}).get("rope_type") == "longrope"
             with torch.no_grad():
                 g = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=GEN_NEW,
-                                   output_scores=True, return_dict_in_generate=True, pad_token_id=0)
+                                   output_logits=True, return_dict_in_generate=True, pad_token_id=0)
                 toks = g.sequences[0, len(prompt):].tolist()
                 logps, gaps = [], []
                 for step in range(len(toks)):
-                    # raw logits of a full recompute (generate's scores are processed)
-                    full = model(torch.tensor([prompt + toks[:step]])).logits[0, -1].double()
+                    if longrope:
+                        full = g.logits[step][0].double()
+                    else:  # raw logits of a full recompute
+                        full = model(torch.tensor([prompt + toks[:step]])).logits[0, -1].double()
                     logps.append(float(torch.log_softmax(full, -1)[toks[step]]))
                     top2 = torch.topk(full, 2).values
                     gaps.append(float(top2[0] - top2[1]))
