@@ -114,7 +114,7 @@ def build(name):
 # Families whose cherry-written directory transformers must load (bin/init-model
 # --config model-<name>/config.json): config.json keys and tensor names of cherry's
 # writer, LM and classifier heads.
-CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm"]
+CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm", "phi3-longrope"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
