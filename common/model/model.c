@@ -127,6 +127,31 @@ static int *build_layout(Model *m, int *glob) {
     return lay;
 }
 
+/* YaRN (transformers _compute_yarn_parameters): the dimension turning `rot` times over
+ * the original context is dim ln(orig / (2 pi rot)) / (2 ln base) (in double, as the
+ * Python there); frequencies below the ramp are interpolated (/ factor), above kept. */
+static double yarn_dim(double rot, int dim, double base, int orig) {
+    return dim * log(orig / (rot * 2 * M_PI)) / (2 * log(base));
+}
+
+static void yarn_table(float *inv, const ModelConfig *c, float theta) {
+    int dim = model_head_dim(c), half = dim / 2, orig = c->rope_scaling.original_max;
+    double lo = yarn_dim(c->rope_scaling.beta_fast, dim, theta, orig);
+    double hi = yarn_dim(c->rope_scaling.beta_slow, dim, theta, orig);
+    if (!c->rope_scaling.no_truncate) lo = floor(lo), hi = ceil(hi);
+    lo = lo > 0 ? lo : 0;
+    hi = hi < dim - 1 ? hi : dim - 1;
+    if (lo == hi) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        float pf = powf(theta, (float)(2 * i) / (float)dim);
+        float extra = 1.0f / pf, inter = 1.0f / (c->rope_scaling.factor * pf);
+        float ramp = ((float)i - (float)lo) / (float)(hi - lo);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float ef = 1.0f - ramp; /* the extrapolation share */
+        inv[i] = inter * (1.0f - ef) + extra * ef;
+    }
+}
+
 /* transformers _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
  * _compute_llama3_parameters and _compute_longrope_parameters (modeling_rope_utils.py;
  * LongRoPE, Ding et al. 2024), in float32 as there.  scaled: 0 unscaled, 1 the
@@ -135,6 +160,10 @@ static void rope_table(float *inv, const ModelConfig *c, float theta, int scaled
     int hd = model_head_dim(c), half = hd / 2;
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     if (!scaled || c->rope_scaling.type == ROPE_DEFAULT) return;
+    if (c->rope_scaling.type == ROPE_YARN) {
+        yarn_table(inv, c, theta);
+        return;
+    }
     if (c->rope_scaling.type == ROPE_LONGROPE) { /* scaled = 1: short factors, 2: long */
         const float *ext = scaled == 2 ? c->rope_scaling.long_factor : c->rope_scaling.short_factor;
         for (int i = 0; i < half; i++) inv[i] = 1.0f / (ext[i] * powf(theta, (float)(2 * i) / (float)hd));
@@ -195,8 +224,8 @@ static void fill_view(Model *m, const int *glob, const int *lay) {
         if (longrope && !loc) {
             li->inv_freq_long = I->inv_freq + 2 * half;
             li->long_from = c->rope_scaling.original_max;
-            li->rope_scale = c->rope_scaling.attn_factor;
         }
+        if ((longrope || c->rope_scaling.type == ROPE_YARN) && !loc) li->rope_scale = c->rope_scaling.attn_factor;
     }
     m->w.layer = layer;
     m->w.info = info;

@@ -40,7 +40,7 @@ typedef enum {
 } Family;
 
 /* RoPE frequency scaling (transformers modeling_rope_utils.py). */
-typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE } RopeType;
+typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE, ROPE_YARN } RopeType;
 #define ROPE_MAX_FACTORS 128 /* longrope factors: one per frequency, head_dim / 2 */
 
 typedef struct ModelConfig {
@@ -64,11 +64,13 @@ typedef struct ModelConfig {
     int head_dim; /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
     struct {
         RopeType type;
-        float factor;              /* linear, llama3; longrope: the context ratio */
-        float low_freq, high_freq; /* llama3 low_freq_factor, high_freq_factor */
-        int original_max;          /* llama3, longrope original_max_position_embeddings */
-        float attn_factor;         /* longrope: cos and sin scaled by it */
-        int n_factors;             /* longrope: entries of short_factor / long_factor */
+        float factor;               /* linear, llama3, yarn; longrope: the context ratio */
+        float low_freq, high_freq;  /* llama3 low_freq_factor, high_freq_factor */
+        int original_max;           /* llama3, longrope, yarn original_max_position_embeddings */
+        float attn_factor;          /* longrope, yarn: cos and sin scaled by it */
+        float beta_fast, beta_slow; /* yarn: the rotation counts bounding the ramp */
+        int no_truncate;            /* yarn truncate false: the ramp bounds are not rounded */
+        int n_factors;              /* longrope: entries of short_factor / long_factor */
         float short_factor[ROPE_MAX_FACTORS], long_factor[ROPE_MAX_FACTORS]; /* longrope */
     } rope_scaling;
     float rope_local_theta; /* Gemma 3: rope_local_base_freq of the sliding layers (0: rope_theta) */

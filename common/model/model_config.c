@@ -3,7 +3,7 @@
  * Reads the keys of transformers' GPT2Config, LlamaConfig and the configs of the other
  * families of model_family.c (configuration_<family>.py) with their transformers
  * defaults, and refuses configs whose numerics cherry does not implement (another
- * activation, dynamic/YaRN RoPE scaling, partial rotary, Qwen's
+ * activation, dynamic RoPE scaling, partial rotary, Qwen's
  * max_window_layers, a multi-label classifier) instead of silently computing
  * something else.
  * Writing produces a config.json that transformers loads into the same architecture
@@ -216,6 +216,34 @@ static int parse_longrope(ModelConfig *c, const json_t *o, const char *p, Error 
     return 0;
 }
 
+/* YaRN (Peng et al. 2023; Qwen2.5/Qwen3 long-context settings): frequencies blended
+ * between interpolated (/ factor) and original along a ramp between the dimensions
+ * that turn beta_fast [32] and beta_slow [1] times over the original context; cos and
+ * sin scaled by attention_factor [0.1 ln(factor) + 1, eq. 21, or the mscale ratio] —
+ * transformers _compute_yarn_parameters.  Static: no dependence on the length. */
+static int parse_yarn(ModelConfig *c, const json_t *o, const char *p, Error *e) {
+    c->rope_scaling.type = ROPE_YARN;
+    float mscale, mscale_all;
+    int truncate = 1;
+    if (cfg_float(o, "factor", 0.0f, &c->rope_scaling.factor, p, e) ||
+        cfg_int(o, "original_max_position_embeddings", 0, &c->rope_scaling.original_max, p, e) ||
+        cfg_float(o, "attention_factor", 0.0f, &c->rope_scaling.attn_factor, p, e) ||
+        cfg_float(o, "beta_fast", 32.0f, &c->rope_scaling.beta_fast, p, e) ||
+        cfg_float(o, "beta_slow", 1.0f, &c->rope_scaling.beta_slow, p, e) ||
+        cfg_float(o, "mscale", 0.0f, &mscale, p, e) || cfg_float(o, "mscale_all_dim", 0.0f, &mscale_all, p, e) ||
+        cfg_bool(o, "truncate", 1, &truncate, p, e))
+        return e->code;
+    c->rope_scaling.no_truncate = !truncate;
+    if (c->rope_scaling.beta_fast == 0) c->rope_scaling.beta_fast = 32.0f; /* transformers: `or 32` */
+    if (c->rope_scaling.beta_slow == 0) c->rope_scaling.beta_slow = 1.0f;
+    if (!(c->rope_scaling.attn_factor > 0) && mscale > 0 && mscale_all > 0) {
+        double f = c->rope_scaling.factor, a = f <= 1 ? 1.0 : 0.1 * mscale * log(f) + 1.0;
+        double b = f <= 1 ? 1.0 : 0.1 * mscale_all * log(f) + 1.0;
+        c->rope_scaling.attn_factor = (float)(a / b);
+    }
+    return 0;
+}
+
 /* One rope_parameters / rope_scaling object into c (theta_out NULL: no rope_theta
  * key expected there).  Types: default, linear (factor) and llama3 (factor,
  * low_freq_factor, high_freq_factor, original_max_position_embeddings), as
@@ -236,6 +264,8 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
         c->rope_scaling.type = ROPE_LINEAR;
     } else if (strcmp(t, "longrope") == 0) {
         return parse_longrope(c, o, p, e);
+    } else if (strcmp(t, "yarn") == 0) {
+        return parse_yarn(c, o, p, e);
     } else if (strcmp(t, "llama3") == 0) {
         c->rope_scaling.type = ROPE_LLAMA3;
         if (cfg_float(o, "low_freq_factor", 1.0f, &c->rope_scaling.low_freq, p, e) ||
@@ -247,7 +277,7 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
     } else {
         return err_set(
             e, EX_DATAERR,
-            "%s: rope type \"%s\" is not supported (default, linear, llama3 and longrope are; dynamic NTK would "
+            "%s: rope type \"%s\" is not supported (default, linear, llama3, longrope and yarn are; dynamic NTK would "
             "make a token's log-prob depend on the batch length)",
             p, t);
     }
@@ -355,6 +385,21 @@ static int finish_longrope(ModelConfig *c, const json_t *r, const char *p, Error
     return 0;
 }
 
+/* YaRN settings that need the rest of the config: the original context (rope object,
+ * else top level, else max_position_embeddings as transformers' standardisation does),
+ * factor [max / original] and the attention factor [eq. 21]. */
+static int finish_yarn(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    if (c->rope_scaling.original_max <= 0 &&
+        cfg_int(r, "original_max_position_embeddings", c->max_seq, &c->rope_scaling.original_max, p, e))
+        return e->code;
+    if (c->rope_scaling.original_max <= 0)
+        return err_set(e, EX_DATAERR, "%s: \"original_max_position_embeddings\" must be positive", p);
+    if (!(c->rope_scaling.factor > 0)) c->rope_scaling.factor = (float)c->max_seq / c->rope_scaling.original_max;
+    float f = c->rope_scaling.factor;
+    if (!(c->rope_scaling.attn_factor > 0)) c->rope_scaling.attn_factor = f <= 1 ? 1.0f : (float)(0.1 * log(f) + 1.0);
+    return 0;
+}
+
 /* Llama-like families (every one but GPT-2): LlamaConfig's keys, plus what the family's
  * config adds (head_dim, soft-capping, query_pre_attn_scalar, window). */
 static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, const char *p, Error *e) {
@@ -385,6 +430,7 @@ static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, co
     if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
     c->head_dim = c->n_head > 0 && hd * c->n_head == c->d_model && c->d_model % c->n_head == 0 ? 0 : hd;
     if (c->rope_scaling.type == ROPE_LONGROPE && finish_longrope(c, r, p, e)) return e->code;
+    if (c->rope_scaling.type == ROPE_YARN && finish_yarn(c, r, p, e)) return e->code;
     if (cfg_float(r, "query_pre_attn_scalar", 0.0f, &c->query_scale, p, e) ||
         cfg_float(r, "attn_logit_softcapping", 0.0f, &c->attn_softcap, p, e) ||
         cfg_float(r, "final_logit_softcapping", 0.0f, &c->final_softcap, p, e))
@@ -445,11 +491,18 @@ static json_t *token_json(int id) {
 /* One rope object as transformers 5 writes rope_parameters. */
 static json_t *rope_json(const ModelConfig *c, float theta, int scaled) {
     json_t *rp = json_object();
-    const char *names[] = {"default", "linear", "llama3", "longrope"};
+    const char *names[] = {"default", "linear", "llama3", "longrope", "yarn"};
     RopeType t = scaled ? c->rope_scaling.type : ROPE_DEFAULT;
     json_object_set_new(rp, "rope_type", json_string(names[t]));
     json_object_set_new(rp, "rope_theta", float_json(theta));
     if (t != ROPE_DEFAULT) json_object_set_new(rp, "factor", float_json(c->rope_scaling.factor));
+    if (t == ROPE_YARN) {
+        json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
+        json_object_set_new(rp, "attention_factor", float_json(c->rope_scaling.attn_factor));
+        json_object_set_new(rp, "beta_fast", float_json(c->rope_scaling.beta_fast));
+        json_object_set_new(rp, "beta_slow", float_json(c->rope_scaling.beta_slow));
+        if (c->rope_scaling.no_truncate) json_object_set_new(rp, "truncate", json_false());
+    }
     if (t == ROPE_LONGROPE) {
         json_t *sf = json_array(), *lf = json_array();
         for (int i = 0; i < c->rope_scaling.n_factors; i++) {

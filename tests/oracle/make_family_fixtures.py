@@ -15,6 +15,8 @@ fixed batch of make_fixtures.py (B=3, T=10, right padding, lengths 10/7/4):
   mistral-rm   MistralForSequenceClassification
   qwen3        Qwen3ForCausalLM: q/k RMSNorm, head_dim 8 != C/heads
   qwen3-rm     Qwen3ForSequenceClassification
+  qwen3-yarn   Qwen3ForCausalLM with rope_type yarn (factor 4, original context 8,
+               head_dim 16: the ramp spans several frequencies; attention factor 1.139)
   gemma2       Gemma2ForCausalLM: (1+w) norms, sqrt(C) embeddings, GeGLU, sandwich
                norms, attention soft-cap 2, final soft-cap 5, query_pre_attn_scalar 6 (head_dim 4),
                local (window 4) / global layers alternating
@@ -87,6 +89,9 @@ FAMILIES = {
     "mistral-rm": (tf.MistralConfig, tf.MistralForSequenceClassification, dict(sliding_window=4, head_dim=4, **PAD)),
     "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, dict(head_dim=8)),
     "qwen3-rm": (tf.Qwen3Config, tf.Qwen3ForSequenceClassification, dict(head_dim=8, **PAD)),
+    "qwen3-yarn": (tf.Qwen3Config, tf.Qwen3ForCausalLM,
+                   dict(head_dim=16, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                      "original_max_position_embeddings": 8})),
     "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, GEMMA2),
     "gemma2-rm": (tf.Gemma2Config, tf.Gemma2ForSequenceClassification, dict(GEMMA2, **PAD)),
     "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, GEMMA3),
@@ -114,7 +119,8 @@ def build(name):
 # Families whose cherry-written directory transformers must load (bin/init-model
 # --config model-<name>/config.json): config.json keys and tensor names of cherry's
 # writer, LM and classifier heads.
-CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm", "phi3-longrope"]
+CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm", "phi3-longrope",
+                "qwen3-yarn"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -140,7 +146,8 @@ def cherry_saved(name, seed):
 # Prompts plus 16 new tokens reach position 27, well past the sliding windows (4, 5).
 GEN_PROMPTS = [[5, 17, 42, 3, 60], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [33, 33, 33]]
 GEN_NEW = 16
-GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "gemma2", "gemma3", "phi3", "phi3-longrope"]
+GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "qwen3-yarn", "gemma2", "gemma3", "phi3",
+              "phi3-longrope"]
 
 
 def generation():
