@@ -268,6 +268,7 @@ static void check_negative_controls(void) {
                  {"model-phi3", "no-window"},
                  {"model-phi3-longrope", "no-rope-scaling"},
                  {"model-qwen3-yarn", "no-rope-scaling"},
+                 {"model-phi3-partial", "short-factors"},
                  {"model-phi3-longrope", "short-factors"},
                  {"model-phi3", "model.layers.1.mlp.gate_up_proj.weight"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -496,7 +497,7 @@ int main(int argc, char **argv) {
         /* tests/oracle/make_family_fixtures.py */
         "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral", "model-mistral-rm",
         "model-qwen3", "model-qwen3-rm", "model-gemma2", "model-gemma2-rm", "model-gemma3", "model-gemma3-rm",
-        "model-phi3", "model-phi3-rm", "model-phi3-longrope", "model-qwen3-yarn"};
+        "model-phi3", "model-phi3-rm", "model-phi3-longrope", "model-qwen3-yarn", "model-phi3-partial"};
     char probe[600];
     snprintf(probe, sizeof probe, "%s/model-gpt2/config.json", fixdir);
     if (!file_exists(probe)) {

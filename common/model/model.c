@@ -135,7 +135,7 @@ static double yarn_dim(double rot, int dim, double base, int orig) {
 }
 
 static void yarn_table(float *inv, const ModelConfig *c, float theta) {
-    int dim = model_head_dim(c), half = dim / 2, orig = c->rope_scaling.original_max;
+    int dim = model_rotary_dim(c), half = dim / 2, orig = c->rope_scaling.original_max;
     double lo = yarn_dim(c->rope_scaling.beta_fast, dim, theta, orig);
     double hi = yarn_dim(c->rope_scaling.beta_slow, dim, theta, orig);
     if (!c->rope_scaling.no_truncate) lo = floor(lo), hi = ceil(hi);
@@ -157,7 +157,7 @@ static void yarn_table(float *inv, const ModelConfig *c, float theta) {
  * LongRoPE, Ding et al. 2024), in float32 as there.  scaled: 0 unscaled, 1 the
  * config's scaling (longrope: short factors), 2 longrope's long factors. */
 static void rope_table(float *inv, const ModelConfig *c, float theta, int scaled) {
-    int hd = model_head_dim(c), half = hd / 2;
+    int hd = model_rotary_dim(c), half = hd / 2;
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     if (!scaled || c->rope_scaling.type == ROPE_DEFAULT) return;
     if (c->rope_scaling.type == ROPE_YARN) {
@@ -199,7 +199,7 @@ static void fill_view(Model *m, const int *glob, const int *lay) {
     m->w.lm_head = I->lm_head >= 0 ? m->params + m->tensors[I->lm_head].offset
                                    : (c->tie_embeddings && !c->is_classifier ? m->w.wte : NULL);
     m->w.score = I->score >= 0 ? m->params + m->tensors[I->score].offset : NULL;
-    int hd = model_head_dim(c), half = hd / 2 > 0 ? hd / 2 : 1;
+    int rd = model_rotary_dim(c), half = rd / 2 > 0 ? rd / 2 : 1;
     I->inv_freq = xmalloc(3 * (size_t)half * sizeof(float));
     float local = c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta;
     int longrope = c->rope_scaling.type == ROPE_LONGROPE;
@@ -219,7 +219,7 @@ static void fill_view(Model *m, const int *glob, const int *lay) {
         int loc = slides && c->rope_local_theta > 0;
         li->inv_freq = I->inv_freq + (loc ? half : 0);
         li->rope_theta = loc ? local : c->rope_theta;
-        li->rope_plain = loc || c->rope_scaling.type == ROPE_DEFAULT;
+        li->rope_plain = (loc || c->rope_scaling.type == ROPE_DEFAULT) && rd == model_head_dim(c);
         li->rope_scale = 1.0f;
         if (longrope && !loc) {
             li->inv_freq_long = I->inv_freq + 2 * half;
@@ -509,7 +509,7 @@ static void ensure_bwd(Model *m) {
 /* Rows [r0, r1) with one table; then the longrope scale. */
 static void rope_rows(const Model *m, const LayerInfo *li, const float *inv, float *x, const int *pos, int r0, int r1,
                       int nh, int inverse) {
-    int hd = model_head_dim(&m->cfg);
+    int hd = model_head_dim(&m->cfg), rd = model_rotary_dim(&m->cfg);
     float *xr = x + (size_t)r0 * nh * hd;
     if (li->rope_plain) {
         if (inverse)
@@ -517,13 +517,15 @@ static void rope_rows(const Model *m, const LayerInfo *li, const float *inv, flo
         else
             rope_forward(xr, pos + r0, r1 - r0, nh, hd, li->rope_theta);
     } else if (inverse) {
-        rope_freq_backward(xr, pos + r0, r1 - r0, nh, hd, inv);
+        rope_part_backward(xr, pos + r0, r1 - r0, nh, hd, rd, inv);
     } else {
-        rope_freq_forward(xr, pos + r0, r1 - r0, nh, hd, inv);
+        rope_part_forward(xr, pos + r0, r1 - r0, nh, hd, rd, inv);
     }
-    /* (s R)^T = s R^T: forward and backward scale alike */
+    /* (s R)^T = s R^T: forward and backward scale alike; only the rotated dimensions
+     * (transformers scales cos and sin) */
     if (li->rope_scale != 1.0f)
-        for (size_t i = 0; i < (size_t)(r1 - r0) * nh * hd; i++) xr[i] *= li->rope_scale;
+        for (size_t v = 0; v < (size_t)(r1 - r0) * nh; v++)
+            for (int i = 0; i < rd; i++) xr[v * hd + i] *= li->rope_scale;
 }
 
 void model_rope(const Model *m, int l, float *x, const int *pos, const int *group, int N, int nh, int inverse) {

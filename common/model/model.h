@@ -61,7 +61,8 @@ typedef struct ModelConfig {
     int bos_id, eos_id, pad_id; /* -1 when absent */
     int is_classifier;          /* *ForSequenceClassification with num_labels = 1 */
     /* ---- settings of the newer families; 0 = off / the default ---- */
-    int head_dim; /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
+    int head_dim;         /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
+    float partial_rotary; /* partial_rotary_factor (Phi-4-mini 0.75); 0: 1, the whole head rotates */
     struct {
         RopeType type;
         float factor;               /* linear, llama3, yarn; longrope: the context ratio */
@@ -81,8 +82,9 @@ typedef struct ModelConfig {
     float query_scale;      /* Gemma query_pre_attn_scalar (0: head_dim) */
 } ModelConfig;
 
-/* Head dimension and the q / kv projection widths of a config. */
+/* Head dimension of a config, and the rotated part of it. */
 int model_head_dim(const ModelConfig *c);
+int model_rotary_dim(const ModelConfig *c);
 
 /* Weight pointers of one block, filled once by model_create (model_family.c's table
  * says which exist for a family; absent ones are NULL).  Linear weights [out, in].
@@ -105,7 +107,7 @@ typedef struct LayerWeights {
 
 /* Per-layer settings derived from the config once (rotary tables, window). */
 typedef struct LayerInfo {
-    const float *inv_freq; /* [head_dim / 2] RoPE inverse frequencies; NULL: no RoPE */
+    const float *inv_freq; /* [rotary_dim / 2] RoPE inverse frequencies; NULL: no RoPE */
     int rope_plain;        /* inv_freq is the default theta^(-2i/hd) (rope_forward applies) */
     float rope_theta;
     int window; /* sliding window of this layer (0: full causal) */

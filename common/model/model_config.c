@@ -3,7 +3,7 @@
  * Reads the keys of transformers' GPT2Config, LlamaConfig and the configs of the other
  * families of model_family.c (configuration_<family>.py) with their transformers
  * defaults, and refuses configs whose numerics cherry does not implement (another
- * activation, dynamic RoPE scaling, partial rotary, Qwen's
+ * activation, dynamic RoPE scaling, partial rotary outside Phi-3, Qwen's
  * max_window_layers, a multi-label classifier) instead of silently computing
  * something else.
  * Writing produces a config.json that transformers loads into the same architecture
@@ -252,9 +252,7 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
     if (theta_out && cfg_float(o, "rope_theta", *theta_out, theta_out, p, e)) return e->code;
     float prf = 1.0f;
     if (cfg_float(o, "partial_rotary_factor", 1.0f, &prf, p, e)) return e->code;
-    if (prf != 1.0f)
-        return err_set(e, EX_DATAERR, "%s: field \"partial_rotary_factor\" = %g; cherry rotates whole heads only", p,
-                       (double)prf);
+    if (prf != 1.0f) c->partial_rotary = prf;
     const char *t = json_string_value(json_object_get(o, "rope_type"));
     if (!t) t = json_string_value(json_object_get(o, "type"));
     if (!t || strcmp(t, "default") == 0) return 0;
@@ -374,9 +372,9 @@ static int finish_longrope(ModelConfig *c, const json_t *r, const char *p, Error
         return e->code;
     if (c->rope_scaling.original_max <= 0)
         return err_set(e, EX_DATAERR, "%s: \"original_max_position_embeddings\" must be positive", p);
-    if (c->rope_scaling.n_factors != model_head_dim(c) / 2)
-        return err_set(e, EX_DATAERR, "%s: longrope has %d factors; head_dim %d needs %d", p, c->rope_scaling.n_factors,
-                       model_head_dim(c), model_head_dim(c) / 2);
+    if (c->rope_scaling.n_factors != model_rotary_dim(c) / 2)
+        return err_set(e, EX_DATAERR, "%s: longrope has %d factors; %d rotated dimensions need %d", p,
+                       c->rope_scaling.n_factors, model_rotary_dim(c), model_rotary_dim(c) / 2);
     float f = c->rope_scaling.factor > 0 ? c->rope_scaling.factor : (float)c->max_seq / c->rope_scaling.original_max;
     c->rope_scaling.factor = f;
     if (!(c->rope_scaling.attn_factor > 0))
@@ -429,6 +427,20 @@ static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, co
     int hd = 0;
     if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
     c->head_dim = c->n_head > 0 && hd * c->n_head == c->d_model && c->d_model % c->n_head == 0 ? 0 : hd;
+    if (!(c->partial_rotary > 0)) { /* transformers 4.x keeps it at top level */
+        float prf = 1.0f;
+        if (cfg_float(r, "partial_rotary_factor", 1.0f, &prf, p, e)) return e->code;
+        if (prf != 1.0f) c->partial_rotary = prf;
+    }
+    if (c->partial_rotary > 0) {
+        int rd = model_rotary_dim(c);
+        if (c->family != FAMILY_PHI3)
+            return err_set(e, EX_DATAERR, "%s: field \"partial_rotary_factor\": partial rotary is a Phi-3 setting", p);
+        if (!(c->partial_rotary < 1) || rd < 2 || rd % 2)
+            return err_set(e, EX_DATAERR,
+                           "%s: field \"partial_rotary_factor\" = %g gives %d rotated dimensions (even, 2 .. head_dim)",
+                           p, (double)c->partial_rotary, rd);
+    }
     if (c->rope_scaling.type == ROPE_LONGROPE && finish_longrope(c, r, p, e)) return e->code;
     if (c->rope_scaling.type == ROPE_YARN && finish_yarn(c, r, p, e)) return e->code;
     if (cfg_float(r, "query_pre_attn_scalar", 0.0f, &c->query_scale, p, e) ||
@@ -519,7 +531,9 @@ static json_t *rope_json(const ModelConfig *c, float theta, int scaled) {
         json_object_set_new(rp, "high_freq_factor", float_json(c->rope_scaling.high_freq));
         json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
     }
-    if (c->family == FAMILY_PHI3) json_object_set_new(rp, "partial_rotary_factor", json_real(1.0));
+    if (c->family == FAMILY_PHI3)
+        json_object_set_new(rp, "partial_rotary_factor",
+                            c->partial_rotary > 0 ? float_json(c->partial_rotary) : json_real(1.0));
     return rp;
 }
 

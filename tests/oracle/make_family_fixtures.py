@@ -27,6 +27,8 @@ fixed batch of make_fixtures.py (B=3, T=10, right padding, lengths 10/7/4):
   gemma3-rm    Gemma3TextForSequenceClassification
   phi3         Phi3ForCausalLM: fused qkv_proj and gate_up_proj, sliding_window 5
   phi3-rm      Phi3ForSequenceClassification
+  phi3-partial Phi3ForCausalLM as Phi-4-mini: partial_rotary_factor 0.75 (6 of 8 head
+               dimensions rotate) with longrope
   phi3-longrope Phi3ForCausalLM with rope_type longrope, original context 8 (< T: long
                factors) and attention_factor sqrt(1 + ln 8 / ln 8)
 Windowed families are recorded without attention_mask (see record()'s note); with
@@ -69,6 +71,11 @@ GEMMA3 = dict(num_hidden_layers=3, head_dim=8, query_pre_attn_scalar=8, sliding_
                                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}},
               hidden_activation="gelu_pytorch_tanh")
 PHI3 = dict(sliding_window=5, original_max_position_embeddings=64, pad_token_id=0)
+# Phi-4-mini's shape: partial rotary 0.75 (6 of head_dim 8 rotate) under longrope.
+PHI3_PARTIAL = dict(num_attention_heads=2, num_key_value_heads=1, original_max_position_embeddings=8, pad_token_id=0,
+                    rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.2, 1.5],
+                                     "long_factor": [1.5, 2.5, 4.0], "original_max_position_embeddings": 8,
+                                     "partial_rotary_factor": 0.75})
 # LongRoPE (Phi-3-mini-128k, Phi-3.5-mini): original context 8 < T = 10, so the batch
 # uses the long factors; attention_factor from max_position_embeddings / 8.
 PHI3_LONG = dict(original_max_position_embeddings=8, pad_token_id=0,
@@ -99,6 +106,7 @@ FAMILIES = {
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3),
     "phi3-rm": (tf.Phi3Config, tf.Phi3ForSequenceClassification, dict(PHI3, num_labels=1)),
     "phi3-longrope": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3_LONG),
+    "phi3-partial": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3_PARTIAL),
 }
 
 
@@ -120,7 +128,7 @@ def build(name):
 # --config model-<name>/config.json): config.json keys and tensor names of cherry's
 # writer, LM and classifier heads.
 CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm", "phi3-longrope",
-                "qwen3-yarn"]
+                "qwen3-yarn", "phi3-partial"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -147,7 +155,7 @@ def cherry_saved(name, seed):
 GEN_PROMPTS = [[5, 17, 42, 3, 60], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [33, 33, 33]]
 GEN_NEW = 16
 GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "qwen3-yarn", "gemma2", "gemma3", "phi3",
-              "phi3-longrope"]
+              "phi3-longrope", "phi3-partial"]
 
 
 def generation():
