@@ -102,7 +102,8 @@ refuse() { # NAME SED-EXPR MESSAGE
   expect 65 "config.json with $1" "$BIN/model-info" "$T/$1"
   contains "$T/err" "$3" "message for $1"
 }
-refuse rope-yarn 's/"rope_type": "default"/"rope_type": "yarn"/' 'rope type "yarn" is not supported'
+refuse rope-unknown 's/"rope_type": "default"/"rope_type": "mrope"/' 'rope type "mrope" is not supported'
+refuse rope-longrope-incomplete 's/"rope_type": "default"/"rope_type": "longrope"/' 'short_factor'
 refuse rope-dynamic 's/"rope_type": "default"/"rope_type": "dynamic", "factor": 2.0/' 'rope type "dynamic"'
 refuse rope-llama3-incomplete 's/"rope_type": "default"/"rope_type": "llama3", "factor": 8.0/' 'original_max_position_embeddings'
 refuse partial-rotary 's/"rope_type": "default"/"rope_type": "default", "partial_rotary_factor": 0.5/' 'partial_rotary_factor'

@@ -262,6 +262,19 @@ int main(void) {
     c.rope_scaling.type = ROPE_LLAMA3, c.rope_scaling.factor = 8, c.rope_scaling.low_freq = 1;
     c.rope_scaling.high_freq = 4, c.rope_scaling.original_max = 16;
     check_random("random qwen3 hd=16 llama3 rope", &c, 7);
+    /* longrope: sequences cross the original context (8) while decoding, where the
+     * slot is prefilled again with the long factors; a recompute of the whole sequence
+     * uses the long factors for the earlier tokens too, so only invariance applies */
+    c = small_config(FAMILY_PHI3, 32, 40);
+    c.rope_scaling.type = ROPE_LONGROPE, c.rope_scaling.original_max = 8, c.rope_scaling.n_factors = 4;
+    c.rope_scaling.attn_factor = 1.3f, c.rope_scaling.factor = 6;
+    for (int i = 0; i < 4; i++)
+        c.rope_scaling.short_factor[i] = 1.0f + 0.1f * i, c.rope_scaling.long_factor[i] = 2.0f + i;
+    Model lm;
+    model_create(&lm, &c);
+    model_init_random(&lm, 8);
+    check_invariance("random phi3 longrope", &lm);
+    model_free(&lm);
     if (failures) {
         printf("%d failures\n", failures);
         return 1;

@@ -4,6 +4,7 @@
  * ACCUMULATES with dout = r (gradients start random), the numerical one the
  * Richardson-extrapolated central difference (4 D(e) - D(2e)) / 3 with L in double.
  * Tolerance 2e-3 relative (floor 1e-2 max|g|), as there.
+ * rope_part (partial rotary) is checked the same way, with the pass-through part.
  * Also checked: the windowed attention mask (exactly 0 outside the window, rows sum
  * to 1), attention_ext with default options equal to attention_forward, rope_freq
  * with the default table equal to rope_forward, the soft-capped LM head against a
@@ -103,9 +104,13 @@ static void test_geglu(void) {
 enum { R_N = 5, R_NH = 3, R_HD = 8 };
 static const int r_pos[R_N] = {0, 1, 2, 97, 1};
 static float r_inv[R_HD / 2], *r_x, *r_r, *r_out;
+static int r_rot = R_HD;
 static double rope_loss(void) {
     memcpy(r_out, r_x, sizeof(float) * R_N * R_NH * R_HD);
-    rope_freq_forward(r_out, r_pos, R_N, R_NH, R_HD, r_inv);
+    if (r_rot == R_HD)
+        rope_freq_forward(r_out, r_pos, R_N, R_NH, R_HD, r_inv);
+    else
+        rope_part_forward(r_out, r_pos, R_N, R_NH, R_HD, r_rot, r_inv);
     return dot(r_out, r_r, R_N * R_NH * R_HD);
 }
 static void test_rope_freq(void) {
@@ -121,6 +126,19 @@ static void test_rope_freq(void) {
     rope_freq_backward(dx, r_pos, R_N, R_NH, R_HD, r_inv); /* dx = R^T r (in place) */
     for (size_t i = 0; i < n; i++) dx[i] += dx0[i];
     fd_check("rope_freq dx (scaled table)", rope_loss, r_x, dx, dx0, n);
+    /* partial: 6 of 8 dimensions rotate (pairs i, i + 3), the last 2 pass through */
+    r_rot = 6;
+    rope_loss();
+    int pass_ok = 1;
+    for (int v = 0; v < R_N * R_NH; v++)
+        for (int i = r_rot; i < R_HD; i++) pass_ok &= r_out[v * R_HD + i] == r_x[v * R_HD + i];
+    printf("%-4s %-40s\n", pass_ok ? "ok" : "FAIL", "rope_part leaves dimensions >= rot alone");
+    failures += !pass_ok;
+    memcpy(dx, r_r, n * sizeof(float));
+    rope_part_backward(dx, r_pos, R_N, R_NH, R_HD, r_rot, r_inv);
+    for (size_t i = 0; i < n; i++) dx[i] += dx0[i];
+    fd_check("rope_part dx (rot 6 of 8)", rope_loss, r_x, dx, dx0, n);
+    r_rot = R_HD;
     free(ref), free(dx0), free(dx), free(r_x), free(r_r), free(r_out);
 }
 

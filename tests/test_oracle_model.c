@@ -112,6 +112,8 @@ static void check_fixture_perturbed(const char *name, const char *perturb) {
         for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].window = 0;
     } else if (perturb && strcmp(perturb, "no-rope-scaling") == 0) {
         for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].rope_plain = 1;
+    } else if (perturb && strcmp(perturb, "short-factors") == 0) { /* longrope: never the long ones */
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].inv_freq_long = NULL;
     } else if (perturb && strcmp(perturb, "attn_softcap") == 0) {
         m.cfg.attn_softcap *= 1.01f;
     } else if (perturb && strcmp(perturb, "final_softcap") == 0) {
@@ -264,6 +266,10 @@ static void check_negative_controls(void) {
                  {"model-gemma3", "no-rope-scaling"},
                  {"model-gemma3", "+model.layers.2.self_attn.q_norm.weight"},
                  {"model-phi3", "no-window"},
+                 {"model-phi3-longrope", "no-rope-scaling"},
+                 {"model-qwen3-yarn", "no-rope-scaling"},
+                 {"model-phi3-partial", "short-factors"},
+                 {"model-phi3-longrope", "short-factors"},
                  {"model-phi3", "model.layers.1.mlp.gate_up_proj.weight"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         negative_control = 1;
@@ -486,12 +492,12 @@ static void check_determinism(const char *name) {
 int main(int argc, char **argv) {
     if (getenv("ORACLE_FIXTURES")) fixdir = getenv("ORACLE_FIXTURES");
     if (argc > 1) fixdir = argv[1];
-    const char *names[] = {"model-gpt2", "model-gpt2-untied", "model-llama-gqa", "model-llama-tied", "model-gpt2-rm",
-                           "model-llama-rm",
-                           /* tests/oracle/make_family_fixtures.py */
-                           "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral",
-                           "model-mistral-rm", "model-qwen3", "model-qwen3-rm", "model-gemma2", "model-gemma2-rm",
-                           "model-gemma3", "model-gemma3-rm", "model-phi3", "model-phi3-rm"};
+    const char *names[] = {
+        "model-gpt2", "model-gpt2-untied", "model-llama-gqa", "model-llama-tied", "model-gpt2-rm", "model-llama-rm",
+        /* tests/oracle/make_family_fixtures.py */
+        "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral", "model-mistral-rm",
+        "model-qwen3", "model-qwen3-rm", "model-gemma2", "model-gemma2-rm", "model-gemma3", "model-gemma3-rm",
+        "model-phi3", "model-phi3-rm", "model-phi3-longrope", "model-qwen3-yarn", "model-phi3-partial"};
     char probe[600];
     snprintf(probe, sizeof probe, "%s/model-gpt2/config.json", fixdir);
     if (!file_exists(probe)) {
@@ -521,8 +527,9 @@ int main(int argc, char **argv) {
     check_round_trips("model-gpt2", tmpdir);
     check_round_trips("model-llama-gqa", tmpdir);
     check_round_trips("model-llama-rm", tmpdir);
-    const char *rt[] = {"model-qwen2",  "model-qwen2-rm", "model-llama3",    "model-mistral", "model-qwen3",
-                        "model-gemma2", "model-gemma3",   "model-gemma3-rm", "model-phi3",    "model-phi3-rm"};
+    const char *rt[] = {"model-qwen2", "model-qwen2-rm", "model-llama3",       "model-mistral",
+                        "model-qwen3", "model-gemma2",   "model-gemma3",       "model-gemma3-rm",
+                        "model-phi3",  "model-phi3-rm",  "model-phi3-longrope"};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) check_round_trips(rt[i], tmpdir);
     check_other_spellings("model-gpt2", tmpdir);
     check_other_spellings("model-llama-tied", tmpdir);

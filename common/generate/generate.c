@@ -209,8 +209,9 @@ static void gen_attn_block(GenState *g, KVCache *kv, int l, const int *slots, in
         model_norm_forward(m, g->q, NULL, g->rstdh, g->q, L->q_norm, NULL, n * nh, hd);
         model_norm_forward(m, g->k, NULL, g->rstdh, g->k, L->k_norm, NULL, n * nkv, hd);
     }
-    model_rope(m, l, g->q, g->pos, n, nh, 0);
-    model_rope(m, l, g->k, g->pos, n, nkv, 0);
+    /* a prompt's rows share a slot: longrope chooses its factors per sequence */
+    model_rope(m, l, g->q, g->pos, slots, n, nh, 0);
+    model_rope(m, l, g->k, g->pos, slots, n, nkv, 0);
     for (int r = 0; r < n; r++) {
         size_t off = kv_off(kv, l, slots[r], g->pos[r]);
         memcpy(kv->k + off, g->k + (size_t)r * kvd, kvd * sizeof(float));
@@ -478,6 +479,20 @@ static int check_stop(const GenConfig *cfg, const ModelConfig *mc, const Tokeniz
     return sl->done;
 }
 
+/* LongRoPE (Phi-3): the token at position original_max_position_embeddings is the
+ * first past the original context, where the long factors take over for the whole
+ * sequence.  transformers' Phi3ForCausalLM.prepare_inputs_for_generation drops the
+ * cache at that step and recomputes every position with the long factors; so does
+ * this: slot s is prefilled again with its history (prompt + generated tokens). */
+static void reprefill(Run *R, int s) {
+    Slot *sl = &R->slot[s];
+    int L = sl->n_hist;
+    R->kv.len[s] = 0;
+    for (int t = 0; t < L; t++) R->rows_tok[t] = sl->hist[t], R->rows_slot[t] = s, R->want[t] = t == L - 1;
+    gen_forward(R->g, &R->kv, R->rows_tok, R->rows_slot, L, R->want, sl->logits, 0);
+    for (int t = 0; t < L; t++) R->want[t] = 0;
+}
+
 static void run_free(Run *R) {
     for (int s = 0; s < R->nslot; s++) {
         sampler_free(&R->slot[s].sampler);
@@ -506,6 +521,8 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
     int cap = (long)maxlen + cfg->max_new_tokens < mc->max_seq ? maxlen + cfg->max_new_tokens : mc->max_seq;
     R.nslot = cfg->batch_size < nseq ? cfg->batch_size : (int)nseq;
     int rows = maxlen > R.nslot ? maxlen : R.nslot;
+    int long_from = mc->n_layer ? m->w.info[0].long_from : 0; /* longrope: see reprefill */
+    if (long_from > 0 && cap > rows) rows = cap;
     R.g = gen_state_new(m, rows, e);
     if (!R.g) return e->code;
     kv_init(&R.kv, mc, R.nslot, cap);
@@ -559,8 +576,11 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
         if (progress) progress(progress_ctx, (int)finished, tokens_out);
         /* 4. one decode step for the sequences still running */
         int nr = 0;
+        for (int s = 0; s < nslot; s++) /* first: reprefill uses the row buffers */
+            if (slot[s].seq >= 0 && long_from > 0 && slot[s].n_hist - 1 == long_from) reprefill(&R, s);
         for (int s = 0; s < nslot; s++)
-            if (slot[s].seq >= 0) R.rows_tok[nr] = slot[s].hist[slot[s].n_hist - 1], R.rows_slot[nr++] = s;
+            if (slot[s].seq >= 0 && !(long_from > 0 && slot[s].n_hist - 1 == long_from))
+                R.rows_tok[nr] = slot[s].hist[slot[s].n_hist - 1], R.rows_slot[nr++] = s;
         if (nr == 0) continue;
         gen_forward(R.g, &R.kv, R.rows_tok, R.rows_slot, nr, NULL, R.step_logits, 1);
         for (int r = 0; r < nr; r++)

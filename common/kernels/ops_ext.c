@@ -42,8 +42,8 @@ void geglu_backward(float *dgate, float *dup, const float *dout, const float *ga
 /* ---- RoPE with a frequency table ----------------------------------------------------
  * The rotation of rope_forward (Su et al. 2021, rotate_half layout) with the angles in
  * float32 as transformers computes them: f32(pos) * inv_freq, then cos/sin. */
-static void rope_freq_apply(float *x, const int *pos, int N, int nh, int hd, const float *inv, float sign) {
-    int half = hd / 2;
+static void rope_part_apply(float *x, const int *pos, int N, int nh, int hd, int rot, const float *inv, float sign) {
+    int half = rot / 2;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float p = (float)pos[n];
@@ -60,12 +60,23 @@ static void rope_freq_apply(float *x, const int *pos, int N, int nh, int hd, con
 }
 
 void rope_freq_forward(float *x, const int *pos, int N, int nh, int hd, const float *inv_freq) {
-    rope_freq_apply(x, pos, N, nh, hd, inv_freq, 1.0f);
+    rope_part_apply(x, pos, N, nh, hd, hd, inv_freq, 1.0f);
 }
 
 /* Orthogonal rotation: the transpose is the rotation by -angle. */
 void rope_freq_backward(float *dx, const int *pos, int N, int nh, int hd, const float *inv_freq) {
-    rope_freq_apply(dx, pos, N, nh, hd, inv_freq, -1.0f);
+    rope_part_apply(dx, pos, N, nh, hd, hd, inv_freq, -1.0f);
+}
+
+/* Partial rotary (transformers' Phi-3 apply_rotary_pos_emb with partial_rotary_factor):
+ * the first rot dimensions of each head rotate, in rotate_half layout over rot, the
+ * rest pass through. */
+void rope_part_forward(float *x, const int *pos, int N, int nh, int hd, int rot, const float *inv_freq) {
+    rope_part_apply(x, pos, N, nh, hd, rot, inv_freq, 1.0f);
+}
+
+void rope_part_backward(float *dx, const int *pos, int N, int nh, int hd, int rot, const float *inv_freq) {
+    rope_part_apply(dx, pos, N, nh, hd, rot, inv_freq, -1.0f);
 }
 
 /* ---- attention with options -----------------------------------------------------------

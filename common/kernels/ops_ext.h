@@ -2,7 +2,8 @@
  * pairs with ops.h's conventions (row-major [N, C], backward accumulates).
  *   geglu:        Gemma's MLP core gelu_tanh(gate) * up
  *   rope_freq:    RoPE with an explicit inverse-frequency table (scaled RoPE:
- *                 linear, llama3; Gemma 3's local/global bases)
+ *                 linear, llama3, longrope, yarn; Gemma 3's local/global bases)
+ *   rope_part:    the same on the first rot dimensions of each head (partial rotary)
  *   attention_ext: causal GQA attention with a sliding window, a query scale other
  *                 than 1/sqrt(hd) and tanh soft-capping of the scores (Gemma 2)
  *   logprobs_softcap: the LM head of logprobs_forward with final-logit soft-capping
@@ -20,6 +21,10 @@ void geglu_backward(float *dgate, float *dup, const float *dout, const float *ga
 /* ---- RoPE as rope_forward (ops.h) with angle = f32(pos) * inv_freq[i], i < hd/2 ---- */
 void rope_freq_forward(float *x, const int *pos, int N, int nh, int hd, const float *inv_freq);
 void rope_freq_backward(float *dx, const int *pos, int N, int nh, int hd, const float *inv_freq);
+/* ---- partial RoPE: only the first rot (even) dimensions of each head rotate, pairs
+ * (i, i + rot/2) with inv_freq[rot/2]; the others pass through ---- */
+void rope_part_forward(float *x, const int *pos, int N, int nh, int hd, int rot, const float *inv_freq);
+void rope_part_backward(float *dx, const int *pos, int N, int nh, int hd, int rot, const float *inv_freq);
 
 /* ---- attention with options ----
  * As attention_forward (ops.h) with: scores s = scale * q.k; when softcap > 0,

@@ -127,12 +127,48 @@ static int *build_layout(Model *m, int *glob) {
     return lay;
 }
 
-/* transformers _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters
- * and _compute_llama3_parameters (modeling_rope_utils.py), in float32 as there. */
+/* YaRN (transformers _compute_yarn_parameters): the dimension turning `rot` times over
+ * the original context is dim ln(orig / (2 pi rot)) / (2 ln base) (in double, as the
+ * Python there); frequencies below the ramp are interpolated (/ factor), above kept. */
+static double yarn_dim(double rot, int dim, double base, int orig) {
+    return dim * log(orig / (rot * 2 * M_PI)) / (2 * log(base));
+}
+
+static void yarn_table(float *inv, const ModelConfig *c, float theta) {
+    int dim = model_rotary_dim(c), half = dim / 2, orig = c->rope_scaling.original_max;
+    double lo = yarn_dim(c->rope_scaling.beta_fast, dim, theta, orig);
+    double hi = yarn_dim(c->rope_scaling.beta_slow, dim, theta, orig);
+    if (!c->rope_scaling.no_truncate) lo = floor(lo), hi = ceil(hi);
+    lo = lo > 0 ? lo : 0;
+    hi = hi < dim - 1 ? hi : dim - 1;
+    if (lo == hi) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        float pf = powf(theta, (float)(2 * i) / (float)dim);
+        float extra = 1.0f / pf, inter = 1.0f / (c->rope_scaling.factor * pf);
+        float ramp = ((float)i - (float)lo) / (float)(hi - lo);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float ef = 1.0f - ramp; /* the extrapolation share */
+        inv[i] = inter * (1.0f - ef) + extra * ef;
+    }
+}
+
+/* transformers _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
+ * _compute_llama3_parameters and _compute_longrope_parameters (modeling_rope_utils.py;
+ * LongRoPE, Ding et al. 2024), in float32 as there.  scaled: 0 unscaled, 1 the
+ * config's scaling (longrope: short factors), 2 longrope's long factors. */
 static void rope_table(float *inv, const ModelConfig *c, float theta, int scaled) {
-    int hd = model_head_dim(c), half = hd / 2;
+    int hd = model_rotary_dim(c), half = hd / 2;
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     if (!scaled || c->rope_scaling.type == ROPE_DEFAULT) return;
+    if (c->rope_scaling.type == ROPE_YARN) {
+        yarn_table(inv, c, theta);
+        return;
+    }
+    if (c->rope_scaling.type == ROPE_LONGROPE) { /* scaled = 1: short factors, 2: long */
+        const float *ext = scaled == 2 ? c->rope_scaling.long_factor : c->rope_scaling.short_factor;
+        for (int i = 0; i < half; i++) inv[i] = 1.0f / (ext[i] * powf(theta, (float)(2 * i) / (float)hd));
+        return;
+    }
     float factor = c->rope_scaling.factor;
     if (c->rope_scaling.type == ROPE_LINEAR) {
         for (int i = 0; i < half; i++) inv[i] /= factor;
@@ -163,11 +199,13 @@ static void fill_view(Model *m, const int *glob, const int *lay) {
     m->w.lm_head = I->lm_head >= 0 ? m->params + m->tensors[I->lm_head].offset
                                    : (c->tie_embeddings && !c->is_classifier ? m->w.wte : NULL);
     m->w.score = I->score >= 0 ? m->params + m->tensors[I->score].offset : NULL;
-    int hd = model_head_dim(c), half = hd / 2 > 0 ? hd / 2 : 1;
-    I->inv_freq = xmalloc(2 * (size_t)half * sizeof(float));
+    int rd = model_rotary_dim(c), half = rd / 2 > 0 ? rd / 2 : 1;
+    I->inv_freq = xmalloc(3 * (size_t)half * sizeof(float));
     float local = c->rope_local_theta > 0 ? c->rope_local_theta : c->rope_theta;
+    int longrope = c->rope_scaling.type == ROPE_LONGROPE;
     rope_table(I->inv_freq, c, c->rope_theta, 1);
     rope_table(I->inv_freq + half, c, local, 0);
+    if (longrope) rope_table(I->inv_freq + 2 * half, c, c->rope_theta, 2);
     for (int l = 0; l < c->n_layer; l++) {
         float **p = (float **)&layer[l];
         for (int k = 0; k < LW_SLOTS; k++) {
@@ -181,7 +219,13 @@ static void fill_view(Model *m, const int *glob, const int *lay) {
         int loc = slides && c->rope_local_theta > 0;
         li->inv_freq = I->inv_freq + (loc ? half : 0);
         li->rope_theta = loc ? local : c->rope_theta;
-        li->rope_plain = loc || c->rope_scaling.type == ROPE_DEFAULT;
+        li->rope_plain = (loc || c->rope_scaling.type == ROPE_DEFAULT) && rd == model_head_dim(c);
+        li->rope_scale = 1.0f;
+        if (longrope && !loc) {
+            li->inv_freq_long = I->inv_freq + 2 * half;
+            li->long_from = c->rope_scaling.original_max;
+        }
+        if ((longrope || c->rope_scaling.type == ROPE_YARN) && !loc) li->rope_scale = c->rope_scaling.attn_factor;
     }
     m->w.layer = layer;
     m->w.info = info;
@@ -462,19 +506,39 @@ static void ensure_bwd(Model *m) {
 
 /* ---- per-layer pieces shared with generation ---- */
 
-void model_rope(const Model *m, int l, float *x, const int *pos, int N, int nh, int inverse) {
-    const LayerInfo *li = &m->w.info[l];
-    int hd = model_head_dim(&m->cfg);
-    if (!li->inv_freq) return;
+/* Rows [r0, r1) with one table; then the longrope scale. */
+static void rope_rows(const Model *m, const LayerInfo *li, const float *inv, float *x, const int *pos, int r0, int r1,
+                      int nh, int inverse) {
+    int hd = model_head_dim(&m->cfg), rd = model_rotary_dim(&m->cfg);
+    float *xr = x + (size_t)r0 * nh * hd;
     if (li->rope_plain) {
         if (inverse)
-            rope_backward(x, pos, N, nh, hd, li->rope_theta);
+            rope_backward(xr, pos + r0, r1 - r0, nh, hd, li->rope_theta);
         else
-            rope_forward(x, pos, N, nh, hd, li->rope_theta);
+            rope_forward(xr, pos + r0, r1 - r0, nh, hd, li->rope_theta);
     } else if (inverse) {
-        rope_freq_backward(x, pos, N, nh, hd, li->inv_freq);
+        rope_part_backward(xr, pos + r0, r1 - r0, nh, hd, rd, inv);
     } else {
-        rope_freq_forward(x, pos, N, nh, hd, li->inv_freq);
+        rope_part_forward(xr, pos + r0, r1 - r0, nh, hd, rd, inv);
+    }
+    /* (s R)^T = s R^T: forward and backward scale alike; only the rotated dimensions
+     * (transformers scales cos and sin) */
+    if (li->rope_scale != 1.0f)
+        for (size_t v = 0; v < (size_t)(r1 - r0) * nh; v++)
+            for (int i = 0; i < rd; i++) xr[v * hd + i] *= li->rope_scale;
+}
+
+void model_rope(const Model *m, int l, float *x, const int *pos, const int *group, int N, int nh, int inverse) {
+    const LayerInfo *li = &m->w.info[l];
+    if (!li->inv_freq) return;
+    if (!li->inv_freq_long) {
+        rope_rows(m, li, li->inv_freq, x, pos, 0, N, nh, inverse);
+        return;
+    }
+    for (int r0 = 0, r1; r0 < N; r0 = r1) { /* longrope: per group, by its longest position */
+        int mx = pos[r0];
+        for (r1 = r0 + 1; r1 < N && (!group || group[r1] == group[r0]); r1++) mx = pos[r1] > mx ? pos[r1] : mx;
+        rope_rows(m, li, mx + 1 > li->long_from ? li->inv_freq_long : li->inv_freq, x, pos, r0, r1, nh, inverse);
     }
 }
 
@@ -549,8 +613,8 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
         model_norm_forward(m, a->q, NULL, a->qn_rstd, a->qr, W->q_norm, NULL, N * nh, hd);
         model_norm_forward(m, a->k, NULL, a->kn_rstd, a->kr, W->k_norm, NULL, N * nkv, hd);
     }
-    model_rope(m, l, a->q, I->pos, N, nh, 0);
-    model_rope(m, l, a->k, I->pos, N, nkv, 0);
+    model_rope(m, l, a->q, I->pos, NULL, N, nh, 0);
+    model_rope(m, l, a->k, I->pos, NULL, N, nkv, 0);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
     if (plain && o.window == 0)
@@ -699,8 +763,8 @@ static void attn_block_backward(Model *m, int l, const float *x) {
     else
         attention_ext_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, B, T, nh, nkv, hd, &o);
     zero(I->dln, (size_t)N * C);
-    model_rope(m, l, I->dq, I->pos, N, nh, 1);
-    model_rope(m, l, I->dk, I->pos, N, nkv, 1);
+    model_rope(m, l, I->dq, I->pos, NULL, N, nh, 1);
+    model_rope(m, l, I->dk, I->pos, NULL, N, nkv, 1);
     float *dq = I->dq, *dk = I->dk;
     if (W->q_norm) {
         zero(I->dqr, (size_t)N * Q);

@@ -40,7 +40,8 @@ typedef enum {
 } Family;
 
 /* RoPE frequency scaling (transformers modeling_rope_utils.py). */
-typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3 } RopeType;
+typedef enum { ROPE_DEFAULT = 0, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE, ROPE_YARN } RopeType;
+#define ROPE_MAX_FACTORS 128 /* longrope factors: one per frequency, head_dim / 2 */
 
 typedef struct ModelConfig {
     Family family;
@@ -60,12 +61,18 @@ typedef struct ModelConfig {
     int bos_id, eos_id, pad_id; /* -1 when absent */
     int is_classifier;          /* *ForSequenceClassification with num_labels = 1 */
     /* ---- settings of the newer families; 0 = off / the default ---- */
-    int head_dim; /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
+    int head_dim;         /* 0: d_model / n_head (Qwen3, Gemma set it explicitly) */
+    float partial_rotary; /* partial_rotary_factor (Phi-4-mini 0.75); 0: 1, the whole head rotates */
     struct {
         RopeType type;
-        float factor;              /* linear, llama3 */
-        float low_freq, high_freq; /* llama3 low_freq_factor, high_freq_factor */
-        int original_max;          /* llama3 original_max_position_embeddings */
+        float factor;               /* linear, llama3, yarn; longrope: the context ratio */
+        float low_freq, high_freq;  /* llama3 low_freq_factor, high_freq_factor */
+        int original_max;           /* llama3, longrope, yarn original_max_position_embeddings */
+        float attn_factor;          /* longrope, yarn: cos and sin scaled by it */
+        float beta_fast, beta_slow; /* yarn: the rotation counts bounding the ramp */
+        int no_truncate;            /* yarn truncate false: the ramp bounds are not rounded */
+        int n_factors;              /* longrope: entries of short_factor / long_factor */
+        float short_factor[ROPE_MAX_FACTORS], long_factor[ROPE_MAX_FACTORS]; /* longrope */
     } rope_scaling;
     float rope_local_theta; /* Gemma 3: rope_local_base_freq of the sliding layers (0: rope_theta) */
     int sliding_window;     /* 0: none; else keys with q - k >= window are masked */
@@ -75,8 +82,9 @@ typedef struct ModelConfig {
     float query_scale;      /* Gemma query_pre_attn_scalar (0: head_dim) */
 } ModelConfig;
 
-/* Head dimension and the q / kv projection widths of a config. */
+/* Head dimension of a config, and the rotated part of it. */
 int model_head_dim(const ModelConfig *c);
+int model_rotary_dim(const ModelConfig *c);
 
 /* Weight pointers of one block, filled once by model_create (model_family.c's table
  * says which exist for a family; absent ones are NULL).  Linear weights [out, in].
@@ -99,10 +107,15 @@ typedef struct LayerWeights {
 
 /* Per-layer settings derived from the config once (rotary tables, window). */
 typedef struct LayerInfo {
-    const float *inv_freq; /* [head_dim / 2] RoPE inverse frequencies; NULL: no RoPE */
+    const float *inv_freq; /* [rotary_dim / 2] RoPE inverse frequencies; NULL: no RoPE */
     int rope_plain;        /* inv_freq is the default theta^(-2i/hd) (rope_forward applies) */
     float rope_theta;
     int window; /* sliding window of this layer (0: full causal) */
+    /* longrope: inv_freq_long replaces inv_freq for a sequence longer than long_from
+     * positions, and the rotation is scaled by rope_scale */
+    const float *inv_freq_long;
+    int long_from;
+    float rope_scale;
 } LayerInfo;
 
 /* The whole weights view: globals and one LayerWeights per block. */
@@ -183,12 +196,15 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
 /* Pieces of the forward that generation (generate.c) shares, per family:
  * the norm of a LayerWeights / ModelView weight (LayerNorm with bias b, RMSNorm, or
  * Gemma's RMSNorm x (1 + w); mean may be NULL for RMS norms); RoPE of layer l in
- * place (inverse: the transpose, for backward; a no-op without RoPE); the attention
+ * place (inverse: the transpose, for backward; a no-op without RoPE; longrope picks
+ * its long factors for a group of rows, consecutive rows with the same group id, or
+ * all rows when group is NULL, whose largest position reaches the original context,
+ * as transformers does per forward); the attention
  * score scale; the embedding scale (Gemma sqrt(C), else 1); the MLP activation
  * (gated: act(gate) * up; GPT-2: gelu(gate), up unused). */
 void model_norm_forward(const Model *m, float *out, float *mean, float *rstd, const float *x, const float *w,
                         const float *b, int N, int C);
-void model_rope(const Model *m, int l, float *x, const int *pos, int N, int nh, int inverse);
+void model_rope(const Model *m, int l, float *x, const int *pos, const int *group, int N, int nh, int inverse);
 float model_attn_scale(const ModelConfig *c);
 float model_embed_scale(const Model *m);
 void model_mlp_act(const Model *m, float *out, const float *gate, const float *up, size_t n);

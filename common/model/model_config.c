@@ -3,7 +3,7 @@
  * Reads the keys of transformers' GPT2Config, LlamaConfig and the configs of the other
  * families of model_family.c (configuration_<family>.py) with their transformers
  * defaults, and refuses configs whose numerics cherry does not implement (another
- * activation, dynamic/YaRN/longrope RoPE scaling, partial rotary, Qwen's
+ * activation, dynamic RoPE scaling, partial rotary outside Phi-3, Qwen's
  * max_window_layers, a multi-label classifier) instead of silently computing
  * something else.
  * Writing produces a config.json that transformers loads into the same architecture
@@ -183,6 +183,67 @@ static int parse_gpt2(ModelConfig *c, const json_t *r, const char *p, Error *e) 
     return 0;
 }
 
+/* A list of numbers into out (at most ROPE_MAX_FACTORS); returns the count or -1. */
+static int float_list(const json_t *a, float *out) {
+    if (!json_is_array(a) || json_array_size(a) > ROPE_MAX_FACTORS) return -1;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0)) return -1;
+        out[i] = (float)json_number_value(v);
+    }
+    return (int)json_array_size(a);
+}
+
+/* LongRoPE (Ding et al. 2024; Phi-3-mini-128k, Phi-3.5-mini): per-frequency factors,
+ * short_factor within the original context and long_factor beyond it, and cos/sin
+ * scaled by attention_factor [sqrt(1 + ln(factor) / ln(original context)), factor =
+ * max_position_embeddings / original_max_position_embeddings] — transformers
+ * _compute_longrope_parameters.  The counts are checked against head_dim later. */
+static int parse_longrope(ModelConfig *c, const json_t *o, const char *p, Error *e) {
+    c->rope_scaling.type = ROPE_LONGROPE;
+    int ns = float_list(json_object_get(o, "short_factor"), c->rope_scaling.short_factor);
+    int nl = float_list(json_object_get(o, "long_factor"), c->rope_scaling.long_factor);
+    if (ns < 1 || ns != nl)
+        return err_set(e, EX_DATAERR,
+                       "%s: longrope needs \"short_factor\" and \"long_factor\": lists of the same length (at most "
+                       "%d) of positive numbers",
+                       p, ROPE_MAX_FACTORS);
+    c->rope_scaling.n_factors = ns;
+    if (cfg_int(o, "original_max_position_embeddings", 0, &c->rope_scaling.original_max, p, e) ||
+        cfg_float(o, "factor", 0.0f, &c->rope_scaling.factor, p, e) ||
+        cfg_float(o, "attention_factor", 0.0f, &c->rope_scaling.attn_factor, p, e))
+        return e->code;
+    return 0;
+}
+
+/* YaRN (Peng et al. 2023; Qwen2.5/Qwen3 long-context settings): frequencies blended
+ * between interpolated (/ factor) and original along a ramp between the dimensions
+ * that turn beta_fast [32] and beta_slow [1] times over the original context; cos and
+ * sin scaled by attention_factor [0.1 ln(factor) + 1, eq. 21, or the mscale ratio] —
+ * transformers _compute_yarn_parameters.  Static: no dependence on the length. */
+static int parse_yarn(ModelConfig *c, const json_t *o, const char *p, Error *e) {
+    c->rope_scaling.type = ROPE_YARN;
+    float mscale, mscale_all;
+    int truncate = 1;
+    if (cfg_float(o, "factor", 0.0f, &c->rope_scaling.factor, p, e) ||
+        cfg_int(o, "original_max_position_embeddings", 0, &c->rope_scaling.original_max, p, e) ||
+        cfg_float(o, "attention_factor", 0.0f, &c->rope_scaling.attn_factor, p, e) ||
+        cfg_float(o, "beta_fast", 32.0f, &c->rope_scaling.beta_fast, p, e) ||
+        cfg_float(o, "beta_slow", 1.0f, &c->rope_scaling.beta_slow, p, e) ||
+        cfg_float(o, "mscale", 0.0f, &mscale, p, e) || cfg_float(o, "mscale_all_dim", 0.0f, &mscale_all, p, e) ||
+        cfg_bool(o, "truncate", 1, &truncate, p, e))
+        return e->code;
+    c->rope_scaling.no_truncate = !truncate;
+    if (c->rope_scaling.beta_fast == 0) c->rope_scaling.beta_fast = 32.0f; /* transformers: `or 32` */
+    if (c->rope_scaling.beta_slow == 0) c->rope_scaling.beta_slow = 1.0f;
+    if (!(c->rope_scaling.attn_factor > 0) && mscale > 0 && mscale_all > 0) {
+        double f = c->rope_scaling.factor, a = f <= 1 ? 1.0 : 0.1 * mscale * log(f) + 1.0;
+        double b = f <= 1 ? 1.0 : 0.1 * mscale_all * log(f) + 1.0;
+        c->rope_scaling.attn_factor = (float)(a / b);
+    }
+    return 0;
+}
+
 /* One rope_parameters / rope_scaling object into c (theta_out NULL: no rope_theta
  * key expected there).  Types: default, linear (factor) and llama3 (factor,
  * low_freq_factor, high_freq_factor, original_max_position_embeddings), as
@@ -191,9 +252,7 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
     if (theta_out && cfg_float(o, "rope_theta", *theta_out, theta_out, p, e)) return e->code;
     float prf = 1.0f;
     if (cfg_float(o, "partial_rotary_factor", 1.0f, &prf, p, e)) return e->code;
-    if (prf != 1.0f)
-        return err_set(e, EX_DATAERR, "%s: field \"partial_rotary_factor\" = %g; cherry rotates whole heads only", p,
-                       (double)prf);
+    if (prf != 1.0f) c->partial_rotary = prf;
     const char *t = json_string_value(json_object_get(o, "rope_type"));
     if (!t) t = json_string_value(json_object_get(o, "type"));
     if (!t || strcmp(t, "default") == 0) return 0;
@@ -201,6 +260,10 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
         return err_set(e, EX_DATAERR, "%s: rope type \"%s\" on sliding layers is not supported (only default)", p, t);
     if (strcmp(t, "linear") == 0) {
         c->rope_scaling.type = ROPE_LINEAR;
+    } else if (strcmp(t, "longrope") == 0) {
+        return parse_longrope(c, o, p, e);
+    } else if (strcmp(t, "yarn") == 0) {
+        return parse_yarn(c, o, p, e);
     } else if (strcmp(t, "llama3") == 0) {
         c->rope_scaling.type = ROPE_LLAMA3;
         if (cfg_float(o, "low_freq_factor", 1.0f, &c->rope_scaling.low_freq, p, e) ||
@@ -210,10 +273,11 @@ static int parse_rope_obj(ModelConfig *c, const json_t *o, float *theta_out, int
         if (!(c->rope_scaling.high_freq > c->rope_scaling.low_freq) || c->rope_scaling.original_max < 1)
             return err_set(e, EX_DATAERR, "%s: llama3 rope scaling needs high_freq_factor > low_freq_factor", p);
     } else {
-        return err_set(e, EX_DATAERR,
-                       "%s: rope type \"%s\" is not supported (default, linear and llama3 are; dynamic NTK would "
-                       "make a token's log-prob depend on the batch length)",
-                       p, t);
+        return err_set(
+            e, EX_DATAERR,
+            "%s: rope type \"%s\" is not supported (default, linear, llama3, longrope and yarn are; dynamic NTK would "
+            "make a token's log-prob depend on the batch length)",
+            p, t);
     }
     if (cfg_float(o, "factor", 1.0f, &c->rope_scaling.factor, p, e)) return e->code;
     if (!(c->rope_scaling.factor >= 1.0f) || !isfinite(c->rope_scaling.factor))
@@ -300,6 +364,40 @@ static int parse_window(ModelConfig *c, const json_t *r, const char *p, Error *e
                    "%s: field \"layer_types\" is not a pattern cherry supports (all, or every k-th full)", p);
 }
 
+/* The longrope settings that need the rest of the config: the original context (in
+ * the rope object or at top level, as Phi-3 keeps it), factor and attention factor. */
+static int finish_longrope(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    if (c->rope_scaling.original_max <= 0 &&
+        cfg_required(r, "original_max_position_embeddings", &c->rope_scaling.original_max, p, e))
+        return e->code;
+    if (c->rope_scaling.original_max <= 0)
+        return err_set(e, EX_DATAERR, "%s: \"original_max_position_embeddings\" must be positive", p);
+    if (c->rope_scaling.n_factors != model_rotary_dim(c) / 2)
+        return err_set(e, EX_DATAERR, "%s: longrope has %d factors; %d rotated dimensions need %d", p,
+                       c->rope_scaling.n_factors, model_rotary_dim(c), model_rotary_dim(c) / 2);
+    float f = c->rope_scaling.factor > 0 ? c->rope_scaling.factor : (float)c->max_seq / c->rope_scaling.original_max;
+    c->rope_scaling.factor = f;
+    if (!(c->rope_scaling.attn_factor > 0))
+        c->rope_scaling.attn_factor =
+            f <= 1.0f ? 1.0f : (float)sqrt(1.0 + log((double)f) / log((double)c->rope_scaling.original_max));
+    return 0;
+}
+
+/* YaRN settings that need the rest of the config: the original context (rope object,
+ * else top level, else max_position_embeddings as transformers' standardisation does),
+ * factor [max / original] and the attention factor [eq. 21]. */
+static int finish_yarn(ModelConfig *c, const json_t *r, const char *p, Error *e) {
+    if (c->rope_scaling.original_max <= 0 &&
+        cfg_int(r, "original_max_position_embeddings", c->max_seq, &c->rope_scaling.original_max, p, e))
+        return e->code;
+    if (c->rope_scaling.original_max <= 0)
+        return err_set(e, EX_DATAERR, "%s: \"original_max_position_embeddings\" must be positive", p);
+    if (!(c->rope_scaling.factor > 0)) c->rope_scaling.factor = (float)c->max_seq / c->rope_scaling.original_max;
+    float f = c->rope_scaling.factor;
+    if (!(c->rope_scaling.attn_factor > 0)) c->rope_scaling.attn_factor = f <= 1 ? 1.0f : (float)(0.1 * log(f) + 1.0);
+    return 0;
+}
+
 /* Llama-like families (every one but GPT-2): LlamaConfig's keys, plus what the family's
  * config adds (head_dim, soft-capping, query_pre_attn_scalar, window). */
 static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, const char *p, Error *e) {
@@ -329,6 +427,22 @@ static int parse_rotary(ModelConfig *c, const json_t *r, const FamilySpec *f, co
     int hd = 0;
     if (c->n_head > 0 && cfg_int(r, "head_dim", c->d_model / c->n_head, &hd, p, e)) return e->code;
     c->head_dim = c->n_head > 0 && hd * c->n_head == c->d_model && c->d_model % c->n_head == 0 ? 0 : hd;
+    if (!(c->partial_rotary > 0)) { /* transformers 4.x keeps it at top level */
+        float prf = 1.0f;
+        if (cfg_float(r, "partial_rotary_factor", 1.0f, &prf, p, e)) return e->code;
+        if (prf != 1.0f) c->partial_rotary = prf;
+    }
+    if (c->partial_rotary > 0) {
+        int rd = model_rotary_dim(c);
+        if (c->family != FAMILY_PHI3)
+            return err_set(e, EX_DATAERR, "%s: field \"partial_rotary_factor\": partial rotary is a Phi-3 setting", p);
+        if (!(c->partial_rotary < 1) || rd < 2 || rd % 2)
+            return err_set(e, EX_DATAERR,
+                           "%s: field \"partial_rotary_factor\" = %g gives %d rotated dimensions (even, 2 .. head_dim)",
+                           p, (double)c->partial_rotary, rd);
+    }
+    if (c->rope_scaling.type == ROPE_LONGROPE && finish_longrope(c, r, p, e)) return e->code;
+    if (c->rope_scaling.type == ROPE_YARN && finish_yarn(c, r, p, e)) return e->code;
     if (cfg_float(r, "query_pre_attn_scalar", 0.0f, &c->query_scale, p, e) ||
         cfg_float(r, "attn_logit_softcapping", 0.0f, &c->attn_softcap, p, e) ||
         cfg_float(r, "final_logit_softcapping", 0.0f, &c->final_softcap, p, e))
@@ -389,17 +503,37 @@ static json_t *token_json(int id) {
 /* One rope object as transformers 5 writes rope_parameters. */
 static json_t *rope_json(const ModelConfig *c, float theta, int scaled) {
     json_t *rp = json_object();
-    const char *names[] = {"default", "linear", "llama3"};
+    const char *names[] = {"default", "linear", "llama3", "longrope", "yarn"};
     RopeType t = scaled ? c->rope_scaling.type : ROPE_DEFAULT;
     json_object_set_new(rp, "rope_type", json_string(names[t]));
     json_object_set_new(rp, "rope_theta", float_json(theta));
     if (t != ROPE_DEFAULT) json_object_set_new(rp, "factor", float_json(c->rope_scaling.factor));
+    if (t == ROPE_YARN) {
+        json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
+        json_object_set_new(rp, "attention_factor", float_json(c->rope_scaling.attn_factor));
+        json_object_set_new(rp, "beta_fast", float_json(c->rope_scaling.beta_fast));
+        json_object_set_new(rp, "beta_slow", float_json(c->rope_scaling.beta_slow));
+        if (c->rope_scaling.no_truncate) json_object_set_new(rp, "truncate", json_false());
+    }
+    if (t == ROPE_LONGROPE) {
+        json_t *sf = json_array(), *lf = json_array();
+        for (int i = 0; i < c->rope_scaling.n_factors; i++) {
+            json_array_append_new(sf, float_json(c->rope_scaling.short_factor[i]));
+            json_array_append_new(lf, float_json(c->rope_scaling.long_factor[i]));
+        }
+        json_object_set_new(rp, "short_factor", sf);
+        json_object_set_new(rp, "long_factor", lf);
+        json_object_set_new(rp, "attention_factor", float_json(c->rope_scaling.attn_factor));
+        json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
+    }
     if (t == ROPE_LLAMA3) {
         json_object_set_new(rp, "low_freq_factor", float_json(c->rope_scaling.low_freq));
         json_object_set_new(rp, "high_freq_factor", float_json(c->rope_scaling.high_freq));
         json_object_set_new(rp, "original_max_position_embeddings", json_integer(c->rope_scaling.original_max));
     }
-    if (c->family == FAMILY_PHI3) json_object_set_new(rp, "partial_rotary_factor", json_real(1.0));
+    if (c->family == FAMILY_PHI3)
+        json_object_set_new(rp, "partial_rotary_factor",
+                            c->partial_rotary > 0 ? float_json(c->partial_rotary) : json_real(1.0));
     return rp;
 }
 
@@ -439,7 +573,9 @@ static void family_keys_json(json_t *r, const ModelConfig *c, const FamilySpec *
         json_object_set_new(r, "final_logit_softcapping", opt_float(c->final_softcap));
     }
     if (c->family == FAMILY_PHI3) {
-        json_object_set_new(r, "original_max_position_embeddings", json_integer(c->max_seq));
+        json_object_set_new(
+            r, "original_max_position_embeddings",
+            json_integer(c->rope_scaling.type == ROPE_LONGROPE ? c->rope_scaling.original_max : c->max_seq));
         json_object_set_new(r, "resid_pdrop", json_real(0.0));
         json_object_set_new(r, "embd_pdrop", json_real(0.0));
     }

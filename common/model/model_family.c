@@ -170,6 +170,11 @@ int model_head_dim(const ModelConfig *c) {
     return c->head_dim > 0 ? c->head_dim : c->d_model / c->n_head;
 }
 
+int model_rotary_dim(const ModelConfig *c) {
+    /* transformers: int(head_dim * partial_rotary_factor) */
+    return c->partial_rotary > 0 ? (int)(model_head_dim(c) * (double)c->partial_rotary) : model_head_dim(c);
+}
+
 long family_dim(const ModelConfig *c, Dim d) {
     long hd = model_head_dim(c), Q = (long)c->n_head * hd, KV = (long)c->n_kv_head * hd;
     switch (d) {

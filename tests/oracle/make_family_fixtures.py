@@ -15,6 +15,8 @@ fixed batch of make_fixtures.py (B=3, T=10, right padding, lengths 10/7/4):
   mistral-rm   MistralForSequenceClassification
   qwen3        Qwen3ForCausalLM: q/k RMSNorm, head_dim 8 != C/heads
   qwen3-rm     Qwen3ForSequenceClassification
+  qwen3-yarn   Qwen3ForCausalLM with rope_type yarn (factor 4, original context 8,
+               head_dim 16: the ramp spans several frequencies; attention factor 1.139)
   gemma2       Gemma2ForCausalLM: (1+w) norms, sqrt(C) embeddings, GeGLU, sandwich
                norms, attention soft-cap 2, final soft-cap 5, query_pre_attn_scalar 6 (head_dim 4),
                local (window 4) / global layers alternating
@@ -25,6 +27,10 @@ fixed batch of make_fixtures.py (B=3, T=10, right padding, lengths 10/7/4):
   gemma3-rm    Gemma3TextForSequenceClassification
   phi3         Phi3ForCausalLM: fused qkv_proj and gate_up_proj, sliding_window 5
   phi3-rm      Phi3ForSequenceClassification
+  phi3-partial Phi3ForCausalLM as Phi-4-mini: partial_rotary_factor 0.75 (6 of 8 head
+               dimensions rotate) with longrope
+  phi3-longrope Phi3ForCausalLM with rope_type longrope, original context 8 (< T: long
+               factors) and attention_factor sqrt(1 + ln 8 / ln 8)
 Windowed families are recorded without attention_mask (see record()'s note); with
 right padding the real positions are the same.
 Outputs (tests/oracle/fixtures/model-<name>/ and model-<name>.safetensors) as
@@ -65,6 +71,16 @@ GEMMA3 = dict(num_hidden_layers=3, head_dim=8, query_pre_attn_scalar=8, sliding_
                                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}},
               hidden_activation="gelu_pytorch_tanh")
 PHI3 = dict(sliding_window=5, original_max_position_embeddings=64, pad_token_id=0)
+# Phi-4-mini's shape: partial rotary 0.75 (6 of head_dim 8 rotate) under longrope.
+PHI3_PARTIAL = dict(num_attention_heads=2, num_key_value_heads=1, original_max_position_embeddings=8, pad_token_id=0,
+                    rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.2, 1.5],
+                                     "long_factor": [1.5, 2.5, 4.0], "original_max_position_embeddings": 8,
+                                     "partial_rotary_factor": 0.75})
+# LongRoPE (Phi-3-mini-128k, Phi-3.5-mini): original context 8 < T = 10, so the batch
+# uses the long factors; attention_factor from max_position_embeddings / 8.
+PHI3_LONG = dict(original_max_position_embeddings=8, pad_token_id=0,
+                 rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.3],
+                                  "long_factor": [1.5, 4.0], "original_max_position_embeddings": 8})
 
 # name: (config class, model class, config overrides)
 FAMILIES = {
@@ -80,12 +96,17 @@ FAMILIES = {
     "mistral-rm": (tf.MistralConfig, tf.MistralForSequenceClassification, dict(sliding_window=4, head_dim=4, **PAD)),
     "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, dict(head_dim=8)),
     "qwen3-rm": (tf.Qwen3Config, tf.Qwen3ForSequenceClassification, dict(head_dim=8, **PAD)),
+    "qwen3-yarn": (tf.Qwen3Config, tf.Qwen3ForCausalLM,
+                   dict(head_dim=16, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                                      "original_max_position_embeddings": 8})),
     "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, GEMMA2),
     "gemma2-rm": (tf.Gemma2Config, tf.Gemma2ForSequenceClassification, dict(GEMMA2, **PAD)),
     "gemma3": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, GEMMA3),
     "gemma3-rm": (tf.Gemma3TextConfig, tf.Gemma3TextForSequenceClassification, dict(GEMMA3, **PAD)),
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3),
     "phi3-rm": (tf.Phi3Config, tf.Phi3ForSequenceClassification, dict(PHI3, num_labels=1)),
+    "phi3-longrope": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3_LONG),
+    "phi3-partial": (tf.Phi3Config, tf.Phi3ForCausalLM, PHI3_PARTIAL),
 }
 
 
@@ -106,7 +127,8 @@ def build(name):
 # Families whose cherry-written directory transformers must load (bin/init-model
 # --config model-<name>/config.json): config.json keys and tensor names of cherry's
 # writer, LM and classifier heads.
-CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm"]
+CHERRY_SAVED = ["qwen2", "llama3", "mistral", "qwen3", "gemma2", "gemma3", "gemma3-rm", "phi3", "phi3-rm", "phi3-longrope",
+                "qwen3-yarn", "phi3-partial"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -132,7 +154,8 @@ def cherry_saved(name, seed):
 # Prompts plus 16 new tokens reach position 27, well past the sliding windows (4, 5).
 GEN_PROMPTS = [[5, 17, 42, 3, 60], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [33, 33, 33]]
 GEN_NEW = 16
-GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "gemma2", "gemma3", "phi3"]
+GEN_MODELS = ["qwen2", "llama3", "llama-linear", "mistral", "qwen3", "qwen3-yarn", "gemma2", "gemma3", "phi3",
+              "phi3-longrope", "phi3-partial"]
 
 
 def generation():
@@ -145,14 +168,20 @@ def generation():
         cases = []
         for prompt in GEN_PROMPTS:
             ids = torch.tensor([prompt])
+            # longrope switches to the long factors for the tokens past the original
+            # context while the cache keeps the keys rotated with the short ones, so a
+            # full recompute is another function: take generate()'s own raw logits there
+            longrope = (getattr(model.config, "rope_parameters", None) or {}).get("rope_type") == "longrope"
             with torch.no_grad():
                 g = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=GEN_NEW,
-                                   output_scores=True, return_dict_in_generate=True, pad_token_id=0)
+                                   output_logits=True, return_dict_in_generate=True, pad_token_id=0)
                 toks = g.sequences[0, len(prompt):].tolist()
                 logps, gaps = [], []
                 for step in range(len(toks)):
-                    # raw logits of a full recompute (generate's scores are processed)
-                    full = model(torch.tensor([prompt + toks[:step]])).logits[0, -1].double()
+                    if longrope:
+                        full = g.logits[step][0].double()
+                    else:  # raw logits of a full recompute
+                        full = model(torch.tensor([prompt + toks[:step]])).logits[0, -1].double()
                     logps.append(float(torch.log_softmax(full, -1)[toks[step]]))
                     top2 = torch.topk(full, 2).values
                     gaps.append(float(top2[0] - top2[1]))
