@@ -1,13 +1,20 @@
-/* tokenizer.h — byte-level BPE tokenizers read from a Hugging Face tokenizer.json.
+/* tokenizer.h — tokenizers read from a Hugging Face tokenizer.json.
  *
- * Covers the files GPT-2, SmolLM2, Llama-3, Qwen-style models ship: model.type
- * "BPE" with byte_fallback off (vocab, merges as "a b" strings or ["a","b"] pairs,
- * ignore_merges), added tokens (special or not, with single_word / lstrip / rstrip /
- * normalized), normalizer null or NFC (or a Sequence of those), pre-tokenizers ByteLevel, Split (PCRE2 regex
- * or literal string, every SplitDelimiterBehavior, invert), Digits and Sequence of
- * those, the ByteLevel decoder, post-processors TemplateProcessing, ByteLevel and
- * Sequence of those.  Anything else is a clear EX_DATAERR naming the
- * file and the JSON field, never a silent approximation.
+ * Covers the files GPT-2, SmolLM2, Llama-3 and Qwen (byte-level BPE), Llama-2,
+ * Mistral, TinyLlama and Gemma (sentencepiece BPE with byte fallback) and T5/ALBERT
+ * style Unigram models ship:
+ *   model        BPE (vocab, merges as "a b" strings or ["a","b"] pairs, ignore_merges,
+ *                byte_fallback to <0xXX> tokens, unk_token with fuse_unk) and Unigram
+ *                (Viterbi over piece scores, unk_id, byte_fallback; tokenizer_unigram.c)
+ *   added tokens special or not, with single_word / lstrip / rstrip / normalized
+ *   normalizer   null, NFC, Replace (literal), Prepend, Strip and Sequence of those
+ *   pre-tokenizer ByteLevel, Split (PCRE2 regex or literal, every SplitDelimiterBehavior,
+ *                invert), Digits, Metaspace (prepend_scheme always/first/never,
+ *                split), WhitespaceSplit and Sequence of those
+ *   decoder      ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence
+ *   post-processor TemplateProcessing, ByteLevel and Sequence of those.
+ * Anything else is a clear EX_DATAERR naming the file and the JSON field, never a
+ * silent approximation (the sentencepiece Precompiled normalizer is one).
  * Spec: the `tokenizers` library's serialisation (the serde form of each
  * component in tokenizers/src); ids are checked against it by tests/test_tokenizer_oracle.c.
  *

@@ -16,6 +16,14 @@
  *    then maps every byte to a printable character (bytes_to_unicode).
  *  - Digits: pieces of Unicode numeric characters (Rust char::is_numeric, i.e.
  *    general category N*), Isolated when individual_digits else Contiguous.
+ *  - Metaspace (sentencepiece style, metaspace.rs): every " " becomes the replacement
+ *    ("▁"), which is prepended to a piece not already starting with it — always, or
+ *    ("first") only to a piece that starts the input (after an added token it does
+ *    not) — then, with split, pieces are split before each replacement
+ *    (MergedWithNext).  "first" is judged on the first piece of the gap between added
+ *    tokens; after other steps, the first piece counts as starting the input while
+ *    it is a prefix of what the step before it got.
+ *  - WhitespaceSplit: split on whitespace (Rust char::is_whitespace), which is dropped.
  * Regexes are Oniguruma patterns in the file; PCRE2 with UTF+UCP accepts the ones
  * tokenizers ship (GPT-2, Llama-3, Qwen2).  Not for: normalizers or the BPE model. */
 #define _GNU_SOURCE /* memmem */
@@ -91,6 +99,32 @@ static int parse_one(Tokenizer *t, const json_t *p, const char *where, Error *e)
             s->re = tok_regex_compile(GPT2_PATTERN, errbuf, sizeof errbuf);
             if (!s->re) die_internal("GPT-2 pattern does not compile: %s", errbuf);
         }
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        PreStep *s = new_step(t);
+        s->kind = PRE_METASPACE;
+        const json_t *r = json_object_get(p, "replacement");
+        const char *rep = json_is_string(r) ? json_string_value(r) : "\xe2\x96\x81";
+        uint32_t cp;
+        size_t rl = strlen(rep);
+        if (!rl || rl > 4 || utf8_decode((const unsigned char *)rep, rl, &cp) != (int)rl)
+            return err_set(e, EX_DATAERR, "%s: field \"%s.replacement\" must be one character", t->path, where);
+        memcpy(s->replacement, rep, rl + 1);
+        const char *ps = json_string_value(json_object_get(p, "prepend_scheme"));
+        if (ps) {
+            s->prepend_scheme = !strcmp(ps, "always") ? PREPEND_ALWAYS : !strcmp(ps, "first") ? PREPEND_FIRST
+                              : !strcmp(ps, "never")  ? PREPEND_NEVER : -1;
+            if (s->prepend_scheme < 0)
+                return err_set(e, EX_DATAERR, "%s: field \"%s.prepend_scheme\": unknown value \"%s\"", t->path, where, ps);
+        } else { /* the older serialisation */
+            s->prepend_scheme = get_bool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
+        }
+        s->split = get_bool(p, "split", 1);
+        return 0;
+    }
+    if (!strcmp(type, "WhitespaceSplit")) {
+        new_step(t)->kind = PRE_WHITESPACE_SPLIT;
         return 0;
     }
     if (!strcmp(type, "Digits")) {
@@ -340,12 +374,40 @@ static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out) {
     pieces_add(out, t->tmp, o);
 }
 
+/* Metaspace on one piece (see the top of the file). */
+static void metaspace(Tokenizer *t, const PreStep *st, const char *s, size_t n, int first, Pieces *out) {
+    size_t rl = strlen(st->replacement), spaces = 0;
+    for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
+    size_t cap = n + spaces * rl + rl + 1;
+    char *r = xmalloc(cap);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ') memcpy(r + o, st->replacement, rl), o += rl;
+        else r[o++] = s[i];
+    }
+    int starts = o >= rl && !memcmp(r, st->replacement, rl);
+    if (!starts && o && (st->prepend_scheme == PREPEND_ALWAYS || (st->prepend_scheme == PREPEND_FIRST && first))) {
+        memmove(r + rl, r, o);
+        memcpy(r, st->replacement, rl);
+        o += rl;
+    }
+    if (st->split) split_literal(t, st->replacement, rl, r, o, SPLIT_MERGED_NEXT, 0, out);
+    else pieces_add(out, r, o);
+    free(r);
+}
+
 void pretok_run(Tokenizer *t, const char *s, size_t n) {
     Pieces *cur = &t->pa, *nxt = &t->pb;
     pieces_reset(cur);
     pieces_add(cur, s, n);
+    int saved_at_start = t->piece_at_start;
     for (int k = 0; k < t->n_steps; k++) {
         const PreStep *st = &t->steps[k];
+        /* does the first piece still start where the input did (Metaspace "first")?
+         * Steps cut pieces out of their input, so it does when it is a prefix of it. */
+        if (k && t->piece_at_start && (!cur->n || !nxt->n || cur->plen[0] > nxt->plen[0] ||
+                                       memcmp(cur->buf + cur->off[0], nxt->buf + nxt->off[0], cur->plen[0])))
+            t->piece_at_start = 0;
         pieces_reset(nxt);
         for (int i = 0; i < cur->n; i++) {
             const char *p = cur->buf + cur->off[i];
@@ -382,12 +444,34 @@ void pretok_run(Tokenizer *t, const char *s, size_t n) {
             case PRE_DIGITS:
                 split_digits(t, p, pl, st->individual_digits, nxt);
                 break;
+            case PRE_WHITESPACE_SPLIT:
+                for (size_t a = 0; a < pl;) {
+                    uint32_t cp;
+                    int l = utf8_decode((const unsigned char *)p + a, pl - a, &cp);
+                    if (uni_is_whitespace(cp)) {
+                        a += (size_t)l;
+                        continue;
+                    }
+                    size_t b = a;
+                    while (b < pl) {
+                        l = utf8_decode((const unsigned char *)p + b, pl - b, &cp);
+                        if (uni_is_whitespace(cp)) break;
+                        b += (size_t)l;
+                    }
+                    pieces_add(nxt, p + a, b - a);
+                    a = b;
+                }
+                break;
+            case PRE_METASPACE:
+                metaspace(t, st, p, pl, i == 0 && t->piece_at_start, nxt);
+                break;
             }
         }
         Pieces sw = *cur;
         *cur = *nxt;
         *nxt = sw;
     }
+    t->piece_at_start = saved_at_start;
     if (cur != &t->pa) { /* keep the result in t->pa */
         Pieces sw = t->pa;
         t->pa = t->pb;
