@@ -260,7 +260,7 @@ static int parse_normalizer(Tokenizer *t, const json_t *root, Error *e) {
     for (int i = 0; i < t->n_added; i++) {
         AddedTok *a = &t->added[i];
         size_t nl;
-        char *nf = a->normalized ? norm_apply(t, a->content, a->len, &nl) : NULL;
+        char *nf = a->normalized ? norm_apply(t, a->content, a->len, 0, &nl) : NULL;
         if (nf) {
             free(a->content);
             a->content = nf;
@@ -561,6 +561,7 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
             intvec_push(out, a->id);
             start_offset = stop;
             t->piece_at_start = 0; /* what follows an added token does not start the input */
+            t->continue_gap = 0;   /* ... and starts a gap of its own */
         }
     if (start_offset < n) {
         int at_start = t->piece_at_start && start_offset == 0;
@@ -574,7 +575,9 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
 /* A piece between non-normalized added tokens: normalize it, then the second pass. */
 static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, int at_start, IntVec *out) {
     size_t nl;
-    char *nf = t->n_norm ? norm_apply(t, s, n, &nl) : NULL;
+    int skip_prepend = t->continue_gap;
+    t->continue_gap = 0; /* only the first gap continues the caller's text */
+    char *nf = t->n_norm ? norm_apply(t, s, n, skip_prepend, &nl) : NULL;
     int saved = t->piece_at_start;
     t->piece_at_start = at_start;
     encode_pass(t, nf ? nf : s, nf ? nl : n, 1, parse_special, out);
@@ -583,10 +586,16 @@ static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_s
 }
 
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out) {
+    return tok_encode_part(t, text, len, parse_special, TOK_STARTS_INPUT, out);
+}
+
+int tok_encode_part(Tokenizer *t, const char *text, size_t len, int parse_special, int where, IntVec *out) {
     size_t n = len;
     char *fixed = len ? utf8_sanitize(text, len, &n) : NULL;
-    t->piece_at_start = 1;
+    t->piece_at_start = where == TOK_STARTS_INPUT;
+    t->continue_gap = where == TOK_CONTINUES;
     encode_pass(t, fixed ? fixed : text, n, 0, parse_special, out);
+    t->continue_gap = 0;
     free(fixed);
     return 0;
 }

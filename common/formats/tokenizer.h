@@ -70,6 +70,16 @@ char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
  * never fails otherwise (encoding any byte string is total). */
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out);
 
+/* tok_encode for a part of a longer text tokenized piecewise (chat renderings split
+ * at special tokens and at the train mask), so sentencepiece-style tokenizers treat
+ * it as the library treats that part of the whole:
+ *   TOK_STARTS_INPUT  the text begins the input (= tok_encode)
+ *   TOK_AFTER_ADDED   it follows an added token: a new gap, normalized on its own
+ *                     (Prepend applies), but Metaspace "first" does not prepend
+ *   TOK_CONTINUES     it continues the text before it: no Prepend, no Metaspace prepend */
+enum { TOK_STARTS_INPUT = 0, TOK_AFTER_ADDED = 1, TOK_CONTINUES = 2 };
+int tok_encode_part(Tokenizer *t, const char *text, size_t len, int parse_special, int where, IntVec *out);
+
 /* Post-processor of the file for a single sequence (TemplateProcessing "single",
  * or nothing for ByteLevel/null): appends the special ids that go BEFORE the
  * sequence (e.g. Llama-3's <|begin_of_text|>) to out.  tok_post_suffix appends the

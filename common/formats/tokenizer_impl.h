@@ -158,6 +158,7 @@ struct Tokenizer {
     double unk_score;  /* min score - 10 (sentencepiece kUnkPenalty) */
     int max_piece_len; /* bytes */
     int piece_at_start; /* the text being pre-tokenized starts the input (Metaspace "first") */
+    int continue_gap;   /* tok_encode_part TOK_CONTINUES: the first gap gets no Prepend */
     int byte_of_cp[512];    /* ByteLevel alphabet: code point -> byte (-1) */
     char byte_char[256][3]; /* byte -> its ByteLevel char as UTF-8, NUL-terminated */
     /* specials */
@@ -192,8 +193,9 @@ int uni_is_word(Tokenizer *t, uint32_t cp);
 
 /* tokenizer_norm.c */
 int norm_parse(Tokenizer *t, const void *json_norm, const char *where, Error *e);
-/* The normalized form of n bytes: a new string, or NULL when unchanged. */
-char *norm_apply(const Tokenizer *t, const char *s, size_t n, size_t *out_len);
+/* The normalized form of n bytes: a new string, or NULL when unchanged.  skip_prepend:
+ * leave out Prepend steps (text that continues a gap, see tok_encode_part). */
+char *norm_apply(const Tokenizer *t, const char *s, size_t n, int skip_prepend, size_t *out_len);
 void norm_free(Tokenizer *t);
 
 /* tokenizer_decode.c */

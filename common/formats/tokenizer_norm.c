@@ -149,10 +149,11 @@ static char *step_apply(const NormStep *st, const char *s, size_t n, size_t *out
     return NULL;
 }
 
-char *norm_apply(const Tokenizer *t, const char *s, size_t n, size_t *out_len) {
+char *norm_apply(const Tokenizer *t, const char *s, size_t n, int skip_prepend, size_t *out_len) {
     char *cur = NULL;
     size_t cl = n;
     for (int i = 0; i < t->n_norm; i++) {
+        if (skip_prepend && t->norm[i].kind == NORM_PREPEND) continue;
         size_t nl;
         char *r = step_apply(&t->norm[i], cur ? cur : s, cl, &nl);
         if (r) {

@@ -16,6 +16,13 @@ Outputs (committed; `make check` never runs Python):
   tests/oracle/templates/conversations.json  [{"messages": [...], "tools": [...]|null}, ...]
   tests/oracle/templates/cases.jsonl         {"template": file, "conv": i, "gen": bool,
                                               "vars": {...}, "text": str | "error": str}
+  tests/oracle/templates/token_cases.jsonl   {"template", "tok", "patch", "vars", "conv", "gen", "ids"}:
+                                              token ids of apply_chat_template(tokenize=True)
+                                              with the test tokenizers of
+                                              tests/oracle/tokenizers/ (sentencepiece-style BPE
+                                              for Llama-2/Mistral/Zephyr/Gemma, byte-level for
+                                              Llama-3.1/Qwen2.5), where no message holds a
+                                              special-token string (cherry keeps those as text)
   tests/oracle/templates/snippets.jsonl      {"src": template, "vars": {...}, "text" | "error"}:
                                               small templates for each construct, filter, test
                                               and method the interpreter supports, rendered by
@@ -200,6 +207,55 @@ SNIPPETS = [
 ]
 
 
+META = "\u2581"
+TOKENIZED = [
+    # template, tokenizer file, top-level patch, bos, eos
+    ("meta-llama-Llama-2-7b-chat-hf.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("mistralai-Mistral-7B-Instruct-v0.2-old.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("mistralai-Mistral-7B-Instruct-v1-system.jinja", "llama2.json",
+     {"normalizer": None,
+      "pre_tokenizer": {"type": "Metaspace", "replacement": META, "prepend_scheme": "first", "split": False}},
+     "<s>", "</s>"),
+    ("HuggingFaceH4-zephyr-7b-beta.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("google-gemma-3-it.jinja", "llama2.json",
+     {"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": META}}, "<s>", "</s>"),
+    ("meta-llama-Llama-3.1-8B-Instruct.jinja", "llama3.json", None, "<|begin_of_text|>", "<|eot_id|>"),
+    ("Qwen-Qwen2.5-7B-Instruct.jinja", "smol.json", "NO_USER_TOKEN", None, "<|im_end|>"),
+    ("Qwen-Qwen3-0.6B.jinja", "smol.json", "NO_USER_TOKEN", None, "<|im_end|>"),
+]
+
+
+def token_cases():
+    tok_dir = os.path.join(HERE, "tokenizers")
+    out = []
+    for tname, tokfile, patch, bos, eos in TOKENIZED:
+        with open(os.path.join(TPL_DIR, tname), encoding="utf-8") as f:
+            src = f.read()
+        with open(os.path.join(tok_dir, tokfile), encoding="utf-8") as f:
+            d = json.load(f)
+        if patch == "NO_USER_TOKEN":  # smol.json's test-only added token "<|im_start|>user"
+            patch = {"added_tokens": [t for t in d["added_tokens"] if t["content"] != "<|im_start|>user"]}
+        if patch:
+            d.update(patch)
+        kw = {k: v for k, v in (("bos_token", bos), ("eos_token", eos)) if v is not None}
+        tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(d)), **kw)
+        specials = {t["content"] for t in d["added_tokens"] if t["special"]}
+        for i, conv in enumerate(CONVERSATIONS):
+            if any(sp in m.get("content", "") for m in conv["messages"] for sp in specials):
+                continue
+            for gen in (False, True):
+                try:
+                    enc = tok.apply_chat_template(conv["messages"], tools=conv.get("tools"), chat_template=src,
+                                                  add_generation_prompt=gen, tokenize=True,
+                                                  date_string="26 Jul 2024")
+                except Exception:
+                    continue  # the template raises: covered by cases.jsonl
+                ids = enc["input_ids"] if isinstance(enc, dict) or hasattr(enc, "keys") else enc
+                out.append({"template": tname, "tok": tokfile, "patch": patch, "vars": kw, "conv": i, "gen": gen,
+                            "ids": list(ids)})
+    return out
+
+
 def snippets():
     from transformers.utils.chat_template_utils import _compile_jinja_template
     out = []
@@ -214,6 +270,9 @@ def snippets():
 
 
 def main():
+    with open(os.path.join(TPL_DIR, "token_cases.jsonl"), "w", encoding="utf-8") as f:
+        for rec in token_cases():
+            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
     with open(os.path.join(TPL_DIR, "snippets.jsonl"), "w", encoding="utf-8") as f:
         for rec in snippets():
             f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":"), allow_nan=True) + "\n")
