@@ -126,8 +126,8 @@ static void token_cases(const json_t *convs) {
         for (size_t i = 0; i < json_array_size(msgs); i++)
             n_asst += !strcmp(json_string_value(json_object_get(json_array_get(msgs, i), "role")), "assistant");
         for (int i = 0; i < mask.n; i++) n_train += mask.v[i];
-        CHECK(!rc && mask.n == ids.n && (n_asst ? n_train > 0 : n_train == 0), "%s conv %d: %d tokens train, %d assistant messages",
-              tpl, ci, n_train, n_asst);
+        CHECK(!rc && mask.n == ids.n && (n_asst ? n_train > 0 : n_train == 0),
+              "%s conv %d: %d tokens train, %d assistant messages", tpl, ci, n_train, n_asst);
         intvec_free(&ids);
         intvec_free(&mask);
         if (!rc || r.text) chat_render_free(&r);
@@ -207,14 +207,16 @@ int main(void) {
                     size_t d = first_diff(out.text, out.len, w, wn);
                     size_t from = d > 40 ? d - 40 : 0;
                     CHECK(0, "%s conv %d gen %d: differs at byte %zu of %zu/%zu:\n  got  [%.*s]\n  want [%.*s]", name,
-                          ci, json_is_true(json_object_get(c, "gen")), d, out.len, wn, (int)(out.len - from > 120 ? 120 : out.len - from),
-                          out.text + from, (int)(wn - from > 120 ? 120 : wn - from), w + from);
+                          ci, json_is_true(json_object_get(c, "gen")), d, out.len, wn,
+                          (int)(out.len - from > 120 ? 120 : out.len - from), out.text + from,
+                          (int)(wn - from > 120 ? 120 : wn - from), w + from);
                 }
             } else {
                 n_same++;
                 /* provenance: every byte of a message's content that appears verbatim
                  * is tagged with that message (spot check on the first message) */
-                const char *content = json_string_value(json_object_get(json_array_get(json_object_get(conv, "messages"), 0), "content"));
+                const char *content =
+                    json_string_value(json_object_get(json_array_get(json_object_get(conv, "messages"), 0), "content"));
                 if (content && strlen(content) > 3) {
                     const char *p = strstr(out.text, content);
                     if (p) {
@@ -250,8 +252,8 @@ int main(void) {
     fclose(f);
     token_cases(convs);
     json_decref(convs);
-    printf("chat templates: %d cases, %d byte-identical renderings, %d matching errors, %d failures\n", n_cases,
-           n_same, n_err, n_fail);
+    printf("chat templates: %d cases, %d byte-identical renderings, %d matching errors, %d failures\n", n_cases, n_same,
+           n_err, n_fail);
     CHECK(n_cases > 300, "only %d cases", n_cases);
     return failures ? 1 : 0;
 }

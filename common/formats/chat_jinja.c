@@ -194,9 +194,7 @@ int chat_render_tok(ChatTemplate tpl, Tokenizer *tok, const ChatMessage *msgs, i
 
 int chat_jinja_matches(Tokenizer *tok, ChatTemplate fam) {
     static const ChatMessage probe[] = {{"system", "S."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
-    static const struct {
-        int from, n;
-    } convs[] = {{1, 1}, {1, 2}, {0, 4}, {1, 3}};
+    static const struct { int from, n; } convs[] = {{1, 1}, {1, 2}, {0, 4}, {1, 3}};
     char *def = fam == CHAT_CHATML ? chat_default_system(tok_chat_template(tok)) : NULL;
     int same = 1;
     for (size_t c = 0; same && c < sizeof convs / sizeof *convs; c++)

@@ -128,9 +128,24 @@ typedef struct Node {
     Value cst;       /* E_CONST */
 } Node;
 /* binary operators in E_BIN.op */
-enum { OP_ADD = '+', OP_SUB = '-', OP_MUL = '*', OP_DIV = '/', OP_FLOORDIV = 'f', OP_MOD = '%', OP_POW = 'p',
-       OP_CAT = '~', OP_EQ = '=', OP_NE = '!', OP_LT = '<', OP_GT = '>', OP_LE = 'l', OP_GE = 'g', OP_IN = 'i',
-       OP_NOTIN = 'n' };
+enum {
+    OP_ADD = '+',
+    OP_SUB = '-',
+    OP_MUL = '*',
+    OP_DIV = '/',
+    OP_FLOORDIV = 'f',
+    OP_MOD = '%',
+    OP_POW = 'p',
+    OP_CAT = '~',
+    OP_EQ = '=',
+    OP_NE = '!',
+    OP_LT = '<',
+    OP_GT = '>',
+    OP_LE = 'l',
+    OP_GE = 'g',
+    OP_IN = 'i',
+    OP_NOTIN = 'n'
+};
 
 struct JinjaTemplate {
     Arena arena;
@@ -140,10 +155,10 @@ int jinja_parse_tokens(Arena *a, JTok *toks, int n, Node **root, Error *e);
 
 /* ---- values (jinja_value.c) ---- */
 JStr *jstr_new(Arena *a, const char *s, size_t n, const unsigned char *tag); /* copies */
-JStr *jstr_lit(Arena *a, const char *s);                                      /* tag 0 */
+JStr *jstr_lit(Arena *a, const char *s);                                     /* tag 0 */
 JStr *jstr_cat(Arena *a, const JStr *x, const JStr *y);
 JStr *jstr_sub(Arena *a, const JStr *x, size_t off, size_t n); /* byte range */
-unsigned char jstr_maxtag(const JStr *x);                        /* the tag of the whole (first nonzero) */
+unsigned char jstr_maxtag(const JStr *x);                      /* the tag of the whole (first nonzero) */
 JStr *jstr_retag(Arena *a, const char *s, size_t n, unsigned char tag);
 int jstr_eq(const JStr *x, const char *lit);
 Value v_undef(const char *name);

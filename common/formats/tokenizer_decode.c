@@ -43,7 +43,8 @@ int dec_parse(Tokenizer *t, const void *json_dec, const char *where, Error *e) {
     if (!type) return err_set(e, EX_DATAERR, "%s: field \"%s.type\" missing", t->path, where);
     if (!strcmp(type, "Sequence")) {
         const json_t *list = json_object_get(d, "decoders");
-        if (!json_is_array(list)) return err_set(e, EX_DATAERR, "%s: field \"%s.decoders\" must be an array", t->path, where);
+        if (!json_is_array(list))
+            return err_set(e, EX_DATAERR, "%s: field \"%s.decoders\" must be an array", t->path, where);
         for (size_t i = 0; i < json_array_size(list); i++) {
             char sub[160];
             snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
@@ -59,9 +60,11 @@ int dec_parse(Tokenizer *t, const void *json_dec, const char *where, Error *e) {
     }
     t->dec_generic = 1;
     if (!strcmp(type, "Replace")) {
-        const json_t *lit = json_object_get(json_object_get(d, "pattern"), "String"), *c = json_object_get(d, "content");
+        const json_t *lit = json_object_get(json_object_get(d, "pattern"), "String"),
+                     *c = json_object_get(d, "content");
         if (!json_is_string(lit) || !json_string_length(lit) || !json_is_string(c))
-            return err_set(e, EX_DATAERR, "%s: field \"%s\": only Replace with a non-empty {\"String\": ...} pattern is supported",
+            return err_set(e, EX_DATAERR,
+                           "%s: field \"%s\": only Replace with a non-empty {\"String\": ...} pattern is supported",
                            t->path, where);
         DecStep *s = new_step(t, DEC_REPLACE);
         s->pat = xstrdup(json_string_value(lit));
@@ -82,7 +85,8 @@ int dec_parse(Tokenizer *t, const void *json_dec, const char *where, Error *e) {
         DecStep *s = new_step(t, DEC_STRIP);
         const json_t *a = json_object_get(d, "start"), *b = json_object_get(d, "stop");
         if (one_char(json_object_get(d, "content"), s->ch) || !json_is_integer(a) || !json_is_integer(b) ||
-            json_integer_value(a) < 0 || json_integer_value(b) < 0 || json_integer_value(a) > 1000 || json_integer_value(b) > 1000)
+            json_integer_value(a) < 0 || json_integer_value(b) < 0 || json_integer_value(a) > 1000 ||
+            json_integer_value(b) > 1000)
             return err_set(e, EX_DATAERR, "%s: field \"%s\": Strip needs a one-character content and start/stop counts",
                            t->path, where);
         s->start = (int)json_integer_value(a);
@@ -96,7 +100,9 @@ int dec_parse(Tokenizer *t, const void *json_dec, const char *where, Error *e) {
             return err_set(e, EX_DATAERR, "%s: field \"%s.replacement\" must be one character", t->path, where);
         const char *ps = json_string_value(json_object_get(d, "prepend_scheme"));
         const json_t *aps = json_object_get(d, "add_prefix_space");
-        s->prepend_scheme = ps ? (!strcmp(ps, "never") ? PREPEND_NEVER : !strcmp(ps, "first") ? PREPEND_FIRST : PREPEND_ALWAYS)
+        s->prepend_scheme = ps ? (!strcmp(ps, "never")   ? PREPEND_NEVER
+                                  : !strcmp(ps, "first") ? PREPEND_FIRST
+                                                         : PREPEND_ALWAYS)
                                : (json_is_boolean(aps) && !json_is_true(aps) ? PREPEND_NEVER : PREPEND_ALWAYS);
         return 0;
     }
@@ -145,7 +151,10 @@ static void toks_free(Toks *l) {
 }
 
 static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 /* "<0xXX>" -> byte (Rust u8::from_str_radix also takes "+X"), else -1 */
 static int byte_token(const char *s, size_t n) {
@@ -155,7 +164,8 @@ static int byte_token(const char *s, size_t n) {
     return a < 0 || b < 0 ? -1 : a * 16 + b;
 }
 
-static char *replace_all(const char *s, size_t n, const char *pat, size_t pl, const char *rep, size_t rl, size_t *out_n) {
+static char *replace_all(const char *s, size_t n, const char *pat, size_t pl, const char *rep, size_t rl,
+                         size_t *out_n) {
     size_t cap = n + 1, o = 0;
     for (size_t i = 0; i + pl <= n; i++)
         if (!memcmp(s + i, pat, pl)) cap += rl, i += pl - 1;
@@ -226,7 +236,8 @@ static void step_apply(const Tokenizer *t, const DecStep *st, Toks *in, Toks *ou
             if (nb) {
                 size_t fl;
                 char *fixed = utf8_sanitize(bytes, nb, &fl);
-                if (!fixed) toks_push_copy(out, bytes, nb);
+                if (!fixed)
+                    toks_push_copy(out, bytes, nb);
                 else
                     for (size_t k = 0; k < nb; k++) toks_push_copy(out, "\xef\xbf\xbd", 3);
                 free(fixed);
@@ -282,7 +293,8 @@ int dec_decode(const Tokenizer *t, const int *ids, int n, int skip_special, char
         int id = ids[i];
         if (id < 0 || id >= t->n_ids || !t->piece[id]) {
             toks_free(&cur);
-            return err_set(e, EX_DATAERR, "token id %d at position %d is not in the vocabulary (size %d)", id, i, t->n_ids);
+            return err_set(e, EX_DATAERR, "token id %d at position %d is not in the vocabulary (size %d)", id, i,
+                           t->n_ids);
         }
         if (skip_special && (t->id_flags[id] & 2)) continue;
         toks_push_copy(&cur, t->piece[id], (size_t)t->piece_len[id]);
@@ -325,8 +337,9 @@ int dec_id_bytes(const Tokenizer *t, int id, char *out, int cap) {
             const DecStep *st = &t->dec[k];
             if (st->kind != DEC_REPLACE && st->kind != DEC_METASPACE) continue;
             size_t nl;
-            char *r = st->kind == DEC_REPLACE ? replace_all(cur, cl, st->pat, st->pat_len, st->content, st->content_len, &nl)
-                                              : replace_all(cur, cl, st->ch, strlen(st->ch), " ", 1, &nl);
+            char *r = st->kind == DEC_REPLACE
+                          ? replace_all(cur, cl, st->pat, st->pat_len, st->content, st->content_len, &nl)
+                          : replace_all(cur, cl, st->ch, strlen(st->ch), " ", 1, &nl);
             free(cur);
             cur = r;
             cl = nl;

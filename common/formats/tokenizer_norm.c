@@ -58,8 +58,9 @@ int norm_parse(Tokenizer *t, const void *json_norm, const char *where, Error *e)
         const json_t *pat = json_object_get(n, "pattern"), *lit = json_object_get(pat, "String"),
                      *content = json_object_get(n, "content");
         if (!json_is_string(lit) || !json_string_length(lit))
-            return err_set(e, EX_DATAERR, "%s: field \"%s.pattern\": only a non-empty {\"String\": ...} pattern is supported",
-                           t->path, where);
+            return err_set(e, EX_DATAERR,
+                           "%s: field \"%s.pattern\": only a non-empty {\"String\": ...} pattern is supported", t->path,
+                           where);
         if (!json_is_string(content))
             return err_set(e, EX_DATAERR, "%s: field \"%s.content\" must be a string", t->path, where);
         NormStep *s = new_step(t, NORM_REPLACE);
@@ -69,7 +70,8 @@ int norm_parse(Tokenizer *t, const void *json_norm, const char *where, Error *e)
     }
     if (!strcmp(type, "Prepend")) {
         const json_t *p = json_object_get(n, "prepend");
-        if (!json_is_string(p)) return err_set(e, EX_DATAERR, "%s: field \"%s.prepend\" must be a string", t->path, where);
+        if (!json_is_string(p))
+            return err_set(e, EX_DATAERR, "%s: field \"%s.prepend\" must be a string", t->path, where);
         NormStep *s = new_step(t, NORM_PREPEND);
         s->content = dup_json_str(p, &s->content_len);
         return 0;
@@ -80,9 +82,10 @@ int norm_parse(Tokenizer *t, const void *json_norm, const char *where, Error *e)
         s->right = json_is_true(json_object_get(n, "strip_right"));
         return 0;
     }
-    return err_set(e, EX_DATAERR,
-                   "%s: field \"%s.type\": unsupported normalizer \"%s\" (NFC, Replace, Prepend, Strip and Sequence are)",
-                   t->path, where, type);
+    return err_set(
+        e, EX_DATAERR,
+        "%s: field \"%s.type\": unsupported normalizer \"%s\" (NFC, Replace, Prepend, Strip and Sequence are)", t->path,
+        where, type);
 }
 
 /* one step on (s, n): a new string, or NULL when the step changes nothing */
@@ -102,8 +105,10 @@ static char *step_apply(const NormStep *st, const char *s, size_t n, size_t *out
     case NORM_REPLACE: {
         size_t count = 0;
         for (size_t i = 0; i + st->pat_len <= n;)
-            if (!memcmp(s + i, st->pat, st->pat_len)) count++, i += st->pat_len;
-            else i++;
+            if (!memcmp(s + i, st->pat, st->pat_len))
+                count++, i += st->pat_len;
+            else
+                i++;
         if (!count) return NULL;
         size_t len = n - count * st->pat_len + count * st->content_len, o = 0;
         char *r = xmalloc(len + 1);

@@ -86,8 +86,10 @@ static void push_string(Tokenizer *t, const char *s, size_t n, IntVec *out) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", (unsigned char)s[k]);
             int b = strmap_get(&t->vocab, name, 6);
-            if (b < 0) ok = 0;
-            else intvec_push(out, b);
+            if (b < 0)
+                ok = 0;
+            else
+                intvec_push(out, b);
         }
         if (ok) return;
         out->n = before;
