@@ -3,13 +3,15 @@
  * sandbox.py; transformers' raise_exception, namespace, dict and tojson):
  *   filters  trim length count upper lower default(d) items join replace string
  *            capitalize title first last list selectattr rejectattr select reject
- *            map(attribute=) tojson abs int float safe reverse indent unique
+ *            map(attribute=) tojson abs int float safe reverse indent unique, and in
+ *            jinja_filters_more.c sort dictsort min max sum round format escape/e
  *   tests    defined undefined none string number integer float mapping iterable
  *            sequence boolean true false callable eq/equalto/== ne/!= lt le gt ge in
  *            odd even divisibleby sameas lower upper
  *   methods  str: strip lstrip rstrip split rsplit startswith endswith upper lower
- *            title capitalize replace find count join format splitlines isdigit...
- *            dict: items keys values get
+ *            title capitalize replace find count join format splitlines removeprefix
+ *            removesuffix isdigit...
+ *            dict: items keys values get; loop.cycle
  *   globals  range namespace dict raise_exception
  * Case mapping (upper/lower/title/capitalize) is ASCII-only: non-ASCII letters are
  * left as they are (Python would map them). */
@@ -267,9 +269,10 @@ static Value get_attr_path(Ctx *c, Value v, const JStr *path) {
 }
 
 static const char *const FILTERS[] = {
-    "trim",   "length",     "count", "upper", "lower", "default", "d",          "items",      "join",   "replace",
-    "string", "capitalize", "title", "first", "last",  "list",    "selectattr", "rejectattr", "select", "reject",
-    "map",    "tojson",     "abs",   "int",   "float", "safe",    "reverse",    "indent",     "unique", NULL};
+    "trim",     "length",     "count", "upper", "lower", "default", "d",          "items",      "join",   "replace",
+    "string",   "capitalize", "title", "first", "last",  "list",    "selectattr", "rejectattr", "select", "reject",
+    "map",      "tojson",     "abs",   "int",   "float", "safe",    "reverse",    "indent",     "unique", "sort",
+    "dictsort", "min",        "max",   "sum",   "round", "format",  "escape",     "e",          NULL};
 static const char *const TESTS[] = {"defined", "undefined", "none",        "string",  "number", "integer", "float",
                                     "mapping", "iterable",  "sequence",    "boolean", "true",   "false",   "callable",
                                     "eq",      "equalto",   "==",          "ne",      "!=",     "lt",      "<",
@@ -573,6 +576,7 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
                    Value *kwv, int nkw, Value *out) {
     int rc = filter_value(c, at, name, x, args, nargs, kw, kwv, nkw, out);
     if (rc == -1) rc = filter_sequence(c, at, name, x, args, nargs, kw, kwv, nkw, out);
+    if (rc == -1) rc = filter_more(c, at, name, x, args, nargs, kw, kwv, nkw, out);
     return rc == -1 ? ctx_fail(c, at, "unsupported Jinja filter '%s'", name) : rc;
 }
 
@@ -672,6 +676,11 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
             *out = v_str(r);
         } else if (!strcmp(name, "format")) {
             return str_format(c, at, s, args, nargs, kw, kwv, nkw, out);
+        } else if (!strcmp(name, "removeprefix") || !strcmp(name, "removesuffix")) {
+            if (want_str(c, at, a0, name, &x)) return c->err;
+            int pre = name[6] == 'p';
+            int has = x->n <= s->n && !memcmp(pre ? s->s : s->s + s->n - x->n, x->s, x->n);
+            *out = v_str(has ? jstr_sub(c->a, s, pre ? x->n : 0, s->n - x->n) : (JStr *)s);
         } else if (!strcmp(name, "splitlines")) {
             Value l = v_list(c->a);
             size_t b = 0;
@@ -715,6 +724,12 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
                 }
             }
             *out = l;
+            return 0;
+        }
+        Value *i0 = dict_get(d, "index0", 6);
+        if (!strcmp(name, "cycle") && i0 && i0->k == V_INT && dict_get(d, "revindex0", 9)) { /* loop.cycle */
+            if (!nargs) return ctx_fail(c, at, "loop.cycle needs at least one value");
+            *out = args[i0->u.i % nargs];
             return 0;
         }
         if (!strcmp(name, "get")) {

@@ -210,6 +210,9 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
                    Value *kwv, int nkw, Value *out);
 int builtin_global(const char *name, Value *out); /* 1 when name is a global function */
 int builtin_known(const char *name, int is_test); /* filter / test names (checked at parse time) */
+/* jinja_filters_more.c: sort dictsort min max sum round format escape/e; -1 when NAME is none */
+int filter_more(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw, Value *kwv,
+                int nkw, Value *out);
 int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const char **kw, Value *kwv, int nkw,
                  Value *out);
 

@@ -204,6 +204,20 @@ SNIPPETS = [
     ("{% set ns = namespace() %}{% set ns._x = 1 %}", {}),
     ("{{ {'a': 1e308 * 10, 'b': -1e308 * 10}|tojson }}", {}),
     ("{{ dict(a=1, b='x') }} {{ dict(a=1)|tojson }}", {}),
+    ("{{ ['b', 'A', 'c']|sort }} {{ ['b', 'A', 'c']|sort(case_sensitive=true) }} {{ [3, 1, 2]|sort(reverse=true) }} "
+     "{{ ts|sort(attribute='f.n')|map(attribute='id')|list }} {{ {'b': 1, 'A': 2}|dictsort }} "
+     "{{ {'b': 1, 'a': 2}|dictsort(by='value', reverse=true) }}",
+     {"ts": [{"id": 1, "f": {"n": "zed"}}, {"id": 2, "f": {"n": "alpha"}}, {"id": 3, "f": {"n": "Beta"}}]}),
+    ("{{ [1, 2, 3]|sum }} {{ [1, 2.5]|sum }} {{ ts|sum(attribute='id') }} {{ ['b', 'A']|min }} {{ [3, 9, 2]|max }} "
+     "{{ ts|max(attribute='id') }} {{ []|min }}|", {"ts": [{"id": 1}, {"id": 5}]}),
+    ("{{ 2.5|round }} {{ 3.14159|round(2) }} {{ 0.5|round }} {{ 1.5|round }} {{ 2.675|round(2) }} {{ -0.5|round }} "
+     "{{ 3|round }} {{ 2.7|round(0, 'floor') }} {{ 2.1|round(method='ceil') }}", {}),
+    ("{{ '%s=%d (%r) %%'|format('a', 3, 'q') }} {{ '<a href=\"x\">&</a>'|e }} {{ \"it's\"|e }} {{ 'x<y'|escape }}",
+     {}),
+    ("{% for i in range(5) %}{{ loop.cycle('x', 'y', 'z') }}{% endfor %} {{ 'abc'.removeprefix('ab') }} "
+     "{{ 'abc'.removesuffix('bc') }} {{ 'abc'.removeprefix('zz') }}", {}),
+    ("{{ [1, 'a']|sort }}", {}),
+    ("{{ '%s %s'|format('only one') }}", {}),
 ]
 
 
