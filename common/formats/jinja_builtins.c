@@ -12,7 +12,8 @@
  *            title capitalize replace find count join format splitlines removeprefix
  *            removesuffix isdigit...
  *            dict: items keys values get; loop.cycle
- *   globals  range namespace dict raise_exception
+ *   globals  range namespace dict raise_exception strftime_now (SOURCE_DATE_EPOCH
+ *            pins the date, as in reproducible builds)
  * Case mapping (upper/lower/title/capitalize) is ASCII-only: non-ASCII letters are
  * left as they are (Python would map them). */
 #include <math.h>
@@ -20,16 +21,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jinja_impl.h"
 
-enum { F_RANGE = 1, F_NAMESPACE, F_DICT, F_RAISE };
+enum { F_RANGE = 1, F_NAMESPACE, F_DICT, F_RAISE, F_STRFTIME };
 
 int builtin_global(const char *name, Value *out) {
     static const struct {
         const char *n;
         int id;
-    } g[] = {{"range", F_RANGE}, {"namespace", F_NAMESPACE}, {"dict", F_DICT}, {"raise_exception", F_RAISE}};
+    } g[] = {{"range", F_RANGE},
+             {"namespace", F_NAMESPACE},
+             {"dict", F_DICT},
+             {"raise_exception", F_RAISE},
+             {"strftime_now", F_STRFTIME}};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++)
         if (!strcmp(name, g[i].n)) {
             *out = (Value){.k = V_FUNC};
@@ -81,6 +87,20 @@ int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const c
             dict_set(c->a, d.u.d, jstr_lit(c->a, kw[i]), kwv[i]);
         }
         *out = d;
+        return 0;
+    }
+    case F_STRFTIME: { /* transformers: datetime.now().strftime(format) */
+        if (nargs != 1 || args[0].k != V_STR || args[0].u.s->n > 200)
+            return ctx_fail(c, at, "strftime_now takes one format string");
+        const char *sde = getenv("SOURCE_DATE_EPOCH"); /* reproducible builds' convention */
+        time_t now = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        char fmt[208], buf[512];
+        memcpy(fmt, args[0].u.s->s, args[0].u.s->n);
+        fmt[args[0].u.s->n] = 0;
+        size_t n = strftime(buf, sizeof buf, fmt, &tm);
+        *out = v_str(jstr_new(c->a, buf, n, NULL));
         return 0;
     }
     case F_RAISE: {
@@ -219,6 +239,7 @@ static int want_str(Ctx *c, const Node *at, Value v, const char *what, JStr **ou
 }
 
 static int64_t length_of(Value x) {
+    if (x.k == V_LIST && x.u.l->gen) return -1; /* generators have no len() */
     switch (x.k) {
     case V_STR:
         return (int64_t)utf8_count(x.u.s->s, x.u.s->n);
@@ -362,9 +383,11 @@ int builtin_test(Ctx *c, const Node *at, const char *name, Value x, Value *args,
 }
 
 static int filter_select(Ctx *c, const Node *at, Value x, Value *args, int nargs, int by_attr, int keep, Value *out) {
-    JList items;
-    if (as_list(c, at, x, &items)) return c->err;
+    JList items = {0};
+    /* jinja2 filters nothing out of a falsy value (none | selectattr(...) is empty) */
+    if (v_truthy(x) && as_list(c, at, x, &items)) return c->err;
     Value l = v_list(c->a);
+    l.u.l->gen = 1; /* a generator in jinja2 */
     int k0 = by_attr ? 1 : 0;
     if (by_attr && (nargs < 1 || args[0].k != V_STR))
         return ctx_fail(c, at, "selectattr/rejectattr need an attribute name");
@@ -405,6 +428,7 @@ static int filter_value(Ctx *c, const Node *at, const char *name, Value x, Value
                              cnt.k == V_INT ? cnt.u.i : -1));
     } else if (!strcmp(name, "string") || !strcmp(name, "safe")) {
         *out = v_str(v_to_str(c->a, x));
+        out->markup = name[1] == 'a' || (x.k == V_STR && x.markup);
     } else if (!strcmp(name, "tojson")) {
         Value ind = kwarg(kw, kwv, nkw, "indent", args, nargs, 0);
         const char *why = NULL;
@@ -546,10 +570,11 @@ static int filter_sequence(Ctx *c, const Node *at, const char *name, Value x, Va
     } else if (!strcmp(name, "select") || !strcmp(name, "reject")) {
         return filter_select(c, at, x, args, nargs, 0, name[0] == 's', out);
     } else if (!strcmp(name, "map")) {
-        JList items;
+        JList items = {0};
         Value attr = kwarg(kw, kwv, nkw, "attribute", NULL, 0, -1);
-        if (as_list(c, at, x, &items)) return c->err;
+        if (v_truthy(x) && as_list(c, at, x, &items)) return c->err;
         Value l = v_list(c->a);
+        l.u.l->gen = 1;
         for (int i = 0; i < items.n; i++) {
             Value v;
             if (attr.k == V_STR) {

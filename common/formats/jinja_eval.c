@@ -170,6 +170,10 @@ static int as_index(Value v, int64_t *i) {
 
 static int eval_item(Ctx *c, const Node *at, Value obj, Value key, Value *out) {
     if (obj.k == V_UNDEF) return undefined_error(c, at, obj);
+    if (obj.k == V_LIST && obj.u.l->gen) { /* jinja2: getitem fails, so Undefined */
+        *out = v_undef(NULL);
+        return 0;
+    }
     int64_t i;
     *out = v_undef(NULL);
     if (obj.k == V_DICT) {
@@ -222,6 +226,10 @@ static void slice_indices(int64_t n, int has[3], int64_t v[3], int64_t *start, i
 
 static int eval_slice(Ctx *c, const Node *n, Value obj, Value *out) {
     if (obj.k == V_UNDEF) return undefined_error(c, n, obj);
+    if (obj.k == V_LIST && obj.u.l->gen) {
+        *out = v_undef(NULL);
+        return 0;
+    }
     const Node *parts[3] = {n->b, n->c, n->d};
     int has[3] = {0};
     int64_t v[3] = {0};
@@ -370,11 +378,16 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
     if (x.k == V_UNDEF) return undefined_error(c, n, x);
     if (y.k == V_UNDEF) return undefined_error(c, n, y);
     if (op == OP_ADD && x.k == V_STR && y.k == V_STR) {
-        if (x.u.s->n + y.u.s->n > JINJA_MAX_OUTPUT) return ctx_fail(c, n, "string too large");
-        *out = v_str(jstr_cat(c->a, x.u.s, y.u.s));
+        if (x.u.s->n + y.u.s->n > (x.markup || y.markup ? JINJA_MAX_OUTPUT / 6 : JINJA_MAX_OUTPUT))
+            return ctx_fail(c, n, "string too large");
+        /* Markup + str escapes the str (markupsafe's __add__/__radd__) */
+        JStr *a = y.markup && !x.markup ? html_escape(c, x.u.s) : x.u.s;
+        JStr *b = x.markup && !y.markup ? html_escape(c, y.u.s) : y.u.s;
+        *out = v_str(jstr_cat(c->a, a, b));
+        out->markup = x.markup || y.markup;
         return 0;
     }
-    if (op == OP_ADD && x.k == V_LIST && y.k == V_LIST) {
+    if (op == OP_ADD && x.k == V_LIST && y.k == V_LIST && !x.u.l->gen && !y.u.l->gen) {
         if ((uint64_t)x.u.l->n + (uint64_t)y.u.l->n > MAX_LIST) return ctx_fail(c, n, "list too large");
         Value l = v_list(c->a);
         for (int i = 0; i < x.u.l->n; i++) list_push(c->a, l.u.l, x.u.l->v[i]);
@@ -693,6 +706,8 @@ static int exec_stmt(Ctx *c, const Node *n) {
         return emit(c, n, n->cst.u.s);
     case N_OUTPUT:
         if (eval_expr(c, n->a, &v)) return c->err;
+        /* jinja2 would print "<generator object ... at 0x...>": not reproducible */
+        if (v.k == V_LIST && v.u.l->gen) return ctx_fail(c, n, "printing a generator (add |list)");
         return emit(c, n, v_to_str(c->a, v));
     case N_IF:
         for (const Node *b = n; b;) {

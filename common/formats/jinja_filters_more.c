@@ -1,6 +1,6 @@
 /* jinja_filters_more.c — the less common jinja2 filters that Hub chat templates still
  * use: sort, dictsort, min, max, sum, round, format (printf-style %s %d %i %r %f %%),
- * escape/e (markupsafe's HTML escaping), with jinja2 3.1's defaults (sort, dictsort,
+ * escape/e (markupsafe's HTML escaping, giving a Markup), with jinja2 3.1's defaults (sort, dictsort,
  * min and max compare strings case-insensitively unless case_sensitive=true; sorting is
  * stable; round is Python's round, half to even on the exact binary value). */
 #include <math.h>
@@ -228,8 +228,8 @@ static int f_format(Ctx *c, const Node *at, Value x, Value *args, int nargs, Val
 }
 
 /* markupsafe.escape: & < > " ' */
-static int f_escape(Ctx *c, Value x, Value *out) {
-    JStr *s = v_to_str(c->a, x), *r = jstr_lit(c->a, "");
+JStr *html_escape(Ctx *c, const JStr *s) {
+    JStr *r = jstr_lit(c->a, "");
     size_t from = 0;
     for (size_t i = 0; i <= s->n; i++) {
         const char *rep = NULL;
@@ -255,7 +255,13 @@ static int f_escape(Ctx *c, Value x, Value *out) {
         if (rep) r = jstr_cat(c->a, r, jstr_retag(c->a, rep, strlen(rep), s->tag ? s->tag[i] : 0));
         from = i + 1;
     }
-    *out = v_str(r);
+    return r;
+}
+
+static int f_escape(Ctx *c, Value x, Value *out) {
+    /* an existing Markup is not escaped twice */
+    *out = v_str(x.k == V_STR && x.markup ? x.u.s : html_escape(c, v_to_str(c->a, x)));
+    out->markup = 1;
     return 0;
 }
 

@@ -58,7 +58,8 @@ typedef struct JDict JDict;
 struct Node;
 typedef struct Value {
     VKind k;
-    int ns; /* V_DICT: a namespace() (attributes assignable) */
+    int ns;     /* V_DICT: a namespace() (attributes assignable) */
+    int markup; /* V_STR: a markupsafe.Markup (|safe, |e): `+` escapes the other side */
     union {
         int64_t i; /* V_BOOL, V_INT, V_FUNC (builtin id) */
         double f;
@@ -73,6 +74,8 @@ struct JList {
     Value *v;
     int n, cap;
     int tuple; /* a Python tuple: printed (a, b); otherwise a list */
+    int gen;   /* the result of map/select/reject/selectattr/rejectattr: a generator in
+                * jinja2 (always true, no len(), not JSON, not printable; |list makes a list) */
 };
 struct JDict {
     JStr **keys; /* string keys only (what JSON and templates use), insertion order */
@@ -211,6 +214,7 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
 int builtin_global(const char *name, Value *out); /* 1 when name is a global function */
 int builtin_known(const char *name, int is_test); /* filter / test names (checked at parse time) */
 /* jinja_filters_more.c: sort dictsort min max sum round format escape/e; -1 when NAME is none */
+JStr *html_escape(Ctx *c, const JStr *s);
 int filter_more(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw, Value *kwv,
                 int nkw, Value *out);
 int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const char **kw, Value *kwv, int nkw,

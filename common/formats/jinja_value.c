@@ -221,7 +221,7 @@ int v_truthy(Value v) {
     case V_STR:
         return v.u.s->n != 0;
     case V_LIST:
-        return v.u.l->n != 0;
+        return v.u.l->gen || v.u.l->n != 0;
     case V_DICT:
         return v.k == V_DICT && (v.ns || v.u.d->n != 0);
     default:
@@ -532,6 +532,10 @@ static int json_rec(SB *b, Value v, int indent, int level, const char **why) {
         json_str(b, v.u.s);
         return 0;
     case V_LIST:
+        if (v.u.l->gen) {
+            *why = "Object of type generator is not JSON serializable";
+            return -1;
+        }
         if (!v.u.l->n) {
             sb_lit(b, "[]");
             return 0;

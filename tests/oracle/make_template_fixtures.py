@@ -44,6 +44,7 @@ TPL_DIR = os.path.join(HERE, "templates")
 FAMILY = [
     ("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"),
     ("NousResearch-Hermes-3", "<|begin_of_text|>", "<|im_end|>"),
+    ("meetkai-functionary", "<|begin_of_text|>", "<|eot_id|>"),
     ("meta-llama-Llama-2", "<s>", "</s>"),
     ("vigogne", "<s>", "</s>"),
     ("mistralai", "<s>", "</s>"),
@@ -217,6 +218,13 @@ SNIPPETS = [
     ("{% for i in range(5) %}{{ loop.cycle('x', 'y', 'z') }}{% endfor %} {{ 'abc'.removeprefix('ab') }} "
      "{{ 'abc'.removesuffix('bc') }} {{ 'abc'.removeprefix('zz') }}", {}),
     ("{{ [1, 'a']|sort }}", {}),
+    ("{{ '<b>'|safe + '<i>' }} {{ '<i>' + '<b>'|safe }} {{ ('a&'|e + 'b&')|e }} {{ ('x'|safe + 1|string)|length }} "
+     "{{ strftime_now is defined }}", {}),
+    ("{{ none|selectattr('x')|list }} {{ none|map(attribute='x')|list }} {{ (xs|select)|list }} "
+     "{{ 'yes' if xs|reject else 'no' }} {{ xs|map('string')|join('-') }}", {"xs": [0, 1]}),
+    ("{{ xs|select|length }}", {"xs": [1]}),
+    ("{{ xs|map('string')|tojson }}", {"xs": [1]}),
+    ("{{ (xs|select)[0] }}", {"xs": [1]}),
     ("{{ '%s %s'|format('only one') }}", {}),
 ]
 
