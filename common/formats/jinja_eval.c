@@ -497,7 +497,7 @@ static int eval_call(Ctx *c, const Node *n, Value *out) {
 }
 
 static int eval_inner(Ctx *c, const Node *n, Value *out) {
-    Value x, y;
+    Value x = {0}, y = {0};
     switch (n->k) {
     case E_CONST:
         *out = n->cst;

@@ -328,7 +328,7 @@ static void float_repr(double f, char *buf, size_t cap) {
         if (strtod(tmp, NULL) == f) break;
     }
     /* tmp = d.ddde[+-]XX with p significant digits */
-    char digits[24];
+    char digits[24] = {0};
     int nd = 0;
     const char *c = tmp;
     int neg = *c == '-';
@@ -591,14 +591,18 @@ static Value from_json_tag(Arena *a, const json_t *j, unsigned char tag) {
         Value d = v_dict(a);
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)j, k, x) dict_set(a, d.u.d, jstr_lit(a, k), from_json_tag(a, x, tag));
+        json_object_foreach((json_t *)j, k, x) {
+            dict_set(a, d.u.d, jstr_lit(a, k), from_json_tag(a, x, tag));
+        }
         return d;
     }
     case JSON_ARRAY: {
         Value l = v_list(a);
         size_t i;
         json_t *x;
-        json_array_foreach(j, i, x) list_push(a, l.u.l, from_json_tag(a, x, tag));
+        json_array_foreach(j, i, x) {
+            list_push(a, l.u.l, from_json_tag(a, x, tag));
+        }
         return l;
     }
     case JSON_STRING:
