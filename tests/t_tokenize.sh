@@ -66,9 +66,15 @@ grep -q -- '--template' "$D/err" || { echo "FAIL template message: $(cat "$D/err
 check hh-template 0 "$(code "$B/tokenize" -t "$T" --template hh "$D/m.jsonl")"
 
 # a tokenizer.json the library cannot use: clear error naming the field
+sed 's/"type":"BPE"/"type":"WordPiece"/' "$T" >"$D/wordpiece.json"
+check wordpiece 65 "$(code "$B/tokenize" -t "$D/wordpiece.json" "$D/t.jsonl")"
+grep -q 'field "model.type": unsupported model type "WordPiece"' "$D/err" || { echo "FAIL wordpiece: $(cat "$D/err")"; fail=1; }
+# a BPE vocabulary under model.type Unigram: the Unigram reader names the field
 sed 's/"type":"BPE"/"type":"Unigram"/' "$T" >"$D/unigram.json"
 check unigram 65 "$(code "$B/tokenize" -t "$D/unigram.json" "$D/t.jsonl")"
-grep -q 'field "model.type": unsupported model type "Unigram"' "$D/err" || { echo "FAIL unigram: $(cat "$D/err")"; fail=1; }
+grep -q 'field "model.vocab" must be a non-empty array' "$D/err" || { echo "FAIL unigram: $(cat "$D/err")"; fail=1; }
+# a real Unigram tokenizer (trained by the tokenizers library) encodes
+check unigram-ok 0 "$(code "$B/tokenize" -t tests/oracle/tokenizers/unigram.json "$D/t.jsonl")"
 
 # atomic output: a failing run leaves no file behind
 check atomic-fail 65 "$(code "$B/tokenize" -t "$T" -o "$D/o.jsonl" "$D/bad.jsonl")"

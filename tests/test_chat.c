@@ -338,6 +338,8 @@ static void test_auto_choice(void) {
             CHECK(tok_decode(t, tr.v, tr.n, 0, &txt, &tl, &e) == 0, "decode: %s", e.msg);
             const char *want = !strcmp(cases[i].tok, "llama3.json") ? "Hello, friend.<|eot_id|>See you.<|eot_id|>"
                                : strstr(cases[i].file, "zephyr") ? "Hello, friend.<|endoftext|>  See you.\n<|endoftext|>"
+                               /* the last turn is what the model writes after the generation prompt */
+                               : strstr(cases[i].file, "Qwen3") ? "Hello, friend.<|im_end|><think>\n\n</think>\n\n  See you.\n<|im_end|>"
                                                                  : "Hello, friend.<|im_end|>  See you.\n<|im_end|>";
             CHECK(!strcmp(txt, want), "%s: trained text \"%s\", expected \"%s\"", cases[i].file, txt, want);
             /* user text never becomes a control token */

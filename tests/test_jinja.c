@@ -47,7 +47,8 @@ static void test_snippets(void) {
         const json_t *want = json_object_get(c, "text");
         if (want) {
             int ok = !rc && out.len == json_string_length(want) && !memcmp(out.text, json_string_value(want), out.len);
-            CHECK(ok, "snippet %d: %s\n  want [%s]\n  got  [%s]", n, src, json_string_value(want), rc ? e.msg : out.text);
+            CHECK(ok, "snippet %d: %s\n  want [%s]\n  got  [%s]", n, src, json_string_value(want),
+                  rc ? e.msg : out.text);
             same += ok;
         } else {
             CHECK(rc == EX_DATAERR, "snippet %d: %s\n  jinja2 raised %s, cherry gave rc %d [%s]", n, src,
@@ -117,10 +118,14 @@ static void test_hostile(void) {
         {"endless loop", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
          NULL /* steps or memory, whichever comes first */},
         {"huge output", "{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", "output larger"},
-        {"string doubling", "{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}"
-                            "{% endfor %}", "too large"},
-        {"list doubling", "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}"
-                          "{% endfor %}", "too large"},
+        {"string doubling",
+         "{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}",
+         "too large"},
+        {"list doubling",
+         "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}"
+         "{% endfor %}",
+         "too large"},
         {"list repeat", "{{ [1, 2] * 1000000000000 }}", "too large"},
         {"string repeat", "{{ 'abc' * 9223372036854775807 }}", "too large"},
         {"range", "{{ range(-9223372036854775807, 9223372036854775807) }}", "range"},
@@ -132,8 +137,9 @@ static void test_hostile(void) {
         {"int filter range", "{{ 1e300|int }}", "range"},
         {"raise", "{{ raise_exception('no ' ~ 'way') }}", "no way"},
         {"sandbox", "{% set l = [] %}{{ l.append(1) }}", "unsafe"},
-        {"deep nested list equality", "{% set ns = namespace(l=[]) %}{% for i in range(20000) %}"
-                                      "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l == ns.l }}{{ raise_exception('done') }}",
+        {"deep nested list equality",
+         "{% set ns = namespace(l=[]) %}{% for i in range(20000) %}"
+         "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l == ns.l }}{{ raise_exception('done') }}",
          "done"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -181,8 +187,8 @@ static void test_hostile(void) {
         char *src = xcalloc(1 << 14, 1);
         size_t n = fread(src, 1, (1 << 14) - 1, f);
         fclose(f);
-        json_t *vars = json_pack("{s:[{s:s,s:s}],s:b}", "messages", "role", "user", "content", "hi",
-                                 "add_generation_prompt", 1);
+        json_t *vars =
+            json_pack("{s:[{s:s,s:s}],s:b}", "messages", "role", "user", "content", "hi", "add_generation_prompt", 1);
         int ok = 0;
         for (size_t k = 0; k <= n; k += 7) {
             JinjaTemplate *tp;

@@ -6,7 +6,10 @@
  *     byte fallback) makes tok_encode return EX_DATAERR instead of silently
  *     encoding to nothing, and encoding it into an empty vector passes no NULL
  *     pointer to memcpy (UBSan nonnull-attribute);
- *   - a word that dropped characters is not cached: it is an error every time. */
+ *   - a word that dropped characters is not cached: it is an error every time;
+ *   - the same for a Unigram model without unk_id (tokenizer_unigram.c; the library
+ *     fails with "Encountered an unknown token but `unk_id` is missing"), and with
+ *     one the character is its unknown token (ids from tokenizers 0.23.3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +84,32 @@ int main(void) {
         utf8_replace_nul(&txt, &len);
         CHECK(len == 3 && !memcmp(txt, "abc", 3), "utf8_replace_nul without NUL changed the text");
         free(txt);
+    }
+#define UNI(VOCAB, UNK)                                                                                                \
+    "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": null, \"pre_tokenizer\": null, "                     \
+    "\"post_processor\": null, \"decoder\": null, \"model\": {\"type\": \"Unigram\", \"vocab\": " VOCAB UNK "}}"
+    t = load_text(UNI("[[\"a\", -1.0], [\"b\", -2.0]]", ""), &e, &rc);
+    CHECK(rc == 0 && t, "small Unigram tokenizer: %s", e.msg);
+    if (t) {
+        IntVec ids = {0};
+        CHECK(tok_encode(t, "ab", 2, 0, &ids) == 0 && ids.n == 2 && ids.v[0] == 0 && ids.v[1] == 1,
+              "Unigram \"ab\" -> [0, 1], got n=%d", ids.n);
+        ids.n = 0;
+        rc = tok_encode(t, "axb", 3, 0, &ids);
+        CHECK(rc == EX_DATAERR && ids.n == 2, "Unigram \"axb\" without unk_id: expected EX_DATAERR, got %d (n=%d)", rc,
+              ids.n);
+        intvec_free(&ids);
+        tok_free(t);
+    }
+    t = load_text(UNI("[[\"<unk>\", 0.0], [\"a\", -1.0], [\"b\", -2.0]]", ", \"unk_id\": 0"), &e, &rc);
+    CHECK(rc == 0 && t, "small Unigram tokenizer with unk_id: %s", e.msg);
+    if (t) {
+        IntVec ids = {0};
+        rc = tok_encode(t, "axb", 3, 0, &ids);
+        CHECK(rc == 0 && ids.n == 3 && ids.v[0] == 1 && ids.v[1] == 0 && ids.v[2] == 2,
+              "Unigram \"axb\" with unk_id -> [1, 0, 2]: got %d (n=%d)", rc, ids.n);
+        intvec_free(&ids);
+        tok_free(t);
     }
     char *p = path_join(dir, "tokenizer.json");
     unlink(p);

@@ -62,7 +62,9 @@ static void write_file(const char *name, const char *content) {
 }
 
 static void test_bad_files(void) {
-    expect_error("model.type", "\"Unigram\"", EX_DATAERR, "field \"model.type\": unsupported model type \"Unigram\"");
+    expect_error("model.type", "\"WordPiece\"", EX_DATAERR, "field \"model.type\": unsupported model type \"WordPiece\"");
+    /* a BPE vocabulary (an object) under model.type Unigram */
+    expect_error("model.type", "\"Unigram\"", EX_DATAERR, "field \"model.vocab\" must be a non-empty array");
     expect_error("model", "DELETE", EX_DATAERR, "field \"model\"");
     expect_error("model.vocab", "[1,2]", EX_DATAERR, "field \"model.vocab\"");
     expect_error("model.vocab", "{\"a\": \"x\"}", EX_DATAERR, "field \"model.vocab\"");
@@ -79,9 +81,19 @@ static void test_bad_files(void) {
     expect_error("added_tokens", "[{\"id\": 5}]", EX_DATAERR, "field \"added_tokens[0].content\"");
     expect_error("added_tokens", "{}", EX_DATAERR, "field \"added_tokens\"");
     expect_error("normalizer", "{\"type\": \"NFKC\"}", EX_DATAERR, "unsupported normalizer \"NFKC\"");
-    expect_error("pre_tokenizer", "{\"type\": \"Metaspace\"}", EX_DATAERR,
-                 "field \"pre_tokenizer.type\": unsupported pre-tokenizer \"Metaspace\"");
-    expect_error("pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}]}",
+    expect_error("pre_tokenizer", "{\"type\": \"BertPreTokenizer\"}", EX_DATAERR,
+                 "field \"pre_tokenizer.type\": unsupported pre-tokenizer \"BertPreTokenizer\"");
+    expect_error("pre_tokenizer", "{\"type\": \"Metaspace\", \"prepend_scheme\": \"sometimes\"}", EX_DATAERR,
+                 "pre_tokenizer.prepend_scheme");
+    expect_error("pre_tokenizer", "{\"type\": \"Metaspace\", \"replacement\": \"ab\"}", EX_DATAERR,
+                 "pre_tokenizer.replacement");
+    expect_error("normalizer", "{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \"x\"}",
+                 EX_DATAERR, "normalizer.pattern");
+    expect_error("normalizer", "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}", EX_DATAERR,
+                 "unsupported normalizer \"Precompiled\"");
+    expect_error("decoder", "{\"type\": \"Strip\", \"content\": \" \", \"start\": -1, \"stop\": 0}", EX_DATAERR,
+                 "Strip needs");
+    expect_error("pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Punctuation\"}]}",
                  EX_DATAERR, "pre_tokenizer.pretokenizers[0].type");
     expect_error("pre_tokenizer",
                  "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(unclosed\"}, \"behavior\": "

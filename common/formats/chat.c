@@ -261,6 +261,23 @@ void chat_render_free(ChatRender *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* Where the text run starting at span i stands in the whole rendering (see
+ * tok_encode_part): at its start, after a special token (this rendering's span, or for
+ * a tail of a rendering whose first span is not at offset 0, a special token string
+ * ending right there), or in the middle of text. */
+static int run_position(const Tokenizer *tok, const ChatRender *r, int i) {
+    const ChatSpan *s = &r->spans[i];
+    if (s->off == 0) return TOK_STARTS_INPUT;
+    if (i > 0) return r->spans[i - 1].special ? TOK_AFTER_ADDED : TOK_CONTINUES;
+    for (int id = 0; id < tok_vocab_size(tok); id++) {
+        if (!tok_is_special(tok, id)) continue;
+        const char *p = tok_id_to_piece(tok, id);
+        size_t n = p ? strlen(p) : 0;
+        if (n && n <= s->off && !memcmp(r->text + s->off - n, p, n)) return TOK_AFTER_ADDED;
+    }
+    return TOK_CONTINUES;
+}
+
 int chat_tokenize(Tokenizer *tok, const ChatRender *r, IntVec *ids, IntVec *mask, Error *e) {
     for (int i = 0; i < r->n_spans;) {
         const ChatSpan *s = &r->spans[i];
@@ -285,7 +302,7 @@ int chat_tokenize(Tokenizer *tok, const ChatRender *r, IntVec *ids, IntVec *mask
         while (j < r->n_spans && !r->spans[j].special && r->spans[j].train == s->train) j++;
         size_t end = r->spans[j - 1].off + r->spans[j - 1].len;
         int before = ids->n;
-        tok_encode(tok, r->text + s->off, end - s->off, 0, ids);
+        tok_encode_part(tok, r->text + s->off, end - s->off, 0, run_position(tok, r, i), ids);
         if (mask)
             for (int k = before; k < ids->n; k++) intvec_push(mask, s->train);
         i = j;

@@ -13,7 +13,7 @@
  *           "<|start_header_id|>assistant<|end_header_id|>\n\n" (Meta Llama-3 template).
  *   jinja   the model's own chat_template from tokenizer_config.json, run by the Jinja
  *           interpreter (jinja.h) exactly as transformers' apply_chat_template renders
- *           it (bos_token/eos_token from the tokenizer, tools=None, no strftime_now).
+ *           it (bos_token/eos_token from the tokenizer, tools=None).
  * auto takes a built-in family when the chat_template is recognised (chat_detect) AND
  * renders probe conversations identically to it (so Llama-3.1's "Cutting Knowledge
  * Date" system block or Qwen2.5's default system prompt are never lost); otherwise the

@@ -6,9 +6,12 @@
  *   - special spans: a special added token's string in text the template wrote itself
  *     (provenance tag 0); inside message data such strings stay text, as with the
  *     built-in layouts;
- *   - train spans: per assistant message, the first through the last byte that came
- *     from that message's data (content, tool calls; not the role), then a special
- *     token that follows it after optional spaces (<|im_end|>, <|eot_id|>, </s>,
+ *   - train spans: per assistant message, from where the rendering of the messages
+ *     before it with the generation prompt ends (when that is a prefix of the whole;
+ *     else from the first byte that came from the message's data, with the spaces the
+ *     template wrote right before it) through the last byte of its data (content,
+ *     tool calls; not the role), then a special token that follows it after optional
+ *     spaces (<|im_end|>, <|eot_id|>, </s>,
  *     <end_of_turn>, <|end|>) — the closing token the model must learn to emit;
  *   - text spans also end after each space and newline, so the prompt rendering of a
  *     conversation ends on a span boundary of the full rendering (data.c needs one).
@@ -58,7 +61,8 @@ static void add_span(ChatRender *r, size_t off, size_t len, int train, int speci
     r->spans[r->n_spans++] = (ChatSpan){off, len, (unsigned char)train, (unsigned char)special};
 }
 
-static int build_spans(const Tokenizer *tok, const json_t *messages, JinjaOutput *o, ChatRender *out) {
+static int build_spans(const Tokenizer *tok, const json_t *messages, const size_t *prompt_end, JinjaOutput *o,
+                       ChatRender *out) {
     unsigned char *train = xcalloc(o->len + 1, 1);
     unsigned char *spec = xcalloc(o->len + 1, 1); /* 1 at the first byte of a special token, 2 inside */
     for (size_t i = 0; i < o->len;) {
@@ -83,6 +87,13 @@ static int build_spans(const Tokenizer *tok, const json_t *messages, JinjaOutput
                 last = i;
             }
         if (first == o->len) continue;
+        /* spaces the template writes right before the reply train with it (Mistral's
+         * ' ' + content): tokenizers attach a space to the word after it */
+        while (first > 0 && o->text[first - 1] == ' ' && !o->tag[first - 1] && !spec[first - 1]) first--;
+        /* where the rendering of the conversation before this message, with the
+         * generation prompt, ends: what the model writes starts there (Qwen3's
+         * <think></think> block included) */
+        if (prompt_end[m] < first) first = prompt_end[m];
         size_t end = last + 1, j = end;
         while (j < o->len && o->text[j] == ' ' && !o->tag[j] && !spec[j]) j++;
         if (j < o->len && spec[j] == 1) {
@@ -122,10 +133,34 @@ int chat_render_json(Tokenizer *tok, const json_t *messages, const json_t *tools
     json_object_set_new(data, "documents", json_null());
     JinjaOutput o;
     rc = jinja_render(tok->jinja, trusted, data, &o, e);
+    if (rc) {
+        json_decref(trusted);
+        json_decref(data);
+        return rc;
+    }
+    /* per assistant message, the end of the prompt rendering before it when that is
+     * a prefix of this rendering (templates that rewrite earlier turns have none) */
+    size_t nm = json_array_size(messages);
+    size_t *prompt_end = xmalloc((nm + 1) * sizeof *prompt_end);
+    json_object_set_new(trusted, "add_generation_prompt", json_true());
+    for (size_t m = 0; m < nm; m++) {
+        prompt_end[m] = (size_t)-1;
+        const char *role = json_string_value(json_object_get(json_array_get(messages, m), "role"));
+        if (!role || strcmp(role, "assistant")) continue;
+        json_t *head = json_array();
+        for (size_t k = 0; k < m; k++) json_array_append(head, json_array_get(messages, k));
+        json_object_set_new(data, "messages", head);
+        JinjaOutput p;
+        Error pe = {0};
+        if (!jinja_render(tok->jinja, trusted, data, &p, &pe)) {
+            if (p.len < o.len && !memcmp(p.text, o.text, p.len)) prompt_end[m] = p.len;
+            jinja_output_free(&p);
+        }
+    }
     json_decref(trusted);
     json_decref(data);
-    if (rc) return rc;
-    build_spans(tok, messages, &o, out);
+    build_spans(tok, messages, prompt_end, &o, out);
+    free(prompt_end);
     out->text = o.text;
     out->len = o.len;
     free(o.tag);
@@ -159,9 +194,7 @@ int chat_render_tok(ChatTemplate tpl, Tokenizer *tok, const ChatMessage *msgs, i
 
 int chat_jinja_matches(Tokenizer *tok, ChatTemplate fam) {
     static const ChatMessage probe[] = {{"system", "S."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
-    static const struct {
-        int from, n;
-    } convs[] = {{1, 1}, {1, 2}, {0, 4}, {1, 3}};
+    static const struct { int from, n; } convs[] = {{1, 1}, {1, 2}, {0, 4}, {1, 3}};
     char *def = fam == CHAT_CHATML ? chat_default_system(tok_chat_template(tok)) : NULL;
     int same = 1;
     for (size_t c = 0; same && c < sizeof convs / sizeof *convs; c++)

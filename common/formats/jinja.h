@@ -3,8 +3,8 @@
  *
  * Renders the way transformers' apply_chat_template does: jinja2's
  * ImmutableSandboxedEnvironment with trim_blocks and lstrip_blocks, the loopcontrols
- * extension, and the globals transformers adds (raise_exception, namespace, dict; a
- * tojson filter that is json.dumps(ensure_ascii=False)).  Python semantics where
+ * extension, and the globals transformers adds (raise_exception, strftime_now,
+ * namespace, dict; a tojson filter that is json.dumps(ensure_ascii=False)).  Python semantics where
  * templates see them: str() of values, code-point string indexing and slicing, the
  * str methods strip/split/startswith/..., truthiness, Undefined (prints as "",
  * attribute access on it is an error).
@@ -14,9 +14,10 @@
  * {% macro %} and calls, {% break/continue %}, {% generation %} (rendered as its
  * body), {# #}, whitespace control (-/+), the filters, tests and methods listed in
  * jinja_builtins.c.  Not supported (a clear error naming the construct): include,
- * import, extends, block, call, filter blocks, raw, with; strftime_now (undefined, so
- * a template that tests `strftime_now is defined` takes its fixed-date branch and
- * renderings stay reproducible).
+ * import, extends, block, call, filter blocks, raw, with.  strftime_now formats the
+ * local time, or SOURCE_DATE_EPOCH when set (renderings that print the date are only
+ * reproducible with it).  Also kept from jinja2/markupsafe: Markup escaping on
+ * `|safe + str`, and generators from map/select/reject.
  *
  * Provenance: every output byte carries a tag — 0 for text the template wrote itself
  * (literals, bos_token), otherwise the tag of the data string it came from (see

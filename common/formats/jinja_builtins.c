@@ -3,14 +3,17 @@
  * sandbox.py; transformers' raise_exception, namespace, dict and tojson):
  *   filters  trim length count upper lower default(d) items join replace string
  *            capitalize title first last list selectattr rejectattr select reject
- *            map(attribute=) tojson abs int float safe reverse indent unique
+ *            map(attribute=) tojson abs int float safe reverse indent unique, and in
+ *            jinja_filters_more.c sort dictsort min max sum round format escape/e
  *   tests    defined undefined none string number integer float mapping iterable
  *            sequence boolean true false callable eq/equalto/== ne/!= lt le gt ge in
  *            odd even divisibleby sameas lower upper
  *   methods  str: strip lstrip rstrip split rsplit startswith endswith upper lower
- *            title capitalize replace find count join format splitlines isdigit...
- *            dict: items keys values get
- *   globals  range namespace dict raise_exception
+ *            title capitalize replace find count join format splitlines removeprefix
+ *            removesuffix isdigit...
+ *            dict: items keys values get; loop.cycle
+ *   globals  range namespace dict raise_exception strftime_now (SOURCE_DATE_EPOCH
+ *            pins the date, as in reproducible builds)
  * Case mapping (upper/lower/title/capitalize) is ASCII-only: non-ASCII letters are
  * left as they are (Python would map them). */
 #include <math.h>
@@ -18,16 +21,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jinja_impl.h"
 
-enum { F_RANGE = 1, F_NAMESPACE, F_DICT, F_RAISE };
+enum { F_RANGE = 1, F_NAMESPACE, F_DICT, F_RAISE, F_STRFTIME };
 
 int builtin_global(const char *name, Value *out) {
     static const struct {
         const char *n;
         int id;
-    } g[] = {{"range", F_RANGE}, {"namespace", F_NAMESPACE}, {"dict", F_DICT}, {"raise_exception", F_RAISE}};
+    } g[] = {{"range", F_RANGE},
+             {"namespace", F_NAMESPACE},
+             {"dict", F_DICT},
+             {"raise_exception", F_RAISE},
+             {"strftime_now", F_STRFTIME}};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++)
         if (!strcmp(name, g[i].n)) {
             *out = (Value){.k = V_FUNC};
@@ -55,7 +63,8 @@ int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const c
             v[nargs == 1 ? 1 : i] = args[i].u.i;
         }
         if (!v[2]) return ctx_fail(c, at, "range() arg 3 must not be zero");
-        __int128 span = v[2] > 0 ? (__int128)v[1] - v[0] : (__int128)v[0] - v[1], st = v[2] > 0 ? v[2] : -(__int128)v[2];
+        __int128 span = v[2] > 0 ? (__int128)v[1] - v[0] : (__int128)v[0] - v[1],
+                 st = v[2] > 0 ? v[2] : -(__int128)v[2];
         __int128 n = span > 0 ? (span + st - 1) / st : 0;
         if (n > 100000) /* jinja2's sandbox MAX_RANGE */
             return ctx_fail(c, at, "range too big (the sandbox allows 100000 items)");
@@ -69,7 +78,8 @@ int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const c
         Value d = v_dict(c->a);
         d.ns = id == F_NAMESPACE;
         for (int i = 0; i < nargs; i++) {
-            if (args[i].k != V_DICT) return ctx_fail(c, at, "%s() takes a mapping", id == F_DICT ? "dict" : "namespace");
+            if (args[i].k != V_DICT)
+                return ctx_fail(c, at, "%s() takes a mapping", id == F_DICT ? "dict" : "namespace");
             for (int k = 0; k < args[i].u.d->n; k++) dict_set(c->a, d.u.d, args[i].u.d->keys[k], args[i].u.d->vals[k]);
         }
         for (int i = 0; i < nkw; i++) {
@@ -77,6 +87,20 @@ int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const c
             dict_set(c->a, d.u.d, jstr_lit(c->a, kw[i]), kwv[i]);
         }
         *out = d;
+        return 0;
+    }
+    case F_STRFTIME: { /* transformers: datetime.now().strftime(format) */
+        if (nargs != 1 || args[0].k != V_STR || args[0].u.s->n > 200)
+            return ctx_fail(c, at, "strftime_now takes one format string");
+        const char *sde = getenv("SOURCE_DATE_EPOCH"); /* reproducible builds' convention */
+        time_t now = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        char fmt[208], buf[512];
+        memcpy(fmt, args[0].u.s->s, args[0].u.s->n);
+        fmt[args[0].u.s->n] = 0;
+        size_t n = strftime(buf, sizeof buf, fmt, &tm);
+        *out = v_str(jstr_new(c->a, buf, n, NULL));
         return 0;
     }
     case F_RAISE: {
@@ -100,8 +124,8 @@ static uint32_t cp_at(const JStr *s, size_t i, size_t *len) {
         if (n < 3) return *len = 1, p[0];
         return *len = 3, (uint32_t)(p[0] & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
     }
-    return *len = 4, (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3F) << 12 | (uint32_t)(p[2] & 0x3F) << 6 |
-                         (p[3] & 0x3F);
+    return *len = 4,
+           (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3F) << 12 | (uint32_t)(p[2] & 0x3F) << 6 | (p[3] & 0x3F);
 }
 /* Python str.isspace */
 static int py_space(uint32_t c) {
@@ -215,6 +239,7 @@ static int want_str(Ctx *c, const Node *at, Value v, const char *what, JStr **ou
 }
 
 static int64_t length_of(Value x) {
+    if (x.k == V_LIST && x.u.l->gen) return -1; /* generators have no len() */
     switch (x.k) {
     case V_STR:
         return (int64_t)utf8_count(x.u.s->s, x.u.s->n);
@@ -264,14 +289,16 @@ static Value get_attr_path(Ctx *c, Value v, const JStr *path) {
     return v;
 }
 
-static const char *const FILTERS[] = {"trim", "length", "count", "upper", "lower", "default", "d", "items", "join",
-                                      "replace", "string", "capitalize", "title", "first", "last", "list",
-                                      "selectattr", "rejectattr", "select", "reject", "map", "tojson", "abs", "int",
-                                      "float", "safe", "reverse", "indent", "unique", NULL};
-static const char *const TESTS[] = {"defined", "undefined", "none", "string", "number", "integer", "float", "mapping",
-                                    "iterable", "sequence", "boolean", "true", "false", "callable", "eq", "equalto",
-                                    "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in", "odd",
-                                    "even", "divisibleby", "sameas", "lower", "upper", NULL};
+static const char *const FILTERS[] = {
+    "trim",     "length",     "count", "upper", "lower", "default", "d",          "items",      "join",   "replace",
+    "string",   "capitalize", "title", "first", "last",  "list",    "selectattr", "rejectattr", "select", "reject",
+    "map",      "tojson",     "abs",   "int",   "float", "safe",    "reverse",    "indent",     "unique", "sort",
+    "dictsort", "min",        "max",   "sum",   "round", "format",  "escape",     "e",          NULL};
+static const char *const TESTS[] = {"defined", "undefined", "none",        "string",  "number", "integer", "float",
+                                    "mapping", "iterable",  "sequence",    "boolean", "true",   "false",   "callable",
+                                    "eq",      "equalto",   "==",          "ne",      "!=",     "lt",      "<",
+                                    "le",      "<=",        "gt",          ">",       "ge",     ">=",      "in",
+                                    "odd",     "even",      "divisibleby", "sameas",  "lower",  "upper",   NULL};
 int builtin_known(const char *name, int is_test) {
     for (const char *const *p = is_test ? TESTS : FILTERS; *p; p++)
         if (!strcmp(*p, name)) return 1;
@@ -281,22 +308,38 @@ int builtin_known(const char *name, int is_test) {
 int builtin_test(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, int *out) {
     Value a = nargs ? args[0] : v_undef(NULL);
     int r = 0;
-    if (!strcmp(name, "defined")) r = x.k != V_UNDEF;
-    else if (!strcmp(name, "undefined")) r = x.k == V_UNDEF;
-    else if (!strcmp(name, "none")) r = x.k == V_NONE;
-    else if (!strcmp(name, "string")) r = x.k == V_STR;
-    else if (!strcmp(name, "number")) r = x.k == V_INT || x.k == V_FLOAT || x.k == V_BOOL;
-    else if (!strcmp(name, "integer")) r = x.k == V_INT;
-    else if (!strcmp(name, "float")) r = x.k == V_FLOAT;
-    else if (!strcmp(name, "mapping")) r = x.k == V_DICT && !x.ns;
-    else if (!strcmp(name, "iterable")) r = x.k == V_LIST || x.k == V_STR || (x.k == V_DICT && !x.ns) || x.k == V_UNDEF;
-    else if (!strcmp(name, "sequence")) r = x.k == V_LIST || x.k == V_STR || (x.k == V_DICT && !x.ns);
-    else if (!strcmp(name, "boolean")) r = x.k == V_BOOL;
-    else if (!strcmp(name, "true")) r = x.k == V_BOOL && x.u.i;
-    else if (!strcmp(name, "false")) r = x.k == V_BOOL && !x.u.i;
-    else if (!strcmp(name, "callable")) r = x.k == V_MACRO || x.k == V_FUNC;
-    else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==")) r = v_equal(x, a);
-    else if (!strcmp(name, "ne") || !strcmp(name, "!=")) r = !v_equal(x, a);
+    if (!strcmp(name, "defined"))
+        r = x.k != V_UNDEF;
+    else if (!strcmp(name, "undefined"))
+        r = x.k == V_UNDEF;
+    else if (!strcmp(name, "none"))
+        r = x.k == V_NONE;
+    else if (!strcmp(name, "string"))
+        r = x.k == V_STR;
+    else if (!strcmp(name, "number"))
+        r = x.k == V_INT || x.k == V_FLOAT || x.k == V_BOOL;
+    else if (!strcmp(name, "integer"))
+        r = x.k == V_INT;
+    else if (!strcmp(name, "float"))
+        r = x.k == V_FLOAT;
+    else if (!strcmp(name, "mapping"))
+        r = x.k == V_DICT && !x.ns;
+    else if (!strcmp(name, "iterable"))
+        r = x.k == V_LIST || x.k == V_STR || (x.k == V_DICT && !x.ns) || x.k == V_UNDEF;
+    else if (!strcmp(name, "sequence"))
+        r = x.k == V_LIST || x.k == V_STR || (x.k == V_DICT && !x.ns);
+    else if (!strcmp(name, "boolean"))
+        r = x.k == V_BOOL;
+    else if (!strcmp(name, "true"))
+        r = x.k == V_BOOL && x.u.i;
+    else if (!strcmp(name, "false"))
+        r = x.k == V_BOOL && !x.u.i;
+    else if (!strcmp(name, "callable"))
+        r = x.k == V_MACRO || x.k == V_FUNC;
+    else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "=="))
+        r = v_equal(x, a);
+    else if (!strcmp(name, "ne") || !strcmp(name, "!="))
+        r = !v_equal(x, a);
     else if (!strcmp(name, "sameas"))
         r = v_equal(x, a) && (x.k == V_NONE || x.k == V_BOOL || x.k == V_UNDEF || (x.k == V_LIST && x.u.l == a.u.l) ||
                               (x.k == V_DICT && x.u.d == a.u.d));
@@ -323,7 +366,7 @@ int builtin_test(Ctx *c, const Node *at, const char *name, Value x, Value *args,
         fx = x.k == V_INT ? (double)x.u.i : x.u.f;
         fa = a.k == V_INT ? (double)a.u.i : a.u.f;
         r = name[0] == 'l' || name[0] == '<' ? (name[1] == 'e' || name[1] == '=' ? fx <= fa : fx < fa)
-                                              : (name[1] == 'e' || name[1] == '=' ? fx >= fa : fx > fa);
+                                             : (name[1] == 'e' || name[1] == '=' ? fx >= fa : fx > fa);
     } else if (!strcmp(name, "odd") || !strcmp(name, "even") || !strcmp(name, "divisibleby")) {
         if (x.k != V_INT) return ctx_fail(c, at, "test '%s' needs an integer", name);
         int64_t m = name[0] == 'd' ? (a.k == V_INT ? a.u.i : 0) : 2;
@@ -340,11 +383,14 @@ int builtin_test(Ctx *c, const Node *at, const char *name, Value x, Value *args,
 }
 
 static int filter_select(Ctx *c, const Node *at, Value x, Value *args, int nargs, int by_attr, int keep, Value *out) {
-    JList items;
-    if (as_list(c, at, x, &items)) return c->err;
+    JList items = {0};
+    /* jinja2 filters nothing out of a falsy value (none | selectattr(...) is empty) */
+    if (v_truthy(x) && as_list(c, at, x, &items)) return c->err;
     Value l = v_list(c->a);
+    l.u.l->gen = 1; /* a generator in jinja2 */
     int k0 = by_attr ? 1 : 0;
-    if (by_attr && (nargs < 1 || args[0].k != V_STR)) return ctx_fail(c, at, "selectattr/rejectattr need an attribute name");
+    if (by_attr && (nargs < 1 || args[0].k != V_STR))
+        return ctx_fail(c, at, "selectattr/rejectattr need an attribute name");
     for (int i = 0; i < items.n; i++) {
         Value v = by_attr ? get_attr_path(c, items.v[i], args[0].u.s) : items.v[i];
         int r;
@@ -362,14 +408,94 @@ static int filter_select(Ctx *c, const Node *at, Value x, Value *args, int nargs
     return 0;
 }
 
-int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw,
-                   Value *kwv, int nkw, Value *out) {
+/* filters on one value (strings, numbers, JSON); -1 when NAME is not one of them */
+static int filter_value(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw,
+                        Value *kwv, int nkw, Value *out) {
     Value a0 = nargs ? args[0] : v_undef(NULL);
     JStr *s;
     if (!strcmp(name, "trim")) {
         Value ch = kwarg(kw, kwv, nkw, "chars", args, nargs, 0);
         *out = v_str(strip(c->a, v_to_str(c->a, x), ch.k == V_STR ? ch.u.s : NULL, 1, 1));
-    } else if (!strcmp(name, "length") || !strcmp(name, "count")) {
+    } else if (!strcmp(name, "default") || !strcmp(name, "d")) {
+        Value boolean = kwarg(kw, kwv, nkw, "boolean", args, nargs, 1);
+        Value dv = kwarg(kw, kwv, nkw, "default_value", args, nargs, 0);
+        if (dv.k == V_UNDEF) dv = v_str(jstr_lit(c->a, ""));
+        *out = x.k == V_UNDEF || (v_truthy(boolean) && !v_truthy(x)) ? dv : x;
+    } else if (!strcmp(name, "replace")) {
+        if (nargs < 2) return ctx_fail(c, at, "replace needs two arguments");
+        Value cnt = kwarg(kw, kwv, nkw, "count", args, nargs, 2);
+        *out = v_str(replace(c, v_to_str(c->a, x), v_to_str(c->a, args[0]), v_to_str(c->a, args[1]),
+                             cnt.k == V_INT ? cnt.u.i : -1));
+    } else if (!strcmp(name, "string") || !strcmp(name, "safe")) {
+        *out = v_str(v_to_str(c->a, x));
+        out->markup = name[1] == 'a' || (x.k == V_STR && x.markup);
+    } else if (!strcmp(name, "tojson")) {
+        Value ind = kwarg(kw, kwv, nkw, "indent", args, nargs, 0);
+        const char *why = NULL;
+        for (int i = 0; i < nkw; i++)
+            if (strcmp(kw[i], "indent") && strcmp(kw[i], "ensure_ascii") && strcmp(kw[i], "sort_keys") &&
+                strcmp(kw[i], "separators"))
+                return ctx_fail(c, at, "tojson: unsupported argument '%s'", kw[i]);
+        if (v_truthy(kwarg(kw, kwv, nkw, "ensure_ascii", NULL, 0, -1)) ||
+            v_truthy(kwarg(kw, kwv, nkw, "sort_keys", NULL, 0, -1)) ||
+            kwarg(kw, kwv, nkw, "separators", NULL, 0, -1).k != V_UNDEF)
+            return ctx_fail(c, at, "tojson: only indent= is supported");
+        JStr *r = v_to_json(c->a, x, ind.k == V_INT ? (int)(ind.u.i > 64 ? 64 : ind.u.i < 0 ? 0 : ind.u.i) : -1, &why);
+        if (!r) return ctx_fail(c, at, "tojson: %s", why);
+        *out = v_str(r);
+    } else if (!strcmp(name, "abs")) {
+        if (x.k == V_INT && x.u.i == INT64_MIN) return ctx_fail(c, at, "integer overflow");
+        if (x.k == V_INT)
+            *out = v_int(x.u.i < 0 ? -x.u.i : x.u.i);
+        else if (x.k == V_FLOAT)
+            *out = v_float(fabs(x.u.f));
+        else
+            return ctx_fail(c, at, "abs: bad operand %s", v_type_name(x));
+    } else if (!strcmp(name, "int") || !strcmp(name, "float")) {
+        double f = 0;
+        if (x.k == V_INT || x.k == V_BOOL)
+            f = (double)x.u.i;
+        else if (x.k == V_FLOAT)
+            f = x.u.f;
+        else if (x.k == V_STR) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.*s", (int)(x.u.s->n > 60 ? 60 : x.u.s->n), x.u.s->s);
+            char *end;
+            f = strtod(buf, &end);
+            if (end == buf) f = a0.k == V_INT ? (double)a0.u.i : a0.k == V_FLOAT ? a0.u.f : 0;
+        }
+        if (name[0] == 'i' && !(f > -9.2e18 && f < 9.2e18)) return ctx_fail(c, at, "int: %g out of range", f);
+        *out = name[0] == 'i' ? v_int((int64_t)f) : v_float(f);
+    } else if (!strcmp(name, "indent")) {
+        Value w = kwarg(kw, kwv, nkw, "width", args, nargs, 0), first = kwarg(kw, kwv, nkw, "first", args, nargs, 1),
+              blank = kwarg(kw, kwv, nkw, "blank", args, nargs, 2);
+        JStr *pad = w.k == V_STR ? w.u.s : NULL;
+        if (!pad) {
+            int64_t n = w.k == V_INT ? w.u.i : 4;
+            char sp[65];
+            if (n < 0) n = 0;
+            if (n > 64) n = 64;
+            memset(sp, ' ', (size_t)n);
+            pad = jstr_new(c->a, sp, (size_t)n, NULL);
+        }
+        s = v_to_str(c->a, x);
+        JStr *r = v_truthy(first) ? pad : jstr_lit(c->a, "");
+        for (size_t i = 0; i < s->n; i++) {
+            r = jstr_cat(c->a, r, jstr_sub(c->a, s, i, 1));
+            if (s->s[i] == '\n' && i + 1 < s->n && (v_truthy(blank) || s->s[i + 1] != '\n')) r = jstr_cat(c->a, r, pad);
+            if (r->n > JINJA_MAX_OUTPUT) return ctx_fail(c, at, "string too large");
+        }
+        *out = v_str(r);
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* filters on sequences and mappings; -1 when NAME is not one of them */
+static int filter_sequence(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw,
+                           Value *kwv, int nkw, Value *out) {
+    if (!strcmp(name, "length") || !strcmp(name, "count")) {
         int64_t n = length_of(x);
         if (n < 0) return ctx_fail(c, at, "object of type '%s' has no len()", v_type_name(x));
         *out = v_int(n);
@@ -377,11 +503,6 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
                !strcmp(name, "title")) {
         int mode = name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 't' ? 2 : 3;
         *out = v_str(map_case(c->a, v_to_str(c->a, x), mode));
-    } else if (!strcmp(name, "default") || !strcmp(name, "d")) {
-        Value boolean = kwarg(kw, kwv, nkw, "boolean", args, nargs, 1);
-        Value dv = kwarg(kw, kwv, nkw, "default_value", args, nargs, 0);
-        if (dv.k == V_UNDEF) dv = v_str(jstr_lit(c->a, ""));
-        *out = x.k == V_UNDEF || (v_truthy(boolean) && !v_truthy(x)) ? dv : x;
     } else if (!strcmp(name, "items")) {
         if (x.k == V_UNDEF) {
             *out = v_list(c->a);
@@ -409,13 +530,6 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
             if (r->n > JINJA_MAX_OUTPUT) return ctx_fail(c, at, "string too large");
         }
         *out = v_str(r);
-    } else if (!strcmp(name, "replace")) {
-        if (nargs < 2) return ctx_fail(c, at, "replace needs two arguments");
-        Value cnt = kwarg(kw, kwv, nkw, "count", args, nargs, 2);
-        *out = v_str(replace(c, v_to_str(c->a, x), v_to_str(c->a, args[0]), v_to_str(c->a, args[1]),
-                             cnt.k == V_INT ? cnt.u.i : -1));
-    } else if (!strcmp(name, "string") || !strcmp(name, "safe")) {
-        *out = v_str(v_to_str(c->a, x));
     } else if (!strcmp(name, "first") || !strcmp(name, "last")) {
         JList items;
         if (as_list(c, at, x, &items)) return c->err;
@@ -456,10 +570,11 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
     } else if (!strcmp(name, "select") || !strcmp(name, "reject")) {
         return filter_select(c, at, x, args, nargs, 0, name[0] == 's', out);
     } else if (!strcmp(name, "map")) {
-        JList items;
+        JList items = {0};
         Value attr = kwarg(kw, kwv, nkw, "attribute", NULL, 0, -1);
-        if (as_list(c, at, x, &items)) return c->err;
+        if (v_truthy(x) && as_list(c, at, x, &items)) return c->err;
         Value l = v_list(c->a);
+        l.u.l->gen = 1;
         for (int i = 0; i < items.n; i++) {
             Value v;
             if (attr.k == V_STR) {
@@ -476,60 +591,18 @@ int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *arg
             list_push(c->a, l.u.l, v);
         }
         *out = l;
-    } else if (!strcmp(name, "tojson")) {
-        Value ind = kwarg(kw, kwv, nkw, "indent", args, nargs, 0);
-        const char *why = NULL;
-        for (int i = 0; i < nkw; i++)
-            if (strcmp(kw[i], "indent") && strcmp(kw[i], "ensure_ascii") && strcmp(kw[i], "sort_keys") && strcmp(kw[i], "separators"))
-                return ctx_fail(c, at, "tojson: unsupported argument '%s'", kw[i]);
-        if (v_truthy(kwarg(kw, kwv, nkw, "ensure_ascii", NULL, 0, -1)) || v_truthy(kwarg(kw, kwv, nkw, "sort_keys", NULL, 0, -1)) ||
-            kwarg(kw, kwv, nkw, "separators", NULL, 0, -1).k != V_UNDEF)
-            return ctx_fail(c, at, "tojson: only indent= is supported");
-        JStr *r = v_to_json(c->a, x, ind.k == V_INT ? (int)(ind.u.i > 64 ? 64 : ind.u.i < 0 ? 0 : ind.u.i) : -1, &why);
-        if (!r) return ctx_fail(c, at, "tojson: %s", why);
-        *out = v_str(r);
-    } else if (!strcmp(name, "abs")) {
-        if (x.k == V_INT && x.u.i == INT64_MIN) return ctx_fail(c, at, "integer overflow");
-        if (x.k == V_INT) *out = v_int(x.u.i < 0 ? -x.u.i : x.u.i);
-        else if (x.k == V_FLOAT) *out = v_float(fabs(x.u.f));
-        else return ctx_fail(c, at, "abs: bad operand %s", v_type_name(x));
-    } else if (!strcmp(name, "int") || !strcmp(name, "float")) {
-        double f = 0;
-        if (x.k == V_INT || x.k == V_BOOL) f = (double)x.u.i;
-        else if (x.k == V_FLOAT) f = x.u.f;
-        else if (x.k == V_STR) {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)(x.u.s->n > 60 ? 60 : x.u.s->n), x.u.s->s);
-            char *end;
-            f = strtod(buf, &end);
-            if (end == buf) f = a0.k == V_INT ? (double)a0.u.i : a0.k == V_FLOAT ? a0.u.f : 0;
-        }
-        if (name[0] == 'i' && !(f > -9.2e18 && f < 9.2e18)) return ctx_fail(c, at, "int: %g out of range", f);
-        *out = name[0] == 'i' ? v_int((int64_t)f) : v_float(f);
-    } else if (!strcmp(name, "indent")) {
-        Value w = kwarg(kw, kwv, nkw, "width", args, nargs, 0), first = kwarg(kw, kwv, nkw, "first", args, nargs, 1),
-              blank = kwarg(kw, kwv, nkw, "blank", args, nargs, 2);
-        JStr *pad = w.k == V_STR ? w.u.s : NULL;
-        if (!pad) {
-            int64_t n = w.k == V_INT ? w.u.i : 4;
-            char sp[65];
-            if (n < 0) n = 0;
-            if (n > 64) n = 64;
-            memset(sp, ' ', (size_t)n);
-            pad = jstr_new(c->a, sp, (size_t)n, NULL);
-        }
-        s = v_to_str(c->a, x);
-        JStr *r = v_truthy(first) ? pad : jstr_lit(c->a, "");
-        for (size_t i = 0; i < s->n; i++) {
-            r = jstr_cat(c->a, r, jstr_sub(c->a, s, i, 1));
-            if (s->s[i] == '\n' && i + 1 < s->n && (v_truthy(blank) || s->s[i + 1] != '\n')) r = jstr_cat(c->a, r, pad);
-            if (r->n > JINJA_MAX_OUTPUT) return ctx_fail(c, at, "string too large");
-        }
-        *out = v_str(r);
     } else {
-        return ctx_fail(c, at, "unsupported Jinja filter '%s'", name);
+        return -1;
     }
     return 0;
+}
+
+int builtin_filter(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw,
+                   Value *kwv, int nkw, Value *out) {
+    int rc = filter_value(c, at, name, x, args, nargs, kw, kwv, nkw, out);
+    if (rc == -1) rc = filter_sequence(c, at, name, x, args, nargs, kw, kwv, nkw, out);
+    if (rc == -1) rc = filter_more(c, at, name, x, args, nargs, kw, kwv, nkw, out);
+    return rc == -1 ? ctx_fail(c, at, "unsupported Jinja filter '%s'", name) : rc;
 }
 
 /* str.format with {} / {0} / {name} fields only (no format specs). */
@@ -552,7 +625,8 @@ static int str_format(Ctx *c, const Node *at, const JStr *f, Value *args, int na
         while (j < f->n && f->s[j] != '}') j++;
         if (j >= f->n) return ctx_fail(c, at, "str.format: unterminated '{'");
         Value v = v_undef(NULL);
-        if (j == i + 1) v = auto_i < nargs ? args[auto_i++] : v_undef(NULL);
+        if (j == i + 1)
+            v = auto_i < nargs ? args[auto_i++] : v_undef(NULL);
         else if (f->s[i + 1] >= '0' && f->s[i + 1] <= '9') {
             int k = atoi(f->s + i + 1);
             if (k < nargs) v = args[k];
@@ -577,9 +651,11 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
         if (!strcmp(name, "strip") || !strcmp(name, "lstrip") || !strcmp(name, "rstrip")) {
             *out = v_str(strip(c->a, s, a0.k == V_STR ? a0.u.s : NULL, name[0] != 'r', name[0] != 'l'));
         } else if (!strcmp(name, "split") || !strcmp(name, "rsplit")) {
-            Value sep = kwarg(kw, kwv, nkw, "sep", args, nargs, 0), mx = kwarg(kw, kwv, nkw, "maxsplit", args, nargs, 1);
+            Value sep = kwarg(kw, kwv, nkw, "sep", args, nargs, 0),
+                  mx = kwarg(kw, kwv, nkw, "maxsplit", args, nargs, 1);
             if (sep.k == V_STR && !sep.u.s->n) return ctx_fail(c, at, "empty separator");
-            if (name[0] == 'r' && mx.k == V_INT && mx.u.i >= 0) return ctx_fail(c, at, "rsplit with maxsplit is not supported");
+            if (name[0] == 'r' && mx.k == V_INT && mx.u.i >= 0)
+                return ctx_fail(c, at, "rsplit with maxsplit is not supported");
             *out = split(c, s, sep.k == V_STR ? sep.u.s : NULL, mx.k == V_INT ? mx.u.i : -1);
         } else if (!strcmp(name, "startswith") || !strcmp(name, "endswith")) {
             int r = 0;
@@ -595,13 +671,15 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
             int mode = name[0] == 'l' ? 0 : name[0] == 'u' ? 1 : name[0] == 't' ? 2 : 3;
             *out = v_str(map_case(c->a, s, mode));
         } else if (!strcmp(name, "replace")) {
-            if (nargs < 2 || args[0].k != V_STR || args[1].k != V_STR) return ctx_fail(c, at, "replace needs two strings");
+            if (nargs < 2 || args[0].k != V_STR || args[1].k != V_STR)
+                return ctx_fail(c, at, "replace needs two strings");
             *out = v_str(replace(c, s, args[0].u.s, args[1].u.s, nargs > 2 && args[2].k == V_INT ? args[2].u.i : -1));
         } else if (!strcmp(name, "find") || !strcmp(name, "count") || !strcmp(name, "index")) {
             if (want_str(c, at, a0, name, &x)) return c->err;
             if (name[0] == 'c') {
                 int64_t n = 0;
-                if (!x->n) n = (int64_t)utf8_count(s->s, s->n) + 1;
+                if (!x->n)
+                    n = (int64_t)utf8_count(s->s, s->n) + 1;
                 else
                     for (int k = find(s, x, 0); k >= 0; k = find(s, x, (size_t)k + x->n)) n++;
                 *out = v_int(n);
@@ -623,6 +701,11 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
             *out = v_str(r);
         } else if (!strcmp(name, "format")) {
             return str_format(c, at, s, args, nargs, kw, kwv, nkw, out);
+        } else if (!strcmp(name, "removeprefix") || !strcmp(name, "removesuffix")) {
+            if (want_str(c, at, a0, name, &x)) return c->err;
+            int pre = name[6] == 'p';
+            int has = x->n <= s->n && !memcmp(pre ? s->s : s->s + s->n - x->n, x->s, x->n);
+            *out = v_str(has ? jstr_sub(c->a, s, pre ? x->n : 0, s->n - x->n) : (JStr *)s);
         } else if (!strcmp(name, "splitlines")) {
             Value l = v_list(c->a);
             size_t b = 0;
@@ -653,8 +736,10 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
         if (!strcmp(name, "items") || !strcmp(name, "keys") || !strcmp(name, "values")) {
             Value l = v_list(c->a);
             for (int i = 0; i < d->n; i++) {
-                if (name[0] == 'k') list_push(c->a, l.u.l, v_str(d->keys[i]));
-                else if (name[0] == 'v') list_push(c->a, l.u.l, d->vals[i]);
+                if (name[0] == 'k')
+                    list_push(c->a, l.u.l, v_str(d->keys[i]));
+                else if (name[0] == 'v')
+                    list_push(c->a, l.u.l, d->vals[i]);
                 else {
                     Value p = v_list(c->a);
                     p.u.l->tuple = 1;
@@ -664,6 +749,12 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
                 }
             }
             *out = l;
+            return 0;
+        }
+        Value *i0 = dict_get(d, "index0", 6);
+        if (!strcmp(name, "cycle") && i0 && i0->k == V_INT && dict_get(d, "revindex0", 9)) { /* loop.cycle */
+            if (!nargs) return ctx_fail(c, at, "loop.cycle needs at least one value");
+            *out = args[i0->u.i % nargs];
             return 0;
         }
         if (!strcmp(name, "get")) {

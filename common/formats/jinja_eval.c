@@ -70,23 +70,25 @@ static void scope_set(Ctx *c, Scope *s, const char *name, Value v) {
 
 static int step(Ctx *c, const Node *n) {
     if (c->err) return c->err;
-    if (++c->steps > JINJA_MAX_STEPS) return ctx_fail(c, n, "more than %ld evaluation steps (endless loop?)", JINJA_MAX_STEPS);
+    if (++c->steps > JINJA_MAX_STEPS)
+        return ctx_fail(c, n, "more than %ld evaluation steps (endless loop?)", JINJA_MAX_STEPS);
     if (c->a->over) return ctx_fail(c, n, "uses more than %u bytes of memory", JINJA_MAX_MEMORY);
     return 0;
 }
 
 static int emit(Ctx *c, const Node *at, const JStr *s) {
     if (!s->n) return 0;
-    if (c->out_len + s->n > JINJA_MAX_OUTPUT)
-        return ctx_fail(c, at, "output larger than %u bytes", JINJA_MAX_OUTPUT);
+    if (c->out_len + s->n > JINJA_MAX_OUTPUT) return ctx_fail(c, at, "output larger than %u bytes", JINJA_MAX_OUTPUT);
     if (c->out_len + s->n + 1 > c->out_cap) {
         c->out_cap = (c->out_len + s->n + 1) * 2;
         c->out = xrealloc(c->out, c->out_cap);
         c->tag = xrealloc(c->tag, c->out_cap);
     }
     memcpy(c->out + c->out_len, s->s, s->n);
-    if (s->tag) memcpy(c->tag + c->out_len, s->tag, s->n);
-    else memset(c->tag + c->out_len, 0, s->n);
+    if (s->tag)
+        memcpy(c->tag + c->out_len, s->tag, s->n);
+    else
+        memset(c->tag + c->out_len, 0, s->n);
     c->out_len += s->n;
     return 0;
 }
@@ -116,7 +118,8 @@ int call_macro(Ctx *c, const Node *at, Value m, Value *args, int nargs, const ch
                Value *out) {
     const Node *mn = m.u.macro;
     if (c->depth > MAX_MACRO_DEPTH * 40) return ctx_fail(c, at, "macro calls nested too deeply");
-    if (nargs > mn->n_kids2) return ctx_fail(c, at, "macro '%s' takes %d arguments, got %d", mn->name, mn->n_kids2, nargs);
+    if (nargs > mn->n_kids2)
+        return ctx_fail(c, at, "macro '%s' takes %d arguments, got %d", mn->name, mn->n_kids2, nargs);
     /* the macro body sees its parameters and the template's top-level names (the
      * scope right under globals, see jinja_render), not the caller's locals */
     Scope *s = scope_new(c, c->globals);
@@ -167,6 +170,10 @@ static int as_index(Value v, int64_t *i) {
 
 static int eval_item(Ctx *c, const Node *at, Value obj, Value key, Value *out) {
     if (obj.k == V_UNDEF) return undefined_error(c, at, obj);
+    if (obj.k == V_LIST && obj.u.l->gen) { /* jinja2: getitem fails, so Undefined */
+        *out = v_undef(NULL);
+        return 0;
+    }
     int64_t i;
     *out = v_undef(NULL);
     if (obj.k == V_DICT) {
@@ -219,6 +226,10 @@ static void slice_indices(int64_t n, int has[3], int64_t v[3], int64_t *start, i
 
 static int eval_slice(Ctx *c, const Node *n, Value obj, Value *out) {
     if (obj.k == V_UNDEF) return undefined_error(c, n, obj);
+    if (obj.k == V_LIST && obj.u.l->gen) {
+        *out = v_undef(NULL);
+        return 0;
+    }
     const Node *parts[3] = {n->b, n->c, n->d};
     int has[3] = {0};
     int64_t v[3] = {0};
@@ -298,7 +309,8 @@ static int cmp_values(Ctx *c, const Node *n, Value x, Value y, int *res) {
 static int contains(Ctx *c, const Node *n, Value hay, Value needle, int *res) {
     *res = 0;
     if (hay.k == V_STR) {
-        if (needle.k != V_STR) return ctx_fail(c, n, "'in <string>' requires string as left operand, not %s", v_type_name(needle));
+        if (needle.k != V_STR)
+            return ctx_fail(c, n, "'in <string>' requires string as left operand, not %s", v_type_name(needle));
         const JStr *h = hay.u.s, *s = needle.u.s;
         if (!s->n) *res = 1;
         for (size_t i = 0; !*res && s->n <= h->n && i <= h->n - s->n; i++) *res = !memcmp(h->s + i, s->s, s->n);
@@ -332,7 +344,8 @@ static int repeat(Ctx *c, const Node *n, Value seq, int64_t k, Value *out) {
         *out = v_str(r);
         return 0;
     }
-    if ((uint64_t)k > MAX_LIST / (uint64_t)(seq.u.l->n ? seq.u.l->n : 1)) return ctx_fail(c, n, "list repetition too large");
+    if ((uint64_t)k > MAX_LIST / (uint64_t)(seq.u.l->n ? seq.u.l->n : 1))
+        return ctx_fail(c, n, "list repetition too large");
     Value r = v_list(c->a);
     for (int64_t i = 0; i < k; i++)
         for (int j = 0; j < seq.u.l->n; j++) list_push(c->a, r.u.l, seq.u.l->v[j]);
@@ -365,11 +378,16 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
     if (x.k == V_UNDEF) return undefined_error(c, n, x);
     if (y.k == V_UNDEF) return undefined_error(c, n, y);
     if (op == OP_ADD && x.k == V_STR && y.k == V_STR) {
-        if (x.u.s->n + y.u.s->n > JINJA_MAX_OUTPUT) return ctx_fail(c, n, "string too large");
-        *out = v_str(jstr_cat(c->a, x.u.s, y.u.s));
+        if (x.u.s->n + y.u.s->n > (x.markup || y.markup ? JINJA_MAX_OUTPUT / 6 : JINJA_MAX_OUTPUT))
+            return ctx_fail(c, n, "string too large");
+        /* Markup + str escapes the str (markupsafe's __add__/__radd__) */
+        JStr *a = y.markup && !x.markup ? html_escape(c, x.u.s) : x.u.s;
+        JStr *b = x.markup && !y.markup ? html_escape(c, y.u.s) : y.u.s;
+        *out = v_str(jstr_cat(c->a, a, b));
+        out->markup = x.markup || y.markup;
         return 0;
     }
-    if (op == OP_ADD && x.k == V_LIST && y.k == V_LIST) {
+    if (op == OP_ADD && x.k == V_LIST && y.k == V_LIST && !x.u.l->gen && !y.u.l->gen) {
         if ((uint64_t)x.u.l->n + (uint64_t)y.u.l->n > MAX_LIST) return ctx_fail(c, n, "list too large");
         Value l = v_list(c->a);
         for (int i = 0; i < x.u.l->n; i++) list_push(c->a, l.u.l, x.u.l->v[i]);
@@ -384,7 +402,13 @@ static int eval_bin(Ctx *c, const Node *n, Value x, Value y, Value *out) {
     if (op == OP_MUL && (y.k == V_STR || y.k == V_LIST) && num(x, &fx, &ix, &ax) && ix) return repeat(c, n, y, ax, out);
     if (!num(x, &fx, &ix, &ax) || !num(y, &fy, &iy, &ay))
         return ctx_fail(c, n, "unsupported operand types for '%s': '%s' and '%s'",
-                        op == OP_ADD ? "+" : op == OP_SUB ? "-" : op == OP_MUL ? "*" : op == OP_DIV ? "/" : op == OP_FLOORDIV ? "//" : op == OP_MOD ? "%" : "**",
+                        op == OP_ADD        ? "+"
+                        : op == OP_SUB      ? "-"
+                        : op == OP_MUL      ? "*"
+                        : op == OP_DIV      ? "/"
+                        : op == OP_FLOORDIV ? "//"
+                        : op == OP_MOD      ? "%"
+                                            : "**",
                         v_type_name(x), v_type_name(y));
     int both_int = ix && iy;
     int64_t ir;
@@ -473,15 +497,17 @@ static int eval_call(Ctx *c, const Node *n, Value *out) {
 }
 
 static int eval_inner(Ctx *c, const Node *n, Value *out) {
-    Value x, y;
+    Value x = {0}, y = {0};
     switch (n->k) {
     case E_CONST:
         *out = n->cst;
         return 0;
     case E_NAME: {
         Value *v = scope_find(c->scope, n->name);
-        if (v) *out = *v;
-        else if (!builtin_global(n->name, out)) *out = v_undef(n->name);
+        if (v)
+            *out = *v;
+        else if (!builtin_global(n->name, out))
+            *out = v_undef(n->name);
         return 0;
     }
     case E_ATTR:
@@ -521,11 +547,16 @@ static int eval_inner(Ctx *c, const Node *n, Value *out) {
     case E_NEG:
     case E_POS:
         if (eval_expr(c, n->a, &x)) return c->err;
-        if ((x.k == V_INT || x.k == V_BOOL) && x.u.i == INT64_MIN && n->k == E_NEG) return ctx_fail(c, n, "integer overflow");
-        if (x.k == V_INT || x.k == V_BOOL) *out = v_int(n->k == E_NEG ? -x.u.i : x.u.i);
-        else if (x.k == V_FLOAT) *out = v_float(n->k == E_NEG ? -x.u.f : x.u.f);
-        else if (x.k == V_UNDEF) return undefined_error(c, n, x);
-        else return ctx_fail(c, n, "bad operand type for unary %c: '%s'", n->k == E_NEG ? '-' : '+', v_type_name(x));
+        if ((x.k == V_INT || x.k == V_BOOL) && x.u.i == INT64_MIN && n->k == E_NEG)
+            return ctx_fail(c, n, "integer overflow");
+        if (x.k == V_INT || x.k == V_BOOL)
+            *out = v_int(n->k == E_NEG ? -x.u.i : x.u.i);
+        else if (x.k == V_FLOAT)
+            *out = v_float(n->k == E_NEG ? -x.u.f : x.u.f);
+        else if (x.k == V_UNDEF)
+            return undefined_error(c, n, x);
+        else
+            return ctx_fail(c, n, "bad operand type for unary %c: '%s'", n->k == E_NEG ? '-' : '+', v_type_name(x));
         return 0;
     case E_BIN:
         if (eval_expr(c, n->a, &x) || eval_expr(c, n->b, &y)) return c->err;
@@ -675,6 +706,8 @@ static int exec_stmt(Ctx *c, const Node *n) {
         return emit(c, n, n->cst.u.s);
     case N_OUTPUT:
         if (eval_expr(c, n->a, &v)) return c->err;
+        /* jinja2 would print "<generator object ... at 0x...>": not reproducible */
+        if (v.k == V_LIST && v.u.l->gen) return ctx_fail(c, n, "printing a generator (add |list)");
         return emit(c, n, v_to_str(c->a, v));
     case N_IF:
         for (const Node *b = n; b;) {

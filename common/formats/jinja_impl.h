@@ -58,7 +58,8 @@ typedef struct JDict JDict;
 struct Node;
 typedef struct Value {
     VKind k;
-    int ns; /* V_DICT: a namespace() (attributes assignable) */
+    int ns;     /* V_DICT: a namespace() (attributes assignable) */
+    int markup; /* V_STR: a markupsafe.Markup (|safe, |e): `+` escapes the other side */
     union {
         int64_t i; /* V_BOOL, V_INT, V_FUNC (builtin id) */
         double f;
@@ -73,6 +74,8 @@ struct JList {
     Value *v;
     int n, cap;
     int tuple; /* a Python tuple: printed (a, b); otherwise a list */
+    int gen;   /* the result of map/select/reject/selectattr/rejectattr: a generator in
+                * jinja2 (always true, no len(), not JSON, not printable; |list makes a list) */
 };
 struct JDict {
     JStr **keys; /* string keys only (what JSON and templates use), insertion order */
@@ -128,9 +131,24 @@ typedef struct Node {
     Value cst;       /* E_CONST */
 } Node;
 /* binary operators in E_BIN.op */
-enum { OP_ADD = '+', OP_SUB = '-', OP_MUL = '*', OP_DIV = '/', OP_FLOORDIV = 'f', OP_MOD = '%', OP_POW = 'p',
-       OP_CAT = '~', OP_EQ = '=', OP_NE = '!', OP_LT = '<', OP_GT = '>', OP_LE = 'l', OP_GE = 'g', OP_IN = 'i',
-       OP_NOTIN = 'n' };
+enum {
+    OP_ADD = '+',
+    OP_SUB = '-',
+    OP_MUL = '*',
+    OP_DIV = '/',
+    OP_FLOORDIV = 'f',
+    OP_MOD = '%',
+    OP_POW = 'p',
+    OP_CAT = '~',
+    OP_EQ = '=',
+    OP_NE = '!',
+    OP_LT = '<',
+    OP_GT = '>',
+    OP_LE = 'l',
+    OP_GE = 'g',
+    OP_IN = 'i',
+    OP_NOTIN = 'n'
+};
 
 struct JinjaTemplate {
     Arena arena;
@@ -140,10 +158,10 @@ int jinja_parse_tokens(Arena *a, JTok *toks, int n, Node **root, Error *e);
 
 /* ---- values (jinja_value.c) ---- */
 JStr *jstr_new(Arena *a, const char *s, size_t n, const unsigned char *tag); /* copies */
-JStr *jstr_lit(Arena *a, const char *s);                                      /* tag 0 */
+JStr *jstr_lit(Arena *a, const char *s);                                     /* tag 0 */
 JStr *jstr_cat(Arena *a, const JStr *x, const JStr *y);
 JStr *jstr_sub(Arena *a, const JStr *x, size_t off, size_t n); /* byte range */
-unsigned char jstr_maxtag(const JStr *x);                        /* the tag of the whole (first nonzero) */
+unsigned char jstr_maxtag(const JStr *x);                      /* the tag of the whole (first nonzero) */
 JStr *jstr_retag(Arena *a, const char *s, size_t n, unsigned char tag);
 int jstr_eq(const JStr *x, const char *lit);
 Value v_undef(const char *name);
@@ -195,6 +213,10 @@ int builtin_method(Ctx *c, const Node *at, Value obj, const char *name, Value *a
                    Value *kwv, int nkw, Value *out);
 int builtin_global(const char *name, Value *out); /* 1 when name is a global function */
 int builtin_known(const char *name, int is_test); /* filter / test names (checked at parse time) */
+/* jinja_filters_more.c: sort dictsort min max sum round format escape/e; -1 when NAME is none */
+JStr *html_escape(Ctx *c, const JStr *s);
+int filter_more(Ctx *c, const Node *at, const char *name, Value x, Value *args, int nargs, const char **kw, Value *kwv,
+                int nkw, Value *out);
 int builtin_call(Ctx *c, const Node *at, int id, Value *args, int nargs, const char **kw, Value *kwv, int nkw,
                  Value *out);
 

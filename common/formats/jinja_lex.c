@@ -64,34 +64,65 @@ static int unescape(Lx *x, const char *s, size_t n, JTok *t) {
         }
         char c = s[++i];
         switch (c) {
-        case 'n': o[k++] = '\n'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'r': o[k++] = '\r'; break;
-        case '\\': o[k++] = '\\'; break;
-        case '\'': o[k++] = '\''; break;
-        case '"': o[k++] = '"'; break;
-        case 'a': o[k++] = '\a'; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case 'v': o[k++] = '\v'; break;
-        case '\n': break; /* line continuation */
-        case 'x': case 'u': case 'U': {
+        case 'n':
+            o[k++] = '\n';
+            break;
+        case 't':
+            o[k++] = '\t';
+            break;
+        case 'r':
+            o[k++] = '\r';
+            break;
+        case '\\':
+            o[k++] = '\\';
+            break;
+        case '\'':
+            o[k++] = '\'';
+            break;
+        case '"':
+            o[k++] = '"';
+            break;
+        case 'a':
+            o[k++] = '\a';
+            break;
+        case 'b':
+            o[k++] = '\b';
+            break;
+        case 'f':
+            o[k++] = '\f';
+            break;
+        case 'v':
+            o[k++] = '\v';
+            break;
+        case '\n':
+            break; /* line continuation */
+        case 'x':
+        case 'u':
+        case 'U': {
             int w = c == 'x' ? 2 : c == 'u' ? 4 : 8;
-            if (i + (size_t)w >= n) return err_set(x->e, EX_DATAERR, "chat_template line %d: truncated \\%c escape", t->line, c);
+            if (i + (size_t)w >= n)
+                return err_set(x->e, EX_DATAERR, "chat_template line %d: truncated \\%c escape", t->line, c);
             unsigned cp = 0;
             for (int j = 1; j <= w; j++) {
                 char h = s[i + j];
-                int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                int d = h >= '0' && h <= '9'   ? h - '0'
+                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                               : -1;
                 if (d < 0) return err_set(x->e, EX_DATAERR, "chat_template line %d: bad \\%c escape", t->line, c);
                 cp = cp * 16 + (unsigned)d;
             }
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-                return err_set(x->e, EX_DATAERR, "chat_template line %d: escape \\%c%X is not a character", t->line, c, cp);
+                return err_set(x->e, EX_DATAERR, "chat_template line %d: escape \\%c%X is not a character", t->line, c,
+                               cp);
             i += (size_t)w;
-            if (cp < 0x80) o[k++] = (char)cp;
-            else if (cp < 0x800) o[k++] = (char)(0xC0 | cp >> 6), o[k++] = (char)(0x80 | (cp & 63));
+            if (cp < 0x80)
+                o[k++] = (char)cp;
+            else if (cp < 0x800)
+                o[k++] = (char)(0xC0 | cp >> 6), o[k++] = (char)(0x80 | (cp & 63));
             else if (cp < 0x10000)
-                o[k++] = (char)(0xE0 | cp >> 12), o[k++] = (char)(0x80 | (cp >> 6 & 63)), o[k++] = (char)(0x80 | (cp & 63));
+                o[k++] = (char)(0xE0 | cp >> 12), o[k++] = (char)(0x80 | (cp >> 6 & 63)),
+                o[k++] = (char)(0x80 | (cp & 63));
             else
                 o[k++] = (char)(0xF0 | cp >> 18), o[k++] = (char)(0x80 | (cp >> 12 & 63)),
                 o[k++] = (char)(0x80 | (cp >> 6 & 63)), o[k++] = (char)(0x80 | (cp & 63));
@@ -103,8 +134,10 @@ static int unescape(Lx *x, const char *s, size_t n, JTok *t) {
                 int j = 0;
                 while (j < 3 && i < n && s[i] >= '0' && s[i] <= '7') v = v * 8 + (unsigned)(s[i++] - '0'), j++;
                 i--;
-                if (v < 0x80) o[k++] = (char)v;
-                else o[k++] = (char)(0xC0 | v >> 6), o[k++] = (char)(0x80 | (v & 63));
+                if (v < 0x80)
+                    o[k++] = (char)v;
+                else
+                    o[k++] = (char)(0xC0 | v >> 6), o[k++] = (char)(0x80 | (v & 63));
             } else { /* unknown escapes stay as written */
                 o[k++] = '\\';
                 o[k++] = c;
@@ -117,8 +150,8 @@ static int unescape(Lx *x, const char *s, size_t n, JTok *t) {
     return 0;
 }
 
-static const char *const OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
-                                  "=", ".", ",", ":", "|", "(", ")", "[", "]", "{", "}"};
+static const char *const OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
+                                  ">",  "=",  ".",  ",",  ":",  "|",  "(", ")", "[", "]", "{", "}"};
 
 /* Tokens inside {{ }} or {% %} up to the end tag.  var: 1 for {{ }}.  Returns 0, and
  * sets *line_starting from how the end tag match ended (jinja2 tracks it the same way). */
@@ -187,7 +220,8 @@ static int lex_tag(Lx *x, int var, int *line_starting) {
                 if (p[j] != '_') buf[m++] = p[j];
             buf[m] = 0;
             JTok *t = push(x, is_float ? T_FLOAT : T_INT);
-            if (is_float) t->f = strtod(buf, NULL);
+            if (is_float)
+                t->f = strtod(buf, NULL);
             else {
                 errno = 0;
                 t->i = strtoll(buf, NULL, 10);
@@ -260,7 +294,8 @@ static int lex_all(Lx *x) {
         if (kind == '#') {
             const char *c = x->s + x->pos;
             while (c + 1 < end && !(c[0] == '#' && c[1] == '}')) c++;
-            if (c + 1 >= end) return err_set(x->e, EX_DATAERR, "chat_template line %d: unterminated comment {#", x->line);
+            if (c + 1 >= end)
+                return err_set(x->e, EX_DATAERR, "chat_template line %d: unterminated comment {#", x->line);
             int minus = c > x->s + x->pos && c[-1] == '-';
             x->line += count_nl(x->s + x->pos, (size_t)(c - (x->s + x->pos)));
             x->pos = (size_t)(c - x->s) + 2;

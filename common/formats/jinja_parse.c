@@ -34,10 +34,9 @@ static int is_name(Ps *p, const char *nm) {
     return t->k == T_NAME && t->n == strlen(nm) && !memcmp(t->s, nm, t->n);
 }
 static int describe(JTok *t, char *buf, size_t cap) {
-    static const char *names[] = {"end of template", "text", "'{{'", "'}}'", "'{%'", "'%}'",
-                                  "name", "string", "integer", "number", "operator"};
-    if (t->k == T_NAME || t->k == T_OP)
-        return snprintf(buf, cap, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s);
+    static const char *names[] = {"end of template", "text",    "'{{'",   "'}}'",    "'{%'", "'%}'", "name",
+                                  "string",          "integer", "number", "operator"};
+    if (t->k == T_NAME || t->k == T_OP) return snprintf(buf, cap, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s);
     return snprintf(buf, cap, "%s", names[t->k]);
 }
 static int fail(Ps *p, const char *what) {
@@ -127,10 +126,14 @@ static int parse_primary(Ps *p, Node **out) {
     if (t->k == T_NAME) {
         const char *s = take_name(p);
         n = node(p, E_CONST);
-        if (!strcmp(s, "true") || !strcmp(s, "True")) n->cst = v_bool(1);
-        else if (!strcmp(s, "false") || !strcmp(s, "False")) n->cst = v_bool(0);
-        else if (!strcmp(s, "none") || !strcmp(s, "None")) n->cst = v_none();
-        else n->k = E_NAME, n->name = s;
+        if (!strcmp(s, "true") || !strcmp(s, "True"))
+            n->cst = v_bool(1);
+        else if (!strcmp(s, "false") || !strcmp(s, "False"))
+            n->cst = v_bool(0);
+        else if (!strcmp(s, "none") || !strcmp(s, "None"))
+            n->cst = v_none();
+        else
+            n->k = E_NAME, n->name = s;
     } else if (t->k == T_STRING) {
         JStr *s = jstr_new(p->a, t->s, t->n, NULL);
         p->i++;
@@ -231,8 +234,10 @@ static int parse_postfix(Ps *p, Node **io) {
             if (expect_op(p, "]")) return p->e->code;
             Node *n = node(p, is_slice ? E_SLICE : E_ITEM);
             n->a = *io;
-            if (is_slice) n->b = parts[0], n->c = parts[1], n->d = parts[2];
-            else if (!(n->b = parts[0])) return fail(p, "empty subscript");
+            if (is_slice)
+                n->b = parts[0], n->c = parts[1], n->d = parts[2];
+            else if (!(n->b = parts[0]))
+                return fail(p, "empty subscript");
             *io = n;
         } else if (is_op(p, "(")) {
             p->i++;
@@ -271,7 +276,8 @@ static int parse_filters_tests(Ps *p, Node **io) {
                 return fail(p, "expected a test name after 'is'");
             }
             if (!builtin_known(n->name, 1))
-                return err_set(p->e, EX_DATAERR, "chat_template line %d: unsupported Jinja test '%s'", n->line, n->name);
+                return err_set(p->e, EX_DATAERR, "chat_template line %d: unsupported Jinja test '%s'", n->line,
+                               n->name);
             if (is_op(p, "(")) {
                 p->i++;
                 if (parse_args(p, n)) return p->e->code;
@@ -337,7 +343,11 @@ static int parse_pow(Ps *p, Node **out) {
 static int parse_mul(Ps *p, Node **out) {
     if (parse_pow(p, out)) return p->e->code;
     for (;;) {
-        int op = is_op(p, "*") ? OP_MUL : is_op(p, "/") ? OP_DIV : is_op(p, "//") ? OP_FLOORDIV : is_op(p, "%") ? OP_MOD : 0;
+        int op = is_op(p, "*")    ? OP_MUL
+                 : is_op(p, "/")  ? OP_DIV
+                 : is_op(p, "//") ? OP_FLOORDIV
+                 : is_op(p, "%")  ? OP_MOD
+                                  : 0;
         if (!op) return 0;
         p->i++;
         Node *r = NULL;
@@ -369,8 +379,14 @@ static int parse_add(Ps *p, Node **out) {
 static int parse_cmp(Ps *p, Node **out) {
     if (parse_add(p, out)) return p->e->code;
     for (;;) {
-        int op = is_op(p, "==") ? OP_EQ : is_op(p, "!=") ? OP_NE : is_op(p, "<") ? OP_LT : is_op(p, ">") ? OP_GT
-               : is_op(p, "<=") ? OP_LE : is_op(p, ">=") ? OP_GE : is_name(p, "in") ? OP_IN : 0;
+        int op = is_op(p, "==")     ? OP_EQ
+                 : is_op(p, "!=")   ? OP_NE
+                 : is_op(p, "<")    ? OP_LT
+                 : is_op(p, ">")    ? OP_GT
+                 : is_op(p, "<=")   ? OP_LE
+                 : is_op(p, ">=")   ? OP_GE
+                 : is_name(p, "in") ? OP_IN
+                                    : 0;
         if (!op && is_name(p, "not") && p->t[p->i + 1].k == T_NAME && p->t[p->i + 1].n == 2 &&
             !memcmp(p->t[p->i + 1].s, "in", 2)) {
             op = OP_NOTIN;
@@ -606,7 +622,8 @@ static int parse_body(Ps *p, Node *body, const char *const *ends, const char **w
         switch (t->k) {
         case T_EOF:
             if (ends) {
-                return err_set(p->e, EX_DATAERR, "chat_template line %d: block opened here is never closed (expected {%% %s %%})",
+                return err_set(p->e, EX_DATAERR,
+                               "chat_template line %d: block opened here is never closed (expected {%% %s %%})",
                                start - 0, ends[0]);
             }
             return 0;
@@ -635,12 +652,12 @@ static int parse_body(Ps *p, Node *body, const char *const *ends, const char **w
                     return 0;
                 }
             if (cur(p)->k == T_NAME) {
-                static const char *const closers[] = {"endif", "endfor", "endset", "endmacro", "elif", "else",
-                                                      "endgeneration", NULL};
+                static const char *const closers[] = {"endif", "endfor", "endset",        "endmacro",
+                                                      "elif",  "else",   "endgeneration", NULL};
                 for (int k = 0; closers[k]; k++)
                     if (is_name(p, closers[k]))
-                        return err_set(p->e, EX_DATAERR, "chat_template line %d: unexpected {%% %s %%}%s%s", cur(p)->line,
-                                       closers[k], ends ? ", expected {% " : "", ends ? ends[0] : "");
+                        return err_set(p->e, EX_DATAERR, "chat_template line %d: unexpected {%% %s %%}%s%s",
+                                       cur(p)->line, closers[k], ends ? ", expected {% " : "", ends ? ends[0] : "");
             }
             if (parse_stmt(p, body)) return p->e->code;
             break;
@@ -668,7 +685,8 @@ int jinja_parse(const char *src, size_t len, JinjaTemplate **out, Error *e) {
     int n;
     int rc = jinja_lex(&t->arena, src, len, &toks, &n, e);
     if (!rc) rc = jinja_parse_tokens(&t->arena, toks, n, &t->root, e);
-    if (!rc && t->arena.over) rc = err_set(e, EX_DATAERR, "chat_template: larger than %u bytes of memory", JINJA_MAX_MEMORY);
+    if (!rc && t->arena.over)
+        rc = err_set(e, EX_DATAERR, "chat_template: larger than %u bytes of memory", JINJA_MAX_MEMORY);
     if (rc) {
         jinja_free(t);
         return rc;

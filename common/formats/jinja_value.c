@@ -221,7 +221,7 @@ int v_truthy(Value v) {
     case V_STR:
         return v.u.s->n != 0;
     case V_LIST:
-        return v.u.l->n != 0;
+        return v.u.l->gen || v.u.l->n != 0;
     case V_DICT:
         return v.k == V_DICT && (v.ns || v.u.d->n != 0);
     default:
@@ -274,7 +274,8 @@ static int eq_rec(Value x, Value y, int depth) {
 }
 
 const char *v_type_name(Value v) {
-    static const char *const names[] = {"Undefined", "NoneType", "bool", "int", "float", "str", "list", "dict", "macro", "builtin"};
+    static const char *const names[] = {"Undefined", "NoneType", "bool", "int",   "float",
+                                        "str",       "list",     "dict", "macro", "builtin"};
     if (v.k == V_DICT && v.ns) return "Namespace";
     return names[v.k];
 }
@@ -293,8 +294,10 @@ static void sb_put(SB *b, const char *s, size_t n, const unsigned char *tag, uns
         b->t = xrealloc(b->t, b->cap);
     }
     memcpy(b->s + b->n, s, n);
-    if (tag) memcpy(b->t + b->n, tag, n);
-    else memset(b->t + b->n, fill, n);
+    if (tag)
+        memcpy(b->t + b->n, tag, n);
+    else
+        memset(b->t + b->n, fill, n);
     if (tag || fill) b->tagged = 1;
     b->n += n;
 }
@@ -325,7 +328,7 @@ static void float_repr(double f, char *buf, size_t cap) {
         if (strtod(tmp, NULL) == f) break;
     }
     /* tmp = d.ddde[+-]XX with p significant digits */
-    char digits[24];
+    char digits[24] = {0};
     int nd = 0;
     const char *c = tmp;
     int neg = *c == '-';
@@ -355,8 +358,10 @@ static void float_repr(double f, char *buf, size_t cap) {
     } else {
         for (int i = 0; i <= exp; i++) PUT("%c", i < nd ? digits[i] : '0');
         PUT(".");
-        if (nd > exp + 1) PUT("%s", digits + exp + 1);
-        else PUT("0");
+        if (nd > exp + 1)
+            PUT("%s", digits + exp + 1);
+        else
+            PUT("0");
     }
 #undef PUT
 }
@@ -370,17 +375,24 @@ static void str_repr(SB *b, const JStr *s) {
         unsigned char c = (unsigned char)s->s[i];
         char esc[8];
         const char *r = NULL;
-        if (c == '\\') r = "\\\\";
-        else if (c == '\n') r = "\\n";
-        else if (c == '\r') r = "\\r";
-        else if (c == '\t') r = "\\t";
-        else if (c == (unsigned char)q) r = q == '\'' ? "\\'" : "\\\"";
+        if (c == '\\')
+            r = "\\\\";
+        else if (c == '\n')
+            r = "\\n";
+        else if (c == '\r')
+            r = "\\r";
+        else if (c == '\t')
+            r = "\\t";
+        else if (c == (unsigned char)q)
+            r = q == '\'' ? "\\'" : "\\\"";
         else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\x%02x", c);
             r = esc;
         }
-        if (r) sb_put(b, r, strlen(r), NULL, tg);
-        else sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
+        if (r)
+            sb_put(b, r, strlen(r), NULL, tg);
+        else
+            sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
     }
     sb_put(b, &q, 1, NULL, tg);
 }
@@ -409,8 +421,10 @@ static void to_str_rec(SB *b, Value v, int repr, int depth) {
         sb_lit(b, buf);
         return;
     case V_STR:
-        if (repr) str_repr(b, v.u.s);
-        else sb_put(b, v.u.s->s, v.u.s->n, v.u.s->tag, 0);
+        if (repr)
+            str_repr(b, v.u.s);
+        else
+            sb_put(b, v.u.s->s, v.u.s->n, v.u.s->tag, 0);
         return;
     case V_LIST:
         sb_lit(b, v.u.l->tuple ? "(" : "[");
@@ -458,19 +472,28 @@ static void json_str(SB *b, const JStr *s) {
         unsigned char c = (unsigned char)s->s[i];
         char esc[8];
         const char *r = NULL;
-        if (c == '"') r = "\\\"";
-        else if (c == '\\') r = "\\\\";
-        else if (c == '\n') r = "\\n";
-        else if (c == '\r') r = "\\r";
-        else if (c == '\t') r = "\\t";
-        else if (c == '\b') r = "\\b";
-        else if (c == '\f') r = "\\f";
+        if (c == '"')
+            r = "\\\"";
+        else if (c == '\\')
+            r = "\\\\";
+        else if (c == '\n')
+            r = "\\n";
+        else if (c == '\r')
+            r = "\\r";
+        else if (c == '\t')
+            r = "\\t";
+        else if (c == '\b')
+            r = "\\b";
+        else if (c == '\f')
+            r = "\\f";
         else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             r = esc;
         }
-        if (r) sb_put(b, r, strlen(r), NULL, s->tag ? s->tag[i] : 0);
-        else sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
+        if (r)
+            sb_put(b, r, strlen(r), NULL, s->tag ? s->tag[i] : 0);
+        else
+            sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
     }
     sb_put(b, "\"", 1, NULL, tg);
 }
@@ -496,8 +519,10 @@ static int json_rec(SB *b, Value v, int indent, int level, const char **why) {
         sb_lit(b, buf);
         return 0;
     case V_FLOAT:
-        if (isnan(v.u.f)) sb_lit(b, "NaN");
-        else if (isinf(v.u.f)) sb_lit(b, v.u.f > 0 ? "Infinity" : "-Infinity");
+        if (isnan(v.u.f))
+            sb_lit(b, "NaN");
+        else if (isinf(v.u.f))
+            sb_lit(b, v.u.f > 0 ? "Infinity" : "-Infinity");
         else {
             float_repr(v.u.f, buf, sizeof buf);
             sb_lit(b, buf);
@@ -507,6 +532,10 @@ static int json_rec(SB *b, Value v, int indent, int level, const char **why) {
         json_str(b, v.u.s);
         return 0;
     case V_LIST:
+        if (v.u.l->gen) {
+            *why = "Object of type generator is not JSON serializable";
+            return -1;
+        }
         if (!v.u.l->n) {
             sb_lit(b, "[]");
             return 0;
@@ -562,14 +591,18 @@ static Value from_json_tag(Arena *a, const json_t *j, unsigned char tag) {
         Value d = v_dict(a);
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)j, k, x) dict_set(a, d.u.d, jstr_lit(a, k), from_json_tag(a, x, tag));
+        json_object_foreach((json_t *)j, k, x) {
+            dict_set(a, d.u.d, jstr_lit(a, k), from_json_tag(a, x, tag));
+        }
         return d;
     }
     case JSON_ARRAY: {
         Value l = v_list(a);
         size_t i;
         json_t *x;
-        json_array_foreach(j, i, x) list_push(a, l.u.l, from_json_tag(a, x, tag));
+        json_array_foreach(j, i, x) {
+            list_push(a, l.u.l, from_json_tag(a, x, tag));
+        }
         return l;
     }
     case JSON_STRING:

@@ -139,9 +139,10 @@ static int parse_model(Tokenizer *t, const json_t *root, Error *e) {
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) return err_set(e, EX_DATAERR, "%s: field \"model\" missing or not an object", t->path);
     const char *type = json_string_value(json_object_get(model, "type"));
+    if (type && !strcmp(type, "Unigram")) return unigram_parse(t, model, e);
     if (type && strcmp(type, "BPE"))
-        return err_set(e, EX_DATAERR, "%s: field \"model.type\": unsupported model type \"%s\" (only BPE)", t->path,
-                       type);
+        return err_set(e, EX_DATAERR, "%s: field \"model.type\": unsupported model type \"%s\" (BPE and Unigram are)",
+                       t->path, type);
     if (!type && !json_object_get(model, "merges"))
         return err_set(e, EX_DATAERR, "%s: field \"model.type\" missing and no \"model.merges\": not a BPE model",
                        t->path);
@@ -255,36 +256,16 @@ static int parse_added(Tokenizer *t, const json_t *root, Error *e) {
     return 0;
 }
 
-/* normalizer: null, NFC, or a Sequence of those (empty included). */
-static int parse_normalizer_one(Tokenizer *t, const json_t *n, const char *where, Error *e) {
-    if (!n || json_is_null(n)) return 0;
-    const char *type = json_string_value(json_object_get(n, "type"));
-    if (type && !strcmp(type, "NFC")) {
-        t->normalizer_nfc = 1;
-        return 0;
-    }
-    if (type && !strcmp(type, "Sequence")) {
-        const json_t *list = json_object_get(n, "normalizers");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[128];
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
-            int rc = parse_normalizer_one(t, json_array_get(list, i), sub, e);
-            if (rc) return rc;
-        }
-        return 0;
-    }
-    return err_set(e, EX_DATAERR, "%s: field \"%s.type\": unsupported normalizer \"%s\" (only null and NFC)", t->path,
-                   where, type ? type : "?");
-}
-
+/* normalizer steps: tokenizer_norm.c */
 static int parse_normalizer(Tokenizer *t, const json_t *root, Error *e) {
-    int rc = parse_normalizer_one(t, json_object_get(root, "normalizer"), "normalizer", e);
-    if (rc || !t->normalizer_nfc) return rc;
-    /* added tokens with normalized=true match against their normalized form */
+    int rc = norm_parse(t, json_object_get(root, "normalizer"), "normalizer", e);
+    if (rc || !t->n_norm) return rc;
+    /* added tokens with normalized=true match against their normalized form
+     * (added_vocabulary.rs refresh_added_tokens normalizes their content) */
     for (int i = 0; i < t->n_added; i++) {
         AddedTok *a = &t->added[i];
         size_t nl;
-        char *nf = a->normalized ? nfc_normalize(a->content, a->len, &nl) : NULL;
+        char *nf = a->normalized ? norm_apply(t, a->content, a->len, 0, &nl) : NULL;
         if (nf) {
             free(a->content);
             a->content = nf;
@@ -362,26 +343,6 @@ static int parse_post_one(Tokenizer *t, const json_t *pp, const char *where, Err
     return err_set(e, EX_DATAERR, "%s: field \"%s.type\": unsupported post-processor \"%s\"", t->path, where, type);
 }
 
-static int parse_decoder_one(Tokenizer *t, const json_t *d, const char *where, Error *e) {
-    const char *type = json_string_value(json_object_get(d, "type"));
-    if (type && !strcmp(type, "ByteLevel")) {
-        t->decoder_bytelevel = 1;
-        return 0;
-    }
-    if (type && !strcmp(type, "Sequence")) {
-        const json_t *list = json_object_get(d, "decoders");
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char sub[128];
-            snprintf(sub, sizeof sub, "%s.decoders[%zu]", where, i);
-            int rc = parse_decoder_one(t, json_array_get(list, i), sub, e);
-            if (rc) return rc;
-        }
-        return 0;
-    }
-    return err_set(e, EX_DATAERR, "%s: field \"%s.type\": unsupported decoder \"%s\" (only ByteLevel)", t->path, where,
-                   type ? type : "?");
-}
-
 /* tokenizer_config.json values: a string, or an AddedToken object {"content": ...}. */
 static const char *config_token(const json_t *cfg, const char *key) {
     const json_t *v = json_object_get(cfg, key);
@@ -443,7 +404,7 @@ static int tok_parse(Tokenizer *t, const json_t *root, Error *e) {
     const json_t *pp = json_object_get(root, "post_processor");
     if (pp && !json_is_null(pp) && (rc = parse_post_one(t, pp, "post_processor", e))) return rc;
     const json_t *d = json_object_get(root, "decoder");
-    if (d && !json_is_null(d) && (rc = parse_decoder_one(t, d, "decoder", e))) return rc;
+    if (d && !json_is_null(d) && (rc = dec_parse(t, d, "decoder", e))) return rc;
     return 0;
 }
 
@@ -510,6 +471,9 @@ void tok_free(Tokenizer *t) {
     intvec_free(&t->post_suffix);
     free(t->chat_template);
     jinja_free(t->jinja);
+    norm_free(t);
+    dec_free(t);
+    free(t->score);
     free(t->path);
     free(t);
 }
@@ -517,7 +481,7 @@ void tok_free(Tokenizer *t) {
 /* ---- encoding ---- */
 static void encode_model(Tokenizer *t, const char *s, size_t n, IntVec *out) {
     if (!n) return;
-    pretok_encode(t, s, n, out);
+    pretok_encode(t, s, n, out); /* uses t->piece_at_start */
 }
 
 /* Longest token of the set that occurs at s[i] (index into t->added), or -1. */
@@ -536,7 +500,7 @@ static size_t prev_char_start(const char *s, size_t i) {
     return i;
 }
 
-static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, IntVec *out);
+static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, int at_start, IntVec *out);
 
 /* One added-token pass (added_vocabulary.rs find_matches): gaps go to the next
  * pass (normalized tokens) or to the model. */
@@ -589,35 +553,51 @@ static void encode_pass(Tokenizer *t, const char *s, size_t n, int pass, int par
                 i = stop;
             }
             if (start_offset < start) {
+                int at_start = t->piece_at_start && start_offset == 0;
                 if (pass == 0)
-                    encode_normalized(t, s + start_offset, start - start_offset, parse_special, out);
+                    encode_normalized(t, s + start_offset, start - start_offset, parse_special, at_start, out);
                 else
-                    encode_model(t, s + start_offset, start - start_offset, out);
+                    t->piece_at_start = at_start, encode_model(t, s + start_offset, start - start_offset, out);
             }
             intvec_push(out, a->id);
             start_offset = stop;
+            t->piece_at_start = 0; /* what follows an added token does not start the input */
+            t->continue_gap = 0;   /* ... and starts a gap of its own */
         }
     if (start_offset < n) {
+        int at_start = t->piece_at_start && start_offset == 0;
         if (pass == 0)
-            encode_normalized(t, s + start_offset, n - start_offset, parse_special, out);
+            encode_normalized(t, s + start_offset, n - start_offset, parse_special, at_start, out);
         else
-            encode_model(t, s + start_offset, n - start_offset, out);
+            t->piece_at_start = at_start, encode_model(t, s + start_offset, n - start_offset, out);
     }
 }
 
 /* A piece between non-normalized added tokens: normalize it, then the second pass. */
-static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, IntVec *out) {
+static void encode_normalized(Tokenizer *t, const char *s, size_t n, int parse_special, int at_start, IntVec *out) {
     size_t nl;
-    char *nf = t->normalizer_nfc ? nfc_normalize(s, n, &nl) : NULL;
+    int skip_prepend = t->continue_gap;
+    t->continue_gap = 0; /* only the first gap continues the caller's text */
+    char *nf = t->n_norm ? norm_apply(t, s, n, skip_prepend, &nl) : NULL;
+    int saved = t->piece_at_start;
+    t->piece_at_start = at_start;
     encode_pass(t, nf ? nf : s, nf ? nl : n, 1, parse_special, out);
+    t->piece_at_start = saved;
     free(nf);
 }
 
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out) {
+    return tok_encode_part(t, text, len, parse_special, TOK_STARTS_INPUT, out);
+}
+
+int tok_encode_part(Tokenizer *t, const char *text, size_t len, int parse_special, int where, IntVec *out) {
     size_t n = len;
     char *fixed = len ? utf8_sanitize(text, len, &n) : NULL;
     t->n_dropped = 0;
+    t->piece_at_start = where == TOK_STARTS_INPUT;
+    t->continue_gap = where == TOK_CONTINUES;
     encode_pass(t, fixed ? fixed : text, n, 0, parse_special, out);
+    t->continue_gap = 0;
     free(fixed);
     return t->n_dropped ? EX_DATAERR : 0;
 }
@@ -672,6 +652,7 @@ static void bytelevel_token(const Tokenizer *t, const char *p, size_t n, Buf *b)
 
 int tok_id_bytes(const Tokenizer *t, int id, char *out, int cap) {
     if (id < 0 || id >= t->n_ids || !t->piece[id]) return -1;
+    if (t->dec_generic) return dec_id_bytes(t, id, out, cap);
     Buf b = {0};
     if ((t->id_flags[id] & 1) || !t->decoder_bytelevel)
         buf_add(&b, t->piece[id], (size_t)t->piece_len[id]);
@@ -699,6 +680,7 @@ static void flush_chunk(const Tokenizer *t, Buf *chunk, int chunk_tokens, Buf *r
 }
 
 int tok_decode(const Tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *len, Error *e) {
+    if (t->dec_generic) return dec_decode(t, ids, n, skip_special, out, len, e);
     Buf result = {0}, chunk = {0};
     int chunk_tokens = 0;
     buf_add(&result, "", 0);

@@ -1,13 +1,20 @@
-/* tokenizer.h — byte-level BPE tokenizers read from a Hugging Face tokenizer.json.
+/* tokenizer.h — tokenizers read from a Hugging Face tokenizer.json.
  *
- * Covers the files GPT-2, SmolLM2, Llama-3, Qwen-style models ship: model.type
- * "BPE" with byte_fallback off (vocab, merges as "a b" strings or ["a","b"] pairs,
- * ignore_merges), added tokens (special or not, with single_word / lstrip / rstrip /
- * normalized), normalizer null or NFC (or a Sequence of those), pre-tokenizers ByteLevel, Split (PCRE2 regex
- * or literal string, every SplitDelimiterBehavior, invert), Digits and Sequence of
- * those, the ByteLevel decoder, post-processors TemplateProcessing, ByteLevel and
- * Sequence of those.  Anything else is a clear EX_DATAERR naming the
- * file and the JSON field, never a silent approximation.
+ * Covers the files GPT-2, SmolLM2, Llama-3 and Qwen (byte-level BPE), Llama-2,
+ * Mistral, TinyLlama and Gemma (sentencepiece BPE with byte fallback) and T5/ALBERT
+ * style Unigram models ship:
+ *   model        BPE (vocab, merges as "a b" strings or ["a","b"] pairs, ignore_merges,
+ *                byte_fallback to <0xXX> tokens, unk_token with fuse_unk) and Unigram
+ *                (Viterbi over piece scores, unk_id, byte_fallback; tokenizer_unigram.c)
+ *   added tokens special or not, with single_word / lstrip / rstrip / normalized
+ *   normalizer   null, NFC, Replace (literal), Prepend, Strip and Sequence of those
+ *   pre-tokenizer ByteLevel, Split (PCRE2 regex or literal, every SplitDelimiterBehavior,
+ *                invert), Digits, Metaspace (prepend_scheme always/first/never,
+ *                split), WhitespaceSplit and Sequence of those
+ *   decoder      ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence
+ *   post-processor TemplateProcessing, ByteLevel and Sequence of those.
+ * Anything else is a clear EX_DATAERR naming the file and the JSON field, never a
+ * silent approximation (the sentencepiece Precompiled normalizer is one).
  * Spec: the `tokenizers` library's serialisation (the serde form of each
  * component in tokenizers/src); ids are checked against it by tests/test_tokenizer_oracle.c.
  *
@@ -69,6 +76,16 @@ void utf8_replace_nul(char **txt, size_t *len);
  * the ids of the rest are still appended, but the caller must not treat the text
  * as encoded (the Rust library drops such characters silently). */
 int tok_encode(Tokenizer *t, const char *text, size_t len, int parse_special, IntVec *out);
+
+/* tok_encode for a part of a longer text tokenized piecewise (chat renderings split
+ * at special tokens and at the train mask), so sentencepiece-style tokenizers treat
+ * it as the library treats that part of the whole:
+ *   TOK_STARTS_INPUT  the text begins the input (= tok_encode)
+ *   TOK_AFTER_ADDED   it follows an added token: a new gap, normalized on its own
+ *                     (Prepend applies), but Metaspace "first" does not prepend
+ *   TOK_CONTINUES     it continues the text before it: no Prepend, no Metaspace prepend */
+enum { TOK_STARTS_INPUT = 0, TOK_AFTER_ADDED = 1, TOK_CONTINUES = 2 };
+int tok_encode_part(Tokenizer *t, const char *text, size_t len, int parse_special, int where, IntVec *out);
 
 /* Post-processor of the file for a single sequence (TemplateProcessing "single",
  * or nothing for ByteLevel/null): appends the special ids that go BEFORE the

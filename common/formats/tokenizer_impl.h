@@ -50,9 +50,13 @@ typedef struct Pieces {
     int n, ncap;
     /* streaming (pretok_encode): when stream is set the pieces may be sent on to
      * pre-tokenizer step next_step (and BPE) before the whole input is split;
-     * map_into: ByteLevel's regex words, mapped into that list when sent on */
+     * map_into: ByteLevel's regex words, mapped into that list when sent on;
+     * at_start: the next piece sent on starts the input (Metaspace "first");
+     * first_cut: -1, or whether the step's first piece from a split began at offset
+     * 0 of the step's input */
     int stream, next_step;
     struct Pieces *map_into;
+    int at_start, first_cut;
 } Pieces;
 void pieces_reset(Pieces *p);
 void pieces_add(Pieces *p, const char *s, size_t n); /* empty pieces are dropped, as tokenizers does */
@@ -60,7 +64,15 @@ void pieces_free(Pieces *p);
 
 /* ---- pre-tokenizer steps (Sequence is flattened into a list) ---- */
 enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
-typedef enum PreKind { PRE_BYTELEVEL, PRE_SPLIT_REGEX, PRE_SPLIT_STRING, PRE_DIGITS } PreKind;
+typedef enum PreKind {
+    PRE_BYTELEVEL,
+    PRE_SPLIT_REGEX,
+    PRE_SPLIT_STRING,
+    PRE_DIGITS,
+    PRE_METASPACE,
+    PRE_WHITESPACE_SPLIT
+} PreKind;
+enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER }; /* Metaspace prepend_scheme */
 typedef struct PreStep {
     PreKind kind;
     int add_prefix_space, use_regex; /* ByteLevel */
@@ -69,7 +81,29 @@ typedef struct PreStep {
     size_t literal_len;
     pcre2_code *re;        /* Split regex, or ByteLevel's GPT-2 regex */
     int individual_digits; /* Digits */
+    char replacement[5];   /* Metaspace: the replacement character (UTF-8) */
+    int prepend_scheme, split;
 } PreStep;
+
+/* ---- normalizer steps (tokenizer_norm.c), applied in order ---- */
+typedef enum NormKind { NORM_NFC, NORM_REPLACE, NORM_PREPEND, NORM_LOWERCASE, NORM_STRIP } NormKind;
+typedef struct NormStep {
+    NormKind kind;
+    char *pat, *content; /* Replace: literal pattern -> content; Prepend: content */
+    size_t pat_len, content_len;
+    int left, right; /* Strip */
+} NormStep;
+
+/* ---- decoder steps (tokenizer_decode.c) ---- */
+typedef enum DecKind { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE } DecKind;
+typedef struct DecStep {
+    DecKind kind;
+    char *pat, *content; /* Replace */
+    size_t pat_len, content_len;
+    char ch[5];          /* Strip content / Metaspace replacement (UTF-8) */
+    int start, stop;     /* Strip */
+    int prepend_scheme;  /* Metaspace */
+} DecStep;
 
 /* Compiles an Oniguruma-style pattern from tokenizer.json with PCRE2 (UTF, UCP, JIT). */
 pcre2_code *tok_regex_compile(const char *pattern, char *errbuf, size_t errcap);
@@ -113,7 +147,9 @@ struct Tokenizer {
     AddedTok *added;
     int n_added;
     AddedSet set_raw, set_norm;
-    int normalizer_nfc; /* normalizer: 0 = none, 1 = NFC */
+    int normalizer_nfc; /* normalizer has an NFC step */
+    NormStep *norm;     /* normalizer steps (none = identity) */
+    int n_norm;
     /* pre-tokenizer */
     PreStep *steps;
     int n_steps;
@@ -124,6 +160,15 @@ struct Tokenizer {
     IntVec post_prefix, post_suffix;
     /* decoder: 0 = none (tokens joined by " "), 1 = ByteLevel */
     int decoder_bytelevel;
+    DecStep *dec; /* decoder steps; when any is not ByteLevel, tokenizer_decode.c decodes */
+    int n_dec, dec_generic;
+    /* Unigram model (tokenizer_unigram.c); BPE when 0 */
+    int unigram;
+    double *score;     /* [n_ids] piece scores */
+    double unk_score;  /* min score - 10 (sentencepiece kUnkPenalty) */
+    int max_piece_len; /* bytes */
+    int piece_at_start; /* the text being pre-tokenized starts the input (Metaspace "first") */
+    int continue_gap;   /* tok_encode_part TOK_CONTINUES: the first gap gets no Prepend */
     int byte_of_cp[512];    /* ByteLevel alphabet: code point -> byte (-1) */
     char byte_char[256][3]; /* byte -> its ByteLevel char as UTF-8, NUL-terminated */
     /* specials */
@@ -151,15 +196,34 @@ struct Tokenizer {
 /* tokenizer_pretok.c */
 int pretok_parse(Tokenizer *t, const void *json_pre, const char *where, Error *e);
 void pretok_free(Tokenizer *t);
-/* Runs the pre-tokenizer steps on s[0..n) and BPE-encodes every resulting word
- * (ByteLevel mapped when a ByteLevel step ran), appending the ids to out.  Streams:
- * a piece goes on to the next step and to BPE as soon as the split that made it is
- * final (a batch at a time), so memory does not grow with the length of the text. */
+/* Runs the pre-tokenizer steps on s[0..n) and encodes every resulting word with the
+ * model (BPE or Unigram; ByteLevel mapped when a ByteLevel step ran), appending the
+ * ids to out.  Streams: a piece goes on to the next step and to the model as soon
+ * as the split that made it is final (a batch at a time), so memory does not grow
+ * with the length of the text.  t->piece_at_start: s starts the input. */
 void pretok_encode(Tokenizer *t, const char *s, size_t n, IntVec *out);
 /* Regex split with tokenizers' SplitDelimiterBehavior and invert, appended to out. */
 void pretok_split_regex(Tokenizer *t, pcre2_code *re, const char *s, size_t n, int behavior, int invert, Pieces *out);
 int uni_is_numeric(Tokenizer *t, uint32_t cp);
 int uni_is_word(Tokenizer *t, uint32_t cp);
+
+/* tokenizer_norm.c */
+int norm_parse(Tokenizer *t, const void *json_norm, const char *where, Error *e);
+/* The normalized form of n bytes: a new string, or NULL when unchanged.  skip_prepend:
+ * leave out Prepend steps (text that continues a gap, see tok_encode_part). */
+char *norm_apply(const Tokenizer *t, const char *s, size_t n, int skip_prepend, size_t *out_len);
+void norm_free(Tokenizer *t);
+
+/* tokenizer_decode.c */
+int dec_parse(Tokenizer *t, const void *json_dec, const char *where, Error *e);
+int dec_decode(const Tokenizer *t, const int *ids, int n, int skip_special, char **out, size_t *len, Error *e);
+int dec_id_bytes(const Tokenizer *t, int id, char *out, int cap);
+void dec_free(Tokenizer *t);
+
+/* tokenizer_unigram.c */
+int unigram_parse(Tokenizer *t, const void *json_model, Error *e);
+/* Appends the ids of one pre-tokenized piece (Viterbi over the vocabulary scores). */
+void unigram_word(Tokenizer *t, const char *w, size_t n, IntVec *out);
 
 /* tokenizer_bpe.c */
 void bpe_merge_put(Tokenizer *t, int left, int right, int rank, int new_id);

@@ -1,5 +1,5 @@
 /* tokenizer_pretok.c — pre-tokenizers from tokenizer.json: ByteLevel, Split,
- * Digits and Sequence of these, with the semantics of the `tokenizers` library:
+ * Digits, Metaspace, WhitespaceSplit and Sequence of these, with the semantics of the `tokenizers` library:
  *
  *  - Each step applies to every current piece; empty pieces are dropped.
  *  - Split finds matches of a regex (or a literal string) left to right without
@@ -16,8 +16,18 @@
  *    then maps every byte to a printable character (bytes_to_unicode).
  *  - Digits: pieces of Unicode numeric characters (Rust char::is_numeric, i.e.
  *    general category N*), Isolated when individual_digits else Contiguous.
+ *  - Metaspace (sentencepiece style, metaspace.rs): every " " becomes the replacement
+ *    ("▁"), which is prepended to a piece not already starting with it — always, or
+ *    ("first") only to a piece that starts the input (after an added token it does
+ *    not) — then, with split, pieces are split before each replacement
+ *    (MergedWithNext).  "first" is judged on the first piece of the gap between added
+ *    tokens; after other steps, the first piece of a piece that starts the input
+ *    does too unless a split cut it further in (the library asks
+ *    offsets_original().0 == 0: Split Removed or WhitespaceSplit dropping a
+ *    leading delimiter moves it).
+ *  - WhitespaceSplit: split on whitespace (Rust char::is_whitespace), which is dropped.
  * Regexes are Oniguruma patterns in the file; PCRE2 with UTF+UCP accepts the ones
- * tokenizers ship (GPT-2, Llama-3, Qwen2).  Not for: normalizers or the BPE model. */
+ * tokenizers ship (GPT-2, Llama-3, Qwen2).  Not for: normalizers or the models. */
 #define _GNU_SOURCE /* memmem */
 #include <jansson.h>
 #include <stdio.h>
@@ -98,6 +108,32 @@ static int parse_one(Tokenizer *t, const json_t *p, const char *where, Error *e)
             s->re = tok_regex_compile(GPT2_PATTERN, errbuf, sizeof errbuf);
             if (!s->re) die_internal("GPT-2 pattern does not compile: %s", errbuf);
         }
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        PreStep *s = new_step(t);
+        s->kind = PRE_METASPACE;
+        const json_t *r = json_object_get(p, "replacement");
+        const char *rep = json_is_string(r) ? json_string_value(r) : "\xe2\x96\x81";
+        uint32_t cp;
+        size_t rl = strlen(rep);
+        if (!rl || rl > 4 || utf8_decode((const unsigned char *)rep, rl, &cp) != (int)rl)
+            return err_set(e, EX_DATAERR, "%s: field \"%s.replacement\" must be one character", t->path, where);
+        memcpy(s->replacement, rep, rl + 1);
+        const char *ps = json_string_value(json_object_get(p, "prepend_scheme"));
+        if (ps) {
+            s->prepend_scheme = !strcmp(ps, "always") ? PREPEND_ALWAYS : !strcmp(ps, "first") ? PREPEND_FIRST
+                              : !strcmp(ps, "never")  ? PREPEND_NEVER : -1;
+            if (s->prepend_scheme < 0)
+                return err_set(e, EX_DATAERR, "%s: field \"%s.prepend_scheme\": unknown value \"%s\"", t->path, where, ps);
+        } else { /* the older serialisation */
+            s->prepend_scheme = get_bool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
+        }
+        s->split = get_bool(p, "split", 1);
+        return 0;
+    }
+    if (!strcmp(type, "WhitespaceSplit")) {
+        new_step(t)->kind = PRE_WHITESPACE_SPLIT;
         return 0;
     }
     if (!strcmp(type, "Digits")) {
@@ -190,6 +226,13 @@ typedef struct Span {
     int match;
 } Span;
 
+/* pieces_add of s[a..b), noting in out->first_cut whether the first piece of the
+ * step began at offset 0 of its input (when not, it does not start the input). */
+static void add_span(Pieces *out, const char *s, size_t a, size_t b) {
+    if (b > a && out->first_cut < 0) out->first_cut = a == 0;
+    pieces_add(out, s + a, b - a);
+}
+
 /* Applies invert and the delimiter behaviour to the labelled spans of s and appends
  * the resulting non-empty pieces to out. */
 static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int invert, Pieces *out) {
@@ -198,10 +241,10 @@ static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int in
     switch (behavior) {
     case SPLIT_REMOVED:
         for (int i = 0; i < ns; i++)
-            if (!sp[i].match) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+            if (!sp[i].match) add_span(out, s, sp[i].a, sp[i].b);
         break;
     case SPLIT_ISOLATED:
-        for (int i = 0; i < ns; i++) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+        for (int i = 0; i < ns; i++) add_span(out, s, sp[i].a, sp[i].b);
         break;
     case SPLIT_CONTIGUOUS: {
         /* fold: a piece with the same label as the previous one extends it */
@@ -212,12 +255,12 @@ static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int in
             if (have && sp[i].match == prev) {
                 cb = sp[i].b;
             } else {
-                if (have) pieces_add(out, s + ca, cb - ca);
+                if (have) add_span(out, s, ca, cb);
                 ca = sp[i].a, cb = sp[i].b, have = 1;
             }
             prev = sp[i].match;
         }
-        if (have) pieces_add(out, s + ca, cb - ca);
+        if (have) add_span(out, s, ca, cb);
         break;
     }
     case SPLIT_MERGED_PREV: {
@@ -227,12 +270,12 @@ static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int in
             if (sp[i].match && !prev && have) {
                 cb = sp[i].b;
             } else {
-                if (have) pieces_add(out, s + ca, cb - ca);
+                if (have) add_span(out, s, ca, cb);
                 ca = sp[i].a, cb = sp[i].b, have = 1;
             }
             prev = sp[i].match;
         }
-        if (have) pieces_add(out, s + ca, cb - ca);
+        if (have) add_span(out, s, ca, cb);
         break;
     }
     case SPLIT_MERGED_NEXT: {
@@ -248,7 +291,7 @@ static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int in
         }
         /* emit in order, skipping consumed spans; a consumed span's successor now starts earlier */
         for (int i = 0; i < ns; i++)
-            if (sp[i].a != (size_t)-1) pieces_add(out, s + sp[i].a, sp[i].b - sp[i].a);
+            if (sp[i].a != (size_t)-1) add_span(out, s, sp[i].a, sp[i].b);
         break;
     }
     }
@@ -270,7 +313,7 @@ static Span *spans_reserve(Tokenizer *t, int n) {
  * same; each step has its own pieces and spans (PreLevel). */
 #define SPAN_BATCH 4096 /* t->span_batch when set */
 
-static void encode_from(Tokenizer *t, int k, const char *s, size_t n);
+static void encode_from(Tokenizer *t, int k, const char *s, size_t n, int at_start);
 static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out);
 
 /* Sends every piece of a streaming P on (to step P->next_step, through P->map_into
@@ -283,7 +326,13 @@ static void pieces_drain(Tokenizer *t, Pieces *p) {
         pieces_drain(t, p->map_into);
         return;
     }
-    for (int i = 0; i < p->n; i++) encode_from(t, p->next_step, p->buf + p->off[i], p->plen[i]);
+    for (int i = 0; i < p->n; i++) {
+        /* the first piece sent on starts the input when this step's input did and
+         * the step did not cut it further in (first_cut -1: no split made it) */
+        int at_start = p->at_start && p->first_cut != 0;
+        p->at_start = 0;
+        encode_from(t, p->next_step, p->buf + p->off[i], p->plen[i], at_start);
+    }
     pieces_reset(p);
 }
 
@@ -416,9 +465,77 @@ static void bytelevel_map(Tokenizer *t, const char *s, size_t n, Pieces *out) {
     pieces_add(out, t->tmp, o);
 }
 
+/* Appends b bytes of s to the growing buffer *buf (length *len, capacity *cap). */
+static void grow_put(char **buf, size_t *len, size_t *cap, const char *s, size_t b) {
+    if (!b) return; /* *buf may still be NULL, and memcpy(NULL, ..., 0) is undefined */
+    if (*len + b > *cap) {
+        *cap = (*len + b) * 2 + 64;
+        *buf = xrealloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, s, b);
+    *len += b;
+}
+
+/* A streaming OUT that holds a batch of pieces sends them on (steps that make their
+ * pieces one by one rather than from spans: Metaspace, WhitespaceSplit). */
+static void pieces_flush(Tokenizer *t, Pieces *out) {
+    if (out->stream && out->n >= (t->span_batch > 0 ? t->span_batch : SPAN_BATCH)) pieces_drain(t, out);
+}
+
+/* Metaspace on one piece (see the top of the file).  Built a piece at a time rather
+ * than replacing the whole text and splitting it again: with split, a piece ends
+ * before each replacement (MergedWithNext on it: "a▁▁b" -> "a", "▁", "▁b"), so a
+ * long line streams on in batches like a split and is not copied whole. */
+static void metaspace(Tokenizer *t, const PreStep *st, const char *s, size_t n, int first, Pieces *out) {
+    const char *rep = st->replacement;
+    size_t rl = strlen(rep), len = 0, cap = 0;
+    char *buf = NULL;
+    int starts = n && (s[0] == ' ' || (n >= rl && !memcmp(s, rep, rl)));
+    if (n && !starts && (st->prepend_scheme == PREPEND_ALWAYS || (st->prepend_scheme == PREPEND_FIRST && first)))
+        grow_put(&buf, &len, &cap, rep, rl);
+    for (size_t i = 0; i < n;) {
+        /* the run up to the next space or replacement goes in as it is */
+        size_t j = i;
+        while (j < n && s[j] != ' ' && !(j + rl <= n && !memcmp(s + j, rep, rl))) j++;
+        grow_put(&buf, &len, &cap, s + i, j - i);
+        if (j == n) break;
+        if (st->split && len) {
+            pieces_add(out, buf, len);
+            len = 0;
+            pieces_flush(t, out);
+        }
+        grow_put(&buf, &len, &cap, rep, rl);
+        i = j + (s[j] == ' ' ? 1 : rl);
+    }
+    pieces_add(out, buf, len);
+    free(buf);
+}
+
+/* WhitespaceSplit on one piece: the runs between whitespace (which is dropped). */
+static void whitespace_split(Tokenizer *t, const char *p, size_t pl, Pieces *out) {
+    for (size_t a = 0; a < pl;) {
+        uint32_t cp;
+        int l = utf8_decode((const unsigned char *)p + a, pl - a, &cp);
+        if (uni_is_whitespace(cp)) {
+            a += (size_t)l;
+            continue;
+        }
+        size_t b = a;
+        while (b < pl) {
+            l = utf8_decode((const unsigned char *)p + b, pl - b, &cp);
+            if (uni_is_whitespace(cp)) break;
+            b += (size_t)l;
+        }
+        add_span(out, p, a, b);
+        pieces_flush(t, out);
+        a = b;
+    }
+}
+
 /* Step st on the piece p[0..pl) into nxt (through words, ByteLevel's regex words,
- * when it splits). */
-static void apply_step(Tokenizer *t, const PreStep *st, const char *p, size_t pl, Pieces *nxt, Pieces *words) {
+ * when it splits); at_start: the piece starts the input (Metaspace "first"). */
+static void apply_step(Tokenizer *t, const PreStep *st, const char *p, size_t pl, int at_start, Pieces *nxt,
+                       Pieces *words) {
     switch (st->kind) {
     case PRE_BYTELEVEL: {
         const char *q = p;
@@ -453,13 +570,23 @@ static void apply_step(Tokenizer *t, const PreStep *st, const char *p, size_t pl
     case PRE_DIGITS:
         split_digits(t, p, pl, st->individual_digits, nxt);
         break;
+    case PRE_WHITESPACE_SPLIT:
+        whitespace_split(t, p, pl, nxt);
+        break;
+    case PRE_METASPACE:
+        metaspace(t, st, p, pl, at_start, nxt);
+        break;
     }
 }
 
-/* Steps k.. and BPE on one piece, depth first. */
-static void encode_from(Tokenizer *t, int k, const char *s, size_t n) {
+/* Steps k.. and the model on one piece, depth first; at_start: the piece starts the
+ * input (the library's offsets_original().0 == 0, which Metaspace "first" asks). */
+static void encode_from(Tokenizer *t, int k, const char *s, size_t n, int at_start) {
     if (k == t->n_steps) {
-        bpe_word(t, s, n, t->enc_out);
+        if (t->unigram)
+            unigram_word(t, s, n, t->enc_out);
+        else
+            bpe_word(t, s, n, t->enc_out);
         return;
     }
     struct PreLevel *L = &t->lvl[k];
@@ -470,7 +597,9 @@ static void encode_from(Tokenizer *t, int k, const char *s, size_t n) {
     L->out.stream = 1;
     L->out.next_step = k + 1;
     L->out.map_into = NULL;
-    apply_step(t, &t->steps[k], s, n, &L->out, &L->words);
+    L->out.at_start = at_start;
+    L->out.first_cut = -1;
+    apply_step(t, &t->steps[k], s, n, at_start, &L->out, &L->words);
     pieces_drain(t, &L->out);
     L->spans = t->spans, L->spans_cap = t->spans_cap;
     t->spans = spans, t->spans_cap = spans_cap;
@@ -479,6 +608,6 @@ static void encode_from(Tokenizer *t, int k, const char *s, size_t n) {
 void pretok_encode(Tokenizer *t, const char *s, size_t n, IntVec *out) {
     if (!t->lvl && t->n_steps > 0) t->lvl = xcalloc((size_t)t->n_steps, sizeof *t->lvl);
     t->enc_out = out;
-    encode_from(t, 0, s, n);
+    encode_from(t, 0, s, n, t->piece_at_start);
     t->enc_out = NULL;
 }

@@ -16,6 +16,13 @@ Outputs (committed; `make check` never runs Python):
   tests/oracle/templates/conversations.json  [{"messages": [...], "tools": [...]|null}, ...]
   tests/oracle/templates/cases.jsonl         {"template": file, "conv": i, "gen": bool,
                                               "vars": {...}, "text": str | "error": str}
+  tests/oracle/templates/token_cases.jsonl   {"template", "tok", "patch", "vars", "conv", "gen", "ids"}:
+                                              token ids of apply_chat_template(tokenize=True)
+                                              with the test tokenizers of
+                                              tests/oracle/tokenizers/ (sentencepiece-style BPE
+                                              for Llama-2/Mistral/Zephyr/Gemma, byte-level for
+                                              Llama-3.1/Qwen2.5), where no message holds a
+                                              special-token string (cherry keeps those as text)
   tests/oracle/templates/snippets.jsonl      {"src": template, "vars": {...}, "text" | "error"}:
                                               small templates for each construct, filter, test
                                               and method the interpreter supports, rendered by
@@ -37,6 +44,7 @@ TPL_DIR = os.path.join(HERE, "templates")
 FAMILY = [
     ("meta-llama-Llama-3", "<|begin_of_text|>", "<|eot_id|>"),
     ("NousResearch-Hermes-3", "<|begin_of_text|>", "<|im_end|>"),
+    ("meetkai-functionary", "<|begin_of_text|>", "<|eot_id|>"),
     ("meta-llama-Llama-2", "<s>", "</s>"),
     ("vigogne", "<s>", "</s>"),
     ("mistralai", "<s>", "</s>"),
@@ -197,7 +205,77 @@ SNIPPETS = [
     ("{% set ns = namespace() %}{% set ns._x = 1 %}", {}),
     ("{{ {'a': 1e308 * 10, 'b': -1e308 * 10}|tojson }}", {}),
     ("{{ dict(a=1, b='x') }} {{ dict(a=1)|tojson }}", {}),
+    ("{{ ['b', 'A', 'c']|sort }} {{ ['b', 'A', 'c']|sort(case_sensitive=true) }} {{ [3, 1, 2]|sort(reverse=true) }} "
+     "{{ ts|sort(attribute='f.n')|map(attribute='id')|list }} {{ {'b': 1, 'A': 2}|dictsort }} "
+     "{{ {'b': 1, 'a': 2}|dictsort(by='value', reverse=true) }}",
+     {"ts": [{"id": 1, "f": {"n": "zed"}}, {"id": 2, "f": {"n": "alpha"}}, {"id": 3, "f": {"n": "Beta"}}]}),
+    ("{{ [1, 2, 3]|sum }} {{ [1, 2.5]|sum }} {{ ts|sum(attribute='id') }} {{ ['b', 'A']|min }} {{ [3, 9, 2]|max }} "
+     "{{ ts|max(attribute='id') }} {{ []|min }}|", {"ts": [{"id": 1}, {"id": 5}]}),
+    ("{{ 2.5|round }} {{ 3.14159|round(2) }} {{ 0.5|round }} {{ 1.5|round }} {{ 2.675|round(2) }} {{ -0.5|round }} "
+     "{{ 3|round }} {{ 2.7|round(0, 'floor') }} {{ 2.1|round(method='ceil') }}", {}),
+    ("{{ '%s=%d (%r) %%'|format('a', 3, 'q') }} {{ '<a href=\"x\">&</a>'|e }} {{ \"it's\"|e }} {{ 'x<y'|escape }}",
+     {}),
+    ("{% for i in range(5) %}{{ loop.cycle('x', 'y', 'z') }}{% endfor %} {{ 'abc'.removeprefix('ab') }} "
+     "{{ 'abc'.removesuffix('bc') }} {{ 'abc'.removeprefix('zz') }}", {}),
+    ("{{ [1, 'a']|sort }}", {}),
+    ("{{ '<b>'|safe + '<i>' }} {{ '<i>' + '<b>'|safe }} {{ ('a&'|e + 'b&')|e }} {{ ('x'|safe + 1|string)|length }} "
+     "{{ strftime_now is defined }}", {}),
+    ("{{ none|selectattr('x')|list }} {{ none|map(attribute='x')|list }} {{ (xs|select)|list }} "
+     "{{ 'yes' if xs|reject else 'no' }} {{ xs|map('string')|join('-') }}", {"xs": [0, 1]}),
+    ("{{ xs|select|length }}", {"xs": [1]}),
+    ("{{ xs|map('string')|tojson }}", {"xs": [1]}),
+    ("{{ (xs|select)[0] }}", {"xs": [1]}),
+    ("{{ '%s %s'|format('only one') }}", {}),
 ]
+
+
+META = "\u2581"
+TOKENIZED = [
+    # template, tokenizer file, top-level patch, bos, eos
+    ("meta-llama-Llama-2-7b-chat-hf.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("mistralai-Mistral-7B-Instruct-v0.2-old.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("mistralai-Mistral-7B-Instruct-v1-system.jinja", "llama2.json",
+     {"normalizer": None,
+      "pre_tokenizer": {"type": "Metaspace", "replacement": META, "prepend_scheme": "first", "split": False}},
+     "<s>", "</s>"),
+    ("HuggingFaceH4-zephyr-7b-beta.jinja", "llama2.json", None, "<s>", "</s>"),
+    ("google-gemma-3-it.jinja", "llama2.json",
+     {"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": META}}, "<s>", "</s>"),
+    ("meta-llama-Llama-3.1-8B-Instruct.jinja", "llama3.json", None, "<|begin_of_text|>", "<|eot_id|>"),
+    ("Qwen-Qwen2.5-7B-Instruct.jinja", "smol.json", "NO_USER_TOKEN", None, "<|im_end|>"),
+    ("Qwen-Qwen3-0.6B.jinja", "smol.json", "NO_USER_TOKEN", None, "<|im_end|>"),
+]
+
+
+def token_cases():
+    tok_dir = os.path.join(HERE, "tokenizers")
+    out = []
+    for tname, tokfile, patch, bos, eos in TOKENIZED:
+        with open(os.path.join(TPL_DIR, tname), encoding="utf-8") as f:
+            src = f.read()
+        with open(os.path.join(tok_dir, tokfile), encoding="utf-8") as f:
+            d = json.load(f)
+        if patch == "NO_USER_TOKEN":  # smol.json's test-only added token "<|im_start|>user"
+            patch = {"added_tokens": [t for t in d["added_tokens"] if t["content"] != "<|im_start|>user"]}
+        if patch:
+            d.update(patch)
+        kw = {k: v for k, v in (("bos_token", bos), ("eos_token", eos)) if v is not None}
+        tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(d)), **kw)
+        specials = {t["content"] for t in d["added_tokens"] if t["special"]}
+        for i, conv in enumerate(CONVERSATIONS):
+            if any(sp in m.get("content", "") for m in conv["messages"] for sp in specials):
+                continue
+            for gen in (False, True):
+                try:
+                    enc = tok.apply_chat_template(conv["messages"], tools=conv.get("tools"), chat_template=src,
+                                                  add_generation_prompt=gen, tokenize=True,
+                                                  date_string="26 Jul 2024")
+                except Exception:
+                    continue  # the template raises: covered by cases.jsonl
+                ids = enc["input_ids"] if isinstance(enc, dict) or hasattr(enc, "keys") else enc
+                out.append({"template": tname, "tok": tokfile, "patch": patch, "vars": kw, "conv": i, "gen": gen,
+                            "ids": list(ids)})
+    return out
 
 
 def snippets():
@@ -214,6 +292,9 @@ def snippets():
 
 
 def main():
+    with open(os.path.join(TPL_DIR, "token_cases.jsonl"), "w", encoding="utf-8") as f:
+        for rec in token_cases():
+            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
     with open(os.path.join(TPL_DIR, "snippets.jsonl"), "w", encoding="utf-8") as f:
         for rec in snippets():
             f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":"), allow_nan=True) + "\n")

@@ -14,6 +14,17 @@ tests/oracle/tokenizers/, and records what the library does on a test corpus:
   tests/oracle/tokenizers/smol.json    SmolLM2 style: Digits(individual) +
                                         ByteLevel(use_regex); ChatML specials; added
                                         tokens with lstrip / rstrip / single_word
+  tests/oracle/tokenizers/llama2.json  Llama-2 / Mistral style (sentencepiece BPE): BPE with
+                                        byte_fallback and fuse_unk, <0x00>..<0xFF> in the
+                                        vocabulary, normalizer Prepend("▁") + Replace(" ", "▁"),
+                                        no pre-tokenizer, decoder Replace + ByteFallback + Fuse
+                                        + Strip, TemplateProcessing with <s>; patches give the
+                                        newer Metaspace(prepend_scheme first) conversion, Gemma's
+                                        Replace-only normalizer, Metaspace always/split/never
+  tests/oracle/tokenizers/unigram.json Unigram (T5 / ALBERT style sentencepiece): trained with
+                                        UnigramTrainer, Metaspace pre-tokenizer and decoder,
+                                        <unk>, <0xXX> pieces; a patch: WhitespaceSplit
+  tests/oracle/tokenizers/unigram_bf.json  the same with byte_fallback
   tests/oracle/tokenizers/chat_cases.jsonl  chat templates (chatml, llama3) rendered by
                                         jinja2 from the models' Jinja sources, with the
                                         library's ids for the rendered text
@@ -43,7 +54,7 @@ import os
 import random
 import sys
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "tokenizers")
@@ -170,13 +181,65 @@ def build():
     ])
     toks["smol.json"] = json.loads(smol.to_str())
 
+    toks.update(build_sentencepiece_style())
+
     for name, d in toks.items():
-        nm = len(d["model"]["merges"])
-        assert nm >= 2000, (name, nm)
+        nm = len(d["model"].get("merges", d["model"]["vocab"]))
+        assert nm >= 1000, (name, nm)
         with open(os.path.join(OUT, name), "w", encoding="utf-8") as f:
             json.dump(d, f, ensure_ascii=False, separators=(",", ":"))
         print(f"{name}: {len(d['model']['vocab'])} vocab, {nm} merges", file=sys.stderr)
     return toks
+
+
+BYTE_PIECES = ["<0x%02X>" % b for b in range(256)]
+META = "\u2581"
+
+
+def build_sentencepiece_style():
+    """Llama-2-style BPE with byte fallback, and a Unigram model (no randomness used)."""
+    out = {}
+    # Llama-2 / Mistral: the sentencepiece BPE conversion transformers writes (legacy)
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend(META), normalizers.Replace(" ", META)])
+    trainer = trainers.BpeTrainer(vocab_size=1600, special_tokens=["<unk>", "<s>", "</s>"], min_frequency=2,
+                                  limit_alphabet=90, show_progress=False)
+    tok.train_from_iterator(TRAIN_TEXT, trainer=trainer)
+    d = json.loads(tok.to_str())
+    vocab = d["model"]["vocab"]
+    for p in BYTE_PIECES:  # sentencepiece's byte pieces, at the end of the vocabulary
+        if p not in vocab:
+            vocab[p] = len(vocab)
+    tok = Tokenizer.from_str(json.dumps(d))
+    tok.decoder = decoders.Sequence([decoders.Replace(META, " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.add_tokens([AddedToken("[mid]", normalized=True, special=False),
+                    AddedToken("<|tool|>", normalized=False, special=False),
+                    AddedToken("<mask>", normalized=False, special=True, lstrip=True)])
+    out["llama2.json"] = json.loads(tok.to_str())
+
+    # Unigram (sentencepiece unigram as converted for T5 / ALBERT, without the charsmap)
+    uni = Tokenizer(models.Unigram())
+    uni.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True)
+    uni.decoder = decoders.Metaspace(replacement=META, prepend_scheme="always", split=True)
+    trainer = trainers.UnigramTrainer(vocab_size=1500, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+                                      max_piece_length=12, shrinking_factor=0.75, show_progress=False)
+    uni.train_from_iterator(TRAIN_TEXT[:3000], trainer=trainer)
+    d = json.loads(uni.to_str())
+    have = {p for p, _ in d["model"]["vocab"]}
+    low = min(sc for _, sc in d["model"]["vocab"])
+    d["model"]["vocab"] += [[p, low] for p in BYTE_PIECES if p not in have]
+    uni = Tokenizer.from_str(json.dumps(d))
+    uni.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", uni.token_to_id("</s>"))])
+    uni.add_tokens([AddedToken("<extra_id_0>", special=True, normalized=False)])
+    out["unigram.json"] = json.loads(uni.to_str())
+    bf = json.loads(uni.to_str())
+    bf["model"]["byte_fallback"] = True
+    out["unigram_bf.json"] = bf
+    return out
 
 
 # ---------------------------------------------------------------- test corpus
@@ -288,6 +351,31 @@ PATCHES = {
     ],
     "llama3.json": [None, {"normalizer": {"type": "NFC"}}],
     "smol.json": [None],
+    "llama2.json": [
+        None,
+        # the newer conversion (legacy=False): Metaspace pre-tokenizer, prepend only at the start
+        {"normalizer": None,
+         "pre_tokenizer": {"type": "Metaspace", "replacement": META, "prepend_scheme": "first", "split": False}},
+        # Gemma: spaces replaced, nothing prepended, no Strip in the decoder
+        {"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": META},
+         "decoder": {"type": "Sequence", "decoders": [
+             {"type": "Replace", "pattern": {"String": META}, "content": " "},
+             {"type": "ByteFallback"}, {"type": "Fuse"}]}},
+        {"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Strip", "strip_left": True,
+                                                                                  "strip_right": False}]},
+         "pre_tokenizer": {"type": "Metaspace", "replacement": META, "prepend_scheme": "always", "split": True},
+         "decoder": {"type": "Metaspace", "replacement": META, "prepend_scheme": "always", "split": True}},
+        {"normalizer": None,
+         "pre_tokenizer": {"type": "Metaspace", "replacement": META, "prepend_scheme": "never", "split": True},
+         "decoder": {"type": "Metaspace", "replacement": META, "prepend_scheme": "never", "split": True}},
+    ],
+    "unigram.json": [
+        None,
+        {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": META, "prepend_scheme": "first", "split": False}]}},
+    ],
+    "unigram_bf.json": [None],
 }
 
 
@@ -369,7 +457,7 @@ def main():
                     s = b.decode("utf-8", "replace")
                     # main tokenizer: every text, both special modes; patched variants: a subset
                     modes = [(False, False), (True, False)] if patch is None else [(False, False)]
-                    if patch is None and name == "llama3.json":
+                    if patch is None and name in ("llama3.json", "llama2.json", "unigram.json", "unigram_bf.json"):
                         modes.append((True, True))
                     if patch is not None and i % 2 and not is_nfc:
                         continue
