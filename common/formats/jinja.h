@@ -11,10 +11,10 @@
  *
  * Supported: {{ }}, {% if/elif/else %}, {% for x in xs [if c] %} with loop.* and
  * {% else %}, {% set %} (names, tuple targets, ns.attr, {% set x %}..{% endset %}),
- * {% macro %} and calls, {% break/continue %}, {% generation %} (rendered as its
- * body), {# #}, whitespace control (-/+), the filters, tests and methods listed in
- * jinja_builtins.c.  Not supported (a clear error naming the construct): include,
- * import, extends, block, call, filter blocks, raw, with.  strftime_now formats the
+ * {% macro %} and calls, {% break/continue %}, {% filter f %}, {% generation %}
+ * (rendered as its body), {# #}, whitespace control (-/+), the filters, tests and
+ * methods listed in jinja_builtins.c.  Not supported (a clear error naming the
+ * construct): include, import, extends, block, call, raw, with.  strftime_now formats the
  * local time, or SOURCE_DATE_EPOCH when set (renderings that print the date are only
  * reproducible with it).  Also kept from jinja2/markupsafe: Markup escaping on
  * `|safe + str`, and generators from map/select/reject.

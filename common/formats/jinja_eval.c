@@ -731,6 +731,18 @@ static int exec_stmt(Ctx *c, const Node *n) {
         dict_set(c->a, ns->u.d, jstr_lit(c->a, n->name2), v);
         return 0;
     }
+    case N_FILTER: {
+        Value *av = arena_alloc(c->a, (size_t)(n->n_kids + 1) * sizeof *av);
+        Value *kv = arena_alloc(c->a, (size_t)(n->n_kids2 + 1) * sizeof *kv);
+        for (int i = 0; i < n->n_kids; i++)
+            if (eval_expr(c, n->kids[i], &av[i])) return c->err;
+        for (int i = 0; i < n->n_kids2; i++)
+            if (eval_expr(c, n->kids2[i], &kv[i])) return c->err;
+        if (capture(c, n->b, c->scope, &v)) return c->err;
+        Value r;
+        if (builtin_filter(c, n, n->name, v, av, n->n_kids, n->kw, kv, n->n_kids2, &r)) return c->err;
+        return emit(c, n, v_to_str(c->a, r));
+    }
     case N_SET_BLOCK:
         if (capture(c, n->b, c->scope, &v)) return c->err;
         scope_set(c, c->scope, n->kids[0]->name, v);

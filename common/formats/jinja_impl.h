@@ -96,7 +96,8 @@ typedef enum NodeKind {
     N_MACRO,
     N_BREAK,
     N_CONTINUE,
-    N_BODY, /* kids in order ({% generation %} too) */
+    N_BODY,   /* kids in order ({% generation %} too) */
+    N_FILTER, /* {% filter f(args) %} body {% endfilter %}: name, args in kids/kids2, body in b */
     /* expressions */
     E_CONST,
     E_NAME,

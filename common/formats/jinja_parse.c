@@ -8,7 +8,7 @@
  *              'is [not] t(args)' (a filter binds to the whole unary: -x|abs = abs(-x))
  *   primary := name | string+ | number | '(' expr [',' ...] ')' | '[' ... ']' | '{' k: v '}'
  * Statements: if/elif/else, for (tuple targets, inline if, else), set (names, tuples,
- * ns.attr, block set), macro, break, continue, generation.  Anything else is an
+ * ns.attr, block set), macro, break, continue, filter blocks, generation.  Anything else is an
  * error naming the tag. */
 #include <stdlib.h>
 #include <string.h>
@@ -598,6 +598,20 @@ static int parse_stmt(Ps *p, Node *body) {
     } else if (!strcmp(nm, "break") || !strcmp(nm, "continue")) {
         n->k = nm[0] == 'b' ? N_BREAK : N_CONTINUE;
         if (block_end(p)) return p->e->code;
+    } else if (!strcmp(nm, "filter")) { /* a filter applied to the rendered body */
+        static const char *const ends[] = {"endfilter", NULL};
+        const char *which;
+        n->k = N_FILTER;
+        int line = cur(p)->line;
+        if (!(n->name = take_name(p))) return fail(p, "expected a filter name after {% filter");
+        if (!builtin_known(n->name, 0))
+            return err_set(p->e, EX_DATAERR, "chat_template line %d: unsupported Jinja filter '%s'", line, n->name);
+        if (is_op(p, "(")) {
+            p->i++;
+            if (parse_args(p, n)) return p->e->code;
+        }
+        n->b = node(p, N_BODY);
+        if (block_end(p) || parse_body(p, n->b, ends, &which) || block_end(p)) return p->e->code;
     } else if (!strcmp(nm, "generation")) { /* transformers' AssistantTracker: renders its body */
         static const char *const ends[] = {"endgeneration", NULL};
         const char *which;
@@ -652,8 +666,8 @@ static int parse_body(Ps *p, Node *body, const char *const *ends, const char **w
                     return 0;
                 }
             if (cur(p)->k == T_NAME) {
-                static const char *const closers[] = {"endif", "endfor", "endset",        "endmacro",
-                                                      "elif",  "else",   "endgeneration", NULL};
+                static const char *const closers[] = {"endif", "endfor",        "endset",    "endmacro", "elif",
+                                                      "else",  "endgeneration", "endfilter", NULL};
                 for (int k = 0; closers[k]; k++)
                     if (is_name(p, closers[k]))
                         return err_set(p->e, EX_DATAERR, "chat_template line %d: unexpected {%% %s %%}%s%s",

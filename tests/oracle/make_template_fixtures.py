@@ -218,6 +218,8 @@ SNIPPETS = [
     ("{% for i in range(5) %}{{ loop.cycle('x', 'y', 'z') }}{% endfor %} {{ 'abc'.removeprefix('ab') }} "
      "{{ 'abc'.removesuffix('bc') }} {{ 'abc'.removeprefix('zz') }}", {}),
     ("{{ [1, 'a']|sort }}", {}),
+    ("{%- filter trim -%}\n  padded {{ x }}  \n{%- endfilter %}|{% filter replace('a', 'b') %}banana{% endfilter %}|"
+     "{% filter upper %}{% for i in range(2) %}x{{ i }}{% endfor %}{% endfilter %}", {"x": 1}),
     ("{{ '<b>'|safe + '<i>' }} {{ '<i>' + '<b>'|safe }} {{ ('a&'|e + 'b&')|e }} {{ ('x'|safe + 1|string)|length }} "
      "{{ strftime_now is defined }}", {}),
     ("{{ none|selectattr('x')|list }} {{ none|map(attribute='x')|list }} {{ (xs|select)|list }} "
