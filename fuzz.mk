@@ -26,9 +26,9 @@ export FUZZ_CHECK_SECONDS
 # first asked for (make check, make fuzz), not for a plain build.  The runtimes live
 # under clang's versioned resource directory: ask clang where.
 FUZZ_PKGS  := clang libclang-rt-dev libomp-dev
-FUZZ_RT    := $(shell $(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null)
-FUZZ_OMP   := $(shell $(FUZZ_CC) -print-file-name=libomp.so 2>/dev/null)
-FUZZ_DEPS  := /usr/bin/clang $(or $(FUZZ_RT),libclang_rt.fuzzer-x86_64.a) $(or $(FUZZ_OMP),libomp.so)
+FUZZ_RES   := $(shell $(FUZZ_CC) -print-resource-dir 2>/dev/null)
+FUZZ_DEPS  := /usr/bin/clang $(if $(FUZZ_RES),$(FUZZ_RES)/lib/linux/libclang_rt.fuzzer-x86_64.a \
+                $(FUZZ_RES)/include/omp.h,libclang_rt.fuzzer-x86_64.a)
 FUZZ_STAMP := $(O)/.deps-ok-fuzz
 ifneq ($(DEPS_STAMP),$(FUZZ_STAMP)) # in the sub-make below, the Makefile's deps rule makes it
 $(FUZZ_STAMP): | $(DEPS_STAMP)

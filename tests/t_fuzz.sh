@@ -34,7 +34,7 @@ for h in "$@"; do
         echo "$name: $(ls tests/fuzz/regress/$name | wc -l) regression input(s) pass"
     fi
     # 2. fuzzing from the seeds
-    if ! TMPDIR=$T/tmp "$h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    if ! TMPDIR=$T/tmp "$h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=131072 \
             -print_final_stats=1 -artifact_prefix="$crashes/$name-" "$work" "$seeds" >"$T/log" 2>&1; then
         echo "FAIL: $name: crash after fuzzing (input in $crashes/$name-*):"
         grep -E "ERROR|SUMMARY|runtime error|==[0-9]+==|Test unit written|^#0|^    #[0-9]" "$T/log" | head -n 30
