@@ -19,9 +19,9 @@
 #include "base/cli.h"
 #include "base/jsonl.h"
 #include "base/util.h"
-#include "data/task.h"
 #include "generate/generate.h"
 #include "serve/client.h"
+#include "serve/simjudge.h"
 
 static const char *prog = "simulate-users";
 
@@ -108,15 +108,6 @@ static void send_feedback(Shared *S, HttpClient *c, json_t *fb) {
     json_decref(fb);
 }
 
-typedef struct Judged {
-    int index;
-    double u;
-} Judged;
-static int by_u_desc(const void *a, const void *b) {
-    double x = ((const Judged *)a)->u, y = ((const Judged *)b)->u;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* One user turn: the request, the judgement, the feedback. */
 static void one(Shared *S, HttpClient *c, long item) {
     const Opts *o = S->o;
@@ -152,18 +143,12 @@ static void one(Shared *S, HttpClient *c, long item) {
         return;
     }
     int n = (int)json_array_size(choices);
-    Judged *j = xcalloc((size_t)n, sizeof *j);
+    const char **texts = xcalloc((size_t)n, sizeof(char *));
+    for (int i = 0; i < n; i++) texts[i] = json_string_value(json_object_get(json_array_get(choices, i), "text"));
+    unsigned char *up = xmalloc((size_t)n);
+    int *order = xmalloc((size_t)n * sizeof(int));
     double gold = 0, util = 0;
-    for (int i = 0; i < n; i++) {
-        const char *text = json_string_value(json_object_get(json_array_get(choices, i), "text"));
-        int u = task_utility(S->prompts[p], text ? text : "");
-        gold += task_gold(S->prompts[p], text ? text : "");
-        util += u < 0 ? 0 : u;
-        if (u < 0) u = 0;
-        if (rng_uniform_double(&rng) < o->noise) u = (int)rng_below(&rng, 4); /* a misjudgement */
-        j[i].index = i;
-        j[i].u = u + 0.5 * rng_uniform_double(&rng); /* ties in random order */
-    }
+    sim_judge(S->prompts[p], texts, n, o->noise, &rng, up, order, &gold, &util);
     pthread_mutex_lock(&S->mu);
     S->ok++;
     S->lat[item] = ms;
@@ -178,33 +163,31 @@ static void one(Shared *S, HttpClient *c, long item) {
     for (int i = 0; o->thumbs && i < n; i++) {
         char cid[128];
         snprintf(cid, sizeof cid, "%s-%d", id, i);
-        int up = j[i].u >= 3; /* only a fully good answer (right words, polite) earns a thumbs up */
         send_feedback(S, c,
                       json_pack("{s:s, s:s, s:s, s:s}", "type", "thumbs", "completion_id", cid, "value",
-                                up ? "up" : "down", "user", user));
+                                up[i] ? "up" : "down", "user", user));
         pthread_mutex_lock(&S->mu);
-        if (up)
+        if (up[i])
             S->up++;
         else
             S->down++;
         pthread_mutex_unlock(&S->mu);
     }
     if (o->ranking && n >= 2) {
-        qsort(j, (size_t)n, sizeof *j, by_u_desc);
-        json_t *order = json_array();
+        json_t *ranking = json_array();
         for (int i = 0; i < n; i++) {
             char cid[128];
-            snprintf(cid, sizeof cid, "%s-%d", id, j[i].index);
-            json_array_append_new(order, json_string(cid));
+            snprintf(cid, sizeof cid, "%s-%d", id, order[i]);
+            json_array_append_new(ranking, json_string(cid));
         }
         send_feedback(
             S, c,
-            json_pack("{s:s, s:s, s:o, s:s}", "type", "ranking", "response_id", id, "ranking", order, "user", user));
+            json_pack("{s:s, s:s, s:o, s:s}", "type", "ranking", "response_id", id, "ranking", ranking, "user", user));
         pthread_mutex_lock(&S->mu);
         S->rankings++;
         pthread_mutex_unlock(&S->mu);
     }
-    free(j);
+    free(texts), free(up), free(order);
     json_decref(r);
 }
 
@@ -225,18 +208,6 @@ static void *worker(void *arg) {
     }
     http_client_free(&c);
     return NULL;
-}
-
-static int dbl_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The q-quantile of the n sorted values (nearest rank). */
-static double quantile(const double *v, long n, double q) {
-    if (n == 0) return NAN;
-    long k = (long)ceil(q * n) - 1;
-    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
 }
 
 static void parse_args(Opts *o, int argc, char **argv) {
@@ -398,8 +369,7 @@ int main(int argc, char **argv) {
     long nok = 0;
     for (long i = 0; i < S.total; i++)
         if (!isnan(S.lat[i])) ok[nok++] = S.lat[i];
-    qsort(ok, (size_t)nok, sizeof(double), dbl_cmp);
-    double p50 = quantile(ok, nok, 0.5), p99 = quantile(ok, nok, 0.99);
+    double p50 = sim_quantile(ok, nok, 0.5), p99 = sim_quantile(ok, nok, 0.99);
     double gold = S.answers ? S.gold / S.answers : 0, util = S.answers ? S.util / S.answers : 0;
     if (o.report) {
         json_t *rep =
