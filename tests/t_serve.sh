@@ -25,7 +25,10 @@ mk pol3 5
 # --- usage errors
 expect_fail "no model" 64 "-m/--model DIR is required" "$B/serve"
 expect_fail "bad port" 64 "--port must be in" "$B/serve" -m "$T/pol" --port 70000
-expect_fail "missing model" 66 "$T/none" "$B/serve" -m "$T/none" --port 0
+case "$B" in /*) SB="$B/serve" ;; *) SB="$PWD/$B/serve" ;; esac
+(cd "$T" && "$SB" -m "$T/none" --port 0 >out 2>err; echo $? >rc)
+[ "$(cat "$T/rc")" = 66 ] && grep -q "$T/none" "$T/err" || fail "missing model: exit $(cat "$T/rc"): $(cat "$T/err")"
+[ -e "$T/interactions.jsonl" ] && fail "a server that could not start created its log"
 "$B/serve" --help | grep -q "Usage: serve" || fail "--help"
 
 L="--interactions $T/i.jsonl --feedback-log $T/f.jsonl"

@@ -453,14 +453,17 @@ int server_start(Server **out, const char *model_dir, const ServeConfig *c, Erro
         s->page = xstrdup(webpage_html);
         s->page_len = strlen(s->page);
     }
+    /* the model first: a server that cannot start leaves no log files behind */
+    ServedModel sm;
+    int loaded = !rc && served_load(&sm, model_dir, c->tpl, e) == 0;
+    if (!rc && !loaded) rc = e->code;
     long torn = 0;
     if (!rc && file_exists(c->interactions) && ilog_read(c->interactions, index_record, &s->ix, &torn, e)) rc = e->code;
     if (torn) fprintf(stderr, "serve: %s: %ld torn line(s) from an earlier crash skipped\n", c->interactions, torn);
     if (!rc && ilog_open(&s->ilog, c->interactions, e)) rc = e->code;
     if (!rc && ilog_open(&s->flog, c->feedback, e)) rc = e->code;
-    ServedModel sm;
-    if (!rc && served_load(&sm, model_dir, c->tpl, e)) rc = e->code;
     if (!rc && !(s->E = engine_start(&sm, &c->engine, e))) rc = e->code;
+    if (rc && loaded && !s->E) served_free(&sm);
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)c->port);
