@@ -26,7 +26,7 @@ USERS          ?= 3
 CLIENTS        ?= 1
 ONLINE_STEPS   ?= $(if $(filter 1,$(FAST)),40,80)
 ONLINE_DPO_FLAGS  ?= --beta 0.1 --rpo-alpha 1.0 --lr 5e-4 --max-steps $(ONLINE_STEPS) --batch-size 16
-ONLINE_KTO_FLAGS  ?= --beta 0.1 --lr 5e-4 --max-steps $(ONLINE_STEPS) --batch-size 16
+ONLINE_KTO_FLAGS  ?= --beta 0.1 --lr 2e-4 --max-steps $(ONLINE_STEPS) --batch-size 16
 ONLINE_PPO_FLAGS  ?= --max-steps $(ONLINE_STEPS) --batch-size 16 --num-generations 2 --lr 5e-4 --kl-coef 0.1 --num-ppo-epochs 1
 ONLINE_GRPO_FLAGS ?= --max-steps $(ONLINE_STEPS) --batch-size 8 --num-generations 4 --lr 5e-4 --beta 0.04
 export ONLINE_DPO_FLAGS ONLINE_KTO_FLAGS ONLINE_PPO_FLAGS ONLINE_GRPO_FLAGS

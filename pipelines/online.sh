@@ -70,8 +70,13 @@ while [ "$r" -le "$ROUNDS" ]; do
     "$BIN/dpo" -m "$cur" -o "$R/policy" "$R/pairs-ref.jsonl" $Q --save-every 0 --log "$R/train.log.jsonl" \
       $ONLINE_DPO_FLAGS ;;
   kto)
-    "$BIN/dpo" -m "$cur" -o "$R/policy" --loss-type kto "$R/kto.jsonl" $Q --save-every 0 --log "$R/train.log.jsonl" \
-      $ONLINE_KTO_FLAGS ;;
+    # TRL's advice: desirable_weight x desirables ~ undesirable_weight x undesirables
+    # (thumbs down outnumber thumbs up while the policy is still poor); measured on
+    # the bundled task: without it the first KTO round unlearned the task (gold 0)
+    DW=$(jq -s 'map(select(.label)) | length as $d | (length - $d) as $u |
+      if $d == 0 then 1 else ([[($u / $d), 1] | max, 4] | min) end' "$R/kto.jsonl")
+    "$BIN/dpo" -m "$cur" -o "$R/policy" --loss-type kto --desirable-weight "$DW" "$R/kto.jsonl" $Q --save-every 0 \
+      --log "$R/train.log.jsonl" $ONLINE_KTO_FLAGS ;;
   ppo|grpo)
     [ "$A" = ppo ] && F=$ONLINE_PPO_FLAGS || F=$ONLINE_GRPO_FLAGS
     "$BIN/ppo" --algo "$A" -m "$cur" --reward-model "$R/rm" -o "$R/policy" "$R/prompts.jsonl" $Q --save-every 0 \

@@ -25,7 +25,10 @@ mk pol3 5
 # --- usage errors
 expect_fail "no model" 64 "-m/--model DIR is required" "$B/serve"
 expect_fail "bad port" 64 "--port must be in" "$B/serve" -m "$T/pol" --port 70000
-expect_fail "missing model" 66 "$T/none" "$B/serve" -m "$T/none" --port 0
+case "$B" in /*) SB="$B/serve" ;; *) SB="$PWD/$B/serve" ;; esac
+(cd "$T" && "$SB" -m "$T/none" --port 0 >out 2>err; echo $? >rc)
+[ "$(cat "$T/rc")" = 66 ] && grep -q "$T/none" "$T/err" || fail "missing model: exit $(cat "$T/rc"): $(cat "$T/err")"
+[ -e "$T/interactions.jsonl" ] && fail "a server that could not start created its log"
 "$B/serve" --help | grep -q "Usage: serve" || fail "--help"
 
 L="--interactions $T/i.jsonl --feedback-log $T/f.jsonl"
@@ -78,6 +81,13 @@ for i in 0 1; do
 done
 sed -n 's/^data: \({.*}\)$/\1/p' "$T/sse" | jq -se 'map(select(.choices[0].finish_reason != null)) | length == 2' >/dev/null ||
   fail "stream: no finish_reason"
+
+# --- streaming completions: the text pieces add up to the non-streamed answer (same seed)
+curl -s -m 30 "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt":"Once upon","max_tokens":9,"seed":5,"stream":true}' |
+  sed -n 's/^data: \({.*}\)$/\1/p' | jq -j '.choices[0].text' >"$T/cst"
+post /v1/completions '{"prompt":"Once upon","max_tokens":9,"seed":5}' >/dev/null
+jq -j '.choices[0].text' "$T/resp" >"$T/cfull"
+cmp -s "$T/cst" "$T/cfull" || fail "streamed completion '$(cat "$T/cst")' differs from '$(cat "$T/cfull")'"
 
 # --- request errors: 4xx JSON, nothing logged
 n0=$(wc -l <"$T/i.jsonl")
@@ -142,7 +152,8 @@ while [ "$V3" = "$V2" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); V3=$(curl 
 # --- SIGKILL, a torn line, restart: ids stay known, the new record starts a line of its own
 kill -9 $SERVE_PID; wait $SERVE_PID 2>/dev/null; SERVE_PID=
 printf '{"object":"interaction","id":"torn' >>"$T/i.jsonl"
-serve_start s2 -m "$T/pol" $L --template plain --token sekret || exit 1
+CHERRY_TOKEN=sekret serve_start s2 -m "$T/pol" $L --template plain || exit 1
+grep -q "feedback needs the token" "$T/s2.err" || fail "CHERRY_TOKEN not used: $(cat "$T/s2.err")"
 grep -q "1 torn line" "$T/s2.err" || fail "restart did not report the torn line: $(cat "$T/s2.err")"
 [ "$(post /v1/feedback "{\"type\":\"thumbs\",\"completion_id\":\"$CID1\",\"value\":\"down\"}" -H "$AUTH")" = 200 ] ||
   fail "an id from before the restart is unknown: $(cat "$T/resp")"

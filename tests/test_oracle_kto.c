@@ -127,7 +127,9 @@ int main(void) {
     model_free(&pol);
     model_free(&ref);
     json_decref(fx);
-    if (failures) printf("%d failure(s)\n", failures);
-    else printf("ok: KTO log-probs, KL estimate, loss, metrics and gradients match TRL's formula\n");
+    if (failures)
+        printf("%d failure(s)\n", failures);
+    else
+        printf("ok: KTO log-probs, KL estimate, loss, metrics and gradients match TRL's formula\n");
     return failures != 0;
 }

@@ -67,8 +67,7 @@ static void request_errors(void) {
         Error e = {0};
         int rc = parse(bad[i].body, bad[i].chat, &r, &e);
         CHECK(rc == EX_DATAERR, "%s: expected EX_DATAERR, got %d", bad[i].body, rc);
-        CHECK(strstr(e.msg, bad[i].needle) != NULL, "%s: message '%s' lacks '%s'", bad[i].body, e.msg,
-              bad[i].needle);
+        CHECK(strstr(e.msg, bad[i].needle) != NULL, "%s: message '%s' lacks '%s'", bad[i].body, e.msg, bad[i].needle);
     }
     /* a good one, with defaults and extra fields ignored */
     json_t *b = json_loads("{\"prompt\":[\"hi\"],\"stop\":\"\\n\",\"seed\":7,\"user\":\"u\",\"logprobs\":null,"
@@ -127,7 +126,8 @@ static void feedback_checks(void) {
         {"{\"type\":\"ranking\",\"response_id\":\"r0-0\",\"ranking\":[]}", EX_NOINPUT, "unknown response"},
         {"{\"type\":\"ranking\",\"response_id\":\"r0\",\"ranking\":[\"r0-0\",\"r0-1\"]}", EX_DATAERR, "all 3"},
         {"{\"type\":\"ranking\",\"response_id\":\"r0\",\"ranking\":[\"r0-0\",\"r0-0\",\"r0-1\"]}", EX_DATAERR, "twice"},
-        {"{\"type\":\"ranking\",\"response_id\":\"r0\",\"ranking\":[\"r0-0\",\"r3-0\",\"r0-1\"]}", EX_DATAERR, "not a completion"},
+        {"{\"type\":\"ranking\",\"response_id\":\"r0\",\"ranking\":[\"r0-0\",\"r3-0\",\"r0-1\"]}", EX_DATAERR,
+         "not a completion"},
         {"{\"type\":\"ranking\",\"response_id\":\"r0\",\"ranking\":\"r0-0\"}", EX_DATAERR, "\"ranking\""},
         {"{\"type\":\"pick\",\"chosen\":\"r0-1\",\"rejected\":\"r0-1\"}", EX_DATAERR, "same completion"},
         {"{\"type\":\"pick\",\"chosen\":\"r0-1\",\"rejected\":\"r1-0\"}", EX_DATAERR, "different prompts"},
@@ -187,8 +187,8 @@ static void log_checks(void) {
     Seen s = {0};
     long torn = -1;
     CHECK(ilog_read(path, collect, &s, &torn, &e) == 0, "read: %s", e.msg);
-    CHECK(s.n == 3 && !strcmp(s.ids[0], "a") && !strcmp(s.ids[1], "b") && !strcmp(s.ids[2], "c"),
-          "records read: %d", s.n);
+    CHECK(s.n == 3 && !strcmp(s.ids[0], "a") && !strcmp(s.ids[1], "b") && !strcmp(s.ids[2], "c"), "records read: %d",
+          s.n);
     CHECK(torn == 2, "torn lines: %ld", torn);
     /* a broken line in the middle is an error naming FILE:LINE */
     fp = fopen(path, "a");

@@ -28,9 +28,9 @@ typedef struct Req {
 } Req;
 
 static const Req REQS[] = {
-    {"The cat", 3, 12, 1.0f, 1.0f, 11, NULL},  {"A tree and", 1, 20, 0.7f, 0.9f, 12, NULL},
-    {"Once", 2, 5, 0.0f, 1.0f, 13, NULL},      {"Red fox sky", 4, 16, 1.2f, 0.8f, 14, "e"},
-    {"x", 1, 30, 1.0f, 1.0f, 15, NULL},        {"Repeat: red", 2, 9, 1.0f, 0.5f, 16, " "},
+    {"The cat", 3, 12, 1.0f, 1.0f, 11, NULL}, {"A tree and", 1, 20, 0.7f, 0.9f, 12, NULL},
+    {"Once", 2, 5, 0.0f, 1.0f, 13, NULL},     {"Red fox sky", 4, 16, 1.2f, 0.8f, 14, "e"},
+    {"x", 1, 30, 1.0f, 1.0f, 15, NULL},       {"Repeat: red", 2, 9, 1.0f, 0.5f, 16, " "},
 };
 #define NR ((int)(sizeof REQS / sizeof REQS[0]))
 

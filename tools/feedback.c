@@ -53,13 +53,18 @@ static int write_out(const char *path, FbLogs *L, int what, const PdPairOptions 
 
 int main(int argc, char **argv) {
     enum { O_KTO = 256, O_PAIRS, O_ARG, O_MODE, O_AGG, O_MAXTH, O_VER_FILTER, O_QUESTION, O_VERSION };
-    static const struct option longopts[] = {
-        {"kto", required_argument, 0, O_KTO},           {"pairs", required_argument, 0, O_PAIRS},
-        {"argilla", required_argument, 0, O_ARG},       {"ranking-pairs", required_argument, 0, O_MODE},
-        {"aggregate", required_argument, 0, O_AGG},     {"max-thumb-pairs", required_argument, 0, O_MAXTH},
-        {"model-version", required_argument, 0, O_VER_FILTER}, {"question", required_argument, 0, O_QUESTION},
-        {"quiet", no_argument, 0, 'q'},                 {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},         {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"kto", required_argument, 0, O_KTO},
+                                             {"pairs", required_argument, 0, O_PAIRS},
+                                             {"argilla", required_argument, 0, O_ARG},
+                                             {"ranking-pairs", required_argument, 0, O_MODE},
+                                             {"aggregate", required_argument, 0, O_AGG},
+                                             {"max-thumb-pairs", required_argument, 0, O_MAXTH},
+                                             {"model-version", required_argument, 0, O_VER_FILTER},
+                                             {"question", required_argument, 0, O_QUESTION},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VERSION},
+                                             {0, 0, 0, 0}};
     const char *kto = NULL, *pairs = NULL, *argilla = NULL, *question = "ranking";
     PdPairOptions po = {PD_PAIRS_ALL, PD_AGG_MEAN, 1, 0};
     int max_thumb = 8, quiet = 0, n_ver = 0;
@@ -67,18 +72,40 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
         switch (c) {
-        case O_KTO: kto = optarg; break;
-        case O_PAIRS: pairs = optarg; break;
-        case O_ARG: argilla = optarg; break;
-        case O_MODE: po.mode = (PdPairMode)cli_choice(prog, "--ranking-pairs", optarg, PAIR_MODES); break;
-        case O_AGG: po.aggregate = (PdAggregate)cli_choice(prog, "--aggregate", optarg, AGGREGATES); break;
-        case O_MAXTH: max_thumb = cli_int(prog, "--max-thumb-pairs", optarg); break;
-        case O_VER_FILTER: versions[n_ver++] = optarg; break;
-        case O_QUESTION: question = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage(); break;
-        case O_VERSION: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case O_KTO:
+            kto = optarg;
+            break;
+        case O_PAIRS:
+            pairs = optarg;
+            break;
+        case O_ARG:
+            argilla = optarg;
+            break;
+        case O_MODE:
+            po.mode = (PdPairMode)cli_choice(prog, "--ranking-pairs", optarg, PAIR_MODES);
+            break;
+        case O_AGG:
+            po.aggregate = (PdAggregate)cli_choice(prog, "--aggregate", optarg, AGGREGATES);
+            break;
+        case O_MAXTH:
+            max_thumb = cli_int(prog, "--max-thumb-pairs", optarg);
+            break;
+        case O_VER_FILTER:
+            versions[n_ver++] = optarg;
+            break;
+        case O_QUESTION:
+            question = optarg;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VERSION:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!kto && !pairs && !argilla) cli_usage_error(prog, "nothing to write: give --kto, --pairs or --argilla");
@@ -102,10 +129,12 @@ int main(int argc, char **argv) {
         if (k->other_version) fprintf(stderr, ", %ld on other model versions skipped", k->other_version);
         if (k->torn) fprintf(stderr, ", %ld torn lines skipped", k->torn);
         fprintf(stderr, "\n");
-        if (kto) fprintf(stderr, "%s: %s: %ld KTO records (%ld desirable, %ld undesirable)\n", prog, kto,
-                         k->kto_true + k->kto_false, k->kto_true, k->kto_false);
+        if (kto)
+            fprintf(stderr, "%s: %s: %ld KTO records (%ld desirable, %ld undesirable)\n", prog, kto,
+                    k->kto_true + k->kto_false, k->kto_true, k->kto_false);
         if (pairs)
-            fprintf(stderr, "%s: %s: %ld pairs (%ld from rankings, %ld picks, %ld thumbs); %ld with equal texts skipped\n",
+            fprintf(stderr,
+                    "%s: %s: %ld pairs (%ld from rankings, %ld picks, %ld thumbs); %ld with equal texts skipped\n",
                     prog, pairs, k->pairs_ranking + k->pairs_pick + k->pairs_thumbs, k->pairs_ranking, k->pairs_pick,
                     k->pairs_thumbs, k->equal_texts);
         if (argilla)

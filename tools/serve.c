@@ -49,8 +49,25 @@ static void usage(void) {
     exit(0);
 }
 
-enum { O_HOST = 256, O_PORT, O_PORTFILE, O_TOKEN, O_ILOG, O_FLOG, O_TEMPLATE, O_BATCH, O_CONTEXT, O_MAXTOK,
-       O_DEFTOK, O_MAXN, O_MAXBODY, O_PAGE, O_SEED, O_THREADS, O_VERSION };
+enum {
+    O_HOST = 256,
+    O_PORT,
+    O_PORTFILE,
+    O_TOKEN,
+    O_ILOG,
+    O_FLOG,
+    O_TEMPLATE,
+    O_BATCH,
+    O_CONTEXT,
+    O_MAXTOK,
+    O_DEFTOK,
+    O_MAXN,
+    O_MAXBODY,
+    O_PAGE,
+    O_SEED,
+    O_THREADS,
+    O_VERSION
+};
 
 typedef struct Opts {
     const char *model, *port_file;
@@ -59,18 +76,27 @@ typedef struct Opts {
 } Opts;
 
 static void parse_args(Opts *o, int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},          {"host", required_argument, 0, O_HOST},
-        {"port", required_argument, 0, O_PORT},        {"port-file", required_argument, 0, O_PORTFILE},
-        {"token", required_argument, 0, O_TOKEN},      {"interactions", required_argument, 0, O_ILOG},
-        {"feedback-log", required_argument, 0, O_FLOG}, {"template", required_argument, 0, O_TEMPLATE},
-        {"batch-size", required_argument, 0, O_BATCH}, {"context", required_argument, 0, O_CONTEXT},
-        {"max-tokens", required_argument, 0, O_MAXTOK}, {"default-max-tokens", required_argument, 0, O_DEFTOK},
-        {"max-n", required_argument, 0, O_MAXN},       {"max-body", required_argument, 0, O_MAXBODY},
-        {"page", required_argument, 0, O_PAGE},        {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                 {"version", no_argument, 0, O_VERSION},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"host", required_argument, 0, O_HOST},
+                                             {"port", required_argument, 0, O_PORT},
+                                             {"port-file", required_argument, 0, O_PORTFILE},
+                                             {"token", required_argument, 0, O_TOKEN},
+                                             {"interactions", required_argument, 0, O_ILOG},
+                                             {"feedback-log", required_argument, 0, O_FLOG},
+                                             {"template", required_argument, 0, O_TEMPLATE},
+                                             {"batch-size", required_argument, 0, O_BATCH},
+                                             {"context", required_argument, 0, O_CONTEXT},
+                                             {"max-tokens", required_argument, 0, O_MAXTOK},
+                                             {"default-max-tokens", required_argument, 0, O_DEFTOK},
+                                             {"max-n", required_argument, 0, O_MAXN},
+                                             {"max-body", required_argument, 0, O_MAXBODY},
+                                             {"page", required_argument, 0, O_PAGE},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"threads", required_argument, 0, O_THREADS},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VERSION},
+                                             {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     serve_config_default(&o->cfg);
     o->cfg.token = getenv("CHERRY_TOKEN");
@@ -78,29 +104,67 @@ static void parse_args(Opts *o, int argc, char **argv) {
     Error e;
     while ((c = getopt_long(argc, argv, "m:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case O_HOST: o->cfg.host = optarg; break;
-        case O_PORT: o->cfg.port = cli_int(prog, "--port", optarg); break;
-        case O_PORTFILE: o->port_file = optarg; break;
-        case O_TOKEN: o->cfg.token = optarg; break;
-        case O_ILOG: o->cfg.interactions = optarg; break;
-        case O_FLOG: o->cfg.feedback = optarg; break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case O_HOST:
+            o->cfg.host = optarg;
+            break;
+        case O_PORT:
+            o->cfg.port = cli_int(prog, "--port", optarg);
+            break;
+        case O_PORTFILE:
+            o->port_file = optarg;
+            break;
+        case O_TOKEN:
+            o->cfg.token = optarg;
+            break;
+        case O_ILOG:
+            o->cfg.interactions = optarg;
+            break;
+        case O_FLOG:
+            o->cfg.feedback = optarg;
+            break;
         case O_TEMPLATE:
             if (chat_template_parse(optarg, &o->cfg.tpl, &e)) cli_usage_error(prog, "--template: %s", e.msg);
             break;
-        case O_BATCH: o->cfg.engine.slots = cli_int(prog, "--batch-size", optarg); break;
-        case O_CONTEXT: o->cfg.engine.context = cli_int(prog, "--context", optarg); break;
-        case O_MAXTOK: o->cfg.lim.max_tokens = cli_int(prog, "--max-tokens", optarg); break;
-        case O_DEFTOK: o->cfg.lim.default_tokens = cli_int(prog, "--default-max-tokens", optarg); break;
-        case O_MAXN: o->cfg.lim.max_n = cli_int(prog, "--max-n", optarg); break;
-        case O_MAXBODY: o->cfg.max_body = (size_t)cli_ll(prog, "--max-body", optarg); break;
-        case O_PAGE: o->cfg.page = optarg; break;
-        case O_SEED: o->cfg.seed = cli_u64(prog, "--seed", optarg), o->has_seed = 1; break;
-        case O_THREADS: o->threads = cli_int(prog, "--threads", optarg); break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(); break;
-        case O_VERSION: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case O_BATCH:
+            o->cfg.engine.slots = cli_int(prog, "--batch-size", optarg);
+            break;
+        case O_CONTEXT:
+            o->cfg.engine.context = cli_int(prog, "--context", optarg);
+            break;
+        case O_MAXTOK:
+            o->cfg.lim.max_tokens = cli_int(prog, "--max-tokens", optarg);
+            break;
+        case O_DEFTOK:
+            o->cfg.lim.default_tokens = cli_int(prog, "--default-max-tokens", optarg);
+            break;
+        case O_MAXN:
+            o->cfg.lim.max_n = cli_int(prog, "--max-n", optarg);
+            break;
+        case O_MAXBODY:
+            o->cfg.max_body = (size_t)cli_ll(prog, "--max-body", optarg);
+            break;
+        case O_PAGE:
+            o->cfg.page = optarg;
+            break;
+        case O_SEED:
+            o->cfg.seed = cli_u64(prog, "--seed", optarg), o->has_seed = 1;
+            break;
+        case O_THREADS:
+            o->threads = cli_int(prog, "--threads", optarg);
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VERSION:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");

@@ -19,9 +19,9 @@
 #include "base/cli.h"
 #include "base/jsonl.h"
 #include "base/util.h"
-#include "data/task.h"
 #include "generate/generate.h"
 #include "serve/client.h"
+#include "serve/simjudge.h"
 
 static const char *prog = "simulate-users";
 
@@ -108,15 +108,6 @@ static void send_feedback(Shared *S, HttpClient *c, json_t *fb) {
     json_decref(fb);
 }
 
-typedef struct Judged {
-    int index;
-    double u;
-} Judged;
-static int by_u_desc(const void *a, const void *b) {
-    double x = ((const Judged *)a)->u, y = ((const Judged *)b)->u;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* One user turn: the request, the judgement, the feedback. */
 static void one(Shared *S, HttpClient *c, long item) {
     const Opts *o = S->o;
@@ -128,8 +119,8 @@ static void one(Shared *S, HttpClient *c, long item) {
     char user[32];
     snprintf(user, sizeof user, "user-%d", p % o->users + 1);
     json_t *req = json_pack("{s:s, s:i, s:i, s:f, s:I, s:o, s:s}", "prompt", S->prompts[p], "n", o->n, "max_tokens",
-                            o->max_tokens, "temperature", o->temperature, "seed",
-                            (json_int_t)(rng_next(&rng) >> 12), "stop", stop, "user", user);
+                            o->max_tokens, "temperature", o->temperature, "seed", (json_int_t)(rng_next(&rng) >> 12),
+                            "stop", stop, "user", user);
     long st = 0;
     json_t *r = NULL;
     double ms = 0;
@@ -152,18 +143,12 @@ static void one(Shared *S, HttpClient *c, long item) {
         return;
     }
     int n = (int)json_array_size(choices);
-    Judged *j = xcalloc((size_t)n, sizeof *j);
+    const char **texts = xcalloc((size_t)n, sizeof(char *));
+    for (int i = 0; i < n; i++) texts[i] = json_string_value(json_object_get(json_array_get(choices, i), "text"));
+    unsigned char *up = xmalloc((size_t)n);
+    int *order = xmalloc((size_t)n * sizeof(int));
     double gold = 0, util = 0;
-    for (int i = 0; i < n; i++) {
-        const char *text = json_string_value(json_object_get(json_array_get(choices, i), "text"));
-        int u = task_utility(S->prompts[p], text ? text : "");
-        gold += task_gold(S->prompts[p], text ? text : "");
-        util += u < 0 ? 0 : u;
-        if (u < 0) u = 0;
-        if (rng_uniform_double(&rng) < o->noise) u = (int)rng_below(&rng, 4); /* a misjudgement */
-        j[i].index = i;
-        j[i].u = u + 0.5 * rng_uniform_double(&rng); /* ties in random order */
-    }
+    sim_judge(S->prompts[p], texts, n, o->noise, &rng, up, order, &gold, &util);
     pthread_mutex_lock(&S->mu);
     S->ok++;
     S->lat[item] = ms;
@@ -178,29 +163,31 @@ static void one(Shared *S, HttpClient *c, long item) {
     for (int i = 0; o->thumbs && i < n; i++) {
         char cid[128];
         snprintf(cid, sizeof cid, "%s-%d", id, i);
-        int up = j[i].u >= 3; /* only a fully good answer (right words, polite) earns a thumbs up */
-        send_feedback(S, c, json_pack("{s:s, s:s, s:s, s:s}", "type", "thumbs", "completion_id", cid, "value",
-                                      up ? "up" : "down", "user", user));
+        send_feedback(S, c,
+                      json_pack("{s:s, s:s, s:s, s:s}", "type", "thumbs", "completion_id", cid, "value",
+                                up[i] ? "up" : "down", "user", user));
         pthread_mutex_lock(&S->mu);
-        if (up) S->up++;
-        else S->down++;
+        if (up[i])
+            S->up++;
+        else
+            S->down++;
         pthread_mutex_unlock(&S->mu);
     }
     if (o->ranking && n >= 2) {
-        qsort(j, (size_t)n, sizeof *j, by_u_desc);
-        json_t *order = json_array();
+        json_t *ranking = json_array();
         for (int i = 0; i < n; i++) {
             char cid[128];
-            snprintf(cid, sizeof cid, "%s-%d", id, j[i].index);
-            json_array_append_new(order, json_string(cid));
+            snprintf(cid, sizeof cid, "%s-%d", id, order[i]);
+            json_array_append_new(ranking, json_string(cid));
         }
-        send_feedback(S, c, json_pack("{s:s, s:s, s:o, s:s}", "type", "ranking", "response_id", id, "ranking", order,
-                                      "user", user));
+        send_feedback(
+            S, c,
+            json_pack("{s:s, s:s, s:o, s:s}", "type", "ranking", "response_id", id, "ranking", ranking, "user", user));
         pthread_mutex_lock(&S->mu);
         S->rankings++;
         pthread_mutex_unlock(&S->mu);
     }
-    free(j);
+    free(texts), free(up), free(order);
     json_decref(r);
 }
 
@@ -223,31 +210,41 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static int dbl_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The q-quantile of the n sorted values (nearest rank). */
-static double quantile(const double *v, long n, double q) {
-    if (n == 0) return NAN;
-    long k = (long)ceil(q * n) - 1;
-    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
-}
-
 static void parse_args(Opts *o, int argc, char **argv) {
-    enum { O_URL = 256, O_TOKEN, O_MAXTOK, O_TEMP, O_STOP, O_FB, O_NOISE, O_USERS, O_CLIENTS, O_REPEAT, O_IDS, O_REPORT,
-           O_SEED, O_VERSION };
-    static const struct option longopts[] = {
-        {"url", required_argument, 0, O_URL},         {"token", required_argument, 0, O_TOKEN},
-        {"n", required_argument, 0, 'n'},             {"max-tokens", required_argument, 0, O_MAXTOK},
-        {"temperature", required_argument, 0, O_TEMP}, {"stop", required_argument, 0, O_STOP},
-        {"feedback", required_argument, 0, O_FB},     {"noise", required_argument, 0, O_NOISE},
-        {"users", required_argument, 0, O_USERS},     {"clients", required_argument, 0, O_CLIENTS},
-        {"repeat", required_argument, 0, O_REPEAT},   {"ids", required_argument, 0, O_IDS},
-        {"report", required_argument, 0, O_REPORT},   {"seed", required_argument, 0, O_SEED},
-        {"quiet", no_argument, 0, 'q'},               {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},       {0, 0, 0, 0}};
+    enum {
+        O_URL = 256,
+        O_TOKEN,
+        O_MAXTOK,
+        O_TEMP,
+        O_STOP,
+        O_FB,
+        O_NOISE,
+        O_USERS,
+        O_CLIENTS,
+        O_REPEAT,
+        O_IDS,
+        O_REPORT,
+        O_SEED,
+        O_VERSION
+    };
+    static const struct option longopts[] = {{"url", required_argument, 0, O_URL},
+                                             {"token", required_argument, 0, O_TOKEN},
+                                             {"n", required_argument, 0, 'n'},
+                                             {"max-tokens", required_argument, 0, O_MAXTOK},
+                                             {"temperature", required_argument, 0, O_TEMP},
+                                             {"stop", required_argument, 0, O_STOP},
+                                             {"feedback", required_argument, 0, O_FB},
+                                             {"noise", required_argument, 0, O_NOISE},
+                                             {"users", required_argument, 0, O_USERS},
+                                             {"clients", required_argument, 0, O_CLIENTS},
+                                             {"repeat", required_argument, 0, O_REPEAT},
+                                             {"ids", required_argument, 0, O_IDS},
+                                             {"report", required_argument, 0, O_REPORT},
+                                             {"seed", required_argument, 0, O_SEED},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, O_VERSION},
+                                             {0, 0, 0, 0}};
     static const char *const FB[] = {"thumbs", "ranking", "both", "none", NULL};
     memset(o, 0, sizeof *o);
     o->token = getenv("CHERRY_TOKEN");
@@ -256,11 +253,21 @@ static void parse_args(Opts *o, int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, "n:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case O_URL: o->url = optarg; break;
-        case O_TOKEN: o->token = optarg; break;
-        case 'n': o->n = cli_int(prog, "--n", optarg); break;
-        case O_MAXTOK: o->max_tokens = cli_int(prog, "--max-tokens", optarg); break;
-        case O_TEMP: o->temperature = cli_double(prog, "--temperature", optarg); break;
+        case O_URL:
+            o->url = optarg;
+            break;
+        case O_TOKEN:
+            o->token = optarg;
+            break;
+        case 'n':
+            o->n = cli_int(prog, "--n", optarg);
+            break;
+        case O_MAXTOK:
+            o->max_tokens = cli_int(prog, "--max-tokens", optarg);
+            break;
+        case O_TEMP:
+            o->temperature = cli_double(prog, "--temperature", optarg);
+            break;
         case O_STOP:
             if (o->n_stop == 4) cli_usage_error(prog, "--stop: at most 4");
             o->stop[o->n_stop++] = unescape(optarg);
@@ -271,17 +278,37 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->ranking = k == 1 || k == 2;
             break;
         }
-        case O_NOISE: o->noise = cli_double(prog, "--noise", optarg); break;
-        case O_USERS: o->users = cli_int(prog, "--users", optarg); break;
-        case O_CLIENTS: o->clients = cli_int(prog, "--clients", optarg); break;
-        case O_REPEAT: o->repeat = cli_int(prog, "--repeat", optarg); break;
-        case O_IDS: o->ids_path = optarg; break;
-        case O_REPORT: o->report = optarg; break;
-        case O_SEED: o->seed = cli_u64(prog, "--seed", optarg); break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(); break;
-        case O_VERSION: cli_version(prog);
-        default: cli_usage_error(prog, "unknown option");
+        case O_NOISE:
+            o->noise = cli_double(prog, "--noise", optarg);
+            break;
+        case O_USERS:
+            o->users = cli_int(prog, "--users", optarg);
+            break;
+        case O_CLIENTS:
+            o->clients = cli_int(prog, "--clients", optarg);
+            break;
+        case O_REPEAT:
+            o->repeat = cli_int(prog, "--repeat", optarg);
+            break;
+        case O_IDS:
+            o->ids_path = optarg;
+            break;
+        case O_REPORT:
+            o->report = optarg;
+            break;
+        case O_SEED:
+            o->seed = cli_u64(prog, "--seed", optarg);
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage();
+            break;
+        case O_VERSION:
+            cli_version(prog);
+        default:
+            cli_usage_error(prog, "unknown option");
         }
     }
     if (!o->url) cli_usage_error(prog, "--url URL is required");
@@ -342,17 +369,16 @@ int main(int argc, char **argv) {
     long nok = 0;
     for (long i = 0; i < S.total; i++)
         if (!isnan(S.lat[i])) ok[nok++] = S.lat[i];
-    qsort(ok, (size_t)nok, sizeof(double), dbl_cmp);
-    double p50 = quantile(ok, nok, 0.5), p99 = quantile(ok, nok, 0.99);
+    double p50 = sim_quantile(ok, nok, 0.5), p99 = sim_quantile(ok, nok, 0.99);
     double gold = S.answers ? S.gold / S.answers : 0, util = S.answers ? S.util / S.answers : 0;
     if (o.report) {
-        json_t *rep = json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:i}",
-                                "requests", (json_int_t)S.total, "ok", (json_int_t)S.ok, "failed",
-                                (json_int_t)S.failed, "seconds", wall, "requests_per_s", wall > 0 ? S.ok / wall : 0.0,
-                                "latency_p50_ms", nok ? p50 : 0.0, "latency_p99_ms", nok ? p99 : 0.0, "gold", gold,
-                                "utility", util, "thumbs_up", (json_int_t)S.up, "thumbs_down", (json_int_t)S.down,
-                                "rankings", (json_int_t)S.rankings, "feedback_sent", (json_int_t)S.fb_sent,
-                                "feedback_failed", (json_int_t)S.fb_failed, "clients", o.clients);
+        json_t *rep =
+            json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:i}", "requests",
+                      (json_int_t)S.total, "ok", (json_int_t)S.ok, "failed", (json_int_t)S.failed, "seconds", wall,
+                      "requests_per_s", wall > 0 ? S.ok / wall : 0.0, "latency_p50_ms", nok ? p50 : 0.0,
+                      "latency_p99_ms", nok ? p99 : 0.0, "gold", gold, "utility", util, "thumbs_up", (json_int_t)S.up,
+                      "thumbs_down", (json_int_t)S.down, "rankings", (json_int_t)S.rankings, "feedback_sent",
+                      (json_int_t)S.fb_sent, "feedback_failed", (json_int_t)S.fb_failed, "clients", o.clients);
         AtomicFile af;
         if (atomic_open(&af, o.report, &e) || jsonl_write(af.fp, rep, &e) || atomic_commit(&af, &e)) err_die(prog, &e);
         json_decref(rep);

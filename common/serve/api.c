@@ -38,7 +38,8 @@ static int get_int(const json_t *body, const char *f, long lo, long hi, int *out
 }
 
 static int check_messages(const json_t *m, Error *e) {
-    if (!json_is_array(m) || json_array_size(m) == 0) return bad(e, "field \"%s\" must be a non-empty list", "messages");
+    if (!json_is_array(m) || json_array_size(m) == 0)
+        return bad(e, "field \"%s\" must be a non-empty list", "messages");
     for (size_t i = 0; i < json_array_size(m); i++) {
         const json_t *o = json_array_get(m, i);
         const json_t *role = json_object_get(o, "role"), *content = json_object_get(o, "content");
@@ -69,7 +70,8 @@ int api_parse_request(const json_t *body, int chat, const ApiLimits *lim, ApiReq
         r->prompt = p;
     }
     const json_t *model = json_object_get(body, "model");
-    if (model && !json_is_null(model) && !json_is_string(model)) return bad(e, "field \"%s\" must be a string", "model");
+    if (model && !json_is_null(model) && !json_is_string(model))
+        return bad(e, "field \"%s\" must be a string", "model");
     r->model = json_string_value(model);
     r->n = 1;
     r->temperature = 1;
@@ -214,15 +216,14 @@ json_t *api_interaction_record(const ApiRequest *r, const json_t *body, const Ge
     for (int i = 0; i < r->n_stop; i++) json_array_append_new(stop, json_string(r->stop[i]));
     json_object_set_new(o, "sampling",
                         json_pack("{s:f, s:f, s:i, s:i, s:I, s:o, s:b}", "temperature", r->temperature, "top_p",
-                                  r->top_p, "max_tokens", r->max_tokens, "n", r->n, "seed", (json_int_t)j->seed,
-                                  "stop", stop, "stream", r->stream));
+                                  r->top_p, "max_tokens", r->max_tokens, "n", r->n, "seed", (json_int_t)j->seed, "stop",
+                                  stop, "stream", r->stream));
     json_t *choices = json_array();
     for (int i = 0; i < j->n; i++) {
         const GenChoice *c = &j->out[i];
-        json_array_append_new(choices,
-                              json_pack("{s:o, s:i, s:s%, s:s, s:i}", "id", choice_id(id, i), "index", i, "text",
-                                        c->text ? c->text : "", c->text ? c->text_len : 0, "finish_reason",
-                                        finish_name(c), "tokens", c->n_tokens));
+        json_array_append_new(choices, json_pack("{s:o, s:i, s:s%, s:s, s:i}", "id", choice_id(id, i), "index", i,
+                                                 "text", c->text ? c->text : "", c->text ? c->text_len : 0,
+                                                 "finish_reason", finish_name(c), "tokens", c->n_tokens));
     }
     json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage(j));
@@ -271,7 +272,8 @@ static int feedback_ranking(const json_t *body, IdIndex *ix, json_t *o, Error *e
         if (!idindex_get(ix, cid, &c) || !c.response)
             return err_set(e, EX_NOINPUT, "field \"ranking[%zu]\": unknown completion id \"%.100s\"", i, cid);
         if (strcmp(c.response, rid) || c.index < 0 || c.index >= 64)
-            return err_set(e, EX_DATAERR, "field \"ranking[%zu]\": \"%.100s\" is not a completion of %.100s", i, cid, rid);
+            return err_set(e, EX_DATAERR, "field \"ranking[%zu]\": \"%.100s\" is not a completion of %.100s", i, cid,
+                           rid);
         if (seen[c.index]++) return err_set(e, EX_DATAERR, "field \"ranking[%zu]\": \"%.100s\" listed twice", i, cid);
     }
     json_object_set_new(o, "response_id", json_string(rid));
@@ -282,7 +284,8 @@ static int feedback_ranking(const json_t *body, IdIndex *ix, json_t *o, Error *e
 static int feedback_pick(const json_t *body, IdIndex *ix, json_t *o, Error *e) {
     IdEntry c, r;
     if (known_completion(body, "chosen", ix, &c, e) || known_completion(body, "rejected", ix, &r, e)) return e->code;
-    if (!strcmp(c.id, r.id)) return err_set(e, EX_DATAERR, "fields \"chosen\" and \"rejected\" name the same completion");
+    if (!strcmp(c.id, r.id))
+        return err_set(e, EX_DATAERR, "fields \"chosen\" and \"rejected\" name the same completion");
     if (c.prompt_hash != r.prompt_hash)
         return err_set(e, EX_DATAERR, "fields \"chosen\" and \"rejected\" answer different prompts");
     json_object_set_new(o, "chosen", json_string(c.id));

@@ -232,7 +232,8 @@ static int job_encode(Engine *E, GenJob *j, IntVec *ids) {
     if (!rc && ids->n >= E->cap)
         rc = err_set(&e, EX_DATAERR, "the prompt has %d tokens; the context is %d", ids->n, E->cap);
     for (int t = 0; !rc && t < ids->n; t++)
-        if (ids->v[t] < 0 || ids->v[t] >= E->V) rc = err_set(&e, EX_DATAERR, "token id %d outside the vocabulary", ids->v[t]);
+        if (ids->v[t] < 0 || ids->v[t] >= E->V)
+            rc = err_set(&e, EX_DATAERR, "token id %d outside the vocabulary", ids->v[t]);
     if (rc) job_fail(j, rc, e.msg);
     pthread_mutex_lock(&j->mu);
     if (!rc && !j->version) {

@@ -63,11 +63,11 @@ typedef struct GenJob {
     GenChoice *out; /* [n] */
     int n_done;
     int prompt_tokens;
-    long updates;   /* bumped on every change (streaming readers wait for it to move) */
-    int error;      /* sysexits code when the request could not run (prompt too long...) */
+    long updates; /* bumped on every change (streaming readers wait for it to move) */
+    int error;    /* sysexits code when the request could not run (prompt too long...) */
     char errmsg[512];
-    char *version;  /* the model version that ran it (set when admitted) */
-    int cancelled;  /* set by the client side: stop generating, nobody is reading */
+    char *version; /* the model version that ran it (set when admitted) */
+    int cancelled; /* set by the client side: stop generating, nobody is reading */
     /* engine bookkeeping */
     int admitted, live, queued, refs; /* admitted/live/queued: engine thread and E->mu only */
     struct GenJob *next;

@@ -150,8 +150,8 @@ static int add_ranking(FbLogs *L, json_t *rec, const char *path, long line, Erro
     if (!r || r->choice >= 0) return L->c.unknown_ids++, 0;
     const FbInteraction *it = &L->it[r->it];
     if (!json_is_array(rk) || (int)json_array_size(rk) != it->n)
-        return err_set(e, EX_DATAERR, "%s:%ld: field \"ranking\" must list the %d completions of %s", path, line,
-                       it->n, it->id);
+        return err_set(e, EX_DATAERR, "%s:%ld: field \"ranking\" must list the %d completions of %s", path, line, it->n,
+                       it->id);
     int *order = xmalloc((size_t)it->n * sizeof(int));
     for (int i = 0; i < it->n; i++) {
         const FbKey *c = find(L, json_string_value(json_array_get(rk, i)));
@@ -257,8 +257,8 @@ int fb_write_kto(FbLogs *L, FILE *fp, Error *e) {
     for (int i = 0; i < L->n_th; i++) {
         const FbThumb *t = &L->th[i];
         const FbInteraction *it = &L->it[t->it];
-        json_t *o = json_pack("{s:O, s:o, s:b}", "prompt", it->prompt, "completion", answer(it->prompt, it->text[t->choice]),
-                              "label", t->up);
+        json_t *o = json_pack("{s:O, s:o, s:b}", "prompt", it->prompt, "completion",
+                              answer(it->prompt, it->text[t->choice]), "label", t->up);
         if (put(fp, o, e)) return e->code;
         if (t->up)
             L->c.kto_true++;
@@ -350,8 +350,8 @@ static int thumbs_pairs(FbLogs *L, FILE *fp, int max, Error *e) {
                 char id[160];
                 snprintf(id, sizeof id, "thumbs:%s-%d>%s-%d", a->id, L->th[u].choice, b->id, L->th[d].choice);
                 long before = L->c.pairs_thumbs;
-                rc = write_pair(fp, a, a->text[L->th[u].choice], b->text[L->th[d].choice], id, &L->c.pairs_thumbs, &L->c,
-                                e);
+                rc = write_pair(fp, a, a->text[L->th[u].choice], b->text[L->th[d].choice], id, &L->c.pairs_thumbs,
+                                &L->c, e);
                 made += L->c.pairs_thumbs > before;
             }
         }
@@ -391,8 +391,8 @@ int fb_write_argilla(FbLogs *L, FILE *fp, const char *question, Error *e) {
                 snprintf(name, sizeof name, "response-%d", L->rk[k].order[pos] + 1);
                 json_array_append_new(value, json_string(name));
             }
-            json_array_append_new(resp, json_pack("{s:o, s:s, s:s}", "value", value, "user_id", L->rk[k].user,
-                                                  "status", "submitted"));
+            json_array_append_new(
+                resp, json_pack("{s:o, s:s, s:s}", "value", value, "user_id", L->rk[k].user, "status", "submitted"));
         }
         int ranked = json_array_size(resp) > 0;
         json_t *responses = json_object();

@@ -306,7 +306,8 @@ static enum MHD_Result do_completions(Server *s, struct MHD_Connection *c, Conn 
         snprintf(st->id, sizeof st->id, "%s", id);
         st->emitted = xcalloc((size_t)r.n, sizeof(size_t));
         st->ended = xcalloc((size_t)r.n, 1);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Request-Id", id);
@@ -382,8 +383,8 @@ static enum MHD_Result do_get(Server *s, struct MHD_Connection *c, const char *u
         int w, r;
         engine_load_info(s->E, &w, &r);
         o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I}", "status", "ok", "model", name, "model_version", version,
-                      "waiting", w, "running", r, "interactions_logged", (json_int_t)s->ilog.records,
-                      "feedback_logged", (json_int_t)s->flog.records);
+                      "waiting", w, "running", r, "interactions_logged", (json_int_t)s->ilog.records, "feedback_logged",
+                      (json_int_t)s->flog.records);
     } else if (!strcmp(url, "/v1/models")) {
         o = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:s}]}", "object", "list", "data", "id", name, "object", "model",
                       "created", (json_int_t)time(NULL), "owned_by", "cherry", "version", version);
@@ -452,15 +453,17 @@ int server_start(Server **out, const char *model_dir, const ServeConfig *c, Erro
         s->page = xstrdup(webpage_html);
         s->page_len = strlen(s->page);
     }
+    /* the model first: a server that cannot start leaves no log files behind */
+    ServedModel sm;
+    int loaded = !rc && served_load(&sm, model_dir, c->tpl, e) == 0;
+    if (!rc && !loaded) rc = e->code;
     long torn = 0;
-    if (!rc && file_exists(c->interactions) && ilog_read(c->interactions, index_record, &s->ix, &torn, e))
-        rc = e->code;
+    if (!rc && file_exists(c->interactions) && ilog_read(c->interactions, index_record, &s->ix, &torn, e)) rc = e->code;
     if (torn) fprintf(stderr, "serve: %s: %ld torn line(s) from an earlier crash skipped\n", c->interactions, torn);
     if (!rc && ilog_open(&s->ilog, c->interactions, e)) rc = e->code;
     if (!rc && ilog_open(&s->flog, c->feedback, e)) rc = e->code;
-    ServedModel sm;
-    if (!rc && served_load(&sm, model_dir, c->tpl, e)) rc = e->code;
     if (!rc && !(s->E = engine_start(&sm, &c->engine, e))) rc = e->code;
+    if (rc && loaded && !s->E) served_free(&sm);
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)c->port);
@@ -493,8 +496,10 @@ int server_reload(Server *s, const char *dir, Error *e) {
     pthread_mutex_unlock(&s->mu);
     int rc = engine_reload(s->E, d, s->cfg.tpl, e);
     pthread_mutex_lock(&s->mu);
-    if (!rc) free(s->model_dir), s->model_dir = d;
-    else free(d);
+    if (!rc)
+        free(s->model_dir), s->model_dir = d;
+    else
+        free(d);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

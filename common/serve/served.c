@@ -101,8 +101,7 @@ int served_encode_prompt(ServedModel *s, const json_t *prompt, IntVec *out, Erro
         const json_t *role = json_object_get(o, "role"), *content = json_object_get(o, "content");
         if (!json_is_object(o) || !json_is_string(role) || !json_is_string(content)) {
             free(m);
-            return err_set(e, EX_DATAERR, "field \"messages[%zu]\" must be an object with string role and content",
-                           i);
+            return err_set(e, EX_DATAERR, "field \"messages[%zu]\" must be an object with string role and content", i);
         }
         if (strlen(json_string_value(content)) != json_string_length(content)) {
             free(m);
