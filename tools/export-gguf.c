@@ -19,8 +19,8 @@
 
 static const char *prog = "export-gguf";
 
-static void usage(void) {
-    printf("usage: %s [options] MODEL_DIR OUT.gguf\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [options] MODEL_DIR OUT.gguf\n"
            "Write a GPT-2 or Llama-family model directory (or a LoRA adapter directory,\n"
            "merged into its base) as a GGUF v3 file for llama.cpp, written atomically:\n"
            "weights, hyper-parameters, the byte-level BPE tokenizer and the chat template.\n\n"
@@ -35,6 +35,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     GgufExportOptions opt = {GGML_F16, NULL};
     int quiet = 0;
     static struct option opts[] = {{"type", 1, 0, 't'}, {"name", 1, 0, 'N'},    {"quiet", 0, 0, 'q'},
@@ -53,8 +54,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
-            return 0;
+            cli_help(usage);
         case 'V':
             cli_version(prog);
         default:

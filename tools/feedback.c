@@ -13,8 +13,8 @@
 
 static const char *prog = "feedback";
 
-static void usage(void) {
-    printf("Usage: %s [OPTION]... LOG...\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s [OPTION]... LOG...\n"
            "Turn serve's interaction and feedback logs into KTO records, preference pairs and\n"
            "Argilla 2.x records (at least one of --kto, --pairs, --argilla).\n"
            "\n"
@@ -31,7 +31,6 @@ static void usage(void) {
            "  -h, --help                this help\n"
            "      --version             version\n",
            prog);
-    exit(0);
 }
 
 static const char *const PAIR_MODES[] = {"all", "best-worst", "best-rest", "adjacent", NULL};
@@ -52,6 +51,7 @@ static int write_out(const char *path, FbLogs *L, int what, const PdPairOptions 
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     enum { O_KTO = 256, O_PAIRS, O_ARG, O_MODE, O_AGG, O_MAXTH, O_VER_FILTER, O_QUESTION, O_VERSION };
     static const struct option longopts[] = {{"kto", required_argument, 0, O_KTO},
                                              {"pairs", required_argument, 0, O_PAIRS},
@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
             quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VERSION:
             cli_version(prog);

@@ -20,8 +20,8 @@
 
 static const char *prog = "serve";
 
-static void usage(void) {
-    printf("Usage: %s -m MODEL [OPTION]...\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s -m MODEL [OPTION]...\n"
            "Serve a causal LM over HTTP (OpenAI-compatible) and log every interaction and feedback.\n"
            "\n"
            "  -m, --model DIR             model directory (Hugging Face, with tokenizer.json)\n"
@@ -46,7 +46,6 @@ static void usage(void) {
            "  -h, --help                  this help\n"
            "      --version               version\n",
            prog);
-    exit(0);
 }
 
 enum {
@@ -159,7 +158,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VERSION:
             cli_version(prog);
@@ -195,6 +194,7 @@ static int write_port_file(const char *path, int port, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
     if (o.threads > 0) gemm_threads_set(o.threads);

@@ -25,8 +25,8 @@
 
 static const char *prog = "simulate-users";
 
-static void usage(void) {
-    printf("Usage: %s --url URL [OPTION]... [PROMPTS.jsonl]\n"
+static void usage(FILE *out) {
+    fprintf(out, "Usage: %s --url URL [OPTION]... [PROMPTS.jsonl]\n"
            "Chat with a serve endpoint as simulated users and give noisy feedback by the task's gold rule.\n"
            "\n"
            "      --url URL          the server (e.g. http://127.0.0.1:8000)\n"
@@ -47,7 +47,6 @@ static void usage(void) {
            "  -h, --help             this help\n"
            "      --version          version\n",
            prog);
-    exit(0);
 }
 
 typedef struct Opts {
@@ -303,7 +302,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
             o->quiet = 1;
             break;
         case 'h':
-            usage();
+            cli_help(usage);
             break;
         case O_VERSION:
             cli_version(prog);
@@ -344,6 +343,7 @@ static int read_prompts(const char *path, Shared *S, Error *e) {
 }
 
 int main(int argc, char **argv) {
+    cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
     Shared S;
