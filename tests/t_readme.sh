@@ -57,10 +57,11 @@ trap 'rc=$?; { set +x; } 2>/dev/null; [ $rc -eq 0 ] || echo "FAIL: README.md blo
 EOF
 
 start=$(date +%s)
-# the FAST sizes, smaller still (the numbers the pipelines reach are t_pipeline_fast.sh's job)
+# the FAST sizes, smaller still (the numbers the pipelines reach are t_pipeline_fast.sh's job);
+# 96 held-out prompts, so the hand-run DPO check below is not at the mercy of a few samples
 (cd "$W" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u O -u MODEL -u DATA -u ALIGN \
   README_ROOT="$root" BIN=bin FAST=1 RUNS=runs SEED=1 THREADS=2 \
-  SFT_N=1000 SFT_STEPS=300 ROLL_PROMPTS=48 EVAL_PROMPTS=32 ALIGN_STEPS=30 COH_STEPS=60 NUM_CAND=4 \
+  SFT_N=1000 SFT_STEPS=300 ROLL_PROMPTS=48 EVAL_PROMPTS=96 ALIGN_STEPS=30 COH_STEPS=60 NUM_CAND=4 \
   EVAL_SAMPLES=2 bash -e -o pipefail -c ". '$T/prelude.sh'; . '$T/blocks.sh'") >"$T/log" 2>&1
 rc=$?
 grep '^== block\|^FAIL' "$T/log"
