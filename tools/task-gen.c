@@ -70,15 +70,11 @@ int main(int argc, char **argv) {
         case 'o':
             out = optarg;
             break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, NULL);
         }
     }
-    if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    cli_no_operands(prog, argc, argv);
     (void)cli_choice(prog, "--kind", kind, (const char *const[]){"sft", "prompts", "corpus", NULL});
     if (count < 0) cli_usage_error(prog, "--count must be >= 0");
     if (max_words < 2 || max_words > 8) cli_usage_error(prog, "--max-words must be in 2..8");
