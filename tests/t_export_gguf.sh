@@ -14,7 +14,7 @@ trap 'rm -rf "$T"' EXIT
 [ -x "$P" ] || { echo "FAIL: $P not built"; exit 1; }
 
 "$P" --help >"$T/help" || fail "--help: exit $?"
-grep -q "^usage: export-gguf" "$T/help" || fail "--help: no usage line"
+grep -q "^Usage: export-gguf" "$T/help" || fail "--help: no usage line"
 "$P" --version | grep -q "export-gguf (cherry)" || fail "--version"
 
 "$B/init-model" -q --family llama --layers 2 --heads 4 --kv-heads 2 --width 64 --context 64 \
