@@ -36,6 +36,14 @@ void *xrealloc(void *p, size_t n) {
     return q;
 }
 
+void *xgrow(void *p, size_t *cap, size_t need, size_t first, size_t elem) {
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    *cap = c;
+    return xrealloc(p, c * elem);
+}
+
 char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = xmalloc(n);
