@@ -99,12 +99,7 @@ enum {
 /* The checks that involve several flags. */
 static void check_args(Opts *o) {
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
-    if (strcmp(o->format, "rollout") == 0)
-        o->argilla = 0;
-    else if (strcmp(o->format, "argilla") == 0)
-        o->argilla = 1;
-    else
-        cli_usage_error(prog, "--format: expected rollout or argilla, got '%s'", o->format);
+    o->argilla = cli_choice(prog, "--format", o->format, (const char *const[]){"rollout", "argilla", NULL});
     if (o->pairs && !o->rm) cli_usage_error(prog, "--pairs needs --reward-model");
     if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
     /* every sample of every prompt is held until its prompt's line is written */

@@ -50,12 +50,7 @@ int main(int argc, char **argv) {
             count = cli_ll(prog, "--count", optarg);
             break;
         case 's':
-            if (!strcmp(optarg, "train"))
-                split = 0;
-            else if (!strcmp(optarg, "eval"))
-                split = 1;
-            else
-                cli_usage_error(prog, "--split: expected train or eval, got '%s'", optarg);
+            split = cli_choice(prog, "--split", optarg, (const char *const[]){"train", "eval", NULL});
             break;
         case 'w':
             max_words = cli_int(prog, "--max-words", optarg);
