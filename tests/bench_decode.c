@@ -18,10 +18,10 @@
 #include <time.h>
 
 #include "base/util.h"
+#include "bench_gpt2.h"
 #include "generate/generate.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
-#include "bench_gpt2.h"
 
 /* Best of 3 streaming reads of 1 GiB (floats summed in 8 independent lanes per
  * thread, so the loop is limited by memory, not by the adder latency). */
