@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "base/util.h"
+#include "bench_gpt2.h"
 #include "generate/generate.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
@@ -155,12 +156,7 @@ int main(int argc, char **argv) {
     double bw = measure_bandwidth();
     printf("memory bandwidth (streaming read, %d threads): %.1f GB/s\n", omp_get_max_threads(), bw / 1e9);
     int fails = 0;
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.family = FAMILY_GPT2;
-    c.n_layer = 12, c.n_head = 12, c.n_kv_head = 12, c.d_model = 768, c.d_ff = 3072, c.vocab_size = 50257;
-    c.max_seq = 1024, c.norm_eps = 1e-5f, c.init_std = 0.02f, c.tie_embeddings = 1, c.attn_bias = 1, c.mlp_bias = 1;
-    c.bos_id = c.eos_id = c.pad_id = -1;
+    ModelConfig c = bench_gpt2_124m_config();
     Model m;
     model_create(&m, &c);
     model_init_random(&m, 1);

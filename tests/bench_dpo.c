@@ -26,6 +26,7 @@
 #include "model/model.h"
 #include "formats/tokenizer.h"
 #include "base/util.h"
+#include "bench_gpt2.h"
 
 #define PAIRS 8
 #define BATCH 4
@@ -111,21 +112,8 @@ int main(void) {
     snprintf(log, sizeof log, "%s/log.jsonl", dir);
 
     /* the model: GPT-2-124M shape, random weights, the bundled tokenizer */
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.family = FAMILY_GPT2;
-    c.n_layer = 12;
-    c.n_head = c.n_kv_head = 12;
-    c.d_model = 768;
-    c.d_ff = 3072;
-    c.vocab_size = 50257;
-    c.max_seq = 1024;
-    c.norm_eps = 1e-5f;
-    c.init_std = 0.02f;
-    c.tie_embeddings = 1;
-    c.attn_bias = c.mlp_bias = 1;
+    ModelConfig c = bench_gpt2_124m_config();
     c.bos_id = c.eos_id = 0;
-    c.pad_id = -1;
     Model m;
     model_create(&m, &c);
     model_init_random(&m, 1);

@@ -22,6 +22,7 @@
 #include "kernels/ops.h"
 #include "train/train.h"
 #include "base/util.h"
+#include "bench_gpt2.h"
 
 typedef struct Bench {
     Model m;
@@ -126,19 +127,7 @@ static void run(Bench *b, int B, int T, double peak, int steps) {
 
 int main(void) {
     gemm_threads_set(0);
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.family = FAMILY_GPT2;
-    c.n_layer = 12;
-    c.n_head = c.n_kv_head = 12;
-    c.d_model = 768;
-    c.d_ff = 3072;
-    c.vocab_size = 50257;
-    c.max_seq = 1024;
-    c.norm_eps = 1e-5f;
-    c.init_std = 0.02f;
-    c.tie_embeddings = 1;
-    c.attn_bias = c.mlp_bias = 1;
+    ModelConfig c = bench_gpt2_124m_config();
     c.bos_id = c.eos_id = c.pad_id = 50256;
     Bench b;
     memset(&b, 0, sizeof b);

@@ -28,6 +28,7 @@
 
 #include "base/cli.h"
 #include "base/util.h"
+#include "bench_gpt2.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -156,22 +157,8 @@ int main(int argc, char **argv) {
         if (*p == ',') p++;
     }
 
-    ModelConfig cfg = {0};
-    cfg.family = FAMILY_GPT2;
-    cfg.n_layer = 12;
-    cfg.n_head = 12;
-    cfg.n_kv_head = 12;
-    cfg.d_model = 768;
-    cfg.d_ff = 3072;
-    cfg.vocab_size = 50257;
-    cfg.max_seq = 1024;
-    cfg.norm_eps = 1e-5f;
-    cfg.init_std = 0.02f;
-    cfg.tie_embeddings = 1;
-    cfg.attn_bias = 1;
-    cfg.mlp_bias = 1;
+    ModelConfig cfg = bench_gpt2_124m_config();
     cfg.bos_id = cfg.eos_id = 50256;
-    cfg.pad_id = -1;
     Model m;
     if (model_dir) {
         Error e = {0};

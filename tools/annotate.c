@@ -81,19 +81,14 @@ static void parse_args(Flags *o, int argc, char **argv) {
         case 'o':
             o->out = optarg;
             break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, NULL);
         }
     }
     if (o->n_ann < 1 || o->n_ann > 100) cli_usage_error(prog, "--annotators must be in 1..100");
     if (o->noise < 0 || o->noise > 1) cli_usage_error(prog, "--noise must be in [0,1]");
     if (o->version != 1 && o->version != 2) cli_usage_error(prog, "--argilla must be 1 or 2");
-    if (argc - optind > 1) cli_usage_error(prog, "at most one input file");
-    o->in = optind < argc ? argv[optind] : "-";
+    o->in = cli_one_file(prog, argc, argv, "input file");
 }
 
 /* The options of a record: every response-K field, in K order, into opt[] (at most

@@ -150,8 +150,10 @@ static double dpo_weight(void *ctx, Split split, const int *idx, int n) {
     return n; /* the loss is a mean over pairs (TRL: losses.mean()) */
 }
 
-static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
-    Dpo *d = ctx;
+/* The micro-batch's pairs idx[0..n) of SPLIT into d->pp, their reference
+ * log-probs into d->rc (chosen; KTO: the completion) and d->rr (rejected; KTO: the
+ * KL completion). */
+static void gather_pairs(Dpo *d, Split split, const int *idx, int n) {
     need(d, n);
     for (int k = 0; k < n; k++) {
         const PrefExample *p = &d->ex[split][idx[k]];
@@ -159,6 +161,11 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
         d->rc[k] = (float)p->ref_chosen_logp;
         d->rr[k] = (float)p->ref_rejected_logp;
     }
+}
+
+static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
+    Dpo *d = ctx;
+    gather_pairs(d, split, idx, n);
     Batch b;
     memset(&b, 0, sizeof b);
     int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);
@@ -206,14 +213,8 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
  * is a constant for the gradient (TRL detaches it), so those rows get no gradient. */
 static int kto_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
     Dpo *d = ctx;
-    need(d, n);
-    for (int k = 0; k < n; k++) {
-        const PrefExample *p = &d->ex[split][idx[k]];
-        d->pp[k] = p;
-        d->rc[k] = (float)p->ref_chosen_logp;
-        d->rr[k] = (float)p->ref_rejected_logp;
-        d->lab[k] = d->label[split][idx[k]];
-    }
+    gather_pairs(d, split, idx, n);
+    for (int k = 0; k < n; k++) d->lab[k] = d->label[split][idx[k]];
     Batch b;
     memset(&b, 0, sizeof b);
     int rc = batch_pairs(&b, d->pp, n, 0, d->pad_id, e);

@@ -134,15 +134,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_THR:
             o->threads = cli_int(prog, "--threads", optarg);
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-        case O_VER:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VER, usage, &o->quiet);
         }
     }
     if (!o->model_dir || !o->sft_dir || !o->out_dir) cli_usage_error(prog, "-m, --sft and -o are required");

@@ -50,15 +50,8 @@ int main(int argc, char **argv) {
         case 'N':
             opt.name = optarg;
             break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, &quiet);
         }
     }
     if (argc - optind != 2) cli_usage_error(prog, "expected MODEL_DIR and OUT.gguf");

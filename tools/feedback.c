@@ -96,16 +96,8 @@ int main(int argc, char **argv) {
         case O_QUESTION:
             question = optarg;
             break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VERSION:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, &quiet);
         }
     }
     if (!kto && !pairs && !argilla) cli_usage_error(prog, "nothing to write: give --kto, --pairs or --argilla");

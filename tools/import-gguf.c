@@ -124,18 +124,11 @@ int main(int argc, char **argv) {
         case 'K':
             opt.keep_rotary = 1;
             break;
-        case 'q':
-            opt.quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         case 'F':
             outdir_set_force(1);
             break;
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, &opt.quiet);
         }
     }
     int nargs = argc - optind;

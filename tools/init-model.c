@@ -207,21 +207,14 @@ static void parse_args(Flags *o, int argc, char **argv) {
         case O_SEED:
             o->seed = cli_u64(prog, "--seed", optarg);
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-        case O_VERSION:
-            cli_version(prog);
         case O_FORCE:
             outdir_set_force(1);
             break;
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, &o->quiet);
         }
     }
-    if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    cli_no_operands(prog, argc, argv);
     if (!o->out) cli_usage_error(prog, "-o DIR is required");
     if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16")) cli_usage_error(prog, "--dtype must be f32 or bf16");
     Family fam;

@@ -107,7 +107,6 @@ int main(int argc, char **argv) {
     atomic_install_signal_cleanup();
     Error e;
     memset(&e, 0, sizeof e);
-    DataOptions o = f.data;
 
     Lp L;
     memset(&L, 0, sizeof L);
@@ -118,8 +117,7 @@ int main(int argc, char **argv) {
     Tokenizer *tok;
     if (model_tokenizer_load(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
-    o.max_length = f.max_length < L.model.cfg.max_seq ? f.max_length : L.model.cfg.max_seq;
-    o.max_prompt_length = f.max_prompt_length;
+    DataOptions o = recflags_data_options(&f, L.model.cfg.max_seq);
     RecBatcher rb;
     recbatch_init(&rb, tok, pad_id, f.batch, lp_step, NULL, &L);
 

@@ -148,12 +148,8 @@ int main(int argc, char **argv) {
         case 'n':
             tensors = 0;
             break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, NULL);
         }
     }
     if (argc - optind != 1) cli_usage_error(prog, "expected one model directory");

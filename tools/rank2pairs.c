@@ -137,17 +137,8 @@ static void parse_args(Flags *o, int argc, char **argv) {
         case O_SEED:
             (void)cli_u64(prog, "--seed", optarg);
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VER:
-            cli_version(prog);
-            break;
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VER, usage, &o->quiet);
         }
     }
 }

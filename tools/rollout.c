@@ -69,7 +69,7 @@ static void usage(FILE *out) {
 }
 
 typedef struct Opts {
-    const char *model, *out, *rm, *template_name, *format, *in_name;
+    const char *model, *out, *rm, *template_name, *format, *in, *in_name;
     GenConfig gen;
     GenFlags gf; /* --max-new-tokens, --temperature, ..., --stop */
     int max_prompt_length, per_token, skip_invalid, quiet, progress, threads, num_select;
@@ -99,12 +99,7 @@ enum {
 /* The checks that involve several flags. */
 static void check_args(Opts *o) {
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
-    if (strcmp(o->format, "rollout") == 0)
-        o->argilla = 0;
-    else if (strcmp(o->format, "argilla") == 0)
-        o->argilla = 1;
-    else
-        cli_usage_error(prog, "--format: expected rollout or argilla, got '%s'", o->format);
+    o->argilla = cli_choice(prog, "--format", o->format, (const char *const[]){"rollout", "argilla", NULL});
     if (o->pairs && !o->rm) cli_usage_error(prog, "--pairs needs --reward-model");
     if (o->pairs && o->argilla) cli_usage_error(prog, "--pairs and --format argilla are exclusive");
     /* every sample of every prompt is held until its prompt's line is written */
@@ -204,19 +199,11 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_NOPROGRESS:
             o->progress = 0;
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VERSION:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, &o->quiet);
         }
     }
-    if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
+    o->in = cli_one_file(prog, argc, argv, "prompts file");
     check_args(o);
 }
 
@@ -575,7 +562,7 @@ int main(int argc, char **argv) {
     cli_init(prog);
     Opts o;
     parse_args(&o, argc, argv);
-    const char *in = optind < argc ? argv[optind] : "-";
+    const char *in = o.in;
     if (o.threads > 0) gemm_threads_set(o.threads);
     atomic_install_signal_cleanup();
     Error e = {0};

@@ -100,7 +100,6 @@ int main(int argc, char **argv) {
     atomic_install_signal_cleanup();
     Error e;
     memset(&e, 0, sizeof e);
-    DataOptions o = f.data;
 
     Sc S;
     memset(&S, 0, sizeof S);
@@ -111,8 +110,7 @@ int main(int argc, char **argv) {
     Tokenizer *tok;
     if (model_tokenizer_load(&tok, f.model_dir, &e)) err_die(PROG, &e);
     int pad_id = S.model.cfg.pad_id >= 0 ? S.model.cfg.pad_id : tok_pad_id(tok) >= 0 ? tok_pad_id(tok) : 0;
-    o.max_length = f.max_length < S.model.cfg.max_seq ? f.max_length : S.model.cfg.max_seq;
-    o.max_prompt_length = f.max_prompt_length;
+    DataOptions o = recflags_data_options(&f, S.model.cfg.max_seq);
     RecBatcher rb;
     recbatch_init(&rb, tok, pad_id, f.batch, sc_step, sc_check, &S);
 

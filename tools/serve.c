@@ -154,20 +154,12 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_THREADS:
             o->threads = cli_int(prog, "--threads", optarg);
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VERSION:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, &o->quiet);
         }
     }
     if (!o->model) cli_usage_error(prog, "-m/--model DIR is required");
-    if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    cli_no_operands(prog, argc, argv);
     if (o->cfg.port < 0 || o->cfg.port > 65535) cli_usage_error(prog, "--port must be in 0..65535");
     if (o->cfg.engine.slots < 1 || o->cfg.engine.slots > 256) cli_usage_error(prog, "--batch-size must be in 1..256");
     if (o->cfg.engine.context < 0) cli_usage_error(prog, "--context must be >= 0");

@@ -50,7 +50,7 @@ static void usage(FILE *out) {
 }
 
 typedef struct Opts {
-    const char *url, *token, *ids_path, *report;
+    const char *url, *token, *ids_path, *report, *prompts;
     int n, max_tokens, users, clients, repeat, quiet, thumbs, ranking;
     double temperature, noise;
     const char *stop[8];
@@ -298,16 +298,8 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_SEED:
             o->seed = cli_u64(prog, "--seed", optarg);
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VERSION:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, &o->quiet);
         }
     }
     if (!o->url) cli_usage_error(prog, "--url URL is required");
@@ -317,7 +309,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
     if (o->users < 1) cli_usage_error(prog, "--users must be >= 1");
     if (o->clients < 1 || o->clients > 256) cli_usage_error(prog, "--clients must be in 1..256");
     if (o->repeat < 1) cli_usage_error(prog, "--repeat must be >= 1");
-    if (argc - optind > 1) cli_usage_error(prog, "at most one prompts file");
+    o->prompts = cli_one_file(prog, argc, argv, "prompts file");
 }
 
 static int read_prompts(const char *path, Shared *S, Error *e) {
@@ -350,7 +342,7 @@ int main(int argc, char **argv) {
     memset(&S, 0, sizeof S);
     S.o = &o;
     Error e = {0};
-    if (read_prompts(optind < argc ? argv[optind] : "-", &S, &e)) err_die(prog, &e);
+    if (read_prompts(o.prompts, &S, &e)) err_die(prog, &e);
     if (o.ids_path && !(S.ids = fopen(o.ids_path, "a"))) {
         err_set(&e, EX_CANTCREAT, "%s: cannot open", o.ids_path);
         err_die(prog, &e);

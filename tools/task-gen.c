@@ -50,12 +50,7 @@ int main(int argc, char **argv) {
             count = cli_ll(prog, "--count", optarg);
             break;
         case 's':
-            if (!strcmp(optarg, "train"))
-                split = 0;
-            else if (!strcmp(optarg, "eval"))
-                split = 1;
-            else
-                cli_usage_error(prog, "--split: expected train or eval, got '%s'", optarg);
+            split = cli_choice(prog, "--split", optarg, (const char *const[]){"train", "eval", NULL});
             break;
         case 'w':
             max_words = cli_int(prog, "--max-words", optarg);
@@ -70,15 +65,11 @@ int main(int argc, char **argv) {
         case 'o':
             out = optarg;
             break;
-        case 'h':
-            cli_help(usage);
-        case 'V':
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, 'V', usage, NULL);
         }
     }
-    if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
+    cli_no_operands(prog, argc, argv);
     (void)cli_choice(prog, "--kind", kind, (const char *const[]){"sft", "prompts", "corpus", NULL});
     if (count < 0) cli_usage_error(prog, "--count must be >= 0");
     if (max_words < 2 || max_words > 8) cli_usage_error(prog, "--max-words must be in 2..8");

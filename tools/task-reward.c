@@ -74,18 +74,14 @@ int main(int argc, char **argv) {
             other = cli_double(prog, "--other", optarg);
             has_other = 1;
             break;
-        case 'h':
-            cli_help(usage);
-        case O_VERSION:
-            cli_version(prog);
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VERSION, usage, NULL);
         }
     }
-    if (argc - optind > 1) cli_usage_error(prog, "at most one input file");
+    const char *in = cli_one_file(prog, argc, argv, "input file");
     JsonlReader r;
     Error e = {0};
-    if (jsonl_open(&r, optind < argc ? argv[optind] : "-", &e)) err_die(prog, &e);
+    if (jsonl_open(&r, in, &e)) err_die(prog, &e);
     for (;;) {
         json_t *o = NULL;
         if (jsonl_next(&r, &o, &e)) err_die(prog, &e);

@@ -377,14 +377,6 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case 'o':
             o->out_path = optarg;
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            cli_help(usage);
-            break;
-        case O_VER:
-            cli_version(prog);
         case O_SEED:
             (void)cli_u64(prog, "--seed", optarg);
             break;
@@ -395,7 +387,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
         case O_NOPROGRESS:
             break;
         default:
-            cli_usage_error(prog, "unknown option");
+            cli_common_option(prog, c, O_VER, usage, &o->quiet);
         }
     }
     if (!o->tok_path == !o->model_dir)

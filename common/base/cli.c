@@ -54,6 +54,25 @@ void cli_usage_error(const char *prog, const char *fmt, ...) {
     exit(EX_USAGE);
 }
 
+void cli_common_option(const char *prog, int c, int version_code, void (*usage)(FILE *out), int *quiet) {
+    if (c == 'q' && quiet) {
+        *quiet = 1;
+        return;
+    }
+    if (c == 'h') cli_help(usage);
+    if (c == version_code) cli_version(prog);
+    cli_usage_error(prog, "unknown option");
+}
+
+void cli_no_operands(const char *prog, int argc, char **argv) {
+    if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
+}
+
+const char *cli_one_file(const char *prog, int argc, char **argv, const char *what) {
+    if (argc - optind > 1) cli_usage_error(prog, "at most one %s", what);
+    return optind < argc ? argv[optind] : "-";
+}
+
 int cli_choice(const char *prog, const char *flag, const char *arg, const char *const *names) {
     int n = 0;
     for (; names[n]; n++)

@@ -23,6 +23,20 @@ void cli_help(void (*usage)(FILE *out)) __attribute__((noreturn));
 /* Prints "PROG (cherry) VERSION" on stdout and exits 0. */
 void cli_version(const char *prog) __attribute__((noreturn));
 
+/* The options every program's getopt switch ends with, for its default: case:
+ * 'q' sets *QUIET (when QUIET is not NULL) and returns; 'h' is cli_help(USAGE);
+ * VERSION_CODE (the program's --version value) is cli_version(PROG); anything else
+ * is the usage error "PROG: unknown option" (exit 64). */
+void cli_common_option(const char *prog, int c, int version_code, void (*usage)(FILE *out), int *quiet);
+
+/* The operands after the options (argv[optind..]) of a program that takes none:
+ * any is the usage error "PROG: unexpected argument 'x'". */
+void cli_no_operands(const char *prog, int argc, char **argv);
+
+/* Of a program that reads at most one file: that file, or "-" (stdin) when none is
+ * given; two or more is the usage error "PROG: at most one WHAT". */
+const char *cli_one_file(const char *prog, int argc, char **argv, const char *what);
+
 /* Parse a flag value or print "PROG: --flag: expected ..., got 'x'" and exit 64. */
 int cli_int(const char *prog, const char *flag, const char *s);
 long long cli_ll(const char *prog, const char *flag, const char *s);

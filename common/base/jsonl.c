@@ -116,3 +116,12 @@ int json_get_string(const json_t *obj, const char *field, const char **out, cons
     return 0;
 }
 
+char *json_id_string(const json_t *v) {
+    if (json_is_string(v)) return xstrdup(json_string_value(v));
+    if (json_is_integer(v)) {
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)json_integer_value(v));
+        return xstrdup(b);
+    }
+    return NULL;
+}

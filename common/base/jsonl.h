@@ -40,4 +40,8 @@ int jsonl_write(FILE *fp, const json_t *obj, Error *e);
 /* Field accessors that produce "FILE:LINE: field \"x\" ..." errors. */
 int json_get_string(const json_t *obj, const char *field, const char **out, const JsonlReader *r, Error *e);
 
+/* An id field's value as a new string: a string as it is, an integer in decimal;
+ * NULL for anything else (or NULL).  Datasets spell ids both ways. */
+char *json_id_string(const json_t *v);
+
 #endif

@@ -24,35 +24,31 @@ int outdir_force(void) {
     return force_replace;
 }
 
-/* Entries cherry writes into a model directory or a checkpoint root (outdir.h). */
-static const char *const known_files[] = {"config.json",
-                                          "model.safetensors",
-                                          "adapter_config.json",
-                                          "adapter_model.safetensors",
-                                          "tokenizer.json",
-                                          "tokenizer_config.json",
-                                          "special_tokens_map.json",
-                                          "generation_config.json",
-                                          "chat_template.jinja",
-                                          "vocab.json",
-                                          "merges.txt",
-                                          "added_tokens.json",
-                                          "optimizer.safetensors",
-                                          "trainer_state.json",
-                                          "ppo_state.safetensors",
-                                          NULL};
-int outdir_is_model_file(const char *name) {
-    for (int i = 0; i < 12; i++) /* the model-directory part of known_files */
-        if (strcmp(name, known_files[i]) == 0) return 1;
-    return 0;
-}
-
-static const char *const known_dirs[] = {"value_model", "model.tmp", NULL};
-
 static int in_list(const char *name, const char *const *list) {
     for (int i = 0; list[i]; i++)
         if (strcmp(name, list[i]) == 0) return 1;
     return 0;
+}
+
+/* Entries cherry writes into a model directory or a checkpoint root (outdir.h): the
+ * config and weights of a model or an adapter, the side files (outdir.h), the state
+ * of a checkpoint, and the directories below. */
+static const char *const weight_files[] = {"config.json", "model.safetensors", "adapter_config.json",
+                                           "adapter_model.safetensors", NULL};
+const char *const outdir_side_files[] = {"tokenizer.json",
+                                         "tokenizer_config.json",
+                                         "special_tokens_map.json",
+                                         "generation_config.json",
+                                         "chat_template.jinja",
+                                         "vocab.json",
+                                         "merges.txt",
+                                         "added_tokens.json",
+                                         NULL};
+static const char *const state_files[] = {"optimizer.safetensors", "trainer_state.json", "ppo_state.safetensors", NULL};
+static const char *const known_dirs[] = {"value_model", "model.tmp", NULL};
+
+int outdir_is_model_file(const char *name) {
+    return in_list(name, weight_files) || in_list(name, outdir_side_files);
 }
 
 static int all_digits(const char *s) {
@@ -93,7 +89,7 @@ static int dir_is_cherrys(DIR *d, char *foreign, size_t cap) {
             marked = 1;
             continue;
         }
-        if (in_list(n, known_files) || in_list(n, known_dirs) || is_cherry_temp(n)) continue;
+        if (outdir_is_model_file(n) || in_list(n, state_files) || in_list(n, known_dirs) || is_cherry_temp(n)) continue;
         snprintf(foreign, cap, "%s", n);
         return 0;
     }

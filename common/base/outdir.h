@@ -51,6 +51,11 @@ int outdir_lock(const char *path, Error *e);
  * replaces in OUT (atomic_dir_commit_into). */
 int outdir_is_model_file(const char *name);
 
+/* The files a model directory may carry besides its config and weights (the
+ * tokenizer's, the chat template, generation_config.json), NULL-terminated: what
+ * model_copy_side_files copies along. */
+extern const char *const outdir_side_files[];
+
 /* Check and lock, in the order a program wants them at start-up. */
 int outdir_claim(const char *path, Error *e);
 

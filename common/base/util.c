@@ -36,6 +36,14 @@ void *xrealloc(void *p, size_t n) {
     return q;
 }
 
+void *xgrow(void *p, size_t *cap, size_t need, size_t first, size_t elem) {
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    *cap = c;
+    return xrealloc(p, c * elem);
+}
+
 char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = xmalloc(n);
@@ -244,14 +252,9 @@ void atomic_abort(AtomicFile *af) {
     memset(af, 0, sizeof *af);
 }
 
-int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
-    memset(ad, 0, sizeof *ad);
-    /* strip trailing slashes so the sibling name is a sibling */
-    char *f = xstrdup(final);
-    size_t n = strlen(f);
-    while (n > 1 && f[n - 1] == '/') f[--n] = 0;
-    ad->final = f;
-    ad->tmp = sibling_temp_name(f);
+/* The second half of both atomic_dir_begin*: create AD->tmp (its names are set) and
+ * register it for removal on a signal; on failure free the names and clear AD. */
+static int atomic_dir_make_tmp(AtomicDir *ad, Error *e) {
     if (mkdir(ad->tmp, 0755) != 0) {
         int code = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", ad->tmp, strerror(errno));
         free(ad->tmp);
@@ -261,6 +264,17 @@ int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
     }
     temp_register(ad->tmp, 1);
     return 0;
+}
+
+int atomic_dir_begin(AtomicDir *ad, const char *final, Error *e) {
+    memset(ad, 0, sizeof *ad);
+    /* strip trailing slashes so the sibling name is a sibling */
+    char *f = xstrdup(final);
+    size_t n = strlen(f);
+    while (n > 1 && f[n - 1] == '/') f[--n] = 0;
+    ad->final = f;
+    ad->tmp = sibling_temp_name(f);
+    return atomic_dir_make_tmp(ad, e);
 }
 
 int atomic_dir_commit(AtomicDir *ad, Error *e) {
@@ -313,15 +327,7 @@ int atomic_dir_begin_into(AtomicDir *ad, const char *dir, Error *e) {
     ad->final = xstrdup(dir);
     ad->tmp = sibling_temp_name(stem);
     free(stem);
-    if (mkdir(ad->tmp, 0755) != 0) {
-        int code = err_set(e, EX_CANTCREAT, "%s: cannot create directory: %s", ad->tmp, strerror(errno));
-        free(ad->tmp);
-        free(ad->final);
-        memset(ad, 0, sizeof *ad);
-        return code;
-    }
-    temp_register(ad->tmp, 1);
-    return 0;
+    return atomic_dir_make_tmp(ad, e);
 }
 
 static int name_in(const char *name, char **names, size_t n) {

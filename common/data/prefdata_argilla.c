@@ -365,13 +365,8 @@ static int resolve_texts(PdRecord *rec, const json_t *fields, const char *where,
 static char *id_of(const json_t *row) {
     static const char *const keys[] = {"external_id", "id"};
     for (int i = 0; i < 2; i++) {
-        const json_t *v = json_object_get(row, keys[i]);
-        if (json_is_string(v)) return xstrdup(json_string_value(v));
-        if (json_is_integer(v)) {
-            char b[32];
-            snprintf(b, sizeof b, "%lld", (long long)json_integer_value(v));
-            return xstrdup(b);
-        }
+        char *id = json_id_string(json_object_get(row, keys[i]));
+        if (id) return id;
     }
     return NULL;
 }

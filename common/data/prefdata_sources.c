@@ -36,16 +36,6 @@ static PdRecord *two_options(PdRecordList *out, char *id, json_t *prompt, const 
     return rec;
 }
 
-static char *id_string(const json_t *v) {
-    if (json_is_string(v)) return xstrdup(json_string_value(v));
-    if (json_is_integer(v)) {
-        char b[32];
-        snprintf(b, sizeof b, "%lld", (long long)json_integer_value(v));
-        return xstrdup(b);
-    }
-    return NULL;
-}
-
 static int need_string(const json_t *row, const char *field, const char **out, const char *where, Error *e) {
     const json_t *v = json_object_get(row, field);
     if (!v) return err_set(e, EX_DATAERR, "%s: missing field \"%s\"", where, field);
@@ -81,7 +71,7 @@ static int oasst_walk(const json_t *node, json_t *path, int depth, const char *t
     }
     if (n_ranked >= 2) {
         PdRecord *rec = pd_list_push(out);
-        char *mid = id_string(json_object_get(node, "message_id"));
+        char *mid = json_id_string(json_object_get(node, "message_id"));
         rec->id = mid ? mid : (tree_id ? xstrdup(tree_id) : NULL);
         /* One prompter turn -> a plain prompt string; a longer path -> messages. */
         if (json_array_size(path) == 1)
@@ -134,7 +124,7 @@ static int parse_oasst(const json_t *row, const char *where, PdRecordList *out, 
                        where);
     const char *text = json_string_value(json_object_get(root, "text"));
     if (!text) return err_set(e, EX_DATAERR, "%s: root message without a \"text\" string", where);
-    char *tree_id = id_string(json_object_get(row, "message_tree_id"));
+    char *tree_id = json_id_string(json_object_get(row, "message_tree_id"));
     json_t *path = json_pack("[{s:s, s:s}]", "role", "user", "content", text);
     int n0 = out->n;
     int rc = oasst_walk(root, path, 0, tree_id, where, out, e);
@@ -156,7 +146,7 @@ static int parse_shp(const json_t *row, const char *where, PdRecordList *out, Er
     if (!json_is_integer(lab) || (json_integer_value(lab) != 0 && json_integer_value(lab) != 1))
         return err_set(e, EX_DATAERR, "%s: field \"labels\" must be 0 or 1", where);
     int a_wins = json_integer_value(lab) == 1;
-    two_options(out, id_string(json_object_get(row, "post_id")), json_string(hist), a, b, a_wins ? 1 : 2,
+    two_options(out, json_id_string(json_object_get(row, "post_id")), json_string(hist), a, b, a_wins ? 1 : 2,
                 a_wins ? 2 : 1);
     return 0;
 }
@@ -201,7 +191,7 @@ static int parse_summarize(const json_t *row, const char *where, PdRecordList *o
     int first = json_integer_value(ch) == 0;
     json_t *prompt = summarize_prompt(info, json_string_value(post), is_article);
     if (!prompt) return err_set(e, EX_DATAERR, "%s: field \"info.post\" is not valid UTF-8", where);
-    two_options(out, id_string(json_object_get(info, "id")), prompt, t0, t1, first ? 1 : 2, first ? 2 : 1);
+    two_options(out, json_id_string(json_object_get(info, "id")), prompt, t0, t1, first ? 1 : 2, first ? 2 : 1);
     return 0;
 }
 
@@ -227,7 +217,7 @@ static int parse_hh(const json_t *row, const char *where, PdRecordList *out, Err
     if (n == 0)
         return err_set(e, EX_DATAERR, "%s: chosen and rejected share no prefix ending in \"\\n\\nAssistant:\"", where);
     int tie = strcmp(c, r) == 0;
-    two_options(out, id_string(json_object_get(row, "id")), json_stringn(c, n), c + n, r + n, 1, tie ? 1 : 2);
+    two_options(out, json_id_string(json_object_get(row, "id")), json_stringn(c, n), c + n, r + n, 1, tie ? 1 : 2);
     return 0;
 }
 
@@ -317,7 +307,7 @@ static int parse_pairs(const json_t *row, int with_scores, const char *where, Pd
     if (isnan(margin) && json_is_number(m)) margin = json_number_value(m);
     const json_t *idv = json_object_get(row, "id");
     if (!idv) idv = json_object_get(row, "prompt_id");
-    PdRecord *rec = two_options(out, id_string(idv), prompt, c, r, 1, tie ? 1 : 2);
+    PdRecord *rec = two_options(out, json_id_string(idv), prompt, c, r, 1, tie ? 1 : 2);
     rec->margin = margin;
     return 0;
 }

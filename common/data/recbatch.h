@@ -64,4 +64,8 @@ typedef struct RecFlags {
 void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, const char *extra,
                           int reject_prompt_only, void (*usage)(FILE *));
 
+/* The data options of F for a model of context MAX_SEQ: F's kind, template and
+ * skip_invalid, --max-length cut to MAX_SEQ, --max-prompt-length as given. */
+DataOptions recflags_data_options(const RecFlags *f, int max_seq);
+
 #endif

@@ -111,3 +111,10 @@ void recbatch_flags_parse(RecFlags *f, const char *prog, int argc, char **argv, 
     if (chat_template_parse(tpl_name, &f->data.tpl, &e)) cli_usage_error(prog, "--template: %s", e.msg);
     f->data.skip_invalid = skip;
 }
+
+DataOptions recflags_data_options(const RecFlags *f, int max_seq) {
+    DataOptions o = f->data;
+    o.max_length = f->max_length < max_seq ? f->max_length : max_seq;
+    o.max_prompt_length = f->max_prompt_length;
+    return o;
+}

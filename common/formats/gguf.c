@@ -546,21 +546,37 @@ static int bad_type(const GgufFile *g, const GgufKV *kv, const char *want, Error
                    want);
 }
 
-int gguf_get_u64(const GgufFile *g, const char *key, uint64_t *out, int *found, Error *e) {
-    int rc;
-    const GgufKV *kv = kv_lookup(g, key, found, e, &rc);
-    if (!kv) return rc;
-    switch (kv->type) {
+/* Which member of a KV's value a numeric type is read into (v.u, v.i or v.f). */
+typedef enum { NUM_NONE, NUM_UNSIGNED, NUM_SIGNED, NUM_FLOAT } NumClass;
+static NumClass number_class(uint32_t t) {
+    switch (t) {
     case GGUF_UINT8:
     case GGUF_UINT16:
     case GGUF_UINT32:
     case GGUF_UINT64:
-        *out = kv->v.u;
-        return 0;
+        return NUM_UNSIGNED;
     case GGUF_INT8:
     case GGUF_INT16:
     case GGUF_INT32:
     case GGUF_INT64:
+        return NUM_SIGNED;
+    case GGUF_FLOAT32:
+    case GGUF_FLOAT64:
+        return NUM_FLOAT;
+    default:
+        return NUM_NONE;
+    }
+}
+
+int gguf_get_u64(const GgufFile *g, const char *key, uint64_t *out, int *found, Error *e) {
+    int rc;
+    const GgufKV *kv = kv_lookup(g, key, found, e, &rc);
+    if (!kv) return rc;
+    switch (number_class(kv->type)) {
+    case NUM_UNSIGNED:
+        *out = kv->v.u;
+        return 0;
+    case NUM_SIGNED:
         if (kv->v.i < 0)
             return err_set(e, EX_DATAERR, "%s: key \"%s\" is negative (%" PRId64 ")", g->path, key, kv->v.i);
         *out = (uint64_t)kv->v.i;
@@ -574,21 +590,14 @@ int gguf_get_f64(const GgufFile *g, const char *key, double *out, int *found, Er
     int rc;
     const GgufKV *kv = kv_lookup(g, key, found, e, &rc);
     if (!kv) return rc;
-    switch (kv->type) {
-    case GGUF_FLOAT32:
-    case GGUF_FLOAT64:
+    switch (number_class(kv->type)) {
+    case NUM_FLOAT:
         *out = kv->v.f;
         return 0;
-    case GGUF_UINT8:
-    case GGUF_UINT16:
-    case GGUF_UINT32:
-    case GGUF_UINT64:
+    case NUM_UNSIGNED:
         *out = (double)kv->v.u;
         return 0;
-    case GGUF_INT8:
-    case GGUF_INT16:
-    case GGUF_INT32:
-    case GGUF_INT64:
+    case NUM_SIGNED:
         *out = (double)kv->v.i;
         return 0;
     default:

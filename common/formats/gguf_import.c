@@ -32,33 +32,30 @@
 /* gguf-py constants.py TokenType */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
 
-int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e) {
+/* convert_hf_to_gguf.py permute(w, n_head), LlamaModel.permute:
+ *   w.reshape(n_head, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols)
+ * so GGUF row h*hd + 2*i + j holds HF row h*hd + j*hd/2 + i.  TO_GGUF: IN has the HF
+ * rows and OUT gets the GGUF ones (apply); else the other way (undo). */
+static int rotary_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, int to_gguf, Error *e) {
     if (n_head <= 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0)
-        return err_set(e, EX_DATAERR, "cannot undo the rotary permutation: %" PRId64 " rows in %d heads", rows, n_head);
-    /* convert_hf_to_gguf.py permute(w, n_head):
-     *   w.reshape(n_head, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols)
-     * so GGUF row h*hd + 2*i + j holds HF row h*hd + j*hd/2 + i. */
+        return err_set(e, EX_DATAERR, "cannot %s the rotary permutation: %" PRId64 " rows in %d heads",
+                       to_gguf ? "apply" : "undo", rows, n_head);
     int64_t hd = rows / n_head, half = hd / 2;
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t i = 0; i < half; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(out + (h * hd + j * half + i) * cols, in + (h * hd + 2 * i + j) * cols,
-                       (size_t)cols * sizeof(float));
+            for (int64_t j = 0; j < 2; j++) {
+                int64_t g = h * hd + 2 * i + j, f = h * hd + j * half + i;
+                memcpy(out + (to_gguf ? g : f) * cols, in + (to_gguf ? f : g) * cols, (size_t)cols * sizeof(float));
+            }
     return 0;
 }
 
+int gguf_unpermute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e) {
+    return rotary_rows(in, out, rows, cols, n_head, 0, e);
+}
+
 int gguf_permute_rows(const float *in, float *out, int64_t rows, int64_t cols, int n_head, Error *e) {
-    if (n_head <= 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0)
-        return err_set(e, EX_DATAERR, "cannot apply the rotary permutation: %" PRId64 " rows in %d heads", rows, n_head);
-    /* the inverse of gguf_unpermute_rows: HF row h*hd + j*hd/2 + i goes to GGUF row
-     * h*hd + 2*i + j (convert_hf_to_gguf.py LlamaModel.permute) */
-    int64_t hd = rows / n_head, half = hd / 2;
-    for (int64_t h = 0; h < n_head; h++)
-        for (int64_t i = 0; i < half; i++)
-            for (int64_t j = 0; j < 2; j++)
-                memcpy(out + (h * hd + 2 * i + j) * cols, in + (h * hd + j * half + i) * cols,
-                       (size_t)cols * sizeof(float));
-    return 0;
+    return rotary_rows(in, out, rows, cols, n_head, 1, e);
 }
 
 /* ---- a string -> id hash for the vocabulary (duplicate and merge checks) ---- */

@@ -65,8 +65,9 @@ static int items_of(Ctx *c, const Node *at, Value x, JList *out) {
     return ctx_fail(c, at, "'%s' object is not iterable", v_type_name(x));
 }
 
-/* stable insertion sort of items by keys (lists in templates are short) */
-static int sort_items(Ctx *c, const Node *at, JList *items, Value *keys, int fold, int reverse) {
+/* stable insertion sort of items by keys (lists in templates are short); *OUT is the
+ * sorted list (the items' storage, not a copy) */
+static int sort_items(Ctx *c, const Node *at, JList *items, Value *keys, int fold, int reverse, Value *out) {
     int bad = 0;
     for (int i = 1; i < items->n; i++) {
         Value it = items->v[i], k = keys[i];
@@ -79,7 +80,10 @@ static int sort_items(Ctx *c, const Node *at, JList *items, Value *keys, int fol
         }
         items->v[j] = it, keys[j] = k;
     }
-    return bad ? ctx_fail(c, at, "'<' not supported between these values") : 0;
+    if (bad) return ctx_fail(c, at, "'<' not supported between these values");
+    *out = v_list(c->a);
+    *out->u.l = *items;
+    return 0;
 }
 
 static int f_sort(Ctx *c, const Node *at, Value x, Value *args, int nargs, const char **kw, Value *kwv, int nkw,
@@ -91,11 +95,7 @@ static int f_sort(Ctx *c, const Node *at, Value x, Value *args, int nargs, const
           attr = kw_or_pos(kw, kwv, nkw, "attribute", args, nargs, 2);
     Value *keys = arena_alloc(c->a, (size_t)(items.n + 1) * sizeof *keys);
     for (int i = 0; i < items.n; i++) keys[i] = attr.k == V_STR ? attr_path(items.v[i], attr.u.s) : items.v[i];
-    if (sort_items(c, at, &items, keys, !v_truthy(cs), v_truthy(rev))) return c->err;
-    Value l = v_list(c->a);
-    *l.u.l = items;
-    *out = l;
-    return 0;
+    return sort_items(c, at, &items, keys, !v_truthy(cs), v_truthy(rev), out) ? c->err : 0;
 }
 
 static int f_dictsort(Ctx *c, const Node *at, Value x, Value *args, int nargs, const char **kw, Value *kwv, int nkw,
@@ -114,11 +114,7 @@ static int f_dictsort(Ctx *c, const Node *at, Value x, Value *args, int nargs, c
         list_push(c->a, &items, p);
         keys[i] = by_value ? x.u.d->vals[i] : v_str(x.u.d->keys[i]);
     }
-    if (sort_items(c, at, &items, keys, !v_truthy(cs), v_truthy(rev))) return c->err;
-    Value l = v_list(c->a);
-    *l.u.l = items;
-    *out = l;
-    return 0;
+    return sort_items(c, at, &items, keys, !v_truthy(cs), v_truthy(rev), out) ? c->err : 0;
 }
 
 static int f_minmax(Ctx *c, const Node *at, Value x, Value *args, int nargs, const char **kw, Value *kwv, int nkw,

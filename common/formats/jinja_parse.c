@@ -330,54 +330,36 @@ static Node *bin(Ps *p, int op, Node *a, Node *b) {
     return n;
 }
 
-static int parse_pow(Ps *p, Node **out) {
-    if (parse_unary(p, out, 1)) return p->e->code;
-    while (is_op(p, "**")) {
-        p->i++;
-        Node *r = NULL;
-        if (parse_unary(p, &r, 1)) return p->e->code;
-        *out = bin(p, OP_POW, *out, r);
-    }
-    return 0;
-}
-static int parse_mul(Ps *p, Node **out) {
-    if (parse_pow(p, out)) return p->e->code;
+/* The arithmetic levels, loosest first, as jinja2's parser nests them (parse_math1
+ * + -, parse_concat ~, parse_math2 * / // %, parse_pow **), each left-associative
+ * over the next; below the last, a unary operand with its filters and tests. */
+typedef struct BinOp {
+    const char *tok;
+    int op;
+} BinOp;
+static const BinOp ADD_OPS[] = {{"+", OP_ADD}, {"-", OP_SUB}, {NULL, 0}};
+static const BinOp CAT_OPS[] = {{"~", OP_CAT}, {NULL, 0}};
+static const BinOp MUL_OPS[] = {{"*", OP_MUL}, {"/", OP_DIV}, {"//", OP_FLOORDIV}, {"%", OP_MOD}, {NULL, 0}};
+static const BinOp POW_OPS[] = {{"**", OP_POW}, {NULL, 0}};
+static const BinOp *const ARITH_LEVELS[] = {ADD_OPS, CAT_OPS, MUL_OPS, POW_OPS};
+enum { N_ARITH_LEVELS = sizeof ARITH_LEVELS / sizeof ARITH_LEVELS[0] };
+
+static int parse_arith(Ps *p, Node **out, int level) {
+    if (level == N_ARITH_LEVELS) return parse_unary(p, out, 1);
+    if (parse_arith(p, out, level + 1)) return p->e->code;
     for (;;) {
-        int op = is_op(p, "*")    ? OP_MUL
-                 : is_op(p, "/")  ? OP_DIV
-                 : is_op(p, "//") ? OP_FLOORDIV
-                 : is_op(p, "%")  ? OP_MOD
-                                  : 0;
+        int op = 0;
+        for (const BinOp *b = ARITH_LEVELS[level]; b->tok && !op; b++)
+            if (is_op(p, b->tok)) op = b->op;
         if (!op) return 0;
         p->i++;
         Node *r = NULL;
-        if (parse_pow(p, &r)) return p->e->code;
-        *out = bin(p, op, *out, r);
-    }
-}
-static int parse_cat(Ps *p, Node **out) {
-    if (parse_mul(p, out)) return p->e->code;
-    while (is_op(p, "~")) {
-        p->i++;
-        Node *r = NULL;
-        if (parse_mul(p, &r)) return p->e->code;
-        *out = bin(p, OP_CAT, *out, r);
-    }
-    return 0;
-}
-static int parse_add(Ps *p, Node **out) {
-    if (parse_cat(p, out)) return p->e->code;
-    for (;;) {
-        int op = is_op(p, "+") ? OP_ADD : is_op(p, "-") ? OP_SUB : 0;
-        if (!op) return 0;
-        p->i++;
-        Node *r = NULL;
-        if (parse_cat(p, &r)) return p->e->code;
+        if (parse_arith(p, &r, level + 1)) return p->e->code;
         *out = bin(p, op, *out, r);
     }
 }
 static int parse_cmp(Ps *p, Node **out) {
-    if (parse_add(p, out)) return p->e->code;
+    if (parse_arith(p, out, 0)) return p->e->code;
     for (;;) {
         int op = is_op(p, "==")     ? OP_EQ
                  : is_op(p, "!=")   ? OP_NE
@@ -395,7 +377,7 @@ static int parse_cmp(Ps *p, Node **out) {
         if (!op) return 0;
         p->i++;
         Node *r = NULL;
-        if (parse_add(p, &r)) return p->e->code;
+        if (parse_arith(p, &r, 0)) return p->e->code;
         *out = bin(p, op, *out, r);
     }
 }
@@ -411,27 +393,23 @@ static int parse_not(Ps *p, Node **out) {
     }
     return parse_cmp(p, out);
 }
-static int parse_and(Ps *p, Node **out) {
-    if (parse_not(p, out)) return p->e->code;
-    while (is_name(p, "and")) {
+/* KEYWORD ("and", "or") between operands of SUB, left-associative, into KIND nodes. */
+static int parse_bool_chain(Ps *p, Node **out, const char *keyword, NodeKind kind, int (*sub)(Ps *, Node **)) {
+    if (sub(p, out)) return p->e->code;
+    while (is_name(p, keyword)) {
         p->i++;
-        Node *n = node(p, E_AND);
+        Node *n = node(p, kind);
         n->a = *out;
-        if (parse_not(p, &n->b)) return p->e->code;
+        if (sub(p, &n->b)) return p->e->code;
         *out = n;
     }
     return 0;
 }
+static int parse_and(Ps *p, Node **out) {
+    return parse_bool_chain(p, out, "and", E_AND, parse_not);
+}
 static int parse_or(Ps *p, Node **out) {
-    if (parse_and(p, out)) return p->e->code;
-    while (is_name(p, "or")) {
-        p->i++;
-        Node *n = node(p, E_OR);
-        n->a = *out;
-        if (parse_and(p, &n->b)) return p->e->code;
-        *out = n;
-    }
-    return 0;
+    return parse_bool_chain(p, out, "or", E_OR, parse_and);
 }
 static int parse_expr(Ps *p, Node **out) {
     if (enter(p)) return p->e->code;

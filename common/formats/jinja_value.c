@@ -366,35 +366,43 @@ static void float_repr(double f, char *buf, size_t cap) {
 #undef PUT
 }
 
-static void str_repr(SB *b, const JStr *s) {
-    int has_sq = memchr(s->s, '\'', s->n) != NULL, has_dq = memchr(s->s, '"', s->n) != NULL;
-    char q = has_sq && !has_dq ? '"' : '\'';
+/* The escape of byte C in a string quoted with Q (built in BUF when it has to be), or
+ * NULL for the byte itself. */
+typedef const char *(*EscapeFn)(unsigned char c, char q, char buf[8]);
+
+/* S between quotes Q, each byte through ESCAPE.  The quotes carry the string's
+ * highest tag; an escape the tag of its byte when ESC_OWN_TAG, else the highest too. */
+static void put_quoted(SB *b, const JStr *s, char q, EscapeFn escape, int esc_own_tag) {
     unsigned char tg = jstr_maxtag(s);
     sb_put(b, &q, 1, NULL, tg);
     for (size_t i = 0; i < s->n; i++) {
-        unsigned char c = (unsigned char)s->s[i];
-        char esc[8];
-        const char *r = NULL;
-        if (c == '\\')
-            r = "\\\\";
-        else if (c == '\n')
-            r = "\\n";
-        else if (c == '\r')
-            r = "\\r";
-        else if (c == '\t')
-            r = "\\t";
-        else if (c == (unsigned char)q)
-            r = q == '\'' ? "\\'" : "\\\"";
-        else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\x%02x", c);
-            r = esc;
-        }
+        char buf[8];
+        const char *r = escape((unsigned char)s->s[i], q, buf);
         if (r)
-            sb_put(b, r, strlen(r), NULL, tg);
+            sb_put(b, r, strlen(r), NULL, esc_own_tag ? (s->tag ? s->tag[i] : 0) : tg);
         else
             sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
     }
     sb_put(b, &q, 1, NULL, tg);
+}
+
+/* Python's repr of a str: \\ \n \r \t, the quote, other controls as \xNN. */
+static const char *py_escape(unsigned char c, char q, char buf[8]) {
+    if (c == '\\') return "\\\\";
+    if (c == '\n') return "\\n";
+    if (c == '\r') return "\\r";
+    if (c == '\t') return "\\t";
+    if (c == (unsigned char)q) return q == '\'' ? "\\'" : "\\\"";
+    if (c < 0x20 || c == 0x7f) {
+        snprintf(buf, 8, "\\x%02x", c);
+        return buf;
+    }
+    return NULL;
+}
+
+static void str_repr(SB *b, const JStr *s) {
+    int has_sq = memchr(s->s, '\'', s->n) != NULL, has_dq = memchr(s->s, '"', s->n) != NULL;
+    put_quoted(b, s, has_sq && !has_dq ? '"' : '\'', py_escape, 0);
 }
 
 static void to_str_rec(SB *b, Value v, int repr, int depth) {
@@ -465,37 +473,25 @@ JStr *v_to_str(Arena *a, Value v) {
 }
 
 /* ---- json.dumps ---- */
-static void json_str(SB *b, const JStr *s) {
-    unsigned char tg = jstr_maxtag(s);
-    sb_put(b, "\"", 1, NULL, tg);
-    for (size_t i = 0; i < s->n; i++) {
-        unsigned char c = (unsigned char)s->s[i];
-        char esc[8];
-        const char *r = NULL;
-        if (c == '"')
-            r = "\\\"";
-        else if (c == '\\')
-            r = "\\\\";
-        else if (c == '\n')
-            r = "\\n";
-        else if (c == '\r')
-            r = "\\r";
-        else if (c == '\t')
-            r = "\\t";
-        else if (c == '\b')
-            r = "\\b";
-        else if (c == '\f')
-            r = "\\f";
-        else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            r = esc;
-        }
-        if (r)
-            sb_put(b, r, strlen(r), NULL, s->tag ? s->tag[i] : 0);
-        else
-            sb_put(b, s->s + i, 1, s->tag ? s->tag + i : NULL, 0);
+/* The escapes of json.dumps: \" \\ \n \r \t \b \f, other controls as \u00NN. */
+static const char *json_escape(unsigned char c, char q, char buf[8]) {
+    (void)q;
+    if (c == '"') return "\\\"";
+    if (c == '\\') return "\\\\";
+    if (c == '\n') return "\\n";
+    if (c == '\r') return "\\r";
+    if (c == '\t') return "\\t";
+    if (c == '\b') return "\\b";
+    if (c == '\f') return "\\f";
+    if (c < 0x20) {
+        snprintf(buf, 8, "\\u%04x", c);
+        return buf;
     }
-    sb_put(b, "\"", 1, NULL, tg);
+    return NULL;
+}
+
+static void json_str(SB *b, const JStr *s) {
+    put_quoted(b, s, '"', json_escape, 1);
 }
 static void json_nl(SB *b, int indent, int level) {
     sb_lit(b, "\n");

@@ -615,12 +615,7 @@ typedef struct Buf {
     size_t n, cap;
 } Buf;
 static void buf_add(Buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->n + n + 1) c *= 2;
-        b->p = xrealloc(b->p, c);
-        b->cap = c;
-    }
+    b->p = xgrow(b->p, &b->cap, b->n + n + 1, 256, 1);
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;

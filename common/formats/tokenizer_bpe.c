@@ -160,12 +160,7 @@ static void cache_put(Tokenizer *t, const char *w, size_t n, const int *ids, int
         strmap_clear(&t->cache);
         t->cache_len = 0;
     }
-    if (t->cache_len + (size_t)k + 1 > t->cache_cap) {
-        size_t c = t->cache_cap ? t->cache_cap : 4096;
-        while (c < t->cache_len + (size_t)k + 1) c *= 2;
-        t->cache_ids = xrealloc(t->cache_ids, c * sizeof(int));
-        t->cache_cap = c;
-    }
+    t->cache_ids = xgrow(t->cache_ids, &t->cache_cap, t->cache_len + (size_t)k + 1, 4096, sizeof(int));
     strmap_put(&t->cache, w, n, (int)t->cache_len);
     t->cache_ids[t->cache_len++] = k;
     if (k > 0) memcpy(t->cache_ids + t->cache_len, ids, (size_t)k * sizeof(int)); /* ids may be NULL when k = 0 */

@@ -233,6 +233,25 @@ static void add_span(Pieces *out, const char *s, size_t a, size_t b) {
     pieces_add(out, s + a, b - a);
 }
 
+/* The left folds of apply_behavior: a span extends the piece before it when
+ * SAME_LABEL and it has that piece's label (contiguous), or when not SAME_LABEL and it
+ * is a match after a non-match (merged_with_previous); else it starts a new piece. */
+static void fold_left(const char *s, const Span *sp, int ns, int same_label, Pieces *out) {
+    int prev = 0, have = 0;
+    size_t ca = 0, cb = 0;
+    for (int i = 0; i < ns; i++) {
+        int joins = same_label ? sp[i].match == prev : sp[i].match && !prev;
+        if (have && joins) {
+            cb = sp[i].b;
+        } else {
+            if (have) add_span(out, s, ca, cb);
+            ca = sp[i].a, cb = sp[i].b, have = 1;
+        }
+        prev = sp[i].match;
+    }
+    if (have) add_span(out, s, ca, cb);
+}
+
 /* Applies invert and the delimiter behaviour to the labelled spans of s and appends
  * the resulting non-empty pieces to out. */
 static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int invert, Pieces *out) {
@@ -246,38 +265,10 @@ static void apply_behavior(const char *s, Span *sp, int ns, int behavior, int in
     case SPLIT_ISOLATED:
         for (int i = 0; i < ns; i++) add_span(out, s, sp[i].a, sp[i].b);
         break;
-    case SPLIT_CONTIGUOUS: {
-        /* fold: a piece with the same label as the previous one extends it */
-        int prev = 0;
-        size_t ca = 0, cb = 0;
-        int have = 0;
-        for (int i = 0; i < ns; i++) {
-            if (have && sp[i].match == prev) {
-                cb = sp[i].b;
-            } else {
-                if (have) add_span(out, s, ca, cb);
-                ca = sp[i].a, cb = sp[i].b, have = 1;
-            }
-            prev = sp[i].match;
-        }
-        if (have) add_span(out, s, ca, cb);
+    case SPLIT_CONTIGUOUS:
+    case SPLIT_MERGED_PREV:
+        fold_left(s, sp, ns, behavior == SPLIT_CONTIGUOUS, out);
         break;
-    }
-    case SPLIT_MERGED_PREV: {
-        int prev = 0, have = 0;
-        size_t ca = 0, cb = 0;
-        for (int i = 0; i < ns; i++) {
-            if (sp[i].match && !prev && have) {
-                cb = sp[i].b;
-            } else {
-                if (have) add_span(out, s, ca, cb);
-                ca = sp[i].a, cb = sp[i].b, have = 1;
-            }
-            prev = sp[i].match;
-        }
-        if (have) add_span(out, s, ca, cb);
-        break;
-    }
     case SPLIT_MERGED_NEXT: {
         /* the library folds from the right: a match is glued to the piece after it */
         int nxt = 0;

@@ -90,12 +90,7 @@ void strmap_put(StrMap *m, const char *key, size_t len, int val) {
             return;
         }
     }
-    if (m->arena_len + len + 1 > m->arena_cap) {
-        size_t c = m->arena_cap ? m->arena_cap : 4096;
-        while (c < m->arena_len + len + 1) c *= 2;
-        m->arena = xrealloc(m->arena, c);
-        m->arena_cap = c;
-    }
+    m->arena = xgrow(m->arena, &m->arena_cap, m->arena_len + len + 1, 4096, 1);
     memcpy(m->arena + m->arena_len, key, len);
     m->ents[i] = (StrMapEnt){.hash = h, .off = (uint32_t)m->arena_len, .len = (uint32_t)len, .val = val, .used = 1};
     m->arena_len += len;
@@ -251,12 +246,7 @@ void pieces_add(Pieces *p, const char *s, size_t n) {
     if (!n) return;
     /* s may point into p->buf itself (a piece re-added): keep it valid across realloc */
     ptrdiff_t inside = p->buf && s >= p->buf && s < p->buf + p->len ? s - p->buf : -1;
-    if (p->len + n > p->cap) {
-        size_t c = p->cap ? p->cap : 1024;
-        while (c < p->len + n) c *= 2;
-        p->buf = xrealloc(p->buf, c);
-        p->cap = c;
-    }
+    p->buf = xgrow(p->buf, &p->cap, p->len + n, 1024, 1);
     if (p->n == p->ncap) {
         p->ncap = p->ncap ? p->ncap * 2 : 64;
         p->off = xrealloc(p->off, (size_t)p->ncap * sizeof *p->off);

@@ -21,6 +21,7 @@
 
 #include "lora.h"
 #include "model.h"
+#include "base/outdir.h"
 #include "base/util.h"
 
 void model_weights_close(ModelWeights *w) {
@@ -286,16 +287,6 @@ int model_load(Model *m, const char *dir, Error *e) {
     return rc;
 }
 
-/* Files a model directory may carry besides the weights; copied when present. */
-static const char *side_files[] = {"tokenizer.json",
-                                   "tokenizer_config.json",
-                                   "special_tokens_map.json",
-                                   "generation_config.json",
-                                   "chat_template.jinja",
-                                   "vocab.json",
-                                   "merges.txt",
-                                   "added_tokens.json"};
-
 int model_load_params(Model *m, const char *dir, Error *e) {
     if (m->lora) return lora_load(m, dir, e);
     Model tmp;
@@ -313,8 +304,8 @@ int model_load_params(Model *m, const char *dir, Error *e) {
 int model_copy_side_files(const char *src_dir, const char *dst_dir, Error *e) {
     int rc = 0;
     char *from = model_tokenizer_dir(src_dir);
-    for (size_t i = 0; !rc && i < sizeof side_files / sizeof side_files[0]; i++) {
-        char *s = path_join(from, side_files[i]), *d = path_join(dst_dir, side_files[i]);
+    for (size_t i = 0; !rc && outdir_side_files[i]; i++) { /* copied when present */
+        char *s = path_join(from, outdir_side_files[i]), *d = path_join(dst_dir, outdir_side_files[i]);
         if (file_exists(s)) rc = copy_file(s, d, e);
         free(s);
         free(d);

@@ -278,12 +278,7 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
         f->save_total_limit = cli_int_min(prog, "--save-total-limit", a, 0);
         return 1;
     case TF_DTYPE:
-        if (!strcmp(a, "bf16"))
-            f->save_bf16 = 1;
-        else if (!strcmp(a, "f32"))
-            f->save_bf16 = 0;
-        else
-            cli_usage_error(prog, "--dtype: expected f32 or bf16, got '%s'", a);
+        f->save_bf16 = cli_choice(prog, "--dtype", a, (const char *const[]){"f32", "bf16", NULL});
         return 1;
     case TF_RESUME:
         f->resume = 1;
@@ -321,12 +316,7 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
     case TF_MIXED:
         /* torch.autocast(bfloat16) for the matrix products (kernels/gemm.h); named as
          * accelerate's mixed_precision because --dtype is the saved weights' type */
-        if (!strcmp(a, "bf16"))
-            f->mixed_bf16 = 1;
-        else if (!strcmp(a, "no"))
-            f->mixed_bf16 = 0;
-        else
-            cli_usage_error(prog, "--mixed-precision: expected no or bf16, got '%s'", a);
+        f->mixed_bf16 = cli_choice(prog, "--mixed-precision", a, (const char *const[]){"no", "bf16", NULL});
         return 1;
     case TF_PROGRESS:
         f->progress = 1;
