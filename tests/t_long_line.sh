@@ -8,7 +8,7 @@
 # `tokenize --count` (ids and loss mask kept) must cost at most 5x its size above a
 # one-line baseline, and as a prompt (what rollout reads: ids only) at most 5x
 # (measured here: 4.0x and 3.9x at 8 MB, where the power-of-two growth of the buffers
-# is unlucky; the int mask cost 5.9x at 8 MB and 5.2x for a 57 MB line.  The old
+# is unlucky; 3.7x and 3.3x for a 57 MB line, where the int mask cost 5.1x.  The old
 # code: 25x and 20x).
 B=${BIN:-bin}
 [ -x /usr/bin/time ] || { echo "skipped: /usr/bin/time not installed"; exit 77; }
