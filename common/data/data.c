@@ -347,46 +347,55 @@ static int cut_prompt(DataReader *r, IntVec *p, int n_prefix) {
     return 1;
 }
 
-/* Final truncation and checks of a sequence with mask; fills ex. Returns 1 when
- * the example is kept, 0 when it is dropped (counted). */
-static int finish(DataReader *r, IntVec *ids, IntVec *mask, int prompt_len, int n_prefix, int has_prompt, Example *ex) {
+/* Narrows a mask built as ints to one byte per token, in place (byte i is written
+ * after int i was read), and hands the buffer to the caller; *mask is emptied. */
+static unsigned char *mask_bytes(IntVec *mask) {
+    unsigned char *m8 = (unsigned char *)mask->v;
+    for (int i = 0; i < mask->n; i++) m8[i] = (unsigned char)(mask->v[i] != 0);
+    *mask = (IntVec){0};
+    return m8;
+}
+
+/* Final truncation and checks of a sequence with its byte mask m (ids->n bytes,
+ * owned by finish: it becomes ex->mask or is freed); fills ex. Returns 1 when the
+ * example is kept, 0 when it is dropped (counted). */
+static int finish(DataReader *r, IntVec *ids, unsigned char *m, int prompt_len, int n_prefix, int has_prompt,
+                  Example *ex) {
     int maxl = r->o.max_length, truncated = 0;
     if (has_prompt) {
         if (maxl > 0 && prompt_len >= maxl) {
             r->counts.dropped++;
+            free(m);
             return 0;
         }
-        if (maxl > 0 && ids->n > maxl) ids->n = mask->n = maxl, truncated = 1;
+        if (maxl > 0 && ids->n > maxl) ids->n = maxl, truncated = 1;
     } else if (maxl > 0 && ids->n > maxl) {
         truncated = 1;
         if (r->o.truncation == TRUNC_KEEP_START || n_prefix >= maxl) {
-            ids->n = mask->n = maxl;
+            ids->n = maxl;
         } else {
             int keep = maxl - n_prefix;
             memmove(ids->v + n_prefix, ids->v + ids->n - keep, (size_t)keep * sizeof(int));
-            memmove(mask->v + n_prefix, mask->v + mask->n - keep, (size_t)keep * sizeof(int));
-            ids->n = mask->n = maxl;
+            memmove(m + n_prefix, m + ids->n - keep, (size_t)keep);
+            ids->n = maxl;
         }
     }
-    if (mask->n) mask->v[0] = 0; /* the first token is never predicted */
+    if (ids->n) m[0] = 0; /* the first token is never predicted */
     int first = -1;
-    for (int i = 0; i < mask->n && first < 0; i++)
-        if (mask->v[i]) first = i;
+    for (int i = 0; i < ids->n && first < 0; i++)
+        if (m[i]) first = i;
     if (first < 0) {
         r->counts.dropped++;
+        free(m);
         return 0;
     }
     memset(ex, 0, sizeof *ex);
     ex->n = ids->n;
     /* the vectors become the example's arrays (no copy: a 60 MB line has tens of
-     * millions of tokens); the mask is narrowed to bytes in place (byte i is written
-     * after int i was read), and both are shrunk to size */
+     * millions of tokens), shrunk to size */
     ex->ids = xrealloc(ids->v, (size_t)ids->n * sizeof(int));
-    unsigned char *m8 = (unsigned char *)mask->v;
-    for (int i = 0; i < ids->n; i++) m8[i] = (unsigned char)(mask->v[i] != 0);
-    ex->mask = xrealloc(mask->v, (size_t)ids->n);
+    ex->mask = xrealloc(m, (size_t)ids->n);
     *ids = (IntVec){0};
-    *mask = (IntVec){0};
     ex->prompt_len = has_prompt ? prompt_len : first;
     ex->line = r->jr.line;
     if (truncated) r->counts.truncated++;
@@ -465,7 +474,7 @@ static int conv_text(DataReader *r, json_t *rec, Example *ex, int *kept, Error *
     const json_t *v = json_object_get(rec, "text");
     if (!v) return BAD(r, e, "missing field \"text\"");
     if (!json_is_string(v)) return BAD(r, e, "field \"text\" must be a string");
-    IntVec ids = {0}, mask = {0};
+    IntVec ids = {0};
     add_prefix(r, &ids, 0);
     int np = ids.n;
     if (tok_encode(r->tok, json_string_value(v), json_string_length(v), r->o.parse_special, &ids)) {
@@ -474,11 +483,16 @@ static int conv_text(DataReader *r, json_t *rec, Example *ex, int *kept, Error *
     }
     int eos = tok_eos_id(r->tok);
     if (r->o.add_eos && eos >= 0 && (ids.n == np || ids.v[ids.n - 1] != eos)) intvec_push(&ids, eos);
-    push_mask(&mask, 0, np);
-    push_mask(&mask, 1, ids.n - np);
-    *kept = finish(r, &ids, &mask, np, np, 0, ex);
+    /* the mask is 0 over the prefix, 1 after: built as bytes once the ids are
+     * known, after the ids are shrunk to size (a huge line: 5 bytes a token, not
+     * 4 + 4 with both vectors' growth slack) */
+    ids.v = xrealloc(ids.v, (size_t)ids.n * sizeof(int));
+    ids.cap = ids.n;
+    unsigned char *m = xmalloc((size_t)ids.n);
+    memset(m, 0, (size_t)np);
+    memset(m + np, 1, (size_t)(ids.n - np));
+    *kept = finish(r, &ids, m, np, np, 0, ex);
     intvec_free(&ids);
-    intvec_free(&mask);
     return 0;
 }
 
@@ -511,7 +525,7 @@ static int conv_segments(DataReader *r, json_t *rec, Example *ex, int *kept, Err
         intvec_push(&ids, eos);
         intvec_push(&mask, last_train);
     }
-    *kept = finish(r, &ids, &mask, 0, np, 0, ex);
+    *kept = finish(r, &ids, mask_bytes(&mask), 0, np, 0, ex);
     intvec_free(&ids);
     intvec_free(&mask);
     return 0;
@@ -543,7 +557,7 @@ static int conv_conversation(DataReader *r, json_t *rec, Example *ex, int *kept,
     }
     chat_render_free(&cr);
     free(m);
-    if (!rc) *kept = finish(r, &ids, &mask, 0, np, 0, ex);
+    if (!rc) *kept = finish(r, &ids, mask_bytes(&mask), 0, np, 0, ex);
     intvec_free(&ids);
     intvec_free(&mask);
     return rc;
@@ -561,7 +575,7 @@ static int conv_pc(DataReader *r, const json_t *pv, const json_t *cv, const char
     push_mask(&mask, 0, plen);
     if ((rc = encode_completion(r, pv, cv, "prompt", cfield, &ids, &mask, e))) goto out;
     long t0 = r->counts.truncated;
-    *kept = finish(r, &ids, &mask, plen, np, 1, ex);
+    *kept = finish(r, &ids, mask_bytes(&mask), plen, np, 1, ex);
     if (*kept && cut && r->counts.truncated == t0) r->counts.truncated++;
 out:
     intvec_free(&ids);
