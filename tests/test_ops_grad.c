@@ -704,6 +704,76 @@ static void test_gemm_bf16(void) {
                worst, worst_f32);
 }
 
+/* bf16 shadows (gemm_bf16_weights_updated): a product that reads a weight block through
+ * its bf16 copy must give the same bits as converting per product, with a sub-matrix
+ * of the block (leading dimension wider than the matrix) on either side and either
+ * transpose, at the top level and inside a parallel region; and after the weights
+ * change and are declared updated again, the copy must follow (a stale copy fails). */
+static void bf16_product(int ta, int tb, int M, int N, int K, const float *x, const float *w, int ldw, float *c,
+                         int nested) {
+    memset(c, 0, sizeof(float) * M * N);
+    if (!nested) {
+        gemm(ta, tb, M, N, K, 1.0f, x, ta ? M : K, w, ldw, 0.0f, c, N);
+        return;
+    }
+#pragma omp parallel for
+    for (int i = 0; i < 2; i++)
+        if (i == 1) gemm(ta, tb, M, N, K, 1.0f, x, ta ? M : K, w, ldw, 0.0f, c, N);
+}
+
+static void test_gemm_bf16_shadow(void) {
+    Error e;
+    if (gemm_set_bf16(1, &e)) {
+        printf("FAIL gemm bf16 shadow: %s\n", e.msg);
+        failures++;
+        return;
+    }
+    const int M = 64, N = 300, K = 200, ldw = 320; /* op(W) is [K,N]: W [K,N] or [N,K] inside a wider block */
+    const size_t nblock = (size_t)ldw * 320 + 100;
+    float *block = randn(nblock, 3), *x = randn((size_t)M * K, 4);
+    float *want = xmalloc(sizeof(float) * M * N), *got = xmalloc(sizeof(float) * M * N);
+    int bad = 0;
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            for (size_t i = 0; i < nblock; i += 3) block[i] *= -1.5f; /* an optimizer step */
+        for (int tb = 0; tb < 2; tb++)
+            for (int nested = 0; nested < 2; nested++) {
+                const float *w = block + 100;
+                gemm_bf16_weights_forget_all();
+                bf16_product(0, tb, M, N, K, x, w, ldw, want, nested);
+                gemm_bf16_weights_updated(block, nblock);
+                if (round == 1) bf16_product(0, tb, M, N, K, x, w, ldw, got, 0); /* fills the copy */
+                bf16_product(0, tb, M, N, K, x, w, ldw, got, nested);
+                if (memcmp(want, got, sizeof(float) * M * N) && !bad++)
+                    printf("FAIL gemm bf16 shadow: round %d tb=%d nested=%d differs from per-product conversion\n",
+                           round, tb, nested);
+            }
+    }
+    /* A inside the block: rows of the block as the left operand */
+    gemm_bf16_weights_forget_all();
+    float *b2 = randn((size_t)K * N, 5);
+    memset(want, 0, sizeof(float) * M * N);
+    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, want, N);
+    gemm_bf16_weights_updated(block, nblock);
+    memset(got, 0, sizeof(float) * M * N);
+    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, got, N);
+    if (memcmp(want, got, sizeof(float) * M * N) && !bad++)
+        printf("FAIL gemm bf16 shadow: weights as A differ from per-product conversion\n");
+    for (size_t i = 0; i < nblock; i += 5) block[i] += 0.75f; /* updated and declared: copy must follow */
+    gemm_bf16_weights_updated(block, nblock);
+    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, got, N);
+    gemm_bf16_weights_forget_all();
+    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, want, N);
+    if (memcmp(want, got, sizeof(float) * M * N) && !bad++)
+        printf("FAIL gemm bf16 shadow: the copy did not follow an update\n");
+    gemm_set_bf16(0, NULL);
+    free(block), free(x), free(b2), free(want), free(got);
+    if (bad)
+        failures++;
+    else
+        printf("ok   gemm bf16 shadow of updated weights = per-product conversion, bit for bit, follows updates\n");
+}
+
 /* ---- 1 vs 2 threads: bit-identical outputs and gradients ------------------------------------------ */
 typedef struct {
     float *buf[32];
@@ -818,6 +888,7 @@ int main(void) {
     test_gemm_threads();
     test_gemm_tiles();
     test_gemm_bf16();
+    test_gemm_bf16_shadow();
     test_threads();
     if (failures) {
         printf("%d check(s) failed\n", failures);

@@ -70,6 +70,7 @@ int gemm_set_bf16(int on, Error *e) {
                            "bf16 matrix products need oneDNN's libdnnl.so.2 (apt-get install libdnnl2): %s", dlerror());
         dnnl_bf16 = (DnnlGemmBf16)f;
     }
+    if (!on) gemm_bf16_weights_forget_all(); /* no updates are seen while off */
     use_bf16 = on;
     return 0;
 }
@@ -122,18 +123,95 @@ static uint16_t *bf16_scratch(int slot, size_t n) {
     return bf16_buf[slot];
 }
 
+/* bf16 shadows of the trained weights (issue 18).  Converting both inputs on every
+ * product made the bf16 step no faster than fp32: a weight matrix is read by its
+ * forward and its input-gradient product, and the LM head's vocabulary matrix by
+ * every slice.  adamw_step declares its parameter block here after each update
+ * (gemm_bf16_weights_updated); the first top-level product that reads the block
+ * afterwards converts the whole block once into a bf16 copy with the same layout,
+ * and every product whose A or B lies inside the block reads the copy (same
+ * offset, same leading dimension).  Same rounding as bf16_rows, so C is unchanged
+ * bit for bit.  Only blocks the optimizer owns are shadowed, and a shadow is
+ * dropped when an optimizer is freed (gemm_bf16_weights_forget_all), so weights
+ * written by anything else (loading, LoRA merges) are never read stale. */
+#define BF16_SHADOWS 4
+static struct {
+    const float *base;
+    size_t n;
+    uint16_t *bf;
+    int fresh;
+} shadow[BF16_SHADOWS];
+
+void gemm_bf16_weights_updated(const float *p, size_t n) {
+    if (!use_bf16 || !p || !n) return;
+    int free_slot = -1;
+    for (int i = 0; i < BF16_SHADOWS; i++) {
+        if (shadow[i].base == p && shadow[i].n == n) {
+            shadow[i].fresh = 0;
+            return;
+        }
+        if (!shadow[i].base && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return; /* more blocks than slots: those convert per product */
+    shadow[free_slot].base = p;
+    shadow[free_slot].n = n;
+    shadow[free_slot].bf = xaligned_alloc(n * sizeof(uint16_t));
+    shadow[free_slot].fresh = 0;
+}
+
+void gemm_bf16_weights_forget_all(void) {
+    for (int i = 0; i < BF16_SHADOWS; i++) {
+        free(shadow[i].bf);
+        shadow[i].base = NULL, shadow[i].bf = NULL, shadow[i].n = 0, shadow[i].fresh = 0;
+    }
+}
+
+/* The shadow of X (rows x cols, leading dimension ld), or NULL.  A stale shadow is
+ * refreshed only at the top level (outside parallel regions, where no other thread
+ * can read it); inside a region a stale block is converted per product as before. */
+static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, int top) {
+    for (int i = 0; i < BF16_SHADOWS; i++) {
+        const float *b = shadow[i].base;
+        if (!b || X < b || X >= b + shadow[i].n) continue;
+        size_t off = (size_t)(X - b), end = off + (size_t)(rows - 1) * ld + cols;
+        if (end > shadow[i].n) return NULL;
+        if (!shadow[i].fresh) {
+            if (!top) return NULL;
+            size_t n = shadow[i].n, chunk = 1 << 16, nc = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 4)
+            for (size_t c = 0; c < nc; c++) {
+                size_t c0 = c * chunk, cn = n - c0 < chunk ? n - c0 : chunk;
+                bf16_rows(shadow[i].bf + c0, b + c0, 0, 1, (int)cn, (int)cn);
+            }
+            shadow[i].fresh = 1;
+        }
+        return shadow[i].bf + off;
+    }
+    return NULL;
+}
+
 static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
 
 static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
     int top = omp_get_level() == 0;
     int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    uint16_t *a = bf16_scratch(0, (size_t)ar * ac), *b = bf16_scratch(1, (size_t)br * bc);
-    bf16_matrix(a, A, ar, ac, lda, top);
-    bf16_matrix(b, B, br, bc, ldb, top);
+    const uint16_t *a = bf16_shadow(A, ar, ac, lda, top), *b = bf16_shadow(B, br, bc, ldb, top);
+    int a_ld = lda, b_ld = ldb;
+    if (!a) {
+        uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
+        bf16_matrix(s, A, ar, ac, lda, top);
+        a = s, a_ld = ac;
+    }
+    if (!b) {
+        uint16_t *s = bf16_scratch(1, (size_t)br * bc);
+        bf16_matrix(s, B, br, bc, ldb, top);
+        b = s, b_ld = bc;
+    }
+    int ac_ = a_ld, bc_ = b_ld;
     char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
     if (!top) {
-        dnnl_bf16(ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
+        dnnl_bf16(ta, tb, M, N, K, alpha, a, ac_, b, bc_, beta, C, ldc);
         return;
     }
     int nt, w, split_n;
@@ -145,9 +223,9 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
     for (int t = 0; t < nt; t++) {
         int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
         if (split_n)
-            dnnl_bf16(ta, tb, M, dn, K, alpha, a, ac, transB ? b + (size_t)d0 * bc : b + d0, bc, beta, C + d0, ldc);
+            dnnl_bf16(ta, tb, M, dn, K, alpha, a, ac_, transB ? b + (size_t)d0 * bc_ : b + d0, bc_, beta, C + d0, ldc);
         else
-            dnnl_bf16(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * ac, ac, b, bc, beta,
+            dnnl_bf16(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * ac_, ac_, b, bc_, beta,
                       C + (size_t)d0 * ldc, ldc);
     }
 }

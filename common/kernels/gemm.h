@@ -7,6 +7,8 @@
 #ifndef CHERRY_GEMM_H
 #define CHERRY_GEMM_H
 
+#include <stddef.h>
+
 #include "base/err.h"
 
 /* C[M,N] = alpha * op(A) * op(B) + beta * C, row-major.
@@ -29,6 +31,11 @@ void gemm_set_tiling(int on);
  * cannot be loaded.  Off (0) restores fp32 products. */
 int gemm_set_bf16(int on, Error *e);
 int gemm_bf16_enabled(void);
+/* bf16 shadows (gemm.c): [p, p+n) are weights just updated by an optimizer; products
+ * that read them use one bf16 copy converted once after each update.  forget_all drops
+ * every shadow (an optimizer freed: its weights may be freed or rewritten next). */
+void gemm_bf16_weights_updated(const float *p, size_t n);
+void gemm_bf16_weights_forget_all(void);
 
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
 void gemm_threads_set(int n);

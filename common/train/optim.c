@@ -4,6 +4,7 @@
  * float, as PyTorch does when a Python float meets a float32 tensor, so our updates
  * round like torch's. */
 #include "optim.h"
+#include "kernels/gemm.h"
 #include "model/lora.h"
 
 #include <math.h>
@@ -55,6 +56,7 @@ void adamw_init_model(AdamW *o, const Model *m, float weight_decay) {
 }
 
 void adamw_free(AdamW *o) {
+    gemm_bf16_weights_forget_all(); /* the weights it updated may be freed next */
     free(o->m);
     free(o->v);
     free(o->groups);
@@ -90,6 +92,8 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
             params[i] = p + ((-step_size) * mi) / denom; /* addcdiv_: self + value*t1/t2 */
         }
     }
+    /* --mixed-precision bf16: the next products read one bf16 copy of the new weights */
+    gemm_bf16_weights_updated(params, o->n);
 }
 
 #define NORM_CHUNK ((size_t)1 << 16)
