@@ -39,8 +39,8 @@
 
 #include <jansson.h>
 
-#include "formats/chat.h"
 #include "base/err.h"
+#include "formats/chat.h"
 #include "formats/tokenizer.h"
 
 typedef enum DataKind {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
 #include "base/util.h"
+#include "data.h"
 
 void batch_free(Batch *b) {
     free(b->tokens);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
 #include "base/util.h"
+#include "data.h"
 
 /* How to read and free one element type. */
 typedef struct ElemType {

@@ -63,9 +63,9 @@ typedef struct PdRecord {
     char **option_text; /* the text the option stands for */
     int n_ann;
     PdAnnotation *ann;
-    int had_responses; /* the question had any response (submitted or not) */
-    double margin;     /* NAN, or the margin of the record's one pair as the source
-                          states it (UltraFeedback: score_chosen - score_rejected) */
+    int had_responses;  /* the question had any response (submitted or not) */
+    double margin;      /* NAN, or the margin of the record's one pair as the source
+                           states it (UltraFeedback: score_chosen - score_rejected) */
     int status_missing; /* 2.x responses without a status, taken as submitted */
 } PdRecord;
 

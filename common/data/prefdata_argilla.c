@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prefdata.h"
 #include "base/util.h"
+#include "prefdata.h"
 
 /* MISSING (NULL: a status is required) counts responses taken as submitted for
  * lack of one: a 2.x export without statuses cannot tell drafts from submissions,

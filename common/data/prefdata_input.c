@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prefdata.h"
 #include "base/util.h"
+#include "prefdata.h"
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prefdata.h"
 #include "base/util.h"
+#include "prefdata.h"
 
 /* A record with two options ranked RA and RB (1 = better, equal = tie). */
 static PdRecord *two_options(PdRecordList *out, char *id, json_t *prompt, const char *a, const char *b, double ra,

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/chat.h"
 #include "base/cli.h"
+#include "formats/chat.h"
 #include "recbatch.h"
 
 enum {
