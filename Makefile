@@ -32,11 +32,11 @@ LIB      := $(O)/libcherry.a
 LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 TESTS    := $(TEST_SRC:tests/%.c=$(O)/tests/%)
-# Installed names that differ from the source file's: a program called `eval` would be
-# hidden by the shell's built-in eval, so tools/eval.c is installed as cherry-eval
-# (bin/cherry-eval is a hard link of bin/eval; bin/eval stays for old scripts).
-TOOL_ALIASES := $(if $(filter $(BIN)/eval,$(TOOLS)),$(BIN)/cherry-eval)
-INSTALL_TOOLS := $(filter-out $(BIN)/eval,$(TOOLS)) $(TOOL_ALIASES)
+# A program called `eval` would be hidden by the shell's built-in eval, so the report
+# program is tools/cherry-eval.c; bin/eval, a hard link of it, stays in the build tree
+# for old scripts and is not installed.
+TOOL_ALIASES := $(BIN)/eval
+INSTALL_TOOLS := $(TOOLS)
 BENCHES  := $(BENCH_SRC:tests/%.c=$(O)/tests/%)
 
 # Tests too slow to run a second time under the sanitizers (numerics on whole models).
@@ -120,7 +120,7 @@ $(BIN)/%: $(O)/tools/%.o $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BIN)/cherry-eval: $(BIN)/eval
+$(BIN)/eval: $(BIN)/cherry-eval
 	ln -f $< $@
 
 $(O)/tests/%: $(O)/tests/%.o $(LIB)

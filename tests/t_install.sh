@@ -1,13 +1,13 @@
 #!/bin/sh
 # t_install.sh — make install puts every program and man page in place under the
-# names that work from a shell: tools/eval.c is installed as cherry-eval (a program
+# names that work from a shell: tools/cherry-eval.c is installed as cherry-eval (a program
 # called eval would be hidden by the shell's built-in eval), with its man page
 # cherry-eval(1); no bin/eval is installed; the man7 pages come along.
 B=${BIN:-bin}
 T=$(mktemp -d /tmp/t_install.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "$0")/lib.sh"
-[ -x "$B/eval" ] || { echo "skip: $B/eval is not built"; exit 77; }
+[ -x "$B/cherry-eval" ] || { echo "skip: $B/cherry-eval is not built"; exit 77; }
 MAKEFLAGS= MFLAGS= MAKELEVEL= make --no-print-directory -s install BIN="$B" O="${O:-build}" DESTDIR="$T" \
   PREFIX=/usr >"$T/log" 2>&1 || { fail "make install: exit $?"; cat "$T/log"; }
 I="$T/usr"
