@@ -182,7 +182,8 @@ endif
 # BENCH_PEERS=train selects; LOAD=1 ROUNDS=N STEPS=N are read by tests/bench/peers.sh.
 BENCH_PEERS ?= train train-bf16 decode
 bench: $(TOOLS) $(BENCHES)
-	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@nb=$$($(PYTHON) -c 'import os, scipy_openblas32 as s; print(os.path.join(s.get_lib_dir(), "libscipy_openblas.so"))' 2>/dev/null); \
+	for b in $(BENCHES); do echo "== $$b"; CHERRY_BENCH_OPENBLAS="$${CHERRY_BENCH_OPENBLAS:-$$nb}" $$b || exit 1; done
 	@echo "== tests/bench_serve.sh"; sh tests/bench_serve.sh
 	@echo "== tests/bench/peers.sh $(BENCH_PEERS)"; O=$(O) BIN=$(BIN) sh tests/bench/peers.sh $(BENCH_PEERS)
 

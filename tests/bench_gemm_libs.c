@@ -2,8 +2,11 @@
  * GPT-2-124M training step: OpenBLAS (linked, Debian 0.3.21 OpenMP build), BLIS
  * (Debian libblis4-openmp 0.9.0) and oneDNN (Debian libdnnl2 2.6.3) dnnl_sgemm, and
  * oneDNN's bf16 x bf16 -> fp32 dnnl_gemm_bf16bf16f32 (what --mixed-precision bf16
- * uses).  BLIS and oneDNN are opened with dlopen, so a missing one is skipped with a
- * message.  Every library threads the product itself (its own OpenMP parallel
+ * uses), and a newer OpenBLAS when CHERRY_BENCH_OPENBLAS names its library (`make
+ * bench` points it at PyPI's scipy-openblas32, OpenBLAS 0.3.3x with scipy_-prefixed
+ * symbols, when that is installed; it is measured here only, never linked).  BLIS,
+ * oneDNN and the newer OpenBLAS are opened with dlopen, so a missing one is skipped
+ * with a message.  Every library threads the product itself (its own OpenMP parallel
  * region) at --threads threads; the libraries run alternately, round after round,
  * each round's value the best of 3 calls after a warm-up call, and the table shows
  * each one's median GFLOP/s and its median ratio to OpenBLAS.  Run by `make bench`.
@@ -29,7 +32,7 @@ typedef int (*DnnlSgemm)(char, char, int64_t, int64_t, int64_t, float, const flo
 typedef int (*DnnlBf16)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t, const uint16_t *,
                         int64_t, float, float *, int64_t);
 
-static CblasSgemm blis_sgemm;
+static CblasSgemm blis_sgemm, newblas_sgemm;
 static DnnlSgemm dnnl_sgemm_p;
 static DnnlBf16 dnnl_bf16_p;
 
@@ -44,11 +47,12 @@ static int cmp_double(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
-#define NLIB 4
-static const char *lib_name[NLIB] = {"openblas", "blis", "dnnl", "dnnl-bf16"};
+#define NLIB 5
+static const char *lib_name[NLIB] = {"openblas", "blis", "dnnl", "dnnl-bf16", "openblas-new"};
 
 static int lib_present(int l) {
-    return l == 0 || (l == 1 && blis_sgemm) || (l == 2 && dnnl_sgemm_p) || (l == 3 && dnnl_bf16_p);
+    return l == 0 || (l == 1 && blis_sgemm) || (l == 2 && dnnl_sgemm_p) || (l == 3 && dnnl_bf16_p) ||
+           (l == 4 && newblas_sgemm);
 }
 
 static void call(int l, int ta, int tb, int M, int N, int K, const float *a, const float *b, const uint16_t *a16,
@@ -60,6 +64,9 @@ static void call(int l, int ta, int tb, int M, int N, int K, const float *a, con
     else if (l == 1)
         blis_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda,
                    b, ldb, 0.0f, c, N);
+    else if (l == 4)
+        newblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a,
+                      lda, b, ldb, 0.0f, c, N);
     else if (l == 2)
         dnnl_sgemm_p(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
     else
@@ -95,6 +102,27 @@ int main(int argc, char **argv) {
         dnnl_bf16_p = (DnnlBf16)dlsym(hd, "dnnl_gemm_bf16bf16f32");
     } else
         printf("bench_gemm_libs: oneDNN skipped (apt-get install libdnnl2): %s\n", dlerror());
+    const char *nb = getenv("CHERRY_BENCH_OPENBLAS");
+    if (nb && *nb) {
+        void *hn = dlopen(nb, RTLD_NOW | RTLD_LOCAL);
+        if (hn) {
+            /* scipy-openblas32 prefixes every symbol with scipy_; a plain build does not */
+            newblas_sgemm = (CblasSgemm)dlsym(hn, "scipy_cblas_sgemm");
+            void (*set)(int) = (void (*)(int))dlsym(hn, "scipy_openblas_set_num_threads");
+            char *(*cfg)(void) = (char *(*)(void))dlsym(hn, "scipy_openblas_get_config");
+            if (!newblas_sgemm) {
+                newblas_sgemm = (CblasSgemm)dlsym(hn, "cblas_sgemm");
+                set = (void (*)(int))dlsym(hn, "openblas_set_num_threads");
+                cfg = (char *(*)(void))dlsym(hn, "openblas_get_config");
+            }
+            if (set) set(threads);
+            if (newblas_sgemm && cfg) printf("bench_gemm_libs: openblas-new is %s\n", cfg());
+            if (!newblas_sgemm) printf("bench_gemm_libs: %s has no cblas_sgemm; skipped\n", nb);
+        } else
+            printf("bench_gemm_libs: newer OpenBLAS skipped: %s\n", dlerror());
+    } else
+        printf("bench_gemm_libs: newer OpenBLAS skipped (pip install scipy-openblas32, or set "
+               "CHERRY_BENCH_OPENBLAS=/path/libopenblas.so)\n");
     gemm_threads_set(threads); /* OpenMP and OpenBLAS; oneDNN follows OpenMP's count */
     static const struct {
         const char *what;
