@@ -34,6 +34,26 @@ printf '{"prompt": "Say %s:", "completion": " %s."}\n' one one two two >"$T/few.
   "$B/logprobs" -q -m "$T/back-f32" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-back" || fail "logprobs"
 cmp -s "$T/lp-m" "$T/lp-back" || fail "f32 export -> import-gguf: per-token log-probs are not identical"
 
+# Llama 3.x RoPE scaling travels as rope_freqs.weight and comes back as rope_scaling:
+# a tiny model (head_dim 16, original context 32: a band of smoothed pairs) and Meta's
+# Llama 3.2 values (head_dim 64, theta 500000, factor 32, original 8192)
+l3() { # NAME WIDTH THETA FACTOR ORIGINAL
+  sed 's/"max_position_embeddings": 64/"max_position_embeddings": 64, "rope_scaling": {"rope_type": "llama3", "factor": '"$4"', "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": '"$5"'}/; s/"hidden_size": 64/"hidden_size": '"$2"'/; s/"rope_theta": 10000.0/"rope_theta": '"$3"'/; /"head_dim"/d' \
+      "$T/m/config.json" >"$T/$1.json"
+  "$B/init-model" -q --config "$T/$1.json" --tokenizer data/tokenizer.json --seed 4 -o "$T/$1" || fail "init-model $1"
+  "$P" -q -t f32 "$T/$1" "$T/$1.gguf" || fail "export $1"
+  "$B/import-gguf" --list "$T/$1.gguf" | grep -q "^rope_freqs.weight  *F32  *\[$(($2 / 8))\]" || fail "$1: rope_freqs.weight"
+  "$B/import-gguf" -q "$T/$1.gguf" "$T/$1-back" || fail "import $1"
+  jq -e --argjson f "$4" --argjson o "$5" '.rope_scaling | .rope_type == "llama3" and .factor == $f and
+      .low_freq_factor == 1 and .high_freq_factor == 4 and .original_max_position_embeddings == $o' \
+      "$T/$1-back/config.json" >/dev/null || fail "$1: rope_scaling back: $(jq -c .rope_scaling "$T/$1-back/config.json")"
+  "$B/logprobs" -q -m "$T/$1" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-$1" &&
+    "$B/logprobs" -q -m "$T/$1-back" --threads 1 --per-token "$T/few.jsonl" >"$T/lp-$1-back" || fail "logprobs $1"
+  cmp -s "$T/lp-$1" "$T/lp-$1-back" || fail "$1: export -> import: per-token log-probs are not identical"
+}
+l3 l3tiny 64 10000.0 8.0 32
+l3 l3meta 256 500000.0 32.0 8192
+
 # q4_k: a width-256 model gets Q4_K matrices (rows of 256), the 64-wide one falls back to Q8_0
 "$B/init-model" -q --family llama --layers 1 --heads 4 --kv-heads 2 --width 256 --mlp-width 256 --context 32 \
     --tokenizer data/tokenizer.json --seed 3 -o "$T/w256" || fail "init-model width 256"
@@ -73,7 +93,20 @@ expect_fail "uncreatable output" 73 "o4.gguf" "$P" "$T/m" "$T/no/such/dir/o4.ggu
 printf '{"prompt": "Say %s:", "chosen": " %s.", "rejected": " no."}\n' one one two two >"$T/pairs.jsonl"
 "$B/rm-train" -q -m "$T/m" -o "$T/rm" --max-steps 1 --batch-size 2 --save-every 0 "$T/pairs.jsonl" || fail "rm-train"
 expect_fail "classifier" 65 "classifier" "$P" "$T/rm" "$T/o5.gguf"
-for o in o1 o2 o3 o5; do [ -e "$T/$o.gguf" ] && fail "failed export left $o.gguf behind"; done
+"$B/init-model" -q --family gemma2 --layers 1 --heads 2 --width 32 --context 32 --tokenizer data/tokenizer.json \
+    -o "$T/gemma" || fail "init-model gemma2"
+expect_fail "family without a llama.cpp writer" 65 "gemma2 cannot be exported" "$P" "$T/gemma" "$T/o6.gguf"
+sed -e 's/"max_position_embeddings": 64/"max_position_embeddings": 64, "sliding_window": 16/' -e 's/"llama"/"mistral"/; s/LlamaForCausalLM/MistralForCausalLM/' "$T/m/config.json" \
+    >"$T/swa.json"
+"$B/init-model" -q --config "$T/swa.json" --tokenizer data/tokenizer.json -o "$T/swa" ||
+  fail "init-model mistral"
+expect_fail "sliding window shorter than the context" 65 "sliding_window 16" "$P" "$T/swa" "$T/o7.gguf"
+sed 's/"max_position_embeddings": 64/"max_position_embeddings": 64, "rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 32}/' \
+    "$T/m/config.json" >"$T/yarn.json"
+"$B/init-model" -q --family llama --config "$T/yarn.json" --tokenizer data/tokenizer.json -o "$T/yarn" ||
+  fail "init-model yarn"
+expect_fail "yarn rope scaling" 65 "rope_scaling" "$P" "$T/yarn" "$T/o8.gguf"
+for o in o1 o2 o3 o5 o6 o7 o8; do [ -e "$T/$o.gguf" ] && fail "failed export left $o.gguf behind"; done
 ls "$T" | grep -q "tmp" && fail "temporaries left behind: $(ls "$T")"
 
 [ $fails -eq 0 ] || { echo "$fails checks failed"; exit 1; }

@@ -136,6 +136,11 @@ typedef struct Hparams {
     uint64_t n_layer, d_model, d_ff, n_head, n_kv_head, ctx;
     double rope_theta, eps;
     int head_dim;
+    /* RoPE scaling: 0 none, 1 linear (rope.scaling.factor), 2 llama3 (the
+     * rope_freqs.weight tensor, fitted by fit_llama3) */
+    int scaling;
+    double factor, low_freq, high_freq;
+    long original_max;
 } Hparams;
 
 static int read_hparams(const GgufFile *g, Hparams *h, Error *e) {
@@ -179,8 +184,21 @@ static int read_hparams(const GgufFile *g, Hparams *h, Error *e) {
     }
     char *scaling = NULL;
     if ((rc = gguf_get_str(g, "llama.rope.scaling.type", &scaling, &found, e))) return rc;
-    if (found && strcmp(scaling, "none") != 0) {
-        rc = err_set(e, EX_DATAERR, "%s: llama.rope.scaling.type \"%s\" is not supported", g->path, scaling);
+    h->scaling = 0;
+    if (found && strcmp(scaling, "linear") == 0) {
+        h->scaling = 1;
+        if ((rc = gguf_get_f64(g, "llama.rope.scaling.factor", &h->factor, NULL, e))) {
+            free(scaling);
+            return rc;
+        }
+        if (!(h->factor >= 1 && h->factor <= 1024)) {
+            free(scaling);
+            return err_set(e, EX_DATAERR, "%s: llama.rope.scaling.factor %g out of range (1..1024)", g->path,
+                           h->factor);
+        }
+    } else if (found && strcmp(scaling, "none") != 0) {
+        rc = err_set(e, EX_DATAERR, "%s: llama.rope.scaling.type \"%s\" is not supported (none, linear)", g->path,
+                     scaling);
         free(scaling);
         return rc;
     }
@@ -229,7 +247,7 @@ static int want_shape(const GgufFile *g, const GgufTensor *t, int ndim, int64_t 
 
 static int plan_tensors(const GgufFile *g, const Hparams *h, int vocab, OutTensor **out, int *n_out, int *tied,
                         Error *e) {
-    int cap = 3 + (int)h->n_layer * N_LAYER_MAP, n = 0, rc = 0;
+    int cap = 4 + (int)h->n_layer * N_LAYER_MAP, n = 0, rc = 0;
     OutTensor *o = xcalloc((size_t)cap, sizeof *o);
     char *used = xcalloc(g->n_tensors ? g->n_tensors : 1, 1);
     int64_t C = (int64_t)h->d_model, F = (int64_t)h->d_ff, hd = h->head_dim;
@@ -287,6 +305,10 @@ static int plan_tensors(const GgufFile *g, const Hparams *h, int vocab, OutTenso
     int before = n;
     ADD("output.weight", "lm_head.weight", 2, vocab, C, 0, 0);
     *tied = n == before;
+    /* Llama 3.x RoPE scaling: not a weight of the HF model but config.json's
+     * rope_scaling (gguf_import_llama fits it); read, not written to safetensors */
+    before = n;
+    ADD("rope_freqs.weight", "", 1, hd / 2, 1, 0, 0);
 #undef ADD
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (!used[i]) {
@@ -323,6 +345,93 @@ static int load_tensor(const GgufFile *g, OutTensor *t, int keep_rotary, Error *
         }
     }
     t->data = buf;
+    return 0;
+}
+
+/* Llama 3.x RoPE scaling from llama.cpp's rope_freqs.weight, one divisor f[i] per
+ * rotated pair i (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors, the rule of
+ * transformers' _compute_llama3_parameters): with wavelength w = 2 pi / freq_i,
+ * f = 1 for w < old/high, f = factor for w > old/low, and between them
+ * 1/f = (1 - s)/factor + s with s = (old/w - low)/(high - low).  factor is the
+ * largest f.  s is linear in 1/w, s = A/w + B, and only A = old/(high - low) and
+ * B = -low/(high - low) matter, so low = 1 is chosen (Meta's value), which gives
+ * high = 1 - 1/B and old = -A/B; A and B are fitted to the two outermost pairs of
+ * the smooth band.  With fewer than two pairs in the band, Meta's low 1 and high 4
+ * are assumed and old is placed to reproduce the tensor.  The result is checked by
+ * recomputing every f; a tensor this rule does not reproduce is refused. */
+static double llama3_divisor(double w, double factor, double lo, double hi, double old) {
+    if (w < old / hi) return 1.0;
+    if (w > old / lo) return factor;
+    double s = (old / w - lo) / (hi - lo);
+    return 1.0 / ((1 - s) / factor + s);
+}
+
+/* the first i whose divisor the parameters do not reproduce within 1e-4, or -1 */
+static int llama3_mismatch(const float *f, const double *wl, int n, double factor, double lo, double hi, double old) {
+    for (int i = 0; i < n; i++) {
+        double want = llama3_divisor(wl[i], factor, lo, hi, old);
+        if (fabs(want - f[i]) > 1e-4 * want) return i;
+    }
+    return -1;
+}
+
+static int fit_llama3(const GgufFile *g, const float *f, int n, Hparams *h, Error *e) {
+    int dim = 2 * n;
+    double factor = 1, tol = 1e-4;
+    for (int i = 0; i < n; i++) {
+        if (!(f[i] >= 1 - tol && f[i] <= 1024))
+            return err_set(e, EX_DATAERR, "%s: rope_freqs.weight[%d] = %g is not a RoPE divisor in 1..1024", g->path,
+                           i, (double)f[i]);
+        if (f[i] > factor) factor = f[i];
+    }
+    /* wavelengths grow with i; the band is where 1 < f < factor */
+    int first = -1, last = -1, last_one = -1, first_full = n;
+    for (int i = 0; i < n; i++) {
+        if (f[i] <= 1 + tol) last_one = i;
+        if (f[i] >= factor * (1 - tol) && first_full == n) first_full = i;
+        if (f[i] > 1 + tol && f[i] < factor * (1 - tol)) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    }
+    double wl[1024];
+    if (n > 1024) return err_set(e, EX_DATAERR, "%s: rope_freqs.weight has %d entries (at most 1024)", g->path, n);
+    for (int i = 0; i < n; i++) wl[i] = 2 * M_PI * pow(h->rope_theta, (double)(2 * i) / dim);
+    double lo = 1, hi = 4, old;
+    if (factor <= 1 + tol) return err_set(e, EX_DATAERR, "%s: rope_freqs.weight scales nothing", g->path);
+    if (first >= 0 && last > first) {
+        double s1 = (1 / f[first] - 1 / factor) / (1 - 1 / factor), s2 = (1 / f[last] - 1 / factor) / (1 - 1 / factor);
+        double x1 = 1 / wl[first], x2 = 1 / wl[last];
+        double A = (s1 - s2) / (x1 - x2), B = s1 - A * x1;
+        if (!(A > 0 && B < 0)) return err_set(e, EX_DATAERR, "%s: rope_freqs.weight is not a llama3 scaling", g->path);
+        hi = 1 - 1 / B;
+        old = -A / B;
+    } else if (first >= 0) { /* one pair in the band: s = (old/w - 1)/3 */
+        double s = (1 / f[first] - 1 / factor) / (1 - 1 / factor);
+        old = (3 * s + 1) * wl[first];
+    } else { /* no band: old/4 above the last unscaled wavelength, old below the first scaled one */
+        double a = last_one >= 0 ? 4 * wl[last_one] : 0, b = first_full < n ? wl[first_full] : 4 * a + 1;
+        old = a > 0 ? sqrt(a * b) : b / 2;
+    }
+    /* the fit carries float rounding (high 3.99999995 for 4): keep rounded values
+     * when they reproduce the tensor as well */
+    long old_i = lround(old);
+    if (old_i >= 1 && fabs((double)old_i - old) < 1e-3 * old) old = (double)old_i;
+    double hi_r = round(hi * 1e4) / 1e4;
+    if (hi_r > lo && llama3_mismatch(f, wl, n, factor, lo, hi_r, old) < 0) hi = hi_r;
+    int i = llama3_mismatch(f, wl, n, factor, lo, hi, old);
+    if (i >= 0)
+        return err_set(e, EX_DATAERR,
+                       "%s: rope_freqs.weight[%d] = %g is not what a llama3 RoPE scaling gives (%g with factor %g, "
+                       "high_freq_factor %g, original_max_position_embeddings %g)",
+                       g->path, i, (double)f[i], llama3_divisor(wl[i], factor, lo, hi, old), factor, hi, old);
+    if (old != (double)(long)old)
+        return err_set(e, EX_DATAERR, "%s: rope_freqs.weight: original context %g is not a whole number", g->path, old);
+    h->scaling = 2;
+    h->factor = factor;
+    h->low_freq = lo;
+    h->high_freq = hi;
+    h->original_max = (long)old;
     return 0;
 }
 
@@ -627,7 +736,15 @@ static int write_configs(const Hparams *h, const Vocab *v, int tied, const char 
     json_object_set_new(c, "num_key_value_heads", json_integer((json_int_t)h->n_kv_head));
     json_object_set_new(c, "pretraining_tp", json_integer(1));
     json_object_set_new(c, "rms_norm_eps", json_num_float((float)h->eps));
-    json_object_set_new(c, "rope_scaling", json_null());
+    if (h->scaling == 1)
+        json_object_set_new(c, "rope_scaling", json_pack("{s:s, s:f}", "rope_type", "linear", "factor", h->factor));
+    else if (h->scaling == 2)
+        json_object_set_new(c, "rope_scaling",
+                            json_pack("{s:s, s:f, s:f, s:f, s:I}", "rope_type", "llama3", "factor", h->factor,
+                                      "low_freq_factor", h->low_freq, "high_freq_factor", h->high_freq,
+                                      "original_max_position_embeddings", (json_int_t)h->original_max));
+    else
+        json_object_set_new(c, "rope_scaling", json_null());
     json_object_set_new(c, "rope_theta", json_num_float((float)h->rope_theta));
     json_object_set_new(c, "tie_word_embeddings", json_boolean(tied));
     json_object_set_new(c, "torch_dtype", json_string("float32"));
@@ -676,6 +793,10 @@ int gguf_import_llama(const char *gguf_path, const char *outdir, const GgufImpor
     uint64_t n_params = 0;
     for (int i = 0; i < n_ts; i++) {
         if ((rc = load_tensor(&g, &ts[i], opt->keep_rotary, e))) goto done;
+        if (!ts[i].hf[0]) { /* rope_freqs.weight: config, not a weight */
+            if ((rc = fit_llama3(&g, ts[i].data, (int)ts[i].shape[0], &h, e))) goto done;
+            continue;
+        }
         st_writer_add(&w, ts[i].hf, ts[i].data, ts[i].ndim, ts[i].shape);
         n_params += ts[i].src->numel;
     }

@@ -4,6 +4,7 @@
 #include "gguf_export.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ static const char *const llama_map[][2] = {
     {"input_layernorm", "attn_norm"}, {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
     {"self_attn.v_proj", "attn_v"},   {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
     {"mlp.gate_proj", "ffn_gate"},    {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
+    {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"}, /* Qwen3 */
 };
 static const char *const gpt2_map[][2] = {
     {"ln_1", "attn_norm"}, {"attn.c_attn", "attn_qkv"}, {"attn.c_proj", "attn_output"},
@@ -65,6 +67,26 @@ static const char *const top_map[][2] = {
     {"lm_head.weight", "output.weight"},
 };
 
+/* llama.cpp's architecture for a family (convert_hf_to_gguf.py: MistralForCausalLM is
+ * converted by its LlamaModel class, so Mistral is "llama"), or NULL. */
+static const char *arch_of(Family f) {
+    switch (f) {
+    case FAMILY_GPT2:
+        return "gpt2";
+    case FAMILY_LLAMA:
+    case FAMILY_MISTRAL:
+        return "llama";
+    case FAMILY_QWEN2:
+        return "qwen2";
+    case FAMILY_QWEN3:
+        return "qwen3";
+    default:
+        return NULL;
+    }
+}
+
+static int arch_permutes(Family f) { return f == FAMILY_LLAMA || f == FAMILY_MISTRAL; }
+
 /* GGUF name of HF tensor `hf` into out; 0 when it has none.  *perm gets the head
  * count whose rotary permutation applies (Llama q/k weights and biases), else 0. */
 static int gguf_name(const Model *m, const char *hf, char *out, size_t cap, int *perm) {
@@ -79,13 +101,16 @@ static int gguf_name(const Model *m, const char *hf, char *out, size_t cap, int 
     if (sscanf(hf, prefix, &layer, &at) != 1 || at == 0) return 0;
     const char *rest = hf + at, *dot = strrchr(rest, '.');
     if (!dot || (strcmp(dot, ".weight") != 0 && strcmp(dot, ".bias") != 0)) return 0;
-    size_t stem = (size_t)(dot - rest), n = gpt2 ? 6 : 9;
+    size_t stem = (size_t)(dot - rest), n = gpt2 ? 6 : sizeof llama_map / sizeof llama_map[0];
     for (size_t i = 0; i < n; i++) {
         const char *h = gpt2 ? gpt2_map[i][0] : llama_map[i][0], *g = gpt2 ? gpt2_map[i][1] : llama_map[i][1];
         if (strlen(h) == stem && strncmp(rest, h, stem) == 0) {
             snprintf(out, cap, "blk.%d.%s%s", layer, g, dot);
-            if (!gpt2 && strcmp(g, "attn_q") == 0) *perm = m->cfg.n_head;
-            if (!gpt2 && strcmp(g, "attn_k") == 0) *perm = m->cfg.n_kv_head;
+            /* only llama.cpp's "llama" architecture rotates interleaved pairs; qwen2 and
+             * qwen3 use the NeoX (half-split) rotation, which is Hugging Face's layout */
+            int permuted = arch_permutes(m->cfg.family);
+            if (permuted && strcmp(g, "attn_q") == 0) *perm = m->cfg.n_head;
+            if (permuted && strcmp(g, "attn_k") == 0) *perm = m->cfg.n_kv_head;
             return 1;
         }
     }
@@ -106,8 +131,16 @@ static void arch_keys(GgufWriter *w, const ModelConfig *c, const char *arch) {
         gguf_w_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head);
         gguf_w_f32(w, KEY("rope.freq_base"), c->rope_theta);
         gguf_w_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
-        gguf_w_u32(w, KEY("rope.dimension_count"), (uint32_t)(c->d_model / c->n_head));
+        gguf_w_u32(w, KEY("rope.dimension_count"), (uint32_t)model_rotary_dim(c));
         gguf_w_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size);
+        if (c->head_dim && c->head_dim != c->d_model / c->n_head) { /* Qwen3's explicit head_dim */
+            gguf_w_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim);
+            gguf_w_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim);
+        }
+        if (c->rope_scaling.type == ROPE_LINEAR) {
+            gguf_w_str(w, KEY("rope.scaling.type"), "linear");
+            gguf_w_f32(w, KEY("rope.scaling.factor"), c->rope_scaling.factor);
+        }
     }
 #undef KEY
 }
@@ -160,6 +193,32 @@ static int add_tensor(GgufWriter *w, const Model *m, const ParamTensor *t, int w
     return 0;
 }
 
+/* Llama 3.x "llama3" RoPE scaling as llama.cpp runs it: a rope_freqs.weight tensor of
+ * one factor per rotated pair that divides the frequency (convert_hf_to_gguf.py
+ * LlamaModel.generate_extra_tensors; the same rule as transformers'
+ * _compute_llama3_parameters, which cherry applies in model/).  F32, [rotary/2]. */
+static void add_llama3_rope_freqs(GgufWriter *w, const ModelConfig *c, GgufExportStats *st) {
+    int dim = model_rotary_dim(c), n = dim / 2;
+    double factor = c->rope_scaling.factor, lo = c->rope_scaling.low_freq, hi = c->rope_scaling.high_freq;
+    double old = c->rope_scaling.original_max, lo_wavelen = old / lo, hi_wavelen = old / hi;
+    float *f = xmalloc((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        double freq = 1.0 / pow(c->rope_theta, (double)(2 * i) / dim), wavelen = 2 * M_PI / freq;
+        if (wavelen < hi_wavelen)
+            f[i] = 1.0f;
+        else if (wavelen > lo_wavelen)
+            f[i] = (float)factor;
+        else {
+            double smooth = (old / wavelen - lo) / (hi - lo);
+            f[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
+    int64_t ne = n;
+    gguf_w_tensor(w, "rope_freqs.weight", GGML_F32, 1, &ne, f, (size_t)n * sizeof(float));
+    st->n_tensors++;
+    st->bytes += (size_t)n * sizeof(float);
+}
+
 int gguf_export(const char *dir, const char *out, const GgufExportOptions *opt, GgufExportStats *st, Error *e) {
     GgufExportStats local;
     if (!st) st = &local;
@@ -173,14 +232,38 @@ int gguf_export(const char *dir, const char *out, const GgufExportOptions *opt, 
     if (m.lora) lora_merge(&m); /* llama.cpp runs plain weights: fold the adapter in */
     GgufWriter *w = gguf_writer_new();
     char *tokdir = model_tokenizer_dir(dir);
-    const char *arch = m.cfg.family == FAMILY_GPT2 ? "gpt2" : "llama";
+    const char *arch = arch_of(m.cfg.family);
+    const ModelConfig *c = &m.cfg;
     if (m.cfg.is_classifier) {
         rc = err_set(e, EX_DATAERR, "%s: a classifier (reward) model has no llama.cpp architecture to export to", dir);
         goto out;
     }
-    if (m.cfg.family != FAMILY_GPT2 && m.cfg.family != FAMILY_LLAMA) {
-        rc = err_set(e, EX_DATAERR, "%s: model family %s cannot be exported to GGUF yet (gpt2, llama)", dir,
+    if (!arch) {
+        rc = err_set(e, EX_DATAERR,
+                     "%s: model family %s cannot be exported to GGUF yet (gpt2, llama, mistral, qwen2, qwen3)", dir,
                      model_family_name(m.cfg.family));
+        goto out;
+    }
+    /* what llama.cpp's architectures cannot express is refused, not silently dropped */
+    if (c->rope_scaling.type != ROPE_DEFAULT && c->rope_scaling.type != ROPE_LINEAR &&
+        !(c->rope_scaling.type == ROPE_LLAMA3 && arch_permutes(c->family))) {
+        rc = err_set(e, EX_DATAERR, "%s: rope_scaling of this type cannot be exported to GGUF yet (linear, llama3)",
+                     dir);
+        goto out;
+    }
+    if (c->partial_rotary && c->partial_rotary != 1.0f) {
+        rc = err_set(e, EX_DATAERR, "%s: partial_rotary_factor %g cannot be exported to GGUF yet", dir,
+                     (double)c->partial_rotary);
+        goto out;
+    }
+    if (c->sliding_window && c->sliding_window < c->max_seq) {
+        /* llama.cpp's llama architecture attends to the whole context (convert_hf_to_gguf
+         * drops Mistral's sliding_window too): the file is only faithful up to the window */
+        rc = err_set(e, EX_DATAERR,
+                     "%s: sliding_window %d is shorter than the context %d, and llama.cpp's %s architecture has no "
+                     "sliding window; set max_position_embeddings <= sliding_window in a copy of config.json to "
+                     "export a model that is faithful up to the window",
+                     dir, c->sliding_window, c->max_seq, arch);
         goto out;
     }
     char *base = xstrdup(dir), *slash;
@@ -194,6 +277,7 @@ int gguf_export(const char *dir, const char *out, const GgufExportOptions *opt, 
         gguf_w_u32(w, "general.quantization_version", 2);
     arch_keys(w, &m.cfg, arch);
     if ((rc = gguf_export_vocab(w, tokdir, &m.cfg, &st->pre, &st->n_merges, e))) goto out;
+    if (c->rope_scaling.type == ROPE_LLAMA3) add_llama3_rope_freqs(w, c, st);
     for (int i = 0; i < m.n_tensors && !rc; i++) rc = add_tensor(w, &m, &m.tensors[i], opt->type, st, e);
     if (rc) {
         err_prefix(e, "%s", dir);

@@ -3,7 +3,8 @@
 (through llama-cpp-python) and generates the same greedy tokens as cherry's rollout.
 
 For each model (a tiny Llama and a tiny GPT-2 built and briefly trained here with
-cherry's own programs, and models/smollm2-135m-instruct when it exists) and each
+cherry's own programs, tiny Qwen2 and Qwen3 models and a tiny Llama with Llama 3.x
+RoPE scaling (F32 only), and models/smollm2-135m-instruct when it exists) and each
 export type (f32, f16, q8_0, and q4_0 for the real model):
   1. bin/export-gguf writes the GGUF;
   2. llama.cpp loads it; its metadata has the chat template of tokenizer_config.json;
@@ -110,11 +111,26 @@ def check_model(name, model, types, n_new, T, results):
         del llm
 
 
-def tiny(T, family):
-    base, out = os.path.join(T, f"{family}-init"), os.path.join(T, f"tiny-{family}")
+# Llama 3.x RoPE scaling on a tiny model: with head_dim 16 and an original context of
+# 32, the rotations slower than 32 positions are divided by 8 (llama.cpp needs the
+# rope_freqs.weight tensor export-gguf writes for it, or every position differs)
+LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 32}
+
+
+def tiny(T, family, name=None, rope_scaling=None):
+    name = name or family
+    base, out = os.path.join(T, f"{name}-init"), os.path.join(T, f"tiny-{name}")
     args = ["--family", family, "--layers", "2", "--heads", "4", "--width", "64", "--context", "128"]
-    if family == "llama":
+    if family in ("llama", "qwen2", "qwen3"):
         args += ["--kv-heads", "2", "--mlp-width", "192"]
+    if rope_scaling:
+        cfg = os.path.join(T, f"{name}-config.json")
+        run("init-model", "-q", *args, "--tokenizer", "data/tokenizer.json", "--seed", "3", "-o", base + "-0")
+        c = json.load(open(os.path.join(base + "-0", "config.json")))
+        c["rope_scaling"] = rope_scaling
+        json.dump(c, open(cfg, "w"))
+        args += ["--config", cfg]
     run("init-model", "-q", *args, "--tokenizer", "data/tokenizer.json", "--seed", "3", "-o", base)
     corpus = os.path.join(T, "corpus.jsonl")
     run("task-gen", "--kind", "corpus", "-n", "200", "--seed", "5", "-o", corpus)
@@ -139,6 +155,10 @@ def main():
         types = ["f32", "q8_0"] if a.quick else ["f32", "f16", "q8_0"]
         check_model("tiny-llama", tiny(T, "llama"), types, a.n_new, T, results)
         check_model("tiny-gpt2", tiny(T, "gpt2"), types, a.n_new, T, results)
+        check_model("tiny-qwen2", tiny(T, "qwen2"), types[:1], a.n_new, T, results)
+        check_model("tiny-qwen3", tiny(T, "qwen3"), types[:1], a.n_new, T, results)
+        check_model("tiny-llama3-rope", tiny(T, "llama", "llama3-rope", LLAMA3_SCALING), types[:1], a.n_new, T,
+                    results)
         smol = "models/smollm2-135m-instruct"
         if not a.quick and os.path.exists(os.path.join(smol, "config.json")):
             check_model("smollm2-135m-instruct", smol, ["f32", "f16", "q8_0", "q4_0", "q4_k"], a.n_new, T, results)
