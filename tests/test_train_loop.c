@@ -18,11 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "train/losses.h"
-#include "model/model.h"
-#include "train/train.h"
 #include "base/util.h"
+#include "check.h"
+#include "model/model.h"
+#include "train/losses.h"
+#include "train/train.h"
 
 #define V 32
 #define NEX 12
@@ -35,6 +35,8 @@ typedef struct Toy {
     int len[NEX];
     int ids[NEX][MAXLEN];
     int nan_at_step; /* 0 = never */
+    float extra[4];  /* a second model's gradient (ppo's value model), for the guard */
+    int extra_nan_at_step;
     int calls;
     long step_seen;
 } Toy;
@@ -81,6 +83,10 @@ static int toy_micro_step(void *ctx, Split split, const int *idx, int n, double 
     if (split == SPLIT_TRAIN && t->nan_at_step > 0) {
         /* one micro-batch per update here: call k (1-based) belongs to update k */
         if (++t->calls >= t->nan_at_step) loss = NAN;
+    }
+    if (split == SPLIT_TRAIN && t->extra_nan_at_step > 0) {
+        for (int i = 0; i < 4; i++) t->extra[i] = 0.5f;
+        if (++t->calls >= t->extra_nan_at_step) t->extra[2] = INFINITY;
     }
     if (split == SPLIT_TRAIN) {
         model_logprobs_backward(&t->model, tgt, dlogp);
@@ -338,6 +344,32 @@ static void test_nan_guard(void) {
     free(out);
 }
 
+/* A non-finite gradient of the task's second model (TrainTask.extra_grads, ppo's
+ * value model) stops the run before the policy's update, with the last good
+ * checkpoint written, as a non-finite policy gradient does. */
+static void test_extra_grads_guard(void) {
+    Toy t;
+    toy_init(&t);
+    t.extra_nan_at_step = 3;
+    TrainFlags f;
+    char *out = tpath("nan-extra");
+    flags(&f, out, 4, 1, 10);
+    f.save_every = 0;
+    TrainTask task = toy_task(&t);
+    task.extra_grads = t.extra;
+    task.n_extra_grads = 4;
+    Error e = {0};
+    int rc = train_run(&f, &task, &e);
+    CHECK(rc == EX_SOFTWARE, "non-finite extra gradient: expected exit %d got %d", EX_SOFTWARE, rc);
+    CHECK(strstr(e.msg, "step 3") && strstr(e.msg, "value-model"), "message should name step 3 and the value model: %s",
+          e.msg);
+    printf("extra-gradient guard: %s\n", e.msg);
+    long found = train_find_checkpoint(out, NULL);
+    CHECK(found == 2, "the weights before step 3 should be checkpoint-2, found %ld", found);
+    model_free(&t.model);
+    free(out);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train_loop.%ld", (long)getpid());
     Error e;
@@ -349,6 +381,7 @@ int main(void) {
     test_accumulation_invariance();
     test_resume_bit_identical();
     test_nan_guard();
+    test_extra_grads_guard();
     remove_tree(tmpdir);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

@@ -240,13 +240,21 @@ static uint64_t dropout_seed(const Trainer *tr, int j) {
  * (reward answers, ref_*_logps, margins) are refused with EX_DATAERR where they are
  * read; what reaches this guard is numerical (EX_SOFTWARE).  A collective: every
  * rank sees the same reduced loss and norm. */
-static int nonfinite_stop(Trainer *tr, double loss, double norm, Error *e) {
+static int nonfinite_stop(Trainer *tr, double loss, double norm, const char *norm_of, Error *e) {
     Error e2 = {0};
     char saved[96] = "no checkpoint could be written";
     int ck = trainer_checkpoint(tr, &e2);
     if (ck == 0) snprintf(saved, sizeof saved, "checkpoint-%ld holds the weights before it", tr->last_checkpoint);
-    return err_set(e, EX_SOFTWARE, "step %ld: loss is %g and gradient norm %g; stopped before the update (%s%s%s)",
-                   tr->step + 1, loss, norm, saved, ck ? ": " : "", ck ? e2.msg : "");
+    return err_set(e, EX_SOFTWARE, "step %ld: loss is %g and %s norm %g; stopped before the update (%s%s%s)",
+                   tr->step + 1, loss, norm_of, norm, saved, ck ? ": " : "", ck ? e2.msg : "");
+}
+
+/* Whether a gradient block is finite (a sum of squares in double: a huge but finite
+ * gradient, which clipping handles, stays finite). */
+static double sum_squares(const float *g, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    return s;
 }
 
 /* ---- one update --------------------------------------------------------------------- */
@@ -300,7 +308,12 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     size_t tn;
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
     double norm = grad_clip_norm(tgrads, tn, tr->f->clip_grad);
-    if (!isfinite(loss) || !isfinite(norm)) return nonfinite_stop(tr, loss, norm, e);
+    if (!isfinite(loss) || !isfinite(norm)) return nonfinite_stop(tr, loss, norm, "gradient", e);
+    /* the task's second model (ppo's value model) updates after this one: a
+     * non-finite gradient there stops the run here too, before either model moves */
+    if (t->extra_grads && !isfinite(sum_squares(t->extra_grads, t->n_extra_grads)))
+        return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
+                              "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
     adamw_step(&tr->opt, tparams, tgrads, (float)lr);
     tr->step++;
