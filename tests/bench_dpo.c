@@ -23,10 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "model/model.h"
-#include "formats/tokenizer.h"
 #include "base/util.h"
 #include "bench_gpt2.h"
+#include "formats/tokenizer.h"
+#include "model/model.h"
 
 #define PAIRS 8
 #define BATCH 4

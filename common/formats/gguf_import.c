@@ -380,8 +380,8 @@ static int fit_llama3(const GgufFile *g, const float *f, int n, Hparams *h, Erro
     double factor = 1, tol = 1e-4;
     for (int i = 0; i < n; i++) {
         if (!(f[i] >= 1 - tol && f[i] <= 1024))
-            return err_set(e, EX_DATAERR, "%s: rope_freqs.weight[%d] = %g is not a RoPE divisor in 1..1024", g->path,
-                           i, (double)f[i]);
+            return err_set(e, EX_DATAERR, "%s: rope_freqs.weight[%d] = %g is not a RoPE divisor in 1..1024", g->path, i,
+                           (double)f[i]);
         if (f[i] > factor) factor = f[i];
     }
     /* wavelengths grow with i; the band is where 1 < f < factor */

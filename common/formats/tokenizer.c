@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "jinja.h"
 #include "tokenizer_impl.h"
-#include "base/util.h"
 
 /* ---- ByteLevel alphabet: GPT-2 bytes_to_unicode (openai/gpt-2 src/encoder.py) ----
  * Printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') map to themselves; the other

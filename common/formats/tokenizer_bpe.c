@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_impl.h"
 #include "base/util.h"
+#include "tokenizer_impl.h"
 
 #define CACHE_MAX_WORD 128 /* longer words are not cached */
 /* The cache is cleared when it holds this many words or ids: a few MB at most, so

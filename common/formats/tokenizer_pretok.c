@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_impl.h"
 #include "base/util.h"
+#include "tokenizer_impl.h"
 
 /* pretok_encode's state for one step (see "streaming" below). */
 struct PreLevel {
@@ -122,10 +122,13 @@ static int parse_one(Tokenizer *t, const json_t *p, const char *where, Error *e)
         memcpy(s->replacement, rep, rl + 1);
         const char *ps = json_string_value(json_object_get(p, "prepend_scheme"));
         if (ps) {
-            s->prepend_scheme = !strcmp(ps, "always") ? PREPEND_ALWAYS : !strcmp(ps, "first") ? PREPEND_FIRST
-                              : !strcmp(ps, "never")  ? PREPEND_NEVER : -1;
+            s->prepend_scheme = !strcmp(ps, "always")  ? PREPEND_ALWAYS
+                                : !strcmp(ps, "first") ? PREPEND_FIRST
+                                : !strcmp(ps, "never") ? PREPEND_NEVER
+                                                       : -1;
             if (s->prepend_scheme < 0)
-                return err_set(e, EX_DATAERR, "%s: field \"%s.prepend_scheme\": unknown value \"%s\"", t->path, where, ps);
+                return err_set(e, EX_DATAERR, "%s: field \"%s.prepend_scheme\": unknown value \"%s\"", t->path, where,
+                               ps);
         } else { /* the older serialisation */
             s->prepend_scheme = get_bool(p, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
         }

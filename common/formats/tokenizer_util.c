@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer_impl.h"
 #include "base/util.h"
+#include "tokenizer_impl.h"
 
 /* ---- IntVec (declared in tokenizer.h) ---- */
 void intvec_reserve(IntVec *a, int cap) {

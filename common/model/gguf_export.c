@@ -48,9 +48,9 @@ static uint32_t file_type(int type) {
 
 /* gguf-py tensor_mapping.py, per-layer suffixes: HF (as cherry names them) -> GGUF. */
 static const char *const llama_map[][2] = {
-    {"input_layernorm", "attn_norm"}, {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
-    {"self_attn.v_proj", "attn_v"},   {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
-    {"mlp.gate_proj", "ffn_gate"},    {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
+    {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
+    {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
     {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"}, /* Qwen3 */
 };
 static const char *const gpt2_map[][2] = {
@@ -85,7 +85,9 @@ static const char *arch_of(Family f) {
     }
 }
 
-static int arch_permutes(Family f) { return f == FAMILY_LLAMA || f == FAMILY_MISTRAL; }
+static int arch_permutes(Family f) {
+    return f == FAMILY_LLAMA || f == FAMILY_MISTRAL;
+}
 
 /* GGUF name of HF tensor `hf` into out; 0 when it has none.  *perm gets the head
  * count whose rotary permutation applies (Llama q/k weights and biases), else 0. */

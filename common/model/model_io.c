@@ -19,10 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lora.h"
-#include "model.h"
 #include "base/outdir.h"
 #include "base/util.h"
+#include "lora.h"
+#include "model.h"
 
 void model_weights_close(ModelWeights *w) {
     for (int i = 0; i < w->n_files; i++) st_close(&w->files[i]);
