@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -35,13 +36,50 @@ static int tiling = 1; /* gemm_set_tiling */
  * then present).  A user's own OMP_WAIT_POLICY is always respected; the
  * re-execution is skipped if /proc/self/exe cannot be executed.  glibc passes
  * (argc, argv, envp) to constructors. */
+/* OpenBLAS's kernel choice.  Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not know
+ * every newer x86 model: on one of our machines (Intel Xeon, family 6 model 207,
+ * AVX-512 and AVX512-BF16) it fell back to its SSE3 "Prescott" kernels, 7-15
+ * GFLOP/s per core against 100-125 with the SkylakeX kernels on the same core
+ * (tests/bench_gemm), so every product ran ~8x slower; another machine of the same
+ * model got Cooperlake.  OpenBLAS reads OPENBLAS_CORETYPE in its own constructor,
+ * before ours, so when it chose a generic core on a CPU that the compiler's runtime
+ * check (which includes the OS's XSAVE support) says has AVX-512 or AVX2, we set the
+ * variable to the matching kernel family and re-execute, as for the wait policy.
+ * A user's OPENBLAS_CORETYPE is always respected.  Returns 1 if it set it. */
+
+static int blas_core_fix(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return 0;
+    const char *core = openblas_get_corename();
+    if (!core) return 0;
+    const char *want = gemm_blas_core_for(core, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                                    __builtin_cpu_supports("avx512vl"),
+                                          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    if (!want) return 0;
+    return setenv("OPENBLAS_CORETYPE", want, 1) == 0;
+}
+
+const char *gemm_blas_core_for(const char *core, int has_avx512, int has_avx2) {
+    /* the kernel families older than Haswell that DYNAMIC_ARCH falls back to */
+    static const char *const generic[] = {"Prescott", "Core2",   "Penryn",   "Dunnington", "Nehalem",
+                                          "Atom",     "Katmai",  "Coppermine", "Northwood", "Sandybridge",
+                                          "Banias",   "Unknown", NULL};
+    int is_generic = 0;
+    for (int i = 0; generic[i]; i++)
+        if (strcasecmp(core, generic[i]) == 0) is_generic = 1;
+    if (!is_generic) return NULL;
+    if (has_avx512) return "SkylakeX";
+    if (has_avx2) return "Haswell";
+    return NULL;
+}
+
 __attribute__((constructor)) static void threads_default_passive_wait(int argc, char **argv, char **envp) {
     (void)argc;
     (void)envp;
-    if (getenv("OMP_WAIT_POLICY") || !argv || !argv[0]) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with libgomp's default policy */
+    if (!argv || !argv[0]) return;
+    int again = blas_core_fix();
+    if (!getenv("OMP_WAIT_POLICY")) again |= setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
+    if (again) execv("/proc/self/exe", argv);
+    /* exec failed: carry on with libgomp's default policy and OpenBLAS's own kernels */
 }
 
 /* ---- bf16 mixed precision (gemm_set_bf16) ---------------------------------------

@@ -37,6 +37,13 @@ int gemm_bf16_enabled(void);
 void gemm_bf16_weights_updated(const float *p, size_t n);
 void gemm_bf16_weights_forget_all(void);
 
+/* The OpenBLAS kernel family to force (OPENBLAS_CORETYPE) when OpenBLAS chose the
+ * kernels `core` (openblas_get_corename()) on a CPU with the given features: NULL when
+ * its choice stands (anything from Haswell on), "SkylakeX" or "Haswell" when it fell
+ * back to a generic pre-AVX2 family on a CPU it did not recognise.  gemm.c applies it
+ * at start-up (re-executing the program once); exposed for tests/test_gemm_core. */
+const char *gemm_blas_core_for(const char *core, int has_avx512, int has_avx2);
+
 /* Sets the thread count for BLAS and for our OpenMP loops (0 = all cores). */
 void gemm_threads_set(int n);
 int threads_get(void);
