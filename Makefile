@@ -16,7 +16,7 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 $(WARN) -fopenmp -Icommon -I$(BLAS_INC) -MMD -MP
-LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lmicrohttpd -lcurl -lpthread -lm -fopenmp
+LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lmicrohttpd -lcurl -lsnappy -lzstd -lz -llz4 -lbrotlidec -lpthread -lm -fopenmp
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 O        ?= build
@@ -67,12 +67,14 @@ all: $(TOOLS) $(TOOL_ALIASES)
 
 # ---- dependencies ------------------------------------------------------------
 # libdnnl2 (oneDNN): bf16 matrix products for --mixed-precision bf16, opened at run time
+# libsnappy-dev libzstd-dev zlib1g-dev liblz4-dev libbrotli-dev: the Parquet codecs (cherry-parquet(5))
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox python3 jq curl chromium \
-            libdnnl2
+            libdnnl2 libsnappy-dev libzstd-dev zlib1g-dev liblz4-dev libbrotli-dev
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/include/microhttpd.h \
              /usr/include/x86_64-linux-gnu/curl/curl.h /usr/bin/gnuplot /usr/bin/jq /usr/bin/curl \
-             /usr/bin/chromium /usr/lib/x86_64-linux-gnu/libdnnl.so.2
+             /usr/bin/chromium /usr/lib/x86_64-linux-gnu/libdnnl.so.2 \
+             /usr/include/snappy-c.h /usr/include/zstd.h /usr/include/zlib.h /usr/include/lz4.h /usr/include/brotli/decode.h
 
 # make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's
 # include and link flags to every compile and link; -DCHERRY_MPI turns dist.c's

@@ -5,7 +5,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parquet.h"
 #include "util.h"
+
+/* Looks at the first bytes (PRE: NPRE of them already read by the caller): "PAR1"
+ * hands the stream to the Parquet reader; anything else is read back (one byte by
+ * ungetc, more through input_unread), so a pipe loses nothing. */
+static int detect_format(JsonlReader *r, const void *pre0, size_t npre, Error *e) {
+    unsigned char pre[4];
+    size_t n = npre < 4 ? npre : 4;
+    int c;
+    if (n) memcpy(pre, pre0, n);
+    while (n < 4 && (n == 0 || pre[n - 1] == (unsigned char)"PAR1"[n - 1]) && (c = getc(r->fp)) != EOF)
+        pre[n++] = (unsigned char)c;
+    if (n == 0) return 0;
+    if (parquet_magic(pre, n)) return parquet_open_stream(&r->pq, r->fp, pre, n, r->name, e);
+    if (n == 1 && !npre)
+        ungetc(pre[0], r->fp);
+    else
+        r->wrap = input_unread(r->fp, pre, n);
+    return 0;
+}
+
+int jsonl_open_stream(JsonlReader *r, FILE *fp, const char *name, const void *pre, size_t npre, Error *e) {
+    memset(r, 0, sizeof *r);
+    r->fp = fp;
+    r->name = name;
+    r->is_stdin = 1;
+    r->cap = 1 << 16;
+    r->buf = xmalloc(r->cap);
+    return detect_format(r, pre, npre, e);
+}
 
 int jsonl_open(JsonlReader *r, const char *path, Error *e) {
     memset(r, 0, sizeof *r);
@@ -21,7 +51,7 @@ int jsonl_open(JsonlReader *r, const char *path, Error *e) {
     }
     r->cap = 1 << 16;
     r->buf = xmalloc(r->cap);
-    return 0;
+    return detect_format(r, NULL, 0, e);
 }
 
 /* Reads one physical line (without the newline) into r->buf; returns its length,
@@ -29,13 +59,14 @@ int jsonl_open(JsonlReader *r, const char *path, Error *e) {
 static long read_line(JsonlReader *r) {
     size_t n = 0;
     int c, any = 0;
-    while ((c = getc(r->fp)) != EOF) {
+    FILE *fp = r->wrap ? r->wrap : r->fp;
+    while ((c = getc(fp)) != EOF) {
         any = 1;
         if (c == '\n') break;
         if (n + 1 >= r->cap) {
             if (r->cap >= JSONL_MAX_LINE) {
                 /* drain the rest of the line so line numbers stay right */
-                while ((c = getc(r->fp)) != EOF && c != '\n') {
+                while ((c = getc(fp)) != EOF && c != '\n') {
                 }
                 return -2;
             }
@@ -53,10 +84,15 @@ static long read_line(JsonlReader *r) {
 
 int jsonl_next(JsonlReader *r, json_t **out, Error *e) {
     *out = NULL;
+    if (r->pq) {
+        int rc = parquet_next(r->pq, out, e);
+        if (!rc && *out) r->line++;
+        return rc;
+    }
     for (;;) {
         long n = read_line(r);
         if (n == -1) {
-            if (ferror(r->fp)) return err_set(e, EX_IOERR, "%s: read error", r->name);
+            if (ferror(r->wrap ? r->wrap : r->fp)) return err_set(e, EX_IOERR, "%s: read error", r->name);
             return 0;
         }
         r->line++;
@@ -94,6 +130,8 @@ int jsonl_next(JsonlReader *r, json_t **out, Error *e) {
 }
 
 void jsonl_close(JsonlReader *r) {
+    parquet_close(r->pq);
+    if (r->wrap) fclose(r->wrap);
     if (r->fp && !r->is_stdin) fclose(r->fp);
     free(r->buf);
     free(r->path_owned);

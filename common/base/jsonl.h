@@ -23,11 +23,16 @@ typedef struct JsonlReader {
     long line; /* line number of the record last returned (1-based) */
     char *buf;
     size_t cap;
-    int is_stdin;
+    int is_stdin;          /* also: FP belongs to the caller, do not close it */
+    FILE *wrap;            /* FP with its peeked first bytes read back (input_unread) */
+    struct ParquetFile *pq; /* set when the input is Parquet */
 } JsonlReader;
 
 /* Opens PATH ("-" or NULL = stdin). */
 int jsonl_open(JsonlReader *r, const char *path, Error *e);
+/* Reads the already open stream FP (not closed by jsonl_close); NAME for messages.
+ * PRE holds the NPRE (<= 4) bytes the caller already read from FP to look at it. */
+int jsonl_open_stream(JsonlReader *r, FILE *fp, const char *name, const void *pre, size_t npre, Error *e);
 /* Reads the next record into *out (caller json_decref's it).  Returns 0 with *out
  * set, 0 with *out == NULL at end of file, or an error code (message names
  * FILE:LINE).  A top-level value that is not an object is an error. */

@@ -485,6 +485,40 @@ FILE *input_fopen(const char *path, Error *e) {
     return f;
 }
 
+typedef struct Unread {
+    FILE *rest;
+    size_t n, i;
+    char pre[];
+} Unread;
+
+static ssize_t unread_read(void *cookie, char *buf, size_t size) {
+    Unread *u = cookie;
+    if (u->i < u->n) {
+        size_t k = u->n - u->i < size ? u->n - u->i : size;
+        memcpy(buf, u->pre + u->i, k);
+        u->i += k;
+        return (ssize_t)k;
+    }
+    size_t got = fread(buf, 1, size, u->rest);
+    return got == 0 && ferror(u->rest) ? -1 : (ssize_t)got;
+}
+
+static int unread_close(void *cookie) {
+    free(cookie);
+    return 0;
+}
+
+FILE *input_unread(FILE *fp, const void *pre, size_t n) {
+    Unread *u = xmalloc(sizeof *u + n);
+    u->rest = fp;
+    u->n = n;
+    u->i = 0;
+    memcpy(u->pre, pre, n);
+    FILE *f = fopencookie(u, "rb", (cookie_io_functions_t){unread_read, NULL, NULL, unread_close});
+    if (!f) die_internal("fopencookie failed");
+    return f;
+}
+
 int read_file(const char *path, char **out, size_t *len, Error *e) {
     FILE *f = input_fopen(path, e);
     if (!f) return e->code;

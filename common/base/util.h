@@ -82,6 +82,10 @@ int mkdir_p(const char *path, Error *e);
 /* fopen(PATH, "rb") for an input: NULL with e set (EX_NOINPUT) when it cannot be
  * opened or is a directory (which fopen opens and every read then fails on). */
 FILE *input_fopen(const char *path, Error *e);
+/* A stream that yields the N bytes PRE, then the rest of FP: reading back a peeked
+ * prefix longer than ungetc's one byte (a pipe cannot be re-read).  Closing it does
+ * not close FP. */
+FILE *input_unread(FILE *fp, const void *pre, size_t n);
 /* Reads a whole file into a NUL-terminated buffer (*len excludes the NUL). */
 int read_file(const char *path, char **out, size_t *len, Error *e);
 

@@ -90,6 +90,7 @@ typedef struct PdInput {
     PdContainer kind;
     const char *name;
     FILE *fp;
+    FILE *raw; /* when fp reads back peeked bytes (input_unread): the file under it */
     int is_stdin;
     JsonlReader jl; /* PD_CONT_JSONL */
     json_t *array;  /* PD_CONT_ARRAY */
@@ -102,7 +103,8 @@ typedef struct PdInput {
 } PdInput;
 
 /* Opens PATH ("-" or NULL = stdin) and decides the container from the extension
- * (.csv) or the first byte ('[' = JSON array, '{' = JSONL, else CSV). */
+ * (.csv) or the first bytes ("PAR1" = Parquet, '[' = JSON array, '{' = JSONL, else
+ * CSV). */
 int pd_input_open(PdInput *in, const char *path, Error *e);
 /* Next row as a JSON object (caller decrefs); *row == NULL at the end.  A bad row
  * returns EX_DATAERR and the input stays usable (for --skip-invalid), except for

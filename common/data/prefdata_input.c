@@ -76,6 +76,16 @@ int pd_input_open(PdInput *in, const char *path, Error *e) {
            (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0xEF || c == 0xBB || c == 0xBF))
         if (c == '\n') skipped++;
     if (c != EOF) ungetc(c, in->fp);
+    if (c == 'P' && !(path && ends_with(path, ".csv"))) { /* Parquet ("PAR1") rows come from the JSONL reader */
+        unsigned char pre[4];
+        size_t n = fread(pre, 1, 4, in->fp);
+        if (n == 4 && !memcmp(pre, "PAR1", 4)) {
+            in->kind = PD_CONT_JSONL;
+            return jsonl_open_stream(&in->jl, in->fp, in->name, pre, n, e);
+        }
+        in->raw = in->fp;
+        in->fp = input_unread(in->raw, pre, n);
+    }
     if (path && ends_with(path, ".csv"))
         in->kind = PD_CONT_CSV;
     else if (c == '[')
@@ -202,11 +212,15 @@ int pd_input_next(PdInput *in, json_t **row, Error *e) {
 }
 
 void pd_input_close(PdInput *in) {
-    if (in->kind == PD_CONT_JSONL) free(in->jl.buf);
+    if (in->kind == PD_CONT_JSONL) jsonl_close(&in->jl); /* jl.is_stdin: in->fp stays open */
     if (in->kind == PD_CONT_CSV) csv_reader_close(&in->csv);
     json_decref(in->array);
     for (size_t i = 0; i < in->n_header; i++) free(in->header[i]);
     free(in->header);
+    if (in->raw) {
+        fclose(in->fp); /* the read-back stream; the file itself is closed below */
+        in->fp = in->raw;
+    }
     if (in->fp && !in->is_stdin) fclose(in->fp);
     memset(in, 0, sizeof *in);
 }
