@@ -112,11 +112,12 @@ static int run_text(Opts *o, FILE *in, const char *name, FILE *out, Stats *st, E
 }
 
 /* ---- JSONL records through the data layer ---- */
-static int run_jsonl(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
+static int run_jsonl(Opts *o, FILE *in, const char *name, const unsigned char *pre, size_t npre, FILE *out, Stats *st,
+                     Error *e) {
     DataOptions d = o->d;
     if (o->count) d.max_length = 0; /* measure full lengths; report how many exceed */
     DataReader *r;
-    int rc = data_open(&r, path, o->tok, &d, e);
+    int rc = data_open_stream(&r, in, name, pre, npre, o->tok, &d, e);
     if (rc) return rc;
     DataKind kind;
     if ((rc = data_peek_kind(r, &kind, e))) {
@@ -231,14 +232,22 @@ static int run_decode(Opts *o, FILE *in, const char *name, FILE *out, Stats *st,
     return rc;
 }
 
-/* Decides text vs JSONL for one input: by extension, else by its first byte. */
-static int is_jsonl(const Opts *o, const char *path, FILE *in) {
+/* Decides text vs records for one input: by --format, by extension, else by its first
+ * bytes ('{' = JSONL, "PAR1" = Parquet).  The bytes looked at are read back, never
+ * re-opened, so a pipe or FIFO loses nothing. */
+static int is_records(const Opts *o, const char *path, FILE *in, unsigned char *pre, size_t *npre) {
+    *npre = 0;
     if (o->format) return o->format == 2;
     size_t l = strlen(path);
-    if ((l > 6 && !strcmp(path + l - 6, ".jsonl")) || (l > 5 && !strcmp(path + l - 5, ".json"))) return 1;
-    int c = getc(in);
-    if (c != EOF) ungetc(c, in);
-    return c == '{';
+    if ((l > 6 && !strcmp(path + l - 6, ".jsonl")) || (l > 5 && !strcmp(path + l - 5, ".json")) ||
+        (l > 8 && !strcmp(path + l - 8, ".parquet")))
+        return 1;
+    int c;
+    while (*npre < 4 && (c = getc(in)) != EOF) {
+        pre[(*npre)++] = (unsigned char)c;
+        if (*npre == 1 && c != 'P') break;
+    }
+    return (*npre >= 1 && pre[0] == '{') || (*npre == 4 && !memcmp(pre, "PAR1", 4));
 }
 
 static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
@@ -247,15 +256,18 @@ static int run_one(Opts *o, const char *path, FILE *out, Stats *st, Error *e) {
     FILE *in = is_stdin ? stdin : input_fopen(path, e);
     if (!in) return e->code;
     int rc;
+    unsigned char pre[4];
+    size_t npre = 0;
     if (o->decode) {
         rc = run_decode(o, in, name, out, st, e);
-    } else if (is_jsonl(o, path, in)) {
-        if (!is_stdin) fclose(in), in = NULL;
-        rc = run_jsonl(o, path, out, st, e);
+    } else if (is_records(o, path, in, pre, &npre)) {
+        rc = run_jsonl(o, in, name, pre, npre, out, st, e);
     } else {
-        rc = run_text(o, in, name, out, st, e);
+        FILE *t = npre ? input_unread(in, pre, npre) : in;
+        rc = run_text(o, t, name, out, st, e);
+        if (t != in) fclose(t);
     }
-    if (in && !is_stdin) fclose(in);
+    if (!is_stdin) fclose(in);
     return rc;
 }
 

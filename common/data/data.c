@@ -106,11 +106,13 @@ void prompt_example_free(PromptExample *p) {
     memset(p, 0, sizeof *p);
 }
 
-int data_open(DataReader **out, const char *path, Tokenizer *tok, const DataOptions *o, Error *e) {
+static int data_open_common(DataReader **out, const char *path, FILE *fp, const char *name, const void *pre,
+                            size_t npre, Tokenizer *tok, const DataOptions *o, Error *e) {
     *out = NULL;
     DataReader *r = xcalloc(1, sizeof *r);
-    int rc = jsonl_open(&r->jr, path, e);
+    int rc = fp ? jsonl_open_stream(&r->jr, fp, name, pre, npre, e) : jsonl_open(&r->jr, path, e);
     if (rc) {
+        jsonl_close(&r->jr);
         free(r);
         return rc;
     }
@@ -120,6 +122,15 @@ int data_open(DataReader **out, const char *path, Tokenizer *tok, const DataOpti
     if (o->tpl != CHAT_AUTO) r->tpl = o->tpl, r->tpl_resolved = 1;
     *out = r;
     return 0;
+}
+
+int data_open(DataReader **out, const char *path, Tokenizer *tok, const DataOptions *o, Error *e) {
+    return data_open_common(out, path, NULL, NULL, NULL, 0, tok, o, e);
+}
+
+int data_open_stream(DataReader **out, FILE *fp, const char *name, const void *pre, size_t npre, Tokenizer *tok,
+                     const DataOptions *o, Error *e) {
+    return data_open_common(out, NULL, fp, name, pre, npre, tok, o, e);
 }
 
 void data_close(DataReader *r) {

@@ -143,6 +143,10 @@ typedef struct DataReader DataReader;
  * empty stream, kind stays DATA_AUTO).  Errors: EX_NOINPUT, EX_USAGE (template
  * cannot be resolved), EX_DATAERR. */
 int data_open(DataReader **r, const char *path, Tokenizer *tok, const DataOptions *o, Error *e);
+/* The same on a stream already open (not closed by data_close), whose first NPRE
+ * bytes PRE the caller already read: a pipe cannot be opened a second time. */
+int data_open_stream(DataReader **r, FILE *fp, const char *name, const void *pre, size_t npre, Tokenizer *tok,
+                     const DataOptions *o, Error *e);
 void data_close(DataReader *r);
 DataKind data_reader_kind(const DataReader *r); /* after the first next: the detected kind */
 /* Reads ahead to the first valid record (kept for the next data_next*) so that
