@@ -101,3 +101,22 @@ write("empty", [], schema)
 prefs = [{"prompt": f"Q{i}: what is {i}+{i}?", "chosen": f" {2 * i}", "rejected": f" {2 * i + 1}"} for i in range(24)]
 write("pref", prefs, pa.schema([("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]),
       compression="snappy", row_group_size=10)
+
+# the end-to-end test's inputs (tests/t_parquet.sh): an Argilla HF-datasets export, a
+# conversational SFT set; pyarrow infers the schema from the committed JSONL
+def from_jsonl(name, src):
+    rows = [json.loads(l) for l in open(src) if l.strip()]
+    while True:  # the longest prefix of rows with one schema (the test files mix shapes)
+        try:
+            t = pa.Table.from_pylist(rows)
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            rows.pop()
+    pq.write_table(t, os.path.join(out, name + ".parquet"), compression="zstd")
+    with open(os.path.join(out, name + ".jsonl"), "w") as f:
+        for r in t.to_pylist():
+            f.write(json.dumps(conv(r), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+from_jsonl("argilla-hf", "tests/data/argilla/a1_hf.jsonl")
+from_jsonl("conversational", "tests/data/kinds/conversational.jsonl")
