@@ -349,12 +349,12 @@ static int byte_stream_split(Ctx *c, const uint8_t *p, size_t n, int64_t nv, jso
 
 /* ---- the page loop ---- */
 static void col_grow(PqColumn *col, int64_t add_levels, int64_t add_vals, int64_t *cap_l, int64_t *cap_v) {
-    if (col->n + add_levels > *cap_l) {
+    if (col->n + add_levels > *cap_l || !col->def) {
         *cap_l = (col->n + add_levels) * 3 / 2 + 16;
         col->def = xrealloc(col->def, (size_t)*cap_l);
         col->rep = xrealloc(col->rep, (size_t)*cap_l);
     }
-    if (col->nv + add_vals > *cap_v) {
+    if (col->nv + add_vals > *cap_v || !col->vals) {
         *cap_v = (col->nv + add_vals) * 3 / 2 + 16;
         col->vals = xrealloc(col->vals, (size_t)*cap_v * sizeof *col->vals);
     }
