@@ -34,7 +34,7 @@ nblocks=$(grep -c '^if readme_block ' "$T/blocks.sh")
 
 W="$T/work"
 mkdir -p "$W"
-ln -s "$root/Makefile" "$root/pipelines" "$root/data" "$W/"
+ln -s "$root/Makefile" "$root/pipelines" "$root/data" "$root/tests" "$W/"  # tests/: the README's sample files
 for mk in "$root"/*.mk; do [ -e "$mk" ] && ln -s "$mk" "$W/"; done  # included by the Makefile
 ln -s "$(cd "$B" && pwd)" "$W/bin"
 [ -d "$root/models" ] && ln -s "$(cd "$root/models" && pwd)" "$W/models"
