@@ -30,8 +30,8 @@ static long compare_readers(JsonlReader *a, JsonlReader *b, const char *what) {
         int rb = jsonl_next(b, &y, &e);
         CHECK(!rb, "%s: jsonl %ld: %s", what, n + 1, e.msg);
         if (ra || rb || !x || !y) {
-            CHECK(!x && !y, "%s: row counts differ after %ld rows (parquet %s, jsonl %s)", what, n, x ? "more" : "ended",
-                  y ? "more" : "ended");
+            CHECK(!x && !y, "%s: row counts differ after %ld rows (parquet %s, jsonl %s)", what, n,
+                  x ? "more" : "ended", y ? "more" : "ended");
             json_decref(x);
             json_decref(y);
             return n;
@@ -237,9 +237,9 @@ static void check_not_parquet(void) {
 }
 
 int main(void) {
-    static const char *chat[] = {"chat-none",   "chat-snappy", "chat-gzip",   "chat-brotli",     "chat-lz4",
-                                 "chat-zstd",   "chat-v2",     "chat-v2-plain", "chat-nodict", "chat-smallpages",
-                                 "chat-delta"};
+    static const char *chat[] = {"chat-none",   "chat-snappy",     "chat-gzip", "chat-brotli",
+                                 "chat-lz4",    "chat-zstd",       "chat-v2",   "chat-v2-plain",
+                                 "chat-nodict", "chat-smallpages", "chat-delta"};
     for (size_t i = 0; i < sizeof chat / sizeof *chat; i++) check_fixture(chat[i], 40);
     check_fixture("types", 9);
     check_fixture("empty", 0);

@@ -8,10 +8,10 @@
 #include "parquet.h"
 
 /* Limits against hostile files: beyond them a file is refused, not allocated for. */
-#define PQ_MAX_DEPTH 64                        /* schema nesting and thrift struct nesting */
-#define PQ_MAX_NODES 100000                    /* schema elements */
-#define PQ_MAX_PAGE ((size_t)1 << 30)          /* one page, compressed or not */
-#define PQ_MAX_ENTRIES ((int64_t)1 << 27)      /* level entries of one column chunk */
+#define PQ_MAX_DEPTH 64                   /* schema nesting and thrift struct nesting */
+#define PQ_MAX_NODES 100000               /* schema elements */
+#define PQ_MAX_PAGE ((size_t)1 << 30)     /* one page, compressed or not */
+#define PQ_MAX_ENTRIES ((int64_t)1 << 27) /* level entries of one column chunk */
 
 enum { PQ_BOOLEAN, PQ_INT32, PQ_INT64, PQ_INT96, PQ_FLOAT, PQ_DOUBLE, PQ_BYTE_ARRAY, PQ_FIXED };
 enum { PQ_REQUIRED, PQ_OPTIONAL, PQ_REPEATED };
@@ -74,10 +74,10 @@ typedef struct PqPageHeader {
     int32_t uncompressed, compressed;
     int32_t num_values;
     int encoding;
-    int def_enc, rep_enc;             /* v1 */
-    int32_t num_nulls, num_rows;      /* v2 */
-    int32_t def_len, rep_len;         /* v2 */
-    int is_compressed;                /* v2, default true */
+    int def_enc, rep_enc;        /* v1 */
+    int32_t num_nulls, num_rows; /* v2 */
+    int32_t def_len, rep_len;    /* v2 */
+    int is_compressed;           /* v2, default true */
     int have_data, have_dict, have_v2;
 } PqPageHeader;
 

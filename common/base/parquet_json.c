@@ -18,10 +18,10 @@ struct ParquetFile {
     size_t len;
     int own, mapped;
     PqMeta m;
-    int rg;                /* the row group being read (-1 before the first) */
+    int rg; /* the row group being read (-1 before the first) */
     int64_t rg_row, rg_rows;
-    PqColumn *cols;        /* one per leaf, of row group rg */
-    long long row;         /* rows returned so far */
+    PqColumn *cols; /* one per leaf, of row group rg */
+    long long row;  /* rows returned so far */
     Error *e;
 };
 

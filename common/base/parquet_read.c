@@ -101,7 +101,7 @@ static int hybrid_decode(const uint8_t *p, size_t n, int w, uint32_t *out, int64
         size_t left = (size_t)(t.end - t.p);
         if (h & 1) { /* bit-packed: (h>>1) groups of 8 values, LSB first */
             uint64_t groups = h >> 1;
-            if (groups > left) return -1;       /* each group takes w >= 1 bytes, or 0 when w == 0 */
+            if (groups > left) return -1; /* each group takes w >= 1 bytes, or 0 when w == 0 */
             uint64_t bytes = groups * (uint64_t)w;
             if (bytes > left) return -1;
             uint64_t nv = groups * 8;
@@ -232,7 +232,8 @@ static int delta_binary(const uint8_t *p, size_t n, int64_t maxn, int64_t *out, 
     PqThrift t = {p, p + n, 0, 0};
     uint64_t block = pq_varint(&t), minis = pq_varint(&t), total = pq_varint(&t);
     uint64_t first = pq_varint(&t);
-    if (t.bad || block == 0 || block % 128 || minis == 0 || block % minis || (block / minis) % 32 || total > (uint64_t)maxn)
+    if (t.bad || block == 0 || block % 128 || minis == 0 || block % minis || (block / minis) % 32 ||
+        total > (uint64_t)maxn)
         return -1;
     uint64_t per = block / minis;
     uint64_t prev = (uint64_t)((int64_t)(first >> 1) ^ -(int64_t)(first & 1));
@@ -335,7 +336,10 @@ done:
 
 static int byte_stream_split(Ctx *c, const uint8_t *p, size_t n, int64_t nv, json_t **out) {
     int t = c->leaf->type;
-    size_t k = t == PQ_FLOAT || t == PQ_INT32 ? 4 : t == PQ_DOUBLE || t == PQ_INT64 ? 8 : t == PQ_FIXED ? (size_t)c->leaf->type_length : 0;
+    size_t k = t == PQ_FLOAT || t == PQ_INT32    ? 4
+               : t == PQ_DOUBLE || t == PQ_INT64 ? 8
+               : t == PQ_FIXED                   ? (size_t)c->leaf->type_length
+                                                 : 0;
     if (!k || k > 64) return bad(c, "BYTE_STREAM_SPLIT for this type is not supported");
     if ((uint64_t)nv * k > n) return bad(c, "BYTE_STREAM_SPLIT: page too short");
     uint8_t b[64];
@@ -376,9 +380,11 @@ static int levels(Ctx *c, const uint8_t *p, size_t n, int max, int64_t nv, uint8
         memset(dst, 0, (size_t)nv);
         return 0;
     }
-    if (hybrid_decode(p, n, bit_width(max), tmp, nv)) return err_set(c->e, EX_DATAERR, "%s: damaged %s levels", c->where, which);
+    if (hybrid_decode(p, n, bit_width(max), tmp, nv))
+        return err_set(c->e, EX_DATAERR, "%s: damaged %s levels", c->where, which);
     for (int64_t i = 0; i < nv; i++) {
-        if (tmp[i] > (uint32_t)max) return err_set(c->e, EX_DATAERR, "%s: %s level %u above the maximum %d", c->where, which, tmp[i], max);
+        if (tmp[i] > (uint32_t)max)
+            return err_set(c->e, EX_DATAERR, "%s: %s level %u above the maximum %d", c->where, which, tmp[i], max);
         dst[i] = (uint8_t)tmp[i];
     }
     return 0;
@@ -424,11 +430,13 @@ static int page_values(Ctx *c, int enc, const uint8_t *p, size_t n, int64_t nn, 
         return 0;
     }
     case PQ_ENC_DELTA_BINARY:
-        if (c->leaf->type != PQ_INT32 && c->leaf->type != PQ_INT64) return bad(c, "DELTA_BINARY_PACKED for a non-integer column");
+        if (c->leaf->type != PQ_INT32 && c->leaf->type != PQ_INT64)
+            return bad(c, "DELTA_BINARY_PACKED for a non-integer column");
         return delta_ints(c, p, n, nn, out);
     case PQ_ENC_DELTA_LENGTH:
     case PQ_ENC_DELTA_BYTE_ARRAY:
-        if (c->leaf->type != PQ_BYTE_ARRAY && c->leaf->type != PQ_FIXED) return bad(c, "DELTA byte-array encoding for a non-byte-array column");
+        if (c->leaf->type != PQ_BYTE_ARRAY && c->leaf->type != PQ_FIXED)
+            return bad(c, "DELTA byte-array encoding for a non-byte-array column");
         return delta_bytes(c, p, n, nn, enc == PQ_ENC_DELTA_BYTE_ARRAY, out);
     case PQ_ENC_BYTE_STREAM_SPLIT:
         return byte_stream_split(c, p, n, nn, out);

@@ -117,8 +117,10 @@ static void thr_skip(PqThrift *t, int type) {
     case T_FALSE:
         break; /* in a field header the value is the type; in a list, one byte (below) */
     case T_BYTE:
-        if (t->p >= t->end) t->bad = 1;
-        else t->p++;
+        if (t->p >= t->end)
+            t->bad = 1;
+        else
+            t->p++;
         break;
     case T_I16:
     case T_I32:
@@ -126,8 +128,10 @@ static void thr_skip(PqThrift *t, int type) {
         pq_varint(t);
         break;
     case T_DOUBLE:
-        if (t->end - t->p < 8) t->bad = 1;
-        else t->p += 8;
+        if (t->end - t->p < 8)
+            t->bad = 1;
+        else
+            t->p += 8;
         break;
     case T_BINARY:
         thr_binary(t, &n);
@@ -206,18 +210,31 @@ static void parse_schema_element(PqThrift *t, PqNode *s) {
     }
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
-        case 1: WANT(T_I32) s->type = thr_i32(t); break;
-        case 2: WANT(T_I32) s->type_length = thr_i32(t); break;
-        case 3: WANT(T_I32) s->repetition = thr_i32(t); break;
+        case 1:
+            WANT(T_I32) s->type = thr_i32(t);
+            break;
+        case 2:
+            WANT(T_I32) s->type_length = thr_i32(t);
+            break;
+        case 3:
+            WANT(T_I32) s->repetition = thr_i32(t);
+            break;
         case 4:
             WANT(T_BINARY)
             free(s->name);
             s->name = thr_string(t);
             break;
-        case 5: WANT(T_I32) s->n_children = thr_i32(t); break;
-        case 6: WANT(T_I32) s->converted = thr_i32(t); break;
-        case 10: WANT(T_STRUCT) s->logical = parse_logical(t); break;
-        default: thr_skip(t, type);
+        case 5:
+            WANT(T_I32) s->n_children = thr_i32(t);
+            break;
+        case 6:
+            WANT(T_I32) s->converted = thr_i32(t);
+            break;
+        case 10:
+            WANT(T_STRUCT) s->logical = parse_logical(t);
+            break;
+        default:
+            thr_skip(t, type);
         }
     }
     t->depth--;
@@ -231,13 +248,26 @@ static void parse_chunk_meta(PqThrift *t, PqChunkMeta *c) {
     }
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
-        case 1: WANT(T_I32) c->type = thr_i32(t); break;
-        case 4: WANT(T_I32) c->codec = thr_i32(t); break;
-        case 5: WANT(T_I64) c->num_values = thr_int(t); break;
-        case 7: WANT(T_I64) c->total_compressed = thr_int(t); break;
-        case 9: WANT(T_I64) c->data_off = thr_int(t); break;
-        case 11: WANT(T_I64) c->dict_off = thr_int(t); break;
-        default: thr_skip(t, type);
+        case 1:
+            WANT(T_I32) c->type = thr_i32(t);
+            break;
+        case 4:
+            WANT(T_I32) c->codec = thr_i32(t);
+            break;
+        case 5:
+            WANT(T_I64) c->num_values = thr_int(t);
+            break;
+        case 7:
+            WANT(T_I64) c->total_compressed = thr_int(t);
+            break;
+        case 9:
+            WANT(T_I64) c->data_off = thr_int(t);
+            break;
+        case 11:
+            WANT(T_I64) c->dict_off = thr_int(t);
+            break;
+        default:
+            thr_skip(t, type);
         }
     }
     t->depth--;
@@ -279,8 +309,8 @@ static int parse_row_group(PqThrift *t, PqRowGroup *g, int rgi, const char *name
             for (uint32_t i = 0; i < k && !t->bad; i++) {
                 int external = 0, encrypted = 0;
                 if (!parse_chunk(t, &g->cols[i], &external, &encrypted) && !t->bad)
-                    return err_set(e, EX_DATAERR, "%s: parquet: row group %d, column %u has no metadata%s", name,
-                                   rgi, i, encrypted ? " (encrypted files are not supported)" : "");
+                    return err_set(e, EX_DATAERR, "%s: parquet: row group %d, column %u has no metadata%s", name, rgi,
+                                   i, encrypted ? " (encrypted files are not supported)" : "");
                 if (external)
                     return err_set(e, EX_DATAERR,
                                    "%s: parquet: row group %d, column %u is in another file (file_path); not supported",
@@ -390,8 +420,9 @@ int pq_meta_parse(PqMeta *m, const uint8_t *p, size_t n, const char *name, Error
         return err_set(e, EX_DATAERR, "%s: parquet: the footer metadata (FileMetaData) is damaged or truncated", name);
     m->leaves = xcalloc((size_t)m->n_nodes, sizeof *m->leaves);
     if (build_tree(m, 0, 0, 0, 0, "") != m->n_nodes)
-        return err_set(e, EX_DATAERR, "%s: parquet: the schema is inconsistent (child counts, types or nesting deeper than %d)",
-                       name, PQ_MAX_DEPTH);
+        return err_set(e, EX_DATAERR,
+                       "%s: parquet: the schema is inconsistent (child counts, types or nesting deeper than %d)", name,
+                       PQ_MAX_DEPTH);
     if (m->num_rows < 0) return err_set(e, EX_DATAERR, "%s: parquet: negative row count", name);
     int64_t total = 0;
     for (int g = 0; g < m->n_rgs; g++) {
@@ -423,11 +454,20 @@ static void parse_data_header(PqThrift *t, PqPageHeader *h) {
     }
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
-        case 1: WANT(T_I32) h->num_values = thr_i32(t); break;
-        case 2: WANT(T_I32) h->encoding = thr_i32(t); break;
-        case 3: WANT(T_I32) h->def_enc = thr_i32(t); break;
-        case 4: WANT(T_I32) h->rep_enc = thr_i32(t); break;
-        default: thr_skip(t, type);
+        case 1:
+            WANT(T_I32) h->num_values = thr_i32(t);
+            break;
+        case 2:
+            WANT(T_I32) h->encoding = thr_i32(t);
+            break;
+        case 3:
+            WANT(T_I32) h->def_enc = thr_i32(t);
+            break;
+        case 4:
+            WANT(T_I32) h->rep_enc = thr_i32(t);
+            break;
+        default:
+            thr_skip(t, type);
         }
     }
     t->depth--;
@@ -441,17 +481,32 @@ static void parse_v2_header(PqThrift *t, PqPageHeader *h) {
     }
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
-        case 1: WANT(T_I32) h->num_values = thr_i32(t); break;
-        case 2: WANT(T_I32) h->num_nulls = thr_i32(t); break;
-        case 3: WANT(T_I32) h->num_rows = thr_i32(t); break;
-        case 4: WANT(T_I32) h->encoding = thr_i32(t); break;
-        case 5: WANT(T_I32) h->def_len = thr_i32(t); break;
-        case 6: WANT(T_I32) h->rep_len = thr_i32(t); break;
-        case 7:
-            if (type == T_TRUE || type == T_FALSE) h->is_compressed = type == T_TRUE;
-            else thr_skip(t, type);
+        case 1:
+            WANT(T_I32) h->num_values = thr_i32(t);
             break;
-        default: thr_skip(t, type);
+        case 2:
+            WANT(T_I32) h->num_nulls = thr_i32(t);
+            break;
+        case 3:
+            WANT(T_I32) h->num_rows = thr_i32(t);
+            break;
+        case 4:
+            WANT(T_I32) h->encoding = thr_i32(t);
+            break;
+        case 5:
+            WANT(T_I32) h->def_len = thr_i32(t);
+            break;
+        case 6:
+            WANT(T_I32) h->rep_len = thr_i32(t);
+            break;
+        case 7:
+            if (type == T_TRUE || type == T_FALSE)
+                h->is_compressed = type == T_TRUE;
+            else
+                thr_skip(t, type);
+            break;
+        default:
+            thr_skip(t, type);
         }
     }
     t->depth--;
@@ -465,9 +520,15 @@ int pq_page_header(PqPageHeader *h, const uint8_t *p, size_t n, size_t *used) {
     int id = 0, type;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
-        case 1: WANT(T_I32) h->type = thr_i32(t); break;
-        case 2: WANT(T_I32) h->uncompressed = thr_i32(t); break;
-        case 3: WANT(T_I32) h->compressed = thr_i32(t); break;
+        case 1:
+            WANT(T_I32) h->type = thr_i32(t);
+            break;
+        case 2:
+            WANT(T_I32) h->uncompressed = thr_i32(t);
+            break;
+        case 3:
+            WANT(T_I32) h->compressed = thr_i32(t);
+            break;
         case 5:
             WANT(T_STRUCT) parse_data_header(t, h);
             h->have_data = 1;
@@ -480,7 +541,8 @@ int pq_page_header(PqPageHeader *h, const uint8_t *p, size_t n, size_t *used) {
             WANT(T_STRUCT) parse_v2_header(t, h);
             h->have_v2 = 1;
             break;
-        default: thr_skip(t, type);
+        default:
+            thr_skip(t, type);
         }
     }
     if (t->bad) return -1;
