@@ -67,7 +67,19 @@ struct ModelImpl {
     /* backward scratch */
     float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
+    int ckpt; /* the last forward kept only block inputs (model_set_checkpointing) */
 };
+
+/* Gradient checkpointing for every model of the process (model_set_checkpointing). */
+static int checkpointing;
+
+void model_set_checkpointing(int on) {
+    checkpointing = on != 0;
+}
+
+int model_checkpointing(void) {
+    return checkpointing;
+}
 
 /* ---- parameter layout ---- */
 
@@ -384,8 +396,11 @@ static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, c
 
 /* ---- activations ---- */
 
-/* Carves the activation block for (B, T); with base == NULL only counts. */
-static size_t carve_acts(Model *m, float *base, int B, int T) {
+/* Carves the activation block for (B, T); with base == NULL only counts.  With ckpt
+ * (gradient checkpointing) only layer 0 gets a full LayerAct; every other layer
+ * shares layer 0's pieces and owns only its output res2 (the next block's input), so
+ * the block holds L N C floats plus one layer's activations. */
+static size_t carve_acts(Model *m, float *base, int B, int T, int ckpt) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff;
@@ -406,6 +421,11 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
         const LayerWeights *W = &m->w.layer[l];
         LayerAct tmp = {0}, *a = base ? &I->la[l] : &tmp;
         memset(a, 0, sizeof *a);
+        if (ckpt && l > 0) {
+            if (base) *a = I->la[0];
+            TAKE(a->res2, N * C);
+            continue;
+        }
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
@@ -469,16 +489,17 @@ static size_t carve_bwd(Model *m, float *base, int B, int T) {
     return at;
 }
 
-static void ensure_acts(Model *m, int B, int T) {
+static void ensure_acts(Model *m, int B, int T, int ckpt) {
     ModelImpl *I = m->impl;
-    size_t need = carve_acts(m, NULL, B, T);
+    size_t need = carve_acts(m, NULL, B, T, ckpt);
     if (need > I->act_cap) {
         free(I->act);
         I->act = xaligned_alloc(need * sizeof(float));
         I->act_cap = need;
     }
     if (!I->la) I->la = xcalloc((size_t)m->cfg.n_layer, sizeof(LayerAct));
-    carve_acts(m, I->act, B, T);
+    carve_acts(m, I->act, B, T, ckpt);
+    I->ckpt = ckpt;
     int N = B * T;
     if (N > I->int_cap) {
         free(I->tokens);
@@ -659,7 +680,7 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     if (B < 1 || T < 1) die_internal("model_forward: empty batch B=%d T=%d", B, T);
-    ensure_acts(m, B, T);
+    ensure_acts(m, B, T, checkpointing);
     m->B = B;
     m->T = T;
     I->have_lse = 0;
@@ -801,8 +822,13 @@ void model_backward(Model *m) {
     /* I->dresid holds d loss / d (residual stream); each block's two residual additions
      * pass it through unchanged, and the norms' backward add their part into it. */
     for (int l = c->n_layer - 1; l >= 0; l--) {
+        const float *x = l ? I->la[l - 1].res2 : I->enc;
+        if (I->ckpt) { /* Chen et al. 2016: recompute the block from its input (bit-identical) */
+            attn_block_forward(m, l, x, m->B, m->T);
+            mlp_block_forward(m, l, N);
+        }
         mlp_block_backward(m, l, N);
-        attn_block_backward(m, l, l ? I->la[l - 1].res2 : I->enc);
+        attn_block_backward(m, l, x);
     }
     if (!m->grads) return; /* frozen base: no embedding gradients */
     if (m->w.wpe) position_backward(G(m, m->w.wpe), I->dresid, I->pos, N, C);
