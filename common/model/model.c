@@ -67,7 +67,8 @@ struct ModelImpl {
     /* backward scratch */
     float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
-    int ckpt; /* the last forward kept only block inputs (model_set_checkpointing) */
+    int ckpt;  /* the last forward kept only block inputs (model_set_checkpointing) */
+    int flash; /* model_set_flash_attention's mode at the last forward */
 };
 
 /* Gradient checkpointing for every model of the process (model_set_checkpointing). */
@@ -79,6 +80,14 @@ void model_set_checkpointing(int on) {
 
 int model_checkpointing(void) {
     return checkpointing;
+}
+
+/* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always. */
+static int flash_mode = -1;
+#define FLASH_MIN_T 1024
+
+void model_set_flash_attention(int mode) {
+    flash_mode = mode < 0 ? -1 : mode > 0;
 }
 
 /* ---- parameter layout ---- */
@@ -396,6 +405,8 @@ static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, c
 
 /* ---- activations ---- */
 
+static int layer_flash(const Model *m, int l, int T);
+
 /* Carves the activation block for (B, T); with base == NULL only counts.  With ckpt
  * (gradient checkpointing) only layer 0 gets a full LayerAct; every other layer
  * shares layer 0's pieces and owns only its output res2 (the next block's input), so
@@ -439,7 +450,14 @@ static size_t carve_acts(Model *m, float *base, int B, int T, int ckpt) {
         TAKE(a->q, N * Q);
         TAKE(a->k, N * KV);
         TAKE(a->v, N * KV);
-        TAKE(a->att, (size_t)B * c->n_head * T * T);
+        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel; the
+         * layer-0 set that checkpointing shares holds the largest of any layer */
+        size_t natt = 0;
+        for (int j = ckpt ? 0 : l; j < (ckpt ? c->n_layer : l + 1); j++) {
+            size_t nj = (size_t)B * c->n_head * T * (layer_flash(m, j, T) ? 1 : (size_t)T);
+            natt = nj > natt ? nj : natt;
+        }
+        TAKE(a->att, natt);
         TAKE(a->atty, N * Q);
         if (W->post_attn_norm) {
             TAKE(a->ao, N * C);
@@ -590,6 +608,15 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
     return o;
 }
 
+/* Whether layer l runs the fused attention (ops_flash.c) at row length T: the plain
+ * kernels' case (no soft-cap, default scale, no window shorter than T) and the mode. */
+static int layer_flash(const Model *m, int l, int T) {
+    int plain;
+    AttnOpts o = attn_opts(m, l, T, &plain);
+    if (!plain || o.window) return 0;
+    return m->impl->flash > 0 || (m->impl->flash < 0 && T >= FLASH_MIN_T);
+}
+
 /* Splits rows of [N, a + b + c] into three row-major blocks (NULL dst: skipped). */
 static void split3(const float *src, float *d0, float *d1, float *d2, int N, int a, int b, int c) {
     for (int n = 0; n < N; n++) {
@@ -638,7 +665,9 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
     model_rope(m, l, a->k, I->pos, NULL, N, nkv, 0);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (plain && o.window == 0)
+    if (layer_flash(m, l, T)) /* a->att holds the log-sum-exps */
+        attention_flash_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
+    else if (plain && o.window == 0)
         attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
         attention_ext_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd, &o);
@@ -680,6 +709,7 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     if (B < 1 || T < 1) die_internal("model_forward: empty batch B=%d T=%d", B, T);
+    I->flash = flash_mode;
     ensure_acts(m, B, T, checkpointing);
     m->B = B;
     m->T = T;
@@ -779,7 +809,10 @@ static void attn_block_backward(Model *m, int l, const float *x) {
     zero(I->dv, (size_t)N * KV);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (plain) /* masked entries of att are 0: the window needs nothing more */
+    if (layer_flash(m, l, T))
+        attention_flash_backward(I->dq, I->dk, I->dv, I->datty, a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh,
+                                 nkv, hd);
+    else if (plain) /* masked entries of att are 0: the window needs nothing more */
         attention_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
         attention_ext_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, B, T, nh, nkv, hd, &o);

@@ -195,6 +195,13 @@ void model_backward(Model *m);
  * kernels on the same inputs).  Set by the training programs' --gradient-checkpointing. */
 void model_set_checkpointing(int on);
 int model_checkpointing(void);
+/* Attention kernel of the next model_forward: the fused one (ops.h
+ * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
+ * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
+ * and with -1 (the default) the fused one from T = 1024 on.  Only layers without
+ * soft-capping, a query scale or a window shorter than T use it (the others keep
+ * attention_ext's probabilities).  The two agree to float rounding. */
+void model_set_flash_attention(int mode);
 
 /* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
  * with targets[n] >= 0 (else 0).  entropy may be NULL. */
@@ -241,8 +248,9 @@ void model_values_backward(Model *m, const float *dvalues);
  * model_logprobs_backward only after model_logprobs on the same forward; the LM head
  * only on LM models, model_values only on classifiers.
  * Memory: activations of the last forward are kept for backward, about
- * L * (14 C + 3 F + nh T) floats per token (with model_set_checkpointing: about
- * (L + 14) C + 3 F + nh T); they are reallocated only when a larger batch arrives. */
+ * L * (14 C + 3 F + nh T) floats per token (nh instead of nh T with the fused
+ * attention, from T = 1024 on; with model_set_checkpointing about (L + 14) C + 3 F +
+ * nh T); they are reallocated only when a larger batch arrives. */
 
 const char *model_family_name(Family f);
 /* The family called NAME (cherry's name or config.json's model_type); 0 when none. */

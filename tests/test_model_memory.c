@@ -1,9 +1,13 @@
-/* test_model_checkpointing.c — gradient checkpointing (model.h
- * model_set_checkpointing) is invisible in the numbers: for every family of the
- * oracle fixtures, one forward, a head and backward with and without it give the
- * same hidden states and the same gradient of every parameter, bit for bit, on a
- * packed batch (two segments per row, a padded tail) whose T exceeds Gemma's
- * sliding window. */
+/* test_model_memory.c — the model's two memory savers against the plain model, for
+ * every family of the oracle fixtures, one forward, a head and backward on a packed
+ * batch (two segments per row, a padded tail) whose T exceeds Gemma's sliding window:
+ *   - gradient checkpointing (model.h model_set_checkpointing) gives the same hidden
+ *     states and the same gradient of every parameter, bit for bit, with the dense
+ *     and with the fused attention;
+ *   - the fused attention (model_set_flash_attention 1) gives hidden states and
+ *     gradients within 1e-5 of the dense kernel's, relative to each tensor's
+ *     largest gradient (float rounding carried through the layers). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +70,7 @@ static void test_fixture(const char *name) {
     model_enable_grads(&m);
     make_batch(m.cfg.vocab_size);
     float *h0, *h1;
+    model_set_flash_attention(0);
     model_set_checkpointing(0);
     float *g0 = run(&m, &h0);
     model_set_checkpointing(1);
@@ -74,6 +79,33 @@ static void test_fixture(const char *name) {
     model_set_checkpointing(0);
     float *h2, *g2 = run(&m, &h2);
     size_t NC = (size_t)B * T * m.cfg.d_model;
+    /* the fused attention, without and with checkpointing */
+    model_set_flash_attention(1);
+    float *hf, *gf = run(&m, &hf);
+    model_set_checkpointing(1);
+    float *hfc, *gfc = run(&m, &hfc);
+    model_set_checkpointing(0);
+    model_set_flash_attention(-1);
+    CHECK(memcmp(gf, gfc, m.n_params * sizeof(float)) == 0 && memcmp(hf, hfc, NC * sizeof(float)) == 0,
+          "%s: checkpointing changes the fused attention's results", name);
+    double worst = 0, hmax = 0, hdiff = 0;
+    const char *worst_t = "";
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        double mx = 0, d = 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            mx = fmax(mx, fabs(g0[t->offset + j]));
+            d = fmax(d, fabs((double)gf[t->offset + j] - g0[t->offset + j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx, worst_t = t->name;
+    }
+    for (size_t j = 0; j < NC; j++) {
+        hmax = fmax(hmax, fabs(h0[j]));
+        hdiff = fmax(hdiff, fabs((double)hf[j] - h0[j]));
+    }
+    CHECK(worst <= 1e-5 && hdiff <= 1e-5 * hmax,
+          "%s: fused attention vs dense: expected within 1e-5, got gradients %.2e (%s), hidden %.2e", name, worst,
+          worst_t, hdiff / hmax);
     CHECK(memcmp(h0, h1, NC * sizeof(float)) == 0, "%s: hidden states differ with checkpointing", name);
     int bad = -1;
     for (int i = 0; i < m.n_tensors && bad < 0; i++) {
@@ -86,8 +118,10 @@ static void test_fixture(const char *name) {
     double gn = 0;
     for (size_t i = 0; i < m.n_params; i++) gn += (double)g0[i] * g0[i];
     CHECK(gn > 0, "%s: zero gradient (the test would prove nothing)", name);
-    printf("ok   %-20s %d tensors, gradients and hidden states bit-identical\n", name, m.n_tensors);
-    free(h0), free(h1), free(h2), free(g0), free(g1), free(g2);
+    printf("ok   %-20s %d tensors: checkpointing bit-identical; fused attention: gradients within %.1e, hidden "
+           "%.1e\n",
+           name, m.n_tensors, worst, hdiff / hmax);
+    free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
     model_free(&m);
 }
 
@@ -107,5 +141,5 @@ int main(void) {
                         NULL};
     for (int i = 0; fx[i]; i++) test_fixture(fx[i]);
     model_set_checkpointing(0);
-    return check_summary("test_model_checkpointing");
+    return check_summary("test_model_memory");
 }
