@@ -54,6 +54,7 @@ enum {
     TF_REPORT_TO,
     TF_LOGGING_DIR,
     TF_GRAD_CKPT,
+    TF_ATTN_IMPL,
 };
 
 static const struct option shared_opts[] = {
@@ -101,6 +102,7 @@ static const struct option shared_opts[] = {
     {"report-to", required_argument, 0, TF_REPORT_TO},
     {"logging-dir", required_argument, 0, TF_LOGGING_DIR},
     {"gradient-checkpointing", no_argument, 0, TF_GRAD_CKPT},
+    {"attn-implementation", required_argument, 0, TF_ATTN_IMPL},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -154,6 +156,8 @@ void train_flags_usage(FILE *out) {
           "      --mixed-precision P  no (default) or bf16: bf16 matrix products, fp32 weights and sums\n"
           "      --gradient-checkpointing  keep only each block's input; recompute the block in backward\n"
           "                           (less memory, about one more forward; same results bit for bit)\n"
+          "      --attn-implementation A  auto (default: fused from 1024 tokens on), eager (T x T\n"
+          "                           probabilities kept) or flash (fused, FlashAttention)\n"
           "      --resume             continue from the newest DIR/checkpoint-N\n"
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
@@ -327,6 +331,11 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
         f->grad_checkpointing = 1;
         model_set_checkpointing(1);
         return 1;
+    case TF_ATTN_IMPL: { /* TRL ModelConfig.attn_implementation */
+        int k = cli_choice(prog, "--attn-implementation", a, (const char *const[]){"auto", "eager", "flash", NULL});
+        model_set_flash_attention(k == 0 ? -1 : k == 2);
+        return 1;
+    }
     case TF_PROGRESS:
         f->progress = 1;
         return 1;
