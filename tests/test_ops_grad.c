@@ -220,10 +220,14 @@ static void test_rope(void) {
 
 /* ---- attention ------------------------------------------------------------------------------ */
 static int a_B, a_T, a_nh, a_nkv, a_hd;
+static int a_flash; /* attention_flash_* (a_att holds the log-sum-exps) */
 static int *a_seg;
 static float *a_q, *a_k, *a_v, *a_r, *a_out, *a_att;
 static double att_loss(void) {
-    attention_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
+    if (a_flash)
+        attention_flash_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
+    else
+        attention_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
     return dot(a_out, a_r, (size_t)a_B * a_T * a_nh * a_hd);
 }
 /* Up to max_n random distinct-ish indices of [0,n) (all when n <= max_n). */
@@ -233,6 +237,11 @@ static size_t *sample_idx(size_t n, size_t max_n, size_t *cnt) {
     for (size_t i = 0; i < m; i++) idx[i] = n <= max_n ? i : rng_below(&rng, n);
     *cnt = m;
     return idx;
+}
+static const char *label_flash(const char *label) {
+    static char buf[96];
+    snprintf(buf, sizeof buf, "flash %s", label);
+    return buf;
 }
 static void test_attention_case(const char *label, int B, int T, int nh, int nkv, int hd, const int *seg,
                                 size_t max_elems) {
@@ -260,14 +269,19 @@ static void test_attention_case(const char *label, int B, int T, int nh, int nkv
                 }
                 worst_sum = fmax(worst_sum, fabs(s - 1));
             }
+    if (a_flash) mask_bad = 0, worst_sum = 0; /* no probabilities kept */
     if (mask_bad || worst_sum > 1e-5) {
         printf("FAIL attention %s mask: expected 0 masked entries and row sums 1, got %d nonzero masked, "
                "|sum-1| %.2e\n",
                label, mask_bad, worst_sum);
         failures++;
     }
-    attention_backward(dq, dk, dv, a_r, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
+    if (a_flash)
+        attention_flash_backward(dq, dk, dv, a_r, a_out, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
+    else
+        attention_backward(dq, dk, dv, a_r, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
     char what[96];
+    if (a_flash) label = label_flash(label);
     size_t cnt, *idx;
     idx = sample_idx(nq, max_elems, &cnt);
     snprintf(what, sizeof what, "attention %s dq", label);
@@ -296,6 +310,13 @@ static void test_attention(void) {
     int *seg3 = xmalloc(sizeof(int) * 2 * 70);
     for (int t = 0; t < 140; t++) seg3[t] = t < 70 ? (t < 40 ? 0 : 1) : 4;
     test_attention_case("mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    /* the fused kernel (ops_flash.c) on the same cases: key blocks of 128 and query
+     * blocks of 64, so T = 130 has a ragged key block too */
+    a_flash = 1;
+    test_attention_case("gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
+    test_attention_case("gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
+    test_attention_case("mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    a_flash = 0;
     free(seg3);
     free(seg2);
 }

@@ -62,6 +62,17 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, const int *seg, int B, int T, int nh, int nkv, int hd);
 
+/* The same attention fused (FlashAttention, ops_flash.c): never more than a block of
+ * 64 x 128 scores per thread.  lse [B,nh,T] gets each query row's log-sum-exp of
+ * its scaled scores, which backward uses with the forward's out to recompute the
+ * probabilities block by block.  Matches attention_* to float rounding (~1e-6
+ * relative).  Backward accumulates into dq, dk, dv (any may be NULL). */
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg,
+                             int B, int T, int nh, int nkv, int hd);
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                              const float *q, const float *k, const float *v, const int *seg, int B, int T, int nh,
+                              int nkv, int hd);
+
 /* ---- GELU, tanh approximation (GPT-2's gelu_new) ---- */
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);

@@ -67,7 +67,28 @@ struct ModelImpl {
     /* backward scratch */
     float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
+    int ckpt;  /* the last forward kept only block inputs (model_set_checkpointing) */
+    int flash; /* model_set_flash_attention's mode at the last forward */
 };
+
+/* Gradient checkpointing for every model of the process (model_set_checkpointing). */
+static int checkpointing;
+
+void model_set_checkpointing(int on) {
+    checkpointing = on != 0;
+}
+
+int model_checkpointing(void) {
+    return checkpointing;
+}
+
+/* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always. */
+static int flash_mode = -1;
+#define FLASH_MIN_T 1024
+
+void model_set_flash_attention(int mode) {
+    flash_mode = mode < 0 ? -1 : mode > 0;
+}
 
 /* ---- parameter layout ---- */
 
@@ -384,8 +405,13 @@ static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, c
 
 /* ---- activations ---- */
 
-/* Carves the activation block for (B, T); with base == NULL only counts. */
-static size_t carve_acts(Model *m, float *base, int B, int T) {
+static int layer_flash(const Model *m, int l, int T);
+
+/* Carves the activation block for (B, T); with base == NULL only counts.  With ckpt
+ * (gradient checkpointing) only layer 0 gets a full LayerAct; every other layer
+ * shares layer 0's pieces and owns only its output res2 (the next block's input), so
+ * the block holds L N C floats plus one layer's activations. */
+static size_t carve_acts(Model *m, float *base, int B, int T, int ckpt) {
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     size_t N = (size_t)B * T, C = c->d_model, F = c->d_ff;
@@ -406,6 +432,11 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
         const LayerWeights *W = &m->w.layer[l];
         LayerAct tmp = {0}, *a = base ? &I->la[l] : &tmp;
         memset(a, 0, sizeof *a);
+        if (ckpt && l > 0) {
+            if (base) *a = I->la[0];
+            TAKE(a->res2, N * C);
+            continue;
+        }
         TAKE(a->ln1, N * C);
         TAKE(a->ln1_mean, N);
         TAKE(a->ln1_rstd, N);
@@ -419,7 +450,14 @@ static size_t carve_acts(Model *m, float *base, int B, int T) {
         TAKE(a->q, N * Q);
         TAKE(a->k, N * KV);
         TAKE(a->v, N * KV);
-        TAKE(a->att, (size_t)B * c->n_head * T * T);
+        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel; the
+         * layer-0 set that checkpointing shares holds the largest of any layer */
+        size_t natt = 0;
+        for (int j = ckpt ? 0 : l; j < (ckpt ? c->n_layer : l + 1); j++) {
+            size_t nj = (size_t)B * c->n_head * T * (layer_flash(m, j, T) ? 1 : (size_t)T);
+            natt = nj > natt ? nj : natt;
+        }
+        TAKE(a->att, natt);
         TAKE(a->atty, N * Q);
         if (W->post_attn_norm) {
             TAKE(a->ao, N * C);
@@ -469,16 +507,17 @@ static size_t carve_bwd(Model *m, float *base, int B, int T) {
     return at;
 }
 
-static void ensure_acts(Model *m, int B, int T) {
+static void ensure_acts(Model *m, int B, int T, int ckpt) {
     ModelImpl *I = m->impl;
-    size_t need = carve_acts(m, NULL, B, T);
+    size_t need = carve_acts(m, NULL, B, T, ckpt);
     if (need > I->act_cap) {
         free(I->act);
         I->act = xaligned_alloc(need * sizeof(float));
         I->act_cap = need;
     }
     if (!I->la) I->la = xcalloc((size_t)m->cfg.n_layer, sizeof(LayerAct));
-    carve_acts(m, I->act, B, T);
+    carve_acts(m, I->act, B, T, ckpt);
+    I->ckpt = ckpt;
     int N = B * T;
     if (N > I->int_cap) {
         free(I->tokens);
@@ -569,6 +608,15 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
     return o;
 }
 
+/* Whether layer l runs the fused attention (ops_flash.c) at row length T: the plain
+ * kernels' case (no soft-cap, default scale, no window shorter than T) and the mode. */
+static int layer_flash(const Model *m, int l, int T) {
+    int plain;
+    AttnOpts o = attn_opts(m, l, T, &plain);
+    if (!plain || o.window) return 0;
+    return m->impl->flash > 0 || (m->impl->flash < 0 && T >= FLASH_MIN_T);
+}
+
 /* Splits rows of [N, a + b + c] into three row-major blocks (NULL dst: skipped). */
 static void split3(const float *src, float *d0, float *d1, float *d2, int N, int a, int b, int c) {
     for (int n = 0; n < N; n++) {
@@ -617,7 +665,9 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
     model_rope(m, l, a->k, I->pos, NULL, N, nkv, 0);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (plain && o.window == 0)
+    if (layer_flash(m, l, T)) /* a->att holds the log-sum-exps */
+        attention_flash_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
+    else if (plain && o.window == 0)
         attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
         attention_ext_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd, &o);
@@ -659,7 +709,8 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
     const ModelConfig *c = &m->cfg;
     ModelImpl *I = m->impl;
     if (B < 1 || T < 1) die_internal("model_forward: empty batch B=%d T=%d", B, T);
-    ensure_acts(m, B, T);
+    I->flash = flash_mode;
+    ensure_acts(m, B, T, checkpointing);
     m->B = B;
     m->T = T;
     I->have_lse = 0;
@@ -758,7 +809,10 @@ static void attn_block_backward(Model *m, int l, const float *x) {
     zero(I->dv, (size_t)N * KV);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (plain) /* masked entries of att are 0: the window needs nothing more */
+    if (layer_flash(m, l, T))
+        attention_flash_backward(I->dq, I->dk, I->dv, I->datty, a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh,
+                                 nkv, hd);
+    else if (plain) /* masked entries of att are 0: the window needs nothing more */
         attention_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
         attention_ext_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, B, T, nh, nkv, hd, &o);
@@ -801,8 +855,13 @@ void model_backward(Model *m) {
     /* I->dresid holds d loss / d (residual stream); each block's two residual additions
      * pass it through unchanged, and the norms' backward add their part into it. */
     for (int l = c->n_layer - 1; l >= 0; l--) {
+        const float *x = l ? I->la[l - 1].res2 : I->enc;
+        if (I->ckpt) { /* Chen et al. 2016: recompute the block from its input (bit-identical) */
+            attn_block_forward(m, l, x, m->B, m->T);
+            mlp_block_forward(m, l, N);
+        }
         mlp_block_backward(m, l, N);
-        attn_block_backward(m, l, l ? I->la[l - 1].res2 : I->enc);
+        attn_block_backward(m, l, x);
     }
     if (!m->grads) return; /* frozen base: no embedding gradients */
     if (m->w.wpe) position_backward(G(m, m->w.wpe), I->dresid, I->pos, N, C);

@@ -186,6 +186,22 @@ void model_zero_grad(Model *m);
 void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, int B, int T);
 /* Backward of the last forward from m->dhidden; accumulates into m->grads. */
 void model_backward(Model *m);
+/* Gradient checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+ * Cost"; transformers' gradient_checkpointing), for every model of the process from
+ * the next model_forward on: the forward keeps only each block's input (L N C floats)
+ * and one block's activations, and model_backward recomputes each block's forward
+ * just before its backward.  Costs about one more forward; losses, gradients and
+ * weights are bit-identical with and without it (the recomputation runs the same
+ * kernels on the same inputs).  Set by the training programs' --gradient-checkpointing. */
+void model_set_checkpointing(int on);
+int model_checkpointing(void);
+/* Attention kernel of the next model_forward: the fused one (ops.h
+ * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
+ * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
+ * and with -1 (the default) the fused one from T = 1024 on.  Only layers without
+ * soft-capping, a query scale or a window shorter than T use it (the others keep
+ * attention_ext's probabilities).  The two agree to float rounding. */
+void model_set_flash_attention(int mode);
 
 /* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
  * with targets[n] >= 0 (else 0).  entropy may be NULL. */
@@ -232,8 +248,9 @@ void model_values_backward(Model *m, const float *dvalues);
  * model_logprobs_backward only after model_logprobs on the same forward; the LM head
  * only on LM models, model_values only on classifiers.
  * Memory: activations of the last forward are kept for backward, about
- * L * (14 C + 3 F + nh T) floats per token; they are reallocated only when a larger
- * batch arrives. */
+ * L * (14 C + 3 F + nh T) floats per token (nh instead of nh T with the fused
+ * attention, from T = 1024 on; with model_set_checkpointing about (L + 14) C + 3 F +
+ * nh T); they are reallocated only when a larger batch arrives. */
 
 const char *model_family_name(Family f);
 /* The family called NAME (cherry's name or config.json's model_type); 0 when none. */

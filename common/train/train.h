@@ -73,9 +73,9 @@
 
 #include "base/err.h"
 #include "base/metrics.h"
+#include "base/util.h"
 #include "model/model.h"
 #include "optim.h"
-#include "base/util.h"
 
 /* ---- flags shared by every training program ---------------------------------- */
 typedef struct TrainFlags {
@@ -102,6 +102,7 @@ typedef struct TrainFlags {
     int save_total_limit;          /* --save-total-limit N: keep the newest N checkpoints (0 = all) */
     int save_bf16;                 /* --dtype bf16: final model in BF16 (checkpoints stay F32) */
     int mixed_bf16;                /* --mixed-precision bf16: bf16 matrix products (gemm_set_bf16) */
+    int grad_checkpointing;        /* --gradient-checkpointing (model_set_checkpointing) */
     int resume;                    /* --resume */
     long stop_after;               /* --stop-after N: checkpoint and stop after update N (0 = off) */
     uint64_t seed;                 /* --seed */

@@ -53,6 +53,8 @@ enum {
     TF_FORCE,
     TF_REPORT_TO,
     TF_LOGGING_DIR,
+    TF_GRAD_CKPT,
+    TF_ATTN_IMPL,
 };
 
 static const struct option shared_opts[] = {
@@ -99,6 +101,8 @@ static const struct option shared_opts[] = {
     {"force", no_argument, 0, TF_FORCE},
     {"report-to", required_argument, 0, TF_REPORT_TO},
     {"logging-dir", required_argument, 0, TF_LOGGING_DIR},
+    {"gradient-checkpointing", no_argument, 0, TF_GRAD_CKPT},
+    {"attn-implementation", required_argument, 0, TF_ATTN_IMPL},
 };
 
 void train_flags_default(TrainFlags *f, const char *prog) {
@@ -150,6 +154,10 @@ void train_flags_usage(FILE *out) {
           "      --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
           "      --dtype T            f32 (default) or bf16 weights in the final model\n"
           "      --mixed-precision P  no (default) or bf16: bf16 matrix products, fp32 weights and sums\n"
+          "      --gradient-checkpointing  keep only each block's input; recompute the block in backward\n"
+          "                           (less memory, about one more forward; same results bit for bit)\n"
+          "      --attn-implementation A  auto (default: fused from 1024 tokens on), eager (T x T\n"
+          "                           probabilities kept) or flash (fused, FlashAttention)\n"
           "      --resume             continue from the newest DIR/checkpoint-N\n"
           "      --stop-after N       checkpoint and stop after update N (no final model)\n"
           "      --seed N             data order and initialisation (default 42)\n"
@@ -318,6 +326,16 @@ static int run_flag(TrainFlags *f, const char *prog, int c, const char *a) {
          * accelerate's mixed_precision because --dtype is the saved weights' type */
         f->mixed_bf16 = cli_choice(prog, "--mixed-precision", a, (const char *const[]){"no", "bf16", NULL});
         return 1;
+    case TF_GRAD_CKPT:
+        /* transformers' gradient_checkpointing; for every model the program trains */
+        f->grad_checkpointing = 1;
+        model_set_checkpointing(1);
+        return 1;
+    case TF_ATTN_IMPL: { /* TRL ModelConfig.attn_implementation */
+        int k = cli_choice(prog, "--attn-implementation", a, (const char *const[]){"auto", "eager", "flash", NULL});
+        model_set_flash_attention(k == 0 ? -1 : k == 2);
+        return 1;
+    }
     case TF_PROGRESS:
         f->progress = 1;
         return 1;

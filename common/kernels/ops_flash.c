@@ -1,0 +1,196 @@
+/* ops_flash.c — fused causal attention that never holds T x T scores (ops.h
+ * attention_flash_*): FlashAttention (Dao et al. 2022, "FlashAttention: Fast and
+ * Memory-Efficient Exact Attention with IO-Awareness", Algorithms 1 and 2; the
+ * loop order of FlashAttention-2, Dao 2023, Algorithm 1, rows outer).
+ *
+ * Forward, per (batch, head, block of FA_BR query rows): walk the key blocks of
+ * FA_BC keys up to the diagonal, S = scale Q K^T for the block (gemm), and keep
+ * the online softmax of each row: running max m, running sum l, unnormalised output
+ * O; a new block with max m' rescales l and O by exp(m - m') before adding
+ * exp(S - m') and exp(S - m') V.  At the end O /= l and lse = m + ln l is saved.
+ * Backward, per (batch, head): D_i = dO_i . O_i (= rowsum(P * dP), Algorithm 2
+ * line 19 in FlashAttention-2's form), then per (query block, key block) the scores
+ * are recomputed, P = exp(S - lse), dP = dO V^T, dS = P (dP - D), and
+ * dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO (gemm with beta 1).
+ * Memory: per thread FA_BR x FA_BC scores and their gradient, FA_BR x hd of output;
+ * saved for backward only lse [B, nh, T] (and the output, which the model keeps).
+ * Masking is attention_forward's (ops.h): key j <= query i and the same segment;
+ * masked probabilities are exactly 0.  GQA dK/dV partials per head are added in
+ * head order afterwards, as in attention_backward, so results do not depend on the
+ * thread count.
+ * Not for: soft-capping or sliding windows (ops_ext.h's attention_ext). */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "gemm.h"
+#include "ops.h"
+#include "ops_fastmath.h"
+#include "ops_internal.h"
+
+/* Query rows and keys per block: 64 x 128 scores (32 KB) stay in L2 while the
+ * block's three GEMMs are large enough for the BLAS kernels. */
+#define FA_BR 64
+#define FA_BC 128
+
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg,
+                             int B, int T, int nh, int nkv, int hd) {
+    int group = nh / nkv;
+    int ldq = nh * hd, ldk = nkv * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    int nblk = (T + FA_BR - 1) / FA_BR;
+#pragma omp parallel
+    {
+        float *S = xaligned_alloc(sizeof(float) * (FA_BR * FA_BC + FA_BR * (size_t)hd));
+        float *O = S + FA_BR * FA_BC;
+        float m[FA_BR];
+        double l[FA_BR];
+        /* the last query blocks have the most keys: hand them out first */
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < B * nh * nblk; task++) {
+            int bh = task % (B * nh), ib = nblk - 1 - task / (B * nh);
+            int b = bh / nh, h = bh % nh, kh = h / group;
+            int i0 = ib * FA_BR, i1 = i0 + FA_BR < T ? i0 + FA_BR : T, nr = i1 - i0;
+            const float *Q = q + (size_t)b * T * ldq + (size_t)h * hd;
+            const float *K = k + (size_t)b * T * ldk + (size_t)kh * hd;
+            const float *V = v + (size_t)b * T * ldk + (size_t)kh * hd;
+            const int *sg = seg + (size_t)b * T;
+            for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0;
+            memset(O, 0, sizeof(float) * (size_t)nr * hd);
+            for (int j0 = 0; j0 < i1; j0 += FA_BC) {
+                int j1 = j0 + FA_BC < i1 ? j0 + FA_BC : i1, nc = j1 - j0;
+                gemm(0, 1, nr, nc, hd, scale, Q + (size_t)i0 * ldq, ldq, K + (size_t)j0 * ldk, ldk, 0.0f, S, FA_BC);
+                for (int r = 0; r < nr; r++) {
+                    int i = i0 + r, si = sg[i];
+                    float *s = S + (size_t)r * FA_BC;
+                    int jend = i + 1 < j1 ? i + 1 - j0 : nc; /* keys j0 .. min(i, j1-1) */
+                    float mx = m[r];
+                    for (int c = 0; c < jend; c++)
+                        if (sg[j0 + c] == si && s[c] > mx) mx = s[c];
+                    if (mx == -INFINITY) { /* nothing of this row's segment yet */
+                        memset(s, 0, sizeof(float) * (size_t)nc);
+                        continue;
+                    }
+                    for (int c = 0; c < jend; c++) {
+                        float e = ops_expf(s[c] - mx);
+                        s[c] = sg[j0 + c] == si ? e : 0.0f;
+                    }
+                    for (int c = jend < 0 ? 0 : jend; c < nc; c++) s[c] = 0.0f;
+                    float alpha = m[r] == -INFINITY ? 0.0f : ops_expf(m[r] - mx);
+                    double sum = 0;
+                    for (int c = 0; c < jend; c++) sum += s[c];
+                    l[r] = l[r] * alpha + sum;
+                    if (alpha != 1.0f)
+                        for (int d = 0; d < hd; d++) O[(size_t)r * hd + d] *= alpha;
+                    m[r] = mx;
+                }
+                gemm(0, 0, nr, hd, nc, 1.0f, S, FA_BC, V + (size_t)j0 * ldk, ldk, 1.0f, O, hd);
+            }
+            for (int r = 0; r < nr; r++) { /* l >= 1: key i itself is always allowed */
+                float inv = (float)(1.0 / l[r]);
+                float *o = out + ((size_t)b * T + i0 + r) * ldq + (size_t)h * hd;
+                for (int d = 0; d < hd; d++) o[d] = O[(size_t)r * hd + d] * inv;
+                lse[(size_t)bh * T + i0 + r] = m[r] + (float)log(l[r]);
+            }
+        }
+        free(S);
+    }
+}
+
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                              const float *q, const float *k, const float *v, const int *seg, int B, int T, int nh,
+                              int nkv, int hd) {
+    int group = nh / nkv;
+    int ldq = nh * hd, ldk = nkv * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    int direct = group == 1;
+    float *pk = (dk || dv) && !direct ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
+#pragma omp parallel
+    {
+        float *P = xaligned_alloc(sizeof(float) * (2 * FA_BR * FA_BC + (size_t)T));
+        float *dS = P + FA_BR * FA_BC, *D = dS + FA_BR * FA_BC;
+#pragma omp for schedule(dynamic, 1)
+        for (int bh = 0; bh < B * nh; bh++) {
+            int b = bh / nh, h = bh % nh, kh = h / group;
+            const float *Q = q + (size_t)b * T * ldq + (size_t)h * hd;
+            const float *K = k + (size_t)b * T * ldk + (size_t)kh * hd;
+            const float *V = v + (size_t)b * T * ldk + (size_t)kh * hd;
+            const float *dO = dout + (size_t)b * T * ldq + (size_t)h * hd;
+            const float *Ob = out + (size_t)b * T * ldq + (size_t)h * hd;
+            const float *L = lse + (size_t)bh * T;
+            float *dQ = dq ? dq + (size_t)b * T * ldq + (size_t)h * hd : NULL;
+            const int *sg = seg + (size_t)b * T;
+            float *PK = NULL, *PV = NULL;
+            int ldp = ldk;
+            if (direct) {
+                PK = dk ? dk + (size_t)b * T * ldk + (size_t)kh * hd : NULL;
+                PV = dv ? dv + (size_t)b * T * ldk + (size_t)kh * hd : NULL;
+            } else if (pk) {
+                PK = pk + (size_t)bh * T * hd * 2;
+                PV = PK + (size_t)T * hd;
+                ldp = hd;
+                memset(PK, 0, sizeof(float) * (size_t)T * hd * 2);
+                if (!dk) PK = NULL;
+                if (!dv) PV = NULL;
+            }
+            for (int i = 0; i < T; i++) { /* D_i = dO_i . O_i */
+                double s = 0;
+                for (int d = 0; d < hd; d++) s += (double)dO[(size_t)i * ldq + d] * Ob[(size_t)i * ldq + d];
+                D[i] = (float)s;
+            }
+            for (int i0 = 0; i0 < T; i0 += FA_BR) {
+                int i1 = i0 + FA_BR < T ? i0 + FA_BR : T, nr = i1 - i0;
+                for (int j0 = 0; j0 < i1; j0 += FA_BC) {
+                    int j1 = j0 + FA_BC < i1 ? j0 + FA_BC : i1, nc = j1 - j0;
+                    gemm(0, 1, nr, nc, hd, scale, Q + (size_t)i0 * ldq, ldq, K + (size_t)j0 * ldk, ldk, 0.0f, P, FA_BC);
+                    gemm(0, 1, nr, nc, hd, 1.0f, dO + (size_t)i0 * ldq, ldq, V + (size_t)j0 * ldk, ldk, 0.0f, dS,
+                         FA_BC);
+                    for (int r = 0; r < nr; r++) {
+                        int i = i0 + r, si = sg[i];
+                        float *p = P + (size_t)r * FA_BC, *ds = dS + (size_t)r * FA_BC;
+                        int jend = i + 1 < j1 ? i + 1 - j0 : nc;
+                        if (jend < 0) jend = 0;
+                        float li = L[i], di = D[i];
+                        for (int c = 0; c < jend; c++) {
+                            float e = ops_expf(p[c] - li);
+                            p[c] = sg[j0 + c] == si ? e : 0.0f;
+                            ds[c] = p[c] * (ds[c] - di);
+                        }
+                        for (int c = jend; c < nc; c++) p[c] = ds[c] = 0.0f;
+                    }
+                    if (dQ)
+                        gemm(0, 0, nr, hd, nc, scale, dS, FA_BC, K + (size_t)j0 * ldk, ldk, 1.0f, dQ + (size_t)i0 * ldq,
+                             ldq);
+                    if (PK)
+                        gemm(1, 0, nc, hd, nr, scale, dS, FA_BC, Q + (size_t)i0 * ldq, ldq, 1.0f, PK + (size_t)j0 * ldp,
+                             ldp);
+                    if (PV)
+                        gemm(1, 0, nc, hd, nr, 1.0f, P, FA_BC, dO + (size_t)i0 * ldq, ldq, 1.0f, PV + (size_t)j0 * ldp,
+                             ldp);
+                }
+            }
+        }
+        free(P);
+    }
+    if (pk) { /* add the partials of the heads of each group in head order */
+#pragma omp parallel for schedule(guided)
+        for (int bt = 0; bt < B * T; bt++) {
+            int b = bt / T, t = bt % T;
+            for (int kh = 0; kh < nkv; kh++) {
+                float *DK = dk ? dk + (size_t)bt * ldk + (size_t)kh * hd : NULL;
+                float *DV = dv ? dv + (size_t)bt * ldk + (size_t)kh * hd : NULL;
+                for (int g = 0; g < group; g++) {
+                    int h = kh * group + g;
+                    const float *PKh = pk + (size_t)(b * nh + h) * T * hd * 2 + (size_t)t * hd;
+                    const float *PVh = PKh + (size_t)T * hd;
+                    if (DK)
+                        for (int d = 0; d < hd; d++) DK[d] += PKh[d];
+                    if (DV)
+                        for (int d = 0; d < hd; d++) DV[d] += PVh[d];
+                }
+            }
+        }
+    }
+}

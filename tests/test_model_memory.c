@@ -1,0 +1,145 @@
+/* test_model_memory.c — the model's two memory savers against the plain model, for
+ * every family of the oracle fixtures, one forward, a head and backward on a packed
+ * batch (two segments per row, a padded tail) whose T exceeds Gemma's sliding window:
+ *   - gradient checkpointing (model.h model_set_checkpointing) gives the same hidden
+ *     states and the same gradient of every parameter, bit for bit, with the dense
+ *     and with the fused attention;
+ *   - the fused attention (model_set_flash_attention 1) gives hidden states and
+ *     gradients within 1e-5 of the dense kernel's, relative to each tensor's
+ *     largest gradient (float rounding carried through the layers). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "check.h"
+#include "model/model.h"
+
+#define B 2
+#define T 24
+
+static int tokens[B * T], pos[B * T], seg[B * T], targets[B * T];
+static float dlogp[B * T];
+
+static void make_batch(int vocab) {
+    Rng r;
+    rng_seed(&r, 7);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int n = b * T + t, cut = b ? 10 : 15, pad = b ? T - 3 : T;
+            tokens[n] = (int)(rng_uniform(&r) * (float)(vocab - 1));
+            seg[n] = t >= pad ? 2 : t >= cut;
+            pos[n] = t >= cut && t < pad ? t - cut : t;
+            targets[n] = t + 1 < pad ? (int)(rng_uniform(&r) * (float)(vocab - 1)) : -1;
+            dlogp[n] = rng_uniform(&r) - 0.5f;
+        }
+}
+
+/* One forward + head + backward; returns the gradients (malloc'd) and the hidden states in *hid. */
+static float *run(Model *m, float **hid) {
+    model_zero_grad(m);
+    model_forward(m, tokens, pos, seg, B, T);
+    size_t NC = (size_t)B * T * m->cfg.d_model;
+    if (m->cfg.is_classifier) {
+        float values[B * T];
+        model_values(m, values);
+        model_values_backward(m, dlogp);
+    } else {
+        float logp[B * T];
+        model_logprobs(m, targets, logp, NULL);
+        model_logprobs_backward(m, targets, dlogp);
+    }
+    model_backward(m);
+    *hid = xmalloc(NC * sizeof(float));
+    memcpy(*hid, m->hidden, NC * sizeof(float));
+    float *g = xmalloc(m->n_params * sizeof(float));
+    memcpy(g, m->grads, m->n_params * sizeof(float));
+    return g;
+}
+
+static void test_fixture(const char *name) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/oracle/fixtures/%s", name);
+    Model m;
+    Error e;
+    if (model_load(&m, dir, &e)) {
+        CHECK(0, "%s: %s", name, e.msg);
+        return;
+    }
+    model_enable_grads(&m);
+    make_batch(m.cfg.vocab_size);
+    float *h0, *h1;
+    model_set_flash_attention(0);
+    model_set_checkpointing(0);
+    float *g0 = run(&m, &h0);
+    model_set_checkpointing(1);
+    float *g1 = run(&m, &h1);
+    /* and again without: the activation block carved for checkpointing is re-carved */
+    model_set_checkpointing(0);
+    float *h2, *g2 = run(&m, &h2);
+    size_t NC = (size_t)B * T * m.cfg.d_model;
+    /* the fused attention, without and with checkpointing */
+    model_set_flash_attention(1);
+    float *hf, *gf = run(&m, &hf);
+    model_set_checkpointing(1);
+    float *hfc, *gfc = run(&m, &hfc);
+    model_set_checkpointing(0);
+    model_set_flash_attention(-1);
+    CHECK(memcmp(gf, gfc, m.n_params * sizeof(float)) == 0 && memcmp(hf, hfc, NC * sizeof(float)) == 0,
+          "%s: checkpointing changes the fused attention's results", name);
+    double worst = 0, hmax = 0, hdiff = 0;
+    const char *worst_t = "";
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        double mx = 0, d = 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            mx = fmax(mx, fabs(g0[t->offset + j]));
+            d = fmax(d, fabs((double)gf[t->offset + j] - g0[t->offset + j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx, worst_t = t->name;
+    }
+    for (size_t j = 0; j < NC; j++) {
+        hmax = fmax(hmax, fabs(h0[j]));
+        hdiff = fmax(hdiff, fabs((double)hf[j] - h0[j]));
+    }
+    CHECK(worst <= 1e-5 && hdiff <= 1e-5 * hmax,
+          "%s: fused attention vs dense: expected within 1e-5, got gradients %.2e (%s), hidden %.2e", name, worst,
+          worst_t, hdiff / hmax);
+    CHECK(memcmp(h0, h1, NC * sizeof(float)) == 0, "%s: hidden states differ with checkpointing", name);
+    int bad = -1;
+    for (int i = 0; i < m.n_tensors && bad < 0; i++) {
+        const ParamTensor *t = &m.tensors[i];
+        if (memcmp(g0 + t->offset, g1 + t->offset, t->numel * sizeof(float))) bad = i;
+    }
+    CHECK(bad < 0, "%s: gradient of %s differs with checkpointing", name, bad >= 0 ? m.tensors[bad].name : "");
+    CHECK(memcmp(g0, g2, m.n_params * sizeof(float)) == 0 && memcmp(h0, h2, NC * sizeof(float)) == 0,
+          "%s: a run without checkpointing after one with it differs", name);
+    double gn = 0;
+    for (size_t i = 0; i < m.n_params; i++) gn += (double)g0[i] * g0[i];
+    CHECK(gn > 0, "%s: zero gradient (the test would prove nothing)", name);
+    printf("ok   %-20s %d tensors: checkpointing bit-identical; fused attention: gradients within %.1e, hidden "
+           "%.1e\n",
+           name, m.n_tensors, worst, hdiff / hmax);
+    free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
+    model_free(&m);
+}
+
+int main(void) {
+    const char *fx[] = {"model-gpt2",
+                        "model-gpt2-rm",
+                        "model-llama-gqa",
+                        "model-llama-rm",
+                        "model-qwen2",
+                        "model-qwen3",
+                        "model-mistral",
+                        "model-gemma2",
+                        "model-gemma3",
+                        "model-phi3",
+                        "model-phi3-longrope",
+                        "model-llama3",
+                        NULL};
+    for (int i = 0; fx[i]; i++) test_fixture(fx[i]);
+    model_set_checkpointing(0);
+    return check_summary("test_model_memory");
+}
