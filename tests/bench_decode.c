@@ -20,6 +20,7 @@
 #include "base/util.h"
 #include "bench_gpt2.h"
 #include "generate/generate.h"
+#include "kernels/decode.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 
@@ -75,8 +76,9 @@ static void on_step(void *ctx, int done, long tokens) {
 }
 
 /* tokens/s of generate() decoding `steps` tokens for each of `batch` sequences
- * (8-token prompts, sampling at temperature 1), best of two runs. */
-static double decode_rate_t(Model *m, int batch, int steps, int cpu, float temperature) {
+ * (8-token prompts, sampling at `temperature`, decode weights of `dtype`), best of
+ * two runs. */
+static double decode_rate_dt(Model *m, int batch, int steps, int cpu, float temperature, DecodeDtype dtype) {
     int L = 8;
     int **prompts = xmalloc(batch * sizeof(int *)), *lens = xmalloc(batch * sizeof(int));
     for (int b = 0; b < batch; b++) {
@@ -89,6 +91,7 @@ static double decode_rate_t(Model *m, int batch, int steps, int cpu, float tempe
     c.seed = 1;
     c.sampler.temperature = temperature;
     c.max_new_tokens = steps + 1;
+    c.dtype = dtype;
     GenSeq *out = xcalloc(batch, sizeof(GenSeq));
     Error e;
     double best = 0;
@@ -105,22 +108,31 @@ static double decode_rate_t(Model *m, int batch, int steps, int cpu, float tempe
     return best;
 }
 
+static double decode_rate_t(Model *m, int batch, int steps, int cpu, float temperature) {
+    return decode_rate_dt(m, batch, steps, cpu, temperature, DECODE_FP32);
+}
+
 static double decode_rate(Model *m, int batch, int steps, int cpu) {
     return decode_rate_t(m, batch, steps, cpu, 1.0f);
 }
 
-/* --peer DIR [NEW]: greedy decoding of DIR at batch 1, NEW tokens after the first,
+/* --peer DIR [NEW [THREADS [DTYPE [BATCH [LABEL]]]]]: greedy decoding of DIR, BATCH
+ * sequences (default 1) of NEW tokens after the first, decode weights fp32 or bf16,
  * one line per run for tests/bench/peers.sh (its llama.cpp peer decodes the same
- * prompt the same way: tests/oracle/bench_llamacpp_decode.py). */
-static int peer_mode(const char *dir, int steps) {
+ * prompts the same way: tests/oracle/bench_llamacpp_decode.py):
+ *   RESULT cherry LABEL/DTYPE B=BATCH new=NEW tokens_per_s=X */
+static int peer_mode(const char *dir, int steps, const char *dtype, int batch, const char *label) {
     Model m;
     Error e;
     if (model_load(&m, dir, &e)) {
         fprintf(stderr, "bench_decode: %s\n", e.msg);
         return e.code;
     }
-    double r = decode_rate_t(&m, 1, steps, 0, 0.0f);
-    printf("RESULT cherry f32 B=1 new=%d tokens_per_s=%.1f (%d threads, greedy)\n", steps, r, threads_get());
+    DecodeDtype dt = !strcmp(dtype, "bf16") ? DECODE_BF16 : DECODE_FP32;
+    double r = decode_rate_dt(&m, batch, steps, 0, 0.0f, dt);
+    printf("RESULT cherry %s/%s B=%d new=%d tokens_per_s=%.1f (%d threads, greedy, %s kernel)\n", label,
+           dt == DECODE_BF16 ? "bf16" : "f32", batch, steps, r, threads_get(),
+           dt == DECODE_BF16 ? decode_bf16_kernel() : "fp32");
     model_free(&m);
     return 0;
 }
@@ -151,7 +163,9 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 3 && !strcmp(argv[1], "--peer")) {
         gemm_threads_set(argc >= 5 ? atoi(argv[4]) : 2);
-        return peer_mode(argv[2], argc >= 4 ? atoi(argv[3]) : 48);
+        const char *base = strrchr(argv[2], '/') && strrchr(argv[2], '/')[1] ? strrchr(argv[2], '/') + 1 : argv[2];
+        return peer_mode(argv[2], argc >= 4 ? atoi(argv[3]) : 48, argc >= 6 ? argv[5] : "f32",
+                         argc >= 7 ? atoi(argv[6]) : 1, argc >= 8 ? argv[7] : base);
     }
     double bw = measure_bandwidth();
     printf("memory bandwidth (streaming read, %d threads): %.1f GB/s\n", omp_get_max_threads(), bw / 1e9);

@@ -67,6 +67,11 @@ cmp -s "$T/one.c" "$T/one.ref" && fail "group index must select the RNG stream (
 run -n 2 --temperature 0 "$T/p.jsonl" >"$T/g.jsonl" || fail "greedy run"
 [ "$(jq -s 'group_by(.group) | map(map(.completion)|unique|length) | max' "$T/g.jsonl")" = 1 ] ||
   fail "greedy samples of one prompt differ"
+# --gen-dtype bf16: runs, batch-invariant too (tokens may differ from fp32's: other weights)
+run -n 2 --temperature 0 --gen-dtype bf16 "$T/p.jsonl" >"$T/g16.jsonl" || fail "--gen-dtype bf16 run"
+run -n 2 --temperature 0 --gen-dtype bf16 --batch-size 1 "$T/p.jsonl" >"$T/g16b1.jsonl" || fail "bf16 batch 1"
+cmp -s "$T/g16.jsonl" "$T/g16b1.jsonl" || fail "--gen-dtype bf16: batch 1 output differs from the default batch"
+[ "$(wc -l <"$T/g16.jsonl")" = "$(wc -l <"$T/g.jsonl")" ] || fail "--gen-dtype bf16: record count differs"
 
 # --- --stop: cut before the first occurrence, finish_reason stop
 stop=$(jq -r 'select(.group==0 and .sample==0) | .completion' "$T/g.jsonl" | grep -o '[a-z][a-z][a-z]*' | head -1)
@@ -121,6 +126,7 @@ expect_fail "missing model" 66 "nonexistent" "$R" -m "$T/nonexistent" "$T/p.json
 expect_fail "pairs without reward model" 64 "--reward-model" "$R" -m "$T/pol" --pairs best-worst -n 2 "$T/p.jsonl"
 expect_fail "pairs with one sample" 64 "--num-samples" "$R" -m "$T/pol" --reward-model "$T/rm" --pairs rso "$T/p.jsonl"
 expect_fail "bad top-p" 64 "--top-p" "$R" -m "$T/pol" --top-p 0 "$T/p.jsonl"
+expect_fail "bad gen dtype" 64 "--gen-dtype" "$R" -m "$T/pol" --gen-dtype fp16 "$T/p.jsonl"
 expect_fail "unknown pairs" 64 "--pairs" "$R" -m "$T/pol" --pairs best "$T/p.jsonl"
 expect_fail "reward model is a policy" 64 "score" "$R" -m "$T/pol" --reward-model "$T/pol" "$T/p.jsonl"
 "$B/init-model" -q -o "$T/ctx8" --family gpt2 --layers 1 --heads 2 --width 32 --context 8 \

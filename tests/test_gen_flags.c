@@ -2,7 +2,7 @@
  * --stop is unescaped (\n \t \\; other backslashes kept), the stop strings reach the
  * GenConfig after gen_flags_finish, other options are left to the program, and the
  * option table names each flag once.  (Malformed values exit through cli.h, which
- * the shell tests check: t_eval.sh, t_rollout.sh.) */
+ * the shell tests check: t_eval.sh, t_rollout.sh; --gen-dtype's too.) */
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +36,13 @@ int main(void) {
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_REPETITION_PENALTY, a_r) == 1, "--repetition-penalty not taken");
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_STOP, s1) == 1, "--stop not taken");
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_STOP, s2) == 1, "--stop not taken");
+    CHECK(g.dtype == DECODE_FP32, "the default decode dtype is %d, not fp32", (int)g.dtype);
+    char d_bf16[] = "bf16", d_fp32[] = "fp32";
+    CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_bf16) == 1, "--gen-dtype not taken");
+    CHECK(g.dtype == DECODE_BF16, "--gen-dtype bf16 gave dtype %d", (int)g.dtype);
+    CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_fp32) == 1, "--gen-dtype not taken");
+    CHECK(g.dtype == DECODE_FP32, "--gen-dtype fp32 gave dtype %d", (int)g.dtype);
+    CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_bf16) == 1, "--gen-dtype not taken");
     CHECK(gen_flags_parse(&f, "t", 'm', a_new) == 0, "an option of the program was taken");
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_BASE + 100, a_new) == 0, "an unknown option was taken");
     CHECK(f.has_temperature, "--temperature given but has_temperature 0");
@@ -48,6 +55,7 @@ int main(void) {
     CHECK(g.sampler.repetition_penalty == 1.2f, "repetition_penalty %g", g.sampler.repetition_penalty);
     CHECK(g.n_stop == 2 && strcmp(g.stop[0], "\n") == 0 && strcmp(g.stop[1], "END") == 0,
           "stop strings: n %d, first \"%s\"", g.n_stop, g.n_stop ? g.stop[0] : "");
+    CHECK(g.dtype == DECODE_BF16, "dtype %d after gen_flags_finish", (int)g.dtype);
 
     /* the option table: each long name once, each value distinct */
     const struct option opts[] = {GEN_FLAG_OPTIONS, {0, 0, 0, 0}};
@@ -57,7 +65,7 @@ int main(void) {
             CHECK(strcmp(opts[j].name, opts[n].name) != 0, "option %s listed twice", opts[n].name);
             CHECK(opts[j].val != opts[n].val, "options %s and %s share a value", opts[j].name, opts[n].name);
         }
-    CHECK(n == 7, "expected 7 generation flags, got %d", n);
+    CHECK(n == 8, "expected 8 generation flags, got %d", n);
 
     return check_summary("test_gen_flags");
 }

@@ -51,6 +51,14 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg) {
         if (!*arg) cli_usage_error(prog, "--stop: empty stop string");
         f->stop[f->n_stop++] = gen_unescape(arg);
         return 1;
+    case GEN_OPT_GEN_DTYPE:
+        if (!strcmp(arg, "fp32") || !strcmp(arg, "f32"))
+            f->gen->dtype = DECODE_FP32;
+        else if (!strcmp(arg, "bf16"))
+            f->gen->dtype = DECODE_BF16;
+        else
+            cli_usage_error(prog, "--gen-dtype: expected fp32 or bf16, got '%s'", arg);
+        return 1;
     }
     return 0;
 }
@@ -74,6 +82,8 @@ void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_hel
             "      --min-p P              drop tokens below P x the top probability (default 0 = off)\n"
             "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
             "      --stop STRING          end a completion when it contains STRING (repeatable); \\n, \\t\n"
-            "                             and \\\\ are read as newline, tab and backslash\n",
+            "                             and \\\\ are read as newline, tab and backslash\n"
+            "      --gen-dtype fp32|bf16  decode weights as bf16 (fp32 sums; prefill stays fp32;\n"
+            "                             default fp32)\n",
             max_new_default, temperature_help);
 }

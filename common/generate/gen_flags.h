@@ -5,6 +5,7 @@
  *
  *   --max-new-tokens N        --temperature T       --top-k K      --top-p P
  *   --min-p P                 --repetition-penalty R
+ *   --gen-dtype fp32|bf16     the decode weights (kernels/decode.h)
  *   --stop STRING             repeatable; \n, \t and \\ read as newline, tab and
  *                             backslash (a newline is awkward to pass through make
  *                             and sh, and Chain of Hindsight's answers end in one)
@@ -33,6 +34,7 @@ enum {
     GEN_OPT_MIN_P,
     GEN_OPT_REPETITION_PENALTY,
     GEN_OPT_STOP,
+    GEN_OPT_GEN_DTYPE,
 };
 
 /* The struct option rows, for a program's getopt_long table. */
@@ -40,8 +42,9 @@ enum {
     {"max-new-tokens", required_argument, 0, GEN_OPT_MAX_NEW},                                                         \
         {"temperature", required_argument, 0, GEN_OPT_TEMPERATURE}, {"top-k", required_argument, 0, GEN_OPT_TOP_K},    \
         {"top-p", required_argument, 0, GEN_OPT_TOP_P}, {"min-p", required_argument, 0, GEN_OPT_MIN_P},                \
-        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY}, {                                    \
-        "stop", required_argument, 0, GEN_OPT_STOP                                                                     \
+        {"repetition-penalty", required_argument, 0, GEN_OPT_REPETITION_PENALTY},                                      \
+        {"stop", required_argument, 0, GEN_OPT_STOP}, {                                                                \
+        "gen-dtype", required_argument, 0, GEN_OPT_GEN_DTYPE                                                           \
     }
 
 typedef struct GenFlags {

@@ -62,12 +62,17 @@ struct GenState {
     int score_cap, threads;
     DecodePacked *packed; /* every linear of the trunk and the LM head, repacked */
     int n_packed;
+    DecodeDtype dtype;
 };
 
 static void pack_all(GenState *g);
 static void packed_free_all(GenState *g);
 
 GenState *gen_state_new(const Model *m, int max_rows, Error *e) {
+    return gen_state_new_dtype(m, max_rows, DECODE_FP32, e);
+}
+
+GenState *gen_state_new_dtype(const Model *m, int max_rows, DecodeDtype dtype, Error *e) {
     /* decoding reads m->params directly: an enabled LoRA adapter must be merged first
      * (lora_merge, or lora_merge_temporary around generation) */
     if (m->lora && m->lora->enabled) {
@@ -100,6 +105,7 @@ GenState *gen_state_new(const Model *m, int max_rows, Error *e) {
     g->rstdh = xmalloc(R * c->n_head * sizeof(float));
     g->pos = xmalloc(R * sizeof(int));
     g->threads = omp_get_max_threads();
+    g->dtype = dtype;
     pack_all(g);
     return g;
 }
@@ -133,9 +139,9 @@ static void pack_all(GenState *g) {
         } lin[] = {{L->qkv_w, C, Q + 2 * kvd}, {L->q_w, C, Q},    {L->k_w, C, kvd}, {L->v_w, C, kvd}, {L->o_w, Q, C},
                    {L->gate_up_w, C, 2 * F},   {L->gate_w, C, F}, {L->up_w, C, F},  {L->down_w, F, C}};
         for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
-            if (lin[i].w) decode_pack(pk++, lin[i].w, lin[i].in, lin[i].out);
+            if (lin[i].w) decode_pack_dtype(pk++, lin[i].w, lin[i].in, lin[i].out, g->dtype);
     }
-    decode_pack(pk++, g->m->w.lm_head, C, c->vocab_size);
+    decode_pack_dtype(pk++, g->m->w.lm_head, C, c->vocab_size, g->dtype);
     g->n_packed = (int)(pk - g->packed);
 }
 
@@ -523,7 +529,7 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
     int rows = maxlen > R.nslot ? maxlen : R.nslot;
     int long_from = mc->n_layer ? m->w.info[0].long_from : 0; /* longrope: see reprefill */
     if (long_from > 0 && cap > rows) rows = cap;
-    R.g = gen_state_new(m, rows, e);
+    R.g = gen_state_new_dtype(m, rows, cfg->dtype, e);
     if (!R.g) return e->code;
     kv_init(&R.kv, mc, R.nslot, cap);
     R.slot = xcalloc((size_t)R.nslot, sizeof(Slot));

@@ -12,14 +12,41 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
+/* What the packed decode weights are held as.  Activations and sums are fp32 in both. */
+typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1 } DecodeDtype;
+
+/* Outputs per bf16 panel (fixed, whatever the vector width: the layout is the
+ * kernel's contract with decode_pack). */
+#define DECODE_BF16_PW 32
+
 /* A weight matrix [OC, C] repacked into panels of outputs, [C][panel width] each. */
 typedef struct DecodePacked {
     const float *w; /* the [OC, C] original, the key of a lookup */
-    float *p;       /* [npanel][C][PW] */
+    float *p;       /* fp32: [npanel][C][PW] */
+    uint16_t *pb;   /* bf16: [npanel][C][32], outputs k and k+16 interleaved (decode.c) */
     int C, OC, npanel;
+    DecodeDtype dtype;
 } DecodePacked;
 
 void decode_pack(DecodePacked *pk, const float *w, int C, int OC);
+/* The same held as DTYPE: bf16 rounds each weight once (decode_bf16_round). */
+void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype);
+/* fp32 -> bf16 as the AVX512-BF16 VCVTNEPS2BF16 instruction does it: round to nearest
+ * even, a NaN stays a (quiet) NaN, a subnormal input becomes a zero of its sign. */
+uint16_t decode_bf16_round(float x);
+static inline float decode_bf16_widen(uint16_t b) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)b << 16};
+    return v.f;
+}
+/* Which bf16 kernel decode_linear runs on this CPU: "avx512" or "scalar". */
+const char *decode_bf16_kernel(void);
+/* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding). */
+void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */
 void decode_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);

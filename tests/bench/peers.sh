@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/bench/peers.sh — cherry against its peers, in one invocation, alternating runs.
 #
-#   sh tests/bench/peers.sh [train] [train-bf16] [decode]     (make bench runs them)
+#   sh tests/bench/peers.sh [train] [train-bf16] [decode] [decode16]     (make bench runs them)
 #
 # train       GPT-2-124M training step (forward, loss, backward, AdamW), fp32, at
 #             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
@@ -9,11 +9,14 @@
 #             (one bin/init-model directory), same loss and AdamW hyperparameters,
 #             dropout off, 2 threads.
 # train-bf16  the same with cherry --dtype bf16 against torch.autocast(bfloat16).
-# decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct),
-#             NEW tokens after the first (default 48), prefill excluded:
-#             build/tests/bench_decode --peer (fp32 weights) against llama.cpp through
-#             tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights at F32
-#             and F16 (cherry has no 16-bit decode yet: that row has no ratio).
+# decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct)
+#             and of the GPT-2-124M shape (the train model), NEW tokens after the first
+#             (default 48), prefill excluded: build/tests/bench_decode --peer with fp32
+#             and bf16 (--gen-dtype bf16) decode weights against llama.cpp through
+#             tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights at F32,
+#             F16 and BF16 (cherry's bf16 is paired with both 16-bit GGUFs).
+# decode16    the same with 16 sequences decoded together (total tokens/s; llama.cpp:
+#             one llama_batch of 16 sequences per step, a unified KV cache).
 #
 # Each round runs cherry once, then the peer with OMP_WAIT_POLICY=passive and unset
 # (the peer's round value is the better of the two; cherry sets its own default,
@@ -43,7 +46,7 @@ mkdir -p "$WORK" || exit 73
 OUT=$WORK/peers.$$.txt
 : >"$OUT"
 SPIN=
-cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT"; }
+cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT" "$OUT.c"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -78,7 +81,7 @@ summary() {
         rounds[round] = 1
     }
     END {
-        printf "%-28s %-18s %10s %10s %14s\n", what, "work", "cherry", "peer", "ratio min/med"
+        printf "%-28s %-26s %10s %10s %14s\n", what, "work", "cherry", "peer", "ratio min/med"
         for (s = 1; s <= ns; s++) {
             nc = np = nr = 0; delete cs; delete ps; delete rs
             for (r in rounds) {
@@ -87,8 +90,8 @@ summary() {
                 if (key in p) ps[++np] = p[key]
                 if ((key in c) && (key in p)) { rs[++nr] = c[key] / p[key]; mn = (nr == 1 || rs[nr] < mn) ? rs[nr] : mn }
             }
-            if (nr == 0) { printf "%-28s %-18s %10s %10s %14s\n", "", order[s], nc ? median(cs, nc) : "-", np ? median(ps, np) : "-", nc ? "no peer" : "cherry has none"; continue }
-            printf "%-28s %-18s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
+            if (nr == 0) { printf "%-28s %-26s %10s %10s %14s\n", "", order[s], nc ? median(cs, nc) : "-", np ? median(ps, np) : "-", nc ? "no peer" : "cherry has none"; continue }
+            printf "%-28s %-26s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
         }
         printf "(tokens/s, medians over %d rounds; ratio = cherry/peer within a round)\n", length(rounds)
     }' "$1"
@@ -133,32 +136,52 @@ have_llamacpp() {
     return 1
 }
 
-decode() { # greedy decode at batch 1 of SmolLM2-135M: cherry f32 vs llama.cpp F32 and F16
+# decode_bench B: greedy decoding of B sequences (total tokens/s), for SmolLM2-135M
+# (when present) and the GPT-2-124M shape, cherry fp32 and bf16 decode weights
+# against llama.cpp on F32, F16 and BF16 GGUFs of the same weights.  Cherry has one
+# 16-bit format (bf16, --gen-dtype bf16): its line is paired with both of llama.cpp's
+# 16-bit rows (printed under the keys /f16 and /bf16).
+decode_bench() {
+    batch=$1
     smol=${SMOL:-models/smollm2-135m-instruct}
-    if [ ! -f "$smol/model.safetensors" ]; then
-        echo "peers: SKIP decode: $smol not present"
-        return 0
+    models=
+    if [ -f "$smol/model.safetensors" ]; then
+        models="smollm2=$smol"
+    else
+        echo "peers: SKIP decode of SmolLM2: $smol not present"
     fi
+    model || return 1
+    models="$models gpt2-124m=$MODEL"
     peer=1
     have_llamacpp || peer=0
     : >"$OUT"
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
         echo "ROUND $r" >>"$OUT"
-        "$O/tests/bench_decode" --peer "$smol" "$NEW" "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
-        if [ "$peer" = 1 ]; then
-            # the peer's best threading: its thread pool spins, which under load can be
-            # far slower than one thread, so both are run and the better one counts
-            for t in "$THREADS" 1; do
-                $PY tests/oracle/bench_llamacpp_decode.py --model "$smol" --out-dir "$WORK" --new "$NEW" \
-                    --threads "$t" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+        for lm in $models; do
+            label=${lm%%=*} dir=${lm#*=}
+            for dt in f32 bf16; do
+                "$O/tests/bench_decode" --peer "$dir" "$NEW" "$THREADS" "$dt" "$batch" "$label" >"$OUT.c" || return 1
+                grep '^RESULT' "$OUT.c" | tee -a "$OUT" | grep -q "/bf16 " &&
+                    grep '^RESULT' "$OUT.c" | sed 's|/bf16 |/f16 |' >>"$OUT"
             done
-        fi
+            if [ "$peer" = 1 ]; then
+                # the peer's best threading: its thread pool spins, which under load can be
+                # far slower than one thread, so both are run and the better one counts
+                for t in "$THREADS" 1; do
+                    $PY tests/oracle/bench_llamacpp_decode.py --model "$dir" --label "$label" --out-dir "$WORK" \
+                        --new "$NEW" --threads "$t" --batch "$batch" --dtypes f32,f16,bf16 2>/dev/null |
+                        grep '^RESULT' | tee -a "$OUT"
+                done
+            fi
+        done
         r=$((r + 1))
     done
+    rm -f "$OUT.c"
     load="no extra load"
     [ "$LOAD" = 1 ] && load="+1 spinning process"
-    summary "$OUT" "decode B=1 ($load)"
+    summary "$OUT" "decode B=$batch ($load)"
+    echo "(16-bit rows: cherry --gen-dtype bf16 against llama.cpp's F16 GGUF (/f16) and BF16 GGUF (/bf16))"
 }
 
 [ $# -eq 0 ] && set -- train
@@ -172,7 +195,8 @@ for what in "$@"; do
     case $what in
     train) train fp32 || exit 1 ;;
     train-bf16) train bf16 || exit 1 ;;
-    decode) decode || exit 1 ;;
-    *) echo "peers: unknown bench '$what' (train, train-bf16, decode)" >&2; exit 64 ;;
+    decode) decode_bench 1 || exit 1 ;;
+    decode16) decode_bench 16 || exit 1 ;;
+    *) echo "peers: unknown bench '$what' (train, train-bf16, decode, decode16)" >&2; exit 64 ;;
     esac
 done

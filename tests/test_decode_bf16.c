@@ -1,0 +1,155 @@
+/* test_decode_bf16.c — kernels/decode.h with bf16 weights (--gen-dtype bf16).
+ *
+ * 1. decode_bf16_round against hand-worked values: ties to even, a carry into the
+ *    exponent, overflow to infinity, NaN kept (quiet), subnormals to a signed zero.
+ * 2. decode_pack_dtype(DECODE_BF16) holds exactly decode_bf16_round of every weight,
+ *    on the CPU's kernel (AVX512-BF16's VCVTNEPS2BF16 here) and the portable one.
+ * 3. decode_linear over the bf16 panels equals, bit for bit, a scalar reference: for
+ *    each (n, o) one chain fmaf(x[i], widen(round(w[o,i])), acc) over i = 0..C-1, then
+ *    + bias.  Shapes with a partial last panel, an odd panel count, batch 1 (the
+ *    panel-pair kernel), full and partial row blocks; 1 and 2 threads; the AVX-512
+ *    and the portable kernels.
+ * 4. bf16 against fp32 products: the difference stays within the rounding bound
+ *    sum_i |x_i w_i| * 2^-8 (bf16 keeps 8 significant bits: relative error <= 2^-9). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/decode.h"
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void check_round(uint32_t in, uint16_t want) {
+    uint16_t got = decode_bf16_round(from_bits(in));
+    CHECK(got == want, "decode_bf16_round(0x%08x): expected 0x%04x, got 0x%04x", in, want, got);
+}
+
+static uint64_t rng = 88172645463325252ULL;
+static float frand(void) { /* xorshift64, uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* Element of output o, step i in the packed panels (the layout of decode.c). */
+static uint16_t packed_at(const DecodePacked *pk, int o, int i) {
+    int p = o / DECODE_BF16_PW, j = o % DECODE_BF16_PW, half = DECODE_BF16_PW / 2;
+    int pos = j < half ? 2 * j : 2 * (j - half) + 1;
+    return pk->pb[((size_t)p * pk->C + i) * DECODE_BF16_PW + pos];
+}
+
+static void check_shape(int N, int C, int OC, int portable) {
+    float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
+    float *bias = malloc(OC * sizeof(float)), *ref = malloc((size_t)N * OC * sizeof(float));
+    float *out = malloc((size_t)N * OC * sizeof(float)), *f32 = malloc((size_t)N * OC * sizeof(float));
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = frand();
+    for (size_t i = 0; i < (size_t)N * C; i++) x[i] = frand();
+    for (int o = 0; o < OC; o++) bias[o] = frand();
+    w[0] = from_bits(0x3f808000);                 /* a tie: rounds to even, 1.0 */
+    if (OC * C > 1) w[1] = from_bits(0x00000001); /* a subnormal: to zero */
+    decode_bf16_force_portable(portable);
+    DecodePacked pk, p32;
+    decode_pack_dtype(&pk, w, C, OC, DECODE_BF16);
+    decode_pack(&p32, w, C, OC);
+    int bad = 0;
+    for (int o = 0; o < OC && !bad; o++)
+        for (int i = 0; i < C; i++)
+            if (packed_at(&pk, o, i) != decode_bf16_round(w[(size_t)o * C + i])) {
+                CHECK(0, "pack %s N=%d C=%d OC=%d: w[%d,%d] = %a packed 0x%04x, rounding gives 0x%04x",
+                      portable ? "portable" : decode_bf16_kernel(), N, C, OC, o, i, w[(size_t)o * C + i],
+                      packed_at(&pk, o, i), decode_bf16_round(w[(size_t)o * C + i]));
+                bad = 1;
+                break;
+            }
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int i = 0; i < C; i++)
+                acc = fmaf(x[(size_t)n * C + i], decode_bf16_widen(decode_bf16_round(w[(size_t)o * C + i])), acc);
+            ref[(size_t)n * OC + o] = acc + bias[o];
+        }
+    for (int nt = 1; nt <= 2; nt++) {
+        memset(out, 0xff, (size_t)N * OC * sizeof(float));
+        decode_linear(out, x, &pk, bias, N, nt);
+        int first = -1;
+        for (int i = 0; i < N * OC; i++)
+            if (bits(out[i]) != bits(ref[i])) {
+                first = i;
+                break;
+            }
+        CHECK(first < 0, "linear %s N=%d C=%d OC=%d threads=%d: out[%d,%d] = %a, the scalar reference %a",
+              portable ? "portable" : decode_bf16_kernel(), N, C, OC, nt, first / OC, first % OC,
+              first >= 0 ? out[first] : 0, first >= 0 ? ref[first] : 0);
+    }
+    /* against fp32 weights: within the bf16 rounding bound */
+    decode_linear(f32, x, &p32, bias, N, 1);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double mag = 0;
+            for (int i = 0; i < C; i++) mag += fabs((double)x[(size_t)n * C + i] * w[(size_t)o * C + i]);
+            double d = fabs((double)out[(size_t)n * OC + o] - f32[(size_t)n * OC + o]);
+            double bound = mag * ldexp(1, -8) + 1e-6 * (mag + 1);
+            if (d / bound > worst) worst = d / bound;
+        }
+    CHECK(worst <= 1, "N=%d C=%d OC=%d: bf16 vs fp32 weights differ by %.2f of the rounding bound", N, C, OC, worst);
+    decode_packed_free(&pk);
+    decode_packed_free(&p32);
+    decode_bf16_force_portable(0);
+    free(w), free(x), free(bias), free(ref), free(out), free(f32);
+}
+
+int main(void) {
+    check_round(0x3f800000, 0x3f80); /* 1.0 */
+    check_round(0x3f808000, 0x3f80); /* 1 + 2^-8: a tie, to even (down) */
+    check_round(0x3f818000, 0x3f82); /* 1 + 3*2^-8: a tie, to even (up) */
+    check_round(0x3f808001, 0x3f81); /* just above the tie */
+    check_round(0x3f807fff, 0x3f80); /* just below */
+    check_round(0x3fffffff, 0x4000); /* carry into the exponent */
+    check_round(0x7f7fffff, 0x7f80); /* FLT_MAX rounds to +inf */
+    check_round(0xff800000, 0xff80); /* -inf */
+    check_round(0x7fc00001, 0x7fc0); /* quiet NaN */
+    check_round(0x7f800001, 0x7fc0); /* signalling NaN: stays a NaN, made quiet */
+    check_round(0x00000001, 0x0000); /* subnormal: zero */
+    check_round(0x807fffff, 0x8000); /* negative subnormal: -0 */
+    check_round(0x00800000, 0x0080); /* smallest normal */
+    check_round(0x80000000, 0x8000); /* -0 */
+    printf("bf16 kernel on this CPU: %s\n", decode_bf16_kernel());
+
+    const int shapes[][3] = {{1, 64, 64}, {1, 37, 100}, {1, 576, 96},   {1, 48, 32}, {3, 40, 70},
+                             {8, 64, 64}, {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33}};
+    for (int portable = 0; portable <= 1; portable++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);
+    /* a row's result does not depend on the batch around it */
+    {
+        int C = 96, OC = 80, N = 13;
+        float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
+        float *all = malloc((size_t)N * OC * sizeof(float)), *one = malloc(OC * sizeof(float));
+        for (int i = 0; i < OC * C; i++) w[i] = frand();
+        for (int i = 0; i < N * C; i++) x[i] = frand();
+        DecodePacked pk;
+        decode_pack_dtype(&pk, w, C, OC, DECODE_BF16);
+        decode_linear(all, x, &pk, NULL, N, 2);
+        for (int n = 0; n < N; n++) {
+            decode_linear(one, x + (size_t)n * C, &pk, NULL, 1, 1);
+            CHECK(memcmp(one, all + (size_t)n * OC, OC * sizeof(float)) == 0,
+                  "row %d alone differs from the same row in a batch of %d", n, N);
+        }
+        decode_packed_free(&pk);
+        free(w), free(x), free(all), free(one);
+    }
+    return check_summary("test_decode_bf16");
+}
