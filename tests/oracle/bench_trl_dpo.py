@@ -49,9 +49,9 @@ def write_data(d, pairs, prompt, completion, seed=3):
                                 "rejected": words(rng, completion - 1)}) + "\n")
     with open(os.path.join(d, "sft.jsonl"), "w") as f:
         for _ in range(2 * pairs):
-            f.write(json.dumps({"messages": [{"role": "system", "content": words(rng, 8).strip()},
-                                             {"role": "user", "content": words(rng, prompt).strip()},
-                                             {"role": "assistant", "content": words(rng, completion).strip()}]}) + "\n")
+            f.write(json.dumps({"messages": [{"role": "system", "content": words(rng, 8)},
+                                             {"role": "user", "content": words(rng, prompt)},
+                                             {"role": "assistant", "content": words(rng, completion)}]}) + "\n")
 
 
 def model_name(path):
