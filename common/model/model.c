@@ -712,8 +712,8 @@ static void zero(float *p, size_t n) {
  * act_shared) with the same functions on the same inputs, so the values, and every
  * gradient, are bit-identical to keeping them; about 1 % of a step's time for
  * 2C + F floats per token and layer (SmolLM2-135M: 330 MB of 1.2 GB at 1024 tokens). */
-static void ln_recompute(Model *m, float *out, float *mean, float *rstd, const float *x, const float *w,
-                         const float *b, int N) {
+static void ln_recompute(Model *m, float *out, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                         int N) {
     model_norm_forward(m, out, mean, rstd, x, w, b, N, m->cfg.d_model);
 }
 
