@@ -212,7 +212,7 @@ def cherry_dpo(a):
               f"pairs_per_s={pairs / (ref_s + secs):.3f} rss_mib={rss_mib(resource.RUSAGE_CHILDREN):.0f} "
               f"tokens_per_pair={tokens / pairs:.1f} real_tokens_per_pair={tokens / pairs:.1f} ref_s={ref_s:.2f} "
               f"steps={steps} steps_s={secs:.2f} ({a.threads} threads, "
-              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})", flush=True)
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'passive, cherry default')})", flush=True)
 
 
 def main():

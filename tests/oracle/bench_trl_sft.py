@@ -69,7 +69,7 @@ def cherry_sft(a):
     print(f"RESULT cherry sft {model_name(a.model)} B={a.batch_size} seqs_per_s={n / secs:.3f} "
           f"rss_mib={rss_mib(resource.RUSAGE_CHILDREN):.0f} tokens_per_seq={tokens / n:.1f} "
           f"real_tokens_per_seq={tokens / n:.1f} steps={steps} steps_s={secs:.2f} ({a.threads} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})", flush=True)
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'passive, cherry default')})", flush=True)
 
 
 def main():
