@@ -248,9 +248,11 @@ void model_values_backward(Model *m, const float *dvalues);
  * model_logprobs_backward only after model_logprobs on the same forward; the LM head
  * only on LM models, model_values only on classifiers.
  * Memory: activations of the last forward are kept for backward, about
- * L * (14 C + 3 F + nh T) floats per token (nh instead of nh T with the fused
- * attention, from T = 1024 on; with model_set_checkpointing about (L + 14) C + 3 F +
- * nh T); they are reallocated only when a larger batch arrives. */
+ * L * (12 C + 2 F + nh T) floats per token (the norms' outputs and the MLP's activation
+ * output are recomputed in backward into buffers all layers share: model.c,
+ * ln_recompute; nh instead of nh T with the fused attention, from T = 1024 on; with
+ * model_set_checkpointing about L C plus one layer's set); they are reallocated only
+ * when a larger batch arrives. */
 
 const char *model_family_name(Family f);
 /* The family called NAME (cherry's name or config.json's model_type); 0 when none. */

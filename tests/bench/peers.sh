@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/bench/peers.sh — cherry against its peers, in one invocation, alternating runs.
 #
-#   sh tests/bench/peers.sh [train] [train-bf16] [decode] [decode16]     (make bench runs them)
+#   sh tests/bench/peers.sh [train] [train-bf16] [decode] [decode16] [dpo] [sft]   (make bench runs them)
 #
 # train       GPT-2-124M training step (forward, loss, backward, AdamW), fp32, at
 #             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
@@ -17,6 +17,15 @@
 #             F16 and BF16 (cherry's bf16 is paired with both 16-bit GGUFs).
 # decode16    the same with 16 sequences decoded together (total tokens/s; llama.cpp:
 #             one llama_batch of 16 sequences per step, a unified KV cache).
+# dpo         DPO pairs/s and peak RSS of SmolLM2-135M: bin/dpo against TRL's DPOTrainer
+#             (tests/oracle/bench_trl_dpo.py), its default reference (a frozen copy, one
+#             forward per step) and precompute_ref_log_probs=True, against one cherry run
+#             (the reference computed once before the first step); DPO_PAIRS pairs
+#             (default 8) of 64 + 64 tokens, 4 pairs per step, fp32, no gradient
+#             checkpointing; timed: the reference pass and the steps.
+# sft         full SFT of SmolLM2-135M, bin/sft against TRL's SFTTrainer
+#             (tests/oracle/bench_trl_sft.py): 2 x DPO_PAIRS chats of the same length
+#             through the model's chat template, 8 per step; timed: the steps.
 #
 # Each round runs cherry once, then the peer with OMP_WAIT_POLICY=passive and unset
 # (the peer's round value is the better of the two; cherry sets its own default,
@@ -28,7 +37,9 @@
 # Environment: ROUNDS (default 3), STEPS (timed steps per run, default 3), THREADS
 # (default 2), LOAD=1 keeps one core busy with a spinning process during the runs
 # (the straggler case: both sides under the same load), O (build dir, default build),
-# BIN (default bin), PYTHON (default python3).  A missing peer is skipped with a
+# BIN (default bin), PYTHON (default python3), SMOL (default models/smollm2-135m-instruct),
+# DPO_PAIRS (default 8), TRL_WAIT (the OMP_WAIT_POLICY values the TRL peer runs under,
+# best kept; default "passive": each TRL run takes minutes).  A missing peer is skipped with a
 # message; the exit status is 0 unless cherry itself fails.
 set -u
 O=${O:-build}
@@ -40,6 +51,8 @@ THREADS=${THREADS:-2}
 LOAD=${LOAD:-0}
 SHAPES=${SHAPES:-4x64,2x256}
 NEW=${NEW:-48}
+DPO_PAIRS=${DPO_PAIRS:-8}
+TRL_WAIT=${TRL_WAIT:-passive}
 WORK=$O/bench
 MODEL=$WORK/gpt2-124m
 mkdir -p "$WORK" || exit 73
@@ -184,6 +197,104 @@ decode_bench() {
     echo "(16-bit rows: cherry --gen-dtype bf16 against llama.cpp's F16 GGUF (/f16) and BF16 GGUF (/bf16))"
 }
 
+have_trl() {
+    $PY -c 'import trl, torch, transformers, datasets' 2>/dev/null && return 0
+    echo "peers: SKIP the TRL peer: python3 cannot import trl, torch, transformers and datasets" \
+        "(pip install trl; see tests/bench/README.md)"
+    return 1
+}
+
+# trl_summary FILE WHAT UNIT: per work, both sides' median rate and peak RSS, and the
+# per-round ratios cherry/peer (rate: min and median; RSS: median).
+trl_summary() {
+    awk -v what="$2" -v unit="$3" '
+    function median(a, n,   i, j, t) {
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+        return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+    }
+    function val(name,   i) { for (i = 6; i <= NF; i++) if (index($i, name "=") == 1) return substr($i, length(name) + 2) + 0; return -1 }
+    /^ROUND/ { round = $2; next }
+    /^RESULT/ {
+        side = $2; work = $3 " " $4 " " $5; v = val(unit); m = val("rss_mib")
+        if (!(work in seen)) { seen[work] = 1; order[++nw] = work }
+        key = work SUBSEP round
+        if (side == "cherry") { c[key] = v; cm[key] = m }
+        else if (!(key in p) || v > p[key]) { p[key] = v; pm[key] = m }
+        rounds[round] = 1
+    }
+    END {
+        printf "%-22s %-40s %9s %9s %14s %8s %8s %9s\n", what, "work", "cherry", "peer", "ratio min/med", "RSS MiB", "peer", "RSS ratio"
+        for (w = 1; w <= nw; w++) {
+            nc = np = nr = 0; delete cs; delete ps; delete rs; delete cms; delete pms; delete ms
+            for (r in rounds) {
+                key = order[w] SUBSEP r
+                if (key in c) { cs[++nc] = c[key]; cms[nc] = cm[key] }
+                if (key in p) { ps[++np] = p[key]; pms[np] = pm[key] }
+                if ((key in c) && (key in p)) { rs[++nr] = c[key] / p[key]; ms[nr] = cm[key] / pm[key]; mn = (nr == 1 || rs[nr] < mn) ? rs[nr] : mn }
+            }
+            if (nr == 0) { printf "%-22s %-40s %9s %9s %14s\n", "", order[w], nc ? median(cs, nc) : "-", np ? median(ps, np) : "-", nc ? "no peer" : "cherry has none"; continue }
+            printf "%-22s %-40s %9.3f %9.3f %7.2fx %5.2fx %8.0f %8.0f %8.2fx\n", "", order[w], median(cs, nc), median(ps, np), mn, median(rs, nr), median(cms, nc), median(pms, np), median(ms, nr)
+        }
+        printf "(%s, medians over %d rounds; ratio = cherry/peer within a round)\n", unit, length(rounds)
+    }' "$1"
+}
+
+trl_data() {
+    [ -f "$WORK/trl/pairs.jsonl" ] && [ "$(wc -l <"$WORK/trl/pairs.jsonl")" -eq "$DPO_PAIRS" ] && return 0
+    $PY tests/oracle/bench_trl_dpo.py --write-data "$WORK/trl" --pairs "$DPO_PAIRS"
+}
+
+trl_bench() { # dpo or sft: cherry and TRL alternately on SmolLM2-135M
+    kind=$1
+    smol=${SMOL:-models/smollm2-135m-instruct}
+    if [ ! -f "$smol/model.safetensors" ]; then
+        echo "peers: SKIP $kind: $smol not present"
+        return 0
+    fi
+    peer=1
+    have_trl || peer=0
+    trl_data || return 1
+    : >"$OUT"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        echo "ROUND $r" >>"$OUT"
+        if [ "$kind" = dpo ]; then
+            $PY tests/oracle/bench_trl_dpo.py --side cherry --mode both --bin "$BIN" --model "$smol" --data "$WORK/trl" \
+                --threads "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+        else
+            $PY tests/oracle/bench_trl_sft.py --side cherry --bin "$BIN" --model "$smol" --data "$WORK/trl" \
+                --threads "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+        fi
+        if [ "$peer" = 1 ]; then
+            for wp in $TRL_WAIT; do
+                for mode in ref precompute; do
+                    [ "$kind" = sft ] && [ "$mode" = precompute ] && continue
+                    if [ "$kind" = dpo ]; then
+                        set -- tests/oracle/bench_trl_dpo.py --side trl --mode "$mode"
+                    else
+                        set -- tests/oracle/bench_trl_sft.py --side trl
+                    fi
+                    if [ "$wp" = unset ]; then
+                        env -u OMP_WAIT_POLICY $PY "$@" --model "$smol" --data "$WORK/trl" --threads "$THREADS" \
+                            2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                    else
+                        OMP_WAIT_POLICY=$wp $PY "$@" --model "$smol" --data "$WORK/trl" --threads "$THREADS" \
+                            2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                    fi
+                done
+            done
+        fi
+        r=$((r + 1))
+    done
+    load="no extra load"
+    [ "$LOAD" = 1 ] && load="+1 spinning process"
+    if [ "$kind" = dpo ]; then
+        trl_summary "$OUT" "dpo ($load)" pairs_per_s
+    else
+        trl_summary "$OUT" "sft ($load)" seqs_per_s
+    fi
+}
+
 [ $# -eq 0 ] && set -- train
 if [ "$LOAD" = 1 ]; then
     awk 'BEGIN { for (;;) ; }' &
@@ -197,6 +308,8 @@ for what in "$@"; do
     train-bf16) train bf16 || exit 1 ;;
     decode) decode_bench 1 || exit 1 ;;
     decode16) decode_bench 16 || exit 1 ;;
-    *) echo "peers: unknown bench '$what' (train, train-bf16, decode, decode16)" >&2; exit 64 ;;
+    dpo) trl_bench dpo || exit 1 ;;
+    sft) trl_bench sft || exit 1 ;;
+    *) echo "peers: unknown bench '$what' (train, train-bf16, decode, decode16, dpo, sft)" >&2; exit 64 ;;
     esac
 done
