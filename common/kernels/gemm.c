@@ -51,8 +51,9 @@ static int blas_core_fix(void) {
     if (getenv("OPENBLAS_CORETYPE")) return 0;
     const char *core = openblas_get_corename();
     if (!core) return 0;
-    const char *want = gemm_blas_core_for(core, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                                    __builtin_cpu_supports("avx512vl"),
+    const char *want = gemm_blas_core_for(core,
+                                          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                              __builtin_cpu_supports("avx512vl"),
                                           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
     if (!want) return 0;
     return setenv("OPENBLAS_CORETYPE", want, 1) == 0;
@@ -60,8 +61,8 @@ static int blas_core_fix(void) {
 
 const char *gemm_blas_core_for(const char *core, int has_avx512, int has_avx2) {
     /* the kernel families older than Haswell that DYNAMIC_ARCH falls back to */
-    static const char *const generic[] = {"Prescott", "Core2",   "Penryn",   "Dunnington", "Nehalem",
-                                          "Atom",     "Katmai",  "Coppermine", "Northwood", "Sandybridge",
+    static const char *const generic[] = {"Prescott", "Core2",   "Penryn",     "Dunnington", "Nehalem",
+                                          "Atom",     "Katmai",  "Coppermine", "Northwood",  "Sandybridge",
                                           "Banias",   "Unknown", NULL};
     int is_generic = 0;
     for (int i = 0; generic[i]; i++)
@@ -177,7 +178,8 @@ static struct {
     const float *base;
     size_t n;
     uint16_t *bf;
-    int fresh;
+    int fresh; /* bf == bf16(base) */
+    int whole; /* converted whole at least once (gemm_bf16_weights_begin) */
 } shadow[BF16_SHADOWS];
 
 void gemm_bf16_weights_updated(const float *p, size_t n) {
@@ -195,12 +197,32 @@ void gemm_bf16_weights_updated(const float *p, size_t n) {
     shadow[free_slot].n = n;
     shadow[free_slot].bf = xaligned_alloc(n * sizeof(uint16_t));
     shadow[free_slot].fresh = 0;
+    shadow[free_slot].whole = 0;
 }
 
 void gemm_bf16_weights_forget_all(void) {
     for (int i = 0; i < BF16_SHADOWS; i++) {
         free(shadow[i].bf);
-        shadow[i].base = NULL, shadow[i].bf = NULL, shadow[i].n = 0, shadow[i].fresh = 0;
+        shadow[i].base = NULL, shadow[i].bf = NULL, shadow[i].n = 0, shadow[i].fresh = 0, shadow[i].whole = 0;
+    }
+}
+
+uint16_t *gemm_bf16_weights_begin(const float *p, size_t n) {
+    if (!use_bf16 || !p || !n) return NULL;
+    for (int i = 0; i < BF16_SHADOWS; i++)
+        if (shadow[i].base == p && shadow[i].n == n && shadow[i].whole) return shadow[i].bf;
+    return NULL;
+}
+
+void gemm_bf16_weights_written(const float *p, size_t n) {
+    for (int i = 0; i < BF16_SHADOWS; i++)
+        if (shadow[i].base == p && shadow[i].n == n) shadow[i].fresh = 1;
+}
+
+void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n) {
+    for (size_t c0 = 0; c0 < n; c0 += 1 << 20) {
+        size_t cn = n - c0 < (1 << 20) ? n - c0 : (1 << 20);
+        bf16_rows(dst + c0, src + c0, 0, 1, (int)cn, (int)cn);
     }
 }
 
@@ -222,6 +244,7 @@ static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, i
                 bf16_rows(shadow[i].bf + c0, b + c0, 0, 1, (int)cn, (int)cn);
             }
             shadow[i].fresh = 1;
+            shadow[i].whole = 1;
         }
         return shadow[i].bf + off;
     }

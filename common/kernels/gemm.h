@@ -8,6 +8,7 @@
 #define CHERRY_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/err.h"
 
@@ -36,6 +37,15 @@ int gemm_bf16_enabled(void);
  * every shadow (an optimizer freed: its weights may be freed or rewritten next). */
 void gemm_bf16_weights_updated(const float *p, size_t n);
 void gemm_bf16_weights_forget_all(void);
+/* The same, written by the optimizer in its own pass (saves re-reading [p, p+n) from
+ * memory): begin returns the shadow of the block when bf16 is on and the block's
+ * shadow has been converted whole before (else NULL: call gemm_bf16_weights_updated
+ * after the update instead); the optimizer then stores gemm_bf16_convert of every
+ * element it changes and calls gemm_bf16_weights_written.  Elements it does not
+ * change keep their earlier conversion.  Same rounding as the products' own. */
+uint16_t *gemm_bf16_weights_begin(const float *p, size_t n);
+void gemm_bf16_weights_written(const float *p, size_t n);
+void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n);
 
 /* The OpenBLAS kernel family to force (OPENBLAS_CORETYPE) when OpenBLAS chose the
  * kernels `core` (openblas_get_corename()) on a CPU with the given features: NULL when

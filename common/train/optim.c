@@ -63,6 +63,8 @@ void adamw_free(AdamW *o) {
     memset(o, 0, sizeof *o);
 }
 
+#define ADAMW_CHUNK 4096L /* elements per task: 16 KiB of each array, in L1/L2 */
+
 void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
     o->t++;
     /* torch/optim/adamw.py: bias_correction1 = 1 - beta1 ** step, step_size =
@@ -75,25 +77,38 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr) {
     const float b1c = (float)(1.0 - (double)o->beta1), b2 = o->beta2, b2c = (float)(1.0 - (double)o->beta2);
     const float eps = o->eps;
     float *restrict m = o->m, *restrict v = o->v;
+    /* --mixed-precision bf16: the new weights' bf16 copy is written here, chunk by
+     * chunk while the chunk is in cache, instead of re-reading all weights before the
+     * next product (gemm_bf16_weights_begin; NULL when there is no such copy yet) */
+    uint16_t *bf = gemm_bf16_weights_begin(params, o->n);
 #pragma omp parallel
     for (int gi = 0; gi < o->n_groups; gi++) {
         const OptimGroup *g = &o->groups[gi];
         const int decay = g->decay && o->weight_decay != 0.0f;
-        const long end = (long)(g->offset + g->numel);
-#pragma omp for schedule(guided, 4096) nowait /* a thread on a shared core takes less */
-        for (long i = (long)g->offset; i < end; i++) {
-            float p = params[i], gr = grads[i];
-            if (decay) p *= decay_mul;
-            float mi = m[i] + b1c * (gr - m[i]);
-            float vi = b2 * v[i] + (b2c * gr) * gr; /* addcmul_: self + value*t1*t2 */
-            m[i] = mi;
-            v[i] = vi;
-            float denom = sqrtf(vi) / bc2_sqrt + eps;
-            params[i] = p + ((-step_size) * mi) / denom; /* addcdiv_: self + value*t1/t2 */
+        const long off = (long)g->offset, end = (long)(g->offset + g->numel);
+        const long nch = (end - off + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+#pragma omp for schedule(guided) nowait /* a thread on a shared core takes fewer chunks */
+        for (long c = 0; c < nch; c++) {
+            const long i0 = off + c * ADAMW_CHUNK, i1 = i0 + ADAMW_CHUNK < end ? i0 + ADAMW_CHUNK : end;
+#pragma omp simd
+            for (long i = i0; i < i1; i++) {
+                float p = params[i], gr = grads[i];
+                if (decay) p *= decay_mul;
+                float mi = m[i] + b1c * (gr - m[i]);
+                float vi = b2 * v[i] + (b2c * gr) * gr; /* addcmul_: self + value*t1*t2 */
+                m[i] = mi;
+                v[i] = vi;
+                float denom = sqrtf(vi) / bc2_sqrt + eps;
+                params[i] = p + ((-step_size) * mi) / denom; /* addcdiv_: self + value*t1/t2 */
+            }
+            if (bf) gemm_bf16_convert(bf + i0, params + i0, (size_t)(i1 - i0));
         }
     }
     /* --mixed-precision bf16: the next products read one bf16 copy of the new weights */
-    gemm_bf16_weights_updated(params, o->n);
+    if (bf)
+        gemm_bf16_weights_written(params, o->n);
+    else
+        gemm_bf16_weights_updated(params, o->n);
 }
 
 #define NORM_CHUNK ((size_t)1 << 16)
