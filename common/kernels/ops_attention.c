@@ -215,23 +215,26 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             }
         }
     }
-    if (pk) {
-        /* add the partials of the heads of each group in head order */
+    if (pk) attention_sum_group_partials(dk, dv, pk, B, T, nh, nkv, hd, ldk);
+}
+
+void attention_sum_group_partials(float *dk, float *dv, const float *pk, int B, int T, int nh, int nkv, int hd,
+                                  int ldk) {
+    int group = nh / nkv;
 #pragma omp parallel for schedule(guided)
-        for (int bt = 0; bt < B * T; bt++) {
-            int b = bt / T, t = bt % T;
-            for (int kh = 0; kh < nkv; kh++) {
-                float *DK = dk ? dk + (size_t)bt * ldk + (size_t)kh * hd : NULL;
-                float *DV = dv ? dv + (size_t)bt * ldk + (size_t)kh * hd : NULL;
-                for (int g = 0; g < group; g++) {
-                    int h = kh * group + g;
-                    const float *PK = pk + (size_t)(b * nh + h) * T * hd * 2 + (size_t)t * hd;
-                    const float *PV = PK + (size_t)T * hd;
-                    if (DK)
-                        for (int d = 0; d < hd; d++) DK[d] += PK[d];
-                    if (DV)
-                        for (int d = 0; d < hd; d++) DV[d] += PV[d];
-                }
+    for (int bt = 0; bt < B * T; bt++) {
+        int b = bt / T, t = bt % T;
+        for (int kh = 0; kh < nkv; kh++) {
+            float *DK = dk ? dk + (size_t)bt * ldk + (size_t)kh * hd : NULL;
+            float *DV = dv ? dv + (size_t)bt * ldk + (size_t)kh * hd : NULL;
+            for (int g = 0; g < group; g++) {
+                int h = kh * group + g;
+                const float *PK = pk + (size_t)(b * nh + h) * T * hd * 2 + (size_t)t * hd;
+                const float *PV = PK + (size_t)T * hd;
+                if (DK)
+                    for (int d = 0; d < hd; d++) DK[d] += PK[d];
+                if (DV)
+                    for (int d = 0; d < hd; d++) DV[d] += PV[d];
             }
         }
     }

@@ -174,23 +174,5 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
         }
         free(P);
     }
-    if (pk) { /* add the partials of the heads of each group in head order */
-#pragma omp parallel for schedule(guided)
-        for (int bt = 0; bt < B * T; bt++) {
-            int b = bt / T, t = bt % T;
-            for (int kh = 0; kh < nkv; kh++) {
-                float *DK = dk ? dk + (size_t)bt * ldk + (size_t)kh * hd : NULL;
-                float *DV = dv ? dv + (size_t)bt * ldk + (size_t)kh * hd : NULL;
-                for (int g = 0; g < group; g++) {
-                    int h = kh * group + g;
-                    const float *PKh = pk + (size_t)(b * nh + h) * T * hd * 2 + (size_t)t * hd;
-                    const float *PVh = PKh + (size_t)T * hd;
-                    if (DK)
-                        for (int d = 0; d < hd; d++) DK[d] += PKh[d];
-                    if (DV)
-                        for (int d = 0; d < hd; d++) DV[d] += PVh[d];
-                }
-            }
-        }
-    }
+    if (pk) attention_sum_group_partials(dk, dv, pk, B, T, nh, nkv, hd, ldk);
 }

@@ -13,4 +13,11 @@
 enum { SCR_ATT_DS, SCR_ATT_PARTIAL, SCR_LP_H, SCR_LP_LOGITS, SCR_LP_DH, SCR_COUNT };
 float *ops_scratch(int slot, size_t nfloats);
 
+/* With grouped-query heads the attention backwards write each query head's share of
+ * dK and dV to PK ([B, nh, 2, T, hd]: dK then dV of head h); this adds the shares of
+ * the heads of each kv group into DK and DV in head order, so the sums do not depend
+ * on the thread count.  DK or DV may be NULL. */
+void attention_sum_group_partials(float *dk, float *dv, const float *pk, int B, int T, int nh, int nkv, int hd,
+                                  int ldk);
+
 #endif
