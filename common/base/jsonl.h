@@ -23,8 +23,8 @@ typedef struct JsonlReader {
     long line; /* line number of the record last returned (1-based) */
     char *buf;
     size_t cap;
-    int is_stdin;          /* also: FP belongs to the caller, do not close it */
-    FILE *wrap;            /* FP with its peeked first bytes read back (input_unread) */
+    int is_stdin;           /* also: FP belongs to the caller, do not close it */
+    FILE *wrap;             /* FP with its peeked first bytes read back (input_unread) */
     struct ParquetFile *pq; /* set when the input is Parquet */
 } JsonlReader;
 
