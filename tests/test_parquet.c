@@ -7,6 +7,8 @@
  * file, never in a read out of bounds (this test also runs under ASan/UBSan). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/jsonl.h"
 #include "base/parquet.h"
@@ -17,6 +19,37 @@
 
 static char *dump(json_t *v) {
     return json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+}
+
+/* A pipe whose other end a child process fills with DATA and closes: the reader sees a
+ * stream that cannot be mapped or sought, as from `cmd | tool`, with no shell involved. */
+static FILE *pipe_of(const void *data, size_t n, pid_t *child) {
+    int fd[2];
+    if (pipe(fd)) return NULL;
+    *child = fork();
+    if (*child < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return NULL;
+    }
+    if (*child == 0) {
+        close(fd[0]);
+        const char *q = data;
+        while (n > 0) {
+            ssize_t w = write(fd[1], q, n);
+            if (w <= 0) _exit(1);
+            q += w;
+            n -= (size_t)w;
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    return fdopen(fd[0], "r");
+}
+
+static void pipe_close(FILE *p, pid_t child) {
+    fclose(p);
+    waitpid(child, NULL, 0);
 }
 
 /* Reads every record of R; returns the count, or -1 with E set. */
@@ -67,10 +100,15 @@ static void check_fixture(const char *name, long want_rows) {
     jsonl_close(&a);
 
     /* the same bytes from a pipe: read to the end, not mapped */
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "cat %s", pp);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL, "popen");
+    char *bytes;
+    size_t nbytes;
+    pid_t child;
+    FILE *p = NULL;
+    if (!read_file(pp, &bytes, &nbytes, &e)) {
+        p = pipe_of(bytes, nbytes, &child);
+        free(bytes);
+    }
+    CHECK(p != NULL, "%s: no pipe: %s", pp, e.msg);
     if (!p) return;
     rc = jsonl_open_stream(&a, p, "<pipe>", NULL, 0, &e);
     CHECK(!rc && a.pq, "%s through a pipe: %s", pp, e.msg);
@@ -80,7 +118,7 @@ static void check_fixture(const char *name, long want_rows) {
         jsonl_close(&b);
     }
     jsonl_close(&a);
-    pclose(p);
+    pipe_close(p, child);
 }
 
 /* Reads all rows of BUF; returns 0 or the error code (E has the message). */
@@ -207,7 +245,8 @@ static void check_page_error(void) {
 static void check_not_parquet(void) {
     Error e = {0};
     JsonlReader r;
-    FILE *p = popen("printf '{\"a\":1}\\n{\"a\":2}\\n'", "r");
+    pid_t child;
+    FILE *p = pipe_of("{\"a\":1}\n{\"a\":2}\n", 16, &child);
     int rc = jsonl_open_stream(&r, p, "<pipe>", NULL, 0, &e);
     CHECK(!rc && !r.pq, "jsonl pipe: %s", e.msg);
     json_t *v;
@@ -219,21 +258,21 @@ static void check_not_parquet(void) {
     }
     CHECK(n == 2, "jsonl pipe: %ld records, expected 2", n);
     jsonl_close(&r);
-    pclose(p);
+    pipe_close(p, child);
 
-    p = popen("printf 'PAR'", "r");
+    p = pipe_of("PAR", 3, &child);
     rc = jsonl_open_stream(&r, p, "<pipe>", NULL, 0, &e);
     CHECK(!rc && !r.pq, "PAR: %s", e.msg);
     rc = jsonl_next(&r, &v, &e);
     CHECK(rc == EX_DATAERR && strstr(e.msg, "<pipe>:1: invalid JSON"), "PAR: %d %s", rc, e.msg);
     jsonl_close(&r);
-    pclose(p);
+    pipe_close(p, child);
 
-    p = popen("printf ''", "r");
+    p = pipe_of("", 0, &child);
     rc = jsonl_open_stream(&r, p, "<pipe>", NULL, 0, &e);
     CHECK(!rc && !jsonl_next(&r, &v, &e) && !v, "empty pipe: %s", e.msg);
     jsonl_close(&r);
-    pclose(p);
+    pipe_close(p, child);
 }
 
 int main(void) {
