@@ -217,8 +217,8 @@ int main(int argc, char **argv) {
                    "  | fwd %.3f bwd %.3f zero %.3f adamw %.3f s (AdamW %.1f%% of step)\n",
                    B, T, N / best.step, best.step, sum.step / steps, rate / 1e9, 100 * rate / peak, best.fwd, best.bwd,
                    best.zero, best.adamw, 100 * best.adamw / best.step);
-            printf("RESULT cherry %s B=%d T=%d tokens_per_s=%.1f step_s=%.4f threads=%d\n", bf16 ? "bf16" : "fp32", B,
-                   T, N / best.step, best.step, thr[ti]);
+            printf("RESULT cherry %s B=%d T=%d tokens_per_s=%.1f step_s=%.4f threads=%d gflop_per_token=%.4f\n",
+                   bf16 ? "bf16" : "fp32", B, T, N / best.step, best.step, thr[ti], flops / N / 1e9);
             printf("             CPU time %.3f s/step: %.1f GFLOP per CPU-second = %.1f%% of the per-CPU-second peak\n",
                    sum.cpu, flops / sum.cpu / 1e9, 100 * (flops / sum.cpu) / peak_cpu);
             fflush(stdout);

@@ -7,7 +7,9 @@
 #             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
 #             tests/oracle/bench_torch_gpt2.py (PyTorch + transformers), same weights
 #             (one bin/init-model directory), same loss and AdamW hyperparameters,
-#             dropout off, 2 threads.
+#             dropout off, 2 threads.  Each round also runs build/tests/bench_fma_peak,
+#             and the summary gives both sides' model FLOPs/s as a fraction of the
+#             cores' fp32 FMA peak (the ceiling of any fp32 implementation).
 # train-bf16  the same with cherry --dtype bf16 against torch.autocast(bfloat16).
 # decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct)
 #             and of the GPT-2-124M shape (the train model), NEW tokens after the first
@@ -85,7 +87,9 @@ summary() {
         return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
     }
     /^ROUND/ { round = $2; next }
+    /^RESULT fma_peak/ { v = $5; sub(/gflops=/, "", v); if (v + 0 > fma) fma = v + 0; next }
     /^RESULT/ {
+        for (i = 7; i <= NF; i++) if ($i ~ /^gflop_per_token=/) { g = $i; sub(/.*=/, "", g); gpt[$3 " " $4 " " $5] = g + 0 }
         side = $2; shape = $3 " " $4 " " $5; v = $6; sub(/tokens_per_s=/, "", v); v += 0
         if (!(shape in seen)) { seen[shape] = 1; order[++ns] = shape }
         key = shape SUBSEP round
@@ -107,6 +111,22 @@ summary() {
             printf "%-28s %-26s %10.1f %10.1f %7.2fx %5.2fx\n", "", order[s], median(cs, nc), median(ps, np), mn, median(rs, nr)
         }
         printf "(tokens/s, medians over %d rounds; ratio = cherry/peer within a round)\n", length(rounds)
+        if (fma > 0) {
+            # the ceiling: model FLOPs/s of each side as a fraction of the fp32 FMA peak of the cores
+            printf "fp32 FMA peak of the cores (bench_fma_peak, best of the rounds): %.1f GFLOP/s\n", fma
+            for (s = 1; s <= ns; s++) {
+                if (!(order[s] in gpt)) continue
+                nc = np = 0; delete cs; delete ps
+                for (r in rounds) {
+                    key = order[s] SUBSEP r
+                    if (key in c) cs[++nc] = c[key]
+                    if (key in p) ps[++np] = p[key]
+                }
+                if (nc == 0 || np == 0) continue
+                cm = median(cs, nc); pm = median(ps, np)
+                printf "  %-26s %.4f GFLOP/token: cherry %.0f%% of peak, peer %.0f%%; 1.6x the peer = %.0f%%\n", order[s], gpt[order[s]], 100 * cm * gpt[order[s]] / fma, 100 * pm * gpt[order[s]] / fma, 160 * pm * gpt[order[s]] / fma
+            }
+        }
     }' "$1"
 }
 
@@ -121,6 +141,7 @@ train() { # dtype: fp32 or bf16
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
         echo "ROUND $r" >>"$OUT"
+        [ "$dtype" = fp32 ] && "$O/tests/bench_fma_peak" --threads "$THREADS" | grep '^RESULT' | tee -a "$OUT"
         # shellcheck disable=SC2086
         "$O/tests/bench_train_step" --model "$MODEL" --threads "$THREADS" --steps "$STEPS" --shapes "$SHAPES" \
             --no-peak $cflags | grep '^RESULT' | tee -a "$OUT" || return 1
@@ -214,7 +235,9 @@ trl_summary() {
     }
     function val(name,   i) { for (i = 6; i <= NF; i++) if (index($i, name "=") == 1) return substr($i, length(name) + 2) + 0; return -1 }
     /^ROUND/ { round = $2; next }
+    /^RESULT fma_peak/ { v = $5; sub(/gflops=/, "", v); if (v + 0 > fma) fma = v + 0; next }
     /^RESULT/ {
+        for (i = 7; i <= NF; i++) if ($i ~ /^gflop_per_token=/) { g = $i; sub(/.*=/, "", g); gpt[$3 " " $4 " " $5] = g + 0 }
         side = $2; work = $3 " " $4 " " $5; v = val(unit); m = val("rss_mib")
         if (!(work in seen)) { seen[work] = 1; order[++nw] = work }
         key = work SUBSEP round
