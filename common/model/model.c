@@ -425,7 +425,7 @@ static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, c
 
 /* ---- activations ---- */
 
-static int layer_flash(const Model *m, int l, int T);
+static int attn_fused(const Model *m, int T);
 
 /* Carves the activation block for (B, T); with base == NULL only counts.  With ckpt
  * (gradient checkpointing) only layer 0 gets a full LayerAct; every other layer
@@ -472,14 +472,8 @@ static size_t carve_acts(Model *m, float *base, int B, int T, int ckpt) {
         TAKE(a->q, N * Q);
         TAKE(a->k, N * KV);
         TAKE(a->v, N * KV);
-        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel; the
-         * layer-0 set that checkpointing shares holds the largest of any layer */
-        size_t natt = 0;
-        for (int j = ckpt ? 0 : l; j < (ckpt ? c->n_layer : l + 1); j++) {
-            size_t nj = (size_t)B * c->n_head * T * (layer_flash(m, j, T) ? 1 : (size_t)T);
-            natt = nj > natt ? nj : natt;
-        }
-        TAKE(a->att, natt);
+        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel */
+        TAKE(a->att, (size_t)B * c->n_head * T * (attn_fused(m, T) ? 1 : (size_t)T));
         TAKE(a->atty, N * Q);
         if (W->post_attn_norm) {
             TAKE(a->ao, N * C);
@@ -633,12 +627,9 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
     return o;
 }
 
-/* Whether layer l runs the fused attention (ops_flash.c) at row length T: the plain
- * kernels' case (no soft-cap, default scale, no window shorter than T) and the mode. */
-static int layer_flash(const Model *m, int l, int T) {
-    int plain;
-    AttnOpts o = attn_opts(m, l, T, &plain);
-    if (!plain || o.window) return 0;
+/* Whether the layers run the fused attention (ops_flash.c) at row length T: the mode
+ * alone, since the fused kernel takes every layer's options (scale, soft-cap, window). */
+static int attn_fused(const Model *m, int T) {
     return m->impl->flash > 0 || (m->impl->flash < 0 && T >= FLASH_MIN_T);
 }
 
@@ -690,8 +681,8 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
     model_rope(m, l, a->k, I->pos, NULL, N, nkv, 0);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (layer_flash(m, l, T)) /* a->att holds the log-sum-exps */
-        attention_flash_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
+    if (attn_fused(m, T)) /* a->att holds the log-sum-exps */
+        attention_flash_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd, &o);
     else if (plain && o.window == 0)
         attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
@@ -847,9 +838,9 @@ static void attn_block_backward(Model *m, int l, const float *x) {
     zero(I->dv, (size_t)N * KV);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (layer_flash(m, l, T))
+    if (attn_fused(m, T))
         attention_flash_backward(I->dq, I->dk, I->dv, I->datty, a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh,
-                                 nkv, hd);
+                                 nkv, hd, &o);
     else if (plain) /* masked entries of att are 0: the window needs nothing more */
         attention_backward(I->dq, I->dk, I->dv, I->datty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
     else
