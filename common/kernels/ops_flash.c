@@ -97,7 +97,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                     float *s = S + (size_t)r * FA_BC;
                     flash_row_span(i, j0, nc, window, &cs, &ce);
                     if (cap > 0)
-                        for (int c = cs; c < ce; c++) s[c] = cap * tanhf(s[c] / cap);
+                        for (int c = cs; c < ce; c++) s[c] = cap * ops_tanhf(s[c] / cap);
                     float mx = m[r];
                     for (int c = cs; c < ce; c++)
                         if (sg[j0 + c] == si && s[c] > mx) mx = s[c];
@@ -190,7 +190,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         for (int c = 0; c < cs; c++) p[c] = ds[c] = 0.0f;
                         if (cap > 0)
                             for (int c = cs; c < ce; c++) {
-                                float u = tanhf(p[c] / cap); /* dS through t = cap u: * (1 - u^2) */
+                                float u = ops_tanhf(p[c] / cap); /* dS through t = cap u: * (1 - u^2) */
                                 float e = ops_expf(cap * u - li);
                                 p[c] = sg[j0 + c] == si ? e : 0.0f;
                                 ds[c] = p[c] * (ds[c] - di) * (1.0f - u * u);
