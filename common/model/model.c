@@ -85,9 +85,14 @@ int model_checkpointing(void) {
     return checkpointing;
 }
 
-/* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always. */
+/* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always.
+ * With -1, layers whose options need attention_ext (soft-cap, query scale, a window
+ * shorter than T) take it from FLASH_MIN_T_EXT on: attention_ext computes all T x T
+ * scores and caps them with libm's tanhf, and the fused kernel beat it there
+ * (tests/bench/README.md: Gemma 2 heads, B = 4, 0.62x its time at T = 128, 0.43x at 512). */
 static int flash_mode = -1;
 #define FLASH_MIN_T 1024
+#define FLASH_MIN_T_EXT 128
 
 void model_set_flash_attention(int mode) {
     flash_mode = mode < 0 ? -1 : mode > 0;
@@ -425,7 +430,7 @@ static void norm_bwd(Model *m, float *dinp, const float *dout, const float *x, c
 
 /* ---- activations ---- */
 
-static int attn_fused(const Model *m, int T);
+static int layer_flash(const Model *m, int l, int T);
 
 /* Carves the activation block for (B, T); with base == NULL only counts.  With ckpt
  * (gradient checkpointing) only layer 0 gets a full LayerAct; every other layer
@@ -472,8 +477,14 @@ static size_t carve_acts(Model *m, float *base, int B, int T, int ckpt) {
         TAKE(a->q, N * Q);
         TAKE(a->k, N * KV);
         TAKE(a->v, N * KV);
-        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel */
-        TAKE(a->att, (size_t)B * c->n_head * T * (attn_fused(m, T) ? 1 : (size_t)T));
+        /* [B, nh, T, T] probabilities, or [B, nh, T] log-sum-exps of the fused kernel; the
+         * layer-0 set that checkpointing shares holds the largest of any layer */
+        size_t natt = 0;
+        for (int j = ckpt ? 0 : l; j < (ckpt ? c->n_layer : l + 1); j++) {
+            size_t nj = (size_t)B * c->n_head * T * (layer_flash(m, j, T) ? 1 : (size_t)T);
+            natt = nj > natt ? nj : natt;
+        }
+        TAKE(a->att, natt);
         TAKE(a->atty, N * Q);
         if (W->post_attn_norm) {
             TAKE(a->ao, N * C);
@@ -627,10 +638,14 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
     return o;
 }
 
-/* Whether the layers run the fused attention (ops_flash.c) at row length T: the mode
- * alone, since the fused kernel takes every layer's options (scale, soft-cap, window). */
-static int attn_fused(const Model *m, int T) {
-    return m->impl->flash > 0 || (m->impl->flash < 0 && T >= FLASH_MIN_T);
+/* Whether layer l runs the fused attention (ops_flash.c) at row length T: the mode, and
+ * in auto mode T against FLASH_MIN_T, or FLASH_MIN_T_EXT where the layer's options
+ * would send it to attention_ext.  The fused kernel takes every option itself. */
+static int layer_flash(const Model *m, int l, int T) {
+    int plain, mode = m->impl->flash;
+    if (mode >= 0) return mode;
+    AttnOpts o = attn_opts(m, l, T, &plain);
+    return T >= (plain && o.window == 0 ? FLASH_MIN_T : FLASH_MIN_T_EXT);
 }
 
 /* Splits rows of [N, a + b + c] into three row-major blocks (NULL dst: skipped). */
@@ -681,7 +696,7 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
     model_rope(m, l, a->k, I->pos, NULL, N, nkv, 0);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (attn_fused(m, T)) /* a->att holds the log-sum-exps */
+    if (layer_flash(m, l, T)) /* a->att holds the log-sum-exps */
         attention_flash_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd, &o);
     else if (plain && o.window == 0)
         attention_forward(a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh, nkv, hd);
@@ -838,7 +853,7 @@ static void attn_block_backward(Model *m, int l, const float *x) {
     zero(I->dv, (size_t)N * KV);
     int plain;
     AttnOpts o = attn_opts(m, l, T, &plain);
-    if (attn_fused(m, T))
+    if (layer_flash(m, l, T))
         attention_flash_backward(I->dq, I->dk, I->dv, I->datty, a->atty, a->att, a->q, a->k, a->v, I->seg, B, T, nh,
                                  nkv, hd, &o);
     else if (plain) /* masked entries of att are 0: the window needs nothing more */
