@@ -6,7 +6,10 @@
  *     and with the fused attention;
  *   - the fused attention (model_set_flash_attention 1) gives hidden states and
  *     gradients within 1e-5 of the dense kernel's, relative to each tensor's
- *     largest gradient (float rounding carried through the layers). */
+ *     largest gradient (float rounding carried through the layers), and not the same
+ *     bits: every family takes the fused path, Gemma 2's soft-capped and scaled
+ *     layers and the sliding windows of Gemma 2/3 and Mistral (4 < T) included;
+ *   - the auto mode at T = 160 picks per layer as model.c says (test_auto). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +20,14 @@
 #include "model/model.h"
 
 #define B 2
-#define T 24
+#define T_MAX 160
 
-static int tokens[B * T], pos[B * T], seg[B * T], targets[B * T];
-static float dlogp[B * T];
+static int T = 24; /* the row length of make_batch and run */
+static int tokens[B * T_MAX], pos[B * T_MAX], seg[B * T_MAX], targets[B * T_MAX];
+static float dlogp[B * T_MAX];
 
+/* Row 0: two packed examples; row 1: two and a padded tail.  Rows longer than 30 pack
+ * an example every 30 tokens instead, so positions stay below GPT-2's 32. */
 static void make_batch(int vocab) {
     Rng r;
     rng_seed(&r, 7);
@@ -31,6 +37,7 @@ static void make_batch(int vocab) {
             tokens[n] = (int)(rng_uniform(&r) * (float)(vocab - 1));
             seg[n] = t >= pad ? 2 : t >= cut;
             pos[n] = t >= cut && t < pad ? t - cut : t;
+            if (T > 30) seg[n] = t >= pad ? T : t / 30, pos[n] = t % 30;
             targets[n] = t + 1 < pad ? (int)(rng_uniform(&r) * (float)(vocab - 1)) : -1;
             dlogp[n] = rng_uniform(&r) - 0.5f;
         }
@@ -42,11 +49,11 @@ static float *run(Model *m, float **hid) {
     model_forward(m, tokens, pos, seg, B, T);
     size_t NC = (size_t)B * T * m->cfg.d_model;
     if (m->cfg.is_classifier) {
-        float values[B * T];
+        float values[B * T_MAX];
         model_values(m, values);
         model_values_backward(m, dlogp);
     } else {
-        float logp[B * T];
+        float logp[B * T_MAX];
         model_logprobs(m, targets, logp, NULL);
         model_logprobs_backward(m, targets, dlogp);
     }
@@ -56,6 +63,55 @@ static float *run(Model *m, float **hid) {
     float *g = xmalloc(m->n_params * sizeof(float));
     memcpy(g, m->grads, m->n_params * sizeof(float));
     return g;
+}
+
+/* The auto mode at T = 160 (model.c: fused from 128 on in layers with soft-capping, a
+ * query scale or a window shorter than T, from 1024 on in the others): its results
+ * are the fused kernel's bits where every layer has options (Gemma 2's soft-cap,
+ * Mistral's and Phi-3's windows of 4), the dense kernel's where none has (T < 1024),
+ * and neither but within 1e-5 of the dense ones where some have (Gemma 3's local
+ * layers); the same with checkpointing, whose shared buffers then hold layers of
+ * both kinds. */
+static void test_auto(Model *m, const char *name) {
+    int T0 = T;
+    T = T_MAX;
+    make_batch(m->cfg.vocab_size);
+    size_t NC = (size_t)B * T * m->cfg.d_model, np = m->n_params;
+    float *hd, *hf, *ha, *hac;
+    model_set_flash_attention(0);
+    float *gd = run(m, &hd);
+    model_set_flash_attention(1);
+    float *gf = run(m, &hf);
+    model_set_flash_attention(-1);
+    float *ga = run(m, &ha);
+    model_set_checkpointing(1);
+    float *gac = run(m, &hac);
+    model_set_checkpointing(0);
+    int same_d = !memcmp(gd, ga, np * sizeof(float)) && !memcmp(hd, ha, NC * sizeof(float));
+    int same_f = !memcmp(gf, ga, np * sizeof(float)) && !memcmp(hf, ha, NC * sizeof(float));
+    double worst = 0;
+    for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs((double)ga[i] - gd[i]));
+    double gmax = 0;
+    for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(gd[i]));
+    /* layers with options: a soft-cap (every layer) or a window shorter than T */
+    int nopt = 0, L = m->cfg.n_layer;
+    for (int l = 0; l < L; l++) nopt += m->cfg.attn_softcap > 0 || (m->w.info[l].window > 0 && m->w.info[l].window < T);
+    static const char *const kind[3] = {"the dense kernel's bits", "between the kernels", "the fused kernel's bits"};
+    const char *want = kind[nopt == L ? 2 : nopt ? 1 : 0], *got = kind[same_f ? 2 : same_d ? 0 : 1];
+    int ok = nopt == L ? same_f : nopt ? !same_d && !same_f && worst <= 1e-5 * gmax : same_d;
+    int ckpt_ok = !memcmp(ga, gac, np * sizeof(float)) && !memcmp(ha, hac, NC * sizeof(float));
+    CHECK(ok,
+          "%s: auto attention at T = %d, %d of %d layers with options: expected %s, got %s (gradients %.2e "
+          "from the dense ones)",
+          name, T, nopt, L, want, got, worst / gmax);
+    CHECK(ckpt_ok, "%s: auto attention at T = %d: checkpointing changes the results", name, T);
+    if (ok && ckpt_ok)
+        printf("ok   %-20s auto attention at T = %d, %d of %d layers with options: %s; checkpointing "
+               "bit-identical\n",
+               name, T, nopt, L, want);
+    free(gd), free(gf), free(ga), free(gac), free(hd), free(hf), free(ha), free(hac);
+    T = T0;
+    make_batch(m->cfg.vocab_size);
 }
 
 static void test_fixture(const char *name) {
@@ -103,6 +159,11 @@ static void test_fixture(const char *name) {
         hmax = fmax(hmax, fabs(h0[j]));
         hdiff = fmax(hdiff, fabs((double)hf[j] - h0[j]));
     }
+    /* the kernels sum in different orders, so the same bits mean the dense one ran twice */
+    CHECK(memcmp(g0, gf, m.n_params * sizeof(float)) != 0,
+          "%s: expected the fused attention to run (results within rounding, not the same bits), got the dense "
+          "kernel's bits",
+          name);
     CHECK(worst <= 1e-5 && hdiff <= 1e-5 * hmax,
           "%s: fused attention vs dense: expected within 1e-5, got gradients %.2e (%s), hidden %.2e", name, worst,
           worst_t, hdiff / hmax);
@@ -122,6 +183,7 @@ static void test_fixture(const char *name) {
            "%.1e\n",
            name, m.n_tensors, worst, hdiff / hmax);
     free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
+    test_auto(&m, name);
     model_free(&m);
 }
 

@@ -1,4 +1,4 @@
-/* test_ops_fastmath.c — accuracy of ops_expf and ops_sigmoidf (ops_fastmath.h)
+/* test_ops_fastmath.c — accuracy of ops_expf, ops_sigmoidf and ops_tanhf (ops_fastmath.h)
  * against libm in double, on a dense sweep of the input range the ops use, plus the
  * edge cases (clamping, -inf, large arguments).  A failure prints the worst input,
  * the expected value and the value obtained. */
@@ -42,6 +42,21 @@ int main(void) {
     }
     report("ops_sigmoidf on [-80, 20]", worst, at, want_w, got_w, 5e-7);
 
+    /* tanh: a sweep across the polynomial / exp switch at 0.625 and into saturation
+     * (|x| > 9: tanh = 1 in float), and a dense one near 0 where the polynomial works */
+    worst = 0;
+    for (double x = -20.0; x <= 20.0; x += 1.0 / 4096) {
+        float xf = (float)x, y = ops_tanhf(xf);
+        double want = tanh((double)xf), rel = xf == 0 ? fabs(y) : fabs(y - want) / fabs(want);
+        if (rel > worst) worst = rel, at = xf, want_w = want, got_w = y;
+    }
+    for (float x = -1e-3f; x <= 1e-3f; x += 1e-3f / 65536) {
+        float y = ops_tanhf(x);
+        double want = tanh((double)x), rel = x == 0 ? fabs(y) : fabs(y - want) / fabs(want);
+        if (rel > worst) worst = rel, at = x, want_w = want, got_w = y;
+    }
+    report("ops_tanhf on [-20, 20]", worst, at, want_w, got_w, 3e-7);
+
     /* edges: exp(0) exact, clamping gives finite values, -inf gives ~0, sigmoid saturates */
     struct {
         const char *what;
@@ -53,6 +68,10 @@ int main(void) {
         {"exp(1000) finite", ops_expf(1000.0f), isfinite(ops_expf(1000.0f)) && ops_expf(1000.0f) > 1e38f},
         {"sigmoid(100) == 1", ops_sigmoidf(100.0f), ops_sigmoidf(100.0f) == 1.0f},
         {"sigmoid(-200) ~ 0", ops_sigmoidf(-200.0f), ops_sigmoidf(-200.0f) >= 0 && ops_sigmoidf(-200.0f) < 1e-37f},
+        {"tanh(0) == 0", ops_tanhf(0.0f), ops_tanhf(0.0f) == 0.0f},
+        {"tanh(1000) == 1", ops_tanhf(1000.0f), ops_tanhf(1000.0f) == 1.0f},
+        {"tanh(-inf) == -1", ops_tanhf(-INFINITY), ops_tanhf(-INFINITY) == -1.0f},
+        {"tanh(-x) == -tanh(x)", ops_tanhf(-0.7f), ops_tanhf(-0.7f) == -ops_tanhf(0.7f)},
     };
     for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
         printf("%-4s %-28s got %.9g\n", e[i].ok ? "ok" : "FAIL", e[i].what, e[i].got);

@@ -220,12 +220,13 @@ static void test_rope(void) {
 
 /* ---- attention ------------------------------------------------------------------------------ */
 static int a_B, a_T, a_nh, a_nkv, a_hd;
-static int a_flash; /* attention_flash_* (a_att holds the log-sum-exps) */
+static int a_flash;           /* attention_flash_* (a_att holds the log-sum-exps) */
+static const AttnOpts *a_opt; /* the fused kernel's options (NULL: the defaults) */
 static int *a_seg;
 static float *a_q, *a_k, *a_v, *a_r, *a_out, *a_att;
 static double att_loss(void) {
     if (a_flash)
-        attention_flash_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
+        attention_flash_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd, a_opt);
     else
         attention_forward(a_out, a_att, a_q, a_k, a_v, a_seg, a_B, a_T, a_nh, a_nkv, a_hd);
     return dot(a_out, a_r, (size_t)a_B * a_T * a_nh * a_hd);
@@ -277,7 +278,7 @@ static void test_attention_case(const char *label, int B, int T, int nh, int nkv
         failures++;
     }
     if (a_flash)
-        attention_flash_backward(dq, dk, dv, a_r, a_out, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
+        attention_flash_backward(dq, dk, dv, a_r, a_out, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd, a_opt);
     else
         attention_backward(dq, dk, dv, a_r, a_att, a_q, a_k, a_v, seg, B, T, nh, nkv, hd);
     char what[96];
@@ -316,6 +317,24 @@ static void test_attention(void) {
     test_attention_case("gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
     test_attention_case("gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
     test_attention_case("mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    /* and with options (ops.h AttnOpts): a query scale, soft-capping whose tanh bends
+     * (scores of N(0,1) inputs against a cap of 1.5), windows of 3 keys, of 70 > one
+     * query block (its key blocks start mid-block) and of 5 inside one */
+    const AttnOpts scale_only = {0.6f, 0, 0}, cap_only = {0.5f, 1.5f, 0}, win3 = {0.5f, 0, 3}, all3 = {0.6f, 1.5f, 3},
+                   cap_win70 = {0.5f, 2.0f, 70}, win5 = {0.5f, 0, 5};
+    a_opt = &scale_only;
+    test_attention_case("scale 0.6 mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    a_opt = &cap_only;
+    test_attention_case("cap 1.5 gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
+    a_opt = &win3;
+    test_attention_case("window 3 gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
+    a_opt = &all3;
+    test_attention_case("scale cap window 3 gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
+    a_opt = &cap_win70;
+    test_attention_case("cap 2 window 70 gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
+    a_opt = &win5;
+    test_attention_case("window 5 mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
+    a_opt = NULL;
     a_flash = 0;
     free(seg3);
     free(seg2);

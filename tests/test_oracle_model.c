@@ -9,8 +9,11 @@
  * of EVERY parameter for the fixture's loss (sum of w * logp, or u * values).
  * Tolerance: |a - b| <= 1e-4 * max(|b|, floor) with floor = 5e-2 * max|b| of the
  * tensor (the reference is float64, cherry float32).  The worst error per tensor is
- * printed.  Also: save/reload round trips (F32 bit-exact, BF16 within rounding) and
- * a sharded copy (model.safetensors.index.json) that must load bit-exactly. */
+ * printed.  The fixtures run twice: with the default attention (the kernel that keeps
+ * probabilities at these T) and with the fused one (--attn-implementation flash), whose
+ * sliding windows, soft-caps and query scales get negative controls of their own.
+ * Also: save/reload round trips (F32 bit-exact, BF16 within rounding) and a sharded
+ * copy (model.safetensors.index.json) that must load bit-exactly. */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -243,6 +246,18 @@ out:
 
 /* The comparison must notice small real differences: a 0.1% change of RoPE's base
  * or of a single weight must make some comparison fail. */
+/* A perturbed fixture must fail at least one comparison. */
+static void negative_control_case(const char *fixture, const char *perturb) {
+    negative_control = 1;
+    control_mismatches = 0;
+    check_fixture_perturbed(fixture, perturb);
+    negative_control = 0;
+    int ok = control_mismatches > 0;
+    printf("%s %-14s negative control: %s -> %d comparison(s) fail, as they must\n", ok ? "ok  " : "FAIL", fixture,
+           perturb, control_mismatches);
+    failures += !ok;
+}
+
 static void check_negative_controls(void) {
     struct {
         const char *fixture, *perturb;
@@ -271,16 +286,23 @@ static void check_negative_controls(void) {
                  {"model-phi3-partial", "short-factors"},
                  {"model-phi3-longrope", "short-factors"},
                  {"model-phi3", "model.layers.1.mlp.gate_up_proj.weight"}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        negative_control = 1;
-        control_mismatches = 0;
-        check_fixture_perturbed(cases[i].fixture, cases[i].perturb);
-        negative_control = 0;
-        int ok = control_mismatches > 0;
-        printf("%s %-14s negative control: %s -> %d comparison(s) fail, as they must\n", ok ? "ok  " : "FAIL",
-               cases[i].fixture, cases[i].perturb, control_mismatches);
-        failures += !ok;
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        negative_control_case(cases[i].fixture, cases[i].perturb);
+}
+
+/* The fused attention (model_set_flash_attention 1, --attn-implementation flash)
+ * against transformers: every fixture again, and the negative controls of the
+ * attention options, which must fail with the fused kernel too (it honours them). */
+static void check_fused_attention(const char *const *names, size_t n) {
+    static const char *const controls[][2] = {{"model-mistral", "no-window"},   {"model-gemma2", "no-window"},
+                                              {"model-gemma2", "attn_softcap"}, {"model-gemma2", "query_scale"},
+                                              {"model-gemma3", "no-window"},    {"model-phi3", "no-window"}};
+    model_set_flash_attention(1);
+    printf("==== the fused attention (model_set_flash_attention 1)\n");
+    for (size_t i = 0; i < n; i++) check_fixture(names[i]);
+    for (size_t i = 0; i < sizeof controls / sizeof controls[0]; i++)
+        negative_control_case(controls[i][0], controls[i][1]);
+    model_set_flash_attention(-1);
 }
 
 /* Save (F32, BF16) and reload; write a two-shard copy with an index and reload. */
@@ -492,7 +514,7 @@ static void check_determinism(const char *name) {
 int main(int argc, char **argv) {
     if (getenv("ORACLE_FIXTURES")) fixdir = getenv("ORACLE_FIXTURES");
     if (argc > 1) fixdir = argv[1];
-    const char *names[] = {
+    static const char *const names[] = {
         "model-gpt2", "model-gpt2-untied", "model-llama-gqa", "model-llama-tied", "model-gpt2-rm", "model-llama-rm",
         /* tests/oracle/make_family_fixtures.py */
         "model-qwen2", "model-qwen2-rm", "model-llama3", "model-llama-linear", "model-mistral", "model-mistral-rm",
@@ -524,6 +546,7 @@ int main(int argc, char **argv) {
     Error e = {0};
     mkdir_p(tmpdir, &e);
     check_negative_controls();
+    check_fused_attention(names, sizeof names / sizeof names[0]);
     check_round_trips("model-gpt2", tmpdir);
     check_round_trips("model-llama-gqa", tmpdir);
     check_round_trips("model-llama-rm", tmpdir);

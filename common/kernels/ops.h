@@ -62,16 +62,29 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
                         const float *k, const float *v, const int *seg, int B, int T, int nh, int nkv, int hd);
 
+/* Options of attention_flash_* and ops_ext.h's attention_ext_*: scores
+ * s = scale * q.k; when softcap > 0, s = softcap * tanh(s / softcap) (before the
+ * mask); query i attends key j iff j <= i, same segment, and (window <= 0 or
+ * i - j < window), i.e. the window keys i - window + 1 .. i. */
+typedef struct AttnOpts {
+    float scale;
+    float softcap;
+    int window;
+} AttnOpts;
+
 /* The same attention fused (FlashAttention, ops_flash.c): never more than a block of
- * 64 x 128 scores per thread.  lse [B,nh,T] gets each query row's log-sum-exp of
- * its scaled scores, which backward uses with the forward's out to recompute the
- * probabilities block by block.  Matches attention_* to float rounding (~1e-6
- * relative).  Backward accumulates into dq, dk, dv (any may be NULL). */
+ * 64 x 128 scores per thread.  o NULL: attention_forward's (scale 1/sqrt(hd), no
+ * capping, no window); otherwise the options above, as attention_ext_forward; with a
+ * window only the key blocks that reach into it are computed (O(T W), not O(T^2)).
+ * lse [B,nh,T] gets each query row's log-sum-exp of its (scaled, capped) scores,
+ * which backward uses with the forward's out to recompute the probabilities block by
+ * block.  Matches attention_* / attention_ext_* to float rounding (~1e-6 relative).
+ * Backward (the same o) accumulates into dq, dk, dv (any may be NULL). */
 void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg,
-                             int B, int T, int nh, int nkv, int hd);
+                             int B, int T, int nh, int nkv, int hd, const AttnOpts *o);
 void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                               const float *q, const float *k, const float *v, const int *seg, int B, int T, int nh,
-                              int nkv, int hd);
+                              int nkv, int hd, const AttnOpts *o);
 
 /* ---- GELU, tanh approximation (GPT-2's gelu_new) ---- */
 void gelu_forward(float *out, const float *inp, size_t n);

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "ops.h"
+
 /* ---- GeGLU core (Shazeer 2020, eq. 5 with GELU's tanh form): out = gelu(gate) * up ---- */
 void geglu_forward(float *out, const float *gate, const float *up, size_t n);
 void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
@@ -27,15 +29,10 @@ void rope_part_forward(float *x, const int *pos, int N, int nh, int hd, int rot,
 void rope_part_backward(float *dx, const int *pos, int N, int nh, int hd, int rot, const float *inv_freq);
 
 /* ---- attention with options ----
- * As attention_forward (ops.h) with: scores s = scale * q.k; when softcap > 0,
- * s = softcap * tanh(s / softcap); query i attends key j iff j <= i, same segment,
- * and (window <= 0 or i - j < window).  att [B,nh,T,T] keeps the probabilities.
- * Backward recomputes the scores for the soft-capping derivative. */
-typedef struct AttnOpts {
-    float scale;
-    float softcap;
-    int window;
-} AttnOpts;
+ * As attention_forward (ops.h) with ops.h's AttnOpts: a query scale, tanh
+ * soft-capping of the scores and a sliding window.  att [B,nh,T,T] keeps the
+ * probabilities.  Backward recomputes the scores for the soft-capping derivative.
+ * (attention_flash_* takes the same options without the T x T probabilities.) */
 void attention_ext_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg,
                            int B, int T, int nh, int nkv, int hd, const AttnOpts *o);
 void attention_ext_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,

@@ -14,11 +14,18 @@
  * dQ += scale dS K, dK += scale dS^T Q, dV += P^T dO (gemm with beta 1).
  * Memory: per thread FA_BR x FA_BC scores and their gradient, FA_BR x hd of output;
  * saved for backward only lse [B, nh, T] (and the output, which the model keeps).
- * Masking is attention_forward's (ops.h): key j <= query i and the same segment;
- * masked probabilities are exactly 0.  GQA dK/dV partials per head are added in
- * head order afterwards, as in attention_backward, so results do not depend on the
- * thread count.
- * Not for: soft-capping or sliding windows (ops_ext.h's attention_ext). */
+ * Masking is attention_ext_forward's (ops.h AttnOpts): key j <= query i, the same
+ * segment, and within the sliding window (i - j < window, transformers'
+ * sliding_window_overlay); masked probabilities are exactly 0.  A query block
+ * [i0, i1) walks only the keys i0 - window + 1 .. i1 - 1, so a window W costs
+ * O(T W) instead of O(T^2) (the local layers of Gemma 2/3, Mistral, Phi-3).
+ * Soft-capping (Gemma 2 report, sec. 2.2): the scaled score s becomes
+ * t = c tanh(s / c) before the mask and the softmax, so lse is over t; backward
+ * multiplies dS by dt/ds = 1 - tanh^2(s / c) (attention_ext_backward's dZ).  tanh is
+ * ops_tanhf (ops_fastmath.h), whose loops vectorise: libm's tanhf cost 1.67x here.
+ * D_i is unchanged: it is rowsum(P * dP), taken after the softmax.
+ * GQA dK/dV partials per head are added in head order afterwards, as in
+ * attention_backward, so results do not depend on the thread count. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -35,11 +42,34 @@
 #define FA_BR 64
 #define FA_BC 128
 
+/* The options in effect: attention_forward's defaults when o is NULL. */
+static AttnOpts flash_opts(const AttnOpts *o, int hd) {
+    AttnOpts r = {1.0f / sqrtf((float)hd), 0.0f, 0};
+    if (o) r = *o;
+    if (r.softcap < 0) r.softcap = 0;
+    if (r.window < 0) r.window = 0;
+    return r;
+}
+
+/* First key that query i may see (the causal mask alone: 0). */
+static inline int flash_key_lo(int i, int window) {
+    return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+}
+
+/* The visible columns [*cs, *ce) of query i in the key block [j0, j0 + nc): the
+ * window and causal bounds (the segment is checked per key); empty when *ce <= *cs. */
+static inline void flash_row_span(int i, int j0, int nc, int window, int *cs, int *ce) {
+    int lo = flash_key_lo(i, window) - j0, hi = i + 1 - j0;
+    *cs = lo < 0 ? 0 : lo < nc ? lo : nc;
+    *ce = hi < *cs ? *cs : hi < nc ? hi : nc;
+}
+
 void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg,
-                             int B, int T, int nh, int nkv, int hd) {
-    int group = nh / nkv;
+                             int B, int T, int nh, int nkv, int hd, const AttnOpts *opts) {
+    AttnOpts opt = flash_opts(opts, hd);
+    int group = nh / nkv, window = opt.window;
     int ldq = nh * hd, ldk = nkv * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = opt.scale, cap = opt.softcap;
     int nblk = (T + FA_BR - 1) / FA_BR;
 #pragma omp parallel
     {
@@ -59,28 +89,32 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
             const int *sg = seg + (size_t)b * T;
             for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0;
             memset(O, 0, sizeof(float) * (size_t)nr * hd);
-            for (int j0 = 0; j0 < i1; j0 += FA_BC) {
+            /* keys of the block's first row's window .. its last row */
+            for (int j0 = flash_key_lo(i0, window); j0 < i1; j0 += FA_BC) {
                 int j1 = j0 + FA_BC < i1 ? j0 + FA_BC : i1, nc = j1 - j0;
                 gemm(0, 1, nr, nc, hd, scale, Q + (size_t)i0 * ldq, ldq, K + (size_t)j0 * ldk, ldk, 0.0f, S, FA_BC);
                 for (int r = 0; r < nr; r++) {
-                    int i = i0 + r, si = sg[i];
+                    int i = i0 + r, si = sg[i], cs, ce;
                     float *s = S + (size_t)r * FA_BC;
-                    int jend = i + 1 < j1 ? i + 1 - j0 : nc; /* keys j0 .. min(i, j1-1) */
+                    flash_row_span(i, j0, nc, window, &cs, &ce);
+                    if (cap > 0)
+                        for (int c = cs; c < ce; c++) s[c] = cap * ops_tanhf(s[c] / cap);
                     float mx = m[r];
-                    for (int c = 0; c < jend; c++)
+                    for (int c = cs; c < ce; c++)
                         if (sg[j0 + c] == si && s[c] > mx) mx = s[c];
-                    if (mx == -INFINITY) { /* nothing of this row's segment yet */
+                    if (mx == -INFINITY) { /* nothing of this row's segment yet (or none visible here) */
                         memset(s, 0, sizeof(float) * (size_t)nc);
                         continue;
                     }
-                    for (int c = 0; c < jend; c++) {
+                    for (int c = 0; c < cs; c++) s[c] = 0.0f;
+                    for (int c = cs; c < ce; c++) { /* a loop of its own: it vectorises */
                         float e = ops_expf(s[c] - mx);
                         s[c] = sg[j0 + c] == si ? e : 0.0f;
                     }
-                    for (int c = jend < 0 ? 0 : jend; c < nc; c++) s[c] = 0.0f;
-                    float alpha = m[r] == -INFINITY ? 0.0f : ops_expf(m[r] - mx);
+                    for (int c = ce; c < nc; c++) s[c] = 0.0f;
                     double sum = 0;
-                    for (int c = 0; c < jend; c++) sum += s[c];
+                    for (int c = cs; c < ce; c++) sum += s[c];
+                    float alpha = m[r] == -INFINITY ? 0.0f : ops_expf(m[r] - mx);
                     l[r] = l[r] * alpha + sum;
                     if (alpha != 1.0f)
                         for (int d = 0; d < hd; d++) O[(size_t)r * hd + d] *= alpha;
@@ -101,10 +135,11 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
 
 void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                               const float *q, const float *k, const float *v, const int *seg, int B, int T, int nh,
-                              int nkv, int hd) {
-    int group = nh / nkv;
+                              int nkv, int hd, const AttnOpts *opts) {
+    AttnOpts opt = flash_opts(opts, hd);
+    int group = nh / nkv, window = opt.window;
     int ldq = nh * hd, ldk = nkv * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = opt.scale, cap = opt.softcap;
     int direct = group == 1;
     float *pk = (dk || dv) && !direct ? ops_scratch(SCR_ATT_PARTIAL, (size_t)B * nh * T * hd * 2) : NULL;
 #pragma omp parallel
@@ -142,23 +177,32 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
             }
             for (int i0 = 0; i0 < T; i0 += FA_BR) {
                 int i1 = i0 + FA_BR < T ? i0 + FA_BR : T, nr = i1 - i0;
-                for (int j0 = 0; j0 < i1; j0 += FA_BC) {
+                /* the forward's key blocks, so the recomputed scores are the same bits */
+                for (int j0 = flash_key_lo(i0, window); j0 < i1; j0 += FA_BC) {
                     int j1 = j0 + FA_BC < i1 ? j0 + FA_BC : i1, nc = j1 - j0;
                     gemm(0, 1, nr, nc, hd, scale, Q + (size_t)i0 * ldq, ldq, K + (size_t)j0 * ldk, ldk, 0.0f, P, FA_BC);
                     gemm(0, 1, nr, nc, hd, 1.0f, dO + (size_t)i0 * ldq, ldq, V + (size_t)j0 * ldk, ldk, 0.0f, dS,
                          FA_BC);
                     for (int r = 0; r < nr; r++) {
-                        int i = i0 + r, si = sg[i];
+                        int i = i0 + r, si = sg[i], cs, ce;
                         float *p = P + (size_t)r * FA_BC, *ds = dS + (size_t)r * FA_BC;
-                        int jend = i + 1 < j1 ? i + 1 - j0 : nc;
-                        if (jend < 0) jend = 0;
+                        flash_row_span(i, j0, nc, window, &cs, &ce);
                         float li = L[i], di = D[i];
-                        for (int c = 0; c < jend; c++) {
-                            float e = ops_expf(p[c] - li);
-                            p[c] = sg[j0 + c] == si ? e : 0.0f;
-                            ds[c] = p[c] * (ds[c] - di);
-                        }
-                        for (int c = jend; c < nc; c++) p[c] = ds[c] = 0.0f;
+                        for (int c = 0; c < cs; c++) p[c] = ds[c] = 0.0f;
+                        if (cap > 0)
+                            for (int c = cs; c < ce; c++) {
+                                float u = ops_tanhf(p[c] / cap); /* dS through t = cap u: * (1 - u^2) */
+                                float e = ops_expf(cap * u - li);
+                                p[c] = sg[j0 + c] == si ? e : 0.0f;
+                                ds[c] = p[c] * (ds[c] - di) * (1.0f - u * u);
+                            }
+                        else
+                            for (int c = cs; c < ce; c++) {
+                                float e = ops_expf(p[c] - li);
+                                p[c] = sg[j0 + c] == si ? e : 0.0f;
+                                ds[c] = p[c] * (ds[c] - di);
+                            }
+                        for (int c = ce; c < nc; c++) p[c] = ds[c] = 0.0f;
                     }
                     if (dQ)
                         gemm(0, 0, nr, hd, nc, scale, dS, FA_BC, K + (size_t)j0 * ldk, ldk, 1.0f, dQ + (size_t)i0 * ldq,

@@ -198,9 +198,11 @@ int model_checkpointing(void);
 /* Attention kernel of the next model_forward: the fused one (ops.h
  * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
  * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
- * and with -1 (the default) the fused one from T = 1024 on.  Only layers without
- * soft-capping, a query scale or a window shorter than T use it (the others keep
- * attention_ext's probabilities).  The two agree to float rounding. */
+ * and with -1 (the default) the fused one from T = 1024 on, and from T = 128 on in
+ * layers with soft-capping, a query scale or a window shorter than T (whose dense
+ * kernel, attention_ext, is the slower one there).  Every layer's options go to either
+ * kernel; the fused one computes only the key blocks inside a window.  The two agree
+ * to float rounding. */
 void model_set_flash_attention(int mode);
 
 /* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
