@@ -14,7 +14,11 @@
  * and the best kept: on a machine shared with other jobs some trials get whole
  * cores, so the best of many approaches the true peak (a trial that shared a core
  * only lowers the rate, it never raises it).
- * Output: `RESULT fma_peak fp32 threads=N gflops=X per_core=Y`.
+ * The peak is the build's instruction set's (-march): a build without AVX-512 measures
+ * AVX2 on an AVX-512 machine, and the scalar fallback is no FMA peak at all; the
+ * first line of output names the set.  "per_thread": two threads on the two
+ * hyperthreads of one core share its FMA ports.
+ * Output: `RESULT fma_peak fp32 threads=N gflops=X per_thread=Y isa=S`.
  * Not a test: exits 0 (64 on bad flags). */
 #include <immintrin.h>
 #include <omp.h>
@@ -28,6 +32,7 @@
 
 #if defined(__AVX512F__)
 #define LANES 16
+#define ISA "avx512"
 /* n iterations of CHAINS independent FMAs; returns a checksum so nothing is dead */
 __attribute__((noinline)) static float fma_chains(long n, float seed) {
     __m512 acc[CHAINS];
@@ -41,6 +46,7 @@ __attribute__((noinline)) static float fma_chains(long n, float seed) {
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #define LANES 8
+#define ISA "avx2"
 __attribute__((noinline)) static float fma_chains(long n, float seed) {
     __m256 acc[CHAINS];
     const __m256 mul = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
@@ -56,6 +62,7 @@ __attribute__((noinline)) static float fma_chains(long n, float seed) {
 }
 #else
 #define LANES 1
+#define ISA "scalar"
 __attribute__((noinline)) static float fma_chains(long n, float seed) {
     float acc[CHAINS];
     for (int i = 0; i < CHAINS; i++) acc[i] = seed + (float)i;
@@ -104,8 +111,9 @@ int main(int argc, char **argv) {
         if (rate > best) best = rate;
         check += s;
     }
-    printf("bench_fma_peak: %d-lane fp32 FMA, %d chains per thread, best of %d trials (checksum %g)\n", LANES, CHAINS,
-           trials, (double)check);
-    printf("RESULT fma_peak fp32 threads=%d gflops=%.1f per_core=%.1f\n", threads, best / 1e9, best / 1e9 / threads);
+    printf("bench_fma_peak: %s, %d-lane fp32 FMA, %d chains per thread, best of %d trials (checksum %g)\n", ISA, LANES,
+           CHAINS, trials, (double)check);
+    printf("RESULT fma_peak fp32 threads=%d gflops=%.1f per_thread=%.1f isa=%s\n", threads, best / 1e9,
+           best / 1e9 / threads, ISA);
     return 0;
 }

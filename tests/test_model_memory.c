@@ -89,16 +89,23 @@ static void test_auto(Model *m, const char *name) {
     model_set_checkpointing(0);
     int same_d = !memcmp(gd, ga, np * sizeof(float)) && !memcmp(hd, ha, NC * sizeof(float));
     int same_f = !memcmp(gf, ga, np * sizeof(float)) && !memcmp(hf, ha, NC * sizeof(float));
-    double worst = 0;
+    double worst = 0, worst_fd = 0;
     for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs((double)ga[i] - gd[i]));
+    for (size_t i = 0; i < np; i++) worst_fd = fmax(worst_fd, fabs((double)gf[i] - gd[i]));
     double gmax = 0;
     for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(gd[i]));
-    /* layers with options: a soft-cap (every layer) or a window shorter than T */
-    int nopt = 0, L = m->cfg.n_layer;
-    for (int l = 0; l < L; l++) nopt += m->cfg.attn_softcap > 0 || (m->w.info[l].window > 0 && m->w.info[l].window < T);
+    /* layers with options (model.c's attn_opts): a soft-cap or a query scale other than
+     * 1/sqrt(head size) (every layer), or a window shorter than T */
+    const ModelConfig *c = &m->cfg;
+    int every = c->attn_softcap > 0 || (c->query_scale > 0 && c->query_scale != (float)model_head_dim(c));
+    int nopt = 0, L = c->n_layer;
+    for (int l = 0; l < L; l++) nopt += every || (m->w.info[l].window > 0 && m->w.info[l].window < T);
     static const char *const kind[3] = {"the dense kernel's bits", "between the kernels", "the fused kernel's bits"};
     const char *want = kind[nopt == L ? 2 : nopt ? 1 : 0], *got = kind[same_f ? 2 : same_d ? 0 : 1];
     int ok = nopt == L ? same_f : nopt ? !same_d && !same_f && worst <= 1e-5 * gmax : same_d;
+    /* and at this T (several blocks of 64, packed rows) the two kernels agree */
+    CHECK(worst_fd <= 1e-5 * gmax, "%s: at T = %d the fused kernel's gradients are %.2e from the dense ones", name, T,
+          worst_fd / gmax);
     int ckpt_ok = !memcmp(ga, gac, np * sizeof(float)) && !memcmp(ha, hac, NC * sizeof(float));
     CHECK(ok,
           "%s: auto attention at T = %d, %d of %d layers with options: expected %s, got %s (gradients %.2e "

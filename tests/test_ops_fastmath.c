@@ -72,6 +72,10 @@ int main(void) {
         {"tanh(1000) == 1", ops_tanhf(1000.0f), ops_tanhf(1000.0f) == 1.0f},
         {"tanh(-inf) == -1", ops_tanhf(-INFINITY), ops_tanhf(-INFINITY) == -1.0f},
         {"tanh(-x) == -tanh(x)", ops_tanhf(-0.7f), ops_tanhf(-0.7f) == -ops_tanhf(0.7f)},
+        {"tanh(-0) is -0", ops_tanhf(-0.0f), ops_tanhf(-0.0f) == 0.0f && signbit(ops_tanhf(-0.0f))},
+        {"tanh(NaN) is NaN", ops_tanhf(NAN), isnan(ops_tanhf(NAN))},
+        {"tanh(denormal) == x", ops_tanhf(1e-40f), ops_tanhf(1e-40f) == 1e-40f},
+        {"tanh(-9.5) == -1", ops_tanhf(-9.5f), ops_tanhf(-9.5f) == -1.0f},
     };
     for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
         printf("%-4s %-28s got %.9g\n", e[i].ok ? "ok" : "FAIL", e[i].what, e[i].got);

@@ -318,10 +318,11 @@ static void test_attention(void) {
     test_attention_case("gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
     test_attention_case("mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
     /* and with options (ops.h AttnOpts): a query scale, soft-capping whose tanh bends
-     * (scores of N(0,1) inputs against a cap of 1.5), windows of 3 keys, of 70 > one
-     * query block (its key blocks start mid-block) and of 5 inside one */
+     * (scores of N(0,1) inputs against a cap of 1.5), windows of 3 keys, of 40 (shorter
+     * than the first, 70-row segment, so it hides keys there; the key blocks of the
+     * query block at 64 start mid-block, at 25) and of 5 */
     const AttnOpts scale_only = {0.6f, 0, 0}, cap_only = {0.5f, 1.5f, 0}, win3 = {0.5f, 0, 3}, all3 = {0.6f, 1.5f, 3},
-                   cap_win70 = {0.5f, 2.0f, 70}, win5 = {0.5f, 0, 5};
+                   cap_win40 = {0.5f, 2.0f, 40}, win5 = {0.5f, 0, 5};
     a_opt = &scale_only;
     test_attention_case("scale 0.6 mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
     a_opt = &cap_only;
@@ -330,8 +331,8 @@ static void test_attention(void) {
     test_attention_case("window 3 gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
     a_opt = &all3;
     test_attention_case("scale cap window 3 gqa4/2 seg+pad T=7", 2, 7, 4, 2, 4, seg1, 100000);
-    a_opt = &cap_win70;
-    test_attention_case("cap 2 window 70 gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
+    a_opt = &cap_win40;
+    test_attention_case("cap 2 window 40 gqa2/1 T=130", 1, T, 2, 1, 4, seg2, 400);
     a_opt = &win5;
     test_attention_case("window 5 mha3/3 T=70", 2, 70, 3, 3, 4, seg3, 400);
     a_opt = NULL;
