@@ -84,6 +84,7 @@ int gemm_onednn_whole(int bf16, int transA, int transB, int M, int N, int K, con
 #define ONEDNN_FUNCS(X)                                                                                                \
     X(dnnl_engine_create)                                                                                              \
     X(dnnl_stream_create)                                                                                              \
+    X(dnnl_stream_destroy)                                                                                             \
     X(dnnl_memory_desc_init_by_strides)                                                                                \
     X(dnnl_memory_desc_get_size)                                                                                       \
     X(dnnl_matmul_desc_init)                                                                                           \
@@ -254,22 +255,53 @@ static void entry_put(Entry *e) {
     pthread_mutex_unlock(&lock);
 }
 
-/* ---- per-thread execution state ---------------------------------------------------- */
-static _Thread_local dnnl_stream_t stream;
-static _Thread_local void *buf[4]; /* scratchpad, dense copies of A, B, C */
-static _Thread_local size_t buf_cap[4];
+/* ---- per-thread execution state ----------------------------------------------------
+ * A stream and four buffers (scratchpad, dense copies of A, B, C) per thread, freed by
+ * a pthread key's destructor when the thread ends (OpenMP drops pool threads when the
+ * thread count goes down). */
+typedef struct {
+    dnnl_stream_t stream;
+    void *buf[4];
+    size_t cap[4];
+} ThreadState;
+
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+
+static void state_free(void *p) {
+    ThreadState *t = p;
+    if (t->stream) dn.dnnl_stream_destroy(t->stream);
+    for (int i = 0; i < 4; i++) free(t->buf[i]);
+    free(t);
+}
+
+static void state_key_make(void) {
+    pthread_key_create(&state_key, state_free);
+}
+
+static ThreadState *thread_state(void) {
+    pthread_once(&state_once, state_key_make);
+    ThreadState *t = pthread_getspecific(state_key);
+    if (!t) {
+        t = xcalloc(1, sizeof *t);
+        pthread_setspecific(state_key, t);
+    }
+    return t;
+}
 
 static void *thread_buf(int i, size_t need) {
-    if (need > buf_cap[i]) {
-        free(buf[i]);
-        buf_cap[i] = need + need / 4;
-        buf[i] = xaligned_alloc(buf_cap[i]);
+    ThreadState *t = thread_state();
+    if (need > t->cap[i]) {
+        free(t->buf[i]);
+        t->cap[i] = need + need / 4;
+        t->buf[i] = xaligned_alloc(t->cap[i]);
     }
-    return buf[i];
+    return t->buf[i];
 }
 
 static int run(Entry *e, const void *A, const void *B, float *C) {
-    if (!stream && dn.dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
+    ThreadState *t = thread_state();
+    if (!t->stream && dn.dnnl_stream_create(&t->stream, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
     dnnl_memory_t m[4] = {NULL, NULL, NULL, NULL};
     const dnnl_memory_desc_t *md[4] = {&e->a_md, &e->b_md, &e->c_md, &e->s_md};
     void *ptr[4] = {(void *)A, (void *)B, C, e->scratch ? thread_buf(0, e->scratch) : NULL};
@@ -279,7 +311,7 @@ static int run(Entry *e, const void *A, const void *B, float *C) {
         dnnl_exec_arg_t args[4] = {
             {DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}};
         /* a failure here may have written part of C, so no fallback can follow */
-        if (dn.dnnl_primitive_execute(e->prim, stream, nargs, args) != dnnl_success)
+        if (dn.dnnl_primitive_execute(e->prim, t->stream, nargs, args) != dnnl_success)
             die_internal("oneDNN matmul %dx%dx%d failed to execute", e->key.M, e->key.N, e->key.K);
     }
     for (int i = 0; i < 4; i++)
