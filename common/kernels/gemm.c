@@ -97,8 +97,11 @@ __attribute__((constructor)) static void threads_default_passive_wait(int argc, 
  *    declaring it in dnnl.h; also for a shape the primitive does not take.
  * Both run on AMX where the CPU has it: 2.6.3's gemm driver picks its own AMX kernels
  * for bf16 (gemm_info.cpp: avx512_core_bf16_amx_bf16, 32x32x32 blocks), so bf16 was
- * never limited to AVX512-BF16 vdpbf16ps here.  The primitive is the faster of the two
- * on the GPT-2-124M step (tests/bench/README.md, "AMX").
+ * never limited to AVX512-BF16 vdpbf16ps here.  The primitive is the faster of the two:
+ * single-threaded tiles 0.8-2.1x the gemm entry's on the GPT-2-124M step's shapes
+ * (mostly 1.1-1.3x; its column-stripe NN tiles pay for dense copies), and the bf16 step
+ * takes 0.87x (B=4,T=64) and 0.80x (B=2,T=256) of the CPU time, 2 threads, load
+ * average 6.5-8.4, 2026-12-06 (tests/bench/README.md, "AMX").
  * Determinism: the same tiles as fp32 (even inside a parallel region, where they run
  * one after the other), each one single-threaded oneDNN call, so C is bit-identical
  * at any thread count and nested or not (test_ops_grad). */
@@ -369,7 +372,10 @@ static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
 
 /* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
  * the tiles at every level, each one single-threaded primitive (or, for a shape the
- * primitive does not take, one single-threaded OpenBLAS call). */
+ * primitive does not take, one single-threaded OpenBLAS call).  Off by default: its
+ * tiles ("brg:avx512_core") are ~1.1x OpenBLAS's on most of the step's products, but
+ * the fp32 step took 1.03-1.05x the CPU time (dense copies, the small products inside
+ * parallel regions), 2026-12-06, load average ~7 (tests/bench/README.md, "AMX"). */
 static void gemm_f32_onednn(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                             const float *B, int ldb, float beta, float *C, int ldc) {
     int top = omp_get_level() == 0, nt, w, split_n;
