@@ -610,8 +610,7 @@ static void test_gemm_threads(void) {
  * still be the same bits at 1, 2 and 3 threads, with tiling across N (N >= M) and
  * across M, for every transpose pair, and also match a naive product closely.  Run
  * with OpenBLAS (mm = 0) and with oneDNN's matmul primitive (mm = 1,
- * gemm_set_onednn_matmul), which tiles inside parallel regions too: there C must also
- * be the same bits when gemm() is called from inside one. */
+ * gemm_set_onednn_matmul). */
 static void test_gemm_tiles(int mm) {
     static const int shapes[][3] = {{96, 700, 777}, {700, 96, 777}, {130, 1000, 64}, {517, 515, 300}};
     const char *kernel = mm ? "oneDNN matmul" : "OpenBLAS";
@@ -624,27 +623,20 @@ static void test_gemm_tiles(int mm) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1);
-        float *c0 = randn((size_t)M * N, 1), *c[4];
+        float *c0 = randn((size_t)M * N, 1), *c[3];
         for (int tr = 0; tr < 4; tr++) {
             int ta = tr & 1, tb = tr >> 1;
-            for (int t = 0; t < 4; t++) {
+            for (int t = 0; t < 3; t++) {
                 c[t] = xmalloc(sizeof(float) * M * N);
                 memcpy(c[t], c0, sizeof(float) * M * N);
-                gemm_threads_set(t < 3 ? t + 1 : 2);
-                if (t < 3)
-                    gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
-                else if (mm) {
-#pragma omp parallel for
-                    for (int i = 0; i < 2; i++)
-                        if (i == 1) gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
-                } else
-                    memcpy(c[t], c[0], sizeof(float) * M * N); /* OpenBLAS does not tile nested calls */
+                gemm_threads_set(t + 1);
+                gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
             }
             gemm_threads_set(2);
-            for (int t = 1; t < 4; t++)
+            for (int t = 1; t < 3; t++)
                 if (memcmp(c[0], c[t], sizeof(float) * M * N) && !bad++)
-                    printf("FAIL gemm tiles (%s) %dx%dx%d ta=%d tb=%d: %s differs from 1 thread\n", kernel, M, N, K, ta,
-                           tb, t < 3 ? (t == 1 ? "2 threads" : "3 threads") : "a call inside a parallel region");
+                    printf("FAIL gemm tiles (%s) %dx%dx%d ta=%d tb=%d: %d threads differ from 1\n", kernel, M, N, K, ta,
+                           tb, t + 1);
             for (int i = 0; i < M; i += 37)
                 for (int j = 0; j < N; j += 29) {
                     double acc = 0;
@@ -654,7 +646,7 @@ static void test_gemm_tiles(int mm) {
                     double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j];
                     worst = fmax(worst, fabs(c[0][(size_t)i * N + j] - want) / (fabs(want) + 1));
                 }
-            for (int t = 0; t < 4; t++) free(c[t]);
+            for (int t = 0; t < 3; t++) free(c[t]);
         }
         free(a), free(b), free(c0);
     }
@@ -664,14 +656,14 @@ static void test_gemm_tiles(int mm) {
                kernel, bad, worst);
         failures++;
     } else
-        printf("ok   gemm tiles (%s) bit-identical at 1, 2 and 3 threads%s (4 shapes x 4 transposes), rel err %.2e\n",
-               kernel, mm ? " and nested" : "", worst);
+        printf("ok   gemm tiles (%s) bit-identical at 1, 2 and 3 threads (4 shapes x 4 transposes), rel err %.2e\n",
+               kernel, worst);
 }
 
 /* bf16 mixed precision (gemm_set_bf16): C must equal the fp32-accumulated product of
  * the bf16-rounded inputs (round to nearest even) to fp32 rounding, and be the same
- * bits at 1, 2 and 3 threads, on a tiled and an untiled shape and inside a parallel
- * region (how attention and the LM head call gemm). */
+ * bits at 1, 2 and 3 threads, on a tiled and an untiled shape, and also inside a
+ * parallel region (how attention and the LM head call gemm) at 1 and 2 threads. */
 static float bf16_of(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -700,14 +692,17 @@ static void test_gemm_bf16(int mm) {
     double worst = 0, worst_f32 = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1), *c0 = randn((size_t)M * N, 1), *c[5];
+        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1), *c0 = randn((size_t)M * N, 1), *c[6];
         for (int tr = 0; tr < 4; tr++) {
             int ta = tr & 1, tb = tr >> 1;
-            for (int t = 0; t < 5; t++) {
+            /* runs 0-2: 1, 2, 3 threads; 3: 2 threads again (a repeat gives the same
+             * bits); 4, 5: called inside a parallel region (one untiled call, gemm.c)
+             * of 2 threads and of 1, compared with each other */
+            for (int t = 0; t < 6; t++) {
                 c[t] = xmalloc(sizeof(float) * M * N);
                 memcpy(c[t], c0, sizeof(float) * M * N);
-                gemm_threads_set(t < 3 ? t + 1 : 2);
-                if (t != 3) /* 1, 2, 3 threads, and 2 threads again (same bits on a repeat) */
+                gemm_threads_set(t < 3 ? t + 1 : t == 5 ? 1 : 2);
+                if (t < 4)
                     gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
                 else {
 #pragma omp parallel for
@@ -716,10 +711,12 @@ static void test_gemm_bf16(int mm) {
                 }
             }
             gemm_threads_set(2);
-            for (int t = 1; t < 5; t++)
-                if (memcmp(c[0], c[t], sizeof(float) * M * N) && !bad++)
-                    printf("FAIL gemm bf16 (%s) %dx%dx%d ta=%d tb=%d: run %d differs from 1 thread\n", kernel, M, N, K,
-                           ta, tb, t);
+            for (int t = 1; t < 6; t++) {
+                int ref = t < 5 ? 0 : 4;
+                if (t != 4 && memcmp(c[ref], c[t], sizeof(float) * M * N) && !bad++)
+                    printf("FAIL gemm bf16 (%s) %dx%dx%d ta=%d tb=%d: run %d differs from run %d\n", kernel, M, N, K,
+                           ta, tb, t, ref);
+            }
             for (int i = 0; i < M; i += 7)
                 for (int j = 0; j < N; j += 5) {
                     double acc = 0, acc32 = 0;
@@ -729,12 +726,15 @@ static void test_gemm_bf16(int mm) {
                         acc += (double)bf16_of(x) * bf16_of(y);
                         acc32 += (double)x * y;
                     }
-                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j], got = c[0][(size_t)i * N + j];
-                    worst = fmax(worst, fabs(got - want) / (fabs(want) + 1));
-                    worst_f32 =
-                        fmax(worst_f32, fabs(got - (0.5 * acc32 + 0.25 * c0[(size_t)i * N + j])) / (fabs(want) + 1));
+                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j];
+                    for (int t = 0; t < 5; t += 4) { /* top level and nested */
+                        double got = c[t][(size_t)i * N + j];
+                        worst = fmax(worst, fabs(got - want) / (fabs(want) + 1));
+                        worst_f32 = fmax(worst_f32,
+                                         fabs(got - (0.5 * acc32 + 0.25 * c0[(size_t)i * N + j])) / (fabs(want) + 1));
+                    }
                 }
-            for (int t = 0; t < 5; t++) free(c[t]);
+            for (int t = 0; t < 6; t++) free(c[t]);
         }
         free(a), free(b), free(c0);
     }
@@ -749,7 +749,7 @@ static void test_gemm_bf16(int mm) {
         failures++;
     } else
         printf("ok   gemm bf16 (%s) = fp32 sum of bf16 inputs (rel err %.2e; %.2e from fp32), same bits at 1/2/3 "
-               "threads, nested and repeated\n",
+               "threads, repeated, and nested at 1/2 threads\n",
                kernel, worst, worst_f32);
 }
 

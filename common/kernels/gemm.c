@@ -102,9 +102,9 @@ __attribute__((constructor)) static void threads_default_passive_wait(int argc, 
  * (mostly 1.1-1.3x; its column-stripe NN tiles pay for dense copies), and the bf16 step
  * takes 0.87x (B=4,T=64) and 0.80x (B=2,T=256) of the CPU time, 2 threads, load
  * average 6.5-8.4, 2026-12-06 (tests/bench/README.md, "AMX").
- * Determinism: the same tiles as fp32 (even inside a parallel region, where they run
- * one after the other), each one single-threaded oneDNN call, so C is bit-identical
- * at any thread count and nested or not (test_ops_grad). */
+ * Determinism: the same tiles as fp32 at the top level, one call over the whole product
+ * inside a parallel region, each one single-threaded oneDNN call, so C is
+ * bit-identical at any thread count (test_ops_grad). */
 typedef int (*DnnlGemmBf16)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t, const uint16_t *,
                             int64_t, float, float *, int64_t);
 static DnnlGemmBf16 dnnl_bf16;
@@ -299,14 +299,22 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
         b = s, b_ld = bc;
     }
     char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
+    /* Inside a caller's parallel region (attention's per-head products, the LM head's
+     * lanes; omp_get_level, so also in a one-thread team) the product is one task
+     * already: one call over the whole of it, which needs no dense copies when its
+     * operands are dense (gemm_onednn.c).  Decided by the call site, not the thread
+     * count, so the bits are the same at any thread count. */
+    if (!top) {
+        bf16_tile(ta, tb, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
+        return;
+    }
     int nt, w, split_n;
     gemm_tiles(M, N, K, &nt, &w, &split_n);
     int D = split_n ? N : M;
-    /* The tiles depend on (M, N, K) only.  At the top level the threads take them one
-     * at a time, inside a region of ours even for one tile, so that neither kernel
-     * threads by itself (the primitive is planned for one thread anyway; the gemm
-     * entry point would split K); inside a caller's region they run here in order. */
-#pragma omp parallel for schedule(dynamic, 1) if (top)
+    /* The tiles depend on (M, N, K) only.  The threads take them one at a time, inside a
+     * region of ours even for one tile, so that neither kernel threads by itself (the
+     * primitive is planned for one thread anyway; the gemm entry point would split K). */
+#pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < nt; t++) {
         int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
         if (split_n)
@@ -371,17 +379,23 @@ static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
 }
 
 /* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
- * the tiles at every level, each one single-threaded primitive (or, for a shape the
+ * tiles at the top level and one call inside a parallel region, each one
+ * single-threaded primitive (or, for a shape the
  * primitive does not take, one single-threaded OpenBLAS call).  Off by default: its
  * tiles ("brg:avx512_core") are ~1.1x OpenBLAS's on most of the step's products, but
  * the fp32 step took 1.03-1.05x the CPU time (dense copies, the small products inside
  * parallel regions), 2026-12-06, load average ~7 (tests/bench/README.md, "AMX"). */
 static void gemm_f32_onednn(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                             const float *B, int ldb, float beta, float *C, int ldc) {
-    int top = omp_get_level() == 0, nt, w, split_n;
+    if (omp_get_level() > 0) { /* one task already, as in gemm_bf16 */
+        if (gemm_onednn_matmul(0, 1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+            gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int nt, w, split_n;
     gemm_tiles(M, N, K, &nt, &w, &split_n);
     int D = split_n ? N : M;
-#pragma omp parallel for schedule(dynamic, 1) if (top)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < nt; t++) {
         int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
         const float *At = A, *Bt = B;
