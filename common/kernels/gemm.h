@@ -33,9 +33,9 @@ void gemm_set_tiling(int on);
 int gemm_set_bf16(int on, Error *e);
 int gemm_bf16_enabled(void);
 /* oneDNN's matmul primitive for bf16 (bf16 = 1) or fp32 (bf16 = 0) products: on by
- * default for bf16 (AMX where the CPU has it; off: oneDNN's AVX512-BF16 gemm entry
- * point), off for fp32 (OpenBLAS).  Needs cherry built with oneDNN's headers and
- * libdnnl.so.2 at run time; returns whether it is now on (gemm.c, gemm_onednn.c). */
+ * default for bf16 (brgemm kernels, AMX where the CPU has it; off: oneDNN's bf16 gemm
+ * entry point, which also runs AMX kernels, slower ones), off for fp32 (OpenBLAS).  Needs cherry built with oneDNN's
+ * headers and libdnnl.so.2 at run time; returns whether it is now on (gemm.c, gemm_onednn.c). */
 int gemm_set_onednn_matmul(int bf16, int on);
 /* The implementation oneDNN's matmul primitive uses for one single-threaded tile of this
  * shape (alpha 1, beta 0), e.g. "brg:avx512_core_amx_bf16", or NULL when the primitive
