@@ -66,14 +66,16 @@ endif
 all: $(TOOLS) $(TOOL_ALIASES)
 
 # ---- dependencies ------------------------------------------------------------
-# libdnnl2 (oneDNN): bf16 matrix products for --mixed-precision bf16, opened at run time
+# libdnnl2 (oneDNN): bf16 matrix products for --mixed-precision bf16, opened at run time;
+# libdnnl-dev: its 2.x headers, for the matmul primitive's descriptor types (gemm_onednn.c;
+# without them the build still works and bf16 uses oneDNN's gemm entry point only)
 # libsnappy-dev libzstd-dev zlib1g-dev liblz4-dev libbrotli-dev: the Parquet codecs (cherry-parquet(5))
 DEB_PKGS := build-essential pkg-config libopenblas-openmp-dev libjansson-dev libcsv-dev libpcre2-dev libmicrohttpd-dev libcurl4-openssl-dev gnuplot-nox python3 jq curl chromium \
-            libdnnl2 libsnappy-dev libzstd-dev zlib1g-dev liblz4-dev libbrotli-dev
+            libdnnl2 libdnnl-dev libsnappy-dev libzstd-dev zlib1g-dev liblz4-dev libbrotli-dev
 DEP_FILES := $(BLAS_INC)/cblas.h $(BLAS_LIB)/libopenblas.so /usr/include/jansson.h /usr/include/csv.h \
              /usr/include/pcre2.h /usr/include/microhttpd.h \
              /usr/include/x86_64-linux-gnu/curl/curl.h /usr/bin/gnuplot /usr/bin/jq /usr/bin/curl \
-             /usr/bin/chromium /usr/lib/x86_64-linux-gnu/libdnnl.so.2 \
+             /usr/bin/chromium /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/include/oneapi/dnnl/dnnl.h \
              /usr/include/snappy-c.h /usr/include/zstd.h /usr/include/zlib.h /usr/include/lz4.h /usr/include/brotli/decode.h
 
 # make MPI=1: data parallelism over MPI (common/base/dist.h).  mpicc adds Open MPI's

@@ -72,6 +72,9 @@ static void usage(FILE *f) {
                "  --dtype D       fp32 (default) or bf16: bf16 matrix products, fp32 weights/sums/AdamW\n"
                "                  (--mixed-precision bf16 of the training programs; gemm_set_bf16)\n"
                "  --no-tiles      OpenBLAS's static threading instead of gemm()'s dynamic tiles\n"
+               "  --matmul K      oneDNN's matmul primitive for the products: bf16 (default), fp32,\n"
+               "                  both or none (gemm_set_onednn_matmul; bf16 without it: oneDNN's\n"
+               "                  gemm entry point, fp32 without it: OpenBLAS)\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
@@ -128,7 +131,16 @@ int main(int argc, char **argv) {
             bf16 = !strcmp(d, "bf16");
         } else if (!strcmp(argv[i], "--no-tiles"))
             gemm_set_tiling(0);
-        else
+        else if (!strcmp(argv[i], "--matmul") && i + 1 < argc) {
+            const char *k = argv[++i];
+            int b = !strcmp(k, "bf16") || !strcmp(k, "both"), f = !strcmp(k, "fp32") || !strcmp(k, "both");
+            if (!b && !f && strcmp(k, "none"))
+                cli_usage_error("bench_train_step", "--matmul: expected bf16, fp32, both or none, got '%s'", k);
+            if (gemm_set_onednn_matmul(1, b) != b || gemm_set_onednn_matmul(0, f) != f) {
+                fprintf(stderr, "bench_train_step: oneDNN's matmul primitive is unavailable\n");
+                return 69;
+            }
+        } else
             cli_usage_error("bench_train_step", "unknown argument '%s'", argv[i]);
     }
     Error be;

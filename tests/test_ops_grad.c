@@ -628,9 +628,16 @@ static void test_gemm_threads(void) {
 
 /* Large products are cut into tiles taken dynamically by the threads (gemm.c); C must
  * still be the same bits at 1, 2 and 3 threads, with tiling across N (N >= M) and
- * across M, for every transpose pair, and also match a naive product closely. */
-static void test_gemm_tiles(void) {
+ * across M, for every transpose pair, and also match a naive product closely.  Run
+ * with OpenBLAS (mm = 0) and with oneDNN's matmul primitive (mm = 1,
+ * gemm_set_onednn_matmul). */
+static void test_gemm_tiles(int mm) {
     static const int shapes[][3] = {{96, 700, 777}, {700, 96, 777}, {130, 1000, 64}, {517, 515, 300}};
+    const char *kernel = mm ? "oneDNN matmul" : "OpenBLAS";
+    if (mm && !gemm_set_onednn_matmul(0, 1)) {
+        printf("skip gemm tiles on oneDNN's matmul primitive: unavailable (libdnnl.so.2, libdnnl-dev at build)\n");
+        return;
+    }
     int bad = 0;
     double worst = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -646,9 +653,10 @@ static void test_gemm_tiles(void) {
                 gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
             }
             gemm_threads_set(2);
-            if (memcmp(c[0], c[1], sizeof(float) * M * N) || memcmp(c[0], c[2], sizeof(float) * M * N)) {
-                if (!bad++) printf("FAIL gemm tiles %dx%dx%d ta=%d tb=%d: 1/2/3 threads differ\n", M, N, K, ta, tb);
-            }
+            for (int t = 1; t < 3; t++)
+                if (memcmp(c[0], c[t], sizeof(float) * M * N) && !bad++)
+                    printf("FAIL gemm tiles (%s) %dx%dx%d ta=%d tb=%d: %d threads differ from 1\n", kernel, M, N, K, ta,
+                           tb, t + 1);
             for (int i = 0; i < M; i += 37)
                 for (int j = 0; j < N; j += 29) {
                     double acc = 0;
@@ -662,18 +670,20 @@ static void test_gemm_tiles(void) {
         }
         free(a), free(b), free(c0);
     }
+    if (mm) gemm_set_onednn_matmul(0, 0);
     if (bad || worst > 5e-5) {
-        printf("FAIL gemm tiles: %d shape/transpose cases differ across thread counts, worst rel err %.2e\n", bad,
-               worst);
+        printf("FAIL gemm tiles (%s): %d shape/transpose cases differ across thread counts, worst rel err %.2e\n",
+               kernel, bad, worst);
         failures++;
     } else
-        printf("ok   gemm tiles bit-identical at 1, 2 and 3 threads (4 shapes x 4 transposes), rel err %.2e\n", worst);
+        printf("ok   gemm tiles (%s) bit-identical at 1, 2 and 3 threads (4 shapes x 4 transposes), rel err %.2e\n",
+               kernel, worst);
 }
 
 /* bf16 mixed precision (gemm_set_bf16): C must equal the fp32-accumulated product of
  * the bf16-rounded inputs (round to nearest even) to fp32 rounding, and be the same
- * bits at 1, 2 and 3 threads, on a tiled and an untiled shape and inside a parallel
- * region (how attention and the LM head call gemm). */
+ * bits at 1, 2 and 3 threads, on a tiled and an untiled shape, and also inside a
+ * parallel region (how attention and the LM head call gemm) at 1 and 2 threads. */
 static float bf16_of(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -682,26 +692,37 @@ static float bf16_of(float x) {
     return x;
 }
 
-static void test_gemm_bf16(void) {
+static void test_gemm_bf16(int mm) {
     Error e;
     if (gemm_set_bf16(1, &e)) {
         printf("FAIL gemm bf16: %s\n", e.msg);
         failures++;
         return;
     }
+    /* mm: oneDNN's matmul primitive (the default where available), else its gemm entry */
+    const char *kernel = mm ? "oneDNN matmul" : "oneDNN gemm";
+    if (gemm_set_onednn_matmul(1, mm) != mm) {
+        printf("skip gemm bf16 on oneDNN's matmul primitive: unavailable (libdnnl-dev at build)\n");
+        gemm_set_bf16(0, NULL);
+        return;
+    }
+    if (mm) printf("     gemm bf16 tiles run oneDNN's %s\n", gemm_onednn_impl(1, 0, 1, 96, 700, 777));
     static const int shapes[][3] = {{96, 700, 777}, {40, 33, 70}, {300, 64, 512}};
     int bad = 0;
     double worst = 0, worst_f32 = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1), *c0 = randn((size_t)M * N, 1), *c[4];
+        float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * N, 1), *c0 = randn((size_t)M * N, 1), *c[6];
         for (int tr = 0; tr < 4; tr++) {
             int ta = tr & 1, tb = tr >> 1;
-            for (int t = 0; t < 4; t++) {
+            /* runs 0-2: 1, 2, 3 threads; 3: 2 threads again (a repeat gives the same
+             * bits); 4, 5: called inside a parallel region (one untiled call, gemm.c)
+             * of 2 threads and of 1, compared with each other */
+            for (int t = 0; t < 6; t++) {
                 c[t] = xmalloc(sizeof(float) * M * N);
                 memcpy(c[t], c0, sizeof(float) * M * N);
-                gemm_threads_set(t < 3 ? t + 1 : 2);
-                if (t < 3)
+                gemm_threads_set(t < 3 ? t + 1 : t == 5 ? 1 : 2);
+                if (t < 4)
                     gemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 0.25f, c[t], N);
                 else {
 #pragma omp parallel for
@@ -710,9 +731,12 @@ static void test_gemm_bf16(void) {
                 }
             }
             gemm_threads_set(2);
-            for (int t = 1; t < 4; t++)
-                if (memcmp(c[0], c[t], sizeof(float) * M * N) && !bad++)
-                    printf("FAIL gemm bf16 %dx%dx%d ta=%d tb=%d: run %d differs from 1 thread\n", M, N, K, ta, tb, t);
+            for (int t = 1; t < 6; t++) {
+                int ref = t < 5 ? 0 : 4;
+                if (t != 4 && memcmp(c[ref], c[t], sizeof(float) * M * N) && !bad++)
+                    printf("FAIL gemm bf16 (%s) %dx%dx%d ta=%d tb=%d: run %d differs from run %d\n", kernel, M, N, K,
+                           ta, tb, t, ref);
+            }
             for (int i = 0; i < M; i += 7)
                 for (int j = 0; j < N; j += 5) {
                     double acc = 0, acc32 = 0;
@@ -722,27 +746,70 @@ static void test_gemm_bf16(void) {
                         acc += (double)bf16_of(x) * bf16_of(y);
                         acc32 += (double)x * y;
                     }
-                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j], got = c[0][(size_t)i * N + j];
-                    worst = fmax(worst, fabs(got - want) / (fabs(want) + 1));
-                    worst_f32 =
-                        fmax(worst_f32, fabs(got - (0.5 * acc32 + 0.25 * c0[(size_t)i * N + j])) / (fabs(want) + 1));
+                    double want = 0.5 * acc + 0.25 * c0[(size_t)i * N + j];
+                    for (int t = 0; t < 5; t += 4) { /* top level and nested */
+                        double got = c[t][(size_t)i * N + j];
+                        worst = fmax(worst, fabs(got - want) / (fabs(want) + 1));
+                        worst_f32 = fmax(worst_f32,
+                                         fabs(got - (0.5 * acc32 + 0.25 * c0[(size_t)i * N + j])) / (fabs(want) + 1));
+                    }
                 }
-            for (int t = 0; t < 4; t++) free(c[t]);
+            for (int t = 0; t < 6; t++) free(c[t]);
         }
         free(a), free(b), free(c0);
     }
     gemm_set_bf16(0, NULL);
+    gemm_set_onednn_matmul(1, 1);
     /* fp32 accumulation of K <= 777 terms: ~1e-6; the bf16 rounding itself (2^-9 per
      * input) shows against the fp32 product, and must */
     if (bad || worst > 5e-5 || worst_f32 < 1e-4) {
-        printf("FAIL gemm bf16: %d cases differ across threads, rel err vs bf16 inputs %.2e (tol 5e-5), "
+        printf("FAIL gemm bf16 (%s): %d cases differ across threads, rel err vs bf16 inputs %.2e (tol 5e-5), "
                "vs fp32 %.2e (expected > 1e-4)\n",
-               bad, worst, worst_f32);
+               kernel, bad, worst, worst_f32);
         failures++;
     } else
-        printf("ok   gemm bf16 = fp32 sum of bf16 inputs (rel err %.2e; %.2e from fp32), same bits at 1/2/3 "
-               "threads and nested\n",
-               worst, worst_f32);
+        printf("ok   gemm bf16 (%s) = fp32 sum of bf16 inputs (rel err %.2e; %.2e from fp32), same bits at 1/2/3 "
+               "threads, repeated, and nested at 1/2 threads\n",
+               kernel, worst, worst_f32);
+}
+
+/* The matmul primitives are cached per shape, at most 128 (gemm_onednn.c): more shapes
+ * than that evict the least recently used, and a shape made again after its eviction
+ * must give the same bits as the first time; every product stays within the bf16
+ * tolerance of test_gemm_bf16. */
+static void test_gemm_bf16_cache(void) {
+    Error e;
+    if (gemm_set_bf16(1, &e) || !gemm_set_onednn_matmul(1, 1)) {
+        gemm_set_bf16(0, NULL);
+        printf("skip gemm bf16 primitive cache: oneDNN's matmul primitive unavailable\n");
+        return;
+    }
+    const int M = 8, K = 40, nshapes = 150;
+    float *a = randn((size_t)M * K, 1), *b = randn((size_t)K * (16 + nshapes), 1);
+    float *first = xmalloc(sizeof(float) * M * 16), *c = xmalloc(sizeof(float) * M * (16 + nshapes));
+    int bad = 0;
+    double worst = 0;
+    for (int s = 0; s <= nshapes; s++) {
+        int N = 16 + (s == nshapes ? 0 : s); /* the last one repeats the first shape */
+        gemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+        if (s == 0) memcpy(first, c, sizeof(float) * M * N);
+        if (s == nshapes && memcmp(first, c, sizeof(float) * M * N) && !bad++)
+            printf("FAIL gemm bf16 cache: %dx%dx%d made again after eviction differs\n", M, N, K);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double acc = 0;
+                for (int k = 0; k < K; k++) acc += (double)bf16_of(a[i * K + k]) * bf16_of(b[(size_t)k * N + j]);
+                worst = fmax(worst, fabs(c[(size_t)i * N + j] - acc) / (fabs(acc) + 1));
+            }
+    }
+    gemm_set_bf16(0, NULL);
+    free(a), free(b), free(first), free(c);
+    if (bad || worst > 5e-5) {
+        printf("FAIL gemm bf16 cache: %d repeated shapes differ, rel err %.2e (tol 5e-5)\n", bad, worst);
+        failures++;
+    } else
+        printf("ok   gemm bf16 over %d shapes (> the 128 cached primitives): rel err %.2e, same bits after eviction\n",
+               nshapes, worst);
 }
 
 /* bf16 shadows (gemm_bf16_weights_updated): a product that reads a weight block through
@@ -927,8 +994,11 @@ int main(void) {
     test_logprobs_reference(7, 4, 5);
     test_forward_reference();
     test_gemm_threads();
-    test_gemm_tiles();
-    test_gemm_bf16();
+    test_gemm_tiles(0);
+    test_gemm_tiles(1);
+    test_gemm_bf16(1);
+    test_gemm_bf16(0);
+    test_gemm_bf16_cache();
     test_gemm_bf16_shadow();
     test_threads();
     if (failures) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "gemm_internal.h"
 #ifdef CHERRY_CUDA
 #include "gemm_cuda.h" /* cuda/, on the include path only with make CUDA=1 */
 #endif
@@ -86,19 +87,30 @@ __attribute__((constructor)) static void threads_default_passive_wait(int argc, 
 /* ---- bf16 mixed precision (gemm_set_bf16) ---------------------------------------
  * As torch.autocast(device_type="cpu", dtype=torch.bfloat16) does for matmul: both
  * inputs rounded to bfloat16 (round to nearest even, torch's .to(torch.bfloat16)),
- * products summed in fp32, C in fp32.  The bf16 x bf16 -> fp32 kernels are oneDNN's
- * (dnnl_gemm_bf16bf16f32, AVX512-BF16 vdpbf16ps on this CPU; measured 2-3x the
- * fp32 sgemm rate on the step's shapes, tests/bench/README.md).  oneDNN is opened at
- * run time, only when bf16 is asked for, so fp32 users need nothing new: Debian's
- * libdnnl2 2.6.3 exports dnnl_gemm_bf16bf16f32 (the same signature as the declared
- * dnnl_sgemm, row-major, with bfloat16 A and B) without declaring it in dnnl.h.
- * Determinism: the same tiles as fp32, each one single-threaded oneDNN call (inside
- * an active parallel region, or at one thread), so C is bit-identical at any thread
- * count here too. */
+ * products summed in fp32, C in fp32.  The bf16 x bf16 -> fp32 kernels are oneDNN's,
+ * opened at run time, only when bf16 is asked for, so fp32 users need nothing new:
+ *  - its matmul primitive (gemm_onednn.c: brgemm kernels, "brg:avx512_core_amx_bf16"
+ *    on a CPU with AMX, the path torch's autocast takes), when cherry was built with
+ *    oneDNN's headers;
+ *  - else dnnl_gemm_bf16bf16f32, which Debian's libdnnl2 2.6.3 exports (the same
+ *    signature as the declared dnnl_sgemm, row-major, with bfloat16 A and B) without
+ *    declaring it in dnnl.h; also for a shape the primitive does not take.
+ * Both run on AMX where the CPU has it: 2.6.3's gemm driver picks its own AMX kernels
+ * for bf16 (gemm_info.cpp: avx512_core_bf16_amx_bf16, 32x32x32 blocks), so bf16 was
+ * never limited to AVX512-BF16 vdpbf16ps here.  The primitive is the faster of the two:
+ * single-threaded tiles 0.8-2.1x the gemm entry's on the GPT-2-124M step's shapes
+ * (mostly 1.1-1.3x; its column-stripe NN tiles pay for dense copies), and the bf16 step
+ * takes 0.87x (B=4,T=64) and 0.80x (B=2,T=256) of the CPU time, 2 threads, load
+ * average 6.5-8.4, 2026-12-06 (tests/bench/README.md, "AMX").
+ * Determinism: the same tiles as fp32 at the top level, one call over the whole product
+ * inside a parallel region, each one single-threaded oneDNN call, so C is
+ * bit-identical at any thread count (test_ops_grad). */
 typedef int (*DnnlGemmBf16)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t, const uint16_t *,
                             int64_t, float, float *, int64_t);
 static DnnlGemmBf16 dnnl_bf16;
 static int use_bf16;
+static int use_matmul = 1;     /* gemm_set_onednn_matmul(1, on): bf16 products */
+static int use_matmul_f32 = 0; /* gemm_set_onednn_matmul(0, on): fp32 products */
 
 int gemm_set_bf16(int on, Error *e) {
     if (on && !dnnl_bf16) {
@@ -112,6 +124,15 @@ int gemm_set_bf16(int on, Error *e) {
     if (!on) gemm_bf16_weights_forget_all(); /* no updates are seen while off */
     use_bf16 = on;
     return 0;
+}
+
+int gemm_set_onednn_matmul(int bf16, int on) {
+    if (on && gemm_onednn_open(NULL, 0)) on = 0;
+    if (bf16)
+        use_matmul = on;
+    else
+        use_matmul_f32 = on;
+    return on;
 }
 
 int gemm_bf16_enabled(void) {
@@ -253,6 +274,14 @@ static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, i
 
 static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
 
+/* One single-threaded bf16 tile: the matmul primitive, or the gemm entry point. */
+static void bf16_tile(char ta, char tb, int M, int N, int K, float alpha, const uint16_t *a, int lda, const uint16_t *b,
+                      int ldb, float beta, float *C, int ldc) {
+    if (use_matmul && gemm_onednn_matmul(1, 1, ta == 'T', tb == 'T', M, N, K, alpha, a, lda, b, ldb, beta, C, ldc) == 0)
+        return;
+    dnnl_bf16(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+}
+
 static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
     int top = omp_get_level() == 0;
@@ -269,24 +298,30 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
         bf16_matrix(s, B, br, bc, ldb, top);
         b = s, b_ld = bc;
     }
-    int ac_ = a_ld, bc_ = b_ld;
     char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
+    /* Inside a caller's parallel region (attention's per-head products, the LM head's
+     * lanes; omp_get_level, so also in a one-thread team) the product is one task
+     * already: one call over the whole of it, which needs no dense copies when its
+     * operands are dense (gemm_onednn.c).  Decided by the call site, not the thread
+     * count, so the bits are the same at any thread count. */
     if (!top) {
-        dnnl_bf16(ta, tb, M, N, K, alpha, a, ac_, b, bc_, beta, C, ldc);
+        bf16_tile(ta, tb, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
         return;
     }
     int nt, w, split_n;
     gemm_tiles(M, N, K, &nt, &w, &split_n);
     int D = split_n ? N : M;
-    /* even one tile runs inside the region, so oneDNN never threads (and never
-     * splits K) by itself */
+    /* The tiles depend on (M, N, K) only.  The threads take them one at a time, inside a
+     * region of ours even for one tile, so that neither kernel threads by itself (the
+     * primitive is planned for one thread anyway; the gemm entry point would split K). */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < nt; t++) {
         int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
         if (split_n)
-            dnnl_bf16(ta, tb, M, dn, K, alpha, a, ac_, transB ? b + (size_t)d0 * bc_ : b + d0, bc_, beta, C + d0, ldc);
+            bf16_tile(ta, tb, M, dn, K, alpha, a, a_ld, transB ? b + (size_t)d0 * b_ld : b + d0, b_ld, beta, C + d0,
+                      ldc);
         else
-            dnnl_bf16(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * ac_, ac_, b, bc_, beta,
+            bf16_tile(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * a_ld, a_ld, b, b_ld, beta,
                       C + (size_t)d0 * ldc, ldc);
     }
 }
@@ -343,6 +378,38 @@ static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
     *nt = (D + width - 1) / width;
 }
 
+/* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
+ * tiles at the top level and one call inside a parallel region, each one
+ * single-threaded primitive (or, for a shape the
+ * primitive does not take, one single-threaded OpenBLAS call).  Off by default: its
+ * tiles ("brg:avx512_core") are ~1.1x OpenBLAS's on most of the step's products, but
+ * the fp32 step took 1.03-1.05x the CPU time (dense copies, the small products inside
+ * parallel regions), 2026-12-06, load average ~7 (tests/bench/README.md, "AMX"). */
+static void gemm_f32_onednn(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc) {
+    if (omp_get_level() > 0) { /* one task already, as in gemm_bf16 */
+        if (gemm_onednn_matmul(0, 1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+            gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int nt, w, split_n;
+    gemm_tiles(M, N, K, &nt, &w, &split_n);
+    int D = split_n ? N : M;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
+        const float *At = A, *Bt = B;
+        float *Ct = C;
+        int m = M, n = N;
+        if (split_n)
+            Bt = transB ? B + (size_t)d0 * ldb : B + d0, Ct = C + d0, n = dn;
+        else
+            At = transA ? A + d0 : A + (size_t)d0 * lda, Ct = C + (size_t)d0 * ldc, m = dn;
+        if (gemm_onednn_matmul(0, 1, transA, transB, m, n, K, alpha, At, lda, Bt, ldb, beta, Ct, ldc))
+            gemm_blas(transA, transB, m, n, K, alpha, At, lda, Bt, ldb, beta, Ct, ldc);
+    }
+}
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -364,6 +431,10 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 #endif
     if (use_bf16) {
         gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (use_matmul_f32) {
+        gemm_f32_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* Tiles only at the top level: products made inside a parallel region (attention's

@@ -32,6 +32,20 @@ void gemm_set_tiling(int on);
  * cannot be loaded.  Off (0) restores fp32 products. */
 int gemm_set_bf16(int on, Error *e);
 int gemm_bf16_enabled(void);
+/* oneDNN's matmul primitive for bf16 (bf16 = 1) or fp32 (bf16 = 0) products: on by
+ * default for bf16 (brgemm kernels, AMX where the CPU has it; off: oneDNN's bf16 gemm
+ * entry point, which also runs AMX kernels, slower ones), off for fp32 (OpenBLAS).  Needs cherry built with oneDNN's
+ * headers and libdnnl.so.2 at run time; returns whether it is now on (gemm.c, gemm_onednn.c). */
+int gemm_set_onednn_matmul(int bf16, int on);
+/* The implementation oneDNN's matmul primitive uses for one single-threaded tile of this
+ * shape (alpha 1, beta 0), e.g. "brg:avx512_core_amx_bf16", or NULL when the primitive
+ * is unavailable; valid until many other shapes have been used. */
+const char *gemm_onednn_impl(int bf16, int transA, int transB, int M, int N, int K);
+/* One whole product through the primitive, planned and threaded by oneDNN at the current
+ * OpenMP thread count, untiled: for tests/bench_gemm_libs.  A and B are bf16 (uint16_t)
+ * when bf16, else float; -1 when the primitive is unavailable. */
+int gemm_onednn_whole(int bf16, int transA, int transB, int M, int N, int K, const void *A, int lda, const void *B,
+                      int ldb, float *C, int ldc);
 /* bf16 shadows (gemm.c): [p, p+n) are weights just updated by an optimizer; products
  * that read them use one bf16 copy converted once after each update.  forget_all drops
  * every shadow (an optimizer freed: its weights may be freed or rewritten next). */

@@ -40,7 +40,9 @@
 # (default 2), LOAD=1 keeps one core busy with a spinning process during the runs
 # (the straggler case: both sides under the same load), O (build dir, default build),
 # BIN (default bin), PYTHON (default python3), SMOL (default models/smollm2-135m-instruct),
-# DPO_PAIRS (default 8), TRL_WAIT (the OMP_WAIT_POLICY values the TRL peer runs under,
+# DPO_PAIRS (default 8), CHERRY_FLAGS (more flags for bench_train_step in train and
+# train-bf16, e.g. "--matmul none": bf16 on oneDNN's gemm entry point instead of its
+# matmul primitive), TRL_WAIT (the OMP_WAIT_POLICY values the TRL peer runs under,
 # best kept; default "passive": each TRL run takes minutes).  A missing peer is skipped with a
 # message; the exit status is 0 unless cherry itself fails.
 set -u
@@ -137,6 +139,7 @@ train() { # dtype: fp32 or bf16
     have_torch || peer=0
     cflags=
     [ "$dtype" = bf16 ] && cflags="--dtype bf16"
+    cflags="$cflags ${CHERRY_FLAGS:-}"
     : >"$OUT"
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
