@@ -184,7 +184,7 @@ endif
 # The C benches, then cherry against its peers (PyTorch, TRL, llama.cpp; skipped with
 # a message when not installed), alternating runs in one invocation; tests/bench/README.md.
 # BENCH_PEERS=train selects; LOAD=1 ROUNDS=N STEPS=N DPO_PAIRS=N are read by tests/bench/peers.sh.
-BENCH_PEERS ?= train train-bf16 decode decode16 dpo sft
+BENCH_PEERS ?= train train-bf16 decode decode16 dpo dpo-bf16 sft sft-bf16
 bench: $(TOOLS) $(BENCHES)
 	@nb=$$($(PYTHON) -c 'import os, scipy_openblas32 as s; print(os.path.join(s.get_lib_dir(), "libscipy_openblas.so"))' 2>/dev/null); \
 	for b in $(BENCHES); do echo "== $$b"; CHERRY_BENCH_OPENBLAS="$${CHERRY_BENCH_OPENBLAS:-$$nb}" $$b || exit 1; done

@@ -212,8 +212,9 @@ enum { G_N = 6, G_C = 5, G_V = 37 };
 static const int g_tgt[G_N] = {3, -1, 36, 0, 17, 5};
 static const float g_cap = 2.5f;
 static float *g_h, *g_w, *g_r, g_logp[G_N], g_lse[G_N], g_ent[G_N];
+static int g_argmax[G_N];
 static double lp_loss(void) {
-    logprobs_softcap_forward(g_logp, g_ent, g_lse, g_h, g_w, g_tgt, G_N, G_C, G_V, g_cap);
+    logprobs_softcap_forward(g_logp, g_ent, g_lse, g_argmax, g_h, g_w, g_tgt, G_N, G_C, G_V, g_cap);
     return dot(g_logp, g_r, G_N);
 }
 static void test_logprobs_softcap(void) {
@@ -221,15 +222,21 @@ static void test_logprobs_softcap(void) {
     lp_loss();
     /* naive reference in double */
     float want_lp[G_N] = {0}, want_ent[G_N] = {0};
+    int am_bad = 0;
     for (int n = 0; n < G_N; n++) {
-        if (g_tgt[n] < 0) continue;
+        if (g_tgt[n] < 0) {
+            am_bad += g_argmax[n] != -1; /* no target, no argmax */
+            continue;
+        }
         double l[G_V], mx = -INFINITY, se = 0;
+        int arg = 0;
         for (int v = 0; v < G_V; v++) {
             double z = 0;
             for (int c = 0; c < G_C; c++) z += (double)g_h[n * G_C + c] * g_w[v * G_C + c];
             l[v] = g_cap * tanh(z / g_cap);
-            mx = fmax(mx, l[v]);
+            if (l[v] > mx) mx = l[v], arg = v;
         }
+        am_bad += g_argmax[n] != arg;
         for (int v = 0; v < G_V; v++) se += exp(l[v] - mx);
         double lse = mx + log(se), H = 0;
         for (int v = 0; v < G_V; v++) H -= exp(l[v] - lse) * (l[v] - lse);
@@ -238,6 +245,11 @@ static void test_logprobs_softcap(void) {
     }
     expect_close("logprobs_softcap logp vs double reference", g_logp, want_lp, G_N, 1e-5);
     expect_close("logprobs_softcap entropy vs double", g_ent, want_ent, G_N, 1e-5);
+    if (am_bad) {
+        printf("FAIL logprobs_softcap argmax: %d rows differ from the double reference\n", am_bad);
+        failures++;
+    } else
+        printf("ok   logprobs_softcap argmax matches the double reference on %d rows\n", G_N);
     float *dh0 = randn(G_N * G_C, 1), *dw0 = randn(G_V * G_C, 1);
     float *dh = copyf(dh0, G_N * G_C), *dw = copyf(dw0, G_V * G_C);
     logprobs_softcap_backward(dh, dw, g_r, g_h, g_w, g_tgt, g_lse, G_N, G_C, G_V, g_cap);

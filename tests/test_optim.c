@@ -12,7 +12,9 @@
  *  6. results identical with 1 and 2 threads;
  *  7. --mixed-precision bf16: the bf16 copy of the weights that adamw_step writes in
  *     its own pass gives the same products, bit for bit, as converting the weights per
- *     product. */
+ *     product;
+ *  8. clipping inside AdamW's pass (adamw_step_scaled) = grad_clip_norm + adamw_step,
+ *     bit for bit. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -245,6 +247,50 @@ static void test_bf16_fused_copy(void) {
     free(p), free(g), free(x);
 }
 
+/* 8. trainer_step's fused clipping: grad_norm, grad_clip_coef and adamw_step_scaled
+ *    leave params, m and v bit-identical to grad_clip_norm followed by adamw_step,
+ *    and the gradients untouched; grad_norm (32 lanes per chunk) agrees with a plain
+ *    long double sum. */
+static void test_scaled_step(void) {
+    size_t n = 300001;
+    float *pa = xmalloc(n * sizeof(float)), *pb = xmalloc(n * sizeof(float));
+    float *ga = xmalloc(n * sizeof(float)), *gb = xmalloc(n * sizeof(float)), *g0 = xmalloc(n * sizeof(float));
+    OptimGroup gr[2] = {{0, n / 2, 1}, {n / 2, n - n / 2, 0}};
+    AdamW oa, ob;
+    adamw_init(&oa, n, gr, 2, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.01f);
+    adamw_init(&ob, n, gr, 2, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.01f);
+    Rng r;
+    rng_seed(&r, 7);
+    for (size_t i = 0; i < n; i++) pa[i] = pb[i] = rng_normal(&r);
+    int clipped = 0;
+    for (int s = 0; s < 3; s++) {
+        /* step 1 far above max_norm 100 (norm ~ 550), the others below it */
+        float sd = s == 0 ? 1.0f : 0.1f;
+        for (size_t i = 0; i < n; i++) ga[i] = gb[i] = g0[i] = sd * rng_normal(&r);
+        long double want = 0;
+        for (size_t i = 0; i < n; i++) want += (long double)g0[i] * g0[i];
+        double na = grad_clip_norm(ga, n, 100.0);
+        adamw_step(&oa, pa, ga, 1e-3f);
+        double nb = grad_norm(gb, n);
+        float c = grad_clip_coef(nb, 100.0);
+        clipped += c != 1.0f;
+        adamw_step_scaled(&ob, pb, gb, 1e-3f, c);
+        CHECK(na == nb, "step %d: grad_clip_norm's norm %.17g, grad_norm's %.17g (must be identical)", s, na, nb);
+        CHECK(fabsl(nb - sqrtl(want)) <= 1e-12L * sqrtl(want), "step %d: grad_norm %.17g, long double sum %.17Lg", s,
+              nb, sqrtl(want));
+        CHECK(memcmp(pa, pb, n * sizeof(float)) == 0 && memcmp(oa.m, ob.m, n * sizeof(float)) == 0 &&
+                  memcmp(oa.v, ob.v, n * sizeof(float)) == 0,
+              "step %d: adamw_step_scaled differs from grad_clip_norm + adamw_step", s);
+        CHECK(memcmp(gb, g0, n * sizeof(float)) == 0, "step %d: adamw_step_scaled changed the gradients", s);
+    }
+    CHECK(clipped == 1, "expected the first of 3 steps clipped, got %d clipped", clipped);
+    CHECK(grad_clip_coef(5.0, 0.0) == 1.0f && grad_clip_coef(NAN, 1.0) == 1.0f && grad_clip_coef(0.5, 1.0) == 1.0f,
+          "grad_clip_coef: expected 1 without clipping");
+    adamw_free(&oa);
+    adamw_free(&ob);
+    free(pa), free(pb), free(ga), free(gb), free(g0);
+}
+
 int main(void) {
     test_torch_parity();
     test_first_step_sign();
@@ -253,5 +299,6 @@ int main(void) {
     test_schedules();
     test_thread_independence();
     test_bf16_fused_copy();
+    test_scaled_step();
     return check_summary("test_optim");
 }

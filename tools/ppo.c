@@ -372,9 +372,10 @@ static void load_models(Ppo *p) {
 static int value_step(Ppo *p, const Trainer *tr, Error *e) {
     const TrainFlags *f = p->f;
     double lr = f->lr * lr_lambda(f->scheduler, tr->step - 1, tr->warmup, tr->total_steps);
-    double vn = grad_clip_norm(p->vm.grads, p->vm.n_params, f->clip_grad);
+    double vn = grad_norm(p->vm.grads, p->vm.n_params);
     if (!isfinite(vn)) return err_set(e, EX_SOFTWARE, "step %ld: value-model gradient norm is %g", tr->step, vn);
-    adamw_step(&p->vopt, p->vm.params, p->vm.grads, (float)lr);
+    /* the clipping factor applied in AdamW's own pass */
+    adamw_step_scaled(&p->vopt, p->vm.params, p->vm.grads, (float)lr, grad_clip_coef(vn, f->clip_grad));
     return 0;
 }
 

@@ -15,10 +15,10 @@
 
 #include "base/cli.h"
 #include "data/data.h"
-#include "train/losses.h"
-#include "model/model.h"
-#include "kernels/ops.h"
 #include "formats/tokenizer.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "train/losses.h"
 #include "train/train.h"
 
 static const char *PROG = "sft";
@@ -62,13 +62,10 @@ typedef struct Sft {
     Tokenizer *tok;
     int pad_id, max_T;
     SftSplit split[2];
-    const float *lm_head; /* [V, C]: untied lm_head.weight or the tied embedding */
     /* scratch, grown as needed */
     const Example **exs;
     float *logp, *dlogp, *ent;
-    float *hsel; /* hidden states of the loss-bearing rows, for the argmax */
-    int *tsel;   /* their targets */
-    int *pred;
+    int *pred; /* the LM head's argmax per row (model_logprobs_argmax) */
     size_t cap_rows;
     int cap_exs;
 } Sft;
@@ -167,28 +164,18 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
         s->dlogp = xrealloc(s->dlogp, N * sizeof(float));
         s->ent = xrealloc(s->ent, N * sizeof(float));
         s->pred = xrealloc(s->pred, N * sizeof(int));
-        s->tsel = xrealloc(s->tsel, N * sizeof(int));
-        s->hsel = xrealloc(s->hsel, N * (size_t)s->model.cfg.d_model * sizeof(float));
     }
     Model *m = &s->model;
     model_forward(m, b.tokens, b.pos, b.seg, b.B, b.T);
-    model_logprobs(m, b.targets, s->logp, s->ent);
+    /* TRL's mean_token_accuracy (argmax of the logits equals the target, over the
+     * loss-bearing tokens) and entropy come from the log-probs' pass over the vocabulary */
+    model_logprobs_argmax(m, b.targets, s->logp, s->ent, s->pred);
     long ntok = 0;
     double loss_sum = sft_loss(s->logp, b.targets, N, scale, split == SPLIT_TRAIN ? s->dlogp : NULL, &ntok);
-    /* TRL's mean_token_accuracy: argmax of the logits equals the target, over the
-     * loss-bearing tokens.  The argmax costs a pass over the vocabulary, so it runs
-     * on those rows only (prompts and padding skipped). */
-    const int C = m->cfg.d_model;
-    int nsel = 0;
     double ent_sum = 0; /* TRL's entropy: mean over the loss-bearing tokens */
     for (size_t r = 0; r < N; r++)
-        if (b.targets[r] >= 0) {
-            ent_sum += s->ent[r];
-            memcpy(s->hsel + (size_t)nsel * C, m->hidden + r * C, (size_t)C * sizeof(float));
-            s->tsel[nsel++] = b.targets[r];
-        }
-    logits_argmax(s->pred, s->hsel, s->lm_head, nsel, C, m->cfg.vocab_size);
-    long correct = token_correct(s->pred, s->tsel, (size_t)nsel);
+        if (b.targets[r] >= 0) ent_sum += s->ent[r];
+    long correct = token_correct(s->pred, b.targets, N);
     if (split == SPLIT_TRAIN) {
         model_logprobs_backward(m, b.targets, s->dlogp);
         model_backward(m);
@@ -201,11 +188,6 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
     mt->tokens += tokens;
     batch_free(&b);
     return 0;
-}
-
-static const float *find_lm_head(const Model *m) {
-    if (!m->w.lm_head) die_internal("sft: model has no LM head");
-    return m->w.lm_head;
 }
 
 static void split_free(SftSplit *sp) {
@@ -235,8 +217,10 @@ static void drop_undesirable(SftSplit *sp, int quiet) {
     }
     sp->n_ex = k;
     if (dropped && !quiet)
-        fprintf(stderr, "%s: dropped %ld completions with \"label\": false (undesirable in KTO data; sft "
-                        "imitates only desirable ones)\n", PROG, dropped);
+        fprintf(stderr,
+                "%s: dropped %ld completions with \"label\": false (undesirable in KTO data; sft "
+                "imitates only desirable ones)\n",
+                PROG, dropped);
 }
 
 int main(int argc, char **argv) {
@@ -284,7 +268,6 @@ int main(int argc, char **argv) {
     }
     o.max_length = s.max_T;
     o.max_prompt_length = f.max_prompt_length;
-    s.lm_head = find_lm_head(&s.model);
 
     SftSplit *tr = &s.split[SPLIT_TRAIN], *ev_split = &s.split[SPLIT_EVAL];
     if (data_read_files(PROG, f.inputs, f.n_inputs, s.tok, &o, f.quiet, &tr->ex, &tr->n_ex, &e)) err_die(PROG, &e);
@@ -321,8 +304,6 @@ int main(int argc, char **argv) {
     free(s.dlogp);
     free(s.ent);
     free(s.pred);
-    free(s.hsel);
-    free(s.tsel);
     tok_free(s.tok);
     model_free(&s.model);
     return rc;

@@ -106,18 +106,16 @@ void residual_backward(float *da, float *db, const float *dout, size_t n);
  * Rows with targets[n] < 0 get logp = 0, entropy = 0 and no gradient.
  * Computed in chunks of rows so that at most chunk_rows x V logits exist at a time;
  * the full [N, V] logits tensor is never allocated.  lse[N] is saved for backward
- * (entropy may be NULL).
+ * (entropy may be NULL).  argmax (may be NULL) receives, from the same pass, the
+ * first v maximising the logits of each row with a target (-1 for the others):
+ * TRL's mean_token_accuracy without a second pass over the vocabulary.
  * Backward takes dlogp[N] (d loss / d logp) and accumulates dh[N,C] and dw[V,C]
  * (dw may be NULL), recomputing each chunk's logits:
  *   dlogits = dlogp[n] * (onehot(t) - softmax(logits)). */
-void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
-                      int N, int C, int V);
+void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
+                      const int *targets, int N, int C, int V);
 void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
                        const float *lse, int N, int C, int V);
-
-/* Argmax over the vocabulary per row (for mean_token_accuracy and greedy decoding):
- * out[n] = argmax_v (h[n,:] @ w[v,:]). Same chunking. */
-void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V);
 
 /* Full logits for a few rows (decoding): out[N,V] = h @ w^T. */
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V);

@@ -180,7 +180,7 @@ static void capped_logits(float *L, const float *h, const float *w, int R, int C
     for (size_t i = 0; i < (size_t)R * V; i++) L[i] = cap * tanhf(L[i] / cap);
 }
 
-void logprobs_softcap_forward(float *logp, float *entropy, float *lse, const float *h, const float *w,
+void logprobs_softcap_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
                               const int *targets, int N, int C, int V, float cap) {
     float *L = xmalloc((size_t)LP_ROWS * V * sizeof(float));
     for (int n0 = 0; n0 < N; n0 += LP_ROWS) {
@@ -193,11 +193,15 @@ void logprobs_softcap_forward(float *logp, float *entropy, float *lse, const flo
             if (t < 0) {
                 logp[n] = 0;
                 if (entropy) entropy[n] = 0;
+                if (argmax) argmax[n] = -1;
                 lse[n] = 0;
                 continue;
             }
             float mx = -INFINITY;
-            for (int j = 0; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+            int arg = 0; /* the first maximum of the capped logits, as torch.argmax of the model's output */
+            for (int j = 0; j < V; j++)
+                if (l[j] > mx) mx = l[j], arg = j;
+            if (argmax) argmax[n] = arg;
             double se = 0, sel = 0;
             for (int j = 0; j < V; j++) {
                 double e = exp((double)l[j] - mx);

@@ -39,8 +39,9 @@ void attention_ext_backward(float *dq, float *dk, float *dv, const float *dout, 
                             const float *k, const float *v, int B, int T, int nh, int nkv, int hd, const AttnOpts *o);
 
 /* ---- LM head with final soft-capping: logits = cap * tanh((h @ w^T) / cap) ----
- * Same contract as logprobs_forward/backward (ops.h). */
-void logprobs_softcap_forward(float *logp, float *entropy, float *lse, const float *h, const float *w,
+ * Same contract as logprobs_forward/backward (ops.h); argmax is that of the capped
+ * logits (the model's output logits, which TRL's mean_token_accuracy reads). */
+void logprobs_softcap_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
                               const int *targets, int N, int C, int V, float cap);
 void logprobs_softcap_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w,
                                const int *targets, const float *lse, int N, int C, int V, float cap);

@@ -18,6 +18,11 @@
  * running sum of exp(l - m) * l that gives the entropy:
  *   H = -sum p log p = lse - sum_v p_v l_v;
  * the lanes' (max, sums) are then merged by the same rule in lane order.
+ * The same pass gives each row's argmax (TRL's mean_token_accuracy) when asked: a
+ * tile's row maximum is already computed for the log-sum-exp, and only a tile whose
+ * maximum beats the lane's best so far is scanned for its first position; lanes are
+ * merged in lane order with a strict >, so the first maximum of the row wins, as in
+ * torch.argmax.
  * Backward recomputes each tile's logits (one more 2NVC-FLOP product, a quarter of
  * the head's work, in exchange for not storing N x V floats):
  *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h;
@@ -43,7 +48,6 @@
 #define LP_LANES 16
 #define LP_BYTES (16u << 20)
 #define LP_COLS ((int)(LP_BYTES / sizeof(float) / LP_ROWS / LP_LANES))
-#define LP_WIDE_COLS (LP_COLS * LP_LANES) /* logits_argmax: one tile, BLAS-threaded */
 
 /* Indices of the rows that take part (targets >= 0, and for backward dlogp != 0). */
 static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int N) {
@@ -130,14 +134,23 @@ static void lp_lane_range(int V, int l, int *a, int *b) {
     *b = (int)((long long)V * (l + 1) / LP_LANES);
 }
 
-void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, const float *w, const int *targets,
-                      int N, int C, int V) {
+/* First j with l[j] == mx (mx is the maximum of l[0..n), so one exists unless l
+ * holds only NaN). */
+static int lp_first_index(const float *l, int n, float mx) {
+    for (int j = 0; j < n; j++)
+        if (l[j] == mx) return j;
+    return 0;
+}
+
+void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
+                      const int *targets, int N, int C, int V) {
     int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
     int nsel = lp_select_rows(rows, targets, NULL, N);
     for (int n = 0; n < N; n++) {
         if (targets[n] < 0) {
             logp[n] = 0.0f;
             if (entropy) entropy[n] = 0.0f;
+            if (argmax) argmax[n] = -1;
             lse[n] = 0.0f;
         }
     }
@@ -150,11 +163,16 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
     double *m = xmalloc(sizeof(double) * LP_LANES * LP_ROWS), *s = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
     double *sl = xmalloc(sizeof(double) * LP_LANES * LP_ROWS);
     float *tl = xmalloc(sizeof(float) * LP_ROWS);
+    /* per (lane, row), with argmax: the best logit so far and its column */
+    float *bv = argmax ? xmalloc(sizeof(float) * LP_LANES * LP_ROWS) : NULL;
+    int *bi = argmax ? xmalloc(sizeof(int) * LP_LANES * LP_ROWS) : NULL;
     for (int r0 = 0; r0 < nsel; r0 += LP_ROWS) {
         int R = nsel - r0 < LP_ROWS ? nsel - r0 : LP_ROWS;
         lp_gather(hb, h, rows + r0, R, C);
         int lanes_par = lp_lanes_parallel(R, C);
         for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
+        if (argmax)
+            for (int i = 0; i < LP_LANES * R; i++) bv[i] = -INFINITY, bi[i] = -1;
         for (int r = 0; r < R; r++) tl[r] = 0;
 #pragma omp parallel for schedule(dynamic, 1) if (lanes_par)
         for (int ln = 0; ln < LP_LANES; ln++) {
@@ -162,6 +180,8 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
             lp_lane_range(V, ln, &a, &b);
             float *lg = lg_all + (size_t)ln * rmax * cmax;
             double *lm = m + (size_t)ln * R, *ls = s + (size_t)ln * R, *lsl = sl + (size_t)ln * R;
+            float *lbv = argmax ? bv + (size_t)ln * R : NULL;
+            int *lbi = argmax ? bi + (size_t)ln * R : NULL;
             for (int v0 = a; v0 < b; v0 += LP_COLS) {
                 int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
                 /* inside the parallel region: runs single-threaded */
@@ -169,6 +189,8 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
                 for (int r = 0; r < R; r++) {
                     const float *l = lg + (size_t)r * VC;
                     float cm = lp_row_max(l, VC);
+                    /* slices run in column order: strict > keeps the lane's first maximum */
+                    if (lbv && cm > lbv[r]) lbv[r] = cm, lbi[r] = v0 + lp_first_index(l, VC, cm);
                     double nm = cm > lm[r] ? cm : lm[r];
                     /* rescale the running sums to the new maximum */
                     double f = lm[r] == -INFINITY ? 0.0 : exp(lm[r] - nm);
@@ -198,8 +220,17 @@ void logprobs_forward(float *logp, float *entropy, float *lse, const float *h, c
             lse[n] = (float)lsum;
             logp[n] = (float)(tl[r] - lsum);
             if (entropy) entropy[n] = (float)(lsum - SL / S);
+            if (argmax) {
+                float B = -INFINITY;
+                int A = 0; /* no logit above -inf: column 0 */
+                for (int ln = 0; ln < LP_LANES; ln++)
+                    if (bv[(size_t)ln * R + r] > B) B = bv[(size_t)ln * R + r], A = bi[(size_t)ln * R + r];
+                argmax[n] = A;
+            }
         }
     }
+    free(bi);
+    free(bv);
     free(tl);
     free(sl);
     free(s);
@@ -259,34 +290,6 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
         }
     }
     free(rows);
-}
-
-void logits_argmax(int *out, const float *h, const float *w, int N, int C, int V) {
-    int rmax = N < LP_ROWS ? N : LP_ROWS, cmax = V < LP_WIDE_COLS ? V : LP_WIDE_COLS;
-    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)(rmax > 0 ? rmax : 1) * cmax);
-    float *best = xmalloc(sizeof(float) * LP_ROWS);
-    for (int r0 = 0; r0 < N; r0 += LP_ROWS) {
-        int R = N - r0 < LP_ROWS ? N - r0 : LP_ROWS;
-        for (int r = 0; r < R; r++) {
-            best[r] = -INFINITY;
-            out[r0 + r] = 0;
-        }
-        for (int v0 = 0; v0 < V; v0 += LP_WIDE_COLS) {
-            int VC = V - v0 < LP_WIDE_COLS ? V - v0 : LP_WIDE_COLS;
-            gemm(0, 1, R, VC, C, 1.0f, h + (size_t)r0 * C, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
-#pragma omp parallel for schedule(guided)
-            for (int r = 0; r < R; r++) {
-                const float *l = lg + (size_t)r * VC;
-                /* strict > keeps the first maximum, as torch.argmax does */
-                for (int j = 0; j < VC; j++)
-                    if (l[j] > best[r]) {
-                        best[r] = l[j];
-                        out[r0 + r] = v0 + j;
-                    }
-            }
-        }
-    }
-    free(best);
 }
 
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V) {

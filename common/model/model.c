@@ -925,15 +925,19 @@ static const float *lm_head(const Model *m) {
 }
 
 void model_logprobs(Model *m, const int *targets, float *logp, float *entropy) {
+    model_logprobs_argmax(m, targets, logp, entropy, NULL);
+}
+
+void model_logprobs_argmax(Model *m, const int *targets, float *logp, float *entropy, int *argmax) {
     if (!m->B) die_internal("model_logprobs: no forward");
     int N = m->B * m->T, V = m->cfg.vocab_size;
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
     if (m->cfg.final_softcap > 0)
-        logprobs_softcap_forward(logp, entropy, m->impl->lse, m->hidden, lm_head(m), targets, N, m->cfg.d_model, V,
-                                 m->cfg.final_softcap);
+        logprobs_softcap_forward(logp, entropy, m->impl->lse, argmax, m->hidden, lm_head(m), targets, N, m->cfg.d_model,
+                                 V, m->cfg.final_softcap);
     else
-        logprobs_forward(logp, entropy, m->impl->lse, m->hidden, lm_head(m), targets, N, m->cfg.d_model, V);
+        logprobs_forward(logp, entropy, m->impl->lse, argmax, m->hidden, lm_head(m), targets, N, m->cfg.d_model, V);
     m->impl->have_lse = 1;
 }
 

@@ -208,6 +208,10 @@ void model_set_flash_attention(int mode);
 /* LM head on the last forward: logp[n] = log p(targets[n] | prefix) for every row
  * with targets[n] >= 0 (else 0).  entropy may be NULL. */
 void model_logprobs(Model *m, const int *targets, float *logp, float *entropy);
+/* The same, and argmax[n] = the first token of largest logit for every row with
+ * targets[n] >= 0 (else -1), found in the same pass over the vocabulary (TRL's
+ * mean_token_accuracy compares it with the target). */
+void model_logprobs_argmax(Model *m, const int *targets, float *logp, float *entropy, int *argmax);
 /* Accumulates d loss/d logp into m->dhidden (and into the LM head's gradient). */
 void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
 

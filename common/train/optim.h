@@ -19,8 +19,8 @@
 #include <stdint.h>
 
 #include "base/err.h"
-#include "model/model.h"
 #include "formats/safetensors.h"
+#include "model/model.h"
 
 /* One contiguous range of the parameter block and whether weight decay applies. */
 typedef struct OptimGroup {
@@ -65,6 +65,11 @@ void adamw_free(AdamW *o);
  * Parameters with a zero gradient are still updated (torch does the same: a zero
  * gradient is not a missing one). */
 void adamw_step(AdamW *o, float *params, const float *grads, float lr);
+/* adamw_step with every gradient read as (float)(grads[i] * gscale): gradient
+ * clipping's multiplication (grad_clip_coef) done in the update's own pass instead
+ * of a pass of its own that reads and writes every gradient; grads is left as it
+ * was.  Bit-identical to grad_clip_norm followed by adamw_step. */
+void adamw_step_scaled(AdamW *o, float *params, const float *grads, float lr, float gscale);
 
 /* Checkpoint form of the optimizer state (what a resumed run needs to continue
  * exactly): tensors PREFIX"exp_avg" and PREFIX"exp_avg_sq" (F32, [n]) and the step
@@ -75,8 +80,9 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr);
 void adamw_state_add(StWriter *w, const AdamW *o, const char *prefix);
 int adamw_state_read(AdamW *o, const StFile *f, const char *prefix, const char *path, Error *e);
 
-/* L2 norm of grads[n] computed in double over fixed 64Ki-element chunks summed in
- * order (so the result is independent of the thread count). */
+/* L2 norm of grads[n] computed in double over fixed 64Ki-element chunks (each summed
+ * in 32 interleaved lanes) added in order, so the result is independent of the
+ * thread count. */
 double grad_norm(const float *grads, size_t n);
 
 /* torch.nn.utils.clip_grad_norm_(max_norm, norm_type=2): computes the total norm,
@@ -84,6 +90,10 @@ double grad_norm(const float *grads, size_t n);
  * min(1, max_norm / (norm + 1e-6)).  Returns the norm before clipping (what the
  * HF Trainer logs as grad_norm).  max_norm <= 0 disables clipping. */
 double grad_clip_norm(float *grads, size_t n, double max_norm);
+/* The factor grad_clip_norm multiplies the gradients by for a total norm NORM:
+ * (float)(max_norm / (norm + 1e-6)) when that is below 1, else exactly 1 (also when
+ * max_norm <= 0 or the norm is not finite). */
+float grad_clip_coef(double norm, double max_norm);
 
 typedef enum { SCHED_LINEAR = 0, SCHED_COSINE = 1, SCHED_CONSTANT = 2 } LrSchedule;
 

@@ -4,16 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "losses_pref.h"
 #include "base/util.h"
 #include "kernels/ops.h"
+#include "losses_pref.h"
 
 void prefbatch_scratch_free(PrefScratch *s) {
     free(s->tok);
     free(s->dtok);
     free(s->ent);
-    free(s->hsel);
-    free(s->isel);
+    free(s->pred);
     memset(s, 0, sizeof *s);
 }
 
@@ -22,9 +21,11 @@ static void scratch_need(PrefScratch *s, size_t n) {
     free(s->tok);
     free(s->dtok);
     free(s->ent);
+    free(s->pred);
     s->tok = xmalloc(n * sizeof(float));
     s->dtok = xmalloc(n * sizeof(float));
     s->ent = xmalloc(n * sizeof(float));
+    s->pred = xmalloc(n * sizeof(int));
     s->cap = n;
 }
 
@@ -32,7 +33,8 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
     model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
-    model_logprobs(m, b->targets, s->tok, s->ent); /* the entropy comes from the same pass */
+    /* the entropy and the argmax come from the same pass over the vocabulary */
+    model_logprobs_argmax(m, b->targets, s->tok, s->ent, s->pred);
     /* TRL _get_batch_logps / concatenated_forward: sum over the completion tokens */
     pref_seq_sum(s->tok, b->targets, b->B, b->T, seq, len);
     if (tok_out) memcpy(tok_out, s->tok, N * sizeof(float));
@@ -62,7 +64,6 @@ void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s
     for (int v = 0; v < V; v++)
         for (int c = 0; c < C; c++) wbar[c] += w[(size_t)v * C + c];
     for (int c = 0; c < C; c++) wbar[c] /= V;
-    size_t nsel = 0;
     for (int r = 0; r < b->B; r++)
         for (int t = 0; t < b->T; t++) {
             size_t k = (size_t)r * b->T + t;
@@ -75,23 +76,13 @@ void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s
             if (r < n) {
                 out->logits_chosen_sum += ml;
                 out->chosen_tokens++;
-                if (nsel == s->cap_sel) {
-                    s->cap_sel = s->cap_sel ? 2 * s->cap_sel : 256;
-                    s->hsel = xrealloc(s->hsel, s->cap_sel * C * sizeof(float));
-                    s->isel = xrealloc(s->isel, 2 * s->cap_sel * sizeof(int));
-                }
-                memcpy(s->hsel + nsel * C, h, (size_t)C * sizeof(float));
-                s->isel[nsel++] = b->targets[k];
+                out->chosen_correct += s->pred[k] == b->targets[k];
             } else {
                 out->logits_rejected_sum += ml;
                 out->rejected_tokens++;
             }
         }
     free(wbar);
-    if (nsel == 0) return;
-    int *pred = s->isel + s->cap_sel; /* the second half of isel */
-    logits_argmax(pred, s->hsel, w, (int)nsel, C, V);
-    for (size_t i = 0; i < nsel; i++) out->chosen_correct += pred[i] == s->isel[i];
 }
 
 int prefbatch_score_column(const Batch *b, int row, int pad_id) {
@@ -123,4 +114,3 @@ void prefbatch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const 
     model_values_backward(m, s->dtok);
     model_backward(m);
 }
-

@@ -3,9 +3,10 @@
  *
  * A Batch (data.h) holds B right-padded rows; batch_pairs puts prompt+chosen of pair
  * i in row i and prompt+rejected in row n+i.  Here:
- *   - prefbatch_logps: one forward, the LM head on the completion targets, and per
- *     row the sequence log-prob (sum over completion tokens, TRL's _get_batch_logps)
- *     and the completion length;
+ *   - prefbatch_logps: one forward, the LM head on the completion targets (its one
+ *     pass over the vocabulary also gives the entropy and the argmax that
+ *     prefbatch_token_stats reads), and per row the sequence log-prob (sum over
+ *     completion tokens, TRL's _get_batch_logps) and the completion length;
  *   - prefbatch_logps_backward: d loss / d sequence log-prob back into the model;
  *   - prefbatch_rewards: the scalar head read at the last non-pad token of each row,
  *     exactly as transformers' *ForSequenceClassification picks it (the rightmost
@@ -24,9 +25,8 @@ typedef struct PrefScratch {
     float *tok;  /* [B*T] per-token log-probs or values */
     float *dtok; /* [B*T] their gradient */
     float *ent;  /* [B*T] per-token entropy of the last prefbatch_logps */
-    float *hsel; /* [rows, C] hidden states gathered for the argmax */
-    int *isel;   /* their targets, then the argmax */
-    size_t cap, cap_sel;
+    int *pred;   /* [B*T] its argmax token (the LM head's same pass), -1 without target */
+    size_t cap;
 } PrefScratch;
 void prefbatch_scratch_free(PrefScratch *s);
 
@@ -43,7 +43,8 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
  * add up: entropy over the completion tokens of all rows; logits/chosen and
  * logits/rejected, the logits averaged over the vocabulary and over the completion
  * tokens (mean_v h.w_v = h.mean_v(w_v), so no logits are formed); the chosen tokens
- * whose argmax logit is the target (mean_token_accuracy). */
+ * whose argmax logit is the target (mean_token_accuracy).  Reads the entropy and
+ * argmax that prefbatch_logps left in s. */
 typedef struct PrefTokenStats {
     double entropy_sum, logits_chosen_sum, logits_rejected_sum;
     long tokens, chosen_tokens, rejected_tokens, chosen_correct;
@@ -56,6 +57,5 @@ int prefbatch_score_column(const Batch *b, int row, int pad_id);
 void prefbatch_rewards(Model *m, const Batch *b, PrefScratch *s, float *rewards);
 /* After prefbatch_rewards: accumulates the gradient of sum_r drew[r] * rewards[r]. */
 void prefbatch_rewards_backward(Model *m, const Batch *b, PrefScratch *s, const float *drew);
-
 
 #endif

@@ -307,7 +307,8 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     float *tgrads;
     size_t tn;
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
-    double norm = grad_clip_norm(tgrads, tn, tr->f->clip_grad);
+    /* clipping's factor is applied inside AdamW's pass (adamw_step_scaled) */
+    double norm = grad_norm(tgrads, tn);
     if (!isfinite(loss) || !isfinite(norm)) return nonfinite_stop(tr, loss, norm, "gradient", e);
     /* the task's second model (ppo's value model) updates after this one: a
      * non-finite gradient there stops the run here too, before either model moves */
@@ -315,7 +316,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
                               "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
-    adamw_step(&tr->opt, tparams, tgrads, (float)lr);
+    adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
     tr->step++;
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;

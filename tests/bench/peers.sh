@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/bench/peers.sh — cherry against its peers, in one invocation, alternating runs.
 #
-#   sh tests/bench/peers.sh [train] [train-bf16] [decode] [decode16] [dpo] [sft]   (make bench runs them)
+#   sh tests/bench/peers.sh [train] [train-bf16] [decode] [decode16] [dpo] [dpo-bf16] [sft] [sft-bf16]
+#   (make bench runs them all)
 #
 # train       GPT-2-124M training step (forward, loss, backward, AdamW), fp32, at
 #             B=4,T=64 and B=2,T=256: build/tests/bench_train_step against
@@ -28,6 +29,9 @@
 # sft         full SFT of SmolLM2-135M, bin/sft against TRL's SFTTrainer
 #             (tests/oracle/bench_trl_sft.py): 2 x DPO_PAIRS chats of the same length
 #             through the model's chat template, 8 per step; timed: the steps.
+# dpo-bf16, sft-bf16  the same in bf16 mixed precision on both sides: TRL's own default
+#             bf16=True (torch.autocast on the CPU) against cherry --mixed-precision bf16;
+#             fp32 weights and AdamW state on both, gradient checkpointing still off.
 #
 # Each round runs cherry once, then the peer with OMP_WAIT_POLICY=passive and unset
 # (the peer's round value is the better of the two; cherry sets its own default,
@@ -271,8 +275,8 @@ trl_data() {
     $PY tests/oracle/bench_trl_dpo.py --write-data "$WORK/trl" --pairs "$DPO_PAIRS"
 }
 
-trl_bench() { # dpo or sft: cherry and TRL alternately on SmolLM2-135M
-    kind=$1
+trl_bench() { # dpo or sft, fp32 or bf16: cherry and TRL alternately on SmolLM2-135M
+    kind=$1 dtype=$2
     smol=${SMOL:-models/smollm2-135m-instruct}
     if [ ! -f "$smol/model.safetensors" ]; then
         echo "peers: SKIP $kind: $smol not present"
@@ -287,10 +291,10 @@ trl_bench() { # dpo or sft: cherry and TRL alternately on SmolLM2-135M
         echo "ROUND $r" >>"$OUT"
         if [ "$kind" = dpo ]; then
             $PY tests/oracle/bench_trl_dpo.py --side cherry --mode both --bin "$BIN" --model "$smol" --data "$WORK/trl" \
-                --threads "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+                --threads "$THREADS" --dtype "$dtype" | grep '^RESULT' | tee -a "$OUT" || return 1
         else
             $PY tests/oracle/bench_trl_sft.py --side cherry --bin "$BIN" --model "$smol" --data "$WORK/trl" \
-                --threads "$THREADS" | grep '^RESULT' | tee -a "$OUT" || return 1
+                --threads "$THREADS" --dtype "$dtype" | grep '^RESULT' | tee -a "$OUT" || return 1
         fi
         if [ "$peer" = 1 ]; then
             for wp in $TRL_WAIT; do
@@ -303,10 +307,10 @@ trl_bench() { # dpo or sft: cherry and TRL alternately on SmolLM2-135M
                     fi
                     if [ "$wp" = unset ]; then
                         env -u OMP_WAIT_POLICY $PY "$@" --model "$smol" --data "$WORK/trl" --threads "$THREADS" \
-                            2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                            --dtype "$dtype" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
                     else
                         OMP_WAIT_POLICY=$wp $PY "$@" --model "$smol" --data "$WORK/trl" --threads "$THREADS" \
-                            2>/dev/null | grep '^RESULT' | tee -a "$OUT"
+                            --dtype "$dtype" 2>/dev/null | grep '^RESULT' | tee -a "$OUT"
                     fi
                 done
             done
@@ -316,9 +320,9 @@ trl_bench() { # dpo or sft: cherry and TRL alternately on SmolLM2-135M
     load="no extra load"
     [ "$LOAD" = 1 ] && load="+1 spinning process"
     if [ "$kind" = dpo ]; then
-        trl_summary "$OUT" "dpo ($load)" pairs_per_s
+        trl_summary "$OUT" "dpo $dtype ($load)" pairs_per_s
     else
-        trl_summary "$OUT" "sft ($load)" seqs_per_s
+        trl_summary "$OUT" "sft $dtype ($load)" seqs_per_s
     fi
 }
 
@@ -335,8 +339,10 @@ for what in "$@"; do
     train-bf16) train bf16 || exit 1 ;;
     decode) decode_bench 1 || exit 1 ;;
     decode16) decode_bench 16 || exit 1 ;;
-    dpo) trl_bench dpo || exit 1 ;;
-    sft) trl_bench sft || exit 1 ;;
-    *) echo "peers: unknown bench '$what' (train, train-bf16, decode, decode16, dpo, sft)" >&2; exit 64 ;;
+    dpo) trl_bench dpo fp32 || exit 1 ;;
+    dpo-bf16) trl_bench dpo bf16 || exit 1 ;;
+    sft) trl_bench sft fp32 || exit 1 ;;
+    sft-bf16) trl_bench sft bf16 || exit 1 ;;
+    *) echo "peers: unknown bench '$what' (train, train-bf16, decode, decode16, dpo, dpo-bf16, sft, sft-bf16)" >&2; exit 64 ;;
     esac
 done

@@ -3,14 +3,19 @@
 tests/bench/peers.sh (which runs the sides alternately and prints the ratios).
 
   bench_trl_dpo.py --write-data DIR [--pairs N --prompt P --completion C]
-  bench_trl_dpo.py --side trl    --mode ref|precompute --model DIR --data DIR [...]
-  bench_trl_dpo.py --side cherry --mode ref|precompute --model DIR --data DIR [--bin bin]
+  bench_trl_dpo.py --side trl    --mode ref|precompute --model DIR --data DIR [--dtype fp32|bf16] [...]
+  bench_trl_dpo.py --side cherry --mode ref|precompute --model DIR --data DIR [--dtype fp32|bf16] [--bin bin]
 
 The same work on both sides:
   - the same model directory (SmolLM2-135M-Instruct, or any HF causal LM cherry loads),
-    fp32 (TRL's configs default to bf16=True: set False), dropout off (TRL's
-    disable_dropout, cherry has none), gradient checkpointing off (TRL 1.x defaults it
-    on, which recomputes every forward: cherry does not);
+    with fp32 weights, dropout off (TRL's disable_dropout, cherry has none), gradient
+    checkpointing off (TRL 1.x defaults it on, which recomputes every forward: cherry
+    does not);
+  - the same precision: --dtype fp32 (the default) sets TRL's bf16=False (its configs
+    default to True) and runs cherry without --mixed-precision; --dtype bf16 is TRL's
+    own default, bf16=True (accelerate's mixed_precision "bf16": torch.autocast on the
+    CPU, bf16 matrix products through oneDNN, fp32 weights, AdamW state and
+    reductions), against cherry's --mixed-precision bf16 (the same split: gemm.h);
   - the same pairs: plain-text prompt/chosen/rejected (no chat template), every word
     one token with its leading space, so each row is PROMPT + COMPLETION tokens, the
     EOS both append included, and no batch has padding; both sides print the tokens
@@ -27,8 +32,8 @@ cherry: the "reference log-probs ... computed in" line) plus every optimizer ste
 (TRL: on_step_begin .. on_step_end; cherry: num_tokens / tokens_per_s of each
 record of its log).  Not timed: Python/torch start-up, model load, tokenization, the
 final save.  Peak RSS is the whole process's (ru_maxrss), model load included.
-Prints one line:
-  RESULT <cherry|trl> dpo-<mode> <model> B=<pairs per step> pairs_per_s=<x> rss_mib=<m> tokens_per_pair=<t> ..."""
+Prints one line (work dpo-<mode>, or dpo-bf16-<mode> with --dtype bf16):
+  RESULT <cherry|trl> <work> <model> B=<pairs per step> pairs_per_s=<x> rss_mib=<m> tokens_per_pair=<t> ..."""
 import argparse, json, os, random, resource, subprocess, sys, tempfile, time
 
 WORDS = ("red blue green gold fox cat dog bird tree moon sun sky rain snow hill river road stone milk plum "
@@ -56,6 +61,17 @@ def write_data(d, pairs, prompt, completion, seed=3):
 
 def model_name(path):
     return os.path.basename(os.path.normpath(path))
+
+
+def work_name(kind, dtype, mode=None):
+    """The bench's work label: dpo-ref, dpo-bf16-precompute, sft, sft-bf16, ..."""
+    return "-".join([kind] + (["bf16"] if dtype == "bf16" else []) + ([mode] if mode else []))
+
+
+def cherry_precision(dtype):
+    """cherry's flags for --dtype: autocast's counterpart is --mixed-precision bf16
+    (cherry's --dtype is the saved weights' type, which the bench does not time)."""
+    return ["--mixed-precision", "bf16"] if dtype == "bf16" else []
 
 
 def rss_mib(who):
@@ -147,7 +163,7 @@ def trl_dpo(a):
     with tempfile.TemporaryDirectory() as out:
         cfg = DPOConfig(output_dir=out, per_device_train_batch_size=a.batch_size, num_train_epochs=1,
                         learning_rate=a.lr, beta=a.beta, max_length=a.max_length,
-                        precompute_ref_log_probs=a.mode == "precompute", bf16=False, fp16=False,
+                        precompute_ref_log_probs=a.mode == "precompute", bf16=a.dtype == "bf16", fp16=False,
                         gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no",
                         logging_strategy="no", disable_dropout=True, dataloader_num_workers=0, seed=1,
                         lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0)
@@ -159,10 +175,10 @@ def trl_dpo(a):
         tr.train()
     pairs = len(ds)
     secs = ref_s[0] + timer.total
-    print(f"RESULT trl dpo-{a.mode} {model_name(a.model)} B={a.batch_size} pairs_per_s={pairs / secs:.3f} "
+    print(f"RESULT trl {work_name('dpo', a.dtype, a.mode)} {model_name(a.model)} B={a.batch_size} pairs_per_s={pairs / secs:.3f} "
           f"rss_mib={rss_mib(resource.RUSAGE_SELF):.0f} tokens_per_pair={count.positions / (count.rows / 2):.1f} "
           f"real_tokens_per_pair={count.real / (count.rows / 2):.1f} ref_s={ref_s[0]:.2f} steps={timer.steps} "
-          f"steps_s={timer.total:.2f} (trl {trl.__version__}, torch {torch.__version__}, {a.threads} threads, "
+          f"steps_s={timer.total:.2f} (trl {trl.__version__}, torch {torch.__version__}, {a.dtype}, {a.threads} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})", flush=True)
 
 
@@ -200,7 +216,7 @@ def cherry_dpo(a):
         err = cherry_run([os.path.join(a.bin, "dpo"), "--no-progress", "-m", a.model, "-o", os.path.join(tmp, "out"),
                           "--epochs", "1", "--batch-size", str(a.batch_size), "--max-length", str(a.max_length),
                           "--lr", str(a.lr), "--beta", str(a.beta), "--save-every", "0", "--threads",
-                          str(a.threads), "--log", log, data])
+                          str(a.threads), "--log", log] + cherry_precision(a.dtype) + [data])
         ref_s = 0.0
         for line in err.splitlines():
             if "reference log-probs of" in line and " computed in " in line:
@@ -208,10 +224,10 @@ def cherry_dpo(a):
         secs, tokens, steps = cherry_log_steps(log)
     # one run serves both modes: cherry computes the reference once either way
     for mode in ("ref", "precompute") if a.mode == "both" else (a.mode,):
-        print(f"RESULT cherry dpo-{mode} {model_name(a.model)} B={a.batch_size} "
+        print(f"RESULT cherry {work_name('dpo', a.dtype, mode)} {model_name(a.model)} B={a.batch_size} "
               f"pairs_per_s={pairs / (ref_s + secs):.3f} rss_mib={rss_mib(resource.RUSAGE_CHILDREN):.0f} "
               f"tokens_per_pair={tokens / pairs:.1f} real_tokens_per_pair={tokens / pairs:.1f} ref_s={ref_s:.2f} "
-              f"steps={steps} steps_s={secs:.2f} ({a.threads} threads, "
+              f"steps={steps} steps_s={secs:.2f} ({a.dtype}, {a.threads} threads, "
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'passive, cherry default')})", flush=True)
 
 
@@ -232,6 +248,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: mixed precision on both sides (TRL bf16=True, cherry --mixed-precision bf16)")
     a = ap.parse_args()
     if a.write_data:
         write_data(a.write_data, a.pairs, a.prompt, a.completion)
