@@ -175,18 +175,26 @@ static void attend(GenState *g, const KVCache *kv, int l, int r, int s, int h0, 
                       model_attn_scale(c), c->attn_softcap, sc);
 }
 
+typedef struct AttendJob {
+    GenState *g;
+    const KVCache *kv;
+    const int *slots;
+    int l, nh, by_head;
+} AttendJob;
+
+/* Item = a row (every head) or, by_head, a (row, head) pair; tid picks the scratch. */
+static void attend_task(void *arg, int item, int tid) {
+    const AttendJob *j = arg;
+    float *sc = j->g->scores + (size_t)tid * j->g->score_cap;
+    int r = j->by_head ? item / j->nh : item, h0 = j->by_head ? item % j->nh : 0, h1 = j->by_head ? h0 + 1 : j->nh;
+    attend(j->g, j->kv, j->l, r, j->slots[r], h0, h1, sc);
+}
+
 static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
     int nh = g->m->cfg.n_head;
-    if (n >= nt) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int r = 0; r < n; r++)
-            attend(g, kv, l, r, slots[r], 0, nh, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
-    } else {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
-        for (int r = 0; r < n; r++)
-            for (int h = 0; h < nh; h++)
-                attend(g, kv, l, r, slots[r], h, h + 1, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
-    }
+    AttendJob j = {g, kv, slots, l, nh, n < nt};
+    if (nt > g->threads) nt = g->threads; /* scratch is for g->threads threads */
+    decode_parallel(nt, j.by_head ? n * nh : n, attend_task, &j);
 }
 
 /* ---- one forward step over a set of rows --------------------------------------------- */

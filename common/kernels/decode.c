@@ -187,16 +187,28 @@ static void packed_panel(float *out, const float *in, const DecodePacked *pk, co
 
 static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
 
-/* Panels are handed out one at a time (dynamic): when another process holds one of
- * the cores, the thread that runs takes the panels the other has not started, instead
- * of waiting for a fixed half.  Which thread computes a panel changes no bit. */
+typedef struct LinearJob {
+    float *out;
+    const float *in, *bias;
+    const DecodePacked *pk;
+    int N;
+} LinearJob;
+
+static void linear_panel_task(void *arg, int p, int tid) {
+    const LinearJob *j = arg;
+    packed_panel(j->out, j->in, j->pk, j->bias, j->N, p);
+}
+
+/* Panels are handed out one at a time (decode_parallel): when another process holds
+ * one of the cores, the thread that runs takes the panels the other has not started
+ * instead of waiting for a fixed half.  Which thread computes a panel changes no bit. */
 void decode_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
     if (pk->dtype == DECODE_BF16) {
         decode_linear_bf16(out, in, pk, bias, N, nt);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int p = 0; p < pk->npanel; p++) packed_panel(out, in, pk, bias, N, p);
+    LinearJob j = {out, in, bias, pk, N};
+    decode_parallel(nt, pk->npanel, linear_panel_task, &j);
 }
 
 void decode_packed_free(DecodePacked *pk) {
@@ -394,30 +406,43 @@ void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDt
     (void)vec;
 }
 
+#ifdef BF16_X86
+/* Batch 1: item t is the panel pair (2t, 2t+1), the odd last panel alone. */
+static void bf16_pair_task(void *arg, int t, int tid) {
+    const LinearJob *j = arg;
+    int np = j->pk->npanel;
+    if (t < np / 2)
+        bf16_row2_avx512(j->out, j->in, j->pk, j->bias, 0, 2 * t);
+    else
+        bf16_block_avx512(j->out, j->in, j->pk, j->bias, 0, 1, np - 1);
+}
+
+static void bf16_panel_task_avx512(void *arg, int p, int tid) {
+    const LinearJob *j = arg;
+    for (int n = 0; n < j->N; n += BRB)
+        bf16_block_avx512(j->out, j->in, j->pk, j->bias, n, j->N - n < BRB ? j->N - n : BRB, p);
+}
+#endif
+
+static void bf16_panel_task_scalar(void *arg, int p, int tid) {
+    const LinearJob *j = arg;
+    for (int n = 0; n < j->N; n += BRB)
+        bf16_block_scalar(j->out, j->in, j->pk, j->bias, n, j->N - n < BRB ? j->N - n : BRB, p);
+}
+
 static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
     int np = pk->npanel;
+    LinearJob j = {out, in, bias, pk, N};
 #ifdef BF16_X86
     if (cpu_avx512()) {
-        if (N == 1) { /* panel pairs, then the odd last panel */
-            int npair = np / 2;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-            for (int t = 0; t < npair + (np & 1); t++) {
-                if (t < npair)
-                    bf16_row2_avx512(out, in, pk, bias, 0, 2 * t);
-                else
-                    bf16_block_avx512(out, in, pk, bias, 0, 1, np - 1);
-            }
-            return;
-        }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int p = 0; p < np; p++)
-            for (int n = 0; n < N; n += BRB) bf16_block_avx512(out, in, pk, bias, n, N - n < BRB ? N - n : BRB, p);
+        if (N == 1)
+            decode_parallel(nt, np / 2 + (np & 1), bf16_pair_task, &j);
+        else
+            decode_parallel(nt, np, bf16_panel_task_avx512, &j);
         return;
     }
 #endif
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int p = 0; p < np; p++)
-        for (int n = 0; n < N; n += BRB) bf16_block_scalar(out, in, pk, bias, n, N - n < BRB ? N - n : BRB, p);
+    decode_parallel(nt, np, bf16_panel_task_scalar, &j);
 }
 
 /* ---- cached attention ------------------------------------------------------------------ */
