@@ -507,6 +507,29 @@ static void reprefill(Run *R, int s) {
     for (int t = 0; t < L; t++) R->want[t] = 0;
 }
 
+/* Step 2 of the loop for slot s: sample its next token, append it.  On the decode
+ * pool (decode_parallel), like the step's other loops: a slot's draw uses its own
+ * RNG, so the thread that runs it changes nothing. */
+typedef struct SampleJob {
+    Slot *slot;
+    GenSeq *out;
+} SampleJob;
+
+static void sample_task(void *arg, int s, int tid) {
+    const SampleJob *j = arg;
+    Slot *sl = &j->slot[s];
+    if (sl->seq < 0) return;
+    GenSeq *q = &j->out[sl->seq];
+    float lp, slp;
+    int t = sampler_sample(&sl->sampler, sl->logits, sl->hist, sl->n_hist, &sl->rng, &lp, &slp);
+    q->tokens[q->n_tokens] = t;
+    q->logprobs[q->n_tokens] = lp;
+    q->sample_logprobs[q->n_tokens] = slp;
+    q->n_tokens++;
+    q->logprob += lp;
+    sl->hist[sl->n_hist++] = t;
+}
+
 static void run_free(Run *R) {
     for (int s = 0; s < R->nslot; s++) {
         sampler_free(&R->slot[s].sampler);
@@ -563,21 +586,9 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
         /* 1. start waiting sequences in free slots (prefill, or copy the prefix) */
         for (int s = 0; s < nslot && next < nseq; s++)
             if (slot[s].seq < 0) start_seq(&R, s, next++, prompts, lens, prompt_ids, out);
-                /* 2. sample one token for every live sequence (independent per slot) */
-#pragma omp parallel for schedule(dynamic)
-        for (int s = 0; s < nslot; s++) {
-            Slot *sl = &slot[s];
-            if (sl->seq < 0) continue;
-            GenSeq *q = &out[sl->seq];
-            float lp, slp;
-            int t = sampler_sample(&sl->sampler, sl->logits, sl->hist, sl->n_hist, &sl->rng, &lp, &slp);
-            q->tokens[q->n_tokens] = t;
-            q->logprobs[q->n_tokens] = lp;
-            q->sample_logprobs[q->n_tokens] = slp;
-            q->n_tokens++;
-            q->logprob += lp;
-            sl->hist[sl->n_hist++] = t;
-        }
+        /* 2. sample one token for every live sequence (independent per slot) */
+        SampleJob sj = {slot, out};
+        decode_parallel(R.g->threads, nslot, sample_task, &sj);
         /* 3. stop conditions (serial: the tokenizer is not shared across threads) */
         for (int s = 0; s < nslot; s++) {
             if (slot[s].seq < 0) continue;
