@@ -15,7 +15,6 @@
  * sleep on a futex.  Which thread runs an item never changes its result, so outputs
  * stay bit-identical at any thread count.
  * Not for: long loops over big work (OpenMP or gemm()'s tiles serve those). */
-#define _GNU_SOURCE
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
