@@ -175,18 +175,26 @@ static void attend(GenState *g, const KVCache *kv, int l, int r, int s, int h0, 
                       model_attn_scale(c), c->attn_softcap, sc);
 }
 
+typedef struct AttendJob {
+    GenState *g;
+    const KVCache *kv;
+    const int *slots;
+    int l, nh, by_head;
+} AttendJob;
+
+/* Item = a row (every head) or, by_head, a (row, head) pair; tid picks the scratch. */
+static void attend_task(void *arg, int item, int tid) {
+    const AttendJob *j = arg;
+    float *sc = j->g->scores + (size_t)tid * j->g->score_cap;
+    int r = j->by_head ? item / j->nh : item, h0 = j->by_head ? item % j->nh : 0, h1 = j->by_head ? h0 + 1 : j->nh;
+    attend(j->g, j->kv, j->l, r, j->slots[r], h0, h1, sc);
+}
+
 static void attention_cached(GenState *g, const KVCache *kv, int l, const int *slots, int n, int nt) {
     int nh = g->m->cfg.n_head;
-    if (n >= nt) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int r = 0; r < n; r++)
-            attend(g, kv, l, r, slots[r], 0, nh, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
-    } else {
-#pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
-        for (int r = 0; r < n; r++)
-            for (int h = 0; h < nh; h++)
-                attend(g, kv, l, r, slots[r], h, h + 1, g->scores + (size_t)omp_get_thread_num() * g->score_cap);
-    }
+    AttendJob j = {g, kv, slots, l, nh, n < nt};
+    if (nt > g->threads) nt = g->threads; /* scratch is for g->threads threads */
+    decode_parallel(nt, j.by_head ? n * nh : n, attend_task, &j);
 }
 
 /* ---- one forward step over a set of rows --------------------------------------------- */
@@ -499,6 +507,29 @@ static void reprefill(Run *R, int s) {
     for (int t = 0; t < L; t++) R->want[t] = 0;
 }
 
+/* Step 2 of the loop for slot s: sample its next token, append it.  On the decode
+ * pool (decode_parallel), like the step's other loops: a slot's draw uses its own
+ * RNG, so the thread that runs it changes nothing. */
+typedef struct SampleJob {
+    Slot *slot;
+    GenSeq *out;
+} SampleJob;
+
+static void sample_task(void *arg, int s, int tid) {
+    const SampleJob *j = arg;
+    Slot *sl = &j->slot[s];
+    if (sl->seq < 0) return;
+    GenSeq *q = &j->out[sl->seq];
+    float lp, slp;
+    int t = sampler_sample(&sl->sampler, sl->logits, sl->hist, sl->n_hist, &sl->rng, &lp, &slp);
+    q->tokens[q->n_tokens] = t;
+    q->logprobs[q->n_tokens] = lp;
+    q->sample_logprobs[q->n_tokens] = slp;
+    q->n_tokens++;
+    q->logprob += lp;
+    sl->hist[sl->n_hist++] = t;
+}
+
 static void run_free(Run *R) {
     for (int s = 0; s < R->nslot; s++) {
         sampler_free(&R->slot[s].sampler);
@@ -555,21 +586,9 @@ int generate(Model *m, const GenConfig *cfg, const Tokenizer *tok, const int *co
         /* 1. start waiting sequences in free slots (prefill, or copy the prefix) */
         for (int s = 0; s < nslot && next < nseq; s++)
             if (slot[s].seq < 0) start_seq(&R, s, next++, prompts, lens, prompt_ids, out);
-                /* 2. sample one token for every live sequence (independent per slot) */
-#pragma omp parallel for schedule(dynamic)
-        for (int s = 0; s < nslot; s++) {
-            Slot *sl = &slot[s];
-            if (sl->seq < 0) continue;
-            GenSeq *q = &out[sl->seq];
-            float lp, slp;
-            int t = sampler_sample(&sl->sampler, sl->logits, sl->hist, sl->n_hist, &sl->rng, &lp, &slp);
-            q->tokens[q->n_tokens] = t;
-            q->logprobs[q->n_tokens] = lp;
-            q->sample_logprobs[q->n_tokens] = slp;
-            q->n_tokens++;
-            q->logprob += lp;
-            sl->hist[sl->n_hist++] = t;
-        }
+        /* 2. sample one token for every live sequence (independent per slot) */
+        SampleJob sj = {slot, out};
+        decode_parallel(R.g->threads, nslot, sample_task, &sj);
         /* 3. stop conditions (serial: the tokenizer is not shared across threads) */
         for (int s = 0; s < nslot; s++) {
             if (slot[s].seq < 0) continue;

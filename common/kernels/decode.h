@@ -50,6 +50,14 @@ void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */
 void decode_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
+/* A parallel loop of a decode step: fn(arg, item, tid) for item = 0..n-1 on up to nt
+ * threads (tid 0 is the caller, 1..nt-1 workers of a pool kept for the process) and
+ * returns when every item is done.  Items are claimed one at a time, and the caller
+ * never waits for a worker that has not claimed one (decode_pool.c says why), so
+ * fn's result must not depend on tid except through per-thread scratch.  A call
+ * made while another is running runs its items on the calling thread. */
+typedef void (*DecodeTask)(void *arg, int item, int tid);
+void decode_parallel(int nt, int n, DecodeTask fn, void *arg);
 float decode_dot(const float *a, const float *b, int n);
 /* Heads h0..h1-1 of query row q over cached positions j0..P-1 (key/value rows at
  * K0/V0 + j * stride); writes out[h*hd .. (h+1)*hd); sc is scratch for
