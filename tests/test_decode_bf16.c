@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "decode_check.h"
 #include "kernels/decode.h"
 
 static uint32_t bits(float f) {
@@ -35,12 +36,6 @@ static float from_bits(uint32_t u) {
 static void check_round(uint32_t in, uint16_t want) {
     uint16_t got = decode_bf16_round(from_bits(in));
     CHECK(got == want, "decode_bf16_round(0x%08x): expected 0x%04x, got 0x%04x", in, want, got);
-}
-
-static uint64_t rng = 88172645463325252ULL;
-static float frand(void) { /* xorshift64, uniform in [-1, 1) */
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
 /* Element of output o, step i in the packed panels (the layout of decode.c). */
@@ -134,22 +129,6 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);
     /* a row's result does not depend on the batch around it */
-    {
-        int C = 96, OC = 80, N = 13;
-        float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
-        float *all = malloc((size_t)N * OC * sizeof(float)), *one = malloc(OC * sizeof(float));
-        for (int i = 0; i < OC * C; i++) w[i] = frand();
-        for (int i = 0; i < N * C; i++) x[i] = frand();
-        DecodePacked pk;
-        decode_pack_dtype(&pk, w, C, OC, DECODE_BF16);
-        decode_linear(all, x, &pk, NULL, N, 2);
-        for (int n = 0; n < N; n++) {
-            decode_linear(one, x + (size_t)n * C, &pk, NULL, 1, 1);
-            CHECK(memcmp(one, all + (size_t)n * OC, OC * sizeof(float)) == 0,
-                  "row %d alone differs from the same row in a batch of %d", n, N);
-        }
-        decode_packed_free(&pk);
-        free(w), free(x), free(all), free(one);
-    }
+    check_rows_independent(DECODE_BF16, 96, 80, 13);
     return check_summary("test_decode_bf16");
 }

@@ -15,13 +15,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "decode_check.h"
 #include "kernels/decode.h"
-
-static uint64_t rng = 88172645463325252ULL;
-static float frand(void) { /* xorshift64, uniform in [-1, 1) */
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
-}
 
 static float madd(float a, float b, float c) {
 #if defined(__AVX512F__) || (defined(__AVX__) && defined(__FMA__))
@@ -66,22 +61,6 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], nt, (int)(s & 1));
     /* a row's result does not depend on the batch around it */
-    {
-        int C = 300, OC = 80, N = 37;
-        float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
-        float *all = malloc((size_t)N * OC * sizeof(float)), *one = malloc(OC * sizeof(float));
-        for (int i = 0; i < OC * C; i++) w[i] = frand();
-        for (int i = 0; i < N * C; i++) x[i] = frand();
-        DecodePacked pk;
-        decode_pack(&pk, w, C, OC);
-        decode_linear(all, x, &pk, NULL, N, 2);
-        for (int n = 0; n < N; n++) {
-            decode_linear(one, x + (size_t)n * C, &pk, NULL, 1, 1);
-            CHECK(memcmp(one, all + (size_t)n * OC, OC * sizeof(float)) == 0,
-                  "row %d alone differs from the same row in a batch of %d", n, N);
-        }
-        decode_packed_free(&pk);
-        free(w), free(x), free(all), free(one);
-    }
+    check_rows_independent(DECODE_FP32, 300, 80, 37);
     return check_summary("test_decode_linear");
 }
