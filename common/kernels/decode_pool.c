@@ -79,13 +79,17 @@ static void run_items(uint32_t g, int n, DecodeTask fn, void *arg, int tid) {
 static void *worker(void *p) {
     int tid = (int)(intptr_t)p;
     uint32_t seen = atomic_load(&pool.gen);
+    /* whether this worker took part in the last loop: only then is the next one worth
+     * spinning for; a worker left out (the thread count went down since it started)
+     * goes straight to sleep instead of taking a core from the threads that work */
+    int part = 1;
     for (;;) {
         uint32_t g = atomic_load_explicit(&pool.gen, memory_order_acquire);
         if (g == seen) {
-            double t0 = now_ns();
+            double t0 = now_ns(), spin = part ? SPIN_NS : 0;
             for (int k = 0; (g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen; k++) {
                 cpu_relax();
-                if ((k & 255) == 255 && now_ns() - t0 > SPIN_NS) {
+                if (((k & 255) == 255 || !part) && now_ns() - t0 >= spin) {
                     atomic_fetch_add(&pool.sleepers, 1);
                     syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
                     atomic_fetch_sub(&pool.sleepers, 1);
@@ -100,7 +104,8 @@ static void *worker(void *p) {
         DecodeTask fn = atomic_load_explicit(&pool.fn, memory_order_acquire);
         void *arg = atomic_load_explicit(&pool.arg, memory_order_acquire);
         int n = atomic_load_explicit(&pool.n, memory_order_acquire);
-        if (tid <= atomic_load_explicit(&pool.nhelp, memory_order_acquire)) run_items(g, n, fn, arg, tid);
+        part = tid <= atomic_load_explicit(&pool.nhelp, memory_order_acquire);
+        if (part) run_items(g, n, fn, arg, tid);
     }
     return NULL;
 }

@@ -113,6 +113,14 @@ static int use_matmul = 1;     /* gemm_set_onednn_matmul(1, on): bf16 products *
 static int use_matmul_f32 = 0; /* gemm_set_onednn_matmul(0, on): fp32 products */
 
 int gemm_set_bf16(int on, Error *e) {
+    /* oneDNN 2.6 has bf16 kernels only from avx512_core (AVX-512 F, BW, VL, DQ) on;
+     * below it both entry points fail (the gemm one returns dnnl_unimplemented and
+     * leaves C as it was), so say so here rather than compute nothing */
+    if (on && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+        return err_set(e, EX_UNAVAILABLE,
+                       "bf16 matrix products need a CPU with AVX-512 (F, BW, VL, DQ): oneDNN has no bf16 kernels "
+                       "below that; use fp32");
     if (on && !dnnl_bf16) {
         void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
         void *f = h ? dlsym(h, "dnnl_gemm_bf16bf16f32") : NULL;
@@ -279,7 +287,8 @@ static void bf16_tile(char ta, char tb, int M, int N, int K, float alpha, const 
                       int ldb, float beta, float *C, int ldc) {
     if (use_matmul && gemm_onednn_matmul(1, 1, ta == 'T', tb == 'T', M, N, K, alpha, a, lda, b, ldb, beta, C, ldc) == 0)
         return;
-    dnnl_bf16(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+    int st = dnnl_bf16(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+    if (st != 0) die_internal("oneDNN's bf16 gemm failed (status %d) on %c%c M=%d N=%d K=%d", st, ta, tb, M, N, K);
 }
 
 static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -105,7 +105,8 @@ int gemm_onednn_whole(int bf16, int transA, int transB, int M, int N, int K, con
     X(dnnl_primitive_destroy)                                                                                          \
     X(dnnl_primitive_execute)                                                                                          \
     X(dnnl_memory_create)                                                                                              \
-    X(dnnl_memory_destroy)
+    X(dnnl_memory_destroy)                                                                                             \
+    X(dnnl_set_primitive_cache_capacity)
 
 #define X_FIELD(f) __typeof__(f) *f;
 static struct { ONEDNN_FUNCS(X_FIELD) } dn;
@@ -133,6 +134,12 @@ int gemm_onednn_open(char *why, size_t n) {
             snprintf(open_why, sizeof open_why, "oneDNN could not create its CPU engine");
             opened = -1;
         }
+        /* oneDNN's own primitive cache is keyed on the thread count current when the
+         * primitive is created, not on the count its descriptor was planned for, so it
+         * could hand a one-thread tile a primitive planned for two (or the reverse) once
+         * anything else in the process had made the same shape: cherry keeps its own
+         * cache (below), so oneDNN's is turned off */
+        if (opened == 1) dn.dnnl_set_primitive_cache_capacity(0);
     }
     int ok = opened == 1;
     pthread_mutex_unlock(&lock);
@@ -213,7 +220,12 @@ static void entry_create(Entry *e) {
     e->pd = key_pd(&e->key, &e->a_md, &e->b_md, &e->c_md);
     if (!e->pd) return;
     const dnnl_memory_desc_t *s = dn.dnnl_primitive_desc_query_md(e->pd, dnnl_query_scratchpad_md, 0);
-    if (!s || dn.dnnl_primitive_create(&e->prim, e->pd) != dnnl_success) {
+    /* created under the same thread count as its descriptor was planned for */
+    int saved = omp_get_max_threads(), made;
+    omp_set_num_threads(e->key.nthr);
+    made = s && dn.dnnl_primitive_create(&e->prim, e->pd) == dnnl_success;
+    omp_set_num_threads(saved);
+    if (!made) {
         dn.dnnl_primitive_desc_destroy(e->pd);
         e->pd = NULL, e->prim = NULL;
         return;

@@ -67,7 +67,7 @@ mkdir -p "$WORK" || exit 73
 OUT=$WORK/peers.$$.txt
 : >"$OUT"
 SPIN=
-cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT" "$OUT.c"; }
+cleanup() { [ -n "$SPIN" ] && kill "$SPIN" 2>/dev/null; rm -f "$OUT" "$OUT.c" "$OUT.run" "$OUT.res"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -136,6 +136,14 @@ summary() {
     }' "$1"
 }
 
+# Runs "$@" (a cherry side), shows its RESULT lines and appends them to $OUT; fails,
+# naming the command, when it fails or prints none (a pipe into tee would hide both).
+cherry_results() {
+    "$@" >"$OUT.run" || { echo "peers: cherry failed: $*" >&2; return 1; }
+    grep '^RESULT' "$OUT.run" >"$OUT.res" || { echo "peers: no RESULT line from: $*" >&2; return 1; }
+    tee -a "$OUT" <"$OUT.res"
+}
+
 train() { # dtype: fp32 or bf16
     dtype=$1
     model || return 1
@@ -153,8 +161,8 @@ train() { # dtype: fp32 or bf16
                 echo "peers: no $O/tests/bench_fma_peak: the summary has no fraction of peak (make bench builds it)"
         fi
         # shellcheck disable=SC2086
-        "$O/tests/bench_train_step" --model "$MODEL" --threads "$THREADS" --steps "$STEPS" --shapes "$SHAPES" \
-            --no-peak $cflags | grep '^RESULT' | tee -a "$OUT" || return 1
+        cherry_results "$O/tests/bench_train_step" --model "$MODEL" --threads "$THREADS" --steps "$STEPS" \
+            --shapes "$SHAPES" --no-peak $cflags || return 1
         if [ "$peer" = 1 ]; then
             for wp in passive unset; do
                 if [ "$wp" = unset ]; then
@@ -290,11 +298,11 @@ trl_bench() { # dpo or sft, fp32 or bf16: cherry and TRL alternately on SmolLM2-
     while [ "$r" -le "$ROUNDS" ]; do
         echo "ROUND $r" >>"$OUT"
         if [ "$kind" = dpo ]; then
-            $PY tests/oracle/bench_trl_dpo.py --side cherry --mode both --bin "$BIN" --model "$smol" --data "$WORK/trl" \
-                --threads "$THREADS" --dtype "$dtype" | grep '^RESULT' | tee -a "$OUT" || return 1
+            cherry_results $PY tests/oracle/bench_trl_dpo.py --side cherry --mode both --bin "$BIN" --model "$smol" \
+                --data "$WORK/trl" --threads "$THREADS" --dtype "$dtype" || return 1
         else
-            $PY tests/oracle/bench_trl_sft.py --side cherry --bin "$BIN" --model "$smol" --data "$WORK/trl" \
-                --threads "$THREADS" --dtype "$dtype" | grep '^RESULT' | tee -a "$OUT" || return 1
+            cherry_results $PY tests/oracle/bench_trl_sft.py --side cherry --bin "$BIN" --model "$smol" \
+                --data "$WORK/trl" --threads "$THREADS" --dtype "$dtype" || return 1
         fi
         if [ "$peer" = 1 ]; then
             for wp in $TRL_WAIT; do

@@ -47,6 +47,10 @@ def trl_sft(a):
                         warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0)
         timer = StepTimer()
         tr = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[timer])
+        # the precision the row claims: accelerate's mixed_precision is what turns autocast on
+        want_mp = "bf16" if a.dtype == "bf16" else "no"
+        assert str(tr.accelerator.mixed_precision) == want_mp, \
+            f"TRL runs mixed_precision={tr.accelerator.mixed_precision}, the row is {a.dtype}"
         assert all(not isinstance(x, torch.nn.Dropout) or x.p == 0 for x in tr.model.modules()), "dropout left on"
         count = TokenCounter(tr.model)
         count.on = True
