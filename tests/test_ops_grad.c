@@ -26,6 +26,7 @@
 #include "base/util.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/ops_ext.h"
 
 #define TOL 2e-3
 #define EPS 5e-2f
@@ -121,7 +122,7 @@ static void test_embedding(void) {
 }
 
 /* ---- layernorm / rmsnorm ------------------------------------------------------------ */
-enum { L_N = 4, L_C = 10 };
+enum { L_N = 4, L_C = 37 }; /* C >= 16 and not a multiple of 16: rmsnorm's 16-lane sums and their tail */
 static float *l_x, *l_w, *l_b, *l_r, *l_out, l_mean[L_N], l_rstd[L_N];
 static double ln_loss(void) {
     layernorm_forward(l_out, l_mean, l_rstd, l_x, l_w, l_b, L_N, L_C, 1e-5f);
@@ -511,6 +512,46 @@ static void test_logprobs_reference(int N, int C, int V) {
         printf("ok   logprobs argmax matches the naive argmax on %d rows (V=%d)\n", N, V);
     free(l), free(rdh), free(rdw), free(lf), free(am), free(h), free(w), free(dl), free(tgt), free(logp), free(ent);
     free(lse), free(dh), free(dw);
+}
+
+/* The argmax on exact ties: the first index, as torch.argmax and TRL's
+ * mean_token_accuracy (is_top1) take it, whichever vocabulary slice, lane or thread the
+ * tied logits fall in.  Row n's hidden state is the unit vector e_n, so its logits are
+ * exactly column n of W: small noise, and 10 where ties are planted.  With the soft cap
+ * 30, raw logits 999, 1000 and 1001 all cap to 30.0f: the capped argmax is the first
+ * of them, not the raw maximum. */
+static void test_logprobs_argmax_ties(void) {
+    enum { C = 4, V = 20000, N = 6 };
+    float *w = xmalloc(sizeof(float) * V * C), h[N * C] = {0}, lp[N], ent[N], lse[N];
+    for (int i = 0; i < V * C; i++) w[i] = (float)((i * 7919) % 1000 - 500) * 1e-5f;
+    for (int n = 0; n < C; n++) h[n * C + n] = 1.0f;
+    w[5 * C + 0] = w[700 * C + 0] = w[1300 * C + 0] = 10;    /* across slices and lanes: 5 */
+    w[700 * C + 1] = w[1300 * C + 1] = 10;                   /* 700 */
+    w[600 * C + 2] = w[650 * C + 2] = w[19999 * C + 2] = 10; /* inside a slice, and the last column: 600 */
+    w[1249 * C + 3] = w[1250 * C + 3] = 10;                  /* neighbours: 1249 */
+    int tgt[N] = {1, 2, 3, 4, 5, 6}, am[N];
+    const int want[N] = {5, 700, 600, 1249, 0, 0}; /* rows 4 and 5: every logit is 0 */
+    int bad = 0;
+    for (int nt = 1; nt <= 2; nt++) {
+        gemm_threads_set(nt);
+        logprobs_forward(lp, ent, lse, am, h, w, tgt, N, C, V);
+        for (int n = 0; n < N; n++) bad += am[n] != want[n];
+        logprobs_softcap_forward(lp, ent, lse, am, h, w, tgt, N, C, V, 30.0f);
+        for (int n = 0; n < N; n++) bad += am[n] != want[n];
+    }
+    w[50 * C + 0] = 999, w[100 * C + 0] = 1000, w[200 * C + 0] = 1001;
+    logprobs_softcap_forward(lp, ent, lse, am, h, w, tgt, N, C, V, 30.0f);
+    int capped = am[0];
+    logprobs_forward(lp, ent, lse, am, h, w, tgt, N, C, V);
+    bad += capped != 50 || am[0] != 200;
+    gemm_threads_set(0);
+    if (bad) {
+        printf("FAIL logprobs argmax on exact ties: %d wrong (capped saturation: %d, want 50; raw %d, want 200)\n", bad,
+               capped, am[0]);
+        failures++;
+    } else
+        printf("ok   logprobs argmax on exact ties: the first index, at 1 and 2 threads, raw and soft-capped\n");
+    free(w);
 }
 
 /* ---- forward values against naive double-precision formulas ----------------------------------------
@@ -995,6 +1036,7 @@ int main(void) {
     test_logprobs_grad();
     test_logprobs_reference(600, 16, 4096 + 1001);
     test_logprobs_reference(7, 4, 5);
+    test_logprobs_argmax_ties();
     test_forward_reference();
     test_gemm_threads();
     test_gemm_tiles(0);
