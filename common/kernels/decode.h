@@ -55,7 +55,9 @@ void decode_linear(float *out, const float *in, const DecodePacked *pk, const fl
  * returns when every item is done.  Items are claimed one at a time, and the caller
  * never waits for a worker that has not claimed one (decode_pool.c says why), so
  * fn's result must not depend on tid except through per-thread scratch.  A call
- * made while another is running runs its items on the calling thread. */
+ * made while another is running runs its items on the calling thread, as tid 0: so
+ * never call it from inside a task (the nested items would share tid 0's scratch with
+ * the caller's own), and give concurrent callers scratch of their own. */
 typedef void (*DecodeTask)(void *arg, int item, int tid);
 void decode_parallel(int nt, int n, DecodeTask fn, void *arg);
 float decode_dot(const float *a, const float *b, int n);
