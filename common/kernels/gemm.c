@@ -282,11 +282,38 @@ static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, i
 
 static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
 
+/* One single-threaded product of the tiled paths: C[M,N] from op(A), op(B) whose
+ * elements are `esz` bytes (float or bf16), as gemm_tiled hands them out. */
+typedef void (*TileFn)(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                       int ldb, float beta, float *C, int ldc);
+
+/* C = alpha op(A) op(B) + beta C cut by gemm_tiles into stripes of C that the threads
+ * take one at a time (dynamic), each one `tile` call.  The stripes depend on (M, N, K)
+ * only, so C is bit-identical at any thread count.  Runs inside a region of its own
+ * even for one stripe, so no kernel threads (or splits K) by itself. */
+static void gemm_tiled(TileFn tile, size_t esz, int transA, int transB, int M, int N, int K, float alpha, const void *A,
+                       int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    int nt, w, split_n;
+    gemm_tiles(M, N, K, &nt, &w, &split_n);
+    int D = split_n ? N : M;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
+        if (split_n) /* columns d0.. of C: rows d0.. of B^T, or columns d0.. of B */
+            tile(transA, transB, M, dn, K, alpha, A, lda,
+                 (const char *)B + esz * (transB ? (size_t)d0 * ldb : (size_t)d0), ldb, beta, C + d0, ldc);
+        else /* rows d0.. of C: columns d0.. of A^T, or rows d0.. of A */
+            tile(transA, transB, dn, N, K, alpha, (const char *)A + esz * (transA ? (size_t)d0 : (size_t)d0 * lda), lda,
+                 B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+    }
+}
+
 /* One single-threaded bf16 tile: the matmul primitive, or the gemm entry point. */
-static void bf16_tile(char ta, char tb, int M, int N, int K, float alpha, const uint16_t *a, int lda, const uint16_t *b,
+static void bf16_tile(int transA, int transB, int M, int N, int K, float alpha, const void *a, int lda, const void *b,
                       int ldb, float beta, float *C, int ldc) {
-    if (use_matmul && gemm_onednn_matmul(1, 1, ta == 'T', tb == 'T', M, N, K, alpha, a, lda, b, ldb, beta, C, ldc) == 0)
+    if (use_matmul && gemm_onednn_matmul(1, 1, transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc) == 0)
         return;
+    char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
     int st = dnnl_bf16(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
     if (st != 0) die_internal("oneDNN's bf16 gemm failed (status %d) on %c%c M=%d N=%d K=%d", st, ta, tb, M, N, K);
 }
@@ -307,32 +334,18 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
         bf16_matrix(s, B, br, bc, ldb, top);
         b = s, b_ld = bc;
     }
-    char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
     /* Inside a caller's parallel region (attention's per-head products, the LM head's
      * lanes; omp_get_level, so also in a one-thread team) the product is one task
      * already: one call over the whole of it, which needs no dense copies when its
      * operands are dense (gemm_onednn.c).  Decided by the call site, not the thread
      * count, so the bits are the same at any thread count. */
     if (!top) {
-        bf16_tile(ta, tb, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
+        bf16_tile(transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
         return;
     }
-    int nt, w, split_n;
-    gemm_tiles(M, N, K, &nt, &w, &split_n);
-    int D = split_n ? N : M;
-    /* The tiles depend on (M, N, K) only.  The threads take them one at a time, inside a
-     * region of ours even for one tile, so that neither kernel threads by itself (the
-     * primitive is planned for one thread anyway; the gemm entry point would split K). */
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int t = 0; t < nt; t++) {
-        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
-        if (split_n)
-            bf16_tile(ta, tb, M, dn, K, alpha, a, a_ld, transB ? b + (size_t)d0 * b_ld : b + d0, b_ld, beta, C + d0,
-                      ldc);
-        else
-            bf16_tile(ta, tb, dn, N, K, alpha, transA ? a + d0 : a + (size_t)d0 * a_ld, a_ld, b, b_ld, beta,
-                      C + (size_t)d0 * ldc, ldc);
-    }
+    /* even one tile runs inside the region: the primitive is planned for one thread
+     * anyway, and the gemm entry point would otherwise split K by itself */
+    gemm_tiled(bf16_tile, sizeof(uint16_t), transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
 }
 
 /* One product through OpenBLAS, threaded by OpenBLAS itself when called outside a
@@ -354,6 +367,11 @@ static void gemm_blas(int transA, int transB, int M, int N, int K, float alpha, 
         const float *B2 = transB ? B + k_head : B + (size_t)k_head * ldb;
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, k_tail, alpha, A2, lda, B2, ldb, 1.0f, C, ldc);
     }
+}
+
+static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
+                      int ldb, float beta, float *C, int ldc) {
+    gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Straggler-proof threading.  OpenBLAS splits a product into one equal part per
@@ -394,29 +412,20 @@ static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
  * tiles ("brg:avx512_core") are ~1.1x OpenBLAS's on most of the step's products, but
  * the fp32 step took 1.03-1.05x the CPU time (dense copies, the small products inside
  * parallel regions), 2026-12-06, load average ~7 (tests/bench/README.md, "AMX"). */
+/* One single-threaded fp32 tile: the primitive, or OpenBLAS for a shape it does not take. */
+static void f32_onednn_tile(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda,
+                            const void *B, int ldb, float beta, float *C, int ldc) {
+    if (gemm_onednn_matmul(0, 1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static void gemm_f32_onednn(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                             const float *B, int ldb, float beta, float *C, int ldc) {
     if (omp_get_level() > 0) { /* one task already, as in gemm_bf16 */
-        if (gemm_onednn_matmul(0, 1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-            gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        f32_onednn_tile(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int nt, w, split_n;
-    gemm_tiles(M, N, K, &nt, &w, &split_n);
-    int D = split_n ? N : M;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int t = 0; t < nt; t++) {
-        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
-        const float *At = A, *Bt = B;
-        float *Ct = C;
-        int m = M, n = N;
-        if (split_n)
-            Bt = transB ? B + (size_t)d0 * ldb : B + d0, Ct = C + d0, n = dn;
-        else
-            At = transA ? A + d0 : A + (size_t)d0 * lda, Ct = C + (size_t)d0 * ldc, m = dn;
-        if (gemm_onednn_matmul(0, 1, transA, transB, m, n, K, alpha, At, lda, Bt, ldb, beta, Ct, ldc))
-            gemm_blas(transA, transB, m, n, K, alpha, At, lda, Bt, ldb, beta, Ct, ldc);
-    }
+    gemm_tiled(f32_onednn_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -454,21 +463,10 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         int nt, w, split_n;
         gemm_tiles(M, N, K, &nt, &w, &split_n);
         if (nt > 1) {
-            /* The tiles are OpenMP iterations handed out one at a time (dynamic), and each
-             * runs a single-threaded product (OpenBLAS's OpenMP build does not thread a
-             * call made inside an active parallel region; with one thread,
-             * gemm_threads_set(1) has set OpenBLAS to one thread). */
-#pragma omp parallel for schedule(dynamic, 1)
-            for (int t = 0; t < nt; t++) {
-                int d0 = t * w, dn = (split_n ? N : M) - d0 < w ? (split_n ? N : M) - d0 : w;
-                if (split_n) {
-                    const float *Bt = transB ? B + (size_t)d0 * ldb : B + d0;
-                    gemm_blas(transA, transB, M, dn, K, alpha, A, lda, Bt, ldb, beta, C + d0, ldc);
-                } else {
-                    const float *At = transA ? A + d0 : A + (size_t)d0 * lda;
-                    gemm_blas(transA, transB, dn, N, K, alpha, At, lda, B, ldb, beta, C + (size_t)d0 * ldc, ldc);
-                }
-            }
+            /* each tile a single-threaded product: OpenBLAS's OpenMP build does not
+             * thread a call made inside an active parallel region (with one thread,
+             * gemm_threads_set(1) has set OpenBLAS to one thread) */
+            gemm_tiled(blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }
     }
