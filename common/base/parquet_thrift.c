@@ -98,13 +98,19 @@ static int thr_field(PqThrift *t, int *id) {
     return type;
 }
 
+/* One level deeper into nested structs, lists or maps: 0 (and the reader marked bad)
+ * past PQ_MAX_DEPTH, so hostile nesting cannot exhaust the stack.  The caller leaves
+ * the level with t->depth--. */
+static int thr_enter(PqThrift *t) {
+    if (++t->depth <= PQ_MAX_DEPTH) return 1;
+    t->bad = 1;
+    return 0;
+}
+
 static void thr_skip(PqThrift *t, int type);
 
 static void thr_skip_struct(PqThrift *t) {
-    if (++t->depth > PQ_MAX_DEPTH) {
-        t->bad = 1;
-        return;
-    }
+    if (!thr_enter(t)) return;
     int id = 0, type;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) thr_skip(t, type);
     t->depth--;
@@ -140,10 +146,7 @@ static void thr_skip(PqThrift *t, int type) {
     case T_SET: {
         int et;
         uint32_t k = thr_list(t, &et);
-        if (++t->depth > PQ_MAX_DEPTH) {
-            t->bad = 1;
-            return;
-        }
+        if (!thr_enter(t)) return;
         for (uint32_t i = 0; i < k && !t->bad; i++) thr_skip(t, et == T_TRUE || et == T_FALSE ? T_BYTE : et);
         t->depth--;
         break;
@@ -161,10 +164,7 @@ static void thr_skip(PqThrift *t, int type) {
         }
         uint8_t kv = *t->p++;
         int kt = kv >> 4, vt = kv & 0x0f;
-        if (++t->depth > PQ_MAX_DEPTH) {
-            t->bad = 1;
-            return;
-        }
+        if (!thr_enter(t)) return;
         for (uint64_t i = 0; i < k && !t->bad; i++) {
             thr_skip(t, kt == T_TRUE || kt == T_FALSE ? T_BYTE : kt);
             thr_skip(t, vt == T_TRUE || vt == T_FALSE ? T_BYTE : vt);
@@ -190,7 +190,7 @@ static void thr_skip(PqThrift *t, int type) {
 /* ---- schema ---- */
 static int parse_logical(PqThrift *t) {
     int id = 0, type, which = 0;
-    if (++t->depth > PQ_MAX_DEPTH) return t->bad = 1, 0;
+    if (!thr_enter(t)) return 0;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         if (type == T_STRUCT && !which) which = id;
         thr_skip(t, type);
@@ -204,10 +204,7 @@ static void parse_schema_element(PqThrift *t, PqNode *s) {
     s->type = -1;
     s->converted = -1;
     int id = 0, type;
-    if (++t->depth > PQ_MAX_DEPTH) {
-        t->bad = 1;
-        return;
-    }
+    if (!thr_enter(t)) return;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
         case 1:
@@ -242,10 +239,7 @@ static void parse_schema_element(PqThrift *t, PqNode *s) {
 
 static void parse_chunk_meta(PqThrift *t, PqChunkMeta *c) {
     int id = 0, type;
-    if (++t->depth > PQ_MAX_DEPTH) {
-        t->bad = 1;
-        return;
-    }
+    if (!thr_enter(t)) return;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
         case 1:
@@ -276,7 +270,7 @@ static void parse_chunk_meta(PqThrift *t, PqChunkMeta *c) {
 /* ColumnChunk: returns 1 when it has meta_data and no external file_path. */
 static int parse_chunk(PqThrift *t, PqChunkMeta *c, int *external, int *encrypted) {
     int id = 0, type, have = 0;
-    if (++t->depth > PQ_MAX_DEPTH) return t->bad = 1, 0;
+    if (!thr_enter(t)) return 0;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         if (id == 1 && type == T_BINARY) {
             *external = 1;
@@ -295,7 +289,7 @@ static int parse_chunk(PqThrift *t, PqChunkMeta *c, int *external, int *encrypte
 
 static int parse_row_group(PqThrift *t, PqRowGroup *g, int rgi, const char *name, Error *e) {
     int id = 0, type;
-    if (++t->depth > PQ_MAX_DEPTH) return t->bad = 1, 0;
+    if (!thr_enter(t)) return 0;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         if (id == 1 && type == T_LIST) {
             int et;
@@ -448,10 +442,7 @@ int pq_meta_parse(PqMeta *m, const uint8_t *p, size_t n, const char *name, Error
 /* ---- page headers ---- */
 static void parse_data_header(PqThrift *t, PqPageHeader *h) {
     int id = 0, type;
-    if (++t->depth > PQ_MAX_DEPTH) {
-        t->bad = 1;
-        return;
-    }
+    if (!thr_enter(t)) return;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
         case 1:
@@ -475,10 +466,7 @@ static void parse_data_header(PqThrift *t, PqPageHeader *h) {
 
 static void parse_v2_header(PqThrift *t, PqPageHeader *h) {
     int id = 0, type;
-    if (++t->depth > PQ_MAX_DEPTH) {
-        t->bad = 1;
-        return;
-    }
+    if (!thr_enter(t)) return;
     while (!t->bad && (type = thr_field(t, &id)) != T_STOP) {
         switch (id) {
         case 1:
