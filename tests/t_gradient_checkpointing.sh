@@ -57,12 +57,7 @@ sft llama lora-plain --lora-rank 4 --lora-targets all-linear --lora-dropout 0.1
 sft llama lora-ckpt --lora-rank 4 --lora-targets all-linear --lora-dropout 0.1 --gradient-checkpointing
 same lora-plain lora-ckpt "sft llama LoRA with dropout"
 
-: >"$T/pairs.jsonl"
-for w in "red fox sky" "blue cat tree" "green dog sun" "gray owl moon" "pink bee rain" "gold cow hill"; do
-    set -- $w
-    printf '{"prompt": "Repeat: %s\\nAnswer:", "chosen": " %s. Glad to help!", "rejected": " %s %s."}\n' \
-        "$w" "$w" "$1" "$3" >>"$T/pairs.jsonl"
-done
+cp tests/data/pairs/repeat_words.jsonl "$T/pairs.jsonl" # "Repeat: red fox sky" -> " red fox sky. Glad to help!" over " red sky."
 dpo() { # MODEL TAG FLAGS...
     m=$1 tag=$2
     shift 2

@@ -113,12 +113,7 @@ expect_fail "resume a LoRA run without --lora-rank" 64 "resume with the run's --
 
 # ---- dpo: the reference is the adapter-off model, no second copy ---------------------
 M=tests/oracle/fixtures/pref-gpt2-policy
-: >"$T/pairs.jsonl"
-for w in "red fox sky" "blue cat tree" "green dog sun" "gray owl moon" "pink bee rain" "gold cow hill"; do
-    set -- $w
-    printf '{"prompt": "Repeat: %s\\nAnswer:", "chosen": " %s. Glad to help!", "rejected": " %s %s."}\n' \
-        "$w" "$w" "$1" "$3" >>"$T/pairs.jsonl"
-done
+cp tests/data/pairs/repeat_words.jsonl "$T/pairs.jsonl" # "Repeat: red fox sky" -> " red fox sky. Glad to help!" over " red sky."
 D="--threads 1 --seed 3 --max-steps 8 --batch-size 3 --lr 0.05 --save-every 0"
 /usr/bin/time -f "%M" -o "$T/rss_lora" "$B/dpo" $D -m $M -o "$T/dpo_ad" --lora-rank 8 --log "$T/dpo.log" \
     "$T/pairs.jsonl" 2>"$T/err" || fail "dpo --lora-rank: exit $? ($(cat "$T/err"))"
