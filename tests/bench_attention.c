@@ -9,6 +9,9 @@
  *            kernel for these options with --attn-implementation eager), and the fused
  *            kernel without the window (row "fused-T": the whole causal row, what the
  *            window saves);
+ *   smollm2-short  SmolLM2's heads, B = 8, T = 64 to 512 (the rows of the DPO and
+ *            SFT benches): where the model's auto mode starts to prefer the fused kernel
+ *            for plain layers (model.c FLASH_MIN_T);
  *   gemma-short  the same heads, soft-cap and scale without a window, B = 4, T = 64 to
  *            512: where the model's auto mode starts to prefer the fused kernel for
  *            layers with options (model.c FLASH_MIN_T_EXT).
@@ -18,7 +21,7 @@
  *     only that kernel (getrusage ru_maxrss), so allocator scratch counts too;
  *   - time of forward + backward, kernels alternating, ROUNDS rounds each (min and
  *     median, and the ratio fused / dense of each).
- * Run by `make bench`; usage: bench_attention [ROUNDS] [smollm2|gemma|gemma-short]
+ * Run by `make bench`; usage: bench_attention [ROUNDS] [smollm2|smollm2-short|gemma|gemma-short]
  * (default 5 rounds, every shape).  Not a test: exits 0. */
 #include <math.h>
 #include <stdio.h>
@@ -173,10 +176,11 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] >= '0' && argv[i][0] <= '9')
             rounds = atoi(argv[i]);
-        else if (!strcmp(argv[i], "smollm2") || !strcmp(argv[i], "gemma") || !strcmp(argv[i], "gemma-short"))
+        else if (!strcmp(argv[i], "smollm2") || !strcmp(argv[i], "smollm2-short") || !strcmp(argv[i], "gemma") ||
+                 !strcmp(argv[i], "gemma-short"))
             only = argv[i];
         else {
-            fprintf(stderr, "usage: bench_attention [ROUNDS] [smollm2|gemma|gemma-short]\n");
+            fprintf(stderr, "usage: bench_attention [ROUNDS] [smollm2|smollm2-short|gemma|gemma-short]\n");
             return 64;
         }
     }
@@ -185,6 +189,7 @@ int main(int argc, char **argv) {
     const AttnOpts gemma2 = {1.0f / sqrtf(224.0f), 50.0f, 0};
     const Shape shapes[] = {
         {"smollm2", 1, 9, 3, 64, {0, 0, 0}, 2, {1024, 2048}, 2},
+        {"smollm2-short", 8, 9, 3, 64, {0, 0, 0}, 2, {64, 128, 256, 512}, 4},
         {"gemma", 1, 8, 4, 256, {gemma2.scale, gemma2.softcap, 512}, 3, {1024, 2048}, 2},
         {"gemma-short", 4, 8, 4, 256, gemma2, 2, {64, 128, 256, 512}, 4},
     };

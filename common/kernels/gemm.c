@@ -179,8 +179,10 @@ static void bf16_matrix(uint16_t *dst, const float *src, int rows, int cols, int
     for (int r = 0; r < rows; r++) bf16_rows(dst, src, r, r + 1, cols, ld);
 }
 
-static _Thread_local uint16_t *bf16_buf[2];
-static _Thread_local size_t bf16_cap[2];
+/* slot 0, 1: a whole operand converted by the calling thread; slot 2: each thread's
+ * slice of a split operand (gemm_bf16_split) */
+static _Thread_local uint16_t *bf16_buf[3];
+static _Thread_local size_t bf16_cap[3];
 
 static uint16_t *bf16_scratch(int slot, size_t n) {
     if (n > bf16_cap[slot]) {
@@ -318,34 +320,96 @@ static void bf16_tile(int transA, int transB, int M, int N, int K, float alpha, 
     if (st != 0) die_internal("oneDNN's bf16 gemm failed (status %d) on %c%c M=%d N=%d K=%d", st, ta, tb, M, N, K);
 }
 
+/* The top-level bf16 product cut into gemm_tiles' stripes, as gemm_tiled does, with the
+ * operand that is cut (op(A) for row stripes, op(B) for column stripes) converted by
+ * each thread for its own stripe, straight into a dense buffer: one pass from fp32
+ * instead of a conversion of the whole operand and then a copy of each stripe (the
+ * brgemm kernels take dense operands only, gemm_onednn.c), which were ~7% of a bf16
+ * DPO step (issue 18).  The operand that is not cut is converted once, whole (or is a
+ * shadow).  A stripe of a shadowed operand is read from the shadow.  The tiles are
+ * gemm_tiles', so C is bit-identical at any thread count, and to gemm_tiled's. */
+static void gemm_bf16_split(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc) {
+    int nt, w, split_n;
+    gemm_tiles(M, N, K, &nt, &w, &split_n);
+    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+    const uint16_t *a = NULL, *b = NULL;
+    int a_ld = lda, b_ld = ldb;
+    /* the whole operand: converted here; the cut one: looked up only */
+    if (split_n) {
+        if (!(a = bf16_shadow(A, ar, ac, lda, 1))) {
+            uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
+            bf16_matrix(s, A, ar, ac, lda, 1);
+            a = s, a_ld = ac;
+        }
+        b = bf16_shadow(B, br, bc, ldb, 1);
+    } else {
+        if (!(b = bf16_shadow(B, br, bc, ldb, 1))) {
+            uint16_t *s = bf16_scratch(1, (size_t)br * bc);
+            bf16_matrix(s, B, br, bc, ldb, 1);
+            b = s, b_ld = bc;
+        }
+        a = bf16_shadow(A, ar, ac, lda, 1);
+    }
+    int D = split_n ? N : M;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
+        if (split_n) {
+            /* columns d0.. of C: rows d0.. of B^T ([dn, K]) or columns d0.. of B ([K, dn]) */
+            int rows = transB ? dn : K, cols = transB ? K : dn;
+            size_t off = transB ? (size_t)d0 * ldb : (size_t)d0;
+            const uint16_t *bs = b ? b + off : NULL;
+            int bs_ld = ldb;
+            if (!bs) {
+                uint16_t *s = bf16_scratch(2, (size_t)rows * cols);
+                bf16_rows(s, B + off, 0, rows, cols, ldb);
+                bs = s, bs_ld = cols;
+            }
+            bf16_tile(transA, transB, M, dn, K, alpha, a, a_ld, bs, bs_ld, beta, C + d0, ldc);
+        } else {
+            /* rows d0.. of C: columns d0.. of A^T ([K, dn]) or rows d0.. of A ([dn, K]) */
+            int rows = transA ? K : dn, cols = transA ? dn : K;
+            size_t off = transA ? (size_t)d0 : (size_t)d0 * lda;
+            const uint16_t *as = a ? a + off : NULL;
+            int as_ld = lda;
+            if (!as) {
+                uint16_t *s = bf16_scratch(2, (size_t)rows * cols);
+                bf16_rows(s, A + off, 0, rows, cols, lda);
+                as = s, as_ld = cols;
+            }
+            bf16_tile(transA, transB, dn, N, K, alpha, as, as_ld, b, b_ld, beta, C + (size_t)d0 * ldc, ldc);
+        }
+    }
+}
+
 static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
-    int top = omp_get_level() == 0;
-    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    const uint16_t *a = bf16_shadow(A, ar, ac, lda, top), *b = bf16_shadow(B, br, bc, ldb, top);
-    int a_ld = lda, b_ld = ldb;
-    if (!a) {
-        uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
-        bf16_matrix(s, A, ar, ac, lda, top);
-        a = s, a_ld = ac;
-    }
-    if (!b) {
-        uint16_t *s = bf16_scratch(1, (size_t)br * bc);
-        bf16_matrix(s, B, br, bc, ldb, top);
-        b = s, b_ld = bc;
+    /* even one tile runs inside a region: the primitive is planned for one thread
+     * anyway, and the gemm entry point would otherwise split K by itself */
+    if (omp_get_level() == 0) {
+        gemm_bf16_split(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
     }
     /* Inside a caller's parallel region (attention's per-head products, the LM head's
      * lanes; omp_get_level, so also in a one-thread team) the product is one task
      * already: one call over the whole of it, which needs no dense copies when its
      * operands are dense (gemm_onednn.c).  Decided by the call site, not the thread
      * count, so the bits are the same at any thread count. */
-    if (!top) {
-        bf16_tile(transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
-        return;
+    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+    const uint16_t *a = bf16_shadow(A, ar, ac, lda, 0), *b = bf16_shadow(B, br, bc, ldb, 0);
+    int a_ld = lda, b_ld = ldb;
+    if (!a) {
+        uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
+        bf16_matrix(s, A, ar, ac, lda, 0);
+        a = s, a_ld = ac;
     }
-    /* even one tile runs inside the region: the primitive is planned for one thread
-     * anyway, and the gemm entry point would otherwise split K by itself */
-    gemm_tiled(bf16_tile, sizeof(uint16_t), transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
+    if (!b) {
+        uint16_t *s = bf16_scratch(1, (size_t)br * bc);
+        bf16_matrix(s, B, br, bc, ldb, 0);
+        b = s, b_ld = bc;
+    }
+    bf16_tile(transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
 }
 
 /* One product through OpenBLAS, threaded by OpenBLAS itself when called outside a
