@@ -11,10 +11,9 @@
  *            window saves);
  *   smollm2-short  SmolLM2's heads, B = 8, T = 64 to 512 (the rows of the DPO and
  *            SFT benches): where the model's auto mode starts to prefer the fused kernel
- *            for plain layers (model.c FLASH_MIN_T);
+ *            (model.c FLASH_MIN_T: memory against time);
  *   gemma-short  the same heads, soft-cap and scale without a window, B = 4, T = 64 to
- *            512: where the model's auto mode starts to prefer the fused kernel for
- *            layers with options (model.c FLASH_MIN_T_EXT).
+ *            512: the fused kernel against attention_ext where layers have options.
  * Measured per kernel:
  *   - peak memory of one forward + backward beyond its inputs and outputs (q, k, v,
  *     out, dout, dq, dk, dv): the growth of the peak RSS of a child process that runs

@@ -86,13 +86,18 @@ int model_checkpointing(void) {
 }
 
 /* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always.
- * With -1, layers whose options need attention_ext (soft-cap, query scale, a window
- * shorter than T) take it from FLASH_MIN_T_EXT on: attention_ext computes all T x T
- * scores and caps them with libm's tanhf, and the fused kernel beat it there
- * (tests/bench/README.md: Gemma 2 heads, B = 4, 0.62x its time at T = 128, 0.43x at 512). */
+ * The fused kernel never holds the [B, nh, T, T] probabilities (saved for backward by
+ * the dense one), so from 128 tokens on it is the default in every layer, as
+ * transformers' sdpa is (TRL's default): SmolLM2-135M, B = 8, T = 128, DPO: peak RSS
+ * 2984 -> 2851 MiB (135 MB of probabilities), and at T = 512 it would save 2.1 GB.
+ * Its cost is a second QK^T in backward: 1.28x the dense kernel's time at T = 128,
+ * 1.10x at 256, 1.04x at 512 (bench_attention smollm2-short), a few percent of
+ * attention's share of a step.  Layers with options (soft-cap, query scale, window)
+ * gain more: attention_ext computes all T x T scores and caps them with libm's tanhf
+ * (tests/bench/README.md: Gemma 2 heads, B = 4, the fused kernel 0.62x its time at
+ * T = 128, 0.43x at 512). */
 static int flash_mode = -1;
-#define FLASH_MIN_T 1024
-#define FLASH_MIN_T_EXT 128
+#define FLASH_MIN_T 128
 
 void model_set_flash_attention(int mode) {
     flash_mode = mode < 0 ? -1 : mode > 0;
@@ -639,13 +644,12 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
 }
 
 /* Whether layer l runs the fused attention (ops_flash.c) at row length T: the mode, and
- * in auto mode T against FLASH_MIN_T, or FLASH_MIN_T_EXT where the layer's options
- * would send it to attention_ext.  The fused kernel takes every option itself. */
+ * in auto mode T against FLASH_MIN_T.  The fused kernel takes every option itself. */
 static int layer_flash(const Model *m, int l, int T) {
-    int plain, mode = m->impl->flash;
+    (void)l;
+    int mode = m->impl->flash;
     if (mode >= 0) return mode;
-    AttnOpts o = attn_opts(m, l, T, &plain);
-    return T >= (plain && o.window == 0 ? FLASH_MIN_T : FLASH_MIN_T_EXT);
+    return T >= FLASH_MIN_T;
 }
 
 /* Splits rows of [N, a + b + c] into three row-major blocks (NULL dst: skipped). */
