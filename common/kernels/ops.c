@@ -88,21 +88,72 @@ void position_backward(float *dwpe, const float *dout, const int *pos, int N, in
  * Ba, Kiros, Hinton 2016, eq. 4 with the biased variance, as torch.nn.LayerNorm.
  * Statistics in double: C is 768..4096 and single-precision sums of squares would
  * cost digits we need for the 1e-4 oracle comparison. */
+
+/* The per-row sums of layernorm run in LN_LANES interleaved double lanes (column c
+ * into lane c % LN_LANES, the lanes added in order), as rmsnorm's do: one serial
+ * chain of double additions per row made them latency-bound.  The order depends on C
+ * only, so the results are the same at any thread count. */
+#define LN_LANES 16
+
+static double ln_sum(const float *x, int C) {
+    double acc[LN_LANES] = {0};
+    int c = 0;
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (int k = 0; k < LN_LANES; k++) acc[k] += x[c + k];
+    for (int k = 0; c < C; c++, k++) acc[k] += x[c];
+    double s = 0;
+    for (int k = 0; k < LN_LANES; k++) s += acc[k];
+    return s;
+}
+
+/* sum_c (x[c] - m)^2 in double */
+static double ln_sum_sq_dev(const float *x, double m, int C) {
+    double acc[LN_LANES] = {0};
+    int c = 0;
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (int k = 0; k < LN_LANES; k++) {
+            double d = x[c + k] - m;
+            acc[k] += d * d;
+        }
+    for (int k = 0; c < C; c++, k++) {
+        double d = x[c] - m;
+        acc[k] += d * d;
+    }
+    double s = 0;
+    for (int k = 0; k < LN_LANES; k++) s += acc[k];
+    return s;
+}
+
+/* *sg = sum_c g[c], *sgx = sum_c g[c] xhat[c] in double, g = dy w and xhat = (x - m) rs
+ * rounded as floats */
+static void ln_sums_g(const float *dy, const float *w, const float *x, float m, float rs, int C, double *sg,
+                      double *sgx) {
+    double a[LN_LANES] = {0}, b[LN_LANES] = {0};
+    int c = 0;
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (int k = 0; k < LN_LANES; k++) {
+            float g = dy[c + k] * w[c + k];
+            a[k] += g;
+            b[k] += (double)g * ((x[c + k] - m) * rs);
+        }
+    for (int k = 0; c < C; c++, k++) {
+        float g = dy[c] * w[c];
+        a[k] += g;
+        b[k] += (double)g * ((x[c] - m) * rs);
+    }
+    double s = 0, t = 0;
+    for (int k = 0; k < LN_LANES; k++) s += a[k], t += b[k];
+    *sg = s, *sgx = t;
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N,
                        int C, float eps) {
 #pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++) s += x[c];
-        double m = s / C;
-        double v = 0;
-        for (int c = 0; c < C; c++) {
-            double d = x[c] - m;
-            v += d * d;
-        }
-        v /= C;
+        double m = ln_sum(x, C) / C;
+        double v = ln_sum_sq_dev(x, m, C) / C;
         float rs = (float)(1.0 / sqrt(v + eps));
         float mf = (float)m;
         for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * rs * w[c] + b[c];
@@ -122,12 +173,8 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
             const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = dinp + (size_t)n * C;
             float m = mean[n], rs = rstd[n];
-            double sg = 0, sgx = 0;
-            for (int c = 0; c < C; c++) {
-                float g = dy[c] * w[c];
-                sg += g;
-                sgx += (double)g * ((x[c] - m) * rs);
-            }
+            double sg, sgx;
+            ln_sums_g(dy, w, x, m, rs, C, &sg, &sgx);
             float mg = (float)(sg / C), mgx = (float)(sgx / C);
             for (int c = 0; c < C; c++) {
                 float xhat = (x[c] - m) * rs;
