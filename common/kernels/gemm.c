@@ -112,6 +112,8 @@ static int use_bf16;
 static int use_matmul = 1;     /* gemm_set_onednn_matmul(1, on): bf16 products */
 static int use_matmul_f32 = 0; /* gemm_set_onednn_matmul(0, on): fp32 products */
 
+static void bf16_holds_clear(void);
+
 int gemm_set_bf16(int on, Error *e) {
     /* oneDNN 2.6 has bf16 kernels only from avx512_core (AVX-512 F, BW, VL, DQ) on;
      * below it both entry points fail (the gemm one returns dnnl_unimplemented and
@@ -129,7 +131,10 @@ int gemm_set_bf16(int on, Error *e) {
                            "bf16 matrix products need oneDNN's libdnnl.so.2 (apt-get install libdnnl2): %s", dlerror());
         dnnl_bf16 = (DnnlGemmBf16)f;
     }
-    if (!on) gemm_bf16_weights_forget_all(); /* no updates are seen while off */
+    if (!on) { /* no updates are seen while off */
+        gemm_bf16_weights_forget_all();
+        bf16_holds_clear();
+    }
     use_bf16 = on;
     return 0;
 }
@@ -257,6 +262,69 @@ void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n) {
     }
 }
 
+/* Activations held by gemm_bf16_hold: the same lookup as the shadows, their buffers
+ * kept for the next hold. */
+#define BF16_HOLDS 4
+static struct {
+    const float *base;
+    size_t n, cap;
+    uint16_t *bf;
+    int fresh;
+} held[BF16_HOLDS];
+
+void gemm_bf16_hold(const float *p, size_t n) {
+    if (!use_bf16 || !p || !n) return;
+    for (int i = 0; i < BF16_HOLDS; i++)
+        if (!held[i].base) {
+            if (n > held[i].cap) {
+                free(held[i].bf);
+                held[i].bf = xaligned_alloc(n * sizeof(uint16_t));
+                held[i].cap = n;
+            }
+            held[i].base = p, held[i].n = n, held[i].fresh = 0;
+            return;
+        }
+}
+
+static void bf16_holds_clear(void) {
+    for (int i = 0; i < BF16_HOLDS; i++) held[i].base = NULL, held[i].n = 0, held[i].fresh = 0;
+}
+
+void gemm_bf16_release(const float *p) {
+    for (int i = 0; i < BF16_HOLDS; i++)
+        if (held[i].base == p) {
+            held[i].base = NULL, held[i].n = 0, held[i].fresh = 0;
+            return;
+        }
+}
+
+/* Converts [b, b+n) into bf with the threads of a new region. */
+static void bf16_block(uint16_t *bf, const float *b, size_t n) {
+    size_t chunk = 1 << 16, nc = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (size_t c = 0; c < nc; c++) {
+        size_t c0 = c * chunk, cn = n - c0 < chunk ? n - c0 : chunk;
+        bf16_rows(bf + c0, b + c0, 0, 1, (int)cn, (int)cn);
+    }
+}
+
+/* The held copy of X (as bf16_shadow), or NULL. */
+static const uint16_t *bf16_held(const float *X, int rows, int cols, int ld, int top) {
+    for (int i = 0; i < BF16_HOLDS; i++) {
+        const float *b = held[i].base;
+        if (!b || X < b || X >= b + held[i].n) continue;
+        size_t off = (size_t)(X - b), end = off + (size_t)(rows - 1) * ld + cols;
+        if (end > held[i].n) return NULL;
+        if (!held[i].fresh) {
+            if (!top) return NULL;
+            bf16_block(held[i].bf, b, held[i].n);
+            held[i].fresh = 1;
+        }
+        return held[i].bf + off;
+    }
+    return NULL;
+}
+
 /* The shadow of X (rows x cols, leading dimension ld), or NULL.  A stale shadow is
  * refreshed only at the top level (outside parallel regions, where no other thread
  * can read it); inside a region a stale block is converted per product as before. */
@@ -268,18 +336,13 @@ static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, i
         if (end > shadow[i].n) return NULL;
         if (!shadow[i].fresh) {
             if (!top) return NULL;
-            size_t n = shadow[i].n, chunk = 1 << 16, nc = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 4)
-            for (size_t c = 0; c < nc; c++) {
-                size_t c0 = c * chunk, cn = n - c0 < chunk ? n - c0 : chunk;
-                bf16_rows(shadow[i].bf + c0, b + c0, 0, 1, (int)cn, (int)cn);
-            }
+            bf16_block(shadow[i].bf, b, shadow[i].n);
             shadow[i].fresh = 1;
             shadow[i].whole = 1;
         }
         return shadow[i].bf + off;
     }
-    return NULL;
+    return bf16_held(X, rows, cols, ld, top);
 }
 
 static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);

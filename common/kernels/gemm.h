@@ -60,6 +60,15 @@ void gemm_bf16_weights_forget_all(void);
 uint16_t *gemm_bf16_weights_begin(const float *p, size_t n);
 void gemm_bf16_weights_written(const float *p, size_t n);
 void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n);
+/* bf16 copies of activations: [p, p+n) is read unchanged by the next products until
+ * gemm_bf16_release(p), e.g. a norm's output by the q, k and v projections, or dY by
+ * a linear layer's dX and dW products.  The first product outside parallel regions
+ * that reads it converts the block once, whole; later ones read that copy (the same
+ * rounding, so the same bits as converting per product).  The caller must not write
+ * the block while it is held.  No-op when bf16 is off; holds beyond BF16_HOLDS (4)
+ * are ignored (those products convert for themselves). */
+void gemm_bf16_hold(const float *p, size_t n);
+void gemm_bf16_release(const float *p);
 
 /* The OpenBLAS kernel family to force (OPENBLAS_CORETYPE) when OpenBLAS chose the
  * kernels `core` (openblas_get_corename()) on a CPU with the given features: NULL when

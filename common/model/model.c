@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/ops_ext.h"
 #include "lora.h"
@@ -688,9 +689,11 @@ static void attn_block_forward(Model *m, int l, const float *x, int B, int T) {
         lin_fwd(m, W->qkv_w, W->qkv_b, a->qkv, a->ln1, N, C, Q + 2 * KV);
         split3(a->qkv, q, k, a->v, N, Q, KV, KV);
     } else {
+        gemm_bf16_hold(a->ln1, (size_t)N * C); /* bf16: converted once for the three */
         lin_fwd(m, W->q_w, W->q_b, q, a->ln1, N, C, Q);
         lin_fwd(m, W->k_w, W->k_b, k, a->ln1, N, C, KV);
         lin_fwd(m, W->v_w, W->v_b, a->v, a->ln1, N, C, KV);
+        gemm_bf16_release(a->ln1);
     }
     if (W->q_norm) { /* Qwen3 / Gemma 3: RMSNorm over each head before RoPE */
         model_norm_forward(m, a->q, NULL, a->qn_rstd, a->qr, W->q_norm, NULL, N * nh, hd);
@@ -723,8 +726,10 @@ static void mlp_block_forward(Model *m, int l, int N) {
         lin_fwd(m, W->gate_up_w, NULL, a->gu, a->ln2, N, C, 2 * F);
         split3(a->gu, a->f1, a->f2, NULL, N, F, F, 0);
     } else if (I->fam->gated) {
+        gemm_bf16_hold(a->ln2, (size_t)N * C);
         lin_fwd(m, W->gate_w, W->gate_b, a->f1, a->ln2, N, C, F);
         lin_fwd(m, W->up_w, W->up_b, a->f2, a->ln2, N, C, F);
+        gemm_bf16_release(a->ln2);
     } else {
         lin_fwd(m, W->up_w, W->up_b, a->f1, a->ln2, N, C, F);
     }
@@ -825,8 +830,10 @@ static void mlp_block_backward(Model *m, int l, int N) {
             join3(I->dgu, I->dF1, I->dF2, NULL, N, F, F, 0);
             lin_bwd(m, W->gate_up_w, NULL, I->dln, I->dgu, a->ln2, N, C, 2 * F);
         } else {
+            gemm_bf16_hold(a->ln2, (size_t)N * C);
             lin_bwd(m, W->gate_w, W->gate_b, I->dln, I->dF1, a->ln2, N, C, F);
             lin_bwd(m, W->up_w, W->up_b, I->dln, I->dF2, a->ln2, N, C, F);
+            gemm_bf16_release(a->ln2);
         }
     } else {
         lin_bwd(m, W->down_w, W->down_b, I->dF2, dbranch, a->f2, N, F, C);
@@ -881,9 +888,11 @@ static void attn_block_backward(Model *m, int l, const float *x) {
         join3(I->dqkv, dq, dk, I->dv, N, Q, KV, KV);
         lin_bwd(m, W->qkv_w, W->qkv_b, I->dln, I->dqkv, a->ln1, N, C, Q + 2 * KV);
     } else {
+        gemm_bf16_hold(a->ln1, (size_t)N * C);
         lin_bwd(m, W->q_w, W->q_b, I->dln, dq, a->ln1, N, C, Q);
         lin_bwd(m, W->k_w, W->k_b, I->dln, dk, a->ln1, N, C, KV);
         lin_bwd(m, W->v_w, W->v_b, I->dln, I->dv, a->ln1, N, C, KV);
+        gemm_bf16_release(a->ln1);
     }
     norm_bwd(m, I->dresid, I->dln, x, W->ln1_w, W->ln1_b, a->ln1_mean, a->ln1_rstd, N, C);
 }
