@@ -894,6 +894,19 @@ static void bf16_product(int ta, int tb, int M, int N, int K, const float *x, co
         if (i == 1) gemm(ta, tb, M, N, K, 1.0f, x, ta ? M : K, w, ldw, 0.0f, c, N);
 }
 
+/* bf16_product with both leading dimensions given. */
+static void bf16_product_any(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                             float *c, int nested) {
+    memset(c, 0, sizeof(float) * M * N);
+    if (!nested) {
+        gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, c, N);
+        return;
+    }
+#pragma omp parallel for
+    for (int i = 0; i < 2; i++)
+        if (i == 1) gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, c, N);
+}
+
 static void test_gemm_bf16_shadow(void) {
     Error e;
     if (gemm_set_bf16(1, &e)) {
@@ -945,6 +958,58 @@ static void test_gemm_bf16_shadow(void) {
         failures++;
     else
         printf("ok   gemm bf16 shadow of updated weights = per-product conversion, bit for bit, follows updates\n");
+}
+
+/* Held activations (gemm_bf16_hold): products that read a held block, as either operand,
+ * a sub-matrix of it (leading dimension wider than the matrix) with either transpose,
+ * at the top level and inside a parallel region (first use nested: no copy is made
+ * there), give the same bits as converting per product; and after a release, a block
+ * written and held again is read anew (a stale copy fails). */
+static void test_gemm_bf16_hold(void) {
+    Error e;
+    if (gemm_set_bf16(1, &e)) {
+        printf("FAIL gemm bf16 hold: %s\n", e.msg);
+        failures++;
+        return;
+    }
+    /* op(X) is [M,K] or [K,N] inside a wider block; 2 M N K = 20 MFLOP: two tiles at the top level */
+    const int M = 128, N = 192, K = 400, ld = 432;
+    const size_t nblock = (size_t)ld * 410 + 40;
+    float *block = randn(nblock, 6), *w = randn((size_t)K * N, 7);
+    float *want = xmalloc(sizeof(float) * M * N), *got = xmalloc(sizeof(float) * M * N);
+    int bad = 0, cases = 0;
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            for (size_t i = 0; i < nblock; i += 3) block[i] = block[i] * -1.25f + 0.5f; /* rewritten after release */
+        for (int side = 0; side < 2; side++)       /* the held block as A (x) or as B */
+            for (int tr = 0; tr < 2; tr++)         /* its transpose */
+                for (int nested = 0; nested < 3; nested++) { /* 2: nested first, then top level */
+                    const float *x = block + 40;
+                    int ta = side == 0 ? tr : 0, tb = side == 1 ? tr : 0;
+                    const float *A = side == 0 ? x : w, *B = side == 1 ? x : w;
+                    int lda = side == 0 ? ld : (ta ? M : K), ldb = side == 1 ? ld : (tb ? K : N);
+                    /* the other operand [K,N] or [M,K] dense: w holds enough for either */
+                    bf16_product_any(ta, tb, M, N, K, A, lda, B, ldb, want, nested == 1);
+                    gemm_bf16_hold(block, nblock);
+                    if (nested == 2) bf16_product_any(ta, tb, M, N, K, A, lda, B, ldb, got, 1);
+                    bf16_product_any(ta, tb, M, N, K, A, lda, B, ldb, got, nested == 1);
+                    bf16_product_any(ta, tb, M, N, K, A, lda, B, ldb, got, nested == 1); /* the copy again */
+                    gemm_bf16_release(block);
+                    cases++;
+                    if (memcmp(want, got, sizeof(float) * M * N) && !bad++)
+                        printf("FAIL gemm bf16 hold: round %d side %d trans %d nested %d differs from per-product "
+                               "conversion\n",
+                               round, side, tr, nested);
+                }
+    }
+    gemm_set_bf16(0, NULL);
+    free(block), free(w), free(want), free(got);
+    if (bad)
+        failures++;
+    else
+        printf("ok   gemm bf16 held activations = per-product conversion, bit for bit (%d cases), read anew after "
+               "release\n",
+               cases);
 }
 
 /* ---- 1 vs 2 threads: bit-identical outputs and gradients ------------------------------------------ */
@@ -1066,6 +1131,7 @@ int main(void) {
     test_gemm_bf16(0);
     test_gemm_bf16_cache();
     test_gemm_bf16_shadow();
+    test_gemm_bf16_hold();
     test_threads();
     if (failures) {
         printf("%d check(s) failed\n", failures);
