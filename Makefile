@@ -16,7 +16,9 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-format-truncation
 CFLAGS   ?= $(OPT) -g
 # -fno-math-errno: sqrtf and friends never set errno (nothing here reads it after a
-# maths call), so loops with sqrtf vectorise; results are the same, IEEE sqrt is exact
+# maths call), so loops with sqrtf vectorise (AdamW's: 2.3x faster).  IEEE sqrt and
+# division are exact either way, but a loop that now vectorises may contract other
+# multiply-adds than before: AdamW with weight decay moved by 1-4 ulp
 CFLAGS   += -std=gnu11 $(WARN) -fno-math-errno -fopenmp -Icommon -I$(BLAS_INC) -MMD -MP
 LDLIBS   := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lcsv -lpcre2-8 -lmicrohttpd -lcurl -lsnappy -lzstd -lz -llz4 -lbrotlidec -lpthread -lm -fopenmp
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

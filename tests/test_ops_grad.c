@@ -914,8 +914,10 @@ static void test_gemm_bf16_shadow(void) {
         failures++;
         return;
     }
-    const int M = 64, N = 300, K = 200, ldw = 320; /* op(W) is [K,N]: W [K,N] or [N,K] inside a wider block */
-    const size_t nblock = (size_t)ldw * 320 + 100;
+    /* op(W) is [K,N]: W [K,N] or [N,K] inside a wider block; 2 M N K = 17 MFLOP: two
+     * column stripes at the top level, so the stripes of W are read from its copy */
+    const int M = 64, N = 300, K = 440, ldw = 480;
+    const size_t nblock = (size_t)ldw * 480 + 100;
     float *block = randn(nblock, 3), *x = randn((size_t)M * K, 4);
     float *want = xmalloc(sizeof(float) * M * N), *got = xmalloc(sizeof(float) * M * N);
     int bad = 0;
@@ -935,16 +937,22 @@ static void test_gemm_bf16_shadow(void) {
                            round, tb, nested);
             }
     }
-    /* A inside the block: rows of the block as the left operand */
-    gemm_bf16_weights_forget_all();
+    /* A inside the block: rows of the block as the left operand, whole (64 x 300: column
+     * stripes) and cut into row stripes (448 x 64) */
     float *b2 = randn((size_t)K * N, 5);
-    memset(want, 0, sizeof(float) * M * N);
-    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, want, N);
-    gemm_bf16_weights_updated(block, nblock);
-    memset(got, 0, sizeof(float) * M * N);
-    gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, got, N);
-    if (memcmp(want, got, sizeof(float) * M * N) && !bad++)
-        printf("FAIL gemm bf16 shadow: weights as A differ from per-product conversion\n");
+    for (int s = 0; s < 2; s++) {
+        int M2 = s ? 448 : M, N2 = s ? 64 : N;
+        float *w2 = xmalloc(sizeof(float) * M2 * N2), *g2 = xmalloc(sizeof(float) * M2 * N2);
+        gemm_bf16_weights_forget_all();
+        memset(w2, 0, sizeof(float) * M2 * N2);
+        gemm(0, 0, M2, N2, K, 1.0f, block + 7, ldw, b2, N2, 0.0f, w2, N2);
+        gemm_bf16_weights_updated(block, nblock);
+        memset(g2, 0, sizeof(float) * M2 * N2);
+        gemm(0, 0, M2, N2, K, 1.0f, block + 7, ldw, b2, N2, 0.0f, g2, N2);
+        if (memcmp(w2, g2, sizeof(float) * M2 * N2) && !bad++)
+            printf("FAIL gemm bf16 shadow: weights as A (%dx%d) differ from per-product conversion\n", M2, N2);
+        free(w2), free(g2);
+    }
     for (size_t i = 0; i < nblock; i += 5) block[i] += 0.75f; /* updated and declared: copy must follow */
     gemm_bf16_weights_updated(block, nblock);
     gemm(0, 0, M, N, K, 1.0f, block + 7, ldw, b2, N, 0.0f, got, N);
@@ -981,8 +989,8 @@ static void test_gemm_bf16_hold(void) {
     for (int round = 0; round < 2; round++) {
         if (round == 1)
             for (size_t i = 0; i < nblock; i += 3) block[i] = block[i] * -1.25f + 0.5f; /* rewritten after release */
-        for (int side = 0; side < 2; side++)       /* the held block as A (x) or as B */
-            for (int tr = 0; tr < 2; tr++)         /* its transpose */
+        for (int side = 0; side < 2; side++)                 /* the held block as A (x) or as B */
+            for (int tr = 0; tr < 2; tr++)                   /* its transpose */
                 for (int nested = 0; nested < 3; nested++) { /* 2: nested first, then top level */
                     const float *x = block + 40;
                     int ta = side == 0 ? tr : 0, tb = side == 1 ? tr : 0;

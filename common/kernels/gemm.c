@@ -273,7 +273,7 @@ static struct {
 } held[BF16_HOLDS];
 
 void gemm_bf16_hold(const float *p, size_t n) {
-    if (!use_bf16 || !p || !n) return;
+    if (!use_bf16 || !p || !n || omp_get_level() > 0) return;
     for (int i = 0; i < BF16_HOLDS; i++)
         if (!held[i].base) {
             if (n > held[i].cap) {
@@ -287,10 +287,14 @@ void gemm_bf16_hold(const float *p, size_t n) {
 }
 
 static void bf16_holds_clear(void) {
-    for (int i = 0; i < BF16_HOLDS; i++) held[i].base = NULL, held[i].n = 0, held[i].fresh = 0;
+    for (int i = 0; i < BF16_HOLDS; i++) {
+        free(held[i].bf);
+        held[i].base = NULL, held[i].bf = NULL, held[i].n = held[i].cap = 0, held[i].fresh = 0;
+    }
 }
 
 void gemm_bf16_release(const float *p) {
+    if (omp_get_level() > 0) return;
     for (int i = 0; i < BF16_HOLDS; i++)
         if (held[i].base == p) {
             held[i].base = NULL, held[i].n = 0, held[i].fresh = 0;

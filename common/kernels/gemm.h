@@ -65,8 +65,9 @@ void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n);
  * a linear layer's dX and dW products.  The first product outside parallel regions
  * that reads it converts the block once, whole; later ones read that copy (the same
  * rounding, so the same bits as converting per product).  The caller must not write
- * the block while it is held.  No-op when bf16 is off; holds beyond BF16_HOLDS (4)
- * are ignored (those products convert for themselves). */
+ * the block while it is held.  No-op when bf16 is off and inside parallel regions
+ * (the slots are the process's; hold from the top level only); holds beyond
+ * BF16_HOLDS (4) are ignored (those products convert for themselves). */
 void gemm_bf16_hold(const float *p, size_t n);
 void gemm_bf16_release(const float *p);
 

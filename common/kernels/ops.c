@@ -293,7 +293,7 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 
 void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
                      int C, int OC) {
-    if (dinp && dw) gemm_bf16_hold(dout, (size_t)N * OC); /* bf16: dout converted once for both */
+    if (dinp && dw) gemm_bf16_hold(dout, (size_t)N * OC);                /* bf16: dout converted once for both */
     if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C); /* dinp += dout @ w */
     if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);   /* dw += dout^T @ inp */
     if (dinp && dw) gemm_bf16_release(dout);

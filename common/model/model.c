@@ -647,7 +647,6 @@ static AttnOpts attn_opts(const Model *m, int l, int T, int *plain) {
 /* Whether layer l runs the fused attention (ops_flash.c) at row length T: the mode, and
  * in auto mode T against FLASH_MIN_T.  The fused kernel takes every option itself. */
 static int layer_flash(const Model *m, int l, int T) {
-    (void)l;
     int mode = m->impl->flash;
     if (mode >= 0) return mode;
     return T >= FLASH_MIN_T;

@@ -198,9 +198,8 @@ int model_checkpointing(void);
 /* Attention kernel of the next model_forward: the fused one (ops.h
  * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
  * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
- * and with -1 (the default) the fused one from T = 1024 on, and from T = 128 on in
- * layers with soft-capping, a query scale or a window shorter than T (whose dense
- * kernel, attention_ext, is the slower one there).  Every layer's options go to either
+ * and with -1 (the default) the fused one from T = 128 on, in every layer (model.c
+ * FLASH_MIN_T: memory against time).  Every layer's options go to either
  * kernel; the fused one computes only the key blocks inside a window.  The two agree
  * to float rounding. */
 void model_set_flash_attention(int mode);
@@ -256,7 +255,7 @@ void model_values_backward(Model *m, const float *dvalues);
  * Memory: activations of the last forward are kept for backward, about
  * L * (12 C + 2 F + nh T) floats per token (the norms' outputs and the MLP's activation
  * output are recomputed in backward into buffers all layers share: model.c,
- * ln_recompute; nh instead of nh T with the fused attention, from T = 1024 on; with
+ * ln_recompute; nh instead of nh T with the fused attention, from T = 128 on; with
  * model_set_checkpointing about L C plus one layer's set); they are reallocated only
  * when a larger batch arrives. */
 
