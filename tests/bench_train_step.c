@@ -75,6 +75,8 @@ static void usage(FILE *f) {
                "  --matmul K      oneDNN's matmul primitive for the products: bf16 (default), fp32,\n"
                "                  both or none (gemm_set_onednn_matmul; bf16 without it: oneDNN's\n"
                "                  gemm entry point, fp32 without it: OpenBLAS)\n"
+               "  --attn A        attention kernel: auto (default), eager or flash\n"
+               "                  (--attn-implementation of the training programs)\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
@@ -140,6 +142,10 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_train_step: oneDNN's matmul primitive is unavailable\n");
                 return 69;
             }
+        } else if (!strcmp(argv[i], "--attn") && i + 1 < argc) {
+            int k = cli_choice("bench_train_step", "--attn", argv[++i],
+                               (const char *const[]){"auto", "eager", "flash", NULL});
+            model_set_flash_attention(k == 0 ? -1 : k == 2);
         } else
             cli_usage_error("bench_train_step", "unknown argument '%s'", argv[i]);
     }
