@@ -272,7 +272,7 @@ extern "C" void gelu_backward_cuda(float *dinp, const float *inp, const float *d
     Operand o[] = {{dinp, dinp, n, NULL}, {inp, NULL, n, NULL}, {dout, NULL, n, NULL}};
     if (n == 0 || run_on_device(o, 3, [&] { return gelu_backward_cuda_dev(o[0].dev, o[1].dev, o[2].dev, n); }) == 0)
         return;
-    gelu_backward(dinp, inp, dout, n);
+    gelu_backward(dinp, inp, dout, n, 1);
 }
 
 extern "C" void swiglu_forward_cuda(float *out, const float *gate, const float *up, size_t n) {
@@ -293,7 +293,7 @@ extern "C" void swiglu_backward_cuda(float *dgate, float *dup, const float *dout
     if (run_on_device(
             o, 5, [&] { return swiglu_backward_cuda_dev(o[0].dev, o[1].dev, o[2].dev, o[3].dev, o[4].dev, n); }) == 0)
         return;
-    swiglu_backward(dgate, dup, dout, gate, up, n);
+    swiglu_backward(dgate, dup, dout, gate, up, n, 1);
 }
 
 extern "C" void residual_forward_cuda(float *out, const float *a, const float *b, size_t n) {

@@ -30,11 +30,11 @@ int main(void) {
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/gemm.h"
+#include "base/util.h"
 #include "gemm_cuda.h"
+#include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "ops_cuda.h"
-#include "base/util.h"
 
 /* Under the sanitizer build, ASan's protected shadow gap overlaps the addresses the
  * CUDA driver maps, and device initialisation fails unless the gap is unprotected
@@ -207,7 +207,7 @@ static void check_elementwise(void) {
 
     float *d0 = rand_array(n, -1, 1);
     float *dc = copy_array(d0, n), *dg = copy_array(d0, n);
-    gelu_backward(dc, x, dy, n);
+    gelu_backward(dc, x, dy, n, 1);
     gelu_backward_cuda(dg, x, dy, n);
     check_close("gelu_backward (accumulating)", dg, dc, n);
 
@@ -218,12 +218,12 @@ static void check_elementwise(void) {
     float *e0 = rand_array(n, -1, 1);
     float *ec = copy_array(e0, n), *eg = copy_array(e0, n);
     memcpy(dc, d0, sizeof(float) * n), memcpy(dg, d0, sizeof(float) * n);
-    swiglu_backward(dc, ec, dy, x, y, n);
+    swiglu_backward(dc, ec, dy, x, y, n, 1);
     swiglu_backward_cuda(dg, eg, dy, x, y, n);
     check_close("swiglu_backward dgate", dg, dc, n);
     check_close("swiglu_backward dup", eg, ec, n);
     memcpy(ec, e0, sizeof(float) * n), memcpy(eg, e0, sizeof(float) * n);
-    swiglu_backward(NULL, ec, dy, x, y, n);
+    swiglu_backward(NULL, ec, dy, x, y, n, 1);
     swiglu_backward_cuda(NULL, eg, dy, x, y, n);
     check_close("swiglu_backward dup only", eg, ec, n);
 

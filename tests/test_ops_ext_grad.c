@@ -94,7 +94,7 @@ static void test_geglu(void) {
     gelu_forward(ref, p_g, P_N);
     for (int i = 0; i < P_N; i++) ref[i] *= p_u[i];
     expect_close("geglu = gelu(gate) * up", p_out, ref, P_N, 1e-5);
-    geglu_backward(dg, du, p_r, p_g, p_u, P_N);
+    geglu_backward(dg, du, p_r, p_g, p_u, P_N, 1);
     fd_check("geglu dgate", geglu_loss, p_g, dg, dg0, P_N);
     fd_check("geglu dup", geglu_loss, p_u, du, du0, P_N);
     free(dg0), free(du0), free(dg), free(du), free(p_g), free(p_u), free(p_r), free(p_out);

@@ -196,6 +196,19 @@ static void test_linear(void) {
             printf("FAIL linear_backward with dw = dbias = NULL: dinp differs from the full call\n");
             failures++;
         }
+        /* linear_backward_set overwrites dinp (NaN before) and adds to dw and dbias as
+         * linear_backward does; dinp as linear_backward into zeros */
+        float *dx3 = xmalloc(sizeof(float) * F_N * F_C), *dxz = xcalloc(F_N * F_C, sizeof(float));
+        float *dw3 = copyf(dw0, F_OC * F_C), *db3 = copyf(db0, F_OC);
+        for (int i = 0; i < F_N * F_C; i++) dx3[i] = NAN;
+        linear_backward_set(dx3, dw3, f_bias ? db3 : NULL, f_r, f_x, f_w, F_N, F_C, F_OC);
+        linear_backward(dxz, NULL, NULL, f_r, f_x, f_w, F_N, F_C, F_OC);
+        if (memcmp(dx3, dxz, sizeof(float) * F_N * F_C) || memcmp(dw3, dw, sizeof(float) * F_OC * F_C) ||
+            (f_bias && memcmp(db3, db, sizeof(float) * F_OC))) {
+            printf("FAIL linear_backward_set: not linear_backward with dinp zeroed first\n");
+            failures++;
+        }
+        free(dx3), free(dxz), free(dw3), free(db3);
         free(dx2), free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db);
     }
     free(f_x), free(f_w), free(f_b), free(f_r), free(f_out);
@@ -373,7 +386,7 @@ static void test_pointwise(void) {
     p_out = xmalloc(sizeof(float) * P_N);
     float *da0 = randn(P_N, 1), *db0 = randn(P_N, 1);
     float *da = copyf(da0, P_N), *db = copyf(db0, P_N);
-    gelu_backward(da, p_a, p_r, P_N);
+    gelu_backward(da, p_a, p_r, P_N, 1);
     fd_check("gelu dinp", gelu_loss, p_a, da, da0, P_N, NULL, 0);
     /* gelu_new at a few points (values from transformers' NewGELUActivation) */
     float xs[3] = {-1.0f, 0.5f, 2.0f}, ys[3];
@@ -385,9 +398,27 @@ static void test_pointwise(void) {
             failures++;
         }
     memcpy(da, da0, sizeof(float) * P_N);
-    swiglu_backward(da, db, p_r, p_a, p_b, P_N);
+    swiglu_backward(da, db, p_r, p_a, p_b, P_N, 1);
     fd_check("swiglu dgate", swiglu_loss, p_a, da, da0, P_N, NULL, 0);
     fd_check("swiglu dup", swiglu_loss, p_b, db, db0, P_N, NULL, 0);
+    /* accumulate = 0 overwrites (NaN before): the same as adding into zeros */
+    {
+        float *z1 = xcalloc(P_N, sizeof(float)), *z2 = xcalloc(P_N, sizeof(float));
+        float *n1 = xmalloc(sizeof(float) * P_N), *n2 = xmalloc(sizeof(float) * P_N);
+        for (int i = 0; i < P_N; i++) n1[i] = n2[i] = NAN;
+        gelu_backward(z1, p_a, p_r, P_N, 1);
+        gelu_backward(n1, p_a, p_r, P_N, 0);
+        int bad = memcmp(z1, n1, sizeof(float) * P_N) != 0;
+        memset(z1, 0, sizeof(float) * P_N);
+        swiglu_backward(z1, z2, p_r, p_a, p_b, P_N, 1);
+        swiglu_backward(n1, n2, p_r, p_a, p_b, P_N, 0);
+        bad |= memcmp(z1, n1, sizeof(float) * P_N) || memcmp(z2, n2, sizeof(float) * P_N);
+        if (bad) {
+            printf("FAIL gelu/swiglu backward with accumulate = 0: not the sums into zeros\n");
+            failures++;
+        }
+        free(z1), free(z2), free(n1), free(n2);
+    }
     memcpy(da, da0, sizeof(float) * P_N);
     memcpy(db, db0, sizeof(float) * P_N);
     residual_backward(da, db, p_r, P_N);
@@ -1061,8 +1092,8 @@ static void run_all_ops(Snap *s, uint64_t seed) {
     linear_backward(dx, dw, db, dout, x, w, N, C, OC);
     snap_add(s, o, N * OC), snap_add(s, dw, OC * C), snap_add(s, db, OC);
     gelu_forward(o, o, (size_t)N * OC);
-    gelu_backward(dout, o, dout, (size_t)N * OC);
-    swiglu_backward(dout, dw, dout, o, o, (size_t)OC * C);
+    gelu_backward(dout, o, dout, (size_t)N * OC, 1);
+    swiglu_backward(dout, dw, dout, o, o, (size_t)OC * C, 1);
     snap_add(s, dout, N * OC);
     /* attention on [B,T] = 200 rows of x's first columns */
     size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;

@@ -291,11 +291,12 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
     }
 }
 
-void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
-                     int C, int OC) {
-    if (dinp && dw) gemm_bf16_hold(dout, (size_t)N * OC);                /* bf16: dout converted once for both */
-    if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C); /* dinp += dout @ w */
-    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);   /* dw += dout^T @ inp */
+/* dinp = dout @ w + dinp_beta dinp; the rest as linear_backward */
+static void linear_backward_beta(float dinp_beta, float *dinp, float *dw, float *dbias, const float *dout,
+                                 const float *inp, const float *w, int N, int C, int OC) {
+    if (dinp && dw) gemm_bf16_hold(dout, (size_t)N * OC);                     /* bf16: dout converted once for both */
+    if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C); /* dinp (+)= dout @ w */
+    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);        /* dw += dout^T @ inp */
     if (dinp && dw) gemm_bf16_release(dout);
     if (dbias) {
         int nblk = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
@@ -310,6 +311,16 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
             for (int c = c0; c < c1; c++) dbias[c] += (float)acc[c - c0];
         }
     }
+}
+
+void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
+                     int C, int OC) {
+    linear_backward_beta(1.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
+}
+
+void linear_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                         int N, int C, int OC) {
+    linear_backward_beta(0.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
 /* ---- GELU, tanh form ----------------------------------------------------------------
@@ -331,13 +342,14 @@ void gelu_forward(float *out, const float *inp, size_t n) {
 
 /* With s = sigmoid(2u):  d/dx [x s] = s + 2 x s (1 - s) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
  * (equal to the tanh form's 0.5 (1 + t) + 0.5 x (1 - t^2) u', since 1 - t^2 = 4 s (1 - s)). */
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int accumulate) {
 #pragma omp parallel for simd schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float s = ops_sigmoidf(2.0f * GELU_K0 * (x + GELU_K1 * x * x * x));
         float g = s + 2.0f * x * s * (1.0f - s) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
-        dinp[i] += g * dout[i];
+        float d = g * dout[i];
+        dinp[i] = accumulate ? dinp[i] + d : d;
     }
 }
 
@@ -353,13 +365,15 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
 }
 
 /* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). */
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n,
+                     int accumulate) {
 #pragma omp parallel for schedule(guided)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         float s = ops_sigmoidf(g);
-        if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
-        if (dup) dup[i] += dout[i] * g * s;
+        float dg = dout[i] * up[i] * s * (1.0f + g * (1.0f - s)), du = dout[i] * g * s;
+        if (dgate) dgate[i] = accumulate ? dgate[i] + dg : dg;
+        if (dup) dup[i] = accumulate ? dup[i] + du : du;
     }
 }
 

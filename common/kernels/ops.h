@@ -40,6 +40,9 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
 void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
                      int C, int OC);
+/* The same with dinp overwritten (dinp = dout @ w), so it need not be zeroed first. */
+void linear_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                         int N, int C, int OC);
 
 /* ---- rotary position embedding, HF "rotate_half" convention ----
  * x is [N, nh, hd] (a row of heads per token), rotated in place by pos[n]:
@@ -89,11 +92,14 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
 
 /* ---- GELU, tanh approximation (GPT-2's gelu_new) ---- */
 void gelu_forward(float *out, const float *inp, size_t n);
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* backward: dinp += (accumulate) or = (not) gelu'(inp) dout */
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int accumulate);
 
 /* ---- SiLU-gated MLP core (Llama): out = silu(gate) * up ---- */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+/* backward: dgate, dup added to (accumulate) or overwritten; either may be NULL */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n,
+                     int accumulate);
 
 /* ---- residual: out = a + b ; backward: da += dout, db += dout ---- */
 void residual_forward(float *out, const float *a, const float *b, size_t n);

@@ -28,14 +28,16 @@ void geglu_forward(float *out, const float *gate, const float *up, size_t n) {
 }
 
 /* d gelu/dg = 0.5 (1 + t) + 0.5 g (1 - t^2) u'(g),  u' = sqrt(2/pi) (1 + 3 * 0.044715 g^2). */
-void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n,
+                    int accumulate) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         double g = gate[i], t = tanh(K0 * (g + K1 * g * g * g));
         double gl = 0.5 * g * (1.0 + t);
         double dg = 0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * K0 * (1.0 + 3.0 * K1 * g * g);
-        if (dgate) dgate[i] += (float)(dout[i] * up[i] * dg);
-        if (dup) dup[i] += (float)(dout[i] * gl);
+        float a = (float)(dout[i] * up[i] * dg), b = (float)(dout[i] * gl);
+        if (dgate) dgate[i] = accumulate ? dgate[i] + a : a;
+        if (dup) dup[i] = accumulate ? dup[i] + b : b;
     }
 }
 

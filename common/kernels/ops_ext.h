@@ -18,7 +18,8 @@
 
 /* ---- GeGLU core (Shazeer 2020, eq. 5 with GELU's tanh form): out = gelu(gate) * up ---- */
 void geglu_forward(float *out, const float *gate, const float *up, size_t n);
-void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n,
+                    int accumulate);
 
 /* ---- RoPE as rope_forward (ops.h) with angle = f32(pos) * inv_freq[i], i < hd/2 ---- */
 void rope_freq_forward(float *x, const int *pos, int N, int nh, int hd, const float *inv_freq);
