@@ -312,16 +312,24 @@ static void bf16_block(uint16_t *bf, const float *b, size_t n) {
     }
 }
 
+/* Where X (rows x cols, leading dimension ld) lies in the block [b, b+n): 1 with its
+ * offset when wholly inside, 0 when it starts outside, -1 when it runs past the end. */
+static int block_offset(const float *b, size_t n, const float *X, int rows, int cols, int ld, size_t *off) {
+    if (!b || X < b || X >= b + n) return 0;
+    *off = (size_t)(X - b);
+    return *off + (size_t)(rows - 1) * ld + cols <= n ? 1 : -1;
+}
+
 /* The held copy of X (as bf16_shadow), or NULL. */
 static const uint16_t *bf16_held(const float *X, int rows, int cols, int ld, int top) {
     for (int i = 0; i < BF16_HOLDS; i++) {
-        const float *b = held[i].base;
-        if (!b || X < b || X >= b + held[i].n) continue;
-        size_t off = (size_t)(X - b), end = off + (size_t)(rows - 1) * ld + cols;
-        if (end > held[i].n) return NULL;
+        size_t off;
+        int in = block_offset(held[i].base, held[i].n, X, rows, cols, ld, &off);
+        if (in == 0) continue;
+        if (in < 0) return NULL;
         if (!held[i].fresh) {
             if (!top) return NULL;
-            bf16_block(held[i].bf, b, held[i].n);
+            bf16_block(held[i].bf, held[i].base, held[i].n);
             held[i].fresh = 1;
         }
         return held[i].bf + off;
@@ -334,13 +342,13 @@ static const uint16_t *bf16_held(const float *X, int rows, int cols, int ld, int
  * can read it); inside a region a stale block is converted per product as before. */
 static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, int top) {
     for (int i = 0; i < BF16_SHADOWS; i++) {
-        const float *b = shadow[i].base;
-        if (!b || X < b || X >= b + shadow[i].n) continue;
-        size_t off = (size_t)(X - b), end = off + (size_t)(rows - 1) * ld + cols;
-        if (end > shadow[i].n) return NULL;
+        size_t off;
+        int in = block_offset(shadow[i].base, shadow[i].n, X, rows, cols, ld, &off);
+        if (in == 0) continue;
+        if (in < 0) return NULL;
         if (!shadow[i].fresh) {
             if (!top) return NULL;
-            bf16_block(shadow[i].bf, b, shadow[i].n);
+            bf16_block(shadow[i].bf, shadow[i].base, shadow[i].n);
             shadow[i].fresh = 1;
             shadow[i].whole = 1;
         }
