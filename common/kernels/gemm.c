@@ -210,13 +210,14 @@ static uint16_t *bf16_scratch(int slot, size_t n) {
  * dropped when an optimizer is freed (gemm_bf16_weights_forget_all), so weights
  * written by anything else (loading, LoRA merges) are never read stale. */
 #define BF16_SHADOWS 4
-static struct {
+typedef struct {
     const float *base;
-    size_t n;
+    size_t n, cap; /* cap: held copies only (their buffers are kept between holds) */
     uint16_t *bf;
     int fresh; /* bf == bf16(base) */
     int whole; /* converted whole at least once (gemm_bf16_weights_begin) */
-} shadow[BF16_SHADOWS];
+} Bf16Copy;
+static Bf16Copy shadow[BF16_SHADOWS];
 
 void gemm_bf16_weights_updated(const float *p, size_t n) {
     if (!use_bf16 || !p || !n) return;
@@ -265,12 +266,7 @@ void gemm_bf16_convert(uint16_t *dst, const float *src, size_t n) {
 /* Activations held by gemm_bf16_hold: the same lookup as the shadows, their buffers
  * kept for the next hold. */
 #define BF16_HOLDS 4
-static struct {
-    const float *base;
-    size_t n, cap;
-    uint16_t *bf;
-    int fresh;
-} held[BF16_HOLDS];
+static Bf16Copy held[BF16_HOLDS];
 
 void gemm_bf16_hold(const float *p, size_t n) {
     if (!use_bf16 || !p || !n || omp_get_level() > 0) return;
@@ -320,41 +316,35 @@ static int block_offset(const float *b, size_t n, const float *X, int rows, int 
     return *off + (size_t)(rows - 1) * ld + cols <= n ? 1 : -1;
 }
 
-/* The held copy of X (as bf16_shadow), or NULL. */
-static const uint16_t *bf16_held(const float *X, int rows, int cols, int ld, int top) {
-    for (int i = 0; i < BF16_HOLDS; i++) {
+/* The copy of X (rows x cols, leading dimension ld) in one of the n blocks of set, or
+ * NULL; *found when X starts inside one of them.  A stale copy is refreshed only at
+ * the top level (outside parallel regions, where no other thread can read it); inside
+ * a region a stale block is converted per product as before. */
+static const uint16_t *copy_lookup(Bf16Copy *set, int n, const float *X, int rows, int cols, int ld, int top,
+                                   int *found) {
+    *found = 0;
+    for (int i = 0; i < n; i++) {
         size_t off;
-        int in = block_offset(held[i].base, held[i].n, X, rows, cols, ld, &off);
+        int in = block_offset(set[i].base, set[i].n, X, rows, cols, ld, &off);
         if (in == 0) continue;
+        *found = 1;
         if (in < 0) return NULL;
-        if (!held[i].fresh) {
+        if (!set[i].fresh) {
             if (!top) return NULL;
-            bf16_block(held[i].bf, held[i].base, held[i].n);
-            held[i].fresh = 1;
+            bf16_block(set[i].bf, set[i].base, set[i].n);
+            set[i].fresh = 1;
+            set[i].whole = 1;
         }
-        return held[i].bf + off;
+        return set[i].bf + off;
     }
     return NULL;
 }
 
-/* The shadow of X (rows x cols, leading dimension ld), or NULL.  A stale shadow is
- * refreshed only at the top level (outside parallel regions, where no other thread
- * can read it); inside a region a stale block is converted per product as before. */
+/* The bf16 copy of X: a weight shadow's, else a held activation's, else NULL. */
 static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, int top) {
-    for (int i = 0; i < BF16_SHADOWS; i++) {
-        size_t off;
-        int in = block_offset(shadow[i].base, shadow[i].n, X, rows, cols, ld, &off);
-        if (in == 0) continue;
-        if (in < 0) return NULL;
-        if (!shadow[i].fresh) {
-            if (!top) return NULL;
-            bf16_block(shadow[i].bf, shadow[i].base, shadow[i].n);
-            shadow[i].fresh = 1;
-            shadow[i].whole = 1;
-        }
-        return shadow[i].bf + off;
-    }
-    return bf16_held(X, rows, cols, ld, top);
+    int found;
+    const uint16_t *c = copy_lookup(shadow, BF16_SHADOWS, X, rows, cols, ld, top, &found);
+    return found ? c : copy_lookup(held, BF16_HOLDS, X, rows, cols, ld, top, &found);
 }
 
 static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
@@ -395,6 +385,30 @@ static void bf16_tile(int transA, int transB, int M, int N, int K, float alpha, 
     if (st != 0) die_internal("oneDNN's bf16 gemm failed (status %d) on %c%c M=%d N=%d K=%d", st, ta, tb, M, N, K);
 }
 
+/* The operand gemm_bf16_split does not cut: its bf16 copy, else converted whole into
+ * this thread's scratch slot (then dense: *ld_out = cols). */
+static const uint16_t *whole_operand(const float *X, int rows, int cols, int ld, int slot, int *ld_out) {
+    const uint16_t *c = bf16_shadow(X, rows, cols, ld, 1);
+    *ld_out = ld;
+    if (c) return c;
+    uint16_t *s = bf16_scratch(slot, (size_t)rows * cols);
+    bf16_matrix(s, X, rows, cols, ld, 1);
+    *ld_out = cols;
+    return s;
+}
+
+/* One stripe (rows x cols at offset off) of the operand gemm_bf16_split cuts: from its
+ * bf16 copy when it has one, else converted into this thread's stripe buffer. */
+static const uint16_t *stripe_operand(const uint16_t *copy, const float *X, size_t off, int rows, int cols, int ld,
+                                      int *ld_out) {
+    *ld_out = ld;
+    if (copy) return copy + off;
+    uint16_t *s = bf16_scratch(2, (size_t)rows * cols);
+    bf16_rows(s, X + off, 0, rows, cols, ld);
+    *ld_out = cols;
+    return s;
+}
+
 /* The top-level bf16 product cut into gemm_tiles' stripes, as gemm_tiled does, with the
  * operand that is cut (op(A) for row stripes, op(B) for column stripes) converted by
  * each thread for its own stripe, straight into a dense buffer: one pass from fp32
@@ -408,52 +422,27 @@ static void gemm_bf16_split(int transA, int transB, int M, int N, int K, float a
     int nt, w, split_n;
     gemm_tiles(M, N, K, &nt, &w, &split_n);
     int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    const uint16_t *a = NULL, *b = NULL;
-    int a_ld = lda, b_ld = ldb;
-    /* the whole operand: converted here; the cut one: looked up only */
-    if (split_n) {
-        if (!(a = bf16_shadow(A, ar, ac, lda, 1))) {
-            uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
-            bf16_matrix(s, A, ar, ac, lda, 1);
-            a = s, a_ld = ac;
-        }
+    const uint16_t *a, *b;
+    int a_ld, b_ld;
+    if (split_n) { /* A whole, B in column stripes */
+        a = whole_operand(A, ar, ac, lda, 0, &a_ld);
         b = bf16_shadow(B, br, bc, ldb, 1);
-    } else {
-        if (!(b = bf16_shadow(B, br, bc, ldb, 1))) {
-            uint16_t *s = bf16_scratch(1, (size_t)br * bc);
-            bf16_matrix(s, B, br, bc, ldb, 1);
-            b = s, b_ld = bc;
-        }
+    } else { /* B whole, A in row stripes */
+        b = whole_operand(B, br, bc, ldb, 1, &b_ld);
         a = bf16_shadow(A, ar, ac, lda, 1);
     }
     int D = split_n ? N : M;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < nt; t++) {
-        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
-        if (split_n) {
-            /* columns d0.. of C: rows d0.. of B^T ([dn, K]) or columns d0.. of B ([K, dn]) */
-            int rows = transB ? dn : K, cols = transB ? K : dn;
-            size_t off = transB ? (size_t)d0 * ldb : (size_t)d0;
-            const uint16_t *bs = b ? b + off : NULL;
-            int bs_ld = ldb;
-            if (!bs) {
-                uint16_t *s = bf16_scratch(2, (size_t)rows * cols);
-                bf16_rows(s, B + off, 0, rows, cols, ldb);
-                bs = s, bs_ld = cols;
-            }
-            bf16_tile(transA, transB, M, dn, K, alpha, a, a_ld, bs, bs_ld, beta, C + d0, ldc);
-        } else {
-            /* rows d0.. of C: columns d0.. of A^T ([K, dn]) or rows d0.. of A ([dn, K]) */
-            int rows = transA ? K : dn, cols = transA ? dn : K;
-            size_t off = transA ? (size_t)d0 : (size_t)d0 * lda;
-            const uint16_t *as = a ? a + off : NULL;
-            int as_ld = lda;
-            if (!as) {
-                uint16_t *s = bf16_scratch(2, (size_t)rows * cols);
-                bf16_rows(s, A + off, 0, rows, cols, lda);
-                as = s, as_ld = cols;
-            }
-            bf16_tile(transA, transB, dn, N, K, alpha, as, as_ld, b, b_ld, beta, C + (size_t)d0 * ldc, ldc);
+        int d0 = t * w, dn = D - d0 < w ? D - d0 : w, s_ld;
+        if (split_n) { /* columns d0.. of C: rows d0.. of B^T ([dn, K]) or columns d0.. of B ([K, dn]) */
+            const uint16_t *bs = stripe_operand(b, B, transB ? (size_t)d0 * ldb : (size_t)d0, transB ? dn : K,
+                                                transB ? K : dn, ldb, &s_ld);
+            bf16_tile(transA, transB, M, dn, K, alpha, a, a_ld, bs, s_ld, beta, C + d0, ldc);
+        } else { /* rows d0.. of C: columns d0.. of A^T ([K, dn]) or rows d0.. of A ([dn, K]) */
+            const uint16_t *as = stripe_operand(a, A, transA ? (size_t)d0 : (size_t)d0 * lda, transA ? K : dn,
+                                                transA ? dn : K, lda, &s_ld);
+            bf16_tile(transA, transB, dn, N, K, alpha, as, s_ld, b, b_ld, beta, C + (size_t)d0 * ldc, ldc);
         }
     }
 }
