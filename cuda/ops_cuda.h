@@ -1,7 +1,7 @@
 /* ops_cuda.h — the first GPU ops: element-wise layers and RMSNorm, in two forms.
  *
- *  *_cuda      same signature and contract as the op in common/kernels/ops.h, on host
- *              pointers (backward ops accumulate, += , as on the CPU).  Operands are
+ *  *_cuda      the op in common/kernels/ops.h on host pointers, backward ops in their
+ *              accumulating form (+=, the CPU's accumulate = 1; no such argument here).  Operands are
  *              copied to the device, the kernel runs, results are staged on the host
  *              and written to the caller's arrays only when every device step
  *              succeeded; if the GPU is absent or fails, the CPU op runs instead, so a

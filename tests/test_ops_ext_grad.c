@@ -97,6 +97,25 @@ static void test_geglu(void) {
     geglu_backward(dg, du, p_r, p_g, p_u, P_N, 1);
     fd_check("geglu dgate", geglu_loss, p_g, dg, dg0, P_N);
     fd_check("geglu dup", geglu_loss, p_u, du, du0, P_N);
+    /* accumulate = 0 overwrites (NaN before): the sums into zeros, also with either
+     * output NULL */
+    float *z1 = xcalloc(P_N, sizeof(float)), *z2 = xcalloc(P_N, sizeof(float));
+    float *n1 = xmalloc(P_N * sizeof(float)), *n2 = xmalloc(P_N * sizeof(float));
+    int bad = 0;
+    for (int k = 0; k < 3; k++) { /* both, dgate only, dup only */
+        memset(z1, 0, P_N * sizeof(float)), memset(z2, 0, P_N * sizeof(float));
+        for (int i = 0; i < P_N; i++) n1[i] = n2[i] = NAN;
+        geglu_backward(k == 2 ? NULL : z1, k == 1 ? NULL : z2, p_r, p_g, p_u, P_N, 1);
+        geglu_backward(k == 2 ? NULL : n1, k == 1 ? NULL : n2, p_r, p_g, p_u, P_N, 0);
+        bad |= k != 2 && memcmp(z1, n1, P_N * sizeof(float));
+        bad |= k != 1 && memcmp(z2, n2, P_N * sizeof(float));
+    }
+    if (bad)
+        printf("FAIL geglu backward with accumulate = 0: not the sums into zeros\n");
+    else
+        printf("ok   geglu backward with accumulate = 0 overwrites (both outputs, either NULL)\n");
+    failures += bad;
+    free(z1), free(z2), free(n1), free(n2);
     free(dg0), free(du0), free(dg), free(du), free(p_g), free(p_u), free(p_r), free(p_out);
 }
 

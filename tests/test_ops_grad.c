@@ -409,10 +409,14 @@ static void test_pointwise(void) {
         gelu_backward(z1, p_a, p_r, P_N, 1);
         gelu_backward(n1, p_a, p_r, P_N, 0);
         int bad = memcmp(z1, n1, sizeof(float) * P_N) != 0;
-        memset(z1, 0, sizeof(float) * P_N);
-        swiglu_backward(z1, z2, p_r, p_a, p_b, P_N, 1);
-        swiglu_backward(n1, n2, p_r, p_a, p_b, P_N, 0);
-        bad |= memcmp(z1, n1, sizeof(float) * P_N) || memcmp(z2, n2, sizeof(float) * P_N);
+        for (int k = 0; k < 3; k++) { /* both outputs, dgate only, dup only */
+            memset(z1, 0, sizeof(float) * P_N), memset(z2, 0, sizeof(float) * P_N);
+            for (int i = 0; i < P_N; i++) n1[i] = n2[i] = NAN;
+            swiglu_backward(k == 2 ? NULL : z1, k == 1 ? NULL : z2, p_r, p_a, p_b, P_N, 1);
+            swiglu_backward(k == 2 ? NULL : n1, k == 1 ? NULL : n2, p_r, p_a, p_b, P_N, 0);
+            bad |= k != 2 && memcmp(z1, n1, sizeof(float) * P_N);
+            bad |= k != 1 && memcmp(z2, n2, sizeof(float) * P_N);
+        }
         if (bad) {
             printf("FAIL gelu/swiglu backward with accumulate = 0: not the sums into zeros\n");
             failures++;

@@ -3,7 +3,9 @@
  * Conventions (as in llm.c):
  *  - Activations are row-major [N, C] with N = B*T rows (one per token).
  *  - Backward functions ACCUMULATE (+=) into parameter gradients and into input
- *    gradients (dinp += ...), so a caller zeroes gradients once per step.
+ *    gradients (dinp += ...), so a caller zeroes gradients once per step; except
+ *    linear_backward_set and the element-wise backwards with accumulate = 0, which
+ *    overwrite the input gradient (the model's first write into a buffer: no zeroing).
  *  - Linear weights are stored [OC, C] (nn.Linear layout) for both families;
  *    GPT-2's Conv1D [in,out] checkpoints are transposed on load and save.
  *  - Non-GEMM loops use OpenMP over rows; results do not depend on the thread count

@@ -1,5 +1,6 @@
 /* ops_ext.h — the ops the newer model families add to ops.h's, as _forward/_backward
- * pairs with ops.h's conventions (row-major [N, C], backward accumulates).
+ * pairs with ops.h's conventions (row-major [N, C], backward accumulates, or with
+ * accumulate = 0 overwrites).
  *   geglu:        Gemma's MLP core gelu_tanh(gate) * up
  *   rope_freq:    RoPE with an explicit inverse-frequency table (scaled RoPE:
  *                 linear, llama3, longrope, yarn; Gemma 3's local/global bases)
@@ -18,6 +19,7 @@
 
 /* ---- GeGLU core (Shazeer 2020, eq. 5 with GELU's tanh form): out = gelu(gate) * up ---- */
 void geglu_forward(float *out, const float *gate, const float *up, size_t n);
+/* backward: dgate, dup added to (accumulate) or overwritten; either may be NULL */
 void geglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n,
                     int accumulate);
 
