@@ -385,14 +385,15 @@ static void bf16_tile(int transA, int transB, int M, int N, int K, float alpha, 
     if (st != 0) die_internal("oneDNN's bf16 gemm failed (status %d) on %c%c M=%d N=%d K=%d", st, ta, tb, M, N, K);
 }
 
-/* The operand gemm_bf16_split does not cut: its bf16 copy, else converted whole into
- * this thread's scratch slot (then dense: *ld_out = cols). */
-static const uint16_t *whole_operand(const float *X, int rows, int cols, int ld, int slot, int *ld_out) {
-    const uint16_t *c = bf16_shadow(X, rows, cols, ld, 1);
+/* An operand read whole (the one gemm_bf16_split does not cut, or both inside a parallel
+ * region): its bf16 copy, else converted whole into this thread's scratch slot (then
+ * dense: *ld_out = cols), by the threads of a new region when top. */
+static const uint16_t *whole_operand(const float *X, int rows, int cols, int ld, int slot, int top, int *ld_out) {
+    const uint16_t *c = bf16_shadow(X, rows, cols, ld, top);
     *ld_out = ld;
     if (c) return c;
     uint16_t *s = bf16_scratch(slot, (size_t)rows * cols);
-    bf16_matrix(s, X, rows, cols, ld, 1);
+    bf16_matrix(s, X, rows, cols, ld, top);
     *ld_out = cols;
     return s;
 }
@@ -425,10 +426,10 @@ static void gemm_bf16_split(int transA, int transB, int M, int N, int K, float a
     const uint16_t *a, *b;
     int a_ld, b_ld;
     if (split_n) { /* A whole, B in column stripes */
-        a = whole_operand(A, ar, ac, lda, 0, &a_ld);
+        a = whole_operand(A, ar, ac, lda, 0, 1, &a_ld);
         b = bf16_shadow(B, br, bc, ldb, 1);
     } else { /* B whole, A in row stripes */
-        b = whole_operand(B, br, bc, ldb, 1, &b_ld);
+        b = whole_operand(B, br, bc, ldb, 1, 1, &b_ld);
         a = bf16_shadow(A, ar, ac, lda, 1);
     }
     int D = split_n ? N : M;
@@ -460,19 +461,8 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
      * already: one call over the whole of it, which needs no dense copies when its
      * operands are dense (gemm_onednn.c).  Decided by the call site, not the thread
      * count, so the bits are the same at any thread count. */
-    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    const uint16_t *a = bf16_shadow(A, ar, ac, lda, 0), *b = bf16_shadow(B, br, bc, ldb, 0);
-    int a_ld = lda, b_ld = ldb;
-    if (!a) {
-        uint16_t *s = bf16_scratch(0, (size_t)ar * ac);
-        bf16_matrix(s, A, ar, ac, lda, 0);
-        a = s, a_ld = ac;
-    }
-    if (!b) {
-        uint16_t *s = bf16_scratch(1, (size_t)br * bc);
-        bf16_matrix(s, B, br, bc, ldb, 0);
-        b = s, b_ld = bc;
-    }
+    int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N, a_ld, b_ld;
+    const uint16_t *a = whole_operand(A, ar, ac, lda, 0, 0, &a_ld), *b = whole_operand(B, br, bc, ldb, 1, 0, &b_ld);
     bf16_tile(transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
 }
 

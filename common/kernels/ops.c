@@ -89,10 +89,11 @@ void position_backward(float *dwpe, const float *dout, const int *pos, int N, in
  * Statistics in double: C is 768..4096 and single-precision sums of squares would
  * cost digits we need for the 1e-4 oracle comparison. */
 
-/* The per-row sums of layernorm run in LN_LANES interleaved double lanes (column c
- * into lane c % LN_LANES, the lanes added in order), as rmsnorm's do: one serial
- * chain of double additions per row made them latency-bound.  The order depends on C
- * only, so the results are the same at any thread count. */
+/* The per-row sums of layernorm and rmsnorm run in LN_LANES interleaved double lanes
+ * (column c into lane c % LN_LANES, the lanes added in order): one serial chain of
+ * double additions per row made them latency-bound (~3% of a SmolLM2 DPO step for
+ * rmsnorm).  The order depends on C only, so the results are the same at any thread
+ * count. */
 #define LN_LANES 16
 
 static double ln_sum(const float *x, int C) {
@@ -106,7 +107,7 @@ static double ln_sum(const float *x, int C) {
     return s;
 }
 
-/* sum_c (x[c] - m)^2 in double */
+/* sum_c (x[c] - m)^2 in double (m = 0: rmsnorm's sum of squares) */
 static double ln_sum_sq_dev(const float *x, double m, int C) {
     double acc[LN_LANES] = {0};
     int c = 0;
@@ -206,42 +207,27 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ---- rmsnorm ----------------------------------------------------------------------
  * Zhang & Sennrich 2019, eq. 4; the order of operations follows transformers'
- * LlamaRMSNorm: w * (x * rsqrt(mean(x^2) + eps)).
- * The per-row sums run in RMS_LANES interleaved double lanes (column c into lane
- * c % RMS_LANES, the lanes added in order): one serial chain of double additions
- * per row made these loops latency-bound (~3% of a SmolLM2 DPO step); the order
- * depends on C only, so the results are the same at any thread count. */
-#define RMS_LANES 16
-
-/* sum_c x[c]^2 in double */
-static double rms_sum_squares(const float *x, int C) {
-    double acc[RMS_LANES] = {0};
-    int c = 0;
-    for (; c + RMS_LANES <= C; c += RMS_LANES)
-        for (int k = 0; k < RMS_LANES; k++) acc[k] += (double)x[c + k] * x[c + k];
-    for (int k = 0; c < C; c++, k++) acc[k] += (double)x[c] * x[c];
-    double s = 0;
-    for (int k = 0; k < RMS_LANES; k++) s += acc[k];
-    return s;
-}
+ * LlamaRMSNorm: w * (x * rsqrt(mean(x^2) + eps)).  Row sums in LN_LANES lanes, as
+ * layernorm's. */
 
 /* sum_c (dy[c] w[c]) (x[c] rs) in double, each term rounded as a float product pair */
 static double rms_sum_gx(const float *dy, const float *w, const float *x, float rs, int C) {
-    double acc[RMS_LANES] = {0};
+    double acc[LN_LANES] = {0};
     int c = 0;
-    for (; c + RMS_LANES <= C; c += RMS_LANES)
-        for (int k = 0; k < RMS_LANES; k++) acc[k] += (double)(dy[c + k] * w[c + k]) * (x[c + k] * rs);
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (int k = 0; k < LN_LANES; k++) acc[k] += (double)(dy[c + k] * w[c + k]) * (x[c + k] * rs);
     for (int k = 0; c < C; c++, k++) acc[k] += (double)(dy[c] * w[c]) * (x[c] * rs);
     double s = 0;
-    for (int k = 0; k < RMS_LANES; k++) s += acc[k];
+    for (int k = 0; k < LN_LANES; k++) s += acc[k];
     return s;
 }
+
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
 #pragma omp parallel for schedule(guided)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        double ss = rms_sum_squares(x, C);
+        double ss = ln_sum_sq_dev(x, 0.0, C);
         float rs = (float)(1.0 / sqrt(ss / C + eps));
         for (int c = 0; c < C; c++) o[c] = w[c] * (x[c] * rs);
         rstd[n] = rs;
