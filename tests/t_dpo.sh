@@ -4,7 +4,8 @@
 # ln 2, zero margins), training lowers the loss and raises the reward accuracy, the
 # reference read from records (logprobs) gives bit-identical weights to the reference
 # computed in dpo's first pass (and to --ref on the same weights), the same seed gives
-# the same model, every loss type trains, and usage/data errors exit 64/65/66.
+# the same model, every loss type trains, prefix sharing (the default) agrees with a row
+# per completion, and usage/data errors exit 64/65/66.
 D="${BIN:-bin}/dpo"
 L="${BIN:-bin}/logprobs"
 M=tests/oracle/fixtures/pref-gpt2-policy
@@ -100,6 +101,22 @@ for lt in sigmoid ipo; do
   done
   rm -rf "$T/ga1" "$T/ga2" "$T/ga1.log" "$T/ga2.log"
 done
+
+# --- prefix sharing (the default: each prompt once per pair) = a row per completion, to
+# float rounding, on fewer tokens; the reference too (computed by the first pass)
+"$D" --threads 1 -q --seed 4 --max-steps 4 --lr 0.01 --save-every 0 --batch-size 4 -m $M -o "$T/ps1" \
+  --log "$T/ps1.log" "$T/pairs.jsonl" || fail "prefix sharing: exit $?"
+"$D" --threads 1 -q --seed 4 --max-steps 4 --lr 0.01 --save-every 0 --batch-size 4 --no-prefix-sharing -m $M \
+  -o "$T/ps2" --log "$T/ps2.log" "$T/pairs.jsonl" || fail "--no-prefix-sharing: exit $?"
+for i in 1 2 3 4; do
+  for k in loss grad_norm rewards/margins logps/chosen logps/rejected entropy; do
+    check "$(num $k $i "$T/ps1.log")" "$(num $k $i "$T/ps2.log")" "a - b < 1e-4 * (1 + (a < 0 ? -a : a)) && \
+      b - a < 1e-4 * (1 + (a < 0 ? -a : a))" "step $i $k: prefix sharing vs --no-prefix-sharing"
+  done
+done
+check "$(num num_tokens 4 "$T/ps1.log")" "$(num num_tokens 4 "$T/ps2.log")" "a < b" "prefix sharing processes fewer tokens"
+"$D" --help | grep -q -- "--no-prefix-sharing" || fail "--help: --no-prefix-sharing not described"
+rm -rf "$T/ps1" "$T/ps2"
 
 # --- every loss type trains (finite losses), and combinations with RPO
 for lt in sigmoid hinge ipo robust cdpo bco_pair sppo_hard nca_pair apo_zero apo_down sft "sigmoid,sft"; do

@@ -14,13 +14,13 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "base/util.h"
 #include "data/data.h"
+#include "data/recbatch.h"
+#include "formats/tokenizer.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "train/prefbatch.h"
-#include "data/recbatch.h"
-#include "formats/tokenizer.h"
-#include "base/util.h"
 
 static const char *PROG = "logprobs";
 
@@ -56,16 +56,26 @@ typedef struct Lp {
     size_t tok_cap;
     long written;
     FILE *out;
+    int pad_id;
 } Lp;
 
-/* Per-token log-probs of row r (the completion tokens, in order) as a JSON array. */
-static json_t *row_tokens(const Batch *b, const float *tok_lp, int r) {
+/* Per-token log-probs of sequence i (its completion tokens, in order) as a JSON array:
+ * example i of the batch, row i of an unshared one. */
+static json_t *row_tokens(const Batch *b, const float *tok_lp, int i) {
     json_t *a = json_array();
-    for (int t = 0; t < b->T; t++) {
-        size_t k = (size_t)r * b->T + t;
+    size_t k0 = (size_t)b->ex_row[i] * b->T + b->ex_start[i];
+    for (size_t k = k0; k < k0 + (size_t)b->ex_len[i]; k++)
         if (b->targets[k] >= 0) json_array_append_new(a, json_real(tok_lp[k]));
-    }
     return a;
+}
+
+/* Preference records with each prompt once (prefix sharing, as dpo computes its
+ * reference), so that dpo trained on these reference log-probs matches dpo computing
+ * them itself, bit for bit; a row per completion where the model needs it. */
+static int lp_pairs(void *ctx, Batch *b, const PrefExample *const *p, int n, Error *e) {
+    Lp *L = ctx;
+    if (prefbatch_can_share(&L->model, p, n)) return batch_pairs_shared(b, p, n, L->pad_id);
+    return batch_pairs(b, p, n, 0, L->pad_id, e);
 }
 
 /* The per-batch step (recbatch.h): log-probs of every row, fields added, records written. */
@@ -76,8 +86,9 @@ static int lp_step(void *ctx, const Batch *b, json_t **rec, int n, int is_pref, 
         L->tok_cap = N;
         L->tok_lp = xrealloc(L->tok_lp, N * sizeof(float));
     }
-    L->seq = xrealloc(L->seq, (size_t)b->B * sizeof(float));
-    L->len = xrealloc(L->len, (size_t)b->B * sizeof(int));
+    size_t ns = (size_t)(b->n_examples > b->B ? b->n_examples : b->B); /* sequences: 2 per shared row */
+    L->seq = xrealloc(L->seq, ns * sizeof(float));
+    L->len = xrealloc(L->len, ns * sizeof(int));
     prefbatch_logps(&L->model, b, &L->s, L->seq, L->len, L->tok_lp);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
@@ -120,6 +131,8 @@ int main(int argc, char **argv) {
     DataOptions o = recflags_data_options(&f, L.model.cfg.max_seq);
     RecBatcher rb;
     recbatch_init(&rb, tok, pad_id, f.batch, lp_step, NULL, &L);
+    L.pad_id = pad_id;
+    rb.pairs = lp_pairs;
 
     AtomicFile af;
     if (atomic_open(&af, f.out_path ? f.out_path : "-", &e)) err_die(PROG, &e);

@@ -208,6 +208,7 @@ typedef struct Batch {
     int n_examples;
     int *ex_row, *ex_start, *ex_len;
     long n_targets; /* number of targets >= 0 (the loss normaliser for SFT) */
+    int shared;     /* batch_pairs_shared: one pair per row, its prompt once (below) */
 } Batch;
 void batch_free(Batch *b);
 
@@ -235,5 +236,16 @@ int batch_fill_units(Batch *b, const Example *const *ex, const int *unit_len, in
  * (the first completion token is predicted at column n_prompt-1).  ex_* describe
  * the 2n sequences. Returns 0 or an error. */
 int batch_pairs(Batch *b, const PrefExample *const *p, int n, int max_T, int pad_id, Error *e);
+/* The same pairs with each prompt laid out once (prefix sharing, ops.h
+ * seg_branch): row i holds pair i's prompt but its last token (segment 0), then
+ * the chosen branch [last prompt token, chosen...] and the rejected branch [last
+ * prompt token, rejected...] (segments seg_branch(0, 0) and (0, 1)), positions
+ * continuing from the prompt in both, right-padded to the longest row (B = n).  The
+ * targets are batch_pairs' (a branch's first token predicts its first completion
+ * token); example i is the chosen branch of pair i and example n + i its rejected
+ * branch (ex_row, ex_start, ex_len), so sequence sums over examples are batch_pairs'
+ * row sums.  A row holds n_prompt + n_chosen + n_rejected + 1 tokens (with a
+ * prompt) instead of 2 n_prompt + n_chosen + n_rejected in two. */
+int batch_pairs_shared(Batch *b, const PrefExample *const *p, int n, int pad_id);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/segments.h"
 #include "base/util.h"
 #include "data.h"
 
@@ -163,6 +164,53 @@ int batch_pairs(Batch *b, const PrefExample *const *p, int n, int max_T, int pad
             /* completion tokens are ids[np..]: position t predicts t+1 for t+1 >= np */
             place(b, half * n + i, 0, 0, seq, NULL, np, np + nc);
         }
+    free(seq);
+    return 0;
+}
+
+/* One branch of a shared row at column c: ids[0..n) at positions pos0.., segment seg;
+ * token t predicts ids[t + 1] from t >= first_target - 1 on (place's rule). */
+static void place_branch(Batch *b, int r, int c, int pos0, int seg, const int *ids, int n, int first_target) {
+    size_t at = (size_t)r * b->T + c;
+    for (int t = 0; t < n; t++) {
+        b->tokens[at + t] = ids[t];
+        b->pos[at + t] = pos0 + t;
+        b->seg[at + t] = seg;
+        int bears = t + 1 < n && t + 1 >= first_target;
+        b->targets[at + t] = bears ? ids[t + 1] : -1;
+        if (bears) b->n_targets++;
+    }
+}
+
+int batch_pairs_shared(Batch *b, const PrefExample *const *p, int n, int pad_id) {
+    memset(b, 0, sizeof *b);
+    int T = 1;
+    for (int i = 0; i < n; i++) {
+        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + (p[i]->n_prompt > 0);
+        if (l > T) T = l;
+    }
+    batch_alloc(b, n, T, 2 * n, pad_id);
+    b->shared = 1;
+    int *seq = xmalloc((size_t)T * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int np = p[i]->n_prompt, keep = np > 0 ? np - 1 : 0; /* the prefix all but the last prompt token */
+        place_branch(b, i, 0, 0, 0, p[i]->prompt, keep, keep + 1);
+        int c = keep;
+        for (int half = 0; half < 2; half++) {
+            const int *comp = half ? p[i]->rejected : p[i]->chosen;
+            int nc = half ? p[i]->n_rejected : p[i]->n_chosen, lead = np - keep;
+            if (lead) seq[0] = p[i]->prompt[np - 1];
+            memcpy(seq + lead, comp, (size_t)nc * sizeof(int));
+            place_branch(b, i, c, keep, seg_branch(0, half), seq, lead + nc, lead);
+            int k = half * n + i;
+            b->ex_row[k] = i;
+            b->ex_start[k] = c;
+            b->ex_len[k] = lead + nc;
+            c += lead + nc;
+        }
+        b->lengths[i] = c;
+    }
+    b->n_examples = 2 * n;
     free(seq);
     return 0;
 }

@@ -28,7 +28,7 @@ static int recbatch_flush(RecBatcher *rb, int is_pref, Error *e) {
     if (is_pref) {
         const PrefExample **pp = xmalloc((size_t)rb->n * sizeof *pp);
         for (int i = 0; i < rb->n; i++) pp[i] = &rb->pex[i];
-        rc = batch_pairs(&b, pp, rb->n, 0, rb->pad_id, e);
+        rc = rb->pairs ? rb->pairs(rb->ctx, &b, pp, rb->n, e) : batch_pairs(&b, pp, rb->n, 0, rb->pad_id, e);
         free(pp);
     } else {
         const Example **pp = xmalloc((size_t)rb->n * sizeof *pp);

@@ -34,6 +34,9 @@ typedef struct RecBatcher {
     PrefExample *pex;
     int n;
     long dropped; /* records the data layer dropped or skipped, over all files */
+    /* builds the batch of preference records (NULL: batch_pairs); set after init, e.g.
+     * to batch_pairs_shared where the model allows it (logprobs) */
+    int (*pairs)(void *ctx, Batch *b, const PrefExample *const *p, int n, Error *e);
 } RecBatcher;
 
 void recbatch_init(RecBatcher *rb, Tokenizer *tok, int pad_id, int batch, RecBatchFn step, RecKindFn check, void *ctx);

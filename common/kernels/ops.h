@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "base/segments.h"
+
 /* ---- token embedding: out[n,:] = wte[tokens[n],:]  (wte is [V,C]) ---- */
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C);
@@ -57,11 +59,14 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
 
 /* ---- causal self-attention with grouped-query heads and segment masking ----
  * q is [B,T,nh,hd], k and v are [B,T,nkv,hd] (nh % nkv == 0; head h uses kv head
- * h / (nh/nkv)).  Query i attends key j iff j <= i and seg[b,j] == seg[b,i]
- * (seg is [B,T]; right padding gets a segment id of its own, packed examples get
- * one each).  Scale 1/sqrt(hd).  out is [B,T,nh,hd]; att [B,nh,T,T] keeps the
- * softmax probabilities for backward (entries that are masked are 0).
+ * h / (nh/nkv)).  Query i attends key j iff j <= i and seg_visible(seg[b,j],
+ * seg[b,i]) (seg is [B,T]; right padding gets a segment id of its own, packed examples
+ * get one each, the branches of a shared prefix seg_branch ids).  Scale
+ * 1/sqrt(hd).  out is [B,T,nh,hd]; att [B,nh,T,T] keeps the softmax probabilities for
+ * backward (entries that are masked are 0).
  * Backward accumulates into dq, dk, dv. */
+
+/* (seg_visible, seg_branch: base/segments.h) */
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *seg, int B,
                        int T, int nh, int nkv, int hd);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,

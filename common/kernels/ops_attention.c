@@ -98,15 +98,15 @@ static double att_dot(const float *x, const float *y, int n) {
 }
 
 static void att_softmax_row(float *s, int i, int T, const int *seg) {
-    int si = seg[i];
+    int si = seg[i], sp = seg_parent(si);
     float mx = -INFINITY;
     for (int j = 0; j <= i; j++) {
-        float v = seg[j] == si ? s[j] : -INFINITY;
+        float v = seg[j] == si || seg[j] == sp ? s[j] : -INFINITY;
         mx = v > mx ? v : mx;
     }
     for (int j = 0; j <= i; j++) {
         float e = ops_expf(s[j] - mx);
-        s[j] = seg[j] == si ? e : 0.0f;
+        s[j] = seg[j] == si || seg[j] == sp ? e : 0.0f;
     }
     double sum = att_sum(s, i + 1);
     /* j == i is always allowed, so sum >= 1 */

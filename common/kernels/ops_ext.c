@@ -87,7 +87,7 @@ void rope_part_backward(float *dx, const int *pos, int N, int nh, int hd, int ro
  * j > i - window).  One task per (b, kv head): the heads of a GQA group run in order
  * inside it, so dk/dv accumulate deterministically. */
 static int visible(int i, int j, const int *sg, int window) {
-    return j <= i && sg[j] == sg[i] && (window <= 0 || i - j < window);
+    return j <= i && seg_visible(sg[j], sg[i]) && (window <= 0 || i - j < window);
 }
 
 /* S = scale Q K^T (capped) for one head: [T, T], masked entries untouched. */

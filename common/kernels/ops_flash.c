@@ -15,7 +15,7 @@
  * Memory: per thread FA_BR x FA_BC scores and their gradient, FA_BR x hd of output;
  * saved for backward only lse [B, nh, T] (and the output, which the model keeps).
  * Masking is attention_ext_forward's (ops.h AttnOpts): key j <= query i, the same
- * segment, and within the sliding window (i - j < window, transformers'
+ * segment or its shared prefix (base/segments.h), and within the sliding window (i - j < window, transformers'
  * sliding_window_overlay); masked probabilities are exactly 0.  A query block
  * [i0, i1) walks only the keys i0 - window + 1 .. i1 - 1, so a window W costs
  * O(T W) instead of O(T^2) (the local layers of Gemma 2/3, Mistral, Phi-3).
@@ -94,14 +94,14 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                 int j1 = j0 + FA_BC < i1 ? j0 + FA_BC : i1, nc = j1 - j0;
                 gemm(0, 1, nr, nc, hd, scale, Q + (size_t)i0 * ldq, ldq, K + (size_t)j0 * ldk, ldk, 0.0f, S, FA_BC);
                 for (int r = 0; r < nr; r++) {
-                    int i = i0 + r, si = sg[i], cs, ce;
+                    int i = i0 + r, si = sg[i], sp = seg_parent(si), cs, ce;
                     float *s = S + (size_t)r * FA_BC;
                     flash_row_span(i, j0, nc, window, &cs, &ce);
                     if (cap > 0)
                         for (int c = cs; c < ce; c++) s[c] = cap * ops_tanhf(s[c] / cap);
                     float mx = m[r];
                     for (int c = cs; c < ce; c++)
-                        if (sg[j0 + c] == si && s[c] > mx) mx = s[c];
+                        if ((sg[j0 + c] == si || sg[j0 + c] == sp) && s[c] > mx) mx = s[c];
                     if (mx == -INFINITY) { /* nothing of this row's segment yet (or none visible here) */
                         memset(s, 0, sizeof(float) * (size_t)nc);
                         continue;
@@ -109,7 +109,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                     for (int c = 0; c < cs; c++) s[c] = 0.0f;
                     for (int c = cs; c < ce; c++) { /* a loop of its own: it vectorises */
                         float e = ops_expf(s[c] - mx);
-                        s[c] = sg[j0 + c] == si ? e : 0.0f;
+                        s[c] = sg[j0 + c] == si || sg[j0 + c] == sp ? e : 0.0f;
                     }
                     for (int c = ce; c < nc; c++) s[c] = 0.0f;
                     double sum = 0;
@@ -184,7 +184,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                     gemm(0, 1, nr, nc, hd, 1.0f, dO + (size_t)i0 * ldq, ldq, V + (size_t)j0 * ldk, ldk, 0.0f, dS,
                          FA_BC);
                     for (int r = 0; r < nr; r++) {
-                        int i = i0 + r, si = sg[i], cs, ce;
+                        int i = i0 + r, si = sg[i], sp = seg_parent(si), cs, ce;
                         float *p = P + (size_t)r * FA_BC, *ds = dS + (size_t)r * FA_BC;
                         flash_row_span(i, j0, nc, window, &cs, &ce);
                         float li = L[i], di = D[i];
@@ -193,13 +193,13 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                             for (int c = cs; c < ce; c++) {
                                 float u = ops_tanhf(p[c] / cap); /* dS through t = cap u: * (1 - u^2) */
                                 float e = ops_expf(cap * u - li);
-                                p[c] = sg[j0 + c] == si ? e : 0.0f;
+                                p[c] = sg[j0 + c] == si || sg[j0 + c] == sp ? e : 0.0f;
                                 ds[c] = p[c] * (ds[c] - di) * (1.0f - u * u);
                             }
                         else
                             for (int c = cs; c < ce; c++) {
                                 float e = ops_expf(p[c] - li);
-                                p[c] = sg[j0 + c] == si ? e : 0.0f;
+                                p[c] = sg[j0 + c] == si || sg[j0 + c] == sp ? e : 0.0f;
                                 ds[c] = p[c] * (ds[c] - di);
                             }
                         for (int c = ce; c < nc; c++) p[c] = ds[c] = 0.0f;

@@ -7,6 +7,7 @@
 #include "base/util.h"
 #include "kernels/ops.h"
 #include "losses_pref.h"
+#include "model/lora.h"
 
 void prefbatch_scratch_free(PrefScratch *s) {
     free(s->tok);
@@ -29,6 +30,29 @@ static void scratch_need(PrefScratch *s, size_t n) {
     s->cap = n;
 }
 
+/* Sums over the examples (spans) of a shared batch, in column order as pref_seq_sum's
+ * row sums: for batch_pairs_shared, sequence e is example e. */
+static void shared_seq_sum(const Batch *b, const float *tok, float *seq, int *len) {
+    for (int e = 0; e < b->n_examples; e++) {
+        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
+        double sum = 0.0;
+        int l = 0;
+        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
+            if (b->targets[k] >= 0) sum += tok[k], l++;
+        seq[e] = (float)sum;
+        if (len) len[e] = l;
+    }
+}
+
+static void shared_seq_grad_broadcast(const Batch *b, const float *dseq, float *dtok) {
+    memset(dtok, 0, (size_t)b->B * b->T * sizeof(float));
+    for (int e = 0; e < b->n_examples; e++) {
+        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
+        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
+            if (b->targets[k] >= 0) dtok[k] = dseq[e];
+    }
+}
+
 void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out) {
     size_t N = (size_t)b->B * b->T;
     scratch_need(s, N);
@@ -36,15 +60,36 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
     /* the entropy and the argmax come from the same pass over the vocabulary */
     model_logprobs_argmax(m, b->targets, s->tok, s->ent, s->pred);
     /* TRL _get_batch_logps / concatenated_forward: sum over the completion tokens */
-    pref_seq_sum(s->tok, b->targets, b->B, b->T, seq, len);
+    if (b->shared)
+        shared_seq_sum(b, s->tok, seq, len);
+    else
+        pref_seq_sum(s->tok, b->targets, b->B, b->T, seq, len);
     if (tok_out) memcpy(tok_out, s->tok, N * sizeof(float));
 }
 
 void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq) {
     scratch_need(s, (size_t)b->B * b->T);
-    pref_seq_grad_broadcast(dseq, b->targets, b->B, b->T, s->dtok);
+    if (b->shared)
+        shared_seq_grad_broadcast(b, dseq, s->dtok);
+    else
+        pref_seq_grad_broadcast(dseq, b->targets, b->B, b->T, s->dtok);
     model_logprobs_backward(m, b->targets, s->dtok);
     model_backward(m);
+}
+
+int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n) {
+    if (m->lora && m->lora->cfg.dropout > 0) return 0; /* one dropout mask for the prompt, not two */
+    int longest = 0;
+    for (int i = 0; i < n; i++) {
+        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + 1;
+        longest = l > longest ? l : longest;
+    }
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const LayerInfo *li = &m->w.info[l];
+        if (li->inv_freq_long) return 0;                      /* longrope: the factors follow the row's length */
+        if (li->window > 0 && longest > li->window) return 0; /* the window counts columns (ops.h) */
+    }
+    return 1;
 }
 
 /* The LM head [V, C]: lm_head.weight when untied, else the tied token embedding. */
@@ -73,7 +118,8 @@ void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s
             for (int c = 0; c < C; c++) ml += h[c] * wbar[c];
             out->entropy_sum += s->ent[k];
             out->tokens++;
-            if (r < n) {
+            /* a shared row (batch_pairs_shared) is pair r: chosen before its rejected branch */
+            if (b->shared ? t < b->ex_start[n + r] : r < n) {
                 out->logits_chosen_sum += ml;
                 out->chosen_tokens++;
                 out->chosen_correct += s->pred[k] == b->targets[k];

@@ -2,7 +2,8 @@
  * and logprobs, rewards for reward models and score.
  *
  * A Batch (data.h) holds B right-padded rows; batch_pairs puts prompt+chosen of pair
- * i in row i and prompt+rejected in row n+i.  Here:
+ * i in row i and prompt+rejected in row n+i, batch_pairs_shared the prompt once and
+ * both completions in row i (prefix sharing).  Here:
  *   - prefbatch_logps: one forward, the LM head on the completion targets (its one
  *     pass over the vocabulary also gives the entropy and the argmax that
  *     prefbatch_token_stats reads), and per row the sequence log-prob (sum over
@@ -37,9 +38,15 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
 /* After prefbatch_logps(m, b) (and no other forward of m since): accumulates into
  * m->grads the gradient of sum_r dseq[r] * seq[r]. */
 void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
+/* For a batch_pairs_shared batch (b->shared) both take one sequence per example: seq[i]
+ * the chosen and seq[n + i] the rejected completion of pair i, as for batch_pairs.
+ * Whether prefix sharing gives m's results for pairs p[0..n): not under LoRA dropout
+ * (the prompt would get one mask instead of two), longrope (its factors follow the
+ * row's length) or a sliding window shorter than a shared row (it counts columns). */
+int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n);
 
 /* TRL 1.x DPOTrainer's token metrics of the last prefbatch_logps (rows 0..n-1 the
- * chosen, n..2n-1 the rejected completions), as sums and counts so that micro-batches
+ * chosen, n..2n-1 the rejected completions; shared rows: the two branches), as sums and counts so that micro-batches
  * add up: entropy over the completion tokens of all rows; logits/chosen and
  * logits/rejected, the logits averaged over the vocabulary and over the completion
  * tokens (mean_v h.w_v = h.mean_v(w_v), so no logits are formed); the chosen tokens

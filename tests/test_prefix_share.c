@@ -1,0 +1,187 @@
+/* test_prefix_share.c — prefix sharing (data.h batch_pairs_shared, ops.h
+ * seg_branch) against the row-per-completion layout (batch_pairs), for every
+ * family of the oracle fixtures: the same preference pairs (prompts of 0, 1 and
+ * several tokens, completions of different lengths, one of them empty) through
+ * prefbatch_logps and prefbatch_logps_backward both ways give
+ *   - the same completion lengths and target count, and a shorter batch;
+ *   - sequence log-probs within 1e-5 of the largest |log-prob|;
+ *   - the gradient of sum_i a_i chosen_i + b_i rejected_i within 1e-5 of each
+ *     tensor's largest gradient entry;
+ * with the dense attention and with the fused one (model_set_flash_attention 0 and 1),
+ * which both read the branch mask.  A leak between the two branches, a wrong position
+ * or a target in the wrong place moves a log-prob by far more than that.
+ * prefbatch_can_share says no for longrope (Phi-3 long context) and for a sliding
+ * window shorter than a row, and yes otherwise. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "check.h"
+#include "data/data.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "train/prefbatch.h"
+
+#define NP 5
+
+static int *rand_ids(Rng *r, int n, int vocab) {
+    int *v = xmalloc(sizeof(int) * (n ? n : 1));
+    for (int i = 0; i < n; i++) v[i] = (int)(rng_uniform(r) * (float)(vocab - 1));
+    return v;
+}
+
+/* Pairs with prompts of 0, 1 and several tokens and completions of 0 to 9 tokens. */
+static void make_pairs(PrefExample *p, int vocab) {
+    static const int np[NP] = {6, 1, 0, 9, 4}, nc[NP] = {5, 3, 4, 2, 0}, nr[NP] = {2, 7, 3, 9, 4};
+    Rng r;
+    rng_seed(&r, 11);
+    for (int i = 0; i < NP; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        p[i].n_prompt = np[i], p[i].n_chosen = nc[i], p[i].n_rejected = nr[i];
+        p[i].prompt = rand_ids(&r, np[i], vocab);
+        p[i].chosen = rand_ids(&r, nc[i], vocab);
+        p[i].rejected = rand_ids(&r, nr[i], vocab);
+        p[i].line = i + 1;
+    }
+}
+
+/* seq [2 NP], len [2 NP] and the gradient (malloc'd) of sum w_k seq_k for one layout. */
+static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, float *seq, int *len) {
+    model_zero_grad(m);
+    prefbatch_logps(m, b, s, seq, len, NULL);
+    prefbatch_logps_backward(m, b, s, w);
+    float *g = xmalloc(m->n_params * sizeof(float));
+    memcpy(g, m->grads, m->n_params * sizeof(float));
+    return g;
+}
+
+static void compare(Model *m, const char *name, const PrefExample *const *pp, int flash) {
+    Error e;
+    Batch bu, bs;
+    if (batch_pairs(&bu, pp, NP, 0, m->cfg.pad_id, &e)) {
+        CHECK(0, "%s: batch_pairs: %s", name, e.msg);
+        return;
+    }
+    CHECK(batch_pairs_shared(&bs, pp, NP, m->cfg.pad_id) == 0, "%s: batch_pairs_shared failed", name);
+    CHECK(bs.B == NP && bu.B == 2 * NP && bs.shared && !bu.shared, "%s: rows %d shared, %d unshared", name, bs.B, bu.B);
+    CHECK(bs.n_targets == bu.n_targets, "%s: %ld targets shared, %ld unshared", name, bs.n_targets, bu.n_targets);
+    long tok_s = 0, tok_u = 0;
+    for (int r = 0; r < bs.B; r++) tok_s += bs.lengths[r];
+    for (int r = 0; r < bu.B; r++) tok_u += bu.lengths[r];
+    CHECK(tok_s < tok_u, "%s: %ld tokens shared, not fewer than %ld", name, tok_s, tok_u);
+    float w[2 * NP], su[2 * NP], ss[2 * NP];
+    int lu[2 * NP], ls[2 * NP];
+    for (int k = 0; k < 2 * NP; k++) w[k] = (float)(k % 3) - 0.75f;
+    PrefScratch sc;
+    memset(&sc, 0, sizeof sc);
+    model_set_flash_attention(flash);
+    float *gu = run(m, &bu, &sc, w, su, lu), *gs = run(m, &bs, &sc, w, ss, ls);
+    model_set_flash_attention(-1);
+    double smax = 0, sd = 0;
+    for (int k = 0; k < 2 * NP; k++) {
+        smax = fmax(smax, fabs(su[k]));
+        sd = fmax(sd, fabs((double)ss[k] - su[k]));
+        CHECK(ls[k] == lu[k], "%s: sequence %d has %d completion tokens shared, %d unshared", name, k, ls[k], lu[k]);
+    }
+    CHECK(smax > 0, "%s: all log-probs zero (the test would prove nothing)", name);
+    CHECK(sd <= 1e-5 * smax, "%s (flash %d): sequence log-probs differ by %.2e of the largest", name, flash, sd / smax);
+    double worst = 0;
+    const char *worst_t = "";
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        double mx = 0, d = 0;
+        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
+            mx = fmax(mx, fabs(gu[j]));
+            d = fmax(d, fabs((double)gs[j] - gu[j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx, worst_t = pt->name;
+    }
+    CHECK(worst <= 1e-5, "%s (flash %d): gradients differ by %.2e of the largest in %s", name, flash, worst, worst_t);
+    if (sd <= 1e-5 * smax && worst <= 1e-5)
+        printf("ok   %-20s flash %d: %ld tokens instead of %ld; log-probs within %.1e, gradients %.1e\n", name, flash,
+               tok_s, tok_u, sd / smax, worst);
+    free(gu), free(gs);
+    prefbatch_scratch_free(&sc);
+    batch_free(&bu), batch_free(&bs);
+}
+
+/* nowin: the fixture with its sliding windows removed (a model of its own, run both
+ * ways), so that Gemma's soft-capped attention (attention_ext, the fused kernel's
+ * capping) is compared too: the fixtures' windows (4, 5) are shorter than the rows. */
+static void test_fixture(const char *name, int want_share, int nowin) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/oracle/fixtures/%s", name);
+    Model m;
+    Error e;
+    if (model_load(&m, dir, &e)) {
+        CHECK(0, "%s: %s", name, e.msg);
+        return;
+    }
+    model_enable_grads(&m);
+    if (nowin)
+        for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].window = 0;
+    PrefExample p[NP];
+    const PrefExample *pp[NP];
+    make_pairs(p, m.cfg.vocab_size);
+    for (int i = 0; i < NP; i++) pp[i] = &p[i];
+    int can = prefbatch_can_share(&m, pp, NP);
+    CHECK(can == want_share, "%s: prefbatch_can_share %d, expected %d", name, can, want_share);
+    char label[64];
+    snprintf(label, sizeof label, "%s%s", name, nowin ? " nowin" : "");
+    if (can) { /* both layouts agree only where can_share says yes */
+        compare(&m, label, pp, 0);
+        compare(&m, label, pp, 1);
+    } else if (can == want_share) {
+        printf("ok   %-20s prefix sharing declined, as expected\n", label);
+    }
+    for (int i = 0; i < NP; i++) pref_example_free(&p[i]);
+    model_free(&m);
+}
+
+/* The row layout itself, on one pair: prompt [1 2 3], chosen [4 5], rejected [6]. */
+static void test_layout(void) {
+    int prompt[] = {1, 2, 3}, chosen[] = {4, 5}, rejected[] = {6};
+    PrefExample p;
+    memset(&p, 0, sizeof p);
+    p.prompt = prompt, p.chosen = chosen, p.rejected = rejected;
+    p.n_prompt = 3, p.n_chosen = 2, p.n_rejected = 1;
+    const PrefExample *pp = &p;
+    Batch b;
+    batch_pairs_shared(&b, &pp, 1, 0);
+    int c0 = seg_branch(0, 0), c1 = seg_branch(0, 1);
+    int want_tok[] = {1, 2, 3, 4, 5, 3, 6}, want_pos[] = {0, 1, 2, 3, 4, 2, 3}, want_seg[] = {0, 0, c0, c0, c0, c1, c1};
+    int want_tgt[] = {-1, -1, 4, 5, -1, 6, -1};
+    CHECK(b.T == 7 && b.lengths[0] == 7, "layout: T %d, length %d, expected 7", b.T, b.lengths[0]);
+    for (int t = 0; t < 7 && b.T == 7; t++)
+        CHECK(b.tokens[t] == want_tok[t] && b.pos[t] == want_pos[t] && b.seg[t] == want_seg[t] &&
+                  b.targets[t] == want_tgt[t],
+              "layout: column %d is token %d pos %d seg %d target %d, expected %d %d %d %d", t, b.tokens[t], b.pos[t],
+              b.seg[t], b.targets[t], want_tok[t], want_pos[t], want_seg[t], want_tgt[t]);
+    CHECK(b.n_examples == 2 && b.ex_start[0] == 2 && b.ex_len[0] == 3 && b.ex_start[1] == 5 && b.ex_len[1] == 2,
+          "layout: branches at %d+%d and %d+%d", b.ex_start[0], b.ex_len[0], b.ex_start[1], b.ex_len[1]);
+    /* the mask: a branch sees its prefix and itself, not the other branch */
+    CHECK(seg_visible(0, c0) && seg_visible(0, c1) && seg_visible(c1, c1) && !seg_visible(c0, c1) &&
+              !seg_visible(c1, c0) && !seg_visible(c0, 0) && !seg_visible(BATCH_PAD_SEG, c0) && !seg_visible(1, 0) &&
+              seg_visible(seg_branch(3, 0), seg_branch(3, 0)) && seg_visible(3, seg_branch(3, 1)) &&
+              !seg_visible(2, seg_branch(3, 1)),
+          "layout: seg_visible");
+    batch_free(&b);
+    printf("ok   layout: prefix, two branches, positions and targets\n");
+}
+
+int main(void) {
+    test_layout();
+    const char *share[] = {"model-gpt2",  "model-gpt2-untied", "model-llama-gqa", "model-llama-tied",
+                           "model-qwen2", "model-qwen3",       "model-llama3",    NULL};
+    for (int i = 0; share[i]; i++) test_fixture(share[i], 1, 0);
+    /* windows of 4 and 5 tokens: declined; without them: shared */
+    const char *windowed[] = {"model-gemma2", "model-gemma3", "model-mistral", "model-phi3", NULL};
+    for (int i = 0; windowed[i]; i++) {
+        test_fixture(windowed[i], 0, 0);
+        test_fixture(windowed[i], 1, 1);
+    }
+    test_fixture("model-phi3-longrope", 0, 0);
+    return check_summary("test_prefix_share");
+}
