@@ -7,11 +7,15 @@
  *   - sequence log-probs within 1e-5 of the largest |log-prob|;
  *   - the gradient of sum_i a_i chosen_i + b_i rejected_i within 1e-5 of each
  *     tensor's largest gradient entry;
+ *   - the same token metrics (prefbatch_token_stats: counts and correct argmaxes equal,
+ *     sums within 1e-5);
  * with the dense attention and with the fused one (model_set_flash_attention 0 and 1),
- * which both read the branch mask.  A leak between the two branches, a wrong position
- * or a target in the wrong place moves a log-prob by far more than that.
- * prefbatch_can_share says no for longrope (Phi-3 long context) and for a sliding
- * window shorter than a row, and yes otherwise. */
+ * which both read the branch mask, and on longer pairs (shared rows of 136 tokens:
+ * several key blocks of the fused kernel, and the auto mode, which then picks the fused
+ * kernel for the shared rows and the dense one for the unshared) for three families,
+ * Phi-3's longrope among them.  A leak between the two branches, a wrong position or a
+ * target in the wrong place moves a log-prob by far more than that.
+ * prefbatch_can_share says no for a sliding window shorter than a row, yes otherwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +36,12 @@ static int *rand_ids(Rng *r, int n, int vocab) {
     return v;
 }
 
-/* Pairs with prompts of 0, 1 and several tokens and completions of 0 to 9 tokens. */
-static void make_pairs(PrefExample *p, int vocab) {
-    static const int np[NP] = {6, 1, 0, 9, 4}, nc[NP] = {5, 3, 4, 2, 0}, nr[NP] = {2, 7, 3, 9, 4};
+/* Pairs with prompts of 0, 1 and several tokens and completions of 0 to 9 tokens, or
+ * (long) of 0 to 50. */
+static void make_pairs(PrefExample *p, int vocab, int long_pairs) {
+    static const int np_s[NP] = {6, 1, 0, 9, 4}, nc_s[NP] = {5, 3, 4, 2, 0}, nr_s[NP] = {2, 7, 3, 9, 4};
+    static const int np_l[NP] = {40, 1, 0, 30, 12}, nc_l[NP] = {50, 33, 40, 20, 0}, nr_l[NP] = {45, 47, 31, 9, 44};
+    const int *np = long_pairs ? np_l : np_s, *nc = long_pairs ? nc_l : nc_s, *nr = long_pairs ? nr_l : nr_s;
     Rng r;
     rng_seed(&r, 11);
     for (int i = 0; i < NP; i++) {
@@ -47,10 +54,12 @@ static void make_pairs(PrefExample *p, int vocab) {
     }
 }
 
-/* seq [2 NP], len [2 NP] and the gradient (malloc'd) of sum w_k seq_k for one layout. */
-static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, float *seq, int *len) {
+/* seq [2 NP], len [2 NP], the token metrics and the gradient (malloc'd) of
+ * sum w_k seq_k for one layout. */
+static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, float *seq, int *len, PrefTokenStats *ts) {
     model_zero_grad(m);
     prefbatch_logps(m, b, s, seq, len, NULL);
+    prefbatch_token_stats(m, b, NP, s, ts);
     prefbatch_logps_backward(m, b, s, w);
     float *g = xmalloc(m->n_params * sizeof(float));
     memcpy(g, m->grads, m->n_params * sizeof(float));
@@ -76,9 +85,20 @@ static void compare(Model *m, const char *name, const PrefExample *const *pp, in
     for (int k = 0; k < 2 * NP; k++) w[k] = (float)(k % 3) - 0.75f;
     PrefScratch sc;
     memset(&sc, 0, sizeof sc);
+    PrefTokenStats tu, tsh;
     model_set_flash_attention(flash);
-    float *gu = run(m, &bu, &sc, w, su, lu), *gs = run(m, &bs, &sc, w, ss, ls);
+    float *gu = run(m, &bu, &sc, w, su, lu, &tu), *gs = run(m, &bs, &sc, w, ss, ls, &tsh);
     model_set_flash_attention(-1);
+    CHECK(tu.tokens == tsh.tokens && tu.chosen_tokens == tsh.chosen_tokens &&
+              tu.rejected_tokens == tsh.rejected_tokens && tu.chosen_correct == tsh.chosen_correct,
+          "%s (flash %d): token counts %ld/%ld/%ld/%ld shared, %ld/%ld/%ld/%ld unshared", name, flash, tsh.tokens,
+          tsh.chosen_tokens, tsh.rejected_tokens, tsh.chosen_correct, tu.tokens, tu.chosen_tokens, tu.rejected_tokens,
+          tu.chosen_correct);
+    double su3[3] = {tu.entropy_sum, tu.logits_chosen_sum, tu.logits_rejected_sum};
+    double ss3[3] = {tsh.entropy_sum, tsh.logits_chosen_sum, tsh.logits_rejected_sum};
+    for (int k = 0; k < 3; k++)
+        CHECK(fabs(ss3[k] - su3[k]) <= 1e-5 * (1 + fabs(su3[k])), "%s (flash %d): token metric %d is %g shared, %g",
+              name, flash, k, ss3[k], su3[k]);
     double smax = 0, sd = 0;
     for (int k = 0; k < 2 * NP; k++) {
         smax = fmax(smax, fabs(su[k]));
@@ -110,7 +130,7 @@ static void compare(Model *m, const char *name, const PrefExample *const *pp, in
 /* nowin: the fixture with its sliding windows removed (a model of its own, run both
  * ways), so that Gemma's soft-capped attention (attention_ext, the fused kernel's
  * capping) is compared too: the fixtures' windows (4, 5) are shorter than the rows. */
-static void test_fixture(const char *name, int want_share, int nowin) {
+static void test_fixture(const char *name, int want_share, int nowin, int long_pairs) {
     char dir[256];
     snprintf(dir, sizeof dir, "tests/oracle/fixtures/%s", name);
     Model m;
@@ -124,15 +144,16 @@ static void test_fixture(const char *name, int want_share, int nowin) {
         for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].window = 0;
     PrefExample p[NP];
     const PrefExample *pp[NP];
-    make_pairs(p, m.cfg.vocab_size);
+    make_pairs(p, m.cfg.vocab_size, long_pairs);
     for (int i = 0; i < NP; i++) pp[i] = &p[i];
     int can = prefbatch_can_share(&m, pp, NP);
     CHECK(can == want_share, "%s: prefbatch_can_share %d, expected %d", name, can, want_share);
     char label[64];
-    snprintf(label, sizeof label, "%s%s", name, nowin ? " nowin" : "");
+    snprintf(label, sizeof label, "%s%s%s", name, nowin ? " nowin" : "", long_pairs ? " long" : "");
     if (can) { /* both layouts agree only where can_share says yes */
         compare(&m, label, pp, 0);
         compare(&m, label, pp, 1);
+        if (long_pairs) compare(&m, label, pp, -1);
     } else if (can == want_share) {
         printf("ok   %-20s prefix sharing declined, as expected\n", label);
     }
@@ -175,13 +196,16 @@ int main(void) {
     test_layout();
     const char *share[] = {"model-gpt2",  "model-gpt2-untied", "model-llama-gqa", "model-llama-tied",
                            "model-qwen2", "model-qwen3",       "model-llama3",    NULL};
-    for (int i = 0; share[i]; i++) test_fixture(share[i], 1, 0);
+    for (int i = 0; share[i]; i++) test_fixture(share[i], 1, 0, 0);
+    test_fixture("model-phi3-longrope", 1, 0, 0);
     /* windows of 4 and 5 tokens: declined; without them: shared */
     const char *windowed[] = {"model-gemma2", "model-gemma3", "model-mistral", "model-phi3", NULL};
     for (int i = 0; windowed[i]; i++) {
-        test_fixture(windowed[i], 0, 0);
-        test_fixture(windowed[i], 1, 1);
+        test_fixture(windowed[i], 0, 0, 0);
+        test_fixture(windowed[i], 1, 1, 0);
     }
-    test_fixture("model-phi3-longrope", 0, 0);
+    /* rows past the fused kernel's key blocks (positions up to 89: RoPE families) */
+    const char *longer[] = {"model-llama-gqa", "model-qwen3", "model-phi3-longrope", NULL};
+    for (int i = 0; longer[i]; i++) test_fixture(longer[i], 1, 0, 1);
     return check_summary("test_prefix_share");
 }

@@ -193,6 +193,19 @@ static int pairs_batch(Dpo *d, const Model *m, Batch *b, int n, Error *e) {
     return batch_pairs(b, d->pp, n, 0, d->pad_id, e);
 }
 
+/* The tokens of d->pp[0..n) as TRL counts them (num_tokens): each completion with its
+ * prompt, whatever the layout (prefix sharing computes fewer; tokens_per_s is then the
+ * rate of TRL-layout tokens).  rejected = 0: the completions only (KTO, whose KL
+ * completions TRL does not count either). */
+static long pair_tokens(const Dpo *d, int n, int rejected) {
+    long t = 0;
+    for (int i = 0; i < n; i++) {
+        const PrefExample *p = d->pp[i];
+        t += p->n_prompt + p->n_chosen + (rejected ? p->n_prompt + p->n_rejected : 0);
+    }
+    return t;
+}
+
 static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
     Dpo *d = ctx;
     gather_pairs(d, split, idx, n);
@@ -231,9 +244,7 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     metrics_add(mt, "logits/chosen", ts.logits_chosen_sum, (double)ts.chosen_tokens);
     metrics_add(mt, "logits/rejected", ts.logits_rejected_sum, (double)ts.rejected_tokens);
     metrics_add(mt, "mean_token_accuracy", (double)ts.chosen_correct, (double)ts.chosen_tokens);
-    long tokens = 0;
-    for (int r = 0; r < b.B; r++) tokens += b.lengths[r];
-    mt->tokens += tokens;
+    mt->tokens += pair_tokens(d, n, 1);
     batch_free(&b);
     return 0;
 }
@@ -268,9 +279,7 @@ static int kto_micro_step(void *ctx, Split split, const int *idx, int n, double 
         metrics_add(mt, "rewards/rejected", m.rewards_rejected * m.n_rejected, m.n_rejected);
         metrics_add(mt, "logps/rejected", m.logps_rejected * m.n_rejected, m.n_rejected);
     }
-    long tokens = 0;
-    for (int r = 0; r < n; r++) tokens += b.lengths[r];
-    mt->tokens += tokens;
+    mt->tokens += pair_tokens(d, n, 0);
     batch_free(&b);
     return 0;
 }

@@ -77,17 +77,19 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
     model_backward(m);
 }
 
+/* Longrope (Phi-3) needs no exception: training's RoPE picks its factors by the
+ * batch's largest position (model_rope without groups), np - 1 + max(nc, nr) in both
+ * layouts. */
 int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n) {
     if (m->lora && m->lora->cfg.dropout > 0) return 0; /* one dropout mask for the prompt, not two */
     int longest = 0;
-    for (int i = 0; i < n; i++) {
-        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + 1;
+    for (int i = 0; i < n; i++) { /* batch_pairs_shared's row */
+        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + (p[i]->n_prompt > 0);
         longest = l > longest ? l : longest;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const LayerInfo *li = &m->w.info[l];
-        if (li->inv_freq_long) return 0;                      /* longrope: the factors follow the row's length */
-        if (li->window > 0 && longest > li->window) return 0; /* the window counts columns (ops.h) */
+        if (li->window > 0 && longest > li->window) return 0; /* the window counts columns (segments.h) */
     }
     return 1;
 }

@@ -41,8 +41,8 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
 /* For a batch_pairs_shared batch (b->shared) both take one sequence per example: seq[i]
  * the chosen and seq[n + i] the rejected completion of pair i, as for batch_pairs.
  * Whether prefix sharing gives m's results for pairs p[0..n): not under LoRA dropout
- * (the prompt would get one mask instead of two), longrope (its factors follow the
- * row's length) or a sliding window shorter than a shared row (it counts columns). */
+ * (the prompt would get one mask instead of two) or a sliding window shorter than a
+ * shared row (it counts columns). */
 int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n);
 
 /* TRL 1.x DPOTrainer's token metrics of the last prefbatch_logps (rows 0..n-1 the
