@@ -18,6 +18,7 @@
 
 #include "base/util.h"
 #include "check.h"
+#include "fixture.h"
 #include "model/model.h"
 
 #define B 2
@@ -115,15 +116,8 @@ static void test_auto(Model *m, const char *name) {
 }
 
 static void test_fixture(const char *name) {
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/oracle/fixtures/%s", name);
     Model m;
-    Error e;
-    if (model_load(&m, dir, &e)) {
-        CHECK(0, "%s: %s", name, e.msg);
-        return;
-    }
-    model_enable_grads(&m);
+    if (!fixture_load_grads(&m, name)) return;
     make_batch(m.cfg.vocab_size);
     float *h0, *h1;
     model_set_flash_attention(0);

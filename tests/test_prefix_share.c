@@ -23,6 +23,7 @@
 
 #include "base/util.h"
 #include "check.h"
+#include "fixture.h"
 #include "data/data.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -131,15 +132,8 @@ static void compare(Model *m, const char *name, const PrefExample *const *pp, in
  * ways), so that Gemma's soft-capped attention (attention_ext, the fused kernel's
  * capping) is compared too: the fixtures' windows (4, 5) are shorter than the rows. */
 static void test_fixture(const char *name, int want_share, int nowin, int long_pairs) {
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/oracle/fixtures/%s", name);
     Model m;
-    Error e;
-    if (model_load(&m, dir, &e)) {
-        CHECK(0, "%s: %s", name, e.msg);
-        return;
-    }
-    model_enable_grads(&m);
+    if (!fixture_load_grads(&m, name)) return;
     if (nowin)
         for (int l = 0; l < m.cfg.n_layer; l++) m.w.info[l].window = 0;
     PrefExample p[NP];

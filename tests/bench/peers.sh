@@ -25,7 +25,9 @@
 #             forward per step) and precompute_ref_log_probs=True, against one cherry run
 #             (the reference computed once before the first step); DPO_PAIRS pairs
 #             (default 8) of 64 + 64 tokens, 4 pairs per step, fp32, no gradient
-#             checkpointing; timed: the reference pass and the steps.
+#             checkpointing; timed: the reference pass and the steps.  Cherry shares each
+#             prompt between the pair's two completions (its default); DPO_CHERRY_FLAGS=
+#             --no-prefix-sharing gives it TRL's layout, a row per completion.
 # sft         full SFT of SmolLM2-135M, bin/sft against TRL's SFTTrainer
 #             (tests/oracle/bench_trl_sft.py): 2 x DPO_PAIRS chats of the same length
 #             through the model's chat template, 8 per step; timed: the steps.
@@ -299,7 +301,7 @@ trl_bench() { # dpo or sft, fp32 or bf16: cherry and TRL alternately on SmolLM2-
         echo "ROUND $r" >>"$OUT"
         if [ "$kind" = dpo ]; then
             cherry_results $PY tests/oracle/bench_trl_dpo.py --side cherry --mode both --bin "$BIN" --model "$smol" \
-                --data "$WORK/trl" --threads "$THREADS" --dtype "$dtype" || return 1
+                --data "$WORK/trl" --threads "$THREADS" --dtype "$dtype" --cherry-flags="${DPO_CHERRY_FLAGS:-}" || return 1
         else
             cherry_results $PY tests/oracle/bench_trl_sft.py --side cherry --bin "$BIN" --model "$smol" \
                 --data "$WORK/trl" --threads "$THREADS" --dtype "$dtype" || return 1

@@ -26,7 +26,11 @@ The same work on both sides:
     forward per step) against cherry computing the reference log-probs of every pair
     once before the first step (its default without ref_* fields in the records);
     --mode precompute is TRL's precompute_ref_log_probs=True (one pass before
-    training, no reference model kept) against the same cherry run.
+    training, no reference model kept) against the same cherry run;
+  - the layout: cherry's default lays each pair's prompt out once (prefix sharing, a
+    row of 193 tokens here), TRL a row per completion (2 x 128); --cherry-flags
+    --no-prefix-sharing gives cherry TRL's layout.  Both count tokens_per_pair in TRL's
+    layout (cherry's num_tokens does).
 Timed, identically on both sides: the reference pass (TRL: _precompute_ref_logps;
 cherry: the "reference log-probs ... computed in" line) plus every optimizer step
 (TRL: on_step_begin .. on_step_end; cherry: num_tokens / tokens_per_s of each
@@ -220,7 +224,7 @@ def cherry_dpo(a):
         err = cherry_run([os.path.join(a.bin, "dpo"), "--no-progress", "-m", a.model, "-o", os.path.join(tmp, "out"),
                           "--epochs", "1", "--batch-size", str(a.batch_size), "--max-length", str(a.max_length),
                           "--lr", str(a.lr), "--beta", str(a.beta), "--save-every", "0", "--threads",
-                          str(a.threads), "--log", log] + cherry_precision(a.dtype) + [data])
+                          str(a.threads), "--log", log] + cherry_precision(a.dtype) + a.cherry_flags.split() + [data])
         ref_s = 0.0
         for line in err.splitlines():
             if "reference log-probs of" in line and " computed in " in line:
@@ -252,6 +256,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cherry-flags", default="",
+                    help="more flags for cherry's dpo, e.g. --no-prefix-sharing (TRL's row layout)")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: mixed precision on both sides (TRL bf16=True, cherry --mixed-precision bf16)")
     a = ap.parse_args()
