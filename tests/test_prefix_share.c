@@ -23,8 +23,8 @@
 
 #include "base/util.h"
 #include "check.h"
-#include "fixture.h"
 #include "data/data.h"
+#include "fixture.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "train/prefbatch.h"
