@@ -189,8 +189,7 @@ static void gather_pairs(Dpo *d, Split split, const int *idx, int n) {
  * (prefbatch_can_share).  Rows as batch_pairs either way: seq[i] chosen, seq[n + i]
  * rejected (KTO: the completion and its KL completion, which share the prompt). */
 static int pairs_batch(Dpo *d, const Model *m, Batch *b, int n, Error *e) {
-    if (!d->no_share && prefbatch_can_share(m, d->pp, n)) return batch_pairs_shared(b, d->pp, n, d->pad_id);
-    return batch_pairs(b, d->pp, n, 0, d->pad_id, e);
+    return prefbatch_pairs(b, m, d->pp, n, d->pad_id, !d->no_share, e);
 }
 
 /* The tokens of d->pp[0..n) as TRL counts them (num_tokens): each completion with its

@@ -74,8 +74,7 @@ static json_t *row_tokens(const Batch *b, const float *tok_lp, int i) {
  * them itself, bit for bit; a row per completion where the model needs it. */
 static int lp_pairs(void *ctx, Batch *b, const PrefExample *const *p, int n, Error *e) {
     Lp *L = ctx;
-    if (prefbatch_can_share(&L->model, p, n)) return batch_pairs_shared(b, p, n, L->pad_id);
-    return batch_pairs(b, p, n, 0, L->pad_id, e);
+    return prefbatch_pairs(b, &L->model, p, n, L->pad_id, 1, e);
 }
 
 /* The per-batch step (recbatch.h): log-probs of every row, fields added, records written. */

@@ -12,8 +12,8 @@
  * j iff j <= i and seg_visible(seg[j], seg[i]).  A sliding window counts row columns,
  * not positions: rows with branches must be no longer than the window (prefbatch.h
  * prefbatch_can_share).  Attention itself is computed over the whole shared row (the
- * other branch masked), so the saving is in the per-token work.  In base because the batch builders (data) and the kernels
- * both read it. */
+ * other branch masked), so the saving is in the per-token work.  In base because the batch builders (data) and the
+ * kernels both read it. */
 #ifndef CHERRY_SEGMENTS_H
 #define CHERRY_SEGMENTS_H
 

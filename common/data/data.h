@@ -247,5 +247,7 @@ int batch_pairs(Batch *b, const PrefExample *const *p, int n, int max_T, int pad
  * row sums.  A row holds n_prompt + n_chosen + n_rejected + 1 tokens (with a
  * prompt) instead of 2 n_prompt + n_chosen + n_rejected in two. */
 int batch_pairs_shared(Batch *b, const PrefExample *const *p, int n, int pad_id);
+/* The length of pair p's row in batch_pairs_shared. */
+int batch_pair_shared_len(const PrefExample *p);
 
 #endif

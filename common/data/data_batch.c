@@ -182,11 +182,15 @@ static void place_branch(Batch *b, int r, int c, int pos0, int seg, const int *i
     }
 }
 
+int batch_pair_shared_len(const PrefExample *p) {
+    return p->n_prompt + p->n_chosen + p->n_rejected + (p->n_prompt > 0);
+}
+
 int batch_pairs_shared(Batch *b, const PrefExample *const *p, int n, int pad_id) {
     memset(b, 0, sizeof *b);
     int T = 1;
     for (int i = 0; i < n; i++) {
-        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + (p[i]->n_prompt > 0);
+        int l = batch_pair_shared_len(p[i]);
         if (l > T) T = l;
     }
     batch_alloc(b, n, T, 2 * n, pad_id);

@@ -83,8 +83,8 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
 int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n) {
     if (m->lora && m->lora->cfg.dropout > 0) return 0; /* one dropout mask for the prompt, not two */
     int longest = 0;
-    for (int i = 0; i < n; i++) { /* batch_pairs_shared's row */
-        int l = p[i]->n_prompt + p[i]->n_chosen + p[i]->n_rejected + (p[i]->n_prompt > 0);
+    for (int i = 0; i < n; i++) {
+        int l = batch_pair_shared_len(p[i]);
         longest = l > longest ? l : longest;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -92,6 +92,11 @@ int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n) {
         if (li->window > 0 && longest > li->window) return 0; /* the window counts columns (segments.h) */
     }
     return 1;
+}
+
+int prefbatch_pairs(Batch *b, const Model *m, const PrefExample *const *p, int n, int pad_id, int share, Error *e) {
+    if (share && prefbatch_can_share(m, p, n)) return batch_pairs_shared(b, p, n, pad_id);
+    return batch_pairs(b, p, n, 0, pad_id, e);
 }
 
 /* The LM head [V, C]: lm_head.weight when untied, else the tied token embedding. */

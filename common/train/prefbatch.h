@@ -44,6 +44,9 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
  * (the prompt would get one mask instead of two) or a sliding window shorter than a
  * shared row (it counts columns). */
 int prefbatch_can_share(const Model *m, const PrefExample *const *p, int n);
+/* The batch of pairs p[0..n) for m: batch_pairs_shared when share and
+ * prefbatch_can_share, else batch_pairs (no length limit).  Errors: batch_pairs'. */
+int prefbatch_pairs(Batch *b, const Model *m, const PrefExample *const *p, int n, int pad_id, int share, Error *e);
 
 /* TRL 1.x DPOTrainer's token metrics of the last prefbatch_logps (rows 0..n-1 the
  * chosen, n..2n-1 the rejected completions; shared rows: the two branches), as sums and counts so that micro-batches
