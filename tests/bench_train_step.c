@@ -83,12 +83,15 @@ static void usage(FILE *f) {
                "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
 }
 
-/* One step; returns the phase times. */
+/* One step, as train.c's trainer_step: the gradients are cleared by the previous step's
+ * AdamW pass (adamw_step_scaled_clear), so only the first step clears them on its own
+ * (the zero column: 0 from the second step on).  Returns the phase times. */
+static int grads_clear;
 static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, float *logp, float *dlogp, int B, int T) {
     Times t;
     double c0 = cpu_seconds();
     double t0 = now_seconds();
-    model_zero_grad(m);
+    if (!grads_clear) model_zero_grad(m);
     double t1 = now_seconds();
     model_forward(m, tok, NULL, NULL, B, T);
     model_logprobs(m, tgt, logp, NULL);
@@ -96,7 +99,8 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
     model_logprobs_backward(m, tgt, dlogp);
     model_backward(m);
     double t3 = now_seconds();
-    adamw_step(opt, m->params, m->grads, 1e-4f);
+    adamw_step_scaled_clear(opt, m->params, m->grads, 1e-4f, 1.0f);
+    grads_clear = 1;
     double t4 = now_seconds();
     t.zero = t1 - t0;
     t.fwd = t2 - t1;

@@ -14,7 +14,7 @@
  *     its own pass gives the same products, bit for bit, as converting the weights per
  *     product;
  *  8. clipping inside AdamW's pass (adamw_step_scaled) = grad_clip_norm + adamw_step,
- *     bit for bit. */
+ *     bit for bit; adamw_step_scaled_clear the same bits, every gradient 0 after. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -266,18 +266,20 @@ static void test_scaled_step(void) {
     size_t n = 300001;
     float *pa = xmalloc(n * sizeof(float)), *pb = xmalloc(n * sizeof(float));
     float *ga = xmalloc(n * sizeof(float)), *gb = xmalloc(n * sizeof(float)), *g0 = xmalloc(n * sizeof(float));
+    float *pc = xmalloc(n * sizeof(float)), *gc = xmalloc(n * sizeof(float));
     OptimGroup gr[2] = {{0, n / 2, 1}, {n / 2, n - n / 2, 0}};
-    AdamW oa, ob;
+    AdamW oa, ob, oc;
     adamw_init(&oa, n, gr, 2, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.01f);
     adamw_init(&ob, n, gr, 2, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.01f);
+    adamw_init(&oc, n, gr, 2, ADAMW_BETA1, ADAMW_BETA2, ADAMW_EPS, 0.01f);
     Rng r;
     rng_seed(&r, 7);
-    for (size_t i = 0; i < n; i++) pa[i] = pb[i] = rng_normal(&r);
+    for (size_t i = 0; i < n; i++) pa[i] = pb[i] = pc[i] = rng_normal(&r);
     int clipped = 0;
     for (int s = 0; s < 3; s++) {
         /* step 1 far above max_norm 100 (norm ~ 550), the others below it */
         float sd = s == 0 ? 1.0f : 0.1f;
-        for (size_t i = 0; i < n; i++) ga[i] = gb[i] = g0[i] = sd * rng_normal(&r);
+        for (size_t i = 0; i < n; i++) ga[i] = gb[i] = gc[i] = g0[i] = sd * rng_normal(&r);
         long double want = 0;
         for (size_t i = 0; i < n; i++) want += (long double)g0[i] * g0[i];
         double na = grad_clip_norm(ga, n, 100.0);
@@ -293,13 +295,21 @@ static void test_scaled_step(void) {
                   memcmp(oa.v, ob.v, n * sizeof(float)) == 0,
               "step %d: adamw_step_scaled differs from grad_clip_norm + adamw_step", s);
         CHECK(memcmp(gb, g0, n * sizeof(float)) == 0, "step %d: adamw_step_scaled changed the gradients", s);
+        adamw_step_scaled_clear(&oc, pc, gc, 1e-3f, c);
+        CHECK(memcmp(pc, pb, n * sizeof(float)) == 0 && memcmp(oc.m, ob.m, n * sizeof(float)) == 0 &&
+                  memcmp(oc.v, ob.v, n * sizeof(float)) == 0,
+              "step %d: adamw_step_scaled_clear's update differs from adamw_step_scaled's", s);
+        size_t nz = 0;
+        for (size_t i = 0; i < n; i++) nz += gc[i] != 0.0f || signbit(gc[i]);
+        CHECK(nz == 0, "step %d: adamw_step_scaled_clear left %zu of %zu gradients not +0", s, nz, n);
     }
     CHECK(clipped == 1, "expected the first of 3 steps clipped, got %d clipped", clipped);
     CHECK(grad_clip_coef(5.0, 0.0) == 1.0f && grad_clip_coef(NAN, 1.0) == 1.0f && grad_clip_coef(0.5, 1.0) == 1.0f,
           "grad_clip_coef: expected 1 without clipping");
     adamw_free(&oa);
     adamw_free(&ob);
-    free(pa), free(pb), free(ga), free(gb), free(g0);
+    adamw_free(&oc);
+    free(pa), free(pb), free(pc), free(ga), free(gb), free(gc), free(g0);
 }
 
 int main(void) {

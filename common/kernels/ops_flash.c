@@ -64,6 +64,38 @@ static inline void flash_row_span(int i, int j0, int nc, int window, int *cs, in
     *ce = hi < *cs ? *cs : hi < nc ? hi : nc;
 }
 
+/* The largest of m0 and the scores s[c], c in [cs, ce), whose key the row may see
+ * (segment si or its prefix sp, base/segments.h); hidden scores become -inf on the
+ * way.  In 16 lanes, as lp_row_max: the branchy scalar loop was a third of the
+ * forward's own time (perf, DPO on SmolLM2).  max is exact, so the order of the lanes
+ * changes nothing. */
+static float flash_visible_max(float *s, const int *sg, int si, int sp, int cs, int ce, float m0) {
+    for (int c = cs; c < ce; c++) s[c] = sg[c] == si || sg[c] == sp ? s[c] : -INFINITY;
+    float mx[16];
+    for (int k = 0; k < 16; k++) mx[k] = m0;
+    int c = cs;
+    for (; c + 16 <= ce; c += 16)
+        for (int k = 0; k < 16; k++) mx[k] = s[c + k] > mx[k] ? s[c + k] : mx[k];
+    for (; c < ce; c++) mx[0] = s[c] > mx[0] ? s[c] : mx[0];
+    float r = mx[0];
+    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
+    return r;
+}
+
+/* sum of s[cs..ce) in double: 16 lanes (two registers of doubles) added in a fixed
+ * order at the end, so it vectorises and is the same at any thread count (a single
+ * chain of double additions, 4 cycles each, was the other scalar loop). */
+static double flash_sum(const float *s, int cs, int ce) {
+    double acc[16] = {0};
+    int c = cs;
+    for (; c + 16 <= ce; c += 16)
+        for (int k = 0; k < 16; k++) acc[k] += s[c + k];
+    double sum = 0;
+    for (; c < ce; c++) sum += s[c];
+    for (int k = 0; k < 16; k++) sum += acc[k];
+    return sum;
+}
+
 void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg,
                              int B, int T, int nh, int nkv, int hd, const AttnOpts *opts) {
     AttnOpts opt = flash_opts(opts, hd);
@@ -99,9 +131,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                     flash_row_span(i, j0, nc, window, &cs, &ce);
                     if (cap > 0)
                         for (int c = cs; c < ce; c++) s[c] = cap * ops_tanhf(s[c] / cap);
-                    float mx = m[r];
-                    for (int c = cs; c < ce; c++)
-                        if ((sg[j0 + c] == si || sg[j0 + c] == sp) && s[c] > mx) mx = s[c];
+                    float mx = flash_visible_max(s, sg + j0, si, sp, cs, ce, m[r]);
                     if (mx == -INFINITY) { /* nothing of this row's segment yet (or none visible here) */
                         memset(s, 0, sizeof(float) * (size_t)nc);
                         continue;
@@ -112,8 +142,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                         s[c] = sg[j0 + c] == si || sg[j0 + c] == sp ? e : 0.0f;
                     }
                     for (int c = ce; c < nc; c++) s[c] = 0.0f;
-                    double sum = 0;
-                    for (int c = cs; c < ce; c++) sum += s[c];
+                    double sum = flash_sum(s, cs, ce);
                     float alpha = m[r] == -INFINITY ? 0.0f : ops_expf(m[r] - mx);
                     l[r] = l[r] * alpha + sum;
                     if (alpha != 1.0f)

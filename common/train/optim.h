@@ -70,6 +70,9 @@ void adamw_step(AdamW *o, float *params, const float *grads, float lr);
  * of a pass of its own that reads and writes every gradient; grads is left as it
  * was.  Bit-identical to grad_clip_norm followed by adamw_step. */
 void adamw_step_scaled(AdamW *o, float *params, const float *grads, float lr, float gscale);
+/* adamw_step_scaled that also sets every gradient to 0 once it is read (the update is
+ * the same bits): the next accumulation then needs no clearing pass (train.c). */
+void adamw_step_scaled_clear(AdamW *o, float *params, float *grads, float lr, float gscale);
 
 /* Checkpoint form of the optimizer state (what a resumed run needs to continue
  * exactly): tensors PREFIX"exp_avg" and PREFIX"exp_avg_sq" (F32, [n]) and the step

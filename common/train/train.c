@@ -270,7 +270,10 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     double scale = W > 0 ? 1.0 / W : 0.0;
     Metrics mt;
     metrics_reset(&mt);
-    model_zero_grad(m);
+    /* the last update cleared the gradients in its own pass (adamw_step_scaled_clear);
+     * a step that stopped before its update left them as they were */
+    if (!tr->grads_clear) model_zero_grad(m);
+    tr->grads_clear = 0;
     if (tr->n_ranks <= 1) {
         for (int j = 0; j < n_micro; j++) {
             lora_set_dropout(m, 1, dropout_seed(tr, j));
@@ -316,7 +319,8 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
                               "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
-    adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
+    adamw_step_scaled_clear(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
+    tr->grads_clear = 1; /* tgrads are every gradient model_zero_grad clears (model_train_params) */
     tr->step++;
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;

@@ -219,6 +219,7 @@ typedef struct Trainer {
     Progress progress;
     int rank, n_ranks; /* data parallelism (dist.h): this process and how many */
     int created_out;   /* OUT did not exist before this run (removed again if left empty) */
+    int grads_clear;   /* the last update left every gradient 0: the next step need not clear them */
 } Trainer;
 
 /* Sets up the optimiser, the log and the signal handlers; with f->resume loads the
