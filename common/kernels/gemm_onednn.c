@@ -105,6 +105,7 @@ int gemm_onednn_whole(int bf16, int transA, int transB, int M, int N, int K, con
     X(dnnl_primitive_destroy)                                                                                          \
     X(dnnl_primitive_execute)                                                                                          \
     X(dnnl_memory_create)                                                                                              \
+    X(dnnl_memory_set_data_handle)                                                                                     \
     X(dnnl_memory_destroy)                                                                                             \
     X(dnnl_set_primitive_cache_capacity)
 
@@ -161,6 +162,8 @@ typedef struct {
 
 typedef struct {
     Key key;
+    unsigned hash;      /* key_hash(&key): compared before the key */
+    unsigned gen;       /* changes whenever the slot gets a new primitive (MemSlot) */
     int used;           /* slot holds a key */
     int busy;           /* threads running prim now (under lock) */
     unsigned long last; /* lookup clock, for least-recently-used eviction */
@@ -173,6 +176,22 @@ typedef struct {
 #define CACHE_MAX 128
 static Entry cache[CACHE_MAX];
 static unsigned long clock_now;
+static unsigned gen_now;
+
+/* FNV-1a over the key's bytes */
+static unsigned key_hash(const Key *k) {
+    const unsigned char *b = (const unsigned char *)k;
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+/* The slots this thread found its last keys in: a training step alternates between a
+ * few shapes (the attention blocks' products), so a lookup mostly ends here instead of
+ * comparing keys along the whole cache (it was 6% of a small product's cost). */
+#define HINTS 4
+static _Thread_local int hint[HINTS];
+static _Thread_local int hint_next;
 
 /* logical op(A) [M,K], op(B) [K,N], C [M,N], all dense (see run_dense); a transpose is a
  * swap of strides */
@@ -241,11 +260,18 @@ static void entry_destroy(Entry *e) {
 }
 
 /* The entry for k, created if need be, marked busy; NULL only if every slot is busy. */
+static int entry_is(const Entry *c, const Key *k, unsigned h) {
+    return c->used && c->hash == h && !memcmp(&c->key, k, sizeof *k);
+}
+
 static Entry *entry_get(const Key *k) {
+    unsigned h = key_hash(k);
     pthread_mutex_lock(&lock);
     Entry *e = NULL, *victim = NULL;
+    for (int j = 0; j < HINTS && !e; j++)
+        if (entry_is(&cache[hint[j]], k, h)) e = &cache[hint[j]];
     for (int i = 0; i < CACHE_MAX && !e; i++) {
-        if (cache[i].used && !memcmp(&cache[i].key, k, sizeof *k))
+        if (entry_is(&cache[i], k, h))
             e = &cache[i];
         else if (!cache[i].busy && (!victim || !cache[i].used || (victim->used && cache[i].last < victim->last)))
             victim = &cache[i];
@@ -253,9 +279,16 @@ static Entry *entry_get(const Key *k) {
     if (!e && victim) {
         if (victim->used) entry_destroy(victim);
         victim->key = *k;
+        victim->hash = h;
+        victim->gen = ++gen_now;
         victim->used = 1;
         entry_create(victim); /* under the lock: a shape is created once, by one thread */
         e = victim;
+    }
+    if (e && !entry_is(&cache[hint[(hint_next + HINTS - 1) % HINTS]], k, h)) {
+        int seen = 0;
+        for (int j = 0; j < HINTS; j++) seen |= &cache[hint[j]] == e;
+        if (!seen) hint[hint_next] = (int)(e - cache), hint_next = (hint_next + 1) % HINTS;
     }
     if (e) e->busy++, e->last = ++clock_now;
     pthread_mutex_unlock(&lock);
@@ -269,20 +302,37 @@ static void entry_put(Entry *e) {
 }
 
 /* ---- per-thread execution state ----------------------------------------------------
- * A stream and four buffers (scratchpad, dense copies of A, B, C) per thread, freed by
- * a pthread key's destructor when the thread ends (OpenMP drops pool threads when the
- * thread count goes down). */
+ * A stream, four buffers (scratchpad, dense copies of A, B, C) and, per cache slot, the
+ * four memory objects of its arguments per thread, freed by a pthread key's destructor
+ * when the thread ends (OpenMP drops pool threads when the thread count goes down).
+ * The memory objects are made once per slot and primitive (MemSlot.gen) and pointed at
+ * each call's buffers with dnnl_memory_set_data_handle: creating and destroying them
+ * per call was a third of a small product's cost (malloc and free inside oneDNN;
+ * the attention kernels' block products are ~45,000 calls per DPO step). */
+typedef struct {
+    unsigned gen; /* Entry.gen the objects were made for; 0: none */
+    dnnl_memory_t m[4];
+} MemSlot;
+
 typedef struct {
     dnnl_stream_t stream;
     void *buf[4];
     size_t cap[4];
+    MemSlot mem[CACHE_MAX];
 } ThreadState;
 
 static pthread_key_t state_key;
 static pthread_once_t state_once = PTHREAD_ONCE_INIT;
 
+static void mem_slot_clear(MemSlot *ms) {
+    for (int i = 0; i < 4; i++)
+        if (ms->m[i]) dn.dnnl_memory_destroy(ms->m[i]);
+    memset(ms, 0, sizeof *ms);
+}
+
 static void state_free(void *p) {
     ThreadState *t = p;
+    for (int i = 0; i < CACHE_MAX; i++) mem_slot_clear(&t->mem[i]);
     if (t->stream) dn.dnnl_stream_destroy(t->stream);
     for (int i = 0; i < 4; i++) free(t->buf[i]);
     free(t);
@@ -312,24 +362,35 @@ static void *thread_buf(int i, size_t need) {
     return t->buf[i];
 }
 
+/* Runs e's primitive (e is busy: it cannot be evicted meanwhile, so e->gen is stable). */
 static int run(Entry *e, const void *A, const void *B, float *C) {
     ThreadState *t = thread_state();
     if (!t->stream && dn.dnnl_stream_create(&t->stream, engine, dnnl_stream_default_flags) != dnnl_success) return -1;
-    dnnl_memory_t m[4] = {NULL, NULL, NULL, NULL};
     const dnnl_memory_desc_t *md[4] = {&e->a_md, &e->b_md, &e->c_md, &e->s_md};
     void *ptr[4] = {(void *)A, (void *)B, C, e->scratch ? thread_buf(0, e->scratch) : NULL};
     int nargs = e->scratch ? 4 : 3, ok = 1;
-    for (int i = 0; i < nargs && ok; i++) ok = dn.dnnl_memory_create(&m[i], md[i], engine, ptr[i]) == dnnl_success;
-    if (ok) {
-        dnnl_exec_arg_t args[4] = {
-            {DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]}, {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}};
-        /* a failure here may have written part of C, so no fallback can follow */
-        if (dn.dnnl_primitive_execute(e->prim, t->stream, nargs, args) != dnnl_success)
-            die_internal("oneDNN matmul %dx%dx%d failed to execute", e->key.M, e->key.N, e->key.K);
+    MemSlot *ms = &t->mem[e - cache];
+    if (ms->gen != e->gen) { /* first use here of this slot's primitive */
+        mem_slot_clear(ms);
+        for (int i = 0; i < nargs && ok; i++)
+            ok = dn.dnnl_memory_create(&ms->m[i], md[i], engine, ptr[i]) == dnnl_success;
+        if (!ok) {
+            mem_slot_clear(ms);
+            return -1;
+        }
+        ms->gen = e->gen;
+    } else {
+        for (int i = 0; i < nargs && ok; i++) ok = dn.dnnl_memory_set_data_handle(ms->m[i], ptr[i]) == dnnl_success;
+        if (!ok) return -1;
     }
-    for (int i = 0; i < 4; i++)
-        if (m[i]) dn.dnnl_memory_destroy(m[i]);
-    return ok ? 0 : -1;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms->m[0]},
+                               {DNNL_ARG_WEIGHTS, ms->m[1]},
+                               {DNNL_ARG_DST, ms->m[2]},
+                               {DNNL_ARG_SCRATCHPAD, ms->m[3]}};
+    /* a failure here may have written part of C, so no fallback can follow */
+    if (dn.dnnl_primitive_execute(e->prim, t->stream, nargs, args) != dnnl_success)
+        die_internal("oneDNN matmul %dx%dx%d failed to execute", e->key.M, e->key.N, e->key.K);
+    return 0;
 }
 
 /* dst[rows, cols] (leading dimension dld) = src[rows, cols] (sld); esz-byte elements. */
