@@ -19,32 +19,37 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Large buffers (weights, gradients, optimizer state, activations: hundreds of MB each)
- * are asked to sit on 2 MiB pages, which Linux gives on request when transparent huge
- * pages are in "madvise" mode (Debian's default; "always" needs no request, "never"
- * ignores it): one page fault per 2 MiB instead of 512 when a buffer is first
- * touched, and fewer TLB misses in the passes that stream them (AdamW, the products'
- * packing).  Asked before the first touch; only the 2 MiB-aligned inside of the
- * buffer can be backed so, and a failure changes nothing but the speed. */
+/* xaligned_alloc's large buffers (weights, gradients, optimizer state, activations:
+ * hundreds of MB each) are asked to sit on 2 MiB pages, which Linux gives on request
+ * when transparent huge pages are in "madvise" mode (Debian's default; "always" needs
+ * no request, "never" ignores it): one page fault per 2 MiB instead of 512 when a
+ * buffer is first touched, and fewer TLB misses in the passes that stream them
+ * (AdamW, the products' packing).  Only there: xaligned_alloc zeroes the whole buffer,
+ * so every page is touched anyway, while a buffer reserved large and filled from the
+ * start (a KV cache, xmalloc) would take a whole 2 MiB page per touched corner.  Asked
+ * before the first touch; only the 2 MiB-aligned inside of the buffer can be backed
+ * so, and a failure changes nothing but the speed. */
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 #define HUGE_MIN ((size_t)8 << 20)
 static void advise_huge(void *p, size_t n) {
+#ifdef MADV_HUGEPAGE
     if (n < HUGE_MIN) return;
     uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), e = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
     if (e > a) (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p, (void)n;
+#endif
 }
 
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) die_internal("out of memory allocating %zu bytes", n);
-    advise_huge(p, n);
     return p;
 }
 
 void *xcalloc(size_t count, size_t size) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) die_internal("out of memory allocating %zu x %zu bytes", count, size);
-    if (count && size <= SIZE_MAX / count) advise_huge(p, count * size);
     return p;
 }
 

@@ -280,7 +280,8 @@ static Entry *entry_get(const Key *k) {
         if (victim->used) entry_destroy(victim);
         victim->key = *k;
         victim->hash = h;
-        victim->gen = ++gen_now;
+        if (++gen_now == 0) gen_now = 1; /* 0 marks a MemSlot without objects */
+        victim->gen = gen_now;
         victim->used = 1;
         entry_create(victim); /* under the lock: a shape is created once, by one thread */
         e = victim;

@@ -52,6 +52,11 @@
 # best kept; default "passive": each TRL run takes minutes).  A missing peer is skipped with a
 # message; the exit status is 0 unless cherry itself fails.
 set -u
+# cherry asks Linux for 2 MiB pages for its large buffers (common/base/util.c,
+# advise_huge); PyTorch does the same for tensors from 2 MiB when THP_MEM_ALLOC_ENABLE=1
+# (c10/core/impl/alloc_cpu.cpp), so every PyTorch and TRL peer runs with it: the same
+# memory setup on both sides (THP_MEM_ALLOC_ENABLE=0 in the environment turns it off).
+export THP_MEM_ALLOC_ENABLE="${THP_MEM_ALLOC_ENABLE:-1}"
 O=${O:-build}
 BIN=${BIN:-bin}
 PY=${PYTHON:-python3}
@@ -343,6 +348,7 @@ if [ "$LOAD" = 1 ]; then
     echo "peers: LOAD=1, a spinning process (pid $SPIN) keeps one core busy"
 fi
 echo "peers: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds of $STEPS steps"
+echo "peers: PyTorch and TRL peers run with THP_MEM_ALLOC_ENABLE=$THP_MEM_ALLOC_ENABLE (2 MiB pages, as cherry asks for its large buffers)"
 for what in "$@"; do
     case $what in
     train) train fp32 || exit 1 ;;
