@@ -66,20 +66,11 @@ static inline void flash_row_span(int i, int j0, int nc, int window, int *cs, in
 
 /* The largest of m0 and the scores s[c], c in [cs, ce), whose key the row may see
  * (segment si or its prefix sp, base/segments.h); hidden scores become -inf on the
- * way.  In 16 lanes, as lp_row_max: the branchy scalar loop was a third of the
- * forward's own time (perf, DPO on SmolLM2).  max is exact, so the order of the lanes
- * changes nothing. */
+ * way, so the maximum runs in lanes (ops_lanes_max): the branchy scalar loop was a
+ * third of the forward's own time (perf, DPO on SmolLM2). */
 static float flash_visible_max(float *s, const int *sg, int si, int sp, int cs, int ce, float m0) {
     for (int c = cs; c < ce; c++) s[c] = sg[c] == si || sg[c] == sp ? s[c] : -INFINITY;
-    float mx[16];
-    for (int k = 0; k < 16; k++) mx[k] = m0;
-    int c = cs;
-    for (; c + 16 <= ce; c += 16)
-        for (int k = 0; k < 16; k++) mx[k] = s[c + k] > mx[k] ? s[c + k] : mx[k];
-    for (; c < ce; c++) mx[0] = s[c] > mx[0] ? s[c] : mx[0];
-    float r = mx[0];
-    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
-    return r;
+    return ce > cs ? ops_lanes_max(s + cs, ce - cs, m0) : m0;
 }
 
 /* sum of s[cs..ce) in double: 16 lanes (two registers of doubles) added in a fixed

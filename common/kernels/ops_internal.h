@@ -20,4 +20,19 @@ float *ops_scratch(int slot, size_t nfloats);
 void attention_sum_group_partials(float *dk, float *dv, const float *pk, int B, int T, int nh, int nkv, int hd,
                                   int ldk);
 
+/* The largest of m0 and x[0..n), in 16 independent lanes (vectorisable; max is exact,
+ * so the lane split does not change the result; NaN is never taken).  The LM head's
+ * row maxima and the fused attention's visible-score maxima. */
+static inline float ops_lanes_max(const float *x, int n, float m0) {
+    float mx[16];
+    for (int k = 0; k < 16; k++) mx[k] = m0;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) mx[k] = x[j + k] > mx[k] ? x[j + k] : mx[k];
+    for (; j < n; j++) mx[0] = x[j] > mx[0] ? x[j] : mx[0];
+    float r = mx[0];
+    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
+    return r;
+}
+
 #endif

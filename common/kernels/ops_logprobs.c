@@ -57,20 +57,6 @@ static int lp_select_rows(int *rows, const int *targets, const float *dlogp, int
     return n;
 }
 
-/* Maximum of l[0..n) with 16 independent lanes (vectorisable; max is exact, so the
- * lane split does not change the result). */
-static float lp_row_max(const float *l, int n) {
-    float mx[16];
-    for (int k = 0; k < 16; k++) mx[k] = -INFINITY;
-    int j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int k = 0; k < 16; k++) mx[k] = l[j + k] > mx[k] ? l[j + k] : mx[k];
-    for (; j < n; j++) mx[0] = l[j] > mx[0] ? l[j] : mx[0];
-    float r = mx[0];
-    for (int k = 1; k < 16; k++) r = mx[k] > r ? mx[k] : r;
-    return r;
-}
-
 /* sum_j e_j and sum_j e_j l_j with e_j = exp(l_j - m).  16 float lanes (one AVX-512
  * register) accumulate blocks of 256 columns, which are then added into 16 double
  * lanes, and the lanes are summed in a fixed order at the end: vectorisable, within
@@ -188,7 +174,7 @@ void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, cons
                 gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
                 for (int r = 0; r < R; r++) {
                     const float *l = lg + (size_t)r * VC;
-                    float cm = lp_row_max(l, VC);
+                    float cm = ops_lanes_max(l, VC, -INFINITY);
                     /* slices run in column order: strict > keeps the lane's first maximum */
                     if (lbv && cm > lbv[r]) lbv[r] = cm, lbi[r] = v0 + lp_first_index(l, VC, cm);
                     double nm = cm > lm[r] ? cm : lm[r];
