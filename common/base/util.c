@@ -19,14 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* xaligned_alloc's large buffers (weights, gradients, optimizer state, activations:
+/* Large buffers (weights, gradients, optimizer state, activations:
  * hundreds of MB each) are asked to sit on 2 MiB pages, which Linux gives on request
  * when transparent huge pages are in "madvise" mode (Debian's default; "always" needs
  * no request, "never" ignores it): one page fault per 2 MiB instead of 512 when a
  * buffer is first touched, and fewer TLB misses in the passes that stream them
- * (AdamW, the products' packing).  Only there: xaligned_alloc zeroes the whole buffer,
- * so every page is touched anyway, while a buffer reserved large and filled from the
- * start (a KV cache, xmalloc) would take a whole 2 MiB page per touched corner.  Asked
+ * (AdamW, the products' packing).  Only there and in xcalloc_huge (buffers used whole):
+ * xaligned_alloc zeroes the whole buffer, so every page is touched anyway, while a
+ * buffer reserved large and filled from the start (a KV cache, xmalloc) would take a
+ * whole 2 MiB page per touched corner.  Asked
  * before the first touch; only the 2 MiB-aligned inside of the buffer can be backed
  * so, and a failure changes nothing but the speed. */
 #define HUGE_PAGE ((uintptr_t)2 << 20)
@@ -50,6 +51,12 @@ void *xmalloc(size_t n) {
 void *xcalloc(size_t count, size_t size) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) die_internal("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *xcalloc_huge(size_t count, size_t size) {
+    void *p = xcalloc(count, size);
+    if (count && size <= SIZE_MAX / count) advise_huge(p, count * size);
     return p;
 }
 

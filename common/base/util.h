@@ -17,13 +17,17 @@
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
+/* xcalloc for a large buffer that will be used whole (weights, gradients): on 2 MiB
+ * pages where Linux offers them (util.c, advise_huge); its pages are still only
+ * touched when first written. */
+void *xcalloc_huge(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* Makes the array P (*CAP elements of ELEM bytes) hold at least NEED: when it is too
  * small, *CAP doubles from FIRST (when 0) until it does and P is reallocated.  Returns
  * P, moved or not.  For the growing buffers of parsers and caches. */
 void *xgrow(void *p, size_t *cap, size_t need, size_t first, size_t elem);
-/* 64-byte aligned allocation, zeroed; free with free(). */
+/* 64-byte aligned allocation, zeroed (on 2 MiB pages from 8 MiB on); free with free(). */
 void *xaligned_alloc(size_t n);
 
 /* ---- atomic file output ---- */

@@ -286,7 +286,7 @@ static Entry *entry_get(const Key *k) {
         entry_create(victim); /* under the lock: a shape is created once, by one thread */
         e = victim;
     }
-    if (e && !entry_is(&cache[hint[(hint_next + HINTS - 1) % HINTS]], k, h)) {
+    if (e) { /* a slot not among the hints replaces the oldest one */
         int seen = 0;
         for (int j = 0; j < HINTS; j++) seen |= &cache[hint[j]] == e;
         if (!seen) hint[hint_next] = (int)(e - cache), hint_next = (hint_next + 1) % HINTS;

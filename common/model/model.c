@@ -274,7 +274,7 @@ void model_create(Model *m, const ModelConfig *cfg) {
     int glob[sizeof(ModelView) / sizeof(float *)];
     int *lay = build_layout(m, glob);
     /* calloc: pages of a large model are only touched when filled */
-    m->params = xaligned_alloc(m->n_params * sizeof(float)); /* zeroed, on 2 MiB pages (util.c) */
+    m->params = xcalloc_huge(m->n_params, sizeof(float));
     fill_view(m, glob, lay);
     free(lay);
     int hd = model_head_dim(cfg);
@@ -343,7 +343,7 @@ void model_enable_grads(Model *m) {
         if (!m->lora->grads) m->lora->grads = xcalloc(m->lora->n_params ? m->lora->n_params : 1, sizeof(float));
         return;
     }
-    if (!m->grads) m->grads = xaligned_alloc(m->n_params * sizeof(float)); /* zeroed */
+    if (!m->grads) m->grads = xcalloc_huge(m->n_params, sizeof(float));
 }
 
 float *model_train_params(Model *m, float **grads, size_t *n) {
