@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -81,13 +82,33 @@ char *xstrdup(const char *s) {
     return p;
 }
 
+/* Zeroes a new buffer.  The zeroing is the buffer's first touch, so for a large one
+ * (the optimizer's moments, gradients' bf16 copies, activations: hundreds of MB,
+ * allocated at the first training step) it is mostly page faults: one thread zeroed
+ * 2 GB of 2 MiB pages in 0.43 s, the two threads of the pool in 2 MiB pieces 0.12 s
+ * (a 2-core Zen 4 VM).  Memory the VM's host has not backed yet costs the host's time
+ * either way (0.5-1 GB/s there).  Not from inside a parallel region. */
+#define ZERO_PAR_MIN ((size_t)32 << 20)
+static void zero_new(void *p, size_t n) {
+    if (n < ZERO_PAR_MIN || omp_get_level() > 0) {
+        memset(p, 0, n);
+        return;
+    }
+    size_t piece = HUGE_PAGE, np = (n + piece - 1) / piece;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (size_t i = 0; i < np; i++) {
+        size_t o = i * piece;
+        memset((char *)p + o, 0, n - o < piece ? n - o : piece);
+    }
+}
+
 void *xaligned_alloc(size_t n) {
     size_t rounded = (n + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
     void *p = aligned_alloc(64, rounded);
     if (!p) die_internal("out of memory allocating %zu bytes", n);
     advise_huge(p, rounded);
-    memset(p, 0, rounded);
+    zero_new(p, rounded);
     return p;
 }
 
