@@ -85,9 +85,11 @@ char *xstrdup(const char *s) {
 /* Zeroes a new buffer.  The zeroing is the buffer's first touch, so for a large one
  * (the optimizer's moments, gradients' bf16 copies, activations: hundreds of MB,
  * allocated at the first training step) it is mostly page faults: one thread zeroed
- * 2 GB of 2 MiB pages in 0.43 s, the two threads of the pool in 2 MiB pieces 0.12 s
- * (a 2-core Zen 4 VM).  Memory the VM's host has not backed yet costs the host's time
- * either way (0.5-1 GB/s there).  Not from inside a parallel region. */
+ * 2 GB of 2 MiB pages in 0.23-1.3 s, the two threads of the pool in 2 MiB pieces
+ * 0.11-0.13 s (a 2-core Zen 4 VM, ten runs each, alternating).  Memory the VM's host has not backed yet costs the
+ * host's time either way (0.5-1 GB/s there).  Inside a parallel region it is one memset.  The team is the calling
+ * thread's default (a pthread of the server that never set a count gets one per core), which changes nothing but the
+ * speed. */
 #define ZERO_PAR_MIN ((size_t)32 << 20)
 static void zero_new(void *p, size_t n) {
     if (n < ZERO_PAR_MIN || omp_get_level() > 0) {
