@@ -348,6 +348,10 @@ if [ "$LOAD" = 1 ]; then
     echo "peers: LOAD=1, a spinning process (pid $SPIN) keeps one core busy"
 fi
 echo "peers: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds of $STEPS steps"
+# the ratios differ between machines (tests/bench/README.md, "The machine"): name this one
+awk -F': ' '/^model name/ && !m { m = $2 } /^cpu family/ && !f { f = $2 } /^model\t/ && !n { n = $2 }
+    /^flags/ && !x { x = 1; amx = / amx_bf16( |$)/ ? "AMX" : "no AMX"; bf = / avx512_bf16( |$)/ ? "AVX512-BF16" : "no AVX512-BF16" }
+    END { if (m != "") printf "peers: CPU %s, family %s model %s, %s, %s\n", m, f, n, bf, amx }' /proc/cpuinfo
 echo "peers: PyTorch and TRL peers run with THP_MEM_ALLOC_ENABLE=$THP_MEM_ALLOC_ENABLE (2 MiB pages, as cherry asks for its large buffers)"
 for what in "$@"; do
     case $what in
