@@ -42,11 +42,11 @@ static int bench_micro_step(void *ctx, Split s, const int *idx, int n, double sc
     Model *m = &b->m;
     size_t N = (size_t)b->B * b->T;
     model_forward(m, b->tokens, NULL, NULL, b->B, b->T);
-    model_logprobs_argmax(m, b->targets, b->logp, NULL, b->pred);
+    sft_dlogp(b->targets, N, scale, b->dlogp); /* as tools/sft.c: the LM head in one pass */
+    model_logprobs_fused(m, b->targets, b->dlogp, b->logp, NULL, b->pred);
     long ntok;
-    double loss = sft_loss(b->logp, b->targets, N, scale, b->dlogp, &ntok);
+    double loss = sft_loss(b->logp, b->targets, N, scale, NULL, &ntok);
     long correct = token_correct(b->pred, b->targets, N);
-    model_logprobs_backward(m, b->targets, b->dlogp);
     model_backward(m);
     metrics_add(mt, "loss", loss, (double)ntok);
     metrics_add(mt, "mean_token_accuracy", (double)correct, (double)ntok);

@@ -94,9 +94,10 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
     if (!grads_clear) model_zero_grad(m);
     double t1 = now_seconds();
     model_forward(m, tok, NULL, NULL, B, T);
-    model_logprobs(m, tgt, logp, NULL);
+    /* mean cross-entropy: dlogp is known first, so the LM head's forward and backward
+     * are one pass, as bin/sft runs them (the fwd column includes the head's backward) */
+    model_logprobs_fused(m, tgt, dlogp, logp, NULL, NULL);
     double t2 = now_seconds();
-    model_logprobs_backward(m, tgt, dlogp);
     model_backward(m);
     double t3 = now_seconds();
     adamw_step_scaled_clear(opt, m->params, m->grads, 1e-4f, 1.0f);

@@ -491,12 +491,17 @@ static void test_logprobs_reference(int N, int C, int V) {
     int *am = xmalloc(sizeof(int) * N);
     logprobs_forward(logp, ent, lse, am, h, w, tgt, N, C, V);
     logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
+    /* the one-pass version (blocks of up to 256 rows: 600 rows are three, the last short) */
+    float *logp2 = xmalloc(sizeof(float) * N), *ent2 = xmalloc(sizeof(float) * N);
+    float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
+    int *am2 = xmalloc(sizeof(int) * N);
+    logprobs_forward_backward(logp2, ent2, am2, dh2, dw2, dl, h, w, tgt, N, C, V);
     int R = N < 3 ? N : 3; /* logits_forward on a few rows */
     float *lf = xmalloc(sizeof(float) * (size_t)R * V);
     logits_forward(lf, h, w, R, C, V);
     double *l = xmalloc(sizeof(double) * V);
     double *rdh = xcalloc((size_t)N * C, sizeof(double)), *rdw = xcalloc((size_t)V * C, sizeof(double));
-    double e_lp = 0, e_ent = 0, e_lf = 0;
+    double e_lp = 0, e_ent = 0, e_lf = 0, e_lp2 = 0, e_ent2 = 0;
     int am_bad = 0;
     for (int n = 0; n < N; n++) {
         double mx = -INFINITY;
@@ -512,9 +517,11 @@ static void test_logprobs_reference(int N, int C, int V) {
          * target get none (-1) */
         if (tgt[n] < 0) {
             am_bad += am[n] != -1;
+            am_bad += am2[n] != -1 || logp2[n] != 0.0f || ent2[n] != 0.0f;
             continue;
         }
         if (am[n] != arg && (am[n] < 0 || am[n] >= V || fabs(l[am[n]] - mx) > 1e-4)) am_bad++;
+        if (am2[n] != arg && (am2[n] < 0 || am2[n] >= V || fabs(l[am2[n]] - mx) > 1e-4)) am_bad++;
         double se = 0;
         for (int v = 0; v < V; v++) se += exp(l[v] - mx);
         double ls = mx + log(se), H = 0;
@@ -529,21 +536,24 @@ static void test_logprobs_reference(int N, int C, int V) {
         }
         e_lp = fmax(e_lp, fabs(logp[n] - (l[tgt[n]] - ls)) / (fabs(l[tgt[n]] - ls) + 1));
         e_ent = fmax(e_ent, fabs(ent[n] - H) / (fabs(H) + 1));
+        e_lp2 = fmax(e_lp2, fabs(logp2[n] - (l[tgt[n]] - ls)) / (fabs(l[tgt[n]] - ls) + 1));
+        e_ent2 = fmax(e_ent2, fabs(ent2[n] - H) / (fabs(H) + 1));
     }
     double e_dh = 0, e_dw = 0, mdh = 0, mdw = 0;
     for (size_t i = 0; i < (size_t)N * C; i++) mdh = fmax(mdh, fabs(rdh[i]));
     for (size_t i = 0; i < (size_t)V * C; i++) mdw = fmax(mdw, fabs(rdw[i]));
     for (size_t i = 0; i < (size_t)N * C; i++) e_dh = fmax(e_dh, fabs(dh[i] - rdh[i]) / mdh);
     for (size_t i = 0; i < (size_t)V * C; i++) e_dw = fmax(e_dw, fabs(dw[i] - rdw[i]) / mdw);
+    double e_dh2 = 0, e_dw2 = 0;
+    for (size_t i = 0; i < (size_t)N * C; i++) e_dh2 = fmax(e_dh2, fabs(dh2[i] - rdh[i]) / mdh);
+    for (size_t i = 0; i < (size_t)V * C; i++) e_dw2 = fmax(e_dw2, fabs(dw2[i] - rdw[i]) / mdw);
     struct {
         const char *name;
         double err;
-    } r[] = {{"logp vs naive", e_lp},
-             {"entropy vs naive", e_ent},
-             {"dh vs naive", e_dh},
-             {"dw vs naive", e_dw},
-             {"logits_forward", e_lf}};
-    for (int i = 0; i < 5; i++) {
+    } r[] = {{"logp vs naive", e_lp},      {"entropy vs naive", e_ent}, {"dh vs naive", e_dh},
+             {"dw vs naive", e_dw},        {"logits_forward", e_lf},    {"one-pass logp", e_lp2},
+             {"one-pass entropy", e_ent2}, {"one-pass dh", e_dh2},      {"one-pass dw", e_dw2}};
+    for (int i = 0; i < 9; i++) {
         int ok = r[i].err <= 1e-5;
         printf("%-4s logprobs V=%-5d %-19s worst rel err %.2e\n", ok ? "ok" : "FAIL", V, r[i].name, r[i].err);
         if (!ok) {
@@ -557,7 +567,7 @@ static void test_logprobs_reference(int N, int C, int V) {
     } else
         printf("ok   logprobs argmax matches the naive argmax on %d rows (V=%d)\n", N, V);
     free(l), free(rdh), free(rdw), free(lf), free(am), free(h), free(w), free(dl), free(tgt), free(logp), free(ent);
-    free(lse), free(dh), free(dw);
+    free(lse), free(dh), free(dw), free(logp2), free(ent2), free(dh2), free(dw2), free(am2);
 }
 
 /* The argmax on exact ties: the first index, as torch.argmax and TRL's
@@ -1122,6 +1132,8 @@ static void run_all_ops(Snap *s, uint64_t seed) {
     for (int n = 0; n < N; n += 7) tok[n] = -1;
     logprobs_forward(lp, ent, lse, NULL, y, wte, tok, N, C, V);
     logprobs_backward(dh, dwte, dlp, y, wte, tok, lse, N, C, V);
+    snap_add(s, lp, N), snap_add(s, ent, N), snap_add(s, dh, N * C), snap_add(s, dwte, (size_t)V * C);
+    logprobs_forward_backward(lp, ent, NULL, dh, dwte, dlp, y, wte, tok, N, C, V); /* the one-pass version */
     snap_add(s, lp, N), snap_add(s, ent, N), snap_add(s, dh, N * C), snap_add(s, dwte, (size_t)V * C);
     free(tok), free(pos), free(seg), free(wte), free(wpe), free(x), free(dwte), free(dwpe), free(lw), free(lb);
     free(y), free(dy), free(dx), free(dlw), free(dlb), free(w), free(bias), free(o), free(dout), free(dw), free(db);

@@ -130,6 +130,14 @@ void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, cons
 void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
                        const float *lse, int N, int C, int V);
 
+/* Both at once when dlogp is known before the forward (a loss linear in the log-probs:
+ * SFT's cross-entropy): the outputs of logprobs_forward (no lse) and the accumulation
+ * of logprobs_backward, each block of rows keeping its logits over the whole
+ * vocabulary (at most 32 MiB) instead of recomputing them: three products over the
+ * vocabulary instead of four.  dh and dw may be NULL. */
+void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
+                               const float *h, const float *w, const int *targets, int N, int C, int V);
+
 /* Full logits for a few rows (decoding): out[N,V] = h @ w^T. */
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V);
 

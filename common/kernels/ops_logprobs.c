@@ -128,18 +128,102 @@ static int lp_first_index(const float *l, int n, float mx) {
     return 0;
 }
 
-void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
-                      const int *targets, int N, int C, int V) {
-    int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
-    int nsel = lp_select_rows(rows, targets, NULL, N);
+/* One slice's logits t[R, VC] (vocabulary columns v0..v0+VC) folded into a lane's
+ * per-row statistics: running max lm, sum exp(l - m) ls, sum exp(l - m) l lsl, the
+ * target's logit tl (one lane owns it), and with lbv/lbi the best logit so far. */
+static void lp_tile_stats(const float *t, int R, int VC, int v0, const int *rw, const int *targets, double *lm,
+                          double *ls, double *lsl, float *lbv, int *lbi, float *tl) {
+    for (int r = 0; r < R; r++) {
+        const float *l = t + (size_t)r * VC;
+        float cm = ops_lanes_max(l, VC, -INFINITY);
+        /* slices run in column order: strict > keeps the lane's first maximum */
+        if (lbv && cm > lbv[r]) lbv[r] = cm, lbi[r] = v0 + lp_first_index(l, VC, cm);
+        double nm = cm > lm[r] ? cm : lm[r];
+        /* rescale the running sums to the new maximum */
+        double f = lm[r] == -INFINITY ? 0.0 : exp(lm[r] - nm);
+        double ss, ssl;
+        lp_row_sums(l, VC, (float)nm, &ss, &ssl);
+        ls[r] = ls[r] * f + ss;
+        lsl[r] = lsl[r] * f + ssl;
+        lm[r] = nm;
+        int tg = targets[rw[r]];
+        if (tg >= v0 && tg < v0 + VC) tl[r] = l[tg - v0];
+    }
+}
+
+/* The lanes' statistics of R rows merged in lane order (the same online rule) into
+ * lse, logp, entropy and argmax of each row n = rw[r]. */
+static void lp_merge(int R, const double *m, const double *s, const double *sl, const float *bv, const int *bi,
+                     const float *tl, const int *rw, float *lse, float *logp, float *entropy, int *argmax) {
+    for (int r = 0; r < R; r++) {
+        double M = -INFINITY, S = 0, SL = 0;
+        for (int ln = 0; ln < LP_LANES; ln++) M = m[(size_t)ln * R + r] > M ? m[(size_t)ln * R + r] : M;
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            double lm = m[(size_t)ln * R + r];
+            if (lm == -INFINITY) continue; /* empty lane */
+            double f = exp(lm - M);
+            S += s[(size_t)ln * R + r] * f;
+            SL += sl[(size_t)ln * R + r] * f;
+        }
+        int n = rw[r];
+        double lsum = M + log(S);
+        lse[n] = (float)lsum;
+        logp[n] = (float)(tl[r] - lsum);
+        if (entropy) entropy[n] = (float)(lsum - SL / S);
+        if (argmax) {
+            float B = -INFINITY;
+            int A = 0; /* no logit above -inf: column 0 */
+            for (int ln = 0; ln < LP_LANES; ln++)
+                if (bv[(size_t)ln * R + r] > B) B = bv[(size_t)ln * R + r], A = bi[(size_t)ln * R + r];
+            argmax[n] = A;
+        }
+    }
+}
+
+/* A slice's logits t[R, VC] turned into dlogits in place:
+ *   dlogits = dlogp[n] * (onehot(t) - exp(l - lse[n])). */
+static void lp_tile_dlogits(float *t, int R, int VC, int v0, const int *rw, const int *targets, const float *dlogp,
+                            const float *lse) {
+    for (int r = 0; r < R; r++) {
+        int n = rw[r];
+        float *l = t + (size_t)r * VC;
+        float g = dlogp[n], ls = lse[n];
+        for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
+        int tg = targets[n];
+        if (tg >= v0 && tg < v0 + VC) l[tg - v0] += g;
+    }
+}
+
+/* dh[rw[r]] += the lanes' partial sums, in lane order. */
+static void lp_add_dh(float *dh, const float *dh_all, const int *rw, int R, int rmax, int C) {
+#pragma omp parallel for schedule(guided)
+    for (int r = 0; r < R; r++) {
+        float *d = dh + (size_t)rw[r] * C;
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            const float *p = dh_all + ((size_t)ln * rmax + r) * C;
+            for (int c = 0; c < C; c++) d[c] += p[c];
+        }
+    }
+}
+
+/* The rows with a target (*rows, xmalloc'd; returns their count); the outputs of the
+ * others are 0 (argmax -1).  lse may be NULL. */
+static int lp_begin(int **rows, float *logp, float *entropy, int *argmax, float *lse, const int *targets, int N) {
+    *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
     for (int n = 0; n < N; n++) {
         if (targets[n] < 0) {
             logp[n] = 0.0f;
             if (entropy) entropy[n] = 0.0f;
             if (argmax) argmax[n] = -1;
-            lse[n] = 0.0f;
+            if (lse) lse[n] = 0.0f;
         }
     }
+    return lp_select_rows(*rows, targets, NULL, N);
+}
+
+void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
+                      const int *targets, int N, int C, int V) {
+    int *rows, nsel = lp_begin(&rows, logp, entropy, argmax, lse, targets, N);
     /* scratch sized to what this call needs: small calls stay cheap */
     int rmax = nsel < LP_ROWS ? nsel : LP_ROWS, cmax = V < LP_COLS ? V : LP_COLS;
     if (rmax < 1) rmax = 1;
@@ -172,48 +256,10 @@ void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, cons
                 int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
                 /* inside the parallel region: runs single-threaded */
                 gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
-                for (int r = 0; r < R; r++) {
-                    const float *l = lg + (size_t)r * VC;
-                    float cm = ops_lanes_max(l, VC, -INFINITY);
-                    /* slices run in column order: strict > keeps the lane's first maximum */
-                    if (lbv && cm > lbv[r]) lbv[r] = cm, lbi[r] = v0 + lp_first_index(l, VC, cm);
-                    double nm = cm > lm[r] ? cm : lm[r];
-                    /* rescale the running sums to the new maximum */
-                    double f = lm[r] == -INFINITY ? 0.0 : exp(lm[r] - nm);
-                    double ss, ssl;
-                    lp_row_sums(l, VC, (float)nm, &ss, &ssl);
-                    ls[r] = ls[r] * f + ss;
-                    lsl[r] = lsl[r] * f + ssl;
-                    lm[r] = nm;
-                    int t = targets[rows[r0 + r]];
-                    if (t >= v0 && t < v0 + VC) tl[r] = l[t - v0]; /* one lane owns t */
-                }
+                lp_tile_stats(lg, R, VC, v0, rows + r0, targets, lm, ls, lsl, lbv, lbi, tl);
             }
         }
-        /* merge the lanes in lane order (the same online rule) */
-        for (int r = 0; r < R; r++) {
-            double M = -INFINITY, S = 0, SL = 0;
-            for (int ln = 0; ln < LP_LANES; ln++) M = m[(size_t)ln * R + r] > M ? m[(size_t)ln * R + r] : M;
-            for (int ln = 0; ln < LP_LANES; ln++) {
-                double lm = m[(size_t)ln * R + r];
-                if (lm == -INFINITY) continue; /* empty lane */
-                double f = exp(lm - M);
-                S += s[(size_t)ln * R + r] * f;
-                SL += sl[(size_t)ln * R + r] * f;
-            }
-            int n = rows[r0 + r];
-            double lsum = M + log(S);
-            lse[n] = (float)lsum;
-            logp[n] = (float)(tl[r] - lsum);
-            if (entropy) entropy[n] = (float)(lsum - SL / S);
-            if (argmax) {
-                float B = -INFINITY;
-                int A = 0; /* no logit above -inf: column 0 */
-                for (int ln = 0; ln < LP_LANES; ln++)
-                    if (bv[(size_t)ln * R + r] > B) B = bv[(size_t)ln * R + r], A = bi[(size_t)ln * R + r];
-                argmax[n] = A;
-            }
-        }
+        lp_merge(R, m, s, sl, bv, bi, tl, rows + r0, lse, logp, entropy, argmax);
     }
     free(bi);
     free(bv);
@@ -251,33 +297,103 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
             for (int v0 = a; v0 < b; v0 += LP_COLS) {
                 int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
                 gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
-                for (int r = 0; r < R; r++) {
-                    int n = rows[r0 + r];
-                    float *l = lg + (size_t)r * VC;
-                    float g = dlogp[n], ls = lse[n];
-                    for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
-                    int t = targets[n];
-                    if (t >= v0 && t < v0 + VC) l[t - v0] += g;
-                }
+                lp_tile_dlogits(lg, R, VC, v0, rows + r0, targets, dlogp, lse);
                 if (dhb) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
                 /* lanes own disjoint rows of dw */
                 if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
             }
         }
-        if (dh) {
-#pragma omp parallel for schedule(guided)
-            for (int r = 0; r < R; r++) {
-                float *d = dh + (size_t)rows[r0 + r] * C;
-                for (int ln = 0; ln < LP_LANES; ln++) {
-                    const float *p = dh_all + ((size_t)ln * rmax + r) * C;
-                    for (int c = 0; c < C; c++) d[c] += p[c];
-                }
-            }
-        }
+        if (dh) lp_add_dh(dh, dh_all, rows + r0, R, rmax, C);
     }
     free(rows);
 }
 
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V) {
     gemm(0, 1, N, V, C, 1.0f, h, C, w, C, 0.0f, out, V);
+}
+
+/* ---- forward and backward in one pass (logprobs_forward_backward) -------------------
+ * When d loss / d logp is known before the forward (the SFT loss: -1/tokens for every
+ * row with a target, whatever the log-probs), the backward needs no second product
+ * over the vocabulary: a block of LPF rows keeps its logits for the whole vocabulary
+ * (LPF x V floats, at most LPF_BYTES; never the [N, V] tensor), the lanes' statistics
+ * are merged into each row's log-sum-exp, and the same logits become dlogits in place
+ * for the dh and dw products.  Three products of 2 N V C FLOP instead of four (the
+ * Liger kernel's fused linear cross-entropy does the same in row chunks).  The dw
+ * product then sums LPF rows at a time instead of LP_ROWS, so its bits differ from
+ * logprobs_backward's; blocks, lanes and slices depend on the shapes only, so they
+ * are the same at any thread count. */
+#define LPF_BYTES ((size_t)64 << 20)
+#define LPF_MAX 256
+
+static int lpf_rows(int V) {
+    size_t r = LPF_BYTES / ((size_t)V * sizeof(float));
+    if (r > LPF_MAX) r = LPF_MAX;
+    if (r < 16) r = 16;
+    return (int)(r / 16 * 16);
+}
+
+void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
+                               const float *h, const float *w, const int *targets, int N, int C, int V) {
+    int *rows, nsel = lp_begin(&rows, logp, entropy, argmax, NULL, targets, N);
+    int F = lpf_rows(V), rmax = nsel < F ? nsel : F;
+    if (rmax < 1) rmax = 1;
+    float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+    /* the block's logits, slice after slice: slice [v0, v0 + VC) at lg + R v0, [R, VC] */
+    float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)rmax * V); /* kept between calls, as the two passes' */
+    float *dh_all = dh ? ops_scratch(SCR_LP_DH, (size_t)LP_LANES * rmax * C) : NULL;
+    double *m = xmalloc(sizeof(double) * LP_LANES * rmax), *s = xmalloc(sizeof(double) * LP_LANES * rmax);
+    double *sl = xmalloc(sizeof(double) * LP_LANES * rmax);
+    float *tl = xmalloc(sizeof(float) * rmax), *lse = xmalloc(sizeof(float) * (N > 0 ? N : 1)); /* by row n */
+    float *bv = argmax ? xmalloc(sizeof(float) * LP_LANES * rmax) : NULL;
+    int *bi = argmax ? xmalloc(sizeof(int) * LP_LANES * rmax) : NULL;
+    for (int r0 = 0; r0 < nsel; r0 += F) {
+        int R = nsel - r0 < F ? nsel - r0 : F;
+        const int *rw = rows + r0;
+        lp_gather(hb, h, rw, R, C);
+        int lanes_par = lp_lanes_parallel(R, C);
+        for (int i = 0; i < LP_LANES * R; i++) m[i] = -INFINITY, s[i] = 0, sl[i] = 0;
+        if (argmax)
+            for (int i = 0; i < LP_LANES * R; i++) bv[i] = -INFINITY, bi[i] = -1;
+        for (int r = 0; r < R; r++) tl[r] = 0;
+#pragma omp parallel for schedule(dynamic, 1) if (lanes_par) /* logits and lane statistics, as logprobs_forward */
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            double *lm = m + (size_t)ln * R, *ls = s + (size_t)ln * R, *lsl = sl + (size_t)ln * R;
+            float *lbv = argmax ? bv + (size_t)ln * R : NULL;
+            int *lbi = argmax ? bi + (size_t)ln * R : NULL;
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                float *t = lg + (size_t)R * v0;
+                gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, t, VC);
+                lp_tile_stats(t, R, VC, v0, rw, targets, lm, ls, lsl, lbv, lbi, tl);
+            }
+        }
+        lp_merge(R, m, s, sl, bv, bi, tl, rw, lse, logp, entropy, argmax);
+        if (!dh && !dw) continue;
+#pragma omp parallel for schedule(dynamic, 1) if (lanes_par) /* dlogits in place, products as logprobs_backward */
+        for (int ln = 0; ln < LP_LANES; ln++) {
+            int a, b;
+            lp_lane_range(V, ln, &a, &b);
+            float *dhb = dh ? dh_all + (size_t)ln * rmax * C : NULL;
+            if (dhb) memset(dhb, 0, sizeof(float) * (size_t)R * C);
+            for (int v0 = a; v0 < b; v0 += LP_COLS) {
+                int VC = b - v0 < LP_COLS ? b - v0 : LP_COLS;
+                float *t = lg + (size_t)R * v0;
+                lp_tile_dlogits(t, R, VC, v0, rw, targets, dlogp, lse);
+                if (dhb) gemm(0, 0, R, C, VC, 1.0f, t, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
+                if (dw) gemm(1, 0, VC, C, R, 1.0f, t, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
+            }
+        }
+        if (dh) lp_add_dh(dh, dh_all, rw, R, rmax, C);
+    }
+    free(bi);
+    free(bv);
+    free(lse);
+    free(tl);
+    free(sl);
+    free(s);
+    free(m);
+    free(rows);
 }

@@ -965,6 +965,22 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
                           m->cfg.vocab_size);
 }
 
+void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, float *logp, float *entropy, int *argmax) {
+    if (!m->B) die_internal("model_logprobs_fused: no forward");
+    int N = m->B * m->T, V = m->cfg.vocab_size;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+    if (m->cfg.final_softcap > 0) { /* no fused soft-capped head: the two passes */
+        model_logprobs_argmax(m, targets, logp, entropy, argmax);
+        model_logprobs_backward(m, targets, dlogp);
+        return;
+    }
+    const float *h = lm_head(m);
+    logprobs_forward_backward(logp, entropy, argmax, m->dhidden, G(m, h), dlogp, m->hidden, h, targets, N,
+                              m->cfg.d_model, V);
+    m->impl->have_lse = 0; /* no lse kept: a later model_logprobs_backward is an error */
+}
+
 void model_values(Model *m, float *values) {
     if (!m->w.score) die_internal("model_values: not a classifier (no score.weight)");
     if (!m->B) die_internal("model_values: no forward");

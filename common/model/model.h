@@ -213,6 +213,11 @@ void model_logprobs(Model *m, const int *targets, float *logp, float *entropy);
 void model_logprobs_argmax(Model *m, const int *targets, float *logp, float *entropy, int *argmax);
 /* Accumulates d loss/d logp into m->dhidden (and into the LM head's gradient). */
 void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
+/* model_logprobs_argmax and model_logprobs_backward in one pass, for a loss whose
+ * d loss/d logp is known before the log-probs (SFT's cross-entropy): the LM head's
+ * logits are kept per block of rows instead of recomputed (ops.h
+ * logprobs_forward_backward).  entropy and argmax may be NULL. */
+void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, float *logp, float *entropy, int *argmax);
 
 /* Pieces of the forward that generation (generate.c) shares, per family:
  * the norm of a LayerWeights / ModelView weight (LayerNorm with bias b, RMSNorm, or

@@ -21,6 +21,11 @@ double sft_loss(const float *logp, const int *targets, size_t N, double scale, f
     return sum;
 }
 
+void sft_dlogp(const int *targets, size_t N, double scale, float *dlogp) {
+    const float g = (float)(-scale); /* as sft_loss */
+    for (size_t n = 0; n < N; n++) dlogp[n] = targets[n] >= 0 ? g : 0.0f;
+}
+
 long token_correct(const int *pred, const int *targets, size_t N) {
     long c = 0;
     for (size_t n = 0; n < N; n++)

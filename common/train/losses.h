@@ -24,6 +24,9 @@
  * so the loss the optimiser sees is scale * loss_sum.  *n_tokens (may be NULL)
  * receives the number of loss-bearing rows.  dlogp may be NULL (evaluation). */
 double sft_loss(const float *logp, const int *targets, size_t N, double scale, float *dlogp, long *n_tokens);
+/* sft_loss's dlogp alone: it does not depend on the log-probs, so it is known before
+ * them (model_logprobs_fused then runs the LM head's forward and backward in one pass). */
+void sft_dlogp(const int *targets, size_t N, double scale, float *dlogp);
 
 /* Correct next-token predictions: correct = #{n : targets[n] >= 0
  * and pred[n] == targets[n]} — TRL's mean_token_accuracy numerator (its denominator
