@@ -10,7 +10,10 @@
  *     bits: every family takes the fused path, Gemma 2's soft-capped and scaled
  *     layers and the sliding windows of Gemma 2/3 and Mistral (4 < T) included;
  *   - the auto mode is the dense kernel at T = 24 and the fused one at T = 160
- *     (test_auto). */
+ *     (test_auto);
+ *   - the LM head in one pass (model_logprobs_fused, SFT's path) gives gradients
+ *     within 1e-5 of model_logprobs + model_logprobs_backward (Gemma 2's soft-capped
+ *     head falls back to those two: the same bits). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +27,8 @@
 #define B 2
 #define T_MAX 160
 
-static int T = 24; /* the row length of make_batch and run */
+static int T = 24;     /* the row length of make_batch and run */
+static int head_fused; /* run: model_logprobs_fused instead of the two passes */
 static int tokens[B * T_MAX], pos[B * T_MAX], seg[B * T_MAX], targets[B * T_MAX];
 static float dlogp[B * T_MAX];
 
@@ -56,8 +60,12 @@ static float *run(Model *m, float **hid) {
         model_values_backward(m, dlogp);
     } else {
         float logp[B * T_MAX];
-        model_logprobs(m, targets, logp, NULL);
-        model_logprobs_backward(m, targets, dlogp);
+        if (head_fused) {
+            model_logprobs_fused(m, targets, dlogp, logp, NULL, NULL);
+        } else {
+            model_logprobs(m, targets, logp, NULL);
+            model_logprobs_backward(m, targets, dlogp);
+        }
     }
     model_backward(m);
     *hid = xmalloc(NC * sizeof(float));
@@ -176,6 +184,30 @@ static void test_fixture(const char *name) {
     printf("ok   %-20s %d tensors: checkpointing bit-identical; fused attention: gradients within %.1e, hidden "
            "%.1e\n",
            name, m.n_tensors, worst, hdiff / hmax);
+    if (!m.cfg.is_classifier) { /* the one-pass head against the two passes (g0: dense attention) */
+        model_set_flash_attention(0);
+        head_fused = 1;
+        float *hq, *gq = run(&m, &hq);
+        head_fused = 0;
+        model_set_flash_attention(-1);
+        double wq = 0;
+        const char *wq_t = "";
+        for (int i = 0; i < m.n_tensors; i++) {
+            const ParamTensor *t = &m.tensors[i];
+            double mx = 0, d = 0;
+            for (size_t j = 0; j < t->numel; j++) {
+                mx = fmax(mx, fabs(g0[t->offset + j]));
+                d = fmax(d, fabs((double)gq[t->offset + j] - g0[t->offset + j]));
+            }
+            if (mx > 0 && d / mx > wq) wq = d / mx, wq_t = t->name;
+        }
+        int capped = m.cfg.final_softcap > 0, same = !memcmp(gq, g0, m.n_params * sizeof(float));
+        CHECK(wq <= 1e-5, "%s: LM head in one pass vs two: gradients %.2e apart (%s)", name, wq, wq_t);
+        CHECK(!capped || same, "%s: the soft-capped head's fallback is not the two passes' bits", name);
+        printf("ok   %-20s LM head in one pass: gradients within %.1e of the two passes%s\n", name, wq,
+               capped ? " (soft cap: the two passes, same bits)" : "");
+        free(hq), free(gq);
+    }
     free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
     test_auto(&m, name);
     model_free(&m);

@@ -486,6 +486,7 @@ static void test_logprobs_reference(int N, int C, int V) {
     int *tgt = xmalloc(sizeof(int) * N);
     for (int n = 0; n < N; n++) tgt[n] = n % 17 == 3 ? -1 : (int)rng_below(&rng, V);
     tgt[N > 5 ? 5 : 0] = V - 1;
+    for (int n = 6; n < N; n += 13) dl[n] = 0.0f; /* rows the loss ignores, with a target or without */
     float *logp = xmalloc(sizeof(float) * N), *ent = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N);
     float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
     int *am = xmalloc(sizeof(int) * N);
@@ -496,6 +497,9 @@ static void test_logprobs_reference(int N, int C, int V) {
     float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
     int *am2 = xmalloc(sizeof(int) * N);
     logprobs_forward_backward(logp2, ent2, am2, dh2, dw2, dl, h, w, tgt, N, C, V);
+    /* a second call adds to dh and dw (and takes no entropy or argmax): twice the sums */
+    float *dh3 = copyf(dh2, (size_t)N * C), *dw3 = copyf(dw2, (size_t)V * C), *logp3 = xmalloc(sizeof(float) * N);
+    logprobs_forward_backward(logp3, NULL, NULL, dh3, dw3, dl, h, w, tgt, N, C, V);
     int R = N < 3 ? N : 3; /* logits_forward on a few rows */
     float *lf = xmalloc(sizeof(float) * (size_t)R * V);
     logits_forward(lf, h, w, R, C, V);
@@ -544,16 +548,20 @@ static void test_logprobs_reference(int N, int C, int V) {
     for (size_t i = 0; i < (size_t)V * C; i++) mdw = fmax(mdw, fabs(rdw[i]));
     for (size_t i = 0; i < (size_t)N * C; i++) e_dh = fmax(e_dh, fabs(dh[i] - rdh[i]) / mdh);
     for (size_t i = 0; i < (size_t)V * C; i++) e_dw = fmax(e_dw, fabs(dw[i] - rdw[i]) / mdw);
-    double e_dh2 = 0, e_dw2 = 0;
+    double e_dh2 = 0, e_dw2 = 0, e_acc = 0;
     for (size_t i = 0; i < (size_t)N * C; i++) e_dh2 = fmax(e_dh2, fabs(dh2[i] - rdh[i]) / mdh);
     for (size_t i = 0; i < (size_t)V * C; i++) e_dw2 = fmax(e_dw2, fabs(dw2[i] - rdw[i]) / mdw);
+    for (size_t i = 0; i < (size_t)N * C; i++) e_acc = fmax(e_acc, fabs(dh3[i] - 2 * rdh[i]) / (2 * mdh));
+    for (size_t i = 0; i < (size_t)V * C; i++) e_acc = fmax(e_acc, fabs(dw3[i] - 2 * rdw[i]) / (2 * mdw));
+    for (int n = 0; n < N; n++) e_acc = fmax(e_acc, logp3[n] != logp2[n]);
     struct {
         const char *name;
         double err;
     } r[] = {{"logp vs naive", e_lp},      {"entropy vs naive", e_ent}, {"dh vs naive", e_dh},
              {"dw vs naive", e_dw},        {"logits_forward", e_lf},    {"one-pass logp", e_lp2},
-             {"one-pass entropy", e_ent2}, {"one-pass dh", e_dh2},      {"one-pass dw", e_dw2}};
-    for (int i = 0; i < 9; i++) {
+             {"one-pass entropy", e_ent2}, {"one-pass dh", e_dh2},      {"one-pass dw", e_dw2},
+             {"one-pass, added", e_acc}};
+    for (int i = 0; i < 10; i++) {
         int ok = r[i].err <= 1e-5;
         printf("%-4s logprobs V=%-5d %-19s worst rel err %.2e\n", ok ? "ok" : "FAIL", V, r[i].name, r[i].err);
         if (!ok) {
@@ -567,7 +575,8 @@ static void test_logprobs_reference(int N, int C, int V) {
     } else
         printf("ok   logprobs argmax matches the naive argmax on %d rows (V=%d)\n", N, V);
     free(l), free(rdh), free(rdw), free(lf), free(am), free(h), free(w), free(dl), free(tgt), free(logp), free(ent);
-    free(lse), free(dh), free(dw), free(logp2), free(ent2), free(dh2), free(dw2), free(am2);
+    free(lse), free(dh), free(dw), free(logp2), free(ent2), free(dh2), free(dw2), free(am2), free(dh3), free(dw3);
+    free(logp3);
 }
 
 /* The argmax on exact ties: the first index, as torch.argmax and TRL's

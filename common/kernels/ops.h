@@ -132,9 +132,10 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
 
 /* Both at once when dlogp is known before the forward (a loss linear in the log-probs:
  * SFT's cross-entropy): the outputs of logprobs_forward (no lse) and the accumulation
- * of logprobs_backward, each block of rows keeping its logits over the whole
- * vocabulary (at most 32 MiB) instead of recomputing them: three products over the
- * vocabulary instead of four.  dh and dw may be NULL. */
+ * of logprobs_backward, each block of up to 256 rows keeping its logits over the
+ * whole vocabulary (at most 64 MiB, in a scratch buffer kept between calls) instead
+ * of recomputing them: three products over the vocabulary instead of four.  entropy,
+ * argmax, dh and dw may be NULL; rows with dlogp 0 add nothing. */
 void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
                                const float *h, const float *w, const int *targets, int N, int C, int V);
 

@@ -24,7 +24,8 @@
  * merged in lane order with a strict >, so the first maximum of the row wins, as in
  * torch.argmax.
  * Backward recomputes each tile's logits (one more 2NVC-FLOP product, a quarter of
- * the head's work, in exchange for not storing N x V floats):
+ * the head's work, in exchange for not storing N x V floats; logprobs_forward_backward
+ * at the end of the file avoids it when dlogp is known before the forward):
  *   dlogits = dlogp * (onehot(t) - exp(l - lse)),  dh += dlogits W,  dW += dlogits^T h;
  * lanes own disjoint rows of dW, and their partial dh are added in lane order.
  * Lanes, slices and rows are the same whatever the thread count, so the results are
@@ -188,6 +189,10 @@ static void lp_tile_dlogits(float *t, int R, int VC, int v0, const int *rw, cons
         int n = rw[r];
         float *l = t + (size_t)r * VC;
         float g = dlogp[n], ls = lse[n];
+        if (g == 0.0f) { /* a row the loss ignores (the one-pass version keeps its logits) */
+            memset(l, 0, sizeof(float) * VC);
+            continue;
+        }
         for (int j = 0; j < VC; j++) l[j] = -g * ops_expf(l[j] - ls);
         int tg = targets[n];
         if (tg >= v0 && tg < v0 + VC) l[tg - v0] += g;
@@ -316,7 +321,7 @@ void logits_forward(float *out, const float *h, const float *w, int N, int C, in
  * When d loss / d logp is known before the forward (the SFT loss: -1/tokens for every
  * row with a target, whatever the log-probs), the backward needs no second product
  * over the vocabulary: a block of LPF rows keeps its logits for the whole vocabulary
- * (LPF x V floats, at most LPF_BYTES; never the [N, V] tensor), the lanes' statistics
+ * (LPF x V floats, at most LPF_BYTES: 256 rows at most, whatever B x T), the lanes' statistics
  * are merged into each row's log-sum-exp, and the same logits become dlogits in place
  * for the dh and dw products.  Three products of 2 N V C FLOP instead of four (the
  * Liger kernel's fused linear cross-entropy does the same in row chunks).  The dw
@@ -329,8 +334,8 @@ void logits_forward(float *out, const float *h, const float *w, int N, int C, in
 static int lpf_rows(int V) {
     size_t r = LPF_BYTES / ((size_t)V * sizeof(float));
     if (r > LPF_MAX) r = LPF_MAX;
-    if (r < 16) r = 16;
-    return (int)(r / 16 * 16);
+    if (r >= 16) r = r / 16 * 16;
+    return r < 1 ? 1 : (int)r;
 }
 
 void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
