@@ -123,6 +123,23 @@ static void test_auto(Model *m, const char *name) {
     make_batch(m->cfg.vocab_size);
 }
 
+/* The largest |g - ref| of a tensor relative to its largest |ref|, over the tensors;
+ * *which names that tensor. */
+static double worst_rel(const Model *m, const float *g, const float *ref, const char **which) {
+    double worst = 0;
+    *which = "";
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        double mx = 0, d = 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            mx = fmax(mx, fabs(ref[t->offset + j]));
+            d = fmax(d, fabs((double)g[t->offset + j] - ref[t->offset + j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx, *which = t->name;
+    }
+    return worst;
+}
+
 static void test_fixture(const char *name) {
     Model m;
     if (!fixture_load_grads(&m, name)) return;
@@ -146,17 +163,9 @@ static void test_fixture(const char *name) {
     model_set_flash_attention(-1);
     CHECK(memcmp(gf, gfc, m.n_params * sizeof(float)) == 0 && memcmp(hf, hfc, NC * sizeof(float)) == 0,
           "%s: checkpointing changes the fused attention's results", name);
-    double worst = 0, hmax = 0, hdiff = 0;
-    const char *worst_t = "";
-    for (int i = 0; i < m.n_tensors; i++) {
-        const ParamTensor *t = &m.tensors[i];
-        double mx = 0, d = 0;
-        for (size_t j = 0; j < t->numel; j++) {
-            mx = fmax(mx, fabs(g0[t->offset + j]));
-            d = fmax(d, fabs((double)gf[t->offset + j] - g0[t->offset + j]));
-        }
-        if (mx > 0 && d / mx > worst) worst = d / mx, worst_t = t->name;
-    }
+    double hmax = 0, hdiff = 0;
+    const char *worst_t;
+    double worst = worst_rel(&m, gf, g0, &worst_t);
     for (size_t j = 0; j < NC; j++) {
         hmax = fmax(hmax, fabs(h0[j]));
         hdiff = fmax(hdiff, fabs((double)hf[j] - h0[j]));
@@ -190,17 +199,8 @@ static void test_fixture(const char *name) {
         float *hq, *gq = run(&m, &hq);
         head_fused = 0;
         model_set_flash_attention(-1);
-        double wq = 0;
-        const char *wq_t = "";
-        for (int i = 0; i < m.n_tensors; i++) {
-            const ParamTensor *t = &m.tensors[i];
-            double mx = 0, d = 0;
-            for (size_t j = 0; j < t->numel; j++) {
-                mx = fmax(mx, fabs(g0[t->offset + j]));
-                d = fmax(d, fabs((double)gq[t->offset + j] - g0[t->offset + j]));
-            }
-            if (mx > 0 && d / mx > wq) wq = d / mx, wq_t = t->name;
-        }
+        const char *wq_t;
+        double wq = worst_rel(&m, gq, g0, &wq_t);
         int capped = m.cfg.final_softcap > 0, same = !memcmp(gq, g0, m.n_params * sizeof(float));
         CHECK(wq <= 1e-5, "%s: LM head in one pass vs two: gradients %.2e apart (%s)", name, wq, wq_t);
         CHECK(!capped || same, "%s: the soft-capped head's fallback is not the two passes' bits", name);
