@@ -31,7 +31,7 @@ static void check_rows_independent(DecodeDtype dtype, int C, int OC, int N) {
     for (int n = 0; n < N; n++) {
         decode_linear(one, x + (size_t)n * C, &pk, NULL, 1, 1);
         CHECK(memcmp(one, all + (size_t)n * OC, OC * sizeof(float)) == 0,
-              "%s: row %d alone differs from the same row in a batch of %d", dtype == DECODE_BF16 ? "bf16" : "fp32", n,
+              "%s: row %d alone differs from the same row in a batch of %d", decode_dtype_name(dtype), n,
               N);
     }
     decode_packed_free(&pk);

@@ -72,6 +72,11 @@ run -n 2 --temperature 0 --gen-dtype bf16 "$T/p.jsonl" >"$T/g16.jsonl" || fail "
 run -n 2 --temperature 0 --gen-dtype bf16 --batch-size 1 "$T/p.jsonl" >"$T/g16b1.jsonl" || fail "bf16 batch 1"
 cmp -s "$T/g16.jsonl" "$T/g16b1.jsonl" || fail "--gen-dtype bf16: batch 1 output differs from the default batch"
 [ "$(wc -l <"$T/g16.jsonl")" = "$(wc -l <"$T/g.jsonl")" ] || fail "--gen-dtype bf16: record count differs"
+# --gen-dtype int8 (Q8_0 weights): the same
+run -n 2 --temperature 0 --gen-dtype int8 "$T/p.jsonl" >"$T/g8.jsonl" || fail "--gen-dtype int8 run"
+run -n 2 --temperature 0 --gen-dtype int8 --batch-size 1 "$T/p.jsonl" >"$T/g8b1.jsonl" || fail "int8 batch 1"
+cmp -s "$T/g8.jsonl" "$T/g8b1.jsonl" || fail "--gen-dtype int8: batch 1 output differs from the default batch"
+[ "$(wc -l <"$T/g8.jsonl")" = "$(wc -l <"$T/g.jsonl")" ] || fail "--gen-dtype int8: record count differs"
 
 # --- --stop: cut before the first occurrence, finish_reason stop
 stop=$(jq -r 'select(.group==0 and .sample==0) | .completion' "$T/g.jsonl" | grep -o '[a-z][a-z][a-z]*' | head -1)

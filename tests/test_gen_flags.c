@@ -37,7 +37,9 @@ int main(void) {
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_STOP, s1) == 1, "--stop not taken");
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_STOP, s2) == 1, "--stop not taken");
     CHECK(g.dtype == DECODE_FP32, "the default decode dtype is %d, not fp32", (int)g.dtype);
-    char d_bf16[] = "bf16", d_fp32[] = "fp32";
+    char d_bf16[] = "bf16", d_fp32[] = "fp32", d_int8[] = "int8";
+    CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_int8) == 1, "--gen-dtype not taken");
+    CHECK(g.dtype == DECODE_INT8, "--gen-dtype int8 gave dtype %d", (int)g.dtype);
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_bf16) == 1, "--gen-dtype not taken");
     CHECK(g.dtype == DECODE_BF16, "--gen-dtype bf16 gave dtype %d", (int)g.dtype);
     CHECK(gen_flags_parse(&f, "t", GEN_OPT_GEN_DTYPE, d_fp32) == 1, "--gen-dtype not taken");

@@ -56,8 +56,10 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg) {
             f->gen->dtype = DECODE_FP32;
         else if (!strcmp(arg, "bf16"))
             f->gen->dtype = DECODE_BF16;
+        else if (!strcmp(arg, "int8"))
+            f->gen->dtype = DECODE_INT8;
         else
-            cli_usage_error(prog, "--gen-dtype: expected fp32 or bf16, got '%s'", arg);
+            cli_usage_error(prog, "--gen-dtype: expected fp32, bf16 or int8, got '%s'", arg);
         return 1;
     }
     return 0;
@@ -83,7 +85,9 @@ void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_hel
             "      --repetition-penalty R CTRL penalty on tokens already present (default 1 = off)\n"
             "      --stop STRING          end a completion when it contains STRING (repeatable); \\n, \\t\n"
             "                             and \\\\ are read as newline, tab and backslash\n"
-            "      --gen-dtype fp32|bf16  decode weights as bf16 (fp32 sums; prefill stays fp32;\n"
-            "                             default fp32)\n",
+            "      --gen-dtype fp32|bf16|int8\n"
+            "                             decode weights: bf16, or int8 with one scale per 32\n"
+            "                             inputs (GGML's Q8_0); fp32 activations and sums,\n"
+            "                             prefill stays fp32 (default fp32)\n",
             max_new_default, temperature_help);
 }

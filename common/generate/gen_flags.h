@@ -5,7 +5,7 @@
  *
  *   --max-new-tokens N        --temperature T       --top-k K      --top-p P
  *   --min-p P                 --repetition-penalty R
- *   --gen-dtype fp32|bf16     the decode weights (kernels/decode.h)
+ *   --gen-dtype fp32|bf16|int8 the decode weights (kernels/decode.h)
  *   --stop STRING             repeatable; \n, \t and \\ read as newline, tab and
  *                             backslash (a newline is awkward to pass through make
  *                             and sh, and Chain of Hindsight's answers end in one)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "decode_internal.h"
 
 /* ---- batch-invariant linear over packed weights ---------------------------------------
  * out[n,o] = in[n,:] . w[o,:] + bias[o], each (n, o) summed in ONE fixed order: a
@@ -98,6 +99,8 @@ void decode_pack(DecodePacked *pk, const float *w, int C, int OC) {
     pk->OC = OC;
     pk->dtype = DECODE_FP32;
     pk->pb = NULL;
+    pk->pq = NULL;
+    pk->ps = NULL;
     pk->npanel = (OC + PW - 1) / PW;
     pk->p = xaligned_alloc((size_t)pk->npanel * C * PW * sizeof(float));
 #pragma omp parallel for schedule(static)
@@ -207,6 +210,10 @@ void decode_linear(float *out, const float *in, const DecodePacked *pk, const fl
         decode_linear_bf16(out, in, pk, bias, N, nt);
         return;
     }
+    if (pk->dtype == DECODE_INT8) {
+        decode_int8_linear(out, in, pk, bias, N, nt);
+        return;
+    }
     LinearJob j = {out, in, bias, pk, N};
     decode_parallel(nt, pk->npanel, linear_panel_task, &j);
 }
@@ -214,6 +221,8 @@ void decode_linear(float *out, const float *in, const DecodePacked *pk, const fl
 void decode_packed_free(DecodePacked *pk) {
     free(pk->p);
     free(pk->pb);
+    free(pk->pq);
+    free(pk->ps);
     memset(pk, 0, sizeof *pk);
 }
 
@@ -252,6 +261,14 @@ static int bf16_portable; /* decode_bf16_force_portable */
 
 void decode_bf16_force_portable(int on) {
     bf16_portable = on;
+}
+
+int decode_portable_forced(void) {
+    return bf16_portable;
+}
+
+const char *decode_dtype_name(DecodeDtype dtype) {
+    return dtype == DECODE_BF16 ? "bf16" : dtype == DECODE_INT8 ? "int8" : "fp32";
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -366,6 +383,10 @@ const char *decode_bf16_kernel(void) {
 }
 
 void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype) {
+    if (dtype == DECODE_INT8) {
+        decode_int8_pack(pk, w, C, OC);
+        return;
+    }
     if (dtype != DECODE_BF16) {
         decode_pack(pk, w, C, OC);
         return;

@@ -14,8 +14,15 @@
 
 #include <stdint.h>
 
-/* What the packed decode weights are held as.  Activations and sums are fp32 in both. */
-typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1 } DecodeDtype;
+/* What the packed decode weights are held as.  Activations and sums are fp32 in all.
+ * DECODE_INT8: 8-bit integers with one fp32 scale per DECODE_INT8_BLOCK consecutive
+ * inputs of an output (GGML's Q8_0 quantization, its scale kept in fp32), see
+ * decode_int8.c. */
+typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1, DECODE_INT8 = 2 } DecodeDtype;
+
+/* Inputs per int8 scale, and outputs per int8 panel. */
+#define DECODE_INT8_BLOCK 32
+#define DECODE_INT8_PW 32
 
 /* Outputs per bf16 panel (fixed, whatever the vector width: the layout is the
  * kernel's contract with decode_pack). */
@@ -26,13 +33,25 @@ typedef struct DecodePacked {
     const float *w; /* the [OC, C] original, the key of a lookup */
     float *p;       /* fp32: [npanel][C][PW] */
     uint16_t *pb;   /* bf16: [npanel][C][32], outputs k and k+16 interleaved (decode.c) */
+    int8_t *pq;     /* int8: [npanel][C][32], output k at byte k (decode_int8.c) */
+    float *ps;      /* int8: the scales, [npanel][ceil(C / 32)][32] */
     int C, OC, npanel;
     DecodeDtype dtype;
 } DecodePacked;
 
 void decode_pack(DecodePacked *pk, const float *w, int C, int OC);
-/* The same held as DTYPE: bf16 rounds each weight once (decode_bf16_round). */
+/* The same held as DTYPE: bf16 rounds each weight once (decode_bf16_round), int8
+ * quantizes each block of 32 inputs of an output once (decode_int8_quantize). */
 void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype);
+/* The name of a dtype as --gen-dtype spells it: "fp32", "bf16", "int8". */
+const char *decode_dtype_name(DecodeDtype dtype);
+/* One block of n <= DECODE_INT8_BLOCK weights to int8 as GGML's quantize_row_q8_0_ref
+ * does: scale d = max|w| / 127, q = roundf(w / d) (0 for an all-zero block); returns d.
+ * Each weight is then q * d, within d / 2 of w. */
+float decode_int8_quantize(int8_t *q, const float *w, int n);
+/* Which int8 kernel decode_linear runs on this CPU: "avx512" or "scalar" (the same
+ * bits either way; decode_bf16_force_portable forces the scalar one too). */
+const char *decode_int8_kernel(void);
 /* fp32 -> bf16 as the AVX512-BF16 VCVTNEPS2BF16 instruction does it: round to nearest
  * even, a NaN stays a (quiet) NaN, a subnormal input becomes a zero of its sign. */
 uint16_t decode_bf16_round(float x);

@@ -14,10 +14,11 @@
 # train-bf16  the same with cherry --dtype bf16 against torch.autocast(bfloat16).
 # decode      greedy decoding at batch 1 of SmolLM2-135M (models/smollm2-135m-instruct)
 #             and of the GPT-2-124M shape (the train model), NEW tokens after the first
-#             (default 48), prefill excluded: build/tests/bench_decode --peer with fp32
-#             and bf16 (--gen-dtype bf16) decode weights against llama.cpp through
-#             tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights at F32,
-#             F16 and BF16 (cherry's bf16 is paired with both 16-bit GGUFs).
+#             (default 48), prefill excluded: build/tests/bench_decode --peer with fp32,
+#             bf16 and int8 (--gen-dtype bf16, int8) decode weights against llama.cpp
+#             through tests/oracle/bench_llamacpp_decode.py on GGUFs of the same weights
+#             at F32, F16, BF16 and Q8_0 (cherry's bf16 is paired with both 16-bit
+#             GGUFs, its int8 with Q8_0).
 # decode16    the same with 16 sequences decoded together (total tokens/s; llama.cpp:
 #             one llama_batch of 16 sequences per step, a unified KV cache).
 # dpo         DPO pairs/s and peak RSS of SmolLM2-135M: bin/dpo against TRL's DPOTrainer
@@ -196,8 +197,9 @@ have_llamacpp() {
 }
 
 # decode_bench B: greedy decoding of B sequences (total tokens/s), for SmolLM2-135M
-# (when present) and the GPT-2-124M shape, cherry fp32 and bf16 decode weights
-# against llama.cpp on F32, F16 and BF16 GGUFs of the same weights.  Cherry has one
+# (when present) and the GPT-2-124M shape, cherry fp32, bf16 and int8 decode weights
+# against llama.cpp on F32, F16, BF16 and Q8_0 GGUFs of the same weights (int8 is
+# keyed q8_0: the same quantization of the weights).  Cherry has one
 # 16-bit format (bf16, --gen-dtype bf16): its line is paired with both of llama.cpp's
 # 16-bit rows (printed under the keys /f16 and /bf16).
 decode_bench() {
@@ -219,7 +221,7 @@ decode_bench() {
         echo "ROUND $r" >>"$OUT"
         for lm in $models; do
             label=${lm%%=*} dir=${lm#*=}
-            for dt in f32 bf16; do
+            for dt in f32 bf16 int8; do
                 "$O/tests/bench_decode" --peer "$dir" "$NEW" "$THREADS" "$dt" "$batch" "$label" >"$OUT.c" || return 1
                 grep '^RESULT' "$OUT.c" | tee -a "$OUT" | grep -q "/bf16 " &&
                     grep '^RESULT' "$OUT.c" | sed 's|/bf16 |/f16 |' >>"$OUT"
@@ -229,7 +231,7 @@ decode_bench() {
                 # far slower than one thread, so both are run and the better one counts
                 for t in "$THREADS" 1; do
                     $PY tests/oracle/bench_llamacpp_decode.py --model "$dir" --label "$label" --out-dir "$WORK" \
-                        --new "$NEW" --threads "$t" --batch "$batch" --dtypes f32,f16,bf16 2>/dev/null |
+                        --new "$NEW" --threads "$t" --batch "$batch" --dtypes f32,f16,bf16,q8_0 2>/dev/null |
                         grep '^RESULT' | tee -a "$OUT"
                 done
             fi
@@ -240,7 +242,8 @@ decode_bench() {
     load="no extra load"
     [ "$LOAD" = 1 ] && load="+1 spinning process"
     summary "$OUT" "decode B=$batch ($load)"
-    echo "(16-bit rows: cherry --gen-dtype bf16 against llama.cpp's F16 GGUF (/f16) and BF16 GGUF (/bf16))"
+    echo "(16-bit rows: cherry --gen-dtype bf16 against llama.cpp's F16 GGUF (/f16) and BF16 GGUF (/bf16);"
+    echo " /q8_0 rows: cherry --gen-dtype int8 against llama.cpp's Q8_0 GGUF)"
 }
 
 have_trl() {

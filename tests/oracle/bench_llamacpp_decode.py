@@ -9,7 +9,8 @@ build/bench/gpt2-124m: Conv1D weights transposed, fused QKV kept, as
 convert_hf_to_gguf.py's GPT2Model; it has no tokenizer, so the GGUF gets a
 placeholder vocabulary of distinct strings, which decoding token ids never reads).
 F32: every tensor F32; F16 and BF16: matrices 16-bit and 1-D tensors F32, as
-convert_hf_to_gguf.py --outtype f16/bf16 writes them.
+convert_hf_to_gguf.py --outtype f16/bf16 writes them; Q8_0 (--dtypes q8_0, against
+cherry's --gen-dtype int8): matrices Q8_0, as --outtype q8_0 writes them.
 
 Then times greedy decoding through llama-cpp-python on --threads threads, the rule
 of cherry's bench_decode: 8-token prompts (the token ids bench_decode uses), then
@@ -20,7 +21,7 @@ produced (prefill excluded) and counts the tokens after it.
               one token of each sequence (seq_id b) per step, a unified KV cache
               with n_seq_max=B, greedy argmax of each sequence's logits.
 Best of --reps runs.  Prints per weight type:
-  RESULT llama.cpp <model>/<f32|f16|bf16> B=<b> new=<N> tokens_per_s=<x>
+  RESULT llama.cpp <model>/<f32|f16|bf16|q8_0> B=<b> new=<N> tokens_per_s=<x>
 (the total over the B sequences).
 Needs llama-cpp-python, gguf, numpy, safetensors (pip install llama-cpp-python gguf)."""
 import argparse, json, os, sys, time
@@ -53,12 +54,18 @@ def add_matrix(gw, g, x, dtype):
         gw.add_tensor(g, x.astype(np.float16), raw_dtype=GGMLQuantizationType.F16)
     elif dtype == "bf16" and x.ndim == 2:
         gw.add_tensor(g, quants.quantize(x, GGMLQuantizationType.BF16), raw_dtype=GGMLQuantizationType.BF16)
+    elif dtype == "q8_0" and x.ndim == 2 and x.shape[-1] % 32 == 0:
+        # gguf-py's Q8_0 is ggml's quantize_row_q8_0_ref: the quantization of cherry's
+        # --gen-dtype int8 (whose scales stay fp32 where Q8_0 stores fp16)
+        gw.add_tensor(g, quants.quantize(x.astype(np.float32), GGMLQuantizationType.Q8_0),
+                      raw_dtype=GGMLQuantizationType.Q8_0)
     else:
         gw.add_tensor(g, x)
 
 
 def file_type(dtype):
-    return {"f32": 0, "f16": 1, "bf16": 32}[dtype]  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+    # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0
+    return {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7}[dtype]
 
 
 def convert_gpt2(path, dtype, cfg):

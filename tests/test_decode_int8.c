@@ -1,0 +1,167 @@
+/* test_decode_int8.c — kernels/decode.h with int8 weights (--gen-dtype int8).
+ *
+ * 1. decode_int8_quantize against hand-worked blocks: the scale max|w| / 127, q =
+ *    roundf(w / d) with ties away from zero (GGML's quantize_row_q8_0_ref), an
+ *    all-zero block (d = 0, q = 0), a NaN weight (q = 0) and a subnormal maximum
+ *    (1 / d overflows: q stays within int8).
+ * 2. decode_pack_dtype(DECODE_INT8) holds, for every block of 32 inputs of every
+ *    output, exactly decode_int8_quantize's q and d; outputs past OC are zero.
+ * 3. decode_linear over the int8 panels equals, bit for bit, a scalar reference: for
+ *    each (n, o) one chain acc = fmaf(x[i], q * d, acc) over i = 0..C-1 (q * d rounded
+ *    once to fp32), then + bias.  Shapes with a partial last block and
+ *    panel, an odd panel count, batch 1 (the panel-pair kernel), full and partial row
+ *    blocks; 1 and 2 threads; the AVX-512 and the portable kernels.
+ * 4. int8 against fp32 products: within the quantization bound sum_i |x_i| d_b(i) / 2.
+ * 5. A row's result does not depend on the rows decoded with it. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "decode_check.h"
+#include "kernels/decode.h"
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static void check_quantize(void) {
+    float w[4] = {1.0f, -0.5f, 0.25f, 0.0f};
+    int8_t q[32];
+    float d = decode_int8_quantize(q, w, 4);
+    CHECK(d == 1.0f / 127.0f, "scale of {1, -0.5, 0.25, 0}: expected 1/127, got %a", d);
+    /* -0.5 * 127 = -63.5: roundf takes ties away from zero */
+    CHECK(q[0] == 127 && q[1] == -64 && q[2] == 32 && q[3] == 0, "q = %d %d %d %d, expected 127 -64 32 0", q[0], q[1],
+          q[2], q[3]);
+    float z[3] = {0, -0.0f, 0};
+    memset(q, 7, sizeof q);
+    d = decode_int8_quantize(q, z, 3);
+    CHECK(d == 0 && q[0] == 0 && q[1] == 0 && q[2] == 0, "an all-zero block: d %a, q %d %d %d", d, q[0], q[1], q[2]);
+    float nanw[2] = {NAN, 2.0f};
+    d = decode_int8_quantize(q, nanw, 2);
+    CHECK(d == 2.0f / 127.0f && q[0] == 0 && q[1] == 127, "a NaN weight: d %a, q %d %d", d, q[0], q[1]);
+    float tiny[2] = {1e-40f, -1e-40f}; /* d is 0 after the division: everything 0 */
+    d = decode_int8_quantize(q, tiny, 2);
+    CHECK(q[0] >= -127 && q[0] <= 127 && q[1] >= -127 && q[1] <= 127, "a subnormal block: q %d %d", q[0], q[1]);
+    /* round_half_away against the C library's roundf on every float of a few binades
+     * around the halves and on large values */
+    long diffs = 0;
+    for (uint32_t u = 0x3e000000u; u < 0x4b800000u; u += 37) {
+        float v;
+        memcpy(&v, &u, 4);
+        float blk[2] = {v / 127.0f * 1.0f, 1.0f}; /* d = 1/127: q = roundf(w * 127) */
+        decode_int8_quantize(q, blk, 2);
+        float want = roundf(blk[0] * (1.0f / (1.0f / 127.0f)));
+        if (want > 127) want = 127;
+        if (q[0] != (int8_t)want) diffs++;
+    }
+    CHECK(diffs == 0, "%ld weights quantized unlike roundf", diffs);
+    float sub[2] = {1e-37f, -3e-38f}; /* a normal max whose d is subnormal: 1 / d overflows */
+    d = decode_int8_quantize(q, sub, 2);
+    CHECK(q[0] >= -127 && q[0] <= 127 && q[1] >= -127 && q[1] <= 127, "a block with a subnormal d: q %d %d", q[0],
+          q[1]);
+}
+
+/* The packed q and d of output o, input i (the layout of decode_int8.c). */
+static int8_t packed_q(const DecodePacked *pk, int o, int i) {
+    int p = o / DECODE_INT8_PW, j = o % DECODE_INT8_PW;
+    return pk->pq[((size_t)p * pk->C + i) * DECODE_INT8_PW + j];
+}
+
+static float packed_d(const DecodePacked *pk, int o, int b) {
+    int nb = (pk->C + DECODE_INT8_BLOCK - 1) / DECODE_INT8_BLOCK, p = o / DECODE_INT8_PW, j = o % DECODE_INT8_PW;
+    return pk->ps[((size_t)p * nb + b) * DECODE_INT8_PW + j];
+}
+
+static void check_shape(int N, int C, int OC, int portable) {
+    const int QB = DECODE_INT8_BLOCK, nb = (C + QB - 1) / QB;
+    float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
+    float *bias = malloc(OC * sizeof(float)), *ref = malloc((size_t)N * OC * sizeof(float));
+    float *out = malloc((size_t)N * OC * sizeof(float)), *f32 = malloc((size_t)N * OC * sizeof(float));
+    int8_t *q = malloc((size_t)OC * C);
+    float *d = malloc((size_t)OC * nb * sizeof(float));
+    for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = frand();
+    for (size_t i = 0; i < (size_t)N * C; i++) x[i] = frand();
+    for (int o = 0; o < OC; o++) bias[o] = frand();
+    for (int i = 0; i < C && i < QB; i++) w[i] *= 1e-3f; /* a block of small weights: a scale of its own */
+    for (int o = 0; o < OC; o++)
+        for (int b = 0; b < nb; b++) {
+            int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
+            d[(size_t)o * nb + b] = decode_int8_quantize(q + (size_t)o * C + i0, w + (size_t)o * C + i0, len);
+        }
+    decode_bf16_force_portable(portable);
+    const char *kern = portable ? "portable" : decode_int8_kernel();
+    DecodePacked pk, p32;
+    decode_pack_dtype(&pk, w, C, OC, DECODE_INT8);
+    decode_pack(&p32, w, C, OC);
+    CHECK(pk.dtype == DECODE_INT8, "packed dtype %d", (int)pk.dtype);
+    int bad = 0;
+    for (int o = 0; o < OC && !bad; o++)
+        for (int i = 0; i < C && !bad; i++)
+            if (packed_q(&pk, o, i) != q[(size_t)o * C + i] || bits(packed_d(&pk, o, i / QB)) != bits(d[(size_t)o * nb + i / QB])) {
+                CHECK(0, "pack N=%d C=%d OC=%d: w[%d,%d] packed q %d d %a, quantizing gives q %d d %a", N, C, OC, o, i,
+                      packed_q(&pk, o, i), packed_d(&pk, o, i / QB), q[(size_t)o * C + i], d[(size_t)o * nb + i / QB]);
+                bad = 1;
+            }
+    for (int o = OC; o < pk.npanel * DECODE_INT8_PW && !bad; o++)
+        for (int i = 0; i < C; i++)
+            if (packed_q(&pk, o, i) != 0 || packed_d(&pk, o, i / QB) != 0) {
+                CHECK(0, "pack C=%d OC=%d: padding output %d is not zero", C, OC, o);
+                bad = 1;
+                break;
+            }
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int i = 0; i < C; i++)
+                acc = fmaf(x[(size_t)n * C + i], (float)q[(size_t)o * C + i] * d[(size_t)o * nb + i / QB], acc);
+            ref[(size_t)n * OC + o] = acc + bias[o];
+        }
+    for (int nt = 1; nt <= 2; nt++) {
+        memset(out, 0xff, (size_t)N * OC * sizeof(float));
+        decode_linear(out, x, &pk, bias, N, nt);
+        int first = -1;
+        for (int i = 0; i < N * OC; i++)
+            if (bits(out[i]) != bits(ref[i])) {
+                first = i;
+                break;
+            }
+        CHECK(first < 0, "linear %s N=%d C=%d OC=%d threads=%d: out[%d,%d] = %a, the scalar reference %a", kern, N, C,
+              OC, nt, first / OC, first % OC, first >= 0 ? out[first] : 0, first >= 0 ? ref[first] : 0);
+    }
+    /* against fp32 weights: each weight within d / 2 of its block's scale d */
+    decode_linear(f32, x, &p32, bias, N, 1);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double bound = 0, mag = 0;
+            for (int i = 0; i < C; i++) {
+                bound += fabs(x[(size_t)n * C + i]) * d[(size_t)o * nb + i / QB] / 2;
+                mag += fabs((double)x[(size_t)n * C + i] * w[(size_t)o * C + i]);
+            }
+            bound += 1e-6 * (mag + 1); /* the fp32 sums' own rounding */
+            double e = fabs((double)out[(size_t)n * OC + o] - f32[(size_t)n * OC + o]);
+            if (e / bound > worst) worst = e / bound;
+        }
+    CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 weights differ by %.2f of the quantization bound", N, C, OC, worst);
+    decode_packed_free(&pk);
+    decode_packed_free(&p32);
+    decode_bf16_force_portable(0);
+    free(w), free(x), free(bias), free(ref), free(out), free(f32), free(q), free(d);
+}
+
+int main(void) {
+    check_quantize();
+    printf("int8 kernel on this CPU: %s\n", decode_int8_kernel());
+    const int shapes[][3] = {{1, 64, 64}, {1, 37, 100}, {1, 576, 96},   {1, 48, 32}, {3, 40, 70}, {8, 64, 64},
+                             {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33},  {1, 576, 49}, {16, 300, 64}, {5, 520, 97}};
+    for (int portable = 0; portable <= 1; portable++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);
+    check_rows_independent(DECODE_INT8, 96, 80, 13);
+    return check_summary("test_decode_int8");
+}
