@@ -1,9 +1,9 @@
 /* test_decode_int8.c — kernels/decode.h with int8 weights (--gen-dtype int8).
  *
  * 1. decode_int8_quantize against hand-worked blocks: the scale max|w| / 127, q =
- *    roundf(w / d) with ties away from zero (GGML's quantize_row_q8_0_ref), an
- *    all-zero block (d = 0, q = 0), a NaN weight (q = 0) and a subnormal maximum
- *    (1 / d overflows: q stays within int8).
+ *    roundf(w * (1 / d)) with ties away from zero (GGML's quantize_row_q8_0_ref), an
+ *    all-zero block (d = 0, q = 0), a NaN weight (q = 0), blocks whose 1 / d
+ *    overflows (each weight still within d / 2), and the rounding against roundf.
  * 2. decode_pack_dtype(DECODE_INT8) holds, for every block of 32 inputs of every
  *    output, exactly decode_int8_quantize's q and d; outputs past OC are zero.
  * 3. decode_linear over the int8 panels equals, bit for bit, a scalar reference: for
@@ -44,26 +44,41 @@ static void check_quantize(void) {
     float nanw[2] = {NAN, 2.0f};
     d = decode_int8_quantize(q, nanw, 2);
     CHECK(d == 2.0f / 127.0f && q[0] == 0 && q[1] == 127, "a NaN weight: d %a, q %d %d", d, q[0], q[1]);
-    float tiny[2] = {1e-40f, -1e-40f}; /* d is 0 after the division: everything 0 */
-    d = decode_int8_quantize(q, tiny, 2);
-    CHECK(q[0] >= -127 && q[0] <= 127 && q[1] >= -127 && q[1] <= 127, "a subnormal block: q %d %d", q[0], q[1]);
-    /* round_half_away against the C library's roundf on every float of a few binades
-     * around the halves and on large values */
-    long diffs = 0;
-    for (uint32_t u = 0x3e000000u; u < 0x4b800000u; u += 37) {
-        float v;
-        memcpy(&v, &u, 4);
-        float blk[2] = {v / 127.0f * 1.0f, 1.0f}; /* d = 1/127: q = roundf(w * 127) */
-        decode_int8_quantize(q, blk, 2);
-        float want = roundf(blk[0] * (1.0f / (1.0f / 127.0f)));
-        if (want > 127) want = 127;
-        if (q[0] != (int8_t)want) diffs++;
+    /* blocks whose d is subnormal (below ~3.7e-37, 1 / d overflows): the quotient
+     * w / d, so each weight still comes back as q * d within d / 2 (plus the
+     * subnormal's own spacing) */
+    const float tinies[][2] = {{1e-37f, -3e-38f}, {1e-40f, -1e-40f}, {2e-39f, 7e-40f}};
+    for (int k = 0; k < 3; k++) {
+        d = decode_int8_quantize(q, tinies[k], 2);
+        for (int i = 0; i < 2; i++) {
+            double back = (double)q[i] * d, err = fabs(back - tinies[k][i]);
+            CHECK(d > 0 && err <= d / 2 + 1.5e-45, "block {%g, %g}: weight %d = %g comes back as %d * %g = %g",
+                  tinies[k][0], tinies[k][1], i, tinies[k][i], q[i], d, back);
+        }
     }
+    /* rounding: a block holding 127 has d = 1 / d = 1, so q = roundf(w) exactly: the
+     * floats within 4 ulps of each half-integer (the ties go away from zero), and a
+     * sweep of [-127, 127], against the C library's roundf */
+    long diffs = 0;
+    float blk[2] = {127.0f, 0};
+    for (int k = -127; k < 127; k++)
+        for (int j = -4; j <= 4; j++) {
+            blk[1] = k + 0.5f;
+            for (int s = 0; s < (j < 0 ? -j : j); s++) blk[1] = nextafterf(blk[1], j < 0 ? -INFINITY : INFINITY);
+            decode_int8_quantize(q, blk, 2);
+            diffs += q[1] != (int8_t)roundf(blk[1]);
+        }
+    for (uint32_t u = 0; u <= 0x42fe0000u; u += 97) /* 0 .. 127, both signs */
+        for (int sgn = 0; sgn < 2; sgn++) {
+            uint32_t v = u | (sgn ? 0x80000000u : 0);
+            memcpy(&blk[1], &v, 4);
+            decode_int8_quantize(q, blk, 2);
+            diffs += q[1] != (int8_t)roundf(blk[1]);
+        }
     CHECK(diffs == 0, "%ld weights quantized unlike roundf", diffs);
-    float sub[2] = {1e-37f, -3e-38f}; /* a normal max whose d is subnormal: 1 / d overflows */
-    d = decode_int8_quantize(q, sub, 2);
-    CHECK(q[0] >= -127 && q[0] <= 127 && q[1] >= -127 && q[1] <= 127, "a block with a subnormal d: q %d %d", q[0],
-          q[1]);
+    float hand[3] = {127.0f, 2.5f, 0.49999997f};
+    decode_int8_quantize(q, hand, 3);
+    CHECK(q[1] == 3 && q[2] == 0, "2.5 -> %d (expected 3), 0.49999997 -> %d (expected 0)", q[1], q[2]);
 }
 
 /* The packed q and d of output o, input i (the layout of decode_int8.c). */
@@ -133,7 +148,7 @@ static void check_shape(int N, int C, int OC, int portable) {
         CHECK(first < 0, "linear %s N=%d C=%d OC=%d threads=%d: out[%d,%d] = %a, the scalar reference %a", kern, N, C,
               OC, nt, first / OC, first % OC, first >= 0 ? out[first] : 0, first >= 0 ? ref[first] : 0);
     }
-    /* against fp32 weights: each weight within d / 2 of its block's scale d */
+    /* against fp32 weights: each weight within d / 2 of itself (d its block's scale) */
     decode_linear(f32, x, &p32, bias, N, 1);
     double worst = 0;
     for (int n = 0; n < N; n++)
@@ -158,7 +173,7 @@ int main(void) {
     check_quantize();
     printf("int8 kernel on this CPU: %s\n", decode_int8_kernel());
     const int shapes[][3] = {{1, 64, 64}, {1, 37, 100}, {1, 576, 96},   {1, 48, 32}, {3, 40, 70}, {8, 64, 64},
-                             {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33},  {1, 576, 49}, {16, 300, 64}, {5, 520, 97}};
+                             {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33},  {1, 576, 49}, {16, 300, 64}, {5, 520, 97}, {40, 300, 97}};
     for (int portable = 0; portable <= 1; portable++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);

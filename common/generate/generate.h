@@ -16,7 +16,7 @@
  * Cost: while generate() runs, the weight matrices exist twice (the model's and a
  * copy repacked into output panels for the decode kernel, made at the start of
  * every call so a trainer's updated weights are always the ones used; half the
- * size with GenConfig.dtype DECODE_BF16), plus the
+ * size with GenConfig.dtype DECODE_BF16, 28% of it with DECODE_INT8), plus the
  * KV cache: n_layer x batch_size x (longest prompt + max_new_tokens) x 2 x kv width.
  *
  * The trainer's view (ppo): hand in tokenized prompts, get back for each sequence

@@ -46,8 +46,8 @@ void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDt
 /* The name of a dtype as --gen-dtype spells it: "fp32", "bf16", "int8". */
 const char *decode_dtype_name(DecodeDtype dtype);
 /* One block of n <= DECODE_INT8_BLOCK weights to int8 as GGML's quantize_row_q8_0_ref
- * does: scale d = max|w| / 127, q = roundf(w / d) (0 for an all-zero block); returns d.
- * Each weight is then q * d, within d / 2 of w. */
+ * does: scale d = max|w| / 127, q = roundf(w * (1 / d)) (0 for an all-zero block);
+ * returns d.  Each weight is then q * d, within d / 2 of w up to rounding. */
 float decode_int8_quantize(int8_t *q, const float *w, int n);
 /* Which int8 kernel decode_linear runs on this CPU: "avx512" or "scalar" (the same
  * bits either way; decode_bf16_force_portable forces the scalar one too). */
@@ -64,7 +64,8 @@ static inline float decode_bf16_widen(uint16_t b) {
 }
 /* Which bf16 kernel decode_linear runs on this CPU: "avx512" or "scalar". */
 const char *decode_bf16_kernel(void);
-/* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding). */
+/* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding), for
+ * the int8 panels too. */
 void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */

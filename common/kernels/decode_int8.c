@@ -6,8 +6,9 @@
  *
  * Quantization: GGML's Q8_0 (ggml-quants.c, quantize_row_q8_0_ref): every block of
  * DECODE_INT8_BLOCK = 32 consecutive inputs of one output gets a scale d = max|w| / 127
- * and q = roundf(w / d), so a weight is q * d, within d / 2 of w.  GGML keeps d as fp16;
- * here it stays fp32.  (llama.cpp's Q8_0 products also round the activations to 8
+ * and q = roundf(w * (1 / d)) (the product with the reciprocal, as GGML computes it),
+ * so a weight is q * d, within d / 2 of w up to rounding.  GGML keeps d as fp16; here
+ * it stays fp32.  (llama.cpp's Q8_0 products also round the activations to 8
  * bits per block of 32; these do not.)
  *
  * The sum of (n, o) is one fixed chain, whatever the kernel and the batch:
@@ -46,13 +47,15 @@ float decode_int8_quantize(int8_t *q, const float *w, int n) {
     float amax = 0.0f;
     for (int i = 0; i < n; i++) {
         float a = fabsf(w[i]);
-        amax = a > amax ? a : amax; /* a NaN compares false: skipped, as fmaxf does */
+        amax = a > amax ? a : amax; /* a NaN compares false: skipped (GGML's MAX keeps it) */
     }
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    /* a block below ~3.7e-37 has a subnormal d whose reciprocal overflows: there the
+     * quotient (GGML's product would be inf times w, undefined once converted) */
+    int tiny = isinf(id);
     for (int i = 0; i < n; i++) {
-        /* |w * id| <= 127 up to rounding; the bounds keep a NaN weight (0) and a block
-         * whose 1 / d overflows (d subnormal) inside int8 */
-        float v = round_half_away(w[i] * id);
+        /* |w * id| <= 127 up to rounding; the bounds keep a NaN weight (0) inside int8 */
+        float v = round_half_away(tiny ? w[i] / d : w[i] * id);
         q[i] = (int8_t)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)v : 0);
     }
     return d;
