@@ -5,6 +5,7 @@
 #ifndef CHERRY_TESTS_DECODE_CHECK_H
 #define CHERRY_TESTS_DECODE_CHECK_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,38 @@ static uint64_t rng = 88172645463325252ULL;
 static float frand(void) { /* xorshift64, uniform in [-1, 1) */
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* The scalar reference of a packed product: ref[n, o] = one chain
+ * fmaf(x[n, i], wq[o, i], acc) over i = 0..C-1, then + bias[o], where wq holds the
+ * weights as the kernel sees them (rounded to bf16, or dequantized from int8). */
+static inline void reference_linear(float *ref, const float *x, const float *wq, const float *bias, int N, int C,
+                                    int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int i = 0; i < C; i++) acc = fmaf(x[(size_t)n * C + i], wq[(size_t)o * C + i], acc);
+            ref[(size_t)n * OC + o] = acc + bias[o];
+        }
+}
+
+/* decode_linear of pk on x [N, C] with bias, at 1 and at 2 threads, against ref
+ * [N, OC] bit for bit (out: scratch [N, OC], filled with NaNs first); kern names the
+ * kernel in a failure. */
+static inline void check_linear_bits(const DecodePacked *pk, const float *x, const float *bias, const float *ref, float *out,
+                              int N, int C, int OC, const char *kern) {
+    for (int nt = 1; nt <= 2; nt++) {
+        memset(out, 0xff, (size_t)N * OC * sizeof(float));
+        decode_linear(out, x, pk, bias, N, nt);
+        int first = -1;
+        for (int i = 0; i < N * OC; i++)
+            if (memcmp(&out[i], &ref[i], sizeof(float))) {
+                first = i;
+                break;
+            }
+        CHECK(first < 0, "linear %s N=%d C=%d OC=%d threads=%d: out[%d,%d] = %a, the scalar reference %a", kern, N, C,
+              OC, nt, first / OC, first % OC, first >= 0 ? out[first] : 0, first >= 0 ? ref[first] : 0);
+    }
 }
 
 /* Decodes N rows of width C through OC outputs packed as dtype, once as one batch (2

@@ -129,25 +129,11 @@ static void check_shape(int N, int C, int OC, int portable) {
                 bad = 1;
                 break;
             }
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OC; o++) {
-            float acc = 0.0f;
-            for (int i = 0; i < C; i++)
-                acc = fmaf(x[(size_t)n * C + i], (float)q[(size_t)o * C + i] * d[(size_t)o * nb + i / QB], acc);
-            ref[(size_t)n * OC + o] = acc + bias[o];
-        }
-    for (int nt = 1; nt <= 2; nt++) {
-        memset(out, 0xff, (size_t)N * OC * sizeof(float));
-        decode_linear(out, x, &pk, bias, N, nt);
-        int first = -1;
-        for (int i = 0; i < N * OC; i++)
-            if (bits(out[i]) != bits(ref[i])) {
-                first = i;
-                break;
-            }
-        CHECK(first < 0, "linear %s N=%d C=%d OC=%d threads=%d: out[%d,%d] = %a, the scalar reference %a", kern, N, C,
-              OC, nt, first / OC, first % OC, first >= 0 ? out[first] : 0, first >= 0 ? ref[first] : 0);
-    }
+    float *wq = malloc((size_t)OC * C * sizeof(float));
+    for (size_t i = 0; i < (size_t)OC * C; i++) wq[i] = (float)q[i] * d[i / C * nb + i % C / QB];
+    reference_linear(ref, x, wq, bias, N, C, OC);
+    free(wq);
+    check_linear_bits(&pk, x, bias, ref, out, N, C, OC, kern);
     /* against fp32 weights: each weight within d / 2 of itself (d its block's scale) */
     decode_linear(f32, x, &p32, bias, N, 1);
     double worst = 0;
