@@ -5,8 +5,9 @@
 # model version, sampling, ids), feedback (thumbs, ranking, pick; token required;
 # unknown ids, malformed and oversized bodies are 4xx and log nothing), hot reload
 # by POST /admin/reload and SIGHUP while requests are in flight (none fails, each
-# record names the version that produced it), a torn log line after SIGKILL, and
-# the usage errors.
+# record names the version that produced it), a torn log line after SIGKILL,
+# --gen-dtype int8 and bf16 (rollout's bytes with the same flag), and the usage
+# errors.
 B="${BIN:-bin}"
 T=$(mktemp -d /tmp/t_serve.XXXXXX)
 SERVE_PID=
@@ -160,5 +161,22 @@ grep -q "1 torn line" "$T/s2.err" || fail "restart did not report the torn line:
 post /v1/completions '{"prompt":"x","max_tokens":3}' >/dev/null
 tail -1 "$T/i.jsonl" | jq -e '.object == "interaction"' >/dev/null || fail "record after the torn line is not whole"
 serve_stop || fail "SIGTERM: exit $?"
+
+# --- --gen-dtype: int8 and bf16 decode weights give rollout's bytes with the same flag
+expect_fail "bad gen dtype" 64 "--gen-dtype: expected fp32, bf16 or int8" "$B/serve" -m "$T/pol" --gen-dtype q4
+for dt in int8 bf16; do
+  serve_start "s$dt" -m "$T/pol" --interactions "$T/i$dt.jsonl" --feedback-log "$T/f$dt.jsonl" --template plain \
+    --gen-dtype $dt || exit 1
+  [ "$(post /v1/completions '{"prompt":"The cat sat on","max_tokens":8,"n":2,"seed":7}')" = 200 ] ||
+    fail "completions with --gen-dtype $dt: $(cat "$T/resp")"
+  jq -r '.choices[].text' "$T/resp" >"$T/serve$dt.txt"
+  echo '{"prompt":"The cat sat on"}' | "$B/rollout" -q -m "$T/pol" --template plain --max-new-tokens 8 -n 2 --seed 7 \
+    --gen-dtype $dt | jq -r .completion >"$T/rollout$dt.txt"
+  cmp -s "$T/serve$dt.txt" "$T/rollout$dt.txt" ||
+    fail "--gen-dtype $dt: serve and rollout differ: $(cat "$T/serve$dt.txt") vs $(cat "$T/rollout$dt.txt")"
+  serve_stop || fail "SIGTERM ($dt): exit $?"
+done
+cmp -s "$T/serveint8.txt" "$T/serve.txt" && cmp -s "$T/servebf16.txt" "$T/serve.txt" &&
+  fail "--gen-dtype changed nothing: int8, bf16 and fp32 completions are the same bytes"
 
 [ $fails -eq 0 ]

@@ -35,6 +35,9 @@ static void usage(FILE *out) {
            "      --template NAME         chat template: auto (default), plain, hh, chatml, llama3\n"
            "      --batch-size N          sequences decoded together (default 8)\n"
            "      --context N             KV cache positions per sequence (default: the model's, <= 1024)\n"
+           "      --gen-dtype fp32|bf16|int8  decode weights: bf16, or int8 with one scale per 32\n"
+           "                              inputs (GGML's Q8_0); fp32 activations and sums, prefill\n"
+           "                              fp32 (default fp32; see rollout(1))\n"
            "      --max-tokens N          largest max_tokens a request may ask (default 512)\n"
            "      --default-max-tokens N  max_tokens when a request gives none (default 128)\n"
            "      --max-n N               largest n a request may ask (default 16)\n"
@@ -58,6 +61,7 @@ enum {
     O_TEMPLATE,
     O_BATCH,
     O_CONTEXT,
+    O_GEN_DTYPE,
     O_MAXTOK,
     O_DEFTOK,
     O_MAXN,
@@ -85,6 +89,7 @@ static void parse_args(Opts *o, int argc, char **argv) {
                                              {"template", required_argument, 0, O_TEMPLATE},
                                              {"batch-size", required_argument, 0, O_BATCH},
                                              {"context", required_argument, 0, O_CONTEXT},
+                                             {"gen-dtype", required_argument, 0, O_GEN_DTYPE},
                                              {"max-tokens", required_argument, 0, O_MAXTOK},
                                              {"default-max-tokens", required_argument, 0, O_DEFTOK},
                                              {"max-n", required_argument, 0, O_MAXN},
@@ -132,6 +137,10 @@ static void parse_args(Opts *o, int argc, char **argv) {
             break;
         case O_CONTEXT:
             o->cfg.engine.context = cli_int(prog, "--context", optarg);
+            break;
+        case O_GEN_DTYPE:
+            if (decode_dtype_parse(optarg, &o->cfg.engine.dtype))
+                cli_usage_error(prog, "--gen-dtype: expected fp32, bf16 or int8, got '%s'", optarg);
             break;
         case O_MAXTOK:
             o->cfg.lim.max_tokens = cli_int(prog, "--max-tokens", optarg);

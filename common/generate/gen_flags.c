@@ -52,13 +52,7 @@ int gen_flags_parse(GenFlags *f, const char *prog, int opt, char *arg) {
         f->stop[f->n_stop++] = gen_unescape(arg);
         return 1;
     case GEN_OPT_GEN_DTYPE:
-        if (!strcmp(arg, "fp32") || !strcmp(arg, "f32"))
-            f->gen->dtype = DECODE_FP32;
-        else if (!strcmp(arg, "bf16"))
-            f->gen->dtype = DECODE_BF16;
-        else if (!strcmp(arg, "int8"))
-            f->gen->dtype = DECODE_INT8;
-        else
+        if (decode_dtype_parse(arg, &f->gen->dtype))
             cli_usage_error(prog, "--gen-dtype: expected fp32, bf16 or int8, got '%s'", arg);
         return 1;
     }

@@ -271,6 +271,18 @@ const char *decode_dtype_name(DecodeDtype dtype) {
     return dtype == DECODE_BF16 ? "bf16" : dtype == DECODE_INT8 ? "int8" : "fp32";
 }
 
+int decode_dtype_parse(const char *s, DecodeDtype *out) {
+    if (!strcmp(s, "fp32") || !strcmp(s, "f32"))
+        *out = DECODE_FP32;
+    else if (!strcmp(s, "bf16"))
+        *out = DECODE_BF16;
+    else if (!strcmp(s, "int8"))
+        *out = DECODE_INT8;
+    else
+        return -1;
+    return 0;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define BF16_X86 1

@@ -45,6 +45,8 @@ void decode_pack(DecodePacked *pk, const float *w, int C, int OC);
 void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype);
 /* The name of a dtype as --gen-dtype spells it: "fp32", "bf16", "int8". */
 const char *decode_dtype_name(DecodeDtype dtype);
+/* --gen-dtype's value (fp32, also f32; bf16; int8) into *out: 0, or -1 when unknown. */
+int decode_dtype_parse(const char *s, DecodeDtype *out);
 /* One block of n <= DECODE_INT8_BLOCK weights to int8 as GGML's quantize_row_q8_0_ref
  * does: scale d = max|w| / 127, q = roundf(w * (1 / d)) (0 for an all-zero block);
  * returns d.  Each weight is then q * d, within d / 2 of w up to rounding. */

@@ -108,7 +108,7 @@ static void engine_build(Engine *E) {
     int S = E->cfg.slots;
     E->max_rows = E->cap > S ? E->cap : S;
     Error e;
-    E->g = gen_state_new(&s->m, E->max_rows, &e);
+    E->g = gen_state_new_dtype(&s->m, E->max_rows, E->cfg.dtype, &e);
     if (!E->g) die_internal("serve: %s", e.msg); /* served_load ran the same checks */
     kv_init(&E->kv, mc, S, E->cap);
     E->slot = xcalloc((size_t)S, sizeof(Slot));

@@ -31,6 +31,7 @@
 
 #include "base/err.h"
 #include "generate/sampler.h"
+#include "kernels/decode.h"
 #include "served.h"
 
 #define GENJOB_MAX_STOP 4
@@ -82,6 +83,8 @@ int gen_job_wait(GenJob *j);
 typedef struct EngineConfig {
     int slots;   /* sequences decoded together (default 8) */
     int context; /* KV cache positions per sequence (default: the model's, at most 1024) */
+    DecodeDtype dtype; /* the decode weights (--gen-dtype; default DECODE_FP32): packed
+                        * once per model served, again after each reload */
 } EngineConfig;
 
 typedef struct Engine Engine;
