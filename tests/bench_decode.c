@@ -129,13 +129,19 @@ static int peer_mode(const char *dir, int steps, const char *dtype, int batch, c
         fprintf(stderr, "bench_decode: %s\n", e.msg);
         return e.code;
     }
-    DecodeDtype dt = !strcmp(dtype, "bf16") ? DECODE_BF16 : !strcmp(dtype, "int8") ? DECODE_INT8 : DECODE_FP32;
+    DecodeDtype dt = DECODE_FP32; /* an unknown DTYPE: fp32, as before */
+    decode_dtype_parse(dtype, &dt);
     double r = decode_rate_dt(&m, batch, steps, 0, 0.0f, dt);
     /* int8 is keyed q8_0: the llama.cpp row it is paired with (the same quantization
      * of the weights; llama.cpp also rounds the activations to 8 bits) */
     printf("RESULT cherry %s/%s B=%d new=%d tokens_per_s=%.1f (%d threads, greedy, %s kernel)\n", label,
-           dt == DECODE_BF16 ? "bf16" : dt == DECODE_INT8 ? "q8_0" : "f32", batch, steps, r, threads_get(),
-           dt == DECODE_BF16 ? decode_bf16_kernel() : dt == DECODE_INT8 ? decode_int8_kernel() : "fp32");
+           dt == DECODE_BF16   ? "bf16"
+           : dt == DECODE_INT8 ? "q8_0"
+                               : "f32",
+           batch, steps, r, threads_get(),
+           dt == DECODE_BF16   ? decode_bf16_kernel()
+           : dt == DECODE_INT8 ? decode_int8_kernel()
+                               : "fp32");
     model_free(&m);
     return 0;
 }

@@ -35,8 +35,8 @@ static inline void reference_linear(float *ref, const float *x, const float *wq,
 /* decode_linear of pk on x [N, C] with bias, at 1 and at 2 threads, against ref
  * [N, OC] bit for bit (out: scratch [N, OC], filled with NaNs first); kern names the
  * kernel in a failure. */
-static inline void check_linear_bits(const DecodePacked *pk, const float *x, const float *bias, const float *ref, float *out,
-                              int N, int C, int OC, const char *kern) {
+static inline void check_linear_bits(const DecodePacked *pk, const float *x, const float *bias, const float *ref,
+                                     float *out, int N, int C, int OC, const char *kern) {
     for (int nt = 1; nt <= 2; nt++) {
         memset(out, 0xff, (size_t)N * OC * sizeof(float));
         decode_linear(out, x, pk, bias, N, nt);
@@ -64,8 +64,7 @@ static void check_rows_independent(DecodeDtype dtype, int C, int OC, int N) {
     for (int n = 0; n < N; n++) {
         decode_linear(one, x + (size_t)n * C, &pk, NULL, 1, 1);
         CHECK(memcmp(one, all + (size_t)n * OC, OC * sizeof(float)) == 0,
-              "%s: row %d alone differs from the same row in a batch of %d", decode_dtype_name(dtype), n,
-              N);
+              "%s: row %d alone differs from the same row in a batch of %d", decode_dtype_name(dtype), n, N);
     }
     decode_packed_free(&pk);
     free(w), free(x), free(all), free(one);

@@ -117,7 +117,8 @@ static void check_shape(int N, int C, int OC, int portable) {
     int bad = 0;
     for (int o = 0; o < OC && !bad; o++)
         for (int i = 0; i < C && !bad; i++)
-            if (packed_q(&pk, o, i) != q[(size_t)o * C + i] || bits(packed_d(&pk, o, i / QB)) != bits(d[(size_t)o * nb + i / QB])) {
+            if (packed_q(&pk, o, i) != q[(size_t)o * C + i] ||
+                bits(packed_d(&pk, o, i / QB)) != bits(d[(size_t)o * nb + i / QB])) {
                 CHECK(0, "pack N=%d C=%d OC=%d: w[%d,%d] packed q %d d %a, quantizing gives q %d d %a", N, C, OC, o, i,
                       packed_q(&pk, o, i), packed_d(&pk, o, i / QB), q[(size_t)o * C + i], d[(size_t)o * nb + i / QB]);
                 bad = 1;
@@ -148,7 +149,8 @@ static void check_shape(int N, int C, int OC, int portable) {
             double e = fabs((double)out[(size_t)n * OC + o] - f32[(size_t)n * OC + o]);
             if (e / bound > worst) worst = e / bound;
         }
-    CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 weights differ by %.2f of the quantization bound", N, C, OC, worst);
+    CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 weights differ by %.2f of the quantization bound", N, C, OC,
+          worst);
     decode_packed_free(&pk);
     decode_packed_free(&p32);
     decode_bf16_force_portable(0);
@@ -158,8 +160,9 @@ static void check_shape(int N, int C, int OC, int portable) {
 int main(void) {
     check_quantize();
     printf("int8 kernel on this CPU: %s\n", decode_int8_kernel());
-    const int shapes[][3] = {{1, 64, 64}, {1, 37, 100}, {1, 576, 96},   {1, 48, 32}, {3, 40, 70}, {8, 64, 64},
-                             {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33},  {1, 576, 49}, {16, 300, 64}, {5, 520, 97}, {40, 300, 97}};
+    const int shapes[][3] = {{1, 64, 64},  {1, 37, 100},  {1, 576, 96},   {1, 48, 32},  {3, 40, 70},
+                             {8, 64, 64},  {16, 33, 65},  {11, 128, 160}, {1, 8, 1},    {9, 5, 33},
+                             {1, 576, 49}, {16, 300, 64}, {5, 520, 97},   {40, 300, 97}};
     for (int portable = 0; portable <= 1; portable++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);

@@ -21,34 +21,35 @@
 static const char *prog = "serve";
 
 static void usage(FILE *out) {
-    fprintf(out, "Usage: %s -m MODEL [OPTION]...\n"
-           "Serve a causal LM over HTTP (OpenAI-compatible) and log every interaction and feedback.\n"
-           "\n"
-           "  -m, --model DIR             model directory (Hugging Face, with tokenizer.json)\n"
-           "      --host ADDR             IPv4 address to bind (default 127.0.0.1)\n"
-           "      --port N                TCP port (default 8000; 0 = any free port)\n"
-           "      --port-file FILE        write the port there once listening (atomic)\n"
-           "      --token TOKEN           bearer token for /v1/feedback and /admin/reload\n"
-           "                              (default: $CHERRY_TOKEN; none = open)\n"
-           "      --interactions FILE     interaction log (default interactions.jsonl)\n"
-           "      --feedback-log FILE     feedback log (default feedback.jsonl)\n"
-           "      --template NAME         chat template: auto (default), plain, hh, chatml, llama3\n"
-           "      --batch-size N          sequences decoded together (default 8)\n"
-           "      --context N             KV cache positions per sequence (default: the model's, <= 1024)\n"
-           "      --gen-dtype fp32|bf16|int8  decode weights: bf16, or int8 with one scale per 32\n"
-           "                              inputs (GGML's Q8_0); fp32 activations and sums, prefill\n"
-           "                              fp32 (default fp32; see rollout(1))\n"
-           "      --max-tokens N          largest max_tokens a request may ask (default 512)\n"
-           "      --default-max-tokens N  max_tokens when a request gives none (default 128)\n"
-           "      --max-n N               largest n a request may ask (default 16)\n"
-           "      --max-body BYTES        largest request body (default 1048576)\n"
-           "      --page FILE             serve this file at / instead of the chat page\n"
-           "      --seed N                seeds the seeds of requests that give none (default: random)\n"
-           "      --threads N             threads (default: all cores)\n"
-           "  -q, --quiet                 no start-up line\n"
-           "  -h, --help                  this help\n"
-           "      --version               version\n",
-           prog);
+    fprintf(out,
+            "Usage: %s -m MODEL [OPTION]...\n"
+            "Serve a causal LM over HTTP (OpenAI-compatible) and log every interaction and feedback.\n"
+            "\n"
+            "  -m, --model DIR             model directory (Hugging Face, with tokenizer.json)\n"
+            "      --host ADDR             IPv4 address to bind (default 127.0.0.1)\n"
+            "      --port N                TCP port (default 8000; 0 = any free port)\n"
+            "      --port-file FILE        write the port there once listening (atomic)\n"
+            "      --token TOKEN           bearer token for /v1/feedback and /admin/reload\n"
+            "                              (default: $CHERRY_TOKEN; none = open)\n"
+            "      --interactions FILE     interaction log (default interactions.jsonl)\n"
+            "      --feedback-log FILE     feedback log (default feedback.jsonl)\n"
+            "      --template NAME         chat template: auto (default), plain, hh, chatml, llama3\n"
+            "      --batch-size N          sequences decoded together (default 8)\n"
+            "      --context N             KV cache positions per sequence (default: the model's, <= 1024)\n"
+            "      --gen-dtype fp32|bf16|int8  decode weights: bf16, or int8 with one scale per 32\n"
+            "                              inputs (GGML's Q8_0); fp32 activations and sums, prefill\n"
+            "                              fp32 (default fp32; see rollout(1))\n"
+            "      --max-tokens N          largest max_tokens a request may ask (default 512)\n"
+            "      --default-max-tokens N  max_tokens when a request gives none (default 128)\n"
+            "      --max-n N               largest n a request may ask (default 16)\n"
+            "      --max-body BYTES        largest request body (default 1048576)\n"
+            "      --page FILE             serve this file at / instead of the chat page\n"
+            "      --seed N                seeds the seeds of requests that give none (default: random)\n"
+            "      --threads N             threads (default: all cores)\n"
+            "  -q, --quiet                 no start-up line\n"
+            "  -h, --help                  this help\n"
+            "      --version               version\n",
+            prog);
 }
 
 enum {

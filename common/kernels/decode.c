@@ -190,13 +190,6 @@ static void packed_panel(float *out, const float *in, const DecodePacked *pk, co
 
 static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
 
-typedef struct LinearJob {
-    float *out;
-    const float *in, *bias;
-    const DecodePacked *pk;
-    int N;
-} LinearJob;
-
 static void linear_panel_task(void *arg, int p, int tid) {
     const LinearJob *j = arg;
     packed_panel(j->out, j->in, j->pk, j->bias, j->N, p);
@@ -463,19 +456,23 @@ static void bf16_panel_task_scalar(void *arg, int p, int tid) {
         bf16_block_scalar(j->out, j->in, j->pk, j->bias, n, j->N - n < BRB ? j->N - n : BRB, p);
 }
 
+void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable) {
+    int np = j->pk->npanel;
+    if (!vec)
+        decode_parallel(nt, np, portable, (void *)j);
+    else if (j->N == 1)
+        decode_parallel(nt, np / 2 + (np & 1), pair, (void *)j);
+    else
+        decode_parallel(nt, np, panel, (void *)j);
+}
+
 static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
-    int np = pk->npanel;
     LinearJob j = {out, in, bias, pk, N};
 #ifdef BF16_X86
-    if (cpu_avx512()) {
-        if (N == 1)
-            decode_parallel(nt, np / 2 + (np & 1), bf16_pair_task, &j);
-        else
-            decode_parallel(nt, np, bf16_panel_task_avx512, &j);
-        return;
-    }
+    decode_run_panels(&j, nt, cpu_avx512(), bf16_pair_task, bf16_panel_task_avx512, bf16_panel_task_scalar);
+#else
+    decode_run_panels(&j, nt, 0, NULL, NULL, bf16_panel_task_scalar);
 #endif
-    decode_parallel(nt, np, bf16_panel_task_scalar, &j);
 }
 
 /* ---- cached attention ------------------------------------------------------------------ */

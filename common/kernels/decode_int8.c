@@ -16,8 +16,9 @@
  * dequantized weight rounded once to fp32 (an int8 widens exactly, and the product
  * has one rounding), so the AVX-512 kernels and the portable one give the same bits,
  * and a row's result does not depend on the rows decoded with it (generate.c's batch
- * invariance).  Summing each block first and scaling the block's sum once was a fifth
- * slower at batch 16: blocks of 32 steps are too short to keep the sums in registers.
+ * invariance).  Summing each block first and scaling the block's sum once was 8%
+ * slower at batch 16 (0.321 against 0.296 ms for one SmolLM2 MLP product): blocks of
+ * 32 steps are too short for the sums' loads and stores to pay off.
  *
  * Layout: panels of DECODE_INT8_PW = 32 outputs; per panel the weights [C][32] (byte k
  * of a step is output k: one 16-byte load sign-extends to outputs 0..15, the next to
@@ -111,8 +112,8 @@ __attribute__((target("avx512f"))) static inline __m512 widen16(const int8_t *q)
 }
 
 /* A row's two vectors of sums + bias into out (the outputs below OC). */
-__attribute__((target("avx512f"))) static inline void store_avx512(float *out, __m512 lo, __m512 hi,
-                                                                   const float *bias, int p, int OC) {
+__attribute__((target("avx512f"))) static inline void store_avx512(float *out, __m512 lo, __m512 hi, const float *bias,
+                                                                   int p, int OC) {
     float t[IPW];
     _mm512_storeu_ps(t, lo);
     _mm512_storeu_ps(t + 16, hi);
@@ -139,11 +140,11 @@ __attribute__((target("avx512f"))) static void dequant_steps(float *wb, const in
 /* Rows of x (nr <= IRB, leading dimension C) continue their chains acc[r][32] over
  * steps i0..i1-1, whose fp32 weights are in wb.  Always inlined with a constant nr,
  * so the sums stay in registers (with a variable nr they went through the stack). */
-__attribute__((target("avx512f"), always_inline)) static inline void int8_rows(float *acc, const float *x, int C,
-                                                                             const float *wb, int i0, int i1,
-                                                                             const int nr) {
+__attribute__((target("avx512f"), always_inline)) static inline void
+int8_rows(float *acc, const float *x, int C, const float *wb, int i0, int i1, const int nr) {
     __m512 l[IRB], h[IRB];
-    for (int r = 0; r < nr; r++) l[r] = _mm512_load_ps(acc + (size_t)r * IPW), h[r] = _mm512_load_ps(acc + (size_t)r * IPW + 16);
+    for (int r = 0; r < nr; r++)
+        l[r] = _mm512_load_ps(acc + (size_t)r * IPW), h[r] = _mm512_load_ps(acc + (size_t)r * IPW + 16);
     for (int i = i0; i < i1; i++, wb += IPW) {
         __m512 wl = _mm512_load_ps(wb), wh = _mm512_load_ps(wb + 16);
         for (int r = 0; r < nr; r++) {
@@ -152,20 +153,37 @@ __attribute__((target("avx512f"), always_inline)) static inline void int8_rows(f
             h[r] = _mm512_fmadd_ps(xb, wh, h[r]);
         }
     }
-    for (int r = 0; r < nr; r++) _mm512_store_ps(acc + (size_t)r * IPW, l[r]), _mm512_store_ps(acc + (size_t)r * IPW + 16, h[r]);
+    for (int r = 0; r < nr; r++)
+        _mm512_store_ps(acc + (size_t)r * IPW, l[r]), _mm512_store_ps(acc + (size_t)r * IPW + 16, h[r]);
 }
 
 __attribute__((target("avx512f"))) static void int8_rows_avx512(float *acc, const float *x, int C, const float *wb,
                                                                 int i0, int i1, int nr) {
     switch (nr) {
-    case 8: int8_rows(acc, x, C, wb, i0, i1, 8); break;
-    case 7: int8_rows(acc, x, C, wb, i0, i1, 7); break;
-    case 6: int8_rows(acc, x, C, wb, i0, i1, 6); break;
-    case 5: int8_rows(acc, x, C, wb, i0, i1, 5); break;
-    case 4: int8_rows(acc, x, C, wb, i0, i1, 4); break;
-    case 3: int8_rows(acc, x, C, wb, i0, i1, 3); break;
-    case 2: int8_rows(acc, x, C, wb, i0, i1, 2); break;
-    default: int8_rows(acc, x, C, wb, i0, i1, 1); break;
+    case 8:
+        int8_rows(acc, x, C, wb, i0, i1, 8);
+        break;
+    case 7:
+        int8_rows(acc, x, C, wb, i0, i1, 7);
+        break;
+    case 6:
+        int8_rows(acc, x, C, wb, i0, i1, 6);
+        break;
+    case 5:
+        int8_rows(acc, x, C, wb, i0, i1, 5);
+        break;
+    case 4:
+        int8_rows(acc, x, C, wb, i0, i1, 4);
+        break;
+    case 3:
+        int8_rows(acc, x, C, wb, i0, i1, 3);
+        break;
+    case 2:
+        int8_rows(acc, x, C, wb, i0, i1, 2);
+        break;
+    default:
+        int8_rows(acc, x, C, wb, i0, i1, 1);
+        break;
     }
 }
 
@@ -250,17 +268,10 @@ const char *decode_int8_kernel(void) {
     return "scalar";
 }
 
-typedef struct {
-    float *out;
-    const float *in, *bias;
-    const DecodePacked *pk;
-    int N;
-} Int8Job;
-
 #ifdef INT8_X86
 /* Batch 1: item t is the panel pair (2t, 2t+1), an odd last panel alone. */
 static void pair_task(void *arg, int t, int tid) {
-    const Int8Job *j = arg;
+    const LinearJob *j = arg;
     int np = j->pk->npanel;
     if (t < np / 2)
         int8_row2_avx512(j->out, j->in, j->pk, j->bias, 2 * t);
@@ -269,28 +280,22 @@ static void pair_task(void *arg, int t, int tid) {
 }
 
 static void panel_task_avx512(void *arg, int p, int tid) {
-    const Int8Job *j = arg;
+    const LinearJob *j = arg;
     int8_panel_avx512(j->out, j->in, j->pk, j->bias, j->N, p);
 }
 #endif
 
 static void panel_task_scalar(void *arg, int p, int tid) {
-    const Int8Job *j = arg;
+    const LinearJob *j = arg;
     int8_block_scalar(j->out, j->in, j->pk, j->bias, 0, j->N, p);
 }
 
 /* Panels handed out one at a time (decode_parallel), as for fp32 and bf16. */
 void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
-    int np = pk->npanel;
-    Int8Job j = {out, in, bias, pk, N};
+    LinearJob j = {out, in, bias, pk, N};
 #ifdef INT8_X86
-    if (cpu_avx512()) {
-        if (N == 1)
-            decode_parallel(nt, np / 2 + (np & 1), pair_task, &j);
-        else
-            decode_parallel(nt, np, panel_task_avx512, &j);
-        return;
-    }
+    decode_run_panels(&j, nt, cpu_avx512(), pair_task, panel_task_avx512, panel_task_scalar);
+#else
+    decode_run_panels(&j, nt, 0, NULL, NULL, panel_task_scalar);
 #endif
-    decode_parallel(nt, np, panel_task_scalar, &j);
 }

@@ -5,6 +5,20 @@
 
 #include "decode.h"
 
+/* One decode_linear call, the argument of its panel tasks. */
+typedef struct LinearJob {
+    float *out;
+    const float *in, *bias;
+    const DecodePacked *pk;
+    int N;
+} LinearJob;
+
+/* Runs j's panels on nt threads (decode_parallel): with the vector kernels (vec),
+ * batch 1 as panel pairs (item t: panels 2t and 2t+1, an odd last panel alone; four
+ * independent chains while the weights stream) and larger batches a panel per item;
+ * else the portable kernel a panel per item.  The bf16 and int8 panels share it. */
+void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable);
+
 /* decode_bf16_force_portable's setting: 1 when the portable kernels are forced. */
 int decode_portable_forced(void);
 

@@ -81,8 +81,8 @@ void gen_job_unref(GenJob *j);
 int gen_job_wait(GenJob *j);
 
 typedef struct EngineConfig {
-    int slots;   /* sequences decoded together (default 8) */
-    int context; /* KV cache positions per sequence (default: the model's, at most 1024) */
+    int slots;         /* sequences decoded together (default 8) */
+    int context;       /* KV cache positions per sequence (default: the model's, at most 1024) */
     DecodeDtype dtype; /* the decode weights (--gen-dtype; default DECODE_FP32): packed
                         * once per model served, again after each reload */
 } EngineConfig;
