@@ -93,15 +93,17 @@ static inline void vstore(float *p, vec a) {
 #endif
 #define PW (2 * VL) /* outputs per panel */
 
-void decode_pack(DecodePacked *pk, const float *w, int C, int OC) {
+void decode_packed_init(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype, int pw) {
+    memset(pk, 0, sizeof *pk);
     pk->w = w;
     pk->C = C;
     pk->OC = OC;
-    pk->dtype = DECODE_FP32;
-    pk->pb = NULL;
-    pk->pq = NULL;
-    pk->ps = NULL;
-    pk->npanel = (OC + PW - 1) / PW;
+    pk->dtype = dtype;
+    pk->npanel = (OC + pw - 1) / pw;
+}
+
+void decode_pack(DecodePacked *pk, const float *w, int C, int OC) {
+    decode_packed_init(pk, w, C, OC, DECODE_FP32, PW);
     pk->p = xaligned_alloc((size_t)pk->npanel * C * PW * sizeof(float));
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < pk->npanel; p++) {
@@ -396,12 +398,7 @@ void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDt
         decode_pack(pk, w, C, OC);
         return;
     }
-    memset(pk, 0, sizeof *pk);
-    pk->w = w;
-    pk->C = C;
-    pk->OC = OC;
-    pk->dtype = DECODE_BF16;
-    pk->npanel = (OC + BPW - 1) / BPW;
+    decode_packed_init(pk, w, C, OC, DECODE_BF16, BPW);
     pk->pb = xaligned_alloc((size_t)pk->npanel * C * BPW * sizeof(uint16_t));
     int vec = 0;
 #ifdef BF16_X86

@@ -67,12 +67,7 @@ static int n_blocks(int C) {
 }
 
 void decode_int8_pack(DecodePacked *pk, const float *w, int C, int OC) {
-    memset(pk, 0, sizeof *pk);
-    pk->w = w;
-    pk->C = C;
-    pk->OC = OC;
-    pk->dtype = DECODE_INT8;
-    pk->npanel = (OC + IPW - 1) / IPW;
+    decode_packed_init(pk, w, C, OC, DECODE_INT8, IPW);
     int nb = n_blocks(C);
     pk->pq = xaligned_alloc((size_t)pk->npanel * C * IPW); /* zeroed: outputs past OC stay 0 */
     pk->ps = xaligned_alloc((size_t)pk->npanel * nb * IPW * sizeof(float));

@@ -19,6 +19,10 @@ typedef struct LinearJob {
  * else the portable kernel a panel per item.  The bf16 and int8 panels share it. */
 void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable);
 
+/* Clears *pk and sets its shape: the [OC, C] matrix w held as dtype in panels of pw
+ * outputs (the buffers are the packer's to allocate). */
+void decode_packed_init(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype, int pw);
+
 /* decode_bf16_force_portable's setting: 1 when the portable kernels are forced. */
 int decode_portable_forced(void);
 
