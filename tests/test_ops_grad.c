@@ -579,6 +579,98 @@ static void test_logprobs_reference(int N, int C, int V) {
     free(logp3);
 }
 
+/* logprobs_forward_backward_grouped: a made-up loss whose d loss / d logp of a row is
+ * a function of the sum of its group's log-probs (as DPO's of a pair's).  The callback
+ * must come once for every group, in order, when the group's log-probs are final;
+ * the results must match the two passes with the same function applied between them
+ * (logprobs_forward, dlogp, logprobs_backward), and be bit-identical at 1 and 2
+ * threads.  group_len 100 with most rows targeted: blocks of two whole groups (three
+ * do not fit in 256 rows), the last group without targets; group_len 300: a group
+ * longer than a block, so the two passes. */
+typedef struct GroupCheck {
+    int group_len, next, bad;
+    const int *tgt;
+    double *sum_at_call; /* each group's log-prob sum when the callback saw it */
+} GroupCheck;
+
+static void group_dlogp(const int *tgt, int group_len, int g, double sum, float *dlogp) {
+    for (int i = g * group_len; i < (g + 1) * group_len; i++)
+        if (tgt[i] >= 0) dlogp[i] = (float)((i % 2 ? 0.5 : -0.3) * tanh(0.01 * sum + g));
+}
+
+static void group_cb(void *ctx, int g0, int g1, const float *logp, float *dlogp) {
+    GroupCheck *k = ctx;
+    if (g0 != k->next || g1 <= g0) k->bad++;
+    k->next = g1;
+    for (int g = g0; g < g1; g++) {
+        double sum = 0;
+        for (int i = g * k->group_len; i < (g + 1) * k->group_len; i++)
+            if (k->tgt[i] >= 0) sum += logp[i];
+        k->sum_at_call[g] = sum;
+        group_dlogp(k->tgt, k->group_len, g, sum, dlogp);
+    }
+}
+
+static void test_logprobs_grouped(int group_len, int n_groups) {
+    const int C = 8, V = 4096 + 1001, N = group_len * n_groups;
+    float *h = randn((size_t)N * C, 1), *w = randn((size_t)V * C, 0.7f);
+    int *tgt = xmalloc(sizeof(int) * N);
+    for (int n = 0; n < N; n++) tgt[n] = n % 11 == 4 || n >= N - group_len ? -1 : (int)rng_below(&rng, V);
+    /* the two passes */
+    float *logp = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N), *dl = xcalloc(N, sizeof(float));
+    float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
+    logprobs_forward(logp, NULL, lse, NULL, h, w, tgt, N, C, V);
+    for (int g = 0; g < n_groups; g++) {
+        double sum = 0;
+        for (int i = g * group_len; i < (g + 1) * group_len; i++)
+            if (tgt[i] >= 0) sum += logp[i];
+        group_dlogp(tgt, group_len, g, sum, dl);
+    }
+    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
+    double e_lp = 0, e_dl = 0, e_dh = 0, e_dw = 0, mdh = 0, mdw = 0;
+    int bits = 1, bad_calls = 0, stale = 0;
+    float *keep[3] = {0};
+    for (int nt = 1; nt <= 2; nt++) {
+        gemm_threads_set(nt);
+        float *lp2 = xmalloc(sizeof(float) * N), *dl2 = xcalloc(N, sizeof(float));
+        float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
+        GroupCheck k = {group_len, 0, 0, tgt, xcalloc(n_groups, sizeof(double))};
+        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V);
+        bad_calls += k.bad + (k.next != n_groups);
+        for (int g = 0; g < n_groups; g++) {
+            double sum = 0;
+            for (int i = g * group_len; i < (g + 1) * group_len; i++)
+                if (tgt[i] >= 0) sum += lp2[i];
+            stale += sum != k.sum_at_call[g];
+        }
+        for (int n = 0; n < N; n++) {
+            e_lp = fmax(e_lp, fabs(lp2[n] - logp[n]) / (fabs(logp[n]) + 1));
+            e_dl = fmax(e_dl, fabs(dl2[n] - dl[n]));
+        }
+        for (size_t i = 0; i < (size_t)N * C; i++) mdh = fmax(mdh, fabs(dh[i]));
+        for (size_t i = 0; i < (size_t)V * C; i++) mdw = fmax(mdw, fabs(dw[i]));
+        for (size_t i = 0; i < (size_t)N * C; i++) e_dh = fmax(e_dh, fabs(dh2[i] - dh[i]) / mdh);
+        for (size_t i = 0; i < (size_t)V * C; i++) e_dw = fmax(e_dw, fabs(dw2[i] - dw[i]) / mdw);
+        if (nt == 1) {
+            keep[0] = lp2, keep[1] = dh2, keep[2] = dw2;
+        } else {
+            bits = !memcmp(keep[0], lp2, sizeof(float) * N) && !memcmp(keep[1], dh2, sizeof(float) * N * C) &&
+                   !memcmp(keep[2], dw2, sizeof(float) * V * C);
+            free(lp2), free(dh2), free(dw2);
+        }
+        free(dl2), free(k.sum_at_call);
+    }
+    gemm_threads_set(0);
+    int ok = e_lp <= 1e-5 && e_dl <= 1e-5 && e_dh <= 1e-5 && e_dw <= 1e-5 && bits && !bad_calls && !stale;
+    printf("%-4s logprobs grouped (%d groups of %d): against the two passes logp %.1e dlogp %.1e dh %.1e dw %.1e; "
+           "callbacks in order once per group %s, on final log-probs %s; 1 and 2 threads %s\n",
+           ok ? "ok" : "FAIL", n_groups, group_len, e_lp, e_dl, e_dh, e_dw, bad_calls ? "NO" : "yes",
+           stale ? "NO" : "yes", bits ? "bit-identical" : "DIFFER");
+    if (!ok) failures++;
+    free(keep[0]), free(keep[1]), free(keep[2]);
+    free(h), free(w), free(tgt), free(logp), free(lse), free(dl), free(dh), free(dw);
+}
+
 /* The argmax on exact ties: the first index, as torch.argmax and TRL's
  * mean_token_accuracy (is_top1) take it, whichever vocabulary slice, lane or thread the
  * tied logits fall in.  Row n's hidden state is the unit vector e_n, so its logits are
@@ -1186,6 +1278,8 @@ int main(void) {
     test_logprobs_grad();
     test_logprobs_reference(600, 16, 4096 + 1001);
     test_logprobs_reference(7, 4, 5);
+    test_logprobs_grouped(100, 7);
+    test_logprobs_grouped(300, 2);
     test_logprobs_argmax_ties();
     test_forward_reference();
     test_gemm_threads();

@@ -22,12 +22,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "data/data.h"
-#include "train/losses_pref.h"
-#include "model/model.h"
-#include "train/prefbatch.h"
-#include "formats/safetensors.h"
 #include "base/util.h"
+#include "data/data.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
+#include "train/losses_pref.h"
+#include "train/prefbatch.h"
 
 #define FIX "tests/oracle/fixtures/"
 #define TOL 1e-4
@@ -212,6 +212,62 @@ static void token_metrics(Model *pol, const json_t *fm, const char *fam) {
     free(lp);
 }
 
+/* The step as dpo runs it with a pairwise loss (prefbatch_logps_train: each pair's
+ * gradient from its own log-probs, the LM head in one pass), in both layouts. */
+typedef struct FusedCtx {
+    const PrefLossConfig *c;
+    const float *ref_lp;
+    int n, *calls; /* calls[i]: how often pair i's gradient was asked for */
+} FusedCtx;
+
+static void fused_pair_grads(void *vctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
+    FusedCtx *f = vctx;
+    for (int i = i0; i < i1; i++) f->calls[i]++;
+    pref_loss_pair_grads(f->c, i0, i1, seq, seq + n, f->ref_lp, f->ref_lp + f->n, len, len + n, 1.0 / n, dseq,
+                         dseq + n);
+}
+
+static void fused_step(Model *pol, const PrefExample *const *pp, int n, const PrefLossConfig *c, const float *ref_lp,
+                       const float *want_lp, const double *dl, WantFn want, void *jc, const char *fam,
+                       const char *types) {
+    for (int share = 0; share < 2; share++) {
+        Batch b = {0};
+        Error e = {0};
+        if (share ? batch_pairs_shared(&b, pp, n, 0) : batch_pairs(&b, pp, n, 0, 0, &e)) {
+            printf("FAIL %s: batch: %s\n", fam, e.msg);
+            failures++;
+            return;
+        }
+        PrefScratch s = {0};
+        float *seq = xmalloc(2 * n * sizeof(float)), *d = xmalloc(2 * n * sizeof(float));
+        int *len = xmalloc(2 * n * sizeof(int)), *calls = xcalloc((size_t)n, sizeof(int));
+        FusedCtx f = {c, ref_lp, n, calls};
+        model_zero_grad(pol);
+        prefbatch_logps_train(pol, &b, &s, seq, len, d, fused_pair_grads, &f);
+        char what[300];
+        for (int i = 0; i < n; i++)
+            if (calls[i] != 1) {
+                printf("FAIL %s: [%s] fused %s: pair %d's gradient asked for %d times\n", fam, types,
+                       share ? "shared" : "unshared", i, calls[i]);
+                failures++;
+            }
+        for (int r = 0; r < 2 * n; r++) {
+            snprintf(what, sizeof what, "[%s] fused %s: policy logp of row %d", types, share ? "shared" : "unshared",
+                     r);
+            check(seq[r], want_lp[r], TOL, fam, what);
+            snprintf(what, sizeof what, "[%s] fused %s: d loss / d logp[%d]", types, share ? "shared" : "unshared", r);
+            check(d[r], dl[r], TOL * fmax(1, fabs(dl[r])), fam, what);
+        }
+        snprintf(what, sizeof what, "[%s] fused %s", types, share ? "shared" : "unshared");
+        double worst = compare_grads(pol, want, jc, fam, what);
+        printf("%s %-14s one-pass head, %s rows: worst gradient difference %.2e\n", fam, types,
+               share ? "shared" : "unshared", worst);
+        free(seq), free(d), free(len), free(calls);
+        prefbatch_scratch_free(&s);
+        batch_free(&b);
+    }
+}
+
 static void dpo_family(const json_t *fm, const json_t *pairs_json) {
     const char *fam = json_string_value(json_object_get(fm, "family"));
     Model ref, pol;
@@ -273,7 +329,8 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
         if (json_object_get(cs, "label_smoothing"))
             c.label_smoothing = json_number_value(json_object_get(cs, "label_smoothing"));
         if (json_object_get(cs, "rpo_alpha")) c.rpo_alpha = json_number_value(json_object_get(cs, "rpo_alpha"));
-        if (json_object_get(cs, "discopop_tau")) c.discopop_tau = json_number_value(json_object_get(cs, "discopop_tau"));
+        if (json_object_get(cs, "discopop_tau"))
+            c.discopop_tau = json_number_value(json_object_get(cs, "discopop_tau"));
 
         /* the step as dpo runs it: forward the policy, loss, backward */
         PrefLossState st;
@@ -307,6 +364,13 @@ static void dpo_family(const json_t *fm, const json_t *pairs_json) {
         snprintf(what, sizeof what, "[%s]", types);
         double worst = compare_grads(&pol, want_from_jac, &jc, fam, what);
         printf("%s %-14s loss %.6f (torch %.6f)  worst gradient difference %.2e\n", fam, types, loss, want_loss, worst);
+        if (pref_loss_pairwise(&c)) {
+            float *want_lp = xmalloc(2 * n * sizeof(float));
+            for (int r = 0; r < 2 * n; r++)
+                want_lp[r] = (float)json_number_value(json_array_get(json_object_get(fm, "policy_logps"), r));
+            fused_step(&pol, pp, n, &c, ref_lp, want_lp, dl, want_from_jac, &jc, fam, types);
+            free(want_lp);
+        }
         free(d);
         free(dl);
     }

@@ -101,6 +101,7 @@ typedef struct Dpo {
     float *seq, *grad, *rc, *rr;
     int *len;
     int cap;
+    double scale; /* the micro-step's gradient scale, for dpo_pair_grads */
     /* KTO: ex[s][i] holds prompt, completion (as chosen) and its KL completion (as
      * rejected); label[s][i] says whether the completion is desirable */
     int kto;
@@ -205,6 +206,13 @@ static long pair_tokens(const Dpo *d, int n, int rejected) {
     return t;
 }
 
+/* prefbatch_logps_train's d loss / d seq of pairs [i0, i1) of the micro-batch, for a
+ * pairwise loss: the two-pass path's d(mean over the n pairs) * n * scale. */
+static void dpo_pair_grads(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
+    Dpo *d = ctx;
+    pref_loss_pair_grads(&d->lc, i0, i1, seq, seq + n, d->rc, d->rr, len, len + n, d->scale, dseq, dseq + n);
+}
+
 static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
     Dpo *d = ctx;
     gather_pairs(d, split, idx, n);
@@ -212,16 +220,25 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     memset(&b, 0, sizeof b);
     int rc = pairs_batch(d, &d->model, &b, n, e);
     if (rc) return rc;
-    prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    int need_ref = pref_loss_needs_ref(&d->lc);
+    /* Training with a pairwise loss: each pair's gradient is known as soon as its
+     * log-probs are, so the LM head runs forward and backward in one pass (and
+     * model_backward with it); otherwise the log-probs, the loss, then the backward. */
+    int fused = split == SPLIT_TRAIN && need_ref && pref_loss_pairwise(&d->lc);
+    if (fused) {
+        d->scale = scale;
+        prefbatch_logps_train(&d->model, &b, &d->s, d->seq, d->len, d->grad, dpo_pair_grads, d);
+    } else {
+        prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+    }
     PrefTokenStats ts;
     prefbatch_token_stats(&d->model, &b, n, &d->s, &ts);
     PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
     PrefMetrics m;
-    int need_ref = pref_loss_needs_ref(&d->lc);
     double loss =
         pref_loss(&d->lc, split == SPLIT_TRAIN ? &d->st : &eval_st, n, d->seq, d->seq + n, need_ref ? d->rc : NULL,
-                  need_ref ? d->rr : NULL, d->len, d->len + n, d->grad, d->grad + n, &m);
-    if (split == SPLIT_TRAIN) {
+                  need_ref ? d->rr : NULL, d->len, d->len + n, fused ? NULL : d->grad, fused ? NULL : d->grad + n, &m);
+    if (split == SPLIT_TRAIN && !fused) {
         /* pref_loss gives d(mean over the n pairs); the loop wants d(scale * sum). */
         for (int r = 0; r < 2 * n; r++) d->grad[r] = (float)(d->grad[r] * n * scale);
         prefbatch_logps_backward(&d->model, &b, &d->s, d->grad);

@@ -139,6 +139,19 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
 void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
                                const float *h, const float *w, const int *targets, int N, int C, int V);
 
+/* logprobs_forward_backward for a loss whose d loss / d logp of a row depends on the
+ * log-probs of its own group only (DPO: a pair's two sequences): the N rows are
+ * N / group_len groups of group_len consecutive rows, and fn(ctx, g0, g1, logp,
+ * dlogp) must fill dlogp for every row with a target in groups [g0, g1), whose logp
+ * are then final.  fn is called once for every group, in order.  Blocks hold whole
+ * groups (up to 256 rows); when one group has more target rows than that, the two
+ * passes run instead (logprobs_forward, fn over all groups, logprobs_backward).  Bits
+ * depend on the shapes, the targets and group_len only, never on the thread count. */
+typedef void (*LogpGroupFn)(void *ctx, int g0, int g1, const float *logp, float *dlogp);
+void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
+                                       LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
+                                       const int *targets, int N, int C, int V);
+
 /* Full logits for a few rows (decoding): out[N,V] = h @ w^T. */
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V);
 

@@ -338,11 +338,32 @@ static int lpf_rows(int V) {
     return r < 1 ? 1 : (int)r;
 }
 
-void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
-                               const float *h, const float *w, const int *targets, int N, int C, int V) {
+/* Where the block that starts at rows[r0] ends (an index into rows): F rows on without
+ * groups (group_len 0); with groups, as many whole groups (runs of rows with the same
+ * row / group_len) as fit in F rows, which is none (r0 itself) when the first is
+ * longer than F. */
+static int lpf_block_end(const int *rows, int nsel, int r0, int F, int group_len) {
+    if (!group_len) return nsel - r0 < F ? nsel : r0 + F;
+    int end = r0;
+    while (end < nsel) {
+        int g = rows[end] / group_len, e = end;
+        while (e < nsel && rows[e] / group_len == g) e++;
+        if (e - r0 > F) break;
+        end = e;
+    }
+    return end;
+}
+
+/* logprobs_forward_backward, and with fn its grouped form: after each block's
+ * log-probs are merged, fn fills dlogp for the groups that the block completes (and
+ * any before them without a target row), then the block's dlogits are formed. */
+static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp_out,
+                    const float *dlogp, LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
+                    const int *targets, int N, int C, int V) {
     int *rows, nsel = lp_begin(&rows, logp, entropy, argmax, NULL, targets, N);
-    int F = lpf_rows(V), rmax = nsel < F ? nsel : F;
+    int F = lpf_rows(V), rmax = nsel < F ? nsel : F, g_done = 0, n_groups = fn ? N / group_len : 0;
     if (rmax < 1) rmax = 1;
+    if (fn) dlogp = dlogp_out;
     float *hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
     /* the block's logits, slice after slice: slice [v0, v0 + VC) at lg + R v0, [R, VC] */
     float *lg = ops_scratch(SCR_LP_LOGITS, (size_t)rmax * V); /* kept between calls, as the two passes' */
@@ -352,8 +373,10 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
     float *tl = xmalloc(sizeof(float) * rmax), *lse = xmalloc(sizeof(float) * (N > 0 ? N : 1)); /* by row n */
     float *bv = argmax ? xmalloc(sizeof(float) * LP_LANES * rmax) : NULL;
     int *bi = argmax ? xmalloc(sizeof(int) * LP_LANES * rmax) : NULL;
-    for (int r0 = 0; r0 < nsel; r0 += F) {
-        int R = nsel - r0 < F ? nsel - r0 : F;
+    for (int r0 = 0, r1; r0 < nsel; r0 = r1) {
+        r1 = lpf_block_end(rows, nsel, r0, F, fn ? group_len : 0);
+        if (r1 == r0) die_internal("logprobs_forward_backward_grouped: a group longer than a block");
+        int R = r1 - r0;
         const int *rw = rows + r0;
         lp_gather(hb, h, rw, R, C);
         int lanes_par = lp_lanes_parallel(R, C);
@@ -376,6 +399,11 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
             }
         }
         lp_merge(R, m, s, sl, bv, bi, tl, rw, lse, logp, entropy, argmax);
+        if (fn) { /* the block ends with a whole group: its rows' log-probs are final */
+            int g_end = rw[R - 1] / group_len + 1;
+            fn(ctx, g_done, g_end, logp, dlogp_out);
+            g_done = g_end;
+        }
         if (!dh && !dw) continue;
 #pragma omp parallel for schedule(dynamic, 1) if (lanes_par) /* dlogits in place, products as logprobs_backward */
         for (int ln = 0; ln < LP_LANES; ln++) {
@@ -393,6 +421,7 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
         }
         if (dh) lp_add_dh(dh, dh_all, rw, R, rmax, C);
     }
+    if (fn && g_done < n_groups) fn(ctx, g_done, n_groups, logp, dlogp_out); /* groups without a target row */
     free(bi);
     free(bv);
     free(lse);
@@ -401,4 +430,36 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
     free(s);
     free(m);
     free(rows);
+}
+
+void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
+                               const float *h, const float *w, const int *targets, int N, int C, int V) {
+    lpf_run(logp, entropy, argmax, dh, dw, NULL, dlogp, NULL, NULL, 0, h, w, targets, N, C, V);
+}
+
+/* Whether some group has more target rows than a block holds. */
+static int lpf_group_too_long(const int *targets, int N, int group_len, int F) {
+    for (int g0 = 0; g0 < N; g0 += group_len) {
+        int n = 0;
+        for (int i = g0; i < g0 + group_len; i++) n += targets[i] >= 0;
+        if (n > F) return 1;
+    }
+    return 0;
+}
+
+void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
+                                       LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
+                                       const int *targets, int N, int C, int V) {
+    if (group_len < 1 || N % group_len)
+        die_internal("logprobs_forward_backward_grouped: %d rows in groups of %d", N, group_len);
+    if (!lpf_group_too_long(targets, N, group_len, lpf_rows(V))) {
+        lpf_run(logp, entropy, argmax, dh, dw, dlogp, NULL, fn, ctx, group_len, h, w, targets, N, C, V);
+        return;
+    }
+    /* a group's logits would not fit in a block: the two passes, fn between them */
+    float *lse = xmalloc(sizeof(float) * (N > 0 ? N : 1));
+    logprobs_forward(logp, entropy, lse, argmax, h, w, targets, N, C, V);
+    fn(ctx, 0, N / group_len, logp, dlogp);
+    if (dh || dw) logprobs_backward(dh, dw, dlogp, h, w, targets, lse, N, C, V);
+    free(lse);
 }

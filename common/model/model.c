@@ -981,6 +981,24 @@ void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, floa
     m->impl->have_lse = 0; /* no lse kept: a later model_logprobs_backward is an error */
 }
 
+void model_logprobs_fused_grouped(Model *m, const int *targets, int group_len, LogpGroupFn fn, void *ctx, float *dlogp,
+                                  float *logp, float *entropy, int *argmax) {
+    if (!m->B) die_internal("model_logprobs_fused_grouped: no forward");
+    int N = m->B * m->T, V = m->cfg.vocab_size;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+    if (m->cfg.final_softcap > 0) { /* no fused soft-capped head: the two passes, fn between them */
+        model_logprobs_argmax(m, targets, logp, entropy, argmax);
+        fn(ctx, 0, N / group_len, logp, dlogp);
+        model_logprobs_backward(m, targets, dlogp);
+        return;
+    }
+    const float *h = lm_head(m);
+    logprobs_forward_backward_grouped(logp, entropy, argmax, m->dhidden, G(m, h), dlogp, fn, ctx, group_len, m->hidden,
+                                      h, targets, N, m->cfg.d_model, V);
+    m->impl->have_lse = 0;
+}
+
 void model_values(Model *m, float *values) {
     if (!m->w.score) die_internal("model_values: not a classifier (no score.weight)");
     if (!m->B) die_internal("model_values: no forward");

@@ -218,6 +218,13 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp);
  * logits are kept per block of rows instead of recomputed (ops.h
  * logprobs_forward_backward).  entropy and argmax may be NULL. */
 void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, float *logp, float *entropy, int *argmax);
+/* ops.h's callback type (C11 allows the identical typedef in both headers) */
+typedef void (*LogpGroupFn)(void *ctx, int g0, int g1, const float *logp, float *dlogp);
+/* The same for a loss whose d loss/d logp of a row needs the log-probs of its group
+ * (group_len consecutive rows; DPO's pair) and no others: fn fills dlogp for groups
+ * [g0, g1) once their log-probs are known (ops.h logprobs_forward_backward_grouped). */
+void model_logprobs_fused_grouped(Model *m, const int *targets, int group_len, LogpGroupFn fn, void *ctx, float *dlogp,
+                                  float *logp, float *entropy, int *argmax);
 
 /* Pieces of the forward that generation (generate.c) shares, per family:
  * the norm of a LayerWeights / ModelView weight (LayerNorm with bias b, RMSNorm, or

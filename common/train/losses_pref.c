@@ -16,8 +16,8 @@
 #include "base/util.h"
 
 static const char *const pref_names[PREF_N_TYPES] = {
-    "sigmoid", "hinge", "ipo", "robust", "cdpo", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down", "sft",
-    "exo_pair", "aot", "aot_unpaired", "discopop", "sigmoid_norm",
+    "sigmoid",  "hinge",    "ipo", "robust",   "cdpo", "bco_pair",     "sppo_hard", "nca_pair",
+    "apo_zero", "apo_down", "sft", "exo_pair", "aot",  "aot_unpaired", "discopop",  "sigmoid_norm",
 };
 
 const char *pref_loss_name(PrefLossType t) {
@@ -82,6 +82,32 @@ int pref_loss_needs_ref(const PrefLossConfig *c) {
     for (int k = 0; k < c->n_terms; k++)
         if (c->type[k] != PREF_SFT) return 1;
     return 0;
+}
+
+int pref_loss_pairwise(const PrefLossConfig *c) {
+    if (c->rpo_alpha >= 0) return 0;
+    for (int k = 0; k < c->n_terms; k++) switch (c->type[k]) {
+        case PREF_BCO_PAIR:
+        case PREF_AOT:
+        case PREF_AOT_UNPAIRED:
+        case PREF_SFT:
+            return 0;
+        default:
+            break;
+        }
+    return 1;
+}
+
+void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, const float *pc, const float *pr, const float *rc,
+                          const float *rr, const int *len_c, const int *len_r, double scale, float *d_pc, float *d_pr) {
+    if (!pref_loss_pairwise(c)) die_internal("pref_loss_pair_grads: the loss is not pairwise");
+    for (int i = i0; i < i1; i++) {
+        float gc, gr;
+        pref_loss(c, NULL, 1, pc + i, pr + i, rc ? rc + i : NULL, rr ? rr + i : NULL, len_c + i, len_r + i, &gc, &gr,
+                  NULL);
+        d_pc[i] = (float)(gc * scale);
+        d_pr[i] = (float)(gr * scale);
+    }
 }
 
 void pref_loss_state_init(PrefLossState *s) {

@@ -17,21 +17,21 @@
 #include "base/err.h"
 
 typedef enum {
-    PREF_SIGMOID = 0, /* DPO (Rafailov et al. 2023, eq. 7); with label smoothing = cDPO */
-    PREF_HINGE,       /* SLiC-HF (Zhao et al. 2023) / RSO hinge (Liu et al. 2023) */
-    PREF_IPO,         /* IPO (Azar et al. 2023, eq. 17), length-normalised as TRL */
-    PREF_ROBUST,      /* robust DPO (Chowdhury et al. 2024) */
-    PREF_CDPO,        /* conservative DPO (Mitchell 2023): sigmoid + label smoothing */
-    PREF_BCO_PAIR,    /* BCO (Jung et al. 2024), paired form with running reward shift */
-    PREF_SPPO_HARD,   /* SPPO (Wu et al. 2024, eq. 4.7) with hard win probabilities */
-    PREF_NCA_PAIR,    /* NCA (Chen et al. 2024) paired form */
-    PREF_APO_ZERO,    /* APO-zero (D'Oosterlinck et al. 2024, eq. 7) */
-    PREF_APO_DOWN,    /* APO-down (same paper, eq. 8) */
-    PREF_SFT,         /* NLL on chosen completion tokens (token mean over the batch) */
-    PREF_EXO_PAIR,    /* EXO (Ji et al. 2024, eq. 16) for K = 2; needs label smoothing > 0 */
-    PREF_AOT,         /* AOT (Melnyk et al. 2024), paired: sorted log-ratio margins */
+    PREF_SIGMOID = 0,  /* DPO (Rafailov et al. 2023, eq. 7); with label smoothing = cDPO */
+    PREF_HINGE,        /* SLiC-HF (Zhao et al. 2023) / RSO hinge (Liu et al. 2023) */
+    PREF_IPO,          /* IPO (Azar et al. 2023, eq. 17), length-normalised as TRL */
+    PREF_ROBUST,       /* robust DPO (Chowdhury et al. 2024) */
+    PREF_CDPO,         /* conservative DPO (Mitchell 2023): sigmoid + label smoothing */
+    PREF_BCO_PAIR,     /* BCO (Jung et al. 2024), paired form with running reward shift */
+    PREF_SPPO_HARD,    /* SPPO (Wu et al. 2024, eq. 4.7) with hard win probabilities */
+    PREF_NCA_PAIR,     /* NCA (Chen et al. 2024) paired form */
+    PREF_APO_ZERO,     /* APO-zero (D'Oosterlinck et al. 2024, eq. 7) */
+    PREF_APO_DOWN,     /* APO-down (same paper, eq. 8) */
+    PREF_SFT,          /* NLL on chosen completion tokens (token mean over the batch) */
+    PREF_EXO_PAIR,     /* EXO (Ji et al. 2024, eq. 16) for K = 2; needs label smoothing > 0 */
+    PREF_AOT,          /* AOT (Melnyk et al. 2024), paired: sorted log-ratio margins */
     PREF_AOT_UNPAIRED, /* AOT, unpaired: sorted chosen against sorted rejected log-ratios */
-    PREF_DISCOPOP,    /* DiscoPOP (Chris Lu et al. 2024, eq. 5): log-ratio modulated loss */
+    PREF_DISCOPOP,     /* DiscoPOP (Chris Lu et al. 2024, eq. 5): log-ratio modulated loss */
     PREF_SIGMOID_NORM, /* DPO on length-normalised log-ratios (TRL's sigmoid_norm) */
     PREF_N_TYPES
 } PrefLossType;
@@ -56,6 +56,17 @@ int pref_loss_parse(PrefLossConfig *c, const char *types, const char *weights, E
 const char *pref_loss_name(PrefLossType t);
 /* Returns 1 when some term needs reference log-probs (all but "sft"). */
 int pref_loss_needs_ref(const PrefLossConfig *c);
+
+/* Returns 1 when the gradient of the batch mean with respect to pair i's log-probs
+ * is 1/n times the gradient of pair i's loss alone (pref_loss with n = 1), whatever
+ * the other pairs: every term but BCO's batch-mean shift, AOT's sorted batch and the
+ * NLL of sft / RPO (a mean over the batch's chosen tokens). */
+int pref_loss_pairwise(const PrefLossConfig *c);
+/* For a pairwise config: d_pc[i], d_pr[i] = scale * d loss(pair i alone) / d pc[i],
+ * d pr[i] for i in [i0, i1), i.e. scale * n times the gradient of the mean over n pairs
+ * that pref_loss gives (to float rounding). */
+void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, const float *pc, const float *pr, const float *rc,
+                          const float *rr, const int *len_c, const int *len_r, double scale, float *d_pc, float *d_pr);
 
 /* State carried across steps: BCO's running mean of the implicit rewards
  * (TRL's RunningMoments: mean 0, count 1e-24 at start, one update per call). */
@@ -124,8 +135,8 @@ void pref_seq_grad_broadcast(const float *dseq, const int *targets, int B, int T
  * logp) of prompt i with another example's completion), a constant for the gradient
  * (TRL detaches it). */
 typedef struct KtoConfig {
-    double beta;              /* default 0.1 */
-    double desirable_weight;  /* default 1 */
+    double beta;               /* default 0.1 */
+    double desirable_weight;   /* default 1 */
     double undesirable_weight; /* default 1 */
 } KtoConfig;
 void kto_config_default(KtoConfig *c);

@@ -77,6 +77,72 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
     model_backward(m);
 }
 
+/* The sums of examples [e0, e1) of a shared batch, and their gradient's broadcast
+ * (shared_seq_sum and shared_seq_grad_broadcast over a range of examples). */
+static void shared_seq_sum_range(const Batch *b, const float *tok, int e0, int e1, float *seq, int *len) {
+    for (int e = e0; e < e1; e++) {
+        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
+        double sum = 0.0;
+        int l = 0;
+        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
+            if (b->targets[k] >= 0) sum += tok[k], l++;
+        seq[e] = (float)sum;
+        if (len) len[e] = l;
+    }
+}
+
+static void shared_grad_range(const Batch *b, const float *dseq, int e0, int e1, float *dtok) {
+    for (int e = e0; e < e1; e++) {
+        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
+        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
+            if (b->targets[k] >= 0) dtok[k] = dseq[e];
+    }
+}
+
+/* prefbatch_logps_train's groups: a shared batch's row r is pair r (its two examples r
+ * and n + r); an unshared batch is one group, every pair. */
+typedef struct PairGroups {
+    const Batch *b;
+    float *seq, *dseq;
+    int *len;
+    PrefPairGradFn fn;
+    void *ctx;
+} PairGroups;
+
+static void pair_group_grads(void *vctx, int g0, int g1, const float *logp, float *dlogp) {
+    PairGroups *p = vctx;
+    const Batch *b = p->b;
+    int n = b->n_examples / 2;
+    if (b->shared) {
+        shared_seq_sum_range(b, logp, g0, g1, p->seq, p->len);
+        shared_seq_sum_range(b, logp, n + g0, n + g1, p->seq, p->len);
+        p->fn(p->ctx, g0, g1, n, p->seq, p->len, p->dseq);
+        shared_grad_range(b, p->dseq, g0, g1, dlogp);
+        shared_grad_range(b, p->dseq, n + g0, n + g1, dlogp);
+        return;
+    }
+    pref_seq_sum(logp, b->targets, b->B, b->T, p->seq, p->len);
+    p->fn(p->ctx, 0, n, n, p->seq, p->len, p->dseq);
+    pref_seq_grad_broadcast(p->dseq, b->targets, b->B, b->T, dlogp);
+}
+
+void prefbatch_logps_train(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *dseq,
+                           PrefPairGradFn fn, void *ctx) {
+    size_t N = (size_t)b->B * b->T;
+    scratch_need(s, N);
+    if (b->shared ? b->n_examples != 2 * b->B : b->B % 2)
+        die_internal("prefbatch_logps_train: not a batch of pairs (%d rows, %d examples)", b->B, b->n_examples);
+    int n = b->shared ? b->B : b->B / 2;
+    int *l = len ? len : xmalloc(sizeof(int) * 2 * (size_t)(n > 0 ? n : 1));
+    PairGroups pg = {b, seq, dseq, l, fn, ctx};
+    model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
+    memset(s->dtok, 0, N * sizeof(float));
+    model_logprobs_fused_grouped(m, b->targets, b->shared ? b->T : (int)N, pair_group_grads, &pg, s->dtok, s->tok,
+                                 s->ent, s->pred);
+    if (!len) free(l);
+    model_backward(m);
+}
+
 /* Longrope (Phi-3) needs no exception: training's RoPE picks its factors by the
  * batch's largest position (model_rope without groups), np - 1 + max(nc, nr) in both
  * layouts. */

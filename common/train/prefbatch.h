@@ -38,6 +38,21 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
 /* After prefbatch_logps(m, b) (and no other forward of m since): accumulates into
  * m->grads the gradient of sum_r dseq[r] * seq[r]. */
 void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
+/* d loss / d seq for pairs [i0, i1) of n from their own sequence log-probs: fills
+ * dseq[i] (chosen) and dseq[n + i] (rejected) from seq and len at i and n + i. */
+typedef void (*PrefPairGradFn)(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq);
+/* prefbatch_logps and prefbatch_logps_backward (then model_backward) in one call, for a
+ * loss that gives each pair's gradient from that pair alone (DPO's sigmoid, IPO, ...;
+ * not AOT's sorted batch or BCO's batch mean): fn is called for a range of pairs as
+ * soon as their log-probs are known, so the LM head keeps a block of pairs' logits
+ * instead of recomputing them (model_logprobs_fused_grouped: three products over the
+ * vocabulary instead of four).  On a shared batch the blocks are rows, so whole pairs;
+ * an unshared batch is one group (fn once, for all pairs), in one pass when its
+ * completion tokens fit one block of the head.  seq, len (may be NULL) and dseq
+ * (2n each) as the two calls'; s's token metrics are left as prefbatch_logps leaves
+ * them. */
+void prefbatch_logps_train(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *dseq,
+                           PrefPairGradFn fn, void *ctx);
 /* For a batch_pairs_shared batch (b->shared) both take one sequence per example: seq[i]
  * the chosen and seq[n + i] the rejected completion of pair i, as for batch_pairs.
  * Whether prefix sharing gives m's results for pairs p[0..n): not under LoRA dropout
