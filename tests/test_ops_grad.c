@@ -585,8 +585,11 @@ static void test_logprobs_reference(int N, int C, int V) {
  * the results must match the two passes with the same function applied between them
  * (logprobs_forward, dlogp, logprobs_backward), and be bit-identical at 1 and 2
  * threads.  group_len 100 with most rows targeted: blocks of two whole groups (three
- * do not fit in 256 rows), the last group without targets; group_len 300: a group
- * longer than a block, so the two passes. */
+ * do not fit in 256 rows), the last group without targets.  group_len 300 with
+ * counts[g] targets in group g: groups without targets in the middle (one inside a
+ * block, one starting the block after a long group, one before a long group) and at
+ * the end, and groups of 280 targets, longer than a block, which take the two passes
+ * between the blocks. */
 typedef struct GroupCheck {
     int group_len, next, bad;
     const int *tgt;
@@ -611,11 +614,15 @@ static void group_cb(void *ctx, int g0, int g1, const float *logp, float *dlogp)
     }
 }
 
-static void test_logprobs_grouped(int group_len, int n_groups) {
+static void test_logprobs_grouped(int group_len, int n_groups, const int *counts) {
     const int C = 8, V = 4096 + 1001, N = group_len * n_groups;
     float *h = randn((size_t)N * C, 1), *w = randn((size_t)V * C, 0.7f);
     int *tgt = xmalloc(sizeof(int) * N);
-    for (int n = 0; n < N; n++) tgt[n] = n % 11 == 4 || n >= N - group_len ? -1 : (int)rng_below(&rng, V);
+    for (int n = 0; n < N; n++)
+        if (counts)
+            tgt[n] = n % group_len < counts[n / group_len] ? (int)rng_below(&rng, V) : -1;
+        else
+            tgt[n] = n % 11 == 4 || n >= N - group_len ? -1 : (int)rng_below(&rng, V);
     /* the two passes */
     float *logp = xmalloc(sizeof(float) * N), *lse = xmalloc(sizeof(float) * N), *dl = xcalloc(N, sizeof(float));
     float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
@@ -1278,8 +1285,9 @@ int main(void) {
     test_logprobs_grad();
     test_logprobs_reference(600, 16, 4096 + 1001);
     test_logprobs_reference(7, 4, 5);
-    test_logprobs_grouped(100, 7);
-    test_logprobs_grouped(300, 2);
+    test_logprobs_grouped(100, 7, NULL);
+    static const int counts[] = {90, 0, 100, 280, 0, 120, 100, 60, 0, 280, 0};
+    test_logprobs_grouped(300, (int)(sizeof counts / sizeof *counts), counts);
     test_logprobs_argmax_ties();
     test_forward_reference();
     test_gemm_threads();

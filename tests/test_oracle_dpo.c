@@ -241,6 +241,7 @@ static void fused_step(Model *pol, const PrefExample *const *pp, int n, const Pr
         PrefScratch s = {0};
         float *seq = xmalloc(2 * n * sizeof(float)), *d = xmalloc(2 * n * sizeof(float));
         int *len = xmalloc(2 * n * sizeof(int)), *calls = xcalloc((size_t)n, sizeof(int));
+        for (int r = 0; r < 2 * n; r++) seq[r] = d[r] = NAN, len[r] = -1; /* what the call must fill */
         FusedCtx f = {c, ref_lp, n, calls};
         model_zero_grad(pol);
         prefbatch_logps_train(pol, &b, &s, seq, len, d, fused_pair_grads, &f);

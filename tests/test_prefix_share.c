@@ -67,6 +67,83 @@ static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, floa
     return g;
 }
 
+/* A made-up pairwise loss for prefbatch_logps_train: pair i's d loss / d seq depends on
+ * its own two log-probs (a mixed-up index or pair shows in the gradient). */
+typedef struct OnePass {
+    int calls[NP];
+} OnePass;
+
+static void pair_dseq(int i, const float *seq, float *dseq) {
+    double t = tanh(0.05 * ((double)seq[i] - seq[NP + i]));
+    dseq[i] = (float)(((i % 3) - 0.75) * (1 + t));
+    dseq[NP + i] = (float)((((NP + i) % 3) - 0.75) * (1 - t));
+}
+
+static void one_pass_cb(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
+    OnePass *o = ctx;
+    (void)len;
+    for (int i = i0; i < i1; i++) o->calls[i]++, pair_dseq(i, seq, dseq);
+}
+
+/* prefbatch_logps_train against the two passes (prefbatch_logps, the same loss,
+ * prefbatch_logps_backward) on batch b: the same log-probs, d loss / d seq and token
+ * metrics, gradients within 1e-5 of each tensor's largest; each pair asked for once.
+ * The long pairs make two blocks of whole pairs in the shared layout and a group
+ * longer than a block (the two passes) in the unshared one. */
+static void compare_one_pass(Model *m, const char *name, const Batch *b, int flash) {
+    PrefScratch sc;
+    memset(&sc, 0, sizeof sc);
+    float s2[2 * NP], d2[2 * NP], s1[2 * NP], d1[2 * NP];
+    int l1[2 * NP], l2[2 * NP];
+    PrefTokenStats t1, t2;
+    model_set_flash_attention(flash);
+    model_zero_grad(m);
+    prefbatch_logps(m, b, &sc, s1, l1, NULL);
+    prefbatch_token_stats(m, b, NP, &sc, &t1);
+    for (int i = 0; i < NP; i++) pair_dseq(i, s1, d1);
+    prefbatch_logps_backward(m, b, &sc, d1);
+    float *g1 = xmalloc(m->n_params * sizeof(float));
+    memcpy(g1, m->grads, m->n_params * sizeof(float));
+    OnePass o;
+    memset(&o, 0, sizeof o);
+    for (int k = 0; k < 2 * NP; k++) s2[k] = d2[k] = NAN, l2[k] = -1; /* what the call must fill */
+    model_zero_grad(m);
+    prefbatch_logps_train(m, b, &sc, s2, l2, d2, one_pass_cb, &o);
+    prefbatch_token_stats(m, b, NP, &sc, &t2);
+    model_set_flash_attention(-1);
+    const char *lay = b->shared ? "shared" : "unshared";
+    double sd = 0, dd = 0, smax = 0;
+    for (int k = 0; k < 2 * NP; k++) {
+        smax = fmax(smax, fabs(s1[k]));
+        sd = isnan(s2[k]) ? INFINITY : fmax(sd, fabs((double)s2[k] - s1[k]));
+        dd = isnan(d2[k]) ? INFINITY : fmax(dd, fabs((double)d2[k] - d1[k]));
+        CHECK(l1[k] == l2[k], "%s %s one pass: sequence %d has %d tokens, two passes %d", name, lay, k, l2[k], l1[k]);
+    }
+    for (int i = 0; i < NP; i++)
+        CHECK(o.calls[i] == 1, "%s %s one pass: pair %d asked for %d times", name, lay, i, o.calls[i]);
+    CHECK(sd <= 1e-5 * smax && dd <= 1e-5, "%s %s one pass: log-probs differ by %.2e, d seq by %.2e", name, lay,
+          sd / smax, dd);
+    CHECK(t1.tokens == t2.tokens && t1.chosen_correct == t2.chosen_correct &&
+              fabs(t1.entropy_sum - t2.entropy_sum) <= 1e-5 * (1 + fabs(t1.entropy_sum)),
+          "%s %s one pass: token metrics differ", name, lay);
+    double worst = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        double mx = 0, d = 0;
+        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
+            mx = fmax(mx, fabs(g1[j]));
+            d = fmax(d, fabs((double)m->grads[j] - g1[j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx;
+    }
+    CHECK(worst <= 1e-5, "%s %s one pass (flash %d): gradients differ by %.2e of the largest", name, lay, flash, worst);
+    if (worst <= 1e-5 && sd <= 1e-5 * smax)
+        printf("ok   %-20s flash %d, %s rows: one pass of the head per block of pairs = two passes (%.1e)\n", name,
+               flash, lay, worst);
+    free(g1);
+    prefbatch_scratch_free(&sc);
+}
+
 static void compare(Model *m, const char *name, const PrefExample *const *pp, int flash) {
     Error e;
     Batch bu, bs;
@@ -123,6 +200,8 @@ static void compare(Model *m, const char *name, const PrefExample *const *pp, in
     if (sd <= 1e-5 * smax && worst <= 1e-5)
         printf("ok   %-20s flash %d: %ld tokens instead of %ld; log-probs within %.1e, gradients %.1e\n", name, flash,
                tok_s, tok_u, sd / smax, worst);
+    compare_one_pass(m, name, &bu, flash);
+    compare_one_pass(m, name, &bs, flash);
     free(gu), free(gs);
     prefbatch_scratch_free(&sc);
     batch_free(&bu), batch_free(&bs);

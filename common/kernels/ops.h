@@ -143,10 +143,12 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
  * log-probs of its own group only (DPO: a pair's two sequences): the N rows are
  * N / group_len groups of group_len consecutive rows, and fn(ctx, g0, g1, logp,
  * dlogp) must fill dlogp for every row with a target in groups [g0, g1), whose logp
- * are then final.  fn is called once for every group, in order.  Blocks hold whole
- * groups (up to 256 rows); when one group has more target rows than that, the two
- * passes run instead (logprobs_forward, fn over all groups, logprobs_backward).  Bits
- * depend on the shapes, the targets and group_len only, never on the thread count. */
+ * are then final.  fn is called once for every group, in order, and must not call
+ * the LM-head kernels (the block's logits are held in their scratch meanwhile).
+ * Blocks hold whole groups (up to 256 rows, 64 MiB of logits); a group with more
+ * target rows than that gets the two passes over its own rows (logprobs_forward, fn,
+ * logprobs_backward), the other groups stay in one pass.  Bits depend on the shapes,
+ * the targets and group_len only, never on the thread count. */
 typedef void (*LogpGroupFn)(void *ctx, int g0, int g1, const float *logp, float *dlogp);
 void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
                                        LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,

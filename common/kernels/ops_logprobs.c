@@ -341,7 +341,7 @@ static int lpf_rows(int V) {
 /* Where the block that starts at rows[r0] ends (an index into rows): F rows on without
  * groups (group_len 0); with groups, as many whole groups (runs of rows with the same
  * row / group_len) as fit in F rows, which is none (r0 itself) when the first is
- * longer than F. */
+ * longer than F (lpf_run then runs the two passes over that group). */
 static int lpf_block_end(const int *rows, int nsel, int r0, int F, int group_len) {
     if (!group_len) return nsel - r0 < F ? nsel : r0 + F;
     int end = r0;
@@ -356,7 +356,9 @@ static int lpf_block_end(const int *rows, int nsel, int r0, int F, int group_len
 
 /* logprobs_forward_backward, and with fn its grouped form: after each block's
  * log-probs are merged, fn fills dlogp for the groups that the block completes (and
- * any before them without a target row), then the block's dlogits are formed. */
+ * any before them without a target row), then the block's dlogits are formed.  A
+ * group longer than a block gets the two passes (logprobs_forward, fn,
+ * logprobs_backward) over its own rows, between the blocks of the others. */
 static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp_out,
                     const float *dlogp, LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
                     const int *targets, int N, int C, int V) {
@@ -375,7 +377,25 @@ static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *
     int *bi = argmax ? xmalloc(sizeof(int) * LP_LANES * rmax) : NULL;
     for (int r0 = 0, r1; r0 < nsel; r0 = r1) {
         r1 = lpf_block_end(rows, nsel, r0, F, fn ? group_len : 0);
-        if (r1 == r0) die_internal("logprobs_forward_backward_grouped: a group longer than a block");
+        if (r1 == r0) { /* a group with more target rows than a block: the two passes over its rows alone */
+            int g = rows[r0] / group_len;
+            while (r1 < nsel && rows[r1] / group_len == g) r1++;
+            size_t o = (size_t)g * group_len;
+            logprobs_forward(logp + o, entropy ? entropy + o : NULL, lse + o, argmax ? argmax + o : NULL, h + o * C, w,
+                             targets + o, group_len, C, V);
+            fn(ctx, g_done, g + 1, logp, dlogp_out);
+            g_done = g + 1;
+            if (dh || dw) {
+                float *dhg = dh ? dh + o * C : xcalloc((size_t)group_len * C, sizeof(float));
+                logprobs_backward(dhg, dw, dlogp + o, h + o * C, w, targets + o, lse + o, group_len, C, V);
+                if (!dh) free(dhg);
+            }
+            /* the two passes use the same scratch slots, and may have grown them */
+            hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
+            lg = ops_scratch(SCR_LP_LOGITS, (size_t)rmax * V);
+            if (dh) dh_all = ops_scratch(SCR_LP_DH, (size_t)LP_LANES * rmax * C);
+            continue;
+        }
         int R = r1 - r0;
         const int *rw = rows + r0;
         lp_gather(hb, h, rw, R, C);
@@ -437,29 +457,10 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
     lpf_run(logp, entropy, argmax, dh, dw, NULL, dlogp, NULL, NULL, 0, h, w, targets, N, C, V);
 }
 
-/* Whether some group has more target rows than a block holds. */
-static int lpf_group_too_long(const int *targets, int N, int group_len, int F) {
-    for (int g0 = 0; g0 < N; g0 += group_len) {
-        int n = 0;
-        for (int i = g0; i < g0 + group_len; i++) n += targets[i] >= 0;
-        if (n > F) return 1;
-    }
-    return 0;
-}
-
 void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
                                        LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
                                        const int *targets, int N, int C, int V) {
     if (group_len < 1 || N % group_len)
         die_internal("logprobs_forward_backward_grouped: %d rows in groups of %d", N, group_len);
-    if (!lpf_group_too_long(targets, N, group_len, lpf_rows(V))) {
-        lpf_run(logp, entropy, argmax, dh, dw, dlogp, NULL, fn, ctx, group_len, h, w, targets, N, C, V);
-        return;
-    }
-    /* a group's logits would not fit in a block: the two passes, fn between them */
-    float *lse = xmalloc(sizeof(float) * (N > 0 ? N : 1));
-    logprobs_forward(logp, entropy, lse, argmax, h, w, targets, N, C, V);
-    fn(ctx, 0, N / group_len, logp, dlogp);
-    if (dh || dw) logprobs_backward(dh, dw, dlogp, h, w, targets, lse, N, C, V);
-    free(lse);
+    lpf_run(logp, entropy, argmax, dh, dw, dlogp, NULL, fn, ctx, group_len, h, w, targets, N, C, V);
 }
