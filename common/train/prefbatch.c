@@ -30,10 +30,11 @@ static void scratch_need(PrefScratch *s, size_t n) {
     s->cap = n;
 }
 
-/* Sums over the examples (spans) of a shared batch, in column order as pref_seq_sum's
- * row sums: for batch_pairs_shared, sequence e is example e. */
-static void shared_seq_sum(const Batch *b, const float *tok, float *seq, int *len) {
-    for (int e = 0; e < b->n_examples; e++) {
+/* Sums over examples [e0, e1) (spans) of a shared batch, in column order as
+ * pref_seq_sum's row sums: for batch_pairs_shared, sequence e is example e; and the
+ * broadcast of their gradient to the spans' target rows. */
+static void shared_seq_sum_range(const Batch *b, const float *tok, int e0, int e1, float *seq, int *len) {
+    for (int e = e0; e < e1; e++) {
         size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
         double sum = 0.0;
         int l = 0;
@@ -44,13 +45,21 @@ static void shared_seq_sum(const Batch *b, const float *tok, float *seq, int *le
     }
 }
 
-static void shared_seq_grad_broadcast(const Batch *b, const float *dseq, float *dtok) {
-    memset(dtok, 0, (size_t)b->B * b->T * sizeof(float));
-    for (int e = 0; e < b->n_examples; e++) {
+static void shared_grad_range(const Batch *b, const float *dseq, int e0, int e1, float *dtok) {
+    for (int e = e0; e < e1; e++) {
         size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
         for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
             if (b->targets[k] >= 0) dtok[k] = dseq[e];
     }
+}
+
+static void shared_seq_sum(const Batch *b, const float *tok, float *seq, int *len) {
+    shared_seq_sum_range(b, tok, 0, b->n_examples, seq, len);
+}
+
+static void shared_seq_grad_broadcast(const Batch *b, const float *dseq, float *dtok) {
+    memset(dtok, 0, (size_t)b->B * b->T * sizeof(float));
+    shared_grad_range(b, dseq, 0, b->n_examples, dtok);
 }
 
 void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *len, float *tok_out) {
@@ -75,28 +84,6 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
         pref_seq_grad_broadcast(dseq, b->targets, b->B, b->T, s->dtok);
     model_logprobs_backward(m, b->targets, s->dtok);
     model_backward(m);
-}
-
-/* The sums of examples [e0, e1) of a shared batch, and their gradient's broadcast
- * (shared_seq_sum and shared_seq_grad_broadcast over a range of examples). */
-static void shared_seq_sum_range(const Batch *b, const float *tok, int e0, int e1, float *seq, int *len) {
-    for (int e = e0; e < e1; e++) {
-        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
-        double sum = 0.0;
-        int l = 0;
-        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
-            if (b->targets[k] >= 0) sum += tok[k], l++;
-        seq[e] = (float)sum;
-        if (len) len[e] = l;
-    }
-}
-
-static void shared_grad_range(const Batch *b, const float *dseq, int e0, int e1, float *dtok) {
-    for (int e = e0; e < e1; e++) {
-        size_t k0 = (size_t)b->ex_row[e] * b->T + b->ex_start[e];
-        for (size_t k = k0; k < k0 + (size_t)b->ex_len[e]; k++)
-            if (b->targets[k] >= 0) dtok[k] = dseq[e];
-    }
 }
 
 /* prefbatch_logps_train's groups: a shared batch's row r is pair r (its two examples r
