@@ -223,7 +223,7 @@ typedef struct FusedCtx {
 static void fused_pair_grads(void *vctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
     FusedCtx *f = vctx;
     for (int i = i0; i < i1; i++) f->calls[i]++;
-    pref_loss_pair_grads(f->c, i0, i1, seq, seq + n, f->ref_lp, f->ref_lp + f->n, len, len + n, 1.0 / n, dseq,
+    pref_loss_pair_grads(f->c, i0, i1, n, seq, seq + n, f->ref_lp, f->ref_lp + f->n, len, len + n, 1.0 / n, dseq,
                          dseq + n);
 }
 

@@ -68,21 +68,23 @@ static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, floa
 }
 
 /* A made-up pairwise loss for prefbatch_logps_train: pair i's d loss / d seq depends on
- * its own two log-probs (a mixed-up index or pair shows in the gradient). */
+ * its own two log-probs (a mixed-up index or pair shows in the gradient) and on the
+ * batch's chosen-token count (as the NLL of sft and RPO: every length must be known
+ * before the first pair's gradient). */
 typedef struct OnePass {
     int calls[NP];
 } OnePass;
 
-static void pair_dseq(int i, const float *seq, float *dseq) {
-    double t = tanh(0.05 * ((double)seq[i] - seq[NP + i]));
-    dseq[i] = (float)(((i % 3) - 0.75) * (1 + t));
+static void pair_dseq(int i, const float *seq, const int *len, float *dseq) {
+    double t = tanh(0.05 * ((double)seq[i] - seq[NP + i])), tok = 0;
+    for (int j = 0; j < NP; j++) tok += len[j];
+    dseq[i] = (float)(((i % 3) - 0.75) * (1 + t) + 1.0 / (1 + tok));
     dseq[NP + i] = (float)((((NP + i) % 3) - 0.75) * (1 - t));
 }
 
 static void one_pass_cb(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
     OnePass *o = ctx;
-    (void)len;
-    for (int i = i0; i < i1; i++) o->calls[i]++, pair_dseq(i, seq, dseq);
+    for (int i = i0; i < i1; i++) o->calls[i]++, pair_dseq(i, seq, len, dseq);
 }
 
 /* prefbatch_logps_train against the two passes (prefbatch_logps, the same loss,
@@ -100,7 +102,7 @@ static void compare_one_pass(Model *m, const char *name, const Batch *b, int fla
     model_zero_grad(m);
     prefbatch_logps(m, b, &sc, s1, l1, NULL);
     prefbatch_token_stats(m, b, NP, &sc, &t1);
-    for (int i = 0; i < NP; i++) pair_dseq(i, s1, d1);
+    for (int i = 0; i < NP; i++) pair_dseq(i, s1, l1, d1);
     prefbatch_logps_backward(m, b, &sc, d1);
     float *g1 = xmalloc(m->n_params * sizeof(float));
     memcpy(g1, m->grads, m->n_params * sizeof(float));

@@ -210,7 +210,9 @@ static long pair_tokens(const Dpo *d, int n, int rejected) {
  * pairwise loss: the two-pass path's d(mean over the n pairs) * n * scale. */
 static void dpo_pair_grads(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq) {
     Dpo *d = ctx;
-    pref_loss_pair_grads(&d->lc, i0, i1, seq, seq + n, d->rc, d->rr, len, len + n, d->scale, dseq, dseq + n);
+    int need_ref = pref_loss_needs_ref(&d->lc);
+    pref_loss_pair_grads(&d->lc, i0, i1, n, seq, seq + n, need_ref ? d->rc : NULL, need_ref ? d->rr : NULL, len,
+                         len + n, d->scale, dseq, dseq + n);
 }
 
 static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
@@ -224,7 +226,7 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     /* Training with a pairwise loss: each pair's gradient is known as soon as its
      * log-probs are, so the LM head runs forward and backward in one pass (and
      * model_backward with it); otherwise the log-probs, the loss, then the backward. */
-    int fused = split == SPLIT_TRAIN && need_ref && pref_loss_pairwise(&d->lc);
+    int fused = split == SPLIT_TRAIN && pref_loss_pairwise(&d->lc);
     if (fused) {
         d->scale = scale;
         prefbatch_logps_train(&d->model, &b, &d->s, d->seq, d->len, d->grad, dpo_pair_grads, d);

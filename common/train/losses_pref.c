@@ -85,12 +85,10 @@ int pref_loss_needs_ref(const PrefLossConfig *c) {
 }
 
 int pref_loss_pairwise(const PrefLossConfig *c) {
-    if (c->rpo_alpha >= 0) return 0;
     for (int k = 0; k < c->n_terms; k++) switch (c->type[k]) {
         case PREF_BCO_PAIR:
         case PREF_AOT:
         case PREF_AOT_UNPAIRED:
-        case PREF_SFT:
             return 0;
         default:
             break;
@@ -98,14 +96,33 @@ int pref_loss_pairwise(const PrefLossConfig *c) {
     return 1;
 }
 
-void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, const float *pc, const float *pr, const float *rc,
-                          const float *rr, const int *len_c, const int *len_r, double scale, float *d_pc, float *d_pr) {
+void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, int n, const float *pc, const float *pr,
+                          const float *rc, const float *rr, const int *len_c, const int *len_r, double scale,
+                          float *d_pc, float *d_pr) {
     if (!pref_loss_pairwise(c)) die_internal("pref_loss_pair_grads: the loss is not pairwise");
+    /* The NLL of sft and RPO is a mean over the batch's chosen tokens: d/d pc[i] of the
+     * batch loss is (its weights) * -1/tokens, the same for every pair (pref_loss).
+     * The other terms are each pair's own: pref_loss of the pair alone, without it. */
+    PrefLossConfig own = *c;
+    double nll_w = c->rpo_alpha >= 0 ? c->rpo_alpha : 0.0;
+    own.rpo_alpha = -1;
+    own.n_terms = 0;
+    for (int k = 0; k < c->n_terms; k++)
+        if (c->type[k] == PREF_SFT) {
+            nll_w += c->weight[k];
+        } else {
+            own.type[own.n_terms] = c->type[k];
+            own.weight[own.n_terms++] = c->weight[k];
+        }
+    double tok = 0;
+    for (int i = 0; i < n; i++) tok += len_c[i];
+    double dnll = tok > 0 ? -nll_w / tok : 0.0; /* d (batch mean) / d pc[i] */
     for (int i = i0; i < i1; i++) {
-        float gc, gr;
-        pref_loss(c, NULL, 1, pc + i, pr + i, rc ? rc + i : NULL, rr ? rr + i : NULL, len_c + i, len_r + i, &gc, &gr,
-                  NULL);
-        d_pc[i] = (float)(gc * scale);
+        float gc = 0, gr = 0;
+        if (own.n_terms)
+            pref_loss(&own, NULL, 1, pc + i, pr + i, rc ? rc + i : NULL, rr ? rr + i : NULL, len_c + i, len_r + i, &gc,
+                      &gr, NULL);
+        d_pc[i] = (float)((gc + dnll * n) * scale);
         d_pr[i] = (float)(gr * scale);
     }
 }

@@ -58,15 +58,16 @@ const char *pref_loss_name(PrefLossType t);
 int pref_loss_needs_ref(const PrefLossConfig *c);
 
 /* Returns 1 when the gradient of the batch mean with respect to pair i's log-probs
- * is 1/n times the gradient of pair i's loss alone (pref_loss with n = 1), whatever
- * the other pairs: every term but BCO's batch-mean shift, AOT's sorted batch and the
- * NLL of sft / RPO (a mean over the batch's chosen tokens). */
+ * needs no other pair's log-probs: every term but BCO's batch-mean shift and AOT's
+ * sorted batch (the NLL of sft / RPO needs only the batch's chosen-token count). */
 int pref_loss_pairwise(const PrefLossConfig *c);
-/* For a pairwise config: d_pc[i], d_pr[i] = scale * d loss(pair i alone) / d pc[i],
- * d pr[i] for i in [i0, i1), i.e. scale * n times the gradient of the mean over n pairs
- * that pref_loss gives (to float rounding). */
-void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, const float *pc, const float *pr, const float *rc,
-                          const float *rr, const int *len_c, const int *len_r, double scale, float *d_pc, float *d_pr);
+/* For a pairwise config, pairs [i0, i1) of a batch of n: d_pc[i], d_pr[i] = scale * n *
+ * the gradient of the mean over the n pairs that pref_loss gives (to float rounding),
+ * from pair i's log-probs and the chosen lengths len_c[0..n) of the whole batch
+ * (the NLL's token count). */
+void pref_loss_pair_grads(const PrefLossConfig *c, int i0, int i1, int n, const float *pc, const float *pr,
+                          const float *rc, const float *rr, const int *len_c, const int *len_r, double scale,
+                          float *d_pc, float *d_pr);
 
 /* State carried across steps: BCO's running mean of the implicit rewards
  * (TRL's RunningMoments: mean 0, count 1e-24 at start, one update per call). */

@@ -122,6 +122,13 @@ void prefbatch_logps_train(Model *m, const Batch *b, PrefScratch *s, float *seq,
     int n = b->shared ? b->B : b->B / 2;
     int *l = len ? len : xmalloc(sizeof(int) * 2 * (size_t)(n > 0 ? n : 1));
     PairGroups pg = {b, seq, dseq, l, fn, ctx};
+    /* every completion's length before any log-prob: a loss may need the batch's
+     * (the NLL's token count) */
+    memset(s->tok, 0, N * sizeof(float));
+    if (b->shared)
+        shared_seq_sum(b, s->tok, seq, l);
+    else
+        pref_seq_sum(s->tok, b->targets, b->B, b->T, seq, l);
     model_forward(m, b->tokens, b->pos, b->seg, b->B, b->T);
     memset(s->dtok, 0, N * sizeof(float));
     model_logprobs_fused_grouped(m, b->targets, b->shared ? b->T : (int)N, pair_group_grads, &pg, s->dtok, s->tok,
