@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "train/losses_pref.h"
 #include "base/util.h"
+#include "train/losses_pref.h"
 
 static int failures;
 
@@ -208,8 +208,8 @@ static void test_grads(void) {
             c.type[0] = (PrefLossType)t;
             c.beta = bi ? 0.5 : 0.1;
             c.label_smoothing = (t == PREF_CDPO || t == PREF_ROBUST || t == PREF_AOT) ? 0.15
-                                : t == PREF_EXO_PAIR                           ? 0.01
-                                                                               : 0.0;
+                                : t == PREF_EXO_PAIR                                  ? 0.01
+                                                                                      : 0.0;
             char label[64];
             snprintf(label, sizeof label, "%s beta=%.1f", pref_loss_name((PrefLossType)t), c.beta);
             grad_check(&c, label, &rng);
@@ -301,8 +301,75 @@ static void test_extremes(void) {
     CHECK(pref_loss(&c, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == 0.0, "empty batch");
 }
 
+/* pref_loss_pair_grads (DPO's one-pass head: each pair's gradient from its own
+ * log-probs and the batch's chosen lengths) against pref_loss's d(mean) * n * scale,
+ * for every pairwise type alone and in mixes with sft terms, RPO, weights and label
+ * smoothing, with and without reference log-probs (a pure sft loss needs none), a
+ * chosen completion of length 0, pairs asked for in two ranges; pref_loss_pairwise
+ * says no exactly for bco_pair, aot and aot_unpaired. */
+static void pair_grads_case(const char *types, const char *weights, double rpo, double ls, int with_ref, Rng *rng) {
+    enum { N = 6 };
+    PrefLossConfig c;
+    pref_loss_config_default(&c);
+    char what[200];
+    snprintf(what, sizeof what, "pair grads: parse %s", types);
+    CHECK(pref_loss_parse(&c, types, weights, NULL) == 0, what);
+    c.rpo_alpha = rpo;
+    c.label_smoothing = ls;
+    c.beta = 0.2;
+    float pc[N], pr[N], rc[N], rr[N], dpc[N], dpr[N], gc[N], gr[N];
+    int lc[N], lr[N];
+    for (int i = 0; i < N; i++) {
+        pc[i] = -20 + 10 * rng_uniform(rng);
+        pr[i] = -20 + 10 * rng_uniform(rng);
+        rc[i] = pc[i] + 6 * (rng_uniform(rng) - 0.5f);
+        rr[i] = pr[i] + 6 * (rng_uniform(rng) - 0.5f);
+        lc[i] = i == 2 ? 0 : 1 + (int)rng_below(rng, 9);
+        lr[i] = 1 + (int)rng_below(rng, 9);
+    }
+    const float *r1 = with_ref ? rc : NULL, *r2 = with_ref ? rr : NULL;
+    pref_loss(&c, NULL, N, pc, pr, r1, r2, lc, lr, dpc, dpr, NULL);
+    const double scale = 0.37;
+    for (int k = 0; k < N; k++) gc[k] = gr[k] = NAN;
+    pref_loss_pair_grads(&c, 0, 4, N, pc, pr, r1, r2, lc, lr, scale, gc, gr);
+    pref_loss_pair_grads(&c, 4, N, N, pc, pr, r1, r2, lc, lr, scale, gc, gr);
+    for (int i = 0; i < N; i++) {
+        double wc = dpc[i] * N * scale, wr = dpr[i] * N * scale;
+        snprintf(what, sizeof what, "pair grads %s (weights %s, rpo %g, ls %g, ref %d): d/d chosen[%d]", types,
+                 weights ? weights : "1", rpo, ls, with_ref, i);
+        CHECK_NEAR(gc[i], wc, 1e-6 * (1 + fabs(wc)), what);
+        snprintf(what, sizeof what, "pair grads %s (weights %s, rpo %g, ls %g, ref %d): d/d rejected[%d]", types,
+                 weights ? weights : "1", rpo, ls, with_ref, i);
+        CHECK_NEAR(gr[i], wr, 1e-6 * (1 + fabs(wr)), what);
+    }
+}
+
+static void test_pair_grads(void) {
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (int t = 0; t < PREF_N_TYPES; t++) {
+        PrefLossConfig c;
+        pref_loss_config_default(&c);
+        c.type[0] = (PrefLossType)t;
+        int want = t != PREF_BCO_PAIR && t != PREF_AOT && t != PREF_AOT_UNPAIRED;
+        char what[96];
+        snprintf(what, sizeof what, "pref_loss_pairwise(%s) = %d", pref_loss_name((PrefLossType)t), want);
+        CHECK(pref_loss_pairwise(&c) == want, what);
+        if (!want) continue;
+        double ls = t == PREF_EXO_PAIR ? 0.01 : t == PREF_CDPO || t == PREF_ROBUST ? 0.15 : 0.0;
+        pair_grads_case(pref_loss_name((PrefLossType)t), NULL, -1, ls, t != PREF_SFT, &rng);
+    }
+    pair_grads_case("sft", NULL, -1, 0, 0, &rng);
+    pair_grads_case("sft", "2", 0.5, 0, 0, &rng);
+    pair_grads_case("sigmoid,sft", "1,0.3", 0.7, 0.1, 1, &rng);
+    pair_grads_case("cdpo,ipo,sft", "1,0.25,0.5", -1, 0.2, 1, &rng);
+    pair_grads_case("robust,sft,sft", "1,0.5,0.25", 0.25, 0.1, 1, &rng);
+    pair_grads_case("exo_pair,discopop,nca_pair", "1,2,0.5", 0.5, 0.01, 1, &rng);
+}
+
 int main(void) {
     test_exact();
+    test_pair_grads();
     test_grads();
     test_parse();
     test_seq_helpers();

@@ -39,8 +39,8 @@ void prefbatch_logps(Model *m, const Batch *b, PrefScratch *s, float *seq, int *
  * m->grads the gradient of sum_r dseq[r] * seq[r]. */
 void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const float *dseq);
 /* d loss / d seq for pairs [i0, i1) of n from their own sequence log-probs: fills
- * dseq[i] (chosen) and dseq[n + i] (rejected) from seq at i and n + i, and len (every
- * pair's lengths are there from the first call on). */
+ * dseq[i] (chosen) and dseq[n + i] (rejected), reading seq at i and n + i and len
+ * (which holds every pair's lengths from the first call on). */
 typedef void (*PrefPairGradFn)(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq);
 /* prefbatch_logps and prefbatch_logps_backward (then model_backward) in one call, for a
  * loss that gives each pair's gradient from that pair's log-probs alone (DPO's
