@@ -124,11 +124,9 @@ static double fd(PrefLossConfig *c, int n, float *x, int i, const float *pc, con
     return (lp - lm) / ((double)xp - xm);
 }
 
-static void grad_check(PrefLossConfig *c, const char *label, Rng *rng) {
-    enum { N = 5 };
-    float pc[N], pr[N], rc[N], rr[N], dpc[N], dpr[N];
-    int lc[N], lr[N];
-    for (int i = 0; i < N; i++) {
+/* n random pairs: policy and reference log-probs within 3 of each other, lengths 1-9. */
+static void random_pairs(Rng *rng, int n, float *pc, float *pr, float *rc, float *rr, int *lc, int *lr) {
+    for (int i = 0; i < n; i++) {
         pc[i] = -20 + 10 * rng_uniform(rng);
         pr[i] = -20 + 10 * rng_uniform(rng);
         rc[i] = pc[i] + 6 * (rng_uniform(rng) - 0.5f);
@@ -136,6 +134,13 @@ static void grad_check(PrefLossConfig *c, const char *label, Rng *rng) {
         lc[i] = 1 + (int)rng_below(rng, 9);
         lr[i] = 1 + (int)rng_below(rng, 9);
     }
+}
+
+static void grad_check(PrefLossConfig *c, const char *label, Rng *rng) {
+    enum { N = 5 };
+    float pc[N], pr[N], rc[N], rr[N], dpc[N], dpr[N];
+    int lc[N], lr[N];
+    random_pairs(rng, N, pc, pr, rc, rr, lc, lr);
     /* (BCO is checked separately: its shift is a detached running mean.) */
     PrefLossState st;
     pref_loss_state_init(&st);
@@ -319,14 +324,8 @@ static void pair_grads_case(const char *types, const char *weights, double rpo, 
     c.beta = 0.2;
     float pc[N], pr[N], rc[N], rr[N], dpc[N], dpr[N], gc[N], gr[N];
     int lc[N], lr[N];
-    for (int i = 0; i < N; i++) {
-        pc[i] = -20 + 10 * rng_uniform(rng);
-        pr[i] = -20 + 10 * rng_uniform(rng);
-        rc[i] = pc[i] + 6 * (rng_uniform(rng) - 0.5f);
-        rr[i] = pr[i] + 6 * (rng_uniform(rng) - 0.5f);
-        lc[i] = i == 2 ? 0 : 1 + (int)rng_below(rng, 9);
-        lr[i] = 1 + (int)rng_below(rng, 9);
-    }
+    random_pairs(rng, N, pc, pr, rc, rr, lc, lr);
+    lc[2] = 0; /* an empty chosen completion */
     const float *r1 = with_ref ? rc : NULL, *r2 = with_ref ? rr : NULL;
     pref_loss(&c, NULL, N, pc, pr, r1, r2, lc, lr, dpc, dpr, NULL);
     const double scale = 0.37;
