@@ -936,6 +936,12 @@ static const float *lm_head(const Model *m) {
     return m->w.lm_head;
 }
 
+/* Every target of the LM head's callers is a token of the vocabulary (or < 0: none). */
+static void check_targets(const int *targets, int N, int V) {
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+}
+
 void model_logprobs(Model *m, const int *targets, float *logp, float *entropy) {
     model_logprobs_argmax(m, targets, logp, entropy, NULL);
 }
@@ -943,8 +949,7 @@ void model_logprobs(Model *m, const int *targets, float *logp, float *entropy) {
 void model_logprobs_argmax(Model *m, const int *targets, float *logp, float *entropy, int *argmax) {
     if (!m->B) die_internal("model_logprobs: no forward");
     int N = m->B * m->T, V = m->cfg.vocab_size;
-    for (int n = 0; n < N; n++)
-        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+    check_targets(targets, N, V);
     if (m->cfg.final_softcap > 0)
         logprobs_softcap_forward(logp, entropy, m->impl->lse, argmax, m->hidden, lm_head(m), targets, N, m->cfg.d_model,
                                  V, m->cfg.final_softcap);
@@ -968,8 +973,7 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
 void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, float *logp, float *entropy, int *argmax) {
     if (!m->B) die_internal("model_logprobs_fused: no forward");
     int N = m->B * m->T, V = m->cfg.vocab_size;
-    for (int n = 0; n < N; n++)
-        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+    check_targets(targets, N, V);
     if (m->cfg.final_softcap > 0) { /* no fused soft-capped head: the two passes */
         model_logprobs_argmax(m, targets, logp, entropy, argmax);
         model_logprobs_backward(m, targets, dlogp);
@@ -985,8 +989,7 @@ void model_logprobs_fused_grouped(Model *m, const int *targets, int group_len, L
                                   float *logp, float *entropy, int *argmax) {
     if (!m->B) die_internal("model_logprobs_fused_grouped: no forward");
     int N = m->B * m->T, V = m->cfg.vocab_size;
-    for (int n = 0; n < N; n++)
-        if (targets[n] >= V) die_internal("model_logprobs: target %d outside the vocabulary (%d)", targets[n], V);
+    check_targets(targets, N, V);
     if (m->cfg.final_softcap > 0) { /* no fused soft-capped head: the two passes, fn between them */
         model_logprobs_argmax(m, targets, logp, entropy, argmax);
         fn(ctx, 0, N / group_len, logp, dlogp);

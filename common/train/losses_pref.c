@@ -85,14 +85,10 @@ int pref_loss_needs_ref(const PrefLossConfig *c) {
 }
 
 int pref_loss_pairwise(const PrefLossConfig *c) {
-    for (int k = 0; k < c->n_terms; k++) switch (c->type[k]) {
-        case PREF_BCO_PAIR:
-        case PREF_AOT:
-        case PREF_AOT_UNPAIRED:
-            return 0;
-        default:
-            break;
-        }
+    for (int k = 0; k < c->n_terms; k++) {
+        PrefLossType t = c->type[k];
+        if (t == PREF_BCO_PAIR || t == PREF_AOT || t == PREF_AOT_UNPAIRED) return 0;
+    }
     return 1;
 }
 

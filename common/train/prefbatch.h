@@ -44,10 +44,10 @@ void prefbatch_logps_backward(Model *m, const Batch *b, PrefScratch *s, const fl
 typedef void (*PrefPairGradFn)(void *ctx, int i0, int i1, int n, const float *seq, const int *len, float *dseq);
 /* prefbatch_logps and prefbatch_logps_backward (then model_backward) in one call, for a
  * loss that gives each pair's gradient from that pair's log-probs alone (DPO's
- * sigmoid, IPO, ...; not AOT's sorted batch or BCO's batch mean): fn is called for a range of pairs as
- * soon as their log-probs are known, so the LM head keeps a block of pairs' logits
- * instead of recomputing them (model_logprobs_fused_grouped: three products over the
- * vocabulary instead of four).  On a shared batch the blocks are rows, so whole pairs;
+ * sigmoid, IPO, ...; not AOT's sorted batch or BCO's batch mean): fn is called for a
+ * range of pairs as soon as their log-probs are known, so the LM head keeps a block
+ * of pairs' logits instead of recomputing them (model_logprobs_fused_grouped: three
+ * products over the vocabulary instead of four).  On a shared batch a row is a pair;
  * an unshared batch is one group (fn once, for all pairs), in one pass when its
  * completion tokens fit one block of the head.  seq, len (may be NULL) and dseq
  * (2n each) as the two calls'; s's token metrics are left as prefbatch_logps leaves
