@@ -21,16 +21,17 @@
 #include "model/model.h"
 
 #define FIX "tests/oracle/fixtures/"
-/* --gen-dtype bf16 (decode weights rounded to bf16, relative error <= 2^-9 each;
- * prefill, activations and sums fp32), against the same fp32 fixtures: log-probs
- * within BF16_LP_TOL (the worst seen on these models is 0.029, gen-gpt2), and the
- * same tokens except at a step whose top-2 logit gap is below BF16_TIE, where the
- * bf16 perturbation of the logits may reorder the two (the largest gap seen flipped
- * is 0.049, gen-llama; these random tiny models have nearly flat distributions, so
- * 6 of the 14 models meet such a near-tie within 64 tokens).  The comparison stops
- * at such a flip, as at an fp32 near-tie. */
-#define BF16_LP_TOL 0.05
-#define BF16_TIE 0.1
+/* --gen-dtype bf16 (decode weights and the products' input rows rounded to bf16,
+ * relative error <= 2^-9 each; prefill and sums fp32), against the same fp32
+ * fixtures: log-probs within BF16_LP_TOL (the worst seen on these models is 0.047,
+ * gen-gpt2; 0.029 when only the weights were rounded), and the same tokens except at
+ * a step whose top-2 logit gap is below BF16_TIE, where the bf16 perturbation of the
+ * logits may reorder the two (the largest gap seen flipped is 0.091, gen-llama; these
+ * random tiny models have nearly flat distributions, so 6 of the 14 models meet such
+ * a near-tie within 64 tokens).  The comparison stops at such a flip, as at an fp32
+ * near-tie. */
+#define BF16_LP_TOL 0.08
+#define BF16_TIE 0.15
 /* --gen-dtype int8 (each weight within half a step, max|w| / 254, of its block of 32
  * inputs; bf16 keeps each weight within 2^-9 of itself): the same comparison with
  * INT8_LP_TOL (the worst seen is 0.068, gen-llama, 0.046 gen-gpt2, 0.018-0.039 the

@@ -190,8 +190,6 @@ static void packed_panel(float *out, const float *in, const DecodePacked *pk, co
     }
 }
 
-static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
-
 static void linear_panel_task(void *arg, int p, int tid) {
     const LinearJob *j = arg;
     packed_panel(j->out, j->in, j->pk, j->bias, j->N, p);
@@ -202,7 +200,7 @@ static void linear_panel_task(void *arg, int p, int tid) {
  * instead of waiting for a fixed half.  Which thread computes a panel changes no bit. */
 void decode_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
     if (pk->dtype == DECODE_BF16) {
-        decode_linear_bf16(out, in, pk, bias, N, nt);
+        decode_bf16_linear(out, in, pk, bias, N, nt);
         return;
     }
     if (pk->dtype == DECODE_INT8) {
@@ -221,47 +219,7 @@ void decode_packed_free(DecodePacked *pk) {
     memset(pk, 0, sizeof *pk);
 }
 
-/* ---- bf16 weights, fp32 activations and sums --------------------------------------------
- * The weights are rounded to bf16 once, at packing, and widened back to fp32 in
- * registers (a bf16 is the top half of an fp32, so widening is a 16-bit shift):
- * half the bytes to stream per token, which is what bounds decoding at small batch.
- * Each (n, o) is still ONE chain of fused multiply-adds over i = 0..C-1 then the
- * bias, so the result is the same on every kernel (AVX-512 or portable) and at any
- * batch size: exactly fp32 sums over the bf16-rounded weights.
- *
- * Layout: panels of DECODE_BF16_PW = 32 outputs, [C][32] bf16 per panel; within a
- * step i, element 2k is output k and element 2k+1 is output k + 16, so one 64-byte
- * load gives both halves: (v << 16) is outputs 0..15 and (v & 0xffff0000) outputs
- * 16..31, two ALU ops and no shuffles. */
-#define BPW DECODE_BF16_PW
-#define BRB 8 /* rows per block: 8 rows x 2 vectors = 16 accumulators */
-
-static inline int bf16_pos(int j) {
-    return j < BPW / 2 ? 2 * j : 2 * (j - BPW / 2) + 1;
-}
-
-uint16_t decode_bf16_round(float x) {
-    union {
-        float f;
-        uint32_t u;
-    } v = {.f = x};
-    uint32_t u = v.u;
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return (uint16_t)((u >> 16) | 0x0040u); /* NaN */
-    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u); /* zero, subnormal: signed zero */
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even (may carry into inf) */
-    return (uint16_t)(u >> 16);
-}
-
-static int bf16_portable; /* decode_bf16_force_portable */
-
-void decode_bf16_force_portable(int on) {
-    bf16_portable = on;
-}
-
-int decode_portable_forced(void) {
-    return bf16_portable;
-}
-
+/* ---- dtypes ---- */
 const char *decode_dtype_name(DecodeDtype dtype) {
     return dtype == DECODE_BF16 ? "bf16" : dtype == DECODE_INT8 ? "int8" : "fp32";
 }
@@ -278,179 +236,13 @@ int decode_dtype_parse(const char *s, DecodeDtype *out) {
     return 0;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define BF16_X86 1
-static int cpu_avx512(void) {
-    return !bf16_portable && __builtin_cpu_supports("avx512f");
-}
-static int cpu_avx512bf16(void) {
-    return !bf16_portable && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-}
-
-/* One weight row to bf16 with VCVTNEPS2BF16 (the rounding decode_bf16_round copies). */
-__attribute__((target("avx512f,avx512bf16"))) static void round_row_avx512bf16(uint16_t *dst, const float *src, int C) {
-    int i = 0;
-    for (; i + 16 <= C; i += 16) {
-        __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)b);
-    }
-    for (; i < C; i++) dst[i] = decode_bf16_round(src[i]);
-}
-
-__attribute__((target("avx512f"))) static inline void bf16_store_avx512(float *out, __m512 lo, __m512 hi,
-                                                                        const float *bias, int p, int OC) {
-    float t[BPW];
-    _mm512_storeu_ps(t, lo);
-    _mm512_storeu_ps(t + 16, hi);
-    int o0 = p * BPW, m = OC - o0 < BPW ? OC - o0 : BPW;
-    for (int j = 0; j < m; j++) out[o0 + j] = t[j] + (bias ? bias[o0 + j] : 0.0f);
-}
-
-/* Rows n..n+nr-1 (nr <= BRB) x panel p. */
-__attribute__((target("avx512f"))) static void bf16_block_avx512(float *out, const float *in, const DecodePacked *pk,
-                                                                 const float *bias, int n, int nr, int p) {
-    int C = pk->C, OC = pk->OC;
-    const uint16_t *w = pk->pb + (size_t)p * C * BPW;
-    const float *x = in + (size_t)n * C;
-    const __m512i himask = _mm512_set1_epi32((int)0xffff0000u);
-    __m512 l[BRB], h[BRB];
-    for (int r = 0; r < BRB; r++) l[r] = _mm512_setzero_ps(), h[r] = _mm512_setzero_ps();
-    if (nr == BRB) {
-        for (int i = 0; i < C; i++, w += BPW) {
-            __m512i v = _mm512_load_si512((const void *)w);
-            __m512 wl = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-            __m512 wh = _mm512_castsi512_ps(_mm512_and_si512(v, himask));
-            for (int r = 0; r < BRB; r++) {
-                __m512 xb = _mm512_set1_ps(x[(size_t)r * C + i]);
-                l[r] = _mm512_fmadd_ps(xb, wl, l[r]);
-                h[r] = _mm512_fmadd_ps(xb, wh, h[r]);
-            }
-        }
-    } else {
-        for (int i = 0; i < C; i++, w += BPW) {
-            __m512i v = _mm512_load_si512((const void *)w);
-            __m512 wl = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-            __m512 wh = _mm512_castsi512_ps(_mm512_and_si512(v, himask));
-            for (int r = 0; r < nr; r++) {
-                __m512 xb = _mm512_set1_ps(x[(size_t)r * C + i]);
-                l[r] = _mm512_fmadd_ps(xb, wl, l[r]);
-                h[r] = _mm512_fmadd_ps(xb, wh, h[r]);
-            }
-        }
-    }
-    for (int r = 0; r < nr; r++) bf16_store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
-}
-
-/* One row x panels p and p+1 (the batch-1 case: four independent chains keep the
- * FMA units busy while the weights stream). */
-__attribute__((target("avx512f"))) static void bf16_row2_avx512(float *out, const float *in, const DecodePacked *pk,
-                                                                const float *bias, int n, int p) {
-    int C = pk->C, OC = pk->OC;
-    const uint16_t *w0 = pk->pb + (size_t)p * C * BPW, *w1 = w0 + (size_t)C * BPW;
-    const float *x = in + (size_t)n * C;
-    const __m512i himask = _mm512_set1_epi32((int)0xffff0000u);
-    __m512 l0 = _mm512_setzero_ps(), h0 = l0, l1 = l0, h1 = l0;
-    for (int i = 0; i < C; i++, w0 += BPW, w1 += BPW) {
-        __m512 xb = _mm512_set1_ps(x[i]);
-        __m512i v0 = _mm512_load_si512((const void *)w0), v1 = _mm512_load_si512((const void *)w1);
-        l0 = _mm512_fmadd_ps(xb, _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), l0);
-        h0 = _mm512_fmadd_ps(xb, _mm512_castsi512_ps(_mm512_and_si512(v0, himask)), h0);
-        l1 = _mm512_fmadd_ps(xb, _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), l1);
-        h1 = _mm512_fmadd_ps(xb, _mm512_castsi512_ps(_mm512_and_si512(v1, himask)), h1);
-    }
-    bf16_store_avx512(out + (size_t)n * OC, l0, h0, bias, p, OC);
-    bf16_store_avx512(out + (size_t)n * OC, l1, h1, bias, p + 1, OC);
-}
-#endif
-
-/* Portable: the same chains, one output at a time, with fmaf (a correctly rounded
- * fused multiply-add, as the vector FMA). */
-static void bf16_block_scalar(float *out, const float *in, const DecodePacked *pk, const float *bias, int n, int nr,
-                              int p) {
-    int C = pk->C, OC = pk->OC;
-    const uint16_t *w = pk->pb + (size_t)p * C * BPW;
-    int o0 = p * BPW, m = OC - o0 < BPW ? OC - o0 : BPW;
-    for (int r = 0; r < nr; r++) {
-        const float *x = in + (size_t)(n + r) * C;
-        for (int j = 0; j < m; j++) {
-            const uint16_t *wj = w + bf16_pos(j);
-            float acc = 0.0f;
-            for (int i = 0; i < C; i++) acc = fmaf(x[i], decode_bf16_widen(wj[(size_t)i * BPW]), acc);
-            out[(size_t)(n + r) * OC + o0 + j] = acc + (bias ? bias[o0 + j] : 0.0f);
-        }
-    }
-}
-
-const char *decode_bf16_kernel(void) {
-#ifdef BF16_X86
-    if (cpu_avx512()) return "avx512";
-#endif
-    return "scalar";
-}
-
 void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype) {
-    if (dtype == DECODE_INT8) {
+    if (dtype == DECODE_INT8)
         decode_int8_pack(pk, w, C, OC);
-        return;
-    }
-    if (dtype != DECODE_BF16) {
-        decode_pack(pk, w, C, OC);
-        return;
-    }
-    decode_packed_init(pk, w, C, OC, DECODE_BF16, BPW);
-    pk->pb = xaligned_alloc((size_t)pk->npanel * C * BPW * sizeof(uint16_t));
-    int vec = 0;
-#ifdef BF16_X86
-    vec = cpu_avx512bf16();
-#endif
-#pragma omp parallel
-    {
-        uint16_t *row = xmalloc((size_t)C * sizeof(uint16_t));
-#pragma omp for schedule(static)
-        for (int p = 0; p < pk->npanel; p++) {
-            uint16_t *dst = pk->pb + (size_t)p * C * BPW;
-            for (int j = 0; j < BPW; j++) {
-                int o = p * BPW + j;
-                if (o >= OC) continue; /* stays zero (xaligned_alloc zeroes) */
-                const float *src = w + (size_t)o * C;
-#ifdef BF16_X86
-                if (vec)
-                    round_row_avx512bf16(row, src, C);
-                else
-#endif
-                    for (int i = 0; i < C; i++) row[i] = decode_bf16_round(src[i]);
-                int q = bf16_pos(j);
-                for (int i = 0; i < C; i++) dst[(size_t)i * BPW + q] = row[i];
-            }
-        }
-        free(row);
-    }
-    (void)vec;
-}
-
-#ifdef BF16_X86
-/* Batch 1: item t is the panel pair (2t, 2t+1), the odd last panel alone. */
-static void bf16_pair_task(void *arg, int t, int tid) {
-    const LinearJob *j = arg;
-    int np = j->pk->npanel;
-    if (t < np / 2)
-        bf16_row2_avx512(j->out, j->in, j->pk, j->bias, 0, 2 * t);
+    else if (dtype == DECODE_BF16)
+        decode_bf16_pack(pk, w, C, OC);
     else
-        bf16_block_avx512(j->out, j->in, j->pk, j->bias, 0, 1, np - 1);
-}
-
-static void bf16_panel_task_avx512(void *arg, int p, int tid) {
-    const LinearJob *j = arg;
-    for (int n = 0; n < j->N; n += BRB)
-        bf16_block_avx512(j->out, j->in, j->pk, j->bias, n, j->N - n < BRB ? j->N - n : BRB, p);
-}
-#endif
-
-static void bf16_panel_task_scalar(void *arg, int p, int tid) {
-    const LinearJob *j = arg;
-    for (int n = 0; n < j->N; n += BRB)
-        bf16_block_scalar(j->out, j->in, j->pk, j->bias, n, j->N - n < BRB ? j->N - n : BRB, p);
+        decode_pack(pk, w, C, OC);
 }
 
 void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable) {
@@ -461,15 +253,6 @@ void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, Dec
         decode_parallel(nt, np / 2 + (np & 1), pair, (void *)j);
     else
         decode_parallel(nt, np, panel, (void *)j);
-}
-
-static void decode_linear_bf16(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt) {
-    LinearJob j = {out, in, bias, pk, N};
-#ifdef BF16_X86
-    decode_run_panels(&j, nt, cpu_avx512(), bf16_pair_task, bf16_panel_task_avx512, bf16_panel_task_scalar);
-#else
-    decode_run_panels(&j, nt, 0, NULL, NULL, bf16_panel_task_scalar);
-#endif
 }
 
 /* ---- cached attention ------------------------------------------------------------------ */

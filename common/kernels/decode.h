@@ -14,10 +14,12 @@
 
 #include <stdint.h>
 
-/* What the packed decode weights are held as.  Activations and sums are fp32 in all.
+/* What the packed decode weights are held as.  Sums are fp32 in all.
+ * DECODE_BF16: bf16 weights, and each product's input rows rounded to bf16 too (the
+ * products of AVX512-BF16's VDPBF16PS, see decode_bf16.c).
  * DECODE_INT8: 8-bit integers with one fp32 scale per DECODE_INT8_BLOCK consecutive
- * inputs of an output (GGML's Q8_0 quantization, its scale kept in fp32), see
- * decode_int8.c. */
+ * inputs of an output (GGML's Q8_0 quantization, its scale kept in fp32), fp32 inputs,
+ * see decode_int8.c. */
 typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1, DECODE_INT8 = 2 } DecodeDtype;
 
 /* Inputs per int8 scale, and outputs per int8 panel. */
@@ -28,11 +30,12 @@ typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1, DECODE_INT8 = 2 } DecodeDtype;
  * kernel's contract with decode_pack). */
 #define DECODE_BF16_PW 32
 
-/* A weight matrix [OC, C] repacked into panels of outputs, [C][panel width] each. */
+/* A weight matrix [OC, C] repacked into panels of outputs, [C][panel width] each
+ * (bf16: [ceil(C / 2)][panel width][2]). */
 typedef struct DecodePacked {
     const float *w; /* the [OC, C] original, the key of a lookup */
     float *p;       /* fp32: [npanel][C][PW] */
-    uint16_t *pb;   /* bf16: [npanel][C][32], outputs k and k+16 interleaved (decode.c) */
+    uint16_t *pb;   /* bf16: [npanel][ceil(C / 2)][32][2], input pairs (decode_bf16.c) */
     int8_t *pq;     /* int8: [npanel][C][32], output k at byte k (decode_int8.c) */
     float *ps;      /* int8: the scales, [npanel][ceil(C / 32)][32] */
     int C, OC, npanel;
@@ -64,10 +67,12 @@ static inline float decode_bf16_widen(uint16_t b) {
     } v = {.u = (uint32_t)b << 16};
     return v.f;
 }
-/* Which bf16 kernel decode_linear runs on this CPU: "avx512" or "scalar". */
+/* Which bf16 kernel decode_linear runs on this CPU: "avx512bf16" (VDPBF16PS),
+ * "avx512" (AVX-512F without it) or "scalar" (the same bits on all three). */
 const char *decode_bf16_kernel(void);
 /* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding), for
- * the int8 panels too. */
+ * the int8 panels too; 2 the bf16 panels' AVX-512F kernel on a CPU with AVX512-BF16
+ * (decode_bf16_kernel names the kernel in force). */
 void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */

@@ -23,7 +23,7 @@
  * Layout: panels of DECODE_INT8_PW = 32 outputs; per panel the weights [C][32] (byte k
  * of a step is output k: one 16-byte load sign-extends to outputs 0..15, the next to
  * 16..31) and the scales [ceil(C / 32)][32] (fp32).  Outputs past OC are zero.
- * Not for: the fp32 and bf16 panels (decode.c). */
+ * Not for: the fp32 panels (decode.c), the bf16 ones (decode_bf16.c). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -23,12 +23,18 @@ void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, Dec
  * outputs (the buffers are the packer's to allocate). */
 void decode_packed_init(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype, int pw);
 
-/* decode_bf16_force_portable's setting: 1 when the portable kernels are forced. */
+/* decode_bf16_force_portable's setting: 1 when the portable kernels are forced (for
+ * the int8 panels too). */
 int decode_portable_forced(void);
 
 /* decode_int8.c: the int8 panels (decode_pack_dtype with DECODE_INT8) and their
  * product (decode_linear on such panels). */
 void decode_int8_pack(DecodePacked *pk, const float *w, int C, int OC);
 void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
+
+/* decode_bf16.c: the bf16 panels (decode_pack_dtype with DECODE_BF16) and their
+ * product (decode_linear on such panels). */
+void decode_bf16_pack(DecodePacked *pk, const float *w, int C, int OC);
+void decode_bf16_linear(float *out, const float *in, const DecodePacked *pk, const float *bias, int N, int nt);
 
 #endif
