@@ -133,7 +133,7 @@ static int peer_mode(const char *dir, int steps, const char *dtype, int batch, c
     decode_dtype_parse(dtype, &dt);
     double r = decode_rate_dt(&m, batch, steps, 0, 0.0f, dt);
     /* int8 is keyed q8_0: the llama.cpp row it is paired with (the same quantization
-     * of the weights; llama.cpp also rounds the activations to 8 bits) */
+     * of the weights and of the products' inputs) */
     printf("RESULT cherry %s/%s B=%d new=%d tokens_per_s=%.1f (%d threads, greedy, %s kernel)\n", label,
            dt == DECODE_BF16   ? "bf16"
            : dt == DECODE_INT8 ? "q8_0"

@@ -6,12 +6,15 @@
  *    overflows (each weight still within d / 2), and the rounding against roundf.
  * 2. decode_pack_dtype(DECODE_INT8) holds, for every block of 32 inputs of every
  *    output, exactly decode_int8_quantize's q and d; outputs past OC are zero.
- * 3. decode_linear over the int8 panels equals, bit for bit, a scalar reference: for
- *    each (n, o) one chain acc = fmaf(x[i], q * d, acc) over i = 0..C-1 (q * d rounded
- *    once to fp32), then + bias.  Shapes with a partial last block and
+ * 3. decode_linear over the int8 panels equals, bit for bit, this file's scalar
+ *    chain: each input row quantized per block of 32 as the weights are (qx, dx), and
+ *    for each (n, o) and block b, s = sum qx * qw in 64-bit integers, acc =
+ *    fmaf((float)s, dw * dx, acc), then + bias.  Shapes with a partial last block and
  *    panel, an odd panel count, batch 1 (the panel-pair kernel), full and partial row
- *    blocks; 1 and 2 threads; the AVX-512 and the portable kernels.
- * 4. int8 against fp32 products: within the quantization bound sum_i |x_i| d_b(i) / 2.
+ *    blocks; 1 and 2 threads; the VNNI and the portable kernels; inputs and weights
+ *    at +-127 after quantization (the unsigned inputs' correction at its extremes).
+ * 4. int8 against fp32 products: within the quantization bound
+ *    sum_i (|x_i| dw_b(i) + |qw_i dw_b(i)| dx_b(i)) / 2.
  * 5. A row's result does not depend on the rows decoded with it. */
 #include <math.h>
 #include <stdint.h>
@@ -81,10 +84,12 @@ static void check_quantize(void) {
     CHECK(q[1] == 3 && q[2] == 0, "2.5 -> %d (expected 3), 0.49999997 -> %d (expected 0)", q[1], q[2]);
 }
 
-/* The packed q and d of output o, input i (the layout of decode_int8.c). */
+/* The packed q and d of output o, input i (the layout of decode_int8.c: per panel
+ * [nb * 8][32][4]). */
 static int8_t packed_q(const DecodePacked *pk, int o, int i) {
-    int p = o / DECODE_INT8_PW, j = o % DECODE_INT8_PW;
-    return pk->pq[((size_t)p * pk->C + i) * DECODE_INT8_PW + j];
+    int nb = (pk->C + DECODE_INT8_BLOCK - 1) / DECODE_INT8_BLOCK, p = o / DECODE_INT8_PW, j = o % DECODE_INT8_PW;
+    return pk
+        ->pq[(size_t)p * nb * DECODE_INT8_BLOCK * DECODE_INT8_PW + ((size_t)(i / 4) * DECODE_INT8_PW + j) * 4 + i % 4];
 }
 
 static float packed_d(const DecodePacked *pk, int o, int b) {
@@ -103,6 +108,17 @@ static void check_shape(int N, int C, int OC, int portable) {
     for (size_t i = 0; i < (size_t)N * C; i++) x[i] = frand();
     for (int o = 0; o < OC; o++) bias[o] = frand();
     for (int i = 0; i < C && i < QB; i++) w[i] *= 1e-3f; /* a block of small weights: a scale of its own */
+    /* extremes after quantization: a row of inputs all -127, an output's weights all 127 */
+    if (N > 1)
+        for (int i = 0; i < C; i++) x[C + i] = -0.5f;
+    if (OC > 1)
+        for (int i = 0; i < C; i++) w[C + i] = 2.0f;
+    /* a row whose first block is so small its 1 / d overflows, with a NaN and a tie
+     * (v = 63.5 after scaling) in the next; the vector quantizer must match */
+    if (N > 2) {
+        for (int i = 0; i < C && i < QB; i++) x[2 * C + i] *= 1e-38f;
+        if (C > QB + 2) x[2 * C + QB] = 1.0f, x[2 * C + QB + 1] = NAN, x[2 * C + QB + 2] = 0.5f;
+    }
     for (int o = 0; o < OC; o++)
         for (int b = 0; b < nb; b++) {
             int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
@@ -130,27 +146,45 @@ static void check_shape(int N, int C, int OC, int portable) {
                 bad = 1;
                 break;
             }
-    float *wq = malloc((size_t)OC * C * sizeof(float));
-    for (size_t i = 0; i < (size_t)OC * C; i++) wq[i] = (float)q[i] * d[i / C * nb + i % C / QB];
-    reference_linear(ref, x, wq, bias, N, C, OC);
-    free(wq);
+    /* the inputs quantized per block as the weights are, then the chain of each (n, o) */
+    int8_t *qx = malloc((size_t)N * C);
+    float *dx = malloc((size_t)N * nb * sizeof(float));
+    for (int n = 0; n < N; n++)
+        for (int b = 0; b < nb; b++) {
+            int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
+            dx[(size_t)n * nb + b] = decode_int8_quantize(qx + (size_t)n * C + i0, x + (size_t)n * C + i0, len);
+        }
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int64_t sum = 0;
+                for (int i = b * QB; i < C && i < (b + 1) * QB; i++)
+                    sum += (int64_t)qx[(size_t)n * C + i] * q[(size_t)o * C + i];
+                acc = fmaf((float)sum, d[(size_t)o * nb + b] * dx[(size_t)n * nb + b], acc);
+            }
+            ref[(size_t)n * OC + o] = acc + bias[o];
+        }
     check_linear_bits(&pk, x, bias, ref, out, N, C, OC, kern);
-    /* against fp32 weights: each weight within d / 2 of itself (d its block's scale) */
+    /* against fp32: each weight within dw / 2 of itself and each input within dx / 2 */
     decode_linear(f32, x, &p32, bias, N, 1);
     double worst = 0;
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             double bound = 0, mag = 0;
             for (int i = 0; i < C; i++) {
-                bound += fabs(x[(size_t)n * C + i]) * d[(size_t)o * nb + i / QB] / 2;
+                double wq = (double)q[(size_t)o * C + i] * d[(size_t)o * nb + i / QB];
+                bound += fabs(x[(size_t)n * C + i]) * d[(size_t)o * nb + i / QB] / 2 +
+                         fabs(wq) * dx[(size_t)n * nb + i / QB] / 2;
                 mag += fabs((double)x[(size_t)n * C + i] * w[(size_t)o * C + i]);
             }
             bound += 1e-6 * (mag + 1); /* the fp32 sums' own rounding */
             double e = fabs((double)out[(size_t)n * OC + o] - f32[(size_t)n * OC + o]);
             if (e / bound > worst) worst = e / bound;
         }
-    CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 weights differ by %.2f of the quantization bound", N, C, OC,
+    CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 products differ by %.2f of the quantization bound", N, C, OC,
           worst);
+    free(qx), free(dx);
     decode_packed_free(&pk);
     decode_packed_free(&p32);
     decode_bf16_force_portable(0);

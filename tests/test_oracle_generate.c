@@ -33,11 +33,12 @@
 #define BF16_LP_TOL 0.08
 #define BF16_TIE 0.15
 /* --gen-dtype int8 (each weight within half a step, max|w| / 254, of its block of 32
- * inputs; bf16 keeps each weight within 2^-9 of itself): the same comparison with
- * INT8_LP_TOL (the worst seen is 0.068, gen-llama, 0.046 gen-gpt2, 0.018-0.039 the
- * other families, 2-4x bf16's) and INT8_TIE (the largest gap seen flipped is 0.081,
- * gen-llama). */
-#define INT8_LP_TOL 0.1
+ * inputs, and each product's inputs likewise, as llama.cpp's Q8_0 products; bf16 keeps
+ * each value within 2^-9 of itself): the same comparison with INT8_LP_TOL (the worst
+ * seen is 0.084, gen-llama, 0.060 gen-gpt2, 0.018-0.043 the other families; 0.068 and
+ * 0.046 when only the weights were quantized) and INT8_TIE (the largest gap seen
+ * flipped is 0.081, gen-llama). */
+#define INT8_LP_TOL 0.15
 #define INT8_TIE 0.15
 
 static int failures;

@@ -81,7 +81,7 @@ void gen_flags_usage(FILE *out, int max_new_default, const char *temperature_hel
             "                             and \\\\ are read as newline, tab and backslash\n"
             "      --gen-dtype fp32|bf16|int8\n"
             "                             decode weights: bf16 (inputs rounded too), or int8\n"
-            "                             with one scale per 32 inputs (GGML's Q8_0); fp32\n"
-            "                             sums, prefill stays fp32 (default fp32)\n",
+            "                             with one scale per 32 inputs (GGML's Q8_0, inputs\n"
+            "                             too); fp32 sums, prefill stays fp32 (default fp32)\n",
             max_new_default, temperature_help);
 }

@@ -216,6 +216,7 @@ void decode_packed_free(DecodePacked *pk) {
     free(pk->pb);
     free(pk->pq);
     free(pk->ps);
+    free(pk->pz);
     memset(pk, 0, sizeof *pk);
 }
 

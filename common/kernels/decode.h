@@ -18,8 +18,9 @@
  * DECODE_BF16: bf16 weights, and each product's input rows rounded to bf16 too (the
  * products of AVX512-BF16's VDPBF16PS, see decode_bf16.c).
  * DECODE_INT8: 8-bit integers with one fp32 scale per DECODE_INT8_BLOCK consecutive
- * inputs of an output (GGML's Q8_0 quantization, its scale kept in fp32), fp32 inputs,
- * see decode_int8.c. */
+ * inputs of an output (GGML's Q8_0 quantization, its scale kept in fp32), and each
+ * product's input rows quantized the same way (integer sums per block, see
+ * decode_int8.c). */
 typedef enum { DECODE_FP32 = 0, DECODE_BF16 = 1, DECODE_INT8 = 2 } DecodeDtype;
 
 /* Inputs per int8 scale, and outputs per int8 panel. */
@@ -36,8 +37,9 @@ typedef struct DecodePacked {
     const float *w; /* the [OC, C] original, the key of a lookup */
     float *p;       /* fp32: [npanel][C][PW] */
     uint16_t *pb;   /* bf16: [npanel][ceil(C / 2)][32][2], input pairs (decode_bf16.c) */
-    int8_t *pq;     /* int8: [npanel][C][32], output k at byte k (decode_int8.c) */
+    int8_t *pq;     /* int8: [npanel][ceil(C / 32) * 8][32][4], 4 inputs an output (decode_int8.c) */
     float *ps;      /* int8: the scales, [npanel][ceil(C / 32)][32] */
+    int32_t *pz;    /* int8: each block's sum of its 32 quantized weights, [npanel][ceil(C / 32)][32] */
     int C, OC, npanel;
     DecodeDtype dtype;
 } DecodePacked;
@@ -50,12 +52,13 @@ void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDt
 const char *decode_dtype_name(DecodeDtype dtype);
 /* --gen-dtype's value (fp32, also f32; bf16; int8) into *out: 0, or -1 when unknown. */
 int decode_dtype_parse(const char *s, DecodeDtype *out);
-/* One block of n <= DECODE_INT8_BLOCK weights to int8 as GGML's quantize_row_q8_0_ref
- * does: scale d = max|w| / 127, q = roundf(w * (1 / d)) (0 for an all-zero block);
- * returns d.  Each weight is then q * d, within d / 2 of w up to rounding. */
+/* One block of n <= DECODE_INT8_BLOCK weights (or inputs) to int8 as GGML's
+ * quantize_row_q8_0_ref does: scale d = max|w| / 127, q = roundf(w * (1 / d)) (0 for
+ * an all-zero block); returns d.  Each weight is then q * d, within d / 2 of w up to
+ * rounding. */
 float decode_int8_quantize(int8_t *q, const float *w, int n);
-/* Which int8 kernel decode_linear runs on this CPU: "avx512" or "scalar" (the same
- * bits either way; decode_bf16_force_portable forces the scalar one too). */
+/* Which int8 kernel decode_linear runs on this CPU: "avx512vnni" or "scalar" (the
+ * same bits either way; decode_bf16_force_portable forces the scalar one too). */
 const char *decode_int8_kernel(void);
 /* fp32 -> bf16 as the AVX512-BF16 VCVTNEPS2BF16 instruction does it: round to nearest
  * even, a NaN stays a (quiet) NaN, a subnormal input becomes a zero of its sign. */
