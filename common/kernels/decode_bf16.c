@@ -301,26 +301,40 @@ static void panel_task_f(void *arg, int p, int tid) {
 }
 #endif
 
+#ifdef BF16_X86
+/* The first C / 16 * 16 inputs of a row into pairs with VCVTNEPS2BF16 (16 floats make
+ * 8 pairs, the even input low); returns how many inputs it took. */
+__attribute__((target("avx512f,avx512bf16"))) static int round_pairs_avx512bf16(uint32_t *d, const float *x, int C) {
+    int i = 0;
+    for (; i + 16 <= C; i += 16) {
+        __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+        _mm256_storeu_si256((__m256i *)(d + i / 2), (__m256i)b);
+    }
+    return i;
+}
+#endif
+
 /* The input rows [N, C] as bf16 pairs [N][C2] (an odd C's last pair padded with a
  * zero), rounded as the weights were. */
 static uint32_t *round_input(const float *in, int N, int C) {
     int C2 = (C + 1) / 2;
     uint32_t *xb = xmalloc((size_t)N * C2 * sizeof(uint32_t));
+    int vec = 0;
+#ifdef BF16_X86
+    vec = cpu_avx512bf16();
+#endif
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C;
         uint32_t *d = xb + (size_t)n * C2;
         int i = 0;
 #ifdef BF16_X86
-        if (cpu_avx512bf16())
-            for (; i + 16 <= C; i += 16) { /* 16 floats round into 8 pairs, the even input low */
-                __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
-                _mm256_storeu_si256((__m256i *)(d + i / 2), (__m256i)b);
-            }
+        if (vec) i = round_pairs_avx512bf16(d, x, C);
 #endif
         for (; i < C; i += 2)
             d[i / 2] =
                 (uint32_t)decode_bf16_round(x[i]) | (i + 1 < C ? (uint32_t)decode_bf16_round(x[i + 1]) << 16 : 0);
     }
+    (void)vec;
     return xb;
 }
 
