@@ -97,7 +97,8 @@ static float packed_d(const DecodePacked *pk, int o, int b) {
     return pk->ps[((size_t)p * nb + b) * DECODE_INT8_PW + j];
 }
 
-static void check_shape(int N, int C, int OC, int portable) {
+/* unbiased: a zero bias, which would otherwise absorb the tiny row's sums. */
+static void check_shape(int N, int C, int OC, int portable, int unbiased) {
     const int QB = DECODE_INT8_BLOCK, nb = (C + QB - 1) / QB;
     float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
     float *bias = malloc(OC * sizeof(float)), *ref = malloc((size_t)N * OC * sizeof(float));
@@ -106,18 +107,26 @@ static void check_shape(int N, int C, int OC, int portable) {
     float *d = malloc((size_t)OC * nb * sizeof(float));
     for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = frand();
     for (size_t i = 0; i < (size_t)N * C; i++) x[i] = frand();
-    for (int o = 0; o < OC; o++) bias[o] = frand();
+    for (int o = 0; o < OC; o++) bias[o] = unbiased ? 0.0f : frand();
     for (int i = 0; i < C && i < QB; i++) w[i] *= 1e-3f; /* a block of small weights: a scale of its own */
     /* extremes after quantization: a row of inputs all -127, an output's weights all 127 */
     if (N > 1)
         for (int i = 0; i < C; i++) x[C + i] = -0.5f;
     if (OC > 1)
         for (int i = 0; i < C; i++) w[C + i] = 2.0f;
-    /* a row whose first block is so small its 1 / d overflows, with a NaN and a tie
-     * (v = 63.5 after scaling) in the next; the vector quantizer must match */
-    if (N > 2) {
-        for (int i = 0; i < C && i < QB; i++) x[2 * C + i] *= 1e-38f;
-        if (C > QB + 2) x[2 * C + QB] = 1.0f, x[2 * C + QB + 1] = NAN, x[2 * C + QB + 2] = 0.5f;
+    /* the vector quantizer against the scalar one: a row so small that 1 / d overflows
+     * in every block; a row with ties whose integer part is even (62.5 -> 63 away from
+     * zero, 62 to even) */
+    if (N > 2)
+        for (int i = 0; i < C; i++) x[2 * C + i] *= 1e-38f;
+    if (N > 3) {
+        float *r = x + 3 * C;
+        r[0] = 127.0f; /* amax 127: d = 1, v = x, exact ties */
+        for (int i = 1; i < C && i < QB; i++) r[i] = i % 3 == 0 ? 62.5f : i % 3 == 1 ? -0.5f : 2.5f;
+    }
+    if (N > 4) { /* NaNs in both halves of blocks: every output NaN */
+        if (C > 20) x[4 * C + 20] = NAN;
+        if (C > QB + 3) x[4 * C + QB + 3] = NAN;
     }
     for (int o = 0; o < OC; o++)
         for (int b = 0; b < nb; b++) {
@@ -153,6 +162,8 @@ static void check_shape(int N, int C, int OC, int portable) {
         for (int b = 0; b < nb; b++) {
             int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
             dx[(size_t)n * nb + b] = decode_int8_quantize(qx + (size_t)n * C + i0, x + (size_t)n * C + i0, len);
+            for (int i = i0; i < i0 + len; i++)
+                if (isnan(x[(size_t)n * C + i])) dx[(size_t)n * nb + b] = NAN; /* a NaN block: a NaN scale */
         }
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
@@ -163,7 +174,7 @@ static void check_shape(int N, int C, int OC, int portable) {
                     sum += (int64_t)qx[(size_t)n * C + i] * q[(size_t)o * C + i];
                 acc = fmaf((float)sum, d[(size_t)o * nb + b] * dx[(size_t)n * nb + b], acc);
             }
-            ref[(size_t)n * OC + o] = acc + bias[o];
+            ref[(size_t)n * OC + o] = isnan(acc) ? NAN : acc + bias[o]; /* the kernels' one NaN */
         }
     check_linear_bits(&pk, x, bias, ref, out, N, C, OC, kern);
     /* against fp32: each weight within dw / 2 of itself and each input within dx / 2 */
@@ -184,6 +195,12 @@ static void check_shape(int N, int C, int OC, int portable) {
         }
     CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 products differ by %.2f of the quantization bound", N, C, OC,
           worst);
+    if (N > 4 && C > 20)
+        for (int o = 0; o < OC; o++)
+            if (!isnan(out[4 * OC + o])) {
+                CHECK(0, "N=%d C=%d OC=%d: a NaN input gave out[4,%d] = %a, not NaN", N, C, OC, o, out[4 * OC + o]);
+                break;
+            }
     free(qx), free(dx);
     decode_packed_free(&pk);
     decode_packed_free(&p32);
@@ -199,7 +216,11 @@ int main(void) {
                              {1, 576, 49}, {16, 300, 64}, {5, 520, 97},   {40, 300, 97}};
     for (int portable = 0; portable <= 1; portable++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable);
+            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable, 0);
+    for (int portable = 0; portable <= 1; portable++) {
+        check_shape(5, 64, 40, portable, 1);
+        check_shape(5, 100, 70, portable, 1);
+    }
     check_rows_independent(DECODE_INT8, 96, 80, 13);
     return check_summary("test_decode_int8");
 }

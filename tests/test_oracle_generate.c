@@ -72,7 +72,7 @@ static void check_model(const json_t *jm, int new_tokens, DecodeDtype dtype) {
     /* bf16 and int8 weights: the tolerances of their rounding (see the top comment) */
     double lp_tol = dtype == DECODE_BF16 ? BF16_LP_TOL : dtype == DECODE_INT8 ? INT8_LP_TOL : 1e-4;
     double tie = dtype == DECODE_BF16 ? BF16_TIE : dtype == DECODE_INT8 ? INT8_TIE : 1e-4;
-    const char *tag = dtype == DECODE_BF16 ? " (bf16 weights)" : dtype == DECODE_INT8 ? " (int8 weights)" : "";
+    const char *tag = dtype == DECODE_BF16 ? " (--gen-dtype bf16)" : dtype == DECODE_INT8 ? " (--gen-dtype int8)" : "";
     c.eos_ids[0] = (int)json_integer_value(json_object_get(json_array_get(cases, 0), "eos"));
     c.n_eos = 1;
     GenSeq *out = calloc(n, sizeof(GenSeq));

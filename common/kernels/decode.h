@@ -54,8 +54,8 @@ const char *decode_dtype_name(DecodeDtype dtype);
 int decode_dtype_parse(const char *s, DecodeDtype *out);
 /* One block of n <= DECODE_INT8_BLOCK weights (or inputs) to int8 as GGML's
  * quantize_row_q8_0_ref does: scale d = max|w| / 127, q = roundf(w * (1 / d)) (0 for
- * an all-zero block); returns d.  Each weight is then q * d, within d / 2 of w up to
- * rounding. */
+ * an all-zero block; w / d where 1 / d overflows; 0 for a NaN, which the maximum
+ * skips); returns d.  Each weight is then q * d, within d / 2 of w up to rounding. */
 float decode_int8_quantize(int8_t *q, const float *w, int n);
 /* Which int8 kernel decode_linear runs on this CPU: "avx512vnni" or "scalar" (the
  * same bits either way; decode_bf16_force_portable forces the scalar one too). */

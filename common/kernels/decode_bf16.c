@@ -75,12 +75,6 @@ static inline uint32_t pair_at(const uint16_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 16;
 }
 
-/* out[o0 + j] = t[j] + bias for the outputs of panel p below OC. */
-static inline void store_panel(float *out, const float *t, const float *bias, int p, int OC) {
-    int o0 = p * BPW, m = OC - o0 < BPW ? OC - o0 : BPW;
-    for (int j = 0; j < m; j++) out[o0 + j] = t[j] + (bias ? bias[o0 + j] : 0.0f);
-}
-
 /* Rows n..n+nr-1 x panel p, one output at a time. */
 static void block_scalar(float *out, const uint32_t *xb, const DecodePacked *pk, const float *bias, int n, int nr,
                          int p) {
@@ -94,7 +88,7 @@ static void block_scalar(float *out, const uint32_t *xb, const DecodePacked *pk,
             for (int k = 0; k < C2; k++) acc = pair_step(acc, pair_at(w + ((size_t)k * BPW + j) * 2), x[k]);
             t[j] = acc;
         }
-        store_panel(out + (size_t)(n + r) * OC, t, bias, p, OC);
+        decode_store_panel(out + (size_t)(n + r) * OC, t, bias, p, BPW, OC);
     }
 }
 
@@ -124,7 +118,7 @@ __attribute__((target("avx512f"))) static inline void store_avx512(float *out, _
     float t[BPW];
     _mm512_storeu_ps(t, lo);
     _mm512_storeu_ps(t + 16, hi);
-    store_panel(out, t, bias, p, OC);
+    decode_store_panel(out, t, bias, p, BPW, OC);
 }
 
 /* Rows n..n+nr-1 (nr <= BRB) x panel p with VDPBF16PS. */

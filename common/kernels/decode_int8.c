@@ -16,7 +16,9 @@
  * The sum of (n, o) is one fixed chain, whatever the kernel and the batch: for each
  * block b of 32 inputs, the integer sum s = sum_i qx[n,i] * qw[o,i] (exact in int32),
  * then acc = fmaf((float)s, dw[o,b] * dx[n,b], acc) (s is exact in fp32 too, |s| <=
- * 32 * 127 * 127; the scales' product rounded once); then out = acc + bias.  So the
+ * 32 * 127 * 127; the scales' product rounded once); then out = acc + bias.  An input
+ * block holding a NaN gets the scale NaN, so the NaN reaches the outputs as in fp32
+ * (Q8_0 alone would quantize it to 0 and hide it).  So the
  * VNNI kernel and the portable one give the same bits, and a row's result does not
  * depend on the rows decoded with it (generate.c's batch invariance).
  *
@@ -116,12 +118,6 @@ typedef struct {
     int nb;
 } Int8Job;
 
-/* The bias added to a row's 32 sums of panel p (the outputs below OC). */
-static void store_panel(float *out, const float *t, const float *bias, int p, int OC) {
-    int o0 = p * IPW, m = OC - o0 < IPW ? OC - o0 : IPW;
-    for (int j = 0; j < m; j++) out[o0 + j] = t[j] + (bias ? bias[o0 + j] : 0.0f);
-}
-
 /* Portable: the same chains, a row at a time, the integer sums in C. */
 static void block_scalar(float *out, const Int8Job *jb, int n, int nr, int p) {
     const DecodePacked *pk = jb->j.pk;
@@ -140,7 +136,7 @@ static void block_scalar(float *out, const Int8Job *jb, int n, int nr, int p) {
             }
             for (int j = 0; j < IPW; j++) t[j] = fmaf((float)sum[j], s[(size_t)b * IPW + j] * dx[b], t[j]);
         }
-        store_panel(out + (size_t)(n + r) * OC, t, jb->j.bias, p, OC);
+        decode_store_panel(out + (size_t)(n + r) * OC, t, jb->j.bias, p, IPW, OC);
     }
 }
 
@@ -197,7 +193,7 @@ __attribute__((target("avx512f,avx512vnni"))) static void block_vnni(float *out,
         float t[IPW];
         _mm512_storeu_ps(t, fl[r]);
         _mm512_storeu_ps(t + 16, fh[r]);
-        store_panel(out + (size_t)(n + r) * OC, t, jb->j.bias, p, OC);
+        decode_store_panel(out + (size_t)(n + r) * OC, t, jb->j.bias, p, IPW, OC);
     }
 }
 
@@ -239,7 +235,7 @@ __attribute__((target("avx512f,avx512vnni"))) static void row2_vnni(float *out, 
         float t[IPW];
         _mm512_storeu_ps(t, f[2 * k]);
         _mm512_storeu_ps(t + 16, f[2 * k + 1]);
-        store_panel(out, t, jb->j.bias, p + k, OC);
+        decode_store_panel(out, t, jb->j.bias, p + k, IPW, OC);
     }
 }
 
@@ -321,6 +317,11 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
             else
 #endif
                 dx[(size_t)n * nb + b] = decode_int8_quantize(q, x, len);
+            /* Q8_0 quantizes a NaN to 0 and the block's other inputs as if it were
+             * absent; a NaN scale carries it to every output, as fp32 and bf16 do */
+            int nan = 0;
+            for (int i = 0; i < len; i++) nan |= x[i] != x[i];
+            if (nan) dx[(size_t)n * nb + b] = NAN;
             uint8_t *d = xq + (size_t)n * nb * QB + i0;
             for (int i = 0; i < QB; i++) d[i] = (uint8_t)((i < len ? q[i] : 0) + 128);
         }

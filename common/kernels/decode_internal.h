@@ -1,7 +1,9 @@
-/* decode_internal.h — what decode.c and decode_int8.c share; not for callers
- * (they use decode.h). */
+/* decode_internal.h — what decode.c, decode_bf16.c and decode_int8.c share; not for
+ * callers (they use decode.h). */
 #ifndef CHERRY_DECODE_INTERNAL_H
 #define CHERRY_DECODE_INTERNAL_H
+
+#include <math.h>
 
 #include "decode.h"
 
@@ -18,6 +20,18 @@ typedef struct LinearJob {
  * independent chains while the weights stream) and larger batches a panel per item;
  * else the portable kernel a panel per item.  The bf16 and int8 panels share it. */
 void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable);
+
+/* A row's sums t[0..pw) of panel p plus the bias into out (the outputs below OC).  A
+ * NaN is stored as the quiet NaN 0x7fc00000 whatever its payload: x86 keeps the NaN of
+ * an instruction's first operand, and compilers choose the operand order of an FMA
+ * per call site, so the payload would depend on the kernel and the batch size. */
+static inline void decode_store_panel(float *out, const float *t, const float *bias, int p, int pw, int OC) {
+    int o0 = p * pw, m = OC - o0 < pw ? OC - o0 : pw;
+    for (int j = 0; j < m; j++) {
+        float v = t[j] + (bias ? bias[o0 + j] : 0.0f);
+        out[o0 + j] = v == v ? v : NAN;
+    }
+}
 
 /* Clears *pk and sets its shape: the [OC, C] matrix w held as dtype in panels of pw
  * outputs (the buffers are the packer's to allocate). */
