@@ -17,7 +17,11 @@
  * what the AMD Zen 4 of these sessions computes, bit for bit, on 32 million random
  * lanes with tiny and overflowing values among them; so the hardware kernel, the
  * AVX-512F kernel for CPUs without the instruction and the portable one give the same
- * bits (tests/test_decode_bf16.c checks the three against its own scalar chain).
+ * bits (tests/test_decode_bf16.c checks the three against its own scalar chain).  One
+ * corner the SDM leaves open: whether the flush looks at a sum before or after its
+ * rounding (an exact sum just below FLT_MIN that rounds up to it); the chain flushes
+ * after, as this Zen 4 does, and the test prints what the CPU it runs on does.  A NaN
+ * output is stored as one quiet NaN (decode_store_panel).
  * (Rounding the inputs flushes subnormals already: a bf16 never is one here.)
  *
  * Layout: panels of DECODE_BF16_PW = 32 outputs, [C2][32][2] bf16 per panel: for pair
