@@ -125,6 +125,21 @@ __attribute__((target("avx512f"))) static inline void store_avx512(float *out, _
     decode_store_panel(out, t, bias, p, BPW, OC);
 }
 
+/* The chains of nr rows over a panel's C2 pairs with VDPBF16PS.  Always inlined with a
+ * constant nr where it can be, so the accumulators stay in registers. */
+__attribute__((target("avx512f,avx512bf16"), always_inline)) static inline void
+dp_chains(__m512 *l, __m512 *h, const uint16_t *w, const uint32_t *x, int C2, const int nr) {
+    for (int k = 0; k < C2; k++, w += 2 * BPW) {
+        __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)w);
+        __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)(w + BPW));
+        for (int r = 0; r < nr; r++) {
+            __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * C2 + k]);
+            l[r] = _mm512_dpbf16_ps(l[r], w0, xv);
+            h[r] = _mm512_dpbf16_ps(h[r], w1, xv);
+        }
+    }
+}
+
 /* Rows n..n+nr-1 (nr <= BRB) x panel p with VDPBF16PS. */
 __attribute__((target("avx512f,avx512bf16"))) static void
 block_dp(float *out, const uint32_t *xb, const DecodePacked *pk, const float *bias, int n, int nr, int p) {
@@ -133,27 +148,10 @@ block_dp(float *out, const uint32_t *xb, const DecodePacked *pk, const float *bi
     const uint32_t *x = xb + (size_t)n * C2;
     __m512 l[BRB], h[BRB];
     for (int r = 0; r < BRB; r++) l[r] = _mm512_setzero_ps(), h[r] = _mm512_setzero_ps();
-    if (nr == BRB) { /* a constant trip count: the accumulators stay in registers */
-        for (int k = 0; k < C2; k++, w += 2 * BPW) {
-            __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)w);
-            __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)(w + BPW));
-            for (int r = 0; r < BRB; r++) {
-                __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * C2 + k]);
-                l[r] = _mm512_dpbf16_ps(l[r], w0, xv);
-                h[r] = _mm512_dpbf16_ps(h[r], w1, xv);
-            }
-        }
-    } else {
-        for (int k = 0; k < C2; k++, w += 2 * BPW) {
-            __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)w);
-            __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)(w + BPW));
-            for (int r = 0; r < nr; r++) {
-                __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * C2 + k]);
-                l[r] = _mm512_dpbf16_ps(l[r], w0, xv);
-                h[r] = _mm512_dpbf16_ps(h[r], w1, xv);
-            }
-        }
-    }
+    if (nr == BRB)
+        dp_chains(l, h, w, x, C2, BRB);
+    else
+        dp_chains(l, h, w, x, C2, nr);
     for (int r = 0; r < nr; r++) store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
 }
 
