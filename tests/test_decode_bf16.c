@@ -10,7 +10,7 @@
  *    ftz(fmaf(w[2k+1], x[2k+1], acc)) then ftz(fmaf(w[2k], x[2k], acc)), then + bias.
  *    Shapes with odd C, a partial last panel, an odd panel count, batch 1 (the
  *    panel-pair kernel), full and partial row blocks; 1 and 2 threads; every kernel
- *    the CPU has (VDPBF16PS, AVX-512F alone, portable); and inputs so small that the
+ *    the CPU has (VDPBF16PS, AVX-512F alone, AVX2, portable); and inputs so small that the
  *    sums fall below FLT_MIN, where the flush to zero decides the bits.
  * 4. bf16 against fp32 products: the difference stays within the rounding bound
  *    sum_i |x_i w_i| * 2^-7 (bf16 keeps 8 significant bits: relative error <= 2^-9
@@ -137,10 +137,10 @@ static void check_flush_edge(void) {
     float w[4] = {0.0f, 0x1p-63f, 0.0f, 0x1.8p-76f}, x[4] = {0.0f, 0x1p-63f, 0.0f, -0x1p-76f}, out;
     float want = sdm_chain(x, w, 4);
     CHECK(want == FLT_MIN, "the chain's flush edge: %a, expected FLT_MIN", want);
-    for (int force = 0; force <= 2; force++) {
+    for (int force = 0; force <= 3; force++) {
         decode_bf16_force_portable(force);
         const char *kern = kernel_name(force);
-        if (force == 2 && strcmp(kern, "avx512")) continue;
+        if ((force == 2 && strcmp(kern, "avx512")) || (force == 3 && strcmp(kern, "avx2"))) continue;
         DecodePacked pk;
         decode_pack_dtype(&pk, w, 4, 1, DECODE_BF16);
         decode_linear(&out, x, &pk, NULL, 1, 1);
@@ -173,10 +173,14 @@ int main(void) {
 
     const int shapes[][3] = {{1, 64, 64}, {1, 37, 100}, {1, 576, 96},   {1, 48, 32}, {3, 40, 70},
                              {8, 64, 64}, {16, 33, 65}, {11, 128, 160}, {1, 8, 1},   {9, 5, 33}};
-    for (int force = 0; force <= 2; force++) {
+    for (int force = 0; force <= 3; force++) {
         decode_bf16_force_portable(force);
         if (force == 2 && strcmp(decode_bf16_kernel(), "avx512")) {
             printf("no AVX-512F on this CPU: its bf16 kernel untested\n");
+            continue;
+        }
+        if (force == 3 && strcmp(decode_bf16_kernel(), "avx2")) {
+            printf("no AVX2 and FMA on this CPU: its bf16 kernel untested\n");
             continue;
         }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

@@ -11,7 +11,7 @@
  *    for each (n, o) and block b, s = sum qx * qw in 64-bit integers, acc =
  *    fmaf((float)s, dw * dx, acc), then + bias.  Shapes with a partial last block and
  *    panel, an odd panel count, batch 1 (the panel-pair kernel), full and partial row
- *    blocks; 1 and 2 threads; the VNNI and the portable kernels; inputs and weights
+ *    blocks; 1 and 2 threads; the VNNI, AVX2 and portable kernels; inputs and weights
  *    at +-127 after quantization (the unsigned inputs' correction at its extremes).
  * 4. int8 against fp32 products: within the quantization bound
  *    sum_i (|x_i| dw_b(i) + |qw_i dw_b(i)| dx_b(i)) / 2.
@@ -98,7 +98,7 @@ static float packed_d(const DecodePacked *pk, int o, int b) {
 }
 
 /* unbiased: a zero bias, which would otherwise absorb the tiny row's sums. */
-static void check_shape(int N, int C, int OC, int portable, int unbiased) {
+static void check_shape(int N, int C, int OC, int force, int unbiased) {
     const int QB = DECODE_INT8_BLOCK, nb = (C + QB - 1) / QB;
     float *w = malloc((size_t)OC * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
     float *bias = malloc(OC * sizeof(float)), *ref = malloc((size_t)N * OC * sizeof(float));
@@ -133,8 +133,8 @@ static void check_shape(int N, int C, int OC, int portable, int unbiased) {
             int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
             d[(size_t)o * nb + b] = decode_int8_quantize(q + (size_t)o * C + i0, w + (size_t)o * C + i0, len);
         }
-    decode_bf16_force_portable(portable);
-    const char *kern = portable ? "portable" : decode_int8_kernel();
+    decode_bf16_force_portable(force);
+    const char *kern = force == 1 ? "portable" : decode_int8_kernel();
     DecodePacked pk, p32;
     decode_pack_dtype(&pk, w, C, OC, DECODE_INT8);
     decode_pack(&p32, w, C, OC);
@@ -214,13 +214,19 @@ int main(void) {
     const int shapes[][3] = {{1, 64, 64},  {1, 37, 100},  {1, 576, 96},   {1, 48, 32},  {3, 40, 70},
                              {8, 64, 64},  {16, 33, 65},  {11, 128, 160}, {1, 8, 1},    {9, 5, 33},
                              {1, 576, 49}, {16, 300, 64}, {5, 520, 97},   {40, 300, 97}};
-    for (int portable = 0; portable <= 1; portable++)
+    /* the best kernel, the portable one, the AVX2 one (force 3) */
+    for (int force = 0; force <= 3; force += 1 + (force == 1)) {
+        decode_bf16_force_portable(force);
+        if (force == 3 && strcmp(decode_int8_kernel(), "avx2")) {
+            printf("no AVX2 on this CPU: its int8 kernel untested\n");
+            continue;
+        }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], portable, 0);
-    for (int portable = 0; portable <= 1; portable++) {
-        check_shape(5, 64, 40, portable, 1);
-        check_shape(5, 100, 70, portable, 1);
+            check_shape(shapes[s][0], shapes[s][1], shapes[s][2], force, 0);
+        check_shape(5, 64, 40, force, 1);
+        check_shape(5, 100, 70, force, 1);
     }
+    decode_bf16_force_portable(0);
     check_rows_independent(DECODE_INT8, 96, 80, 13);
     return check_summary("test_decode_int8");
 }

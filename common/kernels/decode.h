@@ -57,8 +57,8 @@ int decode_dtype_parse(const char *s, DecodeDtype *out);
  * an all-zero block; w / d where 1 / d overflows; 0 for a NaN, which the maximum
  * skips); returns d.  Each weight is then q * d, within d / 2 of w up to rounding. */
 float decode_int8_quantize(int8_t *q, const float *w, int n);
-/* Which int8 kernel decode_linear runs on this CPU: "avx512vnni" or "scalar" (the
- * same bits either way; decode_bf16_force_portable forces the scalar one too). */
+/* Which int8 kernel decode_linear runs on this CPU: "avx512vnni", "avx2" or "scalar"
+ * (the same bits on all three; decode_bf16_force_portable forces the scalar one too). */
 const char *decode_int8_kernel(void);
 /* fp32 -> bf16 as the AVX512-BF16 VCVTNEPS2BF16 instruction does it: round to nearest
  * even, a NaN stays a (quiet) NaN, a subnormal input becomes a zero of its sign. */
@@ -71,11 +71,12 @@ static inline float decode_bf16_widen(uint16_t b) {
     return v.f;
 }
 /* Which bf16 kernel decode_linear runs on this CPU: "avx512bf16" (VDPBF16PS),
- * "avx512" (AVX-512F without it) or "scalar" (the same bits on all three). */
+ * "avx512" (AVX-512F without it), "avx2" or "scalar" (the same bits on all four). */
 const char *decode_bf16_kernel(void);
 /* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding), for
- * the int8 panels too; 2 the bf16 panels' AVX-512F kernel on a CPU with AVX512-BF16
- * (decode_bf16_kernel names the kernel in force). */
+ * the int8 panels too; 2 the bf16 panels' AVX-512F kernel on a CPU with AVX512-BF16;
+ * 3 the AVX2 kernels of both (decode_bf16_kernel and decode_int8_kernel name the
+ * kernel in force). */
 void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */

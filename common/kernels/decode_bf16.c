@@ -64,6 +64,21 @@ int decode_portable_forced(void) {
     return forced == 1;
 }
 
+int decode_forced_kernel(void) {
+    return forced;
+}
+
+int decode_use_avx2(int have_avx512_kernel) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (forced == 1) return 0;
+    if (forced != 3 && have_avx512_kernel) return 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)have_avx512_kernel;
+    return 0;
+#endif
+}
+
 /* ---- the portable chain ---- */
 static inline float ftz(float a) {
     return fabsf(a) < FLT_MIN ? copysignf(0.0f, a) : a;
@@ -100,7 +115,7 @@ static void block_scalar(float *out, const uint32_t *xb, const DecodePacked *pk,
 #include <immintrin.h>
 #define BF16_X86 1
 static int cpu_avx512(void) {
-    return forced != 1 && __builtin_cpu_supports("avx512f");
+    return forced != 1 && forced != 3 && __builtin_cpu_supports("avx512f");
 }
 static int cpu_avx512bf16(void) {
     return forced == 0 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
@@ -211,6 +226,36 @@ __attribute__((target("avx512f"))) static void block_f(float *out, const uint32_
     }
     for (int r = 0; r < nr; r++) store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
 }
+
+/* ftz on 8 lanes: every bit of a subnormal but its sign cleared. */
+__attribute__((target("avx2,fma"))) static inline __m256 ftz8(__m256 a) {
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(sign, a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
+    return _mm256_andnot_ps(_mm256_andnot_ps(sign, tiny), a);
+}
+
+/* Row n x panel p with AVX2 and FMA (CPUs without AVX-512: most laptops, AMD Zen 1-3):
+ * the chains of block_f on 8 lanes, four vectors for the panel's 32 outputs. */
+__attribute__((target("avx2,fma"))) static void row_avx2(float *out, const uint32_t *xb, const DecodePacked *pk,
+                                                         const float *bias, int n, int p) {
+    int C2 = (pk->C + 1) / 2, OC = pk->OC;
+    const uint16_t *w = pk->pb + (size_t)p * C2 * 2 * BPW;
+    const uint32_t *x = xb + (size_t)n * C2;
+    const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int k = 0; k < C2; k++, w += 2 * BPW) {
+        __m256 xo = _mm256_set1_ps(decode_bf16_widen((uint16_t)(x[k] >> 16)));
+        __m256 xe = _mm256_set1_ps(decode_bf16_widen((uint16_t)x[k]));
+        for (int c = 0; c < 4; c++) { /* outputs 8c..8c+7, a pair each */
+            __m256i v = _mm256_load_si256((const __m256i *)(w + 16 * c));
+            acc[c] = ftz8(_mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, himask)), xo, acc[c]));
+            acc[c] = ftz8(_mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, acc[c]));
+        }
+    }
+    float t[BPW];
+    for (int c = 0; c < 4; c++) _mm256_storeu_ps(t + 8 * c, acc[c]);
+    decode_store_panel(out + (size_t)n * OC, t, bias, p, BPW, OC);
+}
 #endif
 
 const char *decode_bf16_kernel(void) {
@@ -218,6 +263,7 @@ const char *decode_bf16_kernel(void) {
     if (cpu_avx512bf16()) return "avx512bf16";
     if (cpu_avx512()) return "avx512";
 #endif
+    if (decode_use_avx2(0)) return "avx2";
     return "scalar";
 }
 
@@ -283,6 +329,11 @@ static void panel_task_dp(void *arg, int p, int tid) {
         block_dp(b->j.out, b->xb, b->j.pk, b->j.bias, n, b->j.N - n < BRB ? b->j.N - n : BRB, p);
 }
 
+static void panel_task_avx2(void *arg, int p, int tid) {
+    const Bf16Job *b = arg;
+    for (int n = 0; n < b->j.N; n++) row_avx2(b->j.out, b->xb, b->j.pk, b->j.bias, n, p);
+}
+
 static void pair_task_f(void *arg, int t, int tid) {
     const Bf16Job *b = arg;
     int np = b->j.pk->npanel;
@@ -340,8 +391,10 @@ void decode_bf16_linear(float *out, const float *in, const DecodePacked *pk, con
 #ifdef BF16_X86
     if (cpu_avx512bf16())
         decode_run_panels(&b.j, nt, 1, pair_task_dp, panel_task_dp, panel_task_scalar);
-    else
-        decode_run_panels(&b.j, nt, cpu_avx512(), pair_task_f, panel_task_f, panel_task_scalar);
+    else if (cpu_avx512())
+        decode_run_panels(&b.j, nt, 1, pair_task_f, panel_task_f, panel_task_scalar);
+    else /* a panel per item either way: the AVX2 kernel or the portable one */
+        decode_run_panels(&b.j, nt, 0, NULL, NULL, decode_use_avx2(0) ? panel_task_avx2 : panel_task_scalar);
 #else
     decode_run_panels(&b.j, nt, 0, NULL, NULL, panel_task_scalar);
 #endif

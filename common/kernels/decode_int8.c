@@ -144,7 +144,8 @@ static void block_scalar(float *out, const Int8Job *jb, int n, int nr, int p) {
 #include <immintrin.h>
 #define INT8_X86 1
 static int cpu_vnni(void) {
-    return !decode_portable_forced() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+    return (decode_forced_kernel() == 0 || decode_forced_kernel() == 2) && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vnni");
 }
 
 /* Software prefetch PF bytes ahead of the weight stream (a panel's weights are read
@@ -267,11 +268,83 @@ __attribute__((target("avx512f"))) static float quantize32_avx512(int8_t *q, con
     }
     return d;
 }
+
+/* Row n x panel p with AVX2 (no VNNI: AMD Zen 1-3, Intel before Ice Lake, laptops):
+ * the same integer sums as llama.cpp's AVX2 Q8_0 products make them, |qx| times qw
+ * with qx's sign (VPMADDUBSW: pairs of products within int16, 2 * 127 * 127 at most,
+ * so nothing saturates), then pairs of pairs (VPMADDWD by ones). */
+__attribute__((target("avx2,fma"))) static void row_avx2(float *out, const Int8Job *jb, int n, int p) {
+    const DecodePacked *pk = jb->j.pk;
+    int nb = jb->nb, OC = pk->OC;
+    const int8_t *w = pk->pq + (size_t)p * panel_bytes(nb);
+    const float *s = pk->ps + (size_t)p * nb * IPW;
+    const uint8_t *x = jb->xq + (size_t)n * nb * QB;
+    const float *dx = jb->dx + (size_t)n * nb;
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    __m256 f[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        __m256i is[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                         _mm256_setzero_si256()};
+        for (int q = 0; q < QPB; q++, w += 4 * IPW) {
+            int32_t x4;
+            memcpy(&x4, x + b * QB + 4 * q, 4);
+            __m256i xs = _mm256_xor_si256(_mm256_set1_epi32(x4), flip); /* q + 128 back to q */
+            __m256i xa = _mm256_abs_epi8(xs);
+            for (int c = 0; c < 4; c++) { /* outputs 8c..8c+7, four bytes each */
+                __m256i v = _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(w + 32 * c)), xs);
+                is[c] = _mm256_add_epi32(is[c], _mm256_madd_epi16(_mm256_maddubs_epi16(xa, v), ones));
+            }
+        }
+        __m256 d = _mm256_set1_ps(dx[b]);
+        for (int c = 0; c < 4; c++)
+            f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]),
+                                   _mm256_mul_ps(_mm256_loadu_ps(s + (size_t)b * IPW + 8 * c), d), f[c]);
+    }
+    float t[IPW];
+    for (int c = 0; c < 4; c++) _mm256_storeu_ps(t + 8 * c, f[c]);
+    decode_store_panel(out + (size_t)n * OC, t, jb->j.bias, p, IPW, OC);
+}
+
+/* quantize32_avx512 on 8 lanes (the same bits: the same operations in the same
+ * order; the maximum is exact in any order), for the AVX2 kernel's CPUs. */
+__attribute__((target("avx2,fma"))) static float quantize32_avx2(int8_t *q, const float *x) {
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    __m256 a[4], m = _mm256_setzero_ps();
+    for (int h = 0; h < 4; h++) a[h] = _mm256_loadu_ps(x + 8 * h), m = _mm256_max_ps(_mm256_andnot_ps(sign, a[h]), m);
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+    float amax = _mm256_cvtss_f32(m);
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int tiny = isinf(id);
+    __m256i qi[4];
+    for (int h = 0; h < 4; h++) {
+        __m256 v = tiny ? _mm256_div_ps(a[h], _mm256_set1_ps(d)) : _mm256_mul_ps(a[h], _mm256_set1_ps(id));
+        __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+        __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+        t = _mm256_add_ps(t, _mm256_and_ps(up, one));
+        t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+        t = _mm256_andnot_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), t);
+        qi[h] = _mm256_cvttps_epi32(t);
+    }
+    /* 4 x 8 int32 to 32 int8: the packs work per 128-bit lane, the permute restores order */
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+    return d;
+}
+
+static void panel_task_avx2(void *arg, int p, int tid) {
+    const Int8Job *jb = arg;
+    for (int n = 0; n < jb->j.N; n++) row_avx2(jb->j.out, jb, n, p);
+}
 #endif
 
 const char *decode_int8_kernel(void) {
 #ifdef INT8_X86
     if (cpu_vnni()) return "avx512vnni";
+    if (decode_use_avx2(0)) return "avx2";
 #endif
     return "scalar";
 }
@@ -302,9 +375,12 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
     int C = pk->C, nb = n_blocks(C);
     uint8_t *xq = xmalloc((size_t)N * nb * QB);
     float *dx = xmalloc((size_t)N * nb * sizeof(float));
-    int vec = 0;
+    int vec = 0; /* 2: the AVX-512 quantizer, 1: the AVX2 one (the same bits) */
 #ifdef INT8_X86
-    vec = !decode_portable_forced() && __builtin_cpu_supports("avx512f");
+    if (decode_use_avx2(cpu_vnni()))
+        vec = 1;
+    else if (!decode_portable_forced() && __builtin_cpu_supports("avx512f"))
+        vec = 2;
 #endif
     for (int n = 0; n < N; n++) {
         int8_t q[QB];
@@ -312,8 +388,10 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
             int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
             const float *x = in + (size_t)n * C + i0;
 #ifdef INT8_X86
-            if (vec && len == QB)
+            if (vec == 2 && len == QB)
                 dx[(size_t)n * nb + b] = quantize32_avx512(q, x);
+            else if (vec == 1 && len == QB)
+                dx[(size_t)n * nb + b] = quantize32_avx2(q, x);
             else
 #endif
                 dx[(size_t)n * nb + b] = decode_int8_quantize(q, x, len);
@@ -329,7 +407,10 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
     (void)vec;
     Int8Job jb = {{out, in, bias, pk, N}, xq, dx, nb};
 #ifdef INT8_X86
-    decode_run_panels(&jb.j, nt, cpu_vnni(), pair_task, panel_task_vnni, panel_task_scalar);
+    if (cpu_vnni())
+        decode_run_panels(&jb.j, nt, 1, pair_task, panel_task_vnni, panel_task_scalar);
+    else /* a panel per item either way: the AVX2 kernel or the portable one */
+        decode_run_panels(&jb.j, nt, 0, NULL, NULL, decode_use_avx2(0) ? panel_task_avx2 : panel_task_scalar);
 #else
     decode_run_panels(&jb.j, nt, 0, NULL, NULL, panel_task_scalar);
 #endif

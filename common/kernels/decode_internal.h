@@ -40,6 +40,12 @@ void decode_packed_init(DecodePacked *pk, const float *w, int C, int OC, DecodeD
 /* decode_bf16_force_portable's setting: 1 when the portable kernels are forced (for
  * the int8 panels too). */
 int decode_portable_forced(void);
+/* The setting itself: 0 the best kernel, 1 portable, 2 bf16's AVX-512F kernel, 3 the
+ * AVX2 kernels (bf16 and int8). */
+int decode_forced_kernel(void);
+/* 1 when the AVX2 kernels of the bf16 and int8 panels are to run: forced (3), or the
+ * best the CPU has (0, 2) when it has AVX2 and FMA but not the AVX-512 ones. */
+int decode_use_avx2(int have_avx512_kernel);
 
 /* decode_int8.c: the int8 panels (decode_pack_dtype with DECODE_INT8) and their
  * product (decode_linear on such panels). */
