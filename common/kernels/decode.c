@@ -256,6 +256,10 @@ void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, Dec
         decode_parallel(nt, np, panel, (void *)j);
 }
 
+void decode_run_fallback(const LinearJob *j, int nt, DecodeTask avx2, DecodeTask portable) {
+    decode_run_panels(j, nt, 0, NULL, NULL, avx2 && decode_use_avx2(0) ? avx2 : portable);
+}
+
 /* ---- cached attention ------------------------------------------------------------------ */
 /* Sum of the lanes in a fixed tree: lane j += lane j + VL/2, then + VL/4, ...,
  * lane 0 + lane 1 (shuffles where available, the same adds in the same order). */

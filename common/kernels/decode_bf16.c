@@ -393,10 +393,10 @@ void decode_bf16_linear(float *out, const float *in, const DecodePacked *pk, con
         decode_run_panels(&b.j, nt, 1, pair_task_dp, panel_task_dp, panel_task_scalar);
     else if (cpu_avx512())
         decode_run_panels(&b.j, nt, 1, pair_task_f, panel_task_f, panel_task_scalar);
-    else /* a panel per item either way: the AVX2 kernel or the portable one */
-        decode_run_panels(&b.j, nt, 0, NULL, NULL, decode_use_avx2(0) ? panel_task_avx2 : panel_task_scalar);
+    else
+        decode_run_fallback(&b.j, nt, panel_task_avx2, panel_task_scalar);
 #else
-    decode_run_panels(&b.j, nt, 0, NULL, NULL, panel_task_scalar);
+    decode_run_fallback(&b.j, nt, NULL, panel_task_scalar);
 #endif
     free(xb);
 }

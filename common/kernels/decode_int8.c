@@ -409,10 +409,10 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
 #ifdef INT8_X86
     if (cpu_vnni())
         decode_run_panels(&jb.j, nt, 1, pair_task, panel_task_vnni, panel_task_scalar);
-    else /* a panel per item either way: the AVX2 kernel or the portable one */
-        decode_run_panels(&jb.j, nt, 0, NULL, NULL, decode_use_avx2(0) ? panel_task_avx2 : panel_task_scalar);
+    else
+        decode_run_fallback(&jb.j, nt, panel_task_avx2, panel_task_scalar);
 #else
-    decode_run_panels(&jb.j, nt, 0, NULL, NULL, panel_task_scalar);
+    decode_run_fallback(&jb.j, nt, NULL, panel_task_scalar);
 #endif
     free(xq);
     free(dx);

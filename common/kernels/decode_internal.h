@@ -33,6 +33,11 @@ static inline void decode_store_panel(float *out, const float *t, const float *b
     }
 }
 
+/* A panel per item (decode_parallel) with the AVX2 task when decode_use_avx2(0) says
+ * so and avx2 is not NULL, else with the portable one: the bf16 and int8 panels' path
+ * on a CPU without their AVX-512 kernels. */
+void decode_run_fallback(const LinearJob *j, int nt, DecodeTask avx2, DecodeTask portable);
+
 /* Clears *pk and sets its shape: the [OC, C] matrix w held as dtype in panels of pw
  * outputs (the buffers are the packer's to allocate). */
 void decode_packed_init(DecodePacked *pk, const float *w, int C, int OC, DecodeDtype dtype, int pw);
