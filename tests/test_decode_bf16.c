@@ -9,7 +9,7 @@
  *    k of bf16-rounded inputs and weights (an odd C padded with zeros), acc =
  *    ftz(fmaf(w[2k+1], x[2k+1], acc)) then ftz(fmaf(w[2k], x[2k], acc)), then + bias.
  *    Shapes with odd C, a partial last panel, an odd panel count, batch 1 (the
- *    panel-pair kernel), full and partial row blocks; 1 and 2 threads; every kernel
+ *    panel-pair kernel of the AVX-512 paths), full and partial row blocks; 1 and 2 threads; every kernel
  *    the CPU has (VDPBF16PS, AVX-512F alone, AVX2, portable); and inputs so small that the
  *    sums fall below FLT_MIN, where the flush to zero decides the bits.
  * 4. bf16 against fp32 products: the difference stays within the rounding bound

@@ -10,7 +10,7 @@
  *    chain: each input row quantized per block of 32 as the weights are (qx, dx), and
  *    for each (n, o) and block b, s = sum qx * qw in 64-bit integers, acc =
  *    fmaf((float)s, dw * dx, acc), then + bias.  Shapes with a partial last block and
- *    panel, an odd panel count, batch 1 (the panel-pair kernel), full and partial row
+ *    panel, an odd panel count, batch 1 (the VNNI panel-pair kernel), full and partial row
  *    blocks; 1 and 2 threads; the VNNI, AVX2 and portable kernels; inputs and weights
  *    at +-127 after quantization (the unsigned inputs' correction at its extremes).
  * 4. int8 against fp32 products: within the quantization bound
@@ -128,6 +128,7 @@ static void check_shape(int N, int C, int OC, int force, int unbiased) {
         if (C > 20) x[4 * C + 20] = NAN;
         if (C > QB + 3) x[4 * C + QB + 3] = NAN;
     }
+    if (N > 5 && C > QB + 5) x[5 * C + QB + 5] = -INFINITY; /* d = inf, the block's q 0: NaN outputs */
     for (int o = 0; o < OC; o++)
         for (int b = 0; b < nb; b++) {
             int i0 = b * QB, len = C - i0 < QB ? C - i0 : QB;
@@ -195,10 +196,11 @@ static void check_shape(int N, int C, int OC, int force, int unbiased) {
         }
     CHECK(worst <= 1, "N=%d C=%d OC=%d: int8 vs fp32 products differ by %.2f of the quantization bound", N, C, OC,
           worst);
-    if (N > 4 && C > 20)
+    for (int n = 4; n <= 5 && n < N && C > QB + 5; n++)
         for (int o = 0; o < OC; o++)
-            if (!isnan(out[4 * OC + o])) {
-                CHECK(0, "N=%d C=%d OC=%d: a NaN input gave out[4,%d] = %a, not NaN", N, C, OC, o, out[4 * OC + o]);
+            if (!isnan(out[n * OC + o])) {
+                CHECK(0, "N=%d C=%d OC=%d: a NaN or inf input gave out[%d,%d] = %a, not NaN", N, C, OC, n, o,
+                      out[n * OC + o]);
                 break;
             }
     free(qx), free(dx);
@@ -218,7 +220,7 @@ int main(void) {
     for (int force = 0; force <= 3; force += 1 + (force == 1)) {
         decode_bf16_force_portable(force);
         if (force == 3 && strcmp(decode_int8_kernel(), "avx2")) {
-            printf("no AVX2 on this CPU: its int8 kernel untested\n");
+            printf("no AVX2 and FMA on this CPU: its int8 kernel untested\n");
             continue;
         }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

@@ -75,8 +75,8 @@ static inline float decode_bf16_widen(uint16_t b) {
 const char *decode_bf16_kernel(void);
 /* Test hook: 1 forces the portable kernels (scalar widening, scalar rounding), for
  * the int8 panels too; 2 the bf16 panels' AVX-512F kernel on a CPU with AVX512-BF16;
- * 3 the AVX2 kernels of both (decode_bf16_kernel and decode_int8_kernel name the
- * kernel in force). */
+ * 3 the AVX2 kernels of both, where the CPU has AVX2 and FMA (else the portable ones;
+ * decode_bf16_kernel and decode_int8_kernel name the kernel in force). */
 void decode_bf16_force_portable(int on);
 void decode_packed_free(DecodePacked *pk);
 /* out[N, OC] = in[N, C] @ w^T + bias, on nt threads. */

@@ -227,15 +227,18 @@ __attribute__((target("avx512f"))) static void block_f(float *out, const uint32_
     for (int r = 0; r < nr; r++) store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
 }
 
-/* ftz on 8 lanes: every bit of a subnormal but its sign cleared. */
+/* ftz on 8 lanes: every bit but the sign cleared where the exponent is 0 (a subnormal;
+ * a zero stays itself), tested on the integer bits. */
 __attribute__((target("avx2,fma"))) static inline __m256 ftz8(__m256 a) {
-    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
-    __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(sign, a), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ);
-    return _mm256_andnot_ps(_mm256_andnot_ps(sign, tiny), a);
+    const __m256i expo = _mm256_set1_epi32(0x7f800000), mag = _mm256_set1_epi32(0x7fffffff);
+    __m256i bits = _mm256_castps_si256(a);
+    __m256i tiny = _mm256_cmpeq_epi32(_mm256_and_si256(bits, expo), _mm256_setzero_si256());
+    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_and_si256(tiny, mag), bits));
 }
 
 /* Row n x panel p with AVX2 and FMA (CPUs without AVX-512: most laptops, AMD Zen 1-3):
- * the chains of block_f on 8 lanes, four vectors for the panel's 32 outputs. */
+ * the chains of block_f on 8 lanes, four vectors for the panel's 32 outputs.  Bound by
+ * the flushes' instructions, not by the weights (two rows a pass ran no faster). */
 __attribute__((target("avx2,fma"))) static void row_avx2(float *out, const uint32_t *xb, const DecodePacked *pk,
                                                          const float *bias, int n, int p) {
     int C2 = (pk->C + 1) / 2, OC = pk->OC;

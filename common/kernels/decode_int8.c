@@ -377,10 +377,11 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
     float *dx = xmalloc((size_t)N * nb * sizeof(float));
     int vec = 0; /* 2: the AVX-512 quantizer, 1: the AVX2 one (the same bits) */
 #ifdef INT8_X86
-    if (decode_use_avx2(cpu_vnni()))
-        vec = 1;
-    else if (!decode_portable_forced() && __builtin_cpu_supports("avx512f"))
+    int f = decode_forced_kernel();
+    if (f != 1 && f != 3 && __builtin_cpu_supports("avx512f"))
         vec = 2;
+    else if (decode_use_avx2(0))
+        vec = 1;
 #endif
     for (int n = 0; n < N; n++) {
         int8_t q[QB];

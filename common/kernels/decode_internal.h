@@ -48,8 +48,9 @@ int decode_portable_forced(void);
 /* The setting itself: 0 the best kernel, 1 portable, 2 bf16's AVX-512F kernel, 3 the
  * AVX2 kernels (bf16 and int8). */
 int decode_forced_kernel(void);
-/* 1 when the AVX2 kernels of the bf16 and int8 panels are to run: forced (3), or the
- * best the CPU has (0, 2) when it has AVX2 and FMA but not the AVX-512 ones. */
+/* 1 when the AVX2 kernels of the bf16 and int8 panels are to run: the CPU has AVX2
+ * and FMA, and they are forced (3) or the best it has (0, 2: have_avx512_kernel 0);
+ * else the portable ones. */
 int decode_use_avx2(int have_avx512_kernel);
 
 /* decode_int8.c: the int8 panels (decode_pack_dtype with DECODE_INT8) and their
