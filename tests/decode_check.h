@@ -1,6 +1,7 @@
-/* decode_check.h — what test_decode_linear.c (fp32 panels) and test_decode_bf16.c
- * (bf16 panels) share: the random inputs, and the check that a row's result does not
- * depend on the rows decoded with it (generate.c's batch invariance rests on it).
+/* decode_check.h — what test_decode_linear.c (fp32 panels), test_decode_bf16.c and
+ * test_decode_int8.c share: the random inputs, the bit comparison of a product with
+ * a test's own scalar chain, and the check that a row's result does not depend on the
+ * rows decoded with it (generate.c's batch invariance rests on it).
  * Include once, from the test's .c file. */
 #ifndef CHERRY_TESTS_DECODE_CHECK_H
 #define CHERRY_TESTS_DECODE_CHECK_H
@@ -17,19 +18,6 @@ static uint64_t rng = 88172645463325252ULL;
 static float frand(void) { /* xorshift64, uniform in [-1, 1) */
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
-}
-
-/* The scalar reference of a packed product: ref[n, o] = one chain
- * fmaf(x[n, i], wq[o, i], acc) over i = 0..C-1, then + bias[o], where wq holds the
- * weights as the kernel sees them (rounded to bf16, or dequantized from int8). */
-static inline void reference_linear(float *ref, const float *x, const float *wq, const float *bias, int N, int C,
-                                    int OC) {
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OC; o++) {
-            float acc = 0.0f;
-            for (int i = 0; i < C; i++) acc = fmaf(x[(size_t)n * C + i], wq[(size_t)o * C + i], acc);
-            ref[(size_t)n * OC + o] = acc + bias[o];
-        }
 }
 
 /* decode_linear of pk on x [N, C] with bias, at 1 and at 2 threads, against ref

@@ -246,18 +246,16 @@ void decode_pack_dtype(DecodePacked *pk, const float *w, int C, int OC, DecodeDt
         decode_pack(pk, w, C, OC);
 }
 
-void decode_run_panels(const LinearJob *j, int nt, int vec, DecodeTask pair, DecodeTask panel, DecodeTask portable) {
+void decode_run_panels(const LinearJob *j, int nt, DecodeTask pair, DecodeTask panel) {
     int np = j->pk->npanel;
-    if (!vec)
-        decode_parallel(nt, np, portable, (void *)j);
-    else if (j->N == 1)
+    if (j->N == 1 && pair)
         decode_parallel(nt, np / 2 + (np & 1), pair, (void *)j);
     else
         decode_parallel(nt, np, panel, (void *)j);
 }
 
 void decode_run_fallback(const LinearJob *j, int nt, DecodeTask avx2, DecodeTask portable) {
-    decode_run_panels(j, nt, 0, NULL, NULL, avx2 && decode_use_avx2(0) ? avx2 : portable);
+    decode_parallel(nt, j->pk->npanel, avx2 && decode_use_avx2() ? avx2 : portable, (void *)j);
 }
 
 /* ---- cached attention ------------------------------------------------------------------ */

@@ -60,21 +60,14 @@ void decode_bf16_force_portable(int on) {
     forced = on;
 }
 
-int decode_portable_forced(void) {
-    return forced == 1;
-}
-
 int decode_forced_kernel(void) {
     return forced;
 }
 
-int decode_use_avx2(int have_avx512_kernel) {
+int decode_use_avx2(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (forced == 1) return 0;
-    if (forced != 3 && have_avx512_kernel) return 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return forced != 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
-    (void)have_avx512_kernel;
     return 0;
 #endif
 }
@@ -121,23 +114,16 @@ static int cpu_avx512bf16(void) {
     return forced == 0 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 }
 
-/* One row of C floats to bf16 with VCVTNEPS2BF16 (the rounding decode_bf16_round
- * copies); dst holds C bf16. */
-__attribute__((target("avx512f,avx512bf16"))) static void round_row_avx512bf16(uint16_t *dst, const float *src, int C) {
+/* The first C / 16 * 16 floats of src to bf16 with VCVTNEPS2BF16 (the rounding
+ * decode_bf16_round copies), in order from dst's first byte (a weight row's bf16, or
+ * an input row's pairs, the even input low); returns how many it took. */
+__attribute__((target("avx512f,avx512bf16"))) static int round16_avx512bf16(void *dst, const float *src, int C) {
     int i = 0;
     for (; i + 16 <= C; i += 16) {
         __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)b);
+        _mm256_storeu_si256((__m256i *)((char *)dst + 2 * (size_t)i), (__m256i)b);
     }
-    for (; i < C; i++) dst[i] = decode_bf16_round(src[i]);
-}
-
-__attribute__((target("avx512f"))) static inline void store_avx512(float *out, __m512 lo, __m512 hi, const float *bias,
-                                                                   int p, int OC) {
-    float t[BPW];
-    _mm512_storeu_ps(t, lo);
-    _mm512_storeu_ps(t + 16, hi);
-    decode_store_panel(out, t, bias, p, BPW, OC);
+    return i;
 }
 
 /* The chains of nr rows over a panel's C2 pairs with VDPBF16PS.  Always inlined with a
@@ -167,7 +153,7 @@ block_dp(float *out, const uint32_t *xb, const DecodePacked *pk, const float *bi
         dp_chains(l, h, w, x, C2, BRB);
     else
         dp_chains(l, h, w, x, C2, nr);
-    for (int r = 0; r < nr; r++) store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
+    for (int r = 0; r < nr; r++) decode_store_panel_zmm(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
 }
 
 /* One row x panels p and p+1 with VDPBF16PS (batch 1: four independent chains keep
@@ -184,8 +170,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void row2_dp(float *out, co
         l1 = _mm512_dpbf16_ps(l1, (__m512bh)_mm512_load_si512((const void *)w1), xv);
         h1 = _mm512_dpbf16_ps(h1, (__m512bh)_mm512_load_si512((const void *)(w1 + BPW)), xv);
     }
-    store_avx512(out, l0, h0, bias, p, OC);
-    store_avx512(out, l1, h1, bias, p + 1, OC);
+    decode_store_panel_zmm(out, l0, h0, bias, p, OC);
+    decode_store_panel_zmm(out, l1, h1, bias, p + 1, OC);
 }
 
 /* ftz on 16 lanes: a subnormal becomes a zero of its sign (its sign bit kept). */
@@ -224,7 +210,7 @@ __attribute__((target("avx512f"))) static void block_f(float *out, const uint32_
             h[r] = pair_step16(h[r], v1, xo, xe);
         }
     }
-    for (int r = 0; r < nr; r++) store_avx512(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
+    for (int r = 0; r < nr; r++) decode_store_panel_zmm(out + (size_t)(n + r) * OC, l[r], h[r], bias, p, OC);
 }
 
 /* ftz on 8 lanes: every bit but the sign cleared where the exponent is 0 (a subnormal;
@@ -255,9 +241,7 @@ __attribute__((target("avx2,fma"))) static void row_avx2(float *out, const uint3
             acc[c] = ftz8(_mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, acc[c]));
         }
     }
-    float t[BPW];
-    for (int c = 0; c < 4; c++) _mm256_storeu_ps(t + 8 * c, acc[c]);
-    decode_store_panel(out + (size_t)n * OC, t, bias, p, BPW, OC);
+    decode_store_panel_ymm(out + (size_t)n * OC, acc, bias, p, OC);
 }
 #endif
 
@@ -266,7 +250,7 @@ const char *decode_bf16_kernel(void) {
     if (cpu_avx512bf16()) return "avx512bf16";
     if (cpu_avx512()) return "avx512";
 #endif
-    if (decode_use_avx2(0)) return "avx2";
+    if (decode_use_avx2()) return "avx2";
     return "scalar";
 }
 
@@ -288,12 +272,11 @@ void decode_bf16_pack(DecodePacked *pk, const float *w, int C, int OC) {
                 int o = p * BPW + j;
                 if (o >= OC) continue; /* stays zero */
                 const float *src = w + (size_t)o * C;
+                int i = 0;
 #ifdef BF16_X86
-                if (vec)
-                    round_row_avx512bf16(row, src, C);
-                else
+                if (vec) i = round16_avx512bf16(row, src, C);
 #endif
-                    for (int i = 0; i < C; i++) row[i] = decode_bf16_round(src[i]);
+                for (; i < C; i++) row[i] = decode_bf16_round(src[i]);
                 for (int i = 0; i < C; i++) dst[((size_t)(i / 2) * BPW + j) * 2 + (i & 1)] = row[i];
             }
         }
@@ -337,30 +320,10 @@ static void panel_task_avx2(void *arg, int p, int tid) {
     for (int n = 0; n < b->j.N; n++) row_avx2(b->j.out, b->xb, b->j.pk, b->j.bias, n, p);
 }
 
-static void pair_task_f(void *arg, int t, int tid) {
-    const Bf16Job *b = arg;
-    int np = b->j.pk->npanel;
-    block_f(b->j.out, b->xb, b->j.pk, b->j.bias, 0, 1, 2 * t);
-    if (2 * t + 1 < np) block_f(b->j.out, b->xb, b->j.pk, b->j.bias, 0, 1, 2 * t + 1);
-}
-
 static void panel_task_f(void *arg, int p, int tid) {
     const Bf16Job *b = arg;
     for (int n = 0; n < b->j.N; n += BRB)
         block_f(b->j.out, b->xb, b->j.pk, b->j.bias, n, b->j.N - n < BRB ? b->j.N - n : BRB, p);
-}
-#endif
-
-#ifdef BF16_X86
-/* The first C / 16 * 16 inputs of a row into pairs with VCVTNEPS2BF16 (16 floats make
- * 8 pairs, the even input low); returns how many inputs it took. */
-__attribute__((target("avx512f,avx512bf16"))) static int round_pairs_avx512bf16(uint32_t *d, const float *x, int C) {
-    int i = 0;
-    for (; i + 16 <= C; i += 16) {
-        __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
-        _mm256_storeu_si256((__m256i *)(d + i / 2), (__m256i)b);
-    }
-    return i;
 }
 #endif
 
@@ -378,7 +341,7 @@ static uint32_t *round_input(const float *in, int N, int C) {
         uint32_t *d = xb + (size_t)n * C2;
         int i = 0;
 #ifdef BF16_X86
-        if (vec) i = round_pairs_avx512bf16(d, x, C);
+        if (vec) i = round16_avx512bf16(d, x, C);
 #endif
         for (; i < C; i += 2)
             d[i / 2] =
@@ -393,9 +356,9 @@ void decode_bf16_linear(float *out, const float *in, const DecodePacked *pk, con
     Bf16Job b = {{out, in, bias, pk, N}, xb};
 #ifdef BF16_X86
     if (cpu_avx512bf16())
-        decode_run_panels(&b.j, nt, 1, pair_task_dp, panel_task_dp, panel_task_scalar);
+        decode_run_panels(&b.j, nt, pair_task_dp, panel_task_dp);
     else if (cpu_avx512())
-        decode_run_panels(&b.j, nt, 1, pair_task_f, panel_task_f, panel_task_scalar);
+        decode_run_panels(&b.j, nt, NULL, panel_task_f);
     else
         decode_run_fallback(&b.j, nt, panel_task_avx2, panel_task_scalar);
 #else

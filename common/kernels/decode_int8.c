@@ -190,12 +190,7 @@ __attribute__((target("avx512f,avx512vnni"))) static void block_vnni(float *out,
             fh[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ih[r], zh)), _mm512_mul_ps(dh, d), fh[r]);
         }
     }
-    for (int r = 0; r < nr; r++) {
-        float t[IPW];
-        _mm512_storeu_ps(t, fl[r]);
-        _mm512_storeu_ps(t + 16, fh[r]);
-        decode_store_panel(out + (size_t)(n + r) * OC, t, jb->j.bias, p, IPW, OC);
-    }
+    for (int r = 0; r < nr; r++) decode_store_panel_zmm(out + (size_t)(n + r) * OC, fl[r], fh[r], jb->j.bias, p, OC);
 }
 
 /* One row x panels p and p+1 (batch 1, where the weights' bytes bound the time): the
@@ -232,12 +227,7 @@ __attribute__((target("avx512f,avx512vnni"))) static void row2_vnni(float *out, 
             f[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_loadu_ps(sc[c]), d), f[c]);
         }
     }
-    for (int k = 0; k < 2; k++) {
-        float t[IPW];
-        _mm512_storeu_ps(t, f[2 * k]);
-        _mm512_storeu_ps(t + 16, f[2 * k + 1]);
-        decode_store_panel(out, t, jb->j.bias, p + k, IPW, OC);
-    }
+    for (int k = 0; k < 2; k++) decode_store_panel_zmm(out, f[2 * k], f[2 * k + 1], jb->j.bias, p + k, OC);
 }
 
 /* decode_int8_quantize of a whole block of 32 inputs on 16 lanes, the same bits: the
@@ -300,9 +290,7 @@ __attribute__((target("avx2,fma"))) static void row_avx2(float *out, const Int8J
             f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c]),
                                    _mm256_mul_ps(_mm256_loadu_ps(s + (size_t)b * IPW + 8 * c), d), f[c]);
     }
-    float t[IPW];
-    for (int c = 0; c < 4; c++) _mm256_storeu_ps(t + 8 * c, f[c]);
-    decode_store_panel(out + (size_t)n * OC, t, jb->j.bias, p, IPW, OC);
+    decode_store_panel_ymm(out + (size_t)n * OC, f, jb->j.bias, p, OC);
 }
 
 /* quantize32_avx512 on 8 lanes (the same bits: the same operations in the same
@@ -344,7 +332,7 @@ static void panel_task_avx2(void *arg, int p, int tid) {
 const char *decode_int8_kernel(void) {
 #ifdef INT8_X86
     if (cpu_vnni()) return "avx512vnni";
-    if (decode_use_avx2(0)) return "avx2";
+    if (decode_use_avx2()) return "avx2";
 #endif
     return "scalar";
 }
@@ -380,7 +368,7 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
     int f = decode_forced_kernel();
     if (f != 1 && f != 3 && __builtin_cpu_supports("avx512f"))
         vec = 2;
-    else if (decode_use_avx2(0))
+    else if (decode_use_avx2())
         vec = 1;
 #endif
     for (int n = 0; n < N; n++) {
@@ -409,7 +397,7 @@ void decode_int8_linear(float *out, const float *in, const DecodePacked *pk, con
     Int8Job jb = {{out, in, bias, pk, N}, xq, dx, nb};
 #ifdef INT8_X86
     if (cpu_vnni())
-        decode_run_panels(&jb.j, nt, 1, pair_task, panel_task_vnni, panel_task_scalar);
+        decode_run_panels(&jb.j, nt, pair_task, panel_task_vnni);
     else
         decode_run_fallback(&jb.j, nt, panel_task_avx2, panel_task_scalar);
 #else
