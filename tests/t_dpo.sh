@@ -5,7 +5,8 @@
 # reference read from records (logprobs) gives bit-identical weights to the reference
 # computed in dpo's first pass (and to --ref on the same weights), the same seed gives
 # the same model, every loss type trains, prefix sharing (the default) agrees with a row
-# per completion, and usage/data errors exit 64/65/66.
+# per completion, chunks of pairs (--chunk-tokens) agree with the whole micro-batch, and
+# usage/data errors exit 64/65/66.
 D="${BIN:-bin}/dpo"
 L="${BIN:-bin}/logprobs"
 M=tests/oracle/fixtures/pref-gpt2-policy
@@ -118,6 +119,33 @@ done
 check "$(num num_tokens 4 "$T/ps1.log")" "$(num num_tokens 4 "$T/ps2.log")" "a == b" "num_tokens counts TRL's layout either way"
 "$D" --help | grep -q -- "--no-prefix-sharing" || fail "--help: --no-prefix-sharing not described"
 rm -rf "$T/ps1" "$T/ps2"
+
+# --- --chunk-tokens: a pair per chunk (the reference pass, training, evaluation) = the
+# micro-batch at once, to float rounding, in both layouts, with sft's NLL (whose
+# gradient reads the micro-batch's chosen-token count); and the same records
+for share in "" --no-prefix-sharing; do
+  for c in 0 1; do
+    "$D" --threads 1 -q --seed 4 --max-steps 4 --lr 0.01 --save-every 0 --batch-size 4 --loss-type sigmoid,sft \
+      --chunk-tokens $c $share --eval "$T/pairs.jsonl" --eval-every 2 -m $M -o "$T/ck$c" --log "$T/ck$c.log" \
+      "$T/pairs.jsonl" || fail "--chunk-tokens $c $share: exit $?"
+  done
+  n=$(wc -l <"$T/ck0.log")
+  [ "$n" -eq "$(wc -l <"$T/ck1.log")" ] && [ "$(grep -c '"eval_loss"' "$T/ck1.log")" -ge 2 ] ||
+    fail "--chunk-tokens 1 $share: the log records differ in number or lack evaluations"
+  i=1
+  while [ "$i" -le "$n" ]; do
+    for k in loss eval_loss grad_norm rewards/margins eval_rewards/margins logps/chosen logps/rejected nll_loss \
+      entropy logits/chosen logits/rejected mean_token_accuracy num_tokens; do
+      a=$(num $k $i "$T/ck0.log")
+      [ -n "$a" ] || continue
+      check "$a" "$(num $k $i "$T/ck1.log")" "a - b < 1e-4 * (1 + (a < 0 ? -a : a)) && \
+        b - a < 1e-4 * (1 + (a < 0 ? -a : a))" "--chunk-tokens 1 vs 0 $share: record $i $k"
+    done
+    i=$((i + 1))
+  done
+  rm -rf "$T/ck0" "$T/ck1"
+done
+expect_fail "negative --chunk-tokens" 64 "--chunk-tokens" "$D" --threads 1 -m $M -o "$T/x" --chunk-tokens -1 "$T/pairs.jsonl"
 
 # --- every loss type trains (finite losses), and combinations with RPO
 for lt in sigmoid hinge ipo robust cdpo bco_pair sppo_hard nca_pair apo_zero apo_down sft "sigmoid,sft"; do

@@ -15,7 +15,8 @@
  * kernel for the shared rows and the dense one for the unshared) for three families,
  * Phi-3's longrope among them.  A leak between the two branches, a wrong position or a
  * target in the wrong place moves a log-prob by far more than that.
- * prefbatch_can_share says no for a sliding window shorter than a row, yes otherwise. */
+ * prefbatch_can_share says no for a sliding window shorter than a row, yes otherwise.
+ * prefbatch_pairs_run in chunks of pairs gives the whole batch's results. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,77 @@ static void compare_one_pass(Model *m, const char *name, const Batch *b, int fla
     prefbatch_scratch_free(&sc);
 }
 
+/* prefbatch_pairs_run a chunk at a time (chunk_tokens 1: a pair per chunk; 60: two
+ * or three of the short pairs, or one long pair, per chunk) against the whole batch's
+ * two passes: the same log-probs, lengths, d loss / d seq (the loss reads the whole
+ * batch's chosen-token count), token metrics and gradients (within 1e-5); each pair
+ * asked for once; and without a loss the same log-probs and metrics. */
+static void compare_chunks(Model *m, const char *name, const PrefExample *const *pp, int share, long chunk) {
+    Error e;
+    memset(&e, 0, sizeof e);
+    PrefScratch sc;
+    memset(&sc, 0, sizeof sc);
+    Batch b;
+    CHECK(prefbatch_pairs(&b, m, pp, NP, 0, share, &e) == 0, "%s chunks: batch: %s", name, e.msg);
+    float s1[2 * NP], d1[2 * NP], s2[2 * NP], d2[2 * NP], s3[2 * NP];
+    int l1[2 * NP], l2[2 * NP], l3[2 * NP];
+    PrefTokenStats t1, t2, t3;
+    model_zero_grad(m);
+    prefbatch_logps(m, &b, &sc, s1, l1, NULL);
+    prefbatch_token_stats(m, &b, NP, &sc, &t1);
+    for (int i = 0; i < NP; i++) pair_dseq(i, s1, l1, d1);
+    prefbatch_logps_backward(m, &b, &sc, d1);
+    float *g1 = xmalloc(m->n_params * sizeof(float));
+    memcpy(g1, m->grads, m->n_params * sizeof(float));
+    OnePass o;
+    memset(&o, 0, sizeof o);
+    for (int k = 0; k < 2 * NP; k++) s2[k] = d2[k] = s3[k] = NAN, l2[k] = l3[k] = -1;
+    model_zero_grad(m);
+    PrefRun r = {share, 0, chunk, one_pass_cb, &o};
+    CHECK(prefbatch_pairs_run(m, pp, NP, &r, &sc, s2, l2, d2, &t2, &e) == 0, "%s chunks: %s", name, e.msg);
+    r.fn = NULL;
+    CHECK(prefbatch_pairs_run(m, pp, NP, &r, &sc, s3, l3, NULL, &t3, &e) == 0, "%s chunks: %s", name, e.msg);
+    const char *lay = b.shared ? "shared" : "unshared";
+    double sd = 0, dd = 0, smax = 0;
+    for (int k = 0; k < 2 * NP; k++) {
+        smax = fmax(smax, fabs(s1[k]));
+        sd = isnan(s2[k]) || isnan(s3[k]) ? INFINITY
+                                          : fmax(sd, fmax(fabs((double)s2[k] - s1[k]), fabs((double)s3[k] - s1[k])));
+        dd = isnan(d2[k]) ? INFINITY : fmax(dd, fabs((double)d2[k] - d1[k]));
+        CHECK(l1[k] == l2[k] && l1[k] == l3[k], "%s %s chunks of %ld: sequence %d has %d and %d tokens, whole %d", name,
+              lay, chunk, k, l2[k], l3[k], l1[k]);
+    }
+    for (int i = 0; i < NP; i++)
+        CHECK(o.calls[i] == 1, "%s %s chunks of %ld: pair %d asked for %d times", name, lay, chunk, i, o.calls[i]);
+    CHECK(sd <= 1e-5 * smax && dd <= 1e-5, "%s %s chunks of %ld: log-probs differ by %.2e, d seq by %.2e", name, lay,
+          chunk, sd / smax, dd);
+    for (int k = 0; k < 2; k++) {
+        const PrefTokenStats *t = k ? &t3 : &t2;
+        CHECK(t1.tokens == t->tokens && t1.chosen_tokens == t->chosen_tokens &&
+                  t1.rejected_tokens == t->rejected_tokens && t1.chosen_correct == t->chosen_correct &&
+                  fabs(t1.entropy_sum - t->entropy_sum) <= 1e-5 * (1 + fabs(t1.entropy_sum)) &&
+                  fabs(t1.logits_chosen_sum - t->logits_chosen_sum) <= 1e-5 * (1 + fabs(t1.logits_chosen_sum)) &&
+                  fabs(t1.logits_rejected_sum - t->logits_rejected_sum) <= 1e-5 * (1 + fabs(t1.logits_rejected_sum)),
+              "%s %s chunks of %ld: token metrics differ (%s)", name, lay, chunk, k ? "log-probs only" : "training");
+    }
+    double worst = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        double mx = 0, d = 0;
+        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
+            mx = fmax(mx, fabs(g1[j]));
+            d = fmax(d, fabs((double)m->grads[j] - g1[j]));
+        }
+        if (mx > 0 && d / mx > worst) worst = d / mx;
+    }
+    CHECK(worst <= 1e-5, "%s %s chunks of %ld: gradients differ by %.2e of the largest", name, lay, chunk, worst);
+    if (worst <= 1e-5 && sd <= 1e-5 * smax)
+        printf("ok   %-20s %s rows, chunks of %ld tokens = the whole batch (%.1e)\n", name, lay, chunk, worst);
+    free(g1);
+    batch_free(&b);
+    prefbatch_scratch_free(&sc);
+}
+
 static void compare(Model *m, const char *name, const PrefExample *const *pp, int flash) {
     Error e;
     Batch bu, bs;
@@ -229,6 +301,10 @@ static void test_fixture(const char *name, int want_share, int nowin, int long_p
         compare(&m, label, pp, 0);
         compare(&m, label, pp, 1);
         if (long_pairs) compare(&m, label, pp, -1);
+        for (int share = 0; share < 2; share++) {
+            compare_chunks(&m, label, pp, share, 1);
+            compare_chunks(&m, label, pp, share, 60);
+        }
     } else if (can == want_share) {
         printf("ok   %-20s prefix sharing declined, as expected\n", label);
     }

@@ -49,6 +49,12 @@ static void usage(FILE *out) {
           "      --truncation M       keep_end|keep_start for over-long prompts (default keep_end)\n"
           "      --no-prefix-sharing  a row per completion, each with its prompt (default: each\n"
           "                           prompt once per pair, both completions attending to it)\n"
+          "      --chunk-tokens N     run a micro-batch's pairs a chunk of at most N tokens at a\n"
+          "                           time (rows x longest row; a longer pair alone), so memory\n"
+          "                           holds one chunk's activations; the same gradient to float\n"
+          "                           rounding (default 512; 0 = the whole micro-batch at once;\n"
+          "                           losses over the whole batch, bco_pair, aot, kto, train on it\n"
+          "                           whole)\n"
           "\n"
           "KTO (--loss-type kto; unpaired records {prompt, completion, label}, as TRL's KTOTrainer):\n"
           "      --desirable-weight X    weight of label-true completions (default 1)\n"
@@ -68,7 +74,8 @@ enum {
     OPT_TAU,
     OPT_DESW,
     OPT_UNDW,
-    OPT_NOSHARE
+    OPT_NOSHARE,
+    OPT_CHUNK
 };
 static const struct option dpo_opts[] = {
     {"beta", required_argument, 0, OPT_BETA},
@@ -81,6 +88,7 @@ static const struct option dpo_opts[] = {
     {"desirable-weight", required_argument, 0, OPT_DESW},
     {"undesirable-weight", required_argument, 0, OPT_UNDW},
     {"no-prefix-sharing", no_argument, 0, OPT_NOSHARE},
+    {"chunk-tokens", required_argument, 0, OPT_CHUNK},
     {0, 0, 0, 0},
 };
 
@@ -92,7 +100,8 @@ typedef struct Dpo {
     Model model;
     Tokenizer *tok;
     int pad_id, max_T;
-    int no_share; /* --no-prefix-sharing */
+    int no_share;     /* --no-prefix-sharing */
+    int chunk_tokens; /* --chunk-tokens */
     PrefExample *ex[2];
     int n[2];
     /* scratch */
@@ -114,6 +123,9 @@ static int dpo_flag(void *ctx, int opt, const char *arg) {
     switch (opt) {
     case OPT_NOSHARE:
         d->no_share = 1;
+        return 0;
+    case OPT_CHUNK:
+        d->chunk_tokens = cli_int_min(PROG, "--chunk-tokens", arg, 0);
         return 0;
     case OPT_BETA:
         d->beta = cli_double(PROG, "--beta", arg);
@@ -218,32 +230,38 @@ static void dpo_pair_grads(void *ctx, int i0, int i1, int n, const float *seq, c
 static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double scale, Metrics *mt, Error *e) {
     Dpo *d = ctx;
     gather_pairs(d, split, idx, n);
-    Batch b;
-    memset(&b, 0, sizeof b);
-    int rc = pairs_batch(d, &d->model, &b, n, e);
-    if (rc) return rc;
     int need_ref = pref_loss_needs_ref(&d->lc);
     /* Training with a pairwise loss: each pair's gradient is known as soon as its
      * log-probs are, so the LM head runs forward and backward in one pass (and
-     * model_backward with it); otherwise the log-probs, the loss, then the backward. */
+     * model_backward with it), a chunk of pairs at a time (--chunk-tokens), and so does
+     * evaluation's forward; other losses train on the whole micro-batch: the log-probs,
+     * the loss, then the backward. */
     int fused = split == SPLIT_TRAIN && pref_loss_pairwise(&d->lc);
-    if (fused) {
-        d->scale = scale;
-        prefbatch_logps_train(&d->model, &b, &d->s, d->seq, d->len, d->grad, dpo_pair_grads, d);
-    } else {
-        prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
-    }
+    int whole = split == SPLIT_TRAIN && !fused;
     PrefTokenStats ts;
-    prefbatch_token_stats(&d->model, &b, n, &d->s, &ts);
+    Batch b;
+    memset(&b, 0, sizeof b);
+    if (whole) {
+        int rc = pairs_batch(d, &d->model, &b, n, e);
+        if (rc) return rc;
+        prefbatch_logps(&d->model, &b, &d->s, d->seq, d->len, NULL);
+        prefbatch_token_stats(&d->model, &b, n, &d->s, &ts);
+    } else {
+        d->scale = scale;
+        PrefRun r = {!d->no_share, d->pad_id, d->chunk_tokens, fused ? dpo_pair_grads : NULL, d};
+        int rc = prefbatch_pairs_run(&d->model, d->pp, n, &r, &d->s, d->seq, d->len, d->grad, &ts, e);
+        if (rc) return rc;
+    }
     PrefLossState eval_st = d->st; /* evaluation must not move BCO's running shift */
     PrefMetrics m;
     double loss =
         pref_loss(&d->lc, split == SPLIT_TRAIN ? &d->st : &eval_st, n, d->seq, d->seq + n, need_ref ? d->rc : NULL,
-                  need_ref ? d->rr : NULL, d->len, d->len + n, fused ? NULL : d->grad, fused ? NULL : d->grad + n, &m);
-    if (split == SPLIT_TRAIN && !fused) {
+                  need_ref ? d->rr : NULL, d->len, d->len + n, whole ? d->grad : NULL, whole ? d->grad + n : NULL, &m);
+    if (whole) {
         /* pref_loss gives d(mean over the n pairs); the loop wants d(scale * sum). */
         for (int r = 0; r < 2 * n; r++) d->grad[r] = (float)(d->grad[r] * n * scale);
         prefbatch_logps_backward(&d->model, &b, &d->s, d->grad);
+        batch_free(&b);
     }
     metrics_add(mt, "loss", loss * n, n);
     if (need_ref) {
@@ -263,7 +281,6 @@ static int dpo_micro_step(void *ctx, Split split, const int *idx, int n, double 
     metrics_add(mt, "logits/rejected", ts.logits_rejected_sum, (double)ts.rejected_tokens);
     metrics_add(mt, "mean_token_accuracy", (double)ts.chosen_correct, (double)ts.chosen_tokens);
     mt->tokens += pair_tokens(d, n, 1);
-    batch_free(&b);
     return 0;
 }
 
@@ -382,11 +399,9 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
             for (; i < d->n[split] && n < batch; i++)
                 if (!d->ex[split][i].has_ref) d->pp[n++] = &d->ex[split][i];
             if (!n) continue;
-            Batch b;
-            memset(&b, 0, sizeof b);
             Error e = {0};
-            if (pairs_batch(d, ref, &b, n, &e)) err_die(PROG, &e);
-            prefbatch_logps(ref, &b, &d->s, d->seq, NULL, NULL);
+            PrefRun r = {!d->no_share, d->pad_id, d->chunk_tokens, NULL, NULL};
+            if (prefbatch_pairs_run(ref, d->pp, n, &r, &d->s, d->seq, NULL, NULL, NULL, &e)) err_die(PROG, &e);
             for (int k = 0; k < n; k++) {
                 PrefExample *p = (PrefExample *)d->pp[k];
                 p->ref_chosen_logp = d->seq[k];
@@ -394,7 +409,6 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
                 p->has_ref = 1;
             }
             done += n;
-            batch_free(&b);
         }
     }
     return done;
@@ -409,6 +423,7 @@ int main(int argc, char **argv) {
     d.beta = 0.1;
     d.rpo_alpha = -1;
     d.discopop_tau = 0.05; /* TRL DPOConfig.discopop_tau */
+    d.chunk_tokens = 512;
     kto_config_default(&d.kc);
     TrainFlags f;
     train_flags_default(&f, PROG);

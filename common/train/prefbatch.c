@@ -137,6 +137,139 @@ void prefbatch_logps_train(Model *m, const Batch *b, PrefScratch *s, float *seq,
     model_backward(m);
 }
 
+/* ---- a micro-batch of pairs a chunk at a time ---- */
+
+/* The tokens of pairs p[i0..i1)'s batch: rows x the longest row, as batch_pairs_shared
+ * (a row per pair) or batch_pairs (two) lay them out. */
+static long chunk_tokens_of(const PrefExample *const *p, int i0, int i1, int shared) {
+    int T = 1;
+    for (int i = i0; i < i1; i++) {
+        int l;
+        if (shared) {
+            l = batch_pair_shared_len(p[i]);
+        } else {
+            int lc = p[i]->n_prompt + p[i]->n_chosen, lr = p[i]->n_prompt + p[i]->n_rejected;
+            l = lc > lr ? lc : lr;
+        }
+        T = l > T ? l : T;
+    }
+    return (long)(i1 - i0) * (shared ? 1 : 2) * T;
+}
+
+/* End of the chunk that starts at pair i0: as many pairs as fit `budget` tokens, at
+ * least one; budget <= 0: all n. */
+static int chunk_end(const PrefExample *const *p, int i0, int n, int shared, long budget) {
+    if (budget <= 0) return n;
+    int i1 = i0 + 1;
+    while (i1 < n && chunk_tokens_of(p, i0, i1 + 1, shared) <= budget) i1++;
+    return i1;
+}
+
+static int chunk_batch(Batch *b, const PrefExample *const *p, int n, int shared, int pad_id, Error *e) {
+    return shared ? batch_pairs_shared(b, p, n, pad_id) : batch_pairs(b, p, n, 0, pad_id, e);
+}
+
+static void token_stats_add(PrefTokenStats *to, const PrefTokenStats *a) {
+    to->entropy_sum += a->entropy_sum;
+    to->logits_chosen_sum += a->logits_chosen_sum;
+    to->logits_rejected_sum += a->logits_rejected_sum;
+    to->tokens += a->tokens;
+    to->chosen_tokens += a->chosen_tokens;
+    to->rejected_tokens += a->rejected_tokens;
+    to->chosen_correct += a->chosen_correct;
+}
+
+/* A chunk's pair gradients from the micro-batch's: its log-probs copied to the
+ * micro-batch's seq (pairs c0.., chosen at i, rejected at n + i), fn called with
+ * micro-batch indices and every pair's lengths, the gradients copied back. */
+typedef struct ChunkGrads {
+    int c0, n;
+    float *seq, *dseq;
+    const int *len;
+    PrefPairGradFn fn;
+    void *ctx;
+} ChunkGrads;
+
+static void chunk_pair_grads(void *vctx, int i0, int i1, int nc, const float *seq, const int *len, float *dseq) {
+    ChunkGrads *g = vctx;
+    (void)len;
+    for (int i = i0; i < i1; i++) {
+        g->seq[g->c0 + i] = seq[i];
+        g->seq[g->n + g->c0 + i] = seq[nc + i];
+    }
+    g->fn(g->ctx, g->c0 + i0, g->c0 + i1, g->n, g->seq, g->len, g->dseq);
+    for (int i = i0; i < i1; i++) {
+        dseq[i] = g->dseq[g->c0 + i];
+        dseq[nc + i] = g->dseq[g->n + g->c0 + i];
+    }
+}
+
+int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const PrefRun *r, PrefScratch *s, float *seq,
+                        int *len, float *dseq, PrefTokenStats *ts, Error *e) {
+    int shared = r->share && prefbatch_can_share(m, p, n);
+    /* longrope (Phi-3) picks its factors by the batch's largest position (model_rope):
+     * a chunk could pick others than the whole micro-batch */
+    long budget = m->cfg.rope_scaling.type == ROPE_LONGROPE ? 0 : r->chunk_tokens;
+    if (ts) memset(ts, 0, sizeof *ts);
+    int n_chunks = 0;
+    for (int i0 = 0; i0 < n; i0 = chunk_end(p, i0, n, shared, budget)) n_chunks++;
+    size_t n2 = 2 * (size_t)(n > 0 ? n : 1);
+    Batch *b = xcalloc((size_t)n_chunks + 1, sizeof *b);
+    int *c0 = xmalloc(sizeof(int) * ((size_t)n_chunks + 1));
+    int *lens = len ? len : xmalloc(sizeof(int) * n2), *clen = xmalloc(sizeof(int) * n2);
+    float *cseq = xmalloc(sizeof(float) * n2), *cdseq = xmalloc(sizeof(float) * n2);
+    int rc = 0, built = 0;
+    for (int i0 = 0; i0 < n && !rc; built++) {
+        int i1 = chunk_end(p, i0, n, shared, budget);
+        c0[built] = i0;
+        rc = chunk_batch(&b[built], p + i0, i1 - i0, shared, r->pad_id, e);
+        i0 = i1;
+    }
+    c0[n_chunks] = n;
+    /* every pair's lengths before any gradient: a loss may need the micro-batch's
+     * (the NLL's token count) */
+    for (int k = 0; k < n_chunks && !rc && r->fn; k++) {
+        int nc = c0[k + 1] - c0[k];
+        size_t N = (size_t)b[k].B * b[k].T;
+        scratch_need(s, N);
+        memset(s->tok, 0, N * sizeof(float));
+        if (b[k].shared)
+            shared_seq_sum(&b[k], s->tok, cseq, clen);
+        else
+            pref_seq_sum(s->tok, b[k].targets, b[k].B, b[k].T, cseq, clen);
+        memcpy(lens + c0[k], clen, (size_t)nc * sizeof(int));
+        memcpy(lens + n + c0[k], clen + nc, (size_t)nc * sizeof(int));
+    }
+    for (int k = 0; k < n_chunks && !rc; k++) {
+        int nc = c0[k + 1] - c0[k];
+        if (r->fn) {
+            ChunkGrads g = {c0[k], n, seq, dseq, lens, r->fn, r->ctx};
+            prefbatch_logps_train(m, &b[k], s, cseq, clen, cdseq, chunk_pair_grads, &g);
+        } else {
+            prefbatch_logps(m, &b[k], s, cseq, clen, NULL);
+        }
+        for (int i = 0; i < nc; i++) {
+            seq[c0[k] + i] = cseq[i];
+            seq[n + c0[k] + i] = cseq[nc + i];
+            lens[c0[k] + i] = clen[i];
+            lens[n + c0[k] + i] = clen[nc + i];
+        }
+        if (ts) {
+            PrefTokenStats t;
+            prefbatch_token_stats(m, &b[k], nc, s, &t);
+            token_stats_add(ts, &t);
+        }
+    }
+    for (int k = 0; k < built; k++) batch_free(&b[k]);
+    if (!len) free(lens);
+    free(b);
+    free(c0);
+    free(clen);
+    free(cseq);
+    free(cdseq);
+    return rc;
+}
+
 /* Longrope (Phi-3) needs no exception: training's RoPE picks its factors by the
  * batch's largest position (model_rope without groups), np - 1 + max(nc, nr) in both
  * layouts. */

@@ -77,6 +77,30 @@ typedef struct PrefTokenStats {
 } PrefTokenStats;
 void prefbatch_token_stats(const Model *m, const Batch *b, int n, PrefScratch *s, PrefTokenStats *out);
 
+/* How prefbatch_pairs_run runs a micro-batch of pairs. */
+typedef struct PrefRun {
+    int share; /* prefix sharing where prefbatch_can_share (prefbatch_pairs) */
+    int pad_id;
+    /* At most this many tokens (rows x the longest row, padding included) in one
+     * forward, so that the activations kept for backward are a chunk's, not the
+     * micro-batch's; a pair longer than that is a chunk of its own.  <= 0: the whole
+     * micro-batch at once. */
+    long chunk_tokens;
+    PrefPairGradFn fn; /* training with a pairwise loss (prefbatch_logps_train); NULL: log-probs only */
+    void *ctx;
+} PrefRun;
+/* The pairs p[0..n) in chunks of consecutive pairs (PrefRun.chunk_tokens), each
+ * its own batch (prefbatch_pairs' layout, padded to the chunk's longest row):
+ * seq[i] chosen and seq[n + i] rejected, len (may be NULL) the same way, as one
+ * batch of all n would give to float rounding (the gradients add up chunk by chunk
+ * in m->grads).  With r->fn, each chunk is prefbatch_logps_train's (fn gets
+ * micro-batch indices and every pair's lengths from its first call on) and dseq
+ * (2n) receives d loss / d seq; without, prefbatch_logps's.  ts (may be NULL): the
+ * token metrics of all chunks.  One chunk is exactly prefbatch_pairs then the one
+ * call.  Errors: prefbatch_pairs'. */
+int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const PrefRun *r, PrefScratch *s, float *seq,
+                        int *len, float *dseq, PrefTokenStats *ts, Error *e);
+
 /* Column of row r whose value is the reward: transformers' rule. */
 int prefbatch_score_column(const Batch *b, int row, int pad_id);
 /* Forward of classifier m on b; rewards[r] = value at prefbatch_score_column(b, r, pad). */
