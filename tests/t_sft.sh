@@ -59,6 +59,34 @@ awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-5 *
     fail "eval_loss packed $b differs from unpacked $a"
 echo "packing: eval_loss $a unpacked, $b packed"
 
+# ---- --chunk-tokens 1 (a row per chunk) = the micro-batch at once, to float rounding,
+# packed and not, in training and evaluation: every number of every log record
+for flag in "" --packing; do
+    for c in 0 1; do
+        "$B/sft" -m "$T/init" -o "$T/ck$c" $flag --max-length 64 --batch-size 4 --lr 1e-2 --max-steps 4 \
+            --chunk-tokens $c --eval "$T/eval.jsonl" --eval-every 2 --log "$T/ck$c.jsonl" --seed 1 -q \
+            "$T/corpus.jsonl" || fail "sft --chunk-tokens $c $flag: exit $?"
+    done
+    grep -q '"eval_loss"' "$T/ck1.jsonl" || fail "--chunk-tokens: no evaluation logged"
+    paste -d '\n' "$T/ck0.jsonl" "$T/ck1.jsonl" | awk -v what="--chunk-tokens 1 vs 0 $flag" '
+        { gsub(/[{}]/, ""); n = split($0, kv, ",") }
+        NR % 2 == 1 { delete want; keys = n; for (i = 1; i <= n; i++) { split(kv[i], p, ":"); want[p[1]] = p[2] } next }
+        {
+            if (n != keys) { print "FAIL: " what ": record " NR / 2 " has " n " fields, not " keys; bad = 1 }
+            for (i = 1; i <= n; i++) {
+                split(kv[i], p, ":")
+                if (p[1] ~ /tokens_per_s|time/) continue
+                a = want[p[1]] + 0; b = p[2] + 0; d = a - b; if (d < 0) d = -d
+                if (!(p[1] in want) || d > 1e-4 * (1 + (a < 0 ? -a : a))) {
+                    print "FAIL: " what ": record " NR / 2 " " p[1] " " b " vs " want[p[1]]; bad = 1
+                }
+            }
+        }
+        END { exit bad }' || exit 1
+    rm -rf "$T/ck0" "$T/ck1"
+done
+echo "--chunk-tokens: a row per chunk logs what the whole micro-batch logs"
+
 # ---- every data kind trains (2 updates each) ---------------------------------------
 printf '%s\n' '{"prompt":"Repeat: a b\nAnswer:","completion":" a b."}' \
     '{"prompt":"Repeat: c\nAnswer:","completion":" c. Glad to help!"}' >"$T/pc.jsonl"
