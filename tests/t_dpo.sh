@@ -67,6 +67,11 @@ grep -q '"LlamaForCausalLM"' "$T/llama/config.json" || fail "llama: output is no
 "$L" --threads 1 -q -m $M --batch-size 4 -o "$T/ref.jsonl" "$T/pairs.jsonl" || fail "logprobs: exit $?"
 "$D" --threads 1 $F -m $M -o "$T/b" "$T/ref.jsonl" 2>"$T/err" || fail "train with precomputed reference: exit $?"
 cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" || fail "precomputed reference gives different weights"
+# also when training runs a pair per chunk: the first pass runs its batches whole, as logprobs
+"$D" --threads 1 $F --chunk-tokens 1 -m $M -o "$T/a1" "$T/pairs.jsonl" || fail "--chunk-tokens 1: exit $?"
+"$D" --threads 1 $F --chunk-tokens 1 -m $M -o "$T/b1" "$T/ref.jsonl" || fail "--chunk-tokens 1, records: exit $?"
+cmp -s "$T/a1/model.safetensors" "$T/b1/model.safetensors" ||
+  fail "--chunk-tokens 1: precomputed reference gives different weights"
 "$D" --threads 1 --seed 3 --max-steps 8 --batch-size 4 --lr 0.01 --save-every 0 -m $M -o "$T/c" "$T/ref.jsonl" 2>"$T/err" ||
   fail "verbose run"
 grep -q "no reference model" "$T/err" || fail "records with reference log-probs should load no reference model"

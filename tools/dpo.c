@@ -388,9 +388,15 @@ static int kto_read(char **paths, int n_paths, Tokenizer *tok, const DataOptions
 }
 
 /* The first pass: reference log-probs of every pair that does not carry them, with
- * REF (already loaded), batch_size pairs at a time in data order. */
+ * REF (already loaded), batch_size pairs at a time in data order, each batch whole as
+ * logprobs(1) runs it, so that reference log-probs read from its records are the same
+ * bits.  The forward keeps only checkpointing's activations (block inputs and one
+ * block's set; model_set_checkpointing: the same results), so that it does not grow
+ * the policy's buffers past what the chunked training steps need (--chunk-tokens). */
 static long compute_ref(Dpo *d, Model *ref, int batch) {
     long done = 0;
+    int ckpt = model_checkpointing();
+    model_set_checkpointing(1);
     for (int split = 0; split < 2; split++) {
         int i = 0;
         while (i < d->n[split]) {
@@ -399,9 +405,12 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
             for (; i < d->n[split] && n < batch; i++)
                 if (!d->ex[split][i].has_ref) d->pp[n++] = &d->ex[split][i];
             if (!n) continue;
+            Batch b;
+            memset(&b, 0, sizeof b);
             Error e = {0};
-            PrefRun r = {!d->no_share, d->pad_id, d->chunk_tokens, NULL, NULL};
-            if (prefbatch_pairs_run(ref, d->pp, n, &r, &d->s, d->seq, NULL, NULL, NULL, &e)) err_die(PROG, &e);
+            if (pairs_batch(d, ref, &b, n, &e)) err_die(PROG, &e);
+            prefbatch_logps(ref, &b, &d->s, d->seq, NULL, NULL);
+            batch_free(&b);
             for (int k = 0; k < n; k++) {
                 PrefExample *p = (PrefExample *)d->pp[k];
                 p->ref_chosen_logp = d->seq[k];
@@ -411,6 +420,7 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
             done += n;
         }
     }
+    model_set_checkpointing(ckpt);
     return done;
 }
 
