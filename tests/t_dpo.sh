@@ -125,10 +125,11 @@ check "$(num num_tokens 4 "$T/ps1.log")" "$(num num_tokens 4 "$T/ps2.log")" "a =
 "$D" --help | grep -q -- "--no-prefix-sharing" || fail "--help: --no-prefix-sharing not described"
 rm -rf "$T/ps1" "$T/ps2"
 
-# --- --chunk-tokens: a pair per chunk (the reference pass, training, evaluation) = the
+# --- --chunk-tokens: a pair per chunk (training, evaluation) = the
 # micro-batch at once, to float rounding, in both layouts, with sft's NLL (whose
-# gradient reads the micro-batch's chosen-token count); and the same records
-for share in "" --no-prefix-sharing; do
+# gradient reads the micro-batch's chosen-token count), and with LoRA dropout (whose
+# masks chunks of pairs cannot keep: it trains on the whole micro-batch); the same records
+while read -r share; do
   for c in 0 1; do
     "$D" --threads 1 -q --seed 4 --max-steps 4 --lr 0.01 --save-every 0 --batch-size 4 --loss-type sigmoid,sft \
       --chunk-tokens $c $share --eval "$T/pairs.jsonl" --eval-every 2 -m $M -o "$T/ck$c" --log "$T/ck$c.log" \
@@ -149,7 +150,11 @@ for share in "" --no-prefix-sharing; do
     i=$((i + 1))
   done
   rm -rf "$T/ck0" "$T/ck1"
-done
+done <<EOF
+
+--no-prefix-sharing
+--lora-rank 4 --lora-dropout 0.3
+EOF
 expect_fail "negative --chunk-tokens" 64 "--chunk-tokens" "$D" --threads 1 -m $M -o "$T/x" --chunk-tokens -1 "$T/pairs.jsonl"
 
 # --- every loss type trains (finite losses), and combinations with RPO

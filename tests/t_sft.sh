@@ -59,16 +59,18 @@ awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-5 *
     fail "eval_loss packed $b differs from unpacked $a"
 echo "packing: eval_loss $a unpacked, $b packed"
 
-# ---- --chunk-tokens 1 (a row per chunk) = the micro-batch at once, to float rounding,
-# packed and not, in training and evaluation: every number of every log record
-for flag in "" --packing; do
-    for c in 0 1; do
-        "$B/sft" -m "$T/init" -o "$T/ck$c" $flag --max-length 64 --batch-size 4 --lr 1e-2 --max-steps 4 \
-            --chunk-tokens $c --eval "$T/eval.jsonl" --eval-every 2 --log "$T/ck$c.jsonl" --seed 1 -q \
-            "$T/corpus.jsonl" || fail "sft --chunk-tokens $c $flag: exit $?"
+# ---- --chunk-tokens = the micro-batch at once, to float rounding, in training and
+# evaluation: every number of every log record.  A row per chunk, packed and not; 3
+# rows then 1 (192 tokens of 64-token rows); with LoRA dropout, whose masks a chunk
+# must draw as the whole micro-batch does.
+while read -r c flag; do
+    for cc in 0 $c; do
+        "$B/sft" -m "$T/init" -o "$T/ck$cc" $flag --max-length 64 --batch-size 4 --lr 1e-2 --max-steps 4 \
+            --chunk-tokens $cc --eval "$T/eval.jsonl" --eval-every 2 --log "$T/ck$cc.jsonl" --seed 1 -q \
+            "$T/corpus.jsonl" || fail "sft --chunk-tokens $cc $flag: exit $?"
     done
-    grep -q '"eval_loss"' "$T/ck1.jsonl" || fail "--chunk-tokens: no evaluation logged"
-    paste -d '\n' "$T/ck0.jsonl" "$T/ck1.jsonl" | awk -v what="--chunk-tokens 1 vs 0 $flag" '
+    grep -q '"eval_loss"' "$T/ck$c.jsonl" || fail "--chunk-tokens: no evaluation logged"
+    paste -d '\n' "$T/ck0.jsonl" "$T/ck$c.jsonl" | awk -v what="--chunk-tokens $c vs 0 $flag" '
         { gsub(/[{}]/, ""); n = split($0, kv, ",") }
         NR % 2 == 1 { delete want; keys = n; for (i = 1; i <= n; i++) { split(kv[i], p, ":"); want[p[1]] = p[2] } next }
         {
@@ -83,9 +85,14 @@ for flag in "" --packing; do
             }
         }
         END { exit bad }' || exit 1
-    rm -rf "$T/ck0" "$T/ck1"
-done
-echo "--chunk-tokens: a row per chunk logs what the whole micro-batch logs"
+    rm -rf "$T/ck0" "$T/ck$c"
+done <<EOF
+1
+1 --packing
+192 --packing
+1 --packing --lora-rank 4 --lora-dropout 0.3
+EOF
+echo "--chunk-tokens: chunks log what the whole micro-batch logs"
 
 # ---- every data kind trains (2 updates each) ---------------------------------------
 printf '%s\n' '{"prompt":"Repeat: a b\nAnswer:","completion":" a b."}' \

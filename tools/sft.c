@@ -17,6 +17,7 @@
 #include "data/data.h"
 #include "formats/tokenizer.h"
 #include "kernels/ops.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "train/losses.h"
 #include "train/train.h"
@@ -187,6 +188,7 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
     for (int r0 = 0; r0 < b.B; r0 += rows) {
         int nr = b.B - r0 < rows ? b.B - r0 : rows;
         size_t o = (size_t)r0 * b.T, Nc = (size_t)nr * b.T;
+        lora_set_dropout_row0(m, (long)o); /* the whole micro-batch's dropout masks */
         model_forward(m, b.tokens + o, b.pos + o, b.seg + o, nr, b.T);
         /* TRL's mean_token_accuracy (argmax of the logits equals the target, over the
          * loss-bearing tokens) and entropy come from the log-probs' pass over the
@@ -201,6 +203,7 @@ static int sft_micro_step(void *ctx, Split split, const int *idx, int n, double 
             model_logprobs_argmax(m, b.targets + o, s->logp + o, s->ent + o, s->pred + o);
         }
     }
+    lora_set_dropout_row0(m, 0);
     long ntok = 0;
     double loss_sum = sft_loss(s->logp, b.targets, N, scale, NULL, &ntok);
     double ent_sum = 0; /* TRL's entropy: mean over the loss-bearing tokens */

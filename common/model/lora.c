@@ -203,11 +203,16 @@ void lora_set_dropout(Model *m, int on, uint64_t seed) {
     if (!m->lora) return;
     m->lora->drop_on = on && m->lora->cfg.dropout > 0;
     m->lora->drop_seed = seed;
+    m->lora->drop_row0 = 0;
+}
+
+void lora_set_dropout_row0(Model *m, long row0) {
+    if (m->lora) m->lora->drop_row0 = row0;
 }
 
 /* Row n of module j's dropout mask: an Rng of its own, so rows can be drawn in any
  * order (threads) and backward can draw them again. */
-static void mask_rng(Rng *r, uint64_t seed, int j, int n) {
+static void mask_rng(Rng *r, uint64_t seed, int j, long n) {
     rng_seed(r, seed ^ ((uint64_t)(j + 1) * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)(n + 1) * 0xC2B2AE3D27D4EB4FULL));
 }
 
@@ -217,7 +222,7 @@ static void dropout_forward(const Lora *L, int j, float *out, const float *inp, 
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         Rng r;
-        mask_rng(&r, L->fwd_seed, j, n);
+        mask_rng(&r, L->fwd_seed, j, L->fwd_row0 + n);
         const float *x = inp + (size_t)n * in;
         float *y = out + (size_t)n * in;
         for (int i = 0; i < in; i++) y[i] = rng_uniform(&r) < p ? 0.0f : x[i] * inv;
@@ -230,7 +235,7 @@ static void dropout_backward(const Lora *L, int j, float *dinp, const float *g, 
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         Rng r;
-        mask_rng(&r, L->fwd_seed, j, n);
+        mask_rng(&r, L->fwd_seed, j, L->fwd_row0 + n);
         const float *gn = g + (size_t)n * in;
         float *d = dinp + (size_t)n * in;
         for (int i = 0; i < in; i++)
@@ -265,6 +270,7 @@ void lora_forward_begin(Model *m, int N) {
     L->fwd_on = L->enabled;
     L->fwd_drop = L->enabled && L->drop_on;
     L->fwd_seed = L->drop_seed;
+    L->fwd_row0 = L->drop_row0;
     L->N = N;
     if (!L->enabled) return;
     if (L->fwd_drop && (size_t)N * L->max_in > L->xd_cap) {

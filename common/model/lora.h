@@ -38,7 +38,8 @@
  * each element kept with probability 1 - p and scaled by 1/(1 - p), zero otherwise
  * (torch.nn.Dropout), independently per adapted module as PEFT has one nn.Dropout per
  * module.  The masks are not stored: element (n, i) of module j is kept when the
- * i-th uniform of an Rng seeded from (seed, j, n) is >= p, so backward regenerates
+ * i-th uniform of an Rng seeded from (seed, j, n) is >= p (n: the row's number in its
+ * micro-batch, lora_set_dropout_row0), so backward regenerates
  * them, and the seed of each micro-step is a function of (--seed, step, micro-step):
  * a resumed run draws the same masks.  Evaluation, reference and generation
  * forwards see no dropout.
@@ -87,6 +88,8 @@ struct Lora {
     uint64_t drop_seed;    /* mask seed of the next forwards */
     int fwd_drop;          /* drop_on of the last forward */
     uint64_t fwd_seed;     /* drop_seed of the last forward */
+    long drop_row0;        /* first row's number in its micro-batch (lora_set_dropout_row0) */
+    long fwd_row0;         /* drop_row0 of the last forward */
     int max_in;            /* widest module input */
     float *xd;             /* [N, max_in] scratch: dropped input / masked gradient */
     size_t xd_cap;
@@ -123,6 +126,11 @@ void lora_set_enabled(Model *m, int on);
 /* Dropout on (training forwards, masks from seed) or off; a no-op without an adapter
  * or with lora_dropout 0. */
 void lora_set_dropout(Model *m, int on, uint64_t seed);
+/* The number, within its micro-batch, of the first row of the next forwards (0 after
+ * lora_set_dropout): a micro-batch run a chunk of rows at a time (sft --chunk-tokens)
+ * gives row n of a chunk starting at row0 the mask of row row0 + n, as one forward of
+ * the whole micro-batch would. */
+void lora_set_dropout_row0(Model *m, long row0);
 /* Human-readable summary ("r=4 alpha=8 on 4 modules (q_proj, v_proj): N trainable
  * parameters of M (x%)"). */
 void lora_describe(const Model *m, char *buf, size_t n);

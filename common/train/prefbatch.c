@@ -208,8 +208,11 @@ int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const Pref
                         int *len, float *dseq, PrefTokenStats *ts, Error *e) {
     int shared = r->share && prefbatch_can_share(m, p, n);
     /* longrope (Phi-3) picks its factors by the batch's largest position (model_rope):
-     * a chunk could pick others than the whole micro-batch */
-    long budget = m->cfg.rope_scaling.type == ROPE_LONGROPE ? 0 : r->chunk_tokens;
+     * a chunk could pick others than the whole micro-batch; LoRA dropout draws a row's
+     * mask by its place in the forward, which chunks of pairs cannot keep (the rows of
+     * the whole batch, chosen then rejected, interleave the chunks') */
+    int lora_drop = m->lora && m->lora->drop_on;
+    long budget = m->cfg.rope_scaling.type == ROPE_LONGROPE || lora_drop ? 0 : r->chunk_tokens;
     if (ts) memset(ts, 0, sizeof *ts);
     int n_chunks = 0;
     for (int i0 = 0; i0 < n; i0 = chunk_end(p, i0, n, shared, budget)) n_chunks++;

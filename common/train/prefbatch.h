@@ -97,7 +97,9 @@ typedef struct PrefRun {
  * micro-batch indices and every pair's lengths from its first call on) and dseq
  * (2n) receives d loss / d seq; without, prefbatch_logps's.  ts (may be NULL): the
  * token metrics of all chunks.  One chunk is exactly prefbatch_pairs then the one
- * call.  Errors: prefbatch_pairs'. */
+ * call.  The whole micro-batch is one chunk for a longrope model (RoPE factors by the
+ * batch's largest position) and under LoRA dropout (masks by a row's place in the
+ * batch).  Errors: prefbatch_pairs'. */
 int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const PrefRun *r, PrefScratch *s, float *seq,
                         int *len, float *dseq, PrefTokenStats *ts, Error *e);
 
