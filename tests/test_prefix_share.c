@@ -68,6 +68,25 @@ static float *run(Model *m, const Batch *b, PrefScratch *s, const float *w, floa
     return g;
 }
 
+/* The largest difference of gradient g from the reference ref, relative to each
+ * tensor's largest |ref| entry, over m's tensors; *name (may be NULL) the tensor. */
+static double grad_diff(const Model *m, const float *ref, const float *g, const char **name) {
+    double worst = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamTensor *pt = &m->tensors[t];
+        double mx = 0, d = 0;
+        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
+            mx = fmax(mx, fabs(ref[j]));
+            d = fmax(d, fabs((double)g[j] - ref[j]));
+        }
+        if (mx > 0 && d / mx > worst) {
+            worst = d / mx;
+            if (name) *name = pt->name;
+        }
+    }
+    return worst;
+}
+
 /* A made-up pairwise loss for prefbatch_logps_train: pair i's d loss / d seq depends on
  * its own two log-probs (a mixed-up index or pair shows in the gradient) and on the
  * batch's chosen-token count (as the NLL of sft and RPO: every length must be known
@@ -129,16 +148,7 @@ static void compare_one_pass(Model *m, const char *name, const Batch *b, int fla
     CHECK(t1.tokens == t2.tokens && t1.chosen_correct == t2.chosen_correct &&
               fabs(t1.entropy_sum - t2.entropy_sum) <= 1e-5 * (1 + fabs(t1.entropy_sum)),
           "%s %s one pass: token metrics differ", name, lay);
-    double worst = 0;
-    for (int t = 0; t < m->n_tensors; t++) {
-        const ParamTensor *pt = &m->tensors[t];
-        double mx = 0, d = 0;
-        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
-            mx = fmax(mx, fabs(g1[j]));
-            d = fmax(d, fabs((double)m->grads[j] - g1[j]));
-        }
-        if (mx > 0 && d / mx > worst) worst = d / mx;
-    }
+    double worst = grad_diff(m, g1, m->grads, NULL);
     CHECK(worst <= 1e-5, "%s %s one pass (flash %d): gradients differ by %.2e of the largest", name, lay, flash, worst);
     if (worst <= 1e-5 && sd <= 1e-5 * smax)
         printf("ok   %-20s flash %d, %s rows: one pass of the head per block of pairs = two passes (%.1e)\n", name,
@@ -200,16 +210,7 @@ static void compare_chunks(Model *m, const char *name, const PrefExample *const 
                   fabs(t1.logits_rejected_sum - t->logits_rejected_sum) <= 1e-5 * (1 + fabs(t1.logits_rejected_sum)),
               "%s %s chunks of %ld: token metrics differ (%s)", name, lay, chunk, k ? "log-probs only" : "training");
     }
-    double worst = 0;
-    for (int t = 0; t < m->n_tensors; t++) {
-        const ParamTensor *pt = &m->tensors[t];
-        double mx = 0, d = 0;
-        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
-            mx = fmax(mx, fabs(g1[j]));
-            d = fmax(d, fabs((double)m->grads[j] - g1[j]));
-        }
-        if (mx > 0 && d / mx > worst) worst = d / mx;
-    }
+    double worst = grad_diff(m, g1, m->grads, NULL);
     CHECK(worst <= 1e-5, "%s %s chunks of %ld: gradients differ by %.2e of the largest", name, lay, chunk, worst);
     if (worst <= 1e-5 && sd <= 1e-5 * smax)
         printf("ok   %-20s %s rows, chunks of %ld tokens = the whole batch (%.1e)\n", name, lay, chunk, worst);
@@ -259,17 +260,8 @@ static void compare(Model *m, const char *name, const PrefExample *const *pp, in
     }
     CHECK(smax > 0, "%s: all log-probs zero (the test would prove nothing)", name);
     CHECK(sd <= 1e-5 * smax, "%s (flash %d): sequence log-probs differ by %.2e of the largest", name, flash, sd / smax);
-    double worst = 0;
     const char *worst_t = "";
-    for (int t = 0; t < m->n_tensors; t++) {
-        const ParamTensor *pt = &m->tensors[t];
-        double mx = 0, d = 0;
-        for (size_t j = pt->offset; j < pt->offset + pt->numel; j++) {
-            mx = fmax(mx, fabs(gu[j]));
-            d = fmax(d, fabs((double)gs[j] - gu[j]));
-        }
-        if (mx > 0 && d / mx > worst) worst = d / mx, worst_t = pt->name;
-    }
+    double worst = grad_diff(m, gu, gs, &worst_t);
     CHECK(worst <= 1e-5, "%s (flash %d): gradients differ by %.2e of the largest in %s", name, flash, worst, worst_t);
     if (sd <= 1e-5 * smax && worst <= 1e-5)
         printf("ok   %-20s flash %d: %ld tokens instead of %ld; log-probs within %.1e, gradients %.1e\n", name, flash,
