@@ -13,7 +13,9 @@
  *     (test_auto);
  *   - the LM head in one pass (model_logprobs_fused, SFT's path) gives gradients
  *     within 1e-5 of model_logprobs + model_logprobs_backward (Gemma 2's soft-capped
- *     head falls back to those two: the same bits). */
+ *     head falls back to those two: the same bits);
+ *   - a forward-only model (model_set_forward_only) gives the same hidden states and
+ *     gradients, bit for bit, from fewer activation floats than a fresh plain model. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +142,26 @@ static double worst_rel(const Model *m, const float *g, const float *ref, const 
     return worst;
 }
 
+/* model_set_forward_only: a fresh model of its own (the activation block only grows),
+ * the dense attention, against the plain model's h0 and g0. */
+static void test_forward_only(const char *name, const float *h0, const float *g0, size_t plain_floats) {
+    Model m;
+    if (!fixture_load_grads(&m, name)) return;
+    model_set_forward_only(&m, 1);
+    model_set_flash_attention(0);
+    float *h, *g = run(&m, &h);
+    model_set_flash_attention(-1);
+    size_t NC = (size_t)B * T * m.cfg.d_model, fo = model_activation_floats(&m);
+    CHECK(memcmp(h, h0, NC * sizeof(float)) == 0 && memcmp(g, g0, m.n_params * sizeof(float)) == 0,
+          "%s: a forward-only model's results differ", name);
+    CHECK(fo < plain_floats, "%s: forward only: %zu activation floats, the plain model %zu", name, fo, plain_floats);
+    if (fo < plain_floats)
+        printf("ok   %-20s forward only: bit-identical from %zu activation floats instead of %zu\n", name, fo,
+               plain_floats);
+    free(h), free(g);
+    model_free(&m);
+}
+
 static void test_fixture(const char *name) {
     Model m;
     if (!fixture_load_grads(&m, name)) return;
@@ -148,6 +170,7 @@ static void test_fixture(const char *name) {
     model_set_flash_attention(0);
     model_set_checkpointing(0);
     float *g0 = run(&m, &h0);
+    size_t plain_floats = model_activation_floats(&m); /* the first forward of a fresh model */
     model_set_checkpointing(1);
     float *g1 = run(&m, &h1);
     /* and again without: the activation block carved for checkpointing is re-carved */
@@ -208,6 +231,7 @@ static void test_fixture(const char *name) {
                capped ? " (soft cap: the two passes, same bits)" : "");
         free(hq), free(gq);
     }
+    test_forward_only(name, h0, g0, plain_floats);
     free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
     test_auto(&m, name);
     model_free(&m);

@@ -506,10 +506,7 @@ static void load_model(Model *m, const char *dir, int classifier) {
     Error e = {0};
     if (model_load(m, dir, &e)) err_die(prog, &e);
     lora_merge(m); /* adapter directories decode with the adapter folded in */
-    /* forward only: keep checkpointing's activations (each block's input and one block's
-     * set) instead of all that a backward would read; the same results, a tenth of the
-     * memory per token */
-    model_set_checkpointing(1);
+    model_set_forward_only(m, 1); /* the same results, a tenth of the activations */
     if (classifier && !m->cfg.is_classifier) {
         err_set(&e, EX_DATAERR, "%s: not a reward model (no score head)", dir);
         err_die(prog, &e);

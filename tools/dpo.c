@@ -520,6 +520,7 @@ int main(int argc, char **argv) {
         if (f.ref_dir) {
             Model ref;
             if (model_load(&ref, f.ref_dir, &e)) err_die(PROG, &e);
+            model_set_forward_only(&ref, 1);
             if (ref.cfg.is_classifier || ref.cfg.vocab_size != d.model.cfg.vocab_size)
                 cli_usage_error(PROG, "--ref %s: must be a causal LM with the policy's vocabulary (%d tokens)",
                                 f.ref_dir, d.model.cfg.vocab_size);

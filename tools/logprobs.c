@@ -122,10 +122,7 @@ int main(int argc, char **argv) {
     memset(&L, 0, sizeof L);
     L.per_token = f.extra;
     if (model_load(&L.model, f.model_dir, &e)) err_die(PROG, &e);
-    /* forward only: keep checkpointing's activations (each block's input and one block's
-     * set) instead of all that a backward would read; the same results, a tenth of the
-     * memory per token */
-    model_set_checkpointing(1);
+    model_set_forward_only(&L.model, 1); /* the same results, a tenth of the activations */
     if (L.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a sequence classifier (reward model); use score for rewards", f.model_dir);
     Tokenizer *tok;

@@ -339,6 +339,7 @@ static void load_models(Ppo *p) {
         if (reward_check_tokenizer(f->model_dir, p->rf.rm_dir, &e)) err_die(PROG, &e);
         if (model_load(&p->rm, p->rf.rm_dir, &e)) err_die(PROG, &e);
         lora_merge(&p->rm);
+        model_set_forward_only(&p->rm, 1); /* scores only: the same results, less memory */
         if (!p->rm.cfg.is_classifier)
             cli_usage_error(PROG, "--reward-model %s: has no score head (a *ForSequenceClassification directory)",
                             p->rf.rm_dir);
@@ -349,6 +350,7 @@ static void load_models(Ppo *p) {
     } else if (rl_flags_need_ref(&p->rf)) {
         const char *rd = f->ref_dir ? f->ref_dir : f->model_dir;
         if (model_load(&p->ref, rd, &e)) err_die(PROG, &e);
+        model_set_forward_only(&p->ref, 1); /* forwards only: the same results, less memory */
         if (p->ref.cfg.is_classifier || p->ref.cfg.vocab_size != p->policy.cfg.vocab_size)
             cli_usage_error(PROG, "--ref %s: must be a causal LM with the policy's vocabulary (%d tokens)", rd,
                             p->policy.cfg.vocab_size);

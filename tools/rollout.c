@@ -492,6 +492,7 @@ static void load_models(Opts *o, Model *m, Model *rm, Tokenizer **tok) {
     if (reward_check_tokenizer(o->model, o->rm, &e)) err_die(prog, &e);
     if (model_load(rm, o->rm, &e)) err_die(prog, &e);
     lora_merge(rm);
+    model_set_forward_only(rm, 1); /* scores only: the same results, less memory */
     if (!rm->cfg.is_classifier) {
         err_set(&e, EX_USAGE, "%s has no score head (a *ForSequenceClassification directory is needed)", o->rm);
         err_die(prog, &e);

@@ -105,10 +105,7 @@ int main(int argc, char **argv) {
     memset(&S, 0, sizeof S);
     S.accuracy = f.extra;
     if (model_load(&S.model, f.model_dir, &e)) err_die(PROG, &e);
-    /* forward only: keep checkpointing's activations (each block's input and one block's
-     * set) instead of all that a backward would read; the same results, a tenth of the
-     * memory per token */
-    model_set_checkpointing(1);
+    model_set_forward_only(&S.model, 1); /* the same results, a tenth of the activations */
     if (!S.model.cfg.is_classifier)
         cli_usage_error(PROG, "%s: is a causal LM, not a reward model (train one with rm-train)", f.model_dir);
     Tokenizer *tok;

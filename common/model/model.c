@@ -72,6 +72,7 @@ struct ModelImpl {
     float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
     int ckpt;  /* the last forward kept only block inputs (model_set_checkpointing) */
+    int forward_only; /* model_set_forward_only: every forward keeps checkpointing's set */
     int flash; /* model_set_flash_attention's mode at the last forward */
 };
 
@@ -84,6 +85,14 @@ void model_set_checkpointing(int on) {
 
 int model_checkpointing(void) {
     return checkpointing;
+}
+
+void model_set_forward_only(Model *m, int on) {
+    m->impl->forward_only = on != 0;
+}
+
+size_t model_activation_floats(const Model *m) {
+    return m->impl->act_cap;
 }
 
 /* Fused attention (model_set_flash_attention): -1 from FLASH_MIN_T on, 0 never, 1 always.
@@ -753,7 +762,7 @@ void model_forward(Model *m, const int *tokens, const int *pos, const int *seg, 
     ModelImpl *I = m->impl;
     if (B < 1 || T < 1) die_internal("model_forward: empty batch B=%d T=%d", B, T);
     I->flash = flash_mode;
-    ensure_acts(m, B, T, checkpointing);
+    ensure_acts(m, B, T, checkpointing || I->forward_only);
     m->B = B;
     m->T = T;
     I->have_lse = 0;

@@ -195,6 +195,14 @@ void model_backward(Model *m);
  * kernels on the same inputs).  Set by the training programs' --gradient-checkpointing. */
 void model_set_checkpointing(int on);
 int model_checkpointing(void);
+/* For a model that only runs forwards (a reference, a reward model that scores,
+ * logprobs): its forwards keep checkpointing's activations (each block's input and one
+ * block's set, about a tenth of the full set per token) whatever
+ * model_set_checkpointing says.  The same results; a backward still works (it
+ * recomputes, as under checkpointing). */
+void model_set_forward_only(Model *m, int on);
+/* Floats allocated for the activations of m's forwards (grown as needed, never shrunk). */
+size_t model_activation_floats(const Model *m);
 /* Attention kernel of the next model_forward: the fused one (ops.h
  * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
  * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
