@@ -15,7 +15,8 @@
  *     within 1e-5 of model_logprobs + model_logprobs_backward (Gemma 2's soft-capped
  *     head falls back to those two: the same bits);
  *   - a forward-only model (model_set_forward_only) gives the same hidden states and
- *     gradients, bit for bit, from fewer activation floats than a fresh plain model. */
+ *     gradients, bit for bit, from fewer activation floats than a fresh plain model,
+ *     and again after model_release_activations. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,16 @@ static void test_forward_only(const char *name, const float *h0, const float *g0
     if (fo < plain_floats)
         printf("ok   %-20s forward only: bit-identical from %zu activation floats instead of %zu\n", name, fo,
                plain_floats);
+    /* released, then the same forward again: the same bits from a new block */
+    model_release_activations(&m);
+    CHECK(model_activation_floats(&m) == 0, "%s: model_release_activations kept %zu floats", name,
+          model_activation_floats(&m));
+    model_set_flash_attention(0);
+    float *h2, *g2 = run(&m, &h2);
+    model_set_flash_attention(-1);
+    CHECK(memcmp(h2, h0, NC * sizeof(float)) == 0 && memcmp(g2, g0, m.n_params * sizeof(float)) == 0,
+          "%s: a forward after model_release_activations differs", name);
+    free(h2), free(g2);
     free(h), free(g);
     model_free(&m);
 }

@@ -391,8 +391,10 @@ static int kto_read(char **paths, int n_paths, Tokenizer *tok, const DataOptions
  * REF (already loaded), batch_size pairs at a time in data order, each batch whole as
  * logprobs(1) runs it, so that reference log-probs read from its records are the same
  * bits.  The forward keeps only checkpointing's activations (block inputs and one
- * block's set; model_set_checkpointing: the same results), so that it does not grow
- * the policy's buffers past what the chunked training steps need (--chunk-tokens). */
+ * block's set; model_set_checkpointing: the same results), and the buffers are freed
+ * afterwards, so that the chunked training steps (--chunk-tokens) allocate only what
+ * they need: a whole batch in that layout can still outgrow a chunk's full set (about
+ * 26k floats a token against 177k for SmolLM2: beyond ~3.4k tokens a batch). */
 static long compute_ref(Dpo *d, Model *ref, int batch) {
     long done = 0;
     int ckpt = model_checkpointing();
@@ -421,6 +423,7 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
         }
     }
     model_set_checkpointing(ckpt);
+    model_release_activations(ref);
     return done;
 }
 

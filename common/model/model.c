@@ -313,6 +313,23 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
+void model_release_activations(Model *m) {
+    ModelImpl *I = m->impl;
+    free(I->act);
+    free(I->bwd);
+    free(I->tokens);
+    free(I->pos);
+    free(I->seg);
+    free(m->dhidden);
+    I->act = I->bwd = NULL;
+    I->tokens = I->pos = I->seg = NULL;
+    m->dhidden = m->hidden = NULL;
+    I->act_cap = I->bwd_cap = 0;
+    I->int_cap = 0;
+    I->have_lse = 0;
+    m->B = m->T = 0; /* no forward to read: the heads die as before any forward */
+}
+
 const ParamTensor *model_find_tensor(const Model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];

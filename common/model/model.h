@@ -201,8 +201,12 @@ int model_checkpointing(void);
  * model_set_checkpointing says.  The same results; a backward still works (it
  * recomputes, as under checkpointing). */
 void model_set_forward_only(Model *m, int on);
-/* Floats allocated for the activations of m's forwards (grown as needed, never shrunk). */
+/* Floats allocated for the activations of m's forwards (grown as needed, shrunk only by
+ * model_release_activations). */
 size_t model_activation_floats(const Model *m);
+/* Frees the activation and backward buffers (the next forward allocates what it needs):
+ * after a pass over larger batches than what follows, e.g. dpo's reference pass. */
+void model_release_activations(Model *m);
 /* Attention kernel of the next model_forward: the fused one (ops.h
  * attention_flash_*, FlashAttention: per thread one block of scores, no [B, nh, T, T]
  * probabilities kept) when MODE is 1, the one that keeps the probabilities when 0,
