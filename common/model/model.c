@@ -293,23 +293,18 @@ void model_create(Model *m, const ModelConfig *cfg) {
 void model_free(Model *m) {
     if (!m->impl) return;
     lora_free(m);
+    model_release_activations(m);
     ModelImpl *I = m->impl;
     free(I->init_kind);
     free(I->inv_freq);
     free(I->normw);
-    free(I->act);
-    free(I->bwd);
     free(I->la);
-    free(I->tokens);
-    free(I->pos);
-    free(I->seg);
     free(I);
     free(m->w.layer);
     free(m->w.info);
     free(m->tensors);
     free(m->params);
     free(m->grads);
-    free(m->dhidden);
     memset(m, 0, sizeof *m);
 }
 
