@@ -71,9 +71,9 @@ struct ModelImpl {
     /* backward scratch */
     float *dresid, *dln, *dq, *dk, *dv, *dqkv, *datty, *dF1, *dF2, *dF3, *dgu, *dqr, *dkr, *dbr;
     int have_lse;
-    int ckpt;  /* the last forward kept only block inputs (model_set_checkpointing) */
+    int ckpt;         /* the last forward kept only block inputs (model_set_checkpointing) */
     int forward_only; /* model_set_forward_only: every forward keeps checkpointing's set */
-    int flash; /* model_set_flash_attention's mode at the last forward */
+    int flash;        /* model_set_flash_attention's mode at the last forward */
 };
 
 /* Gradient checkpointing for every model of the process (model_set_checkpointing). */
