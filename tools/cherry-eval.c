@@ -38,26 +38,27 @@
 static const char *prog = "cherry-eval";
 
 static void usage(FILE *out) {
-    fprintf(out, "Usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
-           "Compare an aligned model with its SFT model on held-out prompts; write DIR/report.json and\n"
-           "DIR/report.md (with loss and reward curves from --log).\n\n"
-           "  -m, --model DIR          the aligned model\n"
-           "      --sft DIR            the SFT model it started from (the baseline)\n"
-           "  -o, --out DIR            where report.json, report.md and the PNG curves go\n"
-           "      --reward-model DIR   also score samples with this reward model\n"
-           "      --log FILE           training metrics JSONL of the alignment stage (for the curves)\n"
-           "      --name NAME          pipeline name shown in the report (default: DIR's name)\n"
-           "      --prompt-format FMT  how the aligned model sees a prompt: FMT with {prompt} replaced by\n"
-           "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
-           "      --num-samples N      samples per prompt (default 2)\n",
-           prog);
+    fprintf(out,
+            "Usage: %s -m MODEL --sft SFT_MODEL -o DIR [options] PROMPTS.jsonl\n"
+            "Compare an aligned model with its SFT model on held-out prompts; write DIR/report.json and\n"
+            "DIR/report.md (with loss and reward curves from --log).\n\n"
+            "  -m, --model DIR          the aligned model\n"
+            "      --sft DIR            the SFT model it started from (the baseline)\n"
+            "  -o, --out DIR            where report.json, report.md and the PNG curves go\n"
+            "      --reward-model DIR   also score samples with this reward model\n"
+            "      --log FILE           training metrics JSONL of the alignment stage (for the curves)\n"
+            "      --name NAME          pipeline name shown in the report (default: DIR's name)\n"
+            "      --prompt-format FMT  how the aligned model sees a prompt: FMT with {prompt} replaced by\n"
+            "                           the prompt text (Chain of Hindsight: coh-format --inference-prefix)\n"
+            "      --num-samples N      samples per prompt (default 2)\n",
+            prog);
     gen_flags_usage(out, 32, "0 = greedy (default 1)");
     fprintf(out, "      --template NAME      chat template for message prompts (default plain)\n"
-           "      --batch-size N       sequences decoded together (default 16)\n"
-           "      --seed N             (default 1)\n"
-           "      --threads N          (default: all cores)\n"
-           "  -q, --quiet              no summary on stderr\n"
-           "  -h, --help, --version\n");
+                 "      --batch-size N       sequences decoded together (default 16)\n"
+                 "      --seed N             (default 1)\n"
+                 "      --threads N          (default: all cores)\n"
+                 "  -q, --quiet              no summary on stderr\n"
+                 "  -h, --help, --version\n");
 }
 
 typedef struct Opts {
@@ -472,14 +473,15 @@ static void write_md_report(const Opts *o, const Summary *S, const Side *side, c
     if (prefix && *prefix) { /* Chain of Hindsight: the two models do not see the same input */
         fprintf(f, "The aligned model saw each prompt in the format `");
         for (const char *c = prefix; *c; c++) /* one line in the Markdown: newlines as \n */
-            if (*c == '\n') fputs("\\n", f);
-            else fputc(*c, f);
-        fprintf(f,
-                "`, the SFT model the plain prompt, and "
-                "each sample's log-probability is taken that way on either side, so the KL figure measures how "
-                "differently the two models answer as each is used: it includes what the format itself "
-                "changes (for Chain of Hindsight, the feedback prefix), and is not the KL of two models on the "
-                "same input.\n\n");
+            if (*c == '\n')
+                fputs("\\n", f);
+            else
+                fputc(*c, f);
+        fprintf(f, "`, the SFT model the plain prompt, and "
+                   "each sample's log-probability is taken that way on either side, so the KL figure measures how "
+                   "differently the two models answer as each is used: it includes what the format itself "
+                   "changes (for Chain of Hindsight, the feedback prefix), and is not the KL of two models on the "
+                   "same input.\n\n");
     }
     fprintf(f, "Gold score change: **%+.3f**.\n\n", S->gold_a - S->gold_b);
     if (have_loss) fprintf(f, "![training loss](loss.png)\n\n");
@@ -505,7 +507,7 @@ static void write_md_report(const Opts *o, const Summary *S, const Side *side, c
 static void load_model(Model *m, const char *dir, int classifier) {
     Error e = {0};
     if (model_load(m, dir, &e)) err_die(prog, &e);
-    lora_merge(m); /* adapter directories decode with the adapter folded in */
+    lora_merge(m);                /* adapter directories decode with the adapter folded in */
     model_set_forward_only(m, 1); /* the same results, a tenth of the activations */
     if (classifier && !m->cfg.is_classifier) {
         err_set(&e, EX_DATAERR, "%s: not a reward model (no score head)", dir);

@@ -41,31 +41,32 @@
 static const char *prog = "rollout";
 
 static void usage(FILE *out) {
-    fprintf(out, "Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
-           "Sample completions for prompt records ({\"prompt\": text} or {\"messages\": [...]}).\n"
-           "\n"
-           "  -m, --model DIR            policy model (Hugging Face directory with tokenizer.json)\n"
-           "  -o, --out PATH             output JSONL (atomic; - = stdout, the default)\n"
-           "      --template NAME        chat template for message prompts: auto (default), plain, hh,\n"
-           "                             chatml, llama3\n"
-           "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
-           prog);
+    fprintf(out,
+            "Usage: %s -m MODEL [OPTION]... [PROMPTS.jsonl]\n"
+            "Sample completions for prompt records ({\"prompt\": text} or {\"messages\": [...]}).\n"
+            "\n"
+            "  -m, --model DIR            policy model (Hugging Face directory with tokenizer.json)\n"
+            "  -o, --out PATH             output JSONL (atomic; - = stdout, the default)\n"
+            "      --template NAME        chat template for message prompts: auto (default), plain, hh,\n"
+            "                             chatml, llama3\n"
+            "      --max-prompt-length N  keep the last N prompt tokens (default: context - 1)\n",
+            prog);
     gen_flags_usage(out, 64, "0 = greedy (default 1)");
     fprintf(out, "  -n, --num-samples N        completions per prompt (default 1; alias --num-generations)\n"
-           "      --batch-size N         sequences decoded together (default 16)\n"
-           "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
-           "      --pairs MODE           write preference pairs: best-worst | all-ranked | rso\n"
-           "      --rso-beta B           RSO temperature beta (default 0.5)\n"
-           "      --num-select K         RSO: completions selected per prompt (default 2)\n"
-           "      --format F             rollout (default) | argilla (one record per prompt)\n"
-           "      --per-token            add completion_ids and token_logprobs\n"
-           "      --skip-invalid         skip malformed prompt records and count them\n"
-           "      --seed N               random seed (default 0)\n"
-           "      --threads N            threads (default: all cores)\n"
-           "      --progress, --no-progress  progress line on stderr (default: when a terminal)\n"
-           "  -q, --quiet                no summary on stderr\n"
-           "  -h, --help                 this help\n"
-           "      --version              version\n");
+                 "      --batch-size N         sequences decoded together (default 16)\n"
+                 "      --reward-model DIR     score prompt+completion with this classifier (adds \"reward\")\n"
+                 "      --pairs MODE           write preference pairs: best-worst | all-ranked | rso\n"
+                 "      --rso-beta B           RSO temperature beta (default 0.5)\n"
+                 "      --num-select K         RSO: completions selected per prompt (default 2)\n"
+                 "      --format F             rollout (default) | argilla (one record per prompt)\n"
+                 "      --per-token            add completion_ids and token_logprobs\n"
+                 "      --skip-invalid         skip malformed prompt records and count them\n"
+                 "      --seed N               random seed (default 0)\n"
+                 "      --threads N            threads (default: all cores)\n"
+                 "      --progress, --no-progress  progress line on stderr (default: when a terminal)\n"
+                 "  -q, --quiet                no summary on stderr\n"
+                 "  -h, --help                 this help\n"
+                 "      --version              version\n");
 }
 
 typedef struct Opts {

@@ -12,13 +12,13 @@
 #include <string.h>
 
 #include "base/cli.h"
+#include "base/util.h"
 #include "data/data.h"
+#include "data/recbatch.h"
+#include "formats/tokenizer.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "train/prefbatch.h"
-#include "data/recbatch.h"
-#include "formats/tokenizer.h"
-#include "base/util.h"
 
 static const char *PROG = "score";
 

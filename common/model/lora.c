@@ -6,11 +6,11 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "base/util.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "lora.h"
 #include "model_internal.h"
-#include "kernels/ops.h"
-#include "base/util.h"
 
 void lora_config_default(LoraConfig *cfg, int rank) {
     memset(cfg, 0, sizeof *cfg);

@@ -51,8 +51,8 @@
 #include <stdint.h>
 
 #include "base/err.h"
-#include "model.h"
 #include "formats/safetensors.h"
+#include "model.h"
 
 #define LORA_MAX_TARGETS 16
 
