@@ -391,14 +391,13 @@ static int kto_read(char **paths, int n_paths, Tokenizer *tok, const DataOptions
  * REF (already loaded), batch_size pairs at a time in data order, each batch whole as
  * logprobs(1) runs it, so that reference log-probs read from its records are the same
  * bits.  The forward keeps only checkpointing's activations (block inputs and one
- * block's set; model_set_checkpointing: the same results), and the buffers are freed
+ * block's set; model_set_forward_only: the same results), and the buffers are freed
  * afterwards, so that the chunked training steps (--chunk-tokens) allocate only what
  * they need: a whole batch in that layout can still outgrow a chunk's full set (about
  * 26k floats a token against 177k for SmolLM2: beyond ~3.4k tokens a batch). */
 static long compute_ref(Dpo *d, Model *ref, int batch) {
     long done = 0;
-    int ckpt = model_checkpointing();
-    model_set_checkpointing(1);
+    model_set_forward_only(ref, 1);
     for (int split = 0; split < 2; split++) {
         int i = 0;
         while (i < d->n[split]) {
@@ -422,7 +421,7 @@ static long compute_ref(Dpo *d, Model *ref, int batch) {
             done += n;
         }
     }
-    model_set_checkpointing(ckpt);
+    model_set_forward_only(ref, 0);
     model_release_activations(ref);
     return done;
 }
@@ -523,7 +522,6 @@ int main(int argc, char **argv) {
         if (f.ref_dir) {
             Model ref;
             if (model_load(&ref, f.ref_dir, &e)) err_die(PROG, &e);
-            model_set_forward_only(&ref, 1);
             if (ref.cfg.is_classifier || ref.cfg.vocab_size != d.model.cfg.vocab_size)
                 cli_usage_error(PROG, "--ref %s: must be a causal LM with the policy's vocabulary (%d tokens)",
                                 f.ref_dir, d.model.cfg.vocab_size);

@@ -139,34 +139,25 @@ void prefbatch_logps_train(Model *m, const Batch *b, PrefScratch *s, float *seq,
 
 /* ---- a micro-batch of pairs a chunk at a time ---- */
 
-/* The tokens of pairs p[i0..i1)'s batch: rows x the longest row, as batch_pairs_shared
- * (a row per pair) or batch_pairs (two) lay them out. */
-static long chunk_tokens_of(const PrefExample *const *p, int i0, int i1, int shared) {
-    int T = 1;
-    for (int i = i0; i < i1; i++) {
-        int l;
-        if (shared) {
-            l = batch_pair_shared_len(p[i]);
-        } else {
-            int lc = p[i]->n_prompt + p[i]->n_chosen, lr = p[i]->n_prompt + p[i]->n_rejected;
-            l = lc > lr ? lc : lr;
-        }
-        T = l > T ? l : T;
-    }
-    return (long)(i1 - i0) * (shared ? 1 : 2) * T;
+/* The length of pair p's row: batch_pairs_shared's, or the longer of batch_pairs' two. */
+static int pair_row_len(const PrefExample *p, int shared) {
+    if (shared) return batch_pair_shared_len(p);
+    int lc = p->n_prompt + p->n_chosen, lr = p->n_prompt + p->n_rejected;
+    return lc > lr ? lc : lr;
 }
 
-/* End of the chunk that starts at pair i0: as many pairs as fit `budget` tokens, at
- * least one; budget <= 0: all n. */
+/* End of the chunk that starts at pair i0: as many pairs as fit `budget` tokens (rows x
+ * the longest row), at least one; budget <= 0: all n. */
 static int chunk_end(const PrefExample *const *p, int i0, int n, int shared, long budget) {
     if (budget <= 0) return n;
-    int i1 = i0 + 1;
-    while (i1 < n && chunk_tokens_of(p, i0, i1 + 1, shared) <= budget) i1++;
+    int rows = shared ? 1 : 2, T = pair_row_len(p[i0], shared), i1 = i0 + 1;
+    T = T > 1 ? T : 1;
+    for (; i1 < n; i1++) {
+        int l = pair_row_len(p[i1], shared), t = l > T ? l : T;
+        if ((long)(i1 + 1 - i0) * rows * t > budget) break;
+        T = t;
+    }
     return i1;
-}
-
-static int chunk_batch(Batch *b, const PrefExample *const *p, int n, int shared, int pad_id, Error *e) {
-    return shared ? batch_pairs_shared(b, p, n, pad_id) : batch_pairs(b, p, n, 0, pad_id, e);
 }
 
 static void token_stats_add(PrefTokenStats *to, const PrefTokenStats *a) {
@@ -214,18 +205,17 @@ int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const Pref
     int lora_drop = m->lora && m->lora->drop_on;
     long budget = m->cfg.rope_scaling.type == ROPE_LONGROPE || lora_drop ? 0 : r->chunk_tokens;
     if (ts) memset(ts, 0, sizeof *ts);
-    int n_chunks = 0;
-    for (int i0 = 0; i0 < n; i0 = chunk_end(p, i0, n, shared, budget)) n_chunks++;
     size_t n2 = 2 * (size_t)(n > 0 ? n : 1);
-    Batch *b = xcalloc((size_t)n_chunks + 1, sizeof *b);
-    int *c0 = xmalloc(sizeof(int) * ((size_t)n_chunks + 1));
+    Batch *b = xcalloc((size_t)n + 1, sizeof *b); /* at most a chunk per pair */
+    int *c0 = xmalloc(sizeof(int) * ((size_t)n + 1));
     int *lens = len ? len : xmalloc(sizeof(int) * n2), *clen = xmalloc(sizeof(int) * n2);
     float *cseq = xmalloc(sizeof(float) * n2), *cdseq = xmalloc(sizeof(float) * n2);
-    int rc = 0, built = 0;
-    for (int i0 = 0; i0 < n && !rc; built++) {
+    int rc = 0, n_chunks = 0;
+    for (int i0 = 0; i0 < n && !rc; n_chunks++) {
         int i1 = chunk_end(p, i0, n, shared, budget);
-        c0[built] = i0;
-        rc = chunk_batch(&b[built], p + i0, i1 - i0, shared, r->pad_id, e);
+        c0[n_chunks] = i0;
+        /* the layout chosen for the whole micro-batch: a subset of shareable pairs is */
+        rc = prefbatch_pairs(&b[n_chunks], m, p + i0, i1 - i0, r->pad_id, shared, e);
         i0 = i1;
     }
     c0[n_chunks] = n;
@@ -263,7 +253,7 @@ int prefbatch_pairs_run(Model *m, const PrefExample *const *p, int n, const Pref
             token_stats_add(ts, &t);
         }
     }
-    for (int k = 0; k < built; k++) batch_free(&b[k]);
+    for (int k = 0; k < n_chunks; k++) batch_free(&b[k]);
     if (!len) free(lens);
     free(b);
     free(c0);
