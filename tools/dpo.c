@@ -22,6 +22,7 @@
 #include "base/cli.h"
 #include "data/data.h"
 #include "formats/tokenizer.h"
+#include "kernels/gemm.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "train/losses_pref.h"
@@ -537,6 +538,9 @@ int main(int argc, char **argv) {
             done = compute_ref(&d, &d.model, f.batch_size);
             lora_set_enabled(&d.model, 1);
         } else {
+            /* --mixed-precision bf16: the pass reads the weights' bf16 copy the training
+             * keeps (gemm.h), converted once instead of per product */
+            gemm_bf16_weights_declare(d.model.params, d.model.n_params);
             done = compute_ref(&d, &d.model, f.batch_size); /* the starting weights */
         }
         if (!f.quiet)

@@ -206,9 +206,12 @@ static uint16_t *bf16_scratch(int slot, size_t n) {
  * afterwards converts the whole block once into a bf16 copy with the same layout,
  * and every product whose A or B lies inside the block reads the copy (same
  * offset, same leading dimension).  Same rounding as bf16_rows, so C is unchanged
- * bit for bit.  Only blocks the optimizer owns are shadowed, and a shadow is
- * dropped when an optimizer is freed (gemm_bf16_weights_forget_all), so weights
- * written by anything else (loading, LoRA merges) are never read stale. */
+ * bit for bit.  Only blocks the optimizer owns are shadowed, from before its first
+ * update on when declared (gemm_bf16_weights_declare: trainer_init, dpo's reference
+ * pass), and a shadow is dropped when an optimizer is freed
+ * (gemm_bf16_weights_forget_all); weights written by anything else meanwhile (a
+ * checkpoint loaded, a LoRA merge) mark it stale (gemm_bf16_weights_touched), so they
+ * are never read stale. */
 #define BF16_SHADOWS 4
 typedef struct {
     const float *base;
@@ -219,12 +222,14 @@ typedef struct {
 } Bf16Copy;
 static Bf16Copy shadow[BF16_SHADOWS];
 
-void gemm_bf16_weights_updated(const float *p, size_t n) {
+/* Registers [p, p+n) in a free slot unless a shadow has it already; stale marks that
+ * one for reconversion.  Its copy is converted whole by the next top-level product. */
+static void shadow_register(const float *p, size_t n, int stale) {
     if (!use_bf16 || !p || !n) return;
     int free_slot = -1;
     for (int i = 0; i < BF16_SHADOWS; i++) {
         if (shadow[i].base == p && shadow[i].n == n) {
-            shadow[i].fresh = 0;
+            if (stale) shadow[i].fresh = 0;
             return;
         }
         if (!shadow[i].base && free_slot < 0) free_slot = i;
@@ -235,6 +240,19 @@ void gemm_bf16_weights_updated(const float *p, size_t n) {
     shadow[free_slot].bf = xaligned_alloc(n * sizeof(uint16_t));
     shadow[free_slot].fresh = 0;
     shadow[free_slot].whole = 0;
+}
+
+void gemm_bf16_weights_updated(const float *p, size_t n) {
+    shadow_register(p, n, 1);
+}
+
+void gemm_bf16_weights_declare(const float *p, size_t n) {
+    shadow_register(p, n, 0);
+}
+
+void gemm_bf16_weights_touched(const float *p, size_t n) {
+    for (int i = 0; i < BF16_SHADOWS; i++)
+        if (shadow[i].base && p < shadow[i].base + shadow[i].n && shadow[i].base < p + n) shadow[i].fresh = 0;
 }
 
 void gemm_bf16_weights_forget_all(void) {

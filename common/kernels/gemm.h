@@ -51,6 +51,13 @@ int gemm_onednn_whole(int bf16, int transA, int transB, int M, int N, int K, con
  * every shadow (an optimizer freed: its weights may be freed or rewritten next). */
 void gemm_bf16_weights_updated(const float *p, size_t n);
 void gemm_bf16_weights_forget_all(void);
+/* declare: [p, p+n) are weights an optimizer will update (or frozen weights that only
+ * products read), shadowed from the next product on instead of after the first
+ * update; a block with a shadow keeps it as it is.  touched: [p, p+n) were written by
+ * something else (a checkpoint loaded, a LoRA merge): every shadow overlapping them is
+ * converted again before its next use. */
+void gemm_bf16_weights_declare(const float *p, size_t n);
+void gemm_bf16_weights_touched(const float *p, size_t n);
 /* The same, written by the optimizer in its own pass (saves re-reading [p, p+n) from
  * memory): begin returns the shadow of the block when bf16 is on and the block's
  * shadow has been converted whole before (else NULL: call gemm_bf16_weights_updated

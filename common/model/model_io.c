@@ -21,6 +21,7 @@
 
 #include "base/outdir.h"
 #include "base/util.h"
+#include "kernels/gemm.h"
 #include "lora.h"
 #include "model.h"
 
@@ -288,7 +289,12 @@ int model_load(Model *m, const char *dir, Error *e) {
 }
 
 int model_load_params(Model *m, const char *dir, Error *e) {
-    if (m->lora) return lora_load(m, dir, e);
+    /* weights written behind the products' bf16 copies (gemm.h) */
+    gemm_bf16_weights_touched(m->params, m->n_params);
+    if (m->lora) {
+        gemm_bf16_weights_touched(m->lora->params, m->lora->n_params);
+        return lora_load(m, dir, e);
+    }
     Model tmp;
     memset(&tmp, 0, sizeof tmp);
     int rc = model_load(&tmp, dir, e);

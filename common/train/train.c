@@ -15,6 +15,7 @@
 #include "base/cli.h"
 #include "base/dist.h"
 #include "base/outdir.h"
+#include "kernels/gemm.h"
 #include "model/lora.h"
 #include "train_internal.h"
 
@@ -143,6 +144,14 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
         if (tr->created_out && tr->rank == 0) rmdir(f->out_dir);
         return rc;
     }
+    /* --mixed-precision bf16: the trained block's products read one bf16 copy from the
+     * first step on, not only after the first update (gemm.h; the same bits; the
+     * first step converted every weight per product, the LM head once per block of
+     * rows) */
+    float *tgrads;
+    size_t tn;
+    float *tparams = model_train_params(t->model, &tgrads, &tn);
+    gemm_bf16_weights_declare(tparams, tn);
     stop_signal = 0;
     agreed_signal = 0;
     signals_install();
