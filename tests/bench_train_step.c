@@ -65,7 +65,7 @@ static double peak_per_cpu_second(int n, int reps) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: bench_train_step [--threads LIST] [--steps N] [--shapes LIST] [--model DIR]\n"
+    fprintf(f, "usage: bench_train_step [--threads LIST] [--steps N] [--shapes LIST] [--grads G] [--model DIR]\n"
                "  --threads LIST  thread counts to run, e.g. 2,1 (default 2,1)\n"
                "  --steps N       timed steps per shape after one warm-up step (default 3)\n"
                "  --shapes LIST   BxT pairs, e.g. 4x64,2x256 (default)\n"
@@ -78,15 +78,19 @@ static void usage(FILE *f) {
                "  --attn A        attention kernel: auto (default), eager or flash\n"
                "                  (--attn-implementation of the training programs)\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
+               "  --grads G       discard (default, as the trainer: the backward writes the\n"
+               "                  gradients anew) or clear (AdamW's pass zeroes them)\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
                "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
 }
 
-/* One step, as train.c's trainer_step: the gradients are cleared by the previous step's
- * AdamW pass (adamw_step_scaled_clear), so only the first step clears them on its own
- * (the zero column: 0 from the second step on).  Returns the phase times. */
-static int grads_clear;
+/* One step, as train.c's trainer_step: the previous step discarded the gradients
+ * (model_grads_discard: the backward writes each weight's anew), so only the first
+ * step clears them on its own (the zero column: 0 from the second step on); with
+ * --grads clear, the earlier way: AdamW's pass zeroes them (adamw_step_scaled_clear)
+ * and the backward adds to them.  Returns the phase times. */
+static int grads_clear, grads_by_clearing;
 static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, float *logp, float *dlogp, int B, int T) {
     Times t;
     double c0 = cpu_seconds();
@@ -99,8 +103,14 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
     model_logprobs_fused(m, tgt, dlogp, logp, NULL, NULL);
     double t2 = now_seconds();
     model_backward(m);
+    model_grads_settle(m);
     double t3 = now_seconds();
-    adamw_step_scaled_clear(opt, m->params, m->grads, 1e-4f, 1.0f);
+    if (grads_by_clearing) {
+        adamw_step_scaled_clear(opt, m->params, m->grads, 1e-4f, 1.0f);
+    } else {
+        adamw_step_scaled(opt, m->params, m->grads, 1e-4f, 1.0f);
+        model_grads_discard(m);
+    }
     grads_clear = 1;
     double t4 = now_seconds();
     t.zero = t1 - t0;
@@ -127,6 +137,8 @@ int main(int argc, char **argv) {
             steps = cli_int("bench_train_step", "--steps", argv[++i]);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
             shapes_list = argv[++i];
+        else if (!strcmp(argv[i], "--grads") && i + 1 < argc && (!strcmp(argv[i + 1], "clear") || !strcmp(argv[i + 1], "discard")))
+            grads_by_clearing = !strcmp(argv[++i], "clear");
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model_dir = argv[++i];
         else if (!strcmp(argv[i], "--no-peak"))

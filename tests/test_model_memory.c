@@ -16,7 +16,12 @@
  *     head falls back to those two: the same bits);
  *   - a forward-only model (model_set_forward_only) gives the same hidden states and
  *     gradients, bit for bit, from fewer activation floats than a fresh plain model,
- *     and again after model_release_activations. */
+ *     and again after model_release_activations;
+ *   - gradients discarded (model_grads_discard, as the trainer leaves them after an
+ *     update) and left holding NaN: the next backward and model_grads_settle give
+ *     the gradients of zeroed ones, equal value for value (a product that overwrites
+ *     may keep a -0 where adding to +0 gave +0), with no NaN left in any tensor;
+ *     settled with no backward, every gradient is 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +37,7 @@
 
 static int T = 24;     /* the row length of make_batch and run */
 static int head_fused; /* run: model_logprobs_fused instead of the two passes */
+static int discarded;  /* run: model_grads_discard and NaN gradients instead of model_zero_grad */
 static int tokens[B * T_MAX], pos[B * T_MAX], seg[B * T_MAX], targets[B * T_MAX];
 static float dlogp[B * T_MAX];
 
@@ -54,7 +60,12 @@ static void make_batch(int vocab) {
 
 /* One forward + head + backward; returns the gradients (malloc'd) and the hidden states in *hid. */
 static float *run(Model *m, float **hid) {
-    model_zero_grad(m);
+    if (discarded) {
+        model_grads_discard(m);
+        for (size_t i = 0; i < m->n_params; i++) m->grads[i] = NAN; /* what the backward must not read */
+    } else {
+        model_zero_grad(m);
+    }
     model_forward(m, tokens, pos, seg, B, T);
     size_t NC = (size_t)B * T * m->cfg.d_model;
     if (m->cfg.is_classifier) {
@@ -71,6 +82,7 @@ static float *run(Model *m, float **hid) {
         }
     }
     model_backward(m);
+    model_grads_settle(m);
     *hid = xmalloc(NC * sizeof(float));
     memcpy(*hid, m->hidden, NC * sizeof(float));
     float *g = xmalloc(m->n_params * sizeof(float));
@@ -173,6 +185,33 @@ static void test_forward_only(const char *name, const float *h0, const float *g0
     model_free(&m);
 }
 
+static void test_discard(const char *name, const float *g0) {
+    Model m;
+    if (!fixture_load_grads(&m, name)) return;
+    model_set_flash_attention(0);
+    discarded = 1;
+    float *h, *g = run(&m, &h);
+    discarded = 0;
+    model_set_flash_attention(-1);
+    int bad = -1;
+    for (int i = 0; i < m.n_tensors && bad < 0; i++)
+        for (size_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].numel && bad < 0; j++)
+            if (!(g[j] == g0[j])) bad = i; /* NaN compares unequal */
+    CHECK(bad < 0, "%s: discarded gradients: %s differs from zeroed ones' (or kept a NaN)", name,
+          bad >= 0 ? m.tensors[bad].name : "");
+    model_grads_discard(&m);
+    for (size_t i = 0; i < m.n_params; i++) m.grads[i] = NAN;
+    model_grads_settle(&m);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < m.n_params; i++) nonzero += m.grads[i] != 0.0f;
+    CHECK(nonzero == 0, "%s: settled with no backward: %zu gradients not 0", name, nonzero);
+    if (bad < 0 && nonzero == 0)
+        printf("ok   %-20s discarded gradients: the next backward gives the zeroed ones' values, every tensor\n",
+               name);
+    free(h), free(g);
+    model_free(&m);
+}
+
 static void test_fixture(const char *name) {
     Model m;
     if (!fixture_load_grads(&m, name)) return;
@@ -243,6 +282,7 @@ static void test_fixture(const char *name) {
         free(hq), free(gq);
     }
     test_forward_only(name, h0, g0, plain_floats);
+    test_discard(name, g0);
     free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
     test_auto(&m, name);
     model_free(&m);

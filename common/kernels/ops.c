@@ -277,12 +277,11 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
     }
 }
 
-/* dinp = dout @ w + dinp_beta dinp; the rest as linear_backward */
-static void linear_backward_beta(float dinp_beta, float *dinp, float *dw, float *dbias, const float *dout,
-                                 const float *inp, const float *w, int N, int C, int OC) {
+void linear_backward_betas(float dinp_beta, float dw_beta, float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int N, int C, int OC) {
     if (dinp && dw) gemm_bf16_hold(dout, (size_t)N * OC);                     /* bf16: dout converted once for both */
     if (dinp) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C); /* dinp (+)= dout @ w */
-    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);        /* dw += dout^T @ inp */
+    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, dw_beta, dw, C);     /* dw (+)= dout^T @ inp */
     if (dinp && dw) gemm_bf16_release(dout);
     if (dbias) {
         int nblk = (OC + OPS_COL_BLOCK - 1) / OPS_COL_BLOCK;
@@ -301,12 +300,12 @@ static void linear_backward_beta(float dinp_beta, float *dinp, float *dw, float 
 
 void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N,
                      int C, int OC) {
-    linear_backward_beta(1.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
+    linear_backward_betas(1.0f, 1.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
 void linear_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                          int N, int C, int OC) {
-    linear_backward_beta(0.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
+    linear_backward_betas(0.0f, 1.0f, dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
 /* ---- GELU, tanh form ----------------------------------------------------------------

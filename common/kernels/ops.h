@@ -47,6 +47,9 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 /* The same with dinp overwritten (dinp = dout @ w), so it need not be zeroed first. */
 void linear_backward_set(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
                          int N, int C, int OC);
+/* Both: dinp = dout @ w + dinp_beta dinp, dw = dout^T @ inp + dw_beta dw (betas 0 or 1). */
+void linear_backward_betas(float dinp_beta, float dw_beta, float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int N, int C, int OC);
 
 /* ---- rotary position embedding, HF "rotate_half" convention ----
  * x is [N, nh, hd] (a row of heads per token), rotated in place by pos[n]:

@@ -74,6 +74,9 @@ struct ModelImpl {
     int ckpt;         /* the last forward kept only block inputs (model_set_checkpointing) */
     int forward_only; /* model_set_forward_only: every forward keeps checkpointing's set */
     int flash;        /* model_set_flash_attention's mode at the last forward */
+    /* model_grads_discard: per tensor, 1 while its gradient holds old values that the
+     * next backward overwrites instead of adding to (n_tensors flags, NULL until then) */
+    unsigned char *gstale;
 };
 
 /* Gradient checkpointing for every model of the process (model_set_checkpointing). */
@@ -299,6 +302,7 @@ void model_free(Model *m) {
     free(I->inv_freq);
     free(I->normw);
     free(I->la);
+    free(I->gstale);
     free(I);
     free(m->w.layer);
     free(m->w.info);
@@ -398,6 +402,32 @@ static void zero_floats(float *p, size_t n) {
 void model_zero_grad(Model *m) {
     if (m->grads) zero_floats(m->grads, m->n_params);
     if (m->lora && m->lora->grads) zero_floats(m->lora->grads, m->lora->n_params);
+    if (m->impl->gstale) memset(m->impl->gstale, 0, (size_t)m->n_tensors);
+}
+
+/* The gradients after an update are not needed again, so instead of zeroing all of
+ * them (a pass writing 4 bytes per parameter) each tensor is marked, and the next
+ * backward's first product into a weight's gradient writes it with beta = 0 (Gw,
+ * lin_bwd), which also spares that product reading the old values; a gradient that
+ * is added to some other way is zeroed first (G), one that nothing reached by the
+ * end of the backward is zeroed by model_grads_settle.  On GPT-2-124M that is 85 M
+ * of the 124 M gradients written once per step instead of zeroed, read and written. */
+void model_grads_discard(Model *m) {
+    if (m->lora && m->lora->grads) zero_floats(m->lora->grads, m->lora->n_params);
+    if (!m->grads) return;
+    ModelImpl *I = m->impl;
+    if (!I->gstale) I->gstale = xmalloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1));
+    memset(I->gstale, 1, (size_t)m->n_tensors);
+}
+
+void model_grads_settle(Model *m) {
+    ModelImpl *I = m->impl;
+    if (!m->grads || !I->gstale) return;
+    for (int t = 0; t < m->n_tensors; t++)
+        if (I->gstale[t]) {
+            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
+            I->gstale[t] = 0;
+        }
 }
 
 /* ---- weights, gradients, linears and norms by pointer ---- */
@@ -416,9 +446,36 @@ static int tensor_of(const Model *m, const float *p) {
     return lo;
 }
 
-/* NULL when absent or when the base has no gradients (frozen under a LoRA adapter). */
+/* NULL when absent or when the base has no gradients (frozen under a LoRA adapter).
+ * For a caller that adds to it: a discarded gradient (model_grads_discard) is zeroed
+ * first.  From the top level only (the flags are not shared safely between threads). */
 static float *G(const Model *m, const float *p) {
-    return !p || !m->grads ? NULL : m->grads + (p - m->params);
+    if (!p || !m->grads) return NULL;
+    if (m->impl->gstale) {
+        int t = tensor_of(m, p);
+        if (m->impl->gstale[t]) {
+            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
+            m->impl->gstale[t] = 0;
+        }
+    }
+    return m->grads + (p - m->params);
+}
+
+/* The same for a product that writes the gradient of all n floats from p, which must
+ * be a whole tensor: *beta = 0 when the gradient was discarded (the product
+ * overwrites it), else 1 (it adds).  A part of a tensor is added to, as G. */
+static float *Gw(const Model *m, const float *p, size_t n, float *beta) {
+    *beta = 1.0f;
+    if (!p || !m->grads) return NULL;
+    if (m->impl->gstale) {
+        int t = tensor_of(m, p);
+        if (m->impl->gstale[t] && m->params + m->tensors[t].offset == p && m->tensors[t].numel == n) {
+            m->impl->gstale[t] = 0;
+            *beta = 0.0f;
+            return m->grads + (p - m->params);
+        }
+    }
+    return G(m, p);
 }
 
 /* A linear layer with its LoRA adapter (lora.h) when one is attached. */
@@ -429,10 +486,9 @@ static void lin_fwd(Model *m, const float *w, const float *b, float *out, const 
 /* set: dinp is overwritten (linear_backward_set), else added to */
 static void lin_bwd(Model *m, int set, const float *w, const float *b, float *dinp, const float *dout, const float *inp,
                     int N, int C, int OC) {
-    if (set)
-        linear_backward_set(dinp, G(m, w), G(m, b), dout, inp, w, N, C, OC);
-    else
-        linear_backward(dinp, G(m, w), G(m, b), dout, inp, w, N, C, OC);
+    float dw_beta;
+    float *dw = Gw(m, w, (size_t)OC * C, &dw_beta);
+    linear_backward_betas(set ? 0.0f : 1.0f, dw_beta, dinp, dw, G(m, b), dout, inp, w, N, C, OC);
     if (m->lora) lora_linear_backward(m, tensor_of(m, w), dinp, dout, inp, N);
 }
 

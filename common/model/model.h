@@ -179,6 +179,12 @@ const ParamTensor *model_find_tensor(const Model *m, const char *name);
 
 void model_enable_grads(Model *m);
 void model_zero_grad(Model *m);
+/* Gradients whose values are not needed again (after an update): the next backward
+ * writes each weight's gradient instead of adding to it, as if zeroed (without the
+ * pass that zeroes them).  Call model_grads_settle before reading m->grads: it zeroes
+ * the gradients no backward reached since.  LoRA's adapter gradients are zeroed. */
+void model_grads_discard(Model *m);
+void model_grads_settle(Model *m);
 
 /* Trunk forward for tokens [B,T] with per-token positions and segment ids (see
  * attention_forward in ops.h; NULL pos = 0..T-1 per row, NULL seg = one segment

@@ -279,10 +279,10 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     double scale = W > 0 ? 1.0 / W : 0.0;
     Metrics mt;
     metrics_reset(&mt);
-    /* the last update cleared the gradients in its own pass (adamw_step_scaled_clear),
-     * which covers them all while the trainable block is every gradient there is (the
-     * base's are freed when a LoRA adapter is attached, lora.c); a step that stopped
-     * before its update left them as they were */
+    /* the last update discarded the gradients (model_grads_discard: the backward
+     * writes them anew), which covers them all while the trainable block is every
+     * gradient there is (the base's are freed when a LoRA adapter is attached,
+     * lora.c); a step that stopped before its update left them as they were */
     if (m->lora && m->grads) die_internal("trainer_step: base gradients beside a LoRA adapter's");
     if (!tr->grads_clear) model_zero_grad(m);
     tr->grads_clear = 0;
@@ -304,6 +304,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
             if (rc) err_prefix(e, "step %ld", tr->step + 1);
         }
         rank_share_free(&sh);
+        model_grads_settle(m); /* before the exchange reads them */
         /* a micro-step that failed on any rank stops every rank here; a failed
          * exchange (an MPI error) is not agreed on and aborts the job at exit */
         rc = dist_agree(rc, e);
@@ -321,6 +322,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     if (metrics_get(&mt, "loss", &loss) != 0) loss = 0.0;
     float *tgrads;
     size_t tn;
+    model_grads_settle(m); /* the gradients no backward reached are zero */
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
     /* clipping's factor is applied inside AdamW's pass (adamw_step_scaled) */
     double norm = grad_norm(tgrads, tn);
@@ -331,8 +333,9 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
                               "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
-    adamw_step_scaled_clear(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
-    tr->grads_clear = 1; /* tgrads are every gradient model_zero_grad clears (model_train_params) */
+    adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
+    model_grads_discard(m); /* the next backward writes them anew */
+    tr->grads_clear = 1;    /* tgrads are every gradient model_zero_grad clears (model_train_params) */
     tr->step++;
     tr->tokens_seen += mt.tokens;
     double dt = now_seconds() - t0;
