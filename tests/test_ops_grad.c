@@ -454,7 +454,7 @@ static void test_logprobs_grad(void) {
                    g_ent[n]);
             failures++;
         }
-    logprobs_backward(dh, dw, g_r, g_h, g_w, g_tgt, g_lse, G_N, G_C, G_V);
+    logprobs_backward(dh, dw, g_r, g_h, g_w, g_tgt, g_lse, G_N, G_C, G_V, 1.0f);
     eps = 1e-1f;
     fd_check("logprobs dh", lp_loss, g_h, dh, dh0, G_N * G_C, NULL, 0);
     /* rows of w: every target row plus random ones */
@@ -491,15 +491,36 @@ static void test_logprobs_reference(int N, int C, int V) {
     float *dh = xcalloc((size_t)N * C, sizeof(float)), *dw = xcalloc((size_t)V * C, sizeof(float));
     int *am = xmalloc(sizeof(int) * N);
     logprobs_forward(logp, ent, lse, am, h, w, tgt, N, C, V);
-    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
+    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V, 1.0f);
     /* the one-pass version (blocks of up to 256 rows: 600 rows are three, the last short) */
     float *logp2 = xmalloc(sizeof(float) * N), *ent2 = xmalloc(sizeof(float) * N);
     float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
     int *am2 = xmalloc(sizeof(int) * N);
-    logprobs_forward_backward(logp2, ent2, am2, dh2, dw2, dl, h, w, tgt, N, C, V);
+    logprobs_forward_backward(logp2, ent2, am2, dh2, dw2, dl, h, w, tgt, N, C, V, 1.0f);
     /* a second call adds to dh and dw (and takes no entropy or argmax): twice the sums */
     float *dh3 = copyf(dh2, (size_t)N * C), *dw3 = copyf(dw2, (size_t)V * C), *logp3 = xmalloc(sizeof(float) * N);
-    logprobs_forward_backward(logp3, NULL, NULL, dh3, dw3, dl, h, w, tgt, N, C, V);
+    logprobs_forward_backward(logp3, NULL, NULL, dh3, dw3, dl, h, w, tgt, N, C, V, 1.0f);
+    /* dw_beta 0: dw holding NaN is overwritten, the same values as added to zeros;
+     * with no row to learn from it is zeroed */
+    float *dw4 = xmalloc(sizeof(float) * (size_t)V * C), *dw5 = xmalloc(sizeof(float) * (size_t)V * C);
+    float *dh4 = xcalloc((size_t)N * C, sizeof(float)), *dh5 = xcalloc((size_t)N * C, sizeof(float));
+    for (size_t i = 0; i < (size_t)V * C; i++) dw4[i] = dw5[i] = NAN;
+    logprobs_backward(dh4, dw4, dl, h, w, tgt, lse, N, C, V, 0.0f);
+    logprobs_forward_backward(logp3, NULL, NULL, dh5, dw5, dl, h, w, tgt, N, C, V, 0.0f);
+    int overwrite_bad = 0;
+    for (size_t i = 0; i < (size_t)V * C; i++) overwrite_bad += !(dw4[i] == dw[i]) + !(dw5[i] == dw2[i]);
+    float *none = xcalloc(N, sizeof(float)); /* dlogp 0 everywhere: no row selected */
+    for (size_t i = 0; i < (size_t)V * C; i++) dw4[i] = dw5[i] = NAN;
+    logprobs_backward(dh4, dw4, none, h, w, tgt, lse, N, C, V, 0.0f);
+    logprobs_forward_backward(logp3, NULL, NULL, NULL, dw5, none, h, w, tgt, N, C, V, 0.0f);
+    for (size_t i = 0; i < (size_t)V * C; i++) overwrite_bad += (dw4[i] != 0.0f) + (dw5[i] != 0.0f);
+    if (overwrite_bad) {
+        printf("FAIL logprobs V=%d dw_beta 0: %d values differ from adding to zeros (or were not written)\n", V,
+               overwrite_bad);
+        failures++;
+    } else
+        printf("ok   logprobs V=%-5d dw_beta 0 overwrites dw: the values of adding to zeros, both paths\n", V);
+    free(dw4), free(dw5), free(dh4), free(dh5), free(none);
     int R = N < 3 ? N : 3; /* logits_forward on a few rows */
     float *lf = xmalloc(sizeof(float) * (size_t)R * V);
     logits_forward(lf, h, w, R, C, V);
@@ -633,7 +654,7 @@ static void test_logprobs_grouped(int group_len, int n_groups, const int *counts
             if (tgt[i] >= 0) sum += logp[i];
         group_dlogp(tgt, group_len, g, sum, dl);
     }
-    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V);
+    logprobs_backward(dh, dw, dl, h, w, tgt, lse, N, C, V, 1.0f);
     double e_lp = 0, e_dl = 0, e_dh = 0, e_dw = 0, mdh = 0, mdw = 0;
     int bits = 1, bad_calls = 0, stale = 0;
     float *keep[3] = {0};
@@ -642,7 +663,7 @@ static void test_logprobs_grouped(int group_len, int n_groups, const int *counts
         float *lp2 = xmalloc(sizeof(float) * N), *dl2 = xcalloc(N, sizeof(float));
         float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
         GroupCheck k = {group_len, 0, 0, tgt, xcalloc(n_groups, sizeof(double))};
-        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V);
+        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V, 1.0f);
         bad_calls += k.bad + (k.next != n_groups);
         for (int g = 0; g < n_groups; g++) {
             double sum = 0;
@@ -668,11 +689,22 @@ static void test_logprobs_grouped(int group_len, int n_groups, const int *counts
         free(dl2), free(k.sum_at_call);
     }
     gemm_threads_set(0);
-    int ok = e_lp <= 1e-5 && e_dl <= 1e-5 && e_dh <= 1e-5 && e_dw <= 1e-5 && bits && !bad_calls && !stale;
+    int same = 1;
+    { /* dw_beta 0 (long groups take logprobs_backward inside): NaN overwritten, the same values */
+        float *lp2 = xmalloc(sizeof(float) * N), *dl2 = xcalloc(N, sizeof(float));
+        float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xmalloc(sizeof(float) * (size_t)V * C);
+        for (size_t i = 0; i < (size_t)V * C; i++) dw2[i] = NAN;
+        GroupCheck k = {group_len, 0, 0, tgt, xcalloc(n_groups, sizeof(double))};
+        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V,
+                                          0.0f);
+        for (size_t i = 0; i < (size_t)V * C; i++) same &= dw2[i] == keep[2][i];
+        free(lp2), free(dl2), free(dh2), free(dw2), free(k.sum_at_call);
+    }
+    int ok = e_lp <= 1e-5 && e_dl <= 1e-5 && e_dh <= 1e-5 && e_dw <= 1e-5 && bits && same && !bad_calls && !stale;
     printf("%-4s logprobs grouped (%d groups of %d): against the two passes logp %.1e dlogp %.1e dh %.1e dw %.1e; "
-           "callbacks in order once per group %s, on final log-probs %s; 1 and 2 threads %s\n",
+           "callbacks in order once per group %s, on final log-probs %s; 1 and 2 threads %s; dw_beta 0 %s\n",
            ok ? "ok" : "FAIL", n_groups, group_len, e_lp, e_dl, e_dh, e_dw, bad_calls ? "NO" : "yes",
-           stale ? "NO" : "yes", bits ? "bit-identical" : "DIFFER");
+           stale ? "NO" : "yes", bits ? "bit-identical" : "DIFFER", same ? "the same values" : "DIFFERS");
     if (!ok) failures++;
     free(keep[0]), free(keep[1]), free(keep[2]);
     free(h), free(w), free(tgt), free(logp), free(lse), free(dl), free(dh), free(dw);
@@ -1262,9 +1294,9 @@ static void run_all_ops(Snap *s, uint64_t seed) {
     float *dlp = randn(N, 1), *dh = xcalloc(N * C, 4);
     for (int n = 0; n < N; n += 7) tok[n] = -1;
     logprobs_forward(lp, ent, lse, NULL, y, wte, tok, N, C, V);
-    logprobs_backward(dh, dwte, dlp, y, wte, tok, lse, N, C, V);
+    logprobs_backward(dh, dwte, dlp, y, wte, tok, lse, N, C, V, 1.0f);
     snap_add(s, lp, N), snap_add(s, ent, N), snap_add(s, dh, N * C), snap_add(s, dwte, (size_t)V * C);
-    logprobs_forward_backward(lp, ent, NULL, dh, dwte, dlp, y, wte, tok, N, C, V); /* the one-pass version */
+    logprobs_forward_backward(lp, ent, NULL, dh, dwte, dlp, y, wte, tok, N, C, V, 1.0f); /* the one-pass version */
     snap_add(s, lp, N), snap_add(s, ent, N), snap_add(s, dh, N * C), snap_add(s, dwte, (size_t)V * C);
     free(tok), free(pos), free(seg), free(wte), free(wpe), free(x), free(dwte), free(dwpe), free(lw), free(lb);
     free(y), free(dy), free(dx), free(dlw), free(dlb), free(w), free(bias), free(o), free(dout), free(dw), free(db);

@@ -126,21 +126,23 @@ void residual_backward(float *da, float *db, const float *dout, size_t n);
  * first v maximising the logits of each row with a target (-1 for the others):
  * TRL's mean_token_accuracy without a second pass over the vocabulary.
  * Backward takes dlogp[N] (d loss / d logp) and accumulates dh[N,C] and dw[V,C]
- * (dw may be NULL), recomputing each chunk's logits:
+ * (dw may be NULL; with dw_beta 0 dw is overwritten, with 1 added to), recomputing
+ * each chunk's logits:
  *   dlogits = dlogp[n] * (onehot(t) - softmax(logits)). */
 void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, const float *h, const float *w,
                       const int *targets, int N, int C, int V);
 void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
-                       const float *lse, int N, int C, int V);
+                       const float *lse, int N, int C, int V, float dw_beta);
 
 /* Both at once when dlogp is known before the forward (a loss linear in the log-probs:
  * SFT's cross-entropy): the outputs of logprobs_forward (no lse) and the accumulation
  * of logprobs_backward, each block of up to 256 rows keeping its logits over the
  * whole vocabulary (at most 64 MiB, in a scratch buffer kept between calls) instead
  * of recomputing them: three products over the vocabulary instead of four.  entropy,
- * argmax, dh and dw may be NULL; rows with dlogp 0 add nothing. */
+ * argmax, dh and dw may be NULL; rows with dlogp 0 add nothing; dw_beta as
+ * logprobs_backward's. */
 void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
-                               const float *h, const float *w, const int *targets, int N, int C, int V);
+                               const float *h, const float *w, const int *targets, int N, int C, int V, float dw_beta);
 
 /* logprobs_forward_backward for a loss whose d loss / d logp of a row depends on the
  * log-probs of its own group only (DPO: a pair's two sequences): the N rows are
@@ -155,7 +157,7 @@ void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *
 typedef void (*LogpGroupFn)(void *ctx, int g0, int g1, const float *logp, float *dlogp);
 void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
                                        LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
-                                       const int *targets, int N, int C, int V);
+                                       const int *targets, int N, int C, int V, float dw_beta);
 
 /* Full logits for a few rows (decoding): out[N,V] = h @ w^T. */
 void logits_forward(float *out, const float *h, const float *w, int N, int C, int V);

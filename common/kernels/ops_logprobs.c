@@ -276,10 +276,11 @@ void logprobs_forward(float *logp, float *entropy, float *lse, int *argmax, cons
 }
 
 void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h, const float *w, const int *targets,
-                       const float *lse, int N, int C, int V) {
+                       const float *lse, int N, int C, int V, float dw_beta) {
     int *rows = xmalloc(sizeof(int) * (N > 0 ? N : 1));
     int nsel = lp_select_rows(rows, targets, dlogp, N);
     if (nsel == 0 || (!dh && !dw)) {
+        if (dw && dw_beta == 0.0f) memset(dw, 0, sizeof(float) * (size_t)V * C);
         free(rows);
         return;
     }
@@ -304,11 +305,12 @@ void logprobs_backward(float *dh, float *dw, const float *dlogp, const float *h,
                 gemm(0, 1, R, VC, C, 1.0f, hb, C, w + (size_t)v0 * C, C, 0.0f, lg, VC);
                 lp_tile_dlogits(lg, R, VC, v0, rows + r0, targets, dlogp, lse);
                 if (dhb) gemm(0, 0, R, C, VC, 1.0f, lg, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
-                /* lanes own disjoint rows of dw */
-                if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
+                /* lanes own disjoint rows of dw, and together all of them */
+                if (dw) gemm(1, 0, VC, C, R, 1.0f, lg, VC, hb, C, dw_beta, dw + (size_t)v0 * C, C);
             }
         }
         if (dh) lp_add_dh(dh, dh_all, rows + r0, R, rmax, C);
+        dw_beta = 1.0f; /* the next blocks add to what this one wrote */
     }
     free(rows);
 }
@@ -361,7 +363,7 @@ static int lpf_block_end(const int *rows, int nsel, int r0, int F, int group_len
  * logprobs_backward) over its own rows, between the blocks of the others. */
 static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp_out,
                     const float *dlogp, LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
-                    const int *targets, int N, int C, int V) {
+                    const int *targets, int N, int C, int V, float dw_beta) {
     int *rows, nsel = lp_begin(&rows, logp, entropy, argmax, NULL, targets, N);
     int F = lpf_rows(V), rmax = nsel < F ? nsel : F, g_done = 0, n_groups = fn ? N / group_len : 0;
     if (rmax < 1) rmax = 1;
@@ -387,8 +389,9 @@ static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *
             g_done = g + 1;
             if (dh || dw) {
                 float *dhg = dh ? dh + o * C : xcalloc((size_t)group_len * C, sizeof(float));
-                logprobs_backward(dhg, dw, dlogp + o, h + o * C, w, targets + o, lse + o, group_len, C, V);
+                logprobs_backward(dhg, dw, dlogp + o, h + o * C, w, targets + o, lse + o, group_len, C, V, dw_beta);
                 if (!dh) free(dhg);
+                dw_beta = 1.0f;
             }
             /* the two passes use the same scratch slots, and may have grown them */
             hb = ops_scratch(SCR_LP_H, (size_t)rmax * C);
@@ -436,11 +439,13 @@ static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *
                 float *t = lg + (size_t)R * v0;
                 lp_tile_dlogits(t, R, VC, v0, rw, targets, dlogp, lse);
                 if (dhb) gemm(0, 0, R, C, VC, 1.0f, t, VC, w + (size_t)v0 * C, C, 1.0f, dhb, C);
-                if (dw) gemm(1, 0, VC, C, R, 1.0f, t, VC, hb, C, 1.0f, dw + (size_t)v0 * C, C);
+                if (dw) gemm(1, 0, VC, C, R, 1.0f, t, VC, hb, C, dw_beta, dw + (size_t)v0 * C, C);
             }
         }
         if (dh) lp_add_dh(dh, dh_all, rw, R, rmax, C);
+        dw_beta = 1.0f;
     }
+    if (dw && dw_beta == 0.0f) memset(dw, 0, sizeof(float) * (size_t)V * C); /* no block wrote it */
     if (fn && g_done < n_groups) fn(ctx, g_done, n_groups, logp, dlogp_out); /* groups without a target row */
     free(bi);
     free(bv);
@@ -453,14 +458,14 @@ static void lpf_run(float *logp, float *entropy, int *argmax, float *dh, float *
 }
 
 void logprobs_forward_backward(float *logp, float *entropy, int *argmax, float *dh, float *dw, const float *dlogp,
-                               const float *h, const float *w, const int *targets, int N, int C, int V) {
-    lpf_run(logp, entropy, argmax, dh, dw, NULL, dlogp, NULL, NULL, 0, h, w, targets, N, C, V);
+                               const float *h, const float *w, const int *targets, int N, int C, int V, float dw_beta) {
+    lpf_run(logp, entropy, argmax, dh, dw, NULL, dlogp, NULL, NULL, 0, h, w, targets, N, C, V, dw_beta);
 }
 
 void logprobs_forward_backward_grouped(float *logp, float *entropy, int *argmax, float *dh, float *dw, float *dlogp,
                                        LogpGroupFn fn, void *ctx, int group_len, const float *h, const float *w,
-                                       const int *targets, int N, int C, int V) {
+                                       const int *targets, int N, int C, int V, float dw_beta) {
     if (group_len < 1 || N % group_len)
         die_internal("logprobs_forward_backward_grouped: %d rows in groups of %d", N, group_len);
-    lpf_run(logp, entropy, argmax, dh, dw, dlogp, NULL, fn, ctx, group_len, h, w, targets, N, C, V);
+    lpf_run(logp, entropy, argmax, dh, dw, dlogp, NULL, fn, ctx, group_len, h, w, targets, N, C, V, dw_beta);
 }

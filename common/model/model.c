@@ -1042,9 +1042,12 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
     if (m->cfg.final_softcap > 0)
         logprobs_softcap_backward(m->dhidden, G(m, h), dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
                                   m->cfg.vocab_size, m->cfg.final_softcap);
-    else
-        logprobs_backward(m->dhidden, G(m, h), dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
-                          m->cfg.vocab_size);
+    else {
+        float dw_beta;
+        float *dw = Gw(m, h, (size_t)m->cfg.vocab_size * m->cfg.d_model, &dw_beta);
+        logprobs_backward(m->dhidden, dw, dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
+                          m->cfg.vocab_size, dw_beta);
+    }
 }
 
 void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, float *logp, float *entropy, int *argmax) {
@@ -1057,8 +1060,10 @@ void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, floa
         return;
     }
     const float *h = lm_head(m);
-    logprobs_forward_backward(logp, entropy, argmax, m->dhidden, G(m, h), dlogp, m->hidden, h, targets, N,
-                              m->cfg.d_model, V);
+    float dw_beta;
+    float *dw = Gw(m, h, (size_t)V * m->cfg.d_model, &dw_beta);
+    logprobs_forward_backward(logp, entropy, argmax, m->dhidden, dw, dlogp, m->hidden, h, targets, N, m->cfg.d_model, V,
+                              dw_beta);
     m->impl->have_lse = 0; /* no lse kept: a later model_logprobs_backward is an error */
 }
 
@@ -1074,8 +1079,10 @@ void model_logprobs_fused_grouped(Model *m, const int *targets, int group_len, L
         return;
     }
     const float *h = lm_head(m);
-    logprobs_forward_backward_grouped(logp, entropy, argmax, m->dhidden, G(m, h), dlogp, fn, ctx, group_len, m->hidden,
-                                      h, targets, N, m->cfg.d_model, V);
+    float dw_beta;
+    float *dw = Gw(m, h, (size_t)V * m->cfg.d_model, &dw_beta);
+    logprobs_forward_backward_grouped(logp, entropy, argmax, m->dhidden, dw, dlogp, fn, ctx, group_len, m->hidden, h,
+                                      targets, N, m->cfg.d_model, V, dw_beta);
     m->impl->have_lse = 0;
 }
 
