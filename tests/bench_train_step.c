@@ -78,8 +78,9 @@ static void usage(FILE *f) {
                "  --attn A        attention kernel: auto (default), eager or flash\n"
                "                  (--attn-implementation of the training programs)\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
-               "  --grads G       discard (default, as the trainer: the backward writes the\n"
-               "                  gradients anew) or clear (AdamW's pass zeroes them)\n"
+               "  --grads G       discard (the backward writes the gradients anew) or clear\n"
+               "                  (AdamW's pass zeroes them); default: as the trainer, clear\n"
+               "                  where bf16 runs on AMX (gemm_overwrite_slower), else discard\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
                "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
@@ -88,9 +89,9 @@ static void usage(FILE *f) {
 /* One step, as train.c's trainer_step: the previous step discarded the gradients
  * (model_grads_discard: the backward writes each weight's anew), so only the first
  * step clears them on its own (the zero column: 0 from the second step on); with
- * --grads clear, the earlier way: AdamW's pass zeroes them (adamw_step_scaled_clear)
- * and the backward adds to them.  Returns the phase times. */
-static int grads_clear, grads_by_clearing;
+ * --grads clear, as the trainer on AMX: AdamW's pass zeroes them
+ * (adamw_step_scaled_clear) and the backward adds to them.  Returns the phase times. */
+static int grads_clear, grads_by_clearing = -1; /* -1: as the trainer (gemm_overwrite_slower) */
 static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, float *logp, float *dlogp, int B, int T) {
     Times t;
     double c0 = cpu_seconds();
@@ -105,6 +106,7 @@ static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, fl
     model_backward(m);
     model_grads_settle(m);
     double t3 = now_seconds();
+    if (grads_by_clearing < 0) grads_by_clearing = gemm_overwrite_slower();
     if (grads_by_clearing) {
         adamw_step_scaled_clear(opt, m->params, m->grads, 1e-4f, 1.0f);
     } else {
