@@ -79,8 +79,8 @@ static void usage(FILE *f) {
                "                  (--attn-implementation of the training programs)\n"
                "  --no-peak       skip the sgemm peak measurement (no fraction of peak)\n"
                "  --grads G       discard (the backward writes the gradients anew) or clear\n"
-               "                  (AdamW's pass zeroes them); default: as the trainer, clear\n"
-               "                  where bf16 runs on AMX (gemm_overwrite_slower), else discard\n"
+               "                  (AdamW's pass zeroes them); default: as the trainer, discard\n"
+               "                  for bf16 without AMX, else clear (gemm_overwrite_slower)\n"
                "  --model DIR     time this HF model directory (default: GPT-2-124M shape, random)\n"
                "Times forward + logprobs + backward + AdamW of a GPT-2-124M-shaped model and\n"
                "prints tokens/s and FLOP/s as a fraction of the measured sgemm peak.\n");
@@ -89,7 +89,7 @@ static void usage(FILE *f) {
 /* One step, as train.c's trainer_step: the previous step discarded the gradients
  * (model_grads_discard: the backward writes each weight's anew), so only the first
  * step clears them on its own (the zero column: 0 from the second step on); with
- * --grads clear, as the trainer on AMX: AdamW's pass zeroes them
+ * --grads clear, as the trainer in fp32 and on AMX: AdamW's pass zeroes them
  * (adamw_step_scaled_clear) and the backward adds to them.  Returns the phase times. */
 static int grads_clear, grads_by_clearing = -1; /* -1: as the trainer (gemm_overwrite_slower) */
 static Times train_step(Model *m, AdamW *opt, const int *tok, const int *tgt, float *logp, float *dlogp, int B, int T) {

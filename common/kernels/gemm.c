@@ -155,15 +155,17 @@ int gemm_bf16_enabled(void) {
 /* Measured on the Xeon with AMX (tests/bench/README.md, "Lazy gradient clearing"):
  * oneDNN 2.6's AMX brgemm took 4.0-4.2 ms for a 3072 x 768 x 256 weight-gradient
  * product writing C fresh (beta 0) against 2.9-3.0 ms adding into a zeroed C, and a
- * GPT-2 backward 0.51-0.56 s against 0.40-0.45 s; on the Zen 4 (avx512_core_bf16
- * brgemm) and with OpenBLAS the fresh write is as fast or faster.  So the question is
- * asked of the implementation oneDNN picks for such a product. */
+ * GPT-2 backward 0.51-0.56 s against 0.40-0.45 s.  OpenBLAS applies beta 0 as a pass
+ * of its own over C, so nothing is saved there (a GPT-2 fp32 step 1.149 against
+ * 1.122 s, best of 6 alternating runs).  Only the bf16 brgemm without AMX
+ * (avx512_core_bf16, the Zen 4) writes a fresh C faster: that is asked of the
+ * implementation oneDNN picks for such a product. */
 int gemm_overwrite_slower(void) {
     static int known = -1;
-    if (!use_bf16 || !use_matmul) return 0;
+    if (!use_bf16 || !use_matmul) return 1;
     if (known < 0) {
         const char *impl = gemm_onednn_impl(1, 1, 0, 768, 768, 256);
-        known = impl && strstr(impl, "amx") != NULL;
+        known = !impl || strstr(impl, "amx") != NULL;
     }
     return known;
 }

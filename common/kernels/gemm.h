@@ -37,9 +37,10 @@ int gemm_bf16_enabled(void);
  * entry point, which also runs AMX kernels, slower ones), off for fp32 (OpenBLAS).  Needs cherry built with oneDNN's
  * headers and libdnnl.so.2 at run time; returns whether it is now on (gemm.c, gemm_onednn.c). */
 int gemm_set_onednn_matmul(int bf16, int on);
-/* 1 when products are slower writing C fresh (beta 0) than adding into it (bf16 on
- * oneDNN's AMX kernels): the trainer then zeroes gradients in AdamW's pass instead of
- * discarding them (model_grads_discard). */
+/* 0 when products write C fresh (beta 0) faster than they add into it (bf16 on
+ * oneDNN's brgemm without AMX), else 1 (AMX; OpenBLAS, which zeroes C in a pass of its
+ * own): the trainer then zeroes gradients in AdamW's pass instead of discarding them
+ * (model_grads_discard). */
 int gemm_overwrite_slower(void);
 /* The implementation oneDNN's matmul primitive uses for one single-threaded tile of this
  * shape (alpha 1, beta 0), e.g. "brg:avx512_core_amx_bf16", or NULL when the primitive

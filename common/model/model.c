@@ -414,7 +414,8 @@ void model_zero_grad(Model *m) {
  * model_grads_settle.  On GPT-2-124M that is 123.5 M of the 124.4 M gradients (all
  * but the norms', biases' and position embeddings') written once per step instead
  * of zeroed, read and written: a bf16 step at B=4,T=64 0.630 against 0.647 s (best
- * of 10 alternating runs, Zen 4).  Not where bf16 runs on AMX (gemm_overwrite_slower). */
+ * of 10 alternating runs, Zen 4).  Only where that pays (gemm_overwrite_slower: bf16
+ * without AMX). */
 void model_grads_discard(Model *m) {
     if (m->lora && m->lora->grads) zero_floats(m->lora->grads, m->lora->n_params);
     if (!m->grads) return;

@@ -333,7 +333,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
                               "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
-    if (gemm_overwrite_slower()) { /* AMX: the products add into gradients AdamW's pass zeroes */
+    if (gemm_overwrite_slower()) { /* fp32, AMX: the products add into gradients AdamW's pass zeroes */
         adamw_step_scaled_clear(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
     } else {
         adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
