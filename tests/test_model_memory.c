@@ -18,10 +18,12 @@
  *     gradients, bit for bit, from fewer activation floats than a fresh plain model,
  *     and again after model_release_activations;
  *   - gradients discarded (model_grads_discard, as the trainer leaves them after an
- *     update) and left holding NaN: the next backward and model_grads_settle give
- *     the gradients of zeroed ones, equal value for value (a product that overwrites
- *     may keep a -0 where adding to +0 gave +0), with no NaN left in any tensor;
- *     settled with no backward, every gradient is 0. */
+ *     update) and left holding NaN: the next two backwards (the second adds to the
+ *     first, as micro-batches do) and model_grads_settle give the gradients of zeroed
+ *     ones, equal value for value (a product that overwrites may keep a -0 where
+ *     adding to +0 gave +0), with no NaN left in any tensor, with either LM head and,
+ *     where oneDNN is installed, bf16 products; settled with no backward, every
+ *     gradient is 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include "base/util.h"
 #include "check.h"
 #include "fixture.h"
+#include "kernels/gemm.h"
 #include "model/model.h"
 
 #define B 2
@@ -38,6 +41,7 @@
 static int T = 24;     /* the row length of make_batch and run */
 static int head_fused; /* run: model_logprobs_fused instead of the two passes */
 static int discarded;  /* run: model_grads_discard and NaN gradients instead of model_zero_grad */
+static int passes = 1; /* run: backwards added up */
 static int tokens[B * T_MAX], pos[B * T_MAX], seg[B * T_MAX], targets[B * T_MAX];
 static float dlogp[B * T_MAX];
 
@@ -68,20 +72,23 @@ static float *run(Model *m, float **hid) {
     }
     model_forward(m, tokens, pos, seg, B, T);
     size_t NC = (size_t)B * T * m->cfg.d_model;
-    if (m->cfg.is_classifier) {
-        float values[B * T_MAX];
-        model_values(m, values);
-        model_values_backward(m, dlogp);
-    } else {
-        float logp[B * T_MAX];
-        if (head_fused) {
-            model_logprobs_fused(m, targets, dlogp, logp, NULL, NULL);
+    for (int k = 0; k < passes; k++) {
+        if (k) model_forward(m, tokens, pos, seg, B, T);
+        if (m->cfg.is_classifier) {
+            float values[B * T_MAX];
+            model_values(m, values);
+            model_values_backward(m, dlogp);
         } else {
-            model_logprobs(m, targets, logp, NULL);
-            model_logprobs_backward(m, targets, dlogp);
+            float logp[B * T_MAX];
+            if (head_fused) {
+                model_logprobs_fused(m, targets, dlogp, logp, NULL, NULL);
+            } else {
+                model_logprobs(m, targets, logp, NULL);
+                model_logprobs_backward(m, targets, dlogp);
+            }
         }
+        model_backward(m);
     }
-    model_backward(m);
     model_grads_settle(m);
     *hid = xmalloc(NC * sizeof(float));
     memcpy(*hid, m->hidden, NC * sizeof(float));
@@ -185,19 +192,34 @@ static void test_forward_only(const char *name, const float *h0, const float *g0
     model_free(&m);
 }
 
-static void test_discard(const char *name, const float *g0) {
+static void test_discard(const char *name) {
     Model m;
     if (!fixture_load_grads(&m, name)) return;
+    Error e;
+    int have_bf16 = gemm_set_bf16(1, &e) == 0, bad = -1, cases = 0;
+    gemm_set_bf16(0, NULL);
+    const char *what = "";
     model_set_flash_attention(0);
-    discarded = 1;
-    float *h, *g = run(&m, &h);
-    discarded = 0;
+    passes = 2;
+    for (int bf16 = 0; bf16 <= have_bf16 && bad < 0; bf16++)
+        for (int fused = 0; fused <= !m.cfg.is_classifier && bad < 0; fused++) {
+            if (bf16) gemm_set_bf16(1, NULL);
+            head_fused = fused;
+            float *h0, *g0 = run(&m, &h0);
+            discarded = 1;
+            float *h, *g = run(&m, &h);
+            discarded = head_fused = 0;
+            gemm_set_bf16(0, NULL);
+            for (int i = 0; i < m.n_tensors && bad < 0; i++)
+                for (size_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].numel && bad < 0; j++)
+                    if (!(g[j] == g0[j])) bad = i; /* NaN compares unequal */
+            what = bf16 ? (fused ? "bf16, one-pass head" : "bf16") : (fused ? "one-pass head" : "");
+            cases++;
+            free(h0), free(g0), free(h), free(g);
+        }
+    passes = 1;
     model_set_flash_attention(-1);
-    int bad = -1;
-    for (int i = 0; i < m.n_tensors && bad < 0; i++)
-        for (size_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].numel && bad < 0; j++)
-            if (!(g[j] == g0[j])) bad = i; /* NaN compares unequal */
-    CHECK(bad < 0, "%s: discarded gradients: %s differs from zeroed ones' (or kept a NaN)", name,
+    CHECK(bad < 0, "%s: discarded gradients (%s): %s differs from zeroed ones' (or kept a NaN)", name, what,
           bad >= 0 ? m.tensors[bad].name : "");
     model_grads_discard(&m);
     for (size_t i = 0; i < m.n_params; i++) m.grads[i] = NAN;
@@ -206,9 +228,9 @@ static void test_discard(const char *name, const float *g0) {
     for (size_t i = 0; i < m.n_params; i++) nonzero += m.grads[i] != 0.0f;
     CHECK(nonzero == 0, "%s: settled with no backward: %zu gradients not 0", name, nonzero);
     if (bad < 0 && nonzero == 0)
-        printf("ok   %-20s discarded gradients: the next backward gives the zeroed ones' values, every tensor\n",
-               name);
-    free(h), free(g);
+        printf("ok   %-20s discarded gradients: two backwards give the zeroed ones' values, every tensor (%d "
+               "cases%s)\n",
+               name, cases, have_bf16 ? ", bf16 among them" : "; no oneDNN, fp32 only");
     model_free(&m);
 }
 
@@ -282,7 +304,7 @@ static void test_fixture(const char *name) {
         free(hq), free(gq);
     }
     test_forward_only(name, h0, g0, plain_floats);
-    test_discard(name, g0);
+    test_discard(name);
     free(h0), free(h1), free(h2), free(g0), free(g1), free(g2), free(hf), free(gf), free(hfc), free(gfc);
     test_auto(&m, name);
     model_free(&m);

@@ -506,13 +506,19 @@ static void test_logprobs_reference(int N, int C, int V) {
     float *dh4 = xcalloc((size_t)N * C, sizeof(float)), *dh5 = xcalloc((size_t)N * C, sizeof(float));
     for (size_t i = 0; i < (size_t)V * C; i++) dw4[i] = dw5[i] = NAN;
     logprobs_backward(dh4, dw4, dl, h, w, tgt, lse, N, C, V, 0.0f);
-    logprobs_forward_backward(logp3, NULL, NULL, dh5, dw5, dl, h, w, tgt, N, C, V, 0.0f);
+    float *lp_tmp = xmalloc(sizeof(float) * N); /* logp3 is compared below */
+    logprobs_forward_backward(lp_tmp, NULL, NULL, dh5, dw5, dl, h, w, tgt, N, C, V, 0.0f);
     int overwrite_bad = 0;
     for (size_t i = 0; i < (size_t)V * C; i++) overwrite_bad += !(dw4[i] == dw[i]) + !(dw5[i] == dw2[i]);
-    float *none = xcalloc(N, sizeof(float)); /* dlogp 0 everywhere: no row selected */
+    /* dlogp 0 everywhere (logprobs_backward selects no row) and no target at all (nor
+     * does the one-pass head: its "no block wrote it" case) */
+    float *none = xcalloc(N, sizeof(float));
+    int *no_tgt = xmalloc(sizeof(int) * N);
+    for (int n = 0; n < N; n++) no_tgt[n] = -1;
     for (size_t i = 0; i < (size_t)V * C; i++) dw4[i] = dw5[i] = NAN;
     logprobs_backward(dh4, dw4, none, h, w, tgt, lse, N, C, V, 0.0f);
-    logprobs_forward_backward(logp3, NULL, NULL, NULL, dw5, none, h, w, tgt, N, C, V, 0.0f);
+    logprobs_forward_backward(lp_tmp, NULL, NULL, NULL, dw5, dl, h, w, no_tgt, N, C, V, 0.0f);
+    free(no_tgt), free(lp_tmp);
     for (size_t i = 0; i < (size_t)V * C; i++) overwrite_bad += (dw4[i] != 0.0f) + (dw5[i] != 0.0f);
     if (overwrite_bad) {
         printf("FAIL logprobs V=%d dw_beta 0: %d values differ from adding to zeros (or were not written)\n", V,

@@ -158,14 +158,19 @@ int gemm_bf16_enabled(void) {
  * GPT-2 backward 0.51-0.56 s against 0.40-0.45 s.  OpenBLAS applies beta 0 as a pass
  * of its own over C, so nothing is saved there (a GPT-2 fp32 step 1.149 against
  * 1.122 s, best of 6 alternating runs).  Only the bf16 brgemm without AMX
- * (avx512_core_bf16, the Zen 4) writes a fresh C faster: that is asked of the
- * implementation oneDNN picks for such a product. */
+ * (brg:avx512_core_bf16, the Zen 4) was measured to write a fresh C faster, so that
+ * is asked of the implementation oneDNN picks for such a product; any other (a
+ * gemm:jit fallback, another ISA) keeps the measured default.  CHERRY_GRADS=discard
+ * or clear overrides the choice (tests run both ways). */
 int gemm_overwrite_slower(void) {
     static int known = -1;
+    const char *force = getenv("CHERRY_GRADS");
+    if (force && !strcmp(force, "discard")) return 0;
+    if (force && !strcmp(force, "clear")) return 1;
     if (!use_bf16 || !use_matmul) return 1;
     if (known < 0) {
         const char *impl = gemm_onednn_impl(1, 1, 0, 768, 768, 256);
-        known = !impl || strstr(impl, "amx") != NULL;
+        known = !(impl && strstr(impl, "brg") && !strstr(impl, "amx"));
     }
     return known;
 }
@@ -219,7 +224,7 @@ static uint16_t *bf16_scratch(int slot, size_t n) {
 /* bf16 shadows of the trained weights (issue 18).  Converting both inputs on every
  * product made the bf16 step no faster than fp32: a weight matrix is read by its
  * forward and its input-gradient product, and the LM head's vocabulary matrix by
- * every slice.  adamw_step declares its parameter block here after each update
+ * every slice.  adamw_step registers its parameter block here after each update
  * (gemm_bf16_weights_updated); the first top-level product that reads the block
  * afterwards converts the whole block once into a bf16 copy with the same layout,
  * and every product whose A or B lies inside the block reads the copy (same

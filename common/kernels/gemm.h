@@ -40,7 +40,8 @@ int gemm_set_onednn_matmul(int bf16, int on);
 /* 0 when products write C fresh (beta 0) faster than they add into it (bf16 on
  * oneDNN's brgemm without AMX), else 1 (AMX; OpenBLAS, which zeroes C in a pass of its
  * own): the trainer then zeroes gradients in AdamW's pass instead of discarding them
- * (model_grads_discard). */
+ * (model_grads_discard).  The environment's CHERRY_GRADS=discard (0) or clear (1)
+ * overrides it. */
 int gemm_overwrite_slower(void);
 /* The implementation oneDNN's matmul primitive uses for one single-threaded tile of this
  * shape (alpha 1, beta 0), e.g. "brg:avx512_core_amx_bf16", or NULL when the primitive

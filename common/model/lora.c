@@ -183,6 +183,7 @@ int lora_attach(Model *m, const LoraConfig *cfg_in, const char *base_dir, uint64
 void lora_free(Model *m) {
     Lora *L = m->lora;
     if (!L) return;
+    gemm_bf16_weights_touched(L->params, L->n_params); /* a shadow of the freed block is never read */
     free(L->mods);
     free(L->mod_of);
     free(L->params);

@@ -279,10 +279,11 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     double scale = W > 0 ? 1.0 / W : 0.0;
     Metrics mt;
     metrics_reset(&mt);
-    /* the last update discarded the gradients (model_grads_discard: the backward
-     * writes them anew), which covers them all while the trainable block is every
-     * gradient there is (the base's are freed when a LoRA adapter is attached,
-     * lora.c); a step that stopped before its update left them as they were */
+    /* the last update zeroed the gradients in AdamW's pass or discarded them
+     * (model_grads_discard: the backward writes them anew; gemm_overwrite_slower
+     * chooses), which covers them all while the trainable block is every gradient
+     * there is (the base's are freed when a LoRA adapter is attached, lora.c); a
+     * step that stopped before its update left them as they were */
     if (m->lora && m->grads) die_internal("trainer_step: base gradients beside a LoRA adapter's");
     if (!tr->grads_clear) model_zero_grad(m);
     tr->grads_clear = 0;
