@@ -139,7 +139,8 @@ int main(int argc, char **argv) {
             steps = cli_int("bench_train_step", "--steps", argv[++i]);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
             shapes_list = argv[++i];
-        else if (!strcmp(argv[i], "--grads") && i + 1 < argc && (!strcmp(argv[i + 1], "clear") || !strcmp(argv[i + 1], "discard")))
+        else if (!strcmp(argv[i], "--grads") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "clear") || !strcmp(argv[i + 1], "discard")))
             grads_by_clearing = !strcmp(argv[++i], "clear");
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model_dir = argv[++i];

@@ -669,7 +669,8 @@ static void test_logprobs_grouped(int group_len, int n_groups, const int *counts
         float *lp2 = xmalloc(sizeof(float) * N), *dl2 = xcalloc(N, sizeof(float));
         float *dh2 = xcalloc((size_t)N * C, sizeof(float)), *dw2 = xcalloc((size_t)V * C, sizeof(float));
         GroupCheck k = {group_len, 0, 0, tgt, xcalloc(n_groups, sizeof(double))};
-        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V, 1.0f);
+        logprobs_forward_backward_grouped(lp2, NULL, NULL, dh2, dw2, dl2, group_cb, &k, group_len, h, w, tgt, N, C, V,
+                                          1.0f);
         bad_calls += k.bad + (k.next != n_groups);
         for (int g = 0; g < n_groups; g++) {
             double sum = 0;

@@ -323,7 +323,7 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
     if (metrics_get(&mt, "loss", &loss) != 0) loss = 0.0;
     float *tgrads;
     size_t tn;
-    model_grads_settle(m); /* the gradients no backward reached are zero */
+    model_grads_settle(m);                                /* the gradients no backward reached are zero */
     float *tparams = model_train_params(m, &tgrads, &tn); /* the adapter alone under LoRA */
     /* clipping's factor is applied inside AdamW's pass (adamw_step_scaled) */
     double norm = grad_norm(tgrads, tn);
