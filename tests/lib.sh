@@ -15,3 +15,13 @@ expect_fail() {
 num() { sed -n "$2p" "$3" | grep -o "\"$1\": *[-+0-9.eE]*" | head -1 | sed 's/^.*: *//'; }
 # check A B AWK-CONDITION WHAT : fails unless the condition on a, b holds
 check() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }" || fail "$4 (a=$1 b=$2)"; }
+# tiny_models N : $T/llama (GQA) and $T/gpt2 from init-model, the oracle models' two
+# families at toy size (2 layers, width 32, context 64), and $T/corpus.jsonl of N
+# task-gen records; exits the test on failure.  Uses $B (the programs' directory).
+tiny_models() {
+  "$B/init-model" -q --family llama --layers 2 --heads 4 --kv-heads 2 --width 32 --context 64 \
+      --tokenizer data/tokenizer.json --seed 3 -o "$T/llama" || { echo "FAIL: init-model llama"; exit 1; }
+  "$B/init-model" -q --family gpt2 --layers 2 --heads 4 --width 32 --context 64 \
+      --tokenizer data/tokenizer.json --seed 4 -o "$T/gpt2" || { echo "FAIL: init-model gpt2"; exit 1; }
+  "$B/task-gen" --kind corpus -n "$1" --seed 5 -o "$T/corpus.jsonl" || { echo "FAIL: task-gen"; exit 1; }
+}

@@ -12,11 +12,7 @@ T=$(mktemp -d /tmp/t_grads_discard.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . tests/lib.sh
 
-"$B/init-model" -q --family llama --layers 2 --heads 4 --kv-heads 2 --width 32 --context 64 \
-    --tokenizer data/tokenizer.json --seed 3 -o "$T/llama" || { echo "FAIL: init-model llama"; exit 1; }
-"$B/init-model" -q --family gpt2 --layers 2 --heads 4 --width 32 --context 64 \
-    --tokenizer data/tokenizer.json --seed 4 -o "$T/gpt2" || { echo "FAIL: init-model gpt2"; exit 1; }
-"$B/task-gen" --kind corpus -n 64 --seed 5 -o "$T/corpus.jsonl" || { echo "FAIL: task-gen"; exit 1; }
+tiny_models 64
 : >"$T/pairs.jsonl"
 for w in "red fox sky" "blue cat tree" "green dog sun" "gray owl moon" "pink bee rain" "gold cow hill"; do
     set -- $w
