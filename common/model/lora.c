@@ -360,7 +360,6 @@ static void merge_into(Model *m) {
     for (int j = 0; j < L->n_mods; j++) {
         const LoraModule *md = &L->mods[j];
         float *W = m->params + m->tensors[md->base].offset;
-        gemm_bf16_weights_touched(W, m->tensors[md->base].numel); /* the products' bf16 copy (gemm.h) */
         /* W[out, in] += scale * B[out, r] @ A[r, in] (PEFT get_delta_weight; for Conv1D
          * PEFT transposes the delta to its [in, out] weight: the same sum here) */
         gemm(0, 0, md->out, md->in, L->cfg.rank, L->scale, L->params + md->b_off, L->cfg.rank, L->params + md->a_off,
@@ -369,8 +368,8 @@ static void merge_into(Model *m) {
     if (L->score) {
         const ParamTensor *s = model_find_tensor(m, "score.weight");
         memcpy(m->params + s->offset, L->params + L->score_off, s->numel * sizeof(float));
-        gemm_bf16_weights_touched(m->params + s->offset, s->numel);
     }
+    gemm_bf16_weights_touched(m->params, m->n_params); /* the products' bf16 copy (gemm.h) */
 }
 
 void lora_merge(Model *m) {
@@ -404,13 +403,10 @@ void lora_unmerge(Model *m, float *saved) {
     for (int j = 0; j < L->n_mods; j++) {
         const ParamTensor *t = &m->tensors[L->mods[j].base];
         memcpy(m->params + t->offset, p, t->numel * sizeof(float));
-        gemm_bf16_weights_touched(m->params + t->offset, t->numel);
         p += t->numel;
     }
     const ParamTensor *s = L->score ? model_find_tensor(m, "score.weight") : NULL;
-    if (s) {
-        memcpy(m->params + s->offset, p, s->numel * sizeof(float));
-        gemm_bf16_weights_touched(m->params + s->offset, s->numel);
-    }
+    if (s) memcpy(m->params + s->offset, p, s->numel * sizeof(float));
+    gemm_bf16_weights_touched(m->params, m->n_params); /* the products' bf16 copy (gemm.h) */
     free(saved);
 }

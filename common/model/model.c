@@ -424,14 +424,16 @@ void model_grads_discard(Model *m) {
     memset(I->gstale, 1, (size_t)m->n_tensors);
 }
 
+/* Tensor t's gradient zeroed if it was discarded (m->grads and the flags exist). */
+static void grad_unstale(const Model *m, int t) {
+    if (!m->impl->gstale[t]) return;
+    zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
+    m->impl->gstale[t] = 0;
+}
+
 void model_grads_settle(Model *m) {
-    ModelImpl *I = m->impl;
-    if (!m->grads || !I->gstale) return;
-    for (int t = 0; t < m->n_tensors; t++)
-        if (I->gstale[t]) {
-            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
-            I->gstale[t] = 0;
-        }
+    if (!m->grads || !m->impl->gstale) return;
+    for (int t = 0; t < m->n_tensors; t++) grad_unstale(m, t);
 }
 
 /* ---- weights, gradients, linears and norms by pointer ---- */
@@ -455,13 +457,7 @@ static int tensor_of(const Model *m, const float *p) {
  * first.  From the top level only (the flags are not shared safely between threads). */
 static float *G(const Model *m, const float *p) {
     if (!p || !m->grads) return NULL;
-    if (m->impl->gstale) {
-        int t = tensor_of(m, p);
-        if (m->impl->gstale[t]) {
-            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
-            m->impl->gstale[t] = 0;
-        }
-    }
+    if (m->impl->gstale) grad_unstale(m, tensor_of(m, p));
     return m->grads + (p - m->params);
 }
 
@@ -476,10 +472,11 @@ static float *Gw(const Model *m, const float *p, size_t n, float *beta) {
         if (m->impl->gstale[t] && m->params + m->tensors[t].offset == p && m->tensors[t].numel == n) {
             m->impl->gstale[t] = 0;
             *beta = 0.0f;
-            return m->grads + (p - m->params);
+        } else {
+            grad_unstale(m, t);
         }
     }
-    return G(m, p);
+    return m->grads + (p - m->params);
 }
 
 /* A linear layer with its LoRA adapter (lora.h) when one is attached. */
@@ -1017,6 +1014,11 @@ static const float *lm_head(const Model *m) {
     return m->w.lm_head;
 }
 
+/* The LM head's gradient for its products (Gw): *beta 0 when they overwrite it. */
+static float *lm_head_grad(const Model *m, float *beta) {
+    return Gw(m, lm_head(m), (size_t)m->cfg.vocab_size * m->cfg.d_model, beta);
+}
+
 /* Every target of the LM head's callers is a token of the vocabulary (or < 0: none). */
 static void check_targets(const int *targets, int N, int V) {
     for (int n = 0; n < N; n++)
@@ -1048,7 +1050,7 @@ void model_logprobs_backward(Model *m, const int *targets, const float *dlogp) {
                                   m->cfg.vocab_size, m->cfg.final_softcap);
     else {
         float dw_beta;
-        float *dw = Gw(m, h, (size_t)m->cfg.vocab_size * m->cfg.d_model, &dw_beta);
+        float *dw = lm_head_grad(m, &dw_beta);
         logprobs_backward(m->dhidden, dw, dlogp, m->hidden, h, targets, m->impl->lse, N, m->cfg.d_model,
                           m->cfg.vocab_size, dw_beta);
     }
@@ -1065,7 +1067,7 @@ void model_logprobs_fused(Model *m, const int *targets, const float *dlogp, floa
     }
     const float *h = lm_head(m);
     float dw_beta;
-    float *dw = Gw(m, h, (size_t)V * m->cfg.d_model, &dw_beta);
+    float *dw = lm_head_grad(m, &dw_beta);
     logprobs_forward_backward(logp, entropy, argmax, m->dhidden, dw, dlogp, m->hidden, h, targets, N, m->cfg.d_model, V,
                               dw_beta);
     m->impl->have_lse = 0; /* no lse kept: a later model_logprobs_backward is an error */
@@ -1084,7 +1086,7 @@ void model_logprobs_fused_grouped(Model *m, const int *targets, int group_len, L
     }
     const float *h = lm_head(m);
     float dw_beta;
-    float *dw = Gw(m, h, (size_t)V * m->cfg.d_model, &dw_beta);
+    float *dw = lm_head_grad(m, &dw_beta);
     logprobs_forward_backward_grouped(logp, entropy, argmax, m->dhidden, dw, dlogp, fn, ctx, group_len, m->hidden, h,
                                       targets, N, m->cfg.d_model, V, dw_beta);
     m->impl->have_lse = 0;

@@ -334,10 +334,11 @@ int trainer_step(Trainer *tr, int n_micro, const int *const *idx, const int *n, 
         return nonfinite_stop(tr, loss, sqrt(sum_squares(t->extra_grads, t->n_extra_grads)),
                               "extra (value-model) gradient", e);
     double lr = tr->f->lr * lr_lambda(tr->f->scheduler, tr->step, tr->warmup, tr->total_steps);
+    float coef = grad_clip_coef(norm, tr->f->clip_grad);
     if (gemm_overwrite_slower()) { /* fp32, AMX: the products add into gradients AdamW's pass zeroes */
-        adamw_step_scaled_clear(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
+        adamw_step_scaled_clear(&tr->opt, tparams, tgrads, (float)lr, coef);
     } else {
-        adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, grad_clip_coef(norm, tr->f->clip_grad));
+        adamw_step_scaled(&tr->opt, tparams, tgrads, (float)lr, coef);
         model_grads_discard(m); /* the next backward writes them anew */
     }
     tr->grads_clear = 1; /* tgrads are every gradient model_zero_grad clears (model_train_params) */
