@@ -388,7 +388,23 @@ static const uint16_t *bf16_shadow(const float *X, int rows, int cols, int ld, i
     return found ? c : copy_lookup(held, BF16_HOLDS, X, rows, cols, ld, top, &found);
 }
 
-static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n);
+/* How a product is cut (gemm_tiles): nt stripes of C across N (split_n) or across M,
+ * tile t spanning [d0, d0 + dn) of that dimension (tile_span). */
+typedef struct {
+    int nt, split_n;
+    int D;           /* N or M: the dimension cut */
+    int unit;        /* widths are whole units of this many columns or rows */
+    int base, extra; /* every tile `base` units wide, the first `extra` one unit wider */
+} Tiles;
+
+static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl);
+
+static void tile_span(const Tiles *tl, int t, int *d0, int *dn) {
+    int u0 = t * tl->base + (t < tl->extra ? t : tl->extra), w = tl->base + (t < tl->extra);
+    int end = (u0 + w) * tl->unit;
+    *d0 = u0 * tl->unit;
+    *dn = (end < tl->D ? end : tl->D) - *d0;
+}
 
 /* One single-threaded product of the tiled paths: C[M,N] from op(A), op(B) whose
  * elements are `esz` bytes (float or bf16), as gemm_tiled hands them out. */
@@ -401,12 +417,13 @@ typedef void (*TileFn)(int transA, int transB, int M, int N, int K, float alpha,
  * even for one stripe, so no kernel threads (or splits K) by itself. */
 static void gemm_tiled(TileFn tile, size_t esz, int transA, int transB, int M, int N, int K, float alpha, const void *A,
                        int lda, const void *B, int ldb, float beta, float *C, int ldc) {
-    int nt, w, split_n;
-    gemm_tiles(M, N, K, &nt, &w, &split_n);
-    int D = split_n ? N : M;
+    Tiles tl;
+    gemm_tiles(M, N, K, transA, &tl);
+    int split_n = tl.split_n;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int t = 0; t < nt; t++) {
-        int d0 = t * w, dn = D - d0 < w ? D - d0 : w;
+    for (int t = 0; t < tl.nt; t++) {
+        int d0, dn;
+        tile_span(&tl, t, &d0, &dn);
         if (split_n) /* columns d0.. of C: rows d0.. of B^T, or columns d0.. of B */
             tile(transA, transB, M, dn, K, alpha, A, lda,
                  (const char *)B + esz * (transB ? (size_t)d0 * ldb : (size_t)d0), ldb, beta, C + d0, ldc);
@@ -461,8 +478,9 @@ static const uint16_t *stripe_operand(const uint16_t *copy, const float *X, size
  * gemm_tiles', so C is bit-identical at any thread count, and to gemm_tiled's. */
 static void gemm_bf16_split(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                             const float *B, int ldb, float beta, float *C, int ldc) {
-    int nt, w, split_n;
-    gemm_tiles(M, N, K, &nt, &w, &split_n);
+    Tiles tl;
+    gemm_tiles(M, N, K, transA, &tl);
+    int split_n = tl.split_n;
     int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
     const uint16_t *a, *b;
     int a_ld, b_ld;
@@ -473,10 +491,10 @@ static void gemm_bf16_split(int transA, int transB, int M, int N, int K, float a
         b = whole_operand(B, br, bc, ldb, 1, 1, &b_ld);
         a = bf16_shadow(A, ar, ac, lda, 1);
     }
-    int D = split_n ? N : M;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int t = 0; t < nt; t++) {
-        int d0 = t * w, dn = D - d0 < w ? D - d0 : w, s_ld;
+    for (int t = 0; t < tl.nt; t++) {
+        int d0, dn, s_ld;
+        tile_span(&tl, t, &d0, &dn);
         if (split_n) { /* columns d0.. of C: rows d0.. of B^T ([dn, K]) or columns d0.. of B ([K, dn]) */
             const uint16_t *bs = stripe_operand(b, B, transB ? (size_t)d0 * ldb : (size_t)d0, transB ? dn : K,
                                                 transB ? K : dn, ldb, &s_ld);
@@ -546,22 +564,32 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
  * single-threaded, so C is bit-identical at any thread count (test_ops_grad). */
 #define GEMM_TILES_MAX 8
 #define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
-#define GEMM_TILE_ALIGN 16  /* tile widths in whole 64-byte lines of floats */
-static void gemm_tiles(int M, int N, int K, int *nt, int *w, int *split_n) {
+#define GEMM_TILE_ALIGN 16  /* column widths in whole 64-byte lines of floats */
+/* The widths differ by at most one unit, the wider tiles first: an uneven cut makes
+ * the thread that draws the wide tiles the last to finish.  The cut was
+ * ceil(D / n) rounded up to the unit, the rest left to the last tile: SmolLM2's 576
+ * columns went 7 x 80 + 16, so of two threads one took 320 columns and the other 256
+ * (the makespan 1.11x an even cut), and a 772-row product 6 x 112 + 100 (436 against
+ * 336 rows; tests/bench/README.md, "Eleventh session").  Now 576 is 4 x 80 + 4 x 64
+ * and 772 rows 4 x 97 + 4 x 96.  Rows are cut at any row unless op(A) is A^T (then
+ * they are A's columns: whole lines of floats too). */
+static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
     double flops = 2.0 * M * N * (double)K;
     int D = N >= M ? N : M;
-    *split_n = N >= M;
+    tl->split_n = N >= M;
+    tl->D = D;
+    tl->unit = tl->split_n || transA ? GEMM_TILE_ALIGN : 1;
     int n = (int)(flops / GEMM_TILE_FLOPS);
     if (n > GEMM_TILES_MAX) n = GEMM_TILES_MAX;
     if (n > D / GEMM_TILE_ALIGN) n = D / GEMM_TILE_ALIGN;
+    int units = (D + tl->unit - 1) / tl->unit;
     if (n < 2) {
-        *nt = 1, *w = D;
+        tl->nt = 1, tl->unit = D, tl->base = 1, tl->extra = 0;
         return;
     }
-    int width = (D + n - 1) / n;
-    width = (width + GEMM_TILE_ALIGN - 1) / GEMM_TILE_ALIGN * GEMM_TILE_ALIGN;
-    *w = width;
-    *nt = (D + width - 1) / width;
+    tl->nt = n;
+    tl->base = units / n;
+    tl->extra = units % n;
 }
 
 /* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
@@ -619,9 +647,9 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
      * not omp_in_parallel(), so a one-thread team decides as a two-thread team does,
      * and at one thread the same tiles run one after the other. */
     if (tiling && omp_get_level() == 0) {
-        int nt, w, split_n;
-        gemm_tiles(M, N, K, &nt, &w, &split_n);
-        if (nt > 1) {
+        Tiles tl;
+        gemm_tiles(M, N, K, transA, &tl);
+        if (tl.nt > 1) {
             /* each tile a single-threaded product: OpenBLAS's OpenMP build does not
              * thread a call made inside an active parallel region (with one thread,
              * gemm_threads_set(1) has set OpenBLAS to one thread) */
