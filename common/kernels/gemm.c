@@ -575,8 +575,11 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
  * they are A's columns: whole lines of floats too). */
 static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
     double flops = 2.0 * M * N * (double)K;
-    int D = N >= M ? N : M;
-    tl->split_n = N >= M;
+    /* a square C is cut into rows: their C is dense, where column stripes go through
+     * a copy of C in the bf16 kernels (gemm_onednn.c); a square weight gradient
+     * (dout^T x, 576 x 576 x 386 and 768 x 768 x 256) took 0.87-0.88x the time */
+    int D = N > M ? N : M;
+    tl->split_n = N > M;
     tl->D = D;
     tl->unit = tl->split_n || transA ? GEMM_TILE_ALIGN : 1;
     int n = (int)(flops / GEMM_TILE_FLOPS);

@@ -91,7 +91,15 @@ int trainer_init(Trainer *tr, const TrainFlags *f, TrainTask *t, long total_step
     /* transformers TrainingArguments.get_warmup_steps: ceil(ratio * total) */
     tr->warmup = f->warmup_steps >= 0 ? f->warmup_steps : (long)ceil(f->warmup_ratio * (double)total_steps);
     rng_seed(&t->rng, f->seed ^ 0x7461736b726e67ULL); /* "taskrng": separate from the data order */
+    /* gradients made here are calloc's zeros, untouched: the first step need not clear
+     * them (a pass over 4 bytes a parameter, and the pages' first touch moved into it),
+     * and in discard mode its backward writes them instead of adding to zeros */
+    int fresh = t->model->lora ? !t->model->lora->grads : !t->model->grads;
     model_enable_grads(t->model);
+    if (fresh) {
+        tr->grads_clear = 1;
+        if (!gemm_overwrite_slower()) model_grads_discard(t->model);
+    }
     adamw_init_model(&tr->opt, t->model, (float)f->weight_decay);
     tr->opt.beta1 = (float)f->beta1;
     tr->opt.beta2 = (float)f->beta2;
