@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -109,8 +110,8 @@ typedef int (*DnnlGemmBf16)(char, char, int64_t, int64_t, int64_t, float, const 
                             int64_t, float, float *, int64_t);
 static DnnlGemmBf16 dnnl_bf16;
 static int use_bf16;
-static int use_matmul = 1;     /* gemm_set_onednn_matmul(1, on): bf16 products */
-static int use_matmul_f32 = 0; /* gemm_set_onednn_matmul(0, on): fp32 products */
+static int use_matmul = 1;      /* gemm_set_onednn_matmul(1, on): bf16 products */
+static int use_matmul_f32 = -1; /* gemm_set_onednn_matmul(0, on): fp32 products; -1: f32_matmul_decide */
 
 static void bf16_holds_clear(void);
 
@@ -597,11 +598,35 @@ static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
 
 /* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
  * tiles at the top level and one call inside a parallel region, each one
- * single-threaded primitive (or, for a shape the
- * primitive does not take, one single-threaded OpenBLAS call).  Off by default: its
- * tiles ("brg:avx512_core") are ~1.1x OpenBLAS's on most of the step's products, but
- * the fp32 step took 1.03-1.05x the CPU time (dense copies, the small products inside
- * parallel regions), 2026-12-06, load average ~7 (tests/bench/README.md, "AMX"). */
+ * single-threaded primitive (or, for a shape the primitive does not take, one
+ * single-threaded OpenBLAS call).
+ * The default (f32_matmul_decide, at the first fp32 product unless set before): on
+ * where oneDNN plans its AVX-512 brgemm kernels for fp32 ("brg:avx512_core") and the
+ * CPU has no AMX.  On the Zen 4 (no AMX) a GPT-2-124M fp32 step ran 1.05x (B=4,T=64)
+ * and 1.06x (B=2,T=256) faster than on OpenBLAS's tiles (medians of 5 alternating
+ * runs, every one of the five faster at B=2,T=256), 1.01-1.08x with another process
+ * spinning on one core, a SmolLM2-135M one 1.04-1.09x (tests/bench/README.md,
+ * "Eleventh session").  On the Xeon with AMX the same step took 1.03-1.05x the CPU
+ * time (dense copies, the small products inside parallel regions; 2026-12-06, load
+ * average ~7, "AMX"), so OpenBLAS stays there, as on CPUs without AVX-512, where
+ * oneDNN 2.6 has no brgemm kernels.  CHERRY_F32_GEMM=openblas or onednn overrides. */
+static pthread_once_t f32_once = PTHREAD_ONCE_INIT;
+static void f32_matmul_decide(void) {
+    if (use_matmul_f32 >= 0) return; /* set by gemm_set_onednn_matmul first */
+    const char *force = getenv("CHERRY_F32_GEMM");
+    int on;
+    if (force && !strcmp(force, "openblas"))
+        on = 0;
+    else if (force && !strcmp(force, "onednn"))
+        on = 1;
+    else {
+        const char *f = gemm_onednn_impl(0, 0, 1, 256, 768, 768);
+        int brg = f && !strncmp(f, "brg", 3);
+        const char *b = brg ? gemm_onednn_impl(1, 0, 1, 256, 768, 768) : NULL;
+        on = brg && !(b && strstr(b, "amx"));
+    }
+    gemm_set_onednn_matmul(0, on);
+}
 /* One single-threaded fp32 tile: the primitive, or OpenBLAS for a shape it does not take. */
 static void f32_onednn_tile(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda,
                             const void *B, int ldb, float beta, float *C, int ldc) {
@@ -641,6 +666,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    pthread_once(&f32_once, f32_matmul_decide); /* after the first product, one atomic load */
     if (use_matmul_f32) {
         gemm_f32_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -2,7 +2,8 @@
  *
  * Everything that multiplies matrices calls gemm(); only gemm.c calls BLAS
  * (cblas_sgemm from OpenBLAS's OpenMP build, so BLAS and our own OpenMP loops
- * share one thread pool instead of fighting over the cores).  The CUDA backend
+ * share one thread pool instead of fighting over the cores) and oneDNN
+ * (gemm_onednn.c: bf16 products, and fp32 ones where its kernels are faster).  The CUDA backend
  * (cuda/) implements the same function.  Row-major throughout. */
 #ifndef CHERRY_GEMM_H
 #define CHERRY_GEMM_H
@@ -34,8 +35,11 @@ int gemm_set_bf16(int on, Error *e);
 int gemm_bf16_enabled(void);
 /* oneDNN's matmul primitive for bf16 (bf16 = 1) or fp32 (bf16 = 0) products: on by
  * default for bf16 (brgemm kernels, AMX where the CPU has it; off: oneDNN's bf16 gemm
- * entry point, which also runs AMX kernels, slower ones), off for fp32 (OpenBLAS).  Needs cherry built with oneDNN's
- * headers and libdnnl.so.2 at run time; returns whether it is now on (gemm.c, gemm_onednn.c). */
+ * entry point, which also runs AMX kernels, slower ones); for fp32 on by default where
+ * oneDNN has AVX-512 brgemm kernels and the CPU no AMX, else off (OpenBLAS;
+ * CHERRY_F32_GEMM=openblas|onednn overrides; gemm.c, f32_matmul_decide).  Needs cherry
+ * built with oneDNN's headers and libdnnl.so.2 at run time; returns whether it is now
+ * on (gemm.c, gemm_onednn.c). */
 int gemm_set_onednn_matmul(int bf16, int on);
 /* 0 when products write C fresh (beta 0) faster than they add into it (bf16 on
  * oneDNN's brgemm without AMX), else 1 (AMX; OpenBLAS, which zeroes C in a pass of its
