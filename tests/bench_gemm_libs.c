@@ -130,7 +130,7 @@ static void kernel_begin(int l, const float *a, size_t na, const float *b, size_
 
 static void kernel_end(void) {
     gemm_set_bf16(0, NULL);             /* also drops the bf16 copies */
-    gemm_set_onednn_matmul(1, have_mm); /* the defaults */
+    gemm_set_onednn_matmul(1, have_mm); /* bf16's default; each column sets fp32's own */
     gemm_set_onednn_matmul(0, 0);
 }
 

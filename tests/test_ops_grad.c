@@ -881,7 +881,8 @@ static void test_gemm_threads(void) {
 static void test_gemm_tiles(int mm) {
     static const int shapes[][3] = {{96, 700, 777}, {700, 96, 777}, {130, 1000, 64}, {517, 515, 300}, {600, 600, 50}};
     const char *kernel = mm ? "oneDNN matmul" : "OpenBLAS";
-    if (mm && !gemm_set_onednn_matmul(0, 1)) {
+    int was = gemm_onednn_matmul_on(0); /* the fp32 default, restored at the end */
+    if (gemm_set_onednn_matmul(0, mm) != mm) {
         printf("skip gemm tiles on oneDNN's matmul primitive: unavailable (libdnnl.so.2, libdnnl-dev at build)\n");
         return;
     }
@@ -917,7 +918,7 @@ static void test_gemm_tiles(int mm) {
         }
         free(a), free(b), free(c0);
     }
-    if (mm) gemm_set_onednn_matmul(0, 0);
+    gemm_set_onednn_matmul(0, was);
     if (bad || worst > 5e-5) {
         printf("FAIL gemm tiles (%s): %d shape/transpose cases differ across thread counts, worst rel err %.2e\n",
                kernel, bad, worst);

@@ -114,6 +114,8 @@ static int use_matmul = 1;      /* gemm_set_onednn_matmul(1, on): bf16 products 
 static int use_matmul_f32 = -1; /* gemm_set_onednn_matmul(0, on): fp32 products; -1: f32_matmul_decide */
 
 static void bf16_holds_clear(void);
+static pthread_once_t f32_once = PTHREAD_ONCE_INIT;
+static void f32_matmul_decide(void);
 
 int gemm_set_bf16(int on, Error *e) {
     /* oneDNN 2.6 has bf16 kernels only from avx512_core (AVX-512 F, BW, VL, DQ) on;
@@ -147,6 +149,11 @@ int gemm_set_onednn_matmul(int bf16, int on) {
     else
         use_matmul_f32 = on;
     return on;
+}
+
+int gemm_onednn_matmul_on(int bf16) {
+    if (!bf16) pthread_once(&f32_once, f32_matmul_decide);
+    return bf16 ? use_matmul : use_matmul_f32;
 }
 
 int gemm_bf16_enabled(void) {
@@ -610,7 +617,6 @@ static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
  * time (dense copies, the small products inside parallel regions; 2026-12-06, load
  * average ~7, "AMX"), so OpenBLAS stays there, as on CPUs without AVX-512, where
  * oneDNN 2.6 has no brgemm kernels.  CHERRY_F32_GEMM=openblas or onednn overrides. */
-static pthread_once_t f32_once = PTHREAD_ONCE_INIT;
 static void f32_matmul_decide(void) {
     if (use_matmul_f32 >= 0) return; /* set by gemm_set_onednn_matmul first */
     const char *force = getenv("CHERRY_F32_GEMM");
@@ -620,6 +626,13 @@ static void f32_matmul_decide(void) {
     else if (force && !strcmp(force, "onednn"))
         on = 1;
     else {
+#ifdef __SANITIZE_ADDRESS__
+        /* AddressSanitizer builds (make check's build/asan) keep OpenBLAS unless asked:
+         * LeakSanitizer's scan at exit can crash on libdnnl's thread-local storage once
+         * it is loaded (the tests that load it on purpose run with leak checking off) */
+        gemm_set_onednn_matmul(0, 0);
+        return;
+#endif
         const char *f = gemm_onednn_impl(0, 0, 1, 256, 768, 768);
         int brg = f && !strncmp(f, "brg", 3);
         const char *b = brg ? gemm_onednn_impl(1, 0, 1, 256, 768, 768) : NULL;

@@ -39,8 +39,10 @@ int gemm_bf16_enabled(void);
  * oneDNN has AVX-512 brgemm kernels and the CPU no AMX, else off (OpenBLAS;
  * CHERRY_F32_GEMM=openblas|onednn overrides; gemm.c, f32_matmul_decide).  Needs cherry
  * built with oneDNN's headers and libdnnl.so.2 at run time; returns whether it is now
- * on (gemm.c, gemm_onednn.c). */
+ * on (gemm.c, gemm_onednn.c).  gemm_onednn_matmul_on: whether it is on now (the fp32
+ * default decided if nothing set it yet). */
 int gemm_set_onednn_matmul(int bf16, int on);
+int gemm_onednn_matmul_on(int bf16);
 /* 0 when products write C fresh (beta 0) faster than they add into it (bf16 on
  * oneDNN's brgemm without AMX), else 1 (AMX; OpenBLAS, which zeroes C in a pass of its
  * own): the trainer then zeroes gradients in AdamW's pass instead of discarding them
