@@ -1,4 +1,4 @@
-/* bench_gemm.c — the sgemm peak of this machine (gemm_measure_peak) at 1 and 2
+/* bench_gemm.c — the sgemm peak of this machine (gemm_measure_peak, on OpenBLAS) at 1 and 2
  * threads, and the rate of gemm() on the shapes a GPT-2-124M training step uses, so
  * bench_train_step's "fraction of peak" can be read against what each matrix product
  * can reach.  At 2 threads each shape is timed both ways gemm() can thread it
@@ -89,6 +89,9 @@ int main(int argc, char **argv) {
             cli_usage_error("bench_gemm", "unknown argument '%s'", argv[i]);
     }
     if (rounds < 1 || rounds > 100) cli_usage_error("bench_gemm", "--rounds: expected 1..100, got %d", rounds);
+    /* OpenBLAS in both columns, whatever fp32's default (gemm.c, f32_matmul_decide):
+     * the tiles against OpenBLAS's own threads, the same kernel */
+    gemm_set_onednn_matmul(0, 0);
     pid_t spinner = -1;
     if (spin) {
         spinner = fork();

@@ -147,13 +147,13 @@ int gemm_set_onednn_matmul(int bf16, int on) {
     if (bf16)
         use_matmul = on;
     else
-        use_matmul_f32 = on;
+        __atomic_store_n(&use_matmul_f32, on, __ATOMIC_RELEASE);
     return on;
 }
 
 int gemm_onednn_matmul_on(int bf16) {
     if (!bf16) pthread_once(&f32_once, f32_matmul_decide);
-    return bf16 ? use_matmul : use_matmul_f32;
+    return bf16 ? use_matmul : __atomic_load_n(&use_matmul_f32, __ATOMIC_ACQUIRE);
 }
 
 int gemm_bf16_enabled(void) {
@@ -573,7 +573,8 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
 #define GEMM_TILES_MAX 8
 #define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
 #define GEMM_TILE_ALIGN 16  /* column widths in whole 64-byte lines of floats */
-/* The widths differ by at most one unit, the wider tiles first: an uneven cut makes
+/* The widths differ by at most one unit (but for the last tile, cut at D), the wider
+ * tiles first: an uneven cut makes
  * the thread that draws the wide tiles the last to finish.  The cut was
  * ceil(D / n) rounded up to the unit, the rest left to the last tile: SmolLM2's 576
  * columns went 7 x 80 + 16, so of two threads one took 320 columns and the other 256
@@ -618,7 +619,7 @@ static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
  * average ~7, "AMX"), so OpenBLAS stays there, as on CPUs without AVX-512, where
  * oneDNN 2.6 has no brgemm kernels.  CHERRY_F32_GEMM=openblas or onednn overrides. */
 static void f32_matmul_decide(void) {
-    if (use_matmul_f32 >= 0) return; /* set by gemm_set_onednn_matmul first */
+    if (__atomic_load_n(&use_matmul_f32, __ATOMIC_ACQUIRE) >= 0) return; /* set by gemm_set_onednn_matmul */
     const char *force = getenv("CHERRY_F32_GEMM");
     int on;
     if (force && !strcmp(force, "openblas"))
@@ -630,16 +631,20 @@ static void f32_matmul_decide(void) {
         /* AddressSanitizer builds (make check's build/asan) keep OpenBLAS unless asked:
          * LeakSanitizer's scan at exit can crash on libdnnl's thread-local storage once
          * it is loaded (the tests that load it on purpose run with leak checking off) */
-        gemm_set_onednn_matmul(0, 0);
-        return;
-#endif
+        on = 0;
+#else
         const char *f = gemm_onednn_impl(0, 0, 1, 256, 768, 768);
-        int brg = f && !strncmp(f, "brg", 3);
+        int brg = f && !strncmp(f, "brg:avx512_core", 15);
         const char *b = brg ? gemm_onednn_impl(1, 0, 1, 256, 768, 768) : NULL;
         on = brg && !(b && strstr(b, "amx"));
+#endif
     }
-    gemm_set_onednn_matmul(0, on);
+    if (on && gemm_onednn_open(NULL, 0)) on = 0;
+    /* an explicit gemm_set_onednn_matmul(0, x) made meanwhile on another thread wins */
+    int undecided = -1;
+    __atomic_compare_exchange_n(&use_matmul_f32, &undecided, on, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
+
 /* One single-threaded fp32 tile: the primitive, or OpenBLAS for a shape it does not take. */
 static void f32_onednn_tile(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda,
                             const void *B, int ldb, float beta, float *C, int ldc) {
@@ -679,8 +684,10 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    pthread_once(&f32_once, f32_matmul_decide); /* after the first product, one atomic load */
-    if (use_matmul_f32) {
+    /* the fp32 default, decided at the first product (after it, one atomic load); with
+     * tiling off every fp32 product goes to OpenBLAS's own threads (gemm_set_tiling) */
+    pthread_once(&f32_once, f32_matmul_decide);
+    if (tiling && __atomic_load_n(&use_matmul_f32, __ATOMIC_RELAXED)) {
         gemm_f32_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

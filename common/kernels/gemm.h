@@ -22,8 +22,9 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 /* Large products are cut into tiles that the threads take one at a time, so a
  * thread on a core shared with another process does not hold the others up (gemm.c);
  * results are bit-identical at any thread count.  gemm_set_tiling(0) hands every
- * product to OpenBLAS's own threading instead (equal static parts; also
- * bit-identical): for benchmarks that compare the two (tests/bench_gemm). */
+ * fp32 product to OpenBLAS's own threading instead (equal static parts; also
+ * bit-identical; bf16 products keep their tiles): for benchmarks that compare the
+ * two (tests/bench_gemm). */
 void gemm_set_tiling(int on);
 
 /* bf16 mixed precision for every later gemm() of the process (on = 1), as
@@ -44,10 +45,10 @@ int gemm_bf16_enabled(void);
 int gemm_set_onednn_matmul(int bf16, int on);
 int gemm_onednn_matmul_on(int bf16);
 /* 0 when products write C fresh (beta 0) faster than they add into it (bf16 on
- * oneDNN's brgemm without AMX), else 1 (AMX; OpenBLAS, which zeroes C in a pass of its
- * own): the trainer then zeroes gradients in AdamW's pass instead of discarding them
- * (model_grads_discard).  The environment's CHERRY_GRADS=discard (0) or clear (1)
- * overrides it. */
+ * oneDNN's brgemm without AMX), else 1 (AMX; fp32, whose OpenBLAS zeroes C in a pass of
+ * its own and whose oneDNN kernels were not measured faster at it): the trainer then
+ * zeroes gradients in AdamW's pass instead of discarding them (model_grads_discard).
+ * The environment's CHERRY_GRADS=discard (0) or clear (1) overrides it. */
 int gemm_overwrite_slower(void);
 /* The implementation oneDNN's matmul primitive uses for one single-threaded tile of this
  * shape (alpha 1, beta 0), e.g. "brg:avx512_core_amx_bf16", or NULL when the primitive

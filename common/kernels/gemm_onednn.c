@@ -151,7 +151,7 @@ int gemm_onednn_open(char *why, size_t n) {
 /* ---- the primitive cache ---------------------------------------------------------
  * Creating a primitive (choosing the blocking, generating the brgemm kernels) costs
  * far more than running it, and a training step repeats the same few shapes (gemm.c's
- * tiles: at most two widths per product), so primitives are kept per shape.  The
+ * tiles: at most three widths per product), so primitives are kept per shape.  The
  * cache is bounded: when it is full the least recently used entry that no thread is
  * running is destroyed.  A shape whose primitive cannot be created is remembered as
  * such (prim NULL), so the caller's fallback is chosen once. */
