@@ -170,6 +170,14 @@ int gemm_bf16_enabled(void) {
  * is asked of the implementation oneDNN picks for such a product; any other (a
  * gemm:jit fallback, another ISA) keeps the measured default.  CHERRY_GRADS=discard
  * or clear overrides the choice (tests run both ways). */
+/* The kernels oneDNN plans for a bf16 weight-gradient product: "brg:avx512_core_bf16"
+ * (AVX512-BF16), an "amx" one, another family, or NULL without the primitive.  Asked by
+ * the defaults that depend on the CPU's bf16 kernels (gemm_overwrite_slower,
+ * f32_matmul_decide); the name is valid until many other shapes have been used. */
+static const char *bf16_kernels(void) {
+    return gemm_onednn_impl(1, 1, 0, 768, 768, 256);
+}
+
 int gemm_overwrite_slower(void) {
     static int known = -1;
     const char *force = getenv("CHERRY_GRADS");
@@ -177,7 +185,7 @@ int gemm_overwrite_slower(void) {
     if (force && !strcmp(force, "clear")) return 1;
     if (!use_bf16 || !use_matmul) return 1;
     if (known < 0) {
-        const char *impl = gemm_onednn_impl(1, 1, 0, 768, 768, 256);
+        const char *impl = bf16_kernels();
         known = !(impl && strstr(impl, "brg") && !strstr(impl, "amx"));
     }
     return known;
@@ -635,7 +643,7 @@ static void f32_matmul_decide(void) {
 #else
         const char *f = gemm_onednn_impl(0, 0, 1, 256, 768, 768);
         int brg = f && !strncmp(f, "brg:avx512_core", 15);
-        const char *b = brg ? gemm_onednn_impl(1, 0, 1, 256, 768, 768) : NULL;
+        const char *b = brg ? bf16_kernels() : NULL;
         on = brg && !(b && strstr(b, "amx"));
 #endif
     }
