@@ -851,28 +851,33 @@ static void test_forward_reference(void) {
 }
 
 /* gemm() must give the same bits at 1 and 2 threads for every K (OpenBLAS blocks K
- * differently in its threaded driver; gemm.c compensates).  On OpenBLAS whatever the
- * fp32 default (these shapes are one tile: on oneDNN a single call either way). */
+ * differently in its threaded driver, and with its Haswell kernels also splits C
+ * differently for any K >= 64; gemm.c compensates).  On OpenBLAS whatever the fp32
+ * default (these shapes are one tile: on oneDNN a single call either way).  Also a
+ * product small enough for OpenBLAS never to thread (4 x 4 x K, gemm.c's direct call). */
 static void test_gemm_threads(void) {
     int M = 64, N = 72, Kmax = 1100, bad = 0, first_bad = 0;
     int was = gemm_onednn_matmul_on(0);
     gemm_set_onednn_matmul(0, 0);
     float *a = randn((size_t)M * Kmax, 1), *b = randn((size_t)Kmax * N, 1);
     float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
-    for (int K = 290; K <= Kmax; K += 3) {
+    for (int K = 16; K <= Kmax; K += K < 290 ? 7 : 3) {
         int ta = K % 2, tb = (K / 3) % 2;
-        gemm_threads_set(1);
-        gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c1, N);
-        gemm_threads_set(2);
-        gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c2, N);
-        if (memcmp(c1, c2, sizeof(float) * M * N) != 0 && bad++ == 0) first_bad = K;
+        for (int small = 0; small < 2; small++) {
+            int m = small ? 4 : M, n = small ? 4 : N;
+            gemm_threads_set(1);
+            gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c1, n);
+            gemm_threads_set(2);
+            gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c2, n);
+            if (memcmp(c1, c2, sizeof(float) * m * n) != 0 && bad++ == 0) first_bad = K;
+        }
     }
     if (bad) {
-        printf("FAIL gemm at 1 vs 2 threads: expected identical bits, got %d K values differing (first K=%d)\n", bad,
+        printf("FAIL gemm at 1 vs 2 threads: expected identical bits, got %d products differing (first K=%d)\n", bad,
                first_bad);
         failures++;
     } else
-        printf("ok   gemm bit-identical at 1 and 2 threads for K = 290..%d\n", Kmax);
+        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72 and 4 x 4)\n", Kmax);
     gemm_set_onednn_matmul(0, was);
     free(a), free(b), free(c1), free(c2);
 }

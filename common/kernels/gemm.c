@@ -581,6 +581,10 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
 #define GEMM_TILES_MAX 8
 #define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
 #define GEMM_TILE_ALIGN 16  /* column widths in whole 64-byte lines of floats */
+/* OpenBLAS 0.3.21 runs a product of M N K <= 65536 x GEMM_MULTITHREAD_THRESHOLD (4 by
+ * default) on one thread (interface/gemm.c); a quarter of that is safe whatever the
+ * build's threshold */
+#define GEMM_BLAS_SERIAL_MNK 65536.0
 /* The widths differ by at most one unit (but for the last tile, cut at D), the wider
  * tiles first: an uneven cut makes
  * the thread that draws the wide tiles the last to finish.  The cut was
@@ -706,10 +710,16 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     if (tiling && omp_get_level() == 0) {
         Tiles tl;
         gemm_tiles(M, N, K, transA, &tl);
-        if (tl.nt > 1) {
-            /* each tile a single-threaded product: OpenBLAS's OpenMP build does not
-             * thread a call made inside an active parallel region (with one thread,
-             * gemm_threads_set(1) has set OpenBLAS to one thread) */
+        /* Each tile a single-threaded product: OpenBLAS's OpenMP build does not
+         * thread a call made inside an active parallel region (with one thread,
+         * gemm_threads_set(1) has set OpenBLAS to one thread).  A product of one tile
+         * also runs as one, in a region of its own, unless it is too small for
+         * OpenBLAS to thread anyway: OpenBLAS's threaded driver does not always give
+         * the single-threaded driver's bits.  With its Haswell kernels (what it runs
+         * on AVX2 CPUs, or under OPENBLAS_CORETYPE=Haswell) a 64 x 72 x K product
+         * differed at 1 and 2 threads for every K >= 64 (a 2-core Zen 5): the
+         * threads' parts of C go through its edge kernels differently. */
+        if (tl.nt > 1 || (n_threads != 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK)) {
             gemm_tiled(blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }

@@ -21,10 +21,11 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 
 /* Large products are cut into tiles that the threads take one at a time, so a
  * thread on a core shared with another process does not hold the others up (gemm.c);
- * results are bit-identical at any thread count.  gemm_set_tiling(0) hands every
- * fp32 product to OpenBLAS's own threading instead (equal static parts; also
- * bit-identical; bf16 products keep their tiles): for benchmarks that compare the
- * two (tests/bench_gemm). */
+ * results are bit-identical at any thread count (a product of one tile runs on one
+ * thread).  gemm_set_tiling(0) hands every fp32 product to OpenBLAS's own threading
+ * instead (equal static parts; bit-identical only where OpenBLAS's threaded driver
+ * is, not with its Haswell kernels; bf16 products keep their tiles): for benchmarks
+ * that compare the two (tests/bench_gemm). */
 void gemm_set_tiling(int on);
 
 /* bf16 mixed precision for every later gemm() of the process (on = 1), as
