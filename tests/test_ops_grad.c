@@ -18,6 +18,7 @@
  * Also: bit-identical results at 1 and 2 threads, and logprobs / entropy / argmax /
  * logits against a naive full-softmax reference in double. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,6 +856,20 @@ static void test_forward_reference(void) {
  * differently for any K >= 64; gemm.c compensates).  On OpenBLAS whatever the fp32
  * default (these shapes are one tile: on oneDNN a single call either way).  Also a
  * product small enough for OpenBLAS never to thread (4 x 4 x K, gemm.c's direct call). */
+typedef struct {
+    int K, ta, tb;
+    const float *a, *b;
+    float *c;
+} GemmJob;
+
+/* A pthread of the caller's own: its OpenMP thread count is the process default,
+ * whatever gemm_threads_set made the main thread's (a server's engine thread). */
+static void *gemm_job(void *p) {
+    GemmJob *j = p;
+    gemm(j->ta, j->tb, 64, 72, j->K, 1.0f, j->a, j->ta ? 64 : j->K, j->b, j->tb ? j->K : 72, 0.0f, j->c, 72);
+    return NULL;
+}
+
 static void test_gemm_threads(void) {
     int M = 64, N = 72, Kmax = 1100, bad = 0, first_bad = 0;
     int was = gemm_onednn_matmul_on(0);
@@ -871,13 +886,25 @@ static void test_gemm_threads(void) {
             gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c2, n);
             if (memcmp(c1, c2, sizeof(float) * m * n) != 0 && bad++ == 0) first_bad = K;
         }
+        if (K % 5 == 0) { /* main thread at one thread, the product made on another pthread */
+            gemm_threads_set(1);
+            gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c1, N);
+            GemmJob j = {K, ta, tb, a, b, c2};
+            pthread_t th;
+            if (pthread_create(&th, NULL, gemm_job, &j) == 0) {
+                pthread_join(th, NULL);
+                if (memcmp(c1, c2, sizeof(float) * M * N) != 0 && bad++ == 0) first_bad = K;
+            }
+            gemm_threads_set(2);
+        }
     }
     if (bad) {
         printf("FAIL gemm at 1 vs 2 threads: expected identical bits, got %d products differing (first K=%d)\n", bad,
                first_bad);
         failures++;
     } else
-        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72 and 4 x 4)\n", Kmax);
+        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72 and 4 x 4; and on a pthread)\n",
+               Kmax);
     gemm_set_onednn_matmul(0, was);
     free(a), free(b), free(c1), free(c2);
 }

@@ -541,15 +541,18 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
     bf16_tile(transA, transB, M, N, K, alpha, a, a_ld, b, b_ld, beta, C, ldc);
 }
 
-/* One product through OpenBLAS, threaded by OpenBLAS itself when called outside a
- * parallel region with more than one thread.
- * Thread-count independence: OpenBLAS's single- and multi-threaded level-3
- * drivers (driver/level3/level3.c vs level3_thread.c, 0.3.21) split the last
- * K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32, so
- * for K > GEMM_Q (320 on this machine) the sums are ordered differently at 1 and
- * 2 threads.  Splitting K into a multiple of 32 and a tail < 32 makes both drivers
- * block K identically (measured: every K up to 1700 bit-identical; ops'
- * test_ops_grad checks it).  The tail is a rank-<32 update of C. */
+/* One product through OpenBLAS, threaded by OpenBLAS itself when called outside an
+ * active parallel region by a thread whose OpenMP thread count is above one
+ * (num_cpu_avail in OpenBLAS 0.3.21's common_thread.h: omp_get_max_threads and
+ * omp_in_parallel).  gemm() calls it that way only with tiling off or for products
+ * OpenBLAS runs on one thread anyway.  For those: OpenBLAS's single- and
+ * multi-threaded level-3 drivers (driver/level3/level3.c vs level3_thread.c) split
+ * the last K range in (GEMM_Q, 2 GEMM_Q) differently unless it is a multiple of 32,
+ * so the sums were ordered differently at 1 and 2 threads for K > GEMM_Q (320 on a
+ * Zen 4).  Splitting K into a multiple of 32 and a tail < 32 makes both drivers block
+ * K identically (measured there with the kernels OpenBLAS chose: every K up to 1700
+ * bit-identical).  That is not enough with every kernel family (gemm() below), so
+ * gemm() no longer relies on it.  The tail is a rank-<32 update of C. */
 static void gemm_blas(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
     int k_tail = K > 32 ? K % 32 : 0, k_head = K - k_tail;
@@ -582,8 +585,7 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
 #define GEMM_TILE_FLOPS 8e6 /* below ~8 MFLOP a tile costs more in overhead than it balances */
 #define GEMM_TILE_ALIGN 16  /* column widths in whole 64-byte lines of floats */
 /* OpenBLAS 0.3.21 runs a product of M N K <= 65536 x GEMM_MULTITHREAD_THRESHOLD (4 by
- * default) on one thread (interface/gemm.c); a quarter of that is safe whatever the
- * build's threshold */
+ * default) on one thread (interface/gemm.c); this is safe for any threshold >= 1 */
 #define GEMM_BLAS_SERIAL_MNK 65536.0
 /* The widths differ by at most one unit (but for the last tile, cut at D), the wider
  * tiles first: an uneven cut makes
@@ -711,15 +713,18 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         Tiles tl;
         gemm_tiles(M, N, K, transA, &tl);
         /* Each tile a single-threaded product: OpenBLAS's OpenMP build does not
-         * thread a call made inside an active parallel region (with one thread,
-         * gemm_threads_set(1) has set OpenBLAS to one thread).  A product of one tile
-         * also runs as one, in a region of its own, unless it is too small for
-         * OpenBLAS to thread anyway: OpenBLAS's threaded driver does not always give
-         * the single-threaded driver's bits.  With its Haswell kernels (what it runs
-         * on AVX2 CPUs, or under OPENBLAS_CORETYPE=Haswell) a 64 x 72 x K product
-         * differed at 1 and 2 threads for every K >= 64 (a 2-core Zen 5): the
-         * threads' parts of C go through its edge kernels differently. */
-        if (tl.nt > 1 || (n_threads != 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK)) {
+         * thread a call made inside an active parallel region, nor one from a thread
+         * whose OpenMP thread count is one (then the team has one thread too).  A
+         * product of one tile also runs as one, in a region of its own (active: do
+         * not shrink its team to the one tile), unless this thread's count is one or
+         * the product is too small for OpenBLAS to thread: OpenBLAS's threaded driver
+         * does not always give the single-threaded driver's bits.  With its Haswell
+         * kernels (what it runs on AVX2 CPUs, or under OPENBLAS_CORETYPE=Haswell) a
+         * 64 x 72 x K product differed at 1 and 2 threads for every K >= 64 (a 2-core
+         * Zen 5), apparently from how the threads' parts of C meet its kernels' edge
+         * cases.  The thread's own count, as OpenBLAS reads it, not gemm_threads_set's
+         * (a server's engine pthread may not have set one). */
+        if (tl.nt > 1 || (omp_get_max_threads() > 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK)) {
             gemm_tiled(blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }

@@ -22,7 +22,8 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 /* Large products are cut into tiles that the threads take one at a time, so a
  * thread on a core shared with another process does not hold the others up (gemm.c);
  * results are bit-identical at any thread count (a product of one tile runs on one
- * thread).  gemm_set_tiling(0) hands every fp32 product to OpenBLAS's own threading
+ * thread; a pthread of the caller's own may run its products on its own OpenMP
+ * thread count, with the same bits).  gemm_set_tiling(0) hands every fp32 product to OpenBLAS's own threading
  * instead (equal static parts; bit-identical only where OpenBLAS's threaded driver
  * is, not with its Haswell kernels; bf16 products keep their tiles): for benchmarks
  * that compare the two (tests/bench_gemm). */
