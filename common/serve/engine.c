@@ -6,10 +6,12 @@
 #define _GNU_SOURCE /* memmem */
 #include "engine.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
+#include "kernels/gemm.h"
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
@@ -353,6 +355,10 @@ static int sample_and_settle(Engine *E) {
 
 static void *engine_main(void *arg) {
     Engine *E = arg;
+    /* a new pthread starts at the process's default OpenMP thread count, not the one
+     * --threads gave the main thread (gemm_threads_set), and its products and loops
+     * would use that many cores */
+    omp_set_num_threads(threads_get());
     IntVec ids = {0};
     for (;;) {
         pthread_mutex_lock(&E->mu);
