@@ -878,8 +878,10 @@ static void test_gemm_threads(void) {
     float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
     for (int K = 16; K <= Kmax; K += K < 290 ? 7 : 3) {
         int ta = K % 2, tb = (K / 3) % 2;
-        for (int small = 0; small < 2; small++) {
-            int m = small ? 4 : M, n = small ? 4 : N;
+        for (int shape = 0; shape < 3; shape++) {
+            /* 64 x 72: two stripes; 8 x 24: one (too narrow to cut), on one thread in a
+             * region from K = 342 on; 4 x 4: OpenBLAS's own single-threaded call */
+            int m = shape == 0 ? M : shape == 1 ? 8 : 4, n = shape == 0 ? N : shape == 1 ? 24 : 4;
             gemm_threads_set(1);
             gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c1, n);
             gemm_threads_set(2);
@@ -903,7 +905,7 @@ static void test_gemm_threads(void) {
                first_bad);
         failures++;
     } else
-        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72 and 4 x 4; and on a pthread)\n",
+        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72, 8 x 24, 4 x 4; and on a pthread)\n",
                Kmax);
     gemm_set_onednn_matmul(0, was);
     free(a), free(b), free(c1), free(c2);

@@ -431,10 +431,9 @@ typedef void (*TileFn)(int transA, int transB, int M, int N, int K, float alpha,
  * take one at a time (dynamic), each one `tile` call.  The stripes depend on (M, N, K)
  * only, so C is bit-identical at any thread count.  Runs inside a region of its own
  * even for one stripe, so no kernel threads (or splits K) by itself. */
-static void gemm_tiled(TileFn tile, size_t esz, int transA, int transB, int M, int N, int K, float alpha, const void *A,
-                       int lda, const void *B, int ldb, float beta, float *C, int ldc) {
-    Tiles tl;
-    gemm_tiles(M, N, K, transA, &tl);
+static void gemm_cut(const Tiles *cut, TileFn tile, size_t esz, int transA, int transB, int M, int N, int K,
+                     float alpha, const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    Tiles tl = *cut;
     int split_n = tl.split_n;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < tl.nt; t++) {
@@ -447,6 +446,13 @@ static void gemm_tiled(TileFn tile, size_t esz, int transA, int transB, int M, i
             tile(transA, transB, dn, N, K, alpha, (const char *)A + esz * (transA ? (size_t)d0 : (size_t)d0 * lda), lda,
                  B, ldb, beta, C + (size_t)d0 * ldc, ldc);
     }
+}
+
+static void gemm_tiled(TileFn tile, size_t esz, int transA, int transB, int M, int N, int K, float alpha, const void *A,
+                       int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    Tiles tl;
+    gemm_tiles(M, N, K, transA, &tl);
+    gemm_cut(&tl, tile, esz, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* One single-threaded bf16 tile: the matmul primitive, or the gemm entry point. */
@@ -724,8 +730,17 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
          * Zen 5), apparently from how the threads' parts of C meet its kernels' edge
          * cases.  The thread's own count, as OpenBLAS reads it, not gemm_threads_set's
          * (a server's engine pthread may not have set one). */
+        int unit = tl.split_n || transA ? GEMM_TILE_ALIGN : 1;
+        if (tl.nt == 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK && tl.D >= 2 * unit) {
+            /* two stripes, as OpenBLAS's own threads would have split it, but cut by the
+             * shape alone, also at one thread (the bundled task's tiny model, fp32 on
+             * OpenBLAS: 150 SFT steps took 1.46-1.74 s as one tile against 1.17-1.38 s
+             * on OpenBLAS's threads) */
+            int units = (tl.D + unit - 1) / unit;
+            tl.nt = 2, tl.unit = unit, tl.base = units / 2, tl.extra = units % 2;
+        }
         if (tl.nt > 1 || (omp_get_max_threads() > 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK)) {
-            gemm_tiled(blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            gemm_cut(&tl, blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }
     }
