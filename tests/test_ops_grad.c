@@ -854,10 +854,12 @@ static void test_forward_reference(void) {
 /* gemm() must give the same bits at 1 and 2 threads for every K (OpenBLAS blocks K
  * differently in its threaded driver, and with its Haswell kernels also splits C
  * differently for any K >= 64; gemm.c compensates).  On OpenBLAS whatever the fp32
- * default (these shapes are one tile: on oneDNN a single call either way).  Also a
- * product small enough for OpenBLAS never to thread (4 x 4 x K, gemm.c's direct call). */
+ * default.  Shapes gemm_tiles leaves whole: 64 x 72 (gemm() cuts it in two column
+ * stripes), 72 x 40 (two row stripes), 30 x 31 (too narrow to cut: one tile, on one
+ * thread in a region from K = 71 on) and 4 x 4 (small enough for OpenBLAS never to
+ * thread: gemm.c's direct call). */
 typedef struct {
-    int K, ta, tb;
+    int K, ta, tb, m, n;
     const float *a, *b;
     float *c;
 } GemmJob;
@@ -866,7 +868,7 @@ typedef struct {
  * whatever gemm_threads_set made the main thread's (a server's engine thread). */
 static void *gemm_job(void *p) {
     GemmJob *j = p;
-    gemm(j->ta, j->tb, 64, 72, j->K, 1.0f, j->a, j->ta ? 64 : j->K, j->b, j->tb ? j->K : 72, 0.0f, j->c, 72);
+    gemm(j->ta, j->tb, j->m, j->n, j->K, 1.0f, j->a, j->ta ? j->m : j->K, j->b, j->tb ? j->K : j->n, 0.0f, j->c, j->n);
     return NULL;
 }
 
@@ -874,28 +876,29 @@ static void test_gemm_threads(void) {
     int M = 64, N = 72, Kmax = 1100, bad = 0, first_bad = 0;
     int was = gemm_onednn_matmul_on(0);
     gemm_set_onednn_matmul(0, 0);
-    float *a = randn((size_t)M * Kmax, 1), *b = randn((size_t)Kmax * N, 1);
+    float *a = randn((size_t)80 * Kmax, 1), *b = randn((size_t)Kmax * N, 1); /* op(A) up to 72 rows */
     float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
     for (int K = 16; K <= Kmax; K += K < 290 ? 7 : 3) {
         int ta = K % 2, tb = (K / 3) % 2;
-        for (int shape = 0; shape < 3; shape++) {
-            /* 64 x 72: two stripes; 8 x 24: one (too narrow to cut), on one thread in a
-             * region from K = 342 on; 4 x 4: OpenBLAS's own single-threaded call */
-            int m = shape == 0 ? M : shape == 1 ? 8 : 4, n = shape == 0 ? N : shape == 1 ? 24 : 4;
+        static const int shapes[4][2] = {{64, 72}, {72, 40}, {30, 31}, {4, 4}};
+        for (int shape = 0; shape < 4; shape++) {
+            int m = shapes[shape][0], n = shapes[shape][1];
             gemm_threads_set(1);
             gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c1, n);
             gemm_threads_set(2);
             gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c2, n);
             if (memcmp(c1, c2, sizeof(float) * m * n) != 0 && bad++ == 0) first_bad = K;
         }
-        if (K % 5 == 0) { /* main thread at one thread, the product made on another pthread */
+        for (int shape = 0; shape < 3 && K % 5 == 0; shape += 2) {
+            /* main thread at one thread, the product made on another pthread */
+            int m = shapes[shape][0], n = shapes[shape][1];
             gemm_threads_set(1);
-            gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c1, N);
-            GemmJob j = {K, ta, tb, a, b, c2};
+            gemm(ta, tb, m, n, K, 1.0f, a, ta ? m : K, b, tb ? K : n, 0.0f, c1, n);
+            GemmJob j = {K, ta, tb, m, n, a, b, c2};
             pthread_t th;
             if (pthread_create(&th, NULL, gemm_job, &j) == 0) {
                 pthread_join(th, NULL);
-                if (memcmp(c1, c2, sizeof(float) * M * N) != 0 && bad++ == 0) first_bad = K;
+                if (memcmp(c1, c2, sizeof(float) * m * n) != 0 && bad++ == 0) first_bad = K;
             }
             gemm_threads_set(2);
         }
@@ -905,7 +908,8 @@ static void test_gemm_threads(void) {
                first_bad);
         failures++;
     } else
-        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72, 8 x 24, 4 x 4; and on a pthread)\n",
+        printf("ok   gemm bit-identical at 1 and 2 threads for K = 16..%d (64 x 72, 72 x 40, 30 x 31, 4 x 4; and on a "
+               "pthread)\n",
                Kmax);
     gemm_set_onednn_matmul(0, was);
     free(a), free(b), free(c1), free(c2);

@@ -427,7 +427,8 @@ static void tile_span(const Tiles *tl, int t, int *d0, int *dn) {
 typedef void (*TileFn)(int transA, int transB, int M, int N, int K, float alpha, const void *A, int lda, const void *B,
                        int ldb, float beta, float *C, int ldc);
 
-/* C = alpha op(A) op(B) + beta C cut by gemm_tiles into stripes of C that the threads
+/* C = alpha op(A) op(B) + beta C cut (gemm_tiles, or gemm()'s two stripes for
+ * OpenBLAS) into stripes of C that the threads
  * take one at a time (dynamic), each one `tile` call.  The stripes depend on (M, N, K)
  * only, so C is bit-identical at any thread count.  Runs inside a region of its own
  * even for one stripe, so no kernel threads (or splits K) by itself. */
@@ -721,9 +722,10 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
         /* Each tile a single-threaded product: OpenBLAS's OpenMP build does not
          * thread a call made inside an active parallel region, nor one from a thread
          * whose OpenMP thread count is one (then the team has one thread too).  A
-         * product of one tile also runs as one, in a region of its own (active: do
-         * not shrink its team to the one tile), unless this thread's count is one or
-         * the product is too small for OpenBLAS to thread: OpenBLAS's threaded driver
+         * product gemm_tiles leaves whole is cut into two stripes below, or, too
+         * narrow for that, runs as one in a region of its own (active: do not shrink
+         * its team to the one tile) unless this thread's count is one; either way
+         * unless it is too small for OpenBLAS to thread.  OpenBLAS's threaded driver
          * does not always give the single-threaded driver's bits.  With its Haswell
          * kernels (what it runs on AVX2 CPUs, or under OPENBLAS_CORETYPE=Haswell) a
          * 64 x 72 x K product differed at 1 and 2 threads for every K >= 64 (a 2-core
