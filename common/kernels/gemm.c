@@ -603,6 +603,12 @@ static void blas_tile(int transA, int transB, int M, int N, int K, float alpha, 
  * 336 rows; tests/bench/README.md, "Eleventh session").  Now 576 is 4 x 80 + 4 x 64
  * and 772 rows 4 x 97 + 4 x 96.  Rows are cut at any row unless op(A) is A^T (then
  * they are A's columns: whole lines of floats too). */
+/* n tiles of tl->D in whole units of tl->unit (one tile: all of D). */
+static void tiles_split(Tiles *tl, int n) {
+    int units = (tl->D + tl->unit - 1) / tl->unit;
+    tl->nt = n, tl->base = units / n, tl->extra = units % n;
+}
+
 static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
     double flops = 2.0 * M * N * (double)K;
     /* a square C is cut into rows: their C is dense, where column stripes go through
@@ -615,14 +621,7 @@ static void gemm_tiles(int M, int N, int K, int transA, Tiles *tl) {
     int n = (int)(flops / GEMM_TILE_FLOPS);
     if (n > GEMM_TILES_MAX) n = GEMM_TILES_MAX;
     if (n > D / GEMM_TILE_ALIGN) n = D / GEMM_TILE_ALIGN;
-    int units = (D + tl->unit - 1) / tl->unit;
-    if (n < 2) {
-        tl->nt = 1, tl->unit = D, tl->base = 1, tl->extra = 0;
-        return;
-    }
-    tl->nt = n;
-    tl->base = units / n;
-    tl->extra = units % n;
+    tiles_split(tl, n < 2 ? 1 : n);
 }
 
 /* fp32 through oneDNN's matmul primitive (gemm_set_onednn_matmul(0, 1)): as gemm_bf16,
@@ -732,16 +731,13 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
          * Zen 5), apparently from how the threads' parts of C meet its kernels' edge
          * cases.  The thread's own count, as OpenBLAS reads it, not gemm_threads_set's
          * (a server's engine pthread may not have set one). */
-        int unit = tl.split_n || transA ? GEMM_TILE_ALIGN : 1;
-        if (tl.nt == 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK && tl.D >= 2 * unit) {
-            /* two stripes, as OpenBLAS's own threads would have split it, but cut by the
-             * shape alone, also at one thread (the bundled task's tiny model, fp32 on
-             * OpenBLAS: 150 SFT steps took 1.46-1.74 s as one tile against 1.17-1.38 s
-             * on OpenBLAS's threads) */
-            int units = (tl.D + unit - 1) / unit;
-            tl.nt = 2, tl.unit = unit, tl.base = units / 2, tl.extra = units % 2;
-        }
-        if (tl.nt > 1 || (omp_get_max_threads() > 1 && (double)M * N * K > GEMM_BLAS_SERIAL_MNK)) {
+        int threadable = (double)M * N * K > GEMM_BLAS_SERIAL_MNK;
+        /* two stripes, as OpenBLAS's own threads would have split it, but cut by the
+         * shape alone, also at one thread (the bundled task's tiny model, fp32 on
+         * OpenBLAS: 150 SFT steps took 1.46-1.74 s as one tile against 1.17-1.38 s on
+         * OpenBLAS's threads) */
+        if (tl.nt == 1 && threadable && tl.D >= 2 * tl.unit) tiles_split(&tl, 2);
+        if (tl.nt > 1 || (threadable && omp_get_max_threads() > 1)) {
             gemm_cut(&tl, blas_tile, sizeof(float), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }
